@@ -1,0 +1,122 @@
+// Command mssante runs the MSSanté reference connector and the tools around it: a whole local
+// trust space for trying things out (dev), certificate, whitelist, annuaire, CDA and XDM tools,
+// and the send, receive, doctor and selftest commands of a BAL.
+//
+// Every subcommand is built from the public packages of github.com/mssante-go/sdk; run
+// "mssante help" for the list and "mssante COMMAND --help" for each one.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// env is what a subcommand may touch: its standard streams. Tests run subcommands in-process
+// through run with buffers, exactly as the binary does with the real streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// command is one subcommand of the binary.
+type command struct {
+	name    string
+	summary string
+	// run executes the subcommand with its arguments (the command name excluded). An error
+	// made with exitCode sets the process status; any other error exits 1 after printing it.
+	run func(ctx context.Context, e *env, args []string) error
+}
+
+// commands lists every subcommand, in the order "mssante help" shows them.
+var commands = []command{
+	// one line per subcommand, each implemented in cmd_NAME.go
+}
+
+// exitError carries a process exit status other than 1 (or 1 without a message).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode returns an error that makes the process exit with code, printing err when it is not nil.
+func exitCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches args to a subcommand and returns the process exit status.
+func run(ctx context.Context, args []string, e *env) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, e)
+		}
+		usage(e.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		if err == nil {
+			return 0
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.err != nil {
+				fmt.Fprintf(e.stderr, "mssante %s: %v\n", c.name, ee.err)
+			}
+			return ee.code
+		}
+		fmt.Fprintf(e.stderr, "mssante %s: %v\n", c.name, err)
+		return 1
+	}
+	fmt.Fprintf(e.stderr, "mssante: unknown command %q\n\n", args[0])
+	usage(e.stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: mssante COMMAND [options]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"mssante COMMAND --help\" for the options of a command.\n")
+}
+
+// newFlagSet returns a flag set for a subcommand that writes its usage to e.stderr and returns
+// errors instead of exiting.
+func newFlagSet(e *env, name, usageLine string) *flag.FlagSet {
+	fs := flag.NewFlagSet("mssante "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: mssante %s %s\n\nOptions:\n", name, usageLine)
+		fs.PrintDefaults()
+	}
+	return fs
+}

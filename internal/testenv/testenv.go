@@ -1,0 +1,64 @@
+// Package testenv holds what the tests of every package share to reach real peers: finding the
+// binaries of the external programs they drive (openssl, slapd, Postfix, Dovecot, xmlsec1, …) and
+// free loopback ports.
+//
+// A test that needs an external program calls [Require]. When the program is missing the test
+// is skipped on a developer's machine, but fails when MSSANTE_REQUIRE_PEERS=1, which the README's
+// test command (and so CI) sets after installing every peer: a skipped peer test never counts as
+// a pass there.
+package testenv
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// sbinDirs are searched after PATH: Debian installs daemons there and a non-root PATH lacks them.
+var sbinDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/lib/postfix/sbin", "/usr/lib/dovecot"}
+
+// PeersRequired reports whether missing peers must fail tests instead of skipping them.
+func PeersRequired() bool { return os.Getenv("MSSANTE_REQUIRE_PEERS") == "1" }
+
+// LookPath finds an external program in PATH or in the system binary folders.
+func LookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range sbinDirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
+}
+
+// Require returns the path of the external program name, or ends the test: skipped when peers
+// are optional, failed when MSSANTE_REQUIRE_PEERS=1.
+func Require(t testing.TB, name string) string {
+	t.Helper()
+	p, err := LookPath(name)
+	if err == nil {
+		return p
+	}
+	if PeersRequired() {
+		t.Fatalf("testenv: %s is required (MSSANTE_REQUIRE_PEERS=1) but not installed: run scripts/install-peers.sh", name)
+	}
+	t.Skipf("testenv: %s not installed (scripts/install-peers.sh installs it)", name)
+	return ""
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for external servers that
+// must be told their port in a configuration file. Go servers take a listener on 127.0.0.1:0.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages listed in scripts/apt-packages.txt that are missing, without
+# starting any of their system services (tests run their own throw-away instances on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mapfile -t wanted < <(grep -v '^\s*#' scripts/apt-packages.txt | grep -v '^\s*$')
+missing=()
+for p in "${wanted[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && { echo "install-peers: all ${#wanted[@]} packages present"; exit 0; }
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null; then sudo="sudo"; else
+		echo "install-peers: missing ${missing[*]} and not root: install them, or the peer tests fail" >&2
+		exit 1
+	fi
+fi
+echo "install-peers: installing ${missing[*]}"
+# Keep package scripts from starting daemons on the system ports.
+policy=/usr/sbin/policy-rc.d
+had_policy=0; [ -e "$policy" ] && had_policy=1
+if [ $had_policy -eq 0 ]; then
+	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+	$sudo chmod +x "$policy"
+fi
+cleanup() { [ $had_policy -eq 0 ] && $sudo rm -f "$policy"; }
+trap cleanup EXIT
+$sudo debconf-set-selections <<'SEL'
+postfix postfix/main_mailer_type select No configuration
+slapd slapd/no_configuration boolean true
+SEL
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-peers: done"
