@@ -1,0 +1,573 @@
+// Package queue is the durable mail queue of the MSSanté reference connector: a message and its
+// envelope are written and fsynced (file and directory) before Enqueue returns, so that an SMTP
+// server may answer 250 only once the message survives a crash; every recipient then carries
+// its own state (pending, delivered, failed) and is retried on an exponential schedule with
+// jitter until it is delivered or gives up (5 days by default).
+//
+// Standards and rules implemented:
+//   - RFC 5321 §4.5.4.1 (retry strategy) and §6.1 (reliable delivery: "durable before 250");
+//   - RFC 3461 §4.1 (NOTIFY: SUCCESS, FAILURE, DELAY, NEVER) for the delivery notices the queue
+//     raises, exactly one final notice per recipient; the DSN itself (RFC 3464) is built by the
+//     Notifier the connector supplies;
+//   - the design rule "durable before acknowledged" of the mssante-go project.
+//
+// Layout of the spool directory: tmp/ (files being written), data/ID (the message, immutable)
+// and env/ID.json (the envelope and per-recipient state, replaced atomically on each change).
+// A message is committed when its env file exists: data files without an envelope are debris of
+// a crash before 250 and are removed when the queue opens.
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors returned by the queue.
+var (
+	// ErrClosed is returned by calls on a closed queue.
+	ErrClosed = errors.New("queue: closed")
+	// ErrNotFound is returned for an unknown message ID.
+	ErrNotFound = errors.New("queue: message not found")
+	// ErrTooLarge is returned by Enqueue when the message exceeds Options.MaxMessageBytes.
+	ErrTooLarge = errors.New("queue: message too large")
+	// ErrNoRecipients is returned by Enqueue for an envelope without recipients.
+	ErrNoRecipients = errors.New("queue: envelope has no recipients")
+)
+
+// State is the delivery state of one recipient.
+type State string
+
+// Recipient states. Delivered and Failed are final: a recipient never leaves them.
+const (
+	Pending   State = "pending"
+	Delivered State = "delivered"
+	Failed    State = "failed"
+)
+
+// Notify values of RFC 3461 §4.1.
+const (
+	NotifyNever   = "NEVER"
+	NotifySuccess = "SUCCESS"
+	NotifyFailure = "FAILURE"
+	NotifyDelay   = "DELAY"
+)
+
+// Recipient is one envelope recipient and its delivery state.
+type Recipient struct {
+	Addr string `json:"addr"`
+	// ORCPT is the original recipient (RFC 3461 §4.2) as "type;address", empty when not given.
+	ORCPT string `json:"orcpt,omitempty"`
+	// Notify is the NOTIFY parameter; empty means the default, FAILURE and DELAY (RFC 3461 §4.1).
+	Notify []string `json:"notify,omitempty"`
+
+	State       State     `json:"state"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	// LastStatus is the last SMTP reply or error for this recipient, e.g. "550 5.1.1 unknown user".
+	LastStatus string `json:"last_status,omitempty"`
+	// RemoteMTA is the host that gave LastStatus, when a remote server answered.
+	RemoteMTA string `json:"remote_mta,omitempty"`
+	// DelayNotified is set once a delay notice was raised (at most one per recipient).
+	DelayNotified bool `json:"delay_notified,omitempty"`
+	// Notice is a notice raised but not yet handed to the Notifier (survives restarts).
+	Notice NoticeKind `json:"notice,omitempty"`
+	// NoticeRetry is when a notice the Notifier refused is offered again.
+	NoticeRetry time.Time `json:"notice_retry,omitzero"`
+	// FinalAt is when the recipient reached a final state.
+	FinalAt time.Time `json:"final_at,omitzero"`
+}
+
+func (r *Recipient) wants(n string) bool {
+	if len(r.Notify) == 0 {
+		return n == NotifyFailure || n == NotifyDelay
+	}
+	for _, v := range r.Notify {
+		if strings.EqualFold(v, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// Envelope is what the SMTP transaction said about a message, plus trace data for the audit log.
+type Envelope struct {
+	// ID is assigned by Enqueue.
+	ID string `json:"id"`
+	// From is the reverse path; empty for the null sender (DSNs), which never gets notices.
+	From string `json:"from"`
+	// Ret is the RET parameter (FULL or HDRS), EnvID the ENVID parameter (RFC 3461 §4.3, §4.4).
+	Ret   string `json:"ret,omitempty"`
+	EnvID string `json:"envid,omitempty"`
+	// Received is when the message was accepted (set by Enqueue from the clock when zero).
+	Received time.Time `json:"received"`
+	// Source, PeerDN and PeerAddr describe who handed the message over (for the audit log).
+	Source   string `json:"source,omitempty"`
+	PeerDN   string `json:"peer_dn,omitempty"`
+	PeerAddr string `json:"peer_addr,omitempty"`
+	// Size is the size of the stored message in bytes (set by Enqueue).
+	Size  int64        `json:"size"`
+	Rcpts []*Recipient `json:"rcpts"`
+}
+
+// clone returns a deep copy, so that callers never share state with the queue.
+func (e *Envelope) clone() *Envelope {
+	c := *e
+	c.Rcpts = make([]*Recipient, len(e.Rcpts))
+	for i, r := range e.Rcpts {
+		rc := *r
+		rc.Notify = append([]string(nil), r.Notify...)
+		c.Rcpts[i] = &rc
+	}
+	return &c
+}
+
+// done reports whether every recipient is final and no notice waits.
+func (e *Envelope) done() bool {
+	for _, r := range e.Rcpts {
+		if r.State == Pending || r.Notice != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Schedule is the retry policy. The zero value means the defaults shown on each field.
+type Schedule struct {
+	// First is the wait after the first temporary failure (default 1 minute).
+	First time.Duration
+	// Factor multiplies the wait after each further failure (default 2).
+	Factor float64
+	// Max caps the wait between two attempts (default 1 hour).
+	Max time.Duration
+	// Jitter is the random spread, as a fraction of the wait (default 0.2: ±20 %; -1 for none).
+	Jitter float64
+	// GiveUp is how long after reception a recipient still pending fails (default 5 days,
+	// RFC 5321 §4.5.4.1 "at least 4-5 days").
+	GiveUp time.Duration
+	// DelayNotice is how long after reception a DELAY notice is raised (default 4 hours).
+	DelayNotice time.Duration
+}
+
+func (s Schedule) withDefaults() Schedule {
+	if s.First <= 0 {
+		s.First = time.Minute
+	}
+	if s.Factor < 1 {
+		s.Factor = 2
+	}
+	if s.Max <= 0 {
+		s.Max = time.Hour
+	}
+	if s.Jitter == 0 {
+		s.Jitter = 0.2
+	} else if s.Jitter < 0 {
+		s.Jitter = 0
+	}
+	if s.GiveUp <= 0 {
+		s.GiveUp = 5 * 24 * time.Hour
+	}
+	if s.DelayNotice <= 0 {
+		s.DelayNotice = 4 * time.Hour
+	}
+	return s
+}
+
+// Backoff returns the wait before the attempt that follows failure number attempts (1-based),
+// before jitter.
+func (s Schedule) Backoff(attempts int) time.Duration {
+	s = s.withDefaults()
+	d := float64(s.First) * math.Pow(s.Factor, float64(max(attempts-1, 0)))
+	if d > float64(s.Max) || math.IsInf(d, 0) {
+		return s.Max
+	}
+	return time.Duration(d)
+}
+
+// Options configure Open. A zero field takes the documented default.
+type Options struct {
+	// Dir is the spool directory (required); it is created with mode 0700 if missing.
+	Dir string
+	// Schedule is the retry policy.
+	Schedule Schedule
+	// MaxMessageBytes bounds a stored message (default 0: no limit other than the SMTP server's).
+	MaxMessageBytes int64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Rand returns a number in [0,1) for the jitter (default math/rand/v2).
+	Rand func() float64
+	// NoSync skips fsync: for benchmarks of the rest of the path only, never in production.
+	NoSync bool
+	// Logger receives queue events (nil: discard). Records hold IDs and addresses, never content.
+	Logger *slog.Logger
+}
+
+// Queue is a durable spool of messages with per-recipient delivery state. It is safe for
+// concurrent use.
+type Queue struct {
+	dir    string
+	opts   Options
+	sched  Schedule
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	msgs     map[string]*Envelope
+	inflight map[string]bool
+	closed   bool
+	kick     chan struct{}
+}
+
+// Open opens (or creates) the spool in opts.Dir and loads every committed message, so that
+// delivery resumes where it stopped.
+func Open(opts *Options) (*Queue, error) {
+	if opts == nil || opts.Dir == "" {
+		return nil, errors.New("queue: Options.Dir is required")
+	}
+	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
+		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, kick: make(chan struct{}, 1)}
+	if q.opts.Now == nil {
+		q.opts.Now = time.Now
+	}
+	if q.opts.Rand == nil {
+		q.opts.Rand = mrand.Float64
+	}
+	q.logger = opts.Logger
+	if q.logger == nil {
+		q.logger = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{"tmp", "data", "env"} {
+		if err := os.MkdirAll(filepath.Join(q.dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+	}
+	if err := q.load(); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *Queue) load() error {
+	// Files in tmp/ were never committed.
+	tmp, _ := os.ReadDir(filepath.Join(q.dir, "tmp"))
+	for _, f := range tmp {
+		os.Remove(filepath.Join(q.dir, "tmp", f.Name()))
+	}
+	envs, err := os.ReadDir(filepath.Join(q.dir, "env"))
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	for _, f := range envs {
+		name := f.Name()
+		if !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(q.dir, "env", name))
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		var e Envelope
+		if err := json.Unmarshal(b, &e); err != nil || e.ID+".json" != name || !validID(e.ID) {
+			// A committed envelope is written atomically: a bad one was tampered with.
+			// Keep it aside for an operator rather than guess.
+			q.logger.Error("queue: unreadable envelope moved aside", "file", name)
+			os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
+			continue
+		}
+		if _, err := os.Stat(q.dataPath(e.ID)); err != nil {
+			q.logger.Error("queue: envelope without message moved aside", "id", e.ID)
+			os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
+			continue
+		}
+		q.msgs[e.ID] = &e
+	}
+	// Data files without an envelope: a crash between the two writes, before 250.
+	datas, _ := os.ReadDir(filepath.Join(q.dir, "data"))
+	for _, f := range datas {
+		if _, ok := q.msgs[f.Name()]; !ok {
+			os.Remove(filepath.Join(q.dir, "data", f.Name()))
+		}
+	}
+	// A message whose recipients were all final but whose files were not yet removed.
+	for id, e := range q.msgs {
+		if e.done() {
+			q.removeFiles(id)
+			delete(q.msgs, id)
+		}
+	}
+	return nil
+}
+
+func validID(id string) bool {
+	if len(id) < 8 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (q *Queue) dataPath(id string) string { return filepath.Join(q.dir, "data", id) }
+func (q *Queue) envPath(id string) string  { return filepath.Join(q.dir, "env", id+".json") }
+
+// newID returns a unique, sortable message ID: time in hex, then random bytes.
+func (q *Queue) newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%013x-%s", q.opts.Now().UnixMicro(), hex.EncodeToString(b[:]))
+}
+
+// Enqueue stores body and env durably and returns the message ID. When it returns nil, the
+// message, its envelope and the directory entries of both are on stable storage. env is
+// copied; its recipients start Pending and due now.
+func (q *Queue) Enqueue(ctx context.Context, env *Envelope, body io.Reader) (string, error) {
+	if len(env.Rcpts) == 0 {
+		return "", ErrNoRecipients
+	}
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		return "", ErrClosed
+	}
+	e := env.clone()
+	e.ID = q.newID()
+	now := q.opts.Now()
+	if e.Received.IsZero() {
+		e.Received = now
+	}
+	for _, r := range e.Rcpts {
+		r.State, r.Attempts, r.NextAttempt, r.Notice = Pending, 0, now, ""
+	}
+	// 1. The message itself.
+	tmp := filepath.Join(q.dir, "tmp", e.ID)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	var src io.Reader = body
+	if q.opts.MaxMessageBytes > 0 {
+		src = io.LimitReader(body, q.opts.MaxMessageBytes+1)
+	}
+	n, err := io.Copy(f, ctxReader{ctx, src})
+	if err == nil && q.opts.MaxMessageBytes > 0 && n > q.opts.MaxMessageBytes {
+		err = ErrTooLarge
+	}
+	if err == nil {
+		err = q.sync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, q.dataPath(e.ID))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, ErrTooLarge) {
+			return "", err
+		}
+		return "", fmt.Errorf("queue: store message: %w", err)
+	}
+	e.Size = n
+	// 2. The envelope: its presence commits the message.
+	if err := q.writeEnv(e, true); err != nil {
+		os.Remove(q.dataPath(e.ID))
+		return "", err
+	}
+	q.mu.Lock()
+	if q.closed { // the files are committed: they will be delivered after the next Open
+		q.mu.Unlock()
+		return e.ID, nil
+	}
+	q.msgs[e.ID] = e
+	q.mu.Unlock()
+	q.logger.Info("queue: queued", "id", e.ID, "rcpts", len(e.Rcpts), "size", n)
+	q.wake()
+	return e.ID, nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func (q *Queue) sync(f *os.File) error {
+	if q.opts.NoSync {
+		return nil
+	}
+	return f.Sync()
+}
+
+func (q *Queue) syncDir(name string) error {
+	if q.opts.NoSync {
+		return nil
+	}
+	d, err := os.Open(filepath.Join(q.dir, name))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// writeEnv replaces the envelope file atomically (write, fsync, rename, fsync directory).
+// first also syncs data/, whose new entry must be durable before the envelope commits it.
+func (q *Queue) writeEnv(e *Envelope, first bool) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	tmp := filepath.Join(q.dir, "tmp", e.ID+".json")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = q.sync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && first {
+		err = q.syncDir("data")
+	}
+	if err == nil {
+		err = os.Rename(tmp, q.envPath(e.ID))
+	}
+	if err == nil {
+		err = q.syncDir("env")
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("queue: store envelope: %w", err)
+	}
+	return nil
+}
+
+func (q *Queue) removeFiles(id string) {
+	os.Remove(q.envPath(id))
+	q.syncDir("env")
+	os.Remove(q.dataPath(id))
+}
+
+// OpenMessage opens the stored message id for reading.
+func (q *Queue) OpenMessage(id string) (*os.File, error) {
+	if !validID(id) {
+		return nil, ErrNotFound
+	}
+	f, err := os.Open(q.dataPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	return f, err
+}
+
+// Get returns a copy of the envelope of message id.
+func (q *Queue) Get(id string) (*Envelope, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, ok := q.msgs[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return e.clone(), nil
+}
+
+// Stats is a snapshot of the queue for metrics.
+type Stats struct {
+	Messages   int // messages in the spool
+	Recipients int // recipients still pending
+	InFlight   int // messages being delivered now
+}
+
+// Stats returns the current queue depth.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := Stats{Messages: len(q.msgs), InFlight: len(q.inflight)}
+	for _, e := range q.msgs {
+		for _, r := range e.Rcpts {
+			if r.State == Pending {
+				s.Recipients++
+			}
+		}
+	}
+	return s
+}
+
+// Close stops the queue: Run returns and later Enqueue calls fail. Committed messages stay on
+// disk and are resumed by the next Open.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake()
+	return nil
+}
+
+func (q *Queue) wake() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// due returns the messages with a recipient due at now (or a notice waiting), marking them in
+// flight, and the time of the next due attempt among the others.
+func (q *Queue) due(now time.Time, limit int) ([]*Envelope, time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []*Envelope
+	var next time.Time
+	ids := make([]string, 0, len(q.msgs))
+	for id := range q.msgs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids) // oldest first
+	for _, id := range ids {
+		if q.inflight[id] {
+			continue
+		}
+		e := q.msgs[id]
+		isDue := false
+		for _, r := range e.Rcpts {
+			switch {
+			case r.Notice != "" && !r.NoticeRetry.After(now), r.State == Pending && !r.NextAttempt.After(now):
+				isDue = true
+			case r.Notice != "" && (next.IsZero() || r.NoticeRetry.Before(next)):
+				next = r.NoticeRetry
+			case r.State == Pending && (next.IsZero() || r.NextAttempt.Before(next)):
+				next = r.NextAttempt
+			}
+		}
+		if isDue && len(out) < limit {
+			q.inflight[id] = true
+			out = append(out, e.clone())
+		}
+	}
+	return out, next
+}

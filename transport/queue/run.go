@@ -1,0 +1,281 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"time"
+)
+
+// NoticeKind is the kind of delivery notice raised for a recipient (RFC 3464 Action values).
+type NoticeKind string
+
+// Notice kinds. Delivered and Failed are final notices: a recipient gets at most one of them,
+// and at most one Delayed before it.
+const (
+	NoticeDelivered NoticeKind = "delivered"
+	NoticeFailed    NoticeKind = "failed"
+	NoticeDelayed   NoticeKind = "delayed"
+)
+
+// Result is the outcome of one delivery attempt to one recipient.
+type Result struct {
+	// Err is nil when the recipient was delivered.
+	Err error
+	// Permanent marks Err as final (5xx, policy refusal); otherwise the queue retries.
+	Permanent bool
+	// Status is the reply to report in a DSN, e.g. "250 2.0.0 Ok" or "550 5.7.1 refused".
+	Status string
+	// RemoteMTA is the host that gave Status, if any.
+	RemoteMTA string
+}
+
+// Job is one delivery attempt of one message to its due recipients.
+type Job struct {
+	Env   *Envelope    // copy of the envelope
+	Rcpts []*Recipient // the recipients to deliver now (pointers into Env.Rcpts)
+	queue *Queue
+}
+
+// Open opens the stored message for reading; the caller closes it.
+func (j *Job) Open() (*os.File, error) { return j.queue.OpenMessage(j.Env.ID) }
+
+// Deliverer delivers a message to some of its recipients and returns one Result per
+// recipient, in the order of job.Rcpts. It must honour ctx.
+type Deliverer interface {
+	Deliver(ctx context.Context, job *Job) []Result
+}
+
+// DelivererFunc adapts a function to Deliverer.
+type DelivererFunc func(ctx context.Context, job *Job) []Result
+
+// Deliver calls f.
+func (f DelivererFunc) Deliver(ctx context.Context, job *Job) []Result { return f(ctx, job) }
+
+// Notifier turns a notice into a DSN for env.From (typically by building an RFC 3464 report
+// and enqueuing it with a null sender). It is called after the recipient state is on disk; on
+// error the notice is kept and offered again later, so a crash may repeat a notice but never
+// lose one.
+type Notifier interface {
+	Notify(ctx context.Context, env *Envelope, kind NoticeKind, rcpts []*Recipient) error
+}
+
+// NotifierFunc adapts a function to Notifier.
+type NotifierFunc func(ctx context.Context, env *Envelope, kind NoticeKind, rcpts []*Recipient) error
+
+// Notify calls f.
+func (f NotifierFunc) Notify(ctx context.Context, env *Envelope, kind NoticeKind, rcpts []*Recipient) error {
+	return f(ctx, env, kind, rcpts)
+}
+
+// RunOptions configure Run.
+type RunOptions struct {
+	// Workers is the number of messages delivered at once (default 16).
+	Workers int
+	// Notifier receives delivery notices (nil: notices are dropped).
+	Notifier Notifier
+	// OnResult, when set, is called after each recipient state change is stored (for audit
+	// logs and metrics).
+	OnResult func(env *Envelope, r *Recipient, res Result)
+}
+
+// Run delivers due messages with d until ctx is done or the queue is closed; it returns after
+// the attempts in progress have ended. It returns ctx.Err() or ErrClosed.
+func (q *Queue) Run(ctx context.Context, d Deliverer, opts *RunOptions) error {
+	var o RunOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Workers <= 0 {
+		o.Workers = 16
+	}
+	sem := make(chan struct{}, o.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		q.mu.Lock()
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		jobs, next := q.due(q.opts.Now(), o.Workers)
+		for _, e := range jobs {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				q.release(e.ID)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done(); q.wake() }()
+				q.process(ctx, e, d, &o)
+			}()
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(q.opts.Now()), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+		case <-q.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// Kick makes Run look for due messages now (used by tests that move the clock).
+func (q *Queue) Kick() { q.wake() }
+
+// RunOnce makes one attempt on every message due now, one after the other, and returns how
+// many it processed: the deterministic step that tests drive with an injected clock.
+func (q *Queue) RunOnce(ctx context.Context, d Deliverer, opts *RunOptions) int {
+	var o RunOptions
+	if opts != nil {
+		o = *opts
+	}
+	jobs, _ := q.due(q.opts.Now(), 1<<30)
+	for _, e := range jobs {
+		q.process(ctx, e, d, &o)
+	}
+	return len(jobs)
+}
+
+func (q *Queue) release(id string) {
+	q.mu.Lock()
+	delete(q.inflight, id)
+	q.mu.Unlock()
+}
+
+// process runs one attempt on message e (a private copy) and stores the outcome.
+func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOptions) {
+	defer q.release(e.ID)
+	now := q.opts.Now()
+	var rcpts []*Recipient
+	for _, r := range e.Rcpts {
+		if r.State == Pending && !r.NextAttempt.After(now) {
+			rcpts = append(rcpts, r)
+		}
+	}
+	if len(rcpts) > 0 {
+		results := d.Deliver(ctx, &Job{Env: e, Rcpts: rcpts, queue: q})
+		if ctx.Err() != nil {
+			return // shutting down: the attempt does not count, the state stays as stored
+		}
+		now = q.opts.Now()
+		for i, r := range rcpts {
+			res := Result{Err: errors.New("queue: deliverer returned no result"), Status: "451 4.3.0 internal error"}
+			if i < len(results) {
+				res = results[i]
+			}
+			q.apply(e, r, res, now)
+		}
+		q.commit(e)
+		if o.OnResult != nil {
+			for i, r := range rcpts {
+				if i < len(results) {
+					o.OnResult(e, r, results[i])
+				}
+			}
+		}
+	}
+	// Hand the notices over, one call per kind.
+	if o.Notifier != nil {
+		changed := false
+		for _, kind := range []NoticeKind{NoticeDelayed, NoticeFailed, NoticeDelivered} {
+			var rs []*Recipient
+			for _, r := range e.Rcpts {
+				if r.Notice == kind && !r.NoticeRetry.After(now) {
+					rs = append(rs, r)
+				}
+			}
+			if len(rs) == 0 {
+				continue
+			}
+			if err := o.Notifier.Notify(ctx, e.clone(), kind, rs); err != nil {
+				q.logger.Warn("queue: notice not sent, will retry", "id", e.ID, "err", err)
+				for _, r := range rs {
+					r.NoticeRetry = now.Add(q.sched.First)
+				}
+			} else {
+				for _, r := range rs {
+					r.Notice = ""
+				}
+			}
+			changed = true
+		}
+		if changed {
+			q.commit(e)
+		}
+	} else {
+		for _, r := range e.Rcpts {
+			r.Notice = ""
+		}
+		q.commit(e)
+	}
+}
+
+// apply records res for recipient r at now, raising at most the notices RFC 3461 asks for.
+func (q *Queue) apply(e *Envelope, r *Recipient, res Result, now time.Time) {
+	r.Attempts++
+	r.LastStatus, r.RemoteMTA = res.Status, res.RemoteMTA
+	if r.LastStatus == "" && res.Err != nil {
+		r.LastStatus = res.Err.Error()
+	}
+	notify := func(n string, k NoticeKind) {
+		if e.From != "" && r.wants(n) {
+			r.Notice = k
+		}
+	}
+	switch {
+	case res.Err == nil:
+		r.State, r.FinalAt = Delivered, now
+		notify(NotifySuccess, NoticeDelivered)
+	case res.Permanent:
+		r.State, r.FinalAt = Failed, now
+		notify(NotifyFailure, NoticeFailed)
+	case now.Sub(e.Received) >= q.sched.GiveUp:
+		r.State, r.FinalAt = Failed, now
+		r.LastStatus = "554 4.4.7 message expired: " + r.LastStatus
+		notify(NotifyFailure, NoticeFailed)
+	default:
+		wait := float64(q.sched.Backoff(r.Attempts))
+		wait *= 1 + q.sched.Jitter*(2*q.opts.Rand()-1)
+		r.NextAttempt = now.Add(time.Duration(wait))
+		if !r.DelayNotified && now.Sub(e.Received) >= q.sched.DelayNotice {
+			r.DelayNotified = true
+			notify(NotifyDelay, NoticeDelayed)
+		}
+	}
+}
+
+// commit stores e (a copy owned by the caller) as the new state, removing the message when
+// every recipient is final and notified.
+func (q *Queue) commit(e *Envelope) {
+	done := e.done()
+	if done {
+		q.mu.Lock()
+		delete(q.msgs, e.ID)
+		q.mu.Unlock()
+		q.removeFiles(e.ID)
+		q.logger.Info("queue: done", "id", e.ID)
+		return
+	}
+	if err := q.writeEnv(e, false); err != nil {
+		// The previous state stays on disk: the attempt is repeated after a restart.
+		q.logger.Error("queue: state not stored", "id", e.ID, "err", err)
+	}
+	q.mu.Lock()
+	if _, ok := q.msgs[e.ID]; ok {
+		q.msgs[e.ID] = e.clone()
+	}
+	q.mu.Unlock()
+}
