@@ -339,14 +339,105 @@ func (q *Queue) Enqueue(ctx context.Context, env *Envelope, body io.Reader) (str
 	if len(env.Rcpts) == 0 {
 		return "", ErrNoRecipients
 	}
+	w, err := q.Begin()
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(w, ctxReader{ctx, body}); err != nil {
+		w.Abort()
+		return "", err
+	}
+	return w.Commit(ctx, env)
+}
+
+// Writer is a message being received: written with Write, read back with Open (for a content
+// scanner), then made durable with Commit or dropped with Abort. A Writer is not safe for
+// concurrent use.
+type Writer struct {
+	q    *Queue
+	id   string
+	tmp  string
+	f    *os.File
+	n    int64
+	err  error
+	done bool
+}
+
+// Begin starts a message. Its ID is known now (for a Received header) and kept by Commit.
+func (q *Queue) Begin() (*Writer, error) {
 	q.mu.Lock()
 	closed := q.closed
 	q.mu.Unlock()
 	if closed {
-		return "", ErrClosed
+		return nil, ErrClosed
+	}
+	id := q.newID()
+	tmp := filepath.Join(q.dir, "tmp", id)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return &Writer{q: q, id: id, tmp: tmp, f: f}, nil
+}
+
+// ID returns the ID the message will have.
+func (w *Writer) ID() string { return w.id }
+
+// Size returns the number of bytes written so far.
+func (w *Writer) Size() int64 { return w.n }
+
+// Write appends p to the message; it fails with ErrTooLarge past Options.MaxMessageBytes.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if max := w.q.opts.MaxMessageBytes; max > 0 && w.n+int64(len(p)) > max {
+		w.err = ErrTooLarge
+		return 0, w.err
+	}
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	if err != nil {
+		w.err = fmt.Errorf("queue: store message: %w", err)
+	}
+	return n, w.err
+}
+
+// Open returns a reader of what was written so far, independent of the writer.
+func (w *Writer) Open() (io.ReadCloser, error) { return os.Open(w.tmp) }
+
+// Abort drops the message. It is a no-op after Commit.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.f.Close()
+	os.Remove(w.tmp)
+}
+
+// Commit makes the message durable with envelope env (copied; its recipients start Pending
+// and due now) and returns its ID. When it returns nil the message, its envelope and the
+// directory entries of both are on stable storage: the caller may answer 250.
+func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
+	q := w.q
+	if w.done {
+		return "", errors.New("queue: Commit after Abort or Commit")
+	}
+	if len(env.Rcpts) == 0 {
+		w.Abort()
+		return "", ErrNoRecipients
+	}
+	if w.err != nil {
+		w.Abort()
+		return "", w.err
+	}
+	if err := ctx.Err(); err != nil {
+		w.Abort()
+		return "", err
 	}
 	e := env.clone()
-	e.ID = q.newID()
+	e.ID = w.id
 	now := q.opts.Now()
 	if e.Received.IsZero() {
 		e.Received = now
@@ -354,37 +445,20 @@ func (q *Queue) Enqueue(ctx context.Context, env *Envelope, body io.Reader) (str
 	for _, r := range e.Rcpts {
 		r.State, r.Attempts, r.NextAttempt, r.Notice = Pending, 0, now, ""
 	}
+	e.Size = w.n
 	// 1. The message itself.
-	tmp := filepath.Join(q.dir, "tmp", e.ID)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("queue: %w", err)
-	}
-	var src io.Reader = body
-	if q.opts.MaxMessageBytes > 0 {
-		src = io.LimitReader(body, q.opts.MaxMessageBytes+1)
-	}
-	n, err := io.Copy(f, ctxReader{ctx, src})
-	if err == nil && q.opts.MaxMessageBytes > 0 && n > q.opts.MaxMessageBytes {
-		err = ErrTooLarge
-	}
-	if err == nil {
-		err = q.sync(f)
-	}
-	if cerr := f.Close(); err == nil {
+	err := q.sync(w.f)
+	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
+	w.done = true
 	if err == nil {
-		err = os.Rename(tmp, q.dataPath(e.ID))
+		err = os.Rename(w.tmp, q.dataPath(e.ID))
 	}
 	if err != nil {
-		os.Remove(tmp)
-		if errors.Is(err, ErrTooLarge) {
-			return "", err
-		}
+		os.Remove(w.tmp)
 		return "", fmt.Errorf("queue: store message: %w", err)
 	}
-	e.Size = n
 	// 2. The envelope: its presence commits the message.
 	if err := q.writeEnv(e, true); err != nil {
 		os.Remove(q.dataPath(e.ID))
@@ -397,7 +471,7 @@ func (q *Queue) Enqueue(ctx context.Context, env *Envelope, body io.Reader) (str
 	}
 	q.msgs[e.ID] = e
 	q.mu.Unlock()
-	q.logger.Info("queue: queued", "id", e.ID, "rcpts", len(e.Rcpts), "size", n)
+	q.logger.Info("queue: queued", "id", e.ID, "rcpts", len(e.Rcpts), "size", e.Size)
 	q.wake()
 	return e.ID, nil
 }
