@@ -705,7 +705,9 @@ func (s *SQLite) ModSeq(ctx context.Context, mbox MailboxID) (uint64, error) {
 
 // ---- messages ----
 
-func (s *SQLite) blobPath(name string) string { return filepath.Join(s.dir, "blobs", filepath.FromSlash(name)) }
+func (s *SQLite) blobPath(name string) string {
+	return filepath.Join(s.dir, "blobs", filepath.FromSlash(name))
+}
 
 func newBlobName() string {
 	var b [16]byte
