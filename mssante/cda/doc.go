@@ -1,0 +1,19 @@
+// Package cda builds, marshals, parses and validates the HL7 CDA R2 documents MSSanté mails
+// carry: the French header of the CI-SIS "Structuration minimale" (realmCode FR, templateIds
+// 2.16.840.1.113883.2.8.2.1 and 1.2.250.1.213.1.1.1.1, patient INS with its traits, authors
+// and legal authenticator by idNat_PS, custodian by idNat_Struct, serviceEvent, encounter,
+// RPLC relatedDocument) with two bodies:
+//
+//   - the lettre de liaison à la sortie d'un établissement de santé, LDL-SES_2022.01
+//     (templateId 1.2.250.1.213.1.1.1.29, LOINC 11490-0) with its four mandatory sections;
+//   - N1, a PDF (or text) wrapped in nonXMLBody, B64, IHE XDS-SD (1.3.6.1.4.1.19376.1.2.20).
+//
+// [Build] refuses incomplete input with a [*BuildError] naming every field at fault;
+// [Marshal] is deterministic; [Parse] is tolerant by default and strict on request; [Validate]
+// runs the named [Rules]. Error messages never contain patient data.
+//
+// Sources: the CI-SIS schematrons and examples of ansforge/TestContenuCDA-3-0 and the ANS
+// document-core IG, as digested in the project's spec/cda-xdm.md. The golden files under
+// testdata were checked with the ANS tools (CDA_extended.xsd, the IHE, CI-SIS and LDL-SES
+// schematrons: zero failed asserts); in CI the golden files and [Validate] stand in for them.
+package cda
