@@ -1,0 +1,26 @@
+// Package annuaire finds the MSSanté mailbox (BAL) of a recipient in the Annuaire Santé, behind
+// one [Directory] interface and one result type, [Entry], whatever the source:
+//
+//   - [Extraction]: the daily file Extraction_Correspondance_MSSante published by the ANS (ZIP or
+//     TXT, UTF-8, '|'-separated, one header line, 31 columns; MSSanté digest §2.2), loaded into an
+//     in-memory index, kept fresh by a [Refresher] that downloads it when its generation time
+//     (Content-Disposition) changes;
+//   - [LDAP]: any LDAP directory (go-ldap; ldap://, ldaps://, StartTLS; anonymous, simple or SASL
+//     EXTERNAL bind; paged search) described by a [Profile]. The default profile follows the only
+//     MSSanté LDAP schema seen in public code (base dc=mssante,dc=fr, TypeBAL, mail, sn, givenName,
+//     IdentifiantPP, TypeIdentifiantPP, IdentifiantPM, TypeIdentifiantPM, o, l, profession,
+//     description), with attributes of our own for the other extraction columns; the schema is
+//     in schema/mssante.schema and [WriteLDIF] turns an extraction file into LDIF for it, so a
+//     structure can run its own OpenLDAP fed every night. Whether the national service uses
+//     that schema is UNCONFIRMED: every name is configurable;
+//   - [FHIR]: the ANS FHIR API (https://gateway.api.esante.gouv.fr/fhir/v2, Practitioner,
+//     PractitionerRole and Organization, search parameters mailbox-mss and mailbox-mss-type,
+//     telecom with the MSSANTE email type and the as-ext-mailbox-mss-metadata extension; ANS IG
+//     fhir-annuaire), with Bundle paging, a client-side limit of 17 requests per second, and BALs
+//     flagged listeRouge never returned.
+//
+// BAL types are those of TRE_R257-TypeBAL: PER, ORG, APP and CAB (MSSanté digest §5). The public
+// extraction file carries PER and ORG only: applicative BALs (APP) are found through FHIR.
+//
+// Results never go to logs: names and identifiers of health professionals stay with the caller.
+package annuaire

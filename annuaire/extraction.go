@@ -1,0 +1,467 @@
+package annuaire
+
+import (
+	"archive/zip"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// Extraction is an extraction file loaded into memory and indexed: by address, by national
+// identifier of the person, by structure identifier, and by name key (sorted, for prefix
+// searches). It is immutable and safe for concurrent use.
+//
+// The whole text is kept (the index points into it), so the memory used is about twice the
+// file's size. An address that appears on several lines (the real file has about 169) gives
+// one entry per line.
+type Extraction struct {
+	data   string   // the text, header included; never modified
+	starts []uint32 // start of each data line in data
+
+	byAddr   map[string]int32 // first line of each address (lower-cased)
+	byID     map[string]int32 // first line of each person's national identifier
+	byStruct map[string]int32 // first line of each structure identifier
+	// nextAddr, nextID and nextStruct chain the lines that share a key, -1 ending a chain.
+	nextAddr, nextID, nextStruct []int32
+
+	names []nameRef // every line, sorted by name key then address
+}
+
+type nameRef struct {
+	prefix uint64 // the first 8 bytes of key, big-endian, for fast comparisons
+	key    string
+	addr   string
+	line   int32
+}
+
+// LoadOptions tune [Load] and [LoadFile].
+type LoadOptions struct {
+	// MaxSize bounds the text of the extraction (0 = 1 GiB; the real file is about 89 MB).
+	MaxSize int64
+}
+
+func (o *LoadOptions) maxSize() int64 {
+	if o == nil || o.MaxSize <= 0 {
+		return 1 << 30
+	}
+	return o.MaxSize
+}
+
+// ErrTooLarge reports an extraction larger than LoadOptions.MaxSize.
+var ErrTooLarge = errors.New("annuaire: extraction larger than the configured maximum")
+
+// LoadFile loads an extraction file: the TXT itself or the ZIP the ANS publishes (which must
+// hold exactly one .txt file).
+func LoadFile(path string, opts *LoadOptions) (*Extraction, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("annuaire: %w", err)
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err == nil && string(magic[:]) == "PK\x03\x04" {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("annuaire: %w", err)
+		}
+		return loadZip(f, st.Size(), opts)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("annuaire: %w", err)
+	}
+	size := int64(0)
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	return loadSized(f, size, opts)
+}
+
+func loadZip(r io.ReaderAt, size int64, opts *LoadOptions) (*Extraction, error) {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
+	}
+	var txt *zip.File
+	for _, f := range zr.File {
+		if strings.HasSuffix(f.Name, "/") {
+			continue
+		}
+		if txt != nil || !strings.EqualFold(filepath.Ext(f.Name), ".txt") {
+			return nil, fmt.Errorf("%w: the zip must hold one .txt file only", ErrFormat)
+		}
+		txt = f
+	}
+	if txt == nil {
+		return nil, fmt.Errorf("%w: no .txt file in the zip", ErrFormat)
+	}
+	if txt.UncompressedSize64 > uint64(opts.maxSize()) {
+		return nil, ErrTooLarge
+	}
+	rc, err := txt.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
+	}
+	defer rc.Close()
+	return loadSized(rc, int64(txt.UncompressedSize64), opts)
+}
+
+// Load reads a TXT extraction from r and indexes it.
+func Load(r io.Reader, opts *LoadOptions) (*Extraction, error) { return loadSized(r, 0, opts) }
+
+func loadSized(r io.Reader, hint int64, opts *LoadOptions) (*Extraction, error) {
+	max := opts.maxSize()
+	buf := bytes.NewBuffer(make([]byte, 0, min(max, hint)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(r, max+1)); err != nil {
+		return nil, fmt.Errorf("annuaire: reading the extraction: %w", err)
+	}
+	if int64(buf.Len()) > max {
+		return nil, ErrTooLarge
+	}
+	b := buf.Bytes()
+	// The bytes are never modified from here on: the index keeps strings pointing into them.
+	return index(unsafe.String(unsafe.SliceData(b), len(b)))
+}
+
+// chunk is what one goroutine extracts from a part of the file.
+type chunk struct {
+	starts            []uint32
+	addrs, ids, strus []string
+	names             []nameRef
+	keys              []byte // name keys, sliced by names[i].key after the fact
+	keyEnds           []uint32
+	err               error
+}
+
+func index(data string) (*Extraction, error) {
+	nl := strings.IndexByte(data, '\n')
+	if nl < 0 {
+		nl = len(data)
+	}
+	if err := checkHeader(data[:nl]); err != nil {
+		return nil, err
+	}
+	body := min(nl+1, len(data))
+	if len(data) > 1<<32-1 {
+		return nil, ErrTooLarge
+	}
+
+	// Split the body in parts that end at line ends, one per worker.
+	const workers = 2
+	bounds := []int{body}
+	for w := 1; w < workers; w++ {
+		at := body + (len(data)-body)*w/workers
+		if i := strings.IndexByte(data[at:], '\n'); i >= 0 && at+i+1 > bounds[len(bounds)-1] {
+			bounds = append(bounds, at+i+1)
+		}
+	}
+	bounds = append(bounds, len(data))
+	chunks := make([]chunk, len(bounds)-1)
+	var wg sync.WaitGroup
+	for i := range chunks {
+		wg.Go(func() { chunks[i].scan(data, bounds[i], bounds[i+1]) })
+	}
+	wg.Wait()
+
+	x := &Extraction{data: data}
+	n := 0
+	for i := range chunks {
+		if err := chunks[i].err; err != nil {
+			return nil, err
+		}
+		n += len(chunks[i].starts)
+	}
+	x.starts = make([]uint32, 0, n)
+	x.names = make([]nameRef, 0, n)
+	for i := range chunks {
+		c := &chunks[i]
+		base := int32(len(x.starts))
+		x.starts = append(x.starts, c.starts...)
+		keys := unsafe.String(unsafe.SliceData(c.keys), len(c.keys))
+		from := uint32(0)
+		for j := range c.names {
+			c.names[j].key = keys[from:c.keyEnds[j]]
+			c.names[j].prefix = prefix8(c.names[j].key)
+			c.names[j].line += base
+			from = c.keyEnds[j]
+		}
+		x.names = append(x.names, c.names...)
+	}
+	column := func(f func(*chunk) []string) func(yield func(int32, string) bool) {
+		return func(yield func(int32, string) bool) {
+			line := int32(0)
+			for i := range chunks {
+				for _, s := range f(&chunks[i]) {
+					if s != "" && !yield(line, s) {
+						return
+					}
+					line++
+				}
+			}
+		}
+	}
+	wg.Go(func() { x.byAddr, x.nextAddr = chain(n, column(func(c *chunk) []string { return c.addrs })) })
+	wg.Go(func() {
+		x.byID, x.nextID = chain(n, column(func(c *chunk) []string { return c.ids }))
+		x.byStruct, x.nextStruct = chain(n, column(func(c *chunk) []string { return c.strus }))
+	})
+	wg.Go(func() { slices.SortFunc(x.names, x.compareNames) })
+	wg.Wait()
+	return x, nil
+}
+
+// compareNames orders the name index as [sortEntries] orders results.
+func (x *Extraction) compareNames(a, b nameRef) int {
+	if a.prefix != b.prefix {
+		return cmp.Compare(a.prefix, b.prefix)
+	}
+	if c := strings.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.addr, b.addr); c != 0 {
+		return c
+	}
+	ea, eb := x.entry(a.line), x.entry(b.line) // the same name and address: rare
+	fa, fb := ea.Fields(), eb.Fields()
+	return compareFields(&fa, &fb)
+}
+
+func prefix8(s string) uint64 {
+	var b [8]byte
+	copy(b[:], s)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// chain builds a map from each key to its last line and, in next, the chains of lines with
+// the same key, so that walking from the map's value visits every line, last first.
+func chain(n int, keys func(yield func(int32, string) bool)) (map[string]int32, []int32) {
+	m := make(map[string]int32, n)
+	next := make([]int32, n)
+	for i := range next {
+		next[i] = -1
+	}
+	for line, k := range keys {
+		if prev, ok := m[k]; ok {
+			next[line] = prev
+		}
+		m[k] = line
+	}
+	return m, next
+}
+
+// scan indexes the lines of data[from:to], which starts and ends at line boundaries.
+func (c *chunk) scan(data string, from, to int) {
+	est := (to - from) / 150
+	c.starts = make([]uint32, 0, est)
+	c.addrs = make([]string, 0, est)
+	c.ids = make([]string, 0, est)
+	c.strus = make([]string, 0, est)
+	c.names = make([]nameRef, 0, est)
+	c.keyEnds = make([]uint32, 0, est)
+	c.keys = make([]byte, 0, est*12)
+	var f Fields
+	for at := from; at < to; {
+		end := strings.IndexByte(data[at:to], '\n')
+		next := at + end + 1
+		if end < 0 {
+			end, next = to-at, to
+		}
+		line := strings.TrimSuffix(data[at:at+end], "\r")
+		if line == "" {
+			at = next
+			continue
+		}
+		if _, err := splitInto(&f, line); err != nil {
+			c.err = fmt.Errorf("%w (at byte %d)", err, at)
+			return
+		}
+		c.starts = append(c.starts, uint32(at))
+		addr := strings.TrimSpace(f[ColAddress])
+		if hasUpperASCII(addr) {
+			addr = strings.ToLower(addr)
+		}
+		c.addrs = append(c.addrs, addr)
+		id := strings.TrimSpace(f[ColNationalID])
+		if id == "" {
+			id = nationalIDOf(ppIDTypeName(strings.TrimSpace(f[ColPPIDType])), strings.TrimSpace(f[ColPPID]))
+		}
+		c.ids = append(c.ids, id)
+		c.strus = append(c.strus, strings.TrimSpace(f[ColStructureID]))
+		if last := strings.TrimSpace(f[ColLastName]); last != "" {
+			c.keys = appendNameKey(c.keys, last, strings.TrimSpace(f[ColFirstName]))
+		} else {
+			c.keys = appendFold(c.keys, strings.TrimSpace(f[ColStructureName]))
+		}
+		c.keyEnds = append(c.keyEnds, uint32(len(c.keys)))
+		c.names = append(c.names, nameRef{addr: strings.TrimSpace(f[ColAddress]), line: int32(len(c.starts) - 1)})
+		at = next
+	}
+}
+
+func hasUpperASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// Len returns the number of data lines.
+func (x *Extraction) Len() int { return len(x.starts) }
+
+// fields parses data line i (which was validated at load time).
+func (x *Extraction) fields(i int32) Fields {
+	at := int(x.starts[i])
+	line := x.data[at:]
+	if end := strings.IndexByte(line, '\n'); end >= 0 {
+		line = line[:end]
+	}
+	var f Fields
+	split(&f, strings.TrimSuffix(line, "\r"))
+	return f
+}
+
+func (x *Extraction) entry(i int32) Entry {
+	f := x.fields(i)
+	return f.Entry()
+}
+
+// Lookup returns the entries of an address (several when it appears on several lines), the
+// fastest query of the index.
+func (x *Extraction) Lookup(address string) []Entry {
+	if hasUpperASCII(address) {
+		address = strings.ToLower(address)
+	}
+	i, ok := x.byAddr[address]
+	if !ok {
+		return nil
+	}
+	if x.nextAddr[i] < 0 {
+		return []Entry{x.entry(i)}
+	}
+	var out []Entry
+	for ; i >= 0; i = x.nextAddr[i] {
+		out = append(out, x.entry(i))
+	}
+	slices.Reverse(out) // file order
+	return out
+}
+
+// Search implements [Directory]. It never blocks: ctx is only checked during full scans.
+func (x *Extraction) Search(ctx context.Context, q Query) (*Result, error) {
+	offset, err := q.check()
+	if err != nil {
+		return nil, err
+	}
+	limit := q.limit()
+	if q.Name != "" {
+		return x.searchByName(ctx, &q, offset, limit)
+	}
+	var all []Entry
+	add := func(i int32) {
+		f := x.fields(i)
+		if !q.matchesFields(&f) {
+			return
+		}
+		e := f.Entry()
+		if q.matches(&e, "") {
+			all = append(all, e)
+		}
+	}
+	id, idOK := q.nationalID()
+	switch {
+	case !idOK:
+	case q.Address != "":
+		a := q.Address
+		if hasUpperASCII(a) {
+			a = strings.ToLower(a)
+		}
+		x.walk(x.byAddr, x.nextAddr, a, add)
+	case id != "":
+		x.walk(x.byID, x.nextID, id, add)
+	case q.StructureID != "":
+		x.walk(x.byStruct, x.nextStruct, q.StructureID, add)
+		for _, p := range structureIDTypes {
+			x.walk(x.byStruct, x.nextStruct, p[0]+q.StructureID, add)
+		}
+	default:
+		for i := range int32(len(x.starts)) {
+			if i%4096 == 0 && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			add(i)
+		}
+	}
+	sortEntries(all, false)
+	return page(all, offset, limit), nil
+}
+
+func (x *Extraction) walk(m map[string]int32, next []int32, key string, f func(int32)) {
+	i, ok := m[key]
+	if !ok {
+		return
+	}
+	var lines []int32
+	for ; i >= 0; i = next[i] {
+		lines = append(lines, i)
+	}
+	for j := len(lines) - 1; j >= 0; j-- {
+		f(lines[j])
+	}
+}
+
+func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit int) (*Result, error) {
+	key := foldString(q.Name)
+	p := prefix8(key)
+	// The first name whose key is >= the queried key.
+	i, _ := slices.BinarySearchFunc(x.names, key, func(n nameRef, k string) int {
+		if n.prefix != p {
+			return cmp.Compare(n.prefix, p)
+		}
+		return strings.Compare(n.key, k)
+	})
+	r := &Result{}
+	skipped := 0
+	for ; i < len(x.names) && strings.HasPrefix(x.names[i].key, key); i++ {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		n := &x.names[i]
+		f := x.fields(n.line)
+		if !q.matchesFields(&f) {
+			continue
+		}
+		e := f.Entry()
+		if !q.matches(&e, n.key) {
+			continue
+		}
+		if skipped < offset {
+			skipped++
+			continue
+		}
+		if len(r.Entries) == limit {
+			r.Next = fmt.Sprint(offset + limit)
+			break
+		}
+		r.Entries = append(r.Entries, e)
+	}
+	return r, nil
+}
+
+// matchesFields rejects a line on the raw columns that need no conversion, before the
+// cost of building its Entry.
+func (q *Query) matchesFields(f *Fields) bool {
+	eq := func(want string, c Column) bool { return want == "" || strings.TrimSpace(f[c]) == want }
+	return eq(string(q.Type), ColType) && eq(q.PostalCode, ColPostalCode) &&
+		eq(q.Departement, ColDepartement) && eq(q.Profession, ColProfessionCode)
+}

@@ -1,0 +1,76 @@
+// Command load measures the extraction backend on one file: the time to load and index it,
+// the process's peak memory, the time of an address lookup and of name-prefix searches. It
+// prints one line of key=value pairs for run.sh: load -file /tmp/extraction.txt
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/mssante-go/sdk/annuaire"
+)
+
+func main() {
+	file := flag.String("file", "", "extraction file (TXT or ZIP)")
+	queries := flag.Bool("queries", true, "also measure lookups and name searches")
+	flag.Parse()
+	start := time.Now()
+	x, err := annuaire.LoadFile(*file, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	load := time.Since(start)
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fmt.Printf("lines=%d load_s=%.3f maxrss_kb=%d", x.Len(), load.Seconds(), ru.Maxrss)
+	if *queries {
+		lookup, prefix := measure(x)
+		fmt.Printf(" lookup_ns=%.0f prefix_p50_us=%.2f", lookup, prefix)
+	}
+	fmt.Println()
+}
+
+// measure returns the mean time of Lookup over every address of the file, and the median
+// time of a Search by a 4-letter name prefix (limit 20) over prefixes taken from the file.
+func measure(x *annuaire.Extraction) (lookupNs, prefixP50us float64) {
+	ctx := context.Background()
+	all, err := x.Search(ctx, annuaire.Query{Limit: 20000})
+	if err != nil {
+		panic(err)
+	}
+	var addrs, prefixes []string
+	for _, e := range all.Entries {
+		addrs = append(addrs, e.Address)
+		if k := annuaire.NameKey(&e); len(k) >= 4 {
+			prefixes = append(prefixes, k[:4])
+		}
+	}
+	n := 0
+	start := time.Now()
+	for range 50 {
+		for _, a := range addrs {
+			n += len(x.Lookup(a))
+		}
+	}
+	lookupNs = float64(time.Since(start).Nanoseconds()) / float64(50*len(addrs))
+	if n < len(addrs) {
+		panic("lookup lost addresses")
+	}
+	times := make([]time.Duration, 0, len(prefixes))
+	for _, p := range prefixes {
+		t := time.Now()
+		r, err := x.Search(ctx, annuaire.Query{Name: p, Limit: 20})
+		times = append(times, time.Since(t))
+		if err != nil || len(r.Entries) == 0 {
+			panic(fmt.Sprint("name search failed: ", err))
+		}
+	}
+	slices.Sort(times)
+	return lookupNs, float64(times[len(times)/2].Nanoseconds()) / 1e3
+}
