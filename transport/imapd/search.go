@@ -1,0 +1,252 @@
+package imapd
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	gomessage "github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // SEARCH in non-UTF-8 bodies
+	"github.com/emersion/go-message/mail"
+
+	"github.com/mssante-go/sdk/transport/mailbox"
+)
+
+// candidate is one message being matched against SEARCH criteria (RFC 3501 §6.4.4). The
+// index answers flag, size, date and number keys; the content is read only for header and
+// text keys, at most once.
+type candidate struct {
+	s      *session
+	seq    uint32
+	total  uint32
+	maxUID uint32
+	msg    *mailbox.Message
+	c      *content
+}
+
+func (c *candidate) release() {
+	if c.c != nil {
+		c.c.close()
+	}
+}
+
+func (c *candidate) content() *content {
+	if c.c == nil {
+		c.c = &content{s: c.s, uid: c.msg.UID}
+	}
+	return c.c
+}
+
+func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
+	for _, set := range cr.SeqNum {
+		if !seqIn(set, c.seq, c.total) {
+			return false, nil
+		}
+	}
+	for _, set := range cr.UID {
+		if !uidIn(set, c.msg.UID, c.maxUID) {
+			return false, nil
+		}
+	}
+	if !matchDate(c.msg.InternalDate, cr.Since, cr.Before) {
+		return false, nil
+	}
+	for _, f := range cr.Flag {
+		if !c.hasFlag(f) {
+			return false, nil
+		}
+	}
+	for _, f := range cr.NotFlag {
+		if c.hasFlag(f) {
+			return false, nil
+		}
+	}
+	if cr.Larger != 0 && c.msg.Size <= cr.Larger {
+		return false, nil
+	}
+	if cr.Smaller != 0 && c.msg.Size >= cr.Smaller {
+		return false, nil
+	}
+	if len(cr.Header) > 0 || !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+		h, err := c.content().header()
+		if err != nil {
+			return false, err
+		}
+		mh := mail.Header{Header: gomessage.Header{Header: h}}
+		for _, hf := range cr.Header {
+			if !matchHeader(mh, hf.Key, hf.Value) {
+				return false, nil
+			}
+		}
+		if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+			t, err := mh.Date()
+			if err != nil || !matchDate(t, cr.SentSince, cr.SentBefore) {
+				return false, nil
+			}
+		}
+	}
+	for _, text := range cr.Text {
+		ok, err := c.contains(text, true)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	for _, text := range cr.Body {
+		ok, err := c.contains(text, false)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	for i := range cr.Not {
+		ok, err := c.match(&cr.Not[i])
+		if err != nil || ok {
+			return false, err
+		}
+	}
+	for i := range cr.Or {
+		a, err := c.match(&cr.Or[i][0])
+		if err != nil {
+			return false, err
+		}
+		if a {
+			continue
+		}
+		b, err := c.match(&cr.Or[i][1])
+		if err != nil || !b {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (c *candidate) hasFlag(f imap.Flag) bool {
+	if strings.EqualFold(string(f), `\Recent`) {
+		return false // this server never reports \Recent
+	}
+	return c.msg.HasFlag(string(f))
+}
+
+func seqIn(set imap.SeqSet, n, total uint32) bool {
+	for _, r := range set {
+		lo, hi := r.Start, r.Stop
+		if lo == 0 {
+			lo = total
+		}
+		if hi == 0 {
+			hi = total
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if n >= lo && n <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+func uidIn(set imap.UIDSet, uid, max uint32) bool {
+	for _, r := range set {
+		lo, hi := uint32(r.Start), uint32(r.Stop)
+		if lo == 0 {
+			lo = max
+		}
+		if hi == 0 {
+			hi = max
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if uid >= lo && uid <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDate compares dates only, ignoring time and zone (RFC 3501 §6.4.4).
+func matchDate(t, since, before time.Time) bool {
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() && d.Before(time.Date(since.Year(), since.Month(), since.Day(), 0, 0, 0, 0, time.UTC)) {
+		return false
+	}
+	if !before.IsZero() && !d.Before(time.Date(before.Year(), before.Month(), before.Day(), 0, 0, 0, 0, time.UTC)) {
+		return false
+	}
+	return true
+}
+
+func matchHeader(h mail.Header, key, value string) bool {
+	fields := h.FieldsByKey(key)
+	if value == "" {
+		return fields.Len() > 0
+	}
+	value = strings.ToLower(value)
+	for fields.Next() {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		if strings.Contains(strings.ToLower(v), value) {
+			return true
+		}
+	}
+	return false
+}
+
+// contains searches the decoded text parts of the message (and its header when withHeader).
+func (c *candidate) contains(text string, withHeader bool) (bool, error) {
+	if text == "" {
+		return true, nil
+	}
+	b, err := c.content().bytes()
+	if err != nil {
+		return false, err
+	}
+	needle := strings.ToLower(text)
+	e, err := gomessage.Read(bytes.NewReader(b))
+	if e == nil {
+		return strings.Contains(strings.ToLower(string(b)), needle), nil
+	}
+	return entityContains(e, needle, withHeader, 0), nil
+}
+
+func entityContains(e *gomessage.Entity, needle string, withHeader bool, depth int) bool {
+	if withHeader {
+		f := e.Header.Fields()
+		for f.Next() {
+			v, err := f.Text()
+			if err != nil {
+				v = f.Value()
+			}
+			if strings.Contains(strings.ToLower(v), needle) {
+				return true
+			}
+		}
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		if depth > 20 {
+			return false
+		}
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				return false
+			}
+			if entityContains(p, needle, withHeader, depth+1) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(e.Body, 64<<20))
+	if err != nil && len(body) == 0 {
+		return false
+	}
+	return strings.Contains(strings.ToLower(string(body)), needle)
+}

@@ -1,0 +1,233 @@
+// Package imapd is the IMAP access of the reference connector: the BALs of the mailbox store
+// served over IMAP (go-imap/v2 imapserver) on an implicit-TLS listener (993) and on a plain
+// listener that offers STARTTLS (143).
+//
+// Authentication is SASL EXTERNAL with a verified TLS client certificate, whose subject DN is
+// mapped to the APP BAL registered with it, or PLAIN (and LOGIN) with a BAL password, only over
+// TLS. The server implements SELECT/EXAMINE, FETCH of sections, SEARCH, STORE, COPY, MOVE,
+// EXPUNGE, UIDPLUS, IDLE and APPEND, and sends the unilateral EXISTS, EXPUNGE and FETCH FLAGS
+// updates of changes made by other sessions and by local delivery.
+//
+// Specs: RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 4315 (UIDPLUS), RFC 6851 (MOVE), RFC 2342
+// (NAMESPACE), RFC 4422 / RFC 4959 (SASL, SASL-IR; EXTERNAL per RFC 4422 appendix A), RFC 4616
+// (PLAIN), RFC 7162 is not implemented (no CONDSTORE). MSSanté: the BAL applicative
+// authenticates to its operator with an IGC-Santé ORG certificate (mutual TLS).
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/mssante-go/sdk/transport/mailbox"
+)
+
+// ErrServerClosed is returned by Serve and ServeTLS after Close or Shutdown.
+var ErrServerClosed = errors.New("imapd: server closed")
+
+// Options configures a Server. Store is required.
+type Options struct {
+	// Store holds the BALs and their messages.
+	Store mailbox.Store
+	// TLSConfig is the server's TLS configuration, used for implicit TLS (ServeTLS) and
+	// STARTTLS (Serve). For SASL EXTERNAL it must ask for client certificates and verify them
+	// (ClientAuth VerifyClientCertIfGiven or RequireAndVerifyClientCert with the IGC-Santé
+	// roots as ClientCAs). Without TLSConfig no one can authenticate.
+	TLSConfig *tls.Config
+	// PeerDN turns a client certificate into the DN registered for an APP BAL; nil uses the
+	// subject in RFC 4514 form (x509 Subject.String()).
+	PeerDN func(*x509.Certificate) string
+	// VerifyPeer is called before SASL EXTERNAL accepts a certificate; nil requires the TLS
+	// stack to have verified a chain (ConnectionState.VerifiedChains not empty). Set it when
+	// the TLS configuration verifies chains itself (CRL checks in VerifyPeerCertificate).
+	VerifyPeer func(tls.ConnectionState) error
+	// IdlePoll is how often an IDLE session looks for changes made by other processes;
+	// changes made through the same Store are signalled at once. 0 means 5 s.
+	IdlePoll time.Duration
+	// InsecureAuth allows PLAIN/LOGIN without TLS. Only for loopback test tools that cannot
+	// speak TLS; never in production.
+	InsecureAuth bool
+	// Logger receives connection errors (no message content); nil discards them.
+	Logger *slog.Logger
+	// DebugWriter receives the raw protocol, credentials included. Debugging only.
+	DebugWriter io.Writer
+}
+
+// Server serves the BALs of a Store over IMAP.
+type Server struct {
+	opts Options
+	imap *imapserver.Server
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	closed    bool
+	sessions  sync.WaitGroup
+	active    int
+	idle      chan struct{} // closed when active drops to 0 during Shutdown
+}
+
+// Caps are the capabilities the server announces (IDLE, UNSELECT, ENABLE, SASL-IR and
+// LITERAL- are added by imapserver).
+var caps = imap.CapSet{
+	imap.CapIMAP4rev1:   {},
+	imap.CapUIDPlus:     {},
+	imap.CapMove:        {},
+	imap.CapNamespace:   {},
+	imap.CapChildren:    {},
+	imap.CapLiteralPlus: {},
+}
+
+// New returns a Server.
+func New(opts *Options) (*Server, error) {
+	if opts == nil || opts.Store == nil {
+		return nil, fmt.Errorf("imapd: Options.Store is required")
+	}
+	s := &Server{opts: *opts, listeners: make(map[net.Listener]struct{})}
+	if s.opts.TLSConfig != nil {
+		s.opts.TLSConfig = s.opts.TLSConfig.Clone()
+		if s.opts.TLSConfig.MinVersion < tls.VersionTLS12 {
+			s.opts.TLSConfig.MinVersion = tls.VersionTLS12
+		}
+	}
+	s.imap = imapserver.New(&imapserver.Options{
+		NewSession:   s.newSession,
+		Caps:         caps,
+		Logger:       slogAdapter{s.logger()},
+		TLSConfig:    s.opts.TLSConfig,
+		InsecureAuth: s.opts.InsecureAuth,
+		DebugWriter:  s.opts.DebugWriter,
+	})
+	return s, nil
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.opts.Logger != nil {
+		return s.opts.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Printf(format string, args ...any) {
+	a.l.Warn("imapd: " + fmt.Sprintf(format, args...))
+}
+
+// Serve accepts plain connections on l, which may upgrade with STARTTLS (port 143).
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	err := s.imap.Serve(l)
+	s.mu.Lock()
+	delete(s.listeners, l)
+	closed := s.closed
+	s.mu.Unlock()
+	if closed || err == nil {
+		return ErrServerClosed
+	}
+	return fmt.Errorf("imapd: %w", err)
+}
+
+// ServeTLS accepts implicit-TLS connections on l (port 993), with Options.TLSConfig.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return fmt.Errorf("imapd: ServeTLS needs Options.TLSConfig")
+	}
+	return s.Serve(tls.NewListener(l, s.opts.TLSConfig))
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.imap.Close()
+	return nil
+}
+
+// Shutdown stops accepting connections, waits until the open sessions end or ctx is done,
+// then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	done := make(chan struct{})
+	if s.active == 0 {
+		close(done)
+	} else {
+		s.idle = done
+	}
+	s.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	s.imap.Close()
+	return ctx.Err()
+}
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
+	}
+	s.active++
+	s.mu.Unlock()
+	return &session{srv: s, conn: c}, nil, nil
+}
+
+func (s *Server) sessionClosed() {
+	s.mu.Lock()
+	s.active--
+	if s.active == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) peerDN(c *x509.Certificate) string {
+	if s.opts.PeerDN != nil {
+		return s.opts.PeerDN(c)
+	}
+	return c.Subject.String()
+}
+
+func (s *Server) verifyPeer(st tls.ConnectionState) error {
+	if s.opts.VerifyPeer != nil {
+		return s.opts.VerifyPeer(st)
+	}
+	if len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
+		return errors.New("imapd: no verified client certificate")
+	}
+	return nil
+}
+
+func (s *Server) idlePoll() time.Duration {
+	if s.opts.IdlePoll > 0 {
+		return s.opts.IdlePoll
+	}
+	return 5 * time.Second
+}

@@ -1,0 +1,935 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mssante-go/sdk/transport/mailbox"
+)
+
+// session is one IMAP connection. imapserver calls its methods from one goroutine.
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+	bal  string // authenticated BAL address, "" before
+	sel  *selected
+}
+
+// selected is the client's view of the selected folder: the UIDs in sequence-number order as
+// the client last heard of them, and the modification sequence it is up to date with.
+type selected struct {
+	id          mailbox.MailboxID
+	name        string
+	readOnly    bool
+	uidValidity uint32
+	uids        []uint32
+	modSeq      uint64
+	// own records the modseq of flag changes this session made (and already reported), so
+	// they are not echoed back as unilateral updates.
+	own            map[uint32]uint64
+	pendingExpunge bool
+	changes        <-chan struct{}
+	cancel         func()
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2 = (*session)(nil)
+	_ imapserver.SessionSASL      = (*session)(nil)
+)
+
+func ctx() context.Context { return context.Background() }
+
+func (s *session) store() mailbox.Store { return s.srv.opts.Store }
+
+func (s *session) Close() error {
+	s.unselect()
+	s.srv.sessionClosed()
+	return nil
+}
+
+// ---- authentication ----
+
+func (s *session) Login(username, password string) error {
+	if err := s.store().CheckPassword(ctx(), username, password); err != nil {
+		s.srv.logger().Info("imapd: login refused", "mech", "PLAIN")
+		return imapserver.ErrAuthFailed
+	}
+	b, err := s.store().GetBAL(ctx(), username)
+	if err != nil {
+		return imapserver.ErrAuthFailed
+	}
+	s.bal = b.Address
+	s.srv.logger().Info("imapd: login", "bal", s.bal, "mech", "PLAIN")
+	return nil
+}
+
+func (s *session) AuthenticateMechanisms() []string { return []string{sasl.External, sasl.Plain} }
+
+func (s *session) Authenticate(mech string) (sasl.Server, error) {
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && !strings.EqualFold(identity, username) {
+				return imapserver.ErrAuthFailed
+			}
+			return s.Login(username, password)
+		}), nil
+	case sasl.External:
+		return sasl.NewExternalServer(s.external), nil
+	}
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported mechanism"}
+}
+
+// external maps the verified client certificate to its APP BAL (SASL EXTERNAL, RFC 4422 A).
+func (s *session) external(identity string) error {
+	tc, ok := s.conn.NetConn().(*tls.Conn)
+	if !ok {
+		return imapserver.ErrAuthFailed
+	}
+	st := tc.ConnectionState()
+	if err := s.srv.verifyPeer(st); err != nil || len(st.PeerCertificates) == 0 {
+		s.srv.logger().Info("imapd: EXTERNAL refused: no verified client certificate")
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "No valid client certificate"}
+	}
+	dn := s.srv.peerDN(st.PeerCertificates[0])
+	b, err := s.store().BALByCertDN(ctx(), dn)
+	if err != nil {
+		s.srv.logger().Info("imapd: EXTERNAL refused: certificate DN bound to no APP BAL", "dn", dn)
+		return imapserver.ErrAuthFailed
+	}
+	if identity != "" && !strings.EqualFold(identity, b.Address) {
+		return imapserver.ErrAuthFailed
+	}
+	s.bal = b.Address
+	s.srv.logger().Info("imapd: login", "bal", s.bal, "mech", "EXTERNAL")
+	return nil
+}
+
+// ---- errors ----
+
+// imapErr turns a store error into an IMAP status with a generic text.
+func imapErr(err error) error {
+	var ie *imap.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ie):
+		return err
+	case errors.Is(err, mailbox.ErrNoMailbox):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+	case errors.Is(err, mailbox.ErrMailboxExists):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "Mailbox already exists"}
+	case errors.Is(err, mailbox.ErrOverQuota):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeOverQuota, Text: "Quota exceeded"}
+	case errors.Is(err, mailbox.ErrTooBig):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Message too big"}
+	case errors.Is(err, mailbox.ErrMailboxReserved):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Not allowed on INBOX"}
+	case errors.Is(err, mailbox.ErrInvalid):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
+	case errors.Is(err, mailbox.ErrNoBAL):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such BAL"}
+	}
+	return err // imapserver logs it and answers a generic server error
+}
+
+var errTryCreate = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+
+func destErr(err error) error {
+	if errors.Is(err, mailbox.ErrNoMailbox) {
+		return errTryCreate
+	}
+	return imapErr(err)
+}
+
+var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only"}
+
+// ---- authenticated state ----
+
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: mailbox.Delim}}}, nil
+}
+
+func (s *session) Create(name string, _ *imap.CreateOptions) error {
+	return imapErr(s.store().CreateMailbox(ctx(), s.bal, name))
+}
+
+func (s *session) Delete(name string) error {
+	if s.sel != nil && strings.EqualFold(s.sel.name, name) {
+		s.unselect()
+	}
+	return imapErr(s.store().DeleteMailbox(ctx(), s.bal, name))
+}
+
+func (s *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
+	return imapErr(s.store().RenameMailbox(ctx(), s.bal, oldName, newName))
+}
+
+func (s *session) Subscribe(name string) error {
+	return imapErr(s.store().SetSubscribed(ctx(), s.bal, name, true))
+}
+
+func (s *session) Unsubscribe(name string) error {
+	return imapErr(s.store().SetSubscribed(ctx(), s.bal, name, false))
+}
+
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if len(patterns) == 0 {
+		return nil
+	}
+	if len(patterns) == 1 && patterns[0] == "" {
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailbox.Delim})
+	}
+	boxes, err := s.store().ListMailboxes(ctx(), s.bal)
+	if err != nil {
+		return imapErr(err)
+	}
+	names := make(map[string]bool, len(boxes))
+	for _, b := range boxes {
+		names[b.Name] = true
+	}
+	for _, b := range boxes {
+		match := false
+		for _, p := range patterns {
+			if imapserver.MatchList(b.Name, mailbox.Delim, ref, p) {
+				match = true
+				break
+			}
+		}
+		if !match || (options != nil && options.SelectSubscribed && !b.Subscribed) {
+			continue
+		}
+		data := imap.ListData{Delim: mailbox.Delim, Mailbox: b.Name}
+		if hasChild(boxes, b.Name) {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if options != nil && (options.ReturnSubscribed || options.SelectSubscribed) && b.Subscribed {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasChild(boxes []mailbox.MailboxInfo, name string) bool {
+	for _, b := range boxes {
+		if strings.HasPrefix(b.Name, name+string(mailbox.Delim)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	mb, err := s.store().Mailbox(ctx(), s.bal, name)
+	if err != nil {
+		return nil, imapErr(err)
+	}
+	data := &imap.StatusData{Mailbox: mb.Name}
+	if options.NumMessages {
+		data.NumMessages = &mb.Messages
+	}
+	if options.UIDNext {
+		data.UIDNext = imap.UID(mb.UIDNext)
+	}
+	if options.UIDValidity {
+		data.UIDValidity = mb.UIDValidity
+	}
+	if options.NumUnseen {
+		data.NumUnseen = &mb.Unseen
+	}
+	if options.NumRecent {
+		var zero uint32
+		data.NumRecent = &zero
+	}
+	if options.NumDeleted {
+		data.NumDeleted = &mb.Deleted
+	}
+	if options.Size {
+		data.Size = &mb.Size
+	}
+	return data, nil
+}
+
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	o := &mailbox.AppendOptions{Date: options.Time}
+	for _, f := range options.Flags {
+		o.Flags = append(o.Flags, string(f))
+	}
+	res, err := s.store().Append(ctx(), s.bal, name, r, o)
+	if err != nil {
+		io.Copy(io.Discard, r)
+		return nil, destErr(err)
+	}
+	return &imap.AppendData{UID: imap.UID(res.UID), UIDValidity: res.UIDValidity}, nil
+}
+
+func (s *session) AppendLimit() uint32 { return 64 << 20 }
+
+// ---- selection and updates ----
+
+var permanentFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagWildcard}
+var mailboxFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+
+func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	s.unselect()
+	mb, err := s.store().Mailbox(ctx(), s.bal, name)
+	if err != nil {
+		return nil, imapErr(err)
+	}
+	msgs, err := s.store().Messages(ctx(), mb.ID, 0)
+	if err != nil {
+		return nil, err
+	}
+	sel := &selected{id: mb.ID, name: mb.Name, readOnly: options.ReadOnly, uidValidity: mb.UIDValidity, modSeq: mb.ModSeq, own: map[uint32]uint64{}}
+	var firstUnseen uint32
+	for i, m := range msgs {
+		sel.uids = append(sel.uids, m.UID)
+		if firstUnseen == 0 && !m.HasFlag(`\Seen`) {
+			firstUnseen = uint32(i + 1)
+		}
+	}
+	uidNext := mb.UIDNext
+	if n := len(msgs); n > 0 && msgs[n-1].UID >= uidNext {
+		uidNext = msgs[n-1].UID + 1
+	}
+	sel.changes, sel.cancel = s.store().Watch(mb.ID)
+	s.sel = sel
+	data := &imap.SelectData{
+		Flags:             mailboxFlags,
+		PermanentFlags:    permanentFlags,
+		NumMessages:       uint32(len(sel.uids)),
+		FirstUnseenSeqNum: firstUnseen,
+		UIDNext:           imap.UID(uidNext),
+		UIDValidity:       mb.UIDValidity,
+	}
+	if options.ReadOnly {
+		data.PermanentFlags = nil
+	}
+	return data, nil
+}
+
+func (s *session) unselect() {
+	if s.sel != nil {
+		s.sel.cancel()
+		s.sel = nil
+	}
+}
+
+func (s *session) Unselect() error {
+	s.unselect()
+	return nil
+}
+
+// Poll sends the changes other sessions (or deliveries) made since the client's view.
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	sel := s.sel
+	if sel == nil {
+		return nil
+	}
+	cur, err := s.store().ModSeq(ctx(), sel.id)
+	if err != nil {
+		return nil // folder deleted under us: nothing more to say about it
+	}
+	if cur == sel.modSeq && !(allowExpunge && sel.pendingExpunge) {
+		return nil
+	}
+	msgs, err := s.store().Messages(ctx(), sel.id, 0)
+	if err != nil {
+		return err
+	}
+	present := make(map[uint32]*mailbox.Message, len(msgs))
+	for i := range msgs {
+		present[msgs[i].UID] = &msgs[i]
+	}
+	// 1. expunges, in the client's numbering
+	sel.pendingExpunge = false
+	kept := sel.uids[:0:0]
+	removed := 0
+	for i, uid := range sel.uids {
+		if _, ok := present[uid]; ok || !allowExpunge {
+			if !ok {
+				sel.pendingExpunge = true
+			}
+			kept = append(kept, uid)
+			continue
+		}
+		if err := w.WriteExpunge(uint32(i + 1 - removed)); err != nil {
+			return err
+		}
+		removed++
+	}
+	sel.uids = kept
+	// 2. new messages
+	var last uint32
+	if n := len(sel.uids); n > 0 {
+		last = sel.uids[n-1]
+	}
+	added := false
+	for _, m := range msgs {
+		if m.UID > last {
+			sel.uids = append(sel.uids, m.UID)
+			added = true
+		}
+	}
+	if added {
+		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
+			return err
+		}
+	}
+	// 3. flag changes by others
+	for i, uid := range sel.uids {
+		m, ok := present[uid]
+		if !ok || m.ModSeq <= sel.modSeq || m.UID > last {
+			continue
+		}
+		if own, ok := sel.own[uid]; ok && own == m.ModSeq {
+			continue
+		}
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), toFlags(m.Flags)); err != nil {
+			return err
+		}
+	}
+	sel.own = map[uint32]uint64{}
+	sel.modSeq = cur
+	return nil
+}
+
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if err := s.Poll(w, true); err != nil {
+		return err
+	}
+	var changes <-chan struct{}
+	if s.sel != nil {
+		changes = s.sel.changes
+	}
+	t := time.NewTicker(s.srv.idlePoll())
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-changes:
+		case <-t.C:
+		}
+		if err := s.Poll(w, true); err != nil {
+			return err
+		}
+	}
+}
+
+func toFlags(fs []string) []imap.Flag {
+	out := make([]imap.Flag, len(fs))
+	for i, f := range fs {
+		out[i] = imap.Flag(f)
+	}
+	return out
+}
+
+func fromFlags(fs []imap.Flag) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	return out
+}
+
+// ---- message sets ----
+
+// target is one message of a command: its sequence number in the client's view and UID.
+type target struct {
+	seq uint32
+	uid uint32
+}
+
+// resolve turns a sequence or UID set into the messages of the client's view, in order.
+func (sel *selected) resolve(set imap.NumSet) []target {
+	n := uint32(len(sel.uids))
+	var out []target
+	switch set := set.(type) {
+	case imap.SeqSet:
+		if n == 0 {
+			return nil
+		}
+		in := make([]bool, n+1)
+		for _, r := range set {
+			lo, hi := r.Start, r.Stop
+			if lo == 0 {
+				lo = n
+			}
+			if hi == 0 {
+				hi = n
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			for q := lo; q <= hi && q <= n; q++ {
+				in[q] = true
+			}
+		}
+		for q := uint32(1); q <= n; q++ {
+			if in[q] {
+				out = append(out, target{q, sel.uids[q-1]})
+			}
+		}
+	case imap.UIDSet:
+		if n == 0 {
+			return nil
+		}
+		max := sel.uids[n-1]
+		for i, uid := range sel.uids {
+			for _, r := range set {
+				lo, hi := uint32(r.Start), uint32(r.Stop)
+				if lo == 0 {
+					lo = max
+				}
+				if hi == 0 {
+					hi = max
+				}
+				if lo > hi {
+					lo, hi = hi, lo
+				}
+				if uid >= lo && uid <= hi {
+					out = append(out, target{uint32(i + 1), uid})
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+func uidsOf(ts []target) []uint32 {
+	out := make([]uint32, len(ts))
+	for i, t := range ts {
+		out[i] = t.uid
+	}
+	return out
+}
+
+func (s *session) index() (map[uint32]*mailbox.Message, error) {
+	msgs, err := s.store().Messages(ctx(), s.sel.id, 0)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint32]*mailbox.Message, len(msgs))
+	for i := range msgs {
+		m[msgs[i].UID] = &msgs[i]
+	}
+	return m, nil
+}
+
+// ---- selected state ----
+
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	var list []uint32
+	if uids != nil {
+		list = uidsOf(sel.resolve(*uids))
+		if len(list) == 0 {
+			return nil
+		}
+	}
+	removed, err := s.store().Expunge(ctx(), sel.id, list)
+	if err != nil {
+		return imapErr(err)
+	}
+	return s.forget(removed, w.WriteExpunge)
+}
+
+// forget removes uids from the client's view, reporting each with write(seq).
+func (s *session) forget(uids []uint32, write func(uint32) error) error {
+	gone := make(map[uint32]bool, len(uids))
+	for _, u := range uids {
+		gone[u] = true
+	}
+	sel := s.sel
+	kept := sel.uids[:0:0]
+	removed := 0
+	for i, uid := range sel.uids {
+		if !gone[uid] {
+			kept = append(kept, uid)
+			continue
+		}
+		if err := write(uint32(i + 1 - removed)); err != nil {
+			sel.uids = append(kept, sel.uids[i:]...)
+			return err
+		}
+		removed++
+	}
+	sel.uids = kept
+	return nil
+}
+
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	ts := sel.resolve(numSet)
+	if len(ts) == 0 {
+		return nil
+	}
+	op := map[imap.StoreFlagsOp]mailbox.FlagOp{imap.StoreFlagsSet: mailbox.FlagsSet, imap.StoreFlagsAdd: mailbox.FlagsAdd, imap.StoreFlagsDel: mailbox.FlagsRemove}[flags.Op]
+	res, err := s.store().StoreFlags(ctx(), sel.id, uidsOf(ts), op, fromFlags(flags.Flags))
+	if err != nil {
+		return imapErr(err)
+	}
+	byUID := make(map[uint32]*mailbox.Message, len(res))
+	for i := range res {
+		byUID[res[i].UID] = &res[i]
+		if res[i].ModSeq != 0 {
+			sel.own[res[i].UID] = res[i].ModSeq
+		}
+	}
+	_, isUID := numSet.(imap.UIDSet)
+	for _, t := range ts {
+		m, ok := byUID[t.uid]
+		if !ok {
+			continue
+		}
+		if flags.Silent {
+			// RFC 3501: silent STORE answers nothing about this session's own change
+			continue
+		}
+		rw := w.CreateMessage(t.seq)
+		if isUID {
+			rw.WriteUID(imap.UID(t.uid))
+		}
+		rw.WriteFlags(toFlags(m.Flags))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	ts := s.sel.resolve(numSet)
+	if len(ts) == 0 {
+		if _, err := s.store().Mailbox(ctx(), s.bal, dest); err != nil {
+			return nil, destErr(err)
+		}
+		return &imap.CopyData{}, nil
+	}
+	res, err := s.store().Copy(ctx(), s.sel.id, uidsOf(ts), dest)
+	if err != nil {
+		return nil, destErr(err)
+	}
+	return copyData(res), nil
+}
+
+func copyData(res *mailbox.CopyResult) *imap.CopyData {
+	d := &imap.CopyData{UIDValidity: res.UIDValidity}
+	for i := range res.SourceUIDs {
+		d.SourceUIDs.AddNum(imap.UID(res.SourceUIDs[i]))
+		d.DestUIDs.AddNum(imap.UID(res.DestUIDs[i]))
+	}
+	return d
+}
+
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	ts := sel.resolve(numSet)
+	if len(ts) == 0 {
+		if _, err := s.store().Mailbox(ctx(), s.bal, dest); err != nil {
+			return destErr(err)
+		}
+		return nil
+	}
+	if mb, err := s.store().Mailbox(ctx(), s.bal, dest); err == nil && mb.ID == sel.id {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Cannot move to the same mailbox"}
+	}
+	res, err := s.store().Move(ctx(), sel.id, uidsOf(ts), dest)
+	if err != nil {
+		return destErr(err)
+	}
+	if err := w.WriteCopyData(copyData(res)); err != nil {
+		return err
+	}
+	return s.forget(res.SourceUIDs, w.WriteExpunge)
+}
+
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	sel := s.sel
+	idx, err := s.index()
+	if err != nil {
+		return nil, err
+	}
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	data := &imap.SearchData{}
+	for i, uid := range sel.uids {
+		m, ok := idx[uid]
+		if !ok {
+			continue
+		}
+		c := &candidate{s: s, seq: uint32(i + 1), msg: m, total: uint32(len(sel.uids)), maxUID: sel.uids[len(sel.uids)-1]}
+		ok, err := c.match(criteria)
+		c.release()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		num := uint32(i + 1)
+		if kind == imapserver.NumKindUID {
+			num = uid
+			uids.AddNum(imap.UID(uid))
+		} else {
+			seqs.AddNum(num)
+		}
+		if data.Min == 0 {
+			data.Min = num
+		}
+		data.Max = num
+		data.Count++
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uids
+	} else {
+		data.All = seqs
+	}
+	return data, nil
+}
+
+// ---- FETCH ----
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	sel := s.sel
+	ts := sel.resolve(numSet)
+	if len(ts) == 0 {
+		return nil
+	}
+	idx, err := s.index()
+	if err != nil {
+		return err
+	}
+	// Reading a body section without PEEK sets \Seen (RFC 3501 §6.4.5), before the response
+	// so it can carry the new flags.
+	setsSeen := false
+	for _, bs := range options.BodySection {
+		if !bs.Peek {
+			setsSeen = true
+		}
+	}
+	for _, bs := range options.BinarySection {
+		if !bs.Peek {
+			setsSeen = true
+		}
+	}
+	seenChanged := map[uint32]bool{}
+	if setsSeen && !sel.readOnly {
+		var unseen []uint32
+		for _, t := range ts {
+			if m, ok := idx[t.uid]; ok && !m.HasFlag(`\Seen`) {
+				unseen = append(unseen, t.uid)
+			}
+		}
+		if len(unseen) > 0 {
+			res, err := s.store().StoreFlags(ctx(), sel.id, unseen, mailbox.FlagsAdd, []string{`\Seen`})
+			if err != nil {
+				return err
+			}
+			for i := range res {
+				idx[res[i].UID].Flags = res[i].Flags
+				sel.own[res[i].UID] = res[i].ModSeq
+				seenChanged[res[i].UID] = true
+			}
+		}
+	}
+	for _, t := range ts {
+		m, ok := idx[t.uid]
+		if !ok {
+			continue // expunged by another session, not yet reported to this one
+		}
+		if err := s.fetchOne(w, t, m, options, seenChanged[t.uid]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool) error {
+	rw := w.CreateMessage(t.seq)
+	if options.UID {
+		rw.WriteUID(imap.UID(t.uid))
+	}
+	if options.Flags || flagsChanged {
+		rw.WriteFlags(toFlags(m.Flags))
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(m.InternalDate)
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(m.Size)
+	}
+	c := &content{s: s, uid: t.uid}
+	defer c.close()
+	if options.Envelope {
+		h, err := c.header()
+		if err != nil {
+			return err
+		}
+		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+	}
+	if options.BodyStructure != nil {
+		b, err := c.bytes()
+		if err != nil {
+			return err
+		}
+		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(b)))
+	}
+	for _, bs := range options.BodySection {
+		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 && bs.Partial == nil {
+			// whole message: streamed from its file
+			f, size, err := c.file()
+			if err != nil {
+				return err
+			}
+			wc := rw.WriteBodySection(bs, size)
+			_, err = io.Copy(wc, io.NewSectionReader(f, 0, size))
+			if cerr := wc.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := c.bytes()
+		if err != nil {
+			return err
+		}
+		sec := imapserver.ExtractBodySection(bytes.NewReader(b), bs)
+		wc := rw.WriteBodySection(bs, int64(len(sec)))
+		_, err = wc.Write(sec)
+		if cerr := wc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, bs := range options.BinarySection {
+		b, err := c.bytes()
+		if err != nil {
+			return err
+		}
+		sec := imapserver.ExtractBinarySection(bytes.NewReader(b), bs)
+		wc := rw.WriteBinarySection(bs, int64(len(sec)))
+		_, err = wc.Write(sec)
+		if cerr := wc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, bss := range options.BinarySectionSize {
+		b, err := c.bytes()
+		if err != nil {
+			return err
+		}
+		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(b), bss))
+	}
+	return rw.Close()
+}
+
+// content opens a message lazily, once, for the items of one FETCH response or one SEARCH.
+type content struct {
+	s    *session
+	uid  uint32
+	f    io.ReadSeekCloser
+	size int64
+	buf  []byte
+	hdr  *textproto.Header
+}
+
+func (c *content) file() (io.ReaderAt, int64, error) {
+	if c.f == nil {
+		f, size, err := c.s.store().Open(ctx(), c.s.sel.id, c.uid)
+		if err != nil {
+			return nil, 0, err
+		}
+		c.f, c.size = f, size
+	}
+	if ra, ok := c.f.(io.ReaderAt); ok {
+		return ra, c.size, nil
+	}
+	b, err := c.bytes()
+	return bytes.NewReader(b), int64(len(b)), err
+}
+
+func (c *content) bytes() ([]byte, error) {
+	if c.buf != nil {
+		return c.buf, nil
+	}
+	if c.f == nil {
+		f, size, err := c.s.store().Open(ctx(), c.s.sel.id, c.uid)
+		if err != nil {
+			return nil, err
+		}
+		c.f, c.size = f, size
+	}
+	if _, err := c.f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	b := make([]byte, c.size)
+	if _, err := io.ReadFull(c.f, b); err != nil {
+		return nil, err
+	}
+	c.buf = b
+	return b, nil
+}
+
+func (c *content) header() (textproto.Header, error) {
+	if c.hdr != nil {
+		return *c.hdr, nil
+	}
+	var r io.Reader
+	if c.buf != nil {
+		r = bytes.NewReader(c.buf)
+	} else {
+		f, size, err := c.file()
+		if err != nil {
+			return textproto.Header{}, err
+		}
+		r = io.NewSectionReader(f, 0, size)
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(r))
+	if err != nil {
+		h = textproto.Header{} // a malformed header still gets an (empty) envelope
+	}
+	c.hdr = &h
+	return h, nil
+}
+
+func (c *content) close() {
+	if c.f != nil {
+		c.f.Close()
+		c.f = nil
+	}
+}
