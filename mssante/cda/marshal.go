@@ -100,10 +100,10 @@ func ParseBytes(data []byte, opts *ParseOptions) (*Document, error) {
 		}
 		return nil, fmt.Errorf("unsupported encoding %q", label)
 	}
-	if err := dec.Decode(d); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSyntax, err)
+	if err := decodeRoot(dec, d); err != nil {
+		return nil, err
 	}
-	// Nothing but comments, processing instructions and space may follow the root.
+	// Nothing but comments, processing instructions and space may follow.
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
@@ -118,7 +118,16 @@ func ParseBytes(data []byte, opts *ParseOptions) (*Document, error) {
 				return nil, fmt.Errorf("%w: text after the root element", ErrSyntax)
 			}
 		case xml.StartElement:
-			return nil, fmt.Errorf("%w: second root element", ErrSyntax)
+			if !d.AutoPresentable {
+				return nil, fmt.Errorf("%w: second root element", ErrSyntax)
+			}
+			if err := dec.Skip(); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrSyntax, err)
+			}
+		case xml.EndElement:
+			if !d.AutoPresentable {
+				return nil, fmt.Errorf("%w: unexpected end element", ErrSyntax)
+			}
 		}
 	}
 	if d.XMLName.Space != NamespaceHL7 {
@@ -139,6 +148,45 @@ func ParseBytes(data []byte, opts *ParseOptions) (*Document, error) {
 		}
 	}
 	return d, nil
+}
+
+// nsXSLT is the namespace of an "auto-présentable" CDA: an XSLT stylesheet that embeds the
+// ClinicalDocument (seen in ANS reference packages, e.g. BIO-CR-BIO auto-présentable).
+const nsXSLT = "http://www.w3.org/1999/XSL/Transform"
+
+// decodeRoot decodes the ClinicalDocument: the root element, or the first ClinicalDocument
+// inside an XSLT stylesheet root (auto-présentable).
+func decodeRoot(dec *xml.Decoder, d *Document) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrSyntax, err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Space == NamespaceHL7 && t.Name.Local == "ClinicalDocument" {
+				d.AutoPresentable = depth > 0
+				if err := dec.DecodeElement(d, &t); err != nil {
+					return fmt.Errorf("%w: %v", ErrSyntax, err)
+				}
+				return nil
+			}
+			if depth == 0 && !(t.Name.Space == nsXSLT && t.Name.Local == "stylesheet") {
+				return fmt.Errorf("%w: root is not {urn:hl7-org:v3}ClinicalDocument", ErrSyntax)
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+			if depth <= 0 {
+				return fmt.Errorf("%w: no ClinicalDocument in the stylesheet", ErrSyntax)
+			}
+		case xml.CharData:
+			if depth == 0 && len(bytes.TrimSpace(t)) != 0 {
+				return fmt.Errorf("%w: text before the root element", ErrSyntax)
+			}
+		}
+	}
 }
 
 // b64Open finds the start tag of the encapsulated text: <text …representation="B64"…> inside

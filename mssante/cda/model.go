@@ -18,8 +18,11 @@ const (
 
 // Document is a CDA R2 ClinicalDocument.
 type Document struct {
-	XMLName             xml.Name            `xml:"urn:hl7-org:v3 ClinicalDocument"`
-	XMLNSXSI            string              `xml:"xmlns:xsi,attr,omitempty"`
+	XMLName  xml.Name `xml:"urn:hl7-org:v3 ClinicalDocument"`
+	XMLNSXSI string   `xml:"xmlns:xsi,attr,omitempty"`
+	// AutoPresentable is set by Parse when the document was embedded in an XSLT stylesheet
+	// (an "auto-présentable" CDA); Marshal writes the ClinicalDocument alone.
+	AutoPresentable     bool                `xml:"-"`
 	RealmCode           []CS                `xml:"realmCode"`
 	TypeID              *II                 `xml:"typeId"`
 	TemplateIDs         []II                `xml:"templateId"`

@@ -1,0 +1,343 @@
+package mssante
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decode the legacy charsets other software sends
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// ErrMalformed is wrapped by every error about a message that cannot be read.
+var ErrMalformed = errors.New("mssante: malformed message")
+
+// ReadOptions bound what ReadMessage accepts. Zero fields take the defaults.
+type ReadOptions struct {
+	MaxSize        int64 // whole message in bytes; default 64 MB
+	MaxHeaderBytes int64 // top-level header block; default 256 KB
+	MaxParts       int   // MIME parts; default 256
+	MaxDepth       int   // multipart nesting; default 8
+}
+
+func (o *ReadOptions) withDefaults() ReadOptions {
+	var r ReadOptions
+	if o != nil {
+		r = *o
+	}
+	if r.MaxSize <= 0 {
+		r.MaxSize = 64 << 20
+	}
+	if r.MaxHeaderBytes <= 0 {
+		r.MaxHeaderBytes = 256 << 10
+	}
+	if r.MaxParts <= 0 {
+		r.MaxParts = 256
+	}
+	if r.MaxDepth <= 0 {
+		r.MaxDepth = 8
+	}
+	return r
+}
+
+// limitReader fails (instead of ending quietly) past its limit.
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// One byte more tells a message of exactly the limit from a longer one.
+		var b [1]byte
+		if n, _ := l.r.Read(b[:]); n > 0 {
+			return 0, fmt.Errorf("%w: %w", ErrMalformed, ErrTooLarge)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// KOSubjectPrefix starts the subject of an integration error (MDN with error or plain mail).
+const KOSubjectPrefix = "[KO Intégration système !]"
+
+// ReadMessage reads a message in one pass with bounded memory: the whole message is limited to
+// MaxSize bytes, the top header to MaxHeaderBytes, the parts to MaxParts and the nesting to
+// MaxDepth. Bodies are decoded (transfer encoding and charset); the XDM archive, PDF copies
+// and other attachments are kept as bytes. Kind tells ordinary mail, DSN, MDN and
+// integration error mail apart; DSN and MDN are parsed into m.DSN and m.MDN.
+func ReadMessage(r io.Reader, opts *ReadOptions) (*Message, error) {
+	o := opts.withDefaults()
+	lr := &limitReader{r: r, n: o.MaxSize}
+	e, err := message.ReadWithOptions(lr, &message.ReadOptions{MaxHeaderBytes: o.MaxHeaderBytes})
+	if err != nil && e == nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	m := &Message{}
+	if err := m.readHeader(mail.Header{Header: e.Header}); err != nil {
+		return nil, err
+	}
+	rd := &reader{opts: o, m: m}
+	if err := rd.walk(e, 0); err != nil {
+		return nil, err
+	}
+	// Drain what follows the last boundary, so a too-large message is always refused.
+	if _, err := io.Copy(io.Discard, lr); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if err := rd.finish(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Message) readHeader(h mail.Header) error {
+	addrs := func(key string) ([]Address, error) {
+		list, err := h.AddressList(key)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
+		}
+		out := make([]Address, 0, len(list))
+		for _, a := range list {
+			na, err := NewAddress(a.Name, a.Address)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrMalformed, key, err)
+			}
+			out = append(out, na)
+		}
+		return out, nil
+	}
+	from, err := addrs("From")
+	if err != nil {
+		return err
+	}
+	if len(from) != 1 {
+		return fmt.Errorf("%w: want one From address, got %d", ErrMalformed, len(from))
+	}
+	m.From = from[0]
+	if m.To, err = addrs("To"); err != nil {
+		return err
+	}
+	if m.Cc, err = addrs("Cc"); err != nil {
+		return err
+	}
+	if m.ReplyTo, err = addrs("Reply-To"); err != nil {
+		return err
+	}
+	if m.DispositionNotificationTo, err = addrs("Disposition-Notification-To"); err != nil {
+		return err
+	}
+	m.WantMDN = len(m.DispositionNotificationTo) > 0
+	if m.MessageID, err = h.MessageID(); err != nil {
+		return fmt.Errorf("%w: Message-ID: %v", ErrMalformed, err)
+	}
+	if m.InReplyTo, err = h.MsgIDList("In-Reply-To"); err != nil {
+		return fmt.Errorf("%w: In-Reply-To: %v", ErrMalformed, err)
+	}
+	if m.References, err = h.MsgIDList("References"); err != nil {
+		return fmt.Errorf("%w: References: %v", ErrMalformed, err)
+	}
+	if h.Has("Date") {
+		if m.Date, err = h.Date(); err != nil {
+			return fmt.Errorf("%w: Date: %v", ErrMalformed, err)
+		}
+	}
+	if m.Subject, err = h.Subject(); err != nil {
+		return fmt.Errorf("%w: Subject: %v", ErrMalformed, err)
+	}
+	for _, c := range strings.Split(h.Get(HeaderCodeCDA), ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			m.CodeCDA = append(m.CodeCDA, c)
+		}
+	}
+	m.INSHeader = strings.TrimSpace(h.Get(HeaderINS))
+	m.NIL = strings.TrimSpace(h.Get(HeaderNIL))
+	m.EndOfMessaging = strings.EqualFold(strings.TrimSpace(h.Get(HeaderMES)), "FIN")
+	if code, ok := koSubjectCode(m.Subject); ok {
+		m.Kind = KindIntegrationError
+		m.Integration = code
+	}
+	return nil
+}
+
+// koSubjectCode recognises "[KO Intégration système !][90x] …" (accents optional).
+func koSubjectCode(subject string) (MDNCode, bool) {
+	rest, ok := strings.CutPrefix(Fold(subject), Fold(KOSubjectPrefix))
+	if !ok || len(rest) < 5 || rest[0] != '[' || rest[4] != ']' {
+		return 0, false
+	}
+	code := MDNCode(atoi(rest[1:4]))
+	if !allDigits(rest[1:4]) || !code.Valid() {
+		return 0, false
+	}
+	return code, true
+}
+
+type reader struct {
+	opts      ReadOptions
+	m         *Message
+	parts     int
+	report    string // report-type of the top multipart/report
+	dsnFields []byte
+	mdnFields []byte
+}
+
+func (rd *reader) walk(e *message.Entity, depth int) error {
+	rd.parts++
+	if rd.parts > rd.opts.MaxParts {
+		return fmt.Errorf("%w: more than %d parts", ErrMalformed, rd.opts.MaxParts)
+	}
+	if depth > rd.opts.MaxDepth {
+		return fmt.Errorf("%w: nested deeper than %d", ErrMalformed, rd.opts.MaxDepth)
+	}
+	mt, params, err := e.Header.ContentType()
+	if err != nil && e.Header.Get("Content-Type") != "" {
+		return fmt.Errorf("%w: Content-Type: %v", ErrMalformed, err)
+	}
+	if mt == "" {
+		mt = "text/plain"
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		if params["boundary"] == "" {
+			return fmt.Errorf("%w: multipart without boundary", ErrMalformed)
+		}
+		if depth == 0 && mt == "multipart/report" {
+			rd.report = strings.ToLower(params["report-type"])
+		}
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil && p == nil {
+				return fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			if err != nil {
+				return fmt.Errorf("%w: part: %w", ErrMalformed, err)
+			}
+			if err := rd.walk(p, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	body, err := io.ReadAll(e.Body)
+	if err != nil {
+		return fmt.Errorf("%w: body: %w", ErrMalformed, err)
+	}
+	disp, dparams, _ := e.Header.ContentDisposition()
+	name := dparams["filename"]
+	if name == "" {
+		name = params["name"]
+	}
+	if name != "" {
+		if dec, err := new(mime.WordDecoder).DecodeHeader(name); err == nil {
+			name = dec
+		}
+	}
+	attached := strings.EqualFold(disp, "attachment") || name != ""
+	switch {
+	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
+		rd.dsnFields = body
+	case mt == "message/disposition-notification" || mt == "message/global-disposition-notification":
+		rd.mdnFields = body
+	case mt == "message/rfc822" || mt == "text/rfc822-headers" || mt == "message/global" || mt == "message/global-headers":
+		if rd.m.Original == nil {
+			rd.m.Original = body
+		}
+	case !attached && mt == "text/plain" && rd.m.Text == "":
+		rd.m.Text = normalizeNewlines(body)
+	case !attached && mt == "text/html" && rd.m.HTML == "":
+		rd.m.HTML = normalizeNewlines(body)
+	case strings.EqualFold(name, XDMFilename) && rd.m.XDM == nil:
+		rd.m.XDM = body
+	case mt == "application/pdf" || strings.HasSuffix(strings.ToLower(name), ".pdf"):
+		rd.m.Documents = append(rd.m.Documents, Document{PDFName: name, PDF: body})
+	default:
+		rd.m.Attachments = append(rd.m.Attachments, Attachment{Filename: name, ContentType: mt, Data: body})
+	}
+	return nil
+}
+
+// normalizeNewlines turns CRLF into LF, the form in which texts are given to WriteTo.
+func normalizeNewlines(b []byte) string {
+	return string(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")))
+}
+
+func (rd *reader) finish() error {
+	m := rd.m
+	if len(m.CodeCDA) == len(m.Documents) {
+		for i := range m.Documents {
+			m.Documents[i].Code = m.CodeCDA[i]
+		}
+	}
+	switch rd.report {
+	case "delivery-status":
+		if rd.dsnFields == nil {
+			return fmt.Errorf("%w: delivery-status report without message/delivery-status part", ErrMalformed)
+		}
+		d, err := parseDSNFields(rd.dsnFields)
+		if err != nil {
+			return err
+		}
+		m.Kind, m.DSN = KindDSN, d
+	case "disposition-notification":
+		if rd.mdnFields == nil {
+			return fmt.Errorf("%w: disposition-notification report without its part", ErrMalformed)
+		}
+		n, err := parseMDNFields(rd.mdnFields)
+		if err != nil {
+			return err
+		}
+		m.Kind, m.MDN = KindMDN, n
+		m.Integration = n.Error
+	}
+	return nil
+}
+
+// readFieldBlocks reads header-like blocks separated by blank lines (the bodies of
+// message/delivery-status and message/disposition-notification).
+func readFieldBlocks(b []byte, max int) ([]textproto.Header, error) {
+	br := bufio.NewReader(bytes.NewReader(b))
+	var blocks []textproto.Header
+	for {
+		// skip blank lines between blocks
+		for {
+			c, err := br.Peek(1)
+			if err == io.EOF {
+				return blocks, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if c[0] != '\r' && c[0] != '\n' {
+				break
+			}
+			br.ReadByte()
+		}
+		if len(blocks) == max {
+			return nil, fmt.Errorf("%w: more than %d field blocks", ErrMalformed, max)
+		}
+		h, err := textproto.ReadHeader(br)
+		if err != nil && !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		blocks = append(blocks, h)
+		if err != nil {
+			return blocks, nil
+		}
+	}
+}
