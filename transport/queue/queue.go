@@ -571,6 +571,18 @@ func (q *Queue) Get(id string) (*Envelope, error) {
 	return e.clone(), nil
 }
 
+// IDs returns the IDs of the messages in the queue, oldest first.
+func (q *Queue) IDs() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := make([]string, 0, len(q.msgs))
+	for id := range q.msgs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
 // Stats is a snapshot of the queue for metrics.
 type Stats struct {
 	Messages   int // messages in the spool

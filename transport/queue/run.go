@@ -29,6 +29,9 @@ type Result struct {
 	Status string
 	// RemoteMTA is the host that gave Status, if any.
 	RemoteMTA string
+	// Forwarded means the next hop supports DSN and took the NOTIFY request over (RFC 3461
+	// §5.2.2): no success notice is raised here, the final MTA sends it.
+	Forwarded bool
 }
 
 // Job is one delivery attempt of one message to its due recipients.
@@ -238,7 +241,9 @@ func (q *Queue) apply(e *Envelope, r *Recipient, res Result, now time.Time) {
 	switch {
 	case res.Err == nil:
 		r.State, r.FinalAt = Delivered, now
-		notify(NotifySuccess, NoticeDelivered)
+		if !res.Forwarded {
+			notify(NotifySuccess, NoticeDelivered)
+		}
 	case res.Permanent:
 		r.State, r.FinalAt = Failed, now
 		notify(NotifyFailure, NoticeFailed)

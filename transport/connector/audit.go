@@ -1,0 +1,231 @@
+package connector
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Event is the kind of an audit record.
+type Event string
+
+// Audit events.
+const (
+	EventReceived  Event = "received"  // a session handed a message over (reserved for front ends)
+	EventQueued    Event = "queued"    // stored durably, 250 sent
+	EventDelivered Event = "delivered" // one recipient delivered (locally or to the next operator)
+	EventDeferred  Event = "deferred"  // one recipient failed temporarily, will be retried
+	EventBounced   Event = "bounced"   // one recipient failed for good
+	EventRejected  Event = "rejected"  // refused during the SMTP session (reply in Code)
+)
+
+// Record is one audit record. It holds identifiers, never content: no subject, no body, no
+// header other than the envelope; addresses in the redacted domains (patient addresses carry
+// the INS) are pseudonymised.
+type Record struct {
+	Time      time.Time `json:"time"`
+	Event     Event     `json:"event"`
+	Source    string    `json:"source,omitempty"` // relay, submission, delivery
+	MsgID     string    `json:"msg_id,omitempty"`
+	From      string    `json:"from,omitempty"`
+	Rcpts     []string  `json:"rcpts,omitempty"`
+	BAL       string    `json:"bal,omitempty"` // authenticated BAL (submission)
+	PeerAddr  string    `json:"peer_addr,omitempty"`
+	PeerDN    string    `json:"peer_dn,omitempty"`
+	TLS       string    `json:"tls,omitempty"`
+	Size      int64     `json:"size,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"`
+	RemoteMTA string    `json:"remote_mta,omitempty"`
+	Code      string    `json:"code,omitempty"`   // reply code and enhanced code, e.g. "550 5.7.1"
+	Reason    string    `json:"reason,omitempty"` // machine-readable detail
+}
+
+// AuditOptions configure OpenAudit.
+type AuditOptions struct {
+	// Dir holds audit.jsonl and its rotated files audit-YYYYMMDDTHHMMSS.jsonl (required).
+	Dir string
+	// MaxBytes rotates the file when it would grow past this size (default 100 MiB).
+	MaxBytes int64
+	// Retention removes rotated files older than this (default 183 days: the 6 months the
+	// ANS recommends for functional traces, Réf #2 SC.MSS/CONF.17-18; the operator duration
+	// is UNCONFIRMED).
+	Retention time.Duration
+	// RedactDomains are domains whose local parts are pseudonymised (default
+	// patient.mssante.fr, whose local part is the patient's INS).
+	RedactDomains []string
+	// RedactKey keys the pseudonyms (HMAC-SHA256), so that they correlate across records but
+	// cannot be reversed by enumerating INS values (default: random per process).
+	RedactKey []byte
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Audit is an append-only JSON-lines audit log with rotation and retention, safe for concurrent
+// use. Records are written with one write call each; the file is fsynced on rotation and Close.
+type Audit struct {
+	opts   AuditOptions
+	redact map[string]bool
+	mu     sync.Mutex
+	f      *os.File
+	size   int64
+	day    string
+}
+
+// OpenAudit opens (appending) the audit log in opts.Dir.
+func OpenAudit(opts *AuditOptions) (*Audit, error) {
+	if opts == nil || opts.Dir == "" {
+		return nil, errors.New("connector: AuditOptions.Dir is required")
+	}
+	a := &Audit{opts: *opts, redact: map[string]bool{}}
+	if a.opts.MaxBytes <= 0 {
+		a.opts.MaxBytes = 100 << 20
+	}
+	if a.opts.Retention <= 0 {
+		a.opts.Retention = 183 * 24 * time.Hour
+	}
+	if a.opts.RedactDomains == nil {
+		a.opts.RedactDomains = []string{"patient.mssante.fr"}
+	}
+	for _, d := range a.opts.RedactDomains {
+		a.redact[strings.ToLower(d)] = true
+	}
+	if len(a.opts.RedactKey) == 0 {
+		a.opts.RedactKey = make([]byte, 32)
+		rand.Read(a.opts.RedactKey)
+	}
+	if a.opts.Now == nil {
+		a.opts.Now = time.Now
+	}
+	if err := os.MkdirAll(a.opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("connector: audit: %w", err)
+	}
+	if err := a.open(); err != nil {
+		return nil, err
+	}
+	a.prune()
+	return a, nil
+}
+
+func (a *Audit) path() string { return filepath.Join(a.opts.Dir, "audit.jsonl") }
+
+func (a *Audit) open() error {
+	f, err := os.OpenFile(a.path(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("connector: audit: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("connector: audit: %w", err)
+	}
+	a.f, a.size, a.day = f, st.Size(), st.ModTime().UTC().Format("20060102")
+	if a.size == 0 {
+		a.day = a.opts.Now().UTC().Format("20060102")
+	}
+	return nil
+}
+
+// Pseudonym returns the form addr takes in the audit log.
+func (a *Audit) Pseudonym(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 || !a.redact[strings.ToLower(addr[i+1:])] {
+		return addr
+	}
+	m := hmac.New(sha256.New, a.opts.RedactKey)
+	m.Write([]byte(strings.ToLower(addr[:i])))
+	return "h-" + hex.EncodeToString(m.Sum(nil)[:8]) + addr[i:]
+}
+
+// Log writes r (its Time set from the clock when zero). Errors are not returned: an audit
+// failure must not stop mail, it is reported by Err.
+func (a *Audit) Log(r *Record) {
+	if a == nil {
+		return
+	}
+	rec := *r
+	if rec.Time.IsZero() {
+		rec.Time = a.opts.Now().UTC()
+	}
+	rec.From = a.Pseudonym(rec.From)
+	rec.BAL = a.Pseudonym(rec.BAL)
+	if len(rec.Rcpts) > 0 {
+		rs := make([]string, len(rec.Rcpts))
+		for i, x := range rec.Rcpts {
+			rs[i] = a.Pseudonym(x)
+		}
+		rec.Rcpts = rs
+	}
+	b, err := json.Marshal(&rec)
+	if err != nil {
+		return
+	}
+	b = append(b, '\n')
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
+		return
+	}
+	day := rec.Time.UTC().Format("20060102")
+	if a.size > 0 && (a.size+int64(len(b)) > a.opts.MaxBytes || day != a.day) {
+		a.rotate()
+	}
+	if n, err := a.f.Write(b); err == nil {
+		a.size += int64(n)
+	}
+}
+
+// rotate renames the current file with its time and starts a new one; a.mu is held.
+func (a *Audit) rotate() {
+	a.f.Sync()
+	a.f.Close()
+	name := filepath.Join(a.opts.Dir, "audit-"+a.opts.Now().UTC().Format("20060102T150405.000000000")+".jsonl")
+	os.Rename(a.path(), name)
+	if err := a.open(); err != nil {
+		a.f = nil
+		return
+	}
+	go a.prune()
+}
+
+// prune removes rotated files older than the retention.
+func (a *Audit) prune() {
+	ents, _ := os.ReadDir(a.opts.Dir)
+	cut := a.opts.Now().Add(-a.opts.Retention)
+	var names []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "audit-") && strings.HasSuffix(e.Name(), ".jsonl") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ts := strings.TrimSuffix(strings.TrimPrefix(n, "audit-"), ".jsonl")
+		t, err := time.Parse("20060102T150405.000000000", ts)
+		if err == nil && t.Before(cut) {
+			os.Remove(filepath.Join(a.opts.Dir, n))
+		}
+	}
+}
+
+// Close flushes and closes the log.
+func (a *Audit) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
+		return nil
+	}
+	a.f.Sync()
+	err := a.f.Close()
+	a.f = nil
+	return err
+}

@@ -1,0 +1,29 @@
+// Package connector is the mail path of the MSSanté reference connector: what a structure
+// installs in its DMZ to become an MSSanté operator.
+//
+//   - [Server] in [ModeRelay] receives mail from other operators (port 25): STARTTLS required,
+//     an IGC-Santé client certificate required and verified, the MAIL FROM domain listed in the
+//     liste blanche and the client certificate DN listed for it, recipients only in our domains.
+//   - [Server] in [ModeSubmission] receives mail from our own BALs (587 STARTTLS, 465 implicit
+//     TLS): the BAL authenticates with its client certificate (SASL EXTERNAL, RFC 4422 App. A)
+//     or, when enabled, AUTH PLAIN over TLS; the envelope sender and the From header must be
+//     that BAL; every recipient must be local or in a listed domain.
+//   - Both listeners advertise and honour DSN (RFC 3461), SIZE (RFC 1870), PIPELINING (RFC 2920)
+//     and 8BITMIME (RFC 6152); bare CR and bare LF are refused in DATA (SMTP smuggling, SEC
+//     Consult 2023); recipients, line length, message size, time and connections per peer are
+//     bounded. A message is scanned ([Scanner], [ClamAV] for the clamd INSTREAM protocol) after
+//     TLS termination and queued durably ([queue]) before the 250 reply.
+//   - [Delivery] takes messages off the queue: local recipients go to a [LocalDelivery], remote
+//     ones to the MX (or static route) of their domain over mutual TLS, only if the domain is
+//     listed and the server certificate's DN is listed for it; never in plaintext.
+//   - [Audit] writes one JSON record per event (received, queued, delivered, deferred, bounced,
+//     rejected) with IDs, envelope, peer DN, TLS version, outcome and reason; never subject,
+//     body or patient data. Files rotate by size and day and are removed after the retention.
+//
+// Reply codes follow RFC 5321 and the enhanced status codes of RFC 3463, RFC 3207 (530 5.7.0
+// before STARTTLS) and RFC 4954; the texts are generic, the detail goes to the audit log.
+//
+// The operator-to-operator rules (the DN of the peer's certificate must be listed for the
+// domain in both directions) are INFERRED from the whitelist format: the exact Réf #1 text is
+// UNCONFIRMED (see spec/mssante.md §3.2); they are the safe reading and fail closed.
+package connector

@@ -1,0 +1,748 @@
+package connector
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mssante-go/sdk/transport/queue"
+)
+
+// Mode selects what a Server accepts.
+type Mode int
+
+const (
+	// ModeRelay accepts mail from other MSSanté operators for our domains.
+	ModeRelay Mode = iota
+	// ModeSubmission accepts mail from our authenticated BALs for any listed domain.
+	ModeSubmission
+)
+
+func (m Mode) String() string {
+	if m == ModeSubmission {
+		return "submission"
+	}
+	return "relay"
+}
+
+// ErrServerClosed is returned by Serve after Close or Shutdown.
+var ErrServerClosed = errors.New("connector: server closed")
+
+// Policy is the liste blanche as the connector enforces it; *whitelist.List satisfies it.
+// CheckDomain fails with an error wrapping whitelist.ErrDomainNotListed for an unlisted
+// domain, CheckOperator with whitelist.ErrOperatorNotListed; any other error (no list yet, a
+// list too old) is treated as temporary: 4.7.1 and a retry, never a pass.
+type Policy interface {
+	CheckDomain(domain string) error
+	CheckOperator(domain, dn string) error
+}
+
+// OperatorPolicy is an optional Policy method: whether dn is listed for at least one domain.
+// It decides null-sender (DSN) mail on the relay, which has no sender domain to check; a
+// Policy without it makes the relay refuse the null sender (fail closed).
+type OperatorPolicy interface {
+	CheckOperatorAny(dn string) error
+}
+
+// Accounts maps authenticated clients of the submission listener to their BAL address.
+type Accounts interface {
+	// BALForCertificate returns the BAL of a verified client certificate (SASL EXTERNAL).
+	BALForCertificate(ctx context.Context, dn string, cert *x509.Certificate) (string, error)
+	// BALForPassword checks a PLAIN login and returns the BAL (only with AllowPlain).
+	BALForPassword(ctx context.Context, username, password string) (string, error)
+}
+
+// SMTP replies. Texts are generic on purpose: the detail goes to the audit log.
+var (
+	replyNeedTLS         = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+	replyNeedCert        = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Client certificate required"}
+	replyBadCert         = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Client certificate not trusted"}
+	replyDomainNotListed = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender domain not in the MSSante trust list"}
+	replyDNNotListed     = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Client certificate not authorised for the sender domain"}
+	replyNullSender      = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Null sender not accepted from this client"}
+	replyTrustTemp       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Trust list unavailable, try again later"}
+	replyRelayDenied     = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
+	replyRcptNotListed   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Recipient domain not in the MSSante trust list"}
+	replyNoMailbox       = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Mailbox unavailable"}
+	replyBadAddress      = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
+	replyAuthRequired    = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	replySenderNotOwned  = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated BAL"}
+	replyFromNotOwned    = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "From header not owned by the authenticated BAL"}
+	replyBareLF          = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Bare CR or LF not allowed"}
+	replyBadHeader       = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message header"}
+	replyVirus           = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message content rejected"}
+	replyScanTemp        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Content scanner unavailable, try again later"}
+	replyQueueTemp       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	replyTooBig          = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
+	replyLineTooLong     = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
+	replyTooManyConns    = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}
+)
+
+// ServerOptions configure NewServer. Zero fields take the documented defaults.
+type ServerOptions struct {
+	// Mode is ModeRelay (default) or ModeSubmission.
+	Mode Mode
+	// Hostname is the name in the greeting and Received headers (default "localhost").
+	Hostname string
+	// TLSConfig holds our server certificate and, in ClientCAs, the IGC-Santé roots client
+	// certificates must chain to (required). It is cloned; MinVersion is raised to TLS 1.2 and
+	// client certificates are requested (and verified by VerifyClient, so that a bad one gets
+	// a precise SMTP reply rather than a TLS alert).
+	TLSConfig *tls.Config
+	// ImplicitTLS serves TLS from the first byte (port 465) instead of STARTTLS.
+	ImplicitTLS bool
+	// VerifyClient verifies a client certificate chain and returns its DN as the liste blanche
+	// writes it (default: x509 verification against TLSConfig.ClientCAs at Now, with the
+	// clientAuth EKU, then PeerDN).
+	VerifyClient func(certs []*x509.Certificate) (dn string, err error)
+	// Policy is the liste blanche (required).
+	Policy Policy
+	// LocalDomains are the domains whose mailboxes this connector hosts.
+	LocalDomains []string
+	// Local looks up and stores local mailboxes (required).
+	Local LocalDelivery
+	// Accounts authenticates BALs on the submission listener (required in ModeSubmission).
+	Accounts Accounts
+	// AllowPlain offers AUTH PLAIN (over TLS only) on the submission listener.
+	AllowPlain bool
+	// Queue is where accepted messages go (required).
+	Queue *queue.Queue
+	// Scanner checks content between DATA and queueing (nil: none).
+	Scanner Scanner
+	// ScanUnavailablePermanent answers 554 5.7.1 instead of 451 4.7.1 when the scanner fails.
+	ScanUnavailablePermanent bool
+	// Audit receives one record per event (nil: none).
+	Audit *Audit
+	// Metrics receives counters (nil: none).
+	Metrics *Metrics
+	// MaxMessageBytes bounds a message (default 25 MiB, the Mon espace santé limit).
+	MaxMessageBytes int64
+	// MaxRecipients bounds recipients per message (default 100).
+	MaxRecipients int
+	// MaxLineLength bounds a line of command or data (default 2000).
+	MaxLineLength int
+	// ReadTimeout and WriteTimeout bound each network read and write (default 5 min, 1 min).
+	ReadTimeout, WriteTimeout time.Duration
+	// MaxConnsPerPeer bounds simultaneous connections from one IP address (default 20);
+	// MaxConns bounds all of them (default 1000). Beyond, the peer gets 421 4.7.0.
+	MaxConnsPerPeer, MaxConns int
+	// Now is the clock for certificate checks (default time.Now).
+	Now func() time.Time
+	// Logger receives operational logs (nil: discard).
+	Logger *slog.Logger
+}
+
+// Server is an SMTP relay or submission server of the connector.
+type Server struct {
+	opts   ServerOptions
+	smtp   *smtp.Server
+	local  map[string]bool
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	perPeer map[string]int
+	total   int
+	closed  bool
+}
+
+// NewServer checks opts and returns a server ready to Serve.
+func NewServer(opts *ServerOptions) (*Server, error) {
+	if opts == nil || opts.TLSConfig == nil || opts.Policy == nil || opts.Queue == nil || opts.Local == nil {
+		return nil, errors.New("connector: TLSConfig, Policy, Queue and Local are required")
+	}
+	if opts.Mode == ModeSubmission && opts.Accounts == nil {
+		return nil, errors.New("connector: Accounts is required in submission mode")
+	}
+	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}}
+	o := &s.opts
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 25 << 20
+	}
+	if o.MaxRecipients <= 0 {
+		o.MaxRecipients = 100
+	}
+	if o.MaxLineLength <= 0 {
+		o.MaxLineLength = 2000
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 5 * time.Minute
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = time.Minute
+	}
+	if o.MaxConnsPerPeer <= 0 {
+		o.MaxConnsPerPeer = 20
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 1000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s.logger = o.Logger
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range o.LocalDomains {
+		s.local[strings.ToLower(d)] = true
+	}
+	tc := o.TLSConfig.Clone()
+	if tc.MinVersion < tls.VersionTLS12 {
+		tc.MinVersion = tls.VersionTLS12
+	}
+	tc.ClientAuth = tls.RequestClientCert
+	roots := tc.ClientCAs
+	// No CA list in the CertificateRequest: a client then sends whatever certificate it has,
+	// and an untrusted one gets a precise 550 5.7.1 instead of an anonymous session.
+	tc.ClientCAs = nil
+	if o.VerifyClient == nil {
+		now := o.Now
+		o.VerifyClient = func(certs []*x509.Certificate) (string, error) {
+			return verifyChain(certs, roots, now(), x509.ExtKeyUsageClientAuth)
+		}
+	}
+	srv := smtp.NewServer(s)
+	srv.Domain = o.Hostname
+	srv.MaxMessageBytes = o.MaxMessageBytes
+	srv.MaxRecipients = o.MaxRecipients
+	srv.MaxLineLength = o.MaxLineLength
+	srv.ReadTimeout = o.ReadTimeout
+	srv.WriteTimeout = o.WriteTimeout
+	srv.EnableDSN = true
+	srv.ErrorLog = slogLogger{s.logger}
+	if !o.ImplicitTLS {
+		srv.TLSConfig = tc
+	} else {
+		o.TLSConfig = tc
+	}
+	s.smtp = srv
+	return s, nil
+}
+
+// verifyChain verifies certs[0] with the others as intermediates and returns the DN.
+func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, eku x509.ExtKeyUsage) (string, error) {
+	if len(certs) == 0 {
+		return "", errNoCert
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{eku}}); err != nil {
+		return "", fmt.Errorf("connector: certificate not trusted: %w", err)
+	}
+	return DN(certs[0]), nil
+}
+
+var errNoCert = errors.New("connector: no certificate presented")
+
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) { l.l.Warn(fmt.Sprintf(format, v...)) }
+func (l slogLogger) Println(v ...any)               { l.l.Warn(fmt.Sprint(v...)) }
+
+// Serve accepts connections on l until Close or Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	if s.opts.ImplicitTLS {
+		l = tls.NewListener(l, s.opts.TLSConfig)
+	}
+	err := s.smtp.Serve(&limitListener{Listener: l, s: s})
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error { return s.smtp.Close() }
+
+// Shutdown stops accepting and waits for the sessions in progress, or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
+
+// limitListener enforces MaxConns and MaxConnsPerPeer before the greeting.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		s := l.s
+		s.mu.Lock()
+		ok := s.total < s.opts.MaxConns && s.perPeer[host] < s.opts.MaxConnsPerPeer
+		if ok {
+			s.total++
+			s.perPeer[host]++
+		}
+		s.mu.Unlock()
+		if ok {
+			return &countedConn{Conn: c, s: s, host: host}, nil
+		}
+		s.audit(&Record{Event: EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
+		s.opts.Metrics.rejected("connection_limit")
+		go func() {
+			// Plain text even on an implicit-TLS listener would be read as garbage; just close there.
+			if _, isTLS := c.(*tls.Conn); !isTLS {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", s.opts.Hostname)
+			}
+			c.Close()
+		}()
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	s    *Server
+	host string
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		c.s.total--
+		if c.s.perPeer[c.host]--; c.s.perPeer[c.host] <= 0 {
+			delete(c.s.perPeer, c.host)
+		}
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// tlsConn exposes the TLS state of an implicit-TLS connection wrapped by countedConn.
+func (c *countedConn) ConnectionState() (tls.ConnectionState, bool) {
+	if t, ok := c.Conn.(*tls.Conn); ok {
+		return t.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
+
+func (s *Server) audit(r *Record) {
+	if s.opts.Audit != nil {
+		r.Source = s.opts.Mode.String()
+		s.opts.Audit.Log(r)
+	}
+}
+
+// NewSession implements smtp.Backend; go-smtp calls it at EHLO, after STARTTLS.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{s: s, c: c, peerAddr: c.Conn().RemoteAddr().String()}
+	if st, ok := c.TLSConnectionState(); ok && st.HandshakeComplete {
+		sess.tls = &st
+	} else if cc, ok := c.Conn().(*countedConn); ok {
+		if st, ok := cc.ConnectionState(); ok && st.HandshakeComplete {
+			sess.tls = &st
+		}
+	}
+	if sess.tls != nil && len(sess.tls.PeerCertificates) > 0 {
+		sess.cert = sess.tls.PeerCertificates[0]
+		sess.dn, sess.certErr = s.opts.VerifyClient(sess.tls.PeerCertificates)
+		if sess.certErr != nil {
+			sess.dn = DN(sess.cert) // for the audit record only
+		}
+	}
+	return sess, nil
+}
+
+type rcpt struct {
+	addr  string
+	local bool
+	opts  smtp.RcptOptions
+}
+
+// session is one SMTP session (after EHLO).
+type session struct {
+	s        *Server
+	c        *smtp.Conn
+	peerAddr string
+	tls      *tls.ConnectionState
+	cert     *x509.Certificate
+	dn       string
+	certErr  error
+	bal      string // authenticated BAL (submission)
+
+	from     string
+	mailOpts smtp.MailOptions
+	rcpts    []rcpt
+}
+
+func (ss *session) tlsVersion() string {
+	if ss.tls == nil {
+		return ""
+	}
+	return tls.VersionName(ss.tls.Version)
+}
+
+// refuse audits a refusal and returns the reply.
+func (ss *session) refuse(reply *smtp.SMTPError, reason string, rcpts ...string) error {
+	ss.s.audit(&Record{Event: EventRejected, From: ss.from, Rcpts: rcpts, PeerAddr: ss.peerAddr, PeerDN: ss.dn,
+		TLS: ss.tlsVersion(), BAL: ss.bal, Code: replyCode(reply), Reason: reason})
+	key, _, _ := strings.Cut(reason, ":")
+	ss.s.opts.Metrics.rejected(key)
+	return reply
+}
+
+func replyCode(e *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %d.%d.%d", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2])
+}
+
+// requireTLS checks TLS and the client certificate.
+func (ss *session) requireTLS() error {
+	if ss.tls == nil {
+		return ss.refuse(replyNeedTLS, "no_tls")
+	}
+	if ss.cert == nil {
+		return ss.refuse(replyNeedCert, "no_client_certificate")
+	}
+	if ss.certErr != nil {
+		ss.s.logger.Info("connector: client certificate refused", "peer", ss.peerAddr, "err", ss.certErr)
+		return ss.refuse(replyBadCert, "client_certificate_untrusted")
+	}
+	return nil
+}
+
+// AuthMechanisms implements smtp.AuthSession: only in submission mode, only over TLS.
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.Mode != ModeSubmission || ss.tls == nil {
+		return nil
+	}
+	m := []string{sasl.External}
+	if ss.s.opts.AllowPlain {
+		m = append(m, sasl.Plain)
+	}
+	return m
+}
+
+// Auth implements smtp.AuthSession.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.opts.Mode != ModeSubmission || ss.tls == nil {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	ctx := context.Background()
+	switch mech {
+	case sasl.External:
+		return sasl.NewExternalServer(func(identity string) error {
+			if ss.cert == nil || ss.certErr != nil {
+				ss.refuse(smtp.ErrAuthFailed, "auth_external_no_valid_certificate")
+				return smtp.ErrAuthFailed
+			}
+			bal, err := ss.s.opts.Accounts.BALForCertificate(ctx, ss.dn, ss.cert)
+			if err != nil || identity != "" && !strings.EqualFold(identity, bal) {
+				ss.refuse(smtp.ErrAuthFailed, "auth_external_unknown_certificate")
+				return smtp.ErrAuthFailed
+			}
+			ss.bal = bal
+			return nil
+		}), nil
+	case sasl.Plain:
+		if !ss.s.opts.AllowPlain {
+			return nil, smtp.ErrAuthUnknownMechanism
+		}
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			bal, err := ss.s.opts.Accounts.BALForPassword(ctx, username, password)
+			if err != nil || identity != "" && !strings.EqualFold(identity, bal) {
+				ss.refuse(smtp.ErrAuthFailed, "auth_plain_failed")
+				return smtp.ErrAuthFailed
+			}
+			ss.bal = bal
+			return nil
+		}), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// domainOf returns the lower-case domain of addr, or "" when addr is not local@domain.
+func domainOf(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i <= 0 || i == len(addr)-1 {
+		return ""
+	}
+	return strings.ToLower(addr[i+1:])
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.from = ""
+	switch ss.s.opts.Mode {
+	case ModeRelay:
+		if err := ss.requireTLS(); err != nil {
+			return err
+		}
+		if from == "" {
+			op, ok := ss.s.opts.Policy.(OperatorPolicy)
+			if !ok {
+				return ss.refuse(replyNullSender, "null_sender_unverifiable")
+			}
+			if err := op.CheckOperatorAny(ss.dn); err != nil {
+				return ss.refuse(trustErr(err, replyNullSender), "null_sender_operator_not_listed")
+			}
+			break
+		}
+		d := domainOf(from)
+		if d == "" {
+			return ss.refuse(replyBadAddress, "bad_sender_syntax")
+		}
+		if err := ss.s.opts.Policy.CheckDomain(d); err != nil {
+			return ss.refuse(trustErr(err, replyDomainNotListed), "sender_domain: "+err.Error())
+		}
+		if err := ss.s.opts.Policy.CheckOperator(d, ss.dn); err != nil {
+			return ss.refuse(trustErr(err, replyDNNotListed), "sender_operator: "+err.Error())
+		}
+	case ModeSubmission:
+		if ss.tls == nil {
+			return ss.refuse(replyNeedTLS, "no_tls")
+		}
+		if ss.bal == "" {
+			return ss.refuse(replyAuthRequired, "not_authenticated")
+		}
+		if !strings.EqualFold(from, ss.bal) {
+			ss.from = from
+			return ss.refuse(replySenderNotOwned, "sender_not_bal")
+		}
+	}
+	ss.from = from
+	ss.mailOpts = *opts
+	return nil
+}
+
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	d := domainOf(to)
+	if d == "" {
+		return ss.refuse(replyBadAddress, "bad_recipient_syntax", to)
+	}
+	ctx := context.Background()
+	if ss.s.local[d] {
+		if err := ss.s.opts.Local.Lookup(ctx, to); err != nil {
+			if errors.Is(err, ErrNoMailbox) {
+				return ss.refuse(replyNoMailbox, "no_such_mailbox", to)
+			}
+			return ss.refuse(replyQueueTemp, "mailbox_lookup: "+err.Error(), to)
+		}
+		ss.rcpts = append(ss.rcpts, rcpt{addr: to, local: true, opts: *opts})
+		return nil
+	}
+	if ss.s.opts.Mode == ModeRelay {
+		return ss.refuse(replyRelayDenied, "relay_denied", to)
+	}
+	if err := ss.s.opts.Policy.CheckDomain(d); err != nil {
+		return ss.refuse(trustErr(err, replyRcptNotListed), "recipient_domain: "+err.Error(), to)
+	}
+	ss.rcpts = append(ss.rcpts, rcpt{addr: to, opts: *opts})
+	return nil
+}
+
+func (ss *session) Reset() {
+	ss.from, ss.rcpts, ss.mailOpts = "", nil, smtp.MailOptions{}
+}
+
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) rcptAddrs() []string {
+	out := make([]string, len(ss.rcpts))
+	for i, r := range ss.rcpts {
+		out[i] = r.addr
+	}
+	return out
+}
+
+// Data receives the message: bare CR/LF refused, From checked on submission, content scanned,
+// then queued durably before 250.
+func (ss *session) Data(r io.Reader) error {
+	start := time.Now()
+	s := ss.s
+	ctx := context.Background()
+	w, err := s.opts.Queue.Begin()
+	if err != nil {
+		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
+	}
+	defer w.Abort() // no-op after Commit
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s with %s id %s;\r\n\t%s\r\n",
+		sanitize(ss.c.Hostname()), sanitize(ss.peerAddr), s.opts.Hostname, ss.protocol(), w.ID(),
+		time.Now().Format(time.RFC1123Z))
+	br := bufio.NewReader(&strictCRLF{r: r})
+	hdr, err := readHeader(br, 256<<10)
+	if err == nil && s.opts.Mode == ModeSubmission {
+		err = ss.checkFrom(hdr)
+	}
+	if err == nil {
+		if _, err = w.Write(hdr); err == nil {
+			_, err = io.Copy(w, br)
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, errBareLF):
+		return ss.refuse(replyBareLF, "bare_cr_or_lf", ss.rcptAddrs()...)
+	case errors.Is(err, errHeader):
+		return ss.refuse(replyBadHeader, "malformed_header", ss.rcptAddrs()...)
+	case errors.Is(err, errFromNotOwned):
+		return ss.refuse(replyFromNotOwned, "from_header_not_bal", ss.rcptAddrs()...)
+	case errors.Is(err, queue.ErrTooLarge), errors.Is(err, smtp.ErrDataTooLarge):
+		return ss.refuse(replyTooBig, "too_big", ss.rcptAddrs()...)
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return ss.refuse(replyLineTooLong, "line_too_long", ss.rcptAddrs()...)
+	default:
+		var se *smtp.SMTPError
+		if errors.As(err, &se) { // from go-smtp's reader, e.g. a line too long
+			return ss.refuse(se, "data: "+se.Message, ss.rcptAddrs()...)
+		}
+		return ss.refuse(replyQueueTemp, "data: "+err.Error(), ss.rcptAddrs()...)
+	}
+	if s.opts.Scanner != nil {
+		rc, err := w.Open()
+		if err == nil {
+			err = s.opts.Scanner.Scan(ctx, rc)
+			rc.Close()
+		}
+		var found *VirusError
+		switch {
+		case errors.As(err, &found):
+			return ss.refuse(replyVirus, "virus: "+found.Signature, ss.rcptAddrs()...)
+		case err != nil && s.opts.ScanUnavailablePermanent:
+			return ss.refuse(replyVirus, "scanner: "+err.Error(), ss.rcptAddrs()...)
+		case err != nil:
+			return ss.refuse(replyScanTemp, "scanner: "+err.Error(), ss.rcptAddrs()...)
+		}
+	}
+	env := &queue.Envelope{From: ss.from, Ret: string(ss.mailOpts.Return), EnvID: ss.mailOpts.EnvelopeID,
+		Source: s.opts.Mode.String(), PeerDN: ss.dn, PeerAddr: ss.peerAddr}
+	for _, rc := range ss.rcpts {
+		qr := &queue.Recipient{Addr: rc.addr}
+		for _, n := range rc.opts.Notify {
+			qr.Notify = append(qr.Notify, string(n))
+		}
+		if rc.opts.OriginalRecipient != "" {
+			qr.ORCPT = string(rc.opts.OriginalRecipientType) + ";" + rc.opts.OriginalRecipient
+		}
+		env.Rcpts = append(env.Rcpts, qr)
+	}
+	id, err := w.Commit(ctx, env)
+	if err != nil {
+		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
+	}
+	s.audit(&Record{Event: EventQueued, MsgID: id, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr,
+		PeerDN: ss.dn, TLS: ss.tlsVersion(), BAL: ss.bal, Size: w.Size(), Code: "250 2.0.0"})
+	s.opts.Metrics.accepted(s.opts.Mode, time.Since(start))
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+}
+
+func (ss *session) protocol() string {
+	p := "ESMTPS"
+	if ss.bal != "" {
+		p = "ESMTPSA"
+	}
+	if ss.tls == nil {
+		p = "ESMTP"
+	}
+	return p
+}
+
+// sanitize keeps a peer-supplied string safe for a header.
+func sanitize(s string) string {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+var (
+	errBareLF       = errors.New("connector: bare CR or LF in message")
+	errHeader       = errors.New("connector: malformed header")
+	errFromNotOwned = errors.New("connector: From is not the authenticated BAL")
+)
+
+// strictCRLF fails on a CR not followed by LF or an LF not preceded by CR: the ambiguity SMTP
+// smuggling exploits (SEC Consult, December 2023; Postfix smtpd_forbid_bare_newline).
+type strictCRLF struct {
+	r      io.Reader
+	prevCR bool
+}
+
+func (s *strictCRLF) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	for i := 0; i < n; i++ {
+		c := p[i]
+		if s.prevCR && c != '\n' || !s.prevCR && c == '\n' {
+			return 0, errBareLF
+		}
+		s.prevCR = c == '\r'
+	}
+	if err == io.EOF && s.prevCR {
+		return 0, errBareLF
+	}
+	return n, err
+}
+
+// readHeader reads the header block (up to and including the empty line), at most max bytes.
+func readHeader(br *bufio.Reader, max int) ([]byte, error) {
+	var buf bytes.Buffer
+	lineStart := true
+	for {
+		line, err := br.ReadSlice('\n')
+		buf.Write(line)
+		if buf.Len() > max {
+			return nil, errHeader
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			lineStart = false
+			continue
+		case err == io.EOF:
+			return buf.Bytes(), nil // a message without body
+		case err != nil:
+			return nil, err
+		}
+		if lineStart && string(line) == "\r\n" {
+			return buf.Bytes(), nil
+		}
+		lineStart = true
+	}
+}
+
+// checkFrom verifies that the From header holds exactly the authenticated BAL.
+func (ss *session) checkFrom(hdr []byte) error {
+	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte(nil), hdr...), "\r\n"...)))
+	if err != nil {
+		return errHeader
+	}
+	list, err := m.Header.AddressList("From")
+	if err != nil || len(list) != 1 || len(m.Header["From"]) != 1 {
+		return errFromNotOwned
+	}
+	if !strings.EqualFold(list[0].Address, ss.bal) {
+		return errFromNotOwned
+	}
+	if s := m.Header.Get("Sender"); s != "" {
+		if a, err := mail.ParseAddress(s); err != nil || !strings.EqualFold(a.Address, ss.bal) {
+			return errFromNotOwned
+		}
+	}
+	return nil
+}
