@@ -97,7 +97,7 @@ func Verify(r io.Reader, opts *VerifyOptions) (*List, error) {
 	if opts == nil {
 		opts = &VerifyOptions{}
 	}
-	doc, err := parse(r, opts.maxSize(), opts.maxEntries())
+	doc, err := parse(r, opts.maxSize(), opts.maxEntries(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -217,10 +217,17 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func parse(r io.Reader, maxSize int64, maxEntries int) (*document, error) {
+// parse reads the document once; the canonical form of the document minus the Signature goes to
+// the digest and, when tee is not nil, to tee too (tests compare it with other canonicalizers).
+func parse(r io.Reader, maxSize int64, maxEntries int, tee io.Writer) (*document, error) {
 	p := &parser{hash: sha256.New(), maxEntries: maxEntries}
 	p.dec = xml.NewDecoder(bufio.NewReaderSize(&limitReader{r: r, n: maxSize}, 64<<10))
-	p.doc.w = bufio.NewWriterSize(p.hash, 32<<10)
+	var w io.Writer = p.hash
+	if tee != nil {
+		w = io.MultiWriter(p.hash, tee)
+	}
+	p.doc.w = bufio.NewWriterSize(w, 32<<10)
+	defer p.doc.w.Flush()
 	p.si.w = bufio.NewWriter(&p.siBuf)
 	first := true
 	for {
@@ -267,9 +274,7 @@ func parse(r io.Reader, maxSize int64, maxEntries int) (*document, error) {
 	if !p.sigSeen {
 		return nil, ErrUnsigned
 	}
-	if err := p.doc.w.Flush(); err != nil {
-		return nil, err
-	}
+	p.doc.w.Flush() // writes to a hash (and tee) do not fail
 	p.out.digest = p.hash.Sum(nil)
 	return &p.out, nil
 }

@@ -1,6 +1,7 @@
 package whitelist
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -57,7 +58,7 @@ func realOpts(t testing.TB) *VerifyOptions {
 
 func TestVerifyRealFile(t *testing.T) {
 	data := readReal(t)
-	l, err := Verify(bytesReader(data), realOpts(t))
+	l, err := Verify(bytes.NewReader(data), realOpts(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,11 +106,11 @@ func TestVerifyRealFileDates(t *testing.T) {
 	data := readReal(t)
 	opts := realOpts(t)
 	opts.At = func() time.Time { return time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC) }
-	if _, err := Verify(bytesReader(data), opts); !errors.Is(err, ErrSignerExpired) {
+	if _, err := Verify(bytes.NewReader(data), opts); !errors.Is(err, ErrSignerExpired) {
 		t.Fatalf("at 2026-11-28: %v, want ErrSignerExpired", err)
 	}
 	opts.UseListDate = true
-	if _, err := Verify(bytesReader(data), opts); err != nil {
+	if _, err := Verify(bytes.NewReader(data), opts); err != nil {
 		t.Fatalf("at the list's date: %v", err)
 	}
 }
