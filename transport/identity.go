@@ -5,8 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/hex"
-	"slices"
 	"strings"
+
+	"github.com/mssante-go/sdk/whitelist"
 )
 
 // attrNames are the short names of the subject attributes, as the liste blanche and RFC 4514
@@ -96,73 +97,12 @@ func PeerDN(cs tls.ConnectionState) (string, error) {
 // of types and values, spaces around the "," "+" and "=" separators, and the order of the
 // attributes, and nothing else (a value that differs by an inner space or a hyphen differs).
 // Backslash escapes are decoded before comparing. A DN that does not parse equals nothing.
+// It compares the forms of [whitelist.CanonicalDN], so the connector and the whitelist agree.
 func EqualDN(a, b string) bool {
-	pa, ok := parseDN(a)
-	if !ok {
+	ca, err := whitelist.CanonicalDN(a)
+	if err != nil {
 		return false
 	}
-	pb, ok := parseDN(b)
-	if !ok || len(pa) != len(pb) {
-		return false
-	}
-	return slices.Equal(pa, pb)
-}
-
-// parseDN splits a DN into "TYPE=value" pairs, type upper-cased, value case-folded, both trimmed
-// of surrounding spaces, sorted.
-func parseDN(s string) ([]string, bool) {
-	var out []string
-	var cur strings.Builder
-	var typ string
-	inValue := false
-	flush := func() bool {
-		if !inValue {
-			return false
-		}
-		t := strings.ToUpper(strings.TrimSpace(typ))
-		v := strings.ToLower(strings.TrimSpace(cur.String()))
-		if t == "" {
-			return false
-		}
-		out = append(out, t+"="+v)
-		cur.Reset()
-		inValue = false
-		return true
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case ch == '\\':
-			if i+1 >= len(s) {
-				return nil, false
-			}
-			i++
-			if isHex(s[i]) && i+1 < len(s) && isHex(s[i+1]) {
-				h, _ := hex.DecodeString(s[i : i+2])
-				cur.Write(h)
-				i++
-			} else {
-				cur.WriteByte(s[i])
-			}
-		case ch == '=' && !inValue:
-			typ = cur.String()
-			cur.Reset()
-			inValue = true
-		case (ch == ',' || ch == '+' || ch == ';') && inValue:
-			if !flush() {
-				return nil, false
-			}
-		default:
-			cur.WriteByte(ch)
-		}
-	}
-	if !flush() {
-		return nil, false
-	}
-	slices.Sort(out)
-	return out, true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+	cb, err := whitelist.CanonicalDN(b)
+	return err == nil && ca == cb
 }
