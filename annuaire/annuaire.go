@@ -234,30 +234,29 @@ func structureIDMatches(q, stored string) bool {
 // sortEntries puts entries in the order a Result documents: by name key when byName, then by
 // address, then (the same address on several lines) by all their columns.
 func sortEntries(entries []Entry, byName bool) {
-	type sortable struct {
-		key string
-		f   Fields
-		e   Entry
-	}
-	s := make([]sortable, len(entries))
+	keys := make([]string, len(entries))
+	idx := make([]int, len(entries))
 	for i := range entries {
-		s[i] = sortable{f: entries[i].Fields(), e: entries[i]}
+		idx[i] = i
 		if byName {
-			s[i].key = NameKey(&entries[i])
+			keys[i] = NameKey(&entries[i])
 		}
 	}
-	slices.SortFunc(s, func(a, b sortable) int {
-		if c := cmp.Compare(a.key, b.key); c != 0 {
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := cmp.Compare(keys[a], keys[b]); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.e.Address, b.e.Address); c != 0 {
+		if c := cmp.Compare(entries[a].Address, entries[b].Address); c != 0 {
 			return c
 		}
-		return compareFields(&a.f, &b.f)
+		fa, fb := entries[a].Fields(), entries[b].Fields() // rare: one address, several lines
+		return compareFields(&fa, &fb)
 	})
-	for i := range s {
-		entries[i] = s[i].e
+	sorted := make([]Entry, len(entries))
+	for i, j := range idx {
+		sorted[i] = entries[j]
 	}
+	copy(entries, sorted)
 }
 
 func compareFields(a, b *Fields) int {

@@ -125,7 +125,7 @@ func TestExtractionPaging(t *testing.T) {
 			t.Fatalf("%+v: only %d entries", q, len(full.Entries))
 		}
 		var paged []Entry
-		q.Limit = 7
+		q.Limit = 97
 		for pages := 0; ; pages++ {
 			r, err := x.Search(ctx, q)
 			if err != nil {
