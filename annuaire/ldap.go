@@ -334,4 +334,3 @@ func (l *LDAP) filter(q *Query) (string, bool) {
 func eq(b *strings.Builder, attr, value string) {
 	fmt.Fprintf(b, "(%s=%s)", attr, ldap.EscapeFilter(value))
 }
-
