@@ -380,3 +380,16 @@ func (s *rawSession) write(data string) {
 		s.t.Fatal(err)
 	}
 }
+
+// trustWith gives n a whitelist listing itself and domain → dn.
+func trustWith(t *testing.T, n *node, domain, dn string) *whitelist.List {
+	t.Helper()
+	l := whitelist.NewList(time.Now(), []whitelist.Entry{
+		{Domain: n.domain, OperatorDNs: []string{DN(n.server.Cert)}},
+		{Domain: domain, OperatorDNs: []string{dn}},
+	})
+	n.policy.set(l)
+	return l
+}
+
+func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
