@@ -31,6 +31,7 @@ type List struct {
 
 var (
 	_ Policy = (*List)(nil)
+	_ Policy = (*Store)(nil)
 )
 
 // Policy is what the connector and the BAL enforce before exchanging mail with a domain.
