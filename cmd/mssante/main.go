@@ -36,6 +36,7 @@ type command struct {
 // commands lists every subcommand, in the order "mssante help" shows them.
 var commands = []command{
 	// one line per subcommand, each implemented in cmd_NAME.go
+	{"dev", "set up a local test trust space (test PKI, certificates) and check mutual TLS", runDev},
 	{"cert", "inspect certificates and check their expiry (PEM, DER, p7b, PKCS#12)", runCert},
 }
 
