@@ -103,7 +103,7 @@ func parseMDNFields(b []byte) (*MDN, error) {
 	}
 	h := blocks[0]
 	n := &MDN{
-		ReportingUA:       strings.TrimSpace(stripType(h.Get("Reporting-UA"))),
+		ReportingUA:       strings.TrimSpace(h.Get("Reporting-UA")),
 		OriginalRecipient: strings.ToLower(stripType(h.Get("Original-Recipient"))),
 		FinalRecipient:    strings.ToLower(stripType(h.Get("Final-Recipient"))),
 		OriginalMessageID: strings.Trim(strings.TrimSpace(h.Get("Original-Message-Id")), "<>"),

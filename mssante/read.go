@@ -48,8 +48,9 @@ func (o *ReadOptions) withDefaults() ReadOptions {
 
 // limitReader fails (instead of ending quietly) past its limit.
 type limitReader struct {
-	r io.Reader
-	n int64
+	r    io.Reader
+	n    int64
+	over bool
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -57,7 +58,8 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		// One byte more tells a message of exactly the limit from a longer one.
 		var b [1]byte
 		if n, _ := l.r.Read(b[:]); n > 0 {
-			return 0, fmt.Errorf("%w: %w", ErrMalformed, ErrTooLarge)
+			l.over = true
+			return 0, ErrTooLarge
 		}
 		return 0, io.EOF
 	}
@@ -80,6 +82,15 @@ const KOSubjectPrefix = "[KO Intégration système !]"
 func ReadMessage(r io.Reader, opts *ReadOptions) (*Message, error) {
 	o := opts.withDefaults()
 	lr := &limitReader{r: r, n: o.MaxSize}
+	m, err := readMessage(lr, o)
+	if lr.over {
+		// go-message does not always wrap reader errors with %w: name the cause here.
+		return nil, fmt.Errorf("%w: %w (%d bytes)", ErrMalformed, ErrTooLarge, o.MaxSize)
+	}
+	return m, err
+}
+
+func readMessage(lr *limitReader, o ReadOptions) (*Message, error) {
 	e, err := message.ReadWithOptions(lr, &message.ReadOptions{MaxHeaderBytes: o.MaxHeaderBytes})
 	if err != nil && e == nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
@@ -151,11 +162,8 @@ func (m *Message) readHeader(h mail.Header) error {
 	if m.References, err = h.MsgIDList("References"); err != nil {
 		return fmt.Errorf("%w: References: %v", ErrMalformed, err)
 	}
-	if h.Has("Date") {
-		if m.Date, err = h.Date(); err != nil {
-			return fmt.Errorf("%w: Date: %v", ErrMalformed, err)
-		}
-	}
+	// An unreadable Date (comments, obsolete zones) is left zero: it decides nothing here.
+	m.Date = parseDSNDate(h.Get("Date"))
 	if m.Subject, err = h.Subject(); err != nil {
 		return fmt.Errorf("%w: Subject: %v", ErrMalformed, err)
 	}

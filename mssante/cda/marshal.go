@@ -90,6 +90,7 @@ func Parse(r io.Reader, opts *ParseOptions) (*Document, error) {
 func ParseBytes(data []byte, opts *ParseOptions) (*Document, error) {
 	// A large encapsulated body is cut out before XML decoding and put back afterwards: base64
 	// holds no markup, so decoding the rest is equivalent and much cheaper.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
 	rest, b64, cut := cutB64(data)
 	d := new(Document)
 	dec := xml.NewDecoder(bytes.NewReader(rest))
