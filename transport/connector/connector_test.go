@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -59,7 +60,7 @@ func TestTwoConnectorsRelay(t *testing.T) {
 	b.audit.Close()
 	logB, _ := os.ReadFile(filepath.Join(b.auditDir, "audit.jsonl"))
 	if !strings.Contains(string(logB), `"event":"queued","source":"relay"`) || !strings.Contains(string(logB), `"peer_dn":"CN=mx.a.mssante.test`) ||
-		!strings.Contains(string(logB), `"tls":"TLS 1.3"`) || !strings.Contains(string(logB), `"event":"delivered"`) {
+		!strings.Contains(string(logB), `"tls":"TLS 1.2"`) || !strings.Contains(string(logB), `"event":"delivered"`) {
 		t.Errorf("audit of b:\n%s", logB)
 	}
 	for _, dir := range []string{a.auditDir, b.auditDir} {
@@ -79,6 +80,7 @@ func TestTwoConnectorsRelay(t *testing.T) {
 // Every refusal of the relay listener, with its exact reply.
 func TestRelayRefusals(t *testing.T) {
 	p := testPKI(t)
+	revoked := must(t)(p.Server("mx.a.mssante.test", &testpki.LeafOptions{Revoked: true}))
 	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
 	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
 	other := must(t)(p.Server("mx.other.test", nil))
@@ -103,6 +105,7 @@ func TestRelayRefusals(t *testing.T) {
 		{"self-signed", clientTLS(selfSigned, p), "x@a.mssante.test", "dr@b.mssante.test", false, "550 5.7.1"},
 		{"expired certificate", clientTLS(expired, p), "x@a.mssante.test", "dr@b.mssante.test", false, "550 5.7.1"},
 		{"wrong EKU", clientTLS(wrongEKU, p), "x@a.mssante.test", "dr@b.mssante.test", false, "550 5.7.1"},
+		{"revoked certificate", clientTLS(revoked, p), "x@a.mssante.test", "dr@b.mssante.test", false, "550 5.7.1"},
 		{"sender domain not listed", good, "x@unlisted.test", "dr@b.mssante.test", false, "550 5.7.1"},
 		{"DN not listed for sender domain", clientTLS(other, p), "x@a.mssante.test", "dr@b.mssante.test", false, "550 5.7.1"},
 		{"DN of another listed operator", clientTLS(b.server, p), "x@a.mssante.test", "dr@b.mssante.test", false, "550 5.7.1"},
@@ -147,7 +150,7 @@ func TestRelayRefusals(t *testing.T) {
 	// Every refusal is audited with its code.
 	b.audit.Close()
 	log, _ := os.ReadFile(filepath.Join(b.auditDir, "audit.jsonl"))
-	for _, want := range []string{`"code":"530 5.7.0","reason":"no_tls"`, `"reason":"client_certificate_untrusted"`, `"reason":"sender_operator: whitelist: operator not listed for domain"`, `"code":"451 4.7.1"`} {
+	for _, want := range []string{`"code":"530 5.7.0","reason":"no_tls"`, `"reason":"client_certificate_untrusted: revoked"`, `"reason":"client_certificate_untrusted: expired"`, `"reason":"client_certificate_untrusted: unknown_authority"`, `"reason":"sender_operator: whitelist: operator not listed for domain"`, `"code":"451 4.7.1"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("audit lacks %s", want)
 		}
@@ -435,11 +438,11 @@ func TestDeliveryRefusals(t *testing.T) {
 	defer fs.Close()
 
 	l := whitelist.NewList(time.Now(), []whitelist.Entry{
-		{Domain: a.domain, OperatorDNs: []string{DN(a.server.Cert)}},
-		{Domain: b.domain, OperatorDNs: []string{DN(b.server.Cert)}},
+		{Domain: a.domain, OperatorDNs: []string{transport.SubjectDN(a.server.Cert)}},
+		{Domain: b.domain, OperatorDNs: []string{transport.SubjectDN(b.server.Cert)}},
 		{Domain: "wrongdn.test", OperatorDNs: []string{"CN=someone.else,O=X,C=FR"}},
-		{Domain: "plain.test", OperatorDNs: []string{DN(b.server.Cert)}},
-		{Domain: "foreign.test", OperatorDNs: []string{DN(foreign.Cert)}},
+		{Domain: "plain.test", OperatorDNs: []string{transport.SubjectDN(b.server.Cert)}},
+		{Domain: "foreign.test", OperatorDNs: []string{transport.SubjectDN(foreign.Cert)}},
 	})
 	a.policy.set(l)
 	a.delivery.opts.Routes["wrongdn.test"] = b.relayAddr
@@ -478,7 +481,7 @@ func TestDeliveryRefusals(t *testing.T) {
 		return strings.Join(out, "\n")
 	})
 	// Unlisted domain, as the whitelist changes after queueing: permanent failure and a DSN.
-	a.policy.set(whitelist.NewList(time.Now(), []whitelist.Entry{{Domain: a.domain, OperatorDNs: []string{DN(a.server.Cert)}}}))
+	a.policy.set(whitelist.NewList(time.Now(), []whitelist.Entry{{Domain: a.domain, OperatorDNs: []string{transport.SubjectDN(a.server.Cert)}}}))
 	waitFor(t, "failure DSNs to the BAL", func() bool { return a.count(a.bal) == 3 })
 	for _, d := range a.read(t, a.bal) {
 		if !strings.Contains(d, "Action: failed") || !strings.Contains(d, "Status: 5.7.1") {

@@ -3,7 +3,6 @@ package connector
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -29,12 +29,11 @@ type Resolver interface {
 type DeliveryOptions struct {
 	// Hostname is our name in EHLO after STARTTLS (default "localhost").
 	Hostname string
-	// TLSConfig holds our client certificate (Certificates or GetClientCertificate) and, in
-	// RootCAs, the IGC-Santé roots the peer's server certificate must chain to (required). It
-	// is cloned; MinVersion is raised to TLS 1.2 and ServerName set to the MX host.
-	TLSConfig *tls.Config
-	// PeerDN returns the DN of a verified server certificate (default DN).
-	PeerDN func(cert *x509.Certificate) string
+	// TLS holds our client certificate (Certificates, required) and the trust store the
+	// server certificate is verified with (Trust, required), as transport.ClientConfig uses
+	// them: TLS 1.2 minimum, Réf. #2 suites, chain to IGC-Santé, revocation, host name of the
+	// MX.
+	TLS *transport.TLSOptions
 	// Policy is the liste blanche (required): the recipient domain must be listed and the
 	// server certificate DN listed for it.
 	Policy Policy
@@ -90,8 +89,8 @@ type pooled struct {
 
 // NewDelivery checks opts and returns a Delivery.
 func NewDelivery(opts *DeliveryOptions) (*Delivery, error) {
-	if opts == nil || opts.TLSConfig == nil || opts.Policy == nil {
-		return nil, errors.New("connector: TLSConfig and Policy are required")
+	if opts == nil || opts.TLS == nil || opts.TLS.Trust == nil || len(opts.TLS.Certificates) == 0 || opts.Policy == nil {
+		return nil, errors.New("connector: TLS (Trust and Certificates) and Policy are required")
 	}
 	if len(opts.LocalDomains) > 0 && opts.Local == nil {
 		return nil, errors.New("connector: Local is required with LocalDomains")
@@ -101,9 +100,6 @@ func NewDelivery(opts *DeliveryOptions) (*Delivery, error) {
 	o := &d.opts
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
-	}
-	if o.PeerDN == nil {
-		o.PeerDN = DN
 	}
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
@@ -133,11 +129,9 @@ func NewDelivery(opts *DeliveryOptions) (*Delivery, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	o.TLSConfig = o.TLSConfig.Clone()
-	if o.TLSConfig.MinVersion < tls.VersionTLS12 {
-		o.TLSConfig.MinVersion = tls.VersionTLS12
+	if _, err := transport.ClientConfig(nil, "check.invalid", o.TLS); err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
 	}
-	o.TLSConfig.InsecureSkipVerify = false
 	d.logger = o.Logger
 	if d.logger == nil {
 		d.logger = slog.New(slog.DiscardHandler)
@@ -397,10 +391,19 @@ func connFailText(err error) string {
 		return "server certificate not listed for the recipient domain"
 	case strings.Contains(err.Error(), "STARTTLS"):
 		return "server does not offer STARTTLS"
-	case strings.Contains(err.Error(), "tls:"), strings.Contains(err.Error(), "x509:"):
+	case isTLSError(err):
 		return "TLS handshake with the recipient's server failed"
 	}
 	return "connection to the recipient's server failed"
+}
+
+func isTLSError(err error) bool {
+	var ce *transport.CertError
+	var cv *tls.CertificateVerificationError
+	var ae tls.AlertError
+	var re tls.RecordHeaderError
+	return errors.As(err, &ce) || errors.As(err, &cv) || errors.As(err, &ae) || errors.As(err, &re) ||
+		strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:")
 }
 
 type certDNError struct{ dn, domain string }
@@ -458,8 +461,11 @@ func (d *Delivery) dial(ctx context.Context, hostport, dom string) (*pooled, err
 	}
 	stop := context.AfterFunc(cctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	host := hostOnly(hostport)
-	tc := d.opts.TLSConfig.Clone()
-	tc.ServerName = host
+	tc, err := transport.ClientConfig(nil, host, d.opts.TLS)
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
 	// STARTTLS is mandatory: NewClientStartTLS fails when it is not offered (no downgrade).
 	c, err := smtp.NewClientStartTLS(raw, tc)
 	if err == nil {
@@ -479,7 +485,11 @@ func (d *Delivery) dial(ctx context.Context, hostport, dom string) (*pooled, err
 		c.Close()
 		return nil, errors.New("connector: no TLS after STARTTLS")
 	}
-	dn := d.opts.PeerDN(st.PeerCertificates[0])
+	dn, err := transport.PeerDN(st)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	if err := d.opts.Policy.CheckOperator(dom, dn); err != nil {
 		c.Quit()
 		return nil, &certDNError{dn, dom}

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -29,7 +30,7 @@ var (
 
 func testPKI(t testing.TB) *testpki.PKI {
 	t.Helper()
-	pkiOnce.Do(func() { pkiVal, pkiErr = testpki.New(&testpki.Options{ECDSA: true}) })
+	pkiOnce.Do(func() { pkiVal, pkiErr = testpki.New(nil) }) // RSA: the Réf. #2 suites are ECDHE_RSA
 	if pkiErr != nil {
 		t.Fatal(pkiErr)
 	}
@@ -44,6 +45,23 @@ func must(t testing.TB) func(*testpki.Leaf, error) *testpki.Leaf {
 		}
 		return l
 	}
+}
+
+// trustStore returns a trust store of the test PKI with its current CRL.
+func trustStore(t testing.TB) *transport.TrustStore {
+	t.Helper()
+	p := testPKI(t)
+	ts := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true})
+	ts.AddRoot(p.Root)
+	ts.AddIntermediate(p.Intermediate)
+	crl, err := p.CRL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.AddCRL(crl); err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }
 
 // switchPolicy lets a test swap the whitelist (or remove it) while servers run.
@@ -125,11 +143,11 @@ func newNode(t *testing.T, domain string, o *nodeOpts) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{n.server.TLSCertificate()}, ClientCAs: p.Roots(), RootCAs: p.Roots()}
+	tc := &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{n.server.TLSCertificate()}}
 	mk := func(mode Mode) (*Server, string) {
-		s, err := NewServer(&ServerOptions{Mode: mode, Hostname: "mx." + domain, TLSConfig: tc, Policy: ListedOperator(n.policy),
+		s, err := NewServer(&ServerOptions{Mode: mode, Hostname: "mx." + domain, TLS: tc, Policy: ListedOperator(n.policy),
 			LocalDomains: []string{domain}, Local: n.maildir, Queue: n.q, Scanner: o.scanner, Audit: n.audit, Metrics: n.metrics,
-			Accounts: &StaticAccounts{ByDN: map[string]string{DN(n.balCert.Cert): n.bal},
+			Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(n.balCert.Cert): n.bal},
 				Passwords: map[string]PasswordAccount{"bal": {Password: "secret", BAL: n.bal}}},
 			AllowPlain: true, MaxConnsPerPeer: o.perPeer, MaxRecipients: o.maxRcpts, MaxMessageBytes: o.maxBytes,
 			ReadTimeout: 20 * time.Second})
@@ -146,7 +164,7 @@ func newNode(t *testing.T, domain string, o *nodeOpts) *node {
 	}
 	n.relay, n.relayAddr = mk(ModeRelay)
 	n.sub, n.subAddr = mk(ModeSubmission)
-	n.delivery, err = NewDelivery(&DeliveryOptions{Hostname: "mx." + domain, TLSConfig: tc, Policy: n.policy,
+	n.delivery, err = NewDelivery(&DeliveryOptions{Hostname: "mx." + domain, TLS: tc, Policy: n.policy,
 		LocalDomains: []string{domain}, Local: n.maildir, Routes: o.routes, Audit: n.audit, Metrics: n.metrics,
 		ConnectTimeout: 5 * time.Second, CommandTimeout: 20 * time.Second})
 	if err != nil {
@@ -179,7 +197,7 @@ type RunOptions = queue.RunOptions
 func trust(nodes ...*node) *whitelist.List {
 	var es []whitelist.Entry
 	for _, n := range nodes {
-		es = append(es, whitelist.Entry{Domain: n.domain, OperatorDNs: []string{DN(n.server.Cert)}})
+		es = append(es, whitelist.Entry{Domain: n.domain, OperatorDNs: []string{transport.SubjectDN(n.server.Cert)}})
 	}
 	l := whitelist.NewList(time.Now(), es)
 	for _, n := range nodes {
@@ -385,7 +403,7 @@ func (s *rawSession) write(data string) {
 func trustWith(t *testing.T, n *node, domain, dn string) *whitelist.List {
 	t.Helper()
 	l := whitelist.NewList(time.Now(), []whitelist.Entry{
-		{Domain: n.domain, OperatorDNs: []string{DN(n.server.Cert)}},
+		{Domain: n.domain, OperatorDNs: []string{transport.SubjectDN(n.server.Cert)}},
 		{Domain: domain, OperatorDNs: []string{dn}},
 	})
 	n.policy.set(l)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/transport"
 )
 
 // postfix is a throw-away Postfix instance (postfix -c DIR), as in spec/peers-recipes.md §3:
@@ -221,7 +222,7 @@ func swaks(t *testing.T, args ...string) (string, error) {
 func TestPostfixInterop(t *testing.T) {
 	a := newNode(t, "a.mssante.test", nil)
 	pf := startPostfix(t, "postfix.mssante.test", map[string]string{"a.mssante.test": a.relayAddr})
-	l := trustWith(t, a, pf.Domain, DN(pf.Cert.Cert))
+	l := trustWith(t, a, pf.Domain, transport.SubjectDN(pf.Cert.Cert))
 	_ = l
 	a.delivery.opts.Routes = map[string]string{pf.Domain: fmt.Sprintf("127.0.0.1:%d", pf.TLSPort)}
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -98,17 +100,16 @@ type ServerOptions struct {
 	Mode Mode
 	// Hostname is the name in the greeting and Received headers (default "localhost").
 	Hostname string
-	// TLSConfig holds our server certificate and, in ClientCAs, the IGC-Santé roots client
-	// certificates must chain to (required). It is cloned; MinVersion is raised to TLS 1.2 and
-	// client certificates are requested (and verified by VerifyClient, so that a bad one gets
-	// a precise SMTP reply rather than a TLS alert).
-	TLSConfig *tls.Config
+	// TLS holds our server certificate (Certificates, required), the trust store client
+	// certificates are verified with (Trust, required: IGC-Santé roots and CRLs), the clock
+	// (Time) and the Réf. #2 protocol choices (AllowTLS13, AllowCBC): TLS 1.2 minimum with the
+	// Réf. #2 suites. Client certificates are requested, not required by the handshake: they
+	// are verified after it (transport.TrustStore.Verify, revocation included) so that a
+	// refused one gets a precise SMTP reply and an audit record rather than a bare TLS alert.
+	// OptionalClientCert and VerifyPeer are ignored.
+	TLS *transport.TLSOptions
 	// ImplicitTLS serves TLS from the first byte (port 465) instead of STARTTLS.
 	ImplicitTLS bool
-	// VerifyClient verifies a client certificate chain and returns its DN as the liste blanche
-	// writes it (default: x509 verification against TLSConfig.ClientCAs at Now, with the
-	// clientAuth EKU, then PeerDN).
-	VerifyClient func(certs []*x509.Certificate) (dn string, err error)
 	// Policy is the liste blanche (required).
 	Policy Policy
 	// LocalDomains are the domains whose mailboxes this connector hosts.
@@ -140,8 +141,6 @@ type ServerOptions struct {
 	// MaxConnsPerPeer bounds simultaneous connections from one IP address (default 20);
 	// MaxConns bounds all of them (default 1000). Beyond, the peer gets 421 4.7.0.
 	MaxConnsPerPeer, MaxConns int
-	// Now is the clock for certificate checks (default time.Now).
-	Now func() time.Time
 	// Logger receives operational logs (nil: discard).
 	Logger *slog.Logger
 }
@@ -149,6 +148,8 @@ type ServerOptions struct {
 // Server is an SMTP relay or submission server of the connector.
 type Server struct {
 	opts   ServerOptions
+	tlsCfg *tls.Config
+	now    func() time.Time
 	smtp   *smtp.Server
 	local  map[string]bool
 	logger *slog.Logger
@@ -161,8 +162,9 @@ type Server struct {
 
 // NewServer checks opts and returns a server ready to Serve.
 func NewServer(opts *ServerOptions) (*Server, error) {
-	if opts == nil || opts.TLSConfig == nil || opts.Policy == nil || opts.Queue == nil || opts.Local == nil {
-		return nil, errors.New("connector: TLSConfig, Policy, Queue and Local are required")
+	if opts == nil || opts.TLS == nil || opts.TLS.Trust == nil || len(opts.TLS.Certificates) == 0 ||
+		opts.Policy == nil || opts.Queue == nil || opts.Local == nil {
+		return nil, errors.New("connector: TLS (Trust and Certificates), Policy, Queue and Local are required")
 	}
 	if opts.Mode == ModeSubmission && opts.Accounts == nil {
 		return nil, errors.New("connector: Accounts is required in submission mode")
@@ -193,8 +195,9 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if o.MaxConns <= 0 {
 		o.MaxConns = 1000
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	s.now = o.TLS.Time
+	if s.now == nil {
+		s.now = time.Now
 	}
 	s.logger = o.Logger
 	if s.logger == nil {
@@ -203,21 +206,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	for _, d := range o.LocalDomains {
 		s.local[strings.ToLower(d)] = true
 	}
-	tc := o.TLSConfig.Clone()
-	if tc.MinVersion < tls.VersionTLS12 {
-		tc.MinVersion = tls.VersionTLS12
-	}
-	tc.ClientAuth = tls.RequestClientCert
-	roots := tc.ClientCAs
-	// No CA list in the CertificateRequest: a client then sends whatever certificate it has,
-	// and an untrusted one gets a precise 550 5.7.1 instead of an anonymous session.
-	tc.ClientCAs = nil
-	if o.VerifyClient == nil {
-		now := o.Now
-		o.VerifyClient = func(certs []*x509.Certificate) (string, error) {
-			return verifyChain(certs, roots, now(), x509.ExtKeyUsageClientAuth)
-		}
-	}
+	s.tlsCfg = serverTLS(o.TLS)
 	srv := smtp.NewServer(s)
 	srv.Domain = o.Hostname
 	srv.MaxMessageBytes = o.MaxMessageBytes
@@ -228,30 +217,41 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	srv.EnableDSN = true
 	srv.ErrorLog = slogLogger{s.logger}
 	if !o.ImplicitTLS {
-		srv.TLSConfig = tc
-	} else {
-		o.TLSConfig = tc
+		srv.TLSConfig = s.tlsCfg
 	}
 	s.smtp = srv
 	return s, nil
 }
 
-// verifyChain verifies certs[0] with the others as intermediates and returns the DN.
-func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, eku x509.ExtKeyUsage) (string, error) {
-	if len(certs) == 0 {
-		return "", errNoCert
+// serverTLS builds the listener's TLS configuration from the Réf. #2 choices of o.
+func serverTLS(o *transport.TLSOptions) *tls.Config {
+	cfg := &tls.Config{
+		Certificates: o.Certificates,
+		MinVersion:   tls.VersionTLS12,
+		MaxVersion:   tls.VersionTLS12,
+		CipherSuites: slices.Clone(transport.DefaultCipherSuites),
+		// No CA list in the CertificateRequest: a client then sends the certificate it has and
+		// an untrusted one gets 550 5.7.1 instead of an anonymous session.
+		ClientAuth: tls.RequestClientCert,
+		Time:       o.Time,
 	}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
+	if o.AllowTLS13 {
+		cfg.MaxVersion = tls.VersionTLS13
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{eku}}); err != nil {
-		return "", fmt.Errorf("connector: certificate not trusted: %w", err)
+	if o.AllowCBC {
+		cfg.CipherSuites = append(cfg.CipherSuites, transport.CBCCipherSuite)
 	}
-	return DN(certs[0]), nil
+	return cfg
 }
 
-var errNoCert = errors.New("connector: no certificate presented")
+// verifyClient verifies a client chain with the trust store and returns its DN.
+func (s *Server) verifyClient(certs []*x509.Certificate) (string, error) {
+	chains, err := s.opts.TLS.Trust.Verify(certs, x509.ExtKeyUsageClientAuth, s.now())
+	if err != nil {
+		return "", err
+	}
+	return transport.SubjectDN(chains[0][0]), nil
+}
 
 type slogLogger struct{ l *slog.Logger }
 
@@ -261,7 +261,7 @@ func (l slogLogger) Println(v ...any)               { l.l.Warn(fmt.Sprint(v...))
 // Serve accepts connections on l until Close or Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	if s.opts.ImplicitTLS {
-		l = tls.NewListener(l, s.opts.TLSConfig)
+		l = tls.NewListener(l, s.tlsCfg)
 	}
 	err := s.smtp.Serve(&limitListener{Listener: l, s: s})
 	if errors.Is(err, smtp.ErrServerClosed) {
@@ -359,9 +359,9 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	if sess.tls != nil && len(sess.tls.PeerCertificates) > 0 {
 		sess.cert = sess.tls.PeerCertificates[0]
-		sess.dn, sess.certErr = s.opts.VerifyClient(sess.tls.PeerCertificates)
+		sess.dn, sess.certErr = s.verifyClient(sess.tls.PeerCertificates)
 		if sess.certErr != nil {
-			sess.dn = DN(sess.cert) // for the audit record only
+			sess.dn = transport.SubjectDN(sess.cert) // for the audit record only
 		}
 	}
 	return sess, nil
@@ -419,7 +419,7 @@ func (ss *session) requireTLS() error {
 	}
 	if ss.certErr != nil {
 		ss.s.logger.Info("connector: client certificate refused", "peer", ss.peerAddr, "err", ss.certErr)
-		return ss.refuse(replyBadCert, "client_certificate_untrusted")
+		return ss.refuse(replyBadCert, "client_certificate_untrusted: "+certReason(ss.certErr))
 	}
 	return nil
 }

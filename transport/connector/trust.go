@@ -1,13 +1,11 @@
 package connector
 
 import (
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -26,15 +24,22 @@ func trustErr(err error, notListed *smtp.SMTPError) *smtp.SMTPError {
 	return replyTrustTemp
 }
 
-// DN renders the subject of cert as RFC 4514 writes it (last RDN first, so CN first for an
-// IGC-Santé certificate), which is how the liste blanche writes DNCertificatOperateur; the
-// whitelist compares DNs with whitelist.CanonicalDN.
-func DN(cert *x509.Certificate) string {
-	var seq pkix.RDNSequence
-	if rest, err := asn1.Unmarshal(cert.RawSubject, &seq); err != nil || len(rest) != 0 {
-		return cert.Subject.String()
+// certReason names the reason of a certificate refusal for the audit log.
+func certReason(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{transport.ErrUnknownAuthority, "unknown_authority"}, {transport.ErrBadSignature, "bad_signature"},
+		{transport.ErrExpired, "expired"}, {transport.ErrNotYetValid, "not_yet_valid"},
+		{transport.ErrWrongEKU, "wrong_eku"}, {transport.ErrRevoked, "revoked"},
+		{transport.ErrNoValidCRL, "no_valid_crl"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
 	}
-	return seq.String()
+	return "invalid"
 }
 
 // domainLister is implemented by *whitelist.List.
