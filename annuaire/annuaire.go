@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/mssante-go/sdk/mssante"
 )
 
 // Directory finds BALs. Every implementation returns the same [Entry] values for the same data
@@ -15,19 +17,16 @@ type Directory interface {
 	Search(ctx context.Context, q Query) (*Result, error)
 }
 
-// BALType is the type of a BAL (TRE_R257-TypeBAL).
-type BALType string
+// BALType is the type of a BAL (TRE_R257-TypeBAL), that of package mssante.
+type BALType = mssante.BALType
 
-// The BAL types (MSSanté digest §5).
+// The BAL types (MSSanté digest §5), short names for those of package mssante.
 const (
-	PER BALType = "PER" // personal, of a health professional
-	ORG BALType = "ORG" // organisational, of a service
-	APP BALType = "APP" // applicative, read by software
-	CAB BALType = "CAB" // a liberal practice (cabinet)
+	PER = mssante.BALPersonal       // personal, of a health professional
+	ORG = mssante.BALOrganisational // organisational, of a service
+	APP = mssante.BALApplicative    // applicative, read by software
+	CAB = mssante.BALCabinet        // a liberal practice (cabinet)
 )
-
-// Valid reports whether t is one of the four known BAL types.
-func (t BALType) Valid() bool { return t == PER || t == ORG || t == APP || t == CAB }
 
 // Entry is one BAL as a directory describes it.
 type Entry struct {
@@ -160,14 +159,16 @@ func (q *Query) limit() int {
 // check validates q, normalises its fields and returns the offset its cursor designates, for
 // the backends whose cursor is an offset.
 func (q *Query) check() (offset int, err error) {
-	if q.Type != "" && !q.Type.Valid() {
+	if _, err := mssante.ParseBALType(string(q.Type)); q.Type != "" && (err != nil || q.Type != PER && q.Type != ORG && q.Type != APP && q.Type != CAB) {
 		return 0, fmt.Errorf("%w: BAL type %q", ErrInvalidQuery, q.Type)
 	}
 	if q.Name != "" && foldString(q.Name) == "" {
 		return 0, fmt.Errorf("%w: a name needs a letter or a digit", ErrInvalidQuery)
 	}
-	if q.RPPS != "" && !isDigits(q.RPPS, 11) {
-		return 0, fmt.Errorf("%w: an RPPS number has 11 digits", ErrInvalidQuery)
+	if q.RPPS != "" {
+		if _, err := mssante.ParseRPPS(q.RPPS); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrInvalidQuery, err)
+		}
 	}
 	if q.Cursor != "" {
 		n, err := strconv.Atoi(q.Cursor)
@@ -289,18 +290,6 @@ func NameKey(e *Entry) string {
 		return string(appendNameKey(nil, e.Person.LastName, e.Person.FirstName))
 	}
 	return foldString(e.Structure.Name)
-}
-
-func isDigits(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

@@ -23,7 +23,7 @@ import (
 //
 // The whole text is kept (the index points into it), so the memory used is about twice the
 // file's size. An address that appears on several lines (the real file has about 169) gives
-// one entry per line.
+// one entry per line; a line without an address is skipped.
 type Extraction struct {
 	data   string   // the text, header included; never modified
 	starts []uint32 // start of each data line in data
@@ -284,8 +284,12 @@ func (c *chunk) scan(data string, from, to int) {
 			c.err = fmt.Errorf("%w (at byte %d)", err, at)
 			return
 		}
-		c.starts = append(c.starts, uint32(at))
 		addr := strings.TrimSpace(f[ColAddress])
+		if addr == "" {
+			at = next // no BAL without an address (WriteLDIF skips these lines too)
+			continue
+		}
+		c.starts = append(c.starts, uint32(at))
 		if hasUpperASCII(addr) {
 			addr = strings.ToLower(addr)
 		}

@@ -41,7 +41,7 @@ func loadText(t testing.TB, text string) *Extraction {
 
 // sample is a hand-written extraction: two lines share an address, names carry accents.
 const sample = "Type de BAL|Adresse BAL|Type Identifiant PP|Identifiant PP|Identification nationale PP|Type identifiant structure|Identification Structure|Service de rattachement|Civilité d'exercice|Nom d'exercice|Prénom d'exercice|Catégorie profession|Libellé de catégorie profession|Code Profession|Libellé Profession|Code savoir-faire|Libellé savoir-faire|Dématérialisation|Raison Sociale structure BAL|Enseigne commerciale structure BAL|L2COMPLEMENTLOCALISATION|L3COMPLEMENTDISTRIBUTION|L4NUMEROVOIE|L4COMPLEMENTNUMEROVOIE|NL4TYPEVOIE|L4LIBELLEVOIE|L5LIEUDITMENTION|L6LIGNEACHEMINEMENT|Code postal|Département|Pays\r\n" +
-	"PER|helene.lefevre@medecin.mssante.fr|8|10003456789|810003456789||||MME|LEFÈVRE|Hélène|C|Civil|10|Médecin|SM54|Qualifié en Médecine Générale (SM)|O|||||12||R|DE LA PAIX||40100 DAX|40100|40|FRANCE\r\n" +
+	"PER|helene.lefevre@medecin.mssante.fr|8|10003456786|810003456786||||MME|LEFÈVRE|Hélène|C|Civil|10|Médecin|SM54|Qualifié en Médecine Générale (SM)|O|||||12||R|DE LA PAIX||40100 DAX|40100|40|FRANCE\r\n" +
 	"ORG|cardio@ch-dax.mssante.fr||||1|1400780284|Cardiologie||||||||||N|CENTRE HOSPITALIER DE DAX|CH Dax||BP 323||||BD YVES DU MANOIR||40107 DAX CEDEX|40107|40|FRANCE|\r\n" +
 	"ORG|cardio@ch-dax.mssante.fr||||1|1400780284|Cardiologie pédiatrique||||||||||O|CENTRE HOSPITALIER DE DAX|CH Dax||BP 323||||BD YVES DU MANOIR||40107 DAX CEDEX|40107|40|FRANCE\r\n" +
 	"PER|j.lefebvre@pharmacien.mssante.fr|0|401234567|0401234567|3|312345678901234||M|LEFEBVRE|Jean-Noël|C|Civil|21|Pharmacien|||1|PHARMACIE DU CENTRE||||3|B|PL|DU MARCHÉ||75012 PARIS|75012|75|FRANCE\r\n"
@@ -59,7 +59,7 @@ func TestExtractionSample(t *testing.T) {
 	e := x.Lookup("helene.lefevre@medecin.mssante.fr")[0]
 	want := Entry{
 		Address: "helene.lefevre@medecin.mssante.fr", Type: PER,
-		Person: Person{NationalID: "810003456789", IDType: "RPPS", ID: "10003456789", Civility: "MME",
+		Person: Person{NationalID: "810003456786", IDType: "RPPS", ID: "10003456786", Civility: "MME",
 			LastName: "LEFÈVRE", FirstName: "Hélène", ProfessionCategory: "C", ProfessionCategoryLabel: "Civil",
 			ProfessionCode: "10", ProfessionLabel: "Médecin", SpecialtyCode: "SM54",
 			SpecialtyLabel: "Qualifié en Médecine Générale (SM)"},
@@ -69,7 +69,7 @@ func TestExtractionSample(t *testing.T) {
 	if e != want {
 		t.Fatalf("entry\n got %+v\nwant %+v", e, want)
 	}
-	if e.Person.RPPS() != "10003456789" {
+	if e.Person.RPPS() != "10003456786" {
 		t.Errorf("RPPS() = %q", e.Person.RPPS())
 	}
 	tests := []struct {
@@ -80,9 +80,9 @@ func TestExtractionSample(t *testing.T) {
 		{"name prefix, accents and case ignored", Query{Name: "lefe"}, []string{"j.lefebvre@pharmacien.mssante.fr", "helene.lefevre@medecin.mssante.fr"}},
 		{"name with first name", Query{Name: "Lefèvre hel"}, []string{"helene.lefevre@medecin.mssante.fr"}},
 		{"structure name", Query{Name: "centre hosp"}, []string{"cardio@ch-dax.mssante.fr", "cardio@ch-dax.mssante.fr"}},
-		{"rpps", Query{RPPS: "10003456789"}, []string{"helene.lefevre@medecin.mssante.fr"}},
+		{"rpps", Query{RPPS: "10003456786"}, []string{"helene.lefevre@medecin.mssante.fr"}},
 		{"national id adeli", Query{NationalID: "0401234567"}, []string{"j.lefebvre@pharmacien.mssante.fr"}},
-		{"rpps and other national id", Query{RPPS: "10003456789", NationalID: "0401234567"}, nil},
+		{"rpps and other national id", Query{RPPS: "10003456786", NationalID: "0401234567"}, nil},
 		{"finess without prefix", Query{StructureID: "400780284"}, []string{"cardio@ch-dax.mssante.fr", "cardio@ch-dax.mssante.fr"}},
 		{"finess with prefix and type", Query{StructureID: "1400780284", StructureIDType: "FINESS"}, []string{"cardio@ch-dax.mssante.fr", "cardio@ch-dax.mssante.fr"}},
 		{"siret typed as finess", Query{StructureID: "12345678901234", StructureIDType: "FINESS"}, nil},

@@ -1,20 +1,30 @@
 package annuaire
 
+import "github.com/mssante-go/sdk/mssante"
+
 // Identifier types and codes. The codes of the extraction file's "Type Identifiant PP" and
 // "Type identifiant structure" columns are UNCONFIRMED: we read the codes of the national
-// identifier convention (idNat = "8" + RPPS, "0" + ADELI; TRE_G07 for structures: "1" FINESS,
-// "2" SIREN, "3" SIRET, "4" RPPS of a cabinet) and also accept the names themselves, and keep
-// an unknown code as it is.
+// identifier convention (package mssante: idNat_PS = "8" + RPPS, "0" + ADELI; idNat_Struct =
+// "1" + FINESS, "2" + SIREN, "3" + SIRET, "4" + RPPS-rang), also accept the names themselves,
+// and keep an unknown code as it is.
 
-// rppsPrefix and adeliPrefix begin a person's national identifier (idNat).
-const (
-	rppsPrefix  = "8"
-	adeliPrefix = "0"
+// rppsPrefix and adeliPrefix begin a person's national identifier (idNat_PS).
+var (
+	rppsPrefix  = mssante.NationalID{Kind: mssante.KindRPPS}.String()
+	adeliPrefix = mssante.NationalID{Kind: mssante.KindADELI}.String()
 )
 
+// ppIDTypes pairs the code and the name of each type of person identifier.
 var ppIDTypes = [][2]string{{adeliPrefix, "ADELI"}, {rppsPrefix, "RPPS"}}
 
-var structureIDTypes = [][2]string{{"1", "FINESS"}, {"2", "SIREN"}, {"3", "SIRET"}, {"4", "RPPS"}}
+// structureIDTypes pairs the idNat_Struct prefix and the name of each type of structure
+// identifier ("1" FINESS, "2" SIREN, "3" SIRET, "4" RPPS-rang).
+var structureIDTypes = func() (t [][2]string) {
+	for _, k := range []mssante.IDKind{mssante.KindFINESS, mssante.KindSIREN, mssante.KindSIRET, mssante.KindRPPSRang} {
+		t = append(t, [2]string{mssante.NationalID{Structure: true, Kind: k}.String(), k.String()})
+	}
+	return t
+}()
 
 func codeToName(table [][2]string, s string) string {
 	for _, p := range table {

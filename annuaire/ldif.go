@@ -115,7 +115,7 @@ func WriteLDIF(w io.Writer, r io.Reader, opts *LDIFOptions) (int, error) {
 		}
 		e := f.Entry()
 		if e.Address == "" {
-			return n, fmt.Errorf("%w: line %d has no address", ErrFormat, lineNo)
+			continue // no BAL without an address (the index skips these lines too)
 		}
 		key := strings.ToLower(e.Address)
 		seen[key]++

@@ -14,6 +14,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+
+	"github.com/mssante-go/sdk/mssante"
 )
 
 // FullSize is the number of data lines of the real file in 2026.
@@ -189,10 +191,15 @@ func (g *generator) org(i int) []string {
 func (g *generator) structure(f []string) {
 	c := cities[g.r.IntN(len(cities))]
 	if g.r.IntN(4) > 0 {
-		finess := luhn(fmt.Sprintf("%s%06d", c.cp[:2], g.r.IntN(1000000)))
+		dept := c.cp[:2]
+		if dept == "2A" || dept == "2B" {
+			dept = "20" // Corsican FINESS keys replace the letter: keep to digits here
+		}
+		finess := luhn(fmt.Sprintf("%s%06d", dept, g.r.IntN(1000000)))
 		f[5], f[6] = "1", "1"+finess
 	} else {
-		siret := luhn(fmt.Sprintf("%013d", g.r.Int64N(10000000000000)))
+		siren := luhn(fmt.Sprintf("%08d", g.r.IntN(100000000)))
+		siret := luhn(fmt.Sprintf("%s%04d", siren, 1+g.r.IntN(9999)))
 		f[5], f[6] = "3", "3"+siret
 	}
 	f[18] = g.pick(orgKinds) + " " + c.name
@@ -262,18 +269,11 @@ func mailPart(s string) string {
 	return b.String()
 }
 
-// luhn appends the Luhn check digit to the digits s (RPPS, FINESS and SIRET keys).
+// luhn appends the Luhn check digit to the digits s (RPPS, FINESS, SIREN and SIRET keys).
 func luhn(s string) string {
-	sum := 0
-	for i := len(s) - 1; i >= 0; i-- {
-		d := int(s[i] - '0')
-		if (len(s)-1-i)%2 == 0 {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
+	d, err := mssante.LuhnDigit(s)
+	if err != nil {
+		panic(err) // s is made of digits here
 	}
-	return s + string(rune('0'+(10-sum%10)%10))
+	return s + string(rune(d))
 }
