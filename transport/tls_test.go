@@ -502,6 +502,10 @@ func TestConfigsAreCloned(t *testing.T) {
 	if _, err := transport.ClientConfig(&tls.Config{InsecureSkipVerify: true}, "mx.test", nil); err == nil {
 		t.Fatal("InsecureSkipVerify accepted")
 	}
+	withHook := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return nil, nil }}
+	if _, err := transport.ServerConfig(withHook, &transport.TLSOptions{Trust: f.trust, Certificates: []tls.Certificate{f.server.TLSCertificate()}}); err == nil {
+		t.Fatal("base GetConfigForClient accepted")
+	}
 	if _, err := transport.ServerConfig(nil, &transport.TLSOptions{Trust: f.trust}); err == nil {
 		t.Fatal("server config without certificate accepted")
 	}

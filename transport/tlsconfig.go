@@ -77,10 +77,14 @@ func (o *TLSOptions) maxVersion() uint16 {
 // by the trust store for clientAuth at o.Time, including revocation. A client offering no
 // acceptable version or suite is refused with ErrProtocolVersion or ErrCipherSuite, a client
 // without certificate with ErrNoClientCert, a bad certificate with a *CertError: these are the
-// errors the server's Handshake returns. The GetConfigForClient and VerifyConnection callbacks of
-// base still run, after ours.
+// errors the server's Handshake returns. The VerifyConnection callback of base still runs, after
+// ours; a base with GetConfigForClient is refused, since the config it returns would replace
+// these checks.
 func ServerConfig(base *tls.Config, opts *TLSOptions) (*tls.Config, error) {
 	o := opts.defaults()
+	if base != nil && base.GetConfigForClient != nil {
+		return nil, errorf("server config: a base GetConfigForClient would bypass client verification")
+	}
 	cfg := cloneConfig(base)
 	if len(o.Certificates) > 0 {
 		cfg.Certificates = o.Certificates
@@ -96,16 +100,10 @@ func ServerConfig(base *tls.Config, opts *TLSOptions) (*tls.Config, error) {
 	// own error; crypto/tls still checks the client's proof of possession of its key.
 	cfg.ClientAuth = tls.RequestClientCert
 	cfg.ClientCAs = o.Trust.Roots() // only the hint sent in CertificateRequest
-	baseGetConfig, baseVerify := cfg.GetConfigForClient, cfg.VerifyConnection
+	baseVerify := cfg.VerifyConnection
 	suites, allow13 := cfg.CipherSuites, o.AllowTLS13
 	cfg.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
-		if err := checkHello(chi, suites, allow13); err != nil {
-			return nil, err
-		}
-		if baseGetConfig != nil {
-			return baseGetConfig(chi)
-		}
-		return nil, nil
+		return nil, checkHello(chi, suites, allow13)
 	}
 	trust, now, verifyPeer, optional := o.Trust, o.Time, o.VerifyPeer, o.OptionalClientCert
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -197,6 +195,23 @@ func ClientConfig(base *tls.Config, serverName string, opts *TLSOptions) (*tls.C
 		return nil
 	}
 	return cfg, nil
+}
+
+// PKCS12Certificate reads a PKCS#12 file (as IGC-Santé delivers the software certificate of a
+// structure or BAL applicative) into a tls.Certificate with its chain, for TLSOptions.Certificates.
+func PKCS12Certificate(data []byte, password string) (tls.Certificate, error) {
+	key, leaf, chain, err := ParsePKCS12(data, password)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if key == nil || leaf == nil {
+		return tls.Certificate{}, errorf("PKCS#12: no private key")
+	}
+	tc := tls.Certificate{PrivateKey: key, Leaf: leaf, Certificate: [][]byte{leaf.Raw}}
+	for _, c := range chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	return tc, nil
 }
 
 func cloneConfig(base *tls.Config) *tls.Config {

@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -122,6 +123,17 @@ func TestParsePKCS12(t *testing.T) {
 	}
 	if _, _, _, err := transport.ParsePKCS12(data, "wrong"); err == nil {
 		t.Fatal("wrong password accepted")
+	}
+	// The p12 makes a working client certificate.
+	tc, err := transport.PKCS12Certificate(data, "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := f.plainClient(nil)
+	cli.Certificates = []tls.Certificate{tc}
+	r := handshake(t, f.serverConfig(t, nil), cli)
+	if r.srvErr != nil || r.cliErr != nil {
+		t.Fatalf("handshake with the p12 certificate: server %v, client %v", r.srvErr, r.cliErr)
 	}
 }
 
