@@ -123,7 +123,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 
 func (c *candidate) hasFlag(f imap.Flag) bool {
 	if strings.EqualFold(string(f), `\Recent`) {
-		return false // this server never reports \Recent
+		return c.s.sel.recent[c.msg.UID]
 	}
 	return c.msg.HasFlag(string(f))
 }
@@ -190,6 +190,9 @@ func matchHeader(h mail.Header, key, value string) bool {
 			v = fields.Value()
 		}
 		if strings.Contains(strings.ToLower(v), value) {
+			return true
+		}
+		if isAddressHeader(key) && strings.Contains(strings.ToLower(addressText(fields.Value())), value) {
 			return true
 		}
 	}

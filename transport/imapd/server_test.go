@@ -311,7 +311,7 @@ func TestMailboxCommands(t *testing.T) {
 	if mp, ok := m.BodyStructure.(*imap.BodyStructureMultiPart); !ok || len(mp.Children) != 2 {
 		t.Fatalf("BODYSTRUCTURE = %#v", m.BodyStructure)
 	}
-	if m.RFC822Size != int64(len(testMessage(2, ""))) || len(m.Flags) != 0 {
+	if m.RFC822Size != int64(len(testMessage(2, ""))) || fmt.Sprint(m.Flags) != `[\Recent]` {
 		t.Fatalf("size %d flags %v", m.RFC822Size, m.Flags)
 	}
 	// non-peek fetch sets \Seen

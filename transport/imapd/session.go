@@ -39,8 +39,16 @@ type selected struct {
 	// they are not echoed back as unilateral updates.
 	own            map[uint32]uint64
 	pendingExpunge bool
-	changes        <-chan struct{}
-	cancel         func()
+	// recent holds the messages that are \Recent for this session (RFC 3501 §2.3.2).
+	recent map[uint32]bool
+	// keywords announced in FLAGS, in order of appearance.
+	keywords []string
+	// echo lists the UIDs whose flags a non-silent STORE changed: their FETCH responses are
+	// written by the Poll that follows the command, after any FLAGS response announcing a
+	// new keyword.
+	echo    []uint32
+	changes <-chan struct{}
+	cancel  func()
 }
 
 var (
@@ -185,10 +193,8 @@ func (s *session) Unsubscribe(name string) error {
 }
 
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	if len(patterns) == 0 {
-		return nil
-	}
-	if len(patterns) == 1 && patterns[0] == "" {
+	if len(patterns) == 0 || (len(patterns) == 1 && patterns[0] == "") {
+		// LIST "" "": the hierarchy delimiter and root (RFC 3501 §6.3.8)
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailbox.Delim})
 	}
 	boxes, err := s.store().ListMailboxes(ctx(), s.bal)
@@ -199,15 +205,38 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	for _, b := range boxes {
 		names[b.Name] = true
 	}
-	for _, b := range boxes {
-		match := false
+	matches := func(name string) bool {
 		for _, p := range patterns {
-			if imapserver.MatchList(b.Name, mailbox.Delim, ref, p) {
-				match = true
-				break
+			if imapserver.MatchList(name, mailbox.Delim, ref, p) {
+				return true
 			}
 		}
-		if !match || (options != nil && options.SelectSubscribed && !b.Subscribed) {
+		return false
+	}
+	subscribedOnly := options != nil && options.SelectSubscribed
+	if subscribedOnly {
+		// LSUB: a parent that matches a "%" level, whose children are subscribed but it is
+		// not, is listed with \Noselect (RFC 3501 §6.3.9).
+		sent := map[string]bool{}
+		for _, b := range boxes {
+			if !b.Subscribed {
+				continue
+			}
+			parts := strings.Split(b.Name, string(mailbox.Delim))
+			for i := 1; i < len(parts); i++ {
+				parent := strings.Join(parts[:i], string(mailbox.Delim))
+				if sent[parent] || !matches(parent) || isSubscribed(boxes, parent) {
+					continue
+				}
+				sent[parent] = true
+				if err := w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailbox.Delim, Mailbox: parent}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, b := range boxes {
+		if !matches(b.Name) || (subscribedOnly && !b.Subscribed) {
 			continue
 		}
 		data := imap.ListData{Delim: mailbox.Delim, Mailbox: b.Name}
@@ -224,6 +253,15 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 	}
 	return nil
+}
+
+func isSubscribed(boxes []mailbox.MailboxInfo, name string) bool {
+	for _, b := range boxes {
+		if b.Name == name {
+			return b.Subscribed
+		}
+	}
+	return false
 }
 
 func hasChild(boxes []mailbox.MailboxInfo, name string) bool {
@@ -254,8 +292,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		data.NumUnseen = &mb.Unseen
 	}
 	if options.NumRecent {
-		var zero uint32
-		data.NumRecent = &zero
+		data.NumRecent = &mb.Recent
 	}
 	if options.NumDeleted {
 		data.NumDeleted = &mb.Deleted
@@ -283,7 +320,6 @@ func (s *session) AppendLimit() uint32 { return 64 << 20 }
 
 // ---- selection and updates ----
 
-var permanentFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagWildcard}
 var mailboxFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
@@ -296,13 +332,26 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, err
 	}
-	sel := &selected{id: mb.ID, name: mb.Name, readOnly: options.ReadOnly, uidValidity: mb.UIDValidity, modSeq: mb.ModSeq, own: map[uint32]uint64{}}
+	sel := &selected{id: mb.ID, name: mb.Name, readOnly: options.ReadOnly, uidValidity: mb.UIDValidity, modSeq: mb.ModSeq,
+		own: map[uint32]uint64{}, recent: map[uint32]bool{}}
+	from := mb.RecentUID
+	to := ^uint32(0)
+	if !options.ReadOnly {
+		// SELECT takes the \Recent messages for itself; EXAMINE only looks at them.
+		if from, to, err = s.store().ClaimRecent(ctx(), mb.ID); err != nil {
+			return nil, err
+		}
+	}
 	var firstUnseen uint32
 	for i, m := range msgs {
 		sel.uids = append(sel.uids, m.UID)
 		if firstUnseen == 0 && !m.HasFlag(`\Seen`) {
 			firstUnseen = uint32(i + 1)
 		}
+		if m.UID > from && m.UID <= to {
+			sel.recent[m.UID] = true
+		}
+		sel.addKeywords(m.Flags)
 	}
 	uidNext := mb.UIDNext
 	if n := len(msgs); n > 0 && msgs[n-1].UID >= uidNext {
@@ -311,9 +360,10 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	sel.changes, sel.cancel = s.store().Watch(mb.ID)
 	s.sel = sel
 	data := &imap.SelectData{
-		Flags:             mailboxFlags,
-		PermanentFlags:    permanentFlags,
+		Flags:             sel.flags(),
+		PermanentFlags:    append(sel.flags(), imap.FlagWildcard),
 		NumMessages:       uint32(len(sel.uids)),
+		NumRecent:         uint32(len(sel.recent)),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(uidNext),
 		UIDValidity:       mb.UIDValidity,
@@ -322,6 +372,46 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		data.PermanentFlags = nil
 	}
 	return data, nil
+}
+
+// addKeywords records the keywords of flags not yet announced; it reports whether any was new.
+func (sel *selected) addKeywords(flags []string) bool {
+	added := false
+	for _, f := range flags {
+		if strings.HasPrefix(f, `\`) {
+			continue
+		}
+		known := false
+		for _, k := range sel.keywords {
+			if strings.EqualFold(k, f) {
+				known = true
+				break
+			}
+		}
+		if !known {
+			sel.keywords = append(sel.keywords, f)
+			added = true
+		}
+	}
+	return added
+}
+
+// flags is the FLAGS list of the folder: the system flags and the keywords in use.
+func (sel *selected) flags() []imap.Flag {
+	out := append([]imap.Flag(nil), mailboxFlags...)
+	for _, k := range sel.keywords {
+		out = append(out, imap.Flag(k))
+	}
+	return out
+}
+
+// msgFlags is a message's FLAGS as this session sees them (with \Recent).
+func (sel *selected) msgFlags(uid uint32, flags []string) []imap.Flag {
+	out := toFlags(flags)
+	if sel.recent[uid] {
+		out = append(out, imap.Flag(`\Recent`))
+	}
+	return out
 }
 
 func (s *session) unselect() {
@@ -346,7 +436,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return nil // folder deleted under us: nothing more to say about it
 	}
-	if cur == sel.modSeq && !(allowExpunge && sel.pendingExpunge) {
+	if cur == sel.modSeq && !(allowExpunge && sel.pendingExpunge) && len(sel.echo) == 0 {
 		return nil
 	}
 	msgs, err := s.store().Messages(ctx(), sel.id, 0)
@@ -356,6 +446,18 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	present := make(map[uint32]*mailbox.Message, len(msgs))
 	for i := range msgs {
 		present[msgs[i].UID] = &msgs[i]
+	}
+	// 0. keywords new to this session, before any FETCH that uses them
+	newKw := false
+	for _, m := range msgs {
+		if sel.addKeywords(m.Flags) {
+			newKw = true
+		}
+	}
+	if newKw {
+		if err := w.WriteMailboxFlags(sel.flags()); err != nil {
+			return err
+		}
 	}
 	// 1. expunges, in the client's numbering
 	sel.pendingExpunge = false
@@ -372,6 +474,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		if err := w.WriteExpunge(uint32(i + 1 - removed)); err != nil {
 			return err
 		}
+		delete(sel.recent, uid)
 		removed++
 	}
 	sel.uids = kept
@@ -388,20 +491,44 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	if added {
+		if !sel.readOnly {
+			from, to, err := s.store().ClaimRecent(ctx(), sel.id)
+			if err != nil {
+				return err
+			}
+			for _, uid := range sel.uids {
+				if uid > from && uid <= to && uid > last {
+					sel.recent[uid] = true
+				}
+			}
+		}
 		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
 			return err
 		}
+		if err := w.WriteNumRecent(uint32(len(sel.recent))); err != nil {
+			return err
+		}
 	}
-	// 3. flag changes by others
+	// 3. flag changes: this session's STORE echoes, then changes by others
+	echo := make(map[uint32]bool, len(sel.echo))
+	for _, uid := range sel.echo {
+		echo[uid] = true
+	}
+	sel.echo = nil
 	for i, uid := range sel.uids {
 		m, ok := present[uid]
-		if !ok || m.ModSeq <= sel.modSeq || m.UID > last {
+		if !ok || m.UID > last {
 			continue
 		}
-		if own, ok := sel.own[uid]; ok && own == m.ModSeq {
-			continue
+		if !echo[uid] {
+			if m.ModSeq <= sel.modSeq {
+				continue
+			}
+			if own, ok := sel.own[uid]; ok && own == m.ModSeq {
+				continue
+			}
 		}
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), toFlags(m.Flags)); err != nil {
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), sel.msgFlags(uid, m.Flags)); err != nil {
 			return err
 		}
 	}
@@ -539,7 +666,7 @@ func (s *session) index() (map[uint32]*mailbox.Message, error) {
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
 	sel := s.sel
 	if sel.readOnly {
-		return errReadOnly
+		return nil // nothing can be \Deleted in a read-only view; CLOSE after EXAMINE is fine
 	}
 	var list []uint32
 	if uids != nil {
@@ -573,6 +700,7 @@ func (s *session) forget(uids []uint32, write func(uint32) error) error {
 			sel.uids = append(kept, sel.uids[i:]...)
 			return err
 		}
+		delete(sel.recent, uid)
 		removed++
 	}
 	sel.uids = kept
@@ -593,30 +721,13 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err != nil {
 		return imapErr(err)
 	}
-	byUID := make(map[uint32]*mailbox.Message, len(res))
 	for i := range res {
-		byUID[res[i].UID] = &res[i]
 		if res[i].ModSeq != 0 {
 			sel.own[res[i].UID] = res[i].ModSeq
 		}
-	}
-	_, isUID := numSet.(imap.UIDSet)
-	for _, t := range ts {
-		m, ok := byUID[t.uid]
-		if !ok {
-			continue
-		}
-		if flags.Silent {
-			// RFC 3501: silent STORE answers nothing about this session's own change
-			continue
-		}
-		rw := w.CreateMessage(t.seq)
-		if isUID {
-			rw.WriteUID(imap.UID(t.uid))
-		}
-		rw.WriteFlags(toFlags(m.Flags))
-		if err := rw.Close(); err != nil {
-			return err
+		if !flags.Silent {
+			// written by the Poll that imapserver runs right after this command
+			sel.echo = append(sel.echo, res[i].UID)
 		}
 	}
 	return nil
@@ -657,9 +768,6 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 			return destErr(err)
 		}
 		return nil
-	}
-	if mb, err := s.store().Mailbox(ctx(), s.bal, dest); err == nil && mb.ID == sel.id {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Cannot move to the same mailbox"}
 	}
 	res, err := s.store().Move(ctx(), sel.id, uidsOf(ts), dest)
 	if err != nil {
@@ -778,7 +886,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 		rw.WriteUID(imap.UID(t.uid))
 	}
 	if options.Flags || flagsChanged {
-		rw.WriteFlags(toFlags(m.Flags))
+		rw.WriteFlags(s.sel.msgFlags(t.uid, m.Flags))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate)
@@ -793,7 +901,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 		if err != nil {
 			return err
 		}
-		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+		rw.WriteEnvelope(envelope(h))
 	}
 	if options.BodyStructure != nil {
 		b, err := c.bytes()

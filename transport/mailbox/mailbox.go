@@ -131,6 +131,10 @@ type MailboxInfo struct {
 	// ModSeq grows on every change to the folder (append, flags, expunge).
 	ModSeq     uint64
 	Subscribed bool
+	// RecentUID: messages with a greater UID are \Recent (RFC 3501 §2.3.2), not yet claimed
+	// by a session.
+	RecentUID uint32
+	Recent    uint32
 	// Counts, filled by Mailbox and ListMailboxes.
 	Messages uint32
 	Unseen   uint32
@@ -235,6 +239,9 @@ type Store interface {
 	ListMailboxes(ctx context.Context, bal string) ([]MailboxInfo, error)
 	// Mailbox returns one folder with its counts.
 	Mailbox(ctx context.Context, bal, name string) (*MailboxInfo, error)
+	// ClaimRecent makes the messages that arrived since the last claim \Recent for the caller
+	// only: it returns the UID range (from, to] they occupy.
+	ClaimRecent(ctx context.Context, mbox MailboxID) (from, to uint32, err error)
 	// ModSeq returns the current modification sequence of a folder (cheap).
 	ModSeq(ctx context.Context, mbox MailboxID) (uint64, error)
 

@@ -70,7 +70,12 @@ CREATE TABLE IF NOT EXISTS mailbox (
 	uidnext INTEGER NOT NULL DEFAULT 1,
 	modseq INTEGER NOT NULL DEFAULT 1,
 	subscribed INTEGER NOT NULL DEFAULT 0,
+	recent_uid INTEGER NOT NULL DEFAULT 0,
 	UNIQUE (bal, name)
+);
+CREATE TABLE IF NOT EXISTS counter (
+	name TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS message (
 	mailbox INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
@@ -474,15 +479,19 @@ func (s *SQLite) createMailboxTx(ctx context.Context, tx *sql.Tx, bal, name stri
 	if n > 0 {
 		return ErrMailboxExists
 	}
-	// UIDVALIDITY: seconds since the epoch, bumped past any earlier folder of the same name
-	// would have had, so a re-created folder never reuses (UIDVALIDITY, UID) pairs.
-	var maxv sql.NullInt64
-	tx.QueryRowContext(ctx, `SELECT max(uidvalidity) FROM mailbox`).Scan(&maxv)
+	// UIDVALIDITY: seconds since the epoch, and always above every value given before (kept
+	// in a counter), so a re-created folder never reuses (UIDVALIDITY, UID) pairs.
+	var last sql.NullInt64
+	tx.QueryRowContext(ctx, `SELECT value FROM counter WHERE name='uidvalidity'`).Scan(&last)
 	v := s.now().Unix()
-	if maxv.Valid && maxv.Int64 >= v {
-		v = maxv.Int64 + 1
+	if last.Valid && last.Int64 >= v {
+		v = last.Int64 + 1
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO mailbox(bal,name,uidvalidity,subscribed) VALUES (?,?,?,1)`, bal, name, uint32(v))
+	if _, err := tx.ExecContext(ctx, `INSERT INTO counter(name,value) VALUES ('uidvalidity',?) ON CONFLICT(name) DO UPDATE SET value=excluded.value`, v); err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	// only INBOX starts subscribed; CREATE does not subscribe (RFC 3501 §6.3.3)
+	_, err := tx.ExecContext(ctx, `INSERT INTO mailbox(bal,name,uidvalidity,subscribed) VALUES (?,?,?,?)`, bal, name, uint32(v), name == Inbox)
 	if err != nil {
 		return fmt.Errorf("mailbox: create: %w", err)
 	}
@@ -642,7 +651,8 @@ func (s *SQLite) SetSubscribed(ctx context.Context, bal, name string, subscribed
 	})
 }
 
-const mailboxCols = `x.id, x.bal, x.name, x.uidvalidity, x.uidnext, x.modseq, x.subscribed,
+const mailboxCols = `x.id, x.bal, x.name, x.uidvalidity, x.uidnext, x.modseq, x.subscribed, x.recent_uid,
+	(SELECT count(*) FROM message m WHERE m.mailbox=x.id AND m.uid > x.recent_uid),
 	(SELECT count(*) FROM message m WHERE m.mailbox=x.id),
 	(SELECT count(*) FROM message m WHERE m.mailbox=x.id AND NOT instr(' '||lower(m.flags)||' ', ' \seen ')),
 	(SELECT count(*) FROM message m WHERE m.mailbox=x.id AND instr(' '||lower(m.flags)||' ', ' \deleted ')),
@@ -650,7 +660,7 @@ const mailboxCols = `x.id, x.bal, x.name, x.uidvalidity, x.uidnext, x.modseq, x.
 
 func scanMailbox(row interface{ Scan(...any) error }) (*MailboxInfo, error) {
 	var m MailboxInfo
-	if err := row.Scan(&m.ID, &m.BAL, &m.Name, &m.UIDValidity, &m.UIDNext, &m.ModSeq, &m.Subscribed, &m.Messages, &m.Unseen, &m.Deleted, &m.Size); err != nil {
+	if err := row.Scan(&m.ID, &m.BAL, &m.Name, &m.UIDValidity, &m.UIDNext, &m.ModSeq, &m.Subscribed, &m.RecentUID, &m.Recent, &m.Messages, &m.Unseen, &m.Deleted, &m.Size); err != nil {
 		return nil, err
 	}
 	return &m, nil
@@ -701,6 +711,28 @@ func (s *SQLite) ModSeq(ctx context.Context, mbox MailboxID) (uint64, error) {
 		return 0, fmt.Errorf("mailbox: %w", err)
 	}
 	return m, nil
+}
+
+// ClaimRecent implements Store.
+func (s *SQLite) ClaimRecent(ctx context.Context, mbox MailboxID) (from, to uint32, err error) {
+	err = s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
+		err := tx.QueryRowContext(ctx, `SELECT recent_uid, uidnext-1 FROM mailbox WHERE id=?`, mbox).Scan(&from, &to)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNoMailbox
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		if from >= to {
+			return nil, errNoChange
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE mailbox SET recent_uid=? WHERE id=?`, to, mbox)
+		return nil, err
+	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	return from, to, err
 }
 
 // ---- messages ----
@@ -1054,9 +1086,6 @@ func (s *SQLite) Move(ctx context.Context, mbox MailboxID, uids []uint32, dest s
 		did, err := s.copyTx(ctx, tx, mbox, uids, dest, &res, &blobs)
 		if err != nil {
 			return nil, err
-		}
-		if did == mbox {
-			return nil, fmt.Errorf("%w: move to the same mailbox", ErrInvalid)
 		}
 		old, err = s.deleteTx(ctx, tx, mbox, res.SourceUIDs)
 		return []MailboxID{did, mbox}, err

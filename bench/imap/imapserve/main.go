@@ -1,0 +1,92 @@
+// Command imapserve runs the connector's IMAP server (transport/imapd over the SQLite mailbox
+// store) with throw-away BALs, for benchmarks and for Dovecot's imaptest. Loopback use only:
+// the plain listener allows LOGIN without TLS, like the throw-away Dovecot it is compared with.
+//
+//	go run ./bench/imap/imapserve -dir /tmp/x -addr 127.0.0.1:10144 -tls-addr 127.0.0.1:10994 -users a@b.fr:pw,c@b.fr:pw
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/transport/imapd"
+	"github.com/mssante-go/sdk/transport/mailbox"
+)
+
+func main() {
+	dir := flag.String("dir", "", "store folder (created)")
+	addr := flag.String("addr", "127.0.0.1:10144", "plain listener (LOGIN allowed without TLS: loopback only)")
+	tlsAddr := flag.String("tls-addr", "", "implicit-TLS listener with a test certificate (optional)")
+	users := flag.String("users", "testuser@bench.test:pass,testuser2@bench.test:pass", "BALs to create, address:password,…")
+	verbose := flag.Bool("v", false, "log server errors to stderr")
+	flag.Parse()
+	if *dir == "" {
+		log.Fatal("imapserve: -dir is required")
+	}
+	if !strings.HasPrefix(*addr, "127.") && !strings.HasPrefix(*addr, "localhost") {
+		log.Fatal("imapserve: loopback addresses only")
+	}
+	ctx := context.Background()
+	store, err := mailbox.OpenSQLite(ctx, *dir, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	for _, u := range strings.Split(*users, ",") {
+		a, pw, _ := strings.Cut(u, ":")
+		if _, err := store.GetBAL(ctx, a); err != nil {
+			if err := store.AddBAL(ctx, &mailbox.BAL{Address: a, Type: mailbox.ORG}); err != nil {
+				log.Fatal(err)
+			}
+		}
+		if err := store.SetPassword(ctx, a, pw); err != nil {
+			log.Fatal(err)
+		}
+	}
+	opts := &imapd.Options{Store: store, InsecureAuth: true}
+	if *verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if *tlsAddr != "" {
+		pki, err := testpki.New(nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		leaf, err := pki.Server("localhost", nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := imapd.New(opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(l)
+	if *tlsAddr != "" {
+		lt, err := net.Listen("tcp", *tlsAddr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go srv.ServeTLS(lt)
+	}
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	srv.Close()
+}

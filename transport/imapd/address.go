@@ -1,0 +1,187 @@
+package imapd
+
+import (
+	"net/mail"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+)
+
+// stripComments removes RFC 5322 comments (CFWS "( … )", nested) outside quoted strings and
+// the spaces around '@', so net/mail can parse "<user (c)@ (c) domain.org>". Input is bounded
+// by the caller (a header field).
+func stripComments(s string) string {
+	var b strings.Builder
+	depth := 0
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0) && i+1 < len(s):
+			if depth == 0 {
+				b.WriteByte(c)
+				b.WriteByte(s[i+1])
+			}
+			i++
+		case quoted:
+			b.WriteByte(c)
+			if c == '"' {
+				quoted = false
+			}
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0:
+		case c == '"':
+			quoted = true
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	out := b.String()
+	for strings.Contains(out, " @") || strings.Contains(out, "@ ") {
+		out = strings.ReplaceAll(strings.ReplaceAll(out, " @", "@"), "@ ", "@")
+	}
+	return out
+}
+
+// addressText returns the addresses of an address header in the form "Name <local@domain>",
+// one per line, for SEARCH FROM/TO/CC/BCC; "" when the value does not parse.
+func addressText(v string) string {
+	list, err := mail.ParseAddressList(v)
+	if err != nil {
+		list, err = mail.ParseAddressList(stripComments(v))
+		if err != nil {
+			return ""
+		}
+	}
+	var b strings.Builder
+	for _, a := range list {
+		if a.Name != "" {
+			b.WriteString(a.Name)
+			b.WriteByte(' ')
+		}
+		b.WriteString("<" + a.Address + ">\n")
+	}
+	return b.String()
+}
+
+func isAddressHeader(key string) bool {
+	switch strings.ToLower(key) {
+	case "from", "to", "cc", "bcc", "sender", "reply-to":
+		return true
+	}
+	return false
+}
+
+// hasGroup reports whether an address header uses the group syntax "name: a, b;" (RFC 5322
+// §3.4), which the envelope must show with group start and end markers (RFC 3501 §7.4.2).
+func hasGroup(v string) bool {
+	quoted, depth, angle := false, 0, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\':
+			i++
+		case quoted:
+			quoted = c != '"'
+		case c == '"':
+			quoted = true
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0:
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case c == ':' && !angle:
+			return true
+		}
+	}
+	return false
+}
+
+// groupAddresses parses an address list with groups into envelope addresses: a group is
+// (NIL NIL "name" NIL), its members, then (NIL NIL NIL NIL).
+func groupAddresses(v string) []imap.Address {
+	var out []imap.Address
+	var cur strings.Builder
+	flush := func() {
+		s := strings.TrimSpace(cur.String())
+		cur.Reset()
+		if s == "" {
+			return
+		}
+		a, err := mail.ParseAddress(s)
+		if err != nil {
+			if a, err = mail.ParseAddress(stripComments(s)); err != nil {
+				return
+			}
+		}
+		local, host, _ := strings.Cut(a.Address, "@")
+		out = append(out, imap.Address{Name: a.Name, Mailbox: local, Host: host})
+	}
+	quoted, depth, angle, inGroup := false, 0, false, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && i+1 < len(v):
+			cur.WriteByte(c)
+			cur.WriteByte(v[i+1])
+			i++
+			continue
+		case quoted:
+			quoted = c != '"'
+		case c == '"':
+			quoted = true
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0:
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case c == ':' && !angle && !inGroup:
+			name := strings.TrimSpace(stripComments(cur.String()))
+			cur.Reset()
+			out = append(out, imap.Address{Mailbox: strings.Trim(name, `"`)})
+			inGroup = true
+			continue
+		case c == ',' && !angle:
+			flush()
+			continue
+		case c == ';' && !angle && inGroup:
+			flush()
+			out = append(out, imap.Address{})
+			inGroup = false
+			continue
+		}
+		cur.WriteByte(c)
+	}
+	flush()
+	if inGroup {
+		out = append(out, imap.Address{})
+	}
+	return out
+}
+
+// envelope is imapserver.ExtractEnvelope with the group syntax kept in address lists.
+func envelope(h textproto.Header) *imap.Envelope {
+	env := imapserver.ExtractEnvelope(h)
+	for _, f := range []struct {
+		key string
+		dst *[]imap.Address
+	}{{"From", &env.From}, {"Sender", &env.Sender}, {"Reply-To", &env.ReplyTo}, {"To", &env.To}, {"Cc", &env.Cc}, {"Bcc", &env.Bcc}} {
+		if v := h.Get(f.key); v != "" && hasGroup(v) {
+			*f.dst = groupAddresses(v)
+		}
+	}
+	return env
+}
