@@ -81,10 +81,11 @@ func certErr(reason error, c *x509.Certificate, err error) *CertError {
 }
 
 // classify turns an error of x509 verification (possibly wrapped by crypto/tls) into a
-// *CertError with its reason. knownIssuer reports whether the trust store knows a CA whose
-// subject is c's issuer (then an unknown-authority failure is a bad signature). Errors that are
-// not certificate verification errors are returned unchanged.
-func classify(err error, at time.Time, knownIssuer func(*x509.Certificate) bool) error {
+// *CertError with its reason, naming leaf (when known) as the refused certificate. knownIssuer
+// reports whether the trust store knows a CA whose subject is c's issuer (then an
+// unknown-authority failure is a bad signature). Errors that are not certificate verification
+// errors are returned unchanged.
+func classify(err error, at time.Time, knownIssuer func(*x509.Certificate) bool, leaf *x509.Certificate) error {
 	var ce *CertError
 	if err == nil || errors.As(err, &ce) {
 		return err
@@ -93,22 +94,28 @@ func classify(err error, at time.Time, knownIssuer func(*x509.Certificate) bool)
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	var cve *tls.CertificateVerificationError
-	var leaf *x509.Certificate
-	if errors.As(err, &cve) && len(cve.UnverifiedCertificates) > 0 {
+	if errors.As(err, &cve) && leaf == nil && len(cve.UnverifiedCertificates) > 0 {
 		leaf = cve.UnverifiedCertificates[0]
+	}
+	// name returns the certificate to name in the error: the leaf, else the one x509 blames.
+	name := func(c *x509.Certificate) *x509.Certificate {
+		if leaf != nil {
+			return leaf
+		}
+		return c
 	}
 	switch {
 	case errors.As(err, &ci):
 		switch ci.Reason {
 		case x509.Expired:
 			if ci.Cert != nil && at.Before(ci.Cert.NotBefore) {
-				return certErr(ErrNotYetValid, ci.Cert, err)
+				return certErr(ErrNotYetValid, name(ci.Cert), err)
 			}
-			return certErr(ErrExpired, ci.Cert, err)
+			return certErr(ErrExpired, name(ci.Cert), err)
 		case x509.IncompatibleUsage:
-			return certErr(ErrWrongEKU, ci.Cert, err)
+			return certErr(ErrWrongEKU, name(ci.Cert), err)
 		default:
-			return certErr(ErrBadCertificate, ci.Cert, err)
+			return certErr(ErrBadCertificate, name(ci.Cert), err)
 		}
 	case errors.As(err, &ua):
 		c := ua.Cert
@@ -116,11 +123,11 @@ func classify(err error, at time.Time, knownIssuer func(*x509.Certificate) bool)
 			c = leaf
 		}
 		if c != nil && knownIssuer != nil && knownIssuer(c) {
-			return certErr(ErrBadSignature, c, err)
+			return certErr(ErrBadSignature, name(c), err)
 		}
-		return certErr(ErrUnknownAuthority, c, err)
+		return certErr(ErrUnknownAuthority, name(c), err)
 	case errors.As(err, &he):
-		return certErr(ErrHostname, he.Certificate, err)
+		return certErr(ErrHostname, name(he.Certificate), err)
 	case cve != nil:
 		return certErr(ErrBadCertificate, leaf, err)
 	}

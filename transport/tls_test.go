@@ -218,17 +218,26 @@ func TestServerHandshakeMatrix(t *testing.T) {
 
 func TestCertErrorAs(t *testing.T) {
 	f := newFixture(t)
-	l, err := f.pki.Org("expired.hopital.test", &testpki.LeafOptions{Expired: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := handshake(t, f.serverConfig(t, nil), f.plainClient(l))
-	var ce *transport.CertError
-	if !errors.As(r.srvErr, &ce) {
-		t.Fatalf("err %v is not a *CertError", r.srvErr)
-	}
-	if ce.Reason != transport.ErrExpired || ce.Subject != transport.SubjectDN(l.Cert) {
-		t.Fatalf("CertError %+v", ce)
+	for _, tc := range []struct {
+		o    testpki.LeafOptions
+		want error
+	}{
+		{testpki.LeafOptions{Expired: true}, transport.ErrExpired},
+		{testpki.LeafOptions{ForeignCA: true}, transport.ErrUnknownAuthority},
+	} {
+		l, err := f.pki.Org("refused.hopital.test", &tc.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := handshake(t, f.serverConfig(t, nil), f.plainClient(l))
+		var ce *transport.CertError
+		if !errors.As(r.srvErr, &ce) {
+			t.Fatalf("err %v is not a *CertError", r.srvErr)
+		}
+		// The error names the refused leaf, not the CA that x509 stopped at.
+		if ce.Reason != tc.want || ce.Subject != transport.SubjectDN(l.Cert) {
+			t.Fatalf("CertError %+v", ce)
+		}
 	}
 }
 

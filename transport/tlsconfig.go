@@ -226,5 +226,5 @@ func cloneConfig(base *tls.Config) *tls.Config {
 // ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongEKU, ErrHostname, ErrBadCertificate); at is
 // the verification time. Other errors are returned unchanged.
 func (s *TrustStore) ClassifyError(err error, at time.Time) error {
-	return classify(err, at, s.knownIssuer)
+	return classify(err, at, s.knownIssuer, nil)
 }

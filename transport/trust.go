@@ -214,7 +214,7 @@ func (s *TrustStore) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, a
 		KeyUsages:     []x509.ExtKeyUsage{usage},
 	})
 	if err != nil {
-		return nil, classify(err, at, s.knownIssuer)
+		return nil, classify(err, at, s.knownIssuer, leaf)
 	}
 	if err := s.checkRevocation(chains[0], at); err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ func (s *TrustStore) checkRevocation(chain []*x509.Certificate, at time.Time) er
 		s.mu.RLock()
 		e := s.crls[string(issuer.RawSubject)]
 		s.mu.RUnlock()
-		if e == nil || !e.issuer.Equal(issuer) || !e.validAt(at) {
+		if e == nil || !sameCA(e.issuer, issuer) || !e.validAt(at) {
 			if i == 0 && s.policy == RevocationRequired {
 				return certErr(ErrNoValidCRL, c, nil)
 			}
@@ -240,6 +240,12 @@ func (s *TrustStore) checkRevocation(chain []*x509.Certificate, at time.Time) er
 		}
 	}
 	return nil
+}
+
+// sameCA reports whether two CA certificates are the same authority: same name and key (a CA
+// certificate re-issued with the same key signs the same CRLs).
+func sameCA(a, b *x509.Certificate) bool {
+	return bytes.Equal(a.RawSubject, b.RawSubject) && bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo)
 }
 
 // crlEntry is the last valid CRL of one CA.
@@ -261,7 +267,8 @@ func (e *crlEntry) validAt(at time.Time) bool {
 // maxCRLSize bounds a CRL (the IGC-Santé ORGANISATIONS CRL is a few hundred kilobytes).
 const maxCRLSize = 64 << 20
 
-// AddCRL loads a CRL (DER or PEM) after verifying its signature by a CA of the store. It becomes
+// AddCRL loads a CRL (DER or PEM) after verifying its signature by a CA of the store (so the
+// issuing intermediate, e.g. from the ANS .p7b bundle, must be added first). It becomes
 // the CRL of that CA unless the store already holds a newer one (higher CRL number, or later
 // thisUpdate when numbers are absent): an older CRL is refused and the held one kept, so a
 // replayed CRL cannot un-revoke a certificate. On any error the held CRL stays in use.
@@ -308,7 +315,7 @@ func (s *TrustStore) AddCRL(data []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.crls[string(issuer.RawSubject)]; old != nil && old.issuer.Equal(issuer) && older(e, old) {
+	if old := s.crls[string(issuer.RawSubject)]; old != nil && sameCA(old.issuer, issuer) && older(e, old) {
 		return errorf("CRL: older than the CRL held for %s", SubjectDN(issuer))
 	}
 	s.crls[string(issuer.RawSubject)] = e
