@@ -39,6 +39,8 @@ var commands = []command{
 	{"dev", "set up a local test trust space (test PKI, certificates) and check mutual TLS", runDev},
 	{"cert", "inspect certificates and check their expiry (PEM, DER, p7b, PKCS#12)", runCert},
 	{"whitelist", "verify, look up, fetch and sign the ANS liste blanche", runWhitelist},
+	{"cda", "build, validate and print CDA R2 documents (lettre de liaison LDL-SES, N1 PDF)", runCDA},
+	{"xdm", "pack and inspect IHE_XDM.ZIP archives", runXDM},
 }
 
 // exitError carries a process exit status other than 1 (or 1 without a message).
