@@ -34,6 +34,9 @@ type DeliveryOptions struct {
 	// them: TLS 1.2 minimum, Réf. #2 suites, chain to IGC-Santé, revocation, host name of the
 	// MX.
 	TLS *transport.TLSOptions
+	// GetClientCertificate, when set, supplies our client certificate instead of
+	// TLS.Certificates (hot swap of a renewed certificate).
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	// Policy is the liste blanche (required): the recipient domain must be listed and the
 	// server certificate DN listed for it.
 	Policy Policy
@@ -89,7 +92,7 @@ type pooled struct {
 
 // NewDelivery checks opts and returns a Delivery.
 func NewDelivery(opts *DeliveryOptions) (*Delivery, error) {
-	if opts == nil || opts.TLS == nil || opts.TLS.Trust == nil || len(opts.TLS.Certificates) == 0 || opts.Policy == nil {
+	if opts == nil || opts.TLS == nil || opts.TLS.Trust == nil || len(opts.TLS.Certificates) == 0 && opts.GetClientCertificate == nil || opts.Policy == nil {
 		return nil, errors.New("connector: TLS (Trust and Certificates) and Policy are required")
 	}
 	if len(opts.LocalDomains) > 0 && opts.Local == nil {
@@ -461,7 +464,7 @@ func (d *Delivery) dial(ctx context.Context, hostport, dom string) (*pooled, err
 	}
 	stop := context.AfterFunc(cctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	host := hostOnly(hostport)
-	tc, err := transport.ClientConfig(nil, host, d.opts.TLS)
+	tc, err := transport.ClientConfig(&tls.Config{GetClientCertificate: d.opts.GetClientCertificate}, host, d.opts.TLS)
 	if err != nil {
 		raw.Close()
 		return nil, err

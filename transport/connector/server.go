@@ -108,6 +108,9 @@ type ServerOptions struct {
 	// refused one gets a precise SMTP reply and an audit record rather than a bare TLS alert.
 	// OptionalClientCert and VerifyPeer are ignored.
 	TLS *transport.TLSOptions
+	// GetCertificate, when set, supplies the server certificate instead of TLS.Certificates
+	// (hot swap of a renewed certificate).
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// ImplicitTLS serves TLS from the first byte (port 465) instead of STARTTLS.
 	ImplicitTLS bool
 	// Policy is the liste blanche (required).
@@ -162,7 +165,7 @@ type Server struct {
 
 // NewServer checks opts and returns a server ready to Serve.
 func NewServer(opts *ServerOptions) (*Server, error) {
-	if opts == nil || opts.TLS == nil || opts.TLS.Trust == nil || len(opts.TLS.Certificates) == 0 ||
+	if opts == nil || opts.TLS == nil || opts.TLS.Trust == nil || len(opts.TLS.Certificates) == 0 && opts.GetCertificate == nil ||
 		opts.Policy == nil || opts.Queue == nil || opts.Local == nil {
 		return nil, errors.New("connector: TLS (Trust and Certificates), Policy, Queue and Local are required")
 	}
@@ -207,6 +210,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 		s.local[strings.ToLower(d)] = true
 	}
 	s.tlsCfg = serverTLS(o.TLS)
+	s.tlsCfg.GetCertificate = o.GetCertificate
 	srv := smtp.NewServer(s)
 	srv.Domain = o.Hostname
 	srv.MaxMessageBytes = o.MaxMessageBytes

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mssante-go/sdk/transport/connector"
+)
+
+// runServe runs the reference connector: relay and submission listeners, durable queue,
+// delivery, audit log and metrics, as configured in a TOML file (see --print-config). SIGHUP
+// reloads the certificate, the CRLs and the whitelist; SIGINT and SIGTERM stop it gracefully.
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "serve", "--config FILE")
+	configPath := fs.String("config", "", "TOML configuration `file` (required)")
+	printConfig := fs.Bool("print-config", false, "print the documented default configuration and exit")
+	check := fs.Bool("check", false, "load the configuration, certificates and whitelist, then exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *printConfig {
+		fmt.Fprint(e.stdout, connector.DefaultConfigTOML)
+		return nil
+	}
+	if *configPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return exitCode(2, nil)
+	}
+	f, err := os.Open(*configPath)
+	if err != nil {
+		return err
+	}
+	cfg, err := connector.LoadConfig(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	logger, err := serveLogger(e, cfg)
+	if err != nil {
+		return err
+	}
+	c, err := connector.New(cfg, &connector.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintln(e.stdout, "configuration OK")
+		return nil
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				c.Reload()
+			}
+		}
+	}()
+	return c.Serve(ctx)
+}
+
+func serveLogger(e *env, cfg *connector.Config) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	o := &slog.HandlerOptions{Level: level}
+	switch cfg.Log.Format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(e.stderr, o)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(e.stderr, o)), nil
+	}
+	return nil, fmt.Errorf("log.format must be text or json, not %q", cfg.Log.Format)
+}

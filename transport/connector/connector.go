@@ -1,0 +1,398 @@
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/queue"
+	"github.com/mssante-go/sdk/whitelist"
+)
+
+// Options are what a Connector takes besides its Config.
+type Options struct {
+	// Listeners, when set, are used instead of listening on the configured addresses, by name:
+	// "relay", "submission", "submission_tls", "metrics" (tests pass 127.0.0.1:0 listeners).
+	Listeners map[string]net.Listener
+	// Local replaces the Maildir of the configuration (the mailbox store of issue #8).
+	Local LocalDelivery
+	// Resolver replaces net.DefaultResolver for MX lookups.
+	Resolver Resolver
+	// Now is the clock for certificate, CRL and whitelist checks (default time.Now).
+	Now func() time.Time
+	// Logger receives operational logs (nil: discard).
+	Logger *slog.Logger
+}
+
+// Connector is a whole reference connector built from a Config: relay and submission
+// listeners, queue, delivery, audit, metrics, whitelist, with reload of certificates, CRLs and
+// whitelist.
+type Connector struct {
+	cfg    *Config
+	opts   Options
+	logger *slog.Logger
+	now    func() time.Time
+
+	trust    *transport.TrustStore
+	cert     atomic.Pointer[tls.Certificate]
+	list     atomic.Pointer[whitelist.List] // file mode
+	store    *whitelist.Store               // URL mode
+	policy   Policy
+	queue    *queue.Queue
+	audit    *Audit
+	metrics  *Metrics
+	local    LocalDelivery
+	delivery *Delivery
+	servers  map[string]*Server
+}
+
+// New builds a connector from cfg: it loads the certificate, the trust store, the whitelist
+// (a file must verify; a URL store may start empty and then refuses with 4.7.1 until its
+// first refresh) and opens the queue and the audit log. Serve starts it.
+func New(cfg *Config, opts *Options) (*Connector, error) {
+	c := &Connector{cfg: cfg, metrics: NewMetrics(), servers: map[string]*Server{}}
+	if opts != nil {
+		c.opts = *opts
+	}
+	c.now = c.opts.Now
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.logger = c.opts.Logger
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	rev := transport.RevocationRequired
+	if cfg.TLS.Revocation == "best_effort" {
+		rev = transport.RevocationBestEffort
+	}
+	c.trust = transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: cfg.TLS.NoIGCSanteRoot, Revocation: rev})
+	for _, f := range cfg.TLS.CAFiles {
+		if err := c.trust.AddFile(f); err != nil {
+			return nil, fmt.Errorf("connector: %s: %w", f, err)
+		}
+	}
+	if err := c.loadCertAndCRLs(); err != nil {
+		return nil, err
+	}
+	if err := c.openWhitelist(); err != nil {
+		return nil, err
+	}
+	var err error
+	c.queue, err = queue.Open(&queue.Options{Dir: cfg.SpoolDir, MaxMessageBytes: cfg.Limits.MaxMessageBytes + 64<<10, Logger: c.logger,
+		Schedule: queue.Schedule{First: cfg.Queue.RetryFirst, Factor: cfg.Queue.RetryFactor, Max: cfg.Queue.RetryMax,
+			Jitter: jitter(cfg.Queue.RetryJitter), GiveUp: cfg.Queue.GiveUp, DelayNotice: cfg.Queue.DelayNotice}})
+	if err != nil {
+		return nil, err
+	}
+	c.audit, err = OpenAudit(&AuditOptions{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
+	if err != nil {
+		c.queue.Close()
+		return nil, err
+	}
+	c.local = c.opts.Local
+	if c.local == nil {
+		c.local = &Maildir{Dir: cfg.Local.Maildir, Mailboxes: c.mailboxes()}
+	}
+	if err := c.build(); err != nil {
+		c.queue.Close()
+		c.audit.Close()
+		return nil, err
+	}
+	c.metrics.Gauge("mssante_queue_messages", func() float64 { return float64(c.queue.Stats().Messages) })
+	c.metrics.Gauge("mssante_queue_recipients", func() float64 { return float64(c.queue.Stats().Recipients) })
+	c.metrics.Gauge(`mssante_certificate_expiry_seconds{name="server"}`, func() float64 {
+		if crt := c.cert.Load(); crt != nil && crt.Leaf != nil {
+			return crt.Leaf.NotAfter.Sub(c.now()).Seconds()
+		}
+		return 0
+	})
+	c.metrics.Gauge("mssante_whitelist_age_seconds", func() float64 {
+		if l := c.currentList(); l != nil {
+			return c.now().Sub(l.Generated()).Seconds()
+		}
+		return -1
+	})
+	return c, nil
+}
+
+func jitter(j float64) float64 {
+	if j == 0 {
+		return -1 // zero in the file means none; -1 tells the queue so
+	}
+	return j
+}
+
+// mailboxes lists the configured BAL addresses (the local mailboxes that exist).
+func (c *Connector) mailboxes() map[string]bool {
+	m := map[string]bool{}
+	for _, b := range c.cfg.BALs {
+		m[strings.ToLower(b.Address)] = true
+	}
+	return m
+}
+
+func (c *Connector) loadCertAndCRLs() error {
+	crt, err := tls.LoadX509KeyPair(c.cfg.TLS.CertFile, c.cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("connector: certificate: %w", err)
+	}
+	for _, f := range c.cfg.TLS.CRLFiles {
+		if err := c.trust.AddCRLFile(f); err != nil {
+			return fmt.Errorf("connector: %s: %w", f, err)
+		}
+	}
+	// Our own certificate must verify with our trust store, as the peers will check it.
+	chain := []*x509.Certificate{crt.Leaf}
+	for _, der := range crt.Certificate[1:] {
+		ic, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("connector: certificate chain: %w", err)
+		}
+		chain = append(chain, ic)
+	}
+	if _, err := c.trust.Verify(chain, x509.ExtKeyUsageServerAuth, c.now()); err != nil {
+		return fmt.Errorf("connector: our certificate does not verify: %w", err)
+	}
+	c.cert.Store(&crt)
+	return nil
+}
+
+func (c *Connector) openWhitelist() error {
+	w := c.cfg.Whitelist
+	vo := whitelist.VerifyOptions{Roots: c.trust.Roots(), Signer: w.Signer, UseListDate: w.UseListDate, At: c.now}
+	if w.File != "" {
+		if err := c.loadWhitelistFile(&vo); err != nil {
+			return err
+		}
+		c.policy = ListedOperator(filePolicy{c})
+		return nil
+	}
+	s, err := whitelist.NewStore(&whitelist.StoreOptions{URL: w.URL, CacheFile: w.CacheFile, Interval: w.RefreshInterval,
+		Verify: vo, Now: c.now, Logger: c.logger})
+	if err != nil {
+		return err
+	}
+	c.store = s
+	c.policy = ListedOperator(s)
+	return nil
+}
+
+func (c *Connector) loadWhitelistFile(vo *whitelist.VerifyOptions) error {
+	f, err := os.Open(c.cfg.Whitelist.File)
+	if err != nil {
+		return fmt.Errorf("connector: whitelist: %w", err)
+	}
+	defer f.Close()
+	l, err := whitelist.Verify(f, vo)
+	if err != nil {
+		return fmt.Errorf("connector: whitelist %s: %w", c.cfg.Whitelist.File, err)
+	}
+	if old := c.list.Load(); old != nil && l.Generated().Before(old.Generated()) {
+		return fmt.Errorf("connector: whitelist %s: %w", c.cfg.Whitelist.File, whitelist.ErrRollback)
+	}
+	c.list.Store(l)
+	return nil
+}
+
+func (c *Connector) currentList() *whitelist.List {
+	if c.store != nil {
+		return c.store.List()
+	}
+	return c.list.Load()
+}
+
+// filePolicy is the Policy of a whitelist file, swapped on Reload.
+type filePolicy struct{ c *Connector }
+
+func (p filePolicy) CheckDomain(d string) error {
+	l := p.c.list.Load()
+	if l == nil {
+		return whitelist.ErrNoList
+	}
+	return l.CheckDomain(d)
+}
+
+func (p filePolicy) CheckOperator(d, dn string) error {
+	l := p.c.list.Load()
+	if l == nil {
+		return whitelist.ErrNoList
+	}
+	return l.CheckOperator(d, dn)
+}
+
+func (p filePolicy) Domains(fn func(string, []whitelist.Entry) bool) {
+	if l := p.c.list.Load(); l != nil {
+		l.Domains(fn)
+	}
+}
+
+func (c *Connector) build() error {
+	cfg := c.cfg
+	tlsOpts := &transport.TLSOptions{Trust: c.trust, Time: c.now, AllowTLS13: cfg.TLS.AllowTLS13, AllowCBC: cfg.TLS.AllowCBC}
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil }
+	accounts := &StaticAccounts{ByDN: map[string]string{}, Passwords: map[string]PasswordAccount{}}
+	for _, b := range cfg.BALs {
+		if b.CertDN != "" {
+			accounts.ByDN[b.CertDN] = b.Address
+		}
+		if b.Login != "" {
+			accounts.Passwords[strings.ToLower(b.Login)] = PasswordAccount{Password: b.Password, BAL: b.Address}
+		}
+	}
+	var scanner Scanner
+	if cl := cfg.Scanner.Clamd; cl != "" {
+		network, addr, _ := strings.Cut(cl, ":")
+		scanner = &ClamAV{Network: network, Addr: addr, Timeout: cfg.Scanner.Timeout}
+	}
+	mk := func(name string, mode Mode, implicit bool) error {
+		s, err := NewServer(&ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,
+			ImplicitTLS: implicit, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: accounts,
+			AllowPlain: cfg.Submission.AllowPlain, Queue: c.queue, Scanner: scanner,
+			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
+			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,
+			MaxLineLength: cfg.Limits.MaxLineLength, ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
+			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerPeer: cfg.Limits.MaxConnectionsPerPeer, Logger: c.logger})
+		if err != nil {
+			return err
+		}
+		c.servers[name] = s
+		return nil
+	}
+	if err := mk("relay", ModeRelay, false); err != nil {
+		return err
+	}
+	if err := mk("submission", ModeSubmission, false); err != nil {
+		return err
+	}
+	if err := mk("submission_tls", ModeSubmission, true); err != nil {
+		return err
+	}
+	var err error
+	c.delivery, err = NewDelivery(&DeliveryOptions{Hostname: cfg.Hostname, TLS: tlsOpts,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.cert.Load(), nil },
+		Policy:               c.policy, LocalDomains: cfg.Domains, Local: c.local, Routes: cfg.Delivery.Routes, Resolver: c.opts.Resolver,
+		Port: cfg.Delivery.Port, MaxPerDestination: cfg.Delivery.MaxPerDestination, IdleTimeout: cfg.Delivery.IdleTimeout,
+		MaxMessagesPerConn: cfg.Delivery.MaxMessagesPerConnection, ConnectTimeout: cfg.Delivery.ConnectTimeout,
+		CommandTimeout: cfg.Delivery.CommandTimeout, Audit: c.audit, Metrics: c.metrics, Logger: c.logger, Now: c.now})
+	return err
+}
+
+// Metrics returns the connector's metrics.
+func (c *Connector) Metrics() *Metrics { return c.metrics }
+
+// Queue returns the connector's queue.
+func (c *Connector) Queue() *queue.Queue { return c.queue }
+
+// Reload re-reads the certificate and key, the CRL files and the whitelist file (or asks the
+// whitelist store for a refresh). On error the previous material stays in use.
+func (c *Connector) Reload() error {
+	var errs []error
+	if err := c.loadCertAndCRLs(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.store != nil {
+		c.store.RefreshSoon()
+	} else {
+		vo := whitelist.VerifyOptions{Roots: c.trust.Roots(), Signer: c.cfg.Whitelist.Signer, UseListDate: c.cfg.Whitelist.UseListDate, At: c.now}
+		if err := c.loadWhitelistFile(&vo); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		c.logger.Error("connector: reload failed, previous material kept", "err", err)
+	} else {
+		c.logger.Info("connector: reloaded certificate, CRLs and whitelist")
+	}
+	return err
+}
+
+// Serve listens (on Options.Listeners or the configured addresses), runs delivery and the
+// whitelist refresh, and blocks until ctx is done; it then stops accepting, lets the sessions
+// in progress end (up to 30 s), stops delivery and closes the queue and the audit log.
+func (c *Connector) Serve(ctx context.Context) error {
+	addrs := map[string]string{"relay": c.cfg.Relay.Listen, "submission": c.cfg.Submission.Listen,
+		"submission_tls": c.cfg.Submission.ListenTLS, "metrics": c.cfg.Metrics.Listen}
+	lns := map[string]net.Listener{}
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	for _, name := range []string{"relay", "submission", "submission_tls", "metrics"} {
+		if l, ok := c.opts.Listeners[name]; ok {
+			lns[name] = l
+			continue
+		}
+		if c.opts.Listeners != nil || addrs[name] == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", addrs[name])
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("connector: %s: %w", name, err)
+		}
+		lns[name] = l
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for name, s := range c.servers {
+		l, ok := lns[name]
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Serve(l); err != nil && !errors.Is(err, ErrServerClosed) {
+				c.logger.Error("connector: listener stopped", "listener", name, "err", err)
+			}
+		}()
+		c.logger.Info("connector: listening", "listener", name, "addr", l.Addr().String())
+	}
+	var httpSrv *http.Server
+	if l, ok := lns["metrics"]; ok {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", c.metrics)
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go httpSrv.Serve(l)
+	}
+	if c.store != nil {
+		go c.store.Run(ctx)
+	}
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		c.queue.Run(ctx, c.delivery, &queue.RunOptions{Workers: c.cfg.Delivery.Workers,
+			Notifier: &DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname}})
+	}()
+	<-ctx.Done()
+	c.logger.Info("connector: shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	for _, s := range c.servers {
+		s.Shutdown(sctx)
+	}
+	if httpSrv != nil {
+		httpSrv.Shutdown(sctx)
+	}
+	wg.Wait()
+	<-runDone
+	c.queue.Close()
+	c.delivery.Close()
+	c.audit.Close()
+	return nil
+}
