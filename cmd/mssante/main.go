@@ -41,6 +41,7 @@ var commands = []command{
 	{"whitelist", "verify, look up, fetch and sign the ANS liste blanche", runWhitelist},
 	{"cda", "build, validate and print CDA R2 documents (lettre de liaison LDL-SES, N1 PDF)", runCDA},
 	{"xdm", "pack and inspect IHE_XDM.ZIP archives", runXDM},
+	{"serve", "run the reference connector: relay, submission, durable queue, delivery, audit", runServe},
 }
 
 // exitError carries a process exit status other than 1 (or 1 without a message).
