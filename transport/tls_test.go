@@ -522,3 +522,44 @@ func TestConfigsAreCloned(t *testing.T) {
 		t.Fatal("client config without server name accepted")
 	}
 }
+
+// TestClientClock: the client verifies the server at its injected time.
+func TestClientClock(t *testing.T) {
+	f := newFixture(t)
+	srv := f.serverConfig(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				if tc, err := transport.Server(context.Background(), c, srv); err == nil {
+					tc.Close()
+				}
+			}()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	for _, tc := range []struct {
+		at   time.Time
+		want error
+	}{
+		{f.server.Cert.NotAfter.Add(time.Hour), transport.ErrExpired},
+		{f.server.Cert.NotBefore.Add(-time.Hour), transport.ErrNotYetValid},
+	} {
+		d := &transport.Dialer{Options: transport.TLSOptions{
+			Trust: f.trust, Certificates: []tls.Certificate{f.client.TLSCertificate()},
+			Time: func() time.Time { return tc.at },
+		}}
+		_, err := d.DialContext(context.Background(), "tcp", net.JoinHostPort("localhost", port))
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("at %v: err = %v, want %v", tc.at, err, tc.want)
+		}
+	}
+}
