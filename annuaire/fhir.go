@@ -1,0 +1,641 @@
+package annuaire
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mssante-go/sdk/mssante"
+)
+
+// DefaultFHIRBase is the base URL of the ANS FHIR API of the Annuaire Santé.
+const DefaultFHIRBase = "https://gateway.api.esante.gouv.fr/fhir/v2"
+
+// FHIR identifiers and extensions of the ANS IG fhir-annuaire (MSSanté digest §2.1).
+const (
+	fhirEmailTypeURL   = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
+	fhirMailboxMetaURL = "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/as-ext-mailbox-mss-metadata"
+	fhirSystemIdNatPS  = "urn:oid:" + mssante.OIDIdNatPS
+	fhirSystemIdNatSt  = "urn:oid:" + mssante.OIDIdNatStruct
+	fhirSystemRPPS     = "https://rpps.esante.gouv.fr"
+	fhirSystemFINESS   = "https://finess.esante.gouv.fr"
+)
+
+// FHIROptions configure [NewFHIR].
+type FHIROptions struct {
+	// BaseURL is the FHIR base (empty = DefaultFHIRBase). Next links of Bundles are only
+	// followed on the same scheme and host.
+	BaseURL string
+	// APIKey is sent in the ESANTE-API-KEY header.
+	APIKey string
+	// HTTPClient makes the requests (nil = a client with TLS 1.2 minimum and Timeout).
+	HTTPClient *http.Client
+	// RequestsPerSecond is the client-side limit (0 = 17, the API's limit per application).
+	RequestsPerSecond int
+	// MaxRetries bounds the retries of a request answered 429 or 503 (0 = 3, -1 = none).
+	MaxRetries int
+	// PageSize is the _count of each search (0 = 50).
+	PageSize int
+	// MaxResponseSize bounds one response body (0 = 16 MiB).
+	MaxResponseSize int64
+	// Timeout bounds each request of the default client (0 = 30 s).
+	Timeout time.Duration
+	// Now and Sleep are the clock (nil = the system's); tests inject theirs.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Logger receives request outcomes, never query values (nil = discard).
+	Logger *slog.Logger
+}
+
+// FHIR is a [Directory] over the ANS FHIR API: Practitioner, PractitionerRole and
+// Organization resources whose telecom carries MSSanté BALs. BALs flagged listeRouge are
+// never returned. Results keep the server's order; Departement and Profession criteria are
+// not supported (ErrUnsupported).
+type FHIR struct {
+	opts FHIROptions
+	base *url.URL
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	recent []time.Time // start times of the last RequestsPerSecond requests
+}
+
+// Errors of the FHIR backend.
+var (
+	// ErrRateLimited reports a request still answered 429 after the retries.
+	ErrRateLimited = errors.New("annuaire: FHIR API rate limit reached")
+	// ErrHTTP reports any other unexpected HTTP status; see [HTTPError].
+	ErrHTTP = errors.New("annuaire: FHIR API error")
+)
+
+// HTTPError is an unexpected answer of the FHIR API.
+type HTTPError struct {
+	Status int
+	// Diagnostics is the server's OperationOutcome text, when it sent one.
+	Diagnostics string
+}
+
+func (e *HTTPError) Error() string {
+	if e.Diagnostics != "" {
+		return fmt.Sprintf("annuaire: FHIR API: HTTP %d: %s", e.Status, e.Diagnostics)
+	}
+	return fmt.Sprintf("annuaire: FHIR API: HTTP %d", e.Status)
+}
+
+func (e *HTTPError) Unwrap() error { return ErrHTTP }
+
+// NewFHIR checks opts and returns the directory.
+func NewFHIR(opts FHIROptions) (*FHIR, error) {
+	if opts.BaseURL == "" {
+		opts.BaseURL = DefaultFHIRBase
+	}
+	base, err := url.Parse(strings.TrimSuffix(opts.BaseURL, "/"))
+	if err != nil || base.Scheme != "https" || base.Host == "" {
+		return nil, fmt.Errorf("annuaire: the FHIR base URL must be https://host/path")
+	}
+	if opts.RequestsPerSecond <= 0 {
+		opts.RequestsPerSecond = 17
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = 3
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 50
+	}
+	if opts.MaxResponseSize <= 0 {
+		opts.MaxResponseSize = 16 << 20
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: opts.Timeout, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment}}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleepCtx
+	}
+	f := &FHIR{opts: opts, base: base, log: opts.Logger}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	return f, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fhirCursor is where a search continues: the resource type being searched, the URL of the
+// page to fetch, and how many of its entries were already returned.
+type fhirCursor struct {
+	Resource int    `json:"r"`
+	URL      string `json:"u,omitempty"`
+	Skip     int    `json:"s,omitempty"`
+}
+
+var fhirResources = []string{"Practitioner", "PractitionerRole", "Organization"}
+
+// Search implements [Directory].
+func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
+	if _, err := (&Query{Type: q.Type, RPPS: q.RPPS, Name: q.Name}).check(); err != nil {
+		return nil, err
+	}
+	if q.Departement != "" || q.Profession != "" {
+		return nil, fmt.Errorf("%w: FHIR: Departement and Profession", ErrUnsupported)
+	}
+	cur := fhirCursor{}
+	if q.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+		if err != nil || json.Unmarshal(b, &cur) != nil || cur.Resource < 0 || cur.Resource >= len(fhirResources) || cur.Skip < 0 {
+			return nil, fmt.Errorf("%w: bad cursor", ErrInvalidQuery)
+		}
+	}
+	limit := q.limit()
+	res := &Result{}
+	for ; cur.Resource < len(fhirResources); cur.Resource, cur.URL, cur.Skip = cur.Resource+1, "", 0 {
+		resource := fhirResources[cur.Resource]
+		if cur.URL == "" {
+			params, ok := f.params(resource, &q)
+			if !ok {
+				continue
+			}
+			cur.URL = f.base.JoinPath(resource).String() + "?" + params.Encode()
+		}
+		for cur.URL != "" {
+			bundle, err := f.get(ctx, cur.URL)
+			if err != nil {
+				return nil, err
+			}
+			entries := f.bundleEntries(bundle, &q)
+			next, err := f.nextLink(bundle)
+			if err != nil {
+				return nil, err
+			}
+			if cur.Skip > len(entries) {
+				cur.Skip = len(entries)
+			}
+			entries = entries[cur.Skip:]
+			if room := limit - len(res.Entries); len(entries) > room {
+				res.Entries = append(res.Entries, entries[:room]...)
+				cur.Skip += room
+				res.Next = encodeCursor(cur)
+				return res, nil
+			}
+			res.Entries = append(res.Entries, entries...)
+			cur.URL, cur.Skip = next, 0
+			if len(res.Entries) == limit && (cur.URL != "" || cur.Resource+1 < len(fhirResources)) {
+				if cur.URL == "" {
+					cur.Resource++
+				}
+				res.Next = encodeCursor(cur)
+				return res, nil
+			}
+		}
+	}
+	return res, nil
+}
+
+func encodeCursor(c fhirCursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// params builds the search parameters of q for a resource type; ok is false when that type
+// cannot hold an answer.
+func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
+	v := url.Values{}
+	person := q.RPPS != "" || q.NationalID != ""
+	structure := q.StructureID != "" || q.StructureIDType != "" || q.PostalCode != ""
+	switch resource {
+	case "Practitioner":
+		if structure || q.Type == ORG || q.Type == APP {
+			return nil, false
+		}
+	case "PractitionerRole":
+		// Names live on Practitioner; PER only (MSSanté digest §5).
+		if structure || q.Name != "" || q.Type != "" && q.Type != PER {
+			return nil, false
+		}
+	case "Organization":
+		if person || q.Type == PER || q.Type == CAB {
+			return nil, false
+		}
+	}
+	switch {
+	case q.Address != "":
+		v.Set("mailbox-mss:exact", strings.ToLower(q.Address))
+	case q.Type == "":
+		v.Set("mailbox-mss:contains", "@") // resources with at least one BAL
+	}
+	if q.Type != "" {
+		v.Set("mailbox-mss-type", string(q.Type))
+	}
+	if id, ok := q.nationalID(); !ok {
+		return nil, false
+	} else if id != "" {
+		if resource == "PractitionerRole" {
+			v.Set("practitioner.identifier", fhirSystemIdNatPS+"|"+id)
+		} else {
+			v.Set("identifier", fhirSystemIdNatPS+"|"+id)
+		}
+	}
+	if q.StructureID != "" {
+		v.Set("identifier", q.StructureID) // any system: FINESS, idNat_Struct…
+	}
+	if q.PostalCode != "" {
+		v.Set("address-postalcode", q.PostalCode)
+	}
+	if q.Name != "" {
+		v.Set("name", strings.TrimSpace(q.Name))
+	}
+	v.Set("_count", strconv.Itoa(f.opts.PageSize))
+	return v, true
+}
+
+// wait applies the client-side rate limit: at most RequestsPerSecond requests start in any
+// one-second window.
+func (f *FHIR) wait(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.opts.RequestsPerSecond
+	if len(f.recent) == n {
+		if d := f.recent[0].Add(time.Second).Sub(f.opts.Now()); d > 0 {
+			if err := f.opts.Sleep(ctx, d); err != nil {
+				return err
+			}
+		}
+		f.recent = f.recent[1:]
+	}
+	f.recent = append(f.recent, f.opts.Now())
+	return nil
+}
+
+// get fetches one page, retrying 429 and 503 after their Retry-After.
+func (f *FHIR) get(ctx context.Context, u string) (*fhirBundle, error) {
+	for attempt := 0; ; attempt++ {
+		if err := f.wait(ctx); err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, fmt.Errorf("annuaire: FHIR: %w", err)
+		}
+		req.Header.Set("Accept", "application/fhir+json")
+		if f.opts.APIKey != "" {
+			req.Header.Set("ESANTE-API-KEY", f.opts.APIKey)
+		}
+		resp, err := f.opts.HTTPClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("annuaire: FHIR: %w", err)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, f.opts.MaxResponseSize+1))
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("annuaire: FHIR: reading the answer: %w", err)
+		}
+		if int64(len(body)) > f.opts.MaxResponseSize {
+			return nil, fmt.Errorf("annuaire: FHIR: answer larger than %d bytes", f.opts.MaxResponseSize)
+		}
+		f.log.Debug("annuaire: FHIR request", "status", resp.StatusCode, "attempt", attempt)
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			var b fhirBundle
+			if err := json.Unmarshal(body, &b); err != nil {
+				return nil, fmt.Errorf("annuaire: FHIR: bad JSON: %w", err)
+			}
+			if b.ResourceType != "Bundle" {
+				return nil, fmt.Errorf("annuaire: FHIR: answer is a %q, not a Bundle", b.ResourceType)
+			}
+			return &b, nil
+		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+			if f.opts.MaxRetries < 0 || attempt >= f.opts.MaxRetries {
+				if resp.StatusCode == http.StatusTooManyRequests {
+					return nil, ErrRateLimited
+				}
+				return nil, &HTTPError{Status: resp.StatusCode, Diagnostics: diagnostics(body)}
+			}
+			if err := f.opts.Sleep(ctx, retryAfter(resp.Header.Get("Retry-After"), f.opts.Now(), attempt)); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, &HTTPError{Status: resp.StatusCode, Diagnostics: diagnostics(body)}
+		}
+	}
+}
+
+// retryAfter reads a Retry-After header (seconds or an HTTP date), bounded to one minute;
+// without one, it backs off 1, 2, 4… seconds.
+func retryAfter(h string, now time.Time, attempt int) time.Duration {
+	d := time.Duration(1<<min(attempt, 5)) * time.Second
+	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s >= 0 {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = t.Sub(now)
+	}
+	return max(0, min(d, time.Minute))
+}
+
+// diagnostics extracts the text of an OperationOutcome, truncated.
+func diagnostics(body []byte) string {
+	var oo struct {
+		ResourceType string `json:"resourceType"`
+		Issue        []struct {
+			Diagnostics string `json:"diagnostics"`
+			Code        string `json:"code"`
+		} `json:"issue"`
+	}
+	if json.Unmarshal(body, &oo) != nil || oo.ResourceType != "OperationOutcome" {
+		return ""
+	}
+	var parts []string
+	for _, i := range oo.Issue {
+		parts = append(parts, strings.TrimSpace(i.Code+" "+i.Diagnostics))
+	}
+	return truncate(strings.Join(parts, "; "), 200)
+}
+
+// nextLink returns the Bundle's next link, refusing one that leaves the API's host.
+func (f *FHIR) nextLink(b *fhirBundle) (string, error) {
+	for _, l := range b.Link {
+		if l.Relation != "next" {
+			continue
+		}
+		u, err := url.Parse(l.URL)
+		if err != nil {
+			return "", fmt.Errorf("annuaire: FHIR: bad next link")
+		}
+		u = f.base.ResolveReference(u)
+		if u.Scheme != f.base.Scheme || u.Host != f.base.Host {
+			return "", fmt.Errorf("annuaire: FHIR: next link leaves %s: refused", f.base.Host)
+		}
+		return u.String(), nil
+	}
+	return "", nil
+}
+
+// The parts of FHIR resources this package reads.
+type (
+	fhirBundle struct {
+		ResourceType string `json:"resourceType"`
+		Link         []struct {
+			Relation string `json:"relation"`
+			URL      string `json:"url"`
+		} `json:"link"`
+		Entry []struct {
+			Resource fhirResource `json:"resource"`
+			Search   struct {
+				Mode string `json:"mode"`
+			} `json:"search"`
+		} `json:"entry"`
+	}
+	fhirResource struct {
+		ResourceType  string           `json:"resourceType"`
+		Identifier    []fhirIdentifier `json:"identifier"`
+		Name          json.RawMessage  `json:"name"` // HumanName list or string
+		Alias         []string         `json:"alias"`
+		Telecom       []fhirTelecom    `json:"telecom"`
+		Address       []fhirAddress    `json:"address"`
+		Qualification []struct {
+			Code fhirConcept `json:"code"`
+		} `json:"qualification"`
+		Practitioner *fhirReference `json:"practitioner"`
+		Organization *fhirReference `json:"organization"`
+	}
+	fhirIdentifier struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	}
+	fhirReference struct {
+		Identifier *fhirIdentifier `json:"identifier"`
+	}
+	fhirHumanName struct {
+		Use    string   `json:"use"`
+		Family string   `json:"family"`
+		Given  []string `json:"given"`
+		Prefix []string `json:"prefix"`
+	}
+	fhirCoding struct {
+		System  string `json:"system"`
+		Code    string `json:"code"`
+		Display string `json:"display"`
+	}
+	fhirConcept struct {
+		Coding []fhirCoding `json:"coding"`
+	}
+	fhirExtension struct {
+		URL                  string          `json:"url"`
+		Extension            []fhirExtension `json:"extension"`
+		ValueString          string          `json:"valueString"`
+		ValueBoolean         *bool           `json:"valueBoolean"`
+		ValueCoding          *fhirCoding     `json:"valueCoding"`
+		ValueCodeableConcept *fhirConcept    `json:"valueCodeableConcept"`
+	}
+	fhirTelecom struct {
+		System    string          `json:"system"`
+		Value     string          `json:"value"`
+		Extension []fhirExtension `json:"extension"`
+	}
+	fhirAddress struct {
+		Line []string `json:"line"`
+		// The AFNOR parts are extensions of line (iso21090-ADXP-*), in _line.
+		LineExt    []*struct{ Extension []fhirExtension } `json:"_line"`
+		City       string                                 `json:"city"`
+		PostalCode string                                 `json:"postalCode"`
+		Country    string                                 `json:"country"`
+	}
+)
+
+// bundleEntries turns the resources of a Bundle into entries, one per MSSanté BAL, leaving
+// out the BALs flagged listeRouge and those q does not match.
+func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
+	var out []Entry
+	for _, be := range b.Entry {
+		r := &be.Resource
+		if be.Search.Mode == "include" || be.Search.Mode == "outcome" {
+			continue
+		}
+		base := resourceEntry(r)
+		for _, t := range r.Telecom {
+			e, ok := mailboxEntry(t, base)
+			if ok && q.matches(&e, NameKey(&e)) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// resourceEntry reads what a resource says of its holder.
+func resourceEntry(r *fhirResource) Entry {
+	var e Entry
+	setPerson := func(id fhirIdentifier) {
+		switch id.System {
+		case fhirSystemIdNatPS:
+			e.Person.NationalID = id.Value
+			if n, err := mssante.ParsePSNationalID(id.Value); err == nil && e.Person.ID == "" {
+				e.Person.IDType, e.Person.ID = n.Kind.String(), n.Value
+			}
+		case fhirSystemRPPS:
+			e.Person.IDType, e.Person.ID = "RPPS", id.Value
+			if e.Person.NationalID == "" {
+				e.Person.NationalID = rppsPrefix + id.Value
+			}
+		}
+	}
+	setStructure := func(id fhirIdentifier) {
+		switch id.System {
+		case fhirSystemIdNatSt:
+			e.Structure.ID = id.Value
+			if n, err := mssante.ParseStructNationalID(id.Value); err == nil {
+				e.Structure.IDType = n.Kind.String()
+			}
+		case fhirSystemFINESS:
+			if e.Structure.ID == "" {
+				e.Structure.IDType, e.Structure.ID = "FINESS", id.Value
+			}
+		}
+	}
+	switch r.ResourceType {
+	case "Practitioner":
+		for _, id := range r.Identifier {
+			setPerson(id)
+		}
+		var names []fhirHumanName
+		if json.Unmarshal(r.Name, &names) == nil && len(names) > 0 {
+			n := names[0]
+			for _, m := range names {
+				if m.Use == "official" {
+					n = m
+				}
+			}
+			e.Person.LastName = n.Family
+			e.Person.FirstName = strings.Join(n.Given, " ")
+			e.Person.Civility = strings.Join(n.Prefix, " ")
+		}
+		for _, q := range r.Qualification {
+			for _, c := range q.Code.Coding {
+				switch {
+				case strings.Contains(c.System, "TRE_G15-ProfessionSante"):
+					e.Person.ProfessionCode, e.Person.ProfessionLabel = c.Code, c.Display
+				case strings.Contains(c.System, "TRE_R09-CategorieProfessionnelle"):
+					e.Person.ProfessionCategory, e.Person.ProfessionCategoryLabel = c.Code, c.Display
+				case strings.Contains(c.System, "TRE_R38-SpecialiteOrdinale"):
+					e.Person.SpecialtyCode, e.Person.SpecialtyLabel = c.Code, c.Display
+				}
+			}
+		}
+	case "PractitionerRole":
+		if r.Practitioner != nil && r.Practitioner.Identifier != nil {
+			setPerson(*r.Practitioner.Identifier)
+		}
+		if r.Organization != nil && r.Organization.Identifier != nil {
+			setStructure(*r.Organization.Identifier)
+		}
+	case "Organization":
+		for _, id := range r.Identifier {
+			setStructure(id)
+		}
+		var name string
+		if json.Unmarshal(r.Name, &name) == nil {
+			e.Structure.Name = name
+		}
+		if len(r.Alias) > 0 {
+			e.Structure.TradeName = r.Alias[0]
+		}
+		if len(r.Address) > 0 {
+			e.Postal = postalAddress(&r.Address[0])
+		}
+	}
+	return e
+}
+
+func postalAddress(a *fhirAddress) PostalAddress {
+	p := PostalAddress{PostalCode: a.PostalCode, Country: a.Country}
+	if a.PostalCode != "" || a.City != "" {
+		p.CityLine = strings.TrimSpace(a.PostalCode + " " + a.City)
+	}
+	for _, le := range a.LineExt {
+		if le == nil {
+			continue
+		}
+		for _, x := range le.Extension {
+			switch strings.TrimPrefix(x.URL, "http://hl7.org/fhir/StructureDefinition/iso21090-ADXP-") {
+			case "houseNumber":
+				p.Number = x.ValueString
+			case "buildingNumberSuffix":
+				p.NumberComplement = x.ValueString
+			case "streetNameType":
+				p.StreetType = x.ValueString
+			case "streetNameBase":
+				p.Street = x.ValueString
+			case "additionalLocator":
+				p.Complement = x.ValueString
+			case "postBox":
+				p.Distribution = x.ValueString
+			}
+		}
+	}
+	return p
+}
+
+// mailboxEntry reads one telecom: an MSSanté BAL unless it is another kind of contact, or a
+// BAL flagged listeRouge (not to be published: never returned).
+func mailboxEntry(t fhirTelecom, e Entry) (Entry, bool) {
+	if t.System != "email" || t.Value == "" {
+		return e, false
+	}
+	mss := false
+	for _, x := range t.Extension {
+		switch x.URL {
+		case fhirEmailTypeURL:
+			if x.ValueCoding == nil || x.ValueCoding.Code != "MSSANTE" {
+				return e, false // APICRYPT and other messaging systems
+			}
+			mss = true
+		case fhirMailboxMetaURL:
+			mss = true
+			for _, s := range x.Extension {
+				switch s.URL {
+				case "type":
+					if s.ValueCodeableConcept != nil && len(s.ValueCodeableConcept.Coding) > 0 {
+						e.Type = BALType(s.ValueCodeableConcept.Coding[0].Code)
+					}
+				case "description":
+					e.Description = s.ValueString
+				case "service":
+					e.Structure.Service = s.ValueString
+				case "digitization":
+					e.Dematerialisation = s.ValueBoolean != nil && *s.ValueBoolean
+				case "listeRouge":
+					if s.ValueBoolean != nil && *s.ValueBoolean {
+						return e, false
+					}
+				}
+			}
+		}
+	}
+	e.Address = t.Value
+	return e, mss
+}

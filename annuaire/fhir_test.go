@@ -1,0 +1,346 @@
+package annuaire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is the clock of the FHIR client under test: it only moves when slept on.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	c.sleeps = append(c.sleeps, d)
+	return nil
+}
+
+// fhirServer replays the fixtures of testdata/fhir over HTTPS and records what it is asked.
+type fhirServer struct {
+	*httptest.Server
+	clock *fakeClock
+	mu    sync.Mutex
+	reqs  []string    // path?query of each request
+	times []time.Time // the fake time of each request
+	// fail, when set, answers instead of the fixtures.
+	fail func(w http.ResponseWriter, r *http.Request) bool
+}
+
+func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
+	t.Helper()
+	s := &fhirServer{clock: &fakeClock{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}}
+	fixture := func(name string) []byte {
+		b, err := os.ReadFile("testdata/fhir/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []byte(strings.ReplaceAll(string(b), "{{base}}", s.URL+"/fhir/v2"))
+	}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.reqs = append(s.reqs, r.URL.Path+"?"+r.URL.RawQuery)
+		s.times = append(s.times, s.clock.Now())
+		fail := s.fail
+		s.mu.Unlock()
+		if r.Header.Get("ESANTE-API-KEY") != "test-key" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write(fixture("operationoutcome.json"))
+			return
+		}
+		if fail != nil && fail(w, r) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		switch r.URL.Path {
+		case "/fhir/v2/Practitioner":
+			if r.URL.Query().Get("_page") == "2" {
+				w.Write(fixture("practitioner-page2.json"))
+			} else {
+				w.Write(fixture("practitioner-page1.json"))
+			}
+		case "/fhir/v2/PractitionerRole":
+			w.Write(fixture("practitionerrole.json"))
+		case "/fhir/v2/Organization":
+			w.Write(fixture("organization.json"))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	f, err := NewFHIR(FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key", HTTPClient: s.Client(),
+		Now: s.clock.Now, Sleep: s.clock.Sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, f
+}
+
+func (s *fhirServer) requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.reqs...)
+}
+
+func addresses(entries []Entry) string {
+	var a []string
+	for _, e := range entries {
+		a = append(a, string(e.Type)+":"+e.Address)
+	}
+	return strings.Join(a, " ")
+}
+
+func TestFHIRSearch(t *testing.T) {
+	s, f := newFHIRServer(t)
+	ctx := context.Background()
+	r, err := f.Search(ctx, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every BAL of the fixtures but the listeRouge one and the APICRYPT address.
+	want := "PER:jean-marie.dupont@infirmier.mssante.fr PER:sophie.martin@medecin.mssante.fr " +
+		"CAB:cabinet.lefevre@medecin.mssante.fr PER:jm.dupont@ch-dax.mssante.fr " +
+		"ORG:cardiologie@ch-dax.mssante.fr APP:dpi-cardio@ch-dax.mssante.fr"
+	if got := addresses(r.Entries); got != want || r.Next != "" {
+		t.Fatalf("got  %s (next %q)\nwant %s", got, r.Next, want)
+	}
+	for _, e := range r.Entries {
+		if strings.Contains(e.Address, "rouge") || strings.Contains(e.Address, "apicrypt") {
+			t.Fatalf("returned %s", e.Address)
+		}
+	}
+	dupont := r.Entries[0]
+	if dupont.Person.RPPS() != "10003456786" || dupont.Person.NationalID != "810003456786" ||
+		dupont.Person.LastName != "DUPONT" || dupont.Person.FirstName != "Jean-Marie" || dupont.Person.Civility != "DR" ||
+		dupont.Person.ProfessionCode != "60" || dupont.Person.ProfessionCategory != "C" {
+		t.Errorf("Practitioner: %+v", dupont.Person)
+	}
+	if m := r.Entries[1]; m.Person.LastName != "MARTIN" || !m.Dematerialisation {
+		t.Errorf("official name and digitization: %+v", m)
+	}
+	role := r.Entries[3]
+	if role.Person.NationalID != "810003456786" || role.Structure.ID != "1400780284" || role.Structure.IDType != "FINESS" || role.Structure.Service != "Urgences" {
+		t.Errorf("PractitionerRole: %+v", role)
+	}
+	org := r.Entries[4]
+	wantOrg := Entry{Address: "cardiologie@ch-dax.mssante.fr", Type: ORG, Dematerialisation: true,
+		Description: "Secrétariat de cardiologie",
+		Structure:   Structure{IDType: "FINESS", ID: "1400780284", Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax", Service: "Cardiologie"},
+		Postal:      PostalAddress{Number: "1", StreetType: "BD", Street: "YVES DU MANOIR", CityLine: "40107 DAX", PostalCode: "40107", Country: "FRANCE"}}
+	if org != wantOrg {
+		t.Errorf("Organization:\n got %+v\nwant %+v", org, wantOrg)
+	}
+	reqs := s.requests()
+	if len(reqs) != 4 || !strings.HasPrefix(reqs[0], "/fhir/v2/Practitioner?") || !strings.Contains(reqs[0], "mailbox-mss%3Acontains=%40") ||
+		!strings.Contains(reqs[1], "_page=2") {
+		t.Errorf("requests: %q", reqs)
+	}
+}
+
+func TestFHIRQueryParameters(t *testing.T) {
+	tests := []struct {
+		q    Query
+		reqs []string // expected requests, in order (query strings as url.Values encodes them)
+	}{
+		{Query{Type: APP}, []string{"/fhir/v2/Organization?_count=50&mailbox-mss-type=APP"}},
+		{Query{Address: "DPI-Cardio@ch-dax.mssante.fr"}, []string{
+			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
+			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2", // the fixture's next link
+			"/fhir/v2/PractitionerRole?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
+			"/fhir/v2/Organization?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr"}},
+		{Query{RPPS: "10003456786", Type: PER}, []string{
+			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786&mailbox-mss-type=PER",
+			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
+			"/fhir/v2/PractitionerRole?_count=50&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786"}},
+		{Query{StructureID: "400780284", PostalCode: "40107"}, []string{
+			"/fhir/v2/Organization?_count=50&address-postalcode=40107&identifier=400780284&mailbox-mss%3Acontains=%40"}},
+		{Query{Name: "dupont", Type: PER}, []string{"/fhir/v2/Practitioner?_count=50&mailbox-mss-type=PER&name=dupont", "/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%+v", tt.q), func(t *testing.T) {
+			s, f := newFHIRServer(t)
+			r, err := f.Search(context.Background(), tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.requests(); strings.Join(got, "\n") != strings.Join(tt.reqs, "\n") {
+				t.Errorf("requests:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.reqs, "\n"))
+			}
+			for _, e := range r.Entries {
+				if !tt.q.matches(&e, NameKey(&e)) {
+					t.Errorf("%s does not match the query", e.Address)
+				}
+			}
+		})
+	}
+	_, f := newFHIRServer(t)
+	if _, err := f.Search(context.Background(), Query{Departement: "40"}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Departement: %v", err)
+	}
+}
+
+func TestFHIRPaging(t *testing.T) {
+	_, f := newFHIRServer(t)
+	ctx := context.Background()
+	all, err := f.Search(ctx, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{1, 2, 4} {
+		var got []Entry
+		q := Query{Limit: limit}
+		for n := 0; ; n++ {
+			r, err := f.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Entries) > limit || n > 20 {
+				t.Fatalf("page of %d entries, limit %d", len(r.Entries), limit)
+			}
+			got = append(got, r.Entries...)
+			if r.Next == "" {
+				break
+			}
+			q.Cursor = r.Next
+		}
+		if addresses(got) != addresses(all.Entries) {
+			t.Errorf("limit %d:\n%s\nwant\n%s", limit, addresses(got), addresses(all.Entries))
+		}
+	}
+	if _, err := f.Search(ctx, Query{Cursor: "!!"}); !errors.Is(err, ErrInvalidQuery) {
+		t.Errorf("bad cursor: %v", err)
+	}
+}
+
+func TestFHIRRateLimit(t *testing.T) {
+	s, f := newFHIRServer(t)
+	ctx := context.Background()
+	for range 15 { // 4 requests each
+		if _, err := f.Search(ctx, Query{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	times := append([]time.Time(nil), s.times...)
+	s.mu.Unlock()
+	if len(times) != 60 {
+		t.Fatalf("%d requests", len(times))
+	}
+	for i := 17; i < len(times); i++ {
+		if d := times[i].Sub(times[i-17]); d < time.Second {
+			t.Fatalf("requests %d and %d are %v apart: more than 17 in one second", i-17, i, d)
+		}
+	}
+	if len(s.clock.sleeps) == 0 {
+		t.Fatal("the client never waited")
+	}
+}
+
+func TestFHIRErrors(t *testing.T) {
+	ctx := context.Background()
+	t.Run("429 then OK", func(t *testing.T) {
+		s, f := newFHIRServer(t)
+		n := 0
+		s.fail = func(w http.ResponseWriter, r *http.Request) bool {
+			if n++; n <= 2 {
+				w.Header().Set("Retry-After", "7")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return true
+			}
+			return false
+		}
+		if _, err := f.Search(ctx, Query{Type: APP}); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(s.clock.sleeps) != "[7s 7s]" {
+			t.Errorf("sleeps %v, want the Retry-After twice", s.clock.sleeps)
+		}
+	})
+	tests := []struct {
+		name   string
+		key    string
+		fail   func(w http.ResponseWriter, r *http.Request) bool
+		target error
+		text   string
+	}{
+		{"always 429", "test-key", func(w http.ResponseWriter, r *http.Request) bool {
+			w.WriteHeader(http.StatusTooManyRequests)
+			return true
+		}, ErrRateLimited, "rate limit"},
+		{"bad key", "wrong", nil, ErrHTTP, "HTTP 401: invalid Unknown search parameter"},
+		{"server error", "test-key", func(w http.ResponseWriter, r *http.Request) bool {
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"resourceType":"OperationOutcome","issue":[{"code":"exception","diagnostics":"boom"}]}`))
+			return true
+		}, ErrHTTP, "HTTP 500: exception boom"},
+		{"bad JSON", "test-key", func(w http.ResponseWriter, r *http.Request) bool {
+			w.Write([]byte(`{"resourceType":`))
+			return true
+		}, nil, "bad JSON"},
+		{"not a Bundle", "test-key", func(w http.ResponseWriter, r *http.Request) bool {
+			w.Write([]byte(`{"resourceType":"Patient"}`))
+			return true
+		}, nil, "not a Bundle"},
+		{"next link to another host", "test-key", func(w http.ResponseWriter, r *http.Request) bool {
+			w.Write([]byte(`{"resourceType":"Bundle","link":[{"relation":"next","url":"https://evil.example/fhir?x"}]}`))
+			return true
+		}, nil, "refused"},
+		{"answer too large", "test-key", func(w http.ResponseWriter, r *http.Request) bool {
+			w.Write([]byte(`{"resourceType":"Bundle","x":"` + strings.Repeat("a", 17<<20) + `"}`))
+			return true
+		}, nil, "larger than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newFHIRServer(t)
+			s.fail = tt.fail
+			f, err := NewFHIR(FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: tt.key, HTTPClient: s.Client(), Now: s.clock.Now, Sleep: s.clock.Sleep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.Search(ctx, Query{Type: APP})
+			if err == nil || tt.target != nil && !errors.Is(err, tt.target) || !strings.Contains(err.Error(), tt.text) {
+				t.Fatalf("err = %v, want %v containing %q", err, tt.target, tt.text)
+			}
+		})
+	}
+	t.Run("untrusted server certificate", func(t *testing.T) {
+		s, _ := newFHIRServer(t)
+		f, _ := NewFHIR(FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key"})
+		if _, err := f.Search(ctx, Query{Type: APP}); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		_, f := newFHIRServer(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := f.Search(cctx, Query{Type: APP}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	if _, err := NewFHIR(FHIROptions{BaseURL: "http://gateway.example/fhir"}); err == nil {
+		t.Error("plain http base accepted")
+	}
+}
