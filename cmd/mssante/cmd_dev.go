@@ -122,6 +122,7 @@ submission servers, IMAP access to the BAL), a liste blanche signed by the test 
 responder answering like reponse.automatique@test.mssante.fr, and a sample Annuaire Santé.
 Today "mssante dev" gives you the certificates above and proves they work together.
 `)
+	fmt.Fprintf(w, "Try: mssante cert inspect %s\n", filepath.Join(dir, "server.crt.pem"))
 	return nil
 }
 
