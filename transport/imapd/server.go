@@ -29,6 +29,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
@@ -44,8 +45,8 @@ type Options struct {
 	// (ClientAuth VerifyClientCertIfGiven or RequireAndVerifyClientCert with the IGC-Santé
 	// roots as ClientCAs). Without TLSConfig no one can authenticate.
 	TLSConfig *tls.Config
-	// PeerDN turns a client certificate into the DN registered for an APP BAL; nil uses the
-	// subject in RFC 4514 form (x509 Subject.String()).
+	// PeerDN turns a client certificate into the DN registered for an APP BAL; nil uses
+	// transport.SubjectDN (the form of the liste blanche).
 	PeerDN func(*x509.Certificate) string
 	// VerifyPeer is called before SASL EXTERNAL accepts a certificate; nil requires the TLS
 	// stack to have verified a chain (ConnectionState.VerifiedChains not empty). Set it when
@@ -212,7 +213,7 @@ func (s *Server) peerDN(c *x509.Certificate) string {
 	if s.opts.PeerDN != nil {
 		return s.opts.PeerDN(c)
 	}
-	return c.Subject.String()
+	return transport.SubjectDN(c)
 }
 
 func (s *Server) verifyPeer(st tls.ConnectionState) error {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
@@ -66,7 +67,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.clientCert = client.TLSCertificate()
-	if err := st.AddBAL(ctx, &mailbox.BAL{Address: appBAL, Type: mailbox.APP, CertDN: client.Cert.Subject.String()}); err != nil {
+	if err := st.AddBAL(ctx, &mailbox.BAL{Address: appBAL, Type: mailbox.APP, CertDN: transport.SubjectDN(client.Cert)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.AddBAL(ctx, &mailbox.BAL{Address: orgBAL, Type: mailbox.ORG}); err != nil {

@@ -396,6 +396,15 @@ func (sel *selected) addKeywords(flags []string) bool {
 	return added
 }
 
+func (sel *selected) knownKeyword(f string) bool {
+	for _, k := range sel.keywords {
+		if strings.EqualFold(k, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // flags is the FLAGS list of the folder: the system flags and the keywords in use.
 func (sel *selected) flags() []imap.Flag {
 	out := append([]imap.Flag(nil), mailboxFlags...)
@@ -405,9 +414,16 @@ func (sel *selected) flags() []imap.Flag {
 	return out
 }
 
-// msgFlags is a message's FLAGS as this session sees them (with \Recent).
+// msgFlags is a message's FLAGS as this session sees them: with \Recent, and without the
+// keywords not yet announced in a FLAGS response (the next Poll announces them, then sends
+// the message's flags again).
 func (sel *selected) msgFlags(uid uint32, flags []string) []imap.Flag {
-	out := toFlags(flags)
+	out := make([]imap.Flag, 0, len(flags)+1)
+	for _, f := range flags {
+		if strings.HasPrefix(f, `\`) || sel.knownKeyword(f) {
+			out = append(out, imap.Flag(f))
+		}
+	}
 	if sel.recent[uid] {
 		out = append(out, imap.Flag(`\Recent`))
 	}
@@ -880,8 +896,30 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
-func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool) error {
+func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool) (err error) {
+	c := &content{s: s, uid: t.uid}
+	defer c.close()
+	if options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		// Open the message before starting its response: once open it stays readable even if
+		// another session expunges it; if it is already gone, it is left out.
+		if _, _, err := c.file(); err != nil {
+			if errors.Is(err, mailbox.ErrNoMessage) {
+				return nil
+			}
+			return err
+		}
+	}
+	// The response writer holds the connection's write lock until Close: close it on every path.
 	rw := w.CreateMessage(t.seq)
+	closed := false
+	defer func() {
+		if !closed {
+			if cerr := rw.Close(); err == nil {
+				err = cerr
+			}
+		}
+	}()
 	if options.UID {
 		rw.WriteUID(imap.UID(t.uid))
 	}
@@ -894,8 +932,6 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 	if options.RFC822Size {
 		rw.WriteRFC822Size(m.Size)
 	}
-	c := &content{s: s, uid: t.uid}
-	defer c.close()
 	if options.Envelope {
 		h, err := c.header()
 		if err != nil {
@@ -963,6 +999,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 		}
 		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(b), bss))
 	}
+	closed = true
 	return rw.Close()
 }
 

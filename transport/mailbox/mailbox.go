@@ -24,6 +24,9 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/whitelist"
 )
 
 // Sentinel errors. Errors returned by a Store wrap them; test with errors.Is.
@@ -31,6 +34,7 @@ var (
 	ErrNoBAL           = errors.New("mailbox: no such BAL")
 	ErrBALExists       = errors.New("mailbox: BAL already exists")
 	ErrNoMailbox       = errors.New("mailbox: no such mailbox")
+	ErrNoMessage       = errors.New("mailbox: no such message")
 	ErrMailboxExists   = errors.New("mailbox: mailbox already exists")
 	ErrOverQuota       = errors.New("mailbox: quota exceeded")
 	ErrTooBig          = errors.New("mailbox: message too big")
@@ -42,20 +46,20 @@ var (
 )
 
 // Type is the type of a BAL as the Annuaire Santé publishes it (TRE_R257-TypeBAL).
-type Type string
+type Type = mssante.BALType
 
-// BAL types. CAB (cabinet) BALs are personal BALs shared by a practice and are not hosted by
-// this connector.
+// BAL types a connector hosts. CAB (cabinet) BALs are personal BALs shared by a practice and
+// are not hosted here.
 const (
 	// PER is a personal BAL of a health professional (owner: RPPS/ADELI identifier).
-	PER Type = "PER"
+	PER = mssante.BALPersonal
 	// ORG is an organisational BAL of a service (owner: the structure's identifier).
-	ORG Type = "ORG"
+	ORG = mssante.BALOrganisational
 	// APP is an applicative BAL read by software; it authenticates with a certificate.
-	APP Type = "APP"
+	APP = mssante.BALApplicative
 )
 
-// ParseType parses a BAL type, case-insensitively.
+// ParseType parses a BAL type, case-insensitively: PER, ORG or APP.
 func ParseType(s string) (Type, error) {
 	switch t := Type(strings.ToUpper(strings.TrimSpace(s))); t {
 	case PER, ORG, APP:
@@ -76,7 +80,8 @@ type BAL struct {
 	// Description is the functional label of an ORG or APP BAL (for the Annuaire).
 	Description string
 	// CertDN is, for an APP BAL, the subject DN of the certificate that authenticates it
-	// (SASL EXTERNAL), in the form transport's peer identity writes it.
+	// (SASL EXTERNAL), as transport.SubjectDN writes it. DNs compare as the liste blanche's
+	// do (whitelist.CanonicalDN: case, spaces around separators and attribute order ignored).
 	CertDN string
 	// QuotaBytes limits the total size of the BAL's messages; 0 means no limit.
 	QuotaBytes int64
@@ -102,6 +107,11 @@ func (b *BAL) Validate() error {
 	}
 	if b.Type == APP && strings.TrimSpace(b.CertDN) == "" {
 		return fmt.Errorf("%w: an APP BAL needs the certificate DN that authenticates it", ErrInvalid)
+	}
+	if b.CertDN != "" {
+		if _, err := whitelist.CanonicalDN(b.CertDN); err != nil {
+			return fmt.Errorf("%w: certificate DN: %v", ErrInvalid, err)
+		}
 	}
 	if b.Type != APP && b.CertDN != "" {
 		return fmt.Errorf("%w: only APP BALs authenticate by certificate DN", ErrInvalid)

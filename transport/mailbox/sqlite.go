@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
+
+	"github.com/mssante-go/sdk/whitelist"
 )
 
 // Options configures OpenSQLite. The zero value is valid.
@@ -55,13 +58,14 @@ CREATE TABLE IF NOT EXISTS bal (
 	owner TEXT NOT NULL DEFAULT '',
 	description TEXT NOT NULL DEFAULT '',
 	cert_dn TEXT NOT NULL DEFAULT '',
+	cert_dn_key TEXT NOT NULL DEFAULT '',
 	quota INTEGER NOT NULL DEFAULT 0,
 	retention_s INTEGER NOT NULL DEFAULT 0,
 	pwhash TEXT NOT NULL DEFAULT '',
 	created INTEGER NOT NULL,
 	used INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX IF NOT EXISTS bal_cert_dn ON bal(cert_dn) WHERE cert_dn <> '';
+CREATE UNIQUE INDEX IF NOT EXISTS bal_cert_dn ON bal(cert_dn_key) WHERE cert_dn_key <> '';
 CREATE TABLE IF NOT EXISTS mailbox (
 	id INTEGER PRIMARY KEY,
 	bal TEXT NOT NULL REFERENCES bal(address) ON DELETE CASCADE,
@@ -281,14 +285,16 @@ func (s *SQLite) AddBAL(ctx context.Context, b *BAL) error {
 		if n > 0 {
 			return nil, fmt.Errorf("%w: %s", ErrBALExists, addr)
 		}
+		var key string
 		if b.CertDN != "" {
-			tx.QueryRowContext(ctx, `SELECT count(*) FROM bal WHERE cert_dn=?`, b.CertDN).Scan(&n)
+			key, _ = whitelist.CanonicalDN(b.CertDN) // checked by Validate
+			tx.QueryRowContext(ctx, `SELECT count(*) FROM bal WHERE cert_dn_key=?`, key).Scan(&n)
 			if n > 0 {
 				return nil, ErrCertDNInUse
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO bal(address,type,owner,description,cert_dn,quota,retention_s,created) VALUES (?,?,?,?,?,?,?,?)`,
-			addr, string(t), b.Owner, b.Description, b.CertDN, b.QuotaBytes, int64(b.Retention/time.Second), s.now().Unix())
+		_, err := tx.ExecContext(ctx, `INSERT INTO bal(address,type,owner,description,cert_dn,cert_dn_key,quota,retention_s,created) VALUES (?,?,?,?,?,?,?,?,?)`,
+			addr, string(t), b.Owner, b.Description, b.CertDN, key, b.QuotaBytes, int64(b.Retention/time.Second), s.now().Unix())
 		if err != nil {
 			return nil, fmt.Errorf("mailbox: add BAL: %w", err)
 		}
@@ -329,10 +335,11 @@ func (s *SQLite) GetBAL(ctx context.Context, address string) (*BAL, error) {
 
 // BALByCertDN implements Store.
 func (s *SQLite) BALByCertDN(ctx context.Context, dn string) (*BAL, error) {
-	if dn == "" {
+	key, err := whitelist.CanonicalDN(dn)
+	if dn == "" || err != nil {
 		return nil, ErrNoBAL
 	}
-	b, err := scanBAL(s.db.QueryRowContext(ctx, `SELECT `+balCols+` FROM bal b WHERE b.cert_dn=? AND b.type='APP'`, dn))
+	b, err := scanBAL(s.db.QueryRowContext(ctx, `SELECT `+balCols+` FROM bal b WHERE b.cert_dn_key=? AND b.type='APP'`, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoBAL
 	}
@@ -934,12 +941,15 @@ func (s *SQLite) Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadS
 	var size int64
 	err := s.db.QueryRowContext(ctx, `SELECT blob, size FROM message WHERE mailbox=? AND uid=?`, mbox, uid).Scan(&blob, &size)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, fmt.Errorf("%w: message %d", ErrNoMailbox, uid)
+		return nil, 0, ErrNoMessage
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("mailbox: %w", err)
 	}
 	f, err := os.Open(s.blobPath(blob))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, ErrNoMessage // expunged between the lookup and the open
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("mailbox: %w", err)
 	}

@@ -38,7 +38,8 @@ func TestBALRegistry(t *testing.T) {
 		{"duplicate", BAL{Address: "DPI@hopital.test.mssante.fr", Type: ORG}, ErrBALExists},
 		{"app without DN", BAL{Address: "x@h.fr", Type: APP}, ErrInvalid},
 		{"DN on PER", BAL{Address: "y@h.fr", Type: PER, CertDN: "CN=y"}, ErrInvalid},
-		{"DN reused", BAL{Address: "z@h.fr", Type: APP, CertDN: "CN=dpi,O=Hopital"}, ErrCertDNInUse},
+		{"DN reused", BAL{Address: "z@h.fr", Type: APP, CertDN: "cn=DPI, o=hopital"}, ErrCertDNInUse},
+		{"DN malformed", BAL{Address: "m@h.fr", Type: APP, CertDN: "not a DN"}, ErrInvalid},
 		{"bad type", BAL{Address: "w@h.fr", Type: "CAB"}, ErrInvalid},
 		{"bad address", BAL{Address: "no-at-sign", Type: PER}, ErrInvalid},
 	}
@@ -57,7 +58,7 @@ func TestBALRegistry(t *testing.T) {
 	if list[2].Address != "dr.martin@hopital.test.mssante.fr" || list[2].Type != PER {
 		t.Fatalf("list[2] = %+v", list[2])
 	}
-	b, err := s.BALByCertDN(ctx, "CN=dpi,O=Hopital")
+	b, err := s.BALByCertDN(ctx, "O=Hopital,CN=dpi")
 	if err != nil || b.Address != "dpi@hopital.test.mssante.fr" || b.QuotaBytes != 1000 {
 		t.Fatalf("BALByCertDN = %+v, %v", b, err)
 	}
