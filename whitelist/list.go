@@ -141,6 +141,9 @@ func lookupKey(domain string) (string, bool) {
 // valid host names (empty labels, labels over 63 bytes, names over 253 bytes, characters other
 // than letters, digits, '-' and '_').
 func NormalizeDomain(domain string) (string, error) {
+	if isNormalASCII(domain) {
+		return domain, nil
+	}
 	d := strings.TrimSuffix(domain, ".")
 	if d == "" || len(d) > 1024 {
 		return "", fmt.Errorf("whitelist: invalid domain name")
@@ -185,6 +188,32 @@ func NormalizeDomain(domain string) (string, error) {
 		return "", fmt.Errorf("whitelist: domain name too long")
 	}
 	return out, nil
+}
+
+// isNormalASCII reports whether d is already a valid normalised name: lower-case ASCII labels of
+// 1 to 63 allowed characters, no trailing dot, at most 253 bytes.
+func isNormalASCII(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			if label++; label > 63 {
+				return false
+			}
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+		default:
+			return false
+		}
+	}
+	return label > 0
 }
 
 // punycodeEncode is the Punycode encoder of RFC 3492 §6.3 (bootstring parameters of §5).

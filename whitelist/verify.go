@@ -107,6 +107,11 @@ func Verify(r io.Reader, opts *VerifyOptions) (*List, error) {
 	return buildList(doc.generated, doc.entries, true)
 }
 
+// VerifyBytes is Verify of a document held in memory.
+func VerifyBytes(doc []byte, opts *VerifyOptions) (*List, error) {
+	return Verify(bytes.NewReader(doc), opts)
+}
+
 // document is what one pass over the XML yields.
 type document struct {
 	generated  time.Time
@@ -192,6 +197,7 @@ type parser struct {
 	sigStep                                           int
 	sigText                                           int
 	cur                                               Entry
+	strs                                              map[string]string
 	curSeen                                           [len(fieldNames)]int
 	out                                               document
 }
@@ -543,26 +549,40 @@ func (p *parser) end(ee xml.EndElement) error {
 }
 
 func (p *parser) field(f int) error {
-	s := strings.TrimSpace(string(p.text))
+	b := bytes.TrimSpace(p.text)
 	switch f {
 	case fNom:
-		p.cur.Domain = s
+		p.cur.Domain = string(b)
 	case fDescription:
-		p.cur.Description = s
+		p.cur.Description = p.intern(b)
 	case fDN:
-		p.cur.OperatorDNs = append(p.cur.OperatorDNs, s)
+		p.cur.OperatorDNs = append(p.cur.OperatorDNs, p.intern(b))
 	case fResponsable:
-		p.cur.Responsable = s
+		p.cur.Responsable = p.intern(b)
 	case fSupport:
-		p.cur.Support = s
+		p.cur.Support = p.intern(b)
 	case fDateMAJ:
-		t, err := time.Parse(time.RFC3339, s)
+		t, err := time.Parse(time.RFC3339, string(b))
 		if err != nil {
-			return fmt.Errorf("%w: Domaine %d: DateMAJ %q", ErrFormat, len(p.out.entries)+1, s)
+			return fmt.Errorf("%w: Domaine %d: DateMAJ %q", ErrFormat, len(p.out.entries)+1, b)
 		}
 		p.cur.Updated = t.UTC()
 	}
 	return nil
+}
+
+// intern returns one string per distinct value: operators, contacts and descriptions repeat
+// across thousands of entries.
+func (p *parser) intern(b []byte) string {
+	if s, ok := p.strs[string(b)]; ok {
+		return s
+	}
+	if p.strs == nil {
+		p.strs = make(map[string]string)
+	}
+	s := string(b)
+	p.strs[s] = s
+	return s
 }
 
 func (p *parser) sigEnd(fr *frame) error {
@@ -710,6 +730,7 @@ func buildList(generated time.Time, entries []Entry, strict bool) (*List, error)
 		byDomain:  make(map[string][]Entry, len(entries)),
 		dns:       make(map[string][]string, len(entries)),
 	}
+	canon := make(map[string]string) // the list has a few hundred distinct DNs
 	for i, e := range entries {
 		key, err := NormalizeDomain(e.Domain)
 		if err != nil {
@@ -720,12 +741,15 @@ func buildList(generated time.Time, entries []Entry, strict bool) (*List, error)
 		}
 		l.byDomain[key] = append(l.byDomain[key], e)
 		for _, dn := range e.OperatorDNs {
-			c, err := CanonicalDN(dn)
-			if err != nil {
-				if strict {
-					return nil, fmt.Errorf("%w: Domaine %d: invalid DNCertificatOperateur", ErrFormat, i+1)
+			c, ok := canon[dn]
+			if !ok {
+				if c, err = CanonicalDN(dn); err != nil {
+					if strict {
+						return nil, fmt.Errorf("%w: Domaine %d: invalid DNCertificatOperateur", ErrFormat, i+1)
+					}
+					continue
 				}
-				continue
+				canon[dn] = c
 			}
 			l.dns[key] = append(l.dns[key], c)
 		}

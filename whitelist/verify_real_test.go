@@ -114,3 +114,7 @@ func TestVerifyRealFileDates(t *testing.T) {
 		t.Fatalf("at the list's date: %v", err)
 	}
 }
+
+func readRealReader(t testing.TB) *bytes.Reader { return bytes.NewReader(readReal(t)) }
+
+func bytesReaderOf(b []byte) *bytes.Reader { return bytes.NewReader(b) }
