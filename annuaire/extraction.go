@@ -115,6 +115,54 @@ func loadZip(r io.ReaderAt, size int64, opts *LoadOptions) (*Extraction, error) 
 	return loadSized(rc, int64(txt.UncompressedSize64), opts)
 }
 
+// OpenFile opens the text of an extraction file, the TXT itself or the one .txt of a ZIP,
+// for streaming readers such as [WriteLDIF].
+func OpenFile(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("annuaire: %w", err)
+	}
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil || string(magic[:]) != "PK\x03\x04" {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("annuaire: %w", err)
+		}
+		return f, nil
+	}
+	f.Close()
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
+	}
+	var txt []*zip.File
+	for _, zf := range zr.File {
+		if !strings.HasSuffix(zf.Name, "/") {
+			txt = append(txt, zf)
+		}
+	}
+	if len(txt) != 1 || !strings.EqualFold(filepath.Ext(txt[0].Name), ".txt") {
+		zr.Close()
+		return nil, fmt.Errorf("%w: the zip must hold one .txt file only", ErrFormat)
+	}
+	rc, err := txt[0].Open()
+	if err != nil {
+		zr.Close()
+		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
+	}
+	return &zipText{rc, zr}, nil
+}
+
+type zipText struct {
+	io.ReadCloser
+	zr *zip.ReadCloser
+}
+
+func (z *zipText) Close() error {
+	z.ReadCloser.Close()
+	return z.zr.Close()
+}
+
 // Load reads a TXT extraction from r and indexes it.
 func Load(r io.Reader, opts *LoadOptions) (*Extraction, error) { return loadSized(r, 0, opts) }
 
