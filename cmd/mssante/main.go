@@ -42,6 +42,7 @@ var commands = []command{
 	{"cda", "build, validate and print CDA R2 documents (lettre de liaison LDL-SES, N1 PDF)", runCDA},
 	{"xdm", "pack and inspect IHE_XDM.ZIP archives", runXDM},
 	{"serve", "run the reference connector: relay, submission, durable queue, delivery, audit", runServe},
+	{"annuaire", "find BALs in the Annuaire Santé (extraction file, LDAP, FHIR); fetch and export the extraction", runAnnuaire},
 }
 
 // exitError carries a process exit status other than 1 (or 1 without a message).
