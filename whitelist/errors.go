@@ -43,4 +43,7 @@ var (
 	ErrListTooOld = errors.New("whitelist: list older than the maximum age")
 	// ErrRollback: a fetched list is older than the one held.
 	ErrRollback = errors.New("whitelist: list older than the one held (rollback refused)")
+	// ErrFutureList: a fetched list is dated more than MaxClockSkew after now; it is refused,
+	// as holding it would refuse every later list as a rollback.
+	ErrFutureList = errors.New("whitelist: list generated in the future")
 )

@@ -24,6 +24,8 @@ const (
 	DefaultRetryInterval = 5 * time.Minute
 	DefaultMaxAge        = 7 * 24 * time.Hour
 	DefaultFetchTimeout  = 2 * time.Minute
+	// MaxClockSkew is how far in the future a list's DateDeGeneration may be.
+	MaxClockSkew = 24 * time.Hour
 )
 
 // StoreOptions configures a Store. The struct is copied by NewStore.
@@ -306,6 +308,10 @@ func (s *Store) fetch(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if l.Generated().After(s.opts.Now().Add(MaxClockSkew)) {
+		// Held, such a list would make every later one look like a rollback.
+		return fmt.Errorf("%w: generated %s, in the future", ErrFutureList, l.Generated().Format(time.RFC3339))
 	}
 	if cur != nil {
 		switch {

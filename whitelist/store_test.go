@@ -148,6 +148,15 @@ func TestStoreRefresh(t *testing.T) {
 			t.Fatal("rollback changed the list")
 		}
 	})
+	t.Run("list from the future refused", func(t *testing.T) {
+		srv.set(signAt(t, s, now.Add(72*time.Hour), testEntries()), http.StatusOK)
+		if err := st.Refresh(ctx); !errors.Is(err, ErrFutureList) {
+			t.Fatalf("Refresh = %v", err)
+		}
+		if st.CheckDomain("new.mssante.fr") != nil {
+			t.Fatal("the list held changed")
+		}
+	})
 	t.Run("corrupted download keeps the last good list", func(t *testing.T) {
 		srv.set(bytes.Replace(v2, []byte("<Nom>new"), []byte("<Nom>bad"), 1), http.StatusOK)
 		if err := st.Refresh(ctx); !errors.Is(err, ErrDigestMismatch) {

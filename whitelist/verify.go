@@ -227,7 +227,11 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // the digest and, when tee is not nil, to tee too (tests compare it with other canonicalizers).
 func parse(r io.Reader, maxSize int64, maxEntries int, tee io.Writer) (*document, error) {
 	p := &parser{hash: sha256.New(), maxEntries: maxEntries}
-	p.dec = xml.NewDecoder(bufio.NewReaderSize(&limitReader{r: r, n: maxSize}, 64<<10))
+	br := bufio.NewReaderSize(&limitReader{r: r, n: maxSize}, 64<<10)
+	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
+		br.Discard(3) // a UTF-8 byte order mark is not part of the document (XML 1.0 §4.3.3)
+	}
+	p.dec = xml.NewDecoder(br)
 	var w io.Writer = p.hash
 	if tee != nil {
 		w = io.MultiWriter(p.hash, tee)

@@ -105,6 +105,10 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	if err := l.CheckOperator("ch-test.mssante.fr", "CN=smtp-2.sante.test,OU=12345678200010,O=HOPITAL DE TEST,ST=Haute-Garonne (31),C=FR"); err != nil {
 		t.Fatal(err)
 	}
+	// A byte order mark is not part of the document.
+	if _, err := Verify(bytes.NewReader(append([]byte("\xef\xbb\xbf"), data...)), s.opts()); err != nil {
+		t.Fatalf("with a BOM: %v", err)
+	}
 	// Signing the verified list again gives the same bytes but the signature (PKCS#1 v1.5 is
 	// deterministic): the parse loses nothing the format carries.
 	again, err := Sign(l, s.leaf.Key, s.leaf.Chain)
