@@ -27,6 +27,8 @@ type List struct {
 	byDomain  map[string][]Entry
 	// dns holds the canonical forms (CanonicalDN) of the operator DNs of each domain.
 	dns map[string][]string
+	// operators holds the canonical forms of every operator DN of the list.
+	operators map[string]struct{}
 }
 
 var (
@@ -122,6 +124,23 @@ func (l *List) CheckOperator(domain, operatorDN string) error {
 		}
 	}
 	return ErrOperatorNotListed
+}
+
+// CheckOperatorAny returns nil when operatorDN is listed for at least one domain (a relay may
+// accept a null-sender DSN from any listed operator), else an error wrapping
+// ErrOperatorNotListed.
+func (l *List) CheckOperatorAny(operatorDN string) error {
+	if l == nil {
+		return ErrNoList
+	}
+	c, err := CanonicalDN(operatorDN)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOperatorNotListed, err)
+	}
+	if _, ok := l.operators[c]; !ok {
+		return ErrOperatorNotListed
+	}
+	return nil
 }
 
 // lookupKey is NormalizeDomain with a fast path that does not allocate.

@@ -59,6 +59,15 @@ func TestListPolicy(t *testing.T) {
 			t.Errorf("CheckOperator(%q, %q) = %v, want %v", c.domain, c.dn, err, c.opErr)
 		}
 	}
+	if err := l.CheckOperatorAny("c=FR,st=Haute-Garonne (31),o=GIP MIPIH,ou=318310021300028,cn=medimail-asip.mipih.fr"); err != nil {
+		t.Errorf("CheckOperatorAny(listed) = %v", err)
+	}
+	if err := l.CheckOperatorAny("CN=unknown,C=FR"); !errors.Is(err, ErrOperatorNotListed) {
+		t.Errorf("CheckOperatorAny(unknown) = %v", err)
+	}
+	if err := nilList.CheckOperatorAny("CN=x"); !errors.Is(err, ErrNoList) {
+		t.Errorf("CheckOperatorAny on no list = %v", err)
+	}
 	// NewList copies: changing the caller's slices does not change the list.
 	es := testEntries()
 	l2 := NewList(time.Time{}, es)

@@ -210,6 +210,15 @@ func (s *Store) CheckOperator(domain, operatorDN string) error {
 	return l.CheckOperator(domain, operatorDN)
 }
 
+// CheckOperatorAny is List.CheckOperatorAny with the current list.
+func (s *Store) CheckOperatorAny(operatorDN string) error {
+	l, err := s.usable()
+	if err != nil {
+		return err
+	}
+	return l.CheckOperatorAny(operatorDN)
+}
+
 // Domains calls fn for every domain of the current usable list (none when there is none).
 func (s *Store) Domains(fn func(domain string, entries []Entry) bool) {
 	if l, err := s.usable(); err == nil {

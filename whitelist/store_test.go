@@ -108,6 +108,9 @@ func TestStoreRefresh(t *testing.T) {
 	if err := st.CheckOperator("adsea29.mssante.fr", "CN=x"); !errors.Is(err, ErrNoList) {
 		t.Fatalf("before any list: %v", err)
 	}
+	if err := st.CheckOperatorAny("CN=x"); !errors.Is(err, ErrNoList) {
+		t.Fatalf("before any list: %v", err)
+	}
 	if err := st.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}

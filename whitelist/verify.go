@@ -733,6 +733,7 @@ func buildList(generated time.Time, entries []Entry, strict bool) (*List, error)
 		entries:   len(entries),
 		byDomain:  make(map[string][]Entry, len(entries)),
 		dns:       make(map[string][]string, len(entries)),
+		operators: make(map[string]struct{}),
 	}
 	canon := make(map[string]string) // the list has a few hundred distinct DNs
 	for i, e := range entries {
@@ -754,6 +755,7 @@ func buildList(generated time.Time, entries []Entry, strict bool) (*List, error)
 					continue
 				}
 				canon[dn] = c
+				l.operators[c] = struct{}{}
 			}
 			l.dns[key] = append(l.dns[key], c)
 		}
