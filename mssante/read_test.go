@@ -2,14 +2,17 @@ package mssante
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // endless is an io.Reader that never ends: prefix, then fill forever.
@@ -129,6 +132,15 @@ func TestReadLegacyCharset(t *testing.T) {
 	if err != nil || m.Text != "Compte rendu d'échographie\n" {
 		t.Errorf("%q %v", m.Text, err)
 	}
+	// The same in base64, with the blanks some senders leave in base64 bodies.
+	raw = top + "Content-Type: text/plain; charset=windows-1252\r\nContent-Transfer-Encoding: base64\r\n\r\nQ29tcHRlIHJlbmR1IGQn\r\n 6WNob2dyYXBoaWU=\r\n"
+	m, err = ReadMessage(strings.NewReader(raw), nil)
+	if err != nil || m.Text != "Compte rendu d'échographie" {
+		t.Errorf("base64 windows-1252: %q %v", m.Text, err)
+	}
+	if _, err := ReadMessage(strings.NewReader(top+"Content-Type: text/plain; charset=x-unknown-42\r\n\r\nabc"), nil); !errors.Is(err, ErrMalformed) {
+		t.Errorf("unknown charset: %v", err)
+	}
 }
 
 func FuzzReadMessage(f *testing.F) {
@@ -159,4 +171,38 @@ func FuzzReadMessage(f *testing.F) {
 			t.Fatal("MDN kind without report")
 		}
 	})
+}
+
+func TestDecodeBase64InPlace(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	for _, size := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 57, 58, 1000, 65536, 1<<20 + 5} {
+		data := make([]byte, size)
+		rng.Read(data)
+		var wrapped bytes.Buffer
+		if err := writeBase64(&wrapped, data); err != nil {
+			t.Fatal(err)
+		}
+		for _, rd := range []io.Reader{bytes.NewReader(wrapped.Bytes()), iotest.HalfReader(bytes.NewReader(wrapped.Bytes())),
+			strings.NewReader(strings.ReplaceAll(wrapped.String(), "\r\n", "\n ")), strings.NewReader(base64.StdEncoding.EncodeToString(data))} {
+			got, err := decodeBase64(rd)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("size %d: streaming decode differs (%v)", size, err)
+			}
+		}
+		for _, in := range [][]byte{[]byte(base64.StdEncoding.EncodeToString(data)), stripLineEnds(wrapped.Bytes())} {
+			n, err := decodeBase64InPlace(in)
+			if err != nil || !bytes.Equal(in[:n], data) {
+				t.Fatalf("size %d: in-place decoding differs (%v)", size, err)
+			}
+		}
+	}
+	for _, bad := range []string{"QUJD!!==", "QUJ", "QU==QUJD", "QUJDRA=\r\n"} {
+		if _, err := decodeBase64(strings.NewReader(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	bad := []byte("QUJD!!==")
+	if _, err := decodeBase64InPlace(bad); err == nil {
+		t.Error("bad base64 accepted")
+	}
 }

@@ -142,6 +142,7 @@ func ParseBytes(data []byte, opts *ParseOptions) (*Document, error) {
 			return nil, fmt.Errorf("%w: misplaced encapsulated text", ErrSyntax)
 		}
 		d.Component.NonXMLBody.Text.Data = string(b64)
+		d.Component.NonXMLBody.Text.plain = true
 	}
 	if opts != nil && opts.Strict {
 		if errs := Validate(d).Errors(); len(errs) > 0 {
@@ -214,9 +215,14 @@ func cutB64(data []byte) (rest, b64 []byte, ok bool) {
 	}
 	start := lo + idx[1]
 	name := data[lo+idx[2] : lo+idx[3]]
-	end := start
-	for end < len(data) && isB64(data[end]) {
-		end++
+	end := len(data)
+	if i := bytes.IndexByte(data[start:], '<'); i >= 0 {
+		end = start + i
+	}
+	// Character data without entity references is its own text; any byte that is not base64
+	// makes Content fail later.
+	if bytes.IndexByte(data[start:end], '&') >= 0 {
+		return data, nil, false
 	}
 	closing := append(append([]byte("</"), name...), '>')
 	if !bytes.HasPrefix(data[end:], closing) {
@@ -225,11 +231,6 @@ func cutB64(data []byte) (rest, b64 []byte, ok bool) {
 	rest = make([]byte, 0, len(data)-(end-start))
 	rest = append(append(rest, data[:start]...), data[end:]...)
 	return rest, data[start:end], true
-}
-
-func isB64(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' ||
-		c == ' ' || c == '\n' || c == '\r' || c == '\t'
 }
 
 // Content returns the encapsulated document of an N1 body, decoded.
@@ -242,7 +243,7 @@ func (d *Document) Content() (mediaType string, data []byte, err error) {
 		return "", nil, fmt.Errorf("cda: representation %q is not B64", t.Representation)
 	}
 	s := t.Data
-	if strings.ContainsAny(s, "&<") {
+	if !t.plain && strings.ContainsAny(s, "&<") {
 		// Entities or markup: decode the element text properly.
 		var v struct {
 			Text string `xml:",chardata"`
@@ -252,13 +253,16 @@ func (d *Document) Content() (mediaType string, data []byte, err error) {
 		}
 		s = v.Text
 	}
-	clean := strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
-			return -1
-		}
-		return r
-	}, s)
-	data, err = base64.StdEncoding.DecodeString(clean)
+	// The decoder skips CR and LF itself; spaces and tabs, rare, are removed on failure.
+	data, err = base64.StdEncoding.DecodeString(s)
+	if err != nil && strings.ContainsAny(s, " \t") {
+		data, err = base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' {
+				return -1
+			}
+			return r
+		}, s))
+	}
 	if err != nil {
 		return "", nil, fmt.Errorf("cda: encapsulated text is not base64: %w", err)
 	}

@@ -325,6 +325,8 @@ type B64Text struct {
 	MediaType      string `xml:"mediaType,attr,omitempty"`
 	Representation string `xml:"representation,attr,omitempty"`
 	Data           string `xml:",innerxml"`
+	// plain is set by Parse when Data was taken as it stands (no markup, no entity).
+	plain bool
 }
 
 // StructuredBody is the N3 body.

@@ -1,0 +1,90 @@
+package mssante
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"math/rand"
+	"testing"
+)
+
+// The floors of the issue: composing a message with a 5 MB attachment against base64-encoding
+// 5 MB, reading it back against base64-decoding it. bench/mssante/run.sh prints the ratios.
+
+const benchSize = 5 << 20
+
+func benchPayload() []byte {
+	b := make([]byte, benchSize)
+	rand.New(rand.NewSource(1)).Read(b)
+	return b
+}
+
+func benchMessage(payload []byte) *Message {
+	m := sampleMessage()
+	m.XDM = payload
+	return m
+}
+
+func BenchmarkBase64Encode5MB(b *testing.B) {
+	data := benchPayload()
+	dst := make([]byte, base64.StdEncoding.EncodedLen(len(data)))
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		base64.StdEncoding.Encode(dst, data)
+	}
+}
+
+func BenchmarkCompose5MB(b *testing.B) {
+	m := benchMessage(benchPayload())
+	opts := &ComposeOptions{MaxSize: -1}
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		if _, err := m.WriteTo(io.Discard, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBase64Decode5MB decodes the attachment as it stands in the mail: base64 in lines of
+// 76 characters ending in CRLF (the stdlib decoder skips the line ends).
+func BenchmarkBase64Decode5MB(b *testing.B) {
+	var wrapped bytes.Buffer
+	if err := writeBase64(&wrapped, benchPayload()); err != nil {
+		b.Fatal(err)
+	}
+	enc := wrapped.Bytes()
+	dst := make([]byte, benchSize+3)
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		if _, err := base64.StdEncoding.Decode(dst, enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBase64DecodeUnwrapped5MB is the stricter floor: one base64 string, no line ends.
+func BenchmarkBase64DecodeUnwrapped5MB(b *testing.B) {
+	enc := []byte(base64.StdEncoding.EncodeToString(benchPayload()))
+	dst := make([]byte, benchSize+3)
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		if _, err := base64.StdEncoding.Decode(dst, enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRead5MB(b *testing.B) {
+	var buf bytes.Buffer
+	if _, err := benchMessage(benchPayload()).WriteTo(&buf, &ComposeOptions{MaxSize: -1}); err != nil {
+		b.Fatal(err)
+	}
+	raw := buf.Bytes()
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		m, err := ReadMessage(bytes.NewReader(raw), nil)
+		if err != nil || len(m.XDM) != benchSize {
+			b.Fatal(err)
+		}
+	}
+}
