@@ -1,0 +1,65 @@
+package bal
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the client, to test with errors.Is.
+var (
+	// ErrConfig reports invalid Options.
+	ErrConfig = errors.New("bal: invalid configuration")
+	// ErrDiscovery reports that DNS SRV discovery found no endpoint.
+	ErrDiscovery = errors.New("bal: endpoint discovery failed")
+	// ErrTLS reports a TLS failure: the server's certificate was not trusted, or the
+	// server does not offer STARTTLS.
+	ErrTLS = errors.New("bal: TLS failed")
+	// ErrAuth reports that the server refused the authentication or lacks the mechanism.
+	ErrAuth = errors.New("bal: authentication failed")
+	// ErrNotWhitelisted reports a recipient whose domain is not in the liste blanche: the
+	// message was not sent to anyone.
+	ErrNotWhitelisted = errors.New("bal: recipient domain not in the whitelist")
+	// ErrNoDSN reports a submission server that does not advertise the DSN extension while
+	// receipts were asked for (go-smtp would silently drop NOTIFY, RET and ENVID).
+	ErrNoDSN = errors.New("bal: server does not support DSN (RFC 3461)")
+	// ErrMessage reports a message the client cannot send (no Message-ID possible, no
+	// recipient, header unreadable, too large).
+	ErrMessage = errors.New("bal: invalid message")
+	// ErrAllRejected reports that no recipient was accepted: see the per-recipient results.
+	ErrAllRejected = errors.New("bal: every recipient was refused")
+)
+
+// RejectError is returned by a Handler to refuse a received message with one of the MSSanté
+// integration error codes (900–906, spec/mssante.md §4.4). The sender gets an MDN
+// "processed/Error: <Code>^<Text>" when it asked for one, else an error mail.
+type RejectError struct {
+	Code int
+	// Text is the libellé sent back; default: the standard label of Code. It must not
+	// contain health data.
+	Text string
+}
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("bal: message rejected: %d %s", e.Code, e.label())
+}
+
+func (e *RejectError) label() string {
+	if e.Text != "" {
+		return e.Text
+	}
+	return rejectLabels[e.Code]
+}
+
+// Reject returns a RejectError with code (900–906) and the standard label.
+func Reject(code int) *RejectError { return &RejectError{Code: code} }
+
+// rejectLabels are the standard labels of the integration error codes.
+var rejectLabels = map[int]string{
+	900: "Version de document incorrecte",
+	901: "Auteur non autorisé à remplacer ou supprimer le document",
+	902: "Patient inconnu",
+	903: "Pas d'INS dans le document",
+	904: "INS incohérent",
+	905: "INS incomplet",
+	906: "Autre erreur",
+}

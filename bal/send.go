@@ -1,0 +1,547 @@
+package bal
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+)
+
+// Message is what Send submits: anything that writes a complete RFC 5322 message (an
+// mssante.Message, or RawMessage).
+type Message interface {
+	WriteTo(w io.Writer) (int64, error)
+}
+
+// RawMessage is a message already serialised.
+type RawMessage []byte
+
+// WriteTo writes the message.
+func (m RawMessage) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(m)
+	return int64(n), err
+}
+
+// SendOptions are per-message parameters. A nil *SendOptions takes the defaults.
+type SendOptions struct {
+	// Recipients are the envelope recipients; default: the To and Cc addresses of the message.
+	Recipients []string
+	// Notify lists the DSN conditions (RFC 3461 NOTIFY); default SUCCESS, FAILURE, DELAY.
+	// NEVER alone asks for no DSN, and then a server without DSN is accepted.
+	Notify []smtp.DSNNotify
+	// Return says what a DSN carries back (RET); default headers only (HDRS), so that the
+	// documents are not sent back.
+	Return smtp.DSNReturn
+	// RequestMDN adds Disposition-Notification-To: <Options.Address> (RFC 8098) when the
+	// message has none, asking the recipients' software for an "accusé de lecture".
+	RequestMDN bool
+}
+
+func (o *SendOptions) notify() []smtp.DSNNotify {
+	if o == nil || len(o.Notify) == 0 {
+		return []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed}
+	}
+	return o.Notify
+}
+
+func (o *SendOptions) ret() smtp.DSNReturn {
+	if o == nil || o.Return == "" {
+		return smtp.DSNReturnHeaders
+	}
+	return o.Return
+}
+
+// RecipientResult is what the submission server said about one recipient.
+type RecipientResult struct {
+	Address string
+	// Accepted is true when the server took responsibility for this recipient (now, or by
+	// an earlier Send of the same message: then AlreadySent is true too).
+	Accepted    bool
+	AlreadySent bool
+	// Code and Text are the server's reply (RCPT, or the final reply to DATA).
+	Code int
+	Text string
+	// Temporary is true for a 4xx refusal: sending the same message again retries this
+	// recipient only.
+	Temporary bool
+}
+
+// SendResult is the outcome of Send.
+type SendResult struct {
+	// MessageID is the Message-ID submitted (without angle brackets); EnvelopeID the ENVID
+	// DSNs carry back. Both are stable across retries of the same message.
+	MessageID, EnvelopeID string
+	Recipients            []RecipientResult
+}
+
+// Send submits msg through the operator's submission server.
+//
+// Every recipient's domain is checked against the whitelist first; if one is not listed,
+// nothing is sent and the error wraps ErrNotWhitelisted. The message is then written to the
+// outbox with a stable Message-ID (the message's own, or one derived from its content), so
+// that calling Send again with the same message after a network error submits it only to
+// the recipients not yet accepted: no duplicate. DSNs are asked for with NOTIFY, RET and
+// ENVID; a server without the DSN extension is refused (ErrNoDSN) unless Notify is NEVER.
+//
+// The error is nil when at least one recipient was accepted; per-recipient outcomes are in
+// the result. Consecutive calls reuse one connection.
+func (c *Client) Send(ctx context.Context, msg Message, opts *SendOptions) (*SendResult, error) {
+	p, err := c.prepare(msg, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.smtpMu.Lock()
+	defer c.smtpMu.Unlock()
+	return c.submit(ctx, p, opts)
+}
+
+// SendBatch sends msgs one after the other over one connection. It stops at the first error
+// that is not about a message itself (network, TLS, authentication) and returns the results
+// so far; results[i] is nil for a message not sent.
+func (c *Client) SendBatch(ctx context.Context, msgs []Message, opts *SendOptions) ([]*SendResult, error) {
+	results := make([]*SendResult, len(msgs))
+	c.smtpMu.Lock()
+	defer c.smtpMu.Unlock()
+	var errs []error
+	for i, m := range msgs {
+		p, err := c.prepare(m, opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
+			continue
+		}
+		r, err := c.submit(ctx, p, opts)
+		results[i] = r
+		if err != nil {
+			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
+			if !errors.Is(err, ErrAllRejected) {
+				break
+			}
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+// prepared is a message written to the outbox, ready to submit.
+type prepared struct {
+	rec  *Record
+	file string
+	size int64
+}
+
+// prepare serialises msg, checks its recipients and records it in the outbox (or finds the
+// record of an earlier attempt).
+func (c *Client) prepare(msg Message, opts *SendOptions) (*prepared, error) {
+	if c.opts.Whitelist == nil {
+		return nil, fmt.Errorf("%w: no whitelist policy: nothing may be sent (fail closed)", ErrConfig)
+	}
+	if c.box == nil {
+		return nil, fmt.Errorf("%w: StateDir is required to send", ErrConfig)
+	}
+	tmp, err := os.CreateTemp(c.box.dir, ".tmp-msg-*")
+	if err != nil {
+		return nil, fmt.Errorf("bal: outbox: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	lw := &limitWriter{w: io.MultiWriter(tmp, h), n: c.opts.MaxMessageSize}
+	if _, err := msg.WriteTo(lw); err != nil {
+		return nil, fmt.Errorf("%w: writing it: %w", ErrMessage, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	th, err := textproto.ReadHeader(bufio.NewReader(tmp))
+	if err != nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrMessage, err)
+	}
+	hdr := mail.Header{Header: message.Header{Header: th}}
+
+	var rcpts []string
+	if opts != nil && len(opts.Recipients) > 0 {
+		rcpts = opts.Recipients
+	} else {
+		for _, k := range []string{"To", "Cc"} {
+			list, err := hdr.AddressList(k)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrMessage, k, err)
+			}
+			for _, a := range list {
+				rcpts = append(rcpts, a.Address)
+			}
+		}
+	}
+	if len(rcpts) == 0 {
+		return nil, fmt.Errorf("%w: no recipient", ErrMessage)
+	}
+	// Whitelist before any I/O (Réf. #2; spec/mssante.md §7.3).
+	seen := map[string]bool{}
+	var uniq []string
+	for _, r := range rcpts {
+		_, dom, ok := splitAddress(r)
+		if !ok {
+			return nil, fmt.Errorf("%w: recipient %q is not an address", ErrMessage, r)
+		}
+		if err := c.opts.Whitelist.CheckDomain(dom); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrNotWhitelisted, dom, err)
+		}
+		if k := strings.ToLower(r); !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, r)
+		}
+	}
+
+	// Stable Message-ID: the message's own, else one derived from its content, so that the
+	// same message sent again gets the same one.
+	var prefix strings.Builder
+	msgID, _ := hdr.MessageID()
+	if msgID == "" {
+		_, dom, _ := splitAddress(c.opts.Address)
+		msgID = hex.EncodeToString(h.Sum(nil)[:16]) + "@" + dom
+		fmt.Fprintf(&prefix, "Message-ID: <%s>\r\n", msgID)
+	}
+	mdn := hdr.Has("Disposition-Notification-To")
+	if opts != nil && opts.RequestMDN && !mdn {
+		fmt.Fprintf(&prefix, "Disposition-Notification-To: <%s>\r\n", c.opts.Address)
+		mdn = true
+	}
+	envid := envelopeID(msgID)
+	p := &prepared{file: c.box.path(envid, "message.eml")}
+
+	c.box.mu.Lock()
+	defer c.box.mu.Unlock()
+	if rec, err := c.box.load(envid); err == nil {
+		st, err := os.Stat(p.file)
+		if err != nil {
+			return nil, fmt.Errorf("bal: outbox: %w", err)
+		}
+		p.rec, p.size = rec, st.Size()
+		c.log.Info("bal: message already in the outbox, resuming", "message_id", msgID)
+		return p, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(p.file), 0o700); err != nil {
+		return nil, fmt.Errorf("bal: outbox: %w", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(p.file), ".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(f, io.MultiReader(strings.NewReader(prefix.String()), tmp))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p.file)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("bal: outbox: %w", err)
+	}
+	p.size = n
+	p.rec = &Record{MessageID: msgID, EnvelopeID: envid, MDNRequested: mdn, Created: c.opts.Now().UTC()}
+	for _, r := range uniq {
+		p.rec.Recipients = append(p.rec.Recipients, RecipientState{Address: r, Status: StatusPending, Updated: p.rec.Created})
+	}
+	if err := c.box.save(p.rec); err != nil {
+		return nil, fmt.Errorf("bal: outbox: %w", err)
+	}
+	return p, nil
+}
+
+// submit sends p to its recipients still pending, over the kept connection (smtpMu held).
+func (c *Client) submit(ctx context.Context, p *prepared, opts *SendOptions) (*SendResult, error) {
+	res := &SendResult{MessageID: p.rec.MessageID, EnvelopeID: p.rec.EnvelopeID}
+	var todo []string
+	for _, r := range p.rec.Recipients {
+		if r.Status == StatusPending {
+			todo = append(todo, r.Address)
+			continue
+		}
+		res.Recipients = append(res.Recipients, RecipientResult{
+			Address: r.Address, Accepted: r.Status != StatusFailed, AlreadySent: true, Code: r.Code, Text: r.Detail,
+		})
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	notify := opts.notify()
+	wantDSN := !(len(notify) == 1 && notify[0] == smtp.DSNNotifyNever)
+
+	sc, err := c.smtpConnection(ctx)
+	if err != nil {
+		return res, err
+	}
+	if wantDSN && !sc.dsn {
+		return res, fmt.Errorf("%w: %s", ErrNoDSN, c.opts.Submission.Addr)
+	}
+	if max, ok := sc.c.MaxMessageSize(); ok && max > 0 && p.size > int64(max) {
+		return res, fmt.Errorf("%w: %d bytes, the server takes at most %d", ErrMessage, p.size, max)
+	}
+	rcptRes, err := sc.transaction(ctx, c.opts.Address, p, todo, notify, opts.ret())
+	if err != nil {
+		// The connection is no longer usable: the outcome of this transaction is unknown
+		// for every recipient, which stay pending; a new Send of the same message retries.
+		c.dropSMTP()
+		return res, err
+	}
+	now := c.opts.Now().UTC()
+	if _, err := c.box.update(p.rec.EnvelopeID, func(r *Record) bool {
+		for _, rr := range rcptRes {
+			st := r.recipient(rr.Address)
+			if st == nil || st.Status != StatusPending {
+				continue
+			}
+			switch {
+			case rr.Accepted:
+				st.Status = StatusSubmitted
+			case !rr.Temporary:
+				st.Status = StatusFailed
+			default:
+				continue
+			}
+			st.Code, st.Detail, st.Updated = rr.Code, rr.Text, now
+		}
+		return true
+	}); err != nil {
+		return res, fmt.Errorf("bal: outbox: %w", err)
+	}
+	res.Recipients = append(res.Recipients, rcptRes...)
+	accepted := false
+	for _, r := range res.Recipients {
+		accepted = accepted || r.Accepted
+	}
+	c.log.Info("bal: message submitted", "message_id", p.rec.MessageID, "recipients", len(todo))
+	if !accepted {
+		return res, ErrAllRejected
+	}
+	return res, nil
+}
+
+// smtpConn is a submission connection, authenticated, between transactions.
+type smtpConn struct {
+	raw net.Conn
+	c   *smtp.Client
+	dsn bool
+}
+
+func (s *smtpConn) close() { s.c.Close() }
+
+// smtpConnection returns the kept connection after a RSET, or opens a new one. A failure to
+// open is retried with backoff while ctx lasts, up to four attempts.
+func (c *Client) smtpConnection(ctx context.Context) (*smtpConn, error) {
+	if c.smtp != nil {
+		stop := watchCtx(ctx, c.smtp.raw)
+		err := c.smtp.c.Reset()
+		stop()
+		if err == nil {
+			return c.smtp, nil
+		}
+		c.dropSMTP()
+	}
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
+			c.log.Warn("bal: submission connection failed, retrying", "server", c.opts.Submission.Addr, "err", err)
+			if serr := sleep(ctx, c.backoff(attempt-1)); serr != nil {
+				return nil, errors.Join(err, serr)
+			}
+		}
+		var sc *smtpConn
+		sc, err = c.openSMTP(ctx)
+		if err == nil {
+			c.smtp = sc
+			return sc, nil
+		}
+		// Configuration, TLS trust and authentication failures do not heal by retrying.
+		if errors.Is(err, ErrTLS) || errors.Is(err, ErrAuth) || errors.Is(err, ErrConfig) || errors.Is(err, ErrDiscovery) || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+func (c *Client) dropSMTP() {
+	if c.smtp != nil {
+		c.smtp.close()
+		c.smtp = nil
+	}
+}
+
+func (c *Client) openSMTP(ctx context.Context) (*smtpConn, error) {
+	if err := c.Discover(ctx); err != nil {
+		return nil, err
+	}
+	ep := c.opts.Submission
+	raw, cfg, err := c.dial(ctx, ep)
+	if err != nil {
+		return nil, err
+	}
+	stop := watchCtx(ctx, raw)
+	defer stop()
+	var sc *smtp.Client
+	if ep.Security == ImplicitTLS {
+		sc = smtp.NewClient(raw)
+	} else {
+		sc, err = smtp.NewClientStartTLS(raw, cfg)
+		if err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("%w: STARTTLS with %s: %w", ErrTLS, ep.Addr, err)
+		}
+	}
+	_, dom, _ := splitAddress(c.opts.Address)
+	if err := sc.Hello(dom); err != nil {
+		sc.Close()
+		return nil, fmt.Errorf("bal: EHLO %s: %w", ep.Addr, err)
+	}
+	if mech := c.auth(ep); mech != AuthNone {
+		if !sc.SupportsAuth(string(mech)) {
+			sc.Close()
+			return nil, fmt.Errorf("%w: %s does not offer AUTH %s", ErrAuth, ep.Addr, mech)
+		}
+		a, err := c.saslClient(ctx, mech)
+		if err != nil {
+			sc.Close()
+			return nil, err
+		}
+		if err := sc.Auth(a); err != nil {
+			sc.Close()
+			return nil, fmt.Errorf("%w: %s: %w", ErrAuth, ep.Addr, err)
+		}
+	}
+	dsn, _ := sc.Extension("DSN")
+	return &smtpConn{raw: raw, c: sc, dsn: dsn}, nil
+}
+
+// transaction runs MAIL, RCPT for each recipient, DATA. It returns an error only when the
+// connection failed or the server refused MAIL or DATA for every recipient at once.
+func (s *smtpConn) transaction(ctx context.Context, from string, p *prepared, rcpts []string, notify []smtp.DSNNotify, ret smtp.DSNReturn) ([]RecipientResult, error) {
+	stop := watchCtx(ctx, s.raw)
+	defer stop()
+	fail := func(err error) ([]RecipientResult, error) {
+		if ctx.Err() != nil {
+			return nil, errors.Join(ctx.Err(), err)
+		}
+		return nil, err
+	}
+	mo := &smtp.MailOptions{Size: p.size}
+	if s.dsn {
+		mo.Return, mo.EnvelopeID = ret, p.rec.EnvelopeID
+	}
+	if err := s.c.Mail(from, mo); err != nil {
+		return fail(fmt.Errorf("bal: MAIL FROM: %w", err))
+	}
+	var results []RecipientResult
+	accepted := 0
+	for _, r := range rcpts {
+		ro := &smtp.RcptOptions{Notify: notify}
+		if s.dsn && isPrintableASCII(r) {
+			ro.OriginalRecipientType, ro.OriginalRecipient = smtp.DSNAddressTypeRFC822, r
+		}
+		rr := RecipientResult{Address: r}
+		if err := s.c.Rcpt(r, ro); err != nil {
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) {
+				return fail(fmt.Errorf("bal: RCPT TO: %w", err))
+			}
+			rr.Code, rr.Text, rr.Temporary = se.Code, se.Message, se.Temporary()
+		} else {
+			rr.Accepted, rr.Code = true, 250
+			accepted++
+		}
+		results = append(results, rr)
+	}
+	if accepted == 0 {
+		if err := s.c.Reset(); err != nil {
+			return fail(err)
+		}
+		return results, nil
+	}
+	f, err := os.Open(p.file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	w, err := s.c.Data()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return refuseAll(results, se), nil
+		}
+		return fail(fmt.Errorf("bal: DATA: %w", err))
+	}
+	if _, err := io.Copy(w, bufio.NewReaderSize(f, 64<<10)); err != nil {
+		return fail(fmt.Errorf("bal: DATA: %w", err))
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			// The server answered: the transaction is over, the connection still usable.
+			return refuseAll(results, se), nil
+		}
+		return fail(fmt.Errorf("bal: end of DATA: %w", err))
+	}
+	for i := range results {
+		if results[i].Accepted {
+			results[i].Text = resp.StatusText
+		}
+	}
+	return results, nil
+}
+
+// refuseAll turns every accepted recipient into one refused by a reply to DATA.
+func refuseAll(results []RecipientResult, se *smtp.SMTPError) []RecipientResult {
+	for i := range results {
+		if results[i].Accepted {
+			results[i] = RecipientResult{Address: results[i].Address, Code: se.Code, Text: se.Message, Temporary: se.Temporary()}
+		}
+	}
+	return results
+}
+
+func isPrintableASCII(s string) bool {
+	for _, r := range s {
+		if r < '!' || r > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// limitWriter fails once more than n bytes were written.
+type limitWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		return 0, fmt.Errorf("%w: larger than MaxMessageSize", ErrMessage)
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
+}

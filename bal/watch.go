@@ -1,0 +1,500 @@
+package bal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-smtp"
+)
+
+// FlagHandled is the IMAP keyword set on a message once it was handled (with \Seen), when
+// Options.ProcessedMailbox is empty.
+const FlagHandled imap.Flag = "$MSSanteHandled"
+
+// Handler integrates one received message in the DPI. It returns nil to accept it, a
+// *RejectError (see Reject) to refuse it with a code 900–906, or any other error when it
+// cannot decide now: the message is then left in the mailbox and handed again later.
+//
+// The files of m are removed when the handler returns: copy what must be kept.
+type Handler func(ctx context.Context, m *Incoming) error
+
+// Receipt reports a change of status of one recipient of a sent message.
+type Receipt struct {
+	MessageID, EnvelopeID string
+	Recipient             string
+	Status                Status
+	// Code is the SMTP reply code of a DSN, or the 900–906 code of an MDN error.
+	Code   int
+	Detail string
+	// Final is true when this is the recipient's last status: each recipient gets exactly
+	// one receipt with Final set.
+	Final bool
+}
+
+// WatchOptions configures Watch. A nil *WatchOptions takes the defaults.
+type WatchOptions struct {
+	// OnReceipt is called for each status change brought by a DSN or MDN. Receipts for
+	// messages not in the outbox are ignored. Called from the Watch goroutine.
+	OnReceipt func(ctx context.Context, r Receipt)
+}
+
+// Watch reads the BAL's mailbox until ctx ends: it hands each new message to h once, even
+// across restarts and duplicate deliveries, answers with the MDN or error mail the sender
+// asked for, and turns the DSNs and MDNs that come back into receipts. It waits with IDLE
+// when the server offers it, else polls every Options.PollInterval. A lost connection is
+// reopened with exponential backoff and jitter. Watch returns ctx's error, or an error
+// that retrying cannot cure (configuration, TLS trust, authentication).
+func (c *Client) Watch(ctx context.Context, h Handler, opts *WatchOptions) error {
+	if h == nil {
+		return fmt.Errorf("%w: nil handler", ErrConfig)
+	}
+	if c.opts.StateDir == "" {
+		return fmt.Errorf("%w: StateDir is required to watch", ErrConfig)
+	}
+	if c.auth(c.opts.IMAP) == AuthNone {
+		return fmt.Errorf("%w: IMAP needs a SASL mechanism (EXTERNAL, PLAIN or XOAUTH2)", ErrConfig)
+	}
+	in, err := openInbox(c.opts.StateDir)
+	if err != nil {
+		return err
+	}
+	w := &watcher{c: c, h: h, in: in}
+	if opts != nil {
+		w.onReceipt = opts.OnReceipt
+	}
+	for attempt := 0; ; {
+		connected, err := w.session(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrTLS) || errors.Is(err, ErrAuth) || errors.Is(err, ErrConfig) || errors.Is(err, ErrDiscovery) {
+			return err
+		}
+		if connected {
+			attempt = 0
+		}
+		d := c.backoff(attempt)
+		attempt++
+		c.log.Warn("bal: IMAP session ended, reconnecting", "server", c.opts.IMAP.Addr, "in", d, "err", err)
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+type watcher struct {
+	c         *Client
+	h         Handler
+	in        *inbox
+	onReceipt func(context.Context, Receipt)
+
+	uidValidity uint32 // of the selected mailbox
+}
+
+// session runs one IMAP connection; connected reports whether it got as far as SELECT.
+func (w *watcher) session(ctx context.Context) (connected bool, err error) {
+	c := w.c
+	if err := c.Discover(ctx); err != nil {
+		return false, err
+	}
+	wake := make(chan struct{}, 1)
+	ic, err := c.openIMAP(ctx, &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				}
+			},
+		},
+	})
+	if err != nil {
+		return false, err
+	}
+	defer ic.Close()
+	if c.opts.ProcessedMailbox != "" {
+		// Ignore "already exists"; a real failure shows at MOVE.
+		_ = ic.Create(c.opts.ProcessedMailbox, nil).Wait()
+	}
+	sel, err := ic.Select(c.opts.Mailbox, nil).Wait()
+	if err != nil {
+		return false, fmt.Errorf("bal: SELECT %s: %w", c.opts.Mailbox, err)
+	}
+	cp, err := w.in.loadCheckpoint(c.opts.Mailbox)
+	if err != nil {
+		return true, err
+	}
+	if cp.UIDValidity != sel.UIDValidity {
+		if cp.UIDValidity != 0 {
+			c.log.Warn("bal: UIDVALIDITY changed, rescanning the mailbox (the journal prevents handing a message twice)",
+				"mailbox", c.opts.Mailbox, "old", cp.UIDValidity, "new", sel.UIDValidity)
+		}
+		cp = checkpoint{Mailbox: c.opts.Mailbox, UIDValidity: sel.UIDValidity}
+	}
+	w.uidValidity = sel.UIDValidity
+	idle := ic.Caps().Has(imap.CapIdle)
+	for {
+		if err := w.processNew(ctx, ic, &cp); err != nil {
+			return true, err
+		}
+		if idle {
+			cmd, err := ic.Idle()
+			if err != nil {
+				return true, fmt.Errorf("bal: IDLE: %w", err)
+			}
+			werr := waitWake(ctx, wake, ic.Closed(), c.opts.PollInterval)
+			cerr := cmd.Close()
+			if cerr == nil {
+				cerr = cmd.Wait()
+			}
+			if werr != nil {
+				return true, werr
+			}
+			if cerr != nil {
+				return true, fmt.Errorf("bal: IDLE: %w", cerr)
+			}
+		} else {
+			if err := waitWake(ctx, nil, ic.Closed(), c.opts.PollInterval); err != nil {
+				return true, err
+			}
+			if err := ic.Noop().Wait(); err != nil {
+				return true, fmt.Errorf("bal: NOOP: %w", err)
+			}
+		}
+	}
+}
+
+var errConnClosed = errors.New("bal: IMAP connection closed")
+
+// waitWake waits for a new-message notification, the poll interval, the connection closing
+// or ctx.
+func waitWake(ctx context.Context, wake <-chan struct{}, closed <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+		return errConnClosed
+	case <-wake:
+	case <-t.C:
+	}
+	return nil
+}
+
+func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclient.Client, error) {
+	ep := c.opts.IMAP
+	raw, cfg, err := c.dial(ctx, ep)
+	if err != nil {
+		return nil, err
+	}
+	// The connection lives until ctx ends or the caller closes it.
+	context.AfterFunc(ctx, func() { raw.Close() })
+	var ic *imapclient.Client
+	if ep.Security == ImplicitTLS {
+		ic = imapclient.New(raw, o)
+	} else {
+		o.TLSConfig = cfg
+		ic, err = imapclient.NewStartTLS(raw, o)
+		if err != nil {
+			raw.Close()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: STARTTLS with %s: %w", ErrTLS, ep.Addr, err)
+		}
+	}
+	if err := ic.WaitGreeting(); err != nil {
+		ic.Close()
+		return nil, fmt.Errorf("bal: IMAP greeting from %s: %w", ep.Addr, err)
+	}
+	mech := c.auth(ep)
+	if !ic.Caps().Has(imap.Cap("AUTH=" + string(mech))) {
+		ic.Close()
+		return nil, fmt.Errorf("%w: %s does not offer AUTH=%s", ErrAuth, ep.Addr, mech)
+	}
+	a, err := c.saslClient(ctx, mech)
+	if err != nil {
+		ic.Close()
+		return nil, err
+	}
+	if err := ic.Authenticate(a); err != nil {
+		ic.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrAuth, ep.Addr, err)
+	}
+	return ic, nil
+}
+
+// processNew hands every message above the checkpoint that is not flagged handled.
+func (w *watcher) processNew(ctx context.Context, ic *imapclient.Client, cp *checkpoint) error {
+	c := w.c
+	crit := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(cp.LastUID + 1), Stop: 0}}}}
+	if c.opts.ProcessedMailbox == "" {
+		crit.NotFlag = []imap.Flag{FlagHandled}
+	}
+	data, err := ic.UIDSearch(crit, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("bal: UID SEARCH: %w", err)
+	}
+	contiguous := true
+	for _, uid := range data.AllUIDs() {
+		if uint32(uid) <= cp.LastUID {
+			continue // "n:*" always matches the last message
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		done, err := w.processOne(ctx, ic, uid)
+		if err != nil {
+			return err
+		}
+		if !done {
+			contiguous = false
+			continue
+		}
+		if contiguous {
+			cp.LastUID = uint32(uid)
+			if err := w.in.saveCheckpoint(*cp); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// processOne fetches, hands and marks one message. done is false when the handler could
+// not decide (the message stays for a later round).
+func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid imap.UID) (done bool, err error) {
+	c := w.c
+	m, err := w.fetch(ic, uid)
+	if err != nil {
+		return false, err
+	}
+	defer m.cleanup()
+	e, err := w.in.entry(m.MessageID)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case e != nil && e.Replied:
+		c.log.Info("bal: message already handled, not handing it again", "message_id", m.MessageID, "uid", uid)
+	case e != nil:
+		// Decided before a restart, answer not sent yet.
+		if err := w.reply(ctx, m, e); err != nil {
+			return false, err
+		}
+	default:
+		if rep, perr := m.report(); perr != nil {
+			c.log.Warn("bal: unreadable report, ignored", "message_id", m.MessageID, "err", perr)
+			e = &journalEntry{MessageID: m.MessageID, Kind: "report", Replied: true, At: c.opts.Now().UTC()}
+		} else if rep != nil {
+			w.applyReport(ctx, rep)
+			e = &journalEntry{MessageID: m.MessageID, Kind: "report", Replied: true, At: c.opts.Now().UTC()}
+		} else {
+			if err := m.parse(c.opts.MaxMessageSize); err != nil {
+				c.log.Warn("bal: unreadable message, handing it raw", "message_id", m.MessageID, "err", err)
+			}
+			herr := w.h(ctx, m)
+			var rej *RejectError
+			switch {
+			case herr == nil:
+				e = &journalEntry{MessageID: m.MessageID, Kind: "message"}
+			case errors.As(herr, &rej):
+				e = &journalEntry{MessageID: m.MessageID, Kind: "message", Code: rej.Code}
+			default:
+				c.log.Warn("bal: handler could not decide, will retry", "message_id", m.MessageID, "uid", uid, "err", herr)
+				return false, nil
+			}
+			e.At = c.opts.Now().UTC()
+			c.log.Info("bal: message handled", "message_id", m.MessageID, "uid", uid, "code", e.Code)
+		}
+		if err := w.in.record(e); err != nil {
+			return false, err
+		}
+		if !e.Replied {
+			if err := w.reply(ctx, m, e); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, w.markHandled(ic, uid, m.MDNRequested)
+}
+
+// reply sends the MDN or error mail e calls for, then records it as sent.
+func (w *watcher) reply(ctx context.Context, m *Incoming, e *journalEntry) error {
+	msg, err := w.c.buildReply(m, e.Code)
+	if err != nil {
+		return err
+	}
+	if msg != nil {
+		to := m.replyTarget()
+		if _, err := w.c.Send(ctx, msg, &SendOptions{Recipients: []string{to}, Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}); err != nil {
+			if errors.Is(err, ErrNotWhitelisted) || errors.Is(err, ErrAllRejected) || errors.Is(err, ErrMessage) {
+				// Cannot be cured by retrying: give up the answer, keep the decision.
+				w.c.log.Warn("bal: cannot answer the sender", "message_id", m.MessageID, "err", err)
+			} else {
+				return err
+			}
+		}
+	}
+	e.Replied = true
+	return w.in.record(e)
+}
+
+// markHandled flags or moves the message out of the way of the next searches.
+func (w *watcher) markHandled(ic *imapclient.Client, uid imap.UID, mdnSent bool) error {
+	set := imap.UIDSetNum(uid)
+	flags := []imap.Flag{imap.FlagSeen, FlagHandled}
+	if mdnSent {
+		flags = append(flags, imap.FlagMDNSent) // RFC 3503
+	}
+	if err := ic.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close(); err != nil {
+		return fmt.Errorf("bal: STORE: %w", err)
+	}
+	if w.c.opts.ProcessedMailbox != "" {
+		if _, err := ic.Move(set, w.c.opts.ProcessedMailbox).Wait(); err != nil {
+			return fmt.Errorf("bal: MOVE: %w", err)
+		}
+	}
+	return nil
+}
+
+// fetch downloads one message, to memory when small, to the spool folder otherwise.
+func (w *watcher) fetch(ic *imapclient.Client, uid imap.UID) (*Incoming, error) {
+	c := w.c
+	cmd := ic.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+		UID: true, RFC822Size: true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	defer cmd.Close()
+	fm := cmd.Next()
+	if fm == nil {
+		if err := cmd.Close(); err != nil {
+			return nil, fmt.Errorf("bal: FETCH %d: %w", uid, err)
+		}
+		return nil, fmt.Errorf("bal: FETCH %d: message gone", uid)
+	}
+	m := &Incoming{UID: uint32(uid), c: c}
+	for {
+		item := fm.Next()
+		if item == nil {
+			break
+		}
+		switch it := item.(type) {
+		case imapclient.FetchItemDataRFC822Size:
+			m.Size = it.Size
+		case imapclient.FetchItemDataBodySection:
+			if err := m.store(it.Literal, c.opts.SpoolThreshold, c.opts.MaxMessageSize, filepath.Join(c.opts.StateDir, "spool")); err != nil {
+				m.cleanup()
+				return nil, err
+			}
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		m.cleanup()
+		return nil, fmt.Errorf("bal: FETCH %d: %w", uid, err)
+	}
+	if m.data == nil && m.path == "" {
+		return nil, fmt.Errorf("bal: FETCH %d: no body", uid)
+	}
+	if err := m.readHeader(); err != nil {
+		c.log.Warn("bal: unreadable header", "uid", uid, "err", err)
+	}
+	if m.MessageID == "" {
+		// Without a Message-ID the UID is the only identity the journal can use.
+		m.MessageID = fmt.Sprintf("uid-%d-%d@%s", w.uidValidity, uid, c.opts.Mailbox)
+	}
+	return m, nil
+}
+
+// store keeps the message body: in memory up to threshold, else in a spool file.
+func (m *Incoming) store(r io.Reader, threshold, limit int64, spool string) error {
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(r, threshold+1))
+	if err != nil {
+		return fmt.Errorf("bal: FETCH body: %w", err)
+	}
+	if n <= threshold {
+		m.data = buf.Bytes()
+		return nil
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("bal: spool: %w", err)
+	}
+	f, err := os.CreateTemp(spool, "msg-*.eml")
+	if err != nil {
+		return fmt.Errorf("bal: spool: %w", err)
+	}
+	m.path = f.Name()
+	_, err = io.Copy(f, io.MultiReader(&buf, io.LimitReader(r, limit-n+1)))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("bal: spool: %w", err)
+	}
+	if st, err := os.Stat(m.path); err == nil && st.Size() > limit {
+		// Drain what is left so the connection stays in step.
+		io.Copy(io.Discard, r)
+		return fmt.Errorf("%w: received message larger than MaxMessageSize", ErrMessage)
+	}
+	return nil
+}
+
+// applyReport updates the outbox from a DSN or MDN and emits the receipts that changed
+// something.
+func (w *watcher) applyReport(ctx context.Context, rep *report) {
+	c := w.c
+	if c.box == nil {
+		return
+	}
+	envid := rep.envelopeID
+	if envid == "" && rep.messageID != "" {
+		envid = envelopeID(rep.messageID)
+	}
+	if envid == "" || strings.ContainsAny(envid, `/\.`) {
+		return
+	}
+	var out []Receipt
+	now := c.opts.Now().UTC()
+	rec, err := c.box.update(envid, func(r *Record) bool {
+		changed := false
+		for _, rr := range rep.recipients {
+			st := r.recipient(rr.address)
+			if st == nil || st.Status.Final(r.MDNRequested) || rr.status.rank() <= st.Status.rank() {
+				continue // unknown recipient, duplicate or out-of-order receipt
+			}
+			st.Status, st.Code, st.Detail, st.Updated = rr.status, rr.code, rr.detail, now
+			out = append(out, Receipt{
+				MessageID: r.MessageID, EnvelopeID: r.EnvelopeID, Recipient: st.Address,
+				Status: st.Status, Code: st.Code, Detail: st.Detail, Final: st.Status.Final(r.MDNRequested),
+			})
+			changed = true
+		}
+		return changed
+	})
+	if err != nil {
+		c.log.Info("bal: receipt for a message not in the outbox, ignored", "envelope_id", envid)
+		return
+	}
+	for _, r := range out {
+		c.log.Info("bal: receipt", "message_id", rec.MessageID, "status", string(r.Status), "final", r.Final)
+		if w.onReceipt != nil {
+			w.onReceipt(ctx, r)
+		}
+	}
+}
