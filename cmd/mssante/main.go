@@ -43,6 +43,7 @@ var commands = []command{
 	{"xdm", "pack and inspect IHE_XDM.ZIP archives", runXDM},
 	{"serve", "run the reference connector: relay, submission, durable queue, delivery, audit", runServe},
 	{"annuaire", "find BALs in the Annuaire Santé (extraction file, LDAP, FHIR); fetch and export the extraction", runAnnuaire},
+	{"bal", "manage the BALs of the mailbox store: add, list, show, remove, export, purge", runBAL},
 }
 
 // exitError carries a process exit status other than 1 (or 1 without a message).
