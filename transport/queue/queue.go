@@ -11,10 +11,12 @@
 //     Notifier the connector supplies;
 //   - the design rule "durable before acknowledged" of the mssante-go project.
 //
-// Layout of the spool directory: tmp/ (files being written), data/ID (the message, immutable)
-// and env/ID.json (the envelope and per-recipient state, replaced atomically on each change).
-// A message is committed when its env file exists: data files without an envelope are debris of
-// a crash before 250 and are removed when the queue opens.
+// Layout of the spool directory: data/ID holds the message followed by a trailer (the envelope
+// as received, its length and a magic string); env/ID.json holds the per-recipient state once it
+// changes (replaced atomically: write to tmp/, fsync, rename, fsync the directory). A message is
+// committed when its trailer is on disk: Commit appends it, then fsyncs the file and the data/
+// directory, one journal commit on the path to 250. A data file without a valid trailer is the
+// debris of a crash before 250 and is removed when the queue opens.
 package queue
 
 import (
@@ -260,10 +262,24 @@ func Open(opts *Options) (*Queue, error) {
 }
 
 func (q *Queue) load() error {
-	// Files in tmp/ were never committed.
+	// Files in tmp/ are state updates that were never renamed into place.
 	tmp, _ := os.ReadDir(filepath.Join(q.dir, "tmp"))
 	for _, f := range tmp {
 		os.Remove(filepath.Join(q.dir, "tmp", f.Name()))
+	}
+	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	for _, f := range datas {
+		id := f.Name()
+		e, err := readTrailer(q.dataPath(id))
+		if err != nil || e.ID != id || !validID(id) {
+			// No trailer: the crash came before Commit, so before 250; the sender retries.
+			os.Remove(q.dataPath(id))
+			continue
+		}
+		q.msgs[id] = e
 	}
 	envs, err := os.ReadDir(filepath.Join(q.dir, "env"))
 	if err != nil {
@@ -271,7 +287,13 @@ func (q *Queue) load() error {
 	}
 	for _, f := range envs {
 		name := f.Name()
-		if !strings.HasSuffix(name, ".json") {
+		id, ok := strings.CutSuffix(name, ".json")
+		if !ok {
+			continue
+		}
+		if _, ok := q.msgs[id]; !ok {
+			// The message was finished: its data file goes first, then its state.
+			os.Remove(filepath.Join(q.dir, "env", name))
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(q.dir, "env", name))
@@ -279,26 +301,15 @@ func (q *Queue) load() error {
 			return fmt.Errorf("queue: %w", err)
 		}
 		var e Envelope
-		if err := json.Unmarshal(b, &e); err != nil || e.ID+".json" != name || !validID(e.ID) {
-			// A committed envelope is written atomically: a bad one was tampered with.
-			// Keep it aside for an operator rather than guess.
-			q.logger.Error("queue: unreadable envelope moved aside", "file", name)
+		if err := json.Unmarshal(b, &e); err != nil || e.ID != id {
+			// Written atomically, so a bad one was tampered with: keep it aside for an
+			// operator and fall back to the state committed with the message.
+			q.logger.Error("queue: unreadable envelope state moved aside", "file", name)
 			os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
 			continue
 		}
-		if _, err := os.Stat(q.dataPath(e.ID)); err != nil {
-			q.logger.Error("queue: envelope without message moved aside", "id", e.ID)
-			os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
-			continue
-		}
-		q.msgs[e.ID] = &e
-	}
-	// Data files without an envelope: a crash between the two writes, before 250.
-	datas, _ := os.ReadDir(filepath.Join(q.dir, "data"))
-	for _, f := range datas {
-		if _, ok := q.msgs[f.Name()]; !ok {
-			os.Remove(filepath.Join(q.dir, "data", f.Name()))
-		}
+		e.Size = q.msgs[id].Size
+		q.msgs[id] = &e
 	}
 	// A message whose recipients were all final but whose files were not yet removed.
 	for id, e := range q.msgs {
@@ -308,6 +319,63 @@ func (q *Queue) load() error {
 		}
 	}
 	return nil
+}
+
+// The trailer after the message in a data file: the envelope JSON, "\n", the message length
+// and the JSON length as 16 hex digits each, and trailerMagic.
+const (
+	trailerMagic = "MSSQ1\n"
+	trailerTail  = 16 + 16 + len(trailerMagic)
+)
+
+func writeTrailer(w io.Writer, e *Envelope, msgLen int64) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n%016x%016x%s", b, msgLen, len(b), trailerMagic)
+	return err
+}
+
+// readTrailer returns the envelope committed with a data file, with Size set.
+func readTrailer(path string) (*Envelope, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	if size < int64(trailerTail) {
+		return nil, errors.New("queue: no trailer")
+	}
+	tail := make([]byte, trailerTail)
+	if _, err := f.ReadAt(tail, size-int64(trailerTail)); err != nil {
+		return nil, err
+	}
+	if string(tail[32:]) != trailerMagic {
+		return nil, errors.New("queue: no trailer")
+	}
+	var msgLen, jsonLen int64
+	if _, err := fmt.Sscanf(string(tail[:32]), "%016x%016x", &msgLen, &jsonLen); err != nil {
+		return nil, errors.New("queue: bad trailer")
+	}
+	if msgLen < 0 || jsonLen <= 0 || jsonLen > 1<<24 || msgLen+jsonLen+1+int64(trailerTail) != size {
+		return nil, errors.New("queue: bad trailer")
+	}
+	b := make([]byte, jsonLen)
+	if _, err := f.ReadAt(b, msgLen); err != nil {
+		return nil, err
+	}
+	var e Envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("queue: bad trailer: %w", err)
+	}
+	e.Size = msgLen
+	return &e, nil
 }
 
 func validID(id string) bool {
@@ -372,7 +440,7 @@ func (q *Queue) Begin() (*Writer, error) {
 		return nil, ErrClosed
 	}
 	id := q.newID()
-	tmp := filepath.Join(q.dir, "tmp", id)
+	tmp := q.dataPath(id) // committed only once Commit appends the trailer
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
@@ -404,7 +472,20 @@ func (w *Writer) Write(p []byte) (int, error) {
 }
 
 // Open returns a reader of what was written so far, independent of the writer.
-func (w *Writer) Open() (io.ReadCloser, error) { return os.Open(w.tmp) }
+func (w *Writer) Open() (io.ReadCloser, error) {
+	f, err := os.Open(w.tmp)
+	if err != nil {
+		return nil, err
+	}
+	return &section{io.NewSectionReader(f, 0, w.n), f}, nil
+}
+
+type section struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s *section) Close() error { return s.f.Close() }
 
 // Abort drops the message. It is a no-op after Commit.
 func (w *Writer) Abort() {
@@ -446,23 +527,22 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 		r.State, r.Attempts, r.NextAttempt, r.Notice = Pending, 0, now, ""
 	}
 	e.Size = w.n
-	// 1. The message itself.
-	err := q.sync(w.f)
+	// The trailer commits the message: one fsync of the file, one of the directory (whose
+	// entry for the file dates from Begin).
+	err := writeTrailer(w.f, e, w.n)
+	if err == nil {
+		err = q.sync(w.f)
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
 	w.done = true
 	if err == nil {
-		err = os.Rename(w.tmp, q.dataPath(e.ID))
+		err = q.syncDir("data")
 	}
 	if err != nil {
 		os.Remove(w.tmp)
 		return "", fmt.Errorf("queue: store message: %w", err)
-	}
-	// 2. The envelope: its presence commits the message.
-	if err := q.writeEnv(e, true); err != nil {
-		os.Remove(q.dataPath(e.ID))
-		return "", err
 	}
 	q.mu.Lock()
 	if q.closed { // the files are committed: they will be delivered after the next Open
@@ -507,9 +587,8 @@ func (q *Queue) syncDir(name string) error {
 	return d.Sync()
 }
 
-// writeEnv replaces the envelope file atomically (write, fsync, rename, fsync directory).
-// first also syncs data/, whose new entry must be durable before the envelope commits it.
-func (q *Queue) writeEnv(e *Envelope, first bool) error {
+// writeEnv replaces the state file atomically (write, fsync, rename, fsync directory).
+func (q *Queue) writeEnv(e *Envelope) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
@@ -526,9 +605,6 @@ func (q *Queue) writeEnv(e *Envelope, first bool) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && first {
-		err = q.syncDir("data")
-	}
 	if err == nil {
 		err = os.Rename(tmp, q.envPath(e.ID))
 	}
@@ -542,22 +618,36 @@ func (q *Queue) writeEnv(e *Envelope, first bool) error {
 	return nil
 }
 
+// removeFiles removes a finished message: the data file first (a state file left alone by a
+// crash is then removed by the next Open; the other order could resurrect the message).
 func (q *Queue) removeFiles(id string) {
-	os.Remove(q.envPath(id))
-	q.syncDir("env")
 	os.Remove(q.dataPath(id))
+	q.syncDir("data")
+	if err := os.Remove(q.envPath(id)); err == nil {
+		q.syncDir("env")
+	}
 }
 
 // OpenMessage opens the stored message id for reading.
-func (q *Queue) OpenMessage(id string) (*os.File, error) {
-	if !validID(id) {
+func (q *Queue) OpenMessage(id string) (io.ReadCloser, error) {
+	q.mu.Lock()
+	e, ok := q.msgs[id]
+	var size int64
+	if ok {
+		size = e.Size
+	}
+	q.mu.Unlock()
+	if !ok {
 		return nil, ErrNotFound
 	}
 	f, err := os.Open(q.dataPath(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotFound
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	return &section{io.NewSectionReader(f, 0, size), f}, nil
 }
 
 // Get returns a copy of the envelope of message id.

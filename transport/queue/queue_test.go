@@ -100,14 +100,15 @@ func TestEnqueueIsDurableAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{filepath.Join(dir, "data", id), filepath.Join(dir, "env", id+".json")} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("not stored: %v", err)
-		}
+	if _, err := os.Stat(filepath.Join(dir, "data", id)); err != nil {
+		t.Fatalf("not stored: %v", err)
 	}
-	// Debris of a crash before 250: a tmp file and a data file without envelope.
+	if _, err := os.Stat(filepath.Join(dir, "env", id+".json")); !os.IsNotExist(err) {
+		t.Fatalf("state file written on the path to 250: %v", err)
+	}
+	// Debris of a crash before 250: a state update never renamed, a message without trailer.
 	os.WriteFile(filepath.Join(dir, "tmp", "junk"), []byte("x"), 0o600)
-	os.WriteFile(filepath.Join(dir, "data", "0000000000000-dead"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, "data", "0000000000000-dead"), []byte("Subject: x\r\n\r\nhalf a mess"), 0o600)
 	q.Close()
 
 	q2 := openQ(t, dir, c)
@@ -274,18 +275,32 @@ func TestEnqueueLimits(t *testing.T) {
 	}
 }
 
-func TestCorruptEnvelopeSetAside(t *testing.T) {
+func TestCorruptState(t *testing.T) {
 	dir, c := t.TempDir(), newClock()
 	q := openQ(t, dir, c)
-	id, _ := q.Enqueue(context.Background(), env("a@x.fr", "b@y.fr"), strings.NewReader("m"))
+	ctx := context.Background()
+	id, _ := q.Enqueue(ctx, env("a@x.fr", "b@y.fr"), strings.NewReader("m"))
+	id2, _ := q.Enqueue(ctx, env("a@x.fr", "b@y.fr"), strings.NewReader("m2"))
+	var got []string
+	q.RunOnce(ctx, outcome(map[string]string{}, &got), nil) // temporary failures: state files written
 	q.Close()
+	// A tampered state file is kept aside; the state committed with the message is used.
 	os.WriteFile(filepath.Join(dir, "env", id+".json"), []byte("{not json"), 0o600)
+	// A truncated data file (its trailer gone) is not a committed message.
+	b, _ := os.ReadFile(filepath.Join(dir, "data", id2))
+	os.WriteFile(filepath.Join(dir, "data", id2), b[:len(b)-3], 0o600)
 	q2 := openQ(t, dir, c)
-	if q2.Stats().Messages != 0 {
-		t.Fatal("corrupt envelope loaded")
+	if ids := q2.IDs(); len(ids) != 1 || ids[0] != id {
+		t.Fatalf("loaded %v", ids)
+	}
+	if e, _ := q2.Get(id); e.Rcpts[0].Attempts != 0 || e.Size != 1 {
+		t.Fatalf("fallback state %+v", e.Rcpts[0])
 	}
 	if _, err := os.Stat(filepath.Join(dir, "env", id+".json.bad")); err != nil {
-		t.Fatal("corrupt envelope not kept aside")
+		t.Fatal("tampered state not kept aside")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "env", id2+".json")); !os.IsNotExist(err) {
+		t.Fatal("state of a removed message kept")
 	}
 }
 

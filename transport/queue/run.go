@@ -3,7 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
-	"os"
+	"io"
 	"sync"
 	"time"
 )
@@ -42,7 +42,7 @@ type Job struct {
 }
 
 // Open opens the stored message for reading; the caller closes it.
-func (j *Job) Open() (*os.File, error) { return j.queue.OpenMessage(j.Env.ID) }
+func (j *Job) Open() (io.ReadCloser, error) { return j.queue.OpenMessage(j.Env.ID) }
 
 // Deliverer delivers a message to some of its recipients and returns one Result per
 // recipient, in the order of job.Rcpts. It must honour ctx.
@@ -274,7 +274,7 @@ func (q *Queue) commit(e *Envelope) {
 		q.logger.Info("queue: done", "id", e.ID)
 		return
 	}
-	if err := q.writeEnv(e, false); err != nil {
+	if err := q.writeEnv(e); err != nil {
 		// The previous state stays on disk: the attempt is repeated after a restart.
 		q.logger.Error("queue: state not stored", "id", e.ID, "err", err)
 	}
