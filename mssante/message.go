@@ -96,7 +96,7 @@ type Message struct {
 	From       Address
 	To, Cc     []Address
 	ReplyTo    []Address
-	MessageID  string   // without angle brackets; generated on the From domain when empty
+	MessageID  string   // without angle brackets, on the From domain; generated when empty
 	InReplyTo  []string // message ids, without angle brackets
 	References []string
 	Date       time.Time // set from ComposeOptions.Now when zero
@@ -339,6 +339,9 @@ func (m *Message) prepare(opts *ComposeOptions) (*Message, error) {
 	}
 	if err := checkMsgID(c.MessageID); err != nil {
 		return nil, err
+	}
+	if !strings.EqualFold(c.MessageID[strings.IndexByte(c.MessageID, '@')+1:], c.From.Domain()) {
+		return nil, fmt.Errorf("%w: the Message-ID must be on the sender's domain %s", ErrInvalidMessage, c.From.Domain())
 	}
 	if c.Date.IsZero() {
 		c.Date = opts.now()

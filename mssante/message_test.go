@@ -200,6 +200,7 @@ func TestComposeRefusals(t *testing.T) {
 		{"LF in patient name", func(m *Message) { m.Patient.BirthName = "X\r\nBcc: y@z.fr" }, ErrHeaderInjection},
 		{"bad In-Reply-To", func(m *Message) { m.InReplyTo = []string{"a>\r\nX: y@z"} }, ErrInvalidMessage},
 		{"bad Message-ID", func(m *Message) { m.MessageID = "no-at-sign" }, ErrInvalidMessage},
+		{"Message-ID on another domain", func(m *Message) { m.MessageID = "x1@other.test.mssante.fr" }, ErrInvalidMessage},
 		{"two patients", func(m *Message) { m.Documents[0].INS = INS{Value: "146026322000196", OID: OIDINSNIR} }, ErrOnePatient},
 		{"documents without XDM", func(m *Message) { m.XDM = nil }, ErrInvalidMessage},
 		{"XDM without documents", func(m *Message) { m.Documents = nil }, ErrInvalidMessage},
