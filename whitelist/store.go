@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,6 +153,7 @@ func (s *Store) loadCache() {
 		f.Close()
 		if err == nil {
 			s.cur.Store(l)
+			s.loadValidators()
 			s.opts.Logger.Info("whitelist: loaded the persisted list", "generated", l.Generated())
 			return
 		}
@@ -327,7 +329,7 @@ func (s *Store) fetch(ctx context.Context) error {
 		case l.Generated().Before(cur.Generated()):
 			return fmt.Errorf("%w: fetched %s, held %s", ErrRollback, l.Generated().Format(time.RFC3339), cur.Generated().Format(time.RFC3339))
 		case l.Generated().Equal(cur.Generated()):
-			s.setValidators(resp)
+			s.setValidators(resp, true)
 			return nil
 		}
 	}
@@ -336,7 +338,7 @@ func (s *Store) fetch(ctx context.Context) error {
 		perr = persist(tmp, s.opts.CacheFile)
 	}
 	s.cur.Store(l)
-	s.setValidators(resp)
+	s.setValidators(resp, perr == nil)
 	e, d := l.Len()
 	s.opts.Logger.Info("whitelist: new list", "generated", l.Generated(), "entries", e, "domains", d)
 	if perr != nil {
@@ -345,10 +347,35 @@ func (s *Store) fetch(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) setValidators(resp *http.Response) {
+// setValidators keeps the ETag and Last-Modified of the list held, for the next conditional GET;
+// with a CacheFile they are saved beside it (only once the list they describe is persisted, so a
+// restart never sends validators of a list it does not hold).
+func (s *Store) setValidators(resp *http.Response, persisted bool) {
+	etag, lastMod := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	s.mu.Lock()
-	s.etag, s.lastMod = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	s.etag, s.lastMod = etag, lastMod
 	s.mu.Unlock()
+	if s.opts.CacheFile == "" || !persisted {
+		return
+	}
+	path := s.opts.CacheFile + ".validators"
+	tmp := path + ".tmp"
+	// Best effort: without them the next start makes one full download.
+	if os.WriteFile(tmp, []byte(etag+"\n"+lastMod+"\n"), 0o644) == nil {
+		os.Rename(tmp, path)
+	}
+}
+
+// loadValidators reads the validators saved with the persisted list.
+func (s *Store) loadValidators() {
+	b, err := os.ReadFile(s.opts.CacheFile + ".validators")
+	if err != nil || len(b) > 4096 {
+		return
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) >= 2 {
+		s.etag, s.lastMod = lines[0], lines[1]
+	}
 }
 
 // verifyBody verifies the body as it streams, copying it to a temporary file beside CacheFile

@@ -297,3 +297,21 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestStoreRestartConditional(t *testing.T) {
+	s := newTestSigner(t)
+	srv := newListServer(t, s, signAt(t, s, time.Now().UTC().Add(-time.Hour).Truncate(time.Second), testEntries()))
+	cache := filepath.Join(t.TempDir(), "liste.xml")
+	if err := newTestStore(t, s, srv.URL, cache, nil).Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := newTestStore(t, s, srv.URL, cache, nil) // a restart
+	if err := st.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.requests != 2 || srv.conditional != 1 || st.CheckDomain("adsea29.mssante.fr") != nil {
+		t.Fatalf("requests %d, conditional %d", srv.requests, srv.conditional)
+	}
+}
