@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -515,4 +516,66 @@ func (nullSession) Data(r io.Reader) error               { _, err := io.Copy(io.
 func checkCRLF(b []byte) error {
 	_, err := io.Copy(io.Discard, &strictCRLF{r: bytes.NewReader(b)})
 	return err
+}
+
+type fakeMX map[string][]*net.MX
+
+func (f fakeMX) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	if mx, ok := f[name]; ok {
+		return mx, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+// Delivery through an MX lookup (injected resolver): the lowest preference that answers wins,
+// and a domain without MX is a permanent failure.
+func TestDeliveryMX(t *testing.T) {
+	a := newNode(t, "a.mssante.test", nil)
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: false})
+	trust(a, b)
+	_, port, _ := net.SplitHostPort(b.relayAddr)
+	a.delivery.opts.Port, _ = strconv.Atoi(port)
+	a.delivery.opts.Resolver = fakeMX{b.domain: {{Host: "nowhere.invalid.", Pref: 5}, {Host: "localhost.", Pref: 10}}}
+	if got := submit(t, a, []string{"dr@b.mssante.test"}, msg(a.bal, "dr@b.mssante.test", "via-mx"), nil); got != "ok" {
+		t.Fatal(got)
+	}
+	waitFor(t, "delivery via MX", func() bool { return b.count("dr@b.mssante.test") == 1 })
+}
+
+// The submission listener with implicit TLS (port 465).
+func TestSubmissionImplicitTLS(t *testing.T) {
+	p := testPKI(t)
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	s, err := NewServer(&ServerOptions{Mode: ModeSubmission, ImplicitTLS: true, Hostname: "mx.a.mssante.test",
+		TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
+		Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q,
+		Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(a.balCert.Cert): a.bal}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(l)
+	defer s.Close()
+	c, err := smtp.DialTLS(l.Addr().String(), clientTLS(a.balCert, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewExternalClient("")); err != nil {
+		t.Fatalf("AUTH EXTERNAL over implicit TLS: %v", err)
+	}
+	if got := send(c, a.bal, []string{"dr@b.mssante.test"}, msg(a.bal, "dr@b.mssante.test", "t"), nil, nil); got != "ok" {
+		t.Fatal(got)
+	}
+	// A plaintext client gets no SMTP greeting at all.
+	raw, _ := net.Dial("tcp", l.Addr().String())
+	defer raw.Close()
+	raw.Write([]byte("EHLO x\r\n"))
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf, _ := io.ReadAll(raw)
+	if strings.HasPrefix(string(buf), "220") || strings.HasPrefix(string(buf), "250") {
+		t.Fatalf("plaintext answered: %q", buf)
+	}
 }

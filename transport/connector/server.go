@@ -264,10 +264,11 @@ func (l slogLogger) Println(v ...any)               { l.l.Warn(fmt.Sprint(v...))
 
 // Serve accepts connections on l until Close or Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	l = &limitListener{Listener: l, s: s}
 	if s.opts.ImplicitTLS {
-		l = tls.NewListener(l, s.tlsCfg)
+		l = tls.NewListener(l, s.tlsCfg) // above the limiter, so that go-smtp sees a *tls.Conn
 	}
-	err := s.smtp.Serve(&limitListener{Listener: l, s: s})
+	err := s.smtp.Serve(l)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return ErrServerClosed
 	}
@@ -307,8 +308,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		s.audit(&Record{Event: EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
 		s.opts.Metrics.rejected("connection_limit")
 		go func() {
-			// Plain text even on an implicit-TLS listener would be read as garbage; just close there.
-			if _, isTLS := c.(*tls.Conn); !isTLS {
+			// Plain text on an implicit-TLS listener would be read as garbage: just close there.
+			if !s.opts.ImplicitTLS {
 				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 				fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", s.opts.Hostname)
 			}
@@ -336,14 +337,6 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// tlsConn exposes the TLS state of an implicit-TLS connection wrapped by countedConn.
-func (c *countedConn) ConnectionState() (tls.ConnectionState, bool) {
-	if t, ok := c.Conn.(*tls.Conn); ok {
-		return t.ConnectionState(), true
-	}
-	return tls.ConnectionState{}, false
-}
-
 func (s *Server) audit(r *Record) {
 	if s.opts.Audit != nil {
 		r.Source = s.opts.Mode.String()
@@ -356,10 +349,6 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{s: s, c: c, peerAddr: c.Conn().RemoteAddr().String()}
 	if st, ok := c.TLSConnectionState(); ok && st.HandshakeComplete {
 		sess.tls = &st
-	} else if cc, ok := c.Conn().(*countedConn); ok {
-		if st, ok := cc.ConnectionState(); ok && st.HandshakeComplete {
-			sess.tls = &st
-		}
 	}
 	if sess.tls != nil && len(sess.tls.PeerCertificates) > 0 {
 		sess.cert = sess.tls.PeerCertificates[0]
