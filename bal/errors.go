@@ -3,6 +3,8 @@ package bal
 import (
 	"errors"
 	"fmt"
+
+	"github.com/mssante-go/sdk/mssante"
 )
 
 // Errors returned by the client, to test with errors.Is.
@@ -31,35 +33,12 @@ var (
 
 // RejectError is returned by a Handler to refuse a received message with one of the MSSanté
 // integration error codes (900–906, spec/mssante.md §4.4). The sender gets an MDN
-// "processed/Error: <Code>^<Text>" when it asked for one, else an error mail.
+// "processed/Error: <code>^<label>" when it asked for one, else the error mail.
 type RejectError struct {
-	Code int
-	// Text is the libellé sent back; default: the standard label of Code. It must not
-	// contain health data.
-	Text string
+	Code mssante.MDNCode
 }
 
-func (e *RejectError) Error() string {
-	return fmt.Sprintf("bal: message rejected: %d %s", e.Code, e.label())
-}
+func (e *RejectError) Error() string { return fmt.Sprintf("bal: message rejected: %s", e.Code) }
 
-func (e *RejectError) label() string {
-	if e.Text != "" {
-		return e.Text
-	}
-	return rejectLabels[e.Code]
-}
-
-// Reject returns a RejectError with code (900–906) and the standard label.
-func Reject(code int) *RejectError { return &RejectError{Code: code} }
-
-// rejectLabels are the standard labels of the integration error codes.
-var rejectLabels = map[int]string{
-	900: "Version de document incorrecte",
-	901: "Auteur non autorisé à remplacer ou supprimer le document",
-	902: "Patient inconnu",
-	903: "Pas d'INS dans le document",
-	904: "INS incohérent",
-	905: "INS incomplet",
-	906: "Autre erreur",
-}
+// Reject returns a RejectError with code (900–906).
+func Reject(code mssante.MDNCode) *RejectError { return &RejectError{Code: code} }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-message/mail"
-
+	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -23,44 +23,18 @@ func testList() *whitelist.List {
 	})
 }
 
-// testMessage builds a small MSSanté-like message with an attachment.
-func testMessage(t testing.TB, from, to, subject string, mdn bool) []byte {
+// testLettre builds a lettre de liaison (N1, PDF in the CDA) from the BAL to to, about a
+// patient whose birth name is name.
+func testLettre(t testing.TB, to, name string, mdn bool) *mssante.Message {
 	t.Helper()
-	var b bytes.Buffer
-	var h mail.Header
-	h.SetDate(time.Now())
-	h.SetAddressList("From", []*mail.Address{{Address: from}})
-	h.SetAddressList("To", []*mail.Address{{Address: to}})
-	h.SetSubject(subject)
-	if err := h.GenerateMessageID(); err != nil {
-		t.Fatal(err)
-	}
-	if mdn {
-		h.SetAddressList("Disposition-Notification-To", []*mail.Address{{Address: from}})
-	}
-	w, err := mail.CreateWriter(&b, h)
+	in := cda.Sample(cda.KindN1)
+	in.Patient.BirthName = name
+	m, err := NewDocumentMessage(mssante.MustAddress("DPI Test", testBAL), []mssante.Address{mssante.MustAddress("", to)},
+		in, &DocumentOptions{NIL: "DEV000000", WantMDN: mdn})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ih mail.InlineHeader
-	ih.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
-	iw, err := w.CreateSingleInline(ih)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(iw, "Lettre de liaison en pièce jointe.\r\n")
-	iw.Close()
-	var ah mail.AttachmentHeader
-	ah.SetContentType("application/pdf", nil)
-	ah.SetFilename("20261128_LDL_DUPONT_JEAN.pdf")
-	aw, err := w.CreateAttachment(ah)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aw.Write(bytes.Repeat([]byte("%PDF-1.4 test\n"), 100))
-	aw.Close()
-	w.Close()
-	return b.Bytes()
+	return m
 }
 
 // recorder collects what a Watch hands out.
@@ -82,8 +56,9 @@ func (r *recorder) handler(decide func(m *Incoming) error) Handler {
 		r.mu.Lock()
 		if err == nil || errors.As(err, new(*RejectError)) {
 			r.handled[m.MessageID]++
-			s, _ := m.Header.Subject()
-			r.subjects = append(r.subjects, s)
+			if m.Message != nil {
+				r.subjects = append(r.subjects, m.Message.Subject)
+			}
 		}
 		r.mu.Unlock()
 		r.changed <- struct{}{}
@@ -128,6 +103,28 @@ func (r *recorder) finals(msgID string) []Receipt {
 		}
 	}
 	return out
+}
+
+// checkLettre checks what a handler gets from a testLettre: the CDA in the XDM, the INS
+// from METADATA.XML, the PDF copy.
+func checkLettre(m *Incoming) error {
+	want := cda.Sample(cda.KindN1).Patient.INS
+	switch {
+	case m.Message == nil:
+		return fmt.Errorf("not parsed: %v", m.ParseError)
+	case m.XDM == nil:
+		return fmt.Errorf("no XDM: %v", m.XDMError)
+	case m.INS != want:
+		return fmt.Errorf("INS %v, want %v", m.INS, want)
+	case len(m.Documents()) != 1 || m.Documents()[0].CDA == nil || m.Patient == nil:
+		return fmt.Errorf("documents: %d", len(m.Documents()))
+	case len(m.Message.Documents) != 1 || !bytes.HasPrefix(m.Message.Documents[0].PDF, []byte("%PDF")):
+		return fmt.Errorf("no PDF copy")
+	}
+	if ins, ok := m.Documents()[0].CDA.INS(); !ok || ins != want {
+		return fmt.Errorf("CDA INS %v", ins)
+	}
+	return nil
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -185,10 +182,10 @@ func TestInteropPostfixDovecot(t *testing.T) {
 	defer c.Close()
 	ctx := context.Background()
 
-	accepted := testMessage(t, testBAL, testBAL, "XDM/1.0/DDM+Lettre de liaison DUPONT Jean", true)
-	rejected := testMessage(t, testBAL, testBAL, "XDM/1.0/DDM+Lettre de liaison INCONNU Paul", true)
-	bounced := testMessage(t, testBAL, "nobody@other.example", "XDM/1.0/DDM+Lettre de liaison MARTIN Luc", false)
-	results, err := c.SendBatch(ctx, []Message{RawMessage(accepted), RawMessage(rejected), RawMessage(bounced)}, nil)
+	accepted := testLettre(t, testBAL, "DUPONT", true)
+	rejected := testLettre(t, testBAL, "INCONNU", true)
+	bounced := testLettre(t, "nobody@other.example", "MARTIN", false)
+	results, err := c.SendBatch(ctx, []*mssante.Message{accepted, rejected, bounced}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,11 +197,11 @@ func TestInteropPostfixDovecot(t *testing.T) {
 
 	rec := newRecorder()
 	h := rec.handler(func(m *Incoming) error {
-		if len(m.Attachments) != 1 || m.Attachments[0].Filename != "20261128_LDL_DUPONT_JEAN.pdf" {
-			return fmt.Errorf("attachments: %+v", m.Attachments)
+		if err := checkLettre(m); err != nil {
+			return err
 		}
-		if s, _ := m.Header.Subject(); bytes.Contains([]byte(s), []byte("INCONNU")) {
-			return Reject(902)
+		if m.Patient.BirthName == "INCONNU" {
+			return Reject(mssante.CodeUnknownPatient)
 		}
 		return nil
 	})

@@ -3,6 +3,7 @@ package bal
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -18,22 +19,9 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
+
+	"github.com/mssante-go/sdk/mssante"
 )
-
-// Message is what Send submits: anything that writes a complete RFC 5322 message (an
-// mssante.Message, or RawMessage).
-type Message interface {
-	WriteTo(w io.Writer) (int64, error)
-}
-
-// RawMessage is a message already serialised.
-type RawMessage []byte
-
-// WriteTo writes the message.
-func (m RawMessage) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(m)
-	return int64(n), err
-}
 
 // SendOptions are per-message parameters. A nil *SendOptions takes the defaults.
 type SendOptions struct {
@@ -45,9 +33,6 @@ type SendOptions struct {
 	// Return says what a DSN carries back (RET); default headers only (HDRS), so that the
 	// documents are not sent back.
 	Return smtp.DSNReturn
-	// RequestMDN adds Disposition-Notification-To: <Options.Address> (RFC 8098) when the
-	// message has none, asking the recipients' software for an "accusé de lecture".
-	RequestMDN bool
 }
 
 func (o *SendOptions) notify() []smtp.DSNNotify {
@@ -87,19 +72,33 @@ type SendResult struct {
 	Recipients            []RecipientResult
 }
 
-// Send submits msg through the operator's submission server.
+// Send composes msg (mssante.Message.WriteTo) and submits it through the operator's
+// submission server. An MDN is asked for when msg.WantMDN is set.
 //
 // Every recipient's domain is checked against the whitelist first; if one is not listed,
 // nothing is sent and the error wraps ErrNotWhitelisted. The message is then written to the
-// outbox with a stable Message-ID (the message's own, or one derived from its content), so
-// that calling Send again with the same message after a network error submits it only to
-// the recipients not yet accepted: no duplicate. DSNs are asked for with NOTIFY, RET and
-// ENVID; a server without the DSN extension is refused (ErrNoDSN) unless Notify is NEVER.
+// outbox. When msg.MessageID is empty Send sets it, so that calling Send again with the same
+// msg after a network error finds the outbox record and submits only to the recipients not
+// yet accepted: no duplicate. DSNs are asked for with NOTIFY, RET and ENVID; a server
+// without the DSN extension is refused (ErrNoDSN) unless Notify is NEVER.
 //
 // The error is nil when at least one recipient was accepted; per-recipient outcomes are in
 // the result. Consecutive calls reuse one connection.
-func (c *Client) Send(ctx context.Context, msg Message, opts *SendOptions) (*SendResult, error) {
-	p, err := c.prepare(msg, opts)
+func (c *Client) Send(ctx context.Context, msg *mssante.Message, opts *SendOptions) (*SendResult, error) {
+	p, err := c.prepareMessage(msg, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.smtpMu.Lock()
+	defer c.smtpMu.Unlock()
+	return c.submit(ctx, p, opts)
+}
+
+// SendRaw submits a message already written (RFC 5322), read from r, like Send. When it
+// has no Message-ID, one derived from its content is added, so that the same bytes sent
+// again are recognised.
+func (c *Client) SendRaw(ctx context.Context, r io.Reader, opts *SendOptions) (*SendResult, error) {
+	p, err := c.prepare(func(w io.Writer) error { _, err := io.Copy(w, r); return err }, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -111,13 +110,13 @@ func (c *Client) Send(ctx context.Context, msg Message, opts *SendOptions) (*Sen
 // SendBatch sends msgs one after the other over one connection. It stops at the first error
 // that is not about a message itself (network, TLS, authentication) and returns the results
 // so far; results[i] is nil for a message not sent.
-func (c *Client) SendBatch(ctx context.Context, msgs []Message, opts *SendOptions) ([]*SendResult, error) {
+func (c *Client) SendBatch(ctx context.Context, msgs []*mssante.Message, opts *SendOptions) ([]*SendResult, error) {
 	results := make([]*SendResult, len(msgs))
 	c.smtpMu.Lock()
 	defer c.smtpMu.Unlock()
 	var errs []error
 	for i, m := range msgs {
-		p, err := c.prepare(m, opts)
+		p, err := c.prepareMessage(m, opts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
 			continue
@@ -134,6 +133,31 @@ func (c *Client) SendBatch(ctx context.Context, msgs []Message, opts *SendOption
 	return results, errors.Join(errs...)
 }
 
+// prepareMessage gives msg a Message-ID and a sender when it has none, and prepares it.
+func (c *Client) prepareMessage(msg *mssante.Message, opts *SendOptions) (*prepared, error) {
+	if msg == nil {
+		return nil, fmt.Errorf("%w: nil message", ErrMessage)
+	}
+	if msg.From.IsZero() {
+		a, err := mssante.NewAddress("", c.opts.Address)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		msg.From = a
+	}
+	if msg.MessageID == "" {
+		var b [16]byte
+		crand.Read(b[:])
+		_, dom, _ := splitAddress(c.opts.Address)
+		msg.MessageID = hex.EncodeToString(b[:]) + "@" + dom
+	}
+	if msg.Date.IsZero() {
+		msg.Date = c.opts.Now()
+	}
+	co := &mssante.ComposeOptions{Now: c.opts.Now, MaxSize: c.opts.MaxMessageSize}
+	return c.prepare(func(w io.Writer) error { _, err := msg.WriteTo(w, co); return err }, opts)
+}
+
 // prepared is a message written to the outbox, ready to submit.
 type prepared struct {
 	rec  *Record
@@ -143,7 +167,7 @@ type prepared struct {
 
 // prepare serialises msg, checks its recipients and records it in the outbox (or finds the
 // record of an earlier attempt).
-func (c *Client) prepare(msg Message, opts *SendOptions) (*prepared, error) {
+func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepared, error) {
 	if c.opts.Whitelist == nil {
 		return nil, fmt.Errorf("%w: no whitelist policy: nothing may be sent (fail closed)", ErrConfig)
 	}
@@ -158,7 +182,7 @@ func (c *Client) prepare(msg Message, opts *SendOptions) (*prepared, error) {
 	defer tmp.Close()
 	h := sha256.New()
 	lw := &limitWriter{w: io.MultiWriter(tmp, h), n: c.opts.MaxMessageSize}
-	if _, err := msg.WriteTo(lw); err != nil {
+	if err := write(lw); err != nil {
 		return nil, fmt.Errorf("%w: writing it: %w", ErrMessage, err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
@@ -214,10 +238,6 @@ func (c *Client) prepare(msg Message, opts *SendOptions) (*prepared, error) {
 		fmt.Fprintf(&prefix, "Message-ID: <%s>\r\n", msgID)
 	}
 	mdn := hdr.Has("Disposition-Notification-To")
-	if opts != nil && opts.RequestMDN && !mdn {
-		fmt.Fprintf(&prefix, "Disposition-Notification-To: <%s>\r\n", c.opts.Address)
-		mdn = true
-	}
 	envid := envelopeID(msgID)
 	p := &prepared{file: c.box.path(envid, "message.eml")}
 

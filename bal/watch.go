@@ -1,19 +1,23 @@
 package bal
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
+
+	"github.com/mssante-go/sdk/mssante"
 )
 
 // FlagHandled is the IMAP keyword set on a message once it was handled (with \Seen), when
@@ -294,19 +298,18 @@ func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid ima
 		c.log.Info("bal: message already handled, not handing it again", "message_id", m.MessageID, "uid", uid)
 	case e != nil:
 		// Decided before a restart, answer not sent yet.
+		m.parse(c.opts.MaxMessageSize)
 		if err := w.reply(ctx, m, e); err != nil {
 			return false, err
 		}
 	default:
-		if rep, perr := m.report(); perr != nil {
-			c.log.Warn("bal: unreadable report, ignored", "message_id", m.MessageID, "err", perr)
-			e = &journalEntry{MessageID: m.MessageID, Kind: "report", Replied: true, At: c.opts.Now().UTC()}
-		} else if rep != nil {
-			w.applyReport(ctx, rep)
+		m.parse(c.opts.MaxMessageSize)
+		if m.Message != nil && m.Message.Kind != mssante.KindOrdinary {
+			w.applyReceipt(ctx, m.Message)
 			e = &journalEntry{MessageID: m.MessageID, Kind: "report", Replied: true, At: c.opts.Now().UTC()}
 		} else {
-			if err := m.parse(c.opts.MaxMessageSize); err != nil {
-				c.log.Warn("bal: unreadable message, handing it raw", "message_id", m.MessageID, "err", err)
+			if m.ParseError != nil {
+				c.log.Warn("bal: unreadable message, handing it raw", "message_id", m.MessageID, "err", m.ParseError)
 			}
 			herr := w.h(ctx, m)
 			var rej *RejectError
@@ -314,7 +317,7 @@ func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid ima
 			case herr == nil:
 				e = &journalEntry{MessageID: m.MessageID, Kind: "message"}
 			case errors.As(herr, &rej):
-				e = &journalEntry{MessageID: m.MessageID, Kind: "message", Code: rej.Code}
+				e = &journalEntry{MessageID: m.MessageID, Kind: "message", Code: int(rej.Code)}
 			default:
 				c.log.Warn("bal: handler could not decide, will retry", "message_id", m.MessageID, "uid", uid, "err", herr)
 				return false, nil
@@ -331,22 +334,41 @@ func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid ima
 			}
 		}
 	}
-	return true, w.markHandled(ic, uid, m.MDNRequested)
+	return true, w.markHandled(ic, uid, m.Message != nil && m.Message.WantMDN)
 }
 
-// reply sends the MDN or error mail e calls for, then records it as sent.
+// reply sends the MDN or error mail e calls for (mssante.WriteReceipt), then records it
+// as sent. Its Message-ID is derived from the original's, so the outbox sends it once even
+// when the decision is replayed after a restart.
 func (w *watcher) reply(ctx context.Context, m *Incoming, e *journalEntry) error {
-	msg, err := w.c.buildReply(m, e.Code)
-	if err != nil {
-		return err
-	}
-	if msg != nil {
-		to := m.replyTarget()
-		if _, err := w.c.Send(ctx, msg, &SendOptions{Recipients: []string{to}, Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}); err != nil {
+	c := w.c
+	if m.Message != nil {
+		original, err := m.raw()
+		if err != nil {
+			return err
+		}
+		from, err := mssante.NewAddress("", c.opts.Address)
+		if err != nil {
+			return err
+		}
+		_, dom, _ := splitAddress(c.opts.Address)
+		ro := &mssante.ReceiptOptions{
+			From: from, ReportingUA: c.opts.ReportingUA, NIL: c.opts.NIL,
+			MessageID: "rcpt-" + envelopeID(m.MessageID) + "@" + dom, Date: c.opts.Now(),
+			Compose: &mssante.ComposeOptions{Now: c.opts.Now, MaxSize: -1},
+		}
+		var buf bytes.Buffer
+		_, err = mssante.WriteReceipt(&buf, m.Message, original, mssante.MDNCode(e.Code), ro)
+		switch {
+		case errors.Is(err, mssante.ErrNothingToSend), errors.Is(err, mssante.ErrReportLoop):
+		case err != nil:
+			c.log.Warn("bal: cannot write the answer to the sender", "message_id", m.MessageID, "err", err)
+		default:
+			_, err := c.SendRaw(ctx, &buf, &SendOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}})
 			if errors.Is(err, ErrNotWhitelisted) || errors.Is(err, ErrAllRejected) || errors.Is(err, ErrMessage) {
 				// Cannot be cured by retrying: give up the answer, keep the decision.
-				w.c.log.Warn("bal: cannot answer the sender", "message_id", m.MessageID, "err", err)
-			} else {
+				c.log.Warn("bal: cannot answer the sender", "message_id", m.MessageID, "err", err)
+			} else if err != nil {
 				return err
 			}
 		}
@@ -388,7 +410,7 @@ func (w *watcher) fetch(ic *imapclient.Client, uid imap.UID) (*Incoming, error) 
 		}
 		return nil, fmt.Errorf("bal: FETCH %d: message gone", uid)
 	}
-	m := &Incoming{UID: uint32(uid), c: c}
+	m := &Incoming{UID: uint32(uid)}
 	for {
 		item := fm.Next()
 		if item == nil {
@@ -411,7 +433,7 @@ func (w *watcher) fetch(ic *imapclient.Client, uid imap.UID) (*Incoming, error) 
 	if m.data == nil && m.path == "" {
 		return nil, fmt.Errorf("bal: FETCH %d: no body", uid)
 	}
-	if err := m.readHeader(); err != nil {
+	if err := m.readMessageID(); err != nil {
 		c.log.Warn("bal: unreadable header", "uid", uid, "err", err)
 	}
 	if m.MessageID == "" {
@@ -421,50 +443,65 @@ func (w *watcher) fetch(ic *imapclient.Client, uid imap.UID) (*Incoming, error) 
 	return m, nil
 }
 
-// store keeps the message body: in memory up to threshold, else in a spool file.
-func (m *Incoming) store(r io.Reader, threshold, limit int64, spool string) error {
-	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(r, threshold+1))
-	if err != nil {
-		return fmt.Errorf("bal: FETCH body: %w", err)
-	}
-	if n <= threshold {
-		m.data = buf.Bytes()
-		return nil
-	}
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return fmt.Errorf("bal: spool: %w", err)
-	}
-	f, err := os.CreateTemp(spool, "msg-*.eml")
-	if err != nil {
-		return fmt.Errorf("bal: spool: %w", err)
-	}
-	m.path = f.Name()
-	_, err = io.Copy(f, io.MultiReader(&buf, io.LimitReader(r, limit-n+1)))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("bal: spool: %w", err)
-	}
-	if st, err := os.Stat(m.path); err == nil && st.Size() > limit {
-		// Drain what is left so the connection stays in step.
-		io.Copy(io.Discard, r)
-		return fmt.Errorf("%w: received message larger than MaxMessageSize", ErrMessage)
-	}
-	return nil
-}
-
-// applyReport updates the outbox from a DSN or MDN and emits the receipts that changed
-// something.
-func (w *watcher) applyReport(ctx context.Context, rep *report) {
+// applyReceipt turns a DSN, an MDN or an integration error mail into status changes of
+// the outbox, and emits the receipts that changed something.
+func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) {
 	c := w.c
 	if c.box == nil {
 		return
 	}
-	envid := rep.envelopeID
-	if envid == "" && rep.messageID != "" {
-		envid = envelopeID(rep.messageID)
+	var envid string
+	var changes []reportRecipient
+	switch msg.Kind {
+	case mssante.KindDSN:
+		if msg.DSN == nil {
+			return
+		}
+		envid = msg.DSN.OriginalEnvelopeID
+		if envid == "" {
+			envid = envelopeIDOf(originalMessageID(msg.Original))
+		}
+		for _, r := range msg.DSN.Recipients {
+			rr := reportRecipient{address: r.OriginalRecipient, detail: r.Status, code: diagnosticCode(r.DiagnosticCode)}
+			if rr.address == "" {
+				rr.address = r.FinalRecipient
+			}
+			switch r.Action {
+			case mssante.ActionDelivered, mssante.ActionRelayed, mssante.ActionExpanded:
+				rr.status = StatusDelivered
+			case mssante.ActionFailed:
+				rr.status = StatusFailed
+			case mssante.ActionDelayed:
+				rr.status = StatusDelayed
+			default:
+				continue
+			}
+			changes = append(changes, rr)
+		}
+	case mssante.KindMDN:
+		if msg.MDN == nil {
+			return
+		}
+		envid = envelopeIDOf(msg.MDN.OriginalMessageID)
+		rr := reportRecipient{address: msg.MDN.OriginalRecipient, status: StatusProcessed}
+		if rr.address == "" {
+			rr.address = msg.MDN.FinalRecipient
+		}
+		switch {
+		case msg.MDN.Error != 0:
+			rr.status, rr.code, rr.detail = StatusError, int(msg.MDN.Error), msg.MDN.ErrorLabel
+		case strings.EqualFold(msg.MDN.Type, "deleted"):
+			rr.status = StatusError
+		}
+		changes = append(changes, rr)
+	case mssante.KindIntegrationError:
+		// The plain error mail: it answers (In-Reply-To) our message, from the recipient.
+		if len(msg.InReplyTo) == 0 {
+			return
+		}
+		envid = envelopeIDOf(msg.InReplyTo[0])
+		changes = append(changes, reportRecipient{address: msg.From.Addr, status: StatusError,
+			code: int(msg.Integration), detail: msg.Integration.Label()})
 	}
 	if envid == "" || strings.ContainsAny(envid, `/\.`) {
 		return
@@ -473,7 +510,7 @@ func (w *watcher) applyReport(ctx context.Context, rep *report) {
 	now := c.opts.Now().UTC()
 	rec, err := c.box.update(envid, func(r *Record) bool {
 		changed := false
-		for _, rr := range rep.recipients {
+		for _, rr := range changes {
 			st := r.recipient(rr.address)
 			if st == nil || st.Status.Final(r.MDNRequested) || rr.status.rank() <= st.Status.rank() {
 				continue // unknown recipient, duplicate or out-of-order receipt
@@ -497,4 +534,49 @@ func (w *watcher) applyReport(ctx context.Context, rep *report) {
 			w.onReceipt(ctx, r)
 		}
 	}
+}
+
+// reportRecipient is one status change a receipt brings.
+type reportRecipient struct {
+	address string
+	status  Status
+	code    int
+	detail  string
+}
+
+// envelopeIDOf is the outbox key of a Message-ID, "" for none.
+func envelopeIDOf(msgID string) string {
+	if msgID == "" {
+		return ""
+	}
+	return envelopeID(msgID)
+}
+
+// originalMessageID reads the Message-ID of the headers a DSN returns.
+func originalMessageID(original []byte) string {
+	if len(original) == 0 {
+		return ""
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(original)))
+	if err != nil {
+		return ""
+	}
+	return trimAngles(h.Get("Message-Id"))
+}
+
+// diagnosticCode reads the reply code of "smtp; 550 5.1.1 <x>: unknown user".
+func diagnosticCode(v string) int {
+	_, d, ok := strings.Cut(v, ";")
+	if !ok {
+		d = v
+	}
+	d = strings.TrimSpace(d)
+	if len(d) < 3 {
+		return 0
+	}
+	n, err := strconv.Atoi(d[:3])
+	if err != nil {
+		return 0
+	}
+	return n
 }
