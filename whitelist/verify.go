@@ -249,8 +249,9 @@ func parse(r io.Reader, maxSize int64, maxEntries int, tee io.Writer) (*document
 			if errors.Is(err, ErrTooLarge) {
 				return nil, err
 			}
-			if !p.sigSeen {
-				return nil, fmt.Errorf("%w (%w: %v)", ErrUnsigned, ErrFormat, err)
+			var se *xml.SyntaxError
+			if !p.sigSeen && errors.As(err, &se) && se.Msg == "unexpected EOF" {
+				return nil, fmt.Errorf("%w (%w: document truncated)", ErrUnsigned, ErrFormat)
 			}
 			return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 		}
@@ -328,6 +329,11 @@ func (p *parser) start(se *xml.StartElement) error {
 			prefix = a.Name.Local
 			if prefix == "xml" || prefix == "xmlns" || a.Value == "" {
 				return fmt.Errorf("%w: invalid namespace declaration", ErrFormat)
+			}
+		}
+		for _, b := range p.ns[mark:] {
+			if b.prefix == prefix {
+				return fmt.Errorf("%w: namespace declared twice", ErrFormat)
 			}
 		}
 		p.ns = append(p.ns, nsBinding{prefix, a.Value})

@@ -283,6 +283,8 @@ func tampers(nom, ws string) []tamper {
 		{"processing instruction", replaceOnce("<ListeDomaines>", "<ListeDomaines><?pi x?>"), ErrFormat, false},
 		{"attribute on Domaine", replaceOnce("<Domaine>", `<Domaine id="x">`), ErrFormat, false},
 		{"unknown field", replaceOnce("<Nom>", "<Extra/><Nom>"), ErrFormat, false},
+		{"namespace declared twice", replaceOnce(`<ListeBlancheMSSante xmlns="`+Namespace+`"`, `<ListeBlancheMSSante xmlns="`+Namespace+`" xmlns="urn:x"`), ErrFormat, false},
+		{"syntax error", replaceOnce("</Nom>", "</Nom"), ErrFormat, false},
 	}
 }
 
