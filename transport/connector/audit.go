@@ -188,7 +188,12 @@ func (a *Audit) Log(r *Record) {
 func (a *Audit) rotate() {
 	a.f.Sync()
 	a.f.Close()
-	name := filepath.Join(a.opts.Dir, "audit-"+a.opts.Now().UTC().Format("20060102T150405.000000000")+".jsonl")
+	ts := a.opts.Now().UTC()
+	name := filepath.Join(a.opts.Dir, "audit-"+ts.Format("20060102T150405.000000000")+".jsonl")
+	for _, err := os.Stat(name); err == nil; _, err = os.Stat(name) { // never overwrite a record
+		ts = ts.Add(time.Nanosecond)
+		name = filepath.Join(a.opts.Dir, "audit-"+ts.Format("20060102T150405.000000000")+".jsonl")
+	}
 	os.Rename(a.path(), name)
 	if err := a.open(); err != nil {
 		a.f = nil
