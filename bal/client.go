@@ -321,6 +321,18 @@ func (c *Client) dial(ctx context.Context, ep Endpoint) (net.Conn, *tls.Config, 
 	return conn, cfg, nil
 }
 
+// tlsError wraps err with ErrTLS when it is a certificate or handshake failure (with
+// STARTTLS it surfaces at the first command after the upgrade).
+func tlsError(err error) error {
+	var cve *tls.CertificateVerificationError
+	var ae tls.AlertError
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &cve) || errors.As(err, &ae) || errors.As(err, &rhe) {
+		return fmt.Errorf("%w: %w", ErrTLS, err)
+	}
+	return err
+}
+
 // watchCtx makes the end of ctx cancel the blocking I/O on conn by closing it (go-smtp and
 // go-imap reset deadlines on every command, so a deadline would not stick); the returned
 // stop must be called.

@@ -435,7 +435,7 @@ func (c *Client) openSMTP(ctx context.Context) (*smtpConn, error) {
 	_, dom, _ := splitAddress(c.opts.Address)
 	if err := sc.Hello(dom); err != nil {
 		sc.Close()
-		return nil, fmt.Errorf("bal: EHLO %s: %w", ep.Addr, err)
+		return nil, tlsError(fmt.Errorf("bal: EHLO %s: %w", ep.Addr, err))
 	}
 	if mech := c.auth(ep); mech != AuthNone {
 		if !sc.SupportsAuth(string(mech)) {

@@ -221,7 +221,7 @@ func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclie
 	}
 	if err := ic.WaitGreeting(); err != nil {
 		ic.Close()
-		return nil, fmt.Errorf("bal: IMAP greeting from %s: %w", ep.Addr, err)
+		return nil, tlsError(fmt.Errorf("bal: IMAP greeting from %s: %w", ep.Addr, err))
 	}
 	mech := c.auth(ep)
 	if !ic.Caps().Has(imap.Cap("AUTH=" + string(mech))) {
