@@ -180,13 +180,15 @@ func loadSized(r io.Reader, hint int64, opts *LoadOptions) (*Extraction, error) 
 	return index(unsafe.String(unsafe.SliceData(b), len(b)))
 }
 
-// chunk is what one goroutine extracts from a part of the file.
+// chunk is what one goroutine extracts from a part of the file, into its window of the
+// shared arrays.
 type chunk struct {
-	starts            []uint32
-	addrs, ids, strus []string
-	names             []nameRef
+	starts     []uint32
+	ids, strus []span
+	names      []nameRef
 	keys              []byte // name keys, sliced by names[i].key after the fact
 	keyEnds           []uint32
+	n                 int // lines found
 	err               error
 }
 
@@ -203,7 +205,8 @@ func index(data string) (*Extraction, error) {
 		return nil, ErrTooLarge
 	}
 
-	// Split the body in parts that end at line ends, one per worker.
+	// Split the body in parts that end at line ends, one per worker, and count their lines
+	// so that every array is allocated once, at its final size (give or take blank lines).
 	const workers = 2
 	bounds := []int{body}
 	for w := 1; w < workers; w++ {
@@ -214,55 +217,66 @@ func index(data string) (*Extraction, error) {
 	}
 	bounds = append(bounds, len(data))
 	chunks := make([]chunk, len(bounds)-1)
+	counts := make([]int, len(chunks))
 	var wg sync.WaitGroup
 	for i := range chunks {
+		wg.Go(func() { counts[i] = strings.Count(data[bounds[i]:bounds[i+1]], "\n") + 1 })
+	}
+	wg.Wait()
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	x := &Extraction{data: data, starts: make([]uint32, total), names: make([]nameRef, total)}
+	ids, strus := make([]span, total), make([]span, total)
+	base := 0
+	for i := range chunks {
+		w := func(s []span) []span { return s[base : base+counts[i]] }
+		chunks[i] = chunk{starts: x.starts[base : base+counts[i]], names: x.names[base : base+counts[i]],
+			ids: w(ids), strus: w(strus)}
+		base += counts[i]
 		wg.Go(func() { chunks[i].scan(data, bounds[i], bounds[i+1]) })
 	}
 	wg.Wait()
 
-	x := &Extraction{data: data}
+	// Close the gaps the blank lines left between the windows.
 	n := 0
 	for i := range chunks {
-		if err := chunks[i].err; err != nil {
-			return nil, err
-		}
-		n += len(chunks[i].starts)
-	}
-	x.starts = make([]uint32, 0, n)
-	x.names = make([]nameRef, 0, n)
-	for i := range chunks {
 		c := &chunks[i]
-		base := int32(len(x.starts))
-		x.starts = append(x.starts, c.starts...)
+		if c.err != nil {
+			return nil, c.err
+		}
 		keys := unsafe.String(unsafe.SliceData(c.keys), len(c.keys))
 		from := uint32(0)
-		for j := range c.names {
+		for j := range c.n {
 			c.names[j].key = keys[from:c.keyEnds[j]]
 			c.names[j].prefix = prefix8(c.names[j].key)
-			c.names[j].line += base
+			c.names[j].line += int32(n)
 			from = c.keyEnds[j]
 		}
-		x.names = append(x.names, c.names...)
+		copy(x.starts[n:], c.starts[:c.n])
+		copy(x.names[n:], c.names[:c.n])
+		copy(ids[n:], c.ids[:c.n])
+		copy(strus[n:], c.strus[:c.n])
+		n += c.n
 	}
-	column := func(f func(*chunk) []string) func(yield func(int32, string) bool) {
-		return func(yield func(int32, string) bool) {
-			line := int32(0)
-			for i := range chunks {
-				for _, s := range f(&chunks[i]) {
-					if s != "" && !yield(line, s) {
-						return
-					}
-					line++
-				}
-			}
-		}
-	}
-	wg.Go(func() { x.byAddr, x.nextAddr = chain(n, column(func(c *chunk) []string { return c.addrs })) })
+	x.starts, x.names = x.starts[:n], x.names[:n]
+	ids, strus = ids[:n], strus[:n]
+	// The address index reads the names before they are sorted.
 	wg.Go(func() {
-		x.byID, x.nextID = chain(n, column(func(c *chunk) []string { return c.ids }))
-		x.byStruct, x.nextStruct = chain(n, column(func(c *chunk) []string { return c.strus }))
+		x.byAddr, x.nextAddr = chain(n, func(i int) string {
+			if a := x.names[i].addr; hasUpperASCII(a) {
+				return strings.ToLower(a)
+			} else {
+				return a
+			}
+		})
+		slices.SortFunc(x.names, x.compareNames)
 	})
-	wg.Go(func() { slices.SortFunc(x.names, x.compareNames) })
+	wg.Go(func() {
+		x.byID, x.nextID = chain(n, func(i int) string { return ids[i].in(data) })
+		x.byStruct, x.nextStruct = chain(n, func(i int) string { return strus[i].in(data) })
+	})
 	wg.Wait()
 	return x, nil
 }
@@ -289,33 +303,37 @@ func prefix8(s string) uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-// chain builds a map from each key to its last line and, in next, the chains of lines with
-// the same key, so that walking from the map's value visits every line, last first.
-func chain(n int, keys func(yield func(int32, string) bool)) (map[string]int32, []int32) {
-	m := make(map[string]int32, n)
-	next := make([]int32, n)
-	for i := range next {
-		next[i] = -1
+// chain builds a map from each non-empty key to its last line and, in next, the chains of
+// lines with the same key, so that walking from the map's value visits every line, last
+// first.
+func chain(n int, key func(int) string) (map[string]int32, []int32) {
+	size := 0
+	for line := range n {
+		if key(line) != "" {
+			size++
+		}
 	}
-	for line, k := range keys {
+	m := make(map[string]int32, size)
+	next := make([]int32, n)
+	for line := range n {
+		k := key(line)
+		next[line] = -1
+		if k == "" {
+			continue
+		}
 		if prev, ok := m[k]; ok {
 			next[line] = prev
 		}
-		m[k] = line
+		m[k] = int32(line)
 	}
 	return m, next
 }
 
-// scan indexes the lines of data[from:to], which starts and ends at line boundaries.
+// scan indexes the lines of data[from:to], which starts and ends at line boundaries, into
+// the chunk's windows.
 func (c *chunk) scan(data string, from, to int) {
-	est := (to - from) / 150
-	c.starts = make([]uint32, 0, est)
-	c.addrs = make([]string, 0, est)
-	c.ids = make([]string, 0, est)
-	c.strus = make([]string, 0, est)
-	c.names = make([]nameRef, 0, est)
-	c.keyEnds = make([]uint32, 0, est)
-	c.keys = make([]byte, 0, est*12)
+	c.keyEnds = make([]uint32, 0, len(c.starts))
+	c.keys = make([]byte, 0, len(c.starts)*24)
 	var f Fields
 	for at := from; at < to; {
 		end := strings.IndexByte(data[at:to], '\n')
@@ -337,26 +355,54 @@ func (c *chunk) scan(data string, from, to int) {
 			at = next // no BAL without an address (WriteLDIF skips these lines too)
 			continue
 		}
-		c.starts = append(c.starts, uint32(at))
-		if hasUpperASCII(addr) {
-			addr = strings.ToLower(addr)
+		i := c.n
+		c.n++
+		c.starts[i] = uint32(at)
+		c.names[i] = nameRef{addr: addr, line: int32(i)}
+		c.ids[i] = spanOf(data, strings.TrimSpace(f[ColNationalID]))
+		if c.ids[i].n == 0 {
+			// No idNat column: derived from the identifier's type and value (rare).
+			c.ids[i] = spanOf(data, strings.TrimSpace(f[ColPPID]))
+			if typ := ppIDTypeName(strings.TrimSpace(f[ColPPIDType])); typ == "RPPS" || typ == "ADELI" {
+				c.ids[i].prefix = nationalIDOf(typ, "")[0]
+			}
 		}
-		c.addrs = append(c.addrs, addr)
-		id := strings.TrimSpace(f[ColNationalID])
-		if id == "" {
-			id = nationalIDOf(ppIDTypeName(strings.TrimSpace(f[ColPPIDType])), strings.TrimSpace(f[ColPPID]))
-		}
-		c.ids = append(c.ids, id)
-		c.strus = append(c.strus, strings.TrimSpace(f[ColStructureID]))
+		c.strus[i] = spanOf(data, strings.TrimSpace(f[ColStructureID]))
 		if last := strings.TrimSpace(f[ColLastName]); last != "" {
 			c.keys = appendNameKey(c.keys, last, strings.TrimSpace(f[ColFirstName]))
 		} else {
 			c.keys = appendFold(c.keys, strings.TrimSpace(f[ColStructureName]))
 		}
 		c.keyEnds = append(c.keyEnds, uint32(len(c.keys)))
-		c.names = append(c.names, nameRef{addr: strings.TrimSpace(f[ColAddress]), line: int32(len(c.starts) - 1)})
 		at = next
 	}
+}
+
+// span is a value of the text, by position: half the size of a string header.
+type span struct {
+	at     uint32
+	n      uint16
+	prefix byte // when not 0, a one-byte prefix of the value (a derived idNat)
+}
+
+// spanOf returns the span of v, a substring of data.
+func spanOf(data, v string) span {
+	if v == "" {
+		return span{}
+	}
+	at := uintptr(unsafe.Pointer(unsafe.StringData(v))) - uintptr(unsafe.Pointer(unsafe.StringData(data)))
+	return span{at: uint32(at), n: uint16(len(v))}
+}
+
+func (s span) in(data string) string {
+	if s.n == 0 {
+		return ""
+	}
+	v := data[s.at : s.at+uint32(s.n)]
+	if s.prefix != 0 {
+		return string(s.prefix) + v
+	}
+	return v
 }
 
 func hasUpperASCII(s string) bool {

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# IMAP benchmark: our server (transport/imapd over the SQLite mailbox store) against a real,
+# throw-away Dovecot (Maildir) in the same run, on the same disk, same client (bench/imap/load):
+# APPEND N messages of SIZE bytes (one connection, each fsynced by the server), FETCH them all
+# (BODY.PEEK[]), SEARCH BODY (reads every message) and SEARCH HEADER. Prints both figures and
+# the ratio ours/Dovecot (throughput) or Dovecot/ours (time), so > 1 means we are faster.
+#
+# Needs dovecot-core and dovecot-imapd (scripts/install-peers.sh) and root (Dovecot drops to
+# the "mail" user). Usage: bench/imap/run.sh [N] [SIZE] [RUNS]    (defaults 10000 20480 3)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-10000}
+SIZE=${2:-20480}
+RUNS=${3:-3}
+DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
+[ -x "$DOVECOT" ] || { echo "dovecot not installed: scripts/install-peers.sh" >&2; exit 1; }
+
+W=$(mktemp -d /var/tmp/mssante-imap-bench.XXXXXX)   # one disk for both servers
+chmod 755 "$W"                                       # Dovecot's auth and mail users read below it
+OURS_PID=""
+cleanup() {
+	[ -n "$OURS_PID" ] && kill "$OURS_PID" 2>/dev/null || true
+	[ -f "$W/dovecot/run/master.pid" ] && kill "$(cat "$W/dovecot/run/master.pid")" 2>/dev/null || true
+	sleep 0.5
+	[ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+PD=$(freeport); PO=$(freeport)
+
+go build -o "$W/imapserve" ./bench/imap/imapserve
+go build -o "$W/load" ./bench/imap/load
+
+# --- Dovecot: Maildir, plain IMAP on loopback, default fsync (mail_fsync = optimized)
+mkdir -p "$W/dovecot/run" "$W/dovecot/state" "$W/dovecot/mail"
+chown mail:mail "$W/dovecot/mail"
+echo 'testuser:{PLAIN}pass::::::' > "$W/dovecot/users"
+cat > "$W/dovecot/dovecot.conf" <<CONF
+base_dir = $W/dovecot/run
+state_dir = $W/dovecot/state
+instance_name = mssante-bench-$PD
+log_path = $W/dovecot/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $W/dovecot/users
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=$W/dovecot/mail/%u
+}
+first_valid_uid = 8
+first_valid_gid = 8
+mail_location = maildir:~/Maildir
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $PD
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+CONF
+"$DOVECOT" -c "$W/dovecot/dovecot.conf"
+
+# --- ours: the same kind of account, LOGIN allowed on loopback without TLS like Dovecot above
+"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PO" -users testuser@bench.test:pass > "$W/ours.log" 2>&1 &
+OURS_PID=$!
+for _ in $(seq 50); do
+	if (echo > /dev/tcp/127.0.0.1/$PD) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$PO) 2>/dev/null; then break; fi
+	sleep 0.1
+done
+
+echo "== $N messages of $SIZE bytes, $RUNS runs (medians); disk: $(df --output=source "$W" | tail -1)"
+"$W/load" -addr "127.0.0.1:$PD" -user testuser -pass pass -n "$N" -size "$SIZE" -runs "$RUNS" | tee "$W/dovecot.out"
+"$W/load" -addr "127.0.0.1:$PO" -user testuser@bench.test -pass pass -n "$N" -size "$SIZE" -runs "$RUNS" | tee "$W/ours.out"
+
+echo
+printf '%-14s %14s %14s %8s\n' phase dovecot ours ratio
+for phase in append fetch search-body search-header; do
+	d=$(awk -v p="$phase" '$2==p {print $3}' "$W/dovecot.out")
+	o=$(awk -v p="$phase" '$2==p {print $3}' "$W/ours.out")
+	u=$(awk -v p="$phase" '$2==p {print $4}' "$W/ours.out")
+	if [ "$u" = "ms" ]; then r=$(awk -v d="$d" -v o="$o" 'BEGIN{printf "%.2f", d/o}')
+	else r=$(awk -v d="$d" -v o="$o" 'BEGIN{printf "%.2f", o/d}'); fi
+	printf '%-14s %10s %-3s %10s %-3s %7sx\n' "$phase" "$d" "$u" "$o" "$u" "$r"
+done
+echo "(ratio > 1: ours faster; goal >= 0.8x Dovecot)"
