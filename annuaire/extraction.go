@@ -186,10 +186,10 @@ type chunk struct {
 	starts     []uint32
 	ids, strus []span
 	names      []nameRef
-	keys              []byte // name keys, sliced by names[i].key after the fact
-	keyEnds           []uint32
-	n                 int // lines found
-	err               error
+	keys       []byte // name keys, sliced by names[i].key after the fact
+	keyEnds    []uint32
+	n          int // lines found
+	err        error
 }
 
 func index(data string) (*Extraction, error) {
