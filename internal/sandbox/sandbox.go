@@ -1,0 +1,753 @@
+// Package sandbox wires a whole local MSSanté trust space on loopback, from the public packages
+// of the module: a test PKI shaped like IGC-Santé (internal/testpki) kept in a state folder, a
+// liste blanche signed by that PKI (whitelist.Sign) and served over HTTPS, two operators
+// (hopital.dev.mssante.fr and cabinet.dev.mssante.fr) each running the reference connector
+// (transport/connector: relay, submission, durable queue, delivery) over its own mailbox store
+// (transport/mailbox) with IMAP access (transport/imapd) and PER, ORG and APP BALs, and a
+// sample Annuaire Santé extraction file (annuaire).
+//
+// "mssante dev" runs it; tests and examples start it in-process with Start and ports :0.
+// Everything it makes is for tests only: never trust the test PKI in production.
+//
+// What Start wrote is described in DIR/sandbox.json (Info), which Load reads back, so that
+// other processes ("mssante selftest", "mssante doctor", the examples) find the endpoints and
+// the certificate files of each BAL.
+package sandbox
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/connector"
+	"github.com/mssante-go/sdk/transport/imapd"
+	"github.com/mssante-go/sdk/transport/mailbox"
+	"github.com/mssante-go/sdk/transport/mailbox/local"
+	"github.com/mssante-go/sdk/whitelist"
+)
+
+// The domains of the sandbox.
+const (
+	Hopital = "hopital.dev.mssante.fr"
+	Cabinet = "cabinet.dev.mssante.fr"
+	// TestDomain is the domain of the test responder, hosted by the cabinet's connector, like
+	// reponse.automatique@test.mssante.fr in the real trust space.
+	TestDomain = "test.dev.mssante.fr"
+	// ResponderAddress answers every message it receives (RFC 3834 auto-reply), when a
+	// responder is wired (see Info.Responder).
+	ResponderAddress = "reponse.automatique@" + TestDomain
+)
+
+// InfoFile is the name of the description of the sandbox in its state folder.
+const InfoFile = "sandbox.json"
+
+// renewWithin: leaves expiring sooner than this are re-issued at the next start.
+const renewWithin = 30 * 24 * time.Hour
+
+// Options configure Start.
+type Options struct {
+	// Dir is the state folder (required): the test PKI, certificates, mailboxes, queues and
+	// audit logs. A second Start on the same Dir keeps them.
+	Dir string
+	// ReusePorts listens on the ports of the previous run recorded in Dir when they are free
+	// (so that the commands printed before a restart still work), else on new ones.
+	// The default listens on 127.0.0.1:0 (tests).
+	ReusePorts bool
+	// Logger receives the connectors' operational logs (nil: discard).
+	Logger *slog.Logger
+}
+
+// Info describes a running (or the last started) sandbox. It is written to Dir/sandbox.json.
+type Info struct {
+	Dir string `json:"dir"`
+	// CAFile holds the test root and intermediate (PEM): trust it, and only in tests.
+	CAFile string `json:"ca_file"`
+	// CRLFile is the DER CRL of the test intermediate.
+	CRLFile string `json:"crl_file"`
+	// WhitelistURL serves the signed liste blanche over HTTPS (server certificate of the test
+	// PKI); WhitelistFile is the same document on disk; WhitelistSigner the DN of its signer.
+	WhitelistURL    string `json:"whitelist_url"`
+	WhitelistFile   string `json:"whitelist_file"`
+	WhitelistSigner string `json:"whitelist_signer"`
+	// Annuaire is the sample Extraction_Correspondance_MSSante file (PER and ORG BALs of the
+	// sandbox, then synthetic entries).
+	Annuaire string `json:"annuaire"`
+	// Responder is the address of the test responder, "" when none runs.
+	Responder string `json:"responder,omitempty"`
+	// Operators are the connectors of the sandbox.
+	Operators []*Operator `json:"operators"`
+}
+
+// Operator is one connector of the sandbox.
+type Operator struct {
+	Name     string   `json:"name"`
+	Domains  []string `json:"domains"`
+	Hostname string   `json:"hostname"`
+	// Listening addresses (host:port).
+	Relay         string `json:"relay"`
+	Submission    string `json:"submission"`     // STARTTLS
+	SubmissionTLS string `json:"submission_tls"` // implicit TLS
+	IMAP          string `json:"imap"`           // STARTTLS
+	IMAPS         string `json:"imaps"`          // implicit TLS
+	Metrics       string `json:"metrics"`
+	// CertFile and KeyFile are the server certificate (SERV/SSL_SERV, chain) and key; CertDN
+	// its subject DN as the liste blanche lists it.
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+	CertDN   string `json:"cert_dn"`
+	// Config is the "mssante serve" configuration the connector runs with.
+	Config string `json:"config"`
+	BALs   []*BAL `json:"bals"`
+}
+
+// BAL is one mailbox of an operator. An APP BAL authenticates with its certificate (SASL
+// EXTERNAL); PER and ORG BALs with a login (their address) and a password, over TLS.
+type BAL struct {
+	Address  string `json:"address"`
+	Type     string `json:"type"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	CertDN   string `json:"cert_dn,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// Load reads the description of the sandbox last started in dir.
+func Load(dir string) (*Info, error) {
+	b, err := os.ReadFile(filepath.Join(dir, InfoFile))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w (is \"mssante dev\" running with this state folder?)", err)
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("sandbox: %s: %w", InfoFile, err)
+	}
+	return &info, nil
+}
+
+// BAL returns the BAL of the given address, or nil.
+func (i *Info) BAL(addr string) *BAL {
+	for _, o := range i.Operators {
+		for _, b := range o.BALs {
+			if strings.EqualFold(b.Address, addr) {
+				return b
+			}
+		}
+	}
+	return nil
+}
+
+// Operator returns the operator that hosts domain, or nil.
+func (i *Info) Operator(domain string) *Operator {
+	for _, o := range i.Operators {
+		for _, d := range o.Domains {
+			if strings.EqualFold(d, domain) {
+				return o
+			}
+		}
+	}
+	return nil
+}
+
+// OperatorOf returns the operator hosting the BAL addr, or nil.
+func (i *Info) OperatorOf(addr string) *Operator {
+	_, d, ok := strings.Cut(addr, "@")
+	if !ok {
+		return nil
+	}
+	return i.Operator(d)
+}
+
+// Trust returns a trust store holding the test PKI and its CRL, as a BAL or an operator of the
+// sandbox trusts it.
+func (i *Info) Trust() (*transport.TrustStore, error) {
+	t := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true})
+	if err := t.AddFile(i.CAFile); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if err := t.AddCRLFile(i.CRLFile); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	return t, nil
+}
+
+// Whitelist verifies the signed liste blanche file of the sandbox against the test PKI.
+func (i *Info) Whitelist() (*whitelist.List, error) {
+	t, err := i.Trust()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(i.WhitelistFile)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	return whitelist.VerifyBytes(b, &whitelist.VerifyOptions{Roots: t.Roots(), Signer: i.WhitelistSigner})
+}
+
+// ClientTLS returns the TLS configuration a BAL uses towards its operator's servers (named
+// serverName): its certificate when it has one, the test PKI as trust.
+func (i *Info) ClientTLS(b *BAL, serverName string) (*tls.Config, error) {
+	t, err := i.Trust()
+	if err != nil {
+		return nil, err
+	}
+	opts := &transport.TLSOptions{Trust: t}
+	if b != nil && b.CertFile != "" {
+		crt, err := tls.LoadX509KeyPair(b.CertFile, b.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		opts.Certificates = []tls.Certificate{crt}
+	}
+	return transport.ClientConfig(nil, serverName, opts)
+}
+
+// operatorSpec is what the sandbox builds for one operator.
+type operatorSpec struct {
+	name, org string
+	domains   []string
+	bals      []balSpec
+}
+
+type balSpec struct {
+	local string
+	typ   mailbox.Type
+	owner string
+	desc  string
+}
+
+var specs = []operatorSpec{
+	{name: "hopital", org: "CENTRE HOSPITALIER DEV", domains: []string{Hopital}, bals: []balSpec{
+		{"jean.dupont", mailbox.PER, "810000000001", "Dr Jean Dupont, cardiologue"},
+		{"secretariat.cardiologie", mailbox.ORG, "1010000001", "Secrétariat de cardiologie"},
+		{"dpi", mailbox.APP, "1010000001", "DPI de l'hôpital (BAL applicative)"},
+	}},
+	{name: "cabinet", org: "CABINET MEDICAL DEV", domains: []string{Cabinet, TestDomain}, bals: []balSpec{
+		{"marie.durand", mailbox.PER, "810000000002", "Dr Marie Durand, médecin généraliste"},
+		{"accueil", mailbox.ORG, "1010000002", "Accueil du cabinet"},
+		{"logiciel", mailbox.APP, "1010000002", "Logiciel de cabinet (BAL applicative)"},
+	}},
+}
+
+// Sandbox is a running trust space.
+type Sandbox struct {
+	Info *Info
+	// PKI is the test PKI of the state folder.
+	PKI *testpki.PKI
+
+	logger    *slog.Logger
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	httpSrv   *http.Server
+	imap      []*imapd.Server
+	stores    []*mailbox.SQLite
+	connDone  []chan error
+	closeOnce sync.Once
+}
+
+// Start builds (or reloads) the sandbox in opts.Dir and starts its servers. Close stops them.
+func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
+	if opts == nil || opts.Dir == "" {
+		return nil, errors.New("sandbox: Options.Dir is required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Sandbox{logger: opts.Logger}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	var prev *Info
+	if opts.ReusePorts {
+		prev, _ = Load(dir)
+	}
+	lns := &listeners{prev: prev}
+	defer func() {
+		if err != nil {
+			lns.closeAll()
+			s.Close()
+		}
+	}()
+
+	pki, err := testpki.New(&testpki.Options{Dir: filepath.Join(dir, "pki")})
+	if err != nil {
+		return nil, err
+	}
+	s.PKI = pki
+	info := &Info{Dir: dir, CAFile: filepath.Join(dir, "ca-chain.pem"), CRLFile: filepath.Join(dir, "crl.der")}
+	s.Info = info
+	if err := os.WriteFile(info.CAFile, append(pki.RootPEM(), pki.IntermediatePEM()...), 0o644); err != nil {
+		return nil, err
+	}
+	crl, err := pki.CRL()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(info.CRLFile, crl); err != nil {
+		return nil, err
+	}
+
+	// Operators: certificates, BALs and listeners first, so that routes can name the relays.
+	for _, sp := range specs {
+		od := filepath.Join(dir, sp.name)
+		if err := os.MkdirAll(filepath.Join(od, "bal"), 0o700); err != nil {
+			return nil, err
+		}
+		host := "mx." + sp.domains[0]
+		lo := &testpki.LeafOptions{Org: sp.org, DNSNames: []string{"localhost"}}
+		srv, err := leaf(od, "server", pki, func() (*testpki.Leaf, error) { return pki.Server(host, lo) })
+		if err != nil {
+			return nil, err
+		}
+		op := &Operator{Name: sp.name, Domains: sp.domains, Hostname: host,
+			CertFile: filepath.Join(od, "server.crt.pem"), KeyFile: filepath.Join(od, "server.key.pem"),
+			CertDN: transport.SubjectDN(srv.Cert), Config: filepath.Join(od, "serve.toml")}
+		for _, b := range sp.bals {
+			addr := b.local + "@" + sp.domains[0]
+			bi := &BAL{Address: addr, Type: string(b.typ)}
+			if b.typ == mailbox.APP {
+				l, err := leaf(filepath.Join(od, "bal"), b.local, pki, func() (*testpki.Leaf, error) {
+					return pki.Org(addr, &testpki.LeafOptions{Org: sp.org})
+				})
+				if err != nil {
+					return nil, err
+				}
+				bi.CertFile = filepath.Join(od, "bal", b.local+".crt.pem")
+				bi.KeyFile = filepath.Join(od, "bal", b.local+".key.pem")
+				bi.CertDN = transport.SubjectDN(l.Cert)
+			} else {
+				pw, err := password(filepath.Join(od, "bal", b.local+".password"))
+				if err != nil {
+					return nil, err
+				}
+				bi.Password = pw
+			}
+			op.BALs = append(op.BALs, bi)
+		}
+		for _, name := range []string{"relay", "submission", "submission_tls", "imap", "imaps", "metrics"} {
+			addr, err := lns.listen(sp.name, name)
+			if err != nil {
+				return nil, err
+			}
+			switch name {
+			case "relay":
+				op.Relay = addr
+			case "submission":
+				op.Submission = addr
+			case "submission_tls":
+				op.SubmissionTLS = addr
+			case "imap":
+				op.IMAP = addr
+			case "imaps":
+				op.IMAPS = addr
+			case "metrics":
+				op.Metrics = addr
+			}
+		}
+		info.Operators = append(info.Operators, op)
+	}
+
+	// The liste blanche: every domain with the DN of its operator's server certificate,
+	// signed by a test signer and served over HTTPS.
+	if err := s.startWhitelist(ctx, dir, lns); err != nil {
+		return nil, err
+	}
+
+	// The sample annuaire.
+	info.Annuaire = filepath.Join(dir, "annuaire", "Extraction_Correspondance_MSSante_dev.txt")
+	if err := writeAnnuaire(info); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for i, sp := range specs {
+		if err := s.startOperator(ctx, runCtx, info.Operators[i], sp, lns); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeJSON(filepath.Join(dir, InfoFile), info); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sandbox) startWhitelist(ctx context.Context, dir string, lns *listeners) error {
+	info := s.Info
+	wd := filepath.Join(dir, "whitelist")
+	if err := os.MkdirAll(wd, 0o700); err != nil {
+		return err
+	}
+	signer, err := leaf(wd, "signer", s.PKI, func() (*testpki.Leaf, error) {
+		return s.PKI.Leaf(testpki.ProfileOrgSign, s.PKI.Subject("liste-blanche.dev.mssante.fr", nil), nil)
+	})
+	if err != nil {
+		return err
+	}
+	info.WhitelistSigner = transport.SubjectDN(signer.Cert)
+	var entries []whitelist.Entry
+	for _, op := range info.Operators {
+		for _, d := range op.Domains {
+			entries = append(entries, whitelist.Entry{Domain: d, Description: "mssante dev: " + op.Name,
+				OperatorDNs: []string{op.CertDN}, Updated: time.Now().UTC().Truncate(time.Second)})
+		}
+	}
+	// Generated a second ago, so that a list fetched right after is never "in the future".
+	doc, err := whitelist.Sign(whitelist.NewList(time.Now().Add(-time.Second).UTC().Truncate(time.Second), entries), signer.Key, signer.Chain)
+	if err != nil {
+		return err
+	}
+	info.WhitelistFile = filepath.Join(wd, "listeblanchemssante.xml")
+	if err := writeAtomic(info.WhitelistFile, doc); err != nil {
+		return err
+	}
+	web, err := leaf(wd, "https", s.PKI, func() (*testpki.Leaf, error) {
+		return s.PKI.Server("localhost", nil)
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := lns.raw("whitelist", "https")
+	if err != nil {
+		return err
+	}
+	modTime := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/listeblanchemssante.xml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		http.ServeContent(w, r, "listeblanchemssante.xml", modTime, strings.NewReader(string(doc)))
+	})
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{web.TLSCertificate()}}}
+	info.WhitelistURL = "https://" + ln.Addr().String() + "/listeblanchemssante.xml"
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.httpSrv.ServeTLS(ln, "", "")
+	}()
+	return nil
+}
+
+func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp operatorSpec, lns *listeners) error {
+	od := filepath.Join(s.Info.Dir, sp.name)
+	store, err := mailbox.OpenSQLite(ctx, filepath.Join(od, "mailbox"), &mailbox.Options{Logger: s.logger})
+	if err != nil {
+		return err
+	}
+	s.stores = append(s.stores, store)
+	for i, b := range op.BALs {
+		if _, err := store.GetBAL(ctx, b.Address); errors.Is(err, mailbox.ErrNoBAL) {
+			err = store.AddBAL(ctx, &mailbox.BAL{Address: b.Address, Type: mailbox.Type(b.Type), Owner: sp.bals[i].owner,
+				Description: sp.bals[i].desc, CertDN: b.CertDN})
+			if err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		if b.Password != "" {
+			if err := store.SetPassword(ctx, b.Address, b.Password); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.WriteFile(op.Config, []byte(s.serveConfig(op)), 0o600); err != nil {
+		return err
+	}
+	f, err := os.Open(op.Config)
+	if err != nil {
+		return err
+	}
+	cfg, err := connector.LoadConfig(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	// The whitelist store starts from its cache: seed it with the list just signed, so that
+	// the connector enforces it from the first message; it then refreshes over HTTPS.
+	doc, err := os.ReadFile(s.Info.WhitelistFile)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(cfg.Whitelist.CacheFile, doc); err != nil {
+		return err
+	}
+	c, err := connector.New(cfg, &connector.Options{Local: local.New(store), Logger: s.logger.With("operator", sp.name),
+		Listeners: map[string]net.Listener{"relay": lns.take(sp.name, "relay"), "submission": lns.take(sp.name, "submission"),
+			"submission_tls": lns.take(sp.name, "submission_tls"), "metrics": lns.take(sp.name, "metrics")}})
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	s.connDone = append(s.connDone, done)
+	go func() { done <- c.Serve(runCtx) }()
+
+	trust, err := s.Info.Trust()
+	if err != nil {
+		return err
+	}
+	crt, err := tls.LoadX509KeyPair(op.CertFile, op.KeyFile)
+	if err != nil {
+		return err
+	}
+	tcfg, err := transport.ServerConfig(nil, &transport.TLSOptions{Trust: trust, Certificates: []tls.Certificate{crt},
+		OptionalClientCert: true})
+	if err != nil {
+		return err
+	}
+	srv, err := imapd.New(&imapd.Options{Store: store, TLSConfig: tcfg, Logger: s.logger.With("operator", sp.name, "listener", "imap"),
+		// The handshake verified a presented certificate (chain and CRL, VerifyConnection of
+		// transport.ServerConfig); EXTERNAL also needs one to have been presented.
+		VerifyPeer: func(st tls.ConnectionState) error {
+			if len(st.PeerCertificates) == 0 {
+				return errors.New("sandbox: no client certificate")
+			}
+			_, err := trust.Verify(st.PeerCertificates, x509.ExtKeyUsageClientAuth, time.Now())
+			return err
+		}})
+	if err != nil {
+		return err
+	}
+	s.imap = append(s.imap, srv)
+	l143, l993 := lns.take(sp.name, "imap"), lns.take(sp.name, "imaps")
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); srv.Serve(l143) }()
+	go func() { defer s.wg.Done(); srv.ServeTLS(l993) }()
+	return nil
+}
+
+// serveConfig is the "mssante serve" configuration of op in the sandbox (its listen addresses
+// are those of the sandbox's listeners, handed to the connector directly).
+func (s *Sandbox) serveConfig(op *Operator) string {
+	od := filepath.Dir(op.Config)
+	var b strings.Builder
+	fmt.Fprintf(&b, "# mssante dev: configuration of the %s connector (written at every start).\n", op.Name)
+	fmt.Fprintf(&b, "hostname = %q\ndomains = [%s]\nspool_dir = %q\n\n", op.Hostname, quoteList(op.Domains), filepath.Join(od, "spool"))
+	fmt.Fprintf(&b, "[tls]\ncert_file = %q\nkey_file = %q\nca_files = [%q]\nno_igc_sante_root = true\ncrl_files = [%q]\n\n",
+		op.CertFile, op.KeyFile, s.Info.CAFile, s.Info.CRLFile)
+	fmt.Fprintf(&b, "[whitelist]\nurl = %q\ncache_file = %q\nrefresh_interval = \"1m\"\nsigner = %q\n\n",
+		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"), s.Info.WhitelistSigner)
+	fmt.Fprintf(&b, "[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
+		op.Relay, op.Submission, op.SubmissionTLS)
+	for _, bal := range op.BALs {
+		fmt.Fprintf(&b, "[[bal]]\naddress = %q\n", bal.Address)
+		if bal.CertDN != "" {
+			fmt.Fprintf(&b, "cert_dn = %q\n", bal.CertDN)
+		} else {
+			fmt.Fprintf(&b, "login = %q\npassword = %q\n", bal.Address, bal.Password)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("[delivery]\nroutes = {")
+	sep := " "
+	for _, other := range s.Info.Operators {
+		if other == op {
+			continue
+		}
+		for _, d := range other.Domains {
+			fmt.Fprintf(&b, "%s%q = %q", sep, d, other.Relay)
+			sep = ", "
+		}
+	}
+	b.WriteString(" }\nconnect_timeout = \"10s\"\n\n")
+	b.WriteString("[queue]\nretry_first = \"2s\"\nretry_max = \"30s\"\ngive_up = \"1h\"\ndelay_notice = \"10m\"\n\n")
+	fmt.Fprintf(&b, "[audit]\ndir = %q\n\n[metrics]\nlisten = %q\n", filepath.Join(od, "audit"), op.Metrics)
+	return b.String()
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// Close stops every server of the sandbox and closes its stores. The state folder stays.
+func (s *Sandbox) Close() error {
+	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		for _, d := range s.connDone {
+			<-d
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, srv := range s.imap {
+			srv.Shutdown(ctx)
+		}
+		if s.httpSrv != nil {
+			s.httpSrv.Shutdown(ctx)
+		}
+		s.wg.Wait()
+		for _, st := range s.stores {
+			st.Close()
+		}
+	})
+	return nil
+}
+
+// Store returns the mailbox store of the operator named name ("hopital", "cabinet"), for tests.
+func (s *Sandbox) Store(name string) mailbox.Store {
+	for i, op := range s.Info.Operators {
+		if op.Name == name && i < len(s.stores) {
+			return s.stores[i]
+		}
+	}
+	return nil
+}
+
+// listeners opens the sandbox's listeners, on the previous run's ports when asked and free.
+type listeners struct {
+	prev *Info
+	open map[string]net.Listener
+}
+
+func (l *listeners) raw(op, name string) (net.Listener, error) {
+	addr := "127.0.0.1:0"
+	if p := l.prevAddr(op, name); p != "" {
+		if ln, err := net.Listen("tcp", p); err == nil {
+			return l.keep(op, name, ln), nil
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return l.keep(op, name, ln), nil
+}
+
+func (l *listeners) keep(op, name string, ln net.Listener) net.Listener {
+	if l.open == nil {
+		l.open = map[string]net.Listener{}
+	}
+	l.open[op+"/"+name] = ln
+	return ln
+}
+
+func (l *listeners) listen(op, name string) (string, error) {
+	ln, err := l.raw(op, name)
+	if err != nil {
+		return "", err
+	}
+	return ln.Addr().String(), nil
+}
+
+// take hands a listener over to its server (which closes it from then on).
+func (l *listeners) take(op, name string) net.Listener {
+	ln := l.open[op+"/"+name]
+	delete(l.open, op+"/"+name)
+	return ln
+}
+
+func (l *listeners) closeAll() {
+	for _, ln := range l.open {
+		ln.Close()
+	}
+}
+
+func (l *listeners) prevAddr(op, name string) string {
+	if l.prev == nil {
+		return ""
+	}
+	if op == "whitelist" {
+		if i := strings.Index(l.prev.WhitelistURL, "://"); i >= 0 {
+			host, _, _ := strings.Cut(l.prev.WhitelistURL[i+3:], "/")
+			return host
+		}
+		return ""
+	}
+	for _, o := range l.prev.Operators {
+		if o.Name != op {
+			continue
+		}
+		switch name {
+		case "relay":
+			return o.Relay
+		case "submission":
+			return o.Submission
+		case "submission_tls":
+			return o.SubmissionTLS
+		case "imap":
+			return o.IMAP
+		case "imaps":
+			return o.IMAPS
+		case "metrics":
+			return o.Metrics
+		}
+	}
+	return ""
+}
+
+// leaf returns the leaf stored as dir/base.{crt,key}.pem when it was issued by pki and is valid
+// for more than renewWithin, else issues a new one with issue and writes it.
+func leaf(dir, base string, pki *testpki.PKI, issue func() (*testpki.Leaf, error)) (*testpki.Leaf, error) {
+	certPath := filepath.Join(dir, base+".crt.pem")
+	keyPath := filepath.Join(dir, base+".key.pem")
+	if tc, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && tc.Leaf != nil {
+		c := tc.Leaf
+		key, isSigner := tc.PrivateKey.(crypto.Signer)
+		if isSigner && c.CheckSignatureFrom(pki.Intermediate) == nil && time.Until(c.NotAfter) > renewWithin {
+			return &testpki.Leaf{Cert: c, Key: key, Chain: []*x509.Certificate{c, pki.Intermediate}}, nil
+		}
+	}
+	l, err := issue()
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := l.WriteFiles(dir, base); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// password returns the password kept in path, creating a random one the first time.
+func password(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	r := make([]byte, 12)
+	rand.Read(r)
+	pw := hex.EncodeToString(r)
+	return pw, writeAtomic(path, []byte(pw+"\n"))
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, append(b, '\n'))
+}
+
+// writeAtomic writes b to path through a temporary file and a rename.
+func writeAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
