@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/mssante-go/sdk/mssante"
 	"io"
 	"net"
 	"os"
@@ -46,6 +47,11 @@ func TestTwoConnectorsRelay(t *testing.T) {
 	// the success DSN back to a's BAL, with a null sender, over the relay.
 	waitFor(t, "success DSN to a's BAL", func() bool { return a.count(a.bal) == 1 })
 	dsn := a.read(t, a.bal)[0]
+	parsed, _, err := mssante.ParseDSN(strings.NewReader(dsn), nil)
+	if err != nil || parsed.ReportingMTA != "mx.b.mssante.test" || len(parsed.Recipients) != 1 ||
+		parsed.Recipients[0].Action != mssante.ActionDelivered || parsed.Recipients[0].FinalRecipient != "dr@b.mssante.test" {
+		t.Fatalf("DSN does not parse back: %v %+v", err, parsed)
+	}
 	for _, want := range []string{"report-type=delivery-status", "Action: delivered", "Reporting-MTA: dns; mx.b.mssante.test", "Final-Recipient: rfc822; dr@b.mssante.test", "Status: 2.0.0"} {
 		if !strings.Contains(dsn, want) {
 			t.Errorf("DSN lacks %q:\n%s", want, dsn)
