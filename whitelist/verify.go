@@ -65,7 +65,9 @@ type VerifyOptions struct {
 	Signer string
 	// At returns the verification time for the signer certificate. Nil means time.Now.
 	At func() time.Time
-	// UseListDate verifies the signer at the list's own DateDeGeneration instead of At.
+	// UseListDate verifies the signer at the list's own DateDeGeneration instead of At. Meant
+	// for archived lists: the date is the signer's own claim, so whoever held the key of an
+	// expired certificate could backdate a list; a Store's rollback refusal limits that.
 	UseListDate bool
 	// CRLs are revocation lists; the one issued by the signer's issuer (and signed by it when
 	// the chain is known) is checked, a signer revoked at any time is refused.

@@ -321,7 +321,15 @@ func TestTamperedRealList(t *testing.T) {
 	data := readReal(t)
 	xmlsec := testenv.Require(t, "xmlsec1")
 	dir := t.TempDir()
-	for _, tc := range tampers("1001-services", "SAAD 1001")[:11] { // the edits the issue names; the rest run on the test list
+	// The edits the issue names (each verification of the real file is slow under -race); the
+	// others run on the test list.
+	named := map[string]bool{"changed character in Nom": true, "Domaine added": true, "Domaine removed": true,
+		"Domaine moved": true, "whitespace inside a text node": true, "signature removed": true,
+		"second Signature": true, "wrapped copy of the signed content in the Signature": true}
+	for _, tc := range tampers("1001-services", "SAAD 1001") {
+		if !named[tc.name] {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			bad := tc.edit(t, data)
 			_, err := Verify(bytes.NewReader(bad), realOpts(t))
