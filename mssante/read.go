@@ -96,7 +96,8 @@ func ReadMessage(r io.Reader, opts *ReadOptions) (*Message, error) {
 
 func readMessage(lr *limitReader, o ReadOptions) (*Message, error) {
 	hl := &limitReader{r: lr, n: o.MaxHeaderBytes}
-	br := bufio.NewReaderSize(hl, 32<<10)
+	// 4 KB, the size of go-message's multipart buffer: its reads then bypass this one.
+	br := bufio.NewReaderSize(hl, 4096)
 	th, err := textproto.ReadHeader(br)
 	if hl.over {
 		return nil, fmt.Errorf("%w: header longer than %d bytes", ErrMalformed, o.MaxHeaderBytes)
@@ -342,22 +343,17 @@ var (
 	blockPool = sync.Pool{New: func() any { b := make([]byte, 0, outBlock); return &b }}
 )
 
-// decodeBase64 decodes a base64 body as it streams in: chunks of input lose their line ends
-// and blanks and are decoded at once (the stdlib streaming decoder filters line ends a few
-// bytes at a time and costs several times more), into pooled blocks that are copied into one
-// slice of the exact size at the end. Memory: the result plus about one block per MB.
+// decodeBase64 decodes a base64 body as it streams in, a line at a time straight from the
+// input chunk (the stdlib streaming decoder filters line ends a few bytes at a time and costs
+// several times more), into pooled blocks copied into one slice of the exact size at the end.
+// Memory: the result plus about one block per MB. Data after the final padding is refused.
 func decodeBase64(r io.Reader) ([]byte, error) {
 	rp := rawPool.Get().(*[]byte)
 	defer rawPool.Put(rp)
 	raw := *rp
-	var blocks []*[]byte
-	defer func() {
-		for _, b := range blocks {
-			*b = (*b)[:0]
-			blockPool.Put(b)
-		}
-	}()
-	total, carry := 0, 0
+	d := &b64{}
+	defer d.release()
+	carry := 0
 	for eof := false; !eof; {
 		n, err := io.ReadFull(r, raw[carry:])
 		switch err {
@@ -367,32 +363,107 @@ func decodeBase64(r io.Reader) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("%w: body: %w", ErrMalformed, err)
 		}
-		chunk := stripLineEnds(raw[:carry+n])
-		if bytes.IndexByte(chunk, ' ') >= 0 || bytes.IndexByte(chunk, '\t') >= 0 {
-			chunk = stripSpace(chunk)
-		}
-		use := len(chunk)
-		if !eof {
-			use -= use % 4
-		}
-		if use > 0 {
-			if len(blocks) == 0 || cap(*blocks[len(blocks)-1])-len(*blocks[len(blocks)-1]) < use {
-				blocks = append(blocks, blockPool.Get().(*[]byte))
+		buf := raw[:carry+n]
+		for {
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				break
 			}
-			b := blocks[len(blocks)-1]
-			dst := (*b)[len(*b) : len(*b)+base64.StdEncoding.DecodedLen(use)]
-			m, err := base64.StdEncoding.Decode(dst, chunk[:use])
-			if err != nil {
-				return nil, fmt.Errorf("%w: base64: %v", ErrMalformed, err)
+			if err := d.segment(buf[:i]); err != nil {
+				return nil, err
 			}
-			*b = (*b)[:len(*b)+m]
-			total += m
+			buf = buf[i+1:]
 		}
-		carry = copy(raw, chunk[use:])
+		if eof || len(buf) > len(raw)/2 {
+			// The last line, or a line too long to carry: take it whole (its tail quantum
+			// waits in d.pend).
+			if err := d.segment(buf); err != nil {
+				return nil, err
+			}
+			buf = nil
+		}
+		carry = copy(raw, buf)
 	}
-	out := make([]byte, total)
+	return d.finish()
+}
+
+// b64 is the state of decodeBase64.
+type b64 struct {
+	blocks []*[]byte
+	total  int
+	pend   [4]byte
+	npend  int
+	ended  bool // padding seen
+}
+
+func (d *b64) release() {
+	for _, b := range d.blocks {
+		*b = (*b)[:0]
+		blockPool.Put(b)
+	}
+}
+
+// segment decodes one line (line end excluded).
+func (d *b64) segment(s []byte) error {
+	if len(s) > 0 && s[len(s)-1] == '\r' {
+		s = s[:len(s)-1]
+	}
+	if d.npend == 0 && len(s)%4 == 0 && d.decode(s) == nil {
+		return nil // the common line: whole quanta, nothing odd
+	}
+	if bytes.IndexByte(s, ' ') >= 0 || bytes.IndexByte(s, '\t') >= 0 || bytes.IndexByte(s, '\r') >= 0 {
+		s = stripSpace(append([]byte(nil), s...))
+	}
+	for d.npend > 0 && len(s) > 0 {
+		d.pend[d.npend] = s[0]
+		d.npend++
+		s = s[1:]
+		if d.npend == 4 {
+			d.npend = 0
+			if err := d.decode(d.pend[:]); err != nil {
+				return err
+			}
+		}
+	}
+	if len(s) == 0 {
+		return nil
+	}
+	k := len(s) - len(s)%4
+	if err := d.decode(s[:k]); err != nil {
+		return err
+	}
+	d.npend = copy(d.pend[:], s[k:])
+	return nil
+}
+
+func (d *b64) decode(q []byte) error {
+	if len(q) == 0 {
+		return nil
+	}
+	if d.ended {
+		return fmt.Errorf("%w: base64: data after the final padding", ErrMalformed)
+	}
+	if len(d.blocks) == 0 || cap(*d.blocks[len(d.blocks)-1])-len(*d.blocks[len(d.blocks)-1]) < len(q) {
+		d.blocks = append(d.blocks, blockPool.Get().(*[]byte))
+	}
+	b := d.blocks[len(d.blocks)-1]
+	n, err := base64.StdEncoding.Decode((*b)[len(*b):cap(*b)], q)
+	if err != nil {
+		return fmt.Errorf("%w: base64: %v", ErrMalformed, err)
+	}
+	*b = (*b)[:len(*b)+n]
+	d.total += n
+	d.ended = q[len(q)-1] == '='
+	return nil
+}
+
+func (d *b64) finish() ([]byte, error) {
+	if d.npend != 0 {
+		return nil, fmt.Errorf("%w: base64: truncated", ErrMalformed)
+	}
+	out := make([]byte, d.total)
 	w := 0
-	for _, b := range blocks {
+	for _, b := range d.blocks {
 		w += copy(out[w:], *b)
 	}
 	return out, nil
