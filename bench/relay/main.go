@@ -2,7 +2,8 @@
 // "mssante serve" against Postfix configured the same way (client certificate required, queue
 // and Maildir on the same disk), with load from Postfix's smtp-source.
 //
-//	relay setup DIR        writes a test PKI, a signed whitelist, serve.toml and Postfix files
+//	relay setup DIR        writes a test PKI, a signed whitelist and serve.toml (port $SERVE_PORT)
+//	relay port             prints a free loopback TCP port
 //	relay proxy FLAGS      plaintext in, STARTTLS with our client certificate out, and the
 //	                       accept latency of every message (end of DATA → reply) to a file
 //
@@ -43,6 +44,12 @@ func main() {
 		err = setup(os.Args[2])
 	case "proxy":
 		err = proxy(os.Args[2:])
+	case "port":
+		var l net.Listener
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			fmt.Println(l.Addr().(*net.TCPAddr).Port)
+			l.Close()
+		}
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

@@ -31,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port() { "$W/relay" port; }
 wait_port() {
 	for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done
 	echo "port $1 not open"; cat "$W/serve.log" "$W/proxy.log" "$W/postfix/maillog" 2>/dev/null | tail -20; exit 1
