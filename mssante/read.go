@@ -269,10 +269,11 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 		rd.dsnFields = data
 	case mt == "message/disposition-notification" || mt == "message/global-disposition-notification":
 		rd.mdnFields = data
-	case mt == "message/rfc822" || mt == "text/rfc822-headers" || mt == "message/global" || mt == "message/global-headers":
-		if rd.m.Original == nil {
-			rd.m.Original = data
-		}
+	case (mt == "message/rfc822" || mt == "text/rfc822-headers" || mt == "message/global" || mt == "message/global-headers") &&
+		(rd.report != "" || rd.m.Kind == KindIntegrationError) && rd.m.Original == nil:
+		// The returned message of a report or error mail; elsewhere a forwarded message is an
+		// ordinary attachment.
+		rd.m.Original = data
 	case !attached && mt == "text/plain" && rd.m.Text == "":
 		rd.m.Text = normalizeNewlines(data)
 	case !attached && mt == "text/html" && rd.m.HTML == "":

@@ -206,3 +206,15 @@ func TestDecodeBase64InPlace(t *testing.T) {
 		t.Error("bad base64 accepted")
 	}
 }
+
+func TestForwardedMessageIsAnAttachment(t *testing.T) {
+	raw := top + "Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: text/plain\r\n\r\nvoir ci-joint\r\n" +
+		"--q\r\nContent-Type: message/rfc822\r\n\r\nFrom: x@y.fr\r\n\r\ninner\r\n--q--\r\n"
+	m, err := ReadMessage(strings.NewReader(raw), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Original != nil || len(m.Attachments) != 1 || m.Attachments[0].ContentType != "message/rfc822" || m.Kind != KindOrdinary {
+		t.Errorf("original %q attachments %+v", m.Original, m.Attachments)
+	}
+}
