@@ -33,8 +33,19 @@ func TestTwoConnectorsRelay(t *testing.T) {
 	route(a, b)
 	route(b, a)
 
-	ro := &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure}}
-	if got := submit(t, a, []string{"dr@b.mssante.test"}, msg(a.bal, "dr@b.mssante.test", "a2b"), ro); got != "ok" {
+	// DSN parameters: NOTIFY, ORCPT, RET and ENVID travel with the message to b, which
+	// honours them in its success DSN.
+	ro := &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure},
+		OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "secretariat@b.mssante.test"}
+	c, err := dialSMTP(t, a.subAddr, clientTLS(a.balCert, testPKI(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewExternalClient("")); err != nil {
+		t.Fatal(err)
+	}
+	mo := &smtp.MailOptions{Return: smtp.DSNReturnHeaders, EnvelopeID: "envid-a2b"}
+	if got := send(c, a.bal, []string{"dr@b.mssante.test"}, msg(a.bal, "dr@b.mssante.test", "a2b"), mo, ro); got != "ok" {
 		t.Fatalf("submit a→b: %s", got)
 	}
 	if got := submit(t, b, []string{"dr@a.mssante.test", "bal@b.mssante.test"}, msg(b.bal, "dr@a.mssante.test", "b2a"), nil); got != "ok" {
@@ -51,6 +62,12 @@ func TestTwoConnectorsRelay(t *testing.T) {
 	if err != nil || parsed.ReportingMTA != "mx.b.mssante.test" || len(parsed.Recipients) != 1 ||
 		parsed.Recipients[0].Action != mssante.ActionDelivered || parsed.Recipients[0].FinalRecipient != "dr@b.mssante.test" {
 		t.Fatalf("DSN does not parse back: %v %+v", err, parsed)
+	}
+	if parsed.OriginalEnvelopeID != "envid-a2b" || parsed.Recipients[0].OriginalRecipient != "secretariat@b.mssante.test" {
+		t.Errorf("ENVID/ORCPT not honoured: %+v", parsed)
+	}
+	if !strings.Contains(dsn, "text/rfc822-headers") || strings.Contains(dsn, "body line") {
+		t.Errorf("RET=HDRS not honoured:\n%s", dsn)
 	}
 	for _, want := range []string{"report-type=delivery-status", "Action: delivered", "Reporting-MTA: dns; mx.b.mssante.test", "Final-Recipient: rfc822; dr@b.mssante.test", "Status: 2.0.0"} {
 		if !strings.Contains(dsn, want) {
