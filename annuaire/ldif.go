@@ -227,3 +227,40 @@ func escapeDN(s string) string {
 	}
 	return b.String()
 }
+
+// SchemaLDIF returns [Schema] as an LDIF entry for an OpenLDAP configured through cn=config
+// (ldapadd -Y EXTERNAL -H ldapi:/// -f mssante.ldif, or slapadd -n0 before first start).
+func SchemaLDIF() string {
+	var b strings.Builder
+	b.WriteString("dn: cn=mssante,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: mssante\n")
+	var def []string
+	flush := func() {
+		if len(def) == 0 {
+			return
+		}
+		kind := "olcAttributeTypes"
+		if strings.HasPrefix(def[0], "objectclass") {
+			kind = "olcObjectClasses"
+		}
+		_, first, _ := strings.Cut(def[0], " ")
+		b.WriteString(kind + ": " + first + "\n")
+		for _, l := range def[1:] {
+			b.WriteString("  " + l + "\n") // an LDIF continuation: one space, then the text
+		}
+		def = nil
+	}
+	for _, line := range strings.Split(Schema, "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case t == "" || strings.HasPrefix(t, "#"):
+			flush()
+		case strings.HasPrefix(t, "attributetype") || strings.HasPrefix(t, "objectclass"):
+			flush()
+			def = append(def, t)
+		default:
+			def = append(def, t)
+		}
+	}
+	flush()
+	return b.String()
+}

@@ -193,3 +193,48 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// TestSchemaLDIF loads SchemaLDIF into a cn=config directory with slapadd and checks the
+// configuration with slaptest: OpenLDAP itself parses the LDIF form of the schema.
+func TestSchemaLDIF(t *testing.T) {
+	slapadd := testenv.Require(t, "slapadd")
+	slaptest := testenv.Require(t, "slaptest")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "slapd.d")
+	os.Mkdir(cfg, 0o700)
+	os.WriteFile(filepath.Join(dir, "mssante.ldif"), []byte(SchemaLDIF()), 0o600)
+	config := fmt.Sprintf(`dn: cn=config
+objectClass: olcGlobal
+cn: config
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+
+include: file:///etc/ldap/schema/cosine.ldif
+
+include: file://%s/mssante.ldif
+
+dn: olcDatabase={0}config,cn=config
+objectClass: olcDatabaseConfig
+olcDatabase: {0}config
+`, dir)
+	os.WriteFile(filepath.Join(dir, "config.ldif"), []byte(config), 0o600)
+	if out, err := exec.Command(slapadd, "-n0", "-F", cfg, "-l", filepath.Join(dir, "config.ldif")).CombinedOutput(); err != nil {
+		t.Fatalf("slapadd: %v\n%s", err, out)
+	}
+	out, err := exec.Command(slaptest, "-F", cfg, "-u").CombinedOutput()
+	if err != nil {
+		t.Fatalf("slaptest: %v\n%s", err, out)
+	}
+	// The committed LDIF is this one.
+	if committed, err := os.ReadFile("schema/mssante.ldif"); err != nil || string(committed) != SchemaLDIF() {
+		t.Errorf("schema/mssante.ldif differs from SchemaLDIF() (regenerate it: mssante annuaire schema --ldif): %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(cfg, "cn=config", "cn=schema", "cn={2}mssante.ldif"))
+	if err != nil || !strings.Contains(string(got), "NAME 'mssanteBAL'") || strings.Count(string(got), "olcAttributeTypes:") != 27 {
+		t.Fatalf("schema not stored as expected: %v\n%s", err, got)
+	}
+}

@@ -21,7 +21,7 @@ import (
 const annuaireUsage = `search --source SRC [criteria] [--json]
        mssante annuaire fetch [--dir D] [--url U] [--ca F]
        mssante annuaire export-ldif [--base-dn DN] [--base-entry] [--out F] EXTRACTION
-       mssante annuaire schema
+       mssante annuaire schema [--ldif]
 
 search finds BALs in the Annuaire Santé and prints a table (or JSON lines with --json).
 SRC is one of:
@@ -36,6 +36,7 @@ fetch downloads the current extraction into --dir (skipped when already there) w
 progress bar on stderr, and prints its path. The server is checked against the IGC-Santé root
 (or --ca). export-ldif writes the extraction as LDIF for the default schema, so that a
 structure can load it into its own OpenLDAP (slapadd -l, or ldapadd) every night.
+schema prints the default LDAP schema (slapd.conf include format, or cn=config LDIF).
 search exits 1 when nothing is found, 2 on a bad query.`
 
 func runAnnuaire(ctx context.Context, e *env, args []string) error {
@@ -51,6 +52,10 @@ func runAnnuaire(ctx context.Context, e *env, args []string) error {
 	case "export-ldif":
 		return annuaireExportLDIF(e, args[1:])
 	case "schema":
+		if len(args) > 1 && args[1] == "--ldif" {
+			_, err := io.WriteString(e.stdout, annuaire.SchemaLDIF())
+			return err
+		}
 		_, err := io.WriteString(e.stdout, annuaire.Schema)
 		return err
 	case "-h", "--help", "help":

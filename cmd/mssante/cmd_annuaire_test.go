@@ -64,8 +64,11 @@ func TestAnnuaireExportLDIF(t *testing.T) {
 	if code, _, stderr := runCmd(t, "annuaire", "export-ldif", bad); code != 1 || !strings.Contains(stderr, "unexpected extraction format") {
 		t.Errorf("bad file: exit %d, %q", code, stderr)
 	}
-	if code, _, _ := runCmd(t, "annuaire", "schema"); code != 0 {
+	if code, out, _ := runCmd(t, "annuaire", "schema"); code != 0 || !strings.Contains(out, "objectclass ( ") {
 		t.Error("schema")
+	}
+	if code, out, _ := runCmd(t, "annuaire", "schema", "--ldif"); code != 0 || !strings.HasPrefix(out, "dn: cn=mssante,cn=schema,cn=config\n") {
+		t.Error("schema --ldif")
 	}
 }
 
