@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"github.com/mssante-go/sdk/mssante"
 	"io"
 	"net"
@@ -600,5 +602,41 @@ func TestSubmissionImplicitTLS(t *testing.T) {
 	buf, _ := io.ReadAll(raw)
 	if strings.HasPrefix(string(buf), "220") || strings.HasPrefix(string(buf), "250") {
 		t.Fatalf("plaintext answered: %q", buf)
+	}
+}
+
+// Per-destination limit and connection reuse: with one transaction at a time to b, five
+// messages delivered by four workers all travel over one TLS connection.
+func TestDeliveryReuseAndLimit(t *testing.T) {
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	route(a, b)
+	a.delivery.opts.MaxPerDestination = 1
+	for i := 0; i < 5; i++ {
+		if got := submit(t, a, []string{"dr@b.mssante.test"}, msg(a.bal, "dr@b.mssante.test", fmt.Sprint("m", i)), nil); got != "ok" {
+			t.Fatal(got)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.q.Run(ctx, a.delivery, &queue.RunOptions{Workers: 4}) }()
+	waitFor(t, "five messages at b", func() bool { return b.q.Stats().Messages == 5 })
+	cancel()
+	<-done
+	b.audit.Close()
+	log, _ := os.ReadFile(filepath.Join(b.auditDir, "audit.jsonl"))
+	peers := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Event == EventQueued {
+			peers[r.PeerAddr] = true
+		}
+	}
+	if len(peers) != 1 {
+		t.Fatalf("messages came over %d connections: %v", len(peers), peers)
 	}
 }
