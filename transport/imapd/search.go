@@ -23,7 +23,26 @@ type candidate struct {
 	total  uint32
 	maxUID uint32
 	msg    *mailbox.Message
+	hdr    []byte // indexed header block, nil when not indexed
 	c      *content
+}
+
+// needsHeader reports whether criteria read header fields (HEADER, FROM, SENTSINCE, …).
+func needsHeader(cr *imap.SearchCriteria) bool {
+	if len(cr.Header) > 0 || !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+		return true
+	}
+	for i := range cr.Not {
+		if needsHeader(&cr.Not[i]) {
+			return true
+		}
+	}
+	for i := range cr.Or {
+		if needsHeader(&cr.Or[i][0]) || needsHeader(&cr.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *candidate) release() {
@@ -34,7 +53,7 @@ func (c *candidate) release() {
 
 func (c *candidate) content() *content {
 	if c.c == nil {
-		c.c = &content{s: c.s, uid: c.msg.UID}
+		c.c = &content{s: c.s, uid: c.msg.UID, raw: c.hdr}
 	}
 	return c.c
 }

@@ -801,6 +801,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if err != nil {
 		return nil, err
 	}
+	var hdrs map[uint32][]byte
+	if needsHeader(criteria) {
+		if hdrs, err = s.store().Headers(ctx(), sel.id); err != nil {
+			return nil, err
+		}
+	}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	data := &imap.SearchData{}
@@ -809,7 +815,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		if !ok {
 			continue
 		}
-		c := &candidate{s: s, seq: uint32(i + 1), msg: m, total: uint32(len(sel.uids)), maxUID: sel.uids[len(sel.uids)-1]}
+		c := &candidate{s: s, seq: uint32(i + 1), msg: m, total: uint32(len(sel.uids)), maxUID: sel.uids[len(sel.uids)-1], hdr: hdrs[uid]}
 		ok, err := c.match(criteria)
 		c.release()
 		if err != nil {
@@ -884,22 +890,28 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 		}
 	}
+	var hdrs map[uint32][]byte
+	if options.Envelope {
+		if hdrs, err = s.store().Headers(ctx(), sel.id); err != nil {
+			return err
+		}
+	}
 	for _, t := range ts {
 		m, ok := idx[t.uid]
 		if !ok {
 			continue // expunged by another session, not yet reported to this one
 		}
-		if err := s.fetchOne(w, t, m, options, seenChanged[t.uid]); err != nil {
+		if err := s.fetchOne(w, t, m, options, seenChanged[t.uid], hdrs[t.uid]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool) (err error) {
-	c := &content{s: s, uid: t.uid}
+func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool, hdr []byte) (err error) {
+	c := &content{s: s, uid: t.uid, raw: hdr}
 	defer c.close()
-	if options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+	if (options.Envelope && hdr == nil) || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
 		// Open the message before starting its response: once open it stays readable even if
 		// another session expunges it; if it is already gone, it is left out.
@@ -1007,6 +1019,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 type content struct {
 	s    *session
 	uid  uint32
+	raw  []byte // the indexed header block, when known
 	f    io.ReadSeekCloser
 	size int64
 	buf  []byte
@@ -1057,6 +1070,8 @@ func (c *content) header() (textproto.Header, error) {
 	var r io.Reader
 	if c.buf != nil {
 		r = bytes.NewReader(c.buf)
+	} else if c.raw != nil {
+		r = bytes.NewReader(c.raw)
 	} else {
 		f, size, err := c.file()
 		if err != nil {

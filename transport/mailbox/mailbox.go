@@ -260,6 +260,10 @@ type Store interface {
 	// Messages returns the index entries of a folder in UID order, only those changed after
 	// sinceModSeq when it is not 0.
 	Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint64) ([]Message, error)
+	// Headers returns the header blocks of a folder's messages (blank line included), for
+	// SEARCH and ENVELOPE without opening the files; a message whose header is not indexed
+	// (longer than 64 KiB) is absent.
+	Headers(ctx context.Context, mbox MailboxID) (map[uint32][]byte, error)
 	// Open returns a message's content.
 	Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadSeekCloser, int64, error)
 	// StoreFlags changes the flags of the listed messages and returns their new entries.

@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/pbkdf2"
 	"crypto/rand"
@@ -90,6 +91,7 @@ CREATE TABLE IF NOT EXISTS message (
 	flags TEXT NOT NULL DEFAULT '',
 	modseq INTEGER NOT NULL,
 	delivery TEXT,
+	header BLOB,
 	PRIMARY KEY (mailbox, uid)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS message_delivery ON message(mailbox, delivery) WHERE delivery IS NOT NULL;
@@ -755,8 +757,36 @@ func newBlobName() string {
 	return h[:2] + "/" + h[2:]
 }
 
+// maxIndexedHeader bounds the header block kept in the index for SEARCH and ENVELOPE.
+const maxIndexedHeader = 64 << 10
+
+// headerCapture keeps the start of a message until its header ends (or the bound is reached).
+type headerCapture struct{ buf []byte }
+
+func (h *headerCapture) Write(p []byte) (int, error) {
+	if room := maxIndexedHeader - len(h.buf); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		h.buf = append(h.buf, p[:room]...)
+	}
+	return len(p), nil
+}
+
+// header returns the header block, blank line included, or nil when it does not end within
+// the bound (the message is then read from its file).
+func (h *headerCapture) header() []byte {
+	if i := bytes.Index(h.buf, []byte("\r\n\r\n")); i >= 0 {
+		return h.buf[:i+4]
+	}
+	if i := bytes.Index(h.buf, []byte("\n\n")); i >= 0 {
+		return h.buf[:i+2]
+	}
+	return nil
+}
+
 // writeBlob streams r to a new message file, fsynced and in place, and returns its name and size.
-func (s *SQLite) writeBlob(r io.Reader, max int64) (string, int64, error) {
+func (s *SQLite) writeBlob(r io.Reader, max int64, hc *headerCapture) (string, int64, error) {
 	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "msg-")
 	if err != nil {
 		return "", 0, fmt.Errorf("mailbox: %w", err)
@@ -767,7 +797,7 @@ func (s *SQLite) writeBlob(r io.Reader, max int64) (string, int64, error) {
 		os.Remove(tmp)
 		return "", 0, err
 	}
-	n, err := io.Copy(f, io.LimitReader(r, max+1))
+	n, err := io.Copy(io.MultiWriter(f, hc), io.LimitReader(r, max+1))
 	if err != nil {
 		return fail(fmt.Errorf("mailbox: write message: %w", err))
 	}
@@ -857,7 +887,8 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 	if _, err := s.mailboxID(ctx, s.db, bal, mailbox); err != nil {
 		return nil, err
 	}
-	blob, size, err := s.writeBlob(r, max)
+	var hc headerCapture
+	blob, size, err := s.writeBlob(r, max, &hc)
 	if err != nil {
 		return nil, err
 	}
@@ -897,8 +928,8 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 		if o.DeliveryID != "" {
 			delivery = o.DeliveryID
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,delivery) VALUES (?,?,?,?,?,?,?,?)`,
-			id, uid, blob, size, date.UnixMilli(), flags, ms, delivery); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,delivery,header) VALUES (?,?,?,?,?,?,?,?,?)`,
+			id, uid, blob, size, date.UnixMilli(), flags, ms, delivery, hc.header()); err != nil {
 			return nil, fmt.Errorf("mailbox: append: %w", err)
 		}
 		res.UID, res.Size = uid, size
@@ -931,6 +962,25 @@ func (s *SQLite) Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint6
 		m.InternalDate = time.UnixMilli(internal)
 		m.Flags = splitFlags(flags)
 		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Headers implements Store.
+func (s *SQLite) Headers(ctx context.Context, mbox MailboxID) (map[uint32][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT uid, header FROM message WHERE mailbox=? AND header IS NOT NULL`, mbox)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[uint32][]byte)
+	for rows.Next() {
+		var uid uint32
+		var h []byte
+		if err := rows.Scan(&uid, &h); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		out[uid] = h
 	}
 	return out, rows.Err()
 }
@@ -1025,7 +1075,7 @@ func (s *SQLite) copyTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids []
 	if err != nil {
 		return 0, err
 	}
-	sel, err := tx.PrepareContext(ctx, `SELECT blob, size, internal, flags FROM message WHERE mailbox=? AND uid=?`)
+	sel, err := tx.PrepareContext(ctx, `SELECT blob, size, internal, flags, header FROM message WHERE mailbox=? AND uid=?`)
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: %w", err)
 	}
@@ -1034,7 +1084,8 @@ func (s *SQLite) copyTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids []
 	for _, uid := range uids {
 		var blob, flags string
 		var size, internal int64
-		if err := sel.QueryRowContext(ctx, mbox, uid).Scan(&blob, &size, &internal, &flags); err != nil {
+		var header []byte
+		if err := sel.QueryRowContext(ctx, mbox, uid).Scan(&blob, &size, &internal, &flags, &header); err != nil {
 			continue
 		}
 		nb := newBlobName()
@@ -1049,8 +1100,8 @@ func (s *SQLite) copyTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids []
 		if err := tx.QueryRowContext(ctx, `UPDATE mailbox SET uidnext=uidnext+1 WHERE id=? RETURNING uidnext-1, uidvalidity`, did).Scan(&nuid, &res.UIDValidity); err != nil {
 			return 0, fmt.Errorf("mailbox: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq) VALUES (?,?,?,?,?,?,?)`,
-			did, nuid, nb, size, internal, flags, ms); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,header) VALUES (?,?,?,?,?,?,?,?)`,
+			did, nuid, nb, size, internal, flags, ms, header); err != nil {
 			return 0, fmt.Errorf("mailbox: copy: %w", err)
 		}
 		res.SourceUIDs = append(res.SourceUIDs, uid)

@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -322,9 +323,12 @@ func TestCrashDuringDelivery(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		buf := make([]byte, 64)
-		out.Read(buf) // the child says when it has started delivering
-		time.Sleep(time.Duration(30+round*40) * time.Millisecond)
+		// the child says when its first delivery of this round is committed; the kill then
+		// lands at some point of the following ones
+		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(5+round*20) * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
 	}
@@ -364,11 +368,13 @@ func crashChild(dir string) {
 	if err != nil {
 		os.Exit(3)
 	}
-	os.Stdout.WriteString("started\n")
 	body := strings.Repeat("x", 20000)
 	for i := 0; ; i++ {
 		id := fmt.Sprintf("q-%d", i%200)
 		m := "X-Id: " + id + "\r\n\r\n" + body + "END\r\n"
-		s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(m), &AppendOptions{DeliveryID: id})
+		_, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(m), &AppendOptions{DeliveryID: id})
+		if i == 0 && err == nil {
+			os.Stdout.WriteString("delivered\n")
+		}
 	}
 }
