@@ -52,7 +52,8 @@ func ParseAddress(s string) (Address, error) {
 	}
 	a, err := mail.ParseAddress(s)
 	if err != nil {
-		return Address{}, fmt.Errorf("%w: %v", ErrAddress, err)
+		// Not the parser's text: it may quote the address, and a patient address holds an INS.
+		return Address{}, fmt.Errorf("%w: not an RFC 5322 address", ErrAddress)
 	}
 	return NewAddress(a.Name, a.Address)
 }

@@ -152,3 +152,21 @@ func FuzzParseNationalID(f *testing.F) {
 		}
 	})
 }
+
+// Errors may end up in logs: they must not carry an INS or a patient's name.
+func TestErrorsCarryNoHealthData(t *testing.T) {
+	_, err := ParseAddress("146026322000196@patient.mssante.fr, 279035121518989@patient.mssante.fr")
+	if err == nil || strings.Contains(err.Error(), "146026322000196") || strings.Contains(err.Error(), "279035121518989") {
+		t.Errorf("address error: %v", err)
+	}
+	m := sampleMessage()
+	m.Subject = "autre sujet"
+	_, err = m.WriteTo(&strings.Builder{}, nil)
+	if err == nil || strings.Contains(strings.ToUpper(err.Error()), "PAT-TROIS") || strings.Contains(err.Error(), "Dominique") {
+		t.Errorf("compose error: %v", err)
+	}
+	_, err = ReadMessage(strings.NewReader("From: a@b.fr\r\nTo: 146026322000196@patient.mssante.fr <\r\n\r\nx"), nil)
+	if err == nil || strings.Contains(err.Error(), "146026322000196") {
+		t.Errorf("read error: %v", err)
+	}
+}

@@ -316,7 +316,8 @@ func (m *Message) prepare(opts *ComposeOptions) (*Message, error) {
 			return nil, err
 		}
 		if c.Subject != "" && c.Subject != subject {
-			return nil, fmt.Errorf("%w: with documents the subject is %q, not the one given", ErrInvalidMessage, subject)
+			// The subject names the patient: not in the error, which may be logged.
+			return nil, fmt.Errorf("%w: with documents the subject is computed (XDM/1.0/DDM+…); leave Subject empty", ErrInvalidMessage)
 		}
 		c.Subject = subject
 	}

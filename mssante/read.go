@@ -128,7 +128,7 @@ func (m *Message) readHeader(h mail.Header) error {
 	addrs := func(key string) ([]Address, error) {
 		list, err := h.AddressList(key)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
+			return nil, fmt.Errorf("%w: %s: not an address list", ErrMalformed, key) // no address text: it may hold an INS
 		}
 		out := make([]Address, 0, len(list))
 		for _, a := range list {
