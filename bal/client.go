@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -146,6 +147,9 @@ type Client struct {
 	discoverErr  error
 
 	box *outbox
+
+	// sessions counts the IMAP sessions opened (for tests and metrics).
+	sessions atomic.Int64
 
 	// smtpMu serialises use of the kept-alive submission connection.
 	smtpMu sync.Mutex
@@ -314,7 +318,8 @@ func (c *Client) dial(ctx context.Context, ep Endpoint) (net.Conn, *tls.Config, 
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			conn.Close()
-			return nil, nil, fmt.Errorf("%w: %s: %w", ErrTLS, ep.Addr, err)
+			// Trust failures are final; a reset or a timeout is retried.
+			return nil, nil, tlsError(fmt.Errorf("bal: TLS with %s: %w", ep.Addr, err))
 		}
 		return tc, cfg, nil
 	}

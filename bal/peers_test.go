@@ -212,6 +212,7 @@ instance_name = dovecot-bal-%[2]d
 log_path = %[1]s/dv/dovecot.log
 protocols = imap
 listen = 127.0.0.1
+shutdown_clients = yes
 ssl = required
 ssl_cert = <%[1]s/pki/server.crt.pem
 ssl_key = <%[1]s/pki/server.key.pem
@@ -272,17 +273,27 @@ func (m *mailPeers) startDovecot(t testing.TB) {
 	waitListen(t, m.imap, m.imaps)
 }
 
-// stopDovecot kills the master (its children follow) and waits until the ports close.
+// stopDovecot kills the master and its children (the imap processes of connected clients
+// outlive a master stopped alone) and waits until they are gone.
 func (m *mailPeers) stopDovecot() {
 	b, err := os.ReadFile(m.dovePID)
 	if err != nil {
 		return
 	}
 	pid := strings.TrimSpace(string(b))
-	exec.Command("kill", pid).Run()
+	children, _ := exec.Command("pgrep", "-P", pid).Output()
+	pids := append([]string{pid}, strings.Fields(string(children))...)
+	exec.Command("kill", pids...).Run()
 	for i := 0; i < 100; i++ {
-		if exec.Command("kill", "-0", pid).Run() != nil {
-			return
+		if exec.Command("kill", append([]string{"-0"}, pids...)...).Run() != nil {
+			// kill -0 fails as soon as one is gone; check each.
+			alive := false
+			for _, p := range pids {
+				alive = alive || exec.Command("kill", "-0", p).Run() == nil
+			}
+			if !alive {
+				return
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

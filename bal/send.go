@@ -429,7 +429,7 @@ func (c *Client) openSMTP(ctx context.Context) (*smtpConn, error) {
 		sc, err = smtp.NewClientStartTLS(raw, cfg)
 		if err != nil {
 			raw.Close()
-			return nil, fmt.Errorf("%w: STARTTLS with %s: %w", ErrTLS, ep.Addr, err)
+			return nil, tlsError(fmt.Errorf("bal: STARTTLS with %s: %w", ep.Addr, err))
 		}
 	}
 	_, dom, _ := splitAddress(c.opts.Address)

@@ -127,6 +127,7 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 		return false, err
 	}
 	defer ic.Close()
+	c.sessions.Add(1)
 	if c.opts.ProcessedMailbox != "" {
 		// Ignore "already exists"; a real failure shows at MOVE.
 		_ = ic.Create(c.opts.ProcessedMailbox, nil).Wait()
@@ -216,7 +217,7 @@ func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclie
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("%w: STARTTLS with %s: %w", ErrTLS, ep.Addr, err)
+			return nil, tlsError(fmt.Errorf("bal: STARTTLS with %s: %w", ep.Addr, err))
 		}
 	}
 	if err := ic.WaitGreeting(); err != nil {

@@ -1,0 +1,179 @@
+package bal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// deliverMaildir drops raw into the BAL's Maildir as a delivery agent does (Dovecot picks
+// it up); the same bytes twice make a duplicate delivery.
+func (m *mailPeers) deliverMaildir(t testing.TB, raw []byte) {
+	t.Helper()
+	for _, d := range []string{"tmp", "new", "cur"} {
+		p := filepath.Join(m.maildir, d)
+		os.MkdirAll(p, 0o700)
+		chown(t, "mail:mail", p)
+	}
+	chown(t, "mail:mail", m.maildir)
+	name := fmt.Sprintf("%d.M%dP%d.test", time.Now().Unix(), time.Now().UnixNano(), os.Getpid())
+	tmp := filepath.Join(m.maildir, "tmp", name)
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, "mail:mail", tmp)
+	if err := os.Rename(tmp, filepath.Join(m.maildir, "new", name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rawLettre(t testing.TB, name, id string) []byte {
+	t.Helper()
+	m := testLettre(t, testBAL, name, false)
+	m.MessageID = id
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func watchClient(t testing.TB, p *testPKI, peers *mailPeers, state string, mod ...func(*Options)) *Client {
+	t.Helper()
+	o := &Options{
+		Address:    testBAL,
+		Submission: Endpoint{Addr: peers.submission, Auth: AuthNone},
+		IMAP:       Endpoint{Addr: peers.imaps, Security: ImplicitTLS},
+		TLSConfig:  p.clientTLS(),
+		Whitelist:  testList(),
+		StateDir:   state,
+		Logger:     testLogger(t),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		PollInterval: time.Second,
+	}
+	for _, m := range mod {
+		m(o)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestWatchFaults: duplicate delivery, a handler that cannot decide yet, the IMAP server
+// restarted while the client idles, and the client itself restarted: every message is
+// handed to the handler exactly once.
+func TestWatchFaults(t *testing.T) {
+	p := newTestPKI(t)
+	peers := startMailPeers(t, p)
+	state := t.TempDir()
+	rec := newRecorder()
+	var failOnce atomic.Bool
+	failOnce.Store(true)
+	h := rec.handler(func(m *Incoming) error {
+		if err := checkLettre(m); err != nil {
+			return err
+		}
+		if m.Patient.BirthName == "LATER" && failOnce.Swap(false) {
+			return errors.New("DPI busy") // not a decision: handed again later
+		}
+		return nil
+	})
+	count := func(id string) func() bool { return func() bool { return rec.handled[id] == 1 } }
+
+	c := watchClient(t, p, peers, state)
+	stop := startWatch(t, c, h, nil)
+	peers.deliverMaildir(t, rawLettre(t, "UN", "a@test.example"))
+	rec.waitFor(t, "message a", 30*time.Second, count("a@test.example"))
+
+	// The same message delivered twice, then another: a is not handed again.
+	peers.deliverMaildir(t, rawLettre(t, "UN", "a@test.example"))
+	peers.deliverMaildir(t, rawLettre(t, "DEUX", "b@test.example"))
+	rec.waitFor(t, "message b", 30*time.Second, count("b@test.example"))
+
+	// A handler that cannot decide: handed again on a later round, then once.
+	peers.deliverMaildir(t, rawLettre(t, "LATER", "later@test.example"))
+	rec.waitFor(t, "message later", 30*time.Second, count("later@test.example"))
+
+	// Dovecot restarted while the client idles.
+	reconnects := c.sessions.Load()
+	peers.stopDovecot()
+	peers.startDovecot(t)
+	peers.deliverMaildir(t, rawLettre(t, "TROIS", "c@test.example"))
+	rec.waitFor(t, "message c after the server restart", 30*time.Second, count("c@test.example"))
+	if c.sessions.Load() <= reconnects {
+		t.Errorf("no new IMAP session after the server restart")
+	}
+
+	// The client restarted: a new Client on the same state folder.
+	stop()
+	peers.deliverMaildir(t, rawLettre(t, "QUATRE", "d@test.example"))
+	c2 := watchClient(t, p, peers, state)
+	stop2 := startWatch(t, c2, h, nil)
+	rec.waitFor(t, "message d after the client restart", 30*time.Second, count("d@test.example"))
+	// Let the restarted client go through the whole mailbox once more.
+	time.Sleep(1500 * time.Millisecond)
+	stop2()
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for id, n := range rec.handled {
+		if n != 1 {
+			t.Errorf("%s handed %d times", id, n)
+		}
+	}
+	if len(rec.handled) != 5 {
+		t.Errorf("handled %v, want 5 messages", rec.handled)
+	}
+}
+
+// TestWatchMovesToProcessedMailbox: with ProcessedMailbox the handled message leaves the
+// INBOX for that folder.
+func TestWatchMovesToProcessedMailbox(t *testing.T) {
+	p := newTestPKI(t)
+	peers := startMailPeers(t, p)
+	rec := newRecorder()
+	c := watchClient(t, p, peers, t.TempDir(), func(o *Options) { o.ProcessedMailbox = "Traites" })
+	stop := startWatch(t, c, rec.handler(checkLettre), nil)
+	peers.deliverMaildir(t, rawLettre(t, "UN", "m@test.example"))
+	rec.waitFor(t, "message", 30*time.Second, func() bool { return rec.handled["m@test.example"] == 1 })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		inbox, _ := filepath.Glob(filepath.Join(peers.maildir, "cur", "*"))
+		moved, _ := filepath.Glob(filepath.Join(peers.maildir, ".Traites", "cur", "*"))
+		if len(inbox) == 0 && len(moved) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("INBOX %d, Traites %d", len(inbox), len(moved))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+}
+
+// TestWatchRefusesBadConfig: no SASL for IMAP, no state folder, untrusted server.
+func TestWatchRefusesBadConfig(t *testing.T) {
+	p := newTestPKI(t)
+	ctx := context.Background()
+	c, _ := New(&Options{Address: testBAL, TLSConfig: p.clientTLS(), StateDir: t.TempDir(), Auth: AuthNone,
+		IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
+	if err := c.Watch(ctx, func(context.Context, *Incoming) error { return nil }, nil); !errors.Is(err, ErrConfig) {
+		t.Fatalf("AuthNone for IMAP: %v", err)
+	}
+	c, _ = New(&Options{Address: testBAL, TLSConfig: p.clientTLS(), IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
+	if err := c.Watch(ctx, func(context.Context, *Incoming) error { return nil }, nil); !errors.Is(err, ErrConfig) {
+		t.Fatalf("no StateDir: %v", err)
+	}
+	if err := c.Watch(ctx, nil, nil); !errors.Is(err, ErrConfig) {
+		t.Fatalf("nil handler: %v", err)
+	}
+}
