@@ -21,7 +21,7 @@ type Event string
 
 // Audit events.
 const (
-	EventReceived  Event = "received"  // a session handed a message over (reserved for front ends)
+	EventReceived  Event = "received"  // DATA started: a peer is handing a message over
 	EventQueued    Event = "queued"    // stored durably, 250 sent
 	EventDelivered Event = "delivered" // one recipient delivered (locally or to the next operator)
 	EventDeferred  Event = "deferred"  // one recipient failed temporarily, will be retried

@@ -640,3 +640,18 @@ func TestDeliveryReuseAndLimit(t *testing.T) {
 		t.Fatalf("messages came over %d connections: %v", len(peers), peers)
 	}
 }
+
+// An idle client is disconnected after the read timeout.
+func TestReadTimeout(t *testing.T) {
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true, timeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", a.relayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	b, err := io.ReadAll(c) // greeting, then the server closes (421 or EOF)
+	if err != nil || !strings.HasPrefix(string(b), "220 ") {
+		t.Fatalf("got %q, %v", b, err)
+	}
+}

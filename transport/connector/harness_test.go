@@ -2,6 +2,7 @@ package connector
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -119,6 +120,7 @@ type nodeOpts struct {
 	maxRcpts int
 	maxBytes int64
 	routes   map[string]string
+	timeout  time.Duration
 }
 
 func newNode(t *testing.T, domain string, o *nodeOpts) *node {
@@ -150,7 +152,7 @@ func newNode(t *testing.T, domain string, o *nodeOpts) *node {
 			Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(n.balCert.Cert): n.bal},
 				Passwords: map[string]PasswordAccount{"bal": {Password: "secret", BAL: n.bal}}},
 			AllowPlain: true, MaxConnsPerPeer: o.perPeer, MaxRecipients: o.maxRcpts, MaxMessageBytes: o.maxBytes,
-			ReadTimeout: 20 * time.Second})
+			ReadTimeout: cmp.Or(o.timeout, 20*time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}

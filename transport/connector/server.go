@@ -566,6 +566,8 @@ func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
 	s := ss.s
 	ctx := context.Background()
+	s.audit(&Record{Event: EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
+		TLS: ss.tlsVersion(), BAL: ss.bal})
 	w, err := s.opts.Queue.Begin()
 	if err != nil {
 		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
