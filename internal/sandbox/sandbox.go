@@ -15,6 +15,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -29,6 +30,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +41,8 @@ import (
 	"github.com/mssante-go/sdk/transport/imapd"
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/mailbox/local"
+	"github.com/mssante-go/sdk/transport/queue"
+	"github.com/mssante-go/sdk/transport/responder"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -491,7 +495,35 @@ func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp op
 	if err := writeAtomic(cfg.Whitelist.CacheFile, doc); err != nil {
 		return err
 	}
-	c, err := connector.New(cfg, &connector.Options{Local: local.New(store), Logger: s.logger.With("operator", sp.name),
+	var delivery connector.LocalDelivery = local.New(store)
+	var c *connector.Connector
+	if slices.Contains(op.Domains, TestDomain) {
+		// The test responder: a BAL of this operator answering every message (RFC 3834); its
+		// replies go to the connector's queue with a null sender, like the DSNs.
+		if _, err := store.GetBAL(ctx, ResponderAddress); errors.Is(err, mailbox.ErrNoBAL) {
+			err = store.AddBAL(ctx, &mailbox.BAL{Address: ResponderAddress, Type: mailbox.ORG, Owner: sp.bals[0].owner,
+				Description: "Réponse automatique (test responder)"})
+			if err != nil {
+				return err
+			}
+		}
+		r, err := responder.New(&responder.Options{Address: ResponderAddress, Store: store, Next: delivery,
+			Hostname: op.Hostname, Logger: s.logger.With("operator", sp.name),
+			Send: func(ctx context.Context, from, to string, msg []byte) error {
+				_, err := c.Queue().Enqueue(ctx, &queue.Envelope{From: from, Source: "responder",
+					Rcpts: []*queue.Recipient{{Addr: to}}}, bytes.NewReader(msg))
+				if err == nil {
+					c.Queue().Kick()
+				}
+				return err
+			}})
+		if err != nil {
+			return err
+		}
+		delivery = r
+		s.Info.Responder = ResponderAddress
+	}
+	c, err = connector.New(cfg, &connector.Options{Local: delivery, Logger: s.logger.With("operator", sp.name),
 		Listeners: map[string]net.Listener{"relay": lns.take(sp.name, "relay"), "submission": lns.take(sp.name, "submission"),
 			"submission_tls": lns.take(sp.name, "submission_tls"), "metrics": lns.take(sp.name, "metrics")}})
 	if err != nil {
@@ -568,7 +600,7 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 			sep = ", "
 		}
 	}
-	b.WriteString(" }\nconnect_timeout = \"10s\"\n\n")
+	b.WriteString(" }\nconnect_timeout = \"10s\"\n# Short, so that a stop does not wait for the pooled connections of the other operator.\nidle_timeout = \"1s\"\n\n")
 	b.WriteString("[queue]\nretry_first = \"2s\"\nretry_max = \"30s\"\ngive_up = \"1h\"\ndelay_notice = \"10m\"\n\n")
 	fmt.Fprintf(&b, "[audit]\ndir = %q\n\n[metrics]\nlisten = %q\n", filepath.Join(od, "audit"), op.Metrics)
 	return b.String()

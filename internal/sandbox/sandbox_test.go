@@ -66,11 +66,29 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s → %s: %v", c.from, c.to, err)
 		}
+		t.Logf("%s → %s at %s", c.from, c.to, time.Now().Format("15:04:05.000"))
 		if !bytes.Contains(got, []byte("bonjour")) {
 			t.Fatalf("body lost: %q", got)
 		}
 	}
 	_ = s
+
+	// The test responder answers across the trust space (RFC 3834 auto-reply, null sender).
+	if info.Responder != sandbox.ResponderAddress {
+		t.Fatalf("responder: %q", info.Responder)
+	}
+	from := "dpi@" + sandbox.Hopital
+	id := fmt.Sprintf("resp.%d@test", time.Now().UnixNano())
+	if err := info.Submit(ctx, from, []string{info.Responder}, message(from, info.Responder, id)); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := info.WaitFor(ctx, from, func(raw []byte) bool { return bytes.Contains(raw, []byte("In-Reply-To: <"+id+">")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(reply, []byte("Auto-Submitted: auto-replied")) {
+		t.Fatalf("reply without Auto-Submitted: %q", reply)
+	}
 }
 
 // The trust space refuses what MSSanté refuses: a recipient outside the liste blanche, a
