@@ -655,3 +655,25 @@ func TestReadTimeout(t *testing.T) {
 		t.Fatalf("got %q, %v", b, err)
 	}
 }
+
+// A next hop without DSN: the success notice asked for is a "relayed" DSN from us.
+func TestRelayedDSN(t *testing.T) {
+	a := newNode(t, "a.mssante.test", nil)
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return nullSession{}, nil }))
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{b.server.TLSCertificate()}}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	defer srv.Close()
+	a.delivery.opts.Routes = map[string]string{b.domain: l.Addr().String()}
+	ro := &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess}}
+	if got := submit(t, a, []string{"dr@b.mssante.test"}, msg(a.bal, "dr@b.mssante.test", "t"), ro); got != "ok" {
+		t.Fatal(got)
+	}
+	waitFor(t, "relayed DSN", func() bool { return a.count(a.bal) == 1 })
+	d, _, err := mssante.ParseDSN(strings.NewReader(a.read(t, a.bal)[0]), nil)
+	if err != nil || d.Recipients[0].Action != mssante.ActionRelayed || d.Recipients[0].Status != "2.0.0" {
+		t.Fatalf("%v %+v", err, d)
+	}
+}

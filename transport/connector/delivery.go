@@ -572,7 +572,7 @@ func (d *Delivery) transaction(job *queue.Job, p *pooled, idx []int) ([]queue.Re
 			st := "250 2.0.0 " + firstLine(resp.StatusText)
 			dsn, _ := p.c.Extension("DSN")
 			for _, k := range accepted {
-				rs[k] = queue.Result{Status: st, RemoteMTA: p.host, Forwarded: dsn}
+				rs[k] = queue.Result{Status: st, RemoteMTA: p.host, Forwarded: dsn, Relayed: !dsn}
 			}
 			return rs, true
 		}

@@ -30,7 +30,7 @@ type DSNNotifier struct {
 }
 
 var actions = map[queue.NoticeKind]mssante.DSNAction{queue.NoticeDelivered: mssante.ActionDelivered,
-	queue.NoticeFailed: mssante.ActionFailed, queue.NoticeDelayed: mssante.ActionDelayed}
+	queue.NoticeFailed: mssante.ActionFailed, queue.NoticeDelayed: mssante.ActionDelayed, queue.NoticeRelayed: mssante.ActionRelayed}
 
 // Notify implements queue.Notifier.
 func (n *DSNNotifier) Notify(ctx context.Context, env *queue.Envelope, kind queue.NoticeKind, rcpts []*queue.Recipient) error {
@@ -65,7 +65,7 @@ func (n *DSNNotifier) build(env *queue.Envelope, kind queue.NoticeKind, rcpts []
 		if _, a, ok := strings.Cut(r.ORCPT, ";"); ok {
 			dr.OriginalRecipient = oneLine(a)
 		}
-		if r.LastStatus != "" && kind != queue.NoticeDelivered {
+		if r.LastStatus != "" && (kind == queue.NoticeFailed || kind == queue.NoticeDelayed) {
 			dr.DiagnosticCode = "smtp; " + oneLine(r.LastStatus)
 		}
 		if kind == queue.NoticeDelayed {

@@ -17,6 +17,9 @@ const (
 	NoticeDelivered NoticeKind = "delivered"
 	NoticeFailed    NoticeKind = "failed"
 	NoticeDelayed   NoticeKind = "delayed"
+	// NoticeRelayed is the final success notice when the next hop does not support DSN
+	// (RFC 3461 §5.2.2): the message left our responsibility, the final outcome is unknown.
+	NoticeRelayed NoticeKind = "relayed"
 )
 
 // Result is the outcome of one delivery attempt to one recipient.
@@ -32,6 +35,9 @@ type Result struct {
 	// Forwarded means the next hop supports DSN and took the NOTIFY request over (RFC 3461
 	// §5.2.2): no success notice is raised here, the final MTA sends it.
 	Forwarded bool
+	// Relayed means the next hop accepted the message without supporting DSN: a success
+	// notice says "relayed" instead of "delivered".
+	Relayed bool
 }
 
 // Job is one delivery attempt of one message to its due recipients.
@@ -193,7 +199,7 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 	// Hand the notices over, one call per kind.
 	if o.Notifier != nil {
 		changed := false
-		for _, kind := range []NoticeKind{NoticeDelayed, NoticeFailed, NoticeDelivered} {
+		for _, kind := range []NoticeKind{NoticeDelayed, NoticeFailed, NoticeDelivered, NoticeRelayed} {
 			var rs []*Recipient
 			for _, r := range e.Rcpts {
 				if r.Notice == kind && !r.NoticeRetry.After(now) {
@@ -241,7 +247,11 @@ func (q *Queue) apply(e *Envelope, r *Recipient, res Result, now time.Time) {
 	switch {
 	case res.Err == nil:
 		r.State, r.FinalAt = Delivered, now
-		if !res.Forwarded {
+		switch {
+		case res.Forwarded:
+		case res.Relayed:
+			notify(NotifySuccess, NoticeRelayed)
+		default:
 			notify(NotifySuccess, NoticeDelivered)
 		}
 	case res.Permanent:
