@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -84,11 +85,12 @@ type Options struct {
 	// Resolver is used for SRV discovery; default net.DefaultResolver.
 	Resolver Resolver
 
-	// TLSConfig carries the BAL's IGC-Santé client certificate (Certificates) and the trust
-	// store the operator's server certificate is verified against (RootCAs, and
-	// VerifyConnection for revocation). Build it with the transport package; it is cloned,
-	// never modified. Required: there is no default trust, and InsecureSkipVerify is refused.
-	TLSConfig *tls.Config
+	// TLS is the BAL's IGC-Santé client certificate (Certificates: an ORG AUTH_CLI
+	// certificate, see transport.PKCS12Certificate for a .p12) and the trust store the
+	// operator's server certificate is verified against, with its expiry and revocation
+	// (Réf. #2 ECO.1.1.5, 1.1.6, 1.1.10). A nil Trust is transport.NewTrustStore(nil): the
+	// IGC-Santé root, CRLs required (fail closed). A nil Time is Options.Now.
+	TLS transport.TLSOptions
 
 	// Auth is the SASL mechanism; default AuthExternal.
 	Auth AuthMechanism
@@ -165,18 +167,11 @@ func New(opts *Options) (*Client, error) {
 	if _, _, ok := splitAddress(o.Address); !ok {
 		return nil, fmt.Errorf("%w: Address %q is not an e-mail address", ErrConfig, o.Address)
 	}
-	if o.TLSConfig == nil {
-		return nil, fmt.Errorf("%w: TLSConfig is required (client certificate and IGC-Santé trust store)", ErrConfig)
-	}
-	if o.TLSConfig.InsecureSkipVerify {
-		return nil, fmt.Errorf("%w: TLSConfig.InsecureSkipVerify is refused (Réf. #2 ECO.1.1.5)", ErrConfig)
-	}
-	o.TLSConfig = o.TLSConfig.Clone()
-	if o.TLSConfig.MinVersion < tls.VersionTLS12 {
-		o.TLSConfig.MinVersion = tls.VersionTLS12 // Réf. #2 SC.MSS/CONF.01
-	}
 	if o.Auth == "" {
 		o.Auth = AuthExternal
+	}
+	if len(o.TLS.Certificates) == 0 && (o.Auth == AuthExternal || o.Submission.Auth == AuthExternal || o.IMAP.Auth == AuthExternal) {
+		return nil, fmt.Errorf("%w: SASL EXTERNAL needs the BAL's client certificate (TLS.Certificates)", ErrConfig)
 	}
 	for _, m := range []AuthMechanism{o.Auth, o.Submission.Auth, o.IMAP.Auth} {
 		switch m {
@@ -225,6 +220,9 @@ func New(opts *Options) (*Client, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.TLS.Time == nil {
+		o.TLS.Time = o.Now
 	}
 	c := &Client{opts: o, log: o.Logger}
 	if c.log == nil {
@@ -303,9 +301,9 @@ func (c *Client) dial(ctx context.Context, ep Endpoint) (net.Conn, *tls.Config, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: endpoint %q: %w", ErrConfig, ep.Addr, err)
 	}
-	cfg := c.opts.TLSConfig.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName = host
+	cfg, err := transport.ClientConfig(nil, host, &c.opts.TLS)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer cancel()
@@ -332,7 +330,8 @@ func tlsError(err error) error {
 	var cve *tls.CertificateVerificationError
 	var ae tls.AlertError
 	var rhe tls.RecordHeaderError
-	if errors.As(err, &cve) || errors.As(err, &ae) || errors.As(err, &rhe) {
+	var ce *transport.CertError
+	if errors.As(err, &cve) || errors.As(err, &ae) || errors.As(err, &rhe) || errors.As(err, &ce) {
 		return fmt.Errorf("%w: %w", ErrTLS, err)
 	}
 	return err

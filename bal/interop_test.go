@@ -168,7 +168,7 @@ func TestInteropPostfixDovecot(t *testing.T) {
 		Address:    testBAL,
 		Submission: Endpoint{Addr: peers.submission, Security: StartTLS, Auth: AuthNone},
 		IMAP:       Endpoint{Addr: peers.imaps, Security: ImplicitTLS},
-		TLSConfig:  p.clientTLS(),
+		TLS:        p.clientTLS(),
 		Whitelist:  testList(),
 		StateDir:   state,
 		Logger:     testLogger(t),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/transport"
 )
 
 // testPKI holds the certificates of the throw-away peers: a server certificate for
@@ -22,6 +23,7 @@ type testPKI struct {
 	pki    *testpki.PKI
 	server *testpki.Leaf
 	client *testpki.Leaf
+	trust  *transport.TrustStore
 	dir    string // PEM files for the daemons
 }
 
@@ -41,7 +43,17 @@ func newTestPKI(t testing.TB) *testPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testPKI{pki: p, server: srv, client: cli}
+	trust := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true})
+	trust.AddRoot(p.Root)
+	trust.AddIntermediate(p.Intermediate)
+	crl, err := p.CRL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trust.AddCRL(crl); err != nil {
+		t.Fatal(err)
+	}
+	return &testPKI{pki: p, server: srv, client: cli, trust: trust}
 }
 
 // files writes the PEM files the daemons read into dir.
@@ -57,11 +69,13 @@ func (p *testPKI) files(t testing.TB, dir string) {
 	p.dir = dir
 }
 
-// clientTLS is the BAL's TLS configuration: its certificate, the test roots.
-func (p *testPKI) clientTLS() *tls.Config {
-	return &tls.Config{
+// clientTLS is the BAL's TLS configuration: its certificate, a trust store holding the test
+// PKI (not the real IGC-Santé root) with its CRL.
+func (p *testPKI) clientTLS() transport.TLSOptions {
+	return transport.TLSOptions{
 		Certificates: []tls.Certificate{p.client.TLSCertificate()},
-		RootCAs:      p.pki.Roots(),
+		Trust:        p.trust,
+		AllowTLS13:   true,
 	}
 }
 

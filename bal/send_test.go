@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"strings"
 	"sync"
@@ -61,6 +62,7 @@ func startFakeSubmission(t testing.TB, p *testPKI, dsn bool, configure ...func(*
 		return &fakeSession{f: f, conn: c}, nil
 	}))
 	srv.Domain = "localhost"
+	srv.ErrorLog = log.New(io.Discard, "", 0)
 	srv.EnableDSN = dsn
 	srv.AllowInsecureAuth = false
 	srv.TLSConfig = &tls.Config{
@@ -201,7 +203,7 @@ func newTestClient(t testing.TB, p *testPKI, addr string, mod ...func(*Options))
 		Address:    testBAL,
 		Submission: Endpoint{Addr: addr},
 		IMAP:       Endpoint{Addr: "127.0.0.1:1"},
-		TLSConfig:  p.clientTLS(),
+		TLS:        p.clientTLS(),
 		Whitelist:  testList(),
 		StateDir:   t.TempDir(),
 		Auth:       AuthNone,
@@ -451,10 +453,26 @@ func TestSendRefusesUntrustedServer(t *testing.T) {
 	if len(f.received())+len(f2.received()) != 0 {
 		t.Fatal("message sent to an untrusted server")
 	}
-	cfg := p.clientTLS()
-	cfg.InsecureSkipVerify = true
-	if _, err := New(&Options{Address: testBAL, TLSConfig: cfg}); !errors.Is(err, ErrConfig) {
-		t.Fatalf("InsecureSkipVerify accepted: %v", err)
+	revoked, err := p.pki.Server("localhost", &testpki.LeafOptions{Revoked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // a newer CRL (thisUpdate has a one-second resolution)
+	crl, err := p.pki.CRL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.trust.AddCRL(crl); err != nil { // now listing the revoked certificate
+		t.Fatal(err)
+	}
+	bad.server = revoked
+	f3 := startFakeSubmission(t, &bad, true)
+	c = newTestClient(t, p, f3.addr)
+	if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), nil); !errors.Is(err, ErrTLS) {
+		t.Fatalf("revoked server certificate: err = %v, want ErrTLS", err)
+	}
+	if len(f3.received()) != 0 {
+		t.Fatal("message sent to a revoked server")
 	}
 }
 
@@ -507,7 +525,7 @@ func TestDiscover(t *testing.T) {
 		{"nothing", fakeResolver{}, Endpoint{}, Endpoint{}, ErrDiscovery},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := New(&Options{Address: testBAL, TLSConfig: &tls.Config{}, Resolver: tc.res})
+			c, err := New(&Options{Address: testBAL, Auth: AuthPlain, Username: "u", Password: "p", Resolver: tc.res})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -523,7 +541,7 @@ func TestDiscover(t *testing.T) {
 }
 
 func TestBackoffBoundedWithJitter(t *testing.T) {
-	c, err := New(&Options{Address: testBAL, TLSConfig: &tls.Config{}, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
+	c, err := New(&Options{Address: testBAL, Auth: AuthPlain, Username: "u", Password: "p", MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func watchClient(t testing.TB, p *testPKI, peers *mailPeers, state string, mod .
 		Address:    testBAL,
 		Submission: Endpoint{Addr: peers.submission, Auth: AuthNone},
 		IMAP:       Endpoint{Addr: peers.imaps, Security: ImplicitTLS},
-		TLSConfig:  p.clientTLS(),
+		TLS:        p.clientTLS(),
 		Whitelist:  testList(),
 		StateDir:   state,
 		Logger:     testLogger(t),
@@ -164,12 +164,12 @@ func TestWatchMovesToProcessedMailbox(t *testing.T) {
 func TestWatchRefusesBadConfig(t *testing.T) {
 	p := newTestPKI(t)
 	ctx := context.Background()
-	c, _ := New(&Options{Address: testBAL, TLSConfig: p.clientTLS(), StateDir: t.TempDir(), Auth: AuthNone,
+	c, _ := New(&Options{Address: testBAL, TLS: p.clientTLS(), StateDir: t.TempDir(), Auth: AuthNone,
 		IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
 	if err := c.Watch(ctx, func(context.Context, *Incoming) error { return nil }, nil); !errors.Is(err, ErrConfig) {
 		t.Fatalf("AuthNone for IMAP: %v", err)
 	}
-	c, _ = New(&Options{Address: testBAL, TLSConfig: p.clientTLS(), IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
+	c, _ = New(&Options{Address: testBAL, TLS: p.clientTLS(), IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
 	if err := c.Watch(ctx, func(context.Context, *Incoming) error { return nil }, nil); !errors.Is(err, ErrConfig) {
 		t.Fatalf("no StateDir: %v", err)
 	}
