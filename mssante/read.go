@@ -344,9 +344,10 @@ var (
 	blockPool = sync.Pool{New: func() any { b := make([]byte, 0, outBlock); return &b }}
 )
 
-// decodeBase64 decodes a base64 body as it streams in, a line at a time straight from the
-// input chunk (the stdlib streaming decoder filters line ends a few bytes at a time and costs
-// several times more), into pooled blocks copied into one slice of the exact size at the end.
+// decodeBase64 decodes a base64 body as it streams in: each 64 KB chunk loses its line ends
+// in place (while in cache) and is decoded in one call (the stdlib streaming decoder filters
+// line ends a few bytes at a time and costs several times more; decoding line by line costs
+// half as much again), into pooled blocks copied into one slice of the exact size at the end.
 // Memory: the result plus about one block per MB. Data after the final padding is refused.
 func decodeBase64(r io.Reader) ([]byte, error) {
 	rp := rawPool.Get().(*[]byte)
@@ -364,36 +365,26 @@ func decodeBase64(r io.Reader) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("%w: body: %w", ErrMalformed, err)
 		}
-		buf := raw[:carry+n]
-		for {
-			i := bytes.IndexByte(buf, '\n')
-			if i < 0 {
-				break
-			}
-			if err := d.segment(buf[:i]); err != nil {
-				return nil, err
-			}
-			buf = buf[i+1:]
+		chunk := stripLineEnds(raw[:carry+n])
+		if bytes.IndexByte(chunk, ' ') >= 0 || bytes.IndexByte(chunk, '\t') >= 0 {
+			chunk = stripSpace(chunk)
 		}
-		if eof || len(buf) > len(raw)/2 {
-			// The last line, or a line too long to carry: take it whole (its tail quantum
-			// waits in d.pend).
-			if err := d.segment(buf); err != nil {
-				return nil, err
-			}
-			buf = nil
+		use := len(chunk)
+		if !eof {
+			use -= use % 4 // a quantum cut by the chunk end waits for the next chunk
 		}
-		carry = copy(raw, buf)
+		if err := d.decode(chunk[:use]); err != nil {
+			return nil, err
+		}
+		carry = copy(raw, chunk[use:])
 	}
 	return d.finish()
 }
 
-// b64 is the state of decodeBase64.
+// b64 holds the decoded blocks of decodeBase64.
 type b64 struct {
 	blocks []*[]byte
 	total  int
-	pend   [4]byte
-	npend  int
 	ended  bool // padding seen
 }
 
@@ -402,39 +393,6 @@ func (d *b64) release() {
 		*b = (*b)[:0]
 		blockPool.Put(b)
 	}
-}
-
-// segment decodes one line (line end excluded).
-func (d *b64) segment(s []byte) error {
-	if len(s) > 0 && s[len(s)-1] == '\r' {
-		s = s[:len(s)-1]
-	}
-	if d.npend == 0 && len(s)%4 == 0 && d.decode(s) == nil {
-		return nil // the common line: whole quanta, nothing odd
-	}
-	if bytes.IndexByte(s, ' ') >= 0 || bytes.IndexByte(s, '\t') >= 0 || bytes.IndexByte(s, '\r') >= 0 {
-		s = stripSpace(append([]byte(nil), s...))
-	}
-	for d.npend > 0 && len(s) > 0 {
-		d.pend[d.npend] = s[0]
-		d.npend++
-		s = s[1:]
-		if d.npend == 4 {
-			d.npend = 0
-			if err := d.decode(d.pend[:]); err != nil {
-				return err
-			}
-		}
-	}
-	if len(s) == 0 {
-		return nil
-	}
-	k := len(s) - len(s)%4
-	if err := d.decode(s[:k]); err != nil {
-		return err
-	}
-	d.npend = copy(d.pend[:], s[k:])
-	return nil
 }
 
 func (d *b64) decode(q []byte) error {
@@ -459,9 +417,6 @@ func (d *b64) decode(q []byte) error {
 }
 
 func (d *b64) finish() ([]byte, error) {
-	if d.npend != 0 {
-		return nil, fmt.Errorf("%w: base64: truncated", ErrMalformed)
-	}
 	out := make([]byte, d.total)
 	w := 0
 	for _, b := range d.blocks {
