@@ -1,9 +1,12 @@
 package annuaire
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Column is a column of the extraction file, in file order.
@@ -103,19 +106,28 @@ func splitInto(f *Fields, line string) (int, error) {
 }
 
 // split cuts a line into f without validating its text (the index does so once, at load).
+// It finds the separators eight bytes at a time.
 func split(f *Fields, line string) (int, error) {
-	n, start := 0, 0
-	for i := 0; i < len(line); i++ {
+	const ones, highs, pipes = 0x0101010101010101, 0x8080808080808080, 0x7C7C7C7C7C7C7C7C // '|' = 0x7C
+	n, start, i := 0, 0, 0
+	for ; i+8 <= len(line); i += 8 {
+		x := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(line[i:]), 8)) ^ pipes
+		for m := (x - ones) &^ x & highs; m != 0; m &= m - 1 {
+			at := i + bits.TrailingZeros64(m)/8
+			if n == int(NumColumns)-1 {
+				return tooMany(line, at, f, n)
+			}
+			f[n] = line[start:at]
+			n++
+			start = at + 1
+		}
+	}
+	for ; i < len(line); i++ {
 		if line[i] != '|' {
 			continue
 		}
 		if n == int(NumColumns)-1 {
-			// A 32nd field is only allowed empty, after a trailing '|'.
-			if i+1 != len(line) {
-				return 0, fmt.Errorf("%w: more than %d fields", ErrFormat, NumColumns)
-			}
-			f[n] = line[start:i]
-			return int(NumColumns), nil
+			return tooMany(line, i, f, n)
 		}
 		f[n] = line[start:i]
 		n++
@@ -128,52 +140,62 @@ func split(f *Fields, line string) (int, error) {
 	return int(NumColumns), nil
 }
 
+// tooMany handles a 32nd field: allowed only empty, after a trailing '|' at position at.
+func tooMany(line string, at int, f *Fields, n int) (int, error) {
+	if at+1 != len(line) {
+		return 0, fmt.Errorf("%w: more than %d fields", ErrFormat, NumColumns)
+	}
+	start := strings.LastIndexByte(line[:at], '|') + 1
+	f[n] = line[start:at]
+	return int(NumColumns), nil
+}
+
 // Entry builds the [Entry] a line describes. Values are trimmed of surrounding spaces.
 func (f *Fields) Entry() Entry {
+	var e Entry
+	f.entryInto(&e)
+	return e
+}
+
+// entryInto fills *e from f, field by field (no temporary Entry).
+func (f *Fields) entryInto(e *Entry) {
 	v := func(c Column) string { return strings.TrimSpace(f[c]) }
-	e := Entry{
-		Address: v(ColAddress),
-		Type:    BALType(v(ColType)),
-		Person: Person{
-			NationalID:              v(ColNationalID),
-			IDType:                  ppIDTypeName(v(ColPPIDType)),
-			ID:                      v(ColPPID),
-			Civility:                v(ColCivility),
-			LastName:                v(ColLastName),
-			FirstName:               v(ColFirstName),
-			ProfessionCategory:      v(ColProfessionCategory),
-			ProfessionCategoryLabel: v(ColProfessionCategoryLabel),
-			ProfessionCode:          v(ColProfessionCode),
-			ProfessionLabel:         v(ColProfessionLabel),
-			SpecialtyCode:           v(ColSpecialtyCode),
-			SpecialtyLabel:          v(ColSpecialtyLabel),
-		},
-		Structure: Structure{
-			IDType:    structureIDTypeName(v(ColStructureIDType)),
-			ID:        v(ColStructureID),
-			Name:      v(ColStructureName),
-			TradeName: v(ColTradeName),
-			Service:   v(ColService),
-		},
-		Postal: PostalAddress{
-			Complement:       v(ColL2Complement),
-			Distribution:     v(ColL3Distribution),
-			Number:           v(ColL4Number),
-			NumberComplement: v(ColL4NumberComplement),
-			StreetType:       v(ColL4StreetType),
-			Street:           v(ColL4Street),
-			Locality:         v(ColL5Locality),
-			CityLine:         v(ColL6CityLine),
-			PostalCode:       v(ColPostalCode),
-			Departement:      v(ColDepartement),
-			Country:          v(ColCountry),
-		},
-		Dematerialisation: parseFlag(v(ColDematerialisation)),
-	}
+	e.Address = v(ColAddress)
+	e.Type = BALType(v(ColType))
+	p, st, pa := &e.Person, &e.Structure, &e.Postal
+	p.NationalID = v(ColNationalID)
+	p.IDType = ppIDTypeName(v(ColPPIDType))
+	p.ID = v(ColPPID)
+	p.Civility = v(ColCivility)
+	p.LastName = v(ColLastName)
+	p.FirstName = v(ColFirstName)
+	p.ProfessionCategory = v(ColProfessionCategory)
+	p.ProfessionCategoryLabel = v(ColProfessionCategoryLabel)
+	p.ProfessionCode = v(ColProfessionCode)
+	p.ProfessionLabel = v(ColProfessionLabel)
+	p.SpecialtyCode = v(ColSpecialtyCode)
+	p.SpecialtyLabel = v(ColSpecialtyLabel)
+	st.IDType = structureIDTypeName(v(ColStructureIDType))
+	st.ID = v(ColStructureID)
+	st.Name = v(ColStructureName)
+	st.TradeName = v(ColTradeName)
+	st.Service = v(ColService)
+	pa.Complement = v(ColL2Complement)
+	pa.Distribution = v(ColL3Distribution)
+	pa.Number = v(ColL4Number)
+	pa.NumberComplement = v(ColL4NumberComplement)
+	pa.StreetType = v(ColL4StreetType)
+	pa.Street = v(ColL4Street)
+	pa.Locality = v(ColL5Locality)
+	pa.CityLine = v(ColL6CityLine)
+	pa.PostalCode = v(ColPostalCode)
+	pa.Departement = v(ColDepartement)
+	pa.Country = v(ColCountry)
+	e.Dematerialisation = parseFlag(v(ColDematerialisation))
+	e.Description = ""
 	if e.Person.NationalID == "" && e.Person.ID != "" {
 		e.Person.NationalID = nationalIDOf(e.Person.IDType, e.Person.ID)
 	}
-	return e
 }
 
 // Fields returns the extraction columns of e, the inverse of [Fields.Entry] for the values
@@ -222,9 +244,10 @@ func (e *Entry) Fields() Fields {
 // "oui"/"non", "true"/"false" and "1"/"0" are all read; anything else is false (the safe
 // reading: do not assume a paperless holder).
 func parseFlag(s string) bool {
-	switch strings.ToLower(s) {
-	case "o", "oui", "true", "1", "y", "yes", "t":
-		return true
+	for _, yes := range []string{"o", "oui", "true", "1", "y", "yes", "t"} {
+		if strings.EqualFold(s, yes) {
+			return true
+		}
 	}
 	return false
 }

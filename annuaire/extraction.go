@@ -419,40 +419,46 @@ func (x *Extraction) Len() int { return len(x.starts) }
 
 // fields parses data line i (which was validated at load time).
 func (x *Extraction) fields(i int32) Fields {
+	var f Fields
+	x.fieldsInto(i, &f)
+	return f
+}
+
+func (x *Extraction) fieldsInto(i int32, f *Fields) {
 	at := int(x.starts[i])
 	line := x.data[at:]
 	if end := strings.IndexByte(line, '\n'); end >= 0 {
 		line = line[:end]
 	}
-	var f Fields
-	split(&f, strings.TrimSuffix(line, "\r"))
-	return f
+	split(f, strings.TrimSuffix(line, "\r"))
 }
 
 func (x *Extraction) entry(i int32) Entry {
-	f := x.fields(i)
+	var f Fields
+	x.fieldsInto(i, &f)
 	return f.Entry()
 }
 
-// Lookup returns the entries of an address (several when it appears on several lines), the
-// fastest query of the index.
-func (x *Extraction) Lookup(address string) []Entry {
-	if hasUpperASCII(address) {
-		address = strings.ToLower(address)
-	}
+// Lookup appends the entries of an address to dst (several when it appears on several
+// lines, in file order) and returns the extended slice: the fastest query of the index, with
+// no allocation when dst has room.
+func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
 	i, ok := x.byAddr[address]
+	if !ok && hasUpperASCII(address) {
+		i, ok = x.byAddr[strings.ToLower(address)]
+	}
 	if !ok {
-		return nil
+		return dst
 	}
-	if x.nextAddr[i] < 0 {
-		return []Entry{x.entry(i)}
-	}
-	var out []Entry
+	first := len(dst)
+	var f Fields
 	for ; i >= 0; i = x.nextAddr[i] {
-		out = append(out, x.entry(i))
+		dst = append(dst, Entry{})
+		x.fieldsInto(i, &f)
+		f.entryInto(&dst[len(dst)-1])
 	}
-	slices.Reverse(out) // file order
-	return out
+	slices.Reverse(dst[first:]) // file order
+	return dst
 }
 
 // Search implements [Directory]. It never blocks: ctx is only checked during full scans.

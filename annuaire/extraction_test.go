@@ -52,11 +52,11 @@ func TestExtractionSample(t *testing.T) {
 		t.Fatalf("Len = %d, want 4", x.Len())
 	}
 	ctx := context.Background()
-	got := x.Lookup("Cardio@CH-Dax.mssante.fr")
+	got := x.Lookup(nil, "Cardio@CH-Dax.mssante.fr")
 	if len(got) != 2 || got[0].Structure.Service != "Cardiologie" || got[1].Structure.Service != "Cardiologie pédiatrique" {
 		t.Fatalf("Lookup of a duplicated address = %+v", got)
 	}
-	e := x.Lookup("helene.lefevre@medecin.mssante.fr")[0]
+	e := x.Lookup(nil, "helene.lefevre@medecin.mssante.fr")[0]
 	want := Entry{
 		Address: "helene.lefevre@medecin.mssante.fr", Type: PER,
 		Person: Person{NationalID: "810003456786", IDType: "RPPS", ID: "10003456786", Civility: "MME",
@@ -250,9 +250,10 @@ func TestFold(t *testing.T) {
 func BenchmarkLookup(b *testing.B) {
 	x := loadText(b, genText(b, 100000))
 	r, _ := x.Search(context.Background(), Query{Limit: 1000})
+	var buf []Entry
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if len(x.Lookup(r.Entries[i%len(r.Entries)].Address)) == 0 {
+		if buf = x.Lookup(buf[:0], r.Entries[i%len(r.Entries)].Address); len(buf) == 0 {
 			b.Fatal("not found")
 		}
 	}
@@ -274,5 +275,16 @@ func BenchmarkLoad(b *testing.B) {
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		loadText(b, text)
+	}
+}
+
+func BenchmarkLookupIndexOnly(b *testing.B) {
+	x := loadText(b, genText(b, 100000))
+	r, _ := x.Search(context.Background(), Query{Limit: 1000})
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, ok := x.byAddr[r.Entries[i%len(r.Entries)].Address]; !ok {
+			b.Fatal("not found")
+		}
 	}
 }

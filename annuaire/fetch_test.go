@@ -123,7 +123,7 @@ func TestRefresher(t *testing.T) {
 	if changed, err := r.Refresh(ctx); err != nil || !changed {
 		t.Fatalf("new file: %v %v", changed, err)
 	}
-	if x3, _ := r.Current(); x3.Len() != 8 || len(x3.Lookup("urgences@ch-dax.mssante.fr")) != 2 {
+	if x3, _ := r.Current(); x3.Len() != 8 || len(x3.Lookup(nil, "urgences@ch-dax.mssante.fr")) != 2 {
 		t.Fatal("new file not in use")
 	}
 	if _, err := os.Stat(filepath.Join(dir, day1)); !os.IsNotExist(err) {

@@ -46,7 +46,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		for i := range int32(x.Len()) {
 			e := x.entry(i)
-			if len(x.Lookup(e.Address)) == 0 {
+			if len(x.Lookup(nil, e.Address)) == 0 {
 				t.Fatalf("line %d: address %q not found", i, e.Address)
 			}
 			if k := NameKey(&e); k != "" {

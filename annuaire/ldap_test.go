@@ -38,7 +38,7 @@ func TestLDAPConnections(t *testing.T) {
 	x := loadText(t, s.extraction)
 	first := x.names[0]
 	addr := x.entry(first.line).Address
-	want := x.Lookup(addr)
+	want := x.Lookup(nil, addr)
 	ctx := context.Background()
 	tests := []struct {
 		name string
