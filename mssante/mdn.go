@@ -15,6 +15,8 @@ var (
 	ErrReportLoop = errors.New("mssante: no receipt in answer to a receipt")
 	// ErrMDNNotRequested: the original has no Disposition-Notification-To.
 	ErrMDNNotRequested = errors.New("mssante: no MDN was requested")
+	// ErrMDNReturnPath: Disposition-Notification-To is not the envelope sender (RFC 8098 §2.1).
+	ErrMDNReturnPath = errors.New("mssante: Disposition-Notification-To differs from Return-Path")
 	// ErrNothingToSend: processing succeeded and no MDN was requested.
 	ErrNothingToSend = errors.New("mssante: nothing to send")
 )
@@ -170,6 +172,9 @@ type ReceiptOptions struct {
 	Date        time.Time
 	Text        string // human-readable text; a neutral default when empty
 	Compose     *ComposeOptions
+	// AnyReturnPath sends the MDN even when the Return-Path recorded at delivery differs from
+	// Disposition-Notification-To, which RFC 8098 §2.1 advises against (ErrMDNReturnPath).
+	AnyReturnPath bool
 }
 
 // KOSubject returns "[KO Intégration système !][<code>] <subject>", the subject of an error
@@ -225,6 +230,9 @@ func BuildMDN(w io.Writer, orig *Message, original []byte, code MDNCode, o *Rece
 	}
 	if !orig.WantMDN || len(orig.DispositionNotificationTo) == 0 {
 		return 0, ErrMDNNotRequested
+	}
+	if orig.HasReturnPath && !o.AnyReturnPath && !strings.EqualFold(orig.ReturnPath, orig.DispositionNotificationTo[0].Addr) {
+		return 0, ErrMDNReturnPath
 	}
 	n := &MDN{
 		ReportingUA:       o.ReportingUA,

@@ -177,3 +177,27 @@ func TestReceiptInjection(t *testing.T) {
 		t.Errorf("CRLF in Reporting-UA: %v", err)
 	}
 }
+
+func TestMDNReturnPath(t *testing.T) {
+	_, raw := received(t, true)
+	for rp, want := range map[string]error{
+		"Return-Path: <cardio-app@hopital.test.mssante.fr>\r\n": nil,
+		"Return-Path: <CARDIO-APP@hopital.test.mssante.fr>\r\n": nil,
+		"Return-Path: <other@elsewhere.test.mssante.fr>\r\n":    ErrMDNReturnPath,
+		"Return-Path: <>\r\n": ErrMDNReturnPath,
+	} {
+		delivered := append([]byte(rp), raw...)
+		orig, err := ReadMessage(bytes.NewReader(delivered), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := WriteReceipt(&bytes.Buffer{}, orig, delivered, 0, receiptOptions()); !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Errorf("%q: %v, want %v", rp, err, want)
+		}
+		o := receiptOptions()
+		o.AnyReturnPath = true
+		if _, err := WriteReceipt(&bytes.Buffer{}, orig, delivered, 0, o); err != nil {
+			t.Errorf("%q with AnyReturnPath: %v", rp, err)
+		}
+	}
+}

@@ -118,6 +118,8 @@ type Message struct {
 	CodeCDA                   []string // X-MSS-CODECDA values
 	INSHeader                 string   // X-MSS-INS: "O", "N" or ""
 	DispositionNotificationTo []Address
+	ReturnPath                string  // envelope sender recorded at delivery ("" for <>; unset when absent)
+	HasReturnPath             bool    // a Return-Path field was present
 	DSN                       *DSN    // when Kind is KindDSN
 	MDN                       *MDN    // when Kind is KindMDN
 	Integration               MDNCode // when Kind is KindIntegrationError (or an MDN with an error)

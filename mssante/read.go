@@ -161,6 +161,10 @@ func (m *Message) readHeader(h mail.Header) error {
 		return err
 	}
 	m.WantMDN = len(m.DispositionNotificationTo) > 0
+	if rp := h.Get("Return-Path"); rp != "" || h.Has("Return-Path") {
+		m.HasReturnPath = true
+		m.ReturnPath = strings.ToLower(strings.Trim(strings.TrimSpace(rp), "<>"))
+	}
 	if m.MessageID, err = h.MessageID(); err != nil {
 		return fmt.Errorf("%w: Message-ID: %v", ErrMalformed, err)
 	}
