@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -109,8 +112,23 @@ func TestServeCrash(t *testing.T) {
 			unacked++ // the 250 was lost with the kill: the sender would send it again
 		}
 	}
-	t.Logf("crash test: %d kills, %d messages acknowledged with 250, %d delivered, %d delivered twice, %d delivered without a 250 seen by the client",
-		kills, total, len(d), dups, unacked)
+	// Deliveries attempted twice (the crash came between the mailbox write and the queue's
+	// state update): the audit log shows them, the idempotent mailbox absorbed them.
+	repeated := 0
+	if b, err := os.ReadFile(filepath.Join(f.dir, "audit", "audit.jsonl")); err == nil {
+		seen := map[string]int{}
+		for _, line := range strings.Split(string(b), "\n") {
+			var r struct{ Event, MsgID string }
+			if json.Unmarshal([]byte(line), &r) == nil && r.Event == "delivered" {
+				if seen[r.MsgID]++; seen[r.MsgID] == 2 {
+					repeated++
+				}
+			}
+		}
+	}
+	t.Logf("crash test: %d kills, %d messages acknowledged with 250, %d delivered, %d delivered twice, "+
+		"%d delivered without a 250 seen by the client, %d deliveries repeated after a kill and absorbed by the idempotent mailbox",
+		kills, total, len(d), dups, unacked, repeated)
 	if dups != 0 {
 		t.Fatalf("%d messages delivered twice", dups)
 	}
