@@ -286,4 +286,16 @@ func TestSwaksClient(t *testing.T) {
 	if !strings.Contains(out, "<** 530 5.7.0 Must issue a STARTTLS command first") {
 		t.Fatalf("swaks without TLS:\n%s", out)
 	}
+	// Submission with AUTH PLAIN over STARTTLS (swaks cannot do EXTERNAL), then a spoofed sender.
+	host, port, _ = strings.Cut(a.subAddr, ":")
+	sub := []string{"--server", host, "--port", port, "--to", "dr@b.mssante.test", "--tls", "--tls-verify", "--tls-ca-path", ca,
+		"--tls-sni", "localhost", "--auth", "PLAIN", "--auth-user", "bal", "--auth-password", "secret", "--h-From", "<" + a.bal + ">"}
+	out, err = swaks(t, append(sub, "--from", a.bal)...)
+	if err != nil || !strings.Contains(out, "<~  235 2.0.0 Authentication succeeded") || !strings.Contains(out, "<~  250 2.0.0 Ok: queued as") {
+		t.Fatalf("swaks submission:\n%s", out)
+	}
+	out, _ = swaks(t, append(sub, "--from", "dr@a.mssante.test")...)
+	if !strings.Contains(out, "<~* 553 5.7.1 Sender address not owned by the authenticated BAL") {
+		t.Fatalf("swaks spoofed sender:\n%s", out)
+	}
 }
