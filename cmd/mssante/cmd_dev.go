@@ -2,33 +2,37 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"time"
+	"strings"
+	"text/tabwriter"
 
-	"github.com/mssante-go/sdk/internal/testpki"
-	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/internal/sandbox"
 )
 
-const devUsage = `[--state DIR] [--domain DOMAIN]
+const devUsage = `[--state DIR] [--verbose]
 
-Sets up a local MSSanté trust space for trying things out, on embedded defaults: a test PKI
-shaped like IGC-Santé (created in the state folder on the first run, reloaded afterwards), a
-server certificate and the client certificate of a BAL applicative for DOMAIN, the CA chain and
-a CRL, then checks a mutual-TLS handshake between them over loopback. The state folder defaults
-to $XDG_STATE_HOME/mssante/dev when XDG_STATE_HOME is set, else ./mssante-dev.
-Everything it makes is for tests only: never trust the test PKI in production.`
-
-// devRenewWithin: leaves expiring sooner than this are re-issued on the next run.
-const devRenewWithin = 30 * 24 * time.Hour
+Runs a whole local MSSanté trust space on loopback, on embedded defaults, until Ctrl-C:
+  - a test PKI shaped like IGC-Santé (created in the state folder on the first run, reloaded
+    afterwards), with the server certificate of each operator and the certificate of each
+    BAL applicative, the CA chain and a CRL;
+  - a liste blanche signed by that PKI and served over HTTPS;
+  - two operators, hopital.dev.mssante.fr and cabinet.dev.mssante.fr, each a reference
+    connector (SMTP relay and submission, durable queue, delivery over mutual TLS) with its
+    mailbox store and IMAP access, and PER, ORG and APP BALs;
+  - the test responder reponse.automatique@test.dev.mssante.fr (hosted by the cabinet);
+  - a sample Annuaire Santé extraction file.
+It prints the endpoints, the certificate files and passwords of each BAL, and commands to try.
+A restart keeps the state (PKI, certificates, passwords, mailboxes, queues) and, when they are
+free, the ports. The state folder defaults to $XDG_STATE_HOME/mssante/dev when XDG_STATE_HOME
+is set, else ./mssante-dev. Everything it makes is for tests only: never trust the test PKI in
+production.`
 
 func defaultDevState() string {
 	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
@@ -37,10 +41,19 @@ func defaultDevState() string {
 	return "mssante-dev"
 }
 
+// devProgram is how the printed commands invoke this binary: "mssante" when it is on the PATH,
+// else through go run from the module root.
+func devProgram() string {
+	if _, err := exec.LookPath("mssante"); err == nil {
+		return "mssante"
+	}
+	return "go run ./cmd/mssante"
+}
+
 func runDev(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "dev", devUsage)
-	state := fs.String("state", defaultDevState(), "state folder (test PKI, certificates, CRL)")
-	domain := fs.String("domain", "hopital.dev.mssante.fr", "mail domain of the local structure")
+	state := fs.String("state", defaultDevState(), "state folder (test PKI, certificates, mailboxes, queues)")
+	verbose := fs.Bool("verbose", false, "log the connectors' operations on stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -51,154 +64,66 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return exitCode(2, nil)
 	}
-	dir, err := filepath.Abs(*state)
+	var logger *slog.Logger
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(e.stderr, nil))
+	}
+	fmt.Fprintf(e.stdout, "mssante dev: starting a local MSSanté trust space in %s ...\n", *state)
+	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: *state, ReusePorts: true, Logger: logger})
 	if err != nil {
 		return err
 	}
-	pkiDir := filepath.Join(dir, "pki")
-	_, statErr := os.Stat(filepath.Join(pkiDir, "intermediate.key.pem"))
-	created := statErr != nil
-	pki, err := testpki.New(&testpki.Options{Dir: pkiDir})
-	if err != nil {
+	defer sb.Close()
+	printDev(e.stdout, sb.Info, devProgram())
+	<-ctx.Done()
+	fmt.Fprintln(e.stdout, "\nmssante dev: stopping (the state folder is kept) ...")
+	if err := sb.Close(); err != nil {
 		return err
 	}
-	verb := "loaded"
-	if created {
-		verb = "created"
-	}
-	fmt.Fprintf(e.stdout, "mssante dev: local MSSanté trust space in %s (test PKI %s)\n\n", dir, verb)
-
-	chainPath := filepath.Join(dir, "ca-chain.pem")
-	if err := os.WriteFile(chainPath, append(pki.RootPEM(), pki.IntermediatePEM()...), 0o644); err != nil {
-		return err
-	}
-	server, serverFiles, serverNew, err := devLeaf(dir, "server", pki, func() (*testpki.Leaf, error) {
-		return pki.Server(*domain, &testpki.LeafOptions{DNSNames: []string{"localhost"}})
-	})
-	if err != nil {
-		return err
-	}
-	bal, balFiles, balNew, err := devLeaf(dir, "bal", pki, func() (*testpki.Leaf, error) {
-		return pki.Org("dpi@"+*domain, nil)
-	})
-	if err != nil {
-		return err
-	}
-	crl, err := pki.CRL()
-	if err != nil {
-		return err
-	}
-	crlPath := filepath.Join(dir, "crl.der")
-	if err := os.WriteFile(crlPath, crl, 0o644); err != nil {
-		return err
-	}
-
-	w := e.stdout
-	state2 := func(isNew bool) string {
-		if isNew {
-			return "issued"
-		}
-		return "kept"
-	}
-	fmt.Fprintf(w, "  test PKI   %s\n", pkiDir)
-	fmt.Fprintf(w, "             root          %s\n", transport.SubjectDN(pki.Root))
-	fmt.Fprintf(w, "             intermediate  %s\n", transport.SubjectDN(pki.Intermediate))
-	fmt.Fprintf(w, "  CA chain   %s (trust this, and only in tests)\n", chainPath)
-	if parsed, err := x509.ParseRevocationList(crl); err == nil {
-		fmt.Fprintf(w, "  CRL        %s (DER, next update %s)\n", crlPath, parsed.NextUpdate.UTC().Format(time.DateOnly))
-	}
-	fmt.Fprintf(w, "  server     %s (%s, SERV/SSL_SERV until %s)\n             %s\n", serverFiles, state2(serverNew),
-		server.Cert.NotAfter.UTC().Format(time.DateOnly), transport.SubjectDN(server.Cert))
-	fmt.Fprintf(w, "  BAL app    %s (%s, ORG/AUTH_CLI until %s)\n             %s\n\n", balFiles, state2(balNew),
-		bal.Cert.NotAfter.UTC().Format(time.DateOnly), transport.SubjectDN(bal.Cert))
-
-	if err := devSelfCheck(ctx, w, pki, crl, server, bal); err != nil {
-		return fmt.Errorf("self-check failed: %w", err)
-	}
-
-	fmt.Fprintf(w, `
-Not there yet (later versions of "mssante dev" add them): the connector (SMTP relay and
-submission servers, IMAP access to the BAL), a liste blanche signed by the test PKI, the test
-responder answering like reponse.automatique@test.mssante.fr, and a sample Annuaire Santé.
-Today "mssante dev" gives you the certificates above and proves they work together.
-`)
-	fmt.Fprintf(w, "Try: mssante cert inspect %s\n", filepath.Join(dir, "server.crt.pem"))
+	fmt.Fprintln(e.stdout, "mssante dev: stopped")
 	return nil
 }
 
-// devLeaf returns the leaf stored as dir/base.{crt,key}.pem when it was issued by pki and is
-// valid for more than devRenewWithin, else issues a new one with issue and writes it.
-func devLeaf(dir, base string, pki *testpki.PKI, issue func() (*testpki.Leaf, error)) (*testpki.Leaf, string, bool, error) {
-	certPath := filepath.Join(dir, base+".crt.pem")
-	keyPath := filepath.Join(dir, base+".key.pem")
-	files := certPath + " + " + filepath.Base(keyPath)
-	if tc, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && tc.Leaf != nil {
-		c := tc.Leaf
-		key, isSigner := tc.PrivateKey.(crypto.Signer)
-		if isSigner && c.CheckSignatureFrom(pki.Intermediate) == nil && time.Until(c.NotAfter) > devRenewWithin {
-			return &testpki.Leaf{Cert: c, Key: key, Chain: []*x509.Certificate{c, pki.Intermediate}}, files, false, nil
-		}
+// devTry returns the commands printed for the user to try, each one a command line of prog.
+func devTry(info *sandbox.Info, prog string) []string {
+	return []string{
+		fmt.Sprintf("%s selftest --state %s", prog, info.Dir),
+		fmt.Sprintf("%s whitelist lookup %s --url %s --ca %s --roots %s", prog, sandbox.Cabinet, info.WhitelistURL, info.CAFile, info.CAFile),
+		fmt.Sprintf("%s annuaire search --source extraction:%s --name durand", prog, info.Annuaire),
 	}
-	l, err := issue()
-	if err != nil {
-		return nil, "", false, err
-	}
-	if _, _, err := l.WriteFiles(dir, base); err != nil {
-		return nil, "", false, err
-	}
-	return l, files, true, nil
 }
 
-// devSelfCheck runs one mutual-TLS handshake over loopback between the server and BAL
-// certificates, verified by the transport package against the test PKI and its CRL.
-func devSelfCheck(ctx context.Context, w io.Writer, pki *testpki.PKI, crl []byte, server, bal *testpki.Leaf) error {
-	trust := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true})
-	trust.AddRoot(pki.Root)
-	trust.AddIntermediate(pki.Intermediate)
-	if err := trust.AddCRL(crl); err != nil {
-		return err
+func printDev(w io.Writer, info *sandbox.Info, prog string) {
+	fmt.Fprintf(w, "\nTest PKI     %s (trust it only in tests)\n", filepath.Join(info.Dir, "pki"))
+	fmt.Fprintf(w, "CA chain     %s\nCRL          %s\n", info.CAFile, info.CRLFile)
+	fmt.Fprintf(w, "Whitelist    %s\n             %s (signed by the test PKI)\n", info.WhitelistURL, info.WhitelistFile)
+	fmt.Fprintf(w, "Annuaire     %s\n", info.Annuaire)
+	if info.Responder != "" {
+		fmt.Fprintf(w, "Responder    %s (answers every message, RFC 3834)\n", info.Responder)
 	}
-	srvCfg, err := transport.ServerConfig(nil, &transport.TLSOptions{
-		Trust: trust, Certificates: []tls.Certificate{server.TLSCertificate()},
-	})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	seen := make(chan string, 1)
-	go func() {
-		defer close(seen)
-		c, err := ln.Accept()
-		if err != nil {
-			return
+	for _, op := range info.Operators {
+		fmt.Fprintf(w, "\nOperator %s (%s): %s\n", op.Name, strings.Join(op.Domains, ", "), op.Hostname)
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		fmt.Fprintf(tw, "  relay (25)\t%s\tSTARTTLS, operator certificate listed for the sender's domain\n", op.Relay)
+		fmt.Fprintf(tw, "  submission (587)\t%s\tSTARTTLS, SASL EXTERNAL (APP) or PLAIN (PER, ORG)\n", op.Submission)
+		fmt.Fprintf(tw, "  submission (465)\t%s\timplicit TLS\n", op.SubmissionTLS)
+		fmt.Fprintf(tw, "  IMAP (143)\t%s\tSTARTTLS\n", op.IMAP)
+		fmt.Fprintf(tw, "  IMAPS (993)\t%s\timplicit TLS\n", op.IMAPS)
+		fmt.Fprintf(tw, "  metrics\thttp://%s/metrics\t\n", op.Metrics)
+		fmt.Fprintf(tw, "  server cert\t%s\t%s\n", op.CertFile, op.CertDN)
+		fmt.Fprintf(tw, "  config\t%s\tas \"mssante serve --config\" reads it\n", op.Config)
+		tw.Flush()
+		for _, b := range op.BALs {
+			if b.CertFile != "" {
+				fmt.Fprintf(w, "  BAL %s %s\n      certificate %s\n      key         %s\n", b.Type, b.Address, b.CertFile, b.KeyFile)
+			} else {
+				fmt.Fprintf(w, "  BAL %s %s\n      login %s  password %s\n", b.Type, b.Address, b.Address, b.Password)
+			}
 		}
-		tc, err := transport.Server(ctx, c, srvCfg)
-		if err != nil {
-			return
-		}
-		dn, _ := transport.PeerDN(tc.ConnectionState())
-		seen <- dn
-		tc.Close()
-	}()
-	d := &transport.Dialer{Options: transport.TLSOptions{Trust: trust, Certificates: []tls.Certificate{bal.TLSCertificate()}}}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("localhost", port))
-	if err != nil {
-		return err
 	}
-	cs := conn.ConnectionState()
-	conn.Close()
-	serverSaw, ok := <-seen
-	if !ok {
-		return errors.New("server side of the handshake failed")
+	fmt.Fprintf(w, "\nTry, in another terminal (from the module root):\n")
+	for _, c := range devTry(info, prog) {
+		fmt.Fprintf(w, "  %s\n", c)
 	}
-	fmt.Fprintf(w, "Self-check: mutual %s (%s) on %s: OK\n  the server verified the BAL as %s\n",
-		tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), ln.Addr(), serverSaw)
-	return nil
+	fmt.Fprintf(w, "\nReady. Ctrl-C stops the trust space; a restart keeps its state.\n")
 }

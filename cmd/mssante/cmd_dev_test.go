@@ -3,113 +3,188 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/internal/sandbox"
 )
 
-func devRun(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), append([]string{"dev"}, args...), &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb})
-	return code, out.String(), errb.String()
+// devBuffer is a bytes.Buffer safe for the concurrent writes of a running command.
+type devBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func TestDevCreatesAndReloads(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state")
-	code, out, errs := devRun(t, "--state", state)
-	if code != 0 {
-		t.Fatalf("exit %d: %s\n%s", code, errs, out)
+func (d *devBuffer) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.Write(p)
+}
+
+func (d *devBuffer) String() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.String()
+}
+
+// runningDev is "mssante dev" running in the background of a test.
+type runningDev struct {
+	out, errb *devBuffer
+	stop      context.CancelFunc
+	done      chan int
+	stopped   bool
+}
+
+func startDev(t *testing.T, args ...string) *runningDev {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &runningDev{out: &devBuffer{}, errb: &devBuffer{}, stop: cancel, done: make(chan int, 1)}
+	go func() {
+		d.done <- run(ctx, append([]string{"dev"}, args...), &env{stdin: strings.NewReader(""), stdout: d.out, stderr: d.errb})
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(d.out.String(), "Ready.") {
+		select {
+		case code := <-d.done:
+			cancel()
+			t.Fatalf("mssante dev exited %d before it was ready:\n%s\n%s", code, d.out, d.errb)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("mssante dev not ready:\n%s\n%s", d.out, d.errb)
+		}
 	}
+	t.Cleanup(func() { d.interrupt(t) })
+	return d
+}
+
+// interrupt is Ctrl-C: the command must stop cleanly and exit 0.
+func (d *runningDev) interrupt(t *testing.T) {
+	t.Helper()
+	if d.stopped {
+		return
+	}
+	d.stopped = true
+	d.stop()
+	select {
+	case code := <-d.done:
+		if code != 0 {
+			t.Errorf("mssante dev exited %d after Ctrl-C:\n%s", code, d.errb)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("mssante dev did not stop within a minute of Ctrl-C")
+	}
+}
+
+// tryCommands returns the command lines printed under "Try", without the program name.
+func tryCommands(t *testing.T, out string) [][]string {
+	t.Helper()
+	_, rest, ok := strings.Cut(out, "Try, in another terminal")
+	if !ok {
+		t.Fatalf("no commands printed:\n%s", out)
+	}
+	var cmds [][]string
+	for _, line := range strings.Split(rest, "\n")[1:] {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			break
+		}
+		for _, prog := range []string{"go run ./cmd/mssante ", "mssante "} {
+			if strings.HasPrefix(line, prog) {
+				cmds = append(cmds, strings.Fields(strings.TrimPrefix(line, prog)))
+				break
+			}
+		}
+	}
+	return cmds
+}
+
+// The README's main command: the trust space comes up, prints its endpoints and BALs, and the
+// three commands it prints work as printed; Ctrl-C stops it; a restart keeps its state.
+func TestDevCommandsWorkAsPrinted(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	d := startDev(t, "--state", state)
+	out := d.out.String()
 	for _, want := range []string{
-		"(test PKI created)",
-		"CN=TEST AC RACINE IGC-SANTE ELEMENTAIRE,OU=IGC-SANTE TEST,OU=0002 187512751,O=ASIP-SANTE,C=FR",
-		"CN=hopital.dev.mssante.fr,OU=",
-		"CN=dpi@hopital.dev.mssante.fr,OU=",
-		"Self-check: mutual TLS 1.2",
-		"the server verified the BAL as CN=dpi@hopital.dev.mssante.fr",
-		"Not there yet",
+		"Operator hopital (hopital.dev.mssante.fr)", "Operator cabinet (cabinet.dev.mssante.fr, test.dev.mssante.fr)",
+		"BAL APP dpi@hopital.dev.mssante.fr", "BAL PER jean.dupont@hopital.dev.mssante.fr", "BAL ORG accueil@cabinet.dev.mssante.fr",
+		"Responder    reponse.automatique@test.dev.mssante.fr", "Whitelist    https://127.0.0.1:",
+		filepath.Join(state, "hopital", "bal", "dpi.crt.pem"),
 	} {
 		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
+			t.Errorf("output lacks %q", want)
 		}
 	}
-	for _, f := range []string{"server.key.pem", "bal.key.pem", "pki/root.key.pem", "pki/intermediate.key.pem"} {
-		st, err := os.Stat(filepath.Join(state, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode().Perm() != 0o600 {
-			t.Errorf("%s mode %v", f, st.Mode().Perm())
-		}
+	cmds := tryCommands(t, out)
+	if len(cmds) != 3 {
+		t.Fatalf("want 3 commands, got %q", cmds)
 	}
-
-	// The files verify on their own: trust ca-chain.pem and crl.der, check both leaves.
-	trust := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true})
-	if err := trust.AddFile(filepath.Join(state, "ca-chain.pem")); err != nil {
-		t.Fatal(err)
-	}
-	if err := trust.AddCRLFile(filepath.Join(state, "crl.der")); err != nil {
-		t.Fatal(err)
-	}
-	leaf := func(base string) *x509.Certificate {
-		tc, err := tls.LoadX509KeyPair(filepath.Join(state, base+".crt.pem"), filepath.Join(state, base+".key.pem"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tc.Leaf
-	}
-	server, bal := leaf("server"), leaf("bal")
-	if _, err := trust.Verify([]*x509.Certificate{server}, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
-		t.Errorf("server certificate: %v", err)
-	}
-	if err := server.VerifyHostname("hopital.dev.mssante.fr"); err != nil {
-		t.Error(err)
-	}
-	if _, err := trust.Verify([]*x509.Certificate{bal}, x509.ExtKeyUsageClientAuth, time.Now()); err != nil {
-		t.Errorf("BAL certificate: %v", err)
-	}
-	rootBefore, err := os.ReadFile(filepath.Join(state, "pki", "root.crt.pem"))
+	info, err := sandbox.Load(state)
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// Second run: same PKI and leaves; a damaged leaf is re-issued.
-	if err := os.WriteFile(filepath.Join(state, "bal.crt.pem"), []byte("damaged"), 0o644); err != nil {
+	wants := map[string]string{
+		"selftest":  "selftest passed",
+		"whitelist": info.Operator(sandbox.Cabinet).CertDN,
+		"annuaire":  "marie.durand@cabinet.dev.mssante.fr",
+	}
+	for _, args := range cmds {
+		var o, eb bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		code := run(ctx, args, &env{stdin: strings.NewReader(""), stdout: &o, stderr: &eb})
+		cancel()
+		if code != 0 {
+			t.Fatalf("%q: exit %d\n%s\n%s", args, code, o.String(), eb.String())
+		}
+		if want := wants[args[0]]; want == "" || !strings.Contains(o.String(), want) {
+			t.Fatalf("%q: output lacks %q:\n%s", args, want, o.String())
+		}
+	}
+	balCert, err := os.ReadFile(filepath.Join(state, "hopital", "bal", "dpi.crt.pem"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs = devRun(t, "--state", state)
-	if code != 0 {
-		t.Fatalf("second run: exit %d: %s\n%s", code, errs, out)
+	d.interrupt(t)
+	if !strings.Contains(d.out.String(), "mssante dev: stopped") {
+		t.Fatalf("no clean stop:\n%s", d.out.String())
 	}
-	if !strings.Contains(out, "(test PKI loaded)") || !strings.Contains(out, "server.key.pem (kept") || !strings.Contains(out, "bal.key.pem (issued") {
-		t.Fatalf("second run output:\n%s", out)
+
+	// Restart: same certificates, the messages of the first run still there, and the printed
+	// commands still work.
+	d2 := startDev(t, "--state", state)
+	again, _ := os.ReadFile(filepath.Join(state, "hopital", "bal", "dpi.crt.pem"))
+	if !bytes.Equal(balCert, again) {
+		t.Fatal("restart re-issued the BAL certificate")
 	}
-	rootAfter, _ := os.ReadFile(filepath.Join(state, "pki", "root.crt.pem"))
-	if !bytes.Equal(rootBefore, rootAfter) {
-		t.Fatal("second run made a new root")
+	info2, _ := sandbox.Load(state)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	msgs, err := info2.Messages(ctx, "dpi@"+sandbox.Hopital)
+	if err != nil || len(msgs) == 0 {
+		t.Fatalf("the responder's answer of the first run is gone: %d messages, %v", len(msgs), err)
 	}
-	if !leaf("server").Equal(server) {
-		t.Fatal("second run re-issued a valid server certificate")
+	var o bytes.Buffer
+	if code := run(ctx, tryCommands(t, d2.out.String())[0], &env{stdout: &o, stderr: &o}); code != 0 {
+		t.Fatalf("selftest after restart: %d\n%s", code, o.String())
 	}
 }
 
-func TestDevStateDefault(t *testing.T) {
-	xdg := t.TempDir()
-	t.Setenv("XDG_STATE_HOME", xdg)
-	if code, out, errs := devRun(t); code != 0 {
-		t.Fatalf("exit %d: %s\n%s", code, errs, out)
-	}
-	if _, err := os.Stat(filepath.Join(xdg, "mssante", "dev", "server.crt.pem")); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, _ := devRun(t, "extra-arg"); code != 2 {
+func TestDevUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
+	if code := run(context.Background(), []string{"dev", "extra-arg"}, e); code != 2 {
 		t.Fatalf("extra argument: exit %d, want 2", code)
+	}
+	if code := run(context.Background(), []string{"dev", "--bogus"}, e); code != 2 {
+		t.Fatalf("unknown flag: exit %d, want 2", code)
+	}
+	t.Setenv("XDG_STATE_HOME", "/x")
+	if got := defaultDevState(); got != "/x/mssante/dev" {
+		t.Fatal(got)
 	}
 }

@@ -36,7 +36,8 @@ type command struct {
 // commands lists every subcommand, in the order "mssante help" shows them.
 var commands = []command{
 	// one line per subcommand, each implemented in cmd_NAME.go
-	{"dev", "set up a local test trust space (test PKI, certificates) and check mutual TLS", runDev},
+	{"dev", "run a whole local MSSanté trust space on loopback: test PKI, whitelist, two operators, BALs, responder, annuaire", runDev},
+	{"selftest", "the acceptance checks of a BAL against mssante dev: responder round trip, non-MSSanté recipient refused", runSelftest},
 	{"cert", "inspect certificates and check their expiry (PEM, DER, p7b, PKCS#12)", runCert},
 	{"whitelist", "verify, look up, fetch and sign the ANS liste blanche", runWhitelist},
 	{"cda", "build, validate and print CDA R2 documents (lettre de liaison LDL-SES, N1 PDF)", runCDA},

@@ -30,7 +30,7 @@ func annuaireEntries() []annuaire.Entry {
 	}
 	var out []annuaire.Entry
 	for i, sp := range specs {
-		finess := withKey("31000000" + string(rune('1'+i)))
+		finess := withKey("3100000" + string(rune('1'+i)))
 		postal := annuaire.PostalAddress{Number: "1", StreetType: "R", Street: "DE LA SANTE",
 			CityLine: "31000 TOULOUSE", PostalCode: "31000", Departement: "31", Country: "FRANCE"}
 		st := annuaire.Structure{IDType: "FINESS", ID: "1" + finess, Name: sp.org}
@@ -40,7 +40,7 @@ func annuaireEntries() []annuaire.Entry {
 			switch b.typ {
 			case mssante.BALPersonal:
 				p := people[addr]
-				rpps := withKey("1000000000" + string(rune('1'+i)))
+				rpps := withKey("100000000" + string(rune('1'+i)))
 				e.Person = annuaire.Person{NationalID: "8" + rpps, IDType: "RPPS", ID: rpps, Civility: p[0],
 					LastName: p[1], FirstName: p[2], ProfessionCode: "10", ProfessionLabel: "Médecin"}
 			case mssante.BALOrganisational:

@@ -401,8 +401,11 @@ func (s *Sandbox) startWhitelist(ctx context.Context, dir string, lns *listeners
 	if err := os.MkdirAll(wd, 0o700); err != nil {
 		return err
 	}
-	signer, err := leaf(wd, "signer", s.PKI, func() (*testpki.Leaf, error) {
-		return s.PKI.Leaf(testpki.ProfileOrgSign, s.PKI.Subject("liste-blanche.dev.mssante.fr", nil), nil)
+	// The test signer has the subject of the ANS signer (whitelist.DefaultSigner): only the
+	// trusted roots differ from production, so tools need no --signer for the sandbox.
+	signer, err := leaf(wd, "alb-signer", s.PKI, func() (*testpki.Leaf, error) {
+		return s.PKI.Leaf(testpki.ProfileOrgSign, s.PKI.Subject("alb.mssante.fr", &testpki.LeafOptions{
+			SIRET: "347976684200724", Org: "CAPGEMINI TECHNOLOGY SERVICES", State: "Hauts-de-Seine (92)"}), nil)
 	})
 	if err != nil {
 		return err
@@ -576,8 +579,8 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 	fmt.Fprintf(&b, "hostname = %q\ndomains = [%s]\nspool_dir = %q\n\n", op.Hostname, quoteList(op.Domains), filepath.Join(od, "spool"))
 	fmt.Fprintf(&b, "[tls]\ncert_file = %q\nkey_file = %q\nca_files = [%q]\nno_igc_sante_root = true\ncrl_files = [%q]\n\n",
 		op.CertFile, op.KeyFile, s.Info.CAFile, s.Info.CRLFile)
-	fmt.Fprintf(&b, "[whitelist]\nurl = %q\ncache_file = %q\nrefresh_interval = \"1m\"\nsigner = %q\n\n",
-		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"), s.Info.WhitelistSigner)
+	fmt.Fprintf(&b, "[whitelist]\nurl = %q\ncache_file = %q\nrefresh_interval = \"1m\"\n\n",
+		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"))
 	fmt.Fprintf(&b, "[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
 		op.Relay, op.Submission, op.SubmissionTLS)
 	for _, bal := range op.BALs {
