@@ -1,0 +1,207 @@
+package bal
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/mssante-go/sdk/mssante"
+)
+
+// outboxWith records a sent message to rcpts in a fresh client's outbox, as Send does.
+func outboxWith(t testing.TB, mdn bool, rcpts ...string) (*Client, *Record) {
+	t.Helper()
+	c, err := New(&Options{Address: testBAL, Auth: AuthPlain, Username: "u", Password: "p", StateDir: t.TempDir(), Whitelist: testList()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("m%d@test.example", time.Now().UnixNano())
+	rec := &Record{MessageID: id, EnvelopeID: envelopeID(id), MDNRequested: mdn, Created: time.Now()}
+	for _, r := range rcpts {
+		rec.Recipients = append(rec.Recipients, RecipientState{Address: r, Status: StatusSubmitted})
+	}
+	if err := osMkdir(c.box.path(rec.EnvelopeID, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.box.save(rec); err != nil {
+		t.Fatal(err)
+	}
+	return c, rec
+}
+
+func dsn(t testing.TB, rec *Record, action mssante.DSNAction, rcpt, diag string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	_, err := mssante.BuildDSN(&b, &mssante.DSNEnvelope{From: mssante.MustAddress("", "mailer-daemon@other.example"),
+		To: mssante.MustAddress("", testBAL)}, &mssante.DSN{ReportingMTA: "mx.other.example", OriginalEnvelopeID: rec.EnvelopeID,
+		Recipients: []mssante.DSNRecipient{{FinalRecipient: rcpt, OriginalRecipient: rcpt, Action: action, Status: "2.0.0", DiagnosticCode: diag}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func mdn(t testing.TB, rec *Record, from string, code mssante.MDNCode) []byte {
+	t.Helper()
+	orig := &mssante.Message{MessageID: rec.MessageID, From: mssante.MustAddress("", testBAL), Subject: "XDM/1.0/DDM+x",
+		WantMDN: true, DispositionNotificationTo: []mssante.Address{mssante.MustAddress("", testBAL)}}
+	var b bytes.Buffer
+	_, err := mssante.BuildMDN(&b, orig, []byte("Subject: x\r\n\r\nx\r\n"), code, &mssante.ReceiptOptions{From: mssante.MustAddress("", from), ReportingUA: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// feed parses raw as a received message and applies it as the watcher does.
+func feed(t testing.TB, c *Client, raw []byte, got *[]Receipt) {
+	t.Helper()
+	m := &Incoming{data: raw}
+	m.parse(1 << 20)
+	if m.Message == nil || m.Message.Kind == mssante.KindOrdinary {
+		t.Fatalf("not a receipt: %v", m.ParseError)
+	}
+	w := &watcher{c: c, onReceipt: func(_ context.Context, r Receipt) { *got = append(*got, r) }}
+	w.applyReceipt(context.Background(), m.Message)
+}
+
+func TestReceiptsOneFinalStatusPerRecipient(t *testing.T) {
+	const r1, r2 = "a@other.example", "b@other.example"
+	for _, tc := range []struct {
+		name  string
+		mdn   bool
+		steps []func(t testing.TB, rec *Record) ([]byte, string)
+	}{
+		{"delivered is final without MDN", false, []func(testing.TB, *Record) ([]byte, string){
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionDelivered, r1, "smtp; 250 2.0.0 ok"), r1 + ":delivered:true"
+			},
+			// a duplicate DSN, then a late failure: nothing more for r1
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionDelivered, r1, "smtp; 250 2.0.0 ok"), ""
+			},
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionFailed, r1, "smtp; 550 5.1.1 unknown"), ""
+			},
+		}},
+		{"late MDN after a delay DSN", true, []func(testing.TB, *Record) ([]byte, string){
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionDelayed, r1, "smtp; 451 4.4.1 later"), r1 + ":delayed:false"
+			},
+			func(t testing.TB, r *Record) ([]byte, string) { return mdn(t, r, r1, 0), r1 + ":processed:true" },
+			// the success DSN arriving after the MDN changes nothing
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionDelivered, r1, "smtp; 250 ok"), ""
+			},
+			func(t testing.TB, r *Record) ([]byte, string) { return mdn(t, r, r1, 0), "" },
+		}},
+		{"MDN error with code", true, []func(testing.TB, *Record) ([]byte, string){
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionDelivered, r2, "smtp; 250 ok"), r2 + ":delivered:false"
+			},
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return mdn(t, r, r2, mssante.CodeINSMismatch), r2 + ":error:true:904"
+			},
+			func(t testing.TB, r *Record) ([]byte, string) { return mdn(t, r, r2, 0), "" },
+		}},
+		{"failure DSN is final, MDN after it ignored", true, []func(testing.TB, *Record) ([]byte, string){
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionFailed, r1, "smtp; 550 5.1.1 unknown"), r1 + ":failed:true:550"
+			},
+			func(t testing.TB, r *Record) ([]byte, string) { return mdn(t, r, r1, 0), "" },
+		}},
+		{"receipt for an unknown recipient", true, []func(testing.TB, *Record) ([]byte, string){
+			func(t testing.TB, r *Record) ([]byte, string) {
+				return dsn(t, r, mssante.ActionDelivered, "intruder@other.example", "smtp; 250 ok"), ""
+			},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, rec := outboxWith(t, tc.mdn, r1, r2)
+			for i, s := range tc.steps {
+				raw, want := s(t, rec)
+				var got []Receipt
+				feed(t, c, raw, &got)
+				var parts []string
+				for _, r := range got {
+					p := fmt.Sprintf("%s:%s:%v", r.Recipient, r.Status, r.Final)
+					if r.Code != 0 && r.Status != StatusDelivered && r.Status != StatusDelayed {
+						p += fmt.Sprintf(":%d", r.Code)
+					}
+					parts = append(parts, p)
+				}
+				if g := join(parts); g != want {
+					t.Fatalf("step %d: receipts %q, want %q", i, g, want)
+				}
+			}
+		})
+	}
+}
+
+func join(p []string) string {
+	var b bytes.Buffer
+	for i, s := range p {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// TestReceiptForAnotherMessageIgnored: a receipt whose envelope ID is not in the outbox
+// (or tries to escape it) changes nothing.
+func TestReceiptForAnotherMessageIgnored(t *testing.T) {
+	c, rec := outboxWith(t, false, "a@other.example")
+	other := *rec
+	for _, id := range []string{"0123456789abcdef0123456789abcdef", "../../etc", ""} {
+		other.EnvelopeID = id
+		var got []Receipt
+		feed(t, c, dsn(t, &other, mssante.ActionDelivered, "a@other.example", "smtp; 250 ok"), &got)
+		if len(got) != 0 {
+			t.Fatalf("envid %q: receipts %+v", id, got)
+		}
+	}
+}
+
+// TestLargeMessageSpooledToDisk: above SpoolThreshold the body goes to a file under
+// StateDir/spool, removed once handled.
+func TestLargeMessageSpooledToDisk(t *testing.T) {
+	dir := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef\r\n"), 10000)
+	m := &Incoming{}
+	if err := m.store(bytes.NewReader(big), 1024, 1<<20, dir); err != nil {
+		t.Fatal(err)
+	}
+	if m.path == "" || m.data != nil {
+		t.Fatalf("not spooled: path %q, %d bytes in memory", m.path, len(m.data))
+	}
+	r, _ := m.Open()
+	var b bytes.Buffer
+	b.ReadFrom(r)
+	r.Close()
+	if !bytes.Equal(b.Bytes(), big) {
+		t.Fatal("spooled copy differs")
+	}
+	m.cleanup()
+	if _, err := osStat(m.path); err == nil {
+		t.Fatal("spool file left behind")
+	}
+	// Over MaxMessageSize: refused.
+	m = &Incoming{}
+	if err := m.store(bytes.NewReader(big), 1024, 4096, dir); err == nil {
+		t.Fatal("oversized message accepted")
+	}
+	m.cleanup()
+	// Small: in memory.
+	m = &Incoming{}
+	if err := m.store(bytes.NewReader(big[:100]), 1024, 1<<20, dir); err != nil || m.path != "" || len(m.data) != 100 {
+		t.Fatalf("small message: %v %q %d", err, m.path, len(m.data))
+	}
+}
+
+func osMkdir(p string) error               { return os.MkdirAll(p, 0o700) }
+func osStat(p string) (os.FileInfo, error) { return os.Stat(p) }
