@@ -120,6 +120,8 @@ type Query struct {
 	Limit int
 	// Cursor continues a previous search: pass the Next of its Result.
 	Cursor string
+
+	nameKey string // the search key of Name, set by check
 }
 
 // Limits of a query.
@@ -156,19 +158,27 @@ func (q *Query) limit() int {
 	return q.Limit
 }
 
-// check validates q, normalises its fields and returns the offset its cursor designates, for
-// the backends whose cursor is an offset.
-func (q *Query) check() (offset int, err error) {
+// check validates q and computes the key of its name.
+func (q *Query) check() error {
 	if _, err := mssante.ParseBALType(string(q.Type)); q.Type != "" && (err != nil || q.Type != PER && q.Type != ORG && q.Type != APP && q.Type != CAB) {
-		return 0, fmt.Errorf("%w: BAL type %q", ErrInvalidQuery, q.Type)
+		return fmt.Errorf("%w: BAL type %q", ErrInvalidQuery, q.Type)
 	}
-	if q.Name != "" && foldString(q.Name) == "" {
-		return 0, fmt.Errorf("%w: a name needs a letter or a digit", ErrInvalidQuery)
+	q.nameKey = foldString(q.Name)
+	if q.Name != "" && q.nameKey == "" {
+		return fmt.Errorf("%w: a name needs a letter or a digit", ErrInvalidQuery)
 	}
 	if q.RPPS != "" {
 		if _, err := mssante.ParseRPPS(q.RPPS); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrInvalidQuery, err)
+			return fmt.Errorf("%w: %w", ErrInvalidQuery, err)
 		}
+	}
+	return nil
+}
+
+// checkOffset is check for the backends whose cursor is an offset, which it returns.
+func (q *Query) checkOffset() (offset int, err error) {
+	if err := q.check(); err != nil {
+		return 0, err
 	}
 	if q.Cursor != "" {
 		n, err := strconv.Atoi(q.Cursor)
@@ -194,7 +204,8 @@ func (q *Query) nationalID() (string, bool) {
 	return q.NationalID, true
 }
 
-// matches reports whether e satisfies every criterion of q. Name is compared on nameKey.
+// matches reports whether e satisfies every criterion of q, which check has validated. Name
+// is compared on nameKey, the entry's.
 func (q *Query) matches(e *Entry, nameKey string) bool {
 	if q.Address != "" && !asciiEqualFold(q.Address, e.Address) {
 		return false
@@ -202,7 +213,7 @@ func (q *Query) matches(e *Entry, nameKey string) bool {
 	if q.Type != "" && e.Type != q.Type {
 		return false
 	}
-	if q.Name != "" && !hasPrefix(nameKey, foldString(q.Name)) {
+	if q.Name != "" && !hasPrefix(nameKey, q.nameKey) {
 		return false
 	}
 	if id, ok := q.nationalID(); !ok || id != "" && e.Person.NationalID != id {

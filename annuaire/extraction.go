@@ -463,7 +463,7 @@ func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
 
 // Search implements [Directory]. It never blocks: ctx is only checked during full scans.
 func (x *Extraction) Search(ctx context.Context, q Query) (*Result, error) {
-	offset, err := q.check()
+	offset, err := q.checkOffset()
 	if err != nil {
 		return nil, err
 	}
@@ -525,7 +525,7 @@ func (x *Extraction) walk(m map[string]int32, next []int32, key string, f func(i
 }
 
 func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit int) (*Result, error) {
-	key := foldString(q.Name)
+	key := q.nameKey
 	p := prefix8(key)
 	// The first name whose key is >= the queried key.
 	i, _ := slices.BinarySearchFunc(x.names, key, func(n nameRef, k string) int {

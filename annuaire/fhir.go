@@ -159,7 +159,7 @@ var fhirResources = []string{"Practitioner", "PractitionerRole", "Organization"}
 
 // Search implements [Directory].
 func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
-	if _, err := (&Query{Type: q.Type, RPPS: q.RPPS, Name: q.Name}).check(); err != nil {
+	if err := q.check(); err != nil {
 		return nil, err
 	}
 	if q.Departement != "" || q.Profession != "" {

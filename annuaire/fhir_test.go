@@ -187,8 +187,12 @@ func TestFHIRQueryParameters(t *testing.T) {
 			if got := s.requests(); strings.Join(got, "\n") != strings.Join(tt.reqs, "\n") {
 				t.Errorf("requests:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.reqs, "\n"))
 			}
+			q := tt.q
+			if err := q.check(); err != nil {
+				t.Fatal(err)
+			}
 			for _, e := range r.Entries {
-				if !tt.q.matches(&e, NameKey(&e)) {
+				if !q.matches(&e, NameKey(&e)) {
 					t.Errorf("%s does not match the query", e.Address)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzParseLine: any line either fails with ErrFormat or gives an Entry that survives a
@@ -18,8 +19,19 @@ func FuzzParseLine(f *testing.F) {
 	f.Add("PER|a@b|RPPS|1|||||||||||||||||||||||||||")
 	f.Fuzz(func(t *testing.T, line string) {
 		fl, err := ParseLine(line)
+		// The reference split: 31 fields, or 32 with an empty last one.
+		ref := strings.Split(line, "|")
+		refOK := len(ref) == int(NumColumns) || len(ref) == int(NumColumns)+1 && ref[NumColumns] == ""
+		if utf8.ValidString(line) && len(line) <= MaxLineSize && refOK != (err == nil) {
+			t.Fatalf("ParseLine: %v, reference split: %d fields", err, len(ref))
+		}
 		if err != nil {
 			return
+		}
+		for i := range fl {
+			if fl[i] != ref[i] {
+				t.Fatalf("field %d: %q, reference %q", i, fl[i], ref[i])
+			}
 		}
 		e := fl.Entry()
 		f2 := e.Fields()

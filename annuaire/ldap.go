@@ -178,7 +178,7 @@ func (l *LDAP) connect(ctx context.Context) (*ldap.Conn, error) {
 // entry with a paged search (at most MaxLimit past the cursor), sorts them as [Result] says
 // and returns the requested page. Cancelling ctx closes the connection.
 func (l *LDAP) Search(ctx context.Context, q Query) (*Result, error) {
-	offset, err := q.check()
+	offset, err := q.checkOffset()
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +316,7 @@ func (l *LDAP) filter(q *Query) (string, bool) {
 	col(ColDepartement, q.Departement)
 	col(ColProfessionCode, q.Profession)
 	if q.Name != "" {
-		key := ldap.EscapeFilter(foldString(q.Name))
+		key := ldap.EscapeFilter(q.nameKey)
 		if p.NameKey != "" {
 			fmt.Fprintf(&b, "(%s=%s*)", p.NameKey, key)
 		} else {

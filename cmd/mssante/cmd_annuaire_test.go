@@ -114,6 +114,14 @@ func TestAnnuaireSearchExtraction(t *testing.T) {
 	if code, _, _ := runCmd(t, "annuaire", "search"); code != 2 {
 		t.Errorf("no source: exit %d", code)
 	}
+	// An LDAP source that does not answer: a clear error (the LDAP backend itself is tested
+	// against slapd in package annuaire).
+	if code, _, stderr := runCmd(t, "annuaire", "search", "--source", "ldap://127.0.0.1:1", "--name", "x"); code != 1 || !strings.Contains(stderr, "annuaire: LDAP") {
+		t.Errorf("unreachable LDAP: exit %d %q", code, stderr)
+	}
+	if code, _, stderr := runCmd(t, "annuaire", "search", "--source", "ldap://ldap.example.org", "--bind-dn", "cn=a", "--password-env", "HOME"); code != 1 || !strings.Contains(stderr, "without TLS") {
+		t.Errorf("password in clear: exit %d %q", code, stderr)
+	}
 }
 
 // tlsServer starts an HTTPS test server and writes its certificate for --ca.
