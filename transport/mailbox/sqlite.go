@@ -470,7 +470,7 @@ func (s *SQLite) CheckPassword(ctx context.Context, address, password string) er
 // canonName validates a folder name and spells INBOX in upper case.
 func canonName(name string) (string, error) {
 	name = strings.TrimSuffix(name, string(Delim))
-	if name == "" || len(name) > 255 || strings.ContainsAny(name, "\r\n\x00*%") || strings.Contains(name, "//") || strings.HasPrefix(name, "/") {
+	if name == "" || len(name) > 255 || strings.ContainsAny(name, "\r\n\x00*%") || strings.Contains(name, "//") || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") {
 		return "", fmt.Errorf("%w: mailbox name", ErrInvalid)
 	}
 	if strings.EqualFold(name, Inbox) {

@@ -1,0 +1,40 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"testing"
+
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
+)
+
+// FuzzMessage runs what the server derives from a stored message — written by any sender —
+// for FETCH ENVELOPE/BODYSTRUCTURE and SEARCH: it must neither panic nor hang.
+func FuzzMessage(f *testing.F) {
+	f.Add([]byte("From: a@b.fr\r\nTo: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\nCc: <user (c)@ (c) d.org>\r\nSubject: s\r\n\r\nbody\r\n"))
+	f.Add([]byte("From: \"x\\\"y\" <a@b>\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\nContent-Type: text/plain\r\n\r\nhello\r\n--X--\r\n"))
+	f.Add([]byte("To: ((((nested))) a@b, ;:;:,,<>\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			return
+		}
+		env := envelope(h)
+		if env == nil {
+			t.Fatal("nil envelope")
+		}
+		for _, k := range []string{"From", "To", "Cc"} {
+			v := h.Get(k)
+			addressText(v)
+			groupAddresses(v)
+			hasGroup(v)
+			stripComments(v)
+		}
+		imapserver.ExtractBodyStructure(bytes.NewReader(raw))
+		if e, err := gomessage.Read(bytes.NewReader(raw)); e != nil && err == nil {
+			entityContains(e, "needle", true, 0)
+		}
+	})
+}
