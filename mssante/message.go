@@ -254,14 +254,28 @@ func (m *Message) prepare(opts *ComposeOptions) (*Message, error) {
 	if len(c.To) == 0 {
 		return nil, fmt.Errorf("%w: no To", ErrInvalidMessage)
 	}
-	for _, list := range [][]Address{{c.From}, c.To, c.Cc, c.ReplyTo} {
-		for _, a := range list {
-			if _, err := NewAddress(a.Name, a.Addr); err != nil {
-				if errors.Is(err, ErrAddress) && (hasCtl(a.Name) || hasCtl(a.Addr)) {
+	norm := func(list []Address) ([]Address, error) {
+		out := make([]Address, len(list))
+		for i, a := range list {
+			n, err := NewAddress(a.Name, a.Addr)
+			if err != nil {
+				if hasCtl(a.Name) || hasCtl(a.Addr) {
 					return nil, fmt.Errorf("%w: %w", ErrHeaderInjection, err)
 				}
 				return nil, err
 			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	from, err := norm([]Address{c.From})
+	if err != nil {
+		return nil, err
+	}
+	c.From = from[0]
+	for _, l := range []*[]Address{&c.To, &c.Cc, &c.ReplyTo} {
+		if *l, err = norm(*l); err != nil {
+			return nil, err
 		}
 	}
 	if c.NIL == "" {

@@ -127,6 +127,13 @@ func TestComposeHeaders(t *testing.T) {
 		t.Errorf("headers without documents:\n%s", head)
 	}
 
+	// Addresses given by hand are normalised.
+	m = sampleMessage()
+	m.To = []Address{{Addr: " Dr.Martin@Medecin.Test.MSSante.fr"}}
+	if raw := string(compose(t, m, fixedOptions())); !strings.Contains(raw, "To: <dr.martin@medecin.test.mssante.fr>\r\n") {
+		t.Error("To not normalised")
+	}
+
 	// Not qualified: X-MSS-INS: N.
 	m = sampleMessage()
 	m.Patient.Sex = SexUnknown

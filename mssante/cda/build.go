@@ -101,7 +101,8 @@ func (a *Address) ad() []AD {
 	if a == nil {
 		return nil
 	}
-	return []AD{{StreetLine: a.Street, PostalCode: a.PostalCode, City: a.City, Country: a.Country}}
+	// Structured parts only: the StrucMin schematron refuses streetAddressLine mixed with them.
+	return []AD{{StreetName: a.Street, PostalCode: a.PostalCode, City: a.City, Country: a.Country}}
 }
 
 // Professional is a health professional identified by idNat_PS ("8" + RPPS, …).
