@@ -235,6 +235,20 @@ func TestLDAPCancel(t *testing.T) {
 	if r, err := l.Search(ctx, Query{Type: ORG, Limit: 3}); err != nil || len(r.Entries) != 3 {
 		t.Fatalf("search after a cancel: %v", err)
 	}
+	// A server that stops answering: the request times out.
+	lt := newTestLDAP(t, LDAPOptions{URL: "ldap://" + p.ln.Addr().String(), BindDN: readerDN, Password: readerPW, Timeout: 300 * time.Millisecond})
+	if _, err := lt.Search(ctx, Query{Type: ORG, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p.stalled.Store(true)
+	start := time.Now()
+	if _, err := lt.Search(ctx, Query{Type: ORG, Limit: 2}); err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("stalled server: %v", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("the timeout took %v", d)
+	}
+	p.stalled.Store(false)
 	// An expired context never reaches the server.
 	dctx, cancel2 := context.WithDeadline(ctx, time.Now().Add(-time.Second))
 	defer cancel2()
