@@ -104,3 +104,32 @@ func ExampleWriteReceipt() {
 	// [KO Intégration système !][902] XDM/1.0/DDM+CR VIAL Paul
 	// automatic-action/MDN-sent-automatically; processed/Error: 902^Patient inconnu
 }
+
+func ExampleBuildDSN() {
+	d := &mssante.DSN{
+		ReportingMTA:       "mx.hopital.test.mssante.fr",
+		OriginalEnvelopeID: "Q42",
+		Recipients: []mssante.DSNRecipient{{
+			FinalRecipient: "dr.martin@medecin.test.mssante.fr", Action: mssante.ActionFailed, Status: "5.1.1",
+			RemoteMTA: "mx.medecin.test.mssante.fr", DiagnosticCode: "smtp; 550 5.1.1 unknown user",
+		}},
+	}
+	env := &mssante.DSNEnvelope{
+		From: mssante.MustAddress("Mail Delivery System", "mailer-daemon@hopital.test.mssante.fr"),
+		To:   mssante.MustAddress("", "labo-app@hopital.test.mssante.fr"),
+	}
+	var b bytes.Buffer
+	if _, err := mssante.BuildDSN(&b, env, d, nil); err != nil {
+		log.Fatal(err)
+	}
+	got, m, err := mssante.ParseDSN(&b, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	r := got.Recipients[0]
+	fmt.Println(m.Subject)
+	fmt.Println(got.OriginalEnvelopeID, r.FinalRecipient, r.Action, r.Status, r.Action.Final())
+	// Output:
+	// Undelivered Mail Returned to Sender
+	// Q42 dr.martin@medecin.test.mssante.fr failed 5.1.1 true
+}
