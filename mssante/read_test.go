@@ -218,3 +218,25 @@ func TestForwardedMessageIsAnAttachment(t *testing.T) {
 		t.Errorf("original %q attachments %+v", m.Original, m.Attachments)
 	}
 }
+
+// Reading a message with a large attachment allocates a small multiple of its size: the
+// decoded attachment, pooled decoding blocks and fixed buffers.
+func TestReadMemoryBound(t *testing.T) {
+	data := make([]byte, 4<<20)
+	rand.New(rand.NewSource(3)).Read(data)
+	m := sampleMessage()
+	m.XDM = data
+	raw := compose(t, m, &ComposeOptions{MaxSize: -1})
+	ReadMessage(bytes.NewReader(raw), nil) // warm the pools
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got, err := ReadMessage(bytes.NewReader(raw), nil)
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(got.XDM, data) {
+		t.Fatal(err)
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > uint64(3*len(data)) {
+		t.Errorf("allocated %d bytes to read a %d-byte attachment", grown, len(data))
+	}
+}
