@@ -91,6 +91,23 @@ func loadZip(r io.ReaderAt, size int64, opts *LoadOptions) (*Extraction, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
 	}
+	txt, err := zipTextFile(zr)
+	if err != nil {
+		return nil, err
+	}
+	if txt.UncompressedSize64 > uint64(opts.maxSize()) {
+		return nil, ErrTooLarge
+	}
+	rc, err := txt.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
+	}
+	defer rc.Close()
+	return loadSized(rc, int64(txt.UncompressedSize64), opts)
+}
+
+// zipTextFile returns the one file of a published ZIP, which must be a .txt.
+func zipTextFile(zr *zip.Reader) (*zip.File, error) {
 	var txt *zip.File
 	for _, f := range zr.File {
 		if strings.HasSuffix(f.Name, "/") {
@@ -104,15 +121,7 @@ func loadZip(r io.ReaderAt, size int64, opts *LoadOptions) (*Extraction, error) 
 	if txt == nil {
 		return nil, fmt.Errorf("%w: no .txt file in the zip", ErrFormat)
 	}
-	if txt.UncompressedSize64 > uint64(opts.maxSize()) {
-		return nil, ErrTooLarge
-	}
-	rc, err := txt.Open()
-	if err != nil {
-		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
-	}
-	defer rc.Close()
-	return loadSized(rc, int64(txt.UncompressedSize64), opts)
+	return txt, nil
 }
 
 // OpenFile opens the text of an extraction file, the TXT itself or the one .txt of a ZIP,
@@ -135,17 +144,12 @@ func OpenFile(path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
 	}
-	var txt []*zip.File
-	for _, zf := range zr.File {
-		if !strings.HasSuffix(zf.Name, "/") {
-			txt = append(txt, zf)
-		}
-	}
-	if len(txt) != 1 || !strings.EqualFold(filepath.Ext(txt[0].Name), ".txt") {
+	txt, err := zipTextFile(&zr.Reader)
+	if err != nil {
 		zr.Close()
-		return nil, fmt.Errorf("%w: the zip must hold one .txt file only", ErrFormat)
+		return nil, err
 	}
-	rc, err := txt[0].Open()
+	rc, err := txt.Open()
 	if err != nil {
 		zr.Close()
 		return nil, fmt.Errorf("%w: zip: %v", ErrFormat, err)
