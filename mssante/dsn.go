@@ -261,7 +261,7 @@ type reportSpec struct {
 	inReplyTo       string
 	date            time.Time
 	subject         string
-	nil_            string
+	productNIL      string
 	reportType      string
 	text            string
 	fieldsType      string
@@ -271,7 +271,7 @@ type reportSpec struct {
 }
 
 func writeReport(w io.Writer, opts *ComposeOptions, s reportSpec) (int64, error) {
-	if hasCtl(s.subject) || hasCtl(s.nil_) {
+	if hasCtl(s.subject) || hasCtl(s.productNIL) {
 		return 0, ErrHeaderInjection
 	}
 	if s.messageID == "" {
@@ -295,8 +295,8 @@ func writeReport(w io.Writer, opts *ComposeOptions, s reportSpec) (int64, error)
 	var h mail.Header
 	setRaw(&h, "MIME-Version", "1.0")
 	setRaw(&h, "Auto-Submitted", "auto-replied")
-	if s.nil_ != "" {
-		setRaw(&h, HeaderNIL, s.nil_)
+	if s.productNIL != "" {
+		setRaw(&h, HeaderNIL, s.productNIL)
 	}
 	if s.inReplyTo != "" {
 		h.SetMsgIDList("References", []string{s.inReplyTo})

@@ -268,7 +268,7 @@ func BuildMDN(w io.Writer, orig *Message, original []byte, code MDNCode, o *Rece
 	}
 	return writeReport(w, o.Compose, reportSpec{
 		from: o.From, to: orig.DispositionNotificationTo[0], messageID: o.MessageID, inReplyTo: inReplyTo,
-		date: o.Date, subject: subject, nil_: o.NIL, reportType: "disposition-notification", text: text,
+		date: o.Date, subject: subject, productNIL: o.NIL, reportType: "disposition-notification", text: text,
 		fieldsType: "message/disposition-notification", fields: []byte(b.String()), original: original,
 	})
 }
