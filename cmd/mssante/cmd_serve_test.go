@@ -246,9 +246,29 @@ func TestServeReloadAndMetrics(t *testing.T) {
 		}
 	}
 
-	// The peer leaves the whitelist: after SIGHUP its mail is refused.
+	// The peer leaves the whitelist and our certificate is renewed: after SIGHUP its mail is
+	// refused and new connections see the new certificate.
 	f.writeWhitelist(t, time.Now().Add(time.Second), []whitelist.Entry{{Domain: ourDomain, OperatorDNs: []string{transport.SubjectDN(f.server.Cert)}}})
+	renewed, err := f.pki.Server("mx."+ourDomain, &testpki.LeafOptions{DNSNames: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := renewed.WriteFiles(f.dir, "server"); err != nil {
+		t.Fatal(err)
+	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitUntil(t, "renewed certificate served", 20*time.Second, func() bool {
+		c, err := f.relayClient()
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		if err := c.Noop(); err != nil { // runs the handshake
+			return false
+		}
+		st, ok := c.TLSConnectionState()
+		return ok && len(st.PeerCertificates) > 0 && st.PeerCertificates[0].SerialNumber.Cmp(renewed.Cert.SerialNumber) == 0
+	})
 	waitUntil(t, "reload", 20*time.Second, func() bool {
 		c, err := f.relayClient()
 		if err != nil {
