@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -35,6 +36,24 @@ func FuzzMessage(f *testing.F) {
 		imapserver.ExtractBodyStructure(bytes.NewReader(raw))
 		if e, err := gomessage.Read(bytes.NewReader(raw)); e != nil && err == nil {
 			entityContains(e, "needle", true, 0)
+		}
+	})
+}
+
+// FuzzMayContain checks that the SEARCH pre-filter never rejects a message the full decoder
+// matches.
+func FuzzMayContain(f *testing.F) {
+	f.Add([]byte("Subject: Compte rendu\r\n\r\nneedle00042 corps\r\n"), "NEEDLE00042")
+	f.Add([]byte("Subject: =?utf-8?q?r=C3=A9sultat?=\r\n\r\nx"), "résultat")
+	f.Add([]byte("Content-Transfer-Encoding: base64\r\n\r\nbmVlZGxl\r\n"), "needle")
+	f.Fuzz(func(t *testing.T, raw []byte, text string) {
+		needle := strings.ToLower(text)
+		if needle == "" || mayContain(raw, needle) {
+			return
+		}
+		e, err := gomessage.Read(bytes.NewReader(raw))
+		if e != nil && err == nil && entityContains(e, needle, true, 0) {
+			t.Fatalf("pre-filter rejected a match of %q in %q", text, raw)
 		}
 	})
 }

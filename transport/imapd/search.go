@@ -88,6 +88,13 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 	if cr.Smaller != 0 && c.msg.Size >= cr.Smaller {
 		return false, nil
 	}
+	if len(cr.Header) > 0 && cr.SentSince.IsZero() && cr.SentBefore.IsZero() && c.hdr != nil {
+		for _, hf := range cr.Header {
+			if hf.Value != "" && !mayContain(c.hdr, strings.ToLower(hf.Value)) {
+				return false, nil
+			}
+		}
+	}
 	if len(cr.Header) > 0 || !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
 		h, err := c.content().header()
 		if err != nil {
@@ -197,6 +204,28 @@ func matchDate(t, since, before time.Time) bool {
 	return true
 }
 
+// mayContain is a conservative pre-filter for SEARCH: it returns false only when raw cannot
+// contain the lower-case ASCII needle once decoded — no word of the needle is in the raw bytes,
+// and nothing in them is encoded (no base64, quoted-printable or RFC 2047 encoded word).
+// Folding only happens at white space, so it never splits a word.
+func mayContain(raw []byte, needle string) bool {
+	for i := 0; i < len(needle); i++ {
+		if needle[i] >= 0x80 {
+			return true // non-ASCII: charsets may differ, let the full decoder decide
+		}
+	}
+	lraw := bytes.ToLower(raw)
+	if bytes.Contains(lraw, []byte("base64")) || bytes.Contains(lraw, []byte("quoted-printable")) || bytes.Contains(lraw, []byte("=?")) {
+		return true
+	}
+	for _, w := range strings.Fields(needle) {
+		if !bytes.Contains(lraw, []byte(w)) {
+			return false
+		}
+	}
+	return true
+}
+
 func matchHeader(h mail.Header, key, value string) bool {
 	fields := h.FieldsByKey(key)
 	if value == "" {
@@ -228,6 +257,9 @@ func (c *candidate) contains(text string, withHeader bool) (bool, error) {
 		return false, err
 	}
 	needle := strings.ToLower(text)
+	if !mayContain(b, needle) {
+		return false, nil
+	}
 	e, err := gomessage.Read(bytes.NewReader(b))
 	if e == nil {
 		return strings.Contains(strings.ToLower(string(b)), needle), nil
