@@ -377,7 +377,7 @@ func (c *Connector) Serve(ctx context.Context) error {
 	go func() {
 		defer close(runDone)
 		c.queue.Run(ctx, c.delivery, &queue.RunOptions{Workers: c.cfg.Delivery.Workers,
-			Notifier: &DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname}})
+			Notifier: &DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}})
 	}()
 	<-ctx.Done()
 	c.logger.Info("connector: shutting down")

@@ -25,6 +25,9 @@ type DSNNotifier struct {
 	// MaxReturnBytes bounds the returned original message with RET=FULL (default 256 KiB;
 	// beyond it only the header is returned).
 	MaxReturnBytes int64
+	// GiveUp is the queue's give-up delay, for the Will-Retry-Until of delay notices
+	// (default 5 days, the queue's default).
+	GiveUp time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -69,7 +72,11 @@ func (n *DSNNotifier) build(env *queue.Envelope, kind queue.NoticeKind, rcpts []
 			dr.DiagnosticCode = "smtp; " + oneLine(r.LastStatus)
 		}
 		if kind == queue.NoticeDelayed {
-			dr.WillRetryUntil = env.Received.Add(5 * 24 * time.Hour)
+			giveUp := n.GiveUp
+			if giveUp <= 0 {
+				giveUp = 5 * 24 * time.Hour
+			}
+			dr.WillRetryUntil = env.Received.Add(giveUp)
 		}
 		d.Recipients = append(d.Recipients, dr)
 	}
