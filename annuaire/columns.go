@@ -74,12 +74,15 @@ type Fields [NumColumns]string
 // UTF-8 byte order mark, and names the first column that differs.
 func checkHeader(line string) error {
 	line = strings.TrimPrefix(strings.TrimRight(line, "\r\n"), "\uFEFF")
-	var f Fields
-	n, err := splitInto(&f, line)
-	if err != nil {
-		return fmt.Errorf("%w: header: %v", ErrFormat, err)
+	cols := strings.Split(line, "|")
+	if len(cols) == int(NumColumns)+1 && cols[NumColumns] == "" {
+		cols = cols[:NumColumns] // a trailing '|'
 	}
-	for i := range n {
+	if len(cols) != int(NumColumns) {
+		return fmt.Errorf("%w: the header has %d columns, want %d (%s…)", ErrFormat, len(cols), NumColumns, truncate(line, 60))
+	}
+	f := cols
+	for i := range f {
 		if foldString(f[i]) != foldString(Header[i]) {
 			return fmt.Errorf("%w: header column %d is %q, want %q", ErrFormat, i+1, truncate(f[i], 60), Header[i])
 		}

@@ -173,9 +173,10 @@ func TestExtractionFormatErrors(t *testing.T) {
 	tests := []struct {
 		name, text, want string
 	}{
-		{"empty", "", "header"},
+		{"empty", "", "the header has 1 columns, want 31"},
 		{"column renamed", strings.Replace(header, "Code postal", "Code INSEE", 1) + "\n" + body, `column 29 is "Code INSEE"`},
-		{"column missing", strings.Replace(header, "|Pays", "", 1) + "\n" + body, "30 fields"},
+		{"column missing", strings.Replace(header, "|Pays", "", 1) + "\n" + body, "the header has 30 columns"},
+		{"column added", strings.Replace(header, "|Pays", "|Pays|Téléphone", 1) + "\n" + body, "the header has 32 columns"},
 		{"short line", header + "\nPER|a@b.fr|8\n", "3 fields"},
 		{"long line", header + "\n" + strings.Repeat("x|", 40) + "\n", "more than 31"},
 		{"not utf-8", header + "\nPER|\xff" + strings.Repeat("|", 30) + "\n", "UTF-8"},
