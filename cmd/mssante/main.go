@@ -37,6 +37,7 @@ type command struct {
 var commands = []command{
 	// one line per subcommand, each implemented in cmd_NAME.go
 	{"dev", "run a whole local MSSanté trust space on loopback: test PKI, whitelist, two operators, BALs, responder, annuaire", runDev},
+	{"doctor", "the integration checklist of a domain: MX, certificates, TLS, liste blanche; ok / warn / fail with the fix", runDoctor},
 	{"selftest", "the acceptance checks of a BAL against mssante dev: responder round trip, non-MSSanté recipient refused", runSelftest},
 	{"cert", "inspect certificates and check their expiry (PEM, DER, p7b, PKCS#12)", runCert},
 	{"whitelist", "verify, look up, fetch and sign the ANS liste blanche", runWhitelist},

@@ -1,0 +1,481 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/whitelist"
+)
+
+const doctorUsage = `--domain DOMAIN [--state DIR | options]
+
+Runs the integration checklist of an MSSanté domain and prints, for each check, ok, warn or
+fail with the fix:
+  - the MX records of the domain and the addresses (A/AAAA) of each MX host;
+  - on each MX host, port 25 answers SMTP with STARTTLS, TLS 1.2 (Réf. #2 suites), a server
+    certificate that chains to IGC-Santé, names the host and is not near expiry (--warn-days);
+    TLS 1.1 and older are refused;
+  - the domain is on the liste blanche, and the DN of the certificate its MX presents (and of
+    --cert, our own) is listed for it;
+  - the submission (587 STARTTLS, 465) and IMAPS (993) ports of the first MX host answer with
+    the same TLS, when they are there.
+With --state, the domain is checked in the trust space of "mssante dev" (its addresses, test PKI
+and liste blanche) instead of DNS and the ANS. Exits 1 when a check fails.`
+
+// doctorStatus is the outcome of one check.
+type doctorStatus string
+
+const (
+	doctorOK   doctorStatus = "ok"
+	doctorWarn doctorStatus = "warn"
+	doctorFail doctorStatus = "fail"
+)
+
+type doctorCheck struct {
+	Status       doctorStatus
+	Name, Detail string
+	Fix          string
+}
+
+// doctorResolver finds the MX hosts of a domain and their addresses; *net.Resolver is one.
+type doctorResolver interface {
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// doctorConfig is what the checks run against; every source is injectable.
+type doctorConfig struct {
+	Domain   string
+	Resolver doctorResolver
+	// Addr returns the address to dial for service ("smtp", "submission", "submissions",
+	// "imaps") on host at ip.
+	Addr func(host, ip, service string) string
+	// List returns the verified liste blanche.
+	List func(ctx context.Context) (*whitelist.List, error)
+	// Trust verifies the servers' certificates.
+	Trust *transport.TrustStore
+	// Ours is our own certificate (optional): its DN must be listed for Domain.
+	Ours *x509.Certificate
+	// Client is the client certificate presented to the servers (optional).
+	Client     []tls.Certificate
+	Now        func() time.Time
+	WarnWithin time.Duration
+	Timeout    time.Duration
+}
+
+var doctorPorts = map[string]string{"smtp": "25", "submission": "587", "submissions": "465", "imaps": "993"}
+
+func runDoctor(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "doctor", doctorUsage)
+	domain := fs.String("domain", "", "the MSSanté mail domain to check (required)")
+	state := fs.String("state", "", "check in the trust space of \"mssante dev\" in this state folder")
+	certFile := fs.String("cert", "", "our server certificate (PEM), whose DN must be listed for the domain")
+	keyFile := fs.String("key", "", "its key, to present it as client certificate")
+	serverCA := fs.String("server-ca", "", "extra CA certificates (PEM/DER/p7b) for the servers' chains, e.g. the IGC-Santé intermediates")
+	crls := fs.String("crl", "", "comma-separated CRL files (DER/PEM) of the IGC-Santé CAs; without them revocation is not checked")
+	wl := fs.String("whitelist", whitelist.DefaultURL, "liste blanche URL (https) or file")
+	warnDays := fs.Int("warn-days", 90, "warn when a certificate expires within this many days")
+	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for each network check")
+	var tf trustFlags
+	tf.register(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return exitCode(2, nil)
+	}
+	if *domain == "" || len(pos) > 0 {
+		fs.Usage()
+		return exitCode(2, nil)
+	}
+	cfg := &doctorConfig{Domain: *domain, Now: time.Now, WarnWithin: time.Duration(*warnDays) * 24 * time.Hour, Timeout: *timeout}
+	if *state != "" {
+		info, err := sandbox.Load(*state)
+		if err != nil {
+			return err
+		}
+		if err := doctorSandbox(cfg, info); err != nil {
+			return err
+		}
+		if *wl != whitelist.DefaultURL {
+			opts := &whitelist.VerifyOptions{Roots: cfg.Trust.Roots()}
+			cfg.List = func(ctx context.Context) (*whitelist.List, error) {
+				return doctorList(ctx, *wl, opts, cfg.Trust.Roots())
+			}
+		}
+	} else {
+		cfg.Resolver = net.DefaultResolver
+		cfg.Addr = func(host, ip, service string) string { return net.JoinHostPort(ip, doctorPorts[service]) }
+		cfg.Trust = transport.NewTrustStore(&transport.TrustOptions{Revocation: transport.RevocationBestEffort})
+		if *serverCA != "" {
+			if err := cfg.Trust.AddFile(*serverCA); err != nil {
+				return err
+			}
+		}
+		for _, f := range strings.Split(*crls, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				if err := cfg.Trust.AddCRLFile(f); err != nil {
+					return err
+				}
+			}
+		}
+		cfg.List = func(ctx context.Context) (*whitelist.List, error) {
+			if strings.HasPrefix(*wl, "https://") {
+				return fetchList(ctx, &tf, *wl, "")
+			}
+			opts, err := tf.options()
+			if err != nil {
+				return nil, err
+			}
+			return verifyFile(*wl, opts)
+		}
+	}
+	if *certFile != "" {
+		b, err := os.ReadFile(*certFile)
+		if err != nil {
+			return err
+		}
+		certs, err := transport.ParseCertificates(b)
+		if err != nil || len(certs) == 0 {
+			return fmt.Errorf("%s: no certificate: %v", *certFile, err)
+		}
+		cfg.Ours = certs[0]
+		if *keyFile != "" {
+			crt, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			if err != nil {
+				return err
+			}
+			cfg.Client = []tls.Certificate{crt}
+		}
+	}
+	checks := doctorRun(ctx, cfg)
+	failed := doctorPrint(e.stdout, checks)
+	if failed > 0 {
+		return exitCode(1, fmt.Errorf("%d check(s) failed", failed))
+	}
+	return nil
+}
+
+// doctorSandbox points cfg at the trust space of "mssante dev": its operators' addresses as
+// DNS, its test PKI as trust, its liste blanche over HTTPS.
+func doctorSandbox(cfg *doctorConfig, info *sandbox.Info) error {
+	trust, err := info.Trust()
+	if err != nil {
+		return err
+	}
+	cfg.Trust = trust
+	cfg.Resolver = sandboxResolver{info}
+	cfg.Addr = func(host, ip, service string) string {
+		for _, op := range info.Operators {
+			if op.Hostname != host {
+				continue
+			}
+			a := map[string]string{"smtp": op.Relay, "submission": op.Submission, "submissions": op.SubmissionTLS, "imaps": op.IMAPS}[service]
+			_, port, _ := net.SplitHostPort(a)
+			return net.JoinHostPort(ip, port)
+		}
+		return net.JoinHostPort(ip, doctorPorts[service])
+	}
+	opts := &whitelist.VerifyOptions{Roots: trust.Roots()}
+	cfg.List = func(ctx context.Context) (*whitelist.List, error) {
+		return doctorList(ctx, info.WhitelistURL, opts, trust.Roots())
+	}
+	return nil
+}
+
+// sandboxResolver answers for the domains of a sandbox as its DNS would: each domain has the
+// MX of its operator, every MX host is on 127.0.0.1.
+type sandboxResolver struct{ info *sandbox.Info }
+
+func (r sandboxResolver) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	if op := r.info.Operator(strings.TrimSuffix(name, ".")); op != nil {
+		return []*net.MX{{Host: op.Hostname + ".", Pref: 10}}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+func (r sandboxResolver) LookupHost(_ context.Context, host string) ([]string, error) {
+	for _, op := range r.info.Operators {
+		if op.Hostname == strings.TrimSuffix(host, ".") {
+			return []string{"127.0.0.1"}, nil
+		}
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// doctorList reads a liste blanche from an https URL (server checked against roots) or a file,
+// and verifies it.
+func doctorList(ctx context.Context, src string, opts *whitelist.VerifyOptions, roots *x509.CertPool) (*whitelist.List, error) {
+	if !strings.HasPrefix(src, "https://") {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		return whitelist.VerifyBytes(b, opts)
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", src, resp.Status)
+	}
+	return whitelist.Verify(resp.Body, opts)
+}
+
+func doctorPrint(w io.Writer, checks []doctorCheck) (failed int) {
+	for _, c := range checks {
+		fmt.Fprintf(w, "%-4s  %s: %s\n", c.Status, c.Name, c.Detail)
+		if c.Fix != "" && c.Status != doctorOK {
+			fmt.Fprintf(w, "      fix: %s\n", c.Fix)
+		}
+		if c.Status == doctorFail {
+			failed++
+		}
+	}
+	return failed
+}
+
+// doctorRun runs every check of cfg.Domain.
+func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
+	var out []doctorCheck
+	add := func(s doctorStatus, name, detail, fix string) { out = append(out, doctorCheck{s, name, detail, fix}) }
+	d := strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+
+	// DNS.
+	var hosts []string
+	lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	mxs, err := cfg.Resolver.LookupMX(lctx, d)
+	cancel()
+	switch {
+	case err == nil && len(mxs) > 0:
+		var names []string
+		for _, mx := range mxs {
+			h := strings.TrimSuffix(mx.Host, ".")
+			hosts = append(hosts, h)
+			names = append(names, fmt.Sprintf("%s (%d)", h, mx.Pref))
+		}
+		add(doctorOK, "MX "+d, strings.Join(names, ", "), "")
+	default:
+		hosts = []string{d}
+		add(doctorWarn, "MX "+d, fmt.Sprintf("no MX record (%v): senders fall back to the A record of the domain", err),
+			"publish an MX record naming the host of your connector's relay (port 25)")
+	}
+	var presented []*x509.Certificate
+	first := ""
+	for _, h := range hosts {
+		lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		ips, err := cfg.Resolver.LookupHost(lctx, h)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			add(doctorFail, "A/AAAA "+h, fmt.Sprintf("no address: %v", err), "publish A (and AAAA) records for "+h)
+			continue
+		}
+		add(doctorOK, "A/AAAA "+h, strings.Join(ips, ", "), "")
+		addr := cfg.Addr(h, ips[0], "smtp")
+		if first == "" {
+			first = h
+		}
+		leaf, cs, err := doctorDial(ctx, cfg, h, addr, "smtp", nil)
+		name := fmt.Sprintf("SMTP STARTTLS %s (%s)", h, addr)
+		if err != nil {
+			s, fix := doctorDiagnose(err, h)
+			add(s, name, err.Error(), fix)
+		} else {
+			add(doctorOK, name, fmt.Sprintf("%s %s, certificate verified for %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), h), "")
+		}
+		if leaf != nil {
+			presented = append(presented, leaf)
+			out = append(out, doctorExpiry("certificate of "+h, leaf, cfg))
+			old := &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+			// The server accepted TLS 1.1 when the handshake succeeded or got as far as the
+			// certificate check; a protocol refusal is what we want.
+			got, _, err := doctorDial(ctx, cfg, h, addr, "smtp", old)
+			if err == nil || got != nil {
+				add(doctorFail, "TLS 1.1 refused by "+h, "the server accepted TLS 1.1", "allow TLS 1.2 only (Réf. #2): in Postfix smtpd_tls_protocols = >=TLSv1.2")
+			} else {
+				add(doctorOK, "TLS 1.1 refused by "+h, "TLS 1.0 and 1.1 handshakes fail", "")
+			}
+		}
+	}
+
+	// The liste blanche.
+	lctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+	list, err := cfg.List(lctx)
+	cancel()
+	if err != nil {
+		add(doctorFail, "liste blanche", err.Error(), "check the list source and its signer trust (mssante whitelist verify)")
+	} else {
+		e, n := list.Len()
+		add(doctorOK, "liste blanche", fmt.Sprintf("verified: %d entries, %d domains, generated %s", e, n, list.Generated().UTC().Format(time.RFC3339)), "")
+		if err := list.CheckDomain(d); err != nil {
+			add(doctorFail, d+" on the liste blanche", err.Error(),
+				"ask the ANS (espace de confiance MSSanté) to list "+d+" with the DN of your connector's certificate")
+		} else {
+			entries, _ := list.Lookup(d)
+			var dns []string
+			for _, en := range entries {
+				dns = append(dns, en.OperatorDNs...)
+			}
+			add(doctorOK, d+" on the liste blanche", "listed for "+strings.Join(dns, " | "), "")
+			check := func(what string, c *x509.Certificate) {
+				dn := transport.SubjectDN(c)
+				if err := list.CheckOperator(d, dn); err != nil {
+					add(doctorFail, what+" DN listed for "+d, dn+" is not listed ("+err.Error()+")",
+						"install the certificate whose DN the list names, or ask the ANS to list "+dn)
+				} else {
+					add(doctorOK, what+" DN listed for "+d, dn, "")
+				}
+			}
+			for i, c := range presented {
+				check("certificate of "+hosts[min(i, len(hosts)-1)], c)
+			}
+			if cfg.Ours != nil {
+				check("our certificate", cfg.Ours)
+			}
+		}
+	}
+	if cfg.Ours != nil {
+		out = append(out, doctorExpiry("our certificate", cfg.Ours, cfg))
+	}
+
+	// The other ports of the first MX host.
+	if first != "" {
+		ips, _ := cfg.Resolver.LookupHost(ctx, first)
+		for _, svc := range []string{"submission", "submissions", "imaps"} {
+			addr := cfg.Addr(first, ips[0], svc)
+			name := fmt.Sprintf("%s %s (%s)", svc, first, addr)
+			_, cs, err := doctorDial(ctx, cfg, first, addr, svc, nil)
+			var op *net.OpError
+			switch {
+			case err == nil:
+				add(doctorOK, name, fmt.Sprintf("%s %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite)), "")
+			case errors.As(err, &op) && op.Op == "dial":
+				add(doctorWarn, name, "not reachable: "+err.Error(), "fine if your BALs use another host; else open the port")
+			default:
+				s, fix := doctorDiagnose(err, first)
+				add(s, name, err.Error(), fix)
+			}
+		}
+	}
+	return out
+}
+
+// doctorExpiry checks the validity period of c.
+func doctorExpiry(name string, c *x509.Certificate, cfg *doctorConfig) doctorCheck {
+	now := cfg.Now()
+	left := c.NotAfter.Sub(now)
+	until := c.NotAfter.UTC().Format(time.DateOnly)
+	renew := "renew it with your IGC-Santé order, install it and reload (mssante serve: SIGHUP); mssante cert check --warn 90d FILE watches it"
+	switch {
+	case now.Before(c.NotBefore):
+		return doctorCheck{doctorFail, name, "not valid before " + c.NotBefore.UTC().Format(time.DateOnly), "check the clock, or install the current certificate"}
+	case left <= 0:
+		return doctorCheck{doctorFail, name, "expired on " + until, renew}
+	case left < cfg.WarnWithin:
+		return doctorCheck{doctorWarn, name, fmt.Sprintf("expires on %s, in %d days", until, int(left.Hours()/24)), renew}
+	}
+	return doctorCheck{doctorOK, name, fmt.Sprintf("valid until %s (%d days)", until, int(left.Hours()/24)), ""}
+}
+
+// doctorDiagnose turns a connection error into a status and a fix.
+func doctorDiagnose(err error, host string) (doctorStatus, string) {
+	switch {
+	case errors.Is(err, transport.ErrExpired):
+		return doctorFail, "renew the server certificate (IGC-Santé SERV) and install it"
+	case errors.Is(err, transport.ErrNotYetValid):
+		return doctorFail, "check the server's clock, or install the current certificate"
+	case errors.Is(err, transport.ErrHostname):
+		return doctorFail, "the server certificate must name " + host + " (CN or DNS SAN), or the MX must name the host of the certificate"
+	case errors.Is(err, transport.ErrUnknownAuthority), errors.Is(err, transport.ErrBadSignature):
+		return doctorFail, "serve a certificate issued by IGC-Santé, with its intermediate CA in the chain"
+	case errors.Is(err, transport.ErrRevoked):
+		return doctorFail, "the certificate is revoked: install a new one"
+	case errors.Is(err, transport.ErrWrongEKU):
+		return doctorFail, "use a SERV certificate (serverAuth and clientAuth)"
+	}
+	return doctorFail, "check that the connector is running and the port is open to the MSSanté operators"
+}
+
+// doctorDial connects to addr for service and completes the TLS handshake towards host. It
+// returns the leaf the server presented (also when it was refused) and the connection state.
+// base, when set, replaces the Réf. #2 client configuration (for the old-protocol probe).
+func doctorDial(ctx context.Context, cfg *doctorConfig, host, addr, service string, base *tls.Config) (*x509.Certificate, tls.ConnectionState, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	var tcfg *tls.Config
+	var err error
+	if base != nil {
+		tcfg = base.Clone()
+		tcfg.ServerName = host
+		tcfg.RootCAs = cfg.Trust.Roots()
+	} else {
+		tcfg, err = transport.ClientConfig(nil, host, &transport.TLSOptions{Trust: cfg.Trust, Certificates: cfg.Client, Time: cfg.Now})
+		if err != nil {
+			return nil, tls.ConnectionState{}, err
+		}
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, tls.ConnectionState{}, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	var cs tls.ConnectionState
+	switch service {
+	case "smtp", "submission":
+		var c *smtp.Client
+		c, err = smtp.NewClientStartTLS(conn, tcfg)
+		if err == nil {
+			// go-smtp handshakes on the first command after STARTTLS.
+			err = c.Noop()
+		}
+		if err == nil {
+			cs, _ = c.TLSConnectionState()
+			c.Quit()
+			c.Close()
+		}
+	default:
+		tc := tls.Client(conn, tcfg)
+		if err = tc.HandshakeContext(ctx); err == nil {
+			cs = tc.ConnectionState()
+		}
+		tc.Close()
+	}
+	if err != nil {
+		var cve *tls.CertificateVerificationError
+		var leaf *x509.Certificate
+		if errors.As(err, &cve) && len(cve.UnverifiedCertificates) > 0 {
+			leaf = cve.UnverifiedCertificates[0]
+		}
+		return leaf, cs, cfg.Trust.ClassifyError(err, cfg.Now())
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return nil, cs, transport.ErrNoPeerCertificate
+	}
+	return cs.PeerCertificates[0], cs, nil
+}
