@@ -344,8 +344,9 @@ func TestMailboxCommands(t *testing.T) {
 		t.Fatalf("SENTSINCE = %v", got)
 	}
 	// STORE, COPY, MOVE, EXPUNGE
-	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged, "$Urgent"}}, nil).Close(); err != nil {
-		t.Fatal(err)
+	stored, err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged, "$Urgent"}}, nil).Collect()
+	if err != nil || len(stored) != 1 || !hasFlag(stored[0].Flags, "$Urgent") || !hasFlag(stored[0].Flags, imap.FlagFlagged) {
+		t.Fatalf("STORE answer = %+v, %v", stored, err)
 	}
 	if err := c.Create("Traites", nil).Wait(); err != nil {
 		t.Fatal(err)
@@ -387,6 +388,43 @@ func TestMailboxCommands(t *testing.T) {
 	}
 	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err == nil {
 		t.Fatal("STORE accepted in EXAMINE")
+	}
+}
+
+func TestQuota(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.store.AddBAL(ctx, &mailbox.BAL{Address: "petit@hopital.test.mssante.fr", Type: mailbox.ORG, QuotaBytes: 1000})
+	e.store.SetPassword(ctx, "petit@hopital.test.mssante.fr", "pw")
+	c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: e.clientTLS(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("petit@hopital.test.mssante.fr", "pw").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	small := testMessage(1, "")
+	appendMsg(t, c, "INBOX", small)
+	big := small + strings.Repeat("x", 1000)
+	cmd := c.Append("INBOX", int64(len(big)), nil)
+	cmd.Write([]byte(big))
+	cmd.Close()
+	if _, err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "OVERQUOTA") {
+		t.Fatalf("APPEND over quota: %v", err)
+	}
+	cmd = c.Append("Absent", int64(len(small)), nil)
+	cmd.Write([]byte(small))
+	cmd.Close()
+	if _, err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "TRYCREATE") {
+		t.Fatalf("APPEND to a missing mailbox: %v", err)
+	}
+	// the APP BAL's folders are not visible to another BAL
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait(); st == nil || *st.NumMessages != 1 {
+		t.Fatalf("STATUS = %+v", st)
 	}
 }
 
