@@ -75,6 +75,8 @@ type Server struct {
 	sessions  sync.WaitGroup
 	active    int
 	idle      chan struct{} // closed when active drops to 0 during Shutdown
+	ctx       context.Context
+	cancel    context.CancelFunc // cancels every session's store calls on Close
 }
 
 // Caps are the capabilities the server announces (IDLE, UNSELECT, ENABLE, SASL-IR and
@@ -94,6 +96,7 @@ func New(opts *Options) (*Server, error) {
 		return nil, fmt.Errorf("imapd: Options.Store is required")
 	}
 	s := &Server{opts: *opts, listeners: make(map[net.Listener]struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.opts.TLSConfig != nil {
 		s.opts.TLSConfig = s.opts.TLSConfig.Clone()
 		if s.opts.TLSConfig.MinVersion < tls.VersionTLS12 {
@@ -161,6 +164,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.cancel()
 	s.imap.Close()
 	return nil
 }
@@ -184,6 +188,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
+	s.cancel()
 	s.imap.Close()
 	return ctx.Err()
 }
@@ -196,7 +201,8 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	}
 	s.active++
 	s.mu.Unlock()
-	return &session{srv: s, conn: c}, nil, nil
+	sctx, cancel := context.WithCancel(s.ctx)
+	return &session{srv: s, conn: c, ctx: sctx, cancel: cancel}, nil, nil
 }
 
 func (s *Server) sessionClosed() {

@@ -22,6 +22,10 @@ import (
 type session struct {
 	srv  *Server
 	conn *imapserver.Conn
+	// ctx is cancelled when the connection ends (or the server closes): store calls made for
+	// this session stop with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 	bal  string // authenticated BAL address, "" before
 	sel  *selected
 }
@@ -56,11 +60,11 @@ var (
 	_ imapserver.SessionSASL      = (*session)(nil)
 )
 
-func ctx() context.Context { return context.Background() }
 
 func (s *session) store() mailbox.Store { return s.srv.opts.Store }
 
 func (s *session) Close() error {
+	s.cancel()
 	s.unselect()
 	s.srv.sessionClosed()
 	return nil
@@ -69,11 +73,11 @@ func (s *session) Close() error {
 // ---- authentication ----
 
 func (s *session) Login(username, password string) error {
-	if err := s.store().CheckPassword(ctx(), username, password); err != nil {
+	if err := s.store().CheckPassword(s.ctx, username, password); err != nil {
 		s.srv.logger().Info("imapd: login refused", "mech", "PLAIN")
 		return imapserver.ErrAuthFailed
 	}
-	b, err := s.store().GetBAL(ctx(), username)
+	b, err := s.store().GetBAL(s.ctx, username)
 	if err != nil {
 		return imapserver.ErrAuthFailed
 	}
@@ -111,7 +115,7 @@ func (s *session) external(identity string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "No valid client certificate"}
 	}
 	dn := s.srv.peerDN(st.PeerCertificates[0])
-	b, err := s.store().BALByCertDN(ctx(), dn)
+	b, err := s.store().BALByCertDN(s.ctx, dn)
 	if err != nil {
 		s.srv.logger().Info("imapd: EXTERNAL refused: certificate DN bound to no APP BAL", "dn", dn)
 		return imapserver.ErrAuthFailed
@@ -170,26 +174,26 @@ func (s *session) Namespace() (*imap.NamespaceData, error) {
 }
 
 func (s *session) Create(name string, _ *imap.CreateOptions) error {
-	return imapErr(s.store().CreateMailbox(ctx(), s.bal, name))
+	return imapErr(s.store().CreateMailbox(s.ctx, s.bal, name))
 }
 
 func (s *session) Delete(name string) error {
 	if s.sel != nil && strings.EqualFold(s.sel.name, name) {
 		s.unselect()
 	}
-	return imapErr(s.store().DeleteMailbox(ctx(), s.bal, name))
+	return imapErr(s.store().DeleteMailbox(s.ctx, s.bal, name))
 }
 
 func (s *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
-	return imapErr(s.store().RenameMailbox(ctx(), s.bal, oldName, newName))
+	return imapErr(s.store().RenameMailbox(s.ctx, s.bal, oldName, newName))
 }
 
 func (s *session) Subscribe(name string) error {
-	return imapErr(s.store().SetSubscribed(ctx(), s.bal, name, true))
+	return imapErr(s.store().SetSubscribed(s.ctx, s.bal, name, true))
 }
 
 func (s *session) Unsubscribe(name string) error {
-	return imapErr(s.store().SetSubscribed(ctx(), s.bal, name, false))
+	return imapErr(s.store().SetSubscribed(s.ctx, s.bal, name, false))
 }
 
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
@@ -197,7 +201,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		// LIST "" "": the hierarchy delimiter and root (RFC 3501 §6.3.8)
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailbox.Delim})
 	}
-	boxes, err := s.store().ListMailboxes(ctx(), s.bal)
+	boxes, err := s.store().ListMailboxes(s.ctx, s.bal)
 	if err != nil {
 		return imapErr(err)
 	}
@@ -274,7 +278,7 @@ func hasChild(boxes []mailbox.MailboxInfo, name string) bool {
 }
 
 func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
-	mb, err := s.store().Mailbox(ctx(), s.bal, name)
+	mb, err := s.store().Mailbox(s.ctx, s.bal, name)
 	if err != nil {
 		return nil, imapErr(err)
 	}
@@ -308,7 +312,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	for _, f := range options.Flags {
 		o.Flags = append(o.Flags, string(f))
 	}
-	res, err := s.store().Append(ctx(), s.bal, name, r, o)
+	res, err := s.store().Append(s.ctx, s.bal, name, r, o)
 	if err != nil {
 		io.Copy(io.Discard, r)
 		return nil, destErr(err)
@@ -324,11 +328,11 @@ var mailboxFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagge
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
-	mb, err := s.store().Mailbox(ctx(), s.bal, name)
+	mb, err := s.store().Mailbox(s.ctx, s.bal, name)
 	if err != nil {
 		return nil, imapErr(err)
 	}
-	msgs, err := s.store().Messages(ctx(), mb.ID, 0)
+	msgs, err := s.store().Messages(s.ctx, mb.ID, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -338,7 +342,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	to := ^uint32(0)
 	if !options.ReadOnly {
 		// SELECT takes the \Recent messages for itself; EXAMINE only looks at them.
-		if from, to, err = s.store().ClaimRecent(ctx(), mb.ID); err != nil {
+		if from, to, err = s.store().ClaimRecent(s.ctx, mb.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -448,14 +452,14 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if sel == nil {
 		return nil
 	}
-	cur, err := s.store().ModSeq(ctx(), sel.id)
+	cur, err := s.store().ModSeq(s.ctx, sel.id)
 	if err != nil {
 		return nil // folder deleted under us: nothing more to say about it
 	}
 	if cur == sel.modSeq && !(allowExpunge && sel.pendingExpunge) && len(sel.echo) == 0 {
 		return nil
 	}
-	msgs, err := s.store().Messages(ctx(), sel.id, 0)
+	msgs, err := s.store().Messages(s.ctx, sel.id, 0)
 	if err != nil {
 		return err
 	}
@@ -508,7 +512,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	}
 	if added {
 		if !sel.readOnly {
-			from, to, err := s.store().ClaimRecent(ctx(), sel.id)
+			from, to, err := s.store().ClaimRecent(s.ctx, sel.id)
 			if err != nil {
 				return err
 			}
@@ -666,7 +670,7 @@ func uidsOf(ts []target) []uint32 {
 }
 
 func (s *session) index() (map[uint32]*mailbox.Message, error) {
-	msgs, err := s.store().Messages(ctx(), s.sel.id, 0)
+	msgs, err := s.store().Messages(s.ctx, s.sel.id, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -691,7 +695,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 			return nil
 		}
 	}
-	removed, err := s.store().Expunge(ctx(), sel.id, list)
+	removed, err := s.store().Expunge(s.ctx, sel.id, list)
 	if err != nil {
 		return imapErr(err)
 	}
@@ -733,7 +737,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		return nil
 	}
 	op := map[imap.StoreFlagsOp]mailbox.FlagOp{imap.StoreFlagsSet: mailbox.FlagsSet, imap.StoreFlagsAdd: mailbox.FlagsAdd, imap.StoreFlagsDel: mailbox.FlagsRemove}[flags.Op]
-	res, err := s.store().StoreFlags(ctx(), sel.id, uidsOf(ts), op, fromFlags(flags.Flags))
+	res, err := s.store().StoreFlags(s.ctx, sel.id, uidsOf(ts), op, fromFlags(flags.Flags))
 	if err != nil {
 		return imapErr(err)
 	}
@@ -752,12 +756,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
 	ts := s.sel.resolve(numSet)
 	if len(ts) == 0 {
-		if _, err := s.store().Mailbox(ctx(), s.bal, dest); err != nil {
+		if _, err := s.store().Mailbox(s.ctx, s.bal, dest); err != nil {
 			return nil, destErr(err)
 		}
 		return &imap.CopyData{}, nil
 	}
-	res, err := s.store().Copy(ctx(), s.sel.id, uidsOf(ts), dest)
+	res, err := s.store().Copy(s.ctx, s.sel.id, uidsOf(ts), dest)
 	if err != nil {
 		return nil, destErr(err)
 	}
@@ -780,12 +784,12 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	}
 	ts := sel.resolve(numSet)
 	if len(ts) == 0 {
-		if _, err := s.store().Mailbox(ctx(), s.bal, dest); err != nil {
+		if _, err := s.store().Mailbox(s.ctx, s.bal, dest); err != nil {
 			return destErr(err)
 		}
 		return nil
 	}
-	res, err := s.store().Move(ctx(), sel.id, uidsOf(ts), dest)
+	res, err := s.store().Move(s.ctx, sel.id, uidsOf(ts), dest)
 	if err != nil {
 		return destErr(err)
 	}
@@ -803,7 +807,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 	var hdrs map[uint32][]byte
 	if needsHeader(criteria) {
-		if hdrs, err = s.store().Headers(ctx(), sel.id); err != nil {
+		if hdrs, err = s.store().Headers(s.ctx, sel.id); err != nil {
 			return nil, err
 		}
 	}
@@ -879,7 +883,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 		}
 		if len(unseen) > 0 {
-			res, err := s.store().StoreFlags(ctx(), sel.id, unseen, mailbox.FlagsAdd, []string{`\Seen`})
+			res, err := s.store().StoreFlags(s.ctx, sel.id, unseen, mailbox.FlagsAdd, []string{`\Seen`})
 			if err != nil {
 				return err
 			}
@@ -892,7 +896,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	var hdrs map[uint32][]byte
 	if options.Envelope {
-		if hdrs, err = s.store().Headers(ctx(), sel.id); err != nil {
+		if hdrs, err = s.store().Headers(s.ctx, sel.id); err != nil {
 			return err
 		}
 	}
@@ -1028,7 +1032,7 @@ type content struct {
 
 func (c *content) file() (io.ReaderAt, int64, error) {
 	if c.f == nil {
-		f, size, err := c.s.store().Open(ctx(), c.s.sel.id, c.uid)
+		f, size, err := c.s.store().Open(c.s.ctx, c.s.sel.id, c.uid)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -1046,7 +1050,7 @@ func (c *content) bytes() ([]byte, error) {
 		return c.buf, nil
 	}
 	if c.f == nil {
-		f, size, err := c.s.store().Open(ctx(), c.s.sel.id, c.uid)
+		f, size, err := c.s.store().Open(c.s.ctx, c.s.sel.id, c.uid)
 		if err != nil {
 			return nil, err
 		}
