@@ -26,8 +26,8 @@ type session struct {
 	// this session stop with it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	bal  string // authenticated BAL address, "" before
-	sel  *selected
+	bal    string // authenticated BAL address, "" before
+	sel    *selected
 }
 
 // selected is the client's view of the selected folder: the UIDs in sequence-number order as
@@ -59,7 +59,6 @@ var (
 	_ imapserver.SessionIMAP4rev2 = (*session)(nil)
 	_ imapserver.SessionSASL      = (*session)(nil)
 )
-
 
 func (s *session) store() mailbox.Store { return s.srv.opts.Store }
 
