@@ -2,6 +2,9 @@ package annuaire
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -67,6 +70,69 @@ func FuzzLoad(f *testing.F) {
 					t.Fatalf("line %d: name %q not found: %v", i, k, err)
 				}
 			}
+		}
+	})
+}
+
+// FuzzFHIRBundle: any answer of the FHIR API either fails to decode or yields entries that
+// are MSSanté BALs with an address, none flagged listeRouge.
+func FuzzFHIRBundle(f *testing.F) {
+	for _, name := range []string{"practitioner-page1.json", "practitioner-page2.json", "practitionerrole.json", "organization.json"} {
+		b, err := os.ReadFile("testdata/fhir/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Organization","name":["x"],"_line":[null]}}]}`))
+	fh, err := NewFHIR(FHIROptions{BaseURL: "https://fhir.example/fhir/v2"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var b fhirBundle
+		if json.Unmarshal(body, &b) != nil {
+			return
+		}
+		published := map[string]bool{} // addresses of telecoms not flagged listeRouge
+		for _, be := range b.Entry {
+			for _, tc := range be.Resource.Telecom {
+				rouge := false
+				for _, x := range tc.Extension {
+					for _, sub := range x.Extension {
+						if x.URL == fhirMailboxMetaURL && sub.URL == "listeRouge" && sub.ValueBoolean != nil && *sub.ValueBoolean {
+							rouge = true
+						}
+					}
+				}
+				if !rouge {
+					published[tc.Value] = true
+				}
+			}
+		}
+		q := Query{}
+		q.check()
+		for _, e := range fh.bundleEntries(&b, &q) {
+			if e.Address == "" || !published[e.Address] {
+				t.Fatalf("returned %q: empty or flagged listeRouge", e.Address)
+			}
+		}
+		fh.nextLink(&b)
+	})
+}
+
+// FuzzContentDisposition: a file name is accepted only in the published pattern.
+func FuzzContentDisposition(f *testing.F) {
+	f.Add(`attachment; filename=Extraction_Correspondance_MSSante_202611280130.zip`)
+	f.Add(`attachment; filename="../../Extraction_Correspondance_MSSante_202611280130.zip"`)
+	f.Add(`attachment; filename*=UTF-8''Extraction_Correspondance_MSSante_202611280130.txt`)
+	f.Fuzz(func(t *testing.T, cd string) {
+		name, err := fileName(cd)
+		if err != nil {
+			return
+		}
+		if filepath.Base(name) != name || !extractionName.MatchString(name) {
+			t.Fatalf("accepted %q", name)
 		}
 	})
 }
