@@ -90,7 +90,9 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 	}
 	if len(cr.Header) > 0 && cr.SentSince.IsZero() && cr.SentBefore.IsZero() && c.hdr != nil {
 		for _, hf := range cr.Header {
-			if hf.Value != "" && !mayContain(c.hdr, strings.ToLower(hf.Value)) {
+			// address fields also match their normalised form (comments removed), which the
+			// raw bytes may not contain
+			if hf.Value != "" && !isAddressHeader(hf.Key) && !mayContain(c.hdr, strings.ToLower(hf.Value)) {
 				return false, nil
 			}
 		}

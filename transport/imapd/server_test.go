@@ -639,3 +639,24 @@ func TestPythonImaplib(t *testing.T) {
 		t.Fatalf("unseen = %d after the python STORE", mb.Unseen)
 	}
 }
+
+// TestSearchAddress: FROM matches the address with its comments removed, as Dovecot does
+// (imaptest search-addresses), and the raw-bytes pre-filter must not hide it.
+func TestSearchAddress(t *testing.T) {
+	e := newEnv(t)
+	c := e.dialApp(t, nil)
+	appendMsg(t, c, "INBOX", "From: <user-from (comment)@ (comment) domain.org>\r\nSubject: a\r\n\r\nx\r\n")
+	appendMsg(t, c, "INBOX", "From: RealFrom <user-from@domain.org>\r\nSubject: b\r\n\r\nx\r\n")
+	appendMsg(t, c, "INBOX", "From: other@domain.org\r\nSubject: c\r\n\r\nx\r\n")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "user-from@domain.org"}}}, nil).Wait()
+	if err != nil || fmt.Sprint(d.AllUIDs()) != "[1 2]" {
+		t.Fatalf("SEARCH FROM = %v, %v", d, err)
+	}
+	d, err = c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "C"}}}, nil).Wait()
+	if err != nil || fmt.Sprint(d.AllUIDs()) != "[3]" {
+		t.Fatalf("SEARCH SUBJECT = %v, %v", d, err)
+	}
+}
