@@ -85,7 +85,7 @@ func ExampleNewLDAP() {
 		fmt.Println("no certificate here")
 		return
 	}
-	l, err := annuaire.NewLDAP(annuaire.LDAPOptions{
+	l, err := annuaire.NewLDAP(&annuaire.LDAPOptions{
 		URL:          "ldaps://annuaire.example.org",
 		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ExternalBind: true,
@@ -101,7 +101,7 @@ func ExampleNewLDAP() {
 
 // Find the applicative BALs of a structure through the ANS FHIR API.
 func ExampleNewFHIR() {
-	f, err := annuaire.NewFHIR(annuaire.FHIROptions{APIKey: os.Getenv("ESANTE_API_KEY")})
+	f, err := annuaire.NewFHIR(&annuaire.FHIROptions{APIKey: os.Getenv("ESANTE_API_KEY")})
 	if err != nil {
 		panic(err)
 	}

@@ -95,8 +95,13 @@ func (e *HTTPError) Error() string {
 
 func (e *HTTPError) Unwrap() error { return ErrHTTP }
 
-// NewFHIR checks opts and returns the directory.
-func NewFHIR(opts FHIROptions) (*FHIR, error) {
+// NewFHIR checks opts (nil = every default; copied: later changes have no effect) and
+// returns the directory.
+func NewFHIR(o *FHIROptions) (*FHIR, error) {
+	var opts FHIROptions
+	if o != nil {
+		opts = *o
+	}
 	if opts.BaseURL == "" {
 		opts.BaseURL = DefaultFHIRBase
 	}

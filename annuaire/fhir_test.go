@@ -89,7 +89,7 @@ func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
 	s.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	s.StartTLS()
 	t.Cleanup(s.Close)
-	f, err := NewFHIR(FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key", HTTPClient: s.Client(),
+	f, err := NewFHIR(&FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key", HTTPClient: s.Client(),
 		Now: s.clock.Now, Sleep: s.clock.Sleep})
 	if err != nil {
 		t.Fatal(err)
@@ -319,7 +319,7 @@ func TestFHIRErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := newFHIRServer(t)
 			s.fail = tt.fail
-			f, err := NewFHIR(FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: tt.key, HTTPClient: s.Client(), Now: s.clock.Now, Sleep: s.clock.Sleep})
+			f, err := NewFHIR(&FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: tt.key, HTTPClient: s.Client(), Now: s.clock.Now, Sleep: s.clock.Sleep})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -331,7 +331,7 @@ func TestFHIRErrors(t *testing.T) {
 	}
 	t.Run("untrusted server certificate", func(t *testing.T) {
 		s, _ := newFHIRServer(t)
-		f, _ := NewFHIR(FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key"})
+		f, _ := NewFHIR(&FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key"})
 		if _, err := f.Search(ctx, Query{Type: APP}); err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("err = %v", err)
 		}
@@ -344,7 +344,7 @@ func TestFHIRErrors(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
-	if _, err := NewFHIR(FHIROptions{BaseURL: "http://gateway.example/fhir"}); err == nil {
+	if _, err := NewFHIR(&FHIROptions{BaseURL: "http://gateway.example/fhir"}); err == nil {
 		t.Error("plain http base accepted")
 	}
 }

@@ -85,7 +85,7 @@ func FuzzFHIRBundle(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Organization","name":["x"],"_line":[null]}}]}`))
-	fh, err := NewFHIR(FHIROptions{BaseURL: "https://fhir.example/fhir/v2"})
+	fh, err := NewFHIR(&FHIROptions{BaseURL: "https://fhir.example/fhir/v2"})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -52,8 +52,13 @@ type LDAP struct {
 	conn *ldap.Conn
 }
 
-// NewLDAP checks opts and returns a directory; the connection is made by the first search.
-func NewLDAP(opts LDAPOptions) (*LDAP, error) {
+// NewLDAP checks opts (copied: later changes have no effect) and returns a directory; the
+// connection is made by the first search.
+func NewLDAP(o *LDAPOptions) (*LDAP, error) {
+	if o == nil {
+		return nil, fmt.Errorf("annuaire: LDAP options with a URL are required")
+	}
+	opts := *o
 	u, err := url.Parse(opts.URL)
 	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
 		return nil, fmt.Errorf("annuaire: LDAP URL must be ldap://host or ldaps://host")

@@ -25,7 +25,7 @@ func (s *testSlapd) tlsConfig(withClient bool) *tls.Config {
 
 func newTestLDAP(t *testing.T, o LDAPOptions) *LDAP {
 	t.Helper()
-	l, err := NewLDAP(o)
+	l, err := NewLDAP(&o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestLDAPOptionsRefused(t *testing.T) {
 		{URL: "ldap://x", ExternalBind: true},
 		{URL: "ldap://ldap.example.org", BindDN: "cn=a", Password: "secret"},
 	} {
-		if _, err := NewLDAP(o); err == nil {
+		if _, err := NewLDAP(&o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
 	}

@@ -163,7 +163,7 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 			o.Profile = annuaire.DefaultProfile()
 			o.Profile.BaseDN = baseDN
 		}
-		l, err := annuaire.NewLDAP(o)
+		l, err := annuaire.NewLDAP(&o)
 		if err != nil {
 			return err
 		}
@@ -176,7 +176,7 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
-		f, err := annuaire.NewFHIR(annuaire.FHIROptions{BaseURL: strings.TrimPrefix(strings.TrimPrefix(source, "fhir"), ":"),
+		f, err := annuaire.NewFHIR(&annuaire.FHIROptions{BaseURL: strings.TrimPrefix(strings.TrimPrefix(source, "fhir"), ":"),
 			APIKey: os.Getenv(apiKeyEnv), HTTPClient: &http.Client{Transport: tr}})
 		if err != nil {
 			return err
