@@ -75,6 +75,20 @@ type Options struct {
 	ReusePorts bool
 	// Logger receives the connectors' operational logs (nil: discard).
 	Logger *slog.Logger
+	// Extra are operators outside the sandbox (a connector under test, an example): each
+	// domain is put on the liste blanche with its certificate DN, and the sandbox's connectors
+	// route it to its relay.
+	Extra []Extra
+}
+
+// Extra is an operator outside the sandbox that the sandbox trusts and routes to.
+type Extra struct {
+	Domain string `json:"domain"`
+	// CertDN is the subject DN of its server certificate (issued by the sandbox's PKI, see
+	// testpki.New with Dir = DIR/pki), as the liste blanche lists it.
+	CertDN string `json:"cert_dn"`
+	// Relay is the host:port of its relay (port 25) listener.
+	Relay string `json:"relay"`
 }
 
 // Info describes a running (or the last started) sandbox. It is written to Dir/sandbox.json.
@@ -96,6 +110,8 @@ type Info struct {
 	Responder string `json:"responder,omitempty"`
 	// Operators are the connectors of the sandbox.
 	Operators []*Operator `json:"operators"`
+	// Extra are the operators outside the sandbox it trusts (Options.Extra).
+	Extra []Extra `json:"extra,omitempty"`
 }
 
 // Operator is one connector of the sandbox.
@@ -297,7 +313,7 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	s.PKI = pki
-	info := &Info{Dir: dir, CAFile: filepath.Join(dir, "ca-chain.pem"), CRLFile: filepath.Join(dir, "crl.der")}
+	info := &Info{Dir: dir, CAFile: filepath.Join(dir, "ca-chain.pem"), CRLFile: filepath.Join(dir, "crl.der"), Extra: opts.Extra}
 	s.Info = info
 	if err := os.WriteFile(info.CAFile, append(pki.RootPEM(), pki.IntermediatePEM()...), 0o644); err != nil {
 		return nil, err
@@ -417,6 +433,10 @@ func (s *Sandbox) startWhitelist(ctx context.Context, dir string, lns *listeners
 			entries = append(entries, whitelist.Entry{Domain: d, Description: "mssante dev: " + op.Name,
 				OperatorDNs: []string{op.CertDN}, Updated: time.Now().UTC().Truncate(time.Second)})
 		}
+	}
+	for _, x := range info.Extra {
+		entries = append(entries, whitelist.Entry{Domain: x.Domain, Description: "mssante dev: extra operator",
+			OperatorDNs: []string{x.CertDN}, Updated: time.Now().UTC().Truncate(time.Second)})
 	}
 	// Generated a second ago, so that a list fetched right after is never "in the future".
 	doc, err := whitelist.Sign(whitelist.NewList(time.Now().Add(-time.Second).UTC().Truncate(time.Second), entries), signer.Key, signer.Chain)
@@ -602,6 +622,10 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 			fmt.Fprintf(&b, "%s%q = %q", sep, d, other.Relay)
 			sep = ", "
 		}
+	}
+	for _, x := range s.Info.Extra {
+		fmt.Fprintf(&b, "%s%q = %q", sep, x.Domain, x.Relay)
+		sep = ", "
 	}
 	b.WriteString(" }\nconnect_timeout = \"10s\"\n# Short, so that a stop does not wait for the pooled connections of the other operator.\nidle_timeout = \"1s\"\n\n")
 	b.WriteString("[queue]\nretry_first = \"2s\"\nretry_max = \"30s\"\ngive_up = \"1h\"\ndelay_notice = \"10m\"\n\n")
