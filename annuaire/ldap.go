@@ -225,7 +225,7 @@ func (l *LDAP) search(ctx context.Context, filter string, max int) ([]*ldap.Entr
 	}
 	c := l.conn
 	attrs := []string{}
-	for _, a := range l.profile.Columns {
+	for _, a := range append(l.profile.Columns[:], l.profile.Description) {
 		if a != "" {
 			attrs = append(attrs, a)
 		}
@@ -278,7 +278,11 @@ func (l *LDAP) entry(le *ldap.Entry) Entry {
 			f[c] = le.GetAttributeValue(a)
 		}
 	}
-	return f.Entry()
+	e := f.Entry()
+	if l.profile.Description != "" {
+		e.Description = le.GetAttributeValue(l.profile.Description)
+	}
+	return e
 }
 
 // filter builds the LDAP filter of q; ok is false when q can match nothing. Every value is

@@ -82,6 +82,20 @@ func TestLDAPConnections(t *testing.T) {
 	}
 }
 
+func TestLDAPApplicative(t *testing.T) {
+	s := startSlapd(t)
+	l := newTestLDAP(t, LDAPOptions{URL: s.plain, BindDN: readerDN, Password: readerPW})
+	r, err := l.Search(context.Background(), Query{Type: APP, StructureID: "400780284"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Entry{Address: "dpi@ch-test.mssante.fr", Type: APP, Description: "Intégration au DPI",
+		Structure: Structure{IDType: "FINESS", ID: "1400780284", Name: "CH TEST"}}
+	if len(r.Entries) != 1 || r.Entries[0] != want {
+		t.Fatalf("got %+v", r.Entries)
+	}
+}
+
 func TestLDAPOptionsRefused(t *testing.T) {
 	for _, o := range []LDAPOptions{
 		{URL: "http://x"},

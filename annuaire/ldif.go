@@ -34,11 +34,14 @@ type Profile struct {
 	NameKey string
 	// City is written by export-ldif with the city of the L6 line (Jeebox's "l").
 	City string
+	// Description, when set, is read into Entry.Description (the extraction file has none).
+	Description string
 }
 
 // DefaultProfile returns the profile of the schema in [Schema], base dc=mssante,dc=fr.
 func DefaultProfile() *Profile {
-	p := &Profile{BaseDN: "dc=mssante,dc=fr", ObjectClass: "mssanteBAL", RDN: "uid", NameKey: "mssanteNomRecherche", City: "l"}
+	p := &Profile{BaseDN: "dc=mssante,dc=fr", ObjectClass: "mssanteBAL", RDN: "uid", NameKey: "mssanteNomRecherche",
+		City: "l", Description: "description"}
 	p.Columns = [NumColumns]string{
 		ColType: "TypeBAL", ColAddress: "mail", ColPPIDType: "TypeIdentifiantPP", ColPPID: "IdentifiantPP",
 		ColNationalID: "mssanteIdNat", ColStructureIDType: "TypeIdentifiantPM", ColStructureID: "IdentifiantPM",

@@ -2,6 +2,7 @@ package annuaire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -136,6 +137,10 @@ access to * by users read by anonymous auth
 		return err
 	}
 	fmt.Fprintf(&ldif, "dn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n", readerDN, readerPW)
+	// An applicative BAL, which the public extraction never has, with a description.
+	ldif.WriteString("dn: uid=dpi@ch-test.mssante.fr,dc=mssante,dc=fr\nobjectClass: mssanteBAL\nuid: dpi@ch-test.mssante.fr\n" +
+		"mail: dpi@ch-test.mssante.fr\nTypeBAL: APP\nIdentifiantPM: 1400780284\nTypeIdentifiantPM: FINESS\no: CH TEST\n" +
+		"description:: " + base64.StdEncoding.EncodeToString([]byte("Intégration au DPI")) + "\n\n")
 	ldifPath := filepath.Join(dir, "data.ldif")
 	if err := os.WriteFile(ldifPath, ldif.Bytes(), 0o600); err != nil {
 		return err
