@@ -2,9 +2,9 @@ package annuaire
 
 import (
 	"bytes"
-	"encoding/base64"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
