@@ -15,11 +15,12 @@ import (
 	"github.com/mssante-go/sdk/whitelist"
 )
 
-// testList lists test.example and other.example.
+// testList lists test.example, other.example and bench.example.
 func testList() *whitelist.List {
 	return whitelist.NewList(time.Now(), []whitelist.Entry{
 		{Domain: "test.example", OperatorDNs: []string{"CN=localhost,OU=12345678200010,O=HOPITAL DE TEST,ST=Haute-Garonne (31),C=FR"}},
 		{Domain: "other.example", OperatorDNs: []string{"CN=mx.other.example,O=X,C=FR"}},
+		{Domain: "bench.example", OperatorDNs: []string{"CN=mx.bench.example,O=X,C=FR"}},
 	})
 }
 

@@ -94,9 +94,12 @@ func (r *Record) recipient(addr string) *RecipientState {
 	return nil
 }
 
-// outbox is a folder per sent message under StateDir/outbox, named by the envelope ID (a
-// hash of the Message-ID): message.eml (the exact bytes submitted) and record.json. Every
-// write goes to a temporary file, is fsynced, then renamed.
+// outbox is the folder StateDir/outbox: for each sent message, named by its envelope ID (a
+// hash of the Message-ID), ENVID.eml (the exact bytes submitted) and ENVID.json (the
+// Record). Records are replaced atomically (temporary file, rename); the statuses that
+// follow a server's reply are also fsynced with the folder before Send returns, which is
+// what makes a retry after a crash safe. Nothing before that needs to survive a crash: the
+// caller sends the message again.
 type outbox struct {
 	dir string
 	mu  sync.Mutex // serialises record read-modify-write
@@ -117,10 +120,10 @@ func envelopeID(messageID string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-func (b *outbox) path(envid, name string) string { return filepath.Join(b.dir, envid, name) }
+func (b *outbox) path(envid, ext string) string { return filepath.Join(b.dir, envid+ext) }
 
 func (b *outbox) load(envid string) (*Record, error) {
-	data, err := os.ReadFile(b.path(envid, "record.json"))
+	data, err := os.ReadFile(b.path(envid, ".json"))
 	if err != nil {
 		return nil, err
 	}
@@ -131,15 +134,17 @@ func (b *outbox) load(envid string) (*Record, error) {
 	return &r, nil
 }
 
-func (b *outbox) save(r *Record) error {
+// save replaces the record; durable also fsyncs it and the folder.
+func (b *outbox) save(r *Record, durable bool) error {
 	data, err := json.MarshalIndent(r, "", " ")
 	if err != nil {
 		return err
 	}
-	return writeFileSync(b.path(r.EnvelopeID, "record.json"), data)
+	return writeFileAtomic(b.path(r.EnvelopeID, ".json"), data, durable)
 }
 
-// update applies f to the record of envid under the lock and saves it when f returns true.
+// update applies f to the record of envid under the lock and saves it, durably, when f
+// returns true.
 func (b *outbox) update(envid string, f func(*Record) bool) (*Record, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -150,7 +155,7 @@ func (b *outbox) update(envid string, f func(*Record) bool) (*Record, error) {
 	if !f(r) {
 		return r, nil
 	}
-	return r, b.save(r)
+	return r, b.save(r, true)
 }
 
 // Records lists the outbox, oldest first.
@@ -161,10 +166,11 @@ func (b *outbox) records() ([]*Record, error) {
 	}
 	var out []*Record
 	for _, e := range ents {
-		if !e.IsDir() {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") {
 			continue
 		}
-		r, err := b.load(e.Name())
+		r, err := b.load(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -177,9 +183,12 @@ func (b *outbox) records() ([]*Record, error) {
 	return out, nil
 }
 
-// writeFileSync writes data to path atomically and durably: temporary file, fsync, rename,
-// fsync of the folder.
-func writeFileSync(path string, data []byte) error {
+// writeFileSync writes data to path atomically and durably.
+func writeFileSync(path string, data []byte) error { return writeFileAtomic(path, data, true) }
+
+// writeFileAtomic writes data to path atomically (temporary file, rename) and, when durable,
+// fsyncs the file before the rename and the folder after.
+func writeFileAtomic(path string, data []byte, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
@@ -187,7 +196,7 @@ func writeFileSync(path string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -199,6 +208,9 @@ func writeFileSync(path string, data []byte) error {
 	if err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(dir)
 }

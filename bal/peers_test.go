@@ -99,6 +99,7 @@ func shortTempDir(t testing.TB, prefix string) string {
 type mailPeers struct {
 	dir                  string
 	submission           string // STARTTLS
+	submissions          string // implicit TLS (SMTPS)
 	imap, imaps          string
 	postfixCfg           string
 	dovecotCfg, dovePID  string
@@ -127,8 +128,9 @@ func startMailPeers(t testing.TB, p *testPKI) *mailPeers {
 	os.Chmod(filepath.Join(w, "pf/data"), 0o700)
 	chown(t, "mail:mail", filepath.Join(w, "vmail"))
 
-	subPort, plainPort := testenv.FreePort(t), testenv.FreePort(t)
+	subPort, plainPort, smtpsPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	m.submission = fmt.Sprintf("127.0.0.1:%d", subPort)
+	m.submissions = fmt.Sprintf("127.0.0.1:%d", smtpsPort)
 	m.submissionPlainInput = fmt.Sprintf("127.0.0.1:%d", plainPort)
 	m.postfixCfg = filepath.Join(w, "pf/etc")
 	m.postfixLog = filepath.Join(w, "pf/maillog")
@@ -157,6 +159,8 @@ virtual_uid_maps = static:8
 virtual_gid_maps = static:8
 virtual_minimum_uid = 8
 default_transport = error:no such domain on this test server
+# bench.example: accepted and thrown away (bench/bal)
+transport_maps = inline:{ bench.example=discard: }
 smtp_tls_security_level = none
 smtpd_tls_cert_file = %[1]s/pki/server.crt.pem
 smtpd_tls_key_file = %[1]s/pki/server.key.pem
@@ -175,6 +179,8 @@ bounce_queue_lifetime = 0
   -o smtpd_tls_security_level=none
   -o smtpd_tls_req_ccert=no
   -o { smtpd_relay_restrictions = permit_mynetworks, reject }
+127.0.0.1:%d inet n - n - - smtpd
+  -o smtpd_tls_wrappermode=yes
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -199,7 +205,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-`, subPort, plainPort)
+`, subPort, plainPort, smtpsPort)
 	writeFile(t, filepath.Join(w, "pf/etc/main.cf"), mainCf)
 	writeFile(t, filepath.Join(w, "pf/etc/master.cf"), masterCf)
 	runCmd(t, postfix, "-c", m.postfixCfg, "start")
@@ -277,7 +283,7 @@ service imap-login {
 			}
 		}
 	})
-	waitListen(t, m.submission, m.imap, m.imaps)
+	waitListen(t, m.submission, m.submissions, m.imap, m.imaps)
 	return m
 }
 

@@ -2,6 +2,7 @@ package bal
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
@@ -160,9 +161,11 @@ func (c *Client) prepareMessage(msg *mssante.Message, opts *SendOptions) (*prepa
 
 // prepared is a message written to the outbox, ready to submit.
 type prepared struct {
-	rec  *Record
-	file string
-	size int64
+	rec   *Record
+	fresh bool   // rec is not in the outbox yet
+	data  []byte // the message, when small
+	file  string // or its file
+	size  int64
 }
 
 // prepare serialises msg, checks its recipients and records it in the outbox (or finds the
@@ -174,21 +177,18 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 	if c.box == nil {
 		return nil, fmt.Errorf("%w: StateDir is required to send", ErrConfig)
 	}
-	tmp, err := os.CreateTemp(c.box.dir, ".tmp-msg-*")
-	if err != nil {
-		return nil, fmt.Errorf("bal: outbox: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	sp := &spoolWriter{dir: c.box.dir, threshold: c.opts.SpoolThreshold}
+	defer sp.discard()
 	h := sha256.New()
-	lw := &limitWriter{w: io.MultiWriter(tmp, h), n: c.opts.MaxMessageSize}
+	lw := &limitWriter{w: io.MultiWriter(sp, h), n: c.opts.MaxMessageSize}
 	if err := write(lw); err != nil {
 		return nil, fmt.Errorf("%w: writing it: %w", ErrMessage, err)
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+	src, err := sp.reader()
+	if err != nil {
+		return nil, fmt.Errorf("bal: outbox: %w", err)
 	}
-	th, err := textproto.ReadHeader(bufio.NewReader(tmp))
+	th, err := textproto.ReadHeader(bufio.NewReader(src))
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrMessage, err)
 	}
@@ -239,54 +239,102 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 	}
 	mdn := hdr.Has("Disposition-Notification-To")
 	envid := envelopeID(msgID)
-	p := &prepared{file: c.box.path(envid, "message.eml")}
+	p := &prepared{}
 
 	c.box.mu.Lock()
 	defer c.box.mu.Unlock()
-	if rec, err := c.box.load(envid); err == nil {
-		st, err := os.Stat(p.file)
-		if err != nil {
-			return nil, fmt.Errorf("bal: outbox: %w", err)
-		}
-		p.rec, p.size = rec, st.Size()
-		c.log.Info("bal: message already in the outbox, resuming", "message_id", msgID)
-		return p, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	rec, err := c.box.load(envid)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Only records written after a server's reply are fsynced; an unreadable record is
+		// one that never got that far, so the message is sent as new.
+		c.log.Warn("bal: outbox record unreadable, sending as new", "message_id", msgID, "err", err)
+		rec = nil
 	}
-	if err := os.MkdirAll(filepath.Dir(p.file), 0o700); err != nil {
+	if rec != nil {
+		c.log.Info("bal: message already in the outbox, resuming", "message_id", msgID)
+	} else {
+		rec = &Record{MessageID: msgID, EnvelopeID: envid, MDNRequested: mdn, Created: c.opts.Now().UTC()}
+		for _, r := range uniq {
+			rec.Recipients = append(rec.Recipients, RecipientState{Address: r, Status: StatusPending, Updated: rec.Created})
+		}
+		p.fresh = true
+	}
+	p.rec = rec
+	// The message itself needs no fsync: after a crash the caller sends it again. A small one
+	// stays in memory; a large one is kept as ENVID.eml and streamed from there.
+	if sp.f == nil {
+		p.data = append([]byte(prefix.String()), sp.buf.Bytes()...)
+		p.size = int64(len(p.data))
+		return p, nil
+	}
+	p.file = c.box.path(envid, ".eml")
+	if p.size, err = copyWithPrefix(p.file, prefix.String(), sp.f); err != nil {
 		return nil, fmt.Errorf("bal: outbox: %w", err)
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+	return p, nil
+}
+
+// spoolWriter keeps what is written in memory up to threshold, then in a temporary file.
+type spoolWriter struct {
+	dir       string
+	threshold int64
+	buf       bytes.Buffer
+	f         *os.File
+}
+
+func (s *spoolWriter) Write(p []byte) (int, error) {
+	if s.f == nil && int64(s.buf.Len()+len(p)) <= s.threshold {
+		return s.buf.Write(p)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p.file), ".tmp-*")
+	if s.f == nil {
+		f, err := os.CreateTemp(s.dir, ".tmp-msg-*")
+		if err != nil {
+			return 0, err
+		}
+		s.f = f
+		if _, err := s.buf.WriteTo(f); err != nil {
+			return 0, err
+		}
+	}
+	return s.f.Write(p)
+}
+
+// reader returns what was written, from the start.
+func (s *spoolWriter) reader() (io.Reader, error) {
+	if s.f == nil {
+		return bytes.NewReader(s.buf.Bytes()), nil
+	}
+	_, err := s.f.Seek(0, io.SeekStart)
+	return s.f, err
+}
+
+func (s *spoolWriter) discard() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+	}
+}
+
+// copyWithPrefix writes prefix then the rest of src to path.
+func copyWithPrefix(path, prefix string, src *os.File) (int64, error) {
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	n, err := io.Copy(f, io.MultiReader(strings.NewReader(prefix.String()), tmp))
-	if err == nil {
-		err = f.Sync()
-	}
+	n, err := io.Copy(f, io.MultiReader(strings.NewReader(prefix), src))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), p.file)
+		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return nil, fmt.Errorf("bal: outbox: %w", err)
 	}
-	p.size = n
-	p.rec = &Record{MessageID: msgID, EnvelopeID: envid, MDNRequested: mdn, Created: c.opts.Now().UTC()}
-	for _, r := range uniq {
-		p.rec.Recipients = append(p.rec.Recipients, RecipientState{Address: r, Status: StatusPending, Updated: p.rec.Created})
-	}
-	if err := c.box.save(p.rec); err != nil {
-		return nil, fmt.Errorf("bal: outbox: %w", err)
-	}
-	return p, nil
+	return n, err
 }
 
 // submit sends p to its recipients still pending, over the kept connection (smtpMu held).
@@ -329,7 +377,7 @@ func (c *Client) submit(ctx context.Context, p *prepared, opts *SendOptions) (*S
 		return res, err
 	}
 	now := c.opts.Now().UTC()
-	if _, err := c.box.update(p.rec.EnvelopeID, func(r *Record) bool {
+	apply := func(r *Record) bool {
 		for _, rr := range rcptRes {
 			st := r.recipient(rr.Address)
 			if st == nil || st.Status != StatusPending {
@@ -346,8 +394,20 @@ func (c *Client) submit(ctx context.Context, p *prepared, opts *SendOptions) (*S
 			st.Code, st.Detail, st.Updated = rr.Code, rr.Text, now
 		}
 		return true
-	}); err != nil {
-		return res, fmt.Errorf("bal: outbox: %w", err)
+	}
+	// Durable before Send returns: a retry after a crash finds the accepted recipients.
+	var err2 error
+	if p.fresh {
+		c.box.mu.Lock()
+		apply(p.rec)
+		err2 = c.box.save(p.rec, true)
+		c.box.mu.Unlock()
+		p.fresh = err2 != nil
+	} else {
+		_, err2 = c.box.update(p.rec.EnvelopeID, apply)
+	}
+	if err2 != nil {
+		return res, fmt.Errorf("bal: outbox: %w", err2)
 	}
 	res.Recipients = append(res.Recipients, rcptRes...)
 	accepted := false
@@ -500,11 +560,15 @@ func (s *smtpConn) transaction(ctx context.Context, from string, p *prepared, rc
 		}
 		return results, nil
 	}
-	f, err := os.Open(p.file)
-	if err != nil {
-		return nil, err
+	var body io.Reader = bytes.NewReader(p.data)
+	if p.file != "" {
+		f, err := os.Open(p.file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		body = bufio.NewReaderSize(f, 64<<10)
 	}
-	defer f.Close()
 	w, err := s.c.Data()
 	if err != nil {
 		var se *smtp.SMTPError
@@ -513,7 +577,7 @@ func (s *smtpConn) transaction(ctx context.Context, from string, p *prepared, rc
 		}
 		return fail(fmt.Errorf("bal: DATA: %w", err))
 	}
-	if _, err := io.Copy(w, bufio.NewReaderSize(f, 64<<10)); err != nil {
+	if _, err := io.Copy(w, body); err != nil {
 		return fail(fmt.Errorf("bal: DATA: %w", err))
 	}
 	resp, err := w.CloseWithResponse()

@@ -1,0 +1,136 @@
+package bal
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mssante-go/sdk/internal/testenv"
+)
+
+// TestBenchAgainstSmtpSource is the measurement bench/bal/run.sh prints: N messages of
+// SIZE bytes over one connection to a throw-away Postfix (implicit TLS, client certificate,
+// messages discarded after queueing), sent by this client and by Postfix's smtp-source
+// (through stunnel, since smtp-source has no TLS), ROUNDS rounds alternated; the medians
+// and their ratio. It runs only with BAL_BENCH=1.
+func TestBenchAgainstSmtpSource(t *testing.T) {
+	if os.Getenv("BAL_BENCH") != "1" {
+		t.Skip("BAL_BENCH=1 runs the benchmark (bench/bal/run.sh)")
+	}
+	n, size, rounds := envInt("BAL_BENCH_N", 1000), envInt("BAL_BENCH_SIZE", 100*1024), envInt("BAL_BENCH_ROUNDS", 3)
+	source := testenv.Require(t, "smtp-source")
+	stunnel := testenv.Require(t, "stunnel4")
+	p := newTestPKI(t)
+	peers := startMailPeers(t, p)
+
+	// stunnel: plaintext on a loopback port → SMTPS of Postfix with the BAL's certificate.
+	sdir := filepath.Join(peers.dir, "stunnel")
+	os.MkdirAll(sdir, 0o755)
+	if _, _, err := p.client.WriteFiles(sdir, "client"); err != nil {
+		t.Fatal(err)
+	}
+	sport := testenv.FreePort(t)
+	writeFile(t, filepath.Join(sdir, "client.conf"), fmt.Sprintf(`pid = %[1]s/stunnel.pid
+output = %[1]s/stunnel.log
+foreground = no
+[smtps-mtls]
+client = yes
+accept = 127.0.0.1:%[2]d
+connect = %[3]s
+cert = %[1]s/client.crt.pem
+key = %[1]s/client.key.pem
+CAfile = %[4]s/pki/ca.pem
+verifyChain = yes
+checkHost = localhost
+`, sdir, sport, peers.submissions, peers.dir))
+	runCmd(t, stunnel, filepath.Join(sdir, "client.conf"))
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(sdir, "stunnel.pid")); err == nil {
+			exec.Command("kill", strings.TrimSpace(string(b))).Run()
+		}
+	})
+	waitListen(t, fmt.Sprintf("127.0.0.1:%d", sport))
+
+	// The same messages for both: N distinct Message-IDs, SIZE bytes each.
+	body := bytes.Repeat([]byte("0123456789012345678901234567890123456789012345678901234567890123456789012\r\n"), size/76)
+	msgs := make([][]byte, n)
+	ours := func(round int) float64 {
+		for i := range msgs {
+			msgs[i] = []byte(fmt.Sprintf("From: <%s>\r\nTo: <x@bench.example>\r\nSubject: bench\r\nMessage-ID: <r%d.%d.%d@test.example>\r\n\r\n%s",
+				testBAL, round, i, time.Now().UnixNano(), body))
+		}
+		c, err := New(&Options{
+			Address:    testBAL,
+			Submission: Endpoint{Addr: peers.submissions, Security: ImplicitTLS, Auth: AuthNone},
+			IMAP:       Endpoint{Addr: peers.imaps, Security: ImplicitTLS},
+			TLS:        p.clientTLS(), Whitelist: testList(), StateDir: benchStateDir(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		opts := &SendOptions{Recipients: []string{"x@bench.example"}, Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}
+		start := time.Now()
+		for _, m := range msgs {
+			if _, err := c.SendRaw(context.Background(), bytes.NewReader(m), opts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return float64(n) / time.Since(start).Seconds()
+	}
+	theirs := func() float64 {
+		start := time.Now()
+		out, err := exec.Command(source, "-s", "1", "-d", "-m", fmt.Sprint(n), "-l", fmt.Sprint(size),
+			"-f", testBAL, "-t", "x@bench.example", fmt.Sprintf("127.0.0.1:%d", sport)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("smtp-source: %v\n%s", err, out)
+		}
+		return float64(n) / time.Since(start).Seconds()
+	}
+	var a, b []float64
+	for r := 0; r < rounds; r++ {
+		a = append(a, ours(r))
+		b = append(b, theirs())
+		fmt.Printf("bench round %d: bal %.0f msg/s, smtp-source %.0f msg/s\n", r+1, a[r], b[r])
+	}
+	ma, mb := median(a), median(b)
+	fmt.Printf("bench bal.Client.SendRaw  %d x %d KB, one connection, mTLS: %.0f msg/s (median of %d)\n", n, size/1024, ma, rounds)
+	fmt.Printf("bench smtp-source -d      %d x %d KB, one connection, mTLS via stunnel: %.0f msg/s (median of %d)\n", n, size/1024, mb, rounds)
+	fmt.Printf("bench ratio bal/smtp-source: %.2fx (goal >= 0.8x)\n", ma/mb)
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func envInt(k string, def int) int {
+	var v int
+	if _, err := fmt.Sscan(os.Getenv(k), &v); err != nil || v <= 0 {
+		return def
+	}
+	return v
+}
+
+// benchStateDir is BAL_BENCH_STATE when set (to compare file systems), else a test folder.
+func benchStateDir(t testing.TB) string {
+	if d := os.Getenv("BAL_BENCH_STATE"); d != "" {
+		d, err := os.MkdirTemp(d, "balbench")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		return d
+	}
+	return t.TempDir()
+}
