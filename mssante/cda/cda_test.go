@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/mssante"
 )
 
@@ -330,5 +332,23 @@ func TestANSExamples(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestANSChecks runs testdata/anscheck.sh (CDA_extended.xsd with xmllint; the IHE, CI-SIS,
+// StrucMin and LDL-SES schematrons with Saxon-HE) on the golden files. Set
+// MSSANTE_TESTCONTENUCDA to a checkout of ansforge/TestContenuCDA-3-0 (not vendored).
+func TestANSChecks(t *testing.T) {
+	dir := os.Getenv("MSSANTE_TESTCONTENUCDA")
+	if dir == "" {
+		t.Skip("MSSANTE_TESTCONTENUCDA not set (checkout of ansforge/TestContenuCDA-3-0)")
+	}
+	testenv.Require(t, "xmllint")
+	testenv.Require(t, "java")
+	cmd := exec.Command("sh", "testdata/anscheck.sh", dir, "testdata/ldl-ses.golden.xml", "testdata/n1.golden.xml")
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("ANS checks failed: %v", err)
 	}
 }
