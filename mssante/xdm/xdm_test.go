@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/mssante/cda"
 )
@@ -399,5 +401,25 @@ func TestANSPackages(t *testing.T) {
 	t.Logf("%d ANS packages opened", len(zips))
 	for w, n := range warnings {
 		t.Logf("%3d× %s", n, w)
+	}
+}
+
+// TestMetadataSchema validates our METADATA.XML against the OASIS ebRS 3.0 schemas (lcm.xsd,
+// rim.xsd, rs.xsd; not vendored) with xmllint. Set MSSANTE_EBRS_XSD to their folder, with a
+// local xml.xsd in place of rim.xsd's remote import (xmllint runs with --nonet).
+func TestMetadataSchema(t *testing.T) {
+	dir := os.Getenv("MSSANTE_EBRS_XSD")
+	if dir == "" {
+		t.Skip("MSSANTE_EBRS_XSD not set (folder with the ebRS 3.0 lcm.xsd, rim.xsd, rs.xsd)")
+	}
+	xmllint := testenv.Require(t, "xmllint")
+	z := pack(t, twoDocs(t)...)
+	zr, _ := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	meta, _ := fs.ReadFile(zr, "IHE_XDM/SUBSET01/METADATA.XML")
+	path := filepath.Join(t.TempDir(), "METADATA.XML")
+	os.WriteFile(path, meta, 0o644)
+	out, err := exec.Command(xmllint, "--noout", "--nonet", "--schema", filepath.Join(dir, "lcm.xsd"), path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "validates") {
+		t.Fatalf("xmllint: %v\n%s", err, out)
 	}
 }
