@@ -28,11 +28,15 @@ type Extraction struct {
 	data   string   // the text, header included; never modified
 	starts []uint32 // start of each data line in data
 
-	byAddr   map[string]int32 // first line of each address (lower-cased)
-	byID     map[string]int32 // first line of each person's national identifier
-	byStruct map[string]int32 // first line of each structure identifier
-	// nextAddr, nextID and nextStruct chain the lines that share a key, -1 ending a chain.
-	nextAddr, nextID, nextStruct []int32
+	// byAddr holds where the line of each address (lower-cased) starts in data, so that a
+	// lookup touches the map and the line only; with the addrMany bit, the address is on
+	// several lines, listed in addrLines.
+	byAddr    map[string]uint32
+	addrLines map[string][]int32
+	byID      map[string]int32 // last line of each person's national identifier
+	byStruct  map[string]int32 // last line of each structure identifier
+	// nextID and nextStruct chain the lines that share a key, -1 ending a chain.
+	nextID, nextStruct []int32
 
 	names []nameRef // every line, sorted by name key then address
 }
@@ -205,7 +209,7 @@ func index(data string) (*Extraction, error) {
 		return nil, err
 	}
 	body := min(nl+1, len(data))
-	if len(data) > 1<<32-1 {
+	if len(data) >= addrMany {
 		return nil, ErrTooLarge
 	}
 
@@ -268,13 +272,7 @@ func index(data string) (*Extraction, error) {
 	ids, strus = ids[:n], strus[:n]
 	// The address index reads the names before they are sorted.
 	wg.Go(func() {
-		x.byAddr, x.nextAddr = chain(n, func(i int) string {
-			if a := x.names[i].addr; hasUpperASCII(a) {
-				return strings.ToLower(a)
-			} else {
-				return a
-			}
-		})
+		x.indexAddresses()
 		slices.SortFunc(x.names, x.compareNames)
 	})
 	wg.Go(func() {
@@ -305,6 +303,32 @@ func prefix8(s string) uint64 {
 	var b [8]byte
 	copy(b[:], s)
 	return binary.BigEndian.Uint64(b[:])
+}
+
+// addrMany marks, in byAddr, an address found on several lines.
+const addrMany = 1 << 31
+
+// indexAddresses fills byAddr and addrLines from the names, before they are sorted.
+func (x *Extraction) indexAddresses() {
+	x.byAddr = make(map[string]uint32, len(x.names))
+	x.addrLines = make(map[string][]int32)
+	for i := range x.names {
+		a := x.names[i].addr
+		if hasUpperASCII(a) {
+			a = strings.ToLower(a)
+		}
+		prev, ok := x.byAddr[a]
+		switch {
+		case !ok:
+			x.byAddr[a] = x.starts[i]
+		case prev&addrMany == 0:
+			first, _ := slices.BinarySearch(x.starts, prev)
+			x.addrLines[a] = []int32{int32(first), int32(i)}
+			x.byAddr[a] = prev | addrMany
+		default:
+			x.addrLines[a] = append(x.addrLines[a], int32(i))
+		}
+	}
 }
 
 // chain builds a map from each non-empty key to its last line and, in next, the chains of
@@ -428,8 +452,10 @@ func (x *Extraction) fields(i int32) Fields {
 	return f
 }
 
-func (x *Extraction) fieldsInto(i int32, f *Fields) {
-	at := int(x.starts[i])
+func (x *Extraction) fieldsInto(i int32, f *Fields) { x.fieldsAt(x.starts[i], f) }
+
+// fieldsAt parses the line that starts at byte at of data.
+func (x *Extraction) fieldsAt(at uint32, f *Fields) {
 	line := x.data[at:]
 	if end := strings.IndexByte(line, '\n'); end >= 0 {
 		line = line[:end]
@@ -447,21 +473,26 @@ func (x *Extraction) entry(i int32) Entry {
 // lines, in file order) and returns the extended slice: the fastest query of the index, with
 // no allocation when dst has room.
 func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
-	i, ok := x.byAddr[address]
+	at, ok := x.byAddr[address]
 	if !ok && hasUpperASCII(address) {
-		i, ok = x.byAddr[strings.ToLower(address)]
+		address = strings.ToLower(address)
+		at, ok = x.byAddr[address]
 	}
 	if !ok {
 		return dst
 	}
-	first := len(dst)
 	var f Fields
-	for ; i >= 0; i = x.nextAddr[i] {
+	if at&addrMany == 0 {
+		x.fieldsAt(at, &f)
 		dst = append(dst, Entry{})
+		f.entryInto(&dst[len(dst)-1])
+		return dst
+	}
+	for _, i := range x.addrLines[address] {
 		x.fieldsInto(i, &f)
+		dst = append(dst, Entry{})
 		f.entryInto(&dst[len(dst)-1])
 	}
-	slices.Reverse(dst[first:]) // file order
 	return dst
 }
 
@@ -490,11 +521,11 @@ func (x *Extraction) Search(ctx context.Context, q Query) (*Result, error) {
 	switch {
 	case !idOK:
 	case q.Address != "":
-		a := q.Address
-		if hasUpperASCII(a) {
-			a = strings.ToLower(a)
+		for _, e := range x.Lookup(nil, q.Address) {
+			if q.matches(&e, "") {
+				all = append(all, e)
+			}
 		}
-		x.walk(x.byAddr, x.nextAddr, a, add)
 	case id != "":
 		x.walk(x.byID, x.nextID, id, add)
 	case q.StructureID != "":

@@ -284,7 +284,7 @@ func BenchmarkLookupIndexOnly(b *testing.B) {
 	r, _ := x.Search(context.Background(), Query{Limit: 1000})
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, ok := x.byAddr[r.Entries[i%len(r.Entries)].Address]; !ok {
+		if _, ok := x.byAddr[strings.ToLower(r.Entries[i%len(r.Entries)].Address)]; !ok {
 			b.Fatal("not found")
 		}
 	}
