@@ -14,6 +14,7 @@
 //
 // Sources: the CI-SIS schematrons and examples of ansforge/TestContenuCDA-3-0 and the ANS
 // document-core IG, as digested in the project's spec/cda-xdm.md. The golden files under
-// testdata were checked with the ANS tools (CDA_extended.xsd, the IHE, CI-SIS and LDL-SES
-// schematrons: zero failed asserts); in CI the golden files and [Validate] stand in for them.
+// testdata pass the ANS tools with zero failed asserts (CDA_extended.xsd; the IHE, CI-SIS,
+// StrucMin and LDL-SES schematrons), run by testdata/anscheck.sh (TestANSChecks, when a
+// TestContenuCDA checkout is given); in CI the golden files and [Validate] stand in for them.
 package cda
