@@ -21,6 +21,8 @@ type Entry struct {
 
 // List is a liste blanche: its generation date and its entries indexed by domain. It is
 // immutable once built and safe for concurrent use; the slices it returns must not be modified.
+// A nil *List is an empty list that is not held: its lookups find nothing and its checks fail
+// with ErrNoList (temporary), never a pass.
 type List struct {
 	generated time.Time
 	entries   int
@@ -60,17 +62,27 @@ func NewList(generated time.Time, entries []Entry) *List {
 	return l
 }
 
-// Generated returns the DateDeGeneration of the list.
-func (l *List) Generated() time.Time { return l.generated }
+// Generated returns the DateDeGeneration of the list (zero for a nil list).
+func (l *List) Generated() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
+	return l.generated
+}
 
 // Len returns the number of entries and of distinct domains.
-func (l *List) Len() (entries, domains int) { return l.entries, len(l.byDomain) }
+func (l *List) Len() (entries, domains int) {
+	if l == nil {
+		return 0, 0
+	}
+	return l.entries, len(l.byDomain)
+}
 
 // Lookup returns the entries of domain (compared as NormalizeDomain does). It does not allocate
 // when domain is already lower-case ASCII without a trailing dot.
 func (l *List) Lookup(domain string) ([]Entry, bool) {
 	key, ok := lookupKey(domain)
-	if !ok {
+	if !ok || l == nil {
 		return nil, false
 	}
 	es, ok := l.byDomain[key]
@@ -80,6 +92,9 @@ func (l *List) Lookup(domain string) ([]Entry, bool) {
 // Domains calls fn for every domain of the list with its entries, in no particular order, until
 // fn returns false.
 func (l *List) Domains(fn func(domain string, entries []Entry) bool) {
+	if l == nil {
+		return
+	}
 	for d, es := range l.byDomain {
 		if !fn(d, es) {
 			return
