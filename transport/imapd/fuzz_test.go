@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -54,6 +55,27 @@ func FuzzMayContain(f *testing.F) {
 		e, err := gomessage.Read(bytes.NewReader(raw))
 		if e != nil && err == nil && entityContains(e, needle, true, 0) {
 			t.Fatalf("pre-filter rejected a match of %q in %q", text, raw)
+		}
+	})
+}
+
+// FuzzRawHeaderMatch checks the raw HEADER search against the parsed one, when it decides.
+func FuzzRawHeaderMatch(f *testing.F) {
+	f.Add([]byte("Subject: Compte\r\n rendu 00042\r\nTo: x\r\n\r\n"), "subject", "RENDU 00042")
+	f.Add([]byte("X-A: 1\r\nx-a: 2\r\n\r\n"), "X-A", "2")
+	f.Add([]byte("Subject: =?utf-8?q?r=C3=A9?=\r\n\r\n"), "Subject", "ré")
+	f.Fuzz(func(t *testing.T, hdr []byte, key, value string) {
+		ok, decided := rawHeaderMatch(hdr, key, value)
+		if !decided || strings.ContainsAny(key, ": \t\r\n") || key == "" {
+			return
+		}
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr)))
+		if err != nil {
+			return
+		}
+		want := matchHeader(mail.Header{Header: gomessage.Header{Header: h}}, key, value)
+		if ok != want && !strings.ContainsAny(value, " \t\r\n") {
+			t.Fatalf("raw %v, parsed %v for %q=%q in %q", ok, want, key, value, hdr)
 		}
 	})
 }

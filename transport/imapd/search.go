@@ -88,22 +88,28 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 	if cr.Smaller != 0 && c.msg.Size >= cr.Smaller {
 		return false, nil
 	}
-	if len(cr.Header) > 0 && cr.SentSince.IsZero() && cr.SentBefore.IsZero() && c.hdr != nil {
-		for _, hf := range cr.Header {
-			// address fields also match their normalised form (comments removed), which the
-			// raw bytes may not contain
-			if hf.Value != "" && !isAddressHeader(hf.Key) && !mayContain(c.hdr, strings.ToLower(hf.Value)) {
-				return false, nil
-			}
+	var slow []imap.SearchCriteriaHeaderField
+	for _, hf := range cr.Header {
+		// address fields also match their normalised form (comments removed), which the raw
+		// bytes may not contain: those, and encoded values, take the full parse
+		if c.hdr == nil || isAddressHeader(hf.Key) {
+			slow = append(slow, hf)
+			continue
+		}
+		ok, decided := rawHeaderMatch(c.hdr, hf.Key, hf.Value)
+		if !decided {
+			slow = append(slow, hf)
+		} else if !ok {
+			return false, nil
 		}
 	}
-	if len(cr.Header) > 0 || !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+	if len(slow) > 0 || !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
 		h, err := c.content().header()
 		if err != nil {
 			return false, err
 		}
 		mh := mail.Header{Header: gomessage.Header{Header: h}}
-		for _, hf := range cr.Header {
+		for _, hf := range slow {
 			if !matchHeader(mh, hf.Key, hf.Value) {
 				return false, nil
 			}
@@ -204,6 +210,45 @@ func matchDate(t, since, before time.Time) bool {
 		return false
 	}
 	return true
+}
+
+// rawHeaderMatch answers a HEADER search key from the raw header block without parsing it:
+// the unfolded values of the fields named key, compared case-insensitively. decided is false
+// when a value holds an RFC 2047 encoded word (the full decoder must answer).
+func rawHeaderMatch(hdr []byte, key, value string) (ok, decided bool) {
+	value = strings.ToLower(value)
+	found := false
+	for len(hdr) > 0 {
+		line := hdr
+		if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
+			line, hdr = hdr[:i+1], hdr[i+1:]
+		} else {
+			hdr = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' || !strings.EqualFold(string(bytes.TrimRight(line[:colon], " \t")), key) {
+			continue
+		}
+		v := string(line[colon+1:])
+		for len(hdr) > 0 && (hdr[0] == ' ' || hdr[0] == '\t') { // continuation lines
+			next := hdr
+			if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
+				next, hdr = hdr[:i+1], hdr[i+1:]
+			} else {
+				hdr = nil
+			}
+			v += string(next)
+		}
+		if strings.Contains(v, "=?") {
+			return false, false
+		}
+		found = true
+		v = strings.Join(strings.Fields(v), " ")
+		if value == "" || strings.Contains(strings.ToLower(v), strings.Join(strings.Fields(value), " ")) {
+			return true, true
+		}
+	}
+	return found && value == "", true
 }
 
 // mayContain is a conservative pre-filter for SEARCH: it returns false only when raw cannot

@@ -899,23 +899,39 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return err
 		}
 	}
-	for _, t := range ts {
-		m, ok := idx[t.uid]
-		if !ok {
-			continue // expunged by another session, not yet reported to this one
+	needsContent := options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	if !needsContent {
+		for _, t := range ts {
+			m, ok := idx[t.uid]
+			if !ok {
+				continue // expunged by another session, not yet reported to this one
+			}
+			if err := s.fetchOne(w, t, m, options, seenChanged[t.uid], hdrs[t.uid], nil, 0); err != nil {
+				return err
+			}
 		}
-		if err := s.fetchOne(w, t, m, options, seenChanged[t.uid], hdrs[t.uid]); err != nil {
-			return err
+		return nil
+	}
+	// One index lookup for all the files; each stays readable while its response is written,
+	// even if another session expunges it meanwhile; those already gone are left out.
+	bySeq := make(map[uint32]target, len(ts))
+	uids := make([]uint32, 0, len(ts))
+	for _, t := range ts {
+		if _, ok := idx[t.uid]; ok {
+			bySeq[t.uid] = t
+			uids = append(uids, t.uid)
 		}
 	}
-	return nil
+	return s.store().Read(s.ctx, sel.id, uids, func(uid uint32, r io.ReaderAt, size int64) error {
+		return s.fetchOne(w, bySeq[uid], idx[uid], options, seenChanged[uid], hdrs[uid], r, size)
+	})
 }
 
-func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool, hdr []byte) (err error) {
-	c := &content{s: s, uid: t.uid, raw: hdr}
+func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool, hdr []byte, ra io.ReaderAt, size int64) (err error) {
+	c := &content{s: s, uid: t.uid, raw: hdr, ra: ra, size: size}
 	defer c.close()
-	if (options.Envelope && hdr == nil) || options.BodyStructure != nil || len(options.BodySection) > 0 ||
-		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+	if options.Envelope && hdr == nil && ra == nil {
 		// Open the message before starting its response: once open it stays readable even if
 		// another session expunges it; if it is already gone, it is left out.
 		if _, _, err := c.file(); err != nil {
@@ -1023,6 +1039,7 @@ type content struct {
 	s    *session
 	uid  uint32
 	raw  []byte // the indexed header block, when known
+	ra   io.ReaderAt
 	f    io.ReadSeekCloser
 	size int64
 	buf  []byte
@@ -1030,6 +1047,9 @@ type content struct {
 }
 
 func (c *content) file() (io.ReaderAt, int64, error) {
+	if c.ra != nil {
+		return c.ra, c.size, nil
+	}
 	if c.f == nil {
 		f, size, err := c.s.store().Open(c.s.ctx, c.s.sel.id, c.uid)
 		if err != nil {
@@ -1047,6 +1067,14 @@ func (c *content) file() (io.ReaderAt, int64, error) {
 func (c *content) bytes() ([]byte, error) {
 	if c.buf != nil {
 		return c.buf, nil
+	}
+	if c.ra != nil {
+		b := make([]byte, c.size)
+		if _, err := c.ra.ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && c.size == 0) {
+			return nil, err
+		}
+		c.buf = b
+		return b, nil
 	}
 	if c.f == nil {
 		f, size, err := c.s.store().Open(c.s.ctx, c.s.sel.id, c.uid)

@@ -264,6 +264,10 @@ type Store interface {
 	// SEARCH and ENVELOPE without opening the files; a message whose header is not indexed
 	// (longer than 64 KiB) is absent.
 	Headers(ctx context.Context, mbox MailboxID) (map[uint32][]byte, error)
+	// Read opens the listed messages in turn with one index lookup, calling fn with each
+	// one's content (valid during fn only); messages expunged meanwhile are skipped. An error
+	// from fn stops the walk and is returned.
+	Read(ctx context.Context, mbox MailboxID, uids []uint32, fn func(uid uint32, r io.ReaderAt, size int64) error) error
 	// Open returns a message's content.
 	Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadSeekCloser, int64, error)
 	// StoreFlags changes the flags of the listed messages and returns their new entries.

@@ -985,6 +985,61 @@ func (s *SQLite) Headers(ctx context.Context, mbox MailboxID) (map[uint32][]byte
 	return out, rows.Err()
 }
 
+// Read implements Store.
+func (s *SQLite) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn func(uid uint32, r io.ReaderAt, size int64) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	lo, hi := uids[0], uids[0]
+	for _, u := range uids {
+		lo, hi = min(lo, u), max(hi, u)
+	}
+	type ref struct {
+		blob string
+		size int64
+	}
+	refs := make(map[uint32]ref, len(uids))
+	rows, err := s.db.QueryContext(ctx, `SELECT uid, blob, size FROM message WHERE mailbox=? AND uid BETWEEN ? AND ?`, mbox, lo, hi)
+	if err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	for rows.Next() {
+		var u uint32
+		var r ref
+		if err := rows.Scan(&u, &r.blob, &r.size); err != nil {
+			rows.Close()
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		refs[u] = r
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	for _, u := range uids {
+		r, ok := refs[u]
+		if !ok {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := os.Open(s.blobPath(r.blob))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // expunged since the lookup
+		}
+		if err != nil {
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		err = fn(u, f, r.size)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Open implements Store.
 func (s *SQLite) Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadSeekCloser, int64, error) {
 	var blob string
