@@ -270,12 +270,10 @@ func index(data string) (*Extraction, error) {
 	}
 	x.starts, x.names = x.starts[:n], x.names[:n]
 	ids, strus = ids[:n], strus[:n]
-	// The address index reads the names before they are sorted.
+	// One worker sorts the names, the other builds the maps.
+	wg.Go(func() { slices.SortFunc(x.names, x.compareNames) })
 	wg.Go(func() {
 		x.indexAddresses()
-		slices.SortFunc(x.names, x.compareNames)
-	})
-	wg.Go(func() {
 		x.byID, x.nextID = chain(n, func(i int) string { return ids[i].in(data) })
 		x.byStruct, x.nextStruct = chain(n, func(i int) string { return strus[i].in(data) })
 	})
@@ -308,27 +306,42 @@ func prefix8(s string) uint64 {
 // addrMany marks, in byAddr, an address found on several lines.
 const addrMany = 1 << 31
 
-// indexAddresses fills byAddr and addrLines from the names, before they are sorted.
+// indexAddresses fills byAddr and addrLines. Addresses are nearly all distinct: each is
+// inserted blindly (one map access), and the few found twice are collected afterwards.
 func (x *Extraction) indexAddresses() {
-	x.byAddr = make(map[string]uint32, len(x.names))
+	x.byAddr = make(map[string]uint32, len(x.starts))
 	x.addrLines = make(map[string][]int32)
-	for i := range x.names {
-		a := x.names[i].addr
-		if hasUpperASCII(a) {
-			a = strings.ToLower(a)
-		}
-		prev, ok := x.byAddr[a]
-		switch {
-		case !ok:
-			x.byAddr[a] = x.starts[i]
-		case prev&addrMany == 0:
-			first, _ := slices.BinarySearch(x.starts, prev)
-			x.addrLines[a] = []int32{int32(first), int32(i)}
-			x.byAddr[a] = prev | addrMany
-		default:
-			x.addrLines[a] = append(x.addrLines[a], int32(i))
+	for _, at := range x.starts {
+		a := x.addressAt(at)
+		n := len(x.byAddr)
+		x.byAddr[a] = at
+		if len(x.byAddr) == n {
+			x.addrLines[a] = nil // seen before: its lines are gathered below
 		}
 	}
+	if len(x.addrLines) == 0 {
+		return
+	}
+	for i, at := range x.starts {
+		a := x.addressAt(at)
+		if lines, ok := x.addrLines[a]; ok {
+			if len(lines) == 0 {
+				x.byAddr[a] = at | addrMany
+			}
+			x.addrLines[a] = append(lines, int32(i))
+		}
+	}
+}
+
+// addressAt returns the address of the line that starts at byte at, lower-cased.
+func (x *Extraction) addressAt(at uint32) string {
+	line := x.data[at:]
+	line = line[strings.IndexByte(line, '|')+1:] // validated at load: the separators are there
+	a := strings.TrimSpace(line[:strings.IndexByte(line, '|')])
+	if hasUpperASCII(a) {
+		a = strings.ToLower(a)
+	}
+	return a
 }
 
 // chain builds a map from each non-empty key to its last line and, in next, the chains of
