@@ -346,7 +346,8 @@ func (x *Extraction) addressAt(at uint32) string {
 
 // chain builds a map from each non-empty key to its last line and, in next, the chains of
 // lines with the same key, so that walking from the map's value visits every line, last
-// first.
+// first. Keys are inserted blindly (one map access each); the lines of the keys seen twice
+// are chained in a second pass over a map of those keys only.
 func chain(n int, key func(int) string) (map[string]int32, []int32) {
 	size := 0
 	for line := range n {
@@ -356,16 +357,28 @@ func chain(n int, key func(int) string) (map[string]int32, []int32) {
 	}
 	m := make(map[string]int32, size)
 	next := make([]int32, n)
+	shared := make(map[string]int32) // keys on several lines → their last line so far
 	for line := range n {
-		k := key(line)
 		next[line] = -1
+		k := key(line)
 		if k == "" {
 			continue
 		}
-		if prev, ok := m[k]; ok {
-			next[line] = prev
-		}
+		before := len(m)
 		m[k] = int32(line)
+		if len(m) == before {
+			shared[k] = -1
+		}
+	}
+	if len(shared) == 0 {
+		return m, next
+	}
+	for line := range n {
+		k := key(line)
+		if prev, ok := shared[k]; ok && k != "" {
+			next[line] = prev
+			shared[k] = int32(line)
+		}
 	}
 	return m, next
 }
