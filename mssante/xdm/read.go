@@ -3,12 +3,14 @@ package xdm
 import (
 	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"strconv"
@@ -205,19 +207,37 @@ func (rd *reader) read(f *zip.File, limit int64) ([]byte, error) {
 	if f.UncompressedSize64 > uint64(limit) {
 		return nil, fmt.Errorf("%w: entry %q declares %d bytes (allowed %d)", ErrLimit, f.Name, f.UncompressedSize64, limit)
 	}
-	rc, err := f.Open()
+	// The compressed bytes are read whole and inflated from memory: archive/zip's reader feeds
+	// flate through a bufio layer byte by byte, which made reading a 10 MB document a third
+	// slower than inflating it. Size and CRC-32 are checked here as archive/zip would.
+	if f.CompressedSize64 > uint64(rd.opts.MaxArchiveSize) {
+		return nil, fmt.Errorf("%w: %q: compressed size beyond the archive", ErrFormat, f.Name)
+	}
+	raw, err := f.OpenRaw()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrFormat, f.Name, err)
 	}
-	defer rc.Close()
+	compressed := make([]byte, f.CompressedSize64)
+	if _, err := io.ReadFull(raw, compressed); err != nil {
+		return nil, fmt.Errorf("%w: %q: %v", ErrFormat, f.Name, err)
+	}
+	var src io.Reader = bytes.NewReader(compressed)
+	if f.Method == zip.Deflate {
+		fr := flate.NewReader(src)
+		defer fr.Close()
+		src = fr
+	}
 	var buf bytes.Buffer
 	buf.Grow(int(f.UncompressedSize64))
-	n, err := io.Copy(&buf, io.LimitReader(rc, limit+1))
+	n, err := buf.ReadFrom(io.LimitReader(src, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrFormat, f.Name, err)
 	}
 	if n > limit {
 		return nil, fmt.Errorf("%w: entry %q inflates beyond %d bytes", ErrLimit, f.Name, limit)
+	}
+	if uint64(n) != f.UncompressedSize64 || crc32.ChecksumIEEE(buf.Bytes()) != f.CRC32 {
+		return nil, fmt.Errorf("%w: %q: size or CRC-32 does not match its header", ErrFormat, f.Name)
 	}
 	rd.total += n
 	return buf.Bytes(), nil
