@@ -49,6 +49,9 @@ type WatchOptions struct {
 	// OnReceipt is called for each status change brought by a DSN or MDN. Receipts for
 	// messages not in the outbox are ignored. Called from the Watch goroutine.
 	OnReceipt func(ctx context.Context, r Receipt)
+	// OnHandled is called once a message handed to the handler is done with: decision
+	// recorded, answer sent, message marked on the server.
+	OnHandled func(ctx context.Context, messageID string)
 }
 
 // Watch reads the BAL's mailbox until ctx ends: it hands each new message to h once, even
@@ -73,7 +76,7 @@ func (c *Client) Watch(ctx context.Context, h Handler, opts *WatchOptions) error
 	}
 	w := &watcher{c: c, h: h, in: in}
 	if opts != nil {
-		w.onReceipt = opts.OnReceipt
+		w.onReceipt, w.onHandled = opts.OnReceipt, opts.OnHandled
 	}
 	for attempt := 0; ; {
 		connected, err := w.session(ctx)
@@ -100,6 +103,7 @@ type watcher struct {
 	h         Handler
 	in        *inbox
 	onReceipt func(context.Context, Receipt)
+	onHandled func(context.Context, string)
 
 	uidValidity uint32 // of the selected mailbox
 }
@@ -285,6 +289,7 @@ func (w *watcher) processNew(ctx context.Context, ic *imapclient.Client, cp *che
 // not decide (the message stays for a later round).
 func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid imap.UID) (done bool, err error) {
 	c := w.c
+	handed := false
 	m, err := w.fetch(ic, uid)
 	if err != nil {
 		return false, err
@@ -313,6 +318,7 @@ func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid ima
 				c.log.Warn("bal: unreadable message, handing it raw", "message_id", m.MessageID, "err", m.ParseError)
 			}
 			herr := w.h(ctx, m)
+			handed = true
 			var rej *RejectError
 			switch {
 			case herr == nil:
@@ -335,7 +341,13 @@ func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid ima
 			}
 		}
 	}
-	return true, w.markHandled(ic, uid, m.Message != nil && m.Message.WantMDN)
+	if err := w.markHandled(ic, uid, m.Message != nil && m.Message.WantMDN); err != nil {
+		return false, err
+	}
+	if handed && w.onHandled != nil {
+		w.onHandled(ctx, m.MessageID)
+	}
+	return true, nil
 }
 
 // reply sends the MDN or error mail e calls for (mssante.WriteReceipt), then records it

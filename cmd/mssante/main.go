@@ -46,6 +46,8 @@ var commands = []command{
 	{"serve", "run the reference connector: relay, submission, durable queue, delivery, audit", runServe},
 	{"annuaire", "find BALs in the Annuaire Santé (extraction file, LDAP, FHIR); fetch and export the extraction", runAnnuaire},
 	{"bal", "manage the BALs of the mailbox store: add, list, show, remove, export, purge", runBAL},
+	{"send", "send a lettre de liaison from a BAL (CDA or PDF + patient fields), with DSN/MDN receipts", runSend},
+	{"receive", "watch a BAL: print each new message, its documents and INS, and the receipts", runReceive},
 }
 
 // exitError carries a process exit status other than 1 (or 1 without a message).

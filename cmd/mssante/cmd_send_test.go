@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/mssante/cda"
+)
+
+// On the trust space of "mssante dev": "mssante send" builds a lettre de liaison from a PDF
+// and the patient's fields, sends it from the hospital's DPI to the practice's software and
+// waits for the receipts; "mssante receive" on the practice's BAL prints the message with
+// its INS and document, saves it, and accepts it; send then prints the DSN and the MDN.
+func TestSendReceiveDev(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	work := t.TempDir()
+	pdf := filepath.Join(work, "lettre.pdf")
+	if err := os.WriteFile(pdf, cda.SamplePDF("Lettre de liaison (test)"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
+	const ins = "279035121518989"
+
+	var rout, rerr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"receive", "--dev", dir, "--from", to, "--state", filepath.Join(work, "b"),
+			"--count", "1", "--for", "90s", "--poll", "1s", "--save", filepath.Join(work, "saved")}, &env{stdout: &rout, stderr: &rerr})
+	}()
+
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"send", "--dev", dir, "--from", from, "--to", to, "--state", filepath.Join(work, "a"),
+		"--pdf", pdf, "--ins", ins, "--ins-oid", mssante.OIDINSNIRTest, "--birth-name", "PAT-TROIS", "--given", "DOMINIQUE",
+		"--birth-date", "1979-03-28", "--sex", "F", "--birth-place", "51215", "--author-id", "801234567897", "--author-family", "DAVID",
+		"--author-given", "Charles", "--org-id", "1750803447", "--org-name", "Hôpital Exemple", "--nil", "DEV000000",
+		"--mdn", "--wait", "90s"}, &env{stdout: &out, stderr: &errb})
+	if code != 0 {
+		t.Fatalf("send: exit %d\n%s\n%s\nreceive:\n%s%s", code, out.String(), errb.String(), rout.String(), rerr.String())
+	}
+	for _, want := range []string{to, "accepted", ": delivered", ": processed (final)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("send output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if c := <-done; c != 0 {
+		t.Fatalf("receive: exit %d\n%s\n%s", c, rout.String(), rerr.String())
+	}
+	for _, want := range []string{"from     " + from, "INS " + ins, "XDM/1.0/DDM+", "document 11490-0", "→ accepted"} {
+		if !strings.Contains(rout.String(), want) {
+			t.Errorf("receive output lacks %q:\n%s", want, rout.String())
+		}
+	}
+	saved, _ := filepath.Glob(filepath.Join(work, "saved", "*", "*"))
+	if len(saved) != 2 {
+		t.Errorf("saved files %v, want the CDA and the PDF", saved)
+	}
+}
+
+func TestSendUsageErrors(t *testing.T) {
+	ctx := context.Background()
+	var out, errb bytes.Buffer
+	e := &env{stdout: &out, stderr: &errb}
+	pdf := filepath.Join(t.TempDir(), "x.pdf")
+	os.WriteFile(pdf, []byte("%PDF-1.4"), 0o600)
+	for _, args := range [][]string{
+		{"send"},
+		{"send", "--to", "a@b.example"},
+		{"send", "--from", "x@a.example", "--to", "not an address", "--pdf", pdf},
+		{"send", "--from", "x@a.example", "--to", "y@b.example", "--pdf", pdf}, // no patient fields
+		{"receive", "--from", "x@a.example", "--reject", "42"},
+	} {
+		if code := run(ctx, args, e); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, errb.String())
+		}
+	}
+	// Without a whitelist nothing is sent (fail closed).
+	errb.Reset()
+	code := run(ctx, []string{"send", "--from", "x@a.example", "--to", "y@b.example", "--pdf", pdf, "--state", t.TempDir(),
+		"--submission", "127.0.0.1:1", "--ins", "279035121518989", "--ins-oid", mssante.OIDINSNIRTest, "--birth-name", "X",
+		"--given", "Y", "--birth-date", "1979-03-28", "--sex", "F", "--birth-place", "51215", "--author-id", "801234567897", "--author-family", "Z", "--author-given", "W",
+		"--org-id", "1750803447", "--org-name", "O"}, e)
+	if code != 2 || !strings.Contains(errb.String(), "--whitelist is required") {
+		t.Errorf("no whitelist: exit %d, %s", code, errb.String())
+	}
+}
