@@ -42,10 +42,12 @@ type Extraction struct {
 }
 
 type nameRef struct {
-	prefix uint64 // the first 8 bytes of key, big-endian, for fast comparisons
-	key    string
-	addr   string
-	line   int32
+	// prefix and prefix2 are the first 16 bytes of key, big-endian, zero-padded: most
+	// comparisons end on them.
+	prefix, prefix2 uint64
+	key             string
+	addr            string
+	line            int32
 }
 
 // LoadOptions tune [Load] and [LoadFile].
@@ -258,7 +260,7 @@ func index(data string) (*Extraction, error) {
 		from := uint32(0)
 		for j := range c.n {
 			c.names[j].key = keys[from:c.keyEnds[j]]
-			c.names[j].prefix = prefix8(c.names[j].key)
+			c.names[j].prefix, c.names[j].prefix2 = prefixes(c.names[j].key)
 			c.names[j].line += int32(n)
 			from = c.keyEnds[j]
 		}
@@ -286,6 +288,9 @@ func (x *Extraction) compareNames(a, b nameRef) int {
 	if a.prefix != b.prefix {
 		return cmp.Compare(a.prefix, b.prefix)
 	}
+	if a.prefix2 != b.prefix2 {
+		return cmp.Compare(a.prefix2, b.prefix2)
+	}
 	if c := strings.Compare(a.key, b.key); c != 0 {
 		return c
 	}
@@ -297,10 +302,10 @@ func (x *Extraction) compareNames(a, b nameRef) int {
 	return compareFields(&fa, &fb)
 }
 
-func prefix8(s string) uint64 {
-	var b [8]byte
+func prefixes(s string) (uint64, uint64) {
+	var b [16]byte
 	copy(b[:], s)
-	return binary.BigEndian.Uint64(b[:])
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
 }
 
 // addrMany marks, in byAddr, an address found on several lines.
@@ -587,11 +592,14 @@ func (x *Extraction) walk(m map[string]int32, next []int32, key string, f func(i
 
 func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit int) (*Result, error) {
 	key := q.nameKey
-	p := prefix8(key)
+	p, p2 := prefixes(key)
 	// The first name whose key is >= the queried key.
 	i, _ := slices.BinarySearchFunc(x.names, key, func(n nameRef, k string) int {
 		if n.prefix != p {
 			return cmp.Compare(n.prefix, p)
+		}
+		if n.prefix2 != p2 {
+			return cmp.Compare(n.prefix2, p2)
 		}
 		return strings.Compare(n.key, k)
 	})
