@@ -304,6 +304,10 @@ func TestLDAPDifferential(t *testing.T) {
 	l := newTestLDAP(t, LDAPOptions{URL: s.plain, BindDN: readerDN, Password: readerPW})
 	ctx := context.Background()
 	qs := diffQueries(x)
+	if n := len(x.Lookup(nil, s.dupAddress)); n < 2 {
+		t.Fatalf("the duplicated address has %d lines", n)
+	}
+	qs = append(qs, Query{Address: s.dupAddress}, Query{Address: s.dupAddress, Limit: 1}, Query{Address: s.dupAddress, Limit: 1, Cursor: "1"})
 	nonEmpty := 0
 	for _, q := range qs {
 		want, err1 := x.Search(ctx, q)

@@ -35,6 +35,7 @@ type testSlapd struct {
 	roots      *x509.CertPool
 	client     tls.Certificate // accepted for SASL EXTERNAL
 	extraction string          // the extraction its LDIF was made from
+	dupAddress string          // an address on two lines of it
 	dir        string
 	cmd        *exec.Cmd
 	err        error
@@ -132,6 +133,16 @@ access to * by users read by anonymous auth
 
 	// The directory's content: export-ldif of a generated extraction, plus the reader.
 	s.extraction = genText(t, slapdLines)
+	// One address on two lines, as in the real file: the second line differs by its service.
+	_, body, _ := strings.Cut(s.extraction, "\n")
+	first, _, _ := strings.Cut(body, "\n")
+	f, err := ParseLine(first)
+	if err != nil {
+		return err
+	}
+	f[ColService] = "Service de rattachement bis"
+	s.extraction += strings.Join(f[:], "|") + "\n"
+	s.dupAddress = strings.TrimSpace(f[ColAddress])
 	var ldif bytes.Buffer
 	if _, err := WriteLDIF(&ldif, strings.NewReader(s.extraction), &LDIFOptions{BaseEntry: true}); err != nil {
 		return err
