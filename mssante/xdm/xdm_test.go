@@ -423,3 +423,32 @@ func TestMetadataSchema(t *testing.T) {
 		t.Fatalf("xmllint: %v\n%s", err, out)
 	}
 }
+
+// TestReplacement packs version 2 of a letter: the CDA relatedDocument RPLC becomes an RPLC
+// association to the entryUUID version 1 got from the same writer.
+func TestReplacement(t *testing.T) {
+	v1 := sampleCDA(t, cda.KindLDLSES, nil)
+	v2 := sampleCDA(t, cda.KindLDLSES, func(in *cda.Input) {
+		in.Replaces = &cda.OID{Root: in.ID.Root, Extension: in.ID.Extension}
+		in.ID.Extension = "DOC-2026-0001-V2"
+		in.Version = 2
+	})
+	p1, err := read(pack(t, v1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z2 := pack(t, v2)
+	p2, err := read(z2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e1, e2 := p1.Subsets[0].Documents[0].Entry, p2.Subsets[0].Documents[0].Entry
+	if e2.Replaces == "" || e2.Replaces != e1.EntryUUID {
+		t.Fatalf("Replaces = %q, want the entryUUID of version 1 %q", e2.Replaces, e1.EntryUUID)
+	}
+	zr, _ := zip.NewReader(bytes.NewReader(z2), int64(len(z2)))
+	meta, _ := fs.ReadFile(zr, "IHE_XDM/SUBSET01/METADATA.XML")
+	if !bytes.Contains(meta, []byte(`associationType="urn:ihe:iti:2007:AssociationType:RPLC" sourceObject="`+e2.EntryUUID+`" targetObject="`+e1.EntryUUID+`"`)) {
+		t.Fatal("no RPLC association in METADATA.XML")
+	}
+}
