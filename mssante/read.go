@@ -10,6 +10,7 @@ import (
 	"math"
 	"mime"
 	"mime/quotedprintable"
+	"slices"
 	"strings"
 	"sync"
 
@@ -50,14 +51,25 @@ func (o *ReadOptions) withDefaults() ReadOptions {
 	return r
 }
 
-// limitReader fails (instead of ending quietly) past its limit.
+// limitReader fails (instead of ending quietly) past its limit. Its first error sticks: the
+// source is not read again after it.
 type limitReader struct {
 	r    io.Reader
 	n    int64
 	over bool
+	err  error
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.read(p)
+	l.err = err
+	return n, err
+}
+
+func (l *limitReader) read(p []byte) (int, error) {
 	if l.n <= 0 {
 		// One byte more tells a message of exactly the limit from a longer one.
 		var b [1]byte
@@ -96,8 +108,11 @@ func ReadMessage(r io.Reader, opts *ReadOptions) (*Message, error) {
 
 func readMessage(lr *limitReader, o ReadOptions) (*Message, error) {
 	hl := &limitReader{r: lr, n: o.MaxHeaderBytes}
-	// 4 KB, the size of go-message's multipart buffer: its reads then bypass this one.
-	br := bufio.NewReaderSize(hl, 4096)
+	// A multipart buffer: the top-level multipart reader then uses this one. Nothing read
+	// keeps pointing into it (headers and bodies are copies).
+	br := bufPool.Get().(*bufio.Reader)
+	br.Reset(hl)
+	defer func() { br.Reset(nil); bufPool.Put(br) }()
 	th, err := textproto.ReadHeader(br)
 	if hl.over {
 		return nil, fmt.Errorf("%w: header longer than %d bytes", ErrMalformed, o.MaxHeaderBytes)
@@ -111,6 +126,9 @@ func readMessage(lr *limitReader, o ReadOptions) (*Message, error) {
 		return nil, err
 	}
 	rd := &reader{opts: o, m: m}
+	if l, ok := lr.r.(interface{ Len() int }); ok {
+		rd.srcLen = l.Len
+	}
 	if err := rd.walk(th, br, 0); err != nil {
 		return nil, err
 	}
@@ -209,6 +227,7 @@ func koSubjectCode(subject string) (MDNCode, bool) {
 
 type reader struct {
 	opts      ReadOptions
+	srcLen    func() int // bytes left in the source, when it tells (bytes.Reader, …)
 	m         *Message
 	parts     int
 	report    string // report-type of the top multipart/report
@@ -239,9 +258,13 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 		if depth == 0 && mt == "multipart/report" {
 			rd.report = strings.ToLower(params["report-type"])
 		}
-		mr := textproto.NewMultipartReader(body, params["boundary"])
+		mr, err := newMultipartReader(body, params["boundary"])
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		defer mr.release()
 		for {
-			p, err := mr.NextPart()
+			p, err := mr.nextPart()
 			if err == io.EOF {
 				return nil
 			}
@@ -253,7 +276,7 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 			}
 		}
 	}
-	data, err := decodeBody(h, mt, params, body)
+	data, err := decodeBody(h, mt, params, body, rd.rest(depth))
 	if err != nil {
 		return err
 	}
@@ -295,13 +318,13 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 // decodeBody reads a leaf body and undoes its transfer encoding and, for text, its charset.
 // Base64 is decoded in one call over the whole body: the streaming decoder, which filters
 // line breaks a few bytes at a time, costs several times more (see BenchmarkRead5MB).
-func decodeBody(h message.Header, mt string, params map[string]string, body io.Reader) ([]byte, error) {
+func decodeBody(h message.Header, mt string, params map[string]string, body io.Reader, rest func() int64) ([]byte, error) {
 	var r io.Reader // nil when data already holds the decoded body
 	var data []byte
 	switch cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))); cte {
 	case "base64":
 		var err error
-		if data, err = decodeBase64(body); err != nil {
+		if data, err = decodeBase64Within(body, rest); err != nil {
 			return nil, err
 		}
 	case "quoted-printable":
@@ -348,48 +371,159 @@ var (
 	blockPool = sync.Pool{New: func() any { b := make([]byte, 0, outBlock); return &b }}
 )
 
-// decodeBase64 decodes a base64 body as it streams in: each 64 KB chunk loses its line ends
-// in place (while in cache) and is decoded in one call (the stdlib streaming decoder filters
-// line ends a few bytes at a time and costs several times more; decoding line by line costs
-// half as much again), into pooled blocks copied into one slice of the exact size at the end.
-// Memory: the result plus about one block per MB. Data after the final padding is refused.
+// chunker hands out a body in pieces that stay valid until its next call (part.chunk).
+type chunker interface {
+	chunk() ([]byte, error)
+}
+
+// readChunker makes a chunker of any reader, through a pooled buffer.
+type readChunker struct {
+	r   io.Reader
+	raw *[]byte
+	eof bool
+}
+
+func (c *readChunker) chunk() ([]byte, error) {
+	if c.eof {
+		return nil, io.EOF
+	}
+	if c.raw == nil {
+		c.raw = rawPool.Get().(*[]byte)
+	}
+	n, err := io.ReadFull(c.r, *c.raw)
+	switch err {
+	case nil:
+	case io.EOF, io.ErrUnexpectedEOF:
+		c.eof = true
+		if n == 0 {
+			return nil, io.EOF
+		}
+	default:
+		return nil, err
+	}
+	return (*c.raw)[:n], nil
+}
+
+func (c *readChunker) release() {
+	if c.raw != nil {
+		rawPool.Put(c.raw)
+	}
+}
+
+// decodeBase64 decodes a base64 body as it streams in: each piece (64 KB at most, in place in
+// the multipart buffer when r is a part) is copied without its line ends into a scratch
+// buffer and decoded in one call (the stdlib streaming decoder filters line ends a few bytes
+// at a time and costs several times more; decoding with the line ends left in costs a fifth
+// more), into pooled blocks copied into one slice of the exact size at the end. Memory: the
+// result plus about one block per MB. Data after the final padding is refused.
 func decodeBase64(r io.Reader) ([]byte, error) {
-	rp := rawPool.Get().(*[]byte)
-	defer rawPool.Put(rp)
-	raw := *rp
+	return decodeBase64Within(r, nil)
+}
+
+// decodeBase64Within is decodeBase64 given rest, when known, a bound on the body bytes left
+// to read: once the body proves large against that bound (an eighth of it), the blocks are
+// left for one slice of the bound's size, which the rest is decoded straight into.
+func decodeBase64Within(r io.Reader, rest func() int64) ([]byte, error) {
+	c, ok := r.(chunker)
+	if !ok {
+		rc := &readChunker{r: r}
+		defer rc.release()
+		c = rc
+	}
+	sp := rawPool.Get().(*[]byte)
+	defer rawPool.Put(sp)
+	scratch := *sp
 	d := &b64{}
 	defer d.release()
 	carry := 0
 	for eof := false; !eof; {
-		n, err := io.ReadFull(r, raw[carry:])
+		b, err := c.chunk()
 		switch err {
 		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
+		case io.EOF:
 			eof = true
 		default:
 			return nil, fmt.Errorf("%w: body: %w", ErrMalformed, err)
 		}
-		chunk := stripLineEnds(raw[:carry+n])
-		if bytes.IndexByte(chunk, ' ') >= 0 || bytes.IndexByte(chunk, '\t') >= 0 {
-			chunk = stripSpace(chunk)
+		if need := carry + len(b); need > len(scratch) {
+			scratch = append(scratch[:carry], make([]byte, need-carry)...)
+			*sp = scratch
 		}
-		use := len(chunk)
+		q := scratch[:carry+copyLines(scratch[carry:], b)]
+		use := len(q)
 		if !eof {
-			use -= use % 4 // a quantum cut by the chunk end waits for the next chunk
+			use -= use % 4 // a quantum cut by the piece end waits for the next piece
 		}
-		if err := d.decode(chunk[:use]); err != nil {
-			return nil, err
+		if d.out == nil && rest != nil && !eof {
+			d.presize(rest())
 		}
-		carry = copy(raw, chunk[use:])
+		if err := d.decode(q[:use]); err != nil {
+			// Blanks, or a line end where copyLines did not expect one: strip exactly, retry.
+			q = stripSpace(stripLineEnds(q))
+			use = len(q)
+			if !eof {
+				use -= use % 4
+			}
+			if err := d.decode(q[:use]); err != nil {
+				return nil, err
+			}
+		}
+		carry = copy(scratch, q[use:])
 	}
 	return d.finish()
 }
 
-// b64 holds the decoded blocks of decodeBase64.
+// copyLines copies src into dst without the CRLF or LF line ends and returns the length
+// written; dst holds len(src) bytes. Lines are expected to keep the length of the previous
+// one (76 in mail); a line end elsewhere, or a lone CR, may be left in dst (the stdlib decoder
+// skips them, and decodeBase64 strips exactly if the count of its quanta is off).
+func copyLines(dst, src []byte) int {
+	w, l := 0, -1
+	for len(src) > 0 {
+		i := l
+		if i < 0 || i >= len(src) || src[i] != '\n' {
+			if i = bytes.IndexByte(src, '\n'); i < 0 {
+				i = len(src)
+			}
+		}
+		l = i
+		line := src[:i]
+		if i > 0 && line[i-1] == '\r' {
+			line = line[:i-1]
+		}
+		w += copy(dst[w:], line)
+		src = src[min(i+1, len(src)):]
+	}
+	return w
+}
+
+// b64 holds the decoded blocks of decodeBase64, or once presized the decoded bytes in out.
 type b64 struct {
 	blocks []*[]byte
+	out    []byte
 	total  int
 	ended  bool // padding seen
+}
+
+// presizeRatio: a body is decoded straight into one slice sized to the bound on what is left
+// once it is at least 1/presizeRatio of that bound. This caps the memory allocated and left
+// unused at presizeRatio times the body, however the input is cut in parts.
+const presizeRatio = 8
+
+// presize leaves the blocks for one slice holding the decoded bytes and room for all that the
+// rest raw bytes left can decode to, when the body is large enough against it.
+func (d *b64) presize(rest int64) {
+	if rest < 0 || rest > int64(presizeRatio)*int64(d.total) || rest > math.MaxInt/2 {
+		return
+	}
+	out := make([]byte, d.total, d.total+int(rest)/4*3+3)
+	w := 0
+	for _, b := range d.blocks {
+		w += copy(out[w:], *b)
+	}
+	d.release()
+	d.blocks = nil
+	d.out = out
 }
 
 func (d *b64) release() {
@@ -406,21 +540,39 @@ func (d *b64) decode(q []byte) error {
 	if d.ended {
 		return fmt.Errorf("%w: base64: data after the final padding", ErrMalformed)
 	}
-	if len(d.blocks) == 0 || cap(*d.blocks[len(d.blocks)-1])-len(*d.blocks[len(d.blocks)-1]) < len(q) {
-		d.blocks = append(d.blocks, blockPool.Get().(*[]byte))
+	if d.out != nil {
+		// The bound holds unless the reader's Len lied: then grow.
+		d.out = slices.Grow(d.out, base64.StdEncoding.DecodedLen(len(q)))
+		n, err := base64.StdEncoding.Decode(d.out[len(d.out):cap(d.out)], q)
+		if err != nil {
+			return fmt.Errorf("%w: base64: %v", ErrMalformed, err)
+		}
+		d.out = d.out[:len(d.out)+n]
+		d.total += n
+	} else {
+		if len(d.blocks) == 0 || cap(*d.blocks[len(d.blocks)-1])-len(*d.blocks[len(d.blocks)-1]) < len(q) {
+			d.blocks = append(d.blocks, blockPool.Get().(*[]byte))
+		}
+		b := d.blocks[len(d.blocks)-1]
+		n, err := base64.StdEncoding.Decode((*b)[len(*b):cap(*b)], q)
+		if err != nil {
+			return fmt.Errorf("%w: base64: %v", ErrMalformed, err)
+		}
+		*b = (*b)[:len(*b)+n]
+		d.total += n
 	}
-	b := d.blocks[len(d.blocks)-1]
-	n, err := base64.StdEncoding.Decode((*b)[len(*b):cap(*b)], q)
-	if err != nil {
-		return fmt.Errorf("%w: base64: %v", ErrMalformed, err)
-	}
-	*b = (*b)[:len(*b)+n]
-	d.total += n
-	d.ended = q[len(q)-1] == '='
+	q = bytes.TrimRight(q, "\r\n") // copyLines may leave line ends
+	d.ended = len(q) > 0 && q[len(q)-1] == '='
 	return nil
 }
 
 func (d *b64) finish() ([]byte, error) {
+	if d.out != nil {
+		if len(d.out) >= cap(d.out)/2 {
+			return d.out[:len(d.out):len(d.out)], nil
+		}
+		return bytes.Clone(d.out), nil // most of the room unused: do not keep it
+	}
 	out := make([]byte, d.total)
 	w := 0
 	for _, b := range d.blocks {
@@ -540,5 +692,17 @@ func readFieldBlocks(b []byte, max int) ([]textproto.Header, error) {
 		if err != nil {
 			return blocks, nil
 		}
+	}
+}
+
+// rest bounds the bytes left to read for a body at depth, or is nil when the source does not
+// tell its length: what the source holds plus what the buffers (the top one and one per
+// nested multipart) may hold.
+func (rd *reader) rest(depth int) func() int64 {
+	if rd.srcLen == nil {
+		return nil
+	}
+	return func() int64 {
+		return int64(rd.srcLen()) + int64(depth+1)*multipartBufSize + 1
 	}
 }
