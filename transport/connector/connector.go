@@ -213,29 +213,14 @@ func (c *Connector) currentList() *whitelist.List {
 	return c.list.Load()
 }
 
-// filePolicy is the Policy of a whitelist file, swapped on Reload.
+// filePolicy is the Policy of a whitelist file, swapped on Reload. Before the first load the
+// nil *whitelist.List answers whitelist.ErrNoList and has no domains.
 type filePolicy struct{ c *Connector }
 
-func (p filePolicy) CheckDomain(d string) error {
-	l := p.c.list.Load()
-	if l == nil {
-		return whitelist.ErrNoList
-	}
-	return l.CheckDomain(d)
-}
-
-func (p filePolicy) CheckOperator(d, dn string) error {
-	l := p.c.list.Load()
-	if l == nil {
-		return whitelist.ErrNoList
-	}
-	return l.CheckOperator(d, dn)
-}
-
+func (p filePolicy) CheckDomain(d string) error       { return p.c.list.Load().CheckDomain(d) }
+func (p filePolicy) CheckOperator(d, dn string) error { return p.c.list.Load().CheckOperator(d, dn) }
 func (p filePolicy) Domains(fn func(string, []whitelist.Entry) bool) {
-	if l := p.c.list.Load(); l != nil {
-		l.Domains(fn)
-	}
+	p.c.list.Load().Domains(fn)
 }
 
 func (c *Connector) build() error {

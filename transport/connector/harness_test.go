@@ -71,26 +71,12 @@ type switchPolicy struct {
 	l  *whitelist.List
 }
 
-func (p *switchPolicy) get() *whitelist.List  { p.mu.Lock(); defer p.mu.Unlock(); return p.l }
-func (p *switchPolicy) set(l *whitelist.List) { p.mu.Lock(); p.l = l; p.mu.Unlock() }
-func (p *switchPolicy) CheckDomain(d string) error {
-	l := p.get()
-	if l == nil {
-		return whitelist.ErrNoList
-	}
-	return l.CheckDomain(d)
-}
-func (p *switchPolicy) CheckOperator(d, dn string) error {
-	l := p.get()
-	if l == nil {
-		return whitelist.ErrNoList
-	}
-	return l.CheckOperator(d, dn)
-}
+func (p *switchPolicy) get() *whitelist.List             { p.mu.Lock(); defer p.mu.Unlock(); return p.l }
+func (p *switchPolicy) set(l *whitelist.List)            { p.mu.Lock(); p.l = l; p.mu.Unlock() }
+func (p *switchPolicy) CheckDomain(d string) error       { return p.get().CheckDomain(d) }
+func (p *switchPolicy) CheckOperator(d, dn string) error { return p.get().CheckOperator(d, dn) }
 func (p *switchPolicy) Domains(fn func(string, []whitelist.Entry) bool) {
-	if l := p.get(); l != nil {
-		l.Domains(fn)
-	}
+	p.get().Domains(fn)
 }
 
 // node is one connector: relay and submission listeners, queue, delivery, Maildir.

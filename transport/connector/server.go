@@ -153,14 +153,16 @@ type Server struct {
 	opts   ServerOptions
 	tlsCfg *tls.Config
 	now    func() time.Time
-	smtp   *smtp.Server
 	local  map[string]bool
 	logger *slog.Logger
 
-	mu      sync.Mutex
-	perPeer map[string]int
-	total   int
-	closed  bool
+	mu        sync.Mutex
+	perPeer   map[string]int
+	total     int
+	closed    bool
+	listeners []net.Listener
+	conns     map[*smtp.Server]struct{} // one go-smtp server per connection (see crlfGuard)
+	wg        sync.WaitGroup            // connections in progress
 }
 
 // NewServer checks opts and returns a server ready to Serve.
@@ -172,7 +174,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if opts.Mode == ModeSubmission && opts.Accounts == nil {
 		return nil, errors.New("connector: Accounts is required in submission mode")
 	}
-	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}}
+	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}, conns: map[*smtp.Server]struct{}{}}
 	o := &s.opts
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
@@ -211,7 +213,14 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	}
 	s.tlsCfg = serverTLS(o.TLS)
 	s.tlsCfg.GetCertificate = o.GetCertificate
-	srv := smtp.NewServer(s)
+	return s, nil
+}
+
+// newSMTP returns the go-smtp server of one connection, whose Debug writer is its guard.
+func (s *Server) newSMTP(g *crlfGuard) *smtp.Server {
+	o := &s.opts
+	srv := smtp.NewServer(connBackend{s, g})
+	srv.Debug = g
 	srv.Domain = o.Hostname
 	srv.MaxMessageBytes = o.MaxMessageBytes
 	srv.MaxRecipients = o.MaxRecipients
@@ -223,8 +232,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if !o.ImplicitTLS {
 		srv.TLSConfig = s.tlsCfg
 	}
-	s.smtp = srv
-	return s, nil
+	return srv
 }
 
 // serverTLS builds the listener's TLS configuration from the Réf. #2 choices of o.
@@ -264,22 +272,143 @@ func (l slogLogger) Println(v ...any)               { l.l.Warn(fmt.Sprint(v...))
 
 // Serve accepts connections on l until Close or Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	l = &limitListener{Listener: l, s: s}
-	if s.opts.ImplicitTLS {
-		l = tls.NewListener(l, s.tlsCfg) // above the limiter, so that go-smtp sees a *tls.Conn
-	}
-	err := s.smtp.Serve(l)
-	if errors.Is(err, smtp.ErrServerClosed) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return ErrServerClosed
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	var ll net.Listener = &limitListener{Listener: l, s: s}
+	if s.opts.ImplicitTLS {
+		ll = tls.NewListener(ll, s.tlsCfg) // above the limiter, so that go-smtp sees a *tls.Conn
+	}
+	var delay time.Duration
+	for {
+		c, err := ll.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logger.Warn("connector: accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.serveConn(c)
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// serveConn runs the session of c on its own go-smtp server.
+func (s *Server) serveConn(c net.Conn) {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	gc := raw.(*guardConn)
+	srv := s.newSMTP(gc.g)
+	one := &oneConn{c: c, closed: make(chan struct{})}
+	gc.onClose = one.Close
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.conns[srv] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		srv.Serve(one)                     // returns once the connection is closed
+		srv.Shutdown(context.Background()) // waits for go-smtp's handler to return
+		s.mu.Lock()
+		delete(s.conns, srv)
+		s.mu.Unlock()
+	}()
+}
+
+// oneConn is a listener that yields one connection, then blocks until closed.
+type oneConn struct {
+	c      net.Conn
+	once   sync.Once
+	taken  bool
+	closed chan struct{}
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	if !l.taken {
+		l.taken = true
+		return l.c, nil
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneConn) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	ls, srvs := s.listeners, make([]*smtp.Server, 0, len(s.conns))
+	s.listeners = nil
+	for srv := range s.conns {
+		srvs = append(srvs, srv)
+	}
+	s.mu.Unlock()
+	var err error
+	for _, l := range ls {
+		if e := l.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	for _, srv := range srvs {
+		srv.Close()
 	}
 	return err
 }
 
-// Close closes the listeners and every connection at once.
-func (s *Server) Close() error { return s.smtp.Close() }
-
 // Shutdown stops accepting and waits for the sessions in progress, or for ctx.
-func (s *Server) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	ls := s.listeners
+	s.listeners = nil
+	s.mu.Unlock()
+	var err error
+	for _, l := range ls {
+		if e := l.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-done:
+		return err
+	}
+}
 
 // limitListener enforces MaxConns and MaxConnsPerPeer before the greeting.
 type limitListener struct {
@@ -303,7 +432,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		s.mu.Unlock()
 		if ok {
-			return &countedConn{Conn: c, s: s, host: host}, nil
+			return &guardConn{Conn: c, s: s, host: host, g: &crlfGuard{}}, nil
 		}
 		s.audit(&Record{Event: EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
 		s.opts.Metrics.rejected("connection_limit")
@@ -318,14 +447,34 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-type countedConn struct {
+// guardConn is an accepted connection: it counts for the connection limits and tells its
+// crlfGuard which way the bytes went (below TLS).
+type guardConn struct {
 	net.Conn
-	s    *Server
-	host string
-	once sync.Once
+	s       *Server
+	host    string
+	g       *crlfGuard
+	onClose func() error // ends the connection's go-smtp server
+	once    sync.Once
 }
 
-func (c *countedConn) Close() error {
+func (c *guardConn) Read(p []byte) (int, error) {
+	if c.g.bad() {
+		return 0, errBareLF
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.g.rawRead.Store(true)
+	}
+	return n, err
+}
+
+func (c *guardConn) Write(p []byte) (int, error) {
+	c.g.rawWrite.Store(true)
+	return c.Conn.Write(p)
+}
+
+func (c *guardConn) Close() error {
 	c.once.Do(func() {
 		c.s.mu.Lock()
 		c.s.total--
@@ -333,6 +482,9 @@ func (c *countedConn) Close() error {
 			delete(c.s.perPeer, c.host)
 		}
 		c.s.mu.Unlock()
+		if c.onClose != nil {
+			c.onClose()
+		}
 	})
 	return c.Conn.Close()
 }
@@ -344,9 +496,19 @@ func (s *Server) audit(r *Record) {
 	}
 }
 
+// connBackend is the smtp.Backend of one connection.
+type connBackend struct {
+	s *Server
+	g *crlfGuard
+}
+
 // NewSession implements smtp.Backend; go-smtp calls it at EHLO, after STARTTLS.
-func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	sess := &session{s: s, c: c, peerAddr: c.Conn().RemoteAddr().String()}
+func (b connBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s := b.s
+	sess := &session{s: s, g: b.g, c: c, peerAddr: c.Conn().RemoteAddr().String()}
+	if b.g.bad() {
+		return nil, sess.refuse(replyBareLF, "bare_cr_or_lf")
+	}
 	if st, ok := c.TLSConnectionState(); ok && st.HandshakeComplete {
 		sess.tls = &st
 	}
@@ -369,6 +531,7 @@ type rcpt struct {
 // session is one SMTP session (after EHLO).
 type session struct {
 	s        *Server
+	g        *crlfGuard
 	c        *smtp.Conn
 	peerAddr string
 	tls      *tls.ConnectionState
@@ -434,6 +597,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if ss.s.opts.Mode != ModeSubmission || ss.tls == nil {
 		return nil, smtp.ErrAuthUnsupported
 	}
+	if err := ss.bareCRLF(); err != nil {
+		return nil, err
+	}
 	ctx := context.Background()
 	switch mech {
 	case sasl.External:
@@ -476,8 +642,19 @@ func domainOf(addr string) string {
 	return strings.ToLower(addr[i+1:])
 }
 
+// bareCRLF refuses the command or message when a bare CR or LF has been read (see crlfGuard).
+func (ss *session) bareCRLF(rcpts ...string) error {
+	if ss.g.bad() {
+		return ss.refuse(replyBareLF, "bare_cr_or_lf", rcpts...)
+	}
+	return nil
+}
+
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.from = ""
+	if err := ss.bareCRLF(); err != nil {
+		return err
+	}
 	switch ss.s.opts.Mode {
 	case ModeRelay:
 		if err := ss.requireTLS(); err != nil {
@@ -521,6 +698,9 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if err := ss.bareCRLF(to); err != nil {
+		return err
+	}
 	d := domainOf(to)
 	if d == "" {
 		return ss.refuse(replyBadAddress, "bad_recipient_syntax", to)
@@ -566,6 +746,9 @@ func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
 	s := ss.s
 	ctx := context.Background()
+	if err := ss.bareCRLF(ss.rcptAddrs()...); err != nil {
+		return err
+	}
 	s.audit(&Record{Event: EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal})
 	w, err := s.opts.Queue.Begin()
@@ -585,6 +768,9 @@ func (ss *session) Data(r io.Reader) error {
 		if _, err = w.Write(hdr); err == nil {
 			_, err = io.Copy(w, br)
 		}
+	}
+	if err == nil && ss.g.bad() { // e.g. "\r\n.\r", whose ".\r" go-smtp's dot-unstuffing drops
+		err = errBareLF
 	}
 	switch {
 	case err == nil:

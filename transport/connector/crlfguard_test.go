@@ -1,0 +1,266 @@
+package connector
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mssante-go/sdk/transport"
+)
+
+// closed checks that the server closes the connection: at most a 421 then EOF, within a few
+// seconds (a read that times out means the connection stayed open).
+func (s *rawSession) closed() {
+	s.t.Helper()
+	s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := 0; ; i++ {
+		line, err := s.r.ReadString('\n')
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			s.t.Fatal("the connection stayed open")
+		case err != nil:
+			return
+		case i > 0 || !strings.HasPrefix(line, "421 "):
+			s.t.Fatalf("unexpected reply %q before the close", line)
+		}
+	}
+}
+
+// A bare CR or LF in a command, before or after STARTTLS, gets 554 5.5.2 (or, for a command the
+// session does not see, 421) and the connection is closed; what follows it is never executed.
+func TestBareCRLFInCommands(t *testing.T) {
+	p := testPKI(t)
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	cases := []struct {
+		name, send string
+		replies    []string // expected replies before the close
+	}{
+		{"bare LF in MAIL", "MAIL FROM:<x@a.mssante.test>\n", []string{"554 5.5.2"}},
+		{"bare LF in AUTH", "AUTH PLAIN AGEAYg==\n", []string{"5"}},
+		// go-smtp refuses the argument before the session sees it.
+		{"bare CR in MAIL", "MAIL FROM:<x@a.mssante.test>\rRCPT TO:<dr@b.mssante.test>\r\n", []string{"5"}},
+		// The whole read is refused: MAIL too, then RCPT and DATA have no transaction.
+		{"bare LF in RCPT", "MAIL FROM:<x@a.mssante.test>\r\nRCPT TO:<dr@b.mssante.test>\nDATA\r\n", []string{"554 5.5.2", "5", "5"}},
+		// A harmless command the session does not see is answered, what follows is refused.
+		{"bare LF in NOOP, MAIL pipelined", "NOOP\nMAIL FROM:<x@a.mssante.test>\r\n", []string{"250", "554 5.5.2"}},
+		{"bare CR in RSET", "RSET\rX\r\n", []string{"5"}},
+		{"second EHLO", "EHLO client.test\n", []string{"250"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := rawDial(t, b.relayAddr, clientTLS(a.server, p))
+			s.write(c.send)
+			for _, want := range c.replies {
+				s.expect(want)
+			}
+			s.closed()
+		})
+	}
+	t.Run("before STARTTLS", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", b.relayAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &rawSession{t: t, c: conn, r: bufio.NewReader(conn)}
+		t.Cleanup(func() { conn.Close() })
+		s.expect("220")
+		s.write("EHLO client.test\n")
+		s.expect("554 5.5.2")
+		s.closed()
+	})
+	t.Run("clean session still accepted", func(t *testing.T) {
+		s := rawDial(t, b.relayAddr, clientTLS(a.server, p))
+		s.cmd("NOOP", "250")
+		s.cmd("MAIL FROM:<x@a.mssante.test>", "250")
+		s.cmd("QUIT", "221")
+	})
+}
+
+// The guard tracks CR/LF pairs across reads: a CRLF split between two TLS records passes, a
+// "\r\n.\r" split over three records is refused.
+func TestBareCRLFAcrossRecords(t *testing.T) {
+	p := testPKI(t)
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	for _, c := range []struct {
+		name  string
+		parts []string
+		want  string
+	}{
+		{"CRLF split", []string{"From: <x@a.mssante.test>\r\n\r\nhello\r", "\n.\r", "\n"}, "250"},
+		{"smuggling split", []string{"From: <x@a.mssante.test>\r\n\r\nhello\r\n.", "\r", "MAIL FROM:<admin@a.mssante.test>\r\n.\r\n"}, "554 5.5.2"},
+		{"bare CR at a record end", []string{"From: <x@a.mssante.test>\r\n\r\nhello\r", "x\r\n.\r\n"}, "554 5.5.2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := b.q.Stats().Messages
+			s := rawDial(t, b.relayAddr, clientTLS(a.server, p))
+			s.cmd("MAIL FROM:<x@a.mssante.test>", "250")
+			s.cmd("RCPT TO:<dr@b.mssante.test>", "250")
+			s.cmd("DATA", "354")
+			for _, part := range c.parts {
+				s.write(part) // one TLS record each
+				time.Sleep(20 * time.Millisecond)
+			}
+			s.expect(c.want)
+			if c.want == "250" {
+				s.cmd("QUIT", "221")
+				return
+			}
+			s.closed()
+			if b.q.Stats().Messages != before {
+				t.Fatal("message queued")
+			}
+		})
+	}
+}
+
+// On the implicit-TLS submission listener (port 465) the guard sees the decrypted stream too.
+func TestSmugglingImplicitTLS(t *testing.T) {
+	p := testPKI(t)
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	s, err := NewServer(&ServerOptions{Mode: ModeSubmission, ImplicitTLS: true, Hostname: "mx.a.mssante.test",
+		TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
+		Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q,
+		Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(a.balCert.Cert): a.bal}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(l)
+	defer s.Close()
+	for _, end := range []string{"\r\n.\r\n", "\r\n.\r", "\n.\r\n"} {
+		t.Run(strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(end), func(t *testing.T) {
+			before := a.q.Stats().Messages
+			conn, err := tls.Dial("tcp", l.Addr().String(), clientTLS(a.balCert, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			rs := &rawSession{t: t, c: conn, r: bufio.NewReader(conn)}
+			t.Cleanup(func() { conn.Close() })
+			rs.expect("220")
+			rs.cmd("EHLO client.test", "250")
+			rs.cmd("AUTH EXTERNAL =", "235")
+			rs.cmd("MAIL FROM:<"+a.bal+">", "250")
+			rs.cmd("RCPT TO:<dr@b.mssante.test>", "250")
+			rs.cmd("DATA", "354")
+			rs.write("From: <" + a.bal + ">\r\n\r\nhello" + end + "MAIL FROM:<" + a.bal + ">\r\n.\r\n")
+			if end == "\r\n.\r\n" { // clean: the message ends there, MAIL and "." are commands
+				rs.expect("250")
+				rs.expect("250")
+				rs.expect("501")
+				rs.cmd("QUIT", "221")
+				return
+			}
+			rs.expect("554 5.5.2")
+			rs.closed()
+			if a.q.Stats().Messages != before {
+				t.Fatal("message queued")
+			}
+		})
+	}
+}
+
+func TestScanCRLF(t *testing.T) {
+	for _, c := range []struct {
+		prev     bool
+		in       string
+		endCR    bool
+		okResult bool
+	}{
+		{false, "", false, true},
+		{true, "", true, true},
+		{false, "a\r\nb\r\n", false, true},
+		{false, "a\r", true, true},
+		{true, "\nb", false, true},
+		{true, "b", false, false},
+		{false, "\n", false, false},
+		{false, "a\nb", false, false},
+		{false, "a\r\r\n", false, false},
+		{false, "\r\n.\rX", false, false},
+	} {
+		endCR, ok := scanCRLF(c.prev, []byte(c.in))
+		if ok != c.okResult || ok && endCR != c.endCR {
+			t.Errorf("scanCRLF(%v, %q) = %v, %v; want %v, %v", c.prev, c.in, endCR, ok, c.endCR, c.okResult)
+		}
+	}
+}
+
+// naiveBareCRLF is the reference: a byte loop over the whole stream; a CR at the end counts as
+// bare (nothing follows it).
+func naiveBareCRLF(p []byte) bool {
+	for i, c := range p {
+		if c == '\r' && (i+1 == len(p) || p[i+1] != '\n') || c == '\n' && (i == 0 || p[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzCRLFGuard feeds a stream cut into reads and replies into the guard and compares its verdict
+// with a check of the whole stream at once.
+func FuzzCRLFGuard(f *testing.F) {
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\n"), []byte{3, 9})
+	f.Add([]byte("hello\r\n.\rMAIL FROM:<a@b>\r\n"), []byte{7, 8})
+	f.Add([]byte("a\r\nb\n"), []byte{2})
+	f.Fuzz(func(t *testing.T, stream, cuts []byte) {
+		g := &crlfGuard{}
+		rest := stream
+		for _, c := range cuts {
+			if len(rest) == 0 {
+				break
+			}
+			n := min(int(c), len(rest))
+			g.rawRead.Store(true)
+			if _, err := g.Write(rest[:n]); err != nil && !g.bad() {
+				t.Fatal("error without a violation")
+			}
+			rest = rest[n:]
+			// A reply between two reads does not disturb the input's state.
+			g.rawWrite.Store(true)
+			g.Write([]byte("250 2.0.0 Ok\r\n"))
+		}
+		if len(rest) > 0 {
+			g.rawRead.Store(true)
+			g.Write(rest)
+		}
+		want := naiveBareCRLF(stream)
+		got := g.bad() || g.prevCR
+		if got != want {
+			t.Fatalf("guard says bad=%v (pending CR %v), whole stream says %v for %q", g.bad(), g.prevCR, want, stream)
+		}
+	})
+}
+
+// BenchmarkCRLFGuard is the guard's cost per byte read: a 10 KiB message of 78-byte lines in
+// 4 KiB reads (go-smtp's buffer size), with a reply between messages.
+func BenchmarkCRLFGuard(b *testing.B) {
+	line := strings.Repeat("x", 76) + "\r\n"
+	msg := []byte(strings.Repeat(line, 10240/len(line)))
+	b.SetBytes(int64(len(msg)))
+	g := &crlfGuard{}
+	reply := []byte("250 2.0.0 Ok: queued as 0123456789\r\n")
+	for b.Loop() {
+		for p := msg; len(p) > 0; {
+			n := min(4096, len(p))
+			g.rawRead.Store(true)
+			g.Write(p[:n])
+			p = p[n:]
+		}
+		g.rawWrite.Store(true)
+		g.Write(reply)
+	}
+	if g.bad() {
+		b.Fatal("clean stream refused")
+	}
+}
