@@ -122,8 +122,8 @@ type Options struct {
 
 	// ReportingUA names this software in the MDNs it sends (RFC 8098 Reporting-UA).
 	ReportingUA string
-	// NIL is the X-MSS-NIL product reference put on the mails this client writes itself
-	// (MDNs, error mails).
+	// NIL is the X-MSS-NIL product reference (Réf. #2 ECO.2.4.3, required on every mail): put
+	// on the messages Send writes when they have none, and on MDNs and error mails.
 	NIL string
 
 	// MinBackoff and MaxBackoff bound the delay between reconnections (doubled on each

@@ -81,6 +81,8 @@ func TestEndToEndConnectors(t *testing.T) {
 		return m
 	}
 	ok, ko, lost := lettre(to, "ACCEPTE"), lettre(to, "INCONNU"), lettre("personne@"+sandbox.Cabinet, "PERDU")
+	plain := lettre(to, "SANSMDN")
+	plain.WantMDN = false // its success DSN is its final receipt
 
 	// B integrates what it receives.
 	got := newRecorder()
@@ -99,7 +101,7 @@ func TestEndToEndConnectors(t *testing.T) {
 	sent := newRecorder()
 	startWatch(t, a, sent.handler(func(m *Incoming) error { return nil }), &WatchOptions{OnReceipt: sent.onReceipt})
 
-	results, err := a.SendBatch(ctx, []*mssante.Message{ok, ko, lost}, nil)
+	results, err := a.SendBatch(ctx, []*mssante.Message{ok, ko, lost, plain}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +111,12 @@ func TestEndToEndConnectors(t *testing.T) {
 		}
 	}
 	sent.waitFor(t, "final receipts", 90*time.Second, func() bool {
-		return len(sent.finals(ok.MessageID)) == 1 && len(sent.finals(ko.MessageID)) == 1 && len(sent.finals(lost.MessageID)) == 1
+		return len(sent.finals(ok.MessageID)) == 1 && len(sent.finals(ko.MessageID)) == 1 &&
+			len(sent.finals(lost.MessageID)) == 1 && len(sent.finals(plain.MessageID)) == 1
 	})
 
 	got.mu.Lock()
-	if got.handled[ok.MessageID] != 1 || got.handled[ko.MessageID] != 1 || len(got.handled) != 2 {
+	if got.handled[ok.MessageID] != 1 || got.handled[ko.MessageID] != 1 || got.handled[plain.MessageID] != 1 || len(got.handled) != 3 {
 		t.Errorf("B handled %v", got.handled)
 	}
 	want := cda.Sample(cda.KindN1).Patient.INS
@@ -135,12 +138,8 @@ func TestEndToEndConnectors(t *testing.T) {
 	if f := sent.finals(lost.MessageID)[0]; f.Status != StatusFailed {
 		t.Errorf("unknown recipient: final %+v", f)
 	}
-	var delivered bool
-	for _, r := range sent.receipts {
-		delivered = delivered || (r.MessageID == ok.MessageID && r.Status == StatusDelivered)
-	}
-	if !delivered {
-		t.Errorf("no success DSN for the accepted message: %+v", sent.receipts)
+	if f := sent.finals(plain.MessageID)[0]; f.Status != StatusDelivered || f.Recipient != to {
+		t.Errorf("without MDN request: final %+v (the success DSN)", f)
 	}
 	if len(sent.handled) != 0 {
 		t.Errorf("receipts handed to A's handler: %v", sent.handled)

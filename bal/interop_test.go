@@ -186,7 +186,8 @@ func TestInteropPostfixDovecot(t *testing.T) {
 	accepted := testLettre(t, testBAL, "DUPONT", true)
 	rejected := testLettre(t, testBAL, "INCONNU", true)
 	bounced := testLettre(t, "nobody@other.example", "MARTIN", false)
-	results, err := c.SendBatch(ctx, []*mssante.Message{accepted, rejected, bounced}, nil)
+	plain := testLettre(t, testBAL, "SANSMDN", false) // no MDN asked: the success DSN is final
+	results, err := c.SendBatch(ctx, []*mssante.Message{accepted, rejected, bounced, plain}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,16 +208,16 @@ func TestInteropPostfixDovecot(t *testing.T) {
 		return nil
 	})
 	stop := startWatch(t, c, h, &WatchOptions{OnReceipt: rec.onReceipt})
-	ok, rej, bnc := results[0].MessageID, results[1].MessageID, results[2].MessageID
-	rec.waitFor(t, "three final receipts", 60*time.Second, func() bool {
-		return len(rec.finals(ok)) == 1 && len(rec.finals(rej)) == 1 && len(rec.finals(bnc)) == 1
+	ok, rej, bnc, pln := results[0].MessageID, results[1].MessageID, results[2].MessageID, results[3].MessageID
+	rec.waitFor(t, "four final receipts", 60*time.Second, func() bool {
+		return len(rec.finals(ok)) == 1 && len(rec.finals(rej)) == 1 && len(rec.finals(bnc)) == 1 && len(rec.finals(pln)) == 1
 	})
 	stop()
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if rec.handled[ok] != 1 || rec.handled[rej] != 1 || len(rec.handled) != 2 {
-		t.Errorf("handled = %v, want each of the two messages once", rec.handled)
+	if rec.handled[ok] != 1 || rec.handled[rej] != 1 || rec.handled[pln] != 1 || len(rec.handled) != 3 {
+		t.Errorf("handled = %v, want each of the three messages once", rec.handled)
 	}
 	if f := rec.finals(ok)[0]; f.Status != StatusProcessed || f.Recipient != testBAL {
 		t.Errorf("accepted message: final %+v", f)
@@ -227,11 +228,8 @@ func TestInteropPostfixDovecot(t *testing.T) {
 	if f := rec.finals(bnc)[0]; f.Status != StatusFailed || f.Recipient != "nobody@other.example" {
 		t.Errorf("bounced message: final %+v", f)
 	}
-	var delivered bool
-	for _, r := range rec.receipts {
-		delivered = delivered || (r.MessageID == ok && r.Status == StatusDelivered && !r.Final)
-	}
-	if !delivered {
-		t.Errorf("no non-final delivered receipt (Postfix success DSN) for the accepted message: %+v", rec.receipts)
+	// Postfix's success DSN: final for the message without MDN request.
+	if f := rec.finals(pln)[0]; f.Status != StatusDelivered || f.Recipient != testBAL {
+		t.Errorf("message without MDN: final %+v", f)
 	}
 }

@@ -134,7 +134,8 @@ func (c *Client) SendBatch(ctx context.Context, msgs []*mssante.Message, opts *S
 	return results, errors.Join(errs...)
 }
 
-// prepareMessage gives msg a Message-ID and a sender when it has none, and prepares it.
+// prepareMessage gives msg a Message-ID, a sender, a date and the X-MSS-NIL of Options when
+// it has none, and prepares it.
 func (c *Client) prepareMessage(msg *mssante.Message, opts *SendOptions) (*prepared, error) {
 	if msg == nil {
 		return nil, fmt.Errorf("%w: nil message", ErrMessage)
@@ -154,6 +155,9 @@ func (c *Client) prepareMessage(msg *mssante.Message, opts *SendOptions) (*prepa
 	}
 	if msg.Date.IsZero() {
 		msg.Date = c.opts.Now()
+	}
+	if msg.NIL == "" {
+		msg.NIL = c.opts.NIL
 	}
 	co := &mssante.ComposeOptions{Now: c.opts.Now, MaxSize: c.opts.MaxMessageSize}
 	return c.prepare(func(w io.Writer) error { _, err := msg.WriteTo(w, co); return err }, opts)

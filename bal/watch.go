@@ -115,7 +115,13 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 		return false, err
 	}
 	wake := make(chan struct{}, 1)
-	ic, err := c.openIMAP(ctx, &imapclient.Options{
+	// The connection outlives ctx by a short grace period, so that a Watch that ends while
+	// idling leaves the server cleanly (DONE, LOGOUT); a command stuck past it is cut.
+	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer connCancel()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(logoutGrace, connCancel) })
+	defer stopGrace()
+	ic, err := c.openIMAP(connCtx, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil {
@@ -168,6 +174,9 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 				cerr = cmd.Wait()
 			}
 			if werr != nil {
+				if ctx.Err() != nil && cerr == nil {
+					ic.Logout().Wait()
+				}
 				return true, werr
 			}
 			if cerr != nil {
@@ -175,6 +184,9 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 			}
 		} else {
 			if err := waitWake(ctx, nil, ic.Closed(), c.opts.PollInterval); err != nil {
+				if ctx.Err() != nil {
+					ic.Logout().Wait()
+				}
 				return true, err
 			}
 			if err := ic.Noop().Wait(); err != nil {
@@ -185,6 +197,9 @@ func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 }
 
 var errConnClosed = errors.New("bal: IMAP connection closed")
+
+// logoutGrace is how long a Watch whose context ended may take to log out.
+const logoutGrace = 2 * time.Second
 
 // waitWake waits for a new-message notification, the poll interval, the connection closing
 // or ctx.
