@@ -162,7 +162,7 @@ func (f *Fields) Entry() Entry {
 
 // entryInto fills *e from f, field by field (no temporary Entry).
 func (f *Fields) entryInto(e *Entry) {
-	v := func(c Column) string { return strings.TrimSpace(f[c]) }
+	v := func(c Column) string { return trim(f[c]) }
 	e.Address = v(ColAddress)
 	e.Type = BALType(v(ColType))
 	p, st, pa := &e.Person, &e.Structure, &e.Postal
@@ -241,6 +241,15 @@ func (e *Entry) Fields() Fields {
 	f[ColDepartement] = e.Postal.Departement
 	f[ColCountry] = e.Postal.Country
 	return f
+}
+
+// trim is strings.TrimSpace with a fast path for the usual value: empty, or starting and
+// ending with a visible ASCII character.
+func trim(s string) string {
+	if s == "" || '!' <= s[0] && s[0] <= '~' && '!' <= s[len(s)-1] && s[len(s)-1] <= '~' {
+		return s
+	}
+	return strings.TrimSpace(s)
 }
 
 // parseFlag reads the Dématérialisation column. Its values are UNCONFIRMED: "O"/"N",
