@@ -53,6 +53,12 @@ type selected struct {
 	echo    []uint32
 	changes <-chan struct{}
 	cancel  func()
+	// caches: the index as of idxModSeq, and the header blocks up to UID hdrsUpTo
+	idx       map[uint32]*mailbox.Message
+	idxModSeq uint64
+	hdrs      map[uint32][]byte
+	hdrsUpTo  uint32
+	hdrsSize  int // -1: too big, not cached
 }
 
 var (
@@ -668,8 +674,18 @@ func uidsOf(ts []target) []uint32 {
 	return out
 }
 
+// index returns the folder's index entries by UID, read again only when the folder changed
+// since the last read (its modseq).
 func (s *session) index() (map[uint32]*mailbox.Message, error) {
-	msgs, err := s.store().Messages(s.ctx, s.sel.id, 0)
+	sel := s.sel
+	cur, err := s.store().ModSeq(s.ctx, sel.id)
+	if err != nil {
+		return nil, err
+	}
+	if sel.idx != nil && sel.idxModSeq == cur {
+		return sel.idx, nil
+	}
+	msgs, err := s.store().Messages(s.ctx, sel.id, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -677,7 +693,39 @@ func (s *session) index() (map[uint32]*mailbox.Message, error) {
 	for i := range msgs {
 		m[msgs[i].UID] = &msgs[i]
 	}
+	sel.idx, sel.idxModSeq = m, cur
 	return m, nil
+}
+
+// maxHeaderCache bounds the header blocks a session keeps (they never change once stored).
+const maxHeaderCache = 32 << 20
+
+// headers returns the indexed header blocks of the selected folder, reading only those of
+// messages added since the last call.
+func (s *session) headers() (map[uint32][]byte, error) {
+	sel := s.sel
+	if sel.hdrsSize < 0 {
+		return s.store().Headers(s.ctx, sel.id, 0) // too big to keep: read them all each time
+	}
+	more, err := s.store().Headers(s.ctx, sel.id, sel.hdrsUpTo)
+	if err != nil {
+		return nil, err
+	}
+	if sel.hdrs == nil {
+		sel.hdrs = map[uint32][]byte{}
+	}
+	upTo := sel.hdrsUpTo
+	for uid, h := range more {
+		sel.hdrs[uid] = h
+		sel.hdrsSize += len(h)
+		upTo = max(upTo, uid)
+	}
+	all := sel.hdrs
+	if sel.hdrsSize > maxHeaderCache {
+		sel.hdrs, sel.hdrsSize = nil, -1
+	}
+	sel.hdrsUpTo = upTo
+	return all, nil
 }
 
 // ---- selected state ----
@@ -806,7 +854,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 	var hdrs map[uint32][]byte
 	if needsHeader(criteria) {
-		if hdrs, err = s.store().Headers(s.ctx, sel.id); err != nil {
+		if hdrs, err = s.headers(); err != nil {
 			return nil, err
 		}
 	}
@@ -895,7 +943,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	var hdrs map[uint32][]byte
 	if options.Envelope {
-		if hdrs, err = s.store().Headers(s.ctx, sel.id); err != nil {
+		if hdrs, err = s.headers(); err != nil {
 			return err
 		}
 	}

@@ -260,10 +260,10 @@ type Store interface {
 	// Messages returns the index entries of a folder in UID order, only those changed after
 	// sinceModSeq when it is not 0.
 	Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint64) ([]Message, error)
-	// Headers returns the header blocks of a folder's messages (blank line included), for
-	// SEARCH and ENVELOPE without opening the files; a message whose header is not indexed
-	// (longer than 64 KiB) is absent.
-	Headers(ctx context.Context, mbox MailboxID) (map[uint32][]byte, error)
+	// Headers returns the header blocks (blank line included) of a folder's messages whose
+	// UID is above afterUID, for SEARCH and ENVELOPE without opening the files; a message
+	// whose header is not indexed (longer than 64 KiB) is absent. Header blocks never change.
+	Headers(ctx context.Context, mbox MailboxID, afterUID uint32) (map[uint32][]byte, error)
 	// Read opens the listed messages in turn with one index lookup, calling fn with each
 	// one's content (valid during fn only); messages expunged meanwhile are skipped. An error
 	// from fn stops the walk and is returned.

@@ -967,8 +967,8 @@ func (s *SQLite) Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint6
 }
 
 // Headers implements Store.
-func (s *SQLite) Headers(ctx context.Context, mbox MailboxID) (map[uint32][]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT uid, header FROM message WHERE mailbox=? AND header IS NOT NULL`, mbox)
+func (s *SQLite) Headers(ctx context.Context, mbox MailboxID, afterUID uint32) (map[uint32][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT uid, header FROM message WHERE mailbox=? AND uid>? AND header IS NOT NULL`, mbox, afterUID)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
