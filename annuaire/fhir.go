@@ -60,7 +60,8 @@ type FHIROptions struct {
 
 // FHIR is a [Directory] over the ANS FHIR API: Practitioner, PractitionerRole and
 // Organization resources whose telecom carries MSSanté BALs. BALs flagged listeRouge are
-// never returned. Results keep the server's order; Departement and Profession criteria are
+// never returned. Results keep the server's order. A Departement is searched on the postal
+// codes of Organizations (the département is derived from the postal code); Profession is
 // not supported (ErrUnsupported).
 type FHIR struct {
 	opts FHIROptions
@@ -167,8 +168,8 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 	if err := q.check(); err != nil {
 		return nil, err
 	}
-	if q.Departement != "" || q.Profession != "" {
-		return nil, fmt.Errorf("%w: FHIR: Departement and Profession", ErrUnsupported)
+	if q.Profession != "" {
+		return nil, fmt.Errorf("%w: FHIR: Profession", ErrUnsupported)
 	}
 	cur := fhirCursor{}
 	if q.Cursor != "" {
@@ -232,7 +233,7 @@ func encodeCursor(c fhirCursor) string {
 func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 	v := url.Values{}
 	person := q.RPPS != "" || q.NationalID != ""
-	structure := q.StructureID != "" || q.StructureIDType != "" || q.PostalCode != ""
+	structure := q.StructureID != "" || q.StructureIDType != "" || q.PostalCode != "" || q.Departement != ""
 	switch resource {
 	case "Practitioner":
 		if structure || q.Type == ORG || q.Type == APP {
@@ -269,8 +270,12 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 	if q.StructureID != "" {
 		v.Set("identifier", q.StructureID) // any system: FINESS, idNat_Struct…
 	}
-	if q.PostalCode != "" {
+	switch {
+	case q.PostalCode != "":
 		v.Set("address-postalcode", q.PostalCode)
+	case q.Departement != "":
+		// FHIR string search matches the start of the value: the département's postal codes.
+		v.Set("address-postalcode", strings.NewReplacer("2A", "20", "2B", "20").Replace(q.Departement))
 	}
 	if q.Name != "" {
 		v.Set("name", strings.TrimSpace(q.Name))
@@ -577,7 +582,7 @@ func resourceEntry(r *fhirResource) Entry {
 }
 
 func postalAddress(a *fhirAddress) PostalAddress {
-	p := PostalAddress{PostalCode: a.PostalCode, Country: a.Country}
+	p := PostalAddress{PostalCode: a.PostalCode, Country: a.Country, Departement: departementOf(a.PostalCode)}
 	if a.PostalCode != "" || a.City != "" {
 		p.CityLine = strings.TrimSpace(a.PostalCode + " " + a.City)
 	}
@@ -603,6 +608,24 @@ func postalAddress(a *fhirAddress) PostalAddress {
 		}
 	}
 	return p
+}
+
+// departementOf derives the département from a French postal code: its first two digits,
+// three overseas (97x, 98x), 2A or 2B in Corsica (20000–20199 and 20200–20999, the usual
+// rule; some communes are exceptions). "" when the code is not five digits.
+func departementOf(cp string) string {
+	if len(cp) != 5 || strings.Trim(cp, "0123456789") != "" {
+		return ""
+	}
+	switch {
+	case cp[:2] == "97" || cp[:2] == "98":
+		return cp[:3]
+	case cp[:2] == "20" && cp[2] <= '1':
+		return "2A"
+	case cp[:2] == "20":
+		return "2B"
+	}
+	return cp[:2]
 }
 
 // mailboxEntry reads one telecom: an MSSanté BAL unless it is another kind of contact, or a

@@ -147,11 +147,17 @@ func TestFHIRSearch(t *testing.T) {
 	wantOrg := Entry{Address: "cardiologie@ch-dax.mssante.fr", Type: ORG, Dematerialisation: true,
 		Description: "Secrétariat de cardiologie",
 		Structure:   Structure{IDType: "FINESS", ID: "1400780284", Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax", Service: "Cardiologie"},
-		Postal:      PostalAddress{Number: "1", StreetType: "BD", Street: "YVES DU MANOIR", CityLine: "40107 DAX", PostalCode: "40107", Country: "FRANCE"}}
+		Postal:      PostalAddress{Number: "1", StreetType: "BD", Street: "YVES DU MANOIR", CityLine: "40107 DAX", PostalCode: "40107", Departement: "40", Country: "FRANCE"}}
 	if org != wantOrg {
 		t.Errorf("Organization:\n got %+v\nwant %+v", org, wantOrg)
 	}
-	reqs := s.requests()
+	if r, err := f.Search(ctx, Query{Departement: "40"}); err != nil || addresses(r.Entries) != "ORG:cardiologie@ch-dax.mssante.fr APP:dpi-cardio@ch-dax.mssante.fr" {
+		t.Errorf("Departement: %v %s", err, addresses(r.Entries))
+	}
+	if r, err := f.Search(ctx, Query{Departement: "33"}); err != nil || len(r.Entries) != 0 {
+		t.Errorf("another Departement: %v %s", err, addresses(r.Entries))
+	}
+	reqs := s.requests()[:4]
 	if len(reqs) != 4 || !strings.HasPrefix(reqs[0], "/fhir/v2/Practitioner?") || !strings.Contains(reqs[0], "mailbox-mss%3Acontains=%40") ||
 		!strings.Contains(reqs[1], "_page=2") {
 		t.Errorf("requests: %q", reqs)
@@ -175,6 +181,7 @@ func TestFHIRQueryParameters(t *testing.T) {
 			"/fhir/v2/PractitionerRole?_count=50&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786"}},
 		{Query{StructureID: "400780284", PostalCode: "40107"}, []string{
 			"/fhir/v2/Organization?_count=50&address-postalcode=40107&identifier=400780284&mailbox-mss%3Acontains=%40"}},
+		{Query{Departement: "40", Type: ORG}, []string{"/fhir/v2/Organization?_count=50&address-postalcode=40&mailbox-mss-type=ORG"}},
 		{Query{Name: "dupont", Type: PER}, []string{"/fhir/v2/Practitioner?_count=50&mailbox-mss-type=PER&name=dupont", "/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2"}},
 	}
 	for _, tt := range tests {
@@ -199,8 +206,13 @@ func TestFHIRQueryParameters(t *testing.T) {
 		})
 	}
 	_, f := newFHIRServer(t)
-	if _, err := f.Search(context.Background(), Query{Departement: "40"}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("Departement: %v", err)
+	if _, err := f.Search(context.Background(), Query{Profession: "10"}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Profession: %v", err)
+	}
+	for cp, want := range map[string]string{"40107": "40", "97405": "974", "20000": "2A", "20250": "2B", "2A000": "", "401": ""} {
+		if got := departementOf(cp); got != want {
+			t.Errorf("departementOf(%q) = %q, want %q", cp, got, want)
+		}
 	}
 }
 
