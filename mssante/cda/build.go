@@ -152,6 +152,10 @@ type LDLSES struct {
 	DischargeMode Code         `json:"dischargeMode"` // JDV_ModaliteSortie_CISIS
 	Synthesis     string       `json:"synthesis"`     // synthèse médicale du séjour
 	Medications   []Medication `json:"medications"`   // traitements à la sortie, ≥ 1
+	// Optional narrative sections: FR-Resultats-examens-non-code (results awaited or worth
+	// knowing) and FR-Plan-de-soins (suites à donner). Empty = section left out.
+	Results  string `json:"results,omitempty"`
+	CarePlan string `json:"carePlan,omitempty"`
 }
 
 // Medication is one discharge treatment.
@@ -637,8 +641,27 @@ func (l *LDLSES) body(seed string, t time.Time) *StructuredBody {
 			rows.String() + `</tbody></table>`},
 		Entries: meds,
 	}
+	sections := []Section{sStatus, sReason, sOutcomes, sMeds}
+	if l.Results != "" {
+		sections = append(sections, Section{
+			TemplateIDs: []II{{Root: SectionResults}, {Root: "1.2.250.1.213.1.1.2.150"}},
+			ID:          &II{Root: uuidFor(seed, "section-results")},
+			Code:        &CD{Code: "30954-2", DisplayName: "Résultats d'examens", CodeSystem: OIDLOINC, CodeSystemName: "LOINC"},
+			Title:       "Résultats d'examens",
+			Text:        Narrative{Inner: `<paragraph>` + esc(l.Results) + `</paragraph>`},
+		})
+	}
+	if l.CarePlan != "" {
+		sections = append(sections, Section{
+			TemplateIDs: []II{{Root: "2.16.840.1.113883.10.20.1.10"}, {Root: SectionCarePlan}, {Root: "1.2.250.1.213.1.1.2.158"}},
+			ID:          &II{Root: uuidFor(seed, "section-careplan")},
+			Code:        &CD{Code: "18776-5", DisplayName: "Plan de soins", CodeSystem: OIDLOINC, CodeSystemName: "LOINC"},
+			Title:       "Suites à donner",
+			Text:        Narrative{Inner: `<paragraph>` + esc(l.CarePlan) + `</paragraph>`},
+		})
+	}
 	body := &StructuredBody{}
-	for _, s := range []Section{sStatus, sReason, sOutcomes, sMeds} {
+	for _, s := range sections {
 		body.Components = append(body.Components, SectionComponent{Section: s})
 	}
 	return body

@@ -45,6 +45,8 @@ const (
 	SectionOutcomesFR      = "1.2.250.1.213.1.1.2.163.1"          //
 	SectionDischargeMeds   = "1.3.6.1.4.1.19376.1.5.3.1.3.22"     // FR-Traitements-a-la-sortie
 	SectionDischargeMedsFR = "1.2.250.1.213.1.1.2.146"            //
+	SectionResults         = "1.3.6.1.4.1.19376.1.5.3.1.3.27"     // FR-Resultats-examens-non-code (optional)
+	SectionCarePlan        = "1.3.6.1.4.1.19376.1.5.3.1.3.36"     // FR-Plan-de-soins (optional)
 	EntrySimpleObservation = "1.3.6.1.4.1.19376.1.5.3.1.4.13"     // IHE PCC simple observation
 	EntrySimpleObsFR       = "1.2.250.1.213.1.1.3.48"             //
 	EntryStatusParent      = "1.2.250.1.213.1.1.3.48.16"          // FR-Statut-document

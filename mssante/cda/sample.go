@@ -55,6 +55,8 @@ func Sample(kind Kind) *Input {
 			AdmissionMode: Code{Code: "183452005", DisplayName: "hospitalisation en urgence", CodeSystem: OIDSNOMED},
 			DischargeMode: Code{Code: "160849004", DisplayName: "retour au domicile", CodeSystem: OIDSNOMED},
 			Synthesis:     "Infection respiratoire aiguë traitée, évolution favorable.",
+			Results:       "Radiographie thoracique de contrôle attendue.",
+			CarePlan:      "Consultation de suivi avec le médecin traitant sous 15 jours.",
 			Medications: []Medication{{Name: "AMOXICILLINE 1 g", Start: at, End: at.AddDate(0, 0, 5), Dose: "1 comprimé 3 fois par jour",
 				Code: &Code{Code: "60234100", DisplayName: "AMOXICILLINE 1 g, comprimé", CodeSystem: OIDCIS}}},
 		}
