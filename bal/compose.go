@@ -1,7 +1,6 @@
 package bal
 
 import (
-	"bytes"
 	"fmt"
 	"time"
 
@@ -28,8 +27,8 @@ type DocumentOptions struct {
 }
 
 // NewDocumentMessage builds the mail that carries one CDA document, a lettre de liaison for
-// example: the CDA built from in (mssante/cda), packed in IHE_XDM.ZIP with its XDS metadata
-// (mssante/xdm), the PDF copy, and the MSSanté headers and subject that mssante.Message
+// example: the CDA built from in (cda.Build), packed in IHE_XDM.ZIP with its XDS metadata
+// and the PDF copy (xdm.Compose), with the MSSanté headers and subject that mssante.Message
 // writes. The result is ready for Send.
 func NewDocumentMessage(from mssante.Address, to []mssante.Address, in *cda.Input, opts *DocumentOptions) (*mssante.Message, error) {
 	if in == nil {
@@ -47,28 +46,17 @@ func NewDocumentMessage(from mssante.Address, to []mssante.Address, in *cda.Inpu
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMessage, err)
 	}
-	var zip bytes.Buffer
-	if _, err := xdm.Pack(&zip, [][]byte{xml}, &xdm.PackOptions{Now: o.Now,
-		Application: o.Application, Version: o.Version, Editor: o.Editor}); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMessage, err)
-	}
-	pdf := o.PDF
-	if pdf == nil && in.Kind == cda.KindN1 {
-		pdf = in.PDF
-	}
-	if pdf == nil {
+	if o.PDF == nil && in.Kind != cda.KindN1 {
 		return nil, fmt.Errorf("%w: a structured document needs its PDF copy (DocumentOptions.PDF)", ErrMessage)
 	}
 	text := o.Text
 	if text == "" {
 		text = "Veuillez trouver ci-joint un document médical.\n"
 	}
-	p := in.Patient.Patient
-	m := &mssante.Message{
-		From: from, To: to, Text: text, Patient: &p,
-		Documents: []mssante.Document{{Code: doc.Code.Code, DisplayName: doc.Code.DisplayName,
-			Date: in.Time, INS: p.INS, PDF: pdf}},
-		XDM: zip.Bytes(), NIL: o.NIL, WantMDN: o.WantMDN,
+	m := &mssante.Message{From: from, To: to, Text: text, NIL: o.NIL, WantMDN: o.WantMDN}
+	if _, err := xdm.Compose(m, []xdm.MailDocument{{CDA: xml, PDF: o.PDF}}, &xdm.PackOptions{Now: o.Now,
+		Application: o.Application, Version: o.Version, Editor: o.Editor}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMessage, err)
 	}
 	return m, nil
 }

@@ -108,7 +108,7 @@ func (m *Incoming) parse(maxSize int64) {
 	if len(msg.XDM) == 0 {
 		return
 	}
-	pkg, err := xdm.Read(bytes.NewReader(msg.XDM), int64(len(msg.XDM)), nil)
+	pkg, err := xdm.Open(msg, nil) // also checks one patient, the mail's
 	if err != nil {
 		m.XDMError = err
 		return

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -343,32 +342,17 @@ func printReceipt(e *env, r bal.Receipt) {
 	fmt.Fprintf(e.stdout, "receipt <%s> %s: %s%s%s\n", r.MessageID, r.Recipient, r.Status, detail, final)
 }
 
-// messageFromCDA packs an existing CDA document and its PDF copy.
+// messageFromCDA packs an existing CDA document and its PDF copy (xdm.Compose).
 func messageFromCDA(from mssante.Address, to []mssante.Address, path string, pdf []byte) (*mssante.Message, error) {
 	xml, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	doc, err := cda.Parse(bytes.NewReader(xml), nil)
-	if err != nil {
+	m := &mssante.Message{From: from, To: to, Text: "Veuillez trouver ci-joint un document médical.\n"}
+	if _, err := xdm.Compose(m, []xdm.MailDocument{{CDA: xml, PDF: pdf}}, nil); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var zip bytes.Buffer
-	if _, err := xdm.Pack(&zip, [][]byte{xml}, nil); err != nil {
-		return nil, err
-	}
-	p := doc.Patient()
-	var at time.Time
-	if doc.EffectiveTime != nil {
-		at, _ = cda.ParseTS(doc.EffectiveTime.Value)
-	}
-	code := doc.Code
-	if code == nil {
-		return nil, fmt.Errorf("%s: the CDA has no code", path)
-	}
-	return &mssante.Message{From: from, To: to, Patient: &p, Text: "Veuillez trouver ci-joint un document médical.\n",
-		Documents: []mssante.Document{{Code: code.Code, DisplayName: code.DisplayName, Date: at, INS: p.INS, PDF: pdf}},
-		XDM:       zip.Bytes()}, nil
+	return m, nil
 }
 
 // patientFlags are the fields of an N1 lettre de liaison built around a PDF.

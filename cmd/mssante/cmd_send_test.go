@@ -97,3 +97,28 @@ func TestSendUsageErrors(t *testing.T) {
 		t.Errorf("no whitelist: exit %d, %s", code, errb.String())
 	}
 }
+
+// An existing CDA and its PDF copy become a mail with the archive, the PDF and the patient.
+func TestMessageFromCDA(t *testing.T) {
+	doc, err := cda.Build(cda.Sample(cda.KindLDLSES))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml, err := cda.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ldl.xml")
+	os.WriteFile(path, xml, 0o600)
+	m, err := messageFromCDA(mssante.MustAddress("", "dpi@a.example"), []mssante.Address{mssante.MustAddress("", "b@b.example")},
+		path, cda.SamplePDF("copie"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.XDM) == 0 || m.Patient == nil || m.Patient.INS.Value != "279035121518989" || len(m.Documents) != 1 {
+		t.Fatalf("message %+v", m)
+	}
+	if _, err := messageFromCDA(mssante.MustAddress("", "dpi@a.example"), nil, path, nil); err == nil {
+		t.Fatal("structured CDA without its PDF copy accepted")
+	}
+}
