@@ -88,7 +88,8 @@ func runDev(ctx context.Context, e *env, args []string) error {
 func devTry(info *sandbox.Info, prog string) []string {
 	return []string{
 		fmt.Sprintf("%s selftest --state %s", prog, info.Dir),
-		fmt.Sprintf("%s whitelist lookup %s --url %s --ca %s --roots %s", prog, sandbox.Cabinet, info.WhitelistURL, info.CAFile, info.CAFile),
+		fmt.Sprintf("%s send --dev %s --from dpi@%s --to marie.durand@%s --cda %s --pdf %s --nil MSSANTE-GO-DEV --state %s --wait 30s",
+			prog, info.Dir, sandbox.Hopital, sandbox.Cabinet, info.SampleCDA, info.SamplePDF, filepath.Join(info.Dir, "hopital", "bal", "dpi-client")),
 		fmt.Sprintf("%s annuaire search --source extraction:%s --name durand", prog, info.Annuaire),
 	}
 }
@@ -98,6 +99,7 @@ func printDev(w io.Writer, info *sandbox.Info, prog string) {
 	fmt.Fprintf(w, "CA chain     %s\nCRL          %s\n", info.CAFile, info.CRLFile)
 	fmt.Fprintf(w, "Whitelist    %s\n             %s (signed by the test PKI)\n", info.WhitelistURL, info.WhitelistFile)
 	fmt.Fprintf(w, "Annuaire     %s\n", info.Annuaire)
+	fmt.Fprintf(w, "Sample       %s\n             %s (lettre de liaison, fictitious patient)\n", info.SampleCDA, info.SamplePDF)
 	if info.Responder != "" {
 		fmt.Fprintf(w, "Responder    %s (answers every message, RFC 3834)\n", info.Responder)
 	}

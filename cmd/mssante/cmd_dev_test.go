@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/internal/testenv"
 )
 
 // devBuffer is a bytes.Buffer safe for the concurrent writes of a running command.
@@ -130,7 +132,7 @@ func TestDevCommandsWorkAsPrinted(t *testing.T) {
 	}
 	wants := map[string]string{
 		"selftest":  "selftest passed",
-		"whitelist": info.Operator(sandbox.Cabinet).CertDN,
+		"send":      "marie.durand@cabinet.dev.mssante.fr      accepted (250",
 		"annuaire":  "marie.durand@cabinet.dev.mssante.fr",
 	}
 	for _, args := range cmds {
@@ -144,6 +146,13 @@ func TestDevCommandsWorkAsPrinted(t *testing.T) {
 		if want := wants[args[0]]; want == "" || !strings.Contains(o.String(), want) {
 			t.Fatalf("%q: output lacks %q:\n%s", args, want, o.String())
 		}
+	}
+	// The lettre de liaison sent by the second command is in the recipient's mailbox.
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	_, err = info.WaitFor(wctx, "marie.durand@"+sandbox.Cabinet, func(raw []byte) bool { return bytes.Contains(raw, []byte("IHE_XDM.ZIP")) })
+	wcancel()
+	if err != nil {
+		t.Fatalf("the lettre de liaison did not arrive: %v", err)
 	}
 	balCert, err := os.ReadFile(filepath.Join(state, "hopital", "bal", "dpi.crt.pem"))
 	if err != nil {
@@ -186,5 +195,83 @@ func TestDevUsage(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", "/x")
 	if got := defaultDevState(); got != "/x/mssante/dev" {
 		t.Fatal(got)
+	}
+}
+
+// The README's first command as a user runs it: the built binary, on the PATH, in its own
+// process; the printed commands run through a shell exactly as printed; SIGINT stops it.
+func TestDevBinaryCommandsAsPrinted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	sh := testenv.Require(t, "sh")
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "mssante"), ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	work := t.TempDir()
+	environ := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "XDG_STATE_HOME=")
+	dev := exec.Command(filepath.Join(bin, "mssante"), "dev")
+	dev.Dir, dev.Env = work, environ
+	out := &devBuffer{}
+	dev.Stdout, dev.Stderr = out, out
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- dev.Wait() }()
+	waited := false
+	defer func() {
+		if !waited {
+			dev.Process.Kill()
+			<-exited
+		}
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "Ready.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready:\n%s", out.String())
+		}
+		select {
+		case err := <-exited:
+			waited = true
+			t.Fatalf("exited: %v\n%s", err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	_, rest, _ := strings.Cut(out.String(), "Try, in another terminal")
+	var lines []string
+	for _, l := range strings.Split(rest, "\n")[1:] {
+		if l = strings.TrimSpace(l); l == "" {
+			break
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 3 {
+		t.Fatalf("want 3 commands:\n%s", out.String())
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "mssante ") {
+			t.Fatalf("the binary is on the PATH, yet the command is %q", l)
+		}
+		c := exec.Command(sh, "-c", l)
+		c.Dir, c.Env = work, environ
+		if b, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", l, err, b)
+		}
+	}
+	dev.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		waited = true
+		if err != nil || !strings.Contains(out.String(), "mssante dev: stopped") {
+			t.Fatalf("after SIGINT: %v\n%s", err, out.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no stop within a minute of SIGINT")
+	}
+	if _, err := os.Stat(filepath.Join(work, "mssante-dev", "sandbox.json")); err != nil {
+		t.Fatalf("default state folder: %v", err)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/internal/testpki"
+	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/imapd"
@@ -106,6 +107,10 @@ type Info struct {
 	// Annuaire is the sample Extraction_Correspondance_MSSante file (PER and ORG BALs of the
 	// sandbox, then synthetic entries).
 	Annuaire string `json:"annuaire"`
+	// SampleCDA and SamplePDF are a lettre de liaison (CDA R2 LDL-SES) and its PDF copy, made of
+	// fictitious data (test INS), to send with "mssante send".
+	SampleCDA string `json:"sample_cda"`
+	SamplePDF string `json:"sample_pdf"`
 	// Responder is the address of the test responder, "" when none runs.
 	Responder string `json:"responder,omitempty"`
 	// Operators are the connectors of the sandbox.
@@ -395,6 +400,10 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 	// The sample annuaire.
 	info.Annuaire = filepath.Join(dir, "annuaire", "Extraction_Correspondance_MSSante_dev.txt")
 	if err := writeAnnuaire(info); err != nil {
+		return nil, err
+	}
+
+	if err := writeSamples(info); err != nil {
 		return nil, err
 	}
 
@@ -809,4 +818,22 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// writeSamples writes the sample lettre de liaison of mssante/cda and its PDF copy.
+func writeSamples(info *Info) error {
+	d, err := cda.Build(cda.Sample(cda.KindLDLSES))
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	if err := cda.Encode(&b, d); err != nil {
+		return err
+	}
+	info.SampleCDA = filepath.Join(info.Dir, "exemples", "lettre-de-liaison.xml")
+	info.SamplePDF = filepath.Join(info.Dir, "exemples", "lettre-de-liaison.pdf")
+	if err := writeAtomic(info.SampleCDA, b.Bytes()); err != nil {
+		return err
+	}
+	return writeAtomic(info.SamplePDF, cda.SamplePDF("Lettre de liaison (exemple fictif, mssante dev)"))
 }
