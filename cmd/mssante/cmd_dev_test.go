@@ -131,9 +131,9 @@ func TestDevCommandsWorkAsPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	wants := map[string]string{
-		"selftest":  "selftest passed",
-		"send":      "marie.durand@cabinet.dev.mssante.fr      accepted (250",
-		"annuaire":  "marie.durand@cabinet.dev.mssante.fr",
+		"selftest": "selftest passed",
+		"send":     "marie.durand@cabinet.dev.mssante.fr      accepted (250",
+		"annuaire": "marie.durand@cabinet.dev.mssante.fr",
 	}
 	for _, args := range cmds {
 		var o, eb bytes.Buffer
