@@ -40,22 +40,22 @@ func (e *BuildError) Unwrap() error { return ErrIncomplete }
 // Input is what the builders need, and the JSON form read by "mssante cda build --from".
 // Times are RFC 3339 in JSON; they are written in the CDA with their offset.
 type Input struct {
-	Kind            Kind          `json:"kind"`            // "ldl-ses" or "n1"
-	ID              OID           `json:"id"`              // document id (root [+ extension])
-	SetID           OID           `json:"setId"`           // shared by all versions
-	Version         int           `json:"version"`         // versionNumber, ≥ 1 (0 = 1)
-	Code            *Code         `json:"code,omitempty"`  // n1 only: the document type (JDV_J07); ldl-ses is 11490-0
-	Title           string        `json:"title"`           //
-	Time            time.Time     `json:"time"`            // effectiveTime
-	Confidentiality string        `json:"confidentiality"` // N, R or V ("" = N)
-	Patient         Patient       `json:"patient"`
-	Author          Professional  `json:"author"`
-	Custodian       Organization2 `json:"custodian"`
+	Kind            Kind         `json:"kind"`            // "ldl-ses" or "n1"
+	ID              OID          `json:"id"`              // document id (root [+ extension])
+	SetID           OID          `json:"setId"`           // shared by all versions
+	Version         int          `json:"version"`         // versionNumber, ≥ 1 (0 = 1)
+	Code            *Code        `json:"code,omitempty"`  // n1 only: the document type (JDV_J07); ldl-ses is 11490-0
+	Title           string       `json:"title"`           //
+	Time            time.Time    `json:"time"`            // effectiveTime
+	Confidentiality string       `json:"confidentiality"` // N, R or V ("" = N)
+	Patient         Patient      `json:"patient"`
+	Author          Professional `json:"author"`
+	Custodian       Structure    `json:"custodian"`
 	// LegalAuthenticator defaults to the author; signed at Time.
 	LegalAuthenticator *Professional  `json:"legalAuthenticator,omitempty"`
 	Recipients         []Professional `json:"recipients,omitempty"`
-	ServiceEvent       ServiceEvent2  `json:"serviceEvent"`
-	Encounter          Encounter2     `json:"encounter"`
+	ServiceEvent       Act            `json:"serviceEvent"`
+	Encounter          Visit          `json:"encounter"`
 	Replaces           *OID           `json:"replaces,omitempty"`  // id of the version this one replaces (RPLC)
 	LDLSES             *LDLSES        `json:"ldlSes,omitempty"`    // ldl-ses body
 	PDF                []byte         `json:"pdf,omitempty"`       // n1 body (base64 in JSON)
@@ -107,19 +107,19 @@ func (a *Address) ad() []AD {
 
 // Professional is a health professional identified by idNat_PS ("8" + RPPS, …).
 type Professional struct {
-	ID           string         `json:"id"` // idNat_PS, e.g. 8 + RPPS
-	Prefix       string         `json:"prefix,omitempty"`
-	Given        string         `json:"given"`
-	Family       string         `json:"family"`
-	Suffix       string         `json:"suffix,omitempty"`
-	Specialty    *Code          `json:"specialty,omitempty"` // TRE_G15 (1.2.250.1.213.1.1.4.5)
-	Telecom      string         `json:"telecom,omitempty"`
-	Address      *Address       `json:"address,omitempty"`
-	Organization *Organization2 `json:"organization,omitempty"`
+	ID           string     `json:"id"` // idNat_PS, e.g. 8 + RPPS
+	Prefix       string     `json:"prefix,omitempty"`
+	Given        string     `json:"given"`
+	Family       string     `json:"family"`
+	Suffix       string     `json:"suffix,omitempty"`
+	Specialty    *Code      `json:"specialty,omitempty"` // TRE_G15 (1.2.250.1.213.1.1.4.5)
+	Telecom      string     `json:"telecom,omitempty"`
+	Address      *Address   `json:"address,omitempty"`
+	Organization *Structure `json:"organization,omitempty"`
 }
 
-// Organization2 is a structure identified by idNat_Struct ("1" + FINESS, "3" + SIRET, …).
-type Organization2 struct {
+// Structure is a health structure (organization) identified by idNat_Struct ("1" + FINESS, "3" + SIRET, …).
+type Structure struct {
 	ID              string   `json:"id"` // idNat_Struct
 	Name            string   `json:"name"`
 	Telecom         string   `json:"telecom,omitempty"`
@@ -127,16 +127,16 @@ type Organization2 struct {
 	PracticeSetting *Code    `json:"practiceSetting,omitempty"` // JDV_J04 (1.2.250.1.213.1.1.4.9)
 }
 
-// ServiceEvent2 is the documented act; its performer defaults to the author.
-type ServiceEvent2 struct {
+// Act is the documented act (serviceEvent); its performer defaults to the author.
+type Act struct {
 	Code      *Code         `json:"code,omitempty"` // e.g. IMP (2.16.840.1.113883.5.4)
 	Start     time.Time     `json:"start"`
 	End       time.Time     `json:"end,omitempty"`
 	Performer *Professional `json:"performer,omitempty"`
 }
 
-// Encounter2 is the stay, with the facility type (TRE_R02 SecteurActivite, e.g. SA01).
-type Encounter2 struct {
+// Visit is the encounter (stay or visit), with the facility type (TRE_R02 SecteurActivite, e.g. SA01).
+type Visit struct {
 	Start        time.Time `json:"start"`
 	End          time.Time `json:"end,omitempty"`
 	FacilityType Code      `json:"facilityType"`
@@ -443,7 +443,7 @@ func (pr *Professional) check(p *problems, field string) {
 	}
 }
 
-func (o *Organization2) check(p *problems, field string) {
+func (o *Structure) check(p *problems, field string) {
 	if _, err := mssante.ParseStructNationalID(o.ID); err != nil {
 		p.add(field+".id", "not an idNat_Struct (%v)", err)
 	}
@@ -538,7 +538,7 @@ func (pr *Professional) assignedEntity() AssignedEntity {
 }
 
 // org returns the organization; custodian organizations carry no practice setting.
-func (o *Organization2) org(custodian bool) *Organization {
+func (o *Structure) org(custodian bool) *Organization {
 	r := &Organization{IDs: []II{{Root: mssante.OIDIdNatStruct, Extension: o.ID}}, Name: o.Name,
 		Telecom: telecom(o.Telecom), Addr: o.Address.ad()}
 	if !custodian {

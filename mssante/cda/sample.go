@@ -15,7 +15,7 @@ import (
 func Sample(kind Kind) *Input {
 	paris := time.FixedZone("CET", 3600)
 	at := time.Date(2026, 3, 12, 10, 30, 0, 0, paris)
-	hospital := &Organization2{ID: "1750803447", Name: "Hôpital Exemple", Telecom: "tel:0100000000",
+	hospital := &Structure{ID: "1750803447", Name: "Hôpital Exemple", Telecom: "tel:0100000000",
 		Address:         &Address{Street: "1 rue de l'Exemple", PostalCode: "75015", City: "PARIS"},
 		PracticeSetting: &Code{Code: "ETABLISSEMENT", DisplayName: "Etablissement de santé", CodeSystem: OIDPracticeSetting}}
 	in := &Input{
@@ -35,9 +35,9 @@ func Sample(kind Kind) *Input {
 			Telecom:      "tel:0100000001",
 			Organization: hospital},
 		Custodian: *hospital,
-		ServiceEvent: ServiceEvent2{Code: &Code{Code: "IMP", DisplayName: "Hospitalisation (établissement, y compris HAD)", CodeSystem: OIDActCode},
+		ServiceEvent: Act{Code: &Code{Code: "IMP", DisplayName: "Hospitalisation (établissement, y compris HAD)", CodeSystem: OIDActCode},
 			Start: at.AddDate(0, 0, -7), End: at},
-		Encounter: Encounter2{Start: at.AddDate(0, 0, -7), End: at,
+		Encounter: Visit{Start: at.AddDate(0, 0, -7), End: at,
 			FacilityType: Code{Code: "SA01", DisplayName: "Etablissement public de santé", CodeSystem: OIDSecteurActivite}},
 	}
 	switch kind {
