@@ -241,12 +241,7 @@ func Build(in *Input) (*Document, error) {
 		d.RelatedDocuments = []RelatedDocument{rd}
 	}
 	enc := Encounter{EffectiveTime: *interval(in.Encounter.Start, in.Encounter.End)}
-	enc.Location = &struct {
-		HealthCareFacility struct {
-			IDs  []II `xml:"id"`
-			Code *CD  `xml:"code"`
-		} `xml:"healthCareFacility"`
-	}{}
+	enc.Location = &Location{}
 	if in.Encounter.FacilityID != "" {
 		enc.Location.HealthCareFacility.IDs = []II{{Root: mssante.OIDIdNatStruct, Extension: in.Encounter.FacilityID}}
 	}

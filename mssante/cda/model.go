@@ -296,15 +296,21 @@ type ComponentOf struct {
 
 // Encounter is the stay or visit the document belongs to.
 type Encounter struct {
-	IDs           []II  `xml:"id"`
-	Code          *CD   `xml:"code"`
-	EffectiveTime IVLTS `xml:"effectiveTime"`
-	Location      *struct {
-		HealthCareFacility struct {
-			IDs  []II `xml:"id"`
-			Code *CD  `xml:"code"`
-		} `xml:"healthCareFacility"`
-	} `xml:"location"`
+	IDs           []II      `xml:"id"`
+	Code          *CD       `xml:"code"`
+	EffectiveTime IVLTS     `xml:"effectiveTime"`
+	Location      *Location `xml:"location"`
+}
+
+// Location is where the encounter took place: the health-care facility and its type.
+type Location struct {
+	HealthCareFacility Facility `xml:"healthCareFacility"`
+}
+
+// Facility is the health-care facility (code: TRE_R02 SecteurActivite).
+type Facility struct {
+	IDs  []II `xml:"id"`
+	Code *CD  `xml:"code"`
 }
 
 // BodyComponent holds exactly one of the two bodies.
