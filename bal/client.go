@@ -238,13 +238,16 @@ func New(opts *Options) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the kept-alive submission connection, if any.
+// Close closes the kept-alive submission connection, if any, and folds the outbox journal.
 func (c *Client) Close() error {
 	c.smtpMu.Lock()
 	defer c.smtpMu.Unlock()
 	if c.smtp != nil {
 		c.smtp.close()
 		c.smtp = nil
+	}
+	if c.box != nil {
+		return c.box.close()
 	}
 	return nil
 }

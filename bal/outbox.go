@@ -1,6 +1,7 @@
 package bal
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +78,8 @@ type RecipientState struct {
 
 // Record is what the outbox keeps about one sent message.
 type Record struct {
+	// Version grows with every save; the newest copy wins.
+	Version      int              `json:"version"`
 	MessageID    string           `json:"message_id"`
 	EnvelopeID   string           `json:"envelope_id"`
 	MDNRequested bool             `json:"mdn_requested"`
@@ -95,22 +97,96 @@ func (r *Record) recipient(addr string) *RecipientState {
 }
 
 // outbox is the folder StateDir/outbox: for each sent message, named by its envelope ID (a
-// hash of the Message-ID), ENVID.eml (the exact bytes submitted) and ENVID.json (the
-// Record). Records are replaced atomically (temporary file, rename); the statuses that
-// follow a server's reply are also fsynced with the folder before Send returns, which is
-// what makes a retry after a crash safe. Nothing before that needs to survive a crash: the
-// caller sends the message again.
+// hash of the Message-ID), ENVID.eml (the bytes submitted, for large messages) and
+// ENVID.json (the Record). A change that must survive a crash (the statuses that follow a
+// server's reply, receipts) is appended to journal.log and fsynced before Send returns: one
+// append and one fsync, which is what makes a retry after a crash safe. The journal is folded
+// into the ENVID.json files (fsynced) when the outbox is opened and closed, or grows large.
+// One Client per state folder.
 type outbox struct {
-	dir string
-	mu  sync.Mutex // serialises record read-modify-write
+	dir     string
+	mu      sync.Mutex // serialises record read-modify-write and the journal
+	journal *os.File
+	size    int64
+	latest  map[string]*Record // journaled records newer than their ENVID.json
 }
+
+// maxJournal is the size above which the journal is folded into the record files.
+const maxJournal = 16 << 20
 
 func openOutbox(stateDir string) (*outbox, error) {
 	dir := filepath.Join(stateDir, "outbox")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bal: outbox: %w", err)
 	}
-	return &outbox{dir: dir}, nil
+	b := &outbox{dir: dir, latest: map[string]*Record{}}
+	if err := b.replay(); err != nil {
+		return nil, err
+	}
+	if err := b.fold(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// replay reads the journal left by an earlier run into latest.
+func (b *outbox) replay() error {
+	data, err := os.ReadFile(filepath.Join(b.dir, "journal.log"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bal: outbox journal: %w", err)
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var r Record
+		if len(line) == 0 || json.Unmarshal(line, &r) != nil || !validEnvelopeID(r.EnvelopeID) {
+			continue // a torn last line: that change was not acknowledged
+		}
+		if cur := b.latest[r.EnvelopeID]; cur == nil || r.Version >= cur.Version {
+			b.latest[r.EnvelopeID] = &r
+		}
+	}
+	return nil
+}
+
+// fold writes the journaled records to their files durably, then starts an empty journal.
+func (b *outbox) fold() error {
+	for _, r := range b.latest {
+		if snap, err := b.loadFile(r.EnvelopeID); err == nil && snap.Version > r.Version {
+			continue
+		}
+		data, _ := json.MarshalIndent(r, "", " ")
+		if err := writeFileAtomic(b.path(r.EnvelopeID, ".json"), data, true); err != nil {
+			return fmt.Errorf("bal: outbox: %w", err)
+		}
+	}
+	if b.journal != nil {
+		b.journal.Close()
+	}
+	f, err := os.OpenFile(filepath.Join(b.dir, "journal.log"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("bal: outbox journal: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	b.journal, b.size, b.latest = f, 0, map[string]*Record{}
+	return syncDir(b.dir)
+}
+
+// close folds the journal and closes it.
+func (b *outbox) close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.journal == nil {
+		return nil
+	}
+	err := b.fold()
+	b.journal.Close()
+	b.journal = nil
+	return err
 }
 
 // envelopeID derives the ENVID (RFC 3461 §4.4) from the Message-ID: printable, short, and
@@ -120,9 +196,26 @@ func envelopeID(messageID string) string {
 	return hex.EncodeToString(h[:16])
 }
 
+// validEnvelopeID reports whether s is an envelope ID this outbox made (32 hex digits): a
+// name that cannot leave the folder.
+func validEnvelopeID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func (b *outbox) path(envid, ext string) string { return filepath.Join(b.dir, envid+ext) }
 
-func (b *outbox) load(envid string) (*Record, error) {
+func (b *outbox) loadFile(envid string) (*Record, error) {
+	if !validEnvelopeID(envid) {
+		return nil, fs.ErrNotExist
+	}
 	data, err := os.ReadFile(b.path(envid, ".json"))
 	if err != nil {
 		return nil, err
@@ -134,13 +227,44 @@ func (b *outbox) load(envid string) (*Record, error) {
 	return &r, nil
 }
 
-// save replaces the record; durable also fsyncs it and the folder.
+// load returns a copy of the newest record of envid (caller holds mu).
+func (b *outbox) load(envid string) (*Record, error) {
+	if r := b.latest[envid]; r != nil {
+		return r.clone(), nil
+	}
+	return b.loadFile(envid)
+}
+
+// save records r (caller holds mu). durable appends it to the journal and fsyncs it;
+// otherwise it replaces ENVID.json without fsync.
 func (b *outbox) save(r *Record, durable bool) error {
-	data, err := json.MarshalIndent(r, "", " ")
+	r.Version++
+	if !durable {
+		data, err := json.MarshalIndent(r, "", " ")
+		if err != nil {
+			return err
+		}
+		return writeFileAtomic(b.path(r.EnvelopeID, ".json"), data, false)
+	}
+	if b.journal == nil {
+		return errors.New("bal: outbox closed")
+	}
+	line, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(b.path(r.EnvelopeID, ".json"), data, durable)
+	line = append(line, '\n')
+	if _, err := b.journal.Write(line); err != nil {
+		return err
+	}
+	if err := b.journal.Sync(); err != nil {
+		return err
+	}
+	b.latest[r.EnvelopeID] = r.clone()
+	if b.size += int64(len(line)); b.size > maxJournal {
+		return b.fold()
+	}
+	return nil
 }
 
 // update applies f to the record of envid under the lock and saves it, durably, when f
@@ -158,29 +282,10 @@ func (b *outbox) update(envid string, f func(*Record) bool) (*Record, error) {
 	return r, b.save(r, true)
 }
 
-// Records lists the outbox, oldest first.
-func (b *outbox) records() ([]*Record, error) {
-	ents, err := os.ReadDir(b.dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []*Record
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(name, ".") {
-			continue
-		}
-		r, err := b.load(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out, nil
+func (r *Record) clone() *Record {
+	c := *r
+	c.Recipients = append([]RecipientState(nil), r.Recipients...)
+	return &c
 }
 
 // writeFileSync writes data to path atomically and durably.
