@@ -116,8 +116,9 @@ type Options struct {
 	// PollInterval is how often the mailbox is checked when the server has no IDLE, and the
 	// longest an IDLE lasts before a check; default 1 minute.
 	PollInterval time.Duration
-	// SpoolThreshold is the size above which a received message is kept on disk and not in
-	// memory; default 1 MiB. MaxMessageSize (default 64 MiB) is the largest message accepted.
+	// SpoolThreshold is the size above which a message, sent or received, is kept in a file
+	// of StateDir and not in memory; default 1 MiB. MaxMessageSize (default 64 MiB) is the
+	// largest message sent or received.
 	SpoolThreshold, MaxMessageSize int64
 
 	// ReportingUA names this software in the MDNs it sends (RFC 8098 Reporting-UA).
@@ -145,8 +146,8 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 
-	discoverOnce sync.Once
-	discoverErr  error
+	discoverMu sync.Mutex
+	discovered bool
 
 	box *outbox
 
@@ -254,10 +255,19 @@ func (c *Client) Close() error {
 
 // Discover fills the submission and IMAP endpoints left empty in Options from DNS SRV
 // records under Options.Domain (RFC 6186 §3: _submission._tcp for STARTTLS submission,
-// _imaps._tcp preferred over _imap._tcp). It runs once; Send and Watch call it.
+// _imaps._tcp preferred over _imap._tcp). Send and Watch call it; once it succeeded it does
+// nothing more.
 func (c *Client) Discover(ctx context.Context) error {
-	c.discoverOnce.Do(func() { c.discoverErr = c.discover(ctx) })
-	return c.discoverErr
+	c.discoverMu.Lock()
+	defer c.discoverMu.Unlock()
+	if c.discovered {
+		return nil
+	}
+	if err := c.discover(ctx); err != nil {
+		return err // tried again on the next call
+	}
+	c.discovered = true
+	return nil
 }
 
 func (c *Client) discover(ctx context.Context) error {
