@@ -87,7 +87,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 // devTry returns the commands printed for the user to try, each one a command line of prog.
 func devTry(info *sandbox.Info, prog string) []string {
 	return []string{
-		fmt.Sprintf("%s selftest --state %s", prog, info.Dir),
+		fmt.Sprintf("%s selftest --dev %s", prog, info.Dir),
 		fmt.Sprintf("%s send --dev %s --from dpi@%s --to marie.durand@%s --cda %s --pdf %s --nil MSSANTE-GO-DEV --state %s --wait 30s",
 			prog, info.Dir, sandbox.Hopital, sandbox.Cabinet, info.SampleCDA, info.SamplePDF, filepath.Join(info.Dir, "hopital", "bal", "dpi-client")),
 		fmt.Sprintf("%s annuaire search --source extraction:%s --name durand", prog, info.Annuaire),

@@ -1,56 +1,89 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"net/textproto"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/bal"
 	"github.com/mssante-go/sdk/internal/sandbox"
-	"github.com/mssante-go/sdk/whitelist"
+	"github.com/mssante-go/sdk/mssante"
 )
 
-const selftestUsage = `[--state DIR] [--bal ADDRESS] [--outside ADDRESS] [--timeout D]
+const selftestUsage = `(--dev DIR | --from ADDRESS [connection options]) [--responder ADDRESS] [--outside ADDRESS]
 
-Runs the two acceptance checks of a BAL against the trust space of "mssante dev":
-  1. send a message to the test responder through the BAL's submission server and wait, on
-     the BAL's IMAP server, for its automatic answer; print the round trip;
-  2. confirm that a message to an address outside MSSanté is refused: by the liste blanche
-     (nothing is sent) and by the operator's submission server (5xx at RCPT).
+Runs the two acceptance checks of a BAL, with the BAL client a DPI embeds (package bal):
+  1. send a message to the test responder and wait, on the BAL's mailbox, for its automatic
+     answer (RFC 3834); print the round trip;
+  2. confirm that a message to an address outside MSSanté is refused: the client checks every
+     recipient against the liste blanche and sends nothing. With --dev, the operator's
+     submission server is also asked directly, and must refuse it (5xx).
+--dev DIR runs them in the trust space of "mssante dev" (default BAL dpi@hopital.dev.mssante.fr,
+its responder); otherwise give the connection options of "mssante send" for your BAL and
+operator; the responder is then reponse.automatique@test.mssante.fr.
 Exits 0 when both pass, 1 otherwise.`
+
+// selftestResponder is the test responder of the MSSanté trust space named by the seed.
+const selftestResponder = "reponse.automatique@test.mssante.fr"
 
 func runSelftest(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "selftest", selftestUsage)
-	state := fs.String("state", defaultDevState(), "state folder of \"mssante dev\"")
-	balAddr := fs.String("bal", "dpi@"+sandbox.Hopital, "the BAL that runs the checks")
+	var cf connFlags
+	cf.register(fs)
+	responder := fs.String("responder", "", "the test responder (default: the trust space's)")
 	outside := fs.String("outside", "selftest@example.com", "an address outside MSSanté")
-	timeout := fs.Duration("timeout", time.Minute, "how long to wait for the responder's answer")
+	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the responder's answer")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return exitCode(2, nil)
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() > 0 || (cf.dev == "" && cf.from == "") {
 		fs.Usage()
 		return exitCode(2, nil)
 	}
-	info, err := sandbox.Load(*state)
+	var info *sandbox.Info
+	if cf.dev != "" {
+		var err error
+		if info, err = sandbox.Load(cf.dev); err != nil {
+			return err
+		}
+		if cf.from == "" {
+			cf.from = "dpi@" + sandbox.Hopital
+		}
+		if info.BAL(cf.from) == nil {
+			return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s", cf.from, info.Dir))
+		}
+		if cf.state == "" { // the client's outbox and checkpoint stay with the trust space
+			cf.state = filepath.Join(info.Dir, "selftest", cf.from)
+		}
+		if *responder == "" {
+			*responder = info.Responder
+		}
+	}
+	if *responder == "" {
+		*responder = selftestResponder
+	}
+	if cf.nil_ == "" {
+		cf.nil_ = "MSSANTE-GO-SELFTEST"
+	}
+	client, err := cf.client(e)
 	if err != nil {
 		return err
 	}
-	if info.BAL(*balAddr) == nil {
-		return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s", *balAddr, info.Dir))
-	}
-	if info.Responder == "" {
-		return errors.New("this trust space runs no test responder")
-	}
+	defer client.Close()
+
 	failed := false
 	report := func(err error, okText string) {
 		if err != nil {
@@ -61,36 +94,37 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  ok    %s\n", okText)
 	}
 
-	fmt.Fprintf(e.stdout, "1. %s → %s and back\n", *balAddr, info.Responder)
-	rtt, err := selftestRoundTrip(ctx, info, *balAddr, *timeout)
-	report(err, fmt.Sprintf("automatic answer received after %s (submission, relay between operators, responder, relay back, IMAP)",
+	fmt.Fprintf(e.stdout, "1. %s → %s and back\n", cf.from, *responder)
+	rtt, err := selftestRoundTrip(ctx, client, cf.from, *responder, cf.nil_, *timeout)
+	report(err, fmt.Sprintf("automatic answer received after %s (submission, relay to the responder's operator, relay back, IMAP)",
 		rtt.Round(time.Millisecond)))
 
-	fmt.Fprintf(e.stdout, "2. %s → %s (not MSSanté) is refused\n", *balAddr, *outside)
-	list, err := info.Whitelist()
+	fmt.Fprintf(e.stdout, "2. %s → %s (not MSSanté) is refused\n", cf.from, *outside)
+	msg, err := selftestMail(cf.from, *outside, selftestID(cf.from), cf.nil_)
 	if err == nil {
-		_, domain, _ := cutAt(*outside)
-		if err = list.CheckDomain(domain); errors.Is(err, whitelist.ErrDomainNotListed) {
-			report(nil, "the liste blanche does not list "+domain+": a BAL client sends nothing")
-		} else if err == nil {
-			report(fmt.Errorf("%s is on the liste blanche", domain), "")
-		} else {
-			report(err, "")
-		}
-	} else {
-		report(fmt.Errorf("liste blanche: %w", err), "")
+		_, err = client.Send(ctx, msg, nil)
 	}
-	msg := selftestMessage(*balAddr, *outside, selftestID())
-	err = info.Submit(ctx, *balAddr, []string{*outside}, msg)
-	var se *smtp.SMTPError
 	switch {
-	case errors.As(err, &se) && se.Code >= 500:
-		report(nil, fmt.Sprintf("the submission server refused it: %d %d.%d.%d %s", se.Code,
-			se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message))
+	case errors.Is(err, bal.ErrNotWhitelisted):
+		report(nil, "the liste blanche does not list it: the BAL client sent nothing")
 	case err == nil:
-		report(errors.New("the submission server accepted a message for a domain outside MSSanté"), "")
+		report(errors.New("the BAL client sent a message to a domain outside MSSanté"), "")
 	default:
-		report(fmt.Errorf("the submission server did not answer as expected: %w", err), "")
+		report(fmt.Errorf("unexpected error: %w", err), "")
+	}
+	if info != nil {
+		// Ask the operator directly, as a client that does not check the list would.
+		err := info.Submit(ctx, cf.from, []string{*outside}, selftestMessage(cf.from, *outside, selftestID(cf.from)))
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se) && se.Code >= 500:
+			report(nil, fmt.Sprintf("the submission server refused it too: %d %d.%d.%d %s", se.Code,
+				se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message))
+		case err == nil:
+			report(errors.New("the submission server accepted a message for a domain outside MSSanté"), "")
+		default:
+			report(fmt.Errorf("the submission server did not answer as expected: %w", err), "")
+		}
 	}
 	if failed {
 		return exitCode(1, errors.New("selftest failed"))
@@ -99,45 +133,80 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func cutAt(addr string) (string, string, bool) {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == '@' {
-			return addr[:i], addr[i+1:], true
-		}
-	}
-	return addr, "", false
-}
-
-func selftestID() string {
+// selftestID returns a new Message-ID on the domain of from (as MSSanté asks).
+func selftestID(from string) string {
 	b := make([]byte, 8)
 	rand.Read(b)
-	return "selftest." + hex.EncodeToString(b) + "@mssante-go"
+	_, domain, _ := strings.Cut(from, "@")
+	return "selftest." + hex.EncodeToString(b) + "@" + domain
 }
 
+// selftestMail is the test message as the BAL client sends it.
+func selftestMail(from, to, id, nil_ string) (*mssante.Message, error) {
+	f, err := mssante.ParseAddress(from)
+	if err != nil {
+		return nil, err
+	}
+	t, err := mssante.ParseAddress(to)
+	if err != nil {
+		return nil, err
+	}
+	return &mssante.Message{From: f, To: []mssante.Address{t}, MessageID: strings.Trim(id, "<>"), Subject: "mssante selftest",
+		Text: "Test d'émission et de réception (mssante selftest).", NIL: nil_}, nil
+}
+
+// selftestMessage is the raw test message of the direct submission check.
 func selftestMessage(from, to, id string) []byte {
 	return []byte(fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: mssante selftest\r\nMessage-ID: <%s>\r\nDate: %s\r\n"+
 		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTest d'émission et de réception (mssante selftest).\r\n",
 		from, to, id, time.Now().Format(time.RFC1123Z)))
 }
 
-// selftestRoundTrip sends to the responder and waits for the answer that refers to the sent
-// message (In-Reply-To), returning the time it took.
-func selftestRoundTrip(ctx context.Context, info *sandbox.Info, bal string, timeout time.Duration) (time.Duration, error) {
+// selftestRoundTrip sends to the responder and watches the BAL until the answer that refers to
+// the sent message (In-Reply-To) arrives, returning the time it took.
+func selftestRoundTrip(ctx context.Context, c *bal.Client, from, responder, nil_ string, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	id := selftestID()
+	id := selftestID(from)
+	msg, err := selftestMail(from, responder, id, nil_)
+	if err != nil {
+		return 0, err
+	}
 	start := time.Now()
-	if err := info.Submit(ctx, bal, []string{info.Responder}, selftestMessage(bal, info.Responder, id)); err != nil {
+	if _, err := c.Send(ctx, msg, nil); err != nil {
 		return 0, fmt.Errorf("sending to the responder: %w", err)
 	}
-	reply, err := info.WaitFor(ctx, bal, func(raw []byte) bool {
-		return bytes.Contains(raw, []byte("In-Reply-To: <"+id+">"))
-	})
-	if err != nil {
+	var rtt time.Duration
+	var answerErr error
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = c.Watch(wctx, func(_ context.Context, m *bal.Incoming) error {
+		h, err := selftestHeader(m)
+		if err != nil || !strings.Contains(h.Get("In-Reply-To"), "<"+id+">") {
+			return nil // another message: the DPI would integrate it
+		}
+		rtt = time.Since(start)
+		if !strings.EqualFold(strings.TrimSpace(h.Get("Auto-Submitted")), "auto-replied") {
+			answerErr = errors.New("the answer is not marked Auto-Submitted: auto-replied (RFC 3834)")
+		}
+		stop()
+		return nil
+	}, nil)
+	if rtt == 0 {
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("no answer within %s", timeout)
+		}
 		return 0, fmt.Errorf("waiting for the responder's answer: %w", err)
 	}
-	if !bytes.Contains(reply, []byte("Auto-Submitted: auto-replied")) {
-		return 0, errors.New("the answer is not marked Auto-Submitted: auto-replied (RFC 3834)")
+	return rtt, answerErr
+}
+
+// selftestHeader reads the header of a received message.
+func selftestHeader(m *bal.Incoming) (textproto.MIMEHeader, error) {
+	r, err := m.Open()
+	if err != nil {
+		return nil, err
 	}
-	return time.Since(start), nil
+	defer r.Close()
+	return textproto.NewReader(bufio.NewReader(r)).ReadMIMEHeader()
 }
