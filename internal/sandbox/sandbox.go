@@ -283,6 +283,7 @@ type Sandbox struct {
 	stores    []*mailbox.SQLite
 	connDone  []chan error
 	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start builds (or reloads) the sandbox in opts.Dir and starts its servers. Close stops them.
@@ -650,14 +651,25 @@ func quoteList(l []string) string {
 	return strings.Join(q, ", ")
 }
 
-// Close stops every server of the sandbox and closes its stores. The state folder stays.
+// stopTimeout bounds the stop of each connector (its own grace period for open sessions is
+// 30 s): Ctrl-C must never hang.
+const stopTimeout = 45 * time.Second
+
+// Close stops every server of the sandbox and closes its stores. The state folder stays. An
+// error reports a connector that did not stop in time (its store is then left open).
 func (s *Sandbox) Close() error {
 	s.closeOnce.Do(func() {
 		if s.cancel != nil {
 			s.cancel()
 		}
-		for _, d := range s.connDone {
-			<-d
+		stuck := false
+		for i, d := range s.connDone {
+			select {
+			case <-d:
+			case <-time.After(stopTimeout):
+				stuck = true
+				s.closeErr = errors.Join(s.closeErr, fmt.Errorf("sandbox: connector %s did not stop within %s", s.Info.Operators[i].Name, stopTimeout))
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -668,11 +680,13 @@ func (s *Sandbox) Close() error {
 			s.httpSrv.Shutdown(ctx)
 		}
 		s.wg.Wait()
-		for _, st := range s.stores {
-			st.Close()
+		if !stuck {
+			for _, st := range s.stores {
+				st.Close()
+			}
 		}
 	})
-	return nil
+	return s.closeErr
 }
 
 // Store returns the mailbox store of the operator named name ("hopital", "cabinet"), for tests.
