@@ -177,3 +177,29 @@ func TestWatchRefusesBadConfig(t *testing.T) {
 		t.Fatalf("nil handler: %v", err)
 	}
 }
+
+// TestWatchStartTLSPlainOnDovecot: IMAP with STARTTLS on 143-style port and SASL PLAIN (the
+// certificate is still required by Dovecot); a wrong password is a final ErrAuth.
+func TestWatchStartTLSPlainOnDovecot(t *testing.T) {
+	p := newTestPKI(t)
+	peers := startMailPeers(t, p)
+	rec := newRecorder()
+	c := watchClient(t, p, peers, t.TempDir(), func(o *Options) {
+		o.IMAP = Endpoint{Addr: peers.imap, Security: StartTLS}
+		o.Auth, o.Username, o.Password = AuthPlain, testBAL, "secret"
+	})
+	stop := startWatch(t, c, rec.handler(checkLettre), nil)
+	peers.deliverMaildir(t, rawLettre(t, "UN", "p@test.example"))
+	rec.waitFor(t, "message", 30*time.Second, func() bool { return rec.handled["p@test.example"] == 1 })
+	stop()
+
+	bad := watchClient(t, p, peers, t.TempDir(), func(o *Options) {
+		o.IMAP = Endpoint{Addr: peers.imap, Security: StartTLS}
+		o.Auth, o.Username, o.Password = AuthPlain, testBAL, "wrong"
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bad.Watch(ctx, rec.handler(checkLettre), nil); !errors.Is(err, ErrAuth) {
+		t.Fatalf("wrong password: %v", err)
+	}
+}
