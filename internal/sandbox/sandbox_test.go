@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/annuaire"
@@ -112,6 +114,24 @@ func TestRefusals(t *testing.T) {
 	if err == nil {
 		t.Fatal("a From that is not the BAL was accepted")
 	}
+	// IMAP with STARTTLS (port 143): a PER BAL logs in with its password after the upgrade.
+	per := "jean.dupont@" + sandbox.Hopital
+	op := info.OperatorOf(per)
+	host, _, _ := net.SplitHostPort(op.IMAP)
+	tcfg, err := info.ClientTLS(nil, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := imapclient.DialStartTLS(op.IMAP, &imapclient.Options{TLSConfig: tcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ic.Login(per, info.BAL(per).Password).Wait(); err != nil {
+		t.Fatalf("IMAP STARTTLS login: %v", err)
+	}
+	ic.Logout().Wait()
+	ic.Close()
+
 	// A PER BAL with a wrong password.
 	bad := *info
 	bad.Operators = nil
@@ -127,7 +147,6 @@ func TestRefusals(t *testing.T) {
 		}
 		bad.Operators = append(bad.Operators, &o)
 	}
-	per := "jean.dupont@" + sandbox.Hopital
 	if err := bad.Submit(ctx, per, []string{"marie.durand@" + sandbox.Cabinet}, message(per, "marie.durand@"+sandbox.Cabinet, "z@test")); err == nil {
 		t.Fatal("wrong password accepted")
 	}
