@@ -3,8 +3,10 @@
 # their unavoidable parts (issue #5: ratio ≤ 1.25):
 #   pack: base64 of the PDF + SHA-1 and deflate of the CDA
 #   read: inflate + SHA-1 of the CDA + base64 decoding of the PDF
-# Both sides run alternately in the same benchmark loop (same machine load); this prints the
-# medians over COUNT runs (default 7) of each side's time and of the ratio.
+# Both sides run alternately in the same benchmark loop (same machine load). Printed: medians
+# over COUNT runs (default 7) of each side's wall and CPU time per operation and of the ratios.
+# CPU time (process user+system, garbage collection included) is the steadier figure when
+# other work shares the machine.
 set -eu
 cd "$(dirname "$0")/../.."
 COUNT=${COUNT:-7}
@@ -12,11 +14,7 @@ go test -run '^$' -bench '^BenchmarkN1(Pack|Read)$' -benchtime 3x -count "$COUNT
 awk -v count="$COUNT" '
 /^BenchmarkN1/ {
 	name = $1; sub(/-[0-9]+$/, "", name); sub(/^BenchmarkN1/, "", name)
-	for (i = 4; i < NF; i++) {
-		if ($(i+1) == "sdk-ms/op") s[name] = s[name] " " $i
-		if ($(i+1) == "baseline-ms/op") b[name] = b[name] " " $i
-		if ($(i+1) == "ratio") r[name] = r[name] " " $i
-	}
+	for (i = 4; i < NF; i++) v[name, $(i+1)] = v[name, $(i+1)] " " $i
 }
 function median(x,   a, n, i, j, t) {
 	n = split(x, a, " ")
@@ -27,6 +25,8 @@ END {
 	split("Pack Read", ops, " ")
 	for (k = 1; k <= 2; k++) {
 		o = ops[k]
-		printf "%-5s sdk %7.1f ms  baseline %7.1f ms  ratio %.2f  (medians of %d runs; limit 1.25)\n", tolower(o), median(s[o]), median(b[o]), median(r[o]), count
+		printf "%-5s wall: sdk %6.1f ms  baseline %6.1f ms  ratio %.2f | cpu: sdk %6.1f ms  baseline %6.1f ms  ratio %.2f  (medians of %d; limit 1.25)\n",
+			tolower(o), median(v[o, "sdk-ms/op"]), median(v[o, "baseline-ms/op"]), median(v[o, "ratio"]),
+			median(v[o, "sdk-cpu-ms/op"]), median(v[o, "baseline-cpu-ms/op"]), median(v[o, "cpu-ratio"]), count
 	}
 }'
