@@ -183,8 +183,7 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 	}
 	sp := &spoolWriter{dir: c.box.dir, threshold: c.opts.SpoolThreshold}
 	defer sp.discard()
-	h := sha256.New()
-	lw := &limitWriter{w: io.MultiWriter(sp, h), n: c.opts.MaxMessageSize}
+	lw := &limitWriter{w: sp, n: c.opts.MaxMessageSize}
 	if err := write(lw); err != nil {
 		return nil, fmt.Errorf("%w: writing it: %w", ErrMessage, err)
 	}
@@ -237,6 +236,14 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 	var prefix strings.Builder
 	msgID, _ := hdr.MessageID()
 	if msgID == "" {
+		h := sha256.New()
+		all, err := sp.reader()
+		if err == nil {
+			_, err = io.Copy(h, all)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bal: outbox: %w", err)
+		}
 		_, dom, _ := splitAddress(c.opts.Address)
 		msgID = hex.EncodeToString(h.Sum(nil)[:16]) + "@" + dom
 		fmt.Fprintf(&prefix, "Message-ID: <%s>\r\n", msgID)

@@ -558,3 +558,26 @@ func TestBackoffBoundedWithJitter(t *testing.T) {
 		t.Fatalf("no jitter: %d distinct delays", len(seen))
 	}
 }
+
+// A raw message without Message-ID gets one derived from its content: the same bytes sent
+// twice are one message.
+func TestSendRawDerivedMessageID(t *testing.T) {
+	p := newTestPKI(t)
+	f := startFakeSubmission(t, p, true)
+	c := newTestClient(t, p, f.addr)
+	raw := []byte("From: <" + testBAL + ">\r\nTo: <a@test.example>\r\nSubject: x\r\n\r\nbody\r\n")
+	r1, err := c.SendRaw(context.Background(), bytes.NewReader(raw), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c.SendRaw(context.Background(), bytes.NewReader(raw), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.MessageID == "" || r1.MessageID != r2.MessageID || !r2.Recipients[0].AlreadySent || len(f.received()) != 1 {
+		t.Fatalf("ids %q %q, received %d", r1.MessageID, r2.MessageID, len(f.received()))
+	}
+	if got := f.received()[0].data; !bytes.Contains(got, []byte("Message-ID: <"+r1.MessageID+">")) {
+		t.Fatalf("Message-ID not added:\n%s", got)
+	}
+}
