@@ -2,6 +2,8 @@ package connector
 
 import (
 	"bytes"
+	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -28,8 +30,29 @@ import (
 type crlfGuard struct {
 	rawRead, rawWrite atomic.Bool // set by guardConn, consumed by Write
 	violated          atomic.Bool
-	prevCR            bool // last byte read was a CR (only go-smtp's goroutine of the connection reads)
+
+	// The rest is touched only by go-smtp's goroutine of the connection, which does all reads.
+	prevCR bool // the last byte of the command and DATA stream was a CR
+	// BDAT chunks (RFC 3030) are counted, not lines: their content is checked as one stream
+	// across chunks, so that a CRLF split between two chunks passes.
+	mode      guardMode
+	left      uint64 // BDAT bytes still to come in the current chunk
+	last      bool   // the current chunk is the LAST one
+	contentCR bool   // the last BDAT content byte was a CR
+	line      []byte // start of the current line, to recognise DATA, BDAT and "."
+	lineLen   int
 }
+
+type guardMode uint8
+
+const (
+	modeCommand guardMode = iota
+	modeData              // after a DATA command until the "." line
+	modeBDAT              // inside a BDAT chunk
+)
+
+// maxGuardLine is how much of a line the guard keeps: enough for "BDAT 4294967295 LAST".
+const maxGuardLine = 40
 
 // bad reports whether a bare CR or LF has been read on the connection.
 func (g *crlfGuard) bad() bool { return g.violated.Load() }
@@ -46,11 +69,103 @@ func (g *crlfGuard) Write(p []byte) (int, error) {
 	if g.violated.Load() {
 		return 0, errBareLF
 	}
-	var ok bool
-	if g.prevCR, ok = scanCRLF(g.prevCR, p); !ok {
+	if !g.input(p) {
 		g.violated.Store(true)
 	}
 	return len(p), nil
+}
+
+// input follows the client's bytes: lines of commands and DATA, counted BDAT chunks. Commands
+// are recognised as go-smtp parses them. The DATA mode starts at the DATA command even if
+// go-smtp then refuses it: a client sending data before 354 gets the line check, never a skipped
+// byte. After a BDAT command with a size go-smtp parses, that many bytes follow (go-smtp reads
+// them whether it accepts the chunk or not).
+func (g *crlfGuard) input(p []byte) bool {
+	for len(p) > 0 {
+		if g.mode == modeBDAT {
+			n := min(uint64(len(p)), g.left)
+			var ok bool
+			if g.contentCR, ok = scanCRLF(g.contentCR, p[:n]); !ok {
+				return false
+			}
+			p, g.left = p[n:], g.left-n
+			if g.left == 0 {
+				g.mode = modeCommand
+				if g.last {
+					if g.contentCR { // a message ending in a bare CR
+						return false
+					}
+					g.contentCR = false
+				}
+			}
+			continue
+		}
+		seg, rest, eol := p, []byte(nil), false
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			seg, rest, eol = p[:i+1], p[i+1:], true
+		}
+		var ok bool
+		if g.prevCR, ok = scanCRLF(g.prevCR, seg); !ok {
+			return false
+		}
+		if room := maxGuardLine - len(g.line); room > 0 {
+			g.line = append(g.line, seg[:min(room, len(seg))]...)
+		}
+		g.lineLen += len(seg)
+		if eol {
+			g.endLine()
+		}
+		p = rest
+	}
+	return true
+}
+
+// endLine acts on a complete line (its CRLF checked).
+func (g *crlfGuard) endLine() {
+	var l []byte
+	if g.lineLen == len(g.line) {
+		l = g.line[:len(g.line)-2] // without CRLF
+	}
+	g.line, g.lineLen = g.line[:0], 0
+	if l == nil {
+		return // a long line: neither a DATA, BDAT nor "." line
+	}
+	switch g.mode {
+	case modeData:
+		if string(l) == "." {
+			g.mode = modeCommand
+		}
+	case modeCommand:
+		// As go-smtp's parseCmd and handleData/handleBdat read a command.
+		if len(l) < 4 || len(l) == 5 || len(l) > 5 && l[4] != ' ' {
+			return
+		}
+		verb, arg := strings.ToUpper(string(l[:4])), ""
+		if len(l) > 5 {
+			arg = strings.TrimSpace(string(l[5:]))
+		}
+		switch verb {
+		case "DATA":
+			if arg == "" {
+				g.mode = modeData
+			}
+		case "BDAT":
+			args := strings.Fields(arg)
+			if len(args) == 0 || len(args) > 2 || len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
+				return
+			}
+			size, err := strconv.ParseUint(args[0], 10, 32)
+			if err != nil {
+				return
+			}
+			g.last = len(args) == 2
+			if g.left = size; size > 0 {
+				g.mode = modeBDAT
+			} else if g.last && g.contentCR {
+				g.violated.Store(true)
+			}
+		}
+	}
 }
 
 // scanCRLF checks that every CR of p is followed by LF and every LF preceded by CR, given

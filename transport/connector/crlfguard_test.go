@@ -2,8 +2,10 @@ package connector
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -207,13 +209,21 @@ func naiveBareCRLF(p []byte) bool {
 	return false
 }
 
-// FuzzCRLFGuard feeds a stream cut into reads and replies into the guard and compares its verdict
-// with a check of the whole stream at once.
+// FuzzCRLFGuard feeds a stream cut into reads, with a reply between them, into the guard: its
+// verdict and state are those of the whole stream read at once, and without BDAT chunks (whose
+// content is checked across chunks) the verdict is that of a byte loop over the whole stream.
 func FuzzCRLFGuard(f *testing.F) {
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\n"), []byte{3, 9})
 	f.Add([]byte("hello\r\n.\rMAIL FROM:<a@b>\r\n"), []byte{7, 8})
 	f.Add([]byte("a\r\nb\n"), []byte{2})
+	f.Add([]byte("DATA\r\nBDAT 3\r\nab\r\n.\r\nBDAT 3\r\nab\rBDAT 1 LAST\r\n\n"), []byte{20, 2, 5})
 	f.Fuzz(func(t *testing.T, stream, cuts []byte) {
+		state := func(g *crlfGuard) string {
+			return fmt.Sprint(g.bad(), g.prevCR, g.contentCR, g.mode, g.left)
+		}
+		whole := &crlfGuard{}
+		whole.rawRead.Store(true)
+		whole.Write(stream)
 		g := &crlfGuard{}
 		rest := stream
 		for _, c := range cuts {
@@ -226,7 +236,6 @@ func FuzzCRLFGuard(f *testing.F) {
 				t.Fatal("error without a violation")
 			}
 			rest = rest[n:]
-			// A reply between two reads does not disturb the input's state.
 			g.rawWrite.Store(true)
 			g.Write([]byte("250 2.0.0 Ok\r\n"))
 		}
@@ -234,12 +243,69 @@ func FuzzCRLFGuard(f *testing.F) {
 			g.rawRead.Store(true)
 			g.Write(rest)
 		}
-		want := naiveBareCRLF(stream)
-		got := g.bad() || g.prevCR
-		if got != want {
+		if g.bad() != whole.bad() || !g.bad() && state(g) != state(whole) {
+			t.Fatalf("cut into reads: %s, at once: %s, for %q", state(g), state(whole), stream)
+		}
+		if bytes.Contains(bytes.ToUpper(stream), []byte("BDAT")) {
+			return
+		}
+		if got, want := g.bad() || g.prevCR, naiveBareCRLF(stream); got != want {
 			t.Fatalf("guard says bad=%v (pending CR %v), whole stream says %v for %q", g.bad(), g.prevCR, want, stream)
 		}
 	})
+}
+
+// BDAT chunks (RFC 3030) are framed by size: a CRLF split between two chunks passes, a bare LF
+// in a chunk or a message ending in a bare CR is refused.
+func TestBareCRLFInBDAT(t *testing.T) {
+	p := testPKI(t)
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	hdr := "From: <x@a.mssante.test>\r\n\r\n"
+	for _, c := range []struct {
+		name   string
+		chunks []string
+		want   string
+	}{
+		{"CRLF split between chunks", []string{hdr + "hello\r", "\nbye\r\n"}, "250"},
+		{"bare LF in a chunk", []string{hdr + "hello\n", "bye\r\n"}, "554 5.5.2"},
+		{"ends in a bare CR", []string{hdr + "hello\r"}, "554 5.5.2"},
+		{"ends in a bare CR, empty LAST", []string{hdr + "hello\r", ""}, "554 5.5.2"},
+		{"bare CR then the next chunk", []string{hdr + "hello\r", "x\r\n"}, "554 5.5.2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := b.q.Stats().Messages
+			s := rawDial(t, b.relayAddr, clientTLS(a.server, p))
+			s.cmd("MAIL FROM:<x@a.mssante.test>", "250")
+			s.cmd("RCPT TO:<dr@b.mssante.test>", "250")
+			var got string
+			for i, ch := range c.chunks {
+				last := ""
+				if i == len(c.chunks)-1 {
+					last = " LAST"
+				}
+				s.write(fmt.Sprintf("BDAT %d%s\r\n%s", len(ch), last, ch))
+				if got = s.reply(); last == "" && !strings.HasPrefix(got, "250") {
+					break
+				}
+			}
+			if !strings.HasPrefix(got, c.want) {
+				t.Fatalf("reply %q, want %s", got, c.want)
+			}
+			if c.want == "250" {
+				s.cmd("QUIT", "221")
+				if b.q.Stats().Messages != before+1 {
+					t.Fatal("message not queued")
+				}
+				return
+			}
+			s.closed()
+			if b.q.Stats().Messages != before {
+				t.Fatal("message queued")
+			}
+		})
+	}
 }
 
 // BenchmarkCRLFGuard is the guard's cost per byte read: a 10 KiB message of 78-byte lines in

@@ -109,7 +109,7 @@ type nodeOpts struct {
 	timeout  time.Duration
 }
 
-func newNode(t *testing.T, domain string, o *nodeOpts) *node {
+func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 	t.Helper()
 	if o == nil {
 		o = &nodeOpts{}
@@ -324,12 +324,12 @@ func (n *node) read(t *testing.T, addr string) []string {
 
 // rawSession drives SMTP by hand over STARTTLS (for smuggling payloads).
 type rawSession struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 	r *bufio.Reader
 }
 
-func rawDial(t *testing.T, addr string, tc *tls.Config) *rawSession {
+func rawDial(t testing.TB, addr string, tc *tls.Config) *rawSession {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
