@@ -209,21 +209,36 @@ func (l *LDAP) Search(ctx context.Context, q Query) (*Result, error) {
 // ErrTooManyResults reports a query that matches more entries than LDAPOptions.MaxResults.
 var ErrTooManyResults = errors.New("annuaire: too many results: refine the query")
 
-// search runs a paged search and returns its entries, failing beyond max.
+// search runs a paged search and returns its entries, failing beyond max. A reused
+// connection that turns out to be broken (the server closed it while idle) is replaced and
+// the search made once more: searches are read-only.
 func (l *LDAP) search(ctx context.Context, filter string, max int) ([]*ldap.Entry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if l.conn == nil || l.conn.IsClosing() {
-		c, err := l.connect(ctx)
-		if err != nil {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		l.conn = c
+		fresh := false
+		if l.conn == nil || l.conn.IsClosing() {
+			c, err := l.connect(ctx)
+			if err != nil {
+				return nil, err
+			}
+			l.conn, fresh = c, true
+		}
+		c := l.conn
+		out, err := l.searchOn(ctx, c, filter, max)
+		if err == nil || fresh || attempt > 0 || ctx.Err() != nil || !ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
+			return out, err
+		}
+		l.log.Debug("annuaire: LDAP connection lost, reconnecting")
+		c.Close()
+		l.conn = nil
 	}
-	c := l.conn
+}
+
+func (l *LDAP) searchOn(ctx context.Context, c *ldap.Conn, filter string, max int) ([]*ldap.Entry, error) {
 	attrs := []string{}
 	for _, a := range append(l.profile.Columns[:], l.profile.Description) {
 		if a != "" {

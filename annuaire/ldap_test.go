@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -172,6 +173,18 @@ func TestLDAPPaging(t *testing.T) {
 type stallProxy struct {
 	ln      net.Listener
 	stalled atomic.Bool
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+// drop closes every connection made so far, as a server does with idle clients.
+func (p *stallProxy) drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
 
 func newStallProxy(t *testing.T, target string) *stallProxy {
@@ -192,6 +205,9 @@ func newStallProxy(t *testing.T, target string) *stallProxy {
 				c.Close()
 				continue
 			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
 			go func() { io.Copy(s, c); s.Close() }()
 			go func() {
 				buf := make([]byte, 4096)
@@ -263,6 +279,19 @@ func TestLDAPCancel(t *testing.T) {
 		t.Fatalf("the timeout took %v", d)
 	}
 	p.stalled.Store(false)
+	// A connection the server closed while idle: replaced without the caller noticing.
+	if _, err := l.Search(ctx, Query{Type: ORG, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Whether the client noticed the close (a new connection) or finds out by its request
+	// (the search is made again on a new one), the caller gets its answer.
+	for _, wait := range []time.Duration{50 * time.Millisecond, 0} {
+		p.drop()
+		time.Sleep(wait)
+		if r, err := l.Search(ctx, Query{Type: ORG, Limit: 2}); err != nil || len(r.Entries) != 2 {
+			t.Fatalf("search after the server closed the connection (wait %v): %v", wait, err)
+		}
+	}
 	// An expired context never reaches the server.
 	dctx, cancel2 := context.WithDeadline(ctx, time.Now().Add(-time.Second))
 	defer cancel2()
