@@ -183,8 +183,18 @@ func TestDoctorBrokenCertificates(t *testing.T) {
 			[]string{"ok    SMTP STARTTLS " + host, "warn  certificate of " + host + ": expires on", "in 29 days"}},
 		{"wrong host", mustLeaf(pki.Server("mx.autre.mssante.fr", nil)), tls.VersionTLS12,
 			[]string{"fail  SMTP STARTTLS " + host, "not valid for the host name", "must name " + host}},
+		{"revoked", mustLeaf(pki.Server(host, &testpki.LeafOptions{Revoked: true})), tls.VersionTLS12,
+			[]string{"fail  SMTP STARTTLS " + host, "certificate revoked", "install a new one"}},
 		{"TLS 1.1 and an unlisted DN", mustLeaf(pki.Server(host, nil)), tls.VersionTLS10,
 			[]string{"fail  TLS 1.1 refused by " + host, "fail  certificate of " + host + " DN listed for " + d, "is not listed"}},
+	}
+	// The CRL of the trust space now lists the revoked leaf.
+	crl, err := pki.CRL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sb.Info.CRLFile, crl, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
