@@ -284,7 +284,7 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 			"publish an MX record naming the host of your connector's relay (port 25)")
 	}
 	var presented []*x509.Certificate
-	first := ""
+	first, firstIP := "", ""
 	for _, h := range hosts {
 		lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		ips, err := cfg.Resolver.LookupHost(lctx, h)
@@ -296,7 +296,7 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 		add(doctorOK, "A/AAAA "+h, strings.Join(ips, ", "), "")
 		addr := cfg.Addr(h, ips[0], "smtp")
 		if first == "" {
-			first = h
+			first, firstIP = h, ips[0]
 		}
 		leaf, cs, err := doctorDial(ctx, cfg, h, addr, "smtp", nil)
 		name := fmt.Sprintf("SMTP STARTTLS %s (%s)", h, addr)
@@ -363,9 +363,8 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 
 	// The other ports of the first MX host.
 	if first != "" {
-		ips, _ := cfg.Resolver.LookupHost(ctx, first)
 		for _, svc := range []string{"submission", "submissions", "imaps"} {
-			addr := cfg.Addr(first, ips[0], svc)
+			addr := cfg.Addr(first, firstIP, svc)
 			name := fmt.Sprintf("%s %s (%s)", svc, first, addr)
 			_, cs, err := doctorDial(ctx, cfg, first, addr, svc, nil)
 			var op *net.OpError
