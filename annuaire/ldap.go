@@ -229,7 +229,8 @@ func (l *LDAP) search(ctx context.Context, filter string, max int) ([]*ldap.Entr
 		}
 		c := l.conn
 		out, err := l.searchOn(ctx, c, filter, max)
-		if err == nil || fresh || attempt > 0 || ctx.Err() != nil || !ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
+		broken := c.IsClosing() || ldap.IsErrorWithCode(err, ldap.ErrorNetwork)
+		if err == nil || fresh || attempt > 0 || ctx.Err() != nil || !broken {
 			return out, err
 		}
 		l.log.Debug("annuaire: LDAP connection lost, reconnecting")
