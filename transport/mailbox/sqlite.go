@@ -66,7 +66,6 @@ CREATE TABLE IF NOT EXISTS bal (
 	created INTEGER NOT NULL,
 	used INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX IF NOT EXISTS bal_cert_dn ON bal(cert_dn_key) WHERE cert_dn_key <> '';
 CREATE TABLE IF NOT EXISTS mailbox (
 	id INTEGER PRIMARY KEY,
 	bal TEXT NOT NULL REFERENCES bal(address) ON DELETE CASCADE,
@@ -127,6 +126,10 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 		db.Close()
 		return nil, fmt.Errorf("mailbox: create schema: %w", err)
 	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.collectGarbage(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -146,6 +149,59 @@ func (s *SQLite) logger() *slog.Logger {
 		return s.opts.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// migrate adds the columns that stores created by earlier versions lack (the schema only
+// grows: CREATE TABLE IF NOT EXISTS leaves existing tables as they are).
+func (s *SQLite) migrate(ctx context.Context) error {
+	for _, c := range []struct{ table, column, def string }{
+		{"bal", "cert_dn_key", "TEXT NOT NULL DEFAULT ''"},
+		{"mailbox", "recent_uid", "INTEGER NOT NULL DEFAULT 0"},
+		{"message", "header", "BLOB"},
+	} {
+		var n int
+		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name=?`, c.table, c.column).Scan(&n); err != nil {
+			return fmt.Errorf("mailbox: migrate: %w", err)
+		}
+		if n > 0 {
+			continue
+		}
+		if _, err := s.db.ExecContext(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.def); err != nil {
+			return fmt.Errorf("mailbox: migrate: %w", err)
+		}
+		if c.column == "cert_dn_key" {
+			if err := s.backfillDNKeys(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := s.db.ExecContext(ctx, `CREATE UNIQUE INDEX IF NOT EXISTS bal_cert_dn ON bal(cert_dn_key) WHERE cert_dn_key <> ''`)
+	if err != nil {
+		return fmt.Errorf("mailbox: migrate: %w", err)
+	}
+	return nil
+}
+
+func (s *SQLite) backfillDNKeys(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT address, cert_dn FROM bal WHERE cert_dn <> ''`)
+	if err != nil {
+		return fmt.Errorf("mailbox: migrate: %w", err)
+	}
+	keys := map[string]string{}
+	for rows.Next() {
+		var a, dn string
+		rows.Scan(&a, &dn)
+		if k, err := whitelist.CanonicalDN(dn); err == nil {
+			keys[a] = k
+		}
+	}
+	rows.Close()
+	for a, k := range keys {
+		if _, err := s.db.ExecContext(ctx, `UPDATE bal SET cert_dn_key=? WHERE address=?`, k, a); err != nil {
+			return fmt.Errorf("mailbox: migrate: %w", err)
+		}
+	}
+	return nil
 }
 
 // collectGarbage removes temporary files and message files no index row references: what a

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -376,5 +377,47 @@ func crashChild(dir string) {
 		if i == 0 && err == nil {
 			os.Stdout.WriteString("delivered\n")
 		}
+	}
+}
+
+// TestMigrateOldSchema opens a store written by the first version of the schema (no
+// cert_dn_key, recent_uid or header columns) and uses it.
+func TestMigrateOldSchema(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE bal (address TEXT PRIMARY KEY, type TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '', description TEXT NOT NULL DEFAULT '',
+			cert_dn TEXT NOT NULL DEFAULT '', quota INTEGER NOT NULL DEFAULT 0, retention_s INTEGER NOT NULL DEFAULT 0,
+			pwhash TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0)`,
+		`CREATE UNIQUE INDEX bal_cert_dn ON bal(cert_dn) WHERE cert_dn <> ''`,
+		`CREATE TABLE mailbox (id INTEGER PRIMARY KEY, bal TEXT NOT NULL REFERENCES bal(address) ON DELETE CASCADE, name TEXT NOT NULL,
+			uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1, modseq INTEGER NOT NULL DEFAULT 1, subscribed INTEGER NOT NULL DEFAULT 0, UNIQUE (bal, name))`,
+		`CREATE TABLE message (mailbox INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE, uid INTEGER NOT NULL, blob TEXT NOT NULL,
+			size INTEGER NOT NULL, internal INTEGER NOT NULL, flags TEXT NOT NULL DEFAULT '', modseq INTEGER NOT NULL, delivery TEXT, PRIMARY KEY (mailbox, uid)) WITHOUT ROWID`,
+		`INSERT INTO bal(address,type,cert_dn,created) VALUES ('dpi@h.fr','APP','CN=dpi,O=H',0)`,
+		`INSERT INTO mailbox(bal,name,uidvalidity,subscribed) VALUES ('dpi@h.fr','INBOX',1,1)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s := openTest(t, dir, nil)
+	if b, err := s.BALByCertDN(ctx, "o=h, cn=DPI"); err != nil || b.Address != "dpi@h.fr" {
+		t.Fatalf("BALByCertDN after migration = %+v, %v", b, err)
+	}
+	r, err := s.Append(ctx, "dpi@h.fr", Inbox, strings.NewReader(msg(1)), nil)
+	if err != nil || r.UID != 1 {
+		t.Fatalf("Append = %+v, %v", r, err)
+	}
+	if h, err := s.Headers(ctx, r.Mailbox, 0); err != nil || len(h[1]) == 0 {
+		t.Fatalf("Headers = %v, %v", h, err)
+	}
+	if _, _, err := s.ClaimRecent(ctx, r.Mailbox); err != nil {
+		t.Fatal(err)
 	}
 }
