@@ -452,3 +452,31 @@ func TestReplacement(t *testing.T) {
 		t.Fatal("no RPLC association in METADATA.XML")
 	}
 }
+
+// TestIndexXHTML validates INDEX.HTM as XHTML 1.0 Strict with xmllint and the W3C DTDs of
+// Debian's w3c-sgml-lib (found through the XML catalog, no network). The ANS packages' INDEX.HTM
+// fails this check (no head or body); ours must pass.
+func TestIndexXHTML(t *testing.T) {
+	xmllint := testenv.Require(t, "xmllint")
+	const dtd = "/usr/share/xml/w3c-sgml-lib/schema/dtd/REC-xhtml1-20020801/xhtml1-strict.dtd"
+	if _, err := os.Stat(dtd); err != nil {
+		if testenv.PeersRequired() {
+			t.Fatalf("w3c-sgml-lib is required (MSSANTE_REQUIRE_PEERS=1): %v", err)
+		}
+		t.Skip("w3c-sgml-lib not installed (scripts/install-peers.sh installs it)")
+	}
+	z := pack(t, twoDocs(t)...)
+	zr, _ := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	index, _ := fs.ReadFile(zr, "INDEX.HTM")
+	path := filepath.Join(t.TempDir(), "INDEX.HTM")
+	os.WriteFile(path, index, 0o644)
+	if out, err := exec.Command(xmllint, "--noout", "--nonet", "--valid", path).CombinedOutput(); err != nil {
+		t.Fatalf("INDEX.HTM is not valid XHTML 1.0 Strict: %v\n%s", err, out)
+	}
+	// The check can fail: a page without head and body, like the ANS one, is refused.
+	bad := filepath.Join(t.TempDir(), "BAD.HTM")
+	os.WriteFile(bad, bytes.Replace(index, []byte("<head><title>IHE XDM</title></head>"), nil, 1), 0o644)
+	if err := exec.Command(xmllint, "--noout", "--nonet", "--valid", bad).Run(); err == nil {
+		t.Fatal("xmllint accepted a page without head")
+	}
+}
