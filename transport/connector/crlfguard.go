@@ -100,6 +100,23 @@ func (g *crlfGuard) input(p []byte) bool {
 			}
 			continue
 		}
+		if g.mode == modeData && g.lineLen == 0 && !bytes.HasPrefix(p, []byte(".\r\n")) {
+			// At a line start in DATA: the lines up to the end marker, or up to the last
+			// complete line of p, in one pass; the lines with the marker or cut by the read
+			// go through the line path below.
+			end := bytes.Index(p, []byte("\n.\r\n"))
+			if end < 0 {
+				end = bytes.LastIndexByte(p, '\n')
+			}
+			if end >= 0 {
+				var ok bool
+				if g.prevCR, ok = scanCRLF(g.prevCR, p[:end+1]); !ok {
+					return false
+				}
+				p = p[end+1:]
+				continue
+			}
+		}
 		seg, rest, eol := p, []byte(nil), false
 		if i := bytes.IndexByte(p, '\n'); i >= 0 {
 			seg, rest, eol = p[:i+1], p[i+1:], true
@@ -140,17 +157,17 @@ func (g *crlfGuard) endLine() {
 		if len(l) < 4 || len(l) == 5 || len(l) > 5 && l[4] != ' ' {
 			return
 		}
-		verb, arg := strings.ToUpper(string(l[:4])), ""
+		var arg []byte
 		if len(l) > 5 {
-			arg = strings.TrimSpace(string(l[5:]))
+			arg = bytes.TrimSpace(l[5:])
 		}
-		switch verb {
-		case "DATA":
-			if arg == "" {
+		switch {
+		case bytes.EqualFold(l[:4], []byte("DATA")):
+			if len(arg) == 0 {
 				g.mode = modeData
 			}
-		case "BDAT":
-			args := strings.Fields(arg)
+		case bytes.EqualFold(l[:4], []byte("BDAT")):
+			args := strings.Fields(string(arg))
 			if len(args) == 0 || len(args) > 2 || len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
 				return
 			}

@@ -308,11 +308,11 @@ func TestBareCRLFInBDAT(t *testing.T) {
 	}
 }
 
-// BenchmarkCRLFGuard is the guard's cost per byte read: a 10 KiB message of 78-byte lines in
-// 4 KiB reads (go-smtp's buffer size), with a reply between messages.
+// BenchmarkCRLFGuard is the guard's cost per byte read: DATA and a 10 KiB message of 78-byte
+// lines in 4 KiB reads (go-smtp's buffer size), with a reply between messages.
 func BenchmarkCRLFGuard(b *testing.B) {
 	line := strings.Repeat("x", 76) + "\r\n"
-	msg := []byte(strings.Repeat(line, 10240/len(line)))
+	msg := []byte("DATA\r\n" + strings.Repeat(line, 10240/len(line)) + ".\r\n")
 	b.SetBytes(int64(len(msg)))
 	g := &crlfGuard{}
 	reply := []byte("250 2.0.0 Ok: queued as 0123456789\r\n")
