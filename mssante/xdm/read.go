@@ -258,7 +258,15 @@ func (rd *reader) subset(name string, pkg *Package) (*Subset, error) {
 		pkg.Warnings = append(pkg.Warnings, name+": "+w)
 	}
 	s := &Subset{Name: name, SubmissionSet: *ss}
+	if len(entries) > rd.opts.MaxEntries {
+		return nil, fmt.Errorf("%w: %s lists %d documents (limit %d)", ErrLimit, name, len(entries), rd.opts.MaxEntries)
+	}
+	seen := map[string]bool{}
 	for _, e := range entries {
+		if seen[strings.ToUpper(e.URI)] {
+			return nil, fmt.Errorf("%w: %s names %s twice", ErrMetadata, name, e.URI)
+		}
+		seen[strings.ToUpper(e.URI)] = true
 		if e.URI == "" || strings.ContainsAny(e.URI, `/\`) || e.URI == "." || e.URI == ".." {
 			return nil, fmt.Errorf("%w: METADATA URI %q points outside subset %s", ErrUnsafe, e.URI, name)
 		}

@@ -283,6 +283,15 @@ func TestReadRefuses(t *testing.T) {
 		{"uri outside", meta("<Value>DOC0001.XML</Value>", "<Value>../README.TXT</Value>"), nil, ErrUnsafe},
 		{"uri subdir", meta("<Value>DOC0001.XML</Value>", "<Value>X/DOC0001.XML</Value>"), nil, ErrUnsafe},
 		{"uri missing", meta("<Value>DOC0001.XML</Value>", "<Value>DOC0009.XML</Value>"), nil, ErrIntegrity},
+		{"uri twice", func() []byte {
+			two := pack(t, twoDocs(t)...)
+			return rezip(t, two, func(n string, b []byte) (string, []byte) {
+				if strings.HasSuffix(n, "METADATA.XML") {
+					return n, bytes.Replace(b, []byte("<Value>DOC0002.XML</Value>"), []byte("<Value>doc0001.xml</Value>"), 1)
+				}
+				return n, b
+			})
+		}(), nil, ErrMetadata},
 		{"no metadata", rezip(t, good, func(n string, b []byte) (string, []byte) {
 			if strings.HasSuffix(n, "METADATA.XML") {
 				return "", nil
