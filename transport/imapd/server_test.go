@@ -47,7 +47,10 @@ var (
 	pkiErr  error
 )
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with a hook to change the server options before it starts.
+func newEnvWith(t *testing.T, configure func(*Options)) *env {
 	t.Helper()
 	pkiOnce.Do(func() { pkiVal, pkiErr = testpki.New(&testpki.Options{}) })
 	if pkiErr != nil {
@@ -84,7 +87,11 @@ func newEnv(t *testing.T) *env {
 		ClientCAs:    pki.Roots(),
 		MinVersion:   tls.VersionTLS12,
 	}
-	srv, err := New(&Options{Store: st, TLSConfig: tc, IdlePoll: time.Hour})
+	opts := &Options{Store: st, TLSConfig: tc, IdlePoll: time.Hour}
+	if configure != nil {
+		configure(opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -659,4 +666,43 @@ func TestSearchAddress(t *testing.T) {
 	if err != nil || fmt.Sprint(d.AllUIDs()) != "[3]" {
 		t.Fatalf("SEARCH SUBJECT = %v, %v", d, err)
 	}
+}
+
+// TestIdleSeesOtherProcess: a delivery made through another Store on the same folder (another
+// process, e.g. the CLI or a second node) reaches an IDLE session through the periodic check.
+func TestIdleSeesOtherProcess(t *testing.T) {
+	e := newEnvWith(t, func(o *Options) { o.IdlePoll = 50 * time.Millisecond })
+	exists := make(chan uint32, 10)
+	c := e.dialApp(t, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				exists <- *d.NumMessages
+			}
+		},
+	}})
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := mailbox.OpenSQLite(context.Background(), filepath.Join(e.dir, "store"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Append(context.Background(), appBAL, "INBOX", strings.NewReader(testMessage(1, "")), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-exists:
+		if n != 1 {
+			t.Fatalf("EXISTS %d", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("IDLE did not report the other process's delivery")
+	}
+	idle.Close()
+	idle.Wait()
 }
