@@ -19,7 +19,7 @@ const cdaUsage = `validate [--strict] FILE
 
 validate parses a CDA R2 document and runs the CI-SIS rules of package mssante/cda; it prints
 each failed rule and exits 1 when one of them is an error ("ok: N rules checked" otherwise).
---strict also fails on XML the tolerant parser would accept.
+--strict also exits 1 on warnings (e.g. an idNat_PS whose check digit fails).
 
 build reads the builder input as JSON and writes the CDA to stdout. The JSON form is the
 cda.Input type: print a complete one with "mssante cda example --kind ldl-ses --json".
@@ -43,7 +43,7 @@ func runCDA(ctx context.Context, e *env, args []string) error {
 
 func cdaValidate(e *env, args []string) error {
 	fs := newFlagSet(e, "cda validate", "[--strict] FILE")
-	strict := fs.Bool("strict", false, "fail on any rule error while parsing")
+	strict := fs.Bool("strict", false, "also exit 1 on warnings")
 	if err := fs.Parse(args); err != nil {
 		return cdaFlagErr(err)
 	}
