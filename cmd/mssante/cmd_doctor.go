@@ -326,7 +326,7 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 	list, err := cfg.List(lctx)
 	cancel()
 	if err != nil {
-		add(doctorFail, "liste blanche", err.Error(), "check the list source and its signer trust (mssante whitelist verify)")
+		add(doctorFail, "liste blanche", err.Error(), "check the list source and how its signer is trusted (--roots with the IGC-Santé intermediates, or --pin; --list-date for a list signed before its signer expired); mssante whitelist verify shows the same")
 	} else {
 		e, n := list.Len()
 		add(doctorOK, "liste blanche", fmt.Sprintf("verified: %d entries, %d domains, generated %s", e, n, list.Generated().UTC().Format(time.RFC3339)), "")
