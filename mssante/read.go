@@ -389,6 +389,9 @@ func (c *readChunker) chunk() ([]byte, error) {
 	}
 	if c.raw == nil {
 		c.raw = rawPool.Get().(*[]byte)
+		if len(*c.raw) < rawChunk { // never read into nothing
+			*c.raw = make([]byte, rawChunk)
+		}
 	}
 	n, err := io.ReadFull(c.r, *c.raw)
 	switch err {
@@ -410,19 +413,21 @@ func (c *readChunker) release() {
 	}
 }
 
-// decodeBase64 decodes a base64 body as it streams in: each piece (64 KB at most, in place in
-// the multipart buffer when r is a part) is copied without its line ends into a scratch
-// buffer and decoded in one call (the stdlib streaming decoder filters line ends a few bytes
-// at a time and costs several times more; decoding with the line ends left in costs a fifth
-// more), into pooled blocks copied into one slice of the exact size at the end. Memory: the
-// result plus about one block per MB. Data after the final padding is refused.
+// decodeBase64 decodes a base64 body as it streams in, a piece at a time (64 KB at most, in
+// place in the multipart buffer when r is a part). Lines of whole quanta (76 characters in
+// mail) are decoded one stdlib call each, straight from the piece: no copy, and the stdlib
+// decoder's fast path never meets a line end (over the whole body with its line ends it costs
+// a fifth more; its streaming decoder, several times more). Other shapes (blanks, lines cut
+// in quanta, a line cut by the end of a piece) go through a small buffer without line ends
+// and blanks. The output is pooled blocks copied into one slice of the exact size at the end.
+// Memory: the result plus about one block per MB. Data after the final padding is refused.
 func decodeBase64(r io.Reader) ([]byte, error) {
 	return decodeBase64Within(r, nil)
 }
 
 // decodeBase64Within is decodeBase64 given rest, when known, a bound on the body bytes left
-// to read: once the body proves large against that bound (an eighth of it), the blocks are
-// left for one slice of the bound's size, which the rest is decoded straight into.
+// to read: once the body proves large against that bound (1/presizeRatio of it), the blocks
+// are left for one slice of the bound's size, which the rest is decoded straight into.
 func decodeBase64Within(r io.Reader, rest func() int64) ([]byte, error) {
 	c, ok := r.(chunker)
 	if !ok {
@@ -430,12 +435,16 @@ func decodeBase64Within(r io.Reader, rest func() int64) ([]byte, error) {
 		defer rc.release()
 		c = rc
 	}
-	sp := rawPool.Get().(*[]byte)
-	defer rawPool.Put(sp)
-	scratch := *sp
+	pp := rawPool.Get().(*[]byte)
+	pend := (*pp)[:0] // characters not decoded yet, without line ends and blanks
+	defer func() {
+		if cap(pend) >= rawChunk { // grown, or nil after an error
+			*pp = pend[:cap(pend)]
+		}
+		rawPool.Put(pp)
+	}()
 	d := &b64{}
 	defer d.release()
-	carry := 0
 	for eof := false; !eof; {
 		b, err := c.chunk()
 		switch err {
@@ -445,56 +454,87 @@ func decodeBase64Within(r io.Reader, rest func() int64) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("%w: body: %w", ErrMalformed, err)
 		}
-		if need := carry + len(b); need > len(scratch) {
-			scratch = append(scratch[:carry], make([]byte, need-carry)...)
-			*sp = scratch
-		}
-		q := scratch[:carry+copyLines(scratch[carry:], b)]
-		use := len(q)
-		if !eof {
-			use -= use % 4 // a quantum cut by the piece end waits for the next piece
-		}
 		if d.out == nil && rest != nil && !eof {
 			d.presize(rest())
 		}
-		if err := d.decode(q[:use]); err != nil {
-			// Blanks, or a line end where copyLines did not expect one: strip exactly, retry.
-			q = stripSpace(stripLineEnds(q))
-			use = len(q)
-			if !eof {
-				use -= use % 4
+		if len(pend) > 0 {
+			// The end of the line begun in the previous piece.
+			n := len(b)
+			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				n = i + 1
 			}
-			if err := d.decode(q[:use]); err != nil {
+			pend = appendBase64Chars(pend, b[:n])
+			b = b[n:]
+			if pend, err = d.decodeQuanta(pend, len(pend)%4 == 0); err != nil {
 				return nil, err
 			}
 		}
-		carry = copy(scratch, q[use:])
+		cut := false // b starts a line that the piece cuts
+		if len(pend) == 0 && !d.ended {
+			dst, w := d.room(base64.StdEncoding.DecodedLen(len(b))), 0
+			for l := -1; len(b) > 0; {
+				i := l // lines are expected to keep the length of the previous one
+				if i < 0 || i >= len(b) || b[i] != '\n' {
+					if i = bytes.IndexByte(b, '\n'); i < 0 {
+						cut = true
+						break
+					}
+				}
+				line := b[:i]
+				if i > 0 && line[i-1] == '\r' {
+					line = line[:i-1]
+				}
+				if len(line)%4 != 0 {
+					break // quanta across lines: below
+				}
+				n, err := base64.StdEncoding.Decode(dst[w:], line)
+				if err != nil {
+					break // blanks or bad characters: below
+				}
+				w += n
+				l = i
+				b = b[i+1:]
+				if len(line) > 0 && line[len(line)-1] == '=' {
+					d.ended = true
+					break
+				}
+			}
+			d.wrote(w)
+		}
+		pend = appendBase64Chars(pend, b)
+		if !cut || eof {
+			if pend, err = d.decodeQuanta(pend, eof); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return d.finish()
 }
 
-// copyLines copies src into dst without the CRLF or LF line ends and returns the length
-// written; dst holds len(src) bytes. Lines are expected to keep the length of the previous
-// one (76 in mail); a line end elsewhere, or a lone CR, may be left in dst (the stdlib decoder
-// skips them, and decodeBase64 strips exactly if the count of its quanta is off).
-func copyLines(dst, src []byte) int {
-	w, l := 0, -1
+// appendBase64Chars appends src without its line ends and blanks.
+func appendBase64Chars(dst, src []byte) []byte {
 	for len(src) > 0 {
-		i := l
-		if i < 0 || i >= len(src) || src[i] != '\n' {
-			if i = bytes.IndexByte(src, '\n'); i < 0 {
-				i = len(src)
-			}
+		i := bytes.IndexAny(src, "\r\n \t")
+		if i < 0 {
+			return append(dst, src...)
 		}
-		l = i
-		line := src[:i]
-		if i > 0 && line[i-1] == '\r' {
-			line = line[:i-1]
-		}
-		w += copy(dst[w:], line)
-		src = src[min(i+1, len(src)):]
+		dst = append(dst, src[:i]...)
+		src = src[i+1:]
 	}
-	return w
+	return dst
+}
+
+// decodeQuanta decodes the whole quanta of q (all of q if all) and returns what is left,
+// moved to the front of q.
+func (d *b64) decodeQuanta(q []byte, all bool) ([]byte, error) {
+	use := len(q)
+	if !all {
+		use -= use % 4
+	}
+	if err := d.decode(q[:use]); err != nil {
+		return nil, err
+	}
+	return q[:copy(q, q[use:])], nil
 }
 
 // b64 holds the decoded blocks of decodeBase64, or once presized the decoded bytes in out.
@@ -540,30 +580,42 @@ func (d *b64) decode(q []byte) error {
 	if d.ended {
 		return fmt.Errorf("%w: base64: data after the final padding", ErrMalformed)
 	}
+	n, err := base64.StdEncoding.Decode(d.room(base64.StdEncoding.DecodedLen(len(q))), q)
+	if err != nil {
+		return fmt.Errorf("%w: base64: %v", ErrMalformed, err)
+	}
+	d.wrote(n)
+	d.ended = q[len(q)-1] == '='
+	return nil
+}
+
+// room returns the free space after the bytes decoded so far, n bytes at least.
+func (d *b64) room(n int) []byte {
 	if d.out != nil {
 		// The bound holds unless the reader's Len lied: then grow.
-		d.out = slices.Grow(d.out, base64.StdEncoding.DecodedLen(len(q)))
-		n, err := base64.StdEncoding.Decode(d.out[len(d.out):cap(d.out)], q)
-		if err != nil {
-			return fmt.Errorf("%w: base64: %v", ErrMalformed, err)
-		}
-		d.out = d.out[:len(d.out)+n]
-		d.total += n
-	} else {
-		if len(d.blocks) == 0 || cap(*d.blocks[len(d.blocks)-1])-len(*d.blocks[len(d.blocks)-1]) < len(q) {
-			d.blocks = append(d.blocks, blockPool.Get().(*[]byte))
-		}
-		b := d.blocks[len(d.blocks)-1]
-		n, err := base64.StdEncoding.Decode((*b)[len(*b):cap(*b)], q)
-		if err != nil {
-			return fmt.Errorf("%w: base64: %v", ErrMalformed, err)
-		}
-		*b = (*b)[:len(*b)+n]
-		d.total += n
+		d.out = slices.Grow(d.out, n)
+		return d.out[len(d.out):cap(d.out)]
 	}
-	q = bytes.TrimRight(q, "\r\n") // copyLines may leave line ends
-	d.ended = len(q) > 0 && q[len(q)-1] == '='
-	return nil
+	if len(d.blocks) == 0 || cap(*d.blocks[len(d.blocks)-1])-len(*d.blocks[len(d.blocks)-1]) < n {
+		b := blockPool.Get().(*[]byte)
+		if cap(*b) < n {
+			*b = make([]byte, 0, n)
+		}
+		d.blocks = append(d.blocks, b)
+	}
+	b := *d.blocks[len(d.blocks)-1]
+	return b[len(b):cap(b)]
+}
+
+// wrote counts n bytes written into room.
+func (d *b64) wrote(n int) {
+	if d.out != nil {
+		d.out = d.out[:len(d.out)+n]
+	} else {
+		b := d.blocks[len(d.blocks)-1]
+		*b = (*b)[:len(*b)+n]
+	}
+	d.total += n
 }
 
 func (d *b64) finish() ([]byte, error) {
@@ -606,21 +658,6 @@ func stripLineEnds(b []byte) []byte {
 		if c != '\r' {
 			out = append(out, c)
 		}
-	}
-	return out
-}
-
-// stripSpace removes the line breaks and blanks of a base64 body, in place.
-func stripSpace(b []byte) []byte {
-	out := b[:0]
-	for len(b) > 0 {
-		i := bytes.IndexAny(b, "\r\n \t")
-		if i < 0 {
-			out = append(out, b...)
-			break
-		}
-		out = append(out, b[:i]...)
-		b = b[i+1:]
 	}
 	return out
 }
