@@ -19,10 +19,11 @@ import (
 // The Debug writer does not say which way a chunk goes; the guardConn below the TLS layer does:
 // a reply is written to the socket just before it reaches Write, with no socket read in between,
 // whereas a chunk read always follows a socket read or comes from data TLS already holds. A reply
-// is checked on its own (go-smtp never writes a bare CR or LF). (UNCONFIRMED corner: with TLS 1.3
-// enabled, a client's KeyUpdate answered in the middle of a read can make the next record look
-// like a reply; that record is still checked on its own, only a CR/LF pair split around it is
-// not. TLS 1.2, the Réf. #2 default, has no such write.)
+// is checked on its own (go-smtp never writes a bare CR or LF). Known limit: with TLS 1.3
+// enabled (AllowTLS13), a client's KeyUpdate answered in the middle of a read can make the next
+// record look like a reply; that record is still checked on its own, only a CR/LF pair split
+// around it is not (the per-message check of Data still sees the message). TLS 1.2, the Réf. #2
+// default, writes nothing while reading.
 //
 // The first offending chunk still goes to go-smtp so that the command or message it belongs to
 // gets 554 5.5.2 (the session asks bad()); after it the socket and the guard fail every read, so
