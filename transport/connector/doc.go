@@ -10,8 +10,9 @@
 //     that BAL; every recipient must be local or in a listed domain.
 //   - Both listeners advertise and honour DSN (RFC 3461), SIZE (RFC 1870), PIPELINING (RFC 2920)
 //     and 8BITMIME (RFC 6152), and go-smtp's CHUNKING (RFC 3030); a bare CR or bare LF anywhere
-//     in a session, commands, DATA or BDAT, gets 554 5.5.2 and the connection is closed (SMTP
-//     smuggling, SEC Consult 2023, "\r\n.\r" included); recipients, line length, message size, time and connections per peer are
+//     in a session, commands, DATA or BDAT, is refused (554 5.5.2, or go-smtp's own reply to a
+//     command it parses first) and the connection closed (SMTP smuggling, SEC Consult 2023,
+//     "\r\n.\r" included); recipients, line length, message size, time and connections per peer are
 //     bounded. A message is scanned ([Scanner], [ClamAV] for the clamd INSTREAM protocol) after
 //     TLS termination and queued durably ([queue]) before the 250 reply.
 //   - [Delivery] takes messages off the queue: local recipients go to a [LocalDelivery], remote

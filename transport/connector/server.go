@@ -860,7 +860,8 @@ var (
 )
 
 // strictCRLF fails on a CR not followed by LF or an LF not preceded by CR: the ambiguity SMTP
-// smuggling exploits (SEC Consult, December 2023; Postfix smtpd_forbid_bare_newline).
+// smuggling exploits (SEC Consult, December 2023; Postfix smtpd_forbid_bare_newline). It checks
+// each message as the session receives it; crlfGuard checks the session's bytes before go-smtp.
 type strictCRLF struct {
 	r      io.Reader
 	prevCR bool
