@@ -421,3 +421,25 @@ func TestMigrateOldSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPurgeEvery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	s := openTest(t, t.TempDir(), &Options{Now: func() time.Time { return now }})
+	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG, Retention: 24 * time.Hour})
+	s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(1)), &AppendOptions{Date: now.Add(-48 * time.Hour)})
+	done := make(chan struct{})
+	go func() { PurgeEvery(ctx, s, time.Hour, func() time.Time { return now }, nil); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, _ := s.GetBAL(context.Background(), "a@h.fr"); b.Messages == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first purge round did not run")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
