@@ -328,3 +328,14 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// Status returns the outbox record of a message sent by this client (by its Message-ID,
+// without angle brackets): where each recipient stands. fs.ErrNotExist when unknown.
+func (c *Client) Status(messageID string) (*Record, error) {
+	if c.box == nil {
+		return nil, fmt.Errorf("%w: StateDir is required", ErrConfig)
+	}
+	c.box.mu.Lock()
+	defer c.box.mu.Unlock()
+	return c.box.load(envelopeID(messageID))
+}

@@ -285,7 +285,10 @@ func TestSendDSNParameters(t *testing.T) {
 		}
 	}
 	// The refused recipient is final in the outbox.
-	rec, _ := c.box.load(res.EnvelopeID)
+	rec, err := c.Status(res.MessageID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st := rec.recipient("unknown@test.example"); st.Status != StatusFailed {
 		t.Errorf("outbox status %s", st.Status)
 	}
