@@ -155,7 +155,7 @@ func EntryUUIDFor(uniqueID string) string { return uuidURN("entry\x00" + uniqueI
 
 // classCodes is ASS_X04-CorrespondanceType-Classe for the document types the builders make
 // (11490-0 → 10 "Compte rendu", confirmed by the ANS LDL-SES package, eds-ref.md §A.4).
-// Unknown types fall back to Options.ClassCode or fail.
+// Other types are refused (the full ASS_X04 table is not embedded yet).
 var classCodes = map[string]Code{
 	"11490-0": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
 	"11502-2": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
@@ -205,7 +205,7 @@ var documentEntryMapping = []mapping{
 	{"classCode", "§2.3: ASS_X04 from ClinicalDocument/code (JDV_J06, TRE_A03 1.2.250.1.213.1.1.4.1)", func(e *DocumentEntry, d *cda.Document) error {
 		c, ok := classCodes[e.TypeCode.Code]
 		if !ok {
-			return fmt.Errorf("no classCode known for document type %q (set Options.ClassCode)", e.TypeCode.Code)
+			return fmt.Errorf("no classCode known for document type %q (ASS_X04 rows known: 11490-0, 11502-2, 34133-9)", e.TypeCode.Code)
 		}
 		e.ClassCode = c
 		return nil
