@@ -154,7 +154,8 @@ func uniqueID(id *cda.II) string {
 func EntryUUIDFor(uniqueID string) string { return uuidURN("entry\x00" + uniqueID) }
 
 // classCodes is ASS_X04-CorrespondanceType-Classe for the document types the builders make
-// (11490-0 → 10 "Compte rendu", confirmed by the ANS LDL-SES package, eds-ref.md §A.4).
+// (each row as the ANS reference packages of ansforge/interop-exemples-xdm write it: 11490-0
+// and 11502-2 → 10 "Compte rendu", 34133-9 → 11 "Synthèse"; eds-ref.md §A.4).
 // Other types are refused (the full ASS_X04 table is not embedded yet).
 var classCodes = map[string]Code{
 	"11490-0": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
