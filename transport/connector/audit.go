@@ -27,6 +27,7 @@ const (
 	EventDeferred  Event = "deferred"  // one recipient failed temporarily, will be retried
 	EventBounced   Event = "bounced"   // one recipient failed for good
 	EventRejected  Event = "rejected"  // refused during the SMTP session (reply in Code)
+	EventPurged    Event = "purged"    // messages of a BAL deleted by its retention (count in Reason, bytes in Size)
 )
 
 // Record is one audit record. It holds identifiers, never content: no subject, no body, no

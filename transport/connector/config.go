@@ -55,6 +55,7 @@ type Config struct {
 
 	BALs []struct {
 		Address  string `toml:"address"`
+		Type     string `toml:"type"`
 		CertDN   string `toml:"cert_dn"`
 		Login    string `toml:"login"`
 		Password string `toml:"password"`
@@ -63,6 +64,23 @@ type Config struct {
 	Local struct {
 		Maildir string `toml:"maildir"`
 	} `toml:"local"`
+
+	// Mailbox, IMAP and Responder are run by the node beside the connector (transport/node).
+	Mailbox struct {
+		Dir              string        `toml:"dir"`
+		DefaultQuota     int64         `toml:"default_quota"`
+		DefaultRetention time.Duration `toml:"default_retention"`
+		PurgeInterval    time.Duration `toml:"purge_interval"`
+	} `toml:"mailbox"`
+
+	IMAP struct {
+		Listen    string `toml:"listen"`
+		ListenTLS string `toml:"listen_tls"`
+	} `toml:"imap"`
+
+	Responder struct {
+		Address string `toml:"address"`
+	} `toml:"responder"`
 
 	Delivery struct {
 		Workers                  int               `toml:"workers"`
@@ -180,6 +198,23 @@ func (c *Config) check() error {
 		if b.CertDN == "" && b.Login == "" {
 			bad("bal[%d]: cert_dn or login is required", i)
 		}
+	}
+	for i, b := range c.BALs {
+		if t := strings.ToUpper(b.Type); t != "" && t != "PER" && t != "ORG" && t != "APP" {
+			bad("bal[%d]: type must be PER, ORG or APP, not %q", i, b.Type)
+		}
+	}
+	if c.Mailbox.DefaultQuota < 0 || c.Mailbox.DefaultRetention < 0 {
+		bad("mailbox.default_quota and mailbox.default_retention must not be negative")
+	}
+	if c.Mailbox.Dir != "" && c.Mailbox.PurgeInterval <= 0 {
+		bad("mailbox.purge_interval must be positive")
+	}
+	if c.Mailbox.Dir == "" && (c.IMAP.Listen != "" || c.IMAP.ListenTLS != "" || c.Responder.Address != "") {
+		bad("imap and responder need mailbox.dir")
+	}
+	if a := c.Responder.Address; a != "" && domainOf(a) == "" {
+		bad("responder.address %q is not an address", a)
 	}
 	if c.Audit.Dir == "" {
 		bad("audit.dir is required")

@@ -27,6 +27,9 @@ type Options struct {
 	Listeners map[string]net.Listener
 	// Local replaces the Maildir of the configuration (the mailbox store of issue #8).
 	Local LocalDelivery
+	// Accounts, when set, is asked first for the BAL of a submission login or client
+	// certificate; the [[bal]] table of the configuration answers what it does not know.
+	Accounts Accounts
 	// Resolver replaces net.DefaultResolver for MX lookups.
 	Resolver Resolver
 	// Now is the clock for certificate, CRL and whitelist checks (default time.Now).
@@ -236,6 +239,10 @@ func (c *Connector) build() error {
 			accounts.Passwords[strings.ToLower(b.Login)] = PasswordAccount{Password: b.Password, BAL: b.Address}
 		}
 	}
+	var acc Accounts = accounts
+	if c.opts.Accounts != nil {
+		acc = chainAccounts{c.opts.Accounts, accounts}
+	}
 	var scanner Scanner
 	if cl := cfg.Scanner.Clamd; cl != "" {
 		network, addr, _ := strings.Cut(cl, ":")
@@ -243,7 +250,7 @@ func (c *Connector) build() error {
 	}
 	mk := func(name string, mode Mode, implicit bool) error {
 		s, err := NewServer(&ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,
-			ImplicitTLS: implicit, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: accounts,
+			ImplicitTLS: implicit, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: acc,
 			AllowPlain: cfg.Submission.AllowPlain, Queue: c.queue, Scanner: scanner,
 			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,
@@ -279,6 +286,10 @@ func (c *Connector) Metrics() *Metrics { return c.metrics }
 
 // Queue returns the connector's queue.
 func (c *Connector) Queue() *queue.Queue { return c.queue }
+
+// Audit returns the connector's audit log, for the services run beside it (retention purge).
+// Records logged after Serve returned are dropped.
+func (c *Connector) Audit() *Audit { return c.audit }
 
 // Reload re-reads the certificate and key, the CRL files and the whitelist file (or asks the
 // whitelist store for a refresh). On error the previous material stays in use.
@@ -366,6 +377,9 @@ func (c *Connector) Serve(ctx context.Context) error {
 	}()
 	<-ctx.Done()
 	c.logger.Info("connector: shutting down")
+	// Idle pooled outbound sessions first: a peer stopping at the same time waits for them in
+	// its own Shutdown, so keeping them until the idle timeout would hold both stops.
+	c.delivery.Close()
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
 	for _, s := range c.servers {

@@ -274,7 +274,10 @@ func (d *Delivery) deliverLocal(ctx context.Context, job *queue.Job, idx []int) 
 			rs[k] = temp("451 4.3.0 spool unreadable", err)
 			continue
 		}
-		err = d.opts.Local.Deliver(ctx, r.Addr, job.Env.ID+"/"+strings.ToLower(r.Addr), f)
+		// RFC 5321 §4.4: final delivery records the envelope sender, which automatic replies
+		// and bounces use (RFC 3834 §4), in a Return-Path line at the top of the message.
+		rp := strings.NewReader("Return-Path: <" + job.Env.From + ">\r\n")
+		err = d.opts.Local.Deliver(ctx, r.Addr, job.Env.ID+"/"+strings.ToLower(r.Addr), io.MultiReader(rp, f))
 		f.Close()
 		switch {
 		case err == nil:
