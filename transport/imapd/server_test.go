@@ -706,3 +706,36 @@ func TestIdleSeesOtherProcess(t *testing.T) {
 	idle.Close()
 	idle.Wait()
 }
+
+// TestDisconnectDuringIdle drops connections while IDLE polls for deliveries: go-imap closes
+// the session without waiting for Idle, so Close and Poll must not race (run with -race).
+func TestDisconnectDuringIdle(t *testing.T) {
+	e := newEnvWith(t, func(o *Options) { o.IdlePoll = time.Millisecond })
+	other, err := mailbox.OpenSQLite(context.Background(), filepath.Join(e.dir, "store"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for i := 0; i < 10; i++ {
+		c := e.dialApp(t, nil)
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Idle(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Append(context.Background(), appBAL, "INBOX", strings.NewReader(testMessage(i, "")), nil); err != nil {
+			t.Fatal(err)
+		}
+		c.Close() // no DONE, no LOGOUT: the server sees EOF while Idle runs
+	}
+	// The server still serves a new session after all those drops.
+	c := e.dialApp(t, nil)
+	d, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.NumMessages != 10 {
+		t.Fatalf("EXISTS %d, want 10", d.NumMessages)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -28,6 +29,12 @@ type session struct {
 	cancel context.CancelFunc
 	bal    string // authenticated BAL address, "" before
 	sel    *selected
+
+	// pollMu serialises polls and Close. go-imap's handleIdle returns on a client's EOF without
+	// waiting for Idle's goroutine, so that goroutine may still poll while the connection's own
+	// goroutine polls again and then closes the session. After Close, Idle returns at once.
+	pollMu sync.Mutex
+	closed bool
 }
 
 // selected is the client's view of the selected folder: the UIDs in sequence-number order as
@@ -70,7 +77,10 @@ func (s *session) store() mailbox.Store { return s.srv.opts.Store }
 
 func (s *session) Close() error {
 	s.cancel()
+	s.pollMu.Lock()
+	s.closed = true
 	s.unselect()
+	s.pollMu.Unlock()
 	s.srv.sessionClosed()
 	return nil
 }
@@ -453,6 +463,15 @@ func (s *session) Unselect() error {
 
 // Poll sends the changes other sessions (or deliveries) made since the client's view.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	return s.poll(w, allowExpunge)
+}
+
+func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.closed {
+		return nil
+	}
 	sel := s.sel
 	if sel == nil {
 		return nil
@@ -563,12 +582,15 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if err := s.Poll(w, true); err != nil {
-		return err
-	}
+	s.pollMu.Lock()
+	err := s.poll(w, true)
 	var changes <-chan struct{}
 	if s.sel != nil {
 		changes = s.sel.changes
+	}
+	s.pollMu.Unlock()
+	if err != nil {
+		return err
 	}
 	t := time.NewTicker(s.srv.idlePoll())
 	defer t.Stop()
