@@ -455,7 +455,7 @@ func decodeBase64Within(r io.Reader, rest func() int64) ([]byte, error) {
 			return nil, fmt.Errorf("%w: body: %w", ErrMalformed, err)
 		}
 		if d.out == nil && rest != nil && !eof {
-			d.presize(rest())
+			d.presize(rest() + int64(len(pend)))
 		}
 		if len(pend) > 0 {
 			// The end of the line begun in the previous piece.
