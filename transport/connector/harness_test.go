@@ -107,6 +107,7 @@ type nodeOpts struct {
 	maxBytes int64
 	routes   map[string]string
 	timeout  time.Duration
+	noSync   bool // queue without fsync (benchmarks of the rest of the path)
 }
 
 func newNode(t testing.TB, domain string, o *nodeOpts) *node {
@@ -121,7 +122,7 @@ func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 	n.balCert = must(t)(p.Org(n.bal, nil))
 	n.spool = t.TempDir()
 	var err error
-	n.q, err = queue.Open(&queue.Options{Dir: n.spool, Schedule: queue.Schedule{First: 50 * time.Millisecond, Max: time.Second}})
+	n.q, err = queue.Open(&queue.Options{Dir: n.spool, Schedule: queue.Schedule{First: 50 * time.Millisecond, Max: time.Second}, NoSync: o.noSync})
 	if err != nil {
 		t.Fatal(err)
 	}
