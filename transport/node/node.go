@@ -1,0 +1,356 @@
+// Package node runs one operator node from one connector.Config: the reference connector
+// (transport/connector: relay, submission, queue, delivery, audit, metrics) with, when
+// [mailbox] dir is set, its mailbox store (transport/mailbox) as local delivery
+// (transport/mailbox/local), IMAP access on 993 (implicit TLS) and 143 (STARTTLS)
+// (transport/imapd, RFC 9051 / RFC 3501), the test responder (transport/responder, RFC 3834)
+// and the retention purge loop (mailbox.PurgeEvery), each purge recorded in the connector's
+// audit log. "mssante serve" and the sandbox of "mssante dev" run it.
+//
+// In mailbox mode the store is the registry of BALs: a BAL added with "mssante bal add" is
+// accepted for delivery and submission without a restart (the [[bal]] entries of the
+// configuration are added to it at start when missing).
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/connector"
+	"github.com/mssante-go/sdk/transport/imapd"
+	"github.com/mssante-go/sdk/transport/mailbox"
+	"github.com/mssante-go/sdk/transport/mailbox/local"
+	"github.com/mssante-go/sdk/transport/queue"
+	"github.com/mssante-go/sdk/transport/responder"
+)
+
+// Options are what a Node takes besides its Config.
+type Options struct {
+	// Listeners, when set, are used instead of listening on the configured addresses, by name:
+	// those of connector.Options.Listeners and "imap" (STARTTLS), "imaps" (implicit TLS).
+	Listeners map[string]net.Listener
+	// Resolver replaces net.DefaultResolver for MX lookups.
+	Resolver connector.Resolver
+	// Now is the clock of certificate checks and of the retention purge (default time.Now).
+	Now func() time.Time
+	// Logger receives operational logs (nil: discard).
+	Logger *slog.Logger
+}
+
+// Node is a running operator node. Its fields are set by New for callers (tests, the
+// sandbox) that need to reach a component; Store, IMAP and Responder are nil without a
+// mailbox side.
+type Node struct {
+	Connector *connector.Connector
+	Store     *mailbox.SQLite
+	IMAP      *imapd.Server
+	Responder *responder.Responder
+
+	cfg    *connector.Config
+	opts   Options
+	logger *slog.Logger
+	now    func() time.Time
+	trust  *transport.TrustStore
+
+	closeOnce sync.Once
+}
+
+// imapGrace bounds the wait for open IMAP sessions at stop (clients keep them open).
+const imapGrace = 5 * time.Second
+
+// New builds the node of cfg: it opens the mailbox store (when configured), adds the missing
+// [[bal]] entries and the responder's BAL, and builds the connector and the IMAP server.
+// Serve runs it; Close releases what New opened when Serve is never called.
+func New(ctx context.Context, cfg *connector.Config, opts *Options) (_ *Node, err error) {
+	n := &Node{cfg: cfg}
+	if opts != nil {
+		n.opts = *opts
+	}
+	n.logger = n.opts.Logger
+	if n.logger == nil {
+		n.logger = slog.New(slog.DiscardHandler)
+	}
+	n.now = n.opts.Now
+	if n.now == nil {
+		n.now = time.Now
+	}
+	copts := &connector.Options{Listeners: n.opts.Listeners, Resolver: n.opts.Resolver, Now: n.opts.Now, Logger: n.logger}
+	if cfg.Mailbox.Dir == "" {
+		n.Connector, err = connector.New(cfg, copts)
+		return n, err
+	}
+	n.Store, err = mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
+		Logger: n.logger})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			n.Store.Close()
+		}
+	}()
+	if err := n.addBALs(ctx); err != nil {
+		return nil, err
+	}
+	var delivery connector.LocalDelivery = local.New(n.Store)
+	if addr := cfg.Responder.Address; addr != "" {
+		if err := n.ensureBAL(ctx, &mailbox.BAL{Address: addr, Type: mailbox.ORG,
+			Description: "Réponse automatique (test responder)"}); err != nil {
+			return nil, err
+		}
+		n.Responder, err = responder.New(&responder.Options{Address: addr, Store: n.Store, Next: delivery,
+			Hostname: cfg.Hostname, Now: n.opts.Now, Logger: n.logger.With("component", "responder"), Send: n.sendReply})
+		if err != nil {
+			return nil, err
+		}
+		delivery = n.Responder
+	}
+	copts.Local = delivery
+	copts.Accounts = storeAccounts{n.Store}
+	if n.Connector, err = connector.New(cfg, copts); err != nil {
+		return nil, err
+	}
+	if err := n.newIMAP(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// sendReply queues an automatic reply of the responder, like a DSN (null sender).
+func (n *Node) sendReply(ctx context.Context, from, to string, msg []byte) error {
+	q := n.Connector.Queue()
+	_, err := q.Enqueue(ctx, &queue.Envelope{From: from, Source: "responder", Rcpts: []*queue.Recipient{{Addr: to}}},
+		bytes.NewReader(msg))
+	if err == nil {
+		q.Kick()
+	}
+	return err
+}
+
+// addBALs adds the [[bal]] entries missing from the store, with the default quota and
+// retention. An existing BAL is left as it is: the store (mssante bal) is the registry.
+func (n *Node) addBALs(ctx context.Context) error {
+	for _, b := range n.cfg.BALs {
+		t := mailbox.Type(strings.ToUpper(b.Type))
+		if t == "" {
+			t = mailbox.ORG
+			if b.CertDN != "" {
+				t = mailbox.APP
+			}
+		}
+		if err := n.ensureBAL(ctx, &mailbox.BAL{Address: b.Address, Type: t, CertDN: b.CertDN}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) ensureBAL(ctx context.Context, b *mailbox.BAL) error {
+	_, err := n.Store.GetBAL(ctx, b.Address)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, mailbox.ErrNoBAL) {
+		return fmt.Errorf("node: %w", err)
+	}
+	b.QuotaBytes, b.Retention = n.cfg.Mailbox.DefaultQuota, n.cfg.Mailbox.DefaultRetention
+	if err := n.Store.AddBAL(ctx, b); err != nil {
+		return fmt.Errorf("node: BAL %s: %w", b.Address, err)
+	}
+	return nil
+}
+
+// newIMAP builds the IMAP server with the connector's certificate and trust (CRLs included).
+func (n *Node) newIMAP() error {
+	cfg := n.cfg
+	rev := transport.RevocationRequired
+	if cfg.TLS.Revocation == "best_effort" {
+		rev = transport.RevocationBestEffort
+	}
+	n.trust = transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: cfg.TLS.NoIGCSanteRoot, Revocation: rev})
+	for _, f := range cfg.TLS.CAFiles {
+		if err := n.trust.AddFile(f); err != nil {
+			return fmt.Errorf("node: %s: %w", f, err)
+		}
+	}
+	for _, f := range cfg.TLS.CRLFiles {
+		if err := n.trust.AddCRLFile(f); err != nil {
+			return fmt.Errorf("node: %s: %w", f, err)
+		}
+	}
+	crt, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("node: certificate: %w", err)
+	}
+	tcfg, err := transport.ServerConfig(nil, &transport.TLSOptions{Trust: n.trust, Certificates: []tls.Certificate{crt},
+		Time: n.opts.Now, AllowTLS13: cfg.TLS.AllowTLS13, AllowCBC: cfg.TLS.AllowCBC, OptionalClientCert: true})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.IMAP, err = imapd.New(&imapd.Options{Store: n.Store, TLSConfig: tcfg, Logger: n.logger.With("listener", "imap"),
+		// The handshake verified a presented certificate (chain and CRL); EXTERNAL also
+		// needs one to have been presented.
+		VerifyPeer: func(st tls.ConnectionState) error {
+			if len(st.PeerCertificates) == 0 {
+				return errors.New("node: no client certificate")
+			}
+			_, err := n.trust.Verify(st.PeerCertificates, x509.ExtKeyUsageClientAuth, n.now())
+			return err
+		}})
+	return err
+}
+
+// Serve listens, runs the connector, the IMAP listeners and the purge loop, and blocks until
+// ctx is done; it then stops them all and closes the store.
+func (n *Node) Serve(ctx context.Context) error {
+	if n.Store == nil {
+		return n.Connector.Serve(ctx)
+	}
+	defer n.Close()
+	var lns []net.Listener
+	listen := func(name, addr string) (net.Listener, error) {
+		if l, ok := n.opts.Listeners[name]; ok {
+			return l, nil
+		}
+		if n.opts.Listeners != nil || addr == "" {
+			return nil, nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("node: %s: %w", name, err)
+		}
+		return l, nil
+	}
+	l143, err := listen("imap", n.cfg.IMAP.Listen)
+	if err != nil {
+		return err
+	}
+	l993, err := listen("imaps", n.cfg.IMAP.ListenTLS)
+	if err != nil {
+		if l143 != nil {
+			l143.Close()
+		}
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	serve := func(name string, l net.Listener, fn func(net.Listener) error) {
+		if l == nil {
+			return
+		}
+		lns = append(lns, l)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(l); err != nil && ctx.Err() == nil {
+				n.logger.Error("node: listener stopped", "listener", name, "err", err)
+			}
+		}()
+		n.logger.Info("node: listening", "listener", name, "addr", l.Addr().String())
+	}
+	serve("imap", l143, n.IMAP.Serve)
+	serve("imaps", l993, n.IMAP.ServeTLS)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		mailbox.PurgeEvery(ctx, auditedPurge{n.Store, n.Connector.Audit()}, n.cfg.Mailbox.PurgeInterval, n.now,
+			n.logger.With("component", "purge"))
+	}()
+	connErr := make(chan error, 1)
+	go func() { connErr <- n.Connector.Serve(ctx) }()
+	select {
+	case <-ctx.Done():
+	case err = <-connErr: // the connector could not start: stop the rest
+		cancel()
+		connErr <- err
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), imapGrace)
+	n.IMAP.Shutdown(sctx)
+	scancel()
+	err = <-connErr
+	wg.Wait()
+	return err
+}
+
+// Close closes the mailbox store (Serve does it when it returns).
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		if n.Store != nil {
+			err = n.Store.Close()
+		}
+	})
+	return err
+}
+
+// auditedPurge is the store as the purge loop sees it: each purge that deleted messages is
+// recorded in the connector's audit log, one record per BAL (identifiers and counts only).
+type auditedPurge struct {
+	mailbox.Store
+	audit *connector.Audit
+}
+
+func (a auditedPurge) Purge(ctx context.Context, now time.Time) (*mailbox.PurgeResult, error) {
+	mark := time.Now() // the store stamps its audit rows with its clock, time.Now here
+	res, err := a.Store.Purge(ctx, now)
+	if err != nil || res.Messages == 0 {
+		return res, err
+	}
+	ents, aerr := a.Store.Audit(ctx, mark)
+	logged := false
+	for _, e := range ents {
+		if e.Event != "retention-purge" {
+			continue
+		}
+		var msgs, size int64
+		fmt.Sscanf(e.Detail, "messages=%d bytes=%d", &msgs, &size)
+		a.audit.Log(&connector.Record{Event: connector.EventPurged, Source: "retention", BAL: e.BAL, Size: size,
+			Reason: fmt.Sprintf("messages=%d", msgs)})
+		logged = true
+	}
+	if aerr != nil || !logged { // the per-BAL detail is unavailable: record the total
+		a.audit.Log(&connector.Record{Event: connector.EventPurged, Source: "retention", Size: res.Bytes,
+			Reason: fmt.Sprintf("messages=%d", res.Messages)})
+	}
+	return res, nil
+}
+
+// storeAccounts finds submission accounts in the mailbox store: an APP BAL by the DN of its
+// certificate, a PER or ORG BAL by its address and password.
+type storeAccounts struct{ s mailbox.Store }
+
+func (a storeAccounts) BALForCertificate(ctx context.Context, dn string, _ *x509.Certificate) (string, error) {
+	b, err := a.s.BALByCertDN(ctx, dn)
+	if errors.Is(err, mailbox.ErrNoBAL) {
+		return "", connector.ErrUnknownAccount
+	}
+	if err != nil {
+		return "", err
+	}
+	return b.Address, nil
+}
+
+func (a storeAccounts) BALForPassword(ctx context.Context, user, pass string) (string, error) {
+	err := a.s.CheckPassword(ctx, user, pass)
+	if errors.Is(err, mailbox.ErrAuthFailed) || errors.Is(err, mailbox.ErrNoBAL) {
+		return "", connector.ErrUnknownAccount
+	}
+	if err != nil {
+		return "", err
+	}
+	b, err := a.s.GetBAL(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	return b.Address, nil
+}
