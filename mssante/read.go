@@ -125,7 +125,7 @@ func readMessage(lr *limitReader, o ReadOptions) (*Message, error) {
 	if err := m.readHeader(mail.Header{Header: message.Header{Header: th}}); err != nil {
 		return nil, err
 	}
-	rd := &reader{opts: o, m: m}
+	rd := &reader{opts: o, m: m, early: true}
 	if l, ok := lr.r.(interface{ Len() int }); ok {
 		rd.srcLen = l.Len
 	}
@@ -228,6 +228,7 @@ func koSubjectCode(subject string) (MDNCode, bool) {
 type reader struct {
 	opts      ReadOptions
 	srcLen    func() int // bytes left in the source, when it tells (bytes.Reader, …)
+	early     bool       // see presize
 	m         *Message
 	parts     int
 	report    string // report-type of the top multipart/report
@@ -276,7 +277,7 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 			}
 		}
 	}
-	data, err := decodeBody(h, mt, params, body, rd.rest(depth))
+	data, err := decodeBody(h, mt, params, body, rd.bound(depth))
 	if err != nil {
 		return err
 	}
@@ -318,13 +319,13 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 // decodeBody reads a leaf body and undoes its transfer encoding and, for text, its charset.
 // Base64 is decoded in one call over the whole body: the streaming decoder, which filters
 // line breaks a few bytes at a time, costs several times more (see BenchmarkRead5MB).
-func decodeBody(h message.Header, mt string, params map[string]string, body io.Reader, rest func() int64) ([]byte, error) {
+func decodeBody(h message.Header, mt string, params map[string]string, body io.Reader, bound *restBound) ([]byte, error) {
 	var r io.Reader // nil when data already holds the decoded body
 	var data []byte
 	switch cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))); cte {
 	case "base64":
 		var err error
-		if data, err = decodeBase64Within(body, rest); err != nil {
+		if data, err = decodeBase64Within(body, bound); err != nil {
 			return nil, err
 		}
 	case "quoted-printable":
@@ -425,10 +426,10 @@ func decodeBase64(r io.Reader) ([]byte, error) {
 	return decodeBase64Within(r, nil)
 }
 
-// decodeBase64Within is decodeBase64 given rest, when known, a bound on the body bytes left
-// to read: once the body proves large against that bound (1/presizeRatio of it), the blocks
-// are left for one slice of the bound's size, which the rest is decoded straight into.
-func decodeBase64Within(r io.Reader, rest func() int64) ([]byte, error) {
+// decodeBase64Within is decodeBase64 given, when known, a bound on the body bytes left to
+// read: once the body proves large against it (see presize), the blocks are left for one
+// slice of the bound's size, which the rest is decoded straight into.
+func decodeBase64Within(r io.Reader, bound *restBound) ([]byte, error) {
 	c, ok := r.(chunker)
 	if !ok {
 		rc := &readChunker{r: r}
@@ -454,8 +455,8 @@ func decodeBase64Within(r io.Reader, rest func() int64) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("%w: body: %w", ErrMalformed, err)
 		}
-		if d.out == nil && rest != nil && !eof {
-			d.presize(rest() + int64(len(pend)))
+		if d.out == nil && bound != nil && !eof {
+			d.presize(bound.left()+int64(len(pend)), bound.early)
 		}
 		if len(pend) > 0 {
 			// The end of the line begun in the previous piece.
@@ -545,16 +546,28 @@ type b64 struct {
 	ended  bool // padding seen
 }
 
-// presizeRatio: a body is decoded straight into one slice sized to the bound on what is left
-// once it is at least 1/presizeRatio of that bound. This caps the memory allocated and left
-// unused at presizeRatio times the body, however the input is cut in parts.
-const presizeRatio = 8
+// A body is decoded straight into one slice sized to the bound on what is left once it is at
+// least 1/presizeRatio of that bound: this caps the memory allocated and left unused at
+// presizeRatio times the body, however the input is cut in parts. Besides, the first body of
+// a message to pass earlyMin bytes takes the bound at once (the usual message: one large
+// attachment), which costs at most one allocation of 3/4 of the message.
+const (
+	presizeRatio = 8
+	earlyMin     = 32 << 10
+)
 
 // presize leaves the blocks for one slice holding the decoded bytes and room for all that the
-// rest raw bytes left can decode to, when the body is large enough against it.
-func (d *b64) presize(rest int64) {
-	if rest < 0 || rest > int64(presizeRatio)*int64(d.total) || rest > math.MaxInt/2 {
+// rest raw bytes left can decode to, when the body is large enough against it or early is
+// still true (it is then set to false).
+func (d *b64) presize(rest int64, early *bool) {
+	if rest < 0 || rest > math.MaxInt/2 {
 		return
+	}
+	if rest > int64(presizeRatio)*int64(d.total) {
+		if early == nil || !*early || d.total < earlyMin {
+			return
+		}
+		*early = false
 	}
 	out := make([]byte, d.total, d.total+int(rest)/4*3+3)
 	w := 0
@@ -732,14 +745,21 @@ func readFieldBlocks(b []byte, max int) ([]textproto.Header, error) {
 	}
 }
 
-// rest bounds the bytes left to read for a body at depth, or is nil when the source does not
-// tell its length: what the source holds plus what the buffers (the top one and one per
-// nested multipart) may hold.
-func (rd *reader) rest(depth int) func() int64 {
+// restBound bounds the bytes left to read of a body.
+type restBound struct {
+	left  func() int64
+	early *bool // the message's early presize is still free
+}
+
+// bound is the restBound of a body at depth, or nil when the source does not tell its
+// length: what the source holds plus what the buffers (the top one and one per nested
+// multipart) may hold.
+func (rd *reader) bound(depth int) *restBound {
 	if rd.srcLen == nil {
 		return nil
 	}
-	return func() int64 {
-		return int64(rd.srcLen()) + int64(depth+1)*multipartBufSize + 1
+	return &restBound{
+		left:  func() int64 { return int64(rd.srcLen()) + int64(depth+1)*multipartBufSize + 1 },
+		early: &rd.early,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -137,5 +138,37 @@ func TestDecodeBase64ErrorKeepsBuffer(t *testing.T) {
 			t.Fatalf("pooled buffer of %d bytes after an error", len(*b))
 		}
 		rawPool.Put(b)
+	}
+}
+
+// Reading from a source that tells its length presizes at most once without proof of size:
+// many large attachments cost a small multiple of the message, and none keeps much unused
+// room.
+func TestReadPresizeBounded(t *testing.T) {
+	m := sampleMessage()
+	for i := 0; i < 24; i++ {
+		data := make([]byte, 150<<10)
+		for j := range data {
+			data[j] = byte(i * j)
+		}
+		m.Attachments = append(m.Attachments, Attachment{Filename: "a.bin", ContentType: "application/octet-stream", Data: data})
+	}
+	raw := compose(t, m, &ComposeOptions{MaxSize: -1})
+	ReadMessage(bytes.NewReader(raw), nil) // warm the pools
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got, err := ReadMessage(bytes.NewReader(raw), nil)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(got.Attachments) != len(m.Attachments) {
+		t.Fatal(err)
+	}
+	for i, a := range got.Attachments {
+		if !bytes.Equal(a.Data, m.Attachments[i].Data) || cap(a.Data) > 2*len(a.Data) {
+			t.Fatalf("attachment %d: %d bytes, capacity %d", i, len(a.Data), cap(a.Data))
+		}
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > uint64(4*len(raw)) {
+		t.Errorf("allocated %d bytes to read a %d-byte message", grown, len(raw))
 	}
 }
