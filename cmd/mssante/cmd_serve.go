@@ -9,11 +9,14 @@ import (
 	"syscall"
 
 	"github.com/mssante-go/sdk/transport/connector"
+	"github.com/mssante-go/sdk/transport/node"
 )
 
-// runServe runs the reference connector: relay and submission listeners, durable queue,
-// delivery, audit log and metrics, as configured in a TOML file (see --print-config). SIGHUP
-// reloads the certificate, the CRLs and the whitelist; SIGINT and SIGTERM stop it gracefully.
+// runServe runs an operator node (transport/node): the reference connector (relay and
+// submission listeners, durable queue, delivery, audit log and metrics) and, with [mailbox]
+// dir set, the mailbox store, IMAP listeners, test responder and retention purge, as
+// configured in a TOML file (see --print-config). SIGHUP reloads the certificate, the CRLs and
+// the whitelist of the mail path; SIGINT and SIGTERM stop it gracefully.
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve", "--config FILE")
 	configPath := fs.String("config", "", "TOML configuration `file` (required)")
@@ -43,14 +46,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := connector.New(cfg, &connector.Options{Logger: logger})
+	n, err := node.New(ctx, cfg, &node.Options{Logger: logger})
 	if err != nil {
 		return err
 	}
 	if *check {
+		n.Close()
 		fmt.Fprintln(e.stdout, "configuration OK")
 		return nil
 	}
+	c := n.Connector
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -64,7 +69,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}()
-	return c.Serve(ctx)
+	return n.Serve(ctx)
 }
 
 func serveLogger(e *env, cfg *connector.Config) (*slog.Logger, error) {
