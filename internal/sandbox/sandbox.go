@@ -39,11 +39,8 @@ import (
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/connector"
-	"github.com/mssante-go/sdk/transport/imapd"
 	"github.com/mssante-go/sdk/transport/mailbox"
-	"github.com/mssante-go/sdk/transport/mailbox/local"
-	"github.com/mssante-go/sdk/transport/queue"
-	"github.com/mssante-go/sdk/transport/responder"
+	"github.com/mssante-go/sdk/transport/node"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -279,8 +276,7 @@ type Sandbox struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	httpSrv   *http.Server
-	imap      []*imapd.Server
-	stores    []*mailbox.SQLite
+	nodes     []*node.Node
 	connDone  []chan error
 	closeOnce sync.Once
 	closeErr  error
@@ -486,11 +482,23 @@ func (s *Sandbox) startWhitelist(ctx context.Context, dir string, lns *listeners
 
 func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp operatorSpec, lns *listeners) error {
 	od := filepath.Join(s.Info.Dir, sp.name)
+	// The BALs with what the configuration has no room for (owner, description, password) are
+	// registered first; the node then opens the same store.
 	store, err := mailbox.OpenSQLite(ctx, filepath.Join(od, "mailbox"), &mailbox.Options{Logger: s.logger})
 	if err != nil {
 		return err
 	}
-	s.stores = append(s.stores, store)
+	defer store.Close()
+	if slices.Contains(op.Domains, TestDomain) {
+		// The test responder: a BAL of this operator answering every message (RFC 3834).
+		if _, err := store.GetBAL(ctx, ResponderAddress); errors.Is(err, mailbox.ErrNoBAL) {
+			err = store.AddBAL(ctx, &mailbox.BAL{Address: ResponderAddress, Type: mailbox.ORG, Owner: sp.bals[0].owner,
+				Description: "Réponse automatique (test responder)"})
+			if err != nil {
+				return err
+			}
+		}
+	}
 	for i, b := range op.BALs {
 		if _, err := store.GetBAL(ctx, b.Address); errors.Is(err, mailbox.ErrNoBAL) {
 			err = store.AddBAL(ctx, &mailbox.BAL{Address: b.Address, Type: mailbox.Type(b.Type), Owner: sp.bals[i].owner,
@@ -506,6 +514,9 @@ func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp op
 				return err
 			}
 		}
+	}
+	if err := store.Close(); err != nil {
+		return err
 	}
 	if err := os.WriteFile(op.Config, []byte(s.serveConfig(op)), 0o600); err != nil {
 		return err
@@ -528,75 +539,20 @@ func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp op
 	if err := writeAtomic(cfg.Whitelist.CacheFile, doc); err != nil {
 		return err
 	}
-	var delivery connector.LocalDelivery = local.New(store)
-	var c *connector.Connector
-	if slices.Contains(op.Domains, TestDomain) {
-		// The test responder: a BAL of this operator answering every message (RFC 3834); its
-		// replies go to the connector's queue with a null sender, like the DSNs.
-		if _, err := store.GetBAL(ctx, ResponderAddress); errors.Is(err, mailbox.ErrNoBAL) {
-			err = store.AddBAL(ctx, &mailbox.BAL{Address: ResponderAddress, Type: mailbox.ORG, Owner: sp.bals[0].owner,
-				Description: "Réponse automatique (test responder)"})
-			if err != nil {
-				return err
-			}
-		}
-		r, err := responder.New(&responder.Options{Address: ResponderAddress, Store: store, Next: delivery,
-			Hostname: op.Hostname, Logger: s.logger.With("operator", sp.name),
-			Send: func(ctx context.Context, from, to string, msg []byte) error {
-				_, err := c.Queue().Enqueue(ctx, &queue.Envelope{From: from, Source: "responder",
-					Rcpts: []*queue.Recipient{{Addr: to}}}, bytes.NewReader(msg))
-				if err == nil {
-					c.Queue().Kick()
-				}
-				return err
-			}})
-		if err != nil {
-			return err
-		}
-		delivery = r
+	n, err := node.New(ctx, cfg, &node.Options{Logger: s.logger.With("operator", sp.name),
+		Listeners: map[string]net.Listener{"relay": lns.take(sp.name, "relay"), "submission": lns.take(sp.name, "submission"),
+			"submission_tls": lns.take(sp.name, "submission_tls"), "metrics": lns.take(sp.name, "metrics"),
+			"imap": lns.take(sp.name, "imap"), "imaps": lns.take(sp.name, "imaps")}})
+	if err != nil {
+		return err
+	}
+	if n.Responder != nil {
 		s.Info.Responder = ResponderAddress
 	}
-	c, err = connector.New(cfg, &connector.Options{Local: delivery, Logger: s.logger.With("operator", sp.name),
-		Listeners: map[string]net.Listener{"relay": lns.take(sp.name, "relay"), "submission": lns.take(sp.name, "submission"),
-			"submission_tls": lns.take(sp.name, "submission_tls"), "metrics": lns.take(sp.name, "metrics")}})
-	if err != nil {
-		return err
-	}
+	s.nodes = append(s.nodes, n)
 	done := make(chan error, 1)
 	s.connDone = append(s.connDone, done)
-	go func() { done <- c.Serve(runCtx) }()
-
-	trust, err := s.Info.Trust()
-	if err != nil {
-		return err
-	}
-	crt, err := tls.LoadX509KeyPair(op.CertFile, op.KeyFile)
-	if err != nil {
-		return err
-	}
-	tcfg, err := transport.ServerConfig(nil, &transport.TLSOptions{Trust: trust, Certificates: []tls.Certificate{crt},
-		OptionalClientCert: true})
-	if err != nil {
-		return err
-	}
-	srv, err := imapd.New(&imapd.Options{Store: store, TLSConfig: tcfg, Logger: s.logger.With("operator", sp.name, "listener", "imap"),
-		// The handshake verified a presented certificate (chain and CRL, VerifyConnection of
-		// transport.ServerConfig); EXTERNAL also needs one to have been presented.
-		VerifyPeer: func(st tls.ConnectionState) error {
-			if len(st.PeerCertificates) == 0 {
-				return errors.New("sandbox: no client certificate")
-			}
-			_, err := trust.Verify(st.PeerCertificates, x509.ExtKeyUsageClientAuth, time.Now())
-			return err
-		}})
-	if err != nil {
-		return err
-	}
-	s.imap = append(s.imap, srv)
-	l143, l993 := lns.take(sp.name, "imap"), lns.take(sp.name, "imaps")
-	s.wg.Add(2)
-	go func() { defer s.wg.Done(); srv.Serve(l143) }()
-	go func() { defer s.wg.Done(); srv.ServeTLS(l993) }()
+	go func() { done <- n.Serve(runCtx) }()
 	return nil
 }
 
@@ -639,7 +595,11 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 	}
 	b.WriteString(" }\nconnect_timeout = \"10s\"\n# Short, so that a stop does not wait for the pooled connections of the other operator.\nidle_timeout = \"1s\"\n\n")
 	b.WriteString("[queue]\nretry_first = \"2s\"\nretry_max = \"30s\"\ngive_up = \"1h\"\ndelay_notice = \"10m\"\n\n")
-	fmt.Fprintf(&b, "[audit]\ndir = %q\n\n[metrics]\nlisten = %q\n", filepath.Join(od, "audit"), op.Metrics)
+	fmt.Fprintf(&b, "[audit]\ndir = %q\n\n[metrics]\nlisten = %q\n\n", filepath.Join(od, "audit"), op.Metrics)
+	fmt.Fprintf(&b, "[mailbox]\ndir = %q\n\n[imap]\nlisten = %q\nlisten_tls = %q\n", filepath.Join(od, "mailbox"), op.IMAP, op.IMAPS)
+	if slices.Contains(op.Domains, TestDomain) {
+		fmt.Fprintf(&b, "\n[responder]\naddress = %q\n", ResponderAddress)
+	}
 	return b.String()
 }
 
@@ -656,35 +616,30 @@ func quoteList(l []string) string {
 const stopTimeout = 45 * time.Second
 
 // Close stops every server of the sandbox and closes its stores. The state folder stays. An
-// error reports a connector that did not stop in time (its store is then left open).
+// error reports a node that did not stop in time (its store is then left open).
 func (s *Sandbox) Close() error {
 	s.closeOnce.Do(func() {
 		if s.cancel != nil {
 			s.cancel()
 		}
-		stuck := false
 		for i, d := range s.connDone {
 			select {
 			case <-d:
 			case <-time.After(stopTimeout):
-				stuck = true
 				s.closeErr = errors.Join(s.closeErr, fmt.Errorf("sandbox: connector %s did not stop within %s", s.Info.Operators[i].Name, stopTimeout))
+			}
+		}
+		if len(s.connDone) < len(s.nodes) { // built but not started (Start failed)
+			for _, n := range s.nodes[len(s.connDone):] {
+				n.Close()
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		for _, srv := range s.imap {
-			srv.Shutdown(ctx)
-		}
 		if s.httpSrv != nil {
 			s.httpSrv.Shutdown(ctx)
 		}
 		s.wg.Wait()
-		if !stuck {
-			for _, st := range s.stores {
-				st.Close()
-			}
-		}
 	})
 	return s.closeErr
 }
@@ -692,8 +647,8 @@ func (s *Sandbox) Close() error {
 // Store returns the mailbox store of the operator named name ("hopital", "cabinet"), for tests.
 func (s *Sandbox) Store(name string) mailbox.Store {
 	for i, op := range s.Info.Operators {
-		if op.Name == name && i < len(s.stores) {
-			return s.stores[i]
+		if op.Name == name && i < len(s.nodes) && s.nodes[i].Store != nil {
+			return s.nodes[i].Store
 		}
 	}
 	return nil
