@@ -317,8 +317,8 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 }
 
 // decodeBody reads a leaf body and undoes its transfer encoding and, for text, its charset.
-// Base64 is decoded in one call over the whole body: the streaming decoder, which filters
-// line breaks a few bytes at a time, costs several times more (see BenchmarkRead5MB).
+// Base64 goes through decodeBase64, not the stdlib streaming decoder, which filters line
+// breaks a few bytes at a time and costs several times more (see BenchmarkRead5MB).
 func decodeBody(h message.Header, mt string, params map[string]string, body io.Reader, bound *restBound) ([]byte, error) {
 	var r io.Reader // nil when data already holds the decoded body
 	var data []byte
@@ -439,7 +439,7 @@ func decodeBase64Within(r io.Reader, bound *restBound) ([]byte, error) {
 	pp := rawPool.Get().(*[]byte)
 	pend := (*pp)[:0] // characters not decoded yet, without line ends and blanks
 	defer func() {
-		if cap(pend) >= rawChunk { // grown, or nil after an error
+		if cap(pend) >= rawChunk { // keep a grown buffer; pend is nil after an error
 			*pp = pend[:cap(pend)]
 		}
 		rawPool.Put(pp)
