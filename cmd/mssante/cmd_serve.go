@@ -55,7 +55,6 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "configuration OK")
 		return nil
 	}
-	c := n.Connector
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -65,7 +64,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				c.Reload()
+				n.Reload()
 			}
 		}
 	}()

@@ -22,6 +22,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mssante-go/sdk/transport"
@@ -60,6 +61,7 @@ type Node struct {
 	logger *slog.Logger
 	now    func() time.Time
 	trust  *transport.TrustStore
+	cert   atomic.Pointer[tls.Certificate] // of the IMAP listeners, swapped by Reload
 
 	closeOnce sync.Once
 }
@@ -182,17 +184,11 @@ func (n *Node) newIMAP() error {
 			return fmt.Errorf("node: %s: %w", f, err)
 		}
 	}
-	for _, f := range cfg.TLS.CRLFiles {
-		if err := n.trust.AddCRLFile(f); err != nil {
-			return fmt.Errorf("node: %s: %w", f, err)
-		}
+	if err := n.loadCert(); err != nil {
+		return err
 	}
-	crt, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-	if err != nil {
-		return fmt.Errorf("node: certificate: %w", err)
-	}
-	tcfg, err := transport.ServerConfig(nil, &transport.TLSOptions{Trust: n.trust, Certificates: []tls.Certificate{crt},
-		Time: n.opts.Now, AllowTLS13: cfg.TLS.AllowTLS13, AllowCBC: cfg.TLS.AllowCBC, OptionalClientCert: true})
+	base := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.cert.Load(), nil }}
+	tcfg, err := transport.ServerConfig(base, &transport.TLSOptions{Trust: n.trust, Time: n.opts.Now, AllowTLS13: cfg.TLS.AllowTLS13, AllowCBC: cfg.TLS.AllowCBC, OptionalClientCert: true})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -206,6 +202,36 @@ func (n *Node) newIMAP() error {
 			_, err := n.trust.Verify(st.PeerCertificates, x509.ExtKeyUsageClientAuth, n.now())
 			return err
 		}})
+	return err
+}
+
+// loadCert (re)reads the certificate and the CRLs of the IMAP listeners (the connector
+// checked the same files).
+func (n *Node) loadCert() error {
+	for _, f := range n.cfg.TLS.CRLFiles {
+		if err := n.trust.AddCRLFile(f); err != nil {
+			return fmt.Errorf("node: %s: %w", f, err)
+		}
+	}
+	crt, err := tls.LoadX509KeyPair(n.cfg.TLS.CertFile, n.cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("node: certificate: %w", err)
+	}
+	n.cert.Store(&crt)
+	return nil
+}
+
+// Reload re-reads the certificate, the CRLs and the whitelist (connector.Connector.Reload),
+// then, when the connector took them, the certificate and CRLs of the IMAP listeners. On
+// error the previous material stays in use.
+func (n *Node) Reload() error {
+	err := n.Connector.Reload()
+	if n.IMAP != nil && err == nil {
+		if ierr := n.loadCert(); ierr != nil {
+			n.logger.Error("node: IMAP certificate reload failed, previous one kept", "err", ierr)
+			err = errors.Join(err, ierr)
+		}
+	}
 	return err
 }
 

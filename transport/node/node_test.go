@@ -373,3 +373,40 @@ func TestPurgeAudited(t *testing.T) {
 		t.Errorf("after purge: %+v", b)
 	}
 }
+
+// Reload gives the IMAP listeners the renewed certificate too.
+func TestReloadIMAPCertificate(t *testing.T) {
+	s := newSpace(t, "a.mssante.test")
+	a := s.ops[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n, done := s.start(t, ctx, a, nil)
+	serial := func() string {
+		conn, err := tls.Dial("tcp", a.addr("imaps"), s.clientTLS(a, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	if got := serial(); got != a.server.Cert.SerialNumber.String() {
+		t.Fatalf("IMAPS serves serial %s, want %s", got, a.server.Cert.SerialNumber)
+	}
+	renewed, err := s.pki.Server("mx."+a.domain, &testpki.LeafOptions{DNSNames: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := renewed.WriteFiles(a.dir, "server"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := serial(); got != renewed.Cert.SerialNumber.String() {
+		t.Errorf("after Reload IMAPS serves serial %s, want the renewed %s", got, renewed.Cert.SerialNumber)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
