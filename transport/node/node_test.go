@@ -410,3 +410,24 @@ func TestReloadIMAPCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The mailbox side settings are checked when the configuration loads.
+func TestConfigRefusals(t *testing.T) {
+	base := "hostname = \"mx.a.test\"\ndomains = [\"a.test\"]\nspool_dir = \"/s\"\n[tls]\ncert_file = \"c\"\nkey_file = \"k\"\n[whitelist]\nfile = \"w\"\n[audit]\ndir = \"/a\"\n"
+	for _, c := range []struct{ name, extra, want string }{
+		{"imap without store", "[imap]\nlisten_tls = \":993\"\n", "imap and responder need mailbox.dir"},
+		{"responder without store", "[responder]\naddress = \"r@a.test\"\n", "imap and responder need mailbox.dir"},
+		{"bad responder", "[mailbox]\ndir = \"/m\"\n[responder]\naddress = \"nobody\"\n", "responder.address"},
+		{"zero purge interval", "[mailbox]\ndir = \"/m\"\npurge_interval = \"0s\"\n", "purge_interval must be positive"},
+		{"negative quota", "[mailbox]\ndir = \"/m\"\ndefault_quota = -1\n", "must not be negative"},
+		{"bad BAL type", "[[bal]]\naddress = \"x@a.test\"\nlogin = \"x\"\ntype = \"XYZ\"\n", "type must be PER, ORG or APP"},
+	} {
+		_, err := connector.LoadConfig(strings.NewReader(base + c.extra))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	if _, err := connector.LoadConfig(strings.NewReader(base + "[mailbox]\ndir = \"/m\"\n[imap]\nlisten = \":143\"\nlisten_tls = \":993\"\n[responder]\naddress = \"r@a.test\"\n")); err != nil {
+		t.Errorf("valid mailbox side: %v", err)
+	}
+}
