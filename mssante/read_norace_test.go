@@ -1,0 +1,5 @@
+//go:build !race
+
+package mssante
+
+const raceDetector = false
