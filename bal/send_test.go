@@ -41,6 +41,8 @@ type fakeSubmission struct {
 	// auth is the mechanisms offered; authOK the identities seen.
 	auth   []string
 	authOK []string
+	// last is the server side of the latest connection that began a transaction.
+	last *smtp.Conn
 }
 
 type received struct {
@@ -138,6 +140,9 @@ func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 }
 
 func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
+	s.f.mu.Lock()
+	s.f.last = s.conn
+	s.f.mu.Unlock()
 	s.cur = received{from: from, mail: *opts}
 	if st, ok := s.conn.TLSConnectionState(); ok && len(st.PeerCertificates) > 0 {
 		s.cur.client = st.PeerCertificates[0].Subject.CommonName
@@ -386,6 +391,46 @@ func TestSendBatchUsesOneConnection(t *testing.T) {
 	}
 	if n := f.conns.Load(); n != 1 || len(f.received()) != 6 {
 		t.Fatalf("%d connections for %d messages", n, len(f.received()))
+	}
+}
+
+// TestSendAfterServerClosedIdleConnection: the kept connection is reused without RSET; when
+// the server closed it while idle (silently, or with a 421 first), the next Send reconnects
+// and the message is submitted once.
+func TestSendAfterServerClosedIdleConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		close func(net.Conn)
+	}{
+		{"close", func(c net.Conn) { c.Close() }},
+		{"421", func(c net.Conn) { c.Write([]byte("421 4.4.2 localhost Error: timeout exceeded\r\n")); c.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestPKI(t)
+			f := startFakeSubmission(t, p, true)
+			c := newTestClient(t, p, f.addr)
+			ctx := context.Background()
+			for i := 0; i < 2; i++ {
+				if _, err := c.Send(ctx, simpleMessage("a@test.example"), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := f.conns.Load(); n != 1 {
+				t.Fatalf("%d connections for two messages", n)
+			}
+			f.mu.Lock()
+			tc.close(f.last.Conn())
+			f.mu.Unlock()
+			msg := simpleMessage("a@test.example")
+			res, err := c.Send(ctx, msg, nil)
+			if err != nil || !res.Recipients[0].Accepted {
+				t.Fatalf("send after the server closed the connection: %+v, %v", res, err)
+			}
+			got := f.received()
+			if n := f.conns.Load(); n != 2 || len(got) != 3 || !bytes.Contains(got[2].data, []byte(msg.MessageID)) {
+				t.Fatalf("%d connections, %d messages", n, len(got))
+			}
+		})
 	}
 }
 
