@@ -1,8 +1,10 @@
 package bal
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	nettextproto "net/textproto"
 	"testing"
 
 	"github.com/mssante-go/sdk/mssante"
@@ -32,5 +34,34 @@ func FuzzIncoming(f *testing.F) {
 		}
 		_ = diagnosticCode(string(raw))
 		_ = originalMessageID(raw)
+	})
+}
+
+// FuzzDotStuffer checks dotStuffer against net/textproto's DotWriter, which go-smtp writes
+// DATA with: the same bytes on the wire, end marker included, however the input is cut.
+func FuzzDotStuffer(f *testing.F) {
+	for _, s := range []string{"", "a", ".", "..\r\n.", "a\r\n.b\r\n", "a\nb\n", "a\r", "a\rb", "\r\r\n", "\n\n.\n", "x\r\n.\r\n", "a\r\n\r\n"} {
+		f.Add([]byte(s), uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
+		var want bytes.Buffer
+		bw := bufio.NewWriter(&want)
+		dw := nettextproto.NewWriter(bw).DotWriter()
+		dw.Write(data)
+		dw.Close()
+
+		var got bytes.Buffer
+		ds := &dotStuffer{w: &got}
+		for rest, k := data, int(cut)%7+1; len(rest) > 0; {
+			n := min(k, len(rest))
+			if _, err := ds.Write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		got.WriteString("\r\n.\r\n") // what go-smtp's untouched DotWriter ends with
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("%q: got %q, want %q", data, got.Bytes(), want.Bytes())
+		}
 	})
 }

@@ -1,6 +1,7 @@
 package bal
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -429,6 +430,63 @@ func TestSendAfterServerClosedIdleConnection(t *testing.T) {
 			got := f.received()
 			if n := f.conns.Load(); n != 2 || len(got) != 3 || !bytes.Contains(got[2].data, []byte(msg.MessageID)) {
 				t.Fatalf("%d connections, %d messages", n, len(got))
+			}
+		})
+	}
+}
+
+// TestSendStartTLSRefusals: a server that does not offer STARTTLS, or that sends bytes in
+// clear after its 220 to STARTTLS (which would be read as coming through TLS), gets nothing
+// and the error is ErrTLS.
+func TestSendStartTLSRefusals(t *testing.T) {
+	for _, tc := range []struct{ name, ehlo, starttls string }{
+		{"not offered", "250-localhost\r\n250 DSN\r\n", ""},
+		{"injected", "250-localhost\r\n250 STARTTLS\r\n", "220 go ahead\r\n250 injected\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			var mail atomic.Bool
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer conn.Close()
+						r := bufio.NewReader(conn)
+						io.WriteString(conn, "220 localhost ESMTP\r\n")
+						for {
+							line, err := r.ReadString('\n')
+							if err != nil {
+								return
+							}
+							switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+							case strings.HasPrefix(cmd, "EHLO"):
+								io.WriteString(conn, tc.ehlo)
+							case cmd == "STARTTLS" && tc.starttls != "":
+								io.WriteString(conn, tc.starttls)
+								time.Sleep(100 * time.Millisecond)
+								return
+							case strings.HasPrefix(cmd, "MAIL"):
+								mail.Store(true)
+								return
+							default:
+								io.WriteString(conn, "502 no\r\n")
+							}
+						}
+					}()
+				}
+			}()
+			p := newTestPKI(t)
+			c := newTestClient(t, p, ln.Addr().String())
+			_, err = c.Send(context.Background(), simpleMessage("a@test.example"), nil)
+			if !errors.Is(err, ErrTLS) || mail.Load() {
+				t.Fatalf("err = %v (MAIL sent: %v), want ErrTLS", err, mail.Load())
 			}
 		})
 	}
