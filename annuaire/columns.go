@@ -111,11 +111,9 @@ func splitInto(f *Fields, line string) (int, error) {
 // split cuts a line into f without validating its text (the index does so once, at load).
 // It finds the separators eight bytes at a time.
 func split(f *Fields, line string) (int, error) {
-	const ones, highs, pipes = 0x0101010101010101, 0x8080808080808080, 0x7C7C7C7C7C7C7C7C // '|' = 0x7C
 	n, start, i := 0, 0, 0
 	for ; i+8 <= len(line); i += 8 {
-		x := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(line[i:]), 8)) ^ pipes
-		for m := (x - ones) &^ x & highs; m != 0; m &= m - 1 {
+		for m := pipes(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(line[i:]), 8))); m != 0; m &= m - 1 {
 			at := i + bits.TrailingZeros64(m)/8
 			if n == int(NumColumns)-1 {
 				return tooMany(line, at, f, n)
@@ -141,6 +139,15 @@ func split(f *Fields, line string) (int, error) {
 	}
 	f[n] = line[start:]
 	return int(NumColumns), nil
+}
+
+// pipes returns the high bit of each byte of w that is a '|' (0x7C). Unlike the shorter
+// (x-0x01…)&^x&0x80… it has no false positive: no carry crosses a byte, so a '}' (0x7D) after a
+// '|' is not taken for one.
+func pipes(w uint64) uint64 {
+	const lows, highs = 0x7F7F7F7F7F7F7F7F, 0x8080808080808080
+	x := w ^ 0x7C7C7C7C7C7C7C7C // the '|' bytes become 0
+	return ^((x&lows + lows) | x) & highs
 }
 
 // tooMany handles a 32nd field: allowed only empty, after a trailing '|' at position at.

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,11 +29,11 @@ type Extraction struct {
 	data   string   // the text, header included; never modified
 	starts []uint32 // start of each data line in data
 
-	// byAddr holds where the line of each address (lower-cased) starts in data, so that a
-	// lookup touches the map and the line only; with the addrMany bit, the address is on
-	// several lines, listed in addrLines.
-	byAddr    map[string]uint32
-	addrLines map[string][]int32
+	// addrSlots is the address index (extraction_addr.go); dups lists the lines of each
+	// address found on several lines, in file order.
+	addrSlots []uint64
+	addrSeed  maphash.Seed
+	dups      [][]int32
 	byID      map[string]int32 // last line of each person's national identifier
 	byStruct  map[string]int32 // last line of each structure identifier
 	// nextID and nextStruct chain the lines that share a key, -1 ending a chain.
@@ -178,14 +179,16 @@ func Load(r io.Reader, opts *LoadOptions) (*Extraction, error) { return loadSize
 
 func loadSized(r io.Reader, hint int64, opts *LoadOptions) (*Extraction, error) {
 	max := opts.maxSize()
-	buf := bytes.NewBuffer(make([]byte, 0, min(max, hint)+bytes.MinRead))
+	b := make([]byte, 0, min(max, hint)+bytes.MinRead)
+	adviseHugePages(b) // before the pages are first touched
+	buf := bytes.NewBuffer(b)
 	if _, err := buf.ReadFrom(io.LimitReader(r, max+1)); err != nil {
 		return nil, fmt.Errorf("annuaire: reading the extraction: %w", err)
 	}
 	if int64(buf.Len()) > max {
 		return nil, ErrTooLarge
 	}
-	b := buf.Bytes()
+	b = buf.Bytes()
 	// The bytes are never modified from here on: the index keeps strings pointing into them.
 	return index(unsafe.String(unsafe.SliceData(b), len(b)))
 }
@@ -306,47 +309,6 @@ func prefixes(s string) (uint64, uint64) {
 	var b [16]byte
 	copy(b[:], s)
 	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-}
-
-// addrMany marks, in byAddr, an address found on several lines.
-const addrMany = 1 << 31
-
-// indexAddresses fills byAddr and addrLines. Addresses are nearly all distinct: each is
-// inserted blindly (one map access), and the few found twice are collected afterwards.
-func (x *Extraction) indexAddresses() {
-	x.byAddr = make(map[string]uint32, len(x.starts))
-	x.addrLines = make(map[string][]int32)
-	for _, at := range x.starts {
-		a := x.addressAt(at)
-		n := len(x.byAddr)
-		x.byAddr[a] = at
-		if len(x.byAddr) == n {
-			x.addrLines[a] = nil // seen before: its lines are gathered below
-		}
-	}
-	if len(x.addrLines) == 0 {
-		return
-	}
-	for i, at := range x.starts {
-		a := x.addressAt(at)
-		if lines, ok := x.addrLines[a]; ok {
-			if len(lines) == 0 {
-				x.byAddr[a] = at | addrMany
-			}
-			x.addrLines[a] = append(lines, int32(i))
-		}
-	}
-}
-
-// addressAt returns the address of the line that starts at byte at, lower-cased.
-func (x *Extraction) addressAt(at uint32) string {
-	line := x.data[at:]
-	line = line[strings.IndexByte(line, '|')+1:] // validated at load: the separators are there
-	a := strings.TrimSpace(line[:strings.IndexByte(line, '|')])
-	if hasUpperASCII(a) {
-		a = strings.ToLower(a)
-	}
-	return a
 }
 
 // chain builds a map from each non-empty key to its last line and, in next, the chains of
@@ -502,29 +464,34 @@ func (x *Extraction) entry(i int32) Entry {
 
 // Lookup appends the entries of an address to dst (several when it appears on several
 // lines, in file order) and returns the extended slice: the fastest query of the index, with
-// no allocation when dst has room.
+// no allocation when dst has room. The address is compared ASCII case-insensitively. The
+// strings of the entries share the memory of the index.
 func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
-	at, ok := x.byAddr[address]
-	if !ok && hasUpperASCII(address) {
-		address = strings.ToLower(address)
-		at, ok = x.byAddr[address]
-	}
+	j, ok := x.findSlot(address, x.hashAddress(address))
 	if !ok {
 		return dst
 	}
-	var f Fields
-	if at&addrMany == 0 {
-		x.fieldsAt(at, &f)
-		dst = append(dst, Entry{})
-		f.entryInto(&dst[len(dst)-1])
+	s := x.addrSlots[j]
+	if s&addrMany == 0 {
+		dst = slices.Grow(dst, 1)
+		dst = dst[:len(dst)+1]
+		x.entryAt(uint32(s&addrRef), &dst[len(dst)-1])
 		return dst
 	}
-	for _, i := range x.addrLines[address] {
-		x.fieldsInto(i, &f)
-		dst = append(dst, Entry{})
-		f.entryInto(&dst[len(dst)-1])
+	lines := x.dups[s&addrRef]
+	dst = slices.Grow(dst, len(lines))
+	for _, i := range lines {
+		dst = dst[:len(dst)+1]
+		x.entryAt(x.starts[i], &dst[len(dst)-1])
 	}
 	return dst
+}
+
+// entryAt fills *e (every field) from the line that starts at byte at of data.
+func (x *Extraction) entryAt(at uint32, e *Entry) {
+	var f Fields
+	x.fieldsAt(at, &f)
+	f.entryInto(e)
 }
 
 // Search implements [Directory]. It never blocks: ctx is only checked during full scans.

@@ -284,8 +284,42 @@ func BenchmarkLookupIndexOnly(b *testing.B) {
 	r, _ := x.Search(context.Background(), Query{Limit: 1000})
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, ok := x.byAddr[strings.ToLower(r.Entries[i%len(r.Entries)].Address)]; !ok {
+		if _, ok := x.findSlot(r.Entries[i%len(r.Entries)].Address, x.hashAddress(r.Entries[i%len(r.Entries)].Address)); !ok {
 			b.Fatal("not found")
 		}
 	}
+}
+
+// BenchmarkLookupFullSize looks up 20,000 addresses spread over a full-size extraction (the
+// index is far larger than the caches, as in production): the index alone (Has), and the
+// full entry (Lookup).
+func BenchmarkLookupFullSize(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "extraction.txt")
+	if err := os.WriteFile(path, []byte(genText(b, annuairetest.FullSize)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	genCache.Delete(annuairetest.FullSize)
+	x, err := LoadFile(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addrs := make([]string, 0, 20000)
+	for i := 0; i < x.Len() && len(addrs) < cap(addrs); i += x.Len() / cap(addrs) {
+		addrs = append(addrs, lineAddress(x.data, x.starts[i]))
+	}
+	b.Run("index", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, ok := x.findSlot(addrs[i%len(addrs)], x.hashAddress(addrs[i%len(addrs)])); !ok {
+				b.Fatal("not found")
+			}
+		}
+	})
+	b.Run("entry", func(b *testing.B) {
+		var buf []Entry
+		for i := 0; b.Loop(); i++ {
+			if buf = x.Lookup(buf[:0], addrs[i%len(addrs)]); len(buf) == 0 {
+				b.Fatal("not found")
+			}
+		}
+	})
 }

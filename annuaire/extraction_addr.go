@@ -1,0 +1,128 @@
+package annuaire
+
+import (
+	"hash/maphash"
+	"slices"
+	"strings"
+	"unsafe"
+)
+
+// The address index of an [Extraction] is an open-addressing table of uint64 slots, a power of
+// two of them, at most three quarters full: each slot holds the high 32 bits of the address's
+// hash and, below, where its line starts in the text (or, with the addrMany bit, which list of
+// lines in dups when the address is on several lines; 0 is an empty slot, as no data line starts
+// at byte 0). Probing compares the stored hash bits before reading a line, so a lookup reads one
+// slot (one cache line, nearly always) and the one line it names: two memory accesses where a
+// map of strings takes four or five at this size, in 8 bytes a slot.
+//
+// Addresses are compared ASCII case-insensitively, and hashed lower-cased.
+
+const (
+	addrMany = 1 << 31                  // in a slot: the address is on several lines, listed in dups
+	addrRef  = addrMany - 1             // the line start, or the index in dups
+	addrHash = ^uint64(addrMany<<1 - 1) // the hash bits of a slot
+	maxFold  = 320                      // longest address hashed lower-cased on the stack
+)
+
+// indexAddresses fills addrSlots and dups from starts.
+func (x *Extraction) indexAddresses() {
+	size := 8
+	for size*3 < len(x.starts)*4 { // at most 3/4 full
+		size <<= 1
+	}
+	x.addrSlots = make([]uint64, size)
+	adviseHugePages(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x.addrSlots))), size*8))
+	x.addrSeed = maphash.MakeSeed()
+	for i, at := range x.starts {
+		a := lineAddress(x.data, at)
+		h := x.hashAddress(a)
+		j, found := x.findSlot(a, h)
+		if !found {
+			x.addrSlots[j] = h&addrHash | uint64(at)
+			continue
+		}
+		s := x.addrSlots[j]
+		if s&addrMany == 0 { // the second line of this address: start its list
+			first, _ := slices.BinarySearch(x.starts, uint32(s))
+			x.dups = append(x.dups, []int32{int32(first)})
+			s = s&addrHash | addrMany | uint64(len(x.dups)-1)
+			x.addrSlots[j] = s
+		}
+		d := s & addrRef
+		x.dups[d] = append(x.dups[d], int32(i))
+	}
+}
+
+// findSlot returns the slot of address a, whose hash is h, or the empty slot where it goes.
+func (x *Extraction) findSlot(a string, h uint64) (int, bool) {
+	mask := uint64(len(x.addrSlots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := x.addrSlots[i]
+		if s == 0 {
+			return int(i), false
+		}
+		if s&addrHash == h&addrHash && equalFoldASCII(lineAddress(x.data, x.slotStart(s)), a) {
+			return int(i), true
+		}
+	}
+}
+
+// slotStart returns where the (first) line of a non-empty slot starts.
+func (x *Extraction) slotStart(s uint64) uint32 {
+	if s&addrMany != 0 {
+		return x.starts[x.dups[s&addrRef][0]]
+	}
+	return uint32(s & addrRef)
+}
+
+// hashAddress hashes a lower-cased (ASCII only), without allocating for an address of usual
+// length.
+func (x *Extraction) hashAddress(a string) uint64 {
+	if !hasUpperASCII(a) {
+		return maphash.String(x.addrSeed, a)
+	}
+	var buf [maxFold]byte
+	b := buf[:0]
+	if len(a) > len(buf) {
+		b = make([]byte, 0, len(a))
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return maphash.Bytes(x.addrSeed, b)
+}
+
+// lineAddress returns the address (second column, trimmed) of the line that starts at byte at
+// of data, a line validated at load (its separators are there).
+func lineAddress(data string, at uint32) string {
+	line := data[at:]
+	line = line[strings.IndexByte(line, '|')+1:]
+	return strings.TrimSpace(line[:strings.IndexByte(line, '|')])
+}
+
+// equalFoldASCII reports whether a and b are equal, ignoring the case of ASCII letters.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c, d := a[i], b[i]
+		if c == d {
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
