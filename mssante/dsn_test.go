@@ -3,13 +3,15 @@ package mssante
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/peers"
 	"github.com/mssante-go/sdk/internal/testenv"
 )
 
@@ -67,37 +69,59 @@ func TestPostfixDSNSamples(t *testing.T) {
 	}
 }
 
-// TestPostfixDSNLive makes a throw-away Postfix produce the five DSNs now and parses them.
+// TestPostfixDSNLive makes a throw-away Postfix produce the five DSNs now and parses them:
+// it submits five messages with sendmail -N … -V ENV-<id> -R hdrs from bal@test.example and
+// reads the DSNs Postfix delivers back to that mailbox (see testdata/README.md). With
+// -update it rewrites the committed samples testdata/dsn-<id>.eml.
 func TestPostfixDSNLive(t *testing.T) {
-	testenv.Require(t, "postfix")
-	testenv.Require(t, "smtp-sink")
-	if os.Geteuid() != 0 {
-		t.Skip("the throw-away Postfix instance needs root (postfix -c)")
-	}
 	if testing.Short() {
 		t.Skip("short")
 	}
-	// Postfix's unprivileged daemons must reach their queue: a world-searchable folder.
-	work, err := os.MkdirTemp("", "mssante-postfix-")
-	if err != nil {
-		t.Fatal(err)
+	relay := peers.SMTPSink(t, "-N") // does not announce DSN: "relayed"
+	reject := peers.SMTPSink(t, "-f", "RCPT", "-B", "550 5.1.1 <x> Recipient address rejected: unknown user")
+	closed := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens: "delayed"
+	pf := peers.StartPostfix(t, &peers.PostfixOptions{
+		Mailboxes: map[string]string{"bal@test.example": "bal/", "medecin@test.example": "medecin/"},
+		Transports: map[string]string{"relay.example": peers.Relay(relay), "reject.example": peers.Relay(reject),
+			"slow.example": peers.Relay(closed)},
+		RetryDelay: time.Second, DelayWarning: time.Second,
+		Extra: []string{"maximal_queue_lifetime = 1h"},
+	})
+	for _, s := range []struct{ id, to, notify string }{
+		{"failed-unknown-user", "nobody@test.example", "failure,delay"},
+		{"failed-remote-550", "dr.x@reject.example", "failure,delay"},
+		{"delayed", "dr.y@slow.example", "delay,failure"},
+		{"delivered", "medecin@test.example", "success,failure"},
+		{"relayed", "dr.z@relay.example", "success,failure"},
+	} {
+		msg := fmt.Sprintf("From: BAL <bal@test.example>\nTo: <%s>\nSubject: DSN sample %s\nMessage-ID: <%s@test.example>\n"+
+			"Date: Sat, 28 Nov 2026 12:00:00 +0000\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n"+
+			"Corps du message de test.\n", s.to, s.id, s.id)
+		pf.Sendmail(t, []byte(msg), "-f", "bal@test.example", "-N", s.notify, "-V", "ENV-"+s.id, "-R", "hdrs", s.to)
 	}
-	t.Cleanup(func() { os.RemoveAll(work) })
-	if err := os.Chmod(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	cmd := exec.Command("bash", "testdata/postfix/gen.sh", work, out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(work, "maillog"))
-		t.Fatalf("gen.sh: %v\n%s\nmaillog:\n%s", err, b, log)
+	envID := regexp.MustCompile(`ENV-([a-z0-9-]+)`)
+	got := map[string][]byte{}
+	for deadline := time.Now().Add(60 * time.Second); len(got) < len(postfixWant); time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d DSNs after 60 s; maillog:\n%s", len(got), len(postfixWant), pf.Log())
+		}
+		for _, m := range pf.Maildir("bal") {
+			if id := envID.FindStringSubmatch(m); id != nil {
+				got[id[1]] = []byte(m)
+			}
+		}
 	}
 	for id := range postfixWant {
-		raw, err := os.ReadFile(filepath.Join(out, "dsn-"+id+".eml"))
-		if err != nil {
-			t.Fatal(err)
+		raw, ok := got[id]
+		if !ok {
+			t.Fatalf("no DSN for %s", id)
 		}
 		checkPostfixDSN(t, id, raw)
+		if *update {
+			if err := os.WriteFile(filepath.Join("testdata", "dsn-"+id+".eml"), raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
