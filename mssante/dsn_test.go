@@ -15,7 +15,7 @@ import (
 	"github.com/mssante-go/sdk/internal/testenv"
 )
 
-// postfixWant is what the Postfix samples (testdata/postfix/gen.sh) report.
+// postfixWant is what the Postfix samples (made by TestPostfixDSNLive -update) report.
 var postfixWant = map[string]DSNRecipient{
 	"failed-unknown-user": {FinalRecipient: "nobody@test.example", OriginalRecipient: "nobody@test.example", Action: ActionFailed, Status: "5.1.1",
 		DiagnosticCode: `X-Postfix; unknown user: "nobody@test.example"`},
