@@ -263,6 +263,12 @@ func trim(s string) string {
 // "oui"/"non", "true"/"false" and "1"/"0" are all read; anything else is false (the safe
 // reading: do not assume a paperless holder).
 func parseFlag(s string) bool {
+	switch s { // the usual values first
+	case "O":
+		return true
+	case "N", "":
+		return false
+	}
 	for _, yes := range []string{"o", "oui", "true", "1", "y", "yes", "t"} {
 		if strings.EqualFold(s, yes) {
 			return true

@@ -19,9 +19,10 @@
 //     fhir-annuaire), with Bundle paging, a client-side limit of 17 requests per second, and BALs
 //     flagged listeRouge never returned.
 //
-// [Extraction.Lookup] is the fast path for "is this address a BAL, and whose?": one map
-// access and the parse of one line, no allocation. The index keeps the file's text and
-// takes about 2.4 times its size in memory (bench/annuaire/run.sh measures it).
+// [Extraction.TypeOf] answers "is this address a BAL, and of which type?" from the address
+// index alone; [Extraction.Lookup] adds the parse of the line into the whole [Entry]. Neither
+// allocates. The index keeps the file's text and takes about 2.2 times its size in memory
+// (bench/annuaire/run.sh measures it).
 //
 // BAL types are those of TRE_R257-TypeBAL: PER, ORG, APP and CAB (MSSanté digest §5). The public
 // extraction file carries PER and ORG only: applicative BALs (APP) are found through FHIR.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -447,13 +448,36 @@ func (x *Extraction) fields(i int32) Fields {
 
 func (x *Extraction) fieldsInto(i int32, f *Fields) { x.fieldsAt(x.starts[i], f) }
 
-// fieldsAt parses the line that starts at byte at of data.
+// fieldsAt cuts the line that starts at byte at of data (validated at load) into f. It reads
+// eight bytes at a time, as split does, but stops at the 30th separator, without looking for
+// the line end first: the last column runs to the line end, less a '\r' and a trailing '|'.
 func (x *Extraction) fieldsAt(at uint32, f *Fields) {
-	line := x.data[at:]
-	if end := strings.IndexByte(line, '\n'); end >= 0 {
-		line = line[:end]
+	data := x.data
+	n, start, i := 0, int(at), int(at)
+	for ; i+8 <= len(data); i += 8 {
+		for m := pipes(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(data[i:]), 8))); m != 0; m &= m - 1 {
+			end := i + bits.TrailingZeros64(m)/8
+			f[n] = data[start:end]
+			n++
+			start = end + 1
+			if n == int(NumColumns)-1 {
+				goto last
+			}
+		}
 	}
-	split(f, strings.TrimSuffix(line, "\r"))
+	for ; n < int(NumColumns)-1; i++ { // the last bytes of the text
+		if data[i] == '|' {
+			f[n] = data[start:i]
+			n++
+			start = i + 1
+		}
+	}
+last:
+	rest := data[start:]
+	if end := strings.IndexByte(rest, '\n'); end >= 0 {
+		rest = rest[:end]
+	}
+	f[NumColumns-1] = strings.TrimSuffix(strings.TrimSuffix(rest, "\r"), "|")
 }
 
 func (x *Extraction) entry(i int32) Entry {
@@ -485,6 +509,18 @@ func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
 		x.entryAt(x.starts[i], &dst[len(dst)-1])
 	}
 	return dst
+}
+
+// TypeOf reports whether address (ASCII case-insensitive) is a BAL of the extraction, and its
+// type: the check a relay makes for each recipient, at the cost of the index alone (no line is
+// parsed, nothing is allocated). An address on several lines gives the type of its first line.
+func (x *Extraction) TypeOf(address string) (BALType, bool) {
+	j, ok := x.findSlot(address, x.hashAddress(address))
+	if !ok {
+		return "", false
+	}
+	line := x.data[x.slotStart(x.addrSlots[j]):]
+	return BALType(trim(line[:strings.IndexByte(line, '|')])), true
 }
 
 // entryAt fills *e (every field) from the line that starts at byte at of data.

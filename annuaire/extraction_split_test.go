@@ -28,3 +28,63 @@ func TestSplitNoFalseSeparator(t *testing.T) {
 		t.Fatalf("Lookup = %+v", got)
 	}
 }
+
+// TestFieldsAtMatchesParseLine: the index's line cutter, which stops at the 30th separator,
+// gives the columns ParseLine gives, for every line of a generated file and of the sample
+// (CRLF line ends, a trailing '|', a last line without its line end).
+func TestFieldsAtMatchesParseLine(t *testing.T) {
+	for _, text := range []string{genText(t, 3000), sample, strings.TrimSuffix(sample, "\r\n"),
+		HeaderLine + "\n" + "PER|a}b@c" + strings.Repeat("|}", 29) + "x|"} {
+		x, err := Load(strings.NewReader(text), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, at := range x.starts {
+			line := x.data[at:]
+			if end := strings.IndexByte(line, '\n'); end >= 0 {
+				line = line[:end]
+			}
+			want, err := ParseLine(strings.TrimSuffix(line, "\r"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got Fields
+			x.fieldsAt(at, &got)
+			if got != want {
+				t.Fatalf("line %d:\n got %q\nwant %q", i, got, want)
+			}
+		}
+	}
+}
+
+func TestTypeOf(t *testing.T) {
+	x := loadText(t, sample)
+	for _, c := range []struct {
+		addr string
+		typ  BALType
+		ok   bool
+	}{
+		{"helene.lefevre@medecin.mssante.fr", PER, true},
+		{"CARDIO@ch-dax.mssante.fr", ORG, true}, // on two lines
+		{"J.Lefebvre@Pharmacien.MSSante.fr", PER, true},
+		{"nobody@medecin.mssante.fr", "", false},
+		{"helene.lefevre@medecin.mssante.f", "", false},
+		{"", "", false},
+	} {
+		if typ, ok := x.TypeOf(c.addr); typ != c.typ || ok != c.ok {
+			t.Errorf("TypeOf(%q) = %q, %v; want %q, %v", c.addr, typ, ok, c.typ, c.ok)
+		}
+	}
+	// On a generated file, TypeOf agrees with Lookup for every address.
+	x = loadText(t, genText(t, 3000))
+	for _, at := range x.starts {
+		a := lineAddress(x.data, at)
+		typ, ok := x.TypeOf(a)
+		if es := x.Lookup(nil, a); !ok || len(es) == 0 || es[0].Type != typ {
+			t.Fatalf("TypeOf(%q) = %q, %v; Lookup: %+v", a, typ, ok, es)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { x.TypeOf("Nobody@Nowhere.example") }); n != 0 {
+		t.Errorf("TypeOf allocates %v times", n)
+	}
+}

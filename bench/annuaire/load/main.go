@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,8 +33,9 @@ func main() {
 	fmt.Printf("lines=%d load_s=%.3f maxrss_kb=%d", x.Len(), load.Seconds(), ru.Maxrss)
 	if *queries {
 		runtime.GC() // the queries are measured in steady state, not during the load's collection
-		lookup, lookupCPU, prefix := measure(x)
-		fmt.Printf(" lookup_ns=%.0f lookup_cpu_ns=%.0f prefix_p50_us=%.2f", lookup, lookupCPU, prefix)
+		m := measure(x)
+		fmt.Printf(" lookup_ns=%.0f lookup_cpu_ns=%.0f typeof_ns=%.0f typeof_cpu_ns=%.0f prefix_p50_us=%.2f",
+			m.lookupNs, m.lookupCPUns, m.typeOfNs, m.typeOfCPUns, m.prefixP50us)
 	}
 	fmt.Println()
 }
@@ -45,11 +47,17 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// measure returns the mean wall and CPU time of Lookup over 20,000 addresses of the file
-// (spread over the whole file), and the median time of a Search by a 4-letter name prefix
-// (limit 20) over prefixes taken from the file. The CPU time is the cost of a lookup when
-// the machine is shared: wall time then also counts the waits for a core.
-func measure(x *annuaire.Extraction) (lookupNs, lookupCPUns, prefixP50us float64) {
+type measures struct {
+	lookupNs, lookupCPUns float64 // Lookup, the full entry
+	typeOfNs, typeOfCPUns float64 // TypeOf, the existence and BAL type check
+	prefixP50us           float64
+}
+
+// measure returns the mean wall and CPU time of Lookup and of TypeOf over 20,000 addresses of
+// the file (spread over the whole file), and the median time of a Search by a 4-letter name
+// prefix (limit 20) over prefixes taken from the file. The CPU time is the cost of a lookup
+// when the machine is shared: wall time then also counts the waits for a core.
+func measure(x *annuaire.Extraction) (m measures) {
 	ctx := context.Background()
 	all, err := x.Search(ctx, annuaire.Query{Limit: 20000})
 	if err != nil {
@@ -57,7 +65,9 @@ func measure(x *annuaire.Extraction) (lookupNs, lookupCPUns, prefixP50us float64
 	}
 	var addrs, prefixes []string
 	for _, e := range all.Entries {
-		addrs = append(addrs, e.Address)
+		// A copy: a caller's address is its own string, not one in the index's memory (reading
+		// it would fetch the very line the lookup is about to read).
+		addrs = append(addrs, strings.Clone(e.Address))
 		if k := annuaire.NameKey(&e); len(k) >= 4 {
 			prefixes = append(prefixes, k[:4])
 		}
@@ -66,19 +76,34 @@ func measure(x *annuaire.Extraction) (lookupNs, lookupCPUns, prefixP50us float64
 	// would be timed during that collection (write barriers, and the collector's CPU time).
 	all = nil
 	runtime.GC()
+	const rounds = 50
 	n := 0
 	var buf []annuaire.Entry
 	start, cpu := time.Now(), cpuTime()
-	for range 50 {
+	for range rounds {
 		for _, a := range addrs {
 			buf = x.Lookup(buf[:0], a)
 			n += len(buf)
 		}
 	}
-	lookupNs = float64(time.Since(start).Nanoseconds()) / float64(50*len(addrs))
-	lookupCPUns = float64((cpuTime() - cpu).Nanoseconds()) / float64(50*len(addrs))
-	if n < len(addrs) {
+	m.lookupNs = float64(time.Since(start).Nanoseconds()) / float64(rounds*len(addrs))
+	m.lookupCPUns = float64((cpuTime() - cpu).Nanoseconds()) / float64(rounds*len(addrs))
+	if n < rounds*len(addrs) {
 		panic("lookup lost addresses")
+	}
+	n = 0
+	start, cpu = time.Now(), cpuTime()
+	for range rounds {
+		for _, a := range addrs {
+			if typ, ok := x.TypeOf(a); ok && typ != "" {
+				n++
+			}
+		}
+	}
+	m.typeOfNs = float64(time.Since(start).Nanoseconds()) / float64(rounds*len(addrs))
+	m.typeOfCPUns = float64((cpuTime() - cpu).Nanoseconds()) / float64(rounds*len(addrs))
+	if n != rounds*len(addrs) {
+		panic("TypeOf lost addresses")
 	}
 	times := make([]time.Duration, 0, len(prefixes))
 	for _, p := range prefixes {
@@ -90,5 +115,6 @@ func measure(x *annuaire.Extraction) (lookupNs, lookupCPUns, prefixP50us float64
 		}
 	}
 	slices.Sort(times)
-	return lookupNs, lookupCPUns, float64(times[len(times)/2].Nanoseconds()) / 1e3
+	m.prefixP50us = float64(times[len(times)/2].Nanoseconds()) / 1e3
+	return m
 }
