@@ -103,12 +103,25 @@ func (r *Record) recipient(addr string) *RecipientState {
 // append and one fsync, which is what makes a retry after a crash safe. The journal is folded
 // into the ENVID.json files (fsynced) when the outbox is opened and closed, or grows large.
 // One Client per state folder.
+//
+// Group commit: a change is appended under mu, then made durable by sync outside mu, so
+// that while one fsync runs other changes are appended (and the next message is sent); one
+// fsync then covers all the lines written before it started. Invariant: a caller is told a
+// change is durable (sync returns nil) only once an fsync that started after its line was
+// written has completed. A crash before that loses at most changes nobody was told about:
+// a message accepted by the server whose record was lost is pending again, and sending it
+// again gives it to the server a second time with the same Message-ID and ENVID — the
+// window is that of one fsync after the server's reply, as it was with one fsync per Send.
 type outbox struct {
 	dir     string
-	mu      sync.Mutex // serialises record read-modify-write and the journal
+	mu      sync.Mutex // serialises record read-modify-write and the journal appends
 	journal *os.File
 	size    int64
 	latest  map[string]*Record // journaled records newer than their ENVID.json
+	written int64              // journal lines appended since the outbox was opened
+
+	syncMu sync.Mutex // one fsync at a time; taken before mu, never after
+	synced int64      // lines known durable
 }
 
 // maxJournal is the size above which the journal is folded into the record files.
@@ -173,11 +186,14 @@ func (b *outbox) fold() error {
 		return err
 	}
 	b.journal, b.size, b.latest = f, 0, map[string]*Record{}
+	b.synced = b.written // every line is in a record file now (caller holds syncMu)
 	return syncDir(b.dir)
 }
 
 // close folds the journal and closes it.
 func (b *outbox) close() error {
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.journal == nil {
@@ -235,51 +251,94 @@ func (b *outbox) load(envid string) (*Record, error) {
 	return b.loadFile(envid)
 }
 
-// save records r (caller holds mu). durable appends it to the journal and fsyncs it;
-// otherwise it replaces ENVID.json without fsync.
-func (b *outbox) save(r *Record, durable bool) error {
+// save replaces ENVID.json with r without fsync (caller holds mu): a record before the
+// server's reply, which a crash may lose.
+func (b *outbox) save(r *Record) error {
 	r.Version++
-	if !durable {
-		data, err := json.MarshalIndent(r, "", " ")
-		if err != nil {
-			return err
-		}
-		return writeFileAtomic(b.path(r.EnvelopeID, ".json"), data, false)
-	}
-	if b.journal == nil {
-		return errors.New("bal: outbox closed")
-	}
-	line, err := json.Marshal(r)
+	data, err := json.MarshalIndent(r, "", " ")
 	if err != nil {
 		return err
 	}
+	return writeFileAtomic(b.path(r.EnvelopeID, ".json"), data, false)
+}
+
+// appendRecord appends r to the journal (caller holds mu) and returns the sequence number
+// to give sync: r is durable once sync(seq) returns nil.
+func (b *outbox) appendRecord(r *Record) (int64, error) {
+	if b.journal == nil {
+		return 0, errors.New("bal: outbox closed")
+	}
+	r.Version++
+	line, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
 	line = append(line, '\n')
 	if _, err := b.journal.Write(line); err != nil {
-		return err
-	}
-	if err := b.journal.Sync(); err != nil {
-		return err
+		return 0, err
 	}
 	b.latest[r.EnvelopeID] = r.clone()
-	if b.size += int64(len(line)); b.size > maxJournal {
+	b.size += int64(len(line))
+	b.written++
+	return b.written, nil
+}
+
+// sync makes the journal durable up to line seq (caller does not hold mu): one fsync for
+// every line written before it starts (group commit); a large journal is then folded.
+func (b *outbox) sync(seq int64) error {
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
+	if b.synced >= seq {
+		return nil
+	}
+	b.mu.Lock()
+	f, upto := b.journal, b.written
+	b.mu.Unlock()
+	if f == nil {
+		return errors.New("bal: outbox closed")
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	b.synced = upto
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.size > maxJournal {
 		return b.fold()
 	}
 	return nil
 }
 
-// update applies f to the record of envid under the lock and saves it, durably, when f
-// returns true.
+// commit appends r to the journal and makes it durable.
+func (b *outbox) commit(r *Record) error {
+	b.mu.Lock()
+	seq, err := b.appendRecord(r)
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return b.sync(seq)
+}
+
+// update applies f to the record of envid under the lock and, when f returns true, saves
+// it durably.
 func (b *outbox) update(envid string, f func(*Record) bool) (*Record, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	r, err := b.load(envid)
 	if err != nil {
+		b.mu.Unlock()
 		return nil, err
 	}
 	if !f(r) {
+		b.mu.Unlock()
 		return r, nil
 	}
-	return r, b.save(r, true)
+	seq, err := b.appendRecord(r)
+	b.mu.Unlock()
+	if err != nil {
+		return r, err
+	}
+	return r, b.sync(seq)
 }
 
 func (r *Record) clone() *Record {

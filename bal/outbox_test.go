@@ -19,14 +19,14 @@ func TestOutboxJournalSurvivesCrash(t *testing.T) {
 	r := &Record{MessageID: "m1@test.example", EnvelopeID: id, Created: time.Now(),
 		Recipients: []RecipientState{{Address: "a@other.example", Status: StatusPending}}}
 	b.mu.Lock()
-	if err := b.save(r, false); err != nil { // before the server's reply: not durable
-		t.Fatal(err)
-	}
-	r.Recipients[0].Status = StatusSubmitted
-	if err := b.save(r, true); err != nil {
+	if err := b.save(r); err != nil { // before the server's reply: not durable
 		t.Fatal(err)
 	}
 	b.mu.Unlock()
+	r.Recipients[0].Status = StatusSubmitted
+	if err := b.commit(r); err != nil {
+		t.Fatal(err)
+	}
 	// A crash in the middle of the next append.
 	f, _ := os.OpenFile(filepath.Join(dir, "outbox", "journal.log"), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"version":99,"envelope_id":"` + id + `","recipients":[{"address":"a@other.example","sta`)

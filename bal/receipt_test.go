@@ -23,7 +23,7 @@ func outboxWith(t testing.TB, mdn bool, rcpts ...string) (*Client, *Record) {
 	for _, r := range rcpts {
 		rec.Recipients = append(rec.Recipients, RecipientState{Address: r, Status: StatusSubmitted})
 	}
-	if err := c.box.save(rec, true); err != nil {
+	if err := c.box.commit(rec); err != nil {
 		t.Fatal(err)
 	}
 	return c, rec

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
@@ -93,8 +94,9 @@ func (c *Client) Send(ctx context.Context, msg *mssante.Message, opts *SendOptio
 		return nil, err
 	}
 	c.smtpMu.Lock()
-	defer c.smtpMu.Unlock()
-	return c.submit(ctx, p, opts)
+	res, err := c.submit(ctx, p, opts)
+	c.smtpMu.Unlock()
+	return c.durable(p, res, err)
 }
 
 // SendRaw submits a message already written (RFC 5322), read from r, like Send. When it
@@ -106,8 +108,9 @@ func (c *Client) SendRaw(ctx context.Context, r io.Reader, opts *SendOptions) (*
 		return nil, err
 	}
 	c.smtpMu.Lock()
-	defer c.smtpMu.Unlock()
-	return c.submit(ctx, p, opts)
+	res, err := c.submit(ctx, p, opts)
+	c.smtpMu.Unlock()
+	return c.durable(p, res, err)
 }
 
 // SendBatch sends msgs one after the other over one connection. It stops at the first error
@@ -115,22 +118,30 @@ func (c *Client) SendRaw(ctx context.Context, r io.Reader, opts *SendOptions) (*
 // so far; results[i] is nil for a message not sent.
 func (c *Client) SendBatch(ctx context.Context, msgs []*mssante.Message, opts *SendOptions) ([]*SendResult, error) {
 	results := make([]*SendResult, len(msgs))
+	msgErrs := make([]error, len(msgs))
+	// Each message's record is made durable by its own goroutine as soon as the server
+	// answered, while the next message is sent (group commit); all are durable before
+	// SendBatch returns.
+	var wg sync.WaitGroup
 	c.smtpMu.Lock()
-	defer c.smtpMu.Unlock()
-	var errs []error
 	for i, m := range msgs {
 		p, err := c.prepareMessage(m, opts)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
+			msgErrs[i] = err
 			continue
 		}
 		r, err := c.submit(ctx, p, opts)
-		results[i] = r
+		wg.Go(func() { results[i], msgErrs[i] = c.durable(p, r, err) })
+		if err != nil && !errors.Is(err, ErrAllRejected) {
+			break
+		}
+	}
+	c.smtpMu.Unlock()
+	wg.Wait()
+	var errs []error
+	for i, err := range msgErrs {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("message %d: %w", i, err))
-			if !errors.Is(err, ErrAllRejected) {
-				break
-			}
 		}
 	}
 	return results, errors.Join(errs...)
@@ -172,6 +183,19 @@ type prepared struct {
 	data  []byte // the message, when small
 	file  string // or its file
 	size  int64
+	seq   int64 // the journal line of the server's reply, once submitted (see durable)
+}
+
+// durable waits until the record of p's submission is durable (group commit: the fsync may
+// cover other messages' records too) and returns err, or the failure to make it durable.
+func (c *Client) durable(p *prepared, res *SendResult, err error) (*SendResult, error) {
+	if p.seq == 0 {
+		return res, err
+	}
+	if serr := c.box.sync(p.seq); serr != nil {
+		return res, fmt.Errorf("bal: outbox: %w", serr)
+	}
+	return res, err
 }
 
 // prepare serialises msg, checks its recipients and records it in the outbox (or finds the
@@ -265,6 +289,9 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 	}
 	if rec != nil {
 		c.log.Info("bal: message already in the outbox, resuming", "message_id", msgID)
+		// Its last change may still be waiting for its fsync: what Send reports of it must
+		// be durable too.
+		p.seq = c.box.written
 	} else {
 		rec = &Record{MessageID: msgID, EnvelopeID: envid, MDNRequested: mdn, Created: c.opts.Now().UTC()}
 		for _, r := range uniq {
@@ -422,19 +449,23 @@ func (c *Client) submit(ctx context.Context, p *prepared, opts *SendOptions) (*S
 		}
 		return true
 	}
-	// Durable before Send returns: a retry after a crash finds the accepted recipients.
-	var err2 error
+	// Journaled now, durable before Send returns (the caller syncs once the connection is
+	// free for the next message): a retry after a crash finds the accepted recipients.
+	c.box.mu.Lock()
 	if p.fresh {
-		c.box.mu.Lock()
 		apply(p.rec)
-		err2 = c.box.save(p.rec, true)
-		c.box.mu.Unlock()
-		p.fresh = err2 != nil
+		p.seq, err = c.box.appendRecord(p.rec)
+		p.fresh = err != nil
 	} else {
-		_, err2 = c.box.update(p.rec.EnvelopeID, apply)
+		var r *Record
+		if r, err = c.box.load(p.rec.EnvelopeID); err == nil {
+			apply(r)
+			p.seq, err = c.box.appendRecord(r)
+		}
 	}
-	if err2 != nil {
-		return res, fmt.Errorf("bal: outbox: %w", err2)
+	c.box.mu.Unlock()
+	if err != nil {
+		return res, fmt.Errorf("bal: outbox: %w", err)
 	}
 	res.Recipients = append(res.Recipients, rcptRes...)
 	accepted := false

@@ -687,3 +687,55 @@ func TestSendRawDerivedMessageID(t *testing.T) {
 		t.Fatalf("Message-ID not added:\n%s", got)
 	}
 }
+
+// TestConcurrentSendsDurable: Sends from several goroutines share the connection and the
+// journal's fsyncs (group commit); each message reaches the server once and every record a
+// Send reported is found, accepted, by a client opened afterwards on the same folder.
+func TestConcurrentSendsDurable(t *testing.T) {
+	p := newTestPKI(t)
+	f := startFakeSubmission(t, p, true)
+	dir := t.TempDir()
+	c := newTestClient(t, p, f.addr, func(o *Options) { o.StateDir = dir })
+	const workers, each = 4, 5
+	ids := make(chan string, workers*each)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Go(func() {
+			for i := 0; i < each; i++ {
+				res, err := c.Send(context.Background(), simpleMessage("a@test.example"), nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- res.MessageID
+			}
+		})
+	}
+	var batch []*mssante.Message
+	for i := 0; i < each; i++ {
+		batch = append(batch, simpleMessage("a@test.example"))
+	}
+	if _, err := c.SendBatch(context.Background(), batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(ids)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.received()); n != workers*each+each || f.conns.Load() != 1 {
+		t.Fatalf("%d messages received over %d connections", n, f.conns.Load())
+	}
+	c2 := newTestClient(t, p, f.addr, func(o *Options) { o.StateDir = dir })
+	for _, m := range batch {
+		rec, err := c2.Status(m.MessageID)
+		if err != nil || rec.Recipients[0].Status != StatusSubmitted {
+			t.Fatalf("batch message %s: %+v, %v", m.MessageID, rec, err)
+		}
+	}
+	for id := range ids {
+		if rec, err := c2.Status(id); err != nil || rec.Recipients[0].Status != StatusSubmitted {
+			t.Fatalf("%s: %+v, %v", id, rec, err)
+		}
+	}
+}
