@@ -61,10 +61,28 @@ func (x *Extraction) findSlot(a string, h uint64) (int, bool) {
 		if s == 0 {
 			return int(i), false
 		}
-		if s&addrHash == h&addrHash && equalFoldASCII(lineAddress(x.data, x.slotStart(s)), a) {
+		if s&addrHash == h&addrHash && x.addressIs(x.slotStart(s), a) {
 			return int(i), true
 		}
 	}
+}
+
+// addressIs reports whether the line that starts at byte at has address a (ASCII
+// case-insensitive). It compares a with the bytes after the first '|' in place, and only when
+// they differ, or when a might have spaces around it, cuts and trims the column to compare.
+func (x *Extraction) addressIs(at uint32, a string) bool {
+	line := x.data[at:]
+	p := 0
+	for p < len(line) && line[p] != '|' { // the type column: a few bytes
+		p++
+	}
+	p++
+	visible := func(c byte) bool { return '!' <= c && c <= '~' } // then no trimming applies
+	if a != "" && visible(a[0]) && visible(a[len(a)-1]) && p+len(a) < len(line) && line[p+len(a)] == '|' &&
+		equalFoldASCII(line[p:p+len(a)], a) {
+		return true
+	}
+	return equalFoldASCII(lineAddress(x.data, at), a)
 }
 
 // slotStart returns where the (first) line of a non-empty slot starts.

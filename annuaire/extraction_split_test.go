@@ -1,6 +1,7 @@
 package annuaire
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,19 +40,53 @@ func TestFieldsAtMatchesParseLine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, at := range x.starts {
-			line := x.data[at:]
-			if end := strings.IndexByte(line, '\n'); end >= 0 {
-				line = line[:end]
+		checkIndex(t, x)
+	}
+}
+
+// FuzzIndex: for any text that loads, every line cuts as ParseLine cuts it, and its address
+// is found by TypeOf and Lookup, in any ASCII case.
+func FuzzIndex(f *testing.F) {
+	f.Add(sample)
+	f.Add(HeaderLine + "\n" + "PER|a}b@c" + strings.Repeat("|}", 29) + "x|")
+	f.Add(HeaderLine + "\nORG| A@b |" + strings.Repeat("|", 29) + "\r\nPER|a@B" + strings.Repeat("|", 29))
+	f.Fuzz(func(t *testing.T, text string) {
+		x, err := Load(strings.NewReader(text), &LoadOptions{MaxSize: 1 << 20})
+		if err != nil {
+			return
+		}
+		checkIndex(t, x)
+	})
+}
+
+func checkIndex(t *testing.T, x *Extraction) {
+	t.Helper()
+	for i, at := range x.starts {
+		line := x.data[at:]
+		if end := strings.IndexByte(line, '\n'); end >= 0 {
+			line = line[:end]
+		}
+		want, err := ParseLine(strings.TrimSuffix(line, "\r"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Fields
+		x.fieldsAt(at, &got)
+		if got != want {
+			t.Fatalf("line %d:\n got %q\nwant %q", i, got, want)
+		}
+		a := strings.TrimSpace(want[ColAddress])
+		upper := strings.Map(func(r rune) rune {
+			if 'a' <= r && r <= 'z' {
+				return r - 'a' + 'A'
 			}
-			want, err := ParseLine(strings.TrimSuffix(line, "\r"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got Fields
-			x.fieldsAt(at, &got)
-			if got != want {
-				t.Fatalf("line %d:\n got %q\nwant %q", i, got, want)
+			return r
+		}, a)
+		for _, q := range []string{a, upper} {
+			typ, ok := x.TypeOf(q)
+			es := x.Lookup(nil, q)
+			if !ok || typ != BALType(trim(want[ColType])) && len(es) < 2 || !slices.ContainsFunc(es, func(e Entry) bool { return e.Address == a }) {
+				t.Fatalf("line %d: address %q: TypeOf = %q, %v; Lookup = %d entries", i, q, typ, ok, len(es))
 			}
 		}
 	}
@@ -86,5 +121,21 @@ func TestTypeOf(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { x.TypeOf("Nobody@Nowhere.example") }); n != 0 {
 		t.Errorf("TypeOf allocates %v times", n)
+	}
+}
+
+// TestLookupSpacedAddress: an address with spaces around it in the file is found without
+// them, and a query with spaces finds nothing (the address column is trimmed, the query not).
+func TestLookupSpacedAddress(t *testing.T) {
+	_, body, _ := strings.Cut(sample, "\n")
+	text := HeaderLine + "\n" + strings.Replace(body, "|helene.lefevre@medecin.mssante.fr|", "| helene.lefevre@medecin.mssante.fr\u00a0|", 1)
+	x := loadText(t, text)
+	if got := x.Lookup(nil, "Helene.Lefevre@medecin.mssante.fr"); len(got) != 1 || got[0].Person.LastName != "LEFÈVRE" {
+		t.Fatalf("Lookup = %+v", got)
+	}
+	for _, q := range []string{" helene.lefevre@medecin.mssante.fr", " helene.lefevre@medecin.mssante.fr\u00a0", "helene.lefevre@medecin.mssante.fr\u00a0"} {
+		if _, ok := x.TypeOf(q); ok {
+			t.Errorf("TypeOf(%q) found an address", q)
+		}
 	}
 }
