@@ -1,9 +1,12 @@
 package bal
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	nettextproto "net/textproto"
 	"sync/atomic"
 	"testing"
 
@@ -49,4 +52,26 @@ func BenchmarkSendRaw(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkDotStuffer: the DATA encoding of a 100 KB message by dotStuffer beside
+// net/textproto's DotWriter (what go-smtp's DataCommand.Write does).
+func BenchmarkDotStuffer(b *testing.B) {
+	body := bytes.Repeat([]byte("0123456789012345678901234567890123456789012345678901234567890123456789012\r\n"), 100*1024/76)
+	b.Run("dotStuffer", func(b *testing.B) {
+		w := bufio.NewWriterSize(io.Discard, 64<<10)
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			(&dotStuffer{w: w}).Write(body)
+		}
+	})
+	b.Run("textproto.DotWriter", func(b *testing.B) {
+		w := bufio.NewWriter(io.Discard)
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			dw := nettextproto.NewWriter(w).DotWriter()
+			dw.Write(body)
+			dw.Close()
+		}
+	})
 }

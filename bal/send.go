@@ -809,10 +809,7 @@ func (d *dotStuffer) Write(b []byte) (int, error) {
 				}
 			}
 		}
-		i := bytes.IndexAny(b, "\r\n")
-		if i < 0 {
-			i = len(b)
-		}
+		i := lineBreak(b)
 		if i > 0 {
 			if err := d.emit(b[:i]); err != nil {
 				return 0, err
@@ -834,6 +831,19 @@ func (d *dotStuffer) Write(b []byte) (int, error) {
 		b = b[i+1:]
 	}
 	return n, nil
+}
+
+// lineBreak is the index of the first CR or LF in b, else len(b) (two vectorised scans
+// instead of bytes.IndexAny's byte loop).
+func lineBreak(b []byte) int {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		i = len(b)
+	}
+	if j := bytes.IndexByte(b[:i], '\r'); j >= 0 {
+		return j
+	}
+	return i
 }
 
 // refuseAll turns every accepted recipient into one refused by a reply to DATA.
