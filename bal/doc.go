@@ -21,6 +21,11 @@
 // submits it with DSN parameters. Sending the same message again after a network error only
 // retries the recipients the server had not accepted: no duplicate.
 //
+// Consecutive sends reuse one connection (no RSET after a transaction that ended cleanly)
+// and write the message dot-stuffed straight onto the TLS connection in large records.
+// Concurrent calls (and [Client.SendBatch]) share that connection and the fsyncs of the
+// outbox journal (group commit): a call returns only once its own record is durable.
+//
 // # Receiving
 //
 // [Client.Watch] hands each new message once to a [Handler], across restarts and duplicate

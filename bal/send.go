@@ -87,7 +87,8 @@ type SendResult struct {
 // without the DSN extension is refused (ErrNoDSN) unless Notify is NEVER.
 //
 // The error is nil when at least one recipient was accepted; per-recipient outcomes are in
-// the result. Consecutive calls reuse one connection.
+// the result. Consecutive calls reuse one connection; concurrent calls take turns on it and
+// share the outbox fsyncs.
 func (c *Client) Send(ctx context.Context, msg *mssante.Message, opts *SendOptions) (*SendResult, error) {
 	p, err := c.prepareMessage(msg, opts)
 	if err != nil {
