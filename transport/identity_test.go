@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
 )
@@ -82,9 +83,9 @@ func TestEqualDN(t *testing.T) {
 // TestEqualDNWhitelist: every operator DN of the real liste blanche equals itself re-spaced
 // and upper-cased, and differs from every other DN of the list.
 func TestEqualDNWhitelist(t *testing.T) {
-	f, err := os.Open("../../shared/data/listeblanchemssante-2025-02-28.xml")
+	f, err := os.Open(testenv.SharedData(t, "listeblanchemssante-2025-02-28.xml"))
 	if err != nil {
-		t.Skipf("real whitelist not available: %v", err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	re := regexp.MustCompile(`<DNCertificatOperateur>([^<]*)<`)

@@ -6,24 +6,17 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mssante-go/sdk/internal/testenv"
 )
 
 // realListPath returns the real ANS list of 2025-02-28 (spec data folder, beside the checkout,
 // or MSSANTE_DATA_DIR); the tests that need it skip when it is absent.
 func realListPath(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("MSSANTE_DATA_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "data")
-	}
-	p := filepath.Join(dir, "listeblanchemssante-2025-02-28.xml")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("real liste blanche not available (set MSSANTE_DATA_DIR): %v", err)
-	}
-	return p
+	return testenv.SharedData(t, "listeblanchemssante-2025-02-28.xml")
 }
 
 func readReal(t testing.TB) []byte {

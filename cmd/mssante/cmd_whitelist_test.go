@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
 )
 
@@ -25,15 +26,7 @@ func wlRun(t *testing.T, stdin string, args ...string) (code int, stdout, stderr
 
 func realWhitelist(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("MSSANTE_DATA_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "data")
-	}
-	p := filepath.Join(dir, "listeblanchemssante-2025-02-28.xml")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("real liste blanche not available (set MSSANTE_DATA_DIR): %v", err)
-	}
-	return p
+	return testenv.SharedData(t, "listeblanchemssante-2025-02-28.xml")
 }
 
 func TestWhitelistVerifyReal(t *testing.T) {

@@ -62,3 +62,39 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// SharedData returns the path of a file of the project's public test data: the real ANS liste
+// blanche and IGC-Santé root kept in ../shared/data beside the checkout (MSSANTE_DATA_DIR
+// overrides the folder). A missing file skips the test, or fails it when MSSANTE_REQUIRE_PEERS=1,
+// since CI lays that folder beside the checkout.
+func SharedData(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("MSSANTE_DATA_DIR")
+	if dir == "" {
+		dir = filepath.Join(moduleRoot(), "..", "shared", "data")
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		if PeersRequired() {
+			t.Fatalf("testenv: shared data %s is required (MSSANTE_REQUIRE_PEERS=1): %v", name, err)
+		}
+		t.Skipf("testenv: shared data %s not available (set MSSANTE_DATA_DIR): %v", name, err)
+	}
+	return p
+}
+
+// moduleRoot is the folder holding go.mod above the test's working directory ("." if none).
+func moduleRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return "."
+		}
+	}
+}
