@@ -11,7 +11,7 @@
 //   - TLS configurations ([ServerConfig], [ClientConfig]) following Réf. #2 ECO.1.1.2/1.1.3
 //     (spec/eds-ref.md §B.2): TLS 1.2 only by default, cipher suites 0xC030 and 0xC02F
 //     (ECDHE-RSA with AES-GCM); 0xC027 (ECDHE-RSA AES-128-CBC-SHA256) only with
-//     [TLSOptions.AllowCBC] because Go marks it insecure; 0xC028 is not implemented by Go.
+//     [TLSOptions.AllowCBC] because Go marks it insecure; Go has no 0xC028 suite.
 //     TLS 1.3 is an option. Peer certificates are verified against the trust store at an
 //     injectable time, with their extended key usage, validity dates (ECO.1.1.5) and revocation
 //     (ECO.1.1.6). Callers' configurations are cloned, never mutated.

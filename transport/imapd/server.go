@@ -10,7 +10,7 @@
 //
 // Specs: RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 4315 (UIDPLUS), RFC 6851 (MOVE), RFC 2342
 // (NAMESPACE), RFC 4422 / RFC 4959 (SASL, SASL-IR; EXTERNAL per RFC 4422 appendix A), RFC 4616
-// (PLAIN), RFC 7162 is not implemented (no CONDSTORE). MSSanté: the BAL applicative
+// (PLAIN), RFC 7162 (CONDSTORE) is left out. MSSanté: the BAL applicative
 // authenticates to its operator with an IGC-Santé ORG certificate (mutual TLS).
 package imapd
 
