@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg *connector.Config, opts *Options) (_ *Node, er
 	var delivery connector.LocalDelivery = local.New(n.Store)
 	if addr := cfg.Responder.Address; addr != "" {
 		if err := n.ensureBAL(ctx, &mailbox.BAL{Address: addr, Type: mailbox.ORG,
-			Description: "Réponse automatique (test responder)"}); err != nil {
+			Description: "Réponse automatique (test responder)"}, ""); err != nil {
 			return nil, err
 		}
 		n.Responder, err = responder.New(&responder.Options{Address: addr, Store: n.Store, Next: delivery,
@@ -139,7 +139,9 @@ func (n *Node) sendReply(ctx context.Context, from, to string, msg []byte) error
 }
 
 // addBALs adds the [[bal]] entries missing from the store, with the default quota and
-// retention. An existing BAL is left as it is: the store (mssante bal) is the registry.
+// retention and the entry's password (hashed by the store, as "mssante bal passwd" does), so
+// that a PER or ORG BAL logs in over IMAP with it. An existing BAL is left as it is, password
+// included: the store (mssante bal) is the registry.
 func (n *Node) addBALs(ctx context.Context) error {
 	for _, b := range n.cfg.BALs {
 		t := mailbox.Type(strings.ToUpper(b.Type))
@@ -149,14 +151,16 @@ func (n *Node) addBALs(ctx context.Context) error {
 				t = mailbox.APP
 			}
 		}
-		if err := n.ensureBAL(ctx, &mailbox.BAL{Address: b.Address, Type: t, CertDN: b.CertDN}); err != nil {
+		if err := n.ensureBAL(ctx, &mailbox.BAL{Address: b.Address, Type: t, CertDN: b.CertDN}, b.Password); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (n *Node) ensureBAL(ctx context.Context, b *mailbox.BAL) error {
+// ensureBAL adds b with the default quota and retention, and password when not empty, unless
+// the store already has it.
+func (n *Node) ensureBAL(ctx context.Context, b *mailbox.BAL, password string) error {
 	_, err := n.Store.GetBAL(ctx, b.Address)
 	if err == nil {
 		return nil
@@ -167,6 +171,11 @@ func (n *Node) ensureBAL(ctx context.Context, b *mailbox.BAL) error {
 	b.QuotaBytes, b.Retention = n.cfg.Mailbox.DefaultQuota, n.cfg.Mailbox.DefaultRetention
 	if err := n.Store.AddBAL(ctx, b); err != nil {
 		return fmt.Errorf("node: BAL %s: %w", b.Address, err)
+	}
+	if password != "" {
+		if err := n.Store.SetPassword(ctx, b.Address, password); err != nil {
+			return fmt.Errorf("node: password of BAL %s: %w", b.Address, err)
+		}
 	}
 	return nil
 }
