@@ -92,6 +92,7 @@ var (
 	replyTooBig          = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
 	replyLineTooLong     = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
 	replyTooManyConns    = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}
+	replyShuttingDown    = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down"}
 )
 
 // ServerOptions configure NewServer. Zero fields take the documented defaults.
@@ -160,9 +161,33 @@ type Server struct {
 	perPeer   map[string]int
 	total     int
 	closed    bool
+	draining  bool // Shutdown: sessions end at the end of their transaction
 	listeners []net.Listener
-	conns     map[*smtp.Server]struct{} // one go-smtp server per connection (see crlfGuard)
-	wg        sync.WaitGroup            // connections in progress
+	conns     map[*smtp.Server]*liveConn // one go-smtp server per connection (see crlfGuard)
+	wg        sync.WaitGroup             // connections in progress
+}
+
+// liveConn is one connection in progress, for Shutdown: whether its session is in a
+// transaction (from an accepted MAIL to the end of DATA, BDAT LAST or RSET).
+type liveConn struct {
+	mu      sync.Mutex
+	conn    net.Conn // what go-smtp reads and writes: the TLS connection once there is one
+	busy    bool     // in a transaction
+	closing bool     // 421 sent or being sent
+}
+
+// hangUp sends 421 4.3.2 and closes the connection, once. The caller holds lc.mu.
+func (lc *liveConn) hangUp(hostname string) {
+	if lc.closing {
+		return
+	}
+	lc.closing = true
+	c := lc.conn
+	go func() {
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyShuttingDown), hostname, replyShuttingDown.Message)
+		c.Close()
+	}()
 }
 
 // NewServer checks opts and returns a server ready to Serve.
@@ -174,7 +199,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if opts.Mode == ModeSubmission && opts.Accounts == nil {
 		return nil, errors.New("connector: Accounts is required in submission mode")
 	}
-	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}, conns: map[*smtp.Server]struct{}{}}
+	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}, conns: map[*smtp.Server]*liveConn{}}
 	o := &s.opts
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
@@ -217,9 +242,9 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 }
 
 // newSMTP returns the go-smtp server of one connection, whose Debug writer is its guard.
-func (s *Server) newSMTP(g *crlfGuard) *smtp.Server {
+func (s *Server) newSMTP(g *crlfGuard, lc *liveConn) *smtp.Server {
 	o := &s.opts
-	srv := smtp.NewServer(connBackend{s, g})
+	srv := smtp.NewServer(connBackend{s, g, lc})
 	srv.Debug = g
 	srv.Domain = o.Hostname
 	srv.MaxMessageBytes = o.MaxMessageBytes
@@ -316,7 +341,8 @@ func (s *Server) serveConn(c net.Conn) {
 		raw = tc.NetConn()
 	}
 	gc := raw.(*guardConn)
-	srv := s.newSMTP(gc.g)
+	lc := &liveConn{conn: c}
+	srv := s.newSMTP(gc.g, lc)
 	one := &oneConn{c: c, closed: make(chan struct{})}
 	gc.onClose = one.Close
 	s.mu.Lock()
@@ -325,7 +351,7 @@ func (s *Server) serveConn(c net.Conn) {
 		c.Close()
 		return
 	}
-	s.conns[srv] = struct{}{}
+	s.conns[srv] = lc
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -384,12 +410,27 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Shutdown stops accepting and waits for the sessions in progress, or for ctx.
+// Shutdown stops accepting, closes the sessions that are between transactions with
+// 421 4.3.2 (RFC 5321 §3.8; an operator keeps pooled sessions open into us), lets those in a
+// transaction (from an accepted MAIL to the end of its DATA) finish and be answered, closes
+// them the same way then, and waits for all of them, or for ctx.
+//
+// A session is closed as idle when it is not in a transaction, also if a command of it is
+// being answered: the peer may then read that reply before the 421 (or lose it while a
+// STARTTLS handshake is under way). Either way it sent no message we acknowledged.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
+	s.draining = true
 	ls := s.listeners
 	s.listeners = nil
+	for _, lc := range s.conns {
+		lc.mu.Lock()
+		if !lc.busy {
+			lc.hangUp(s.opts.Hostname)
+		}
+		lc.mu.Unlock()
+	}
 	s.mu.Unlock()
 	var err error
 	for _, l := range ls {
@@ -498,14 +539,16 @@ func (s *Server) audit(r *Record) {
 
 // connBackend is the smtp.Backend of one connection.
 type connBackend struct {
-	s *Server
-	g *crlfGuard
+	s  *Server
+	g  *crlfGuard
+	lc *liveConn
 }
 
 // NewSession implements smtp.Backend; go-smtp calls it at EHLO, after STARTTLS.
 func (b connBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s := b.s
-	sess := &session{s: s, g: b.g, c: c, peerAddr: c.Conn().RemoteAddr().String()}
+	sess := &session{s: s, g: b.g, lc: b.lc, c: c, peerAddr: c.Conn().RemoteAddr().String()}
+	sess.track()
 	if b.g.bad() {
 		return nil, sess.refuse(replyBareLF, "bare_cr_or_lf")
 	}
@@ -532,6 +575,7 @@ type rcpt struct {
 type session struct {
 	s        *Server
 	g        *crlfGuard
+	lc       *liveConn
 	c        *smtp.Conn
 	peerAddr string
 	tls      *tls.ConnectionState
@@ -692,9 +736,52 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return ss.refuse(replySenderNotOwned, "sender_not_bal")
 		}
 	}
+	if !ss.begin() {
+		return replyShuttingDown
+	}
 	ss.from = from
 	ss.mailOpts = *opts
 	return nil
+}
+
+// track records the connection go-smtp now uses (TLS after STARTTLS) for a 421 at Shutdown;
+// it runs on the session's goroutine, from the go-smtp callbacks.
+func (ss *session) track() {
+	ss.lc.mu.Lock()
+	ss.lc.conn = ss.c.Conn()
+	ss.lc.mu.Unlock()
+}
+
+// begin marks the start of a transaction, or reports that the server is shutting down.
+func (ss *session) begin() bool {
+	ss.s.mu.Lock()
+	draining := ss.s.draining
+	ss.s.mu.Unlock()
+	lc := ss.lc
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if draining || lc.closing {
+		lc.hangUp(ss.s.opts.Hostname)
+		return false
+	}
+	lc.busy = true
+	return true
+}
+
+// end marks the end of a transaction; at Shutdown the session is then closed with 421 (go-smtp
+// has written the reply to DATA before it calls Reset).
+func (ss *session) end() {
+	ss.s.mu.Lock()
+	draining := ss.s.draining
+	ss.s.mu.Unlock()
+	lc := ss.lc
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	lc.busy = false
+	lc.conn = ss.c.Conn()
+	if draining {
+		lc.hangUp(ss.s.opts.Hostname)
+	}
 }
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -728,9 +815,15 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (ss *session) Reset() {
 	ss.from, ss.rcpts, ss.mailOpts = "", nil, smtp.MailOptions{}
+	ss.end()
 }
 
-func (ss *session) Logout() error { return nil }
+// Logout implements smtp.Session; go-smtp calls it after STARTTLS, whose TLS connection is
+// then the one to answer on, and at the end of the connection.
+func (ss *session) Logout() error {
+	ss.track()
+	return nil
+}
 
 func (ss *session) rcptAddrs() []string {
 	out := make([]string, len(ss.rcpts))

@@ -13,26 +13,44 @@ import (
 	"github.com/mssante-go/sdk/transport"
 )
 
-// Serve, Shutdown and Close with one go-smtp server per connection: Shutdown waits for the
-// session in progress (which keeps working) and Close ends it; Serve then returns
-// ErrServerClosed, also when called after; the connection counters go back to zero.
+// startServer serves a's relay on a new loopback listener; the channel gives Serve's result.
+func startServer(t *testing.T, a *node) (*Server, string, chan error) {
+	t.Helper()
+	s, err := NewServer(&ServerOptions{Hostname: "mx.a.mssante.test",
+		TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
+		Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	return s, l.Addr().String(), served
+}
+
+// serveReturned waits for Serve's result, which must be ErrServerClosed.
+func serveReturned(t *testing.T, ch chan error) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("Serve returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
+
+// Serve, Shutdown and Close with one go-smtp server per connection: Shutdown closes a session
+// idle between transactions at once with 421 4.3.2 (before, it waited for the peer or the
+// idle timeout) and Close ends a session; Serve then returns ErrServerClosed, also when
+// called after; the connection counters go back to zero.
 func TestServerShutdownAndClose(t *testing.T) {
 	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
-	start := func() (*Server, string, chan error) {
-		s, err := NewServer(&ServerOptions{Hostname: "mx.a.mssante.test",
-			TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
-			Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- s.Serve(l) }()
-		return s, l.Addr().String(), served
-	}
+	start := func() (*Server, string, chan error) { return startServer(t, a) }
 	dial := func(addr string) *rawSession {
 		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
@@ -44,17 +62,7 @@ func TestServerShutdownAndClose(t *testing.T) {
 		s.expect("220")
 		return s
 	}
-	served := func(ch chan error) {
-		t.Helper()
-		select {
-		case err := <-ch:
-			if !errors.Is(err, ErrServerClosed) {
-				t.Fatalf("Serve returned %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Serve did not return")
-		}
-	}
+	served := func(ch chan error) { t.Helper(); serveReturned(t, ch) }
 	conns := func(s *Server) int {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -63,21 +71,26 @@ func TestServerShutdownAndClose(t *testing.T) {
 
 	s, addr, ch := start()
 	c := dial(addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	c.cmd("EHLO client.test", "250") // a pooled session, idle (read timeout: 5 min)
+	fresh := dial(addr)              // greeted only
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown with a session open: %v", err)
+	began := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with idle sessions open: %v", err)
+	}
+	if d := time.Since(began); d > 15*time.Second { // far below the idle timeout: it did not wait
+		t.Fatalf("Shutdown took %v", d)
 	}
 	served(ch)
+	for _, x := range []*rawSession{c, fresh} {
+		x.expect("421 4.3.2")
+		if r := x.reply(); r != "EOF" {
+			t.Fatalf("after 421: %q, want the connection closed", r)
+		}
+	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Fatal("still accepting after Shutdown")
-	}
-	c.cmd("EHLO client.test", "250") // the session goes on
-	c.cmd("QUIT", "221")
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel2()
-	if err := s.Shutdown(ctx2); err != nil {
-		t.Fatalf("Shutdown after the session ended: %v", err)
 	}
 	if n := conns(s); n != 0 {
 		t.Fatalf("%d connections counted after Shutdown", n)
@@ -97,4 +110,51 @@ func TestServerShutdownAndClose(t *testing.T) {
 		t.Fatalf("after Close: %q", r)
 	}
 	waitFor(t, "connections released", func() bool { return conns(s) == 0 })
+}
+
+// Shutdown lets a transaction in progress finish: a session mid-DATA gets its 250 (the message
+// is queued) and then 421 4.3.2, while an idle pooled TLS session of the same peer is closed
+// with 421 4.3.2 at once; Shutdown returns only after the transaction.
+func TestServerShutdownDrainsTransaction(t *testing.T) {
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	s, addr, ch := startServer(t, a)
+	tc := clientTLS(b.server, testPKI(t))
+	idle := rawDial(t, addr, tc)
+	busy := rawDial(t, addr, tc)
+	busy.cmd("MAIL FROM:<dr@b.mssante.test>", "250")
+	busy.cmd("RCPT TO:<"+a.bal+">", "250")
+	busy.cmd("DATA", "354")
+	m := msg("dr@b.mssante.test", a.bal, "drain")
+	busy.write(m[:len(m)/2])
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	idle.expect("421 4.3.2")
+	if r := idle.reply(); r != "EOF" {
+		t.Fatalf("idle session after 421: %q", r)
+	}
+	serveReturned(t, ch)
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) with a transaction in progress", err)
+	default:
+	}
+	busy.write(m[len(m)/2:] + "\r\n.\r\n")
+	busy.expect("250 2.0.0")
+	busy.expect("421 4.3.2")
+	if r := busy.reply(); r != "EOF" {
+		t.Fatalf("session after its transaction at Shutdown: %q", r)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if ids := a.q.IDs(); len(ids) != 1 {
+		t.Fatalf("queue holds %d messages, want the one of the drained transaction", len(ids))
+	}
 }
