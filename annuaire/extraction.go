@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -540,26 +541,24 @@ func (x *Extraction) Search(ctx context.Context, q Query) (*Result, error) {
 	if q.Name != "" {
 		return x.searchByName(ctx, &q, offset, limit)
 	}
-	var all []Entry
-	add := func(i int32) {
-		f := x.fields(i)
+	sel := selection{x: x, k: offset + limit}
+	var e Entry // reused: only the entries of the page are returned
+	var f Fields
+	add := func(at uint32) {
+		x.fieldsAt(at, &f)
 		if !q.matchesFields(&f) {
 			return
 		}
-		e := f.Entry()
+		f.entryInto(&e)
 		if q.matches(&e, "") {
-			all = append(all, e)
+			sel.add(at)
 		}
 	}
 	id, idOK := q.nationalID()
 	switch {
 	case !idOK:
 	case q.Address != "":
-		for _, e := range x.Lookup(nil, q.Address) {
-			if q.matches(&e, "") {
-				all = append(all, e)
-			}
-		}
+		x.eachAddressLine(q.Address, add)
 	case id != "":
 		x.walk(x.byID, x.nextID, id, add)
 	case q.StructureID != "":
@@ -567,19 +566,116 @@ func (x *Extraction) Search(ctx context.Context, q Query) (*Result, error) {
 		for _, p := range structureIDTypes {
 			x.walk(x.byStruct, x.nextStruct, p[0]+q.StructureID, add)
 		}
-	default:
-		for i := range int32(len(x.starts)) {
+	case q == (Query{Limit: q.Limit, Cursor: q.Cursor}): // no criterion: every line matches
+		for i, at := range x.starts {
 			if i%4096 == 0 && ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			add(i)
+			sel.add(at)
+		}
+	default:
+		for i, at := range x.starts {
+			if i%4096 == 0 && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			add(at)
 		}
 	}
-	sortEntries(all, false)
-	return page(all, offset, limit), nil
+	return sel.page(offset), nil
 }
 
-func (x *Extraction) walk(m map[string]int32, next []int32, key string, f func(int32)) {
+// eachAddressLine calls f with the start of each line of address (ASCII case-insensitive).
+func (x *Extraction) eachAddressLine(address string, f func(uint32)) {
+	j, ok := x.findSlot(address, x.hashAddress(address))
+	if !ok {
+		return
+	}
+	s := x.addrSlots[j]
+	if s&addrMany == 0 {
+		f(uint32(s & addrRef))
+		return
+	}
+	for _, i := range x.dups[s&addrRef] {
+		f(x.starts[i])
+	}
+}
+
+// selection keeps, among the lines it is given (by their start), the k first in the order of
+// [sortEntries] (address, then every column), in a max-heap: memory in k, not in the number
+// of matches, and no Entry built until the page is cut.
+type selection struct {
+	x     *Extraction
+	k     int
+	heap  []uint32 // the k first lines so far; heap[0] is the last of them
+	total int      // lines given
+}
+
+// compareLines orders two lines as [sortEntries] orders their entries.
+func (x *Extraction) compareLines(a, b uint32) int {
+	if c := strings.Compare(lineAddress(x.data, a), lineAddress(x.data, b)); c != 0 || a == b {
+		return c
+	}
+	var ea, eb Entry // the same address on several lines: rare
+	x.entryAt(a, &ea)
+	x.entryAt(b, &eb)
+	fa, fb := ea.Fields(), eb.Fields()
+	return compareFields(&fa, &fb)
+}
+
+func (s *selection) add(at uint32) {
+	s.total++
+	h := s.heap
+	if len(h) < s.k {
+		h = append(h, at)
+		for i := len(h) - 1; i > 0; { // sift up
+			p := (i - 1) / 2
+			if s.x.compareLines(h[p], h[i]) >= 0 {
+				break
+			}
+			h[p], h[i] = h[i], h[p]
+			i = p
+		}
+		s.heap = h
+		return
+	}
+	if s.k == 0 || s.x.compareLines(at, h[0]) >= 0 {
+		return
+	}
+	h[0] = at
+	for i := 0; ; { // sift down
+		c := 2*i + 1
+		if c >= len(h) {
+			break
+		}
+		if c+1 < len(h) && s.x.compareLines(h[c+1], h[c]) > 0 {
+			c++
+		}
+		if s.x.compareLines(h[i], h[c]) >= 0 {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+// page sorts the lines kept and builds the entries of [offset, k), with the cursor of the
+// next page as [page] sets it.
+func (s *selection) page(offset int) *Result {
+	slices.SortFunc(s.heap, s.x.compareLines)
+	r := &Result{}
+	if offset < len(s.heap) {
+		r.Entries = make([]Entry, len(s.heap)-offset)
+		for i, at := range s.heap[offset:] {
+			s.x.entryAt(at, &r.Entries[i])
+		}
+	}
+	if end := min(s.k, s.total); end < s.total {
+		r.Next = strconv.Itoa(end)
+	}
+	return r
+}
+
+func (x *Extraction) walk(m map[string]int32, next []int32, key string, f func(uint32)) {
 	i, ok := m[key]
 	if !ok {
 		return
@@ -589,7 +685,7 @@ func (x *Extraction) walk(m map[string]int32, next []int32, key string, f func(i
 		lines = append(lines, i)
 	}
 	for j := len(lines) - 1; j >= 0; j-- {
-		f(lines[j])
+		f(x.starts[lines[j]])
 	}
 }
 
