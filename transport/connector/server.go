@@ -184,7 +184,9 @@ func (lc *liveConn) hangUp(hostname string) {
 	lc.closing = true
 	c := lc.conn
 	go func() {
-		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		// Read too: on an implicit-TLS connection not yet handshaken, the write waits for the
+		// peer's ClientHello (a silent peer then only holds the stop 5 s).
+		c.SetDeadline(time.Now().Add(5 * time.Second))
 		fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyShuttingDown), hostname, replyShuttingDown.Message)
 		c.Close()
 	}()

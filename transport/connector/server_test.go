@@ -14,9 +14,9 @@ import (
 )
 
 // startServer serves a's relay on a new loopback listener; the channel gives Serve's result.
-func startServer(t *testing.T, a *node) (*Server, string, chan error) {
+func startServer(t *testing.T, a *node, implicitTLS ...bool) (*Server, string, chan error) {
 	t.Helper()
-	s, err := NewServer(&ServerOptions{Hostname: "mx.a.mssante.test",
+	s, err := NewServer(&ServerOptions{Hostname: "mx.a.mssante.test", ImplicitTLS: len(implicitTLS) > 0 && implicitTLS[0],
 		TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
 		Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q})
 	if err != nil {
@@ -156,5 +156,44 @@ func TestServerShutdownDrainsTransaction(t *testing.T) {
 	}
 	if ids := a.q.IDs(); len(ids) != 1 {
 		t.Fatalf("queue holds %d messages, want the one of the drained transaction", len(ids))
+	}
+}
+
+// On an implicit-TLS listener (465), Shutdown closes an idle session with 421 4.3.2 inside TLS,
+// and a connection that never sent its ClientHello does not hold the stop for the read
+// timeout (5 min).
+func TestServerShutdownImplicitTLS(t *testing.T) {
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	s, addr, ch := startServer(t, a, true)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientTLS(b.server, testPKI(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	idle := &rawSession{t: t, c: conn, r: bufio.NewReader(conn)}
+	t.Cleanup(func() { conn.Close() })
+	idle.expect("220")
+	idle.cmd("EHLO client.test", "250")
+	silent, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitFor(t, "both connections served", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.conns) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	began := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(began); d > 30*time.Second { // far below the read timeout
+		t.Fatalf("Shutdown took %v", d)
+	}
+	serveReturned(t, ch)
+	idle.expect("421 4.3.2")
+	if r := idle.reply(); r != "EOF" {
+		t.Fatalf("after 421: %q", r)
 	}
 }
