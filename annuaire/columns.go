@@ -251,13 +251,23 @@ func (e *Entry) Fields() Fields {
 }
 
 // trim is strings.TrimSpace with a fast path for the usual value: empty, or starting and
-// ending with a visible ASCII character.
+// ending with a visible ASCII character or a two-byte rune from U+00C0 to U+07FF (accented
+// Latin letters: é is C3 A9), none of which is a space. The Unicode spaces beyond ASCII are
+// U+0085 and U+00A0 (lead byte C2) and three-byte runes (E1, E2, E3): those values, and any
+// other, go to strings.TrimSpace.
 func trim(s string) string {
-	if s == "" || '!' <= s[0] && s[0] <= '~' && '!' <= s[len(s)-1] && s[len(s)-1] <= '~' {
+	if s == "" || plainByte(s[0]) && (plainByte(s[len(s)-1]) || s[len(s)-1] >= 0x80 && len(s) >= 2 && latinLead(s[len(s)-2])) {
 		return s
 	}
 	return strings.TrimSpace(s)
 }
+
+// plainByte reports whether c is a visible ASCII character or the lead byte of a rune from
+// U+00C0 to U+07FF: the start of a value without a leading space.
+func plainByte(c byte) bool { return c-'!' <= '~'-'!' || latinLead(c) }
+
+// latinLead reports whether c leads a two-byte rune from U+00C0 to U+07FF (no space among them).
+func latinLead(c byte) bool { return c-0xC3 <= 0xDF-0xC3 }
 
 // parseFlag reads the Dématérialisation column. Its values are UNCONFIRMED: "O"/"N",
 // "oui"/"non", "true"/"false" and "1"/"0" are all read; anything else is false (the safe

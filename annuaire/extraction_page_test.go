@@ -172,3 +172,48 @@ func BenchmarkSearchDepartement(b *testing.B) {
 		}
 	}
 }
+
+// TestTrim checks trim against strings.TrimSpace: accented letters at either end are kept
+// without the slow path, Unicode spaces are still trimmed.
+func TestTrim(t *testing.T) {
+	for _, s := range []string{
+		"", " ", "a", " a ", "\ta\r\n", "DUPONT", "Hélène", "LEFÈVRE", "É", "é", "Éloïse", "\u00a0",
+		"ANDRÉ\u00a0", "\u00a0ANDRÉ", "x\u2029", "\u2029x", "x\u3000", "\u3000é\u3000", "x\u0085",
+		"\u0085x", "x\u202f", "x\u1680", "x\u200b", "\u200bx", "x\x7f", "\x01x\x01", "\v\fx",
+		"x\xe9", "\xe9x", "\xc2", "x\xc2\xa0", "日本", " 日本 ", "x\ufeff", "x\u07ff", "\u07ffx",
+		"x\u0100", "Œ", "xÿ", "x\u00bf", "\u00bfx", "\xc3", "x\xc3", "x\xc3\xc3", "\xc3 ", " \xc3",
+		"\xdf\x80\u3000", "x\xc3\x85", "x\xc2\x85",
+	} {
+		if got, want := trim(s), strings.TrimSpace(s); got != want {
+			t.Errorf("trim(%q) = %q, want %q", s, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { trim("Hélène") }); n != 0 {
+		t.Errorf("trim allocates %v times", n)
+	}
+}
+
+// BenchmarkTrimAccented trims values that end with an accented letter, the case the fast
+// path used to send to strings.TrimSpace.
+func BenchmarkTrimAccented(b *testing.B) {
+	vals := []string{"LEFÈVRE", "Hélène", "ANDRÉ", "DUPONT", "Médecin", "CHÂTEAU-THIERRY", "René"}
+	for b.Loop() {
+		for _, v := range vals {
+			if trim(v) == "" {
+				b.Fatal("empty")
+			}
+		}
+	}
+}
+
+// FuzzTrim checks trim against strings.TrimSpace on any bytes.
+func FuzzTrim(f *testing.F) {
+	for _, s := range []string{"Hélène", "ANDRÉ\u00a0", "x\u2029", "\xc3", " a "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := trim(s), strings.TrimSpace(s); got != want {
+			t.Errorf("trim(%q) = %q, want %q", s, got, want)
+		}
+	})
+}
