@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,9 +101,17 @@ func (r *Record) recipient(addr string) *RecipientState {
 // hash of the Message-ID), ENVID.eml (the bytes submitted, for large messages) and
 // ENVID.json (the Record). A change that must survive a crash (the statuses that follow a
 // server's reply, receipts) is appended to journal.log and fsynced before Send returns: one
-// append and one fsync, which is what makes a retry after a crash safe. The journal is folded
-// into the ENVID.json files (fsynced) when the outbox is opened and closed, or grows large.
-// One Client per state folder.
+// append and one fsync, which is what makes a retry after a crash safe. One Client per state
+// folder.
+//
+// Folding: the journal is folded into the ENVID.json files when the outbox is opened and
+// closed. The files are written (temporary file, rename) without an fsync each, then made
+// durable together by one syncfs of the folder's file system (syncFolded; elsewhere than
+// Linux, an fsync per file), and only then is the journal emptied: a crash at any point
+// leaves either the journal or durable files holding every record, and replay takes the
+// highest Version. When the journal passes maxJournal, sync rotates it (journal.log becomes
+// journal.old.log, fsynced, with a folder fsync for the rename) and folds the rotated
+// segment in the background: a Send never does the fold itself.
 //
 // Group commit: a change is appended under mu, then made durable by sync outside mu, so
 // that while one fsync runs other changes are appended (and the next message is sent); one
@@ -118,23 +127,42 @@ type outbox struct {
 	journal *os.File
 	size    int64
 	latest  map[string]*Record // journaled records newer than their ENVID.json
+	old     map[string]*Record // records of journal.old.log, being folded (under mu)
 	written int64              // journal lines appended since the outbox was opened
 
-	syncMu sync.Mutex // one fsync at a time; taken before mu, never after
-	synced int64      // lines known durable
+	syncMu  sync.Mutex    // one fsync at a time; taken before mu, never after
+	synced  int64         // lines known durable
+	folding chan struct{} // closed when the background fold ends (under syncMu)
+
+	maxJournal int64 // journal size that starts a background fold
+	// hook, when set (tests), is told of every durability step ("fsync", "syncfs") and of
+	// the fold's steps ("fold:written", "fold:synced"); an error it returns fails that step,
+	// as a crash there would stop it. It may be called from the background fold.
+	hook func(step string) error
 }
 
-// maxJournal is the size above which the journal is folded into the record files.
-const maxJournal = 16 << 20
+const (
+	journalName    = "journal.log"
+	oldJournalName = "journal.old.log" // a rotated journal, being folded
+	// defaultMaxJournal is the journal size above which it is rotated and folded.
+	defaultMaxJournal = 16 << 20
+)
 
 func openOutbox(stateDir string) (*outbox, error) {
+	return openOutboxHook(stateDir, nil)
+}
+
+func openOutboxHook(stateDir string, hook func(string) error) (*outbox, error) {
 	dir := filepath.Join(stateDir, "outbox")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bal: outbox: %w", err)
 	}
-	b := &outbox{dir: dir, latest: map[string]*Record{}}
-	if err := b.replay(); err != nil {
-		return nil, err
+	b := &outbox{dir: dir, latest: map[string]*Record{}, maxJournal: defaultMaxJournal, hook: hook}
+	// The rotated segment first: the lines of journal.log are newer.
+	for _, name := range []string{oldJournalName, journalName} {
+		if err := b.replay(name); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.fold(); err != nil {
 		return nil, err
@@ -142,9 +170,9 @@ func openOutbox(stateDir string) (*outbox, error) {
 	return b, nil
 }
 
-// replay reads the journal left by an earlier run into latest.
-func (b *outbox) replay() error {
-	data, err := os.ReadFile(filepath.Join(b.dir, "journal.log"))
+// replay reads a journal left by an earlier run into latest.
+func (b *outbox) replay(name string) error {
+	data, err := os.ReadFile(filepath.Join(b.dir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -163,45 +191,137 @@ func (b *outbox) replay() error {
 	return nil
 }
 
-// fold writes the journaled records to their files durably, then starts an empty journal.
-func (b *outbox) fold() error {
-	for _, r := range b.latest {
+func (b *outbox) step(name string) error {
+	if b.hook != nil {
+		return b.hook(name)
+	}
+	return nil
+}
+
+func (b *outbox) fsync(f *os.File) error {
+	if err := b.step("fsync"); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func (b *outbox) fsyncDir() error {
+	d, err := os.Open(b.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return b.fsync(d)
+}
+
+// foldRecords writes recs to their ENVID.json files (unless a file is newer), then makes
+// them all durable at once.
+func (b *outbox) foldRecords(recs map[string]*Record) error {
+	// Opened before the writes: syncfs reports the writeback errors seen since (Linux).
+	d, err := os.Open(b.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	var written []string
+	for _, r := range recs {
 		if snap, err := b.loadFile(r.EnvelopeID); err == nil && snap.Version > r.Version {
 			continue
 		}
-		data, _ := json.MarshalIndent(r, "", " ")
-		if err := writeFileAtomic(b.path(r.EnvelopeID, ".json"), data, true); err != nil {
-			return fmt.Errorf("bal: outbox: %w", err)
+		data, err := json.MarshalIndent(r, "", " ")
+		if err != nil {
+			return err
 		}
+		p := b.path(r.EnvelopeID, ".json")
+		if err := writeFileAtomic(p, data, false); err != nil {
+			return err
+		}
+		written = append(written, p)
+	}
+	if len(written) == 0 {
+		return nil
+	}
+	if err := b.step("fold:written"); err != nil {
+		return err
+	}
+	return b.syncFolded(d, written)
+}
+
+// fold writes every journaled record (of both segments) to its file durably, then starts
+// an empty journal (caller holds syncMu and mu, and no background fold runs).
+func (b *outbox) fold() error {
+	recs := b.latest
+	if len(b.old) > 0 {
+		recs = maps.Clone(b.old)
+		maps.Copy(recs, b.latest)
+	}
+	if err := b.foldRecords(recs); err != nil {
+		return fmt.Errorf("bal: outbox: %w", err)
+	}
+	if err := b.step("fold:synced"); err != nil {
+		return fmt.Errorf("bal: outbox: %w", err)
 	}
 	if b.journal != nil {
 		b.journal.Close()
+		b.journal = nil
 	}
-	f, err := os.OpenFile(filepath.Join(b.dir, "journal.log"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	// No fsync of the truncation: were it lost, the journal would be replayed again over
+	// files that already hold its records (the highest Version wins).
+	f, err := os.OpenFile(filepath.Join(b.dir, journalName), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("bal: outbox journal: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := os.Remove(filepath.Join(b.dir, oldJournalName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		f.Close()
-		return err
+		return fmt.Errorf("bal: outbox journal: %w", err)
 	}
-	b.journal, b.size, b.latest = f, 0, map[string]*Record{}
-	b.synced = b.written // every line is in a record file now (caller holds syncMu)
-	return syncDir(b.dir)
+	b.journal, b.size, b.latest, b.old = f, 0, map[string]*Record{}, nil
+	b.synced = b.written // every line is in a record file now
+	// The journal's directory entry must be durable before a line in it is acknowledged.
+	if err := b.fsyncDir(); err != nil {
+		return fmt.Errorf("bal: outbox journal: %w", err)
+	}
+	return nil
 }
 
-// close folds the journal and closes it.
+// foldOld folds the rotated journal segment in the background, then removes it.
+func (b *outbox) foldOld(old map[string]*Record, done chan struct{}) {
+	defer close(done)
+	err := b.foldRecords(old)
+	if err == nil {
+		err = b.step("fold:synced")
+	}
+	if err != nil {
+		// journal.old.log stays: close (or the next open) folds it.
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Were the removal lost in a crash, the segment would be replayed over files that
+	// already hold its records.
+	if os.Remove(filepath.Join(b.dir, oldJournalName)) == nil {
+		b.old = nil
+	}
+}
+
+// close waits for a background fold, folds the journal and closes it.
 func (b *outbox) close() error {
 	b.syncMu.Lock()
 	defer b.syncMu.Unlock()
+	if b.folding != nil {
+		<-b.folding
+		b.folding = nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.journal == nil {
 		return nil
 	}
 	err := b.fold()
-	b.journal.Close()
-	b.journal = nil
+	if b.journal != nil {
+		b.journal.Close()
+		b.journal = nil
+	}
 	return err
 }
 
@@ -248,6 +368,9 @@ func (b *outbox) load(envid string) (*Record, error) {
 	if r := b.latest[envid]; r != nil {
 		return r.clone(), nil
 	}
+	if r := b.old[envid]; r != nil {
+		return r.clone(), nil
+	}
 	return b.loadFile(envid)
 }
 
@@ -284,7 +407,8 @@ func (b *outbox) appendRecord(r *Record) (int64, error) {
 }
 
 // sync makes the journal durable up to line seq (caller does not hold mu): one fsync for
-// every line written before it starts (group commit); a large journal is then folded.
+// every line written before it starts (group commit). A journal grown past maxJournal is
+// rotated first and its segment folded in the background.
 func (b *outbox) sync(seq int64) error {
 	b.syncMu.Lock()
 	defer b.syncMu.Unlock()
@@ -293,20 +417,51 @@ func (b *outbox) sync(seq int64) error {
 	}
 	b.mu.Lock()
 	f, upto := b.journal, b.written
+	var old map[string]*Record
+	if f != nil && b.size > b.maxJournal && b.old == nil {
+		var err error
+		if old, err = b.rotate(); err != nil {
+			b.mu.Unlock()
+			return err
+		}
+	}
 	b.mu.Unlock()
 	if f == nil {
 		return errors.New("bal: outbox closed")
 	}
-	if err := f.Sync(); err != nil {
+	// Every line up to upto is in f, rotated or not.
+	if err := b.fsync(f); err != nil {
 		return err
 	}
-	b.synced = upto
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.size > maxJournal {
-		return b.fold()
+	if old != nil {
+		f.Close()
+		// The rename and the new journal.log are durable before any line of the new segment
+		// is acknowledged (its lines are fsynced by a later sync, under syncMu, after this).
+		if err := b.fsyncDir(); err != nil {
+			return err
+		}
+		b.folding = make(chan struct{})
+		go b.foldOld(old, b.folding)
 	}
+	b.synced = upto
 	return nil
+}
+
+// rotate renames journal.log to journal.old.log and starts a new journal.log; the records
+// journaled so far move to old (caller holds syncMu and mu). The caller fsyncs the old file.
+func (b *outbox) rotate() (map[string]*Record, error) {
+	cur, prev := filepath.Join(b.dir, journalName), filepath.Join(b.dir, oldJournalName)
+	if err := os.Rename(cur, prev); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(cur, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		os.Rename(prev, cur)
+		return nil, err
+	}
+	old := b.latest
+	b.journal, b.size, b.old, b.latest = f, 0, old, map[string]*Record{}
+	return old, nil
 }
 
 // commit appends r to the journal and makes it durable.
