@@ -383,7 +383,15 @@ func (c *Connector) Serve(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
 	for _, s := range c.servers {
-		s.Shutdown(sctx)
+		if err := s.Shutdown(sctx); err != nil {
+			// A session still in a transaction after the grace period is cut, and waited for
+			// briefly, so that no session writes to the queue once it is closed below.
+			c.logger.Warn("connector: sessions still open after the grace period; closing them", "err", err)
+			s.Close()
+			wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.Shutdown(wctx)
+			wcancel()
+		}
 	}
 	if httpSrv != nil {
 		httpSrv.Shutdown(sctx)
