@@ -541,6 +541,9 @@ func (x *Extraction) Search(ctx context.Context, q Query) (*Result, error) {
 	if q.Name != "" {
 		return x.searchByName(ctx, &q, offset, limit)
 	}
+	if offset >= len(x.starts) { // past every line (and offset+limit cannot overflow below)
+		return &Result{}, nil
+	}
 	sel := selection{x: x, k: offset + limit}
 	var e Entry // reused: only the entries of the page are returned
 	var f Fields

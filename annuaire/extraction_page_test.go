@@ -3,6 +3,7 @@ package annuaire
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -106,10 +107,15 @@ func TestSearchPageMatchesFullSort(t *testing.T) {
 		}
 		q.Cursor = got.Next
 	}
-	// A cursor past the end gives an empty last page.
-	got, err := x.Search(ctx, Query{Cursor: fmt.Sprint(x.Len() + 5)})
-	if err != nil || len(got.Entries) != 0 || got.Next != "" {
-		t.Fatalf("cursor past the end: %+v, %v", got, err)
+	// A cursor past the end gives an empty last page, whatever the criteria.
+	for _, cursor := range []string{fmt.Sprint(x.Len()), fmt.Sprint(x.Len() + 5), fmt.Sprint(math.MaxInt)} {
+		for _, q := range []Query{{}, {Type: PER}, {Address: dup}, {Name: "A"}} {
+			q.Cursor = cursor
+			got, err := x.Search(ctx, q)
+			if err != nil || len(got.Entries) != 0 || got.Next != "" {
+				t.Fatalf("cursor %s past the end: %+v, %v", cursor, got, err)
+			}
+		}
 	}
 }
 
