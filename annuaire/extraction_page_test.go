@@ -2,6 +2,7 @@ package annuaire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -220,6 +221,32 @@ func FuzzTrim(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := trim(s), strings.TrimSpace(s); got != want {
 			t.Errorf("trim(%q) = %q, want %q", s, got, want)
+		}
+	})
+}
+
+// FuzzSearchPage checks any query without a name (criteria, limit, cursor) against the full
+// build-and-sort search, on a generated extraction whose lines share values.
+func FuzzSearchPage(f *testing.F) {
+	x := loadText(f, genText(f, 300))
+	e := x.entry(7)
+	f.Add("", "", "", "", "", 0, "")
+	f.Add(string(e.Type), e.Postal.Departement, "", "", "", 3, "2")
+	f.Add("", "", e.Postal.PostalCode, e.Person.ProfessionCode, "", 1, "0")
+	f.Add("", "", "", "", strings.ToUpper(e.Address), 5, "")
+	f.Add("ORG", "", "", "", "", 10, "299")
+	f.Fuzz(func(t *testing.T, typ, dep, postal, profession, address string, limit int, cursor string) {
+		q := Query{Type: BALType(typ), Departement: dep, PostalCode: postal, Profession: profession,
+			Address: address, Limit: limit, Cursor: cursor}
+		got, err := x.Search(context.Background(), q)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidQuery) {
+				t.Fatalf("%+v: %v", q, err)
+			}
+			return
+		}
+		if want := searchAllReference(x, q); got.Next != want.Next || !slices.Equal(got.Entries, want.Entries) {
+			t.Fatalf("%+v: got %d entries next %q, want %d next %q", q, len(got.Entries), got.Next, len(want.Entries), want.Next)
 		}
 	})
 }
