@@ -104,8 +104,9 @@ func (r *Record) recipient(addr string) *RecipientState {
 // append and one fsync, which is what makes a retry after a crash safe. One Client per state
 // folder.
 //
-// Folding: the journal is folded into the ENVID.json files when the outbox is opened and
-// closed. The files are written (temporary file, rename) without an fsync each, then made
+// Folding: the journal of the last run is folded into the ENVID.json files in the background
+// once the outbox is opened (rotated to journal.old.log first); Close only waits for that
+// fold and fsyncs the journal. The files are written (temporary file, rename) without an fsync each, then made
 // durable together by one syncfs of the folder's file system (syncFolded; elsewhere than
 // Linux, an fsync per file), and only then is the journal emptied: a crash at any point
 // leaves either the journal or durable files holding every record, and replay takes the
@@ -164,9 +165,27 @@ func openOutboxHook(stateDir string, hook func(string) error) (*outbox, error) {
 			return nil, err
 		}
 	}
-	if err := b.fold(); err != nil {
-		return nil, err
+	if _, err := os.Stat(filepath.Join(dir, oldJournalName)); err == nil || len(b.latest) == 0 {
+		// A fold cut short by a crash (both segments folded now), or nothing to fold (which
+		// costs one folder fsync).
+		if err := b.fold(); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
+	// The journal of the last run is folded in the background, as one grown too large.
+	old, err := b.rotate()
+	if err == nil {
+		err = b.fsyncDir()
+	}
+	if err != nil {
+		if b.journal != nil {
+			b.journal.Close()
+		}
+		return nil, fmt.Errorf("bal: outbox journal: %w", err)
+	}
+	b.folding = make(chan struct{})
+	go b.foldOld(old, b.folding)
 	return b, nil
 }
 
@@ -304,7 +323,8 @@ func (b *outbox) foldOld(old map[string]*Record, done chan struct{}) {
 	}
 }
 
-// close waits for a background fold, folds the journal and closes it.
+// close waits for a background fold, then fsyncs the journal and closes it: its cost does
+// not grow with the number of records journaled.
 func (b *outbox) close() error {
 	b.syncMu.Lock()
 	defer b.syncMu.Unlock()
@@ -317,12 +337,16 @@ func (b *outbox) close() error {
 	if b.journal == nil {
 		return nil
 	}
-	err := b.fold()
-	if b.journal != nil {
-		b.journal.Close()
-		b.journal = nil
+	// No fold: the journal is durable, and the next open folds it in the background.
+	err := b.fsync(b.journal)
+	if cerr := b.journal.Close(); err == nil {
+		err = cerr
 	}
-	return err
+	b.journal = nil
+	if err != nil {
+		return fmt.Errorf("bal: outbox journal: %w", err)
+	}
+	return nil
 }
 
 // envelopeID derives the ENVID (RFC 3461 §4.4) from the Message-ID: printable, short, and
