@@ -239,7 +239,8 @@ func New(opts *Options) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the kept-alive submission connection, if any, and folds the outbox journal.
+// Close closes the kept-alive submission connection, if any, waits for a background fold of
+// the outbox journal and fsyncs the journal (the next New folds it, in the background).
 func (c *Client) Close() error {
 	c.smtpMu.Lock()
 	defer c.smtpMu.Unlock()
