@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -705,9 +706,11 @@ func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit i
 		}
 		return strings.Compare(n.key, k)
 	})
+	// The names with the prefix run to end: the page is at most that long, allocated once.
+	end := i + sort.Search(len(x.names)-i, func(j int) bool { return !strings.HasPrefix(x.names[i+j].key, key) })
 	r := &Result{}
 	skipped := 0
-	for ; i < len(x.names) && strings.HasPrefix(x.names[i].key, key); i++ {
+	for ; i < end; i++ {
 		if i%4096 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -727,6 +730,9 @@ func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit i
 		if len(r.Entries) == limit {
 			r.Next = fmt.Sprint(offset + limit)
 			break
+		}
+		if r.Entries == nil {
+			r.Entries = make([]Entry, 0, min(limit, end-i))
 		}
 		r.Entries = append(r.Entries, e)
 	}

@@ -74,6 +74,10 @@ func TestSearchPageMatchesFullSort(t *testing.T) {
 		{StructureID: org.Structure.ID, StructureIDType: org.Structure.IDType},
 		{StructureID: org.Structure.ID, Type: ORG},
 		{Departement: "nowhere"},
+		{Name: "L"},
+		{Name: NameKey(&per)[:3], Type: PER},
+		{Name: NameKey(&e)},
+		{Name: "ZZZZZZ"},
 	}
 	for _, q := range queries {
 		for _, limit := range []int{1, 7, 100} {
