@@ -172,6 +172,14 @@ func (s *TrustStore) Roots() *x509.CertPool {
 	return s.roots.Clone()
 }
 
+// Intermediates returns a copy of the intermediate pool, for verifications done outside a TLS
+// handshake (the liste blanche's signer, for example).
+func (s *TrustStore) Intermediates() *x509.CertPool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.inters.Clone()
+}
+
 // knownIssuer reports whether a CA of the store has c's issuer as its subject.
 func (s *TrustStore) knownIssuer(c *x509.Certificate) bool {
 	s.mu.RLock()

@@ -89,6 +89,11 @@ func TestAddBundles(t *testing.T) {
 			if _, err := ts.Verify(f.client.Chain[:1], x509.ExtKeyUsageClientAuth, time.Now()); err != nil {
 				t.Fatal(err)
 			}
+			// The pools handed out for checks outside TLS (the whitelist signer) do the same.
+			if _, err := f.client.Cert.Verify(x509.VerifyOptions{Roots: ts.Roots(), Intermediates: ts.Intermediates(),
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				t.Fatalf("Roots/Intermediates pools: %v", err)
+			}
 		})
 	}
 

@@ -24,7 +24,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -83,7 +82,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	list, err := verifyWhitelist(*wlFile, *caFile, *wlSigner)
+	list, err := verifyWhitelist(*wlFile, trust, *wlSigner)
 	if err != nil {
 		return err
 	}
@@ -159,29 +158,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return final
 }
 
-// verifyWhitelist reads the liste blanche and checks its signature against the roots of
-// caFile (the test PKI for mssante dev; in production, IGC-Santé and the ANS signer).
-func verifyWhitelist(path, caFile, signer string) (*whitelist.List, error) {
-	data, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	certs, err := transport.ParseCertificates(data)
-	if err != nil {
-		return nil, err
-	}
-	roots, inters := x509.NewCertPool(), x509.NewCertPool()
-	for _, c := range certs {
-		if c.Subject.String() == c.Issuer.String() {
-			roots.AddCert(c)
-		} else {
-			inters.AddCert(c)
-		}
-	}
+// verifyWhitelist verifies the signed liste blanche with the CAs of the trust store.
+func verifyWhitelist(path string, trust *transport.TrustStore, signer string) (*whitelist.List, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return whitelist.Verify(f, &whitelist.VerifyOptions{Roots: roots, Intermediates: inters, Signer: signer})
+	return whitelist.Verify(f, &whitelist.VerifyOptions{Roots: trust.Roots(), Intermediates: trust.Intermediates(), Signer: signer})
 }
