@@ -78,28 +78,48 @@ func isAddressHeader(key string) bool {
 	return false
 }
 
+// addrLex follows an address header byte by byte (RFC 5322 §3.2.4, §3.2.2, §3.4): inside a
+// quoted string, a (nested) comment, or angle brackets. The caller handles backslash escapes.
+type addrLex struct {
+	quoted, angle bool
+	depth         int
+}
+
+// free updates the state with c and reports whether c stands outside quoted strings and
+// comments without being one of their delimiters or an angle bracket: a byte that may carry
+// structure (',', ':', ';') when l.angle is false.
+func (l *addrLex) free(c byte) bool {
+	switch {
+	case l.quoted:
+		l.quoted = c != '"'
+	case c == '"':
+		l.quoted = true
+	case c == '(':
+		l.depth++
+	case c == ')' && l.depth > 0:
+		l.depth--
+	case l.depth > 0:
+	case c == '<':
+		l.angle = true
+	case c == '>':
+		l.angle = false
+	default:
+		return true
+	}
+	return false
+}
+
 // hasGroup reports whether an address header uses the group syntax "name: a, b;" (RFC 5322
 // §3.4), which the envelope must show with group start and end markers (RFC 3501 §7.4.2).
 func hasGroup(v string) bool {
-	quoted, depth, angle := false, 0, false
+	var l addrLex
 	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '\\':
+		c := v[i]
+		if c == '\\' {
 			i++
-		case quoted:
-			quoted = c != '"'
-		case c == '"':
-			quoted = true
-		case c == '(':
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-		case depth > 0:
-		case c == '<':
-			angle = true
-		case c == '>':
-			angle = false
-		case c == ':' && !angle:
+			continue
+		}
+		if l.free(c) && c == ':' && !l.angle {
 			return true
 		}
 	}
@@ -126,42 +146,33 @@ func groupAddresses(v string) []imap.Address {
 		local, host, _ := strings.Cut(a.Address, "@")
 		out = append(out, imap.Address{Name: a.Name, Mailbox: local, Host: host})
 	}
-	quoted, depth, angle, inGroup := false, 0, false, false
+	var l addrLex
+	inGroup := false
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		switch {
-		case c == '\\' && i+1 < len(v):
+		if c == '\\' && i+1 < len(v) {
 			cur.WriteByte(c)
 			cur.WriteByte(v[i+1])
 			i++
 			continue
-		case quoted:
-			quoted = c != '"'
-		case c == '"':
-			quoted = true
-		case c == '(':
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-		case depth > 0:
-		case c == '<':
-			angle = true
-		case c == '>':
-			angle = false
-		case c == ':' && !angle && !inGroup:
-			name := strings.TrimSpace(stripComments(cur.String()))
-			cur.Reset()
-			out = append(out, imap.Address{Mailbox: strings.Trim(name, `"`)})
-			inGroup = true
-			continue
-		case c == ',' && !angle:
-			flush()
-			continue
-		case c == ';' && !angle && inGroup:
-			flush()
-			out = append(out, imap.Address{})
-			inGroup = false
-			continue
+		}
+		if l.free(c) && !l.angle {
+			switch {
+			case c == ':' && !inGroup:
+				name := strings.TrimSpace(stripComments(cur.String()))
+				cur.Reset()
+				out = append(out, imap.Address{Mailbox: strings.Trim(name, `"`)})
+				inGroup = true
+				continue
+			case c == ',':
+				flush()
+				continue
+			case c == ';' && inGroup:
+				flush()
+				out = append(out, imap.Address{})
+				inGroup = false
+				continue
+			}
 		}
 		cur.WriteByte(c)
 	}
