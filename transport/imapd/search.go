@@ -162,19 +162,24 @@ func (c *candidate) hasFlag(f imap.Flag) bool {
 	return c.msg.HasFlag(string(f))
 }
 
+// bounds resolves one range of a sequence set (RFC 3501 §9 "seq-range"): 0 stands for "*",
+// the largest number in use, and the two ends may come in either order.
+func bounds(start, stop, star uint32) (lo, hi uint32) {
+	if start == 0 {
+		start = star
+	}
+	if stop == 0 {
+		stop = star
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
+}
+
 func seqIn(set imap.SeqSet, n, total uint32) bool {
 	for _, r := range set {
-		lo, hi := r.Start, r.Stop
-		if lo == 0 {
-			lo = total
-		}
-		if hi == 0 {
-			hi = total
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
-		if n >= lo && n <= hi {
+		if lo, hi := bounds(r.Start, r.Stop, total); n >= lo && n <= hi {
 			return true
 		}
 	}
@@ -183,17 +188,7 @@ func seqIn(set imap.SeqSet, n, total uint32) bool {
 
 func uidIn(set imap.UIDSet, uid, max uint32) bool {
 	for _, r := range set {
-		lo, hi := uint32(r.Start), uint32(r.Stop)
-		if lo == 0 {
-			lo = max
-		}
-		if hi == 0 {
-			hi = max
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
-		if uid >= lo && uid <= hi {
+		if lo, hi := bounds(uint32(r.Start), uint32(r.Stop), max); uid >= lo && uid <= hi {
 			return true
 		}
 	}

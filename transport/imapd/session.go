@@ -642,16 +642,7 @@ func (sel *selected) resolve(set imap.NumSet) []target {
 		}
 		in := make([]bool, n+1)
 		for _, r := range set {
-			lo, hi := r.Start, r.Stop
-			if lo == 0 {
-				lo = n
-			}
-			if hi == 0 {
-				hi = n
-			}
-			if lo > hi {
-				lo, hi = hi, lo
-			}
+			lo, hi := bounds(r.Start, r.Stop, n)
 			for q := lo; q <= hi && q <= n; q++ {
 				in[q] = true
 			}
@@ -667,21 +658,8 @@ func (sel *selected) resolve(set imap.NumSet) []target {
 		}
 		max := sel.uids[n-1]
 		for i, uid := range sel.uids {
-			for _, r := range set {
-				lo, hi := uint32(r.Start), uint32(r.Stop)
-				if lo == 0 {
-					lo = max
-				}
-				if hi == 0 {
-					hi = max
-				}
-				if lo > hi {
-					lo, hi = hi, lo
-				}
-				if uid >= lo && uid <= hi {
-					out = append(out, target{uint32(i + 1), uid})
-					break
-				}
+			if uidIn(set, uid, max) {
+				out = append(out, target{uint32(i + 1), uid})
 			}
 		}
 	}
