@@ -49,9 +49,42 @@ func stripComments(s string) string {
 	return out
 }
 
+// stripRoutes removes the obsolete source routes of an address header, "<@a.org,@b.org:user@c.org>"
+// becoming "<user@c.org>" (RFC 5322 §4.4 obs-angle-addr: the route is to be ignored; net/mail does
+// not parse it). Quoted strings and comments are left alone. The IMAP envelope cannot show the
+// route either: go-imap's imap.Address has no at-domain-list (RFC 3501 §7.4.2), so it is NIL.
+func stripRoutes(v string) string {
+	if !strings.Contains(v, "<@") && !strings.Contains(v, "< @") {
+		return v
+	}
+	var b strings.Builder
+	var l addrLex
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\\' && i+1 < len(v) {
+			b.WriteByte(c)
+			b.WriteByte(v[i+1])
+			i++
+			continue
+		}
+		free := l.free(c)
+		b.WriteByte(c)
+		if free || c != '<' || !l.angle {
+			continue
+		}
+		rest := strings.TrimLeft(v[i+1:], " \t")
+		end := strings.IndexAny(rest, ":>")
+		if strings.HasPrefix(rest, "@") && end > 0 && rest[end] == ':' && !strings.ContainsAny(rest[:end], "\"(<\\") {
+			i = len(v) - len(rest) + end // the ':' that ends the route
+		}
+	}
+	return b.String()
+}
+
 // addressText returns the addresses of an address header in the form "Name <local@domain>",
 // one per line, for SEARCH FROM/TO/CC/BCC; "" when the value does not parse.
 func addressText(v string) string {
+	v = stripRoutes(v)
 	list, err := mail.ParseAddressList(v)
 	if err != nil {
 		list, err = mail.ParseAddressList(stripComments(v))
@@ -183,15 +216,30 @@ func groupAddresses(v string) []imap.Address {
 	return out
 }
 
-// envelope is imapserver.ExtractEnvelope with the group syntax kept in address lists.
+// envelopeAddressFields are the address fields of an envelope, in RFC 3501 §7.4.2 order.
+var envelopeAddressFields = []string{"From", "Sender", "Reply-To", "To", "Cc", "Bcc"}
+
+// envelope is imapserver.ExtractEnvelope with the group syntax kept in address lists and the
+// obsolete source routes ignored (instead of losing the whole address list).
 func envelope(h textproto.Header) *imap.Envelope {
+	routed := false
+	for _, key := range envelopeAddressFields {
+		if v := h.Get(key); v != stripRoutes(v) {
+			routed = true
+		}
+	}
+	if routed {
+		h = h.Copy()
+		for _, key := range envelopeAddressFields {
+			if v := h.Get(key); v != "" {
+				h.Set(key, stripRoutes(v))
+			}
+		}
+	}
 	env := imapserver.ExtractEnvelope(h)
-	for _, f := range []struct {
-		key string
-		dst *[]imap.Address
-	}{{"From", &env.From}, {"Sender", &env.Sender}, {"Reply-To", &env.ReplyTo}, {"To", &env.To}, {"Cc", &env.Cc}, {"Bcc", &env.Bcc}} {
-		if v := h.Get(f.key); v != "" && hasGroup(v) {
-			*f.dst = groupAddresses(v)
+	for i, dst := range []*[]imap.Address{&env.From, &env.Sender, &env.ReplyTo, &env.To, &env.Cc, &env.Bcc} {
+		if v := h.Get(envelopeAddressFields[i]); v != "" && hasGroup(v) {
+			*dst = groupAddresses(v)
 		}
 	}
 	return env

@@ -739,3 +739,43 @@ func TestDisconnectDuringIdle(t *testing.T) {
 		t.Fatalf("EXISTS %d, want 10", d.NumMessages)
 	}
 }
+
+// TestEnvelopeSourceRoute: an obsolete source route ("<@route:user@domain>", RFC 5322 §4.4)
+// is ignored instead of emptying the address list (imaptest fetch-envelope). go-imap cannot
+// show the route itself (imap.Address has no at-domain-list): the ADL stays NIL.
+func TestEnvelopeSourceRoute(t *testing.T) {
+	e := newEnv(t)
+	c := e.dialApp(t, nil)
+	appendMsg(t, c, "INBOX", "From: <@route:user@domain>\r\nTo: A <@r1.org,@r2.org:a@b.org>, c@d.org\r\nSubject: r\r\n\r\nx\r\n")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("FETCH = %v, %v", msgs, err)
+	}
+	env := msgs[0].Envelope
+	if got := fmt.Sprint(env.From, env.To); got != "[{ user domain}] [{A a b.org} { c d.org}]" {
+		t.Fatalf("envelope addresses = %s", got)
+	}
+	d, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "To", Value: "a@b.org"}}}, nil).Wait()
+	if err != nil || fmt.Sprint(d.AllUIDs()) != "[1]" {
+		t.Fatalf("SEARCH TO = %v, %v", d, err)
+	}
+}
+
+func TestStripRoutes(t *testing.T) {
+	for in, want := range map[string]string{
+		"<@route:user@domain>":             "<user@domain>",
+		"A <@a.org,@b.org:u@c.org>, <x@y>": "A <u@c.org>, <x@y>",
+		"< @a.org:u@c.org>":                "<u@c.org>",
+		`"<@q:x>" <u@c.org>`:               `"<@q:x>" <u@c.org>`,
+		"(<@c:x>) <u@c.org>":               "(<@c:x>) <u@c.org>",
+		"<@nocolon.org>":                   "<@nocolon.org>",
+		"g: <@r:u@c.org>;":                 "g: <u@c.org>;",
+	} {
+		if got := stripRoutes(in); got != want {
+			t.Errorf("stripRoutes(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
