@@ -110,6 +110,9 @@ type Config struct {
 		WriteTimeout          time.Duration `toml:"write_timeout"`
 		MaxConnections        int           `toml:"max_connections"`
 		MaxConnectionsPerPeer int           `toml:"max_connections_per_peer"`
+		// ShutdownGrace is how long a stop waits for SMTP sessions in a transaction to end
+		// before cutting them (an unfinished DATA is then never acknowledged).
+		ShutdownGrace time.Duration `toml:"shutdown_grace"`
 	} `toml:"limits"`
 
 	Scanner struct {
@@ -203,6 +206,9 @@ func (c *Config) check() error {
 		if t := strings.ToUpper(b.Type); t != "" && t != "PER" && t != "ORG" && t != "APP" {
 			bad("bal[%d]: type must be PER, ORG or APP, not %q", i, b.Type)
 		}
+	}
+	if c.Limits.ShutdownGrace < 0 {
+		bad("limits.shutdown_grace must not be negative")
 	}
 	if c.Mailbox.DefaultQuota < 0 || c.Mailbox.DefaultRetention < 0 {
 		bad("mailbox.default_quota and mailbox.default_retention must not be negative")

@@ -380,7 +380,7 @@ func (c *Connector) Serve(ctx context.Context) error {
 	// Idle pooled outbound sessions first: a peer stopping at the same time waits for them in
 	// its own Shutdown, so keeping them until the idle timeout would hold both stops.
 	c.delivery.Close()
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), c.cfg.Limits.ShutdownGrace)
 	defer scancel()
 	for _, s := range c.servers {
 		if err := s.Shutdown(sctx); err != nil {

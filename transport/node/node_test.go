@@ -23,6 +23,7 @@ import (
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/node"
+	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -280,6 +281,60 @@ func TestTwoNodesAndStop(t *testing.T) {
 	t.Logf("both nodes stopped in %s", time.Since(start))
 }
 
+// A stop waits limits.shutdown_grace for a session in the middle of DATA, then cuts it: Serve
+// returns, the sender gets no acknowledgement, and nothing half-received is queued.
+func TestStopCutsSessionAfterGrace(t *testing.T) {
+	s := newSpace(t, "a.mssante.test", "b.mssante.test")
+	a := s.ops[0]
+	a.extra = "[limits]\nshutdown_grace = \"300ms\"\n"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, done := s.start(t, ctx, a, nil)
+	c, err := smtp.DialStartTLS(a.addr("submission"), s.clientTLS(a, a.app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewExternalClient("")); err != nil {
+		t.Fatal(err)
+	}
+	to := "dpi@b.mssante.test"
+	if err := c.Mail(a.appBAL(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(w, "From: <%s>\r\nTo: <%s>\r\nSubject: cut\r\n\r\nfirst half\r\n", a.appBAL(), to)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the node waited for the unfinished session beyond its 300 ms grace")
+	}
+	t.Logf("stopped in %s", time.Since(start))
+	fmt.Fprintf(w, "second half\r\n")
+	if err := w.Close(); err == nil {
+		t.Fatal("a message cut by the stop was acknowledged")
+	}
+	q, err := queue.Open(&queue.Options{Dir: filepath.Join(a.dir, "spool")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if n := q.Stats().Messages; n != 0 {
+		t.Fatalf("%d messages queued after a cut DATA", n)
+	}
+}
+
 // The test responder answers the envelope sender (Return-Path), not the From header.
 func TestResponderAnswersEnvelopeSender(t *testing.T) {
 	s := newSpace(t, "a.mssante.test", "peer.mssante.test")
@@ -420,6 +475,7 @@ func TestConfigRefusals(t *testing.T) {
 		{"bad responder", "[mailbox]\ndir = \"/m\"\n[responder]\naddress = \"nobody\"\n", "responder.address"},
 		{"zero purge interval", "[mailbox]\ndir = \"/m\"\npurge_interval = \"0s\"\n", "purge_interval must be positive"},
 		{"negative quota", "[mailbox]\ndir = \"/m\"\ndefault_quota = -1\n", "must not be negative"},
+		{"negative shutdown grace", "[limits]\nshutdown_grace = \"-1s\"\n", "shutdown_grace must not be negative"},
 		{"bad BAL type", "[[bal]]\naddress = \"x@a.test\"\nlogin = \"x\"\ntype = \"XYZ\"\n", "type must be PER, ORG or APP"},
 	} {
 		_, err := connector.LoadConfig(strings.NewReader(base + c.extra))
