@@ -17,7 +17,10 @@
 //     PractitionerRole and Organization, search parameters mailbox-mss and mailbox-mss-type,
 //     telecom with the MSSANTE email type and the as-ext-mailbox-mss-metadata extension; ANS IG
 //     fhir-annuaire), with Bundle paging, a client-side limit of 17 requests per second, and BALs
-//     flagged listeRouge never returned.
+//     flagged listeRouge never returned. PractitionerRole entries take their names from the
+//     Practitioner included with _include=PractitionerRole:practitioner, matched by reference;
+//     a profession is searched with qualification-code on Practitioner and role on
+//     PractitionerRole, and checked again on every entry returned.
 //
 // [Extraction.TypeOf] answers "is this address a BAL, and of which type?" from the address
 // index alone; [Extraction.Lookup] adds the parse of the line into the whole [Entry]. Neither

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,8 @@ const (
 	fhirSystemIdNatSt  = "urn:oid:" + mssante.OIDIdNatStruct
 	fhirSystemRPPS     = "https://rpps.esante.gouv.fr"
 	fhirSystemFINESS   = "https://finess.esante.gouv.fr"
+	// fhirSystemProfession is TRE_G15-ProfessionSante, the code system of professions.
+	fhirSystemProfession = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 )
 
 // FHIROptions configure [NewFHIR].
@@ -47,6 +50,15 @@ type FHIROptions struct {
 	MaxRetries int
 	// PageSize is the _count of each search (0 = 50).
 	PageSize int
+	// ScanRolesForProfession changes how a Profession query reaches PractitionerRole. By
+	// default the search sends role=TRE_G15|code, as the API's fhir/v1 documentation does;
+	// whether fhir/v2 still indexes the profession under role is UNCONFIRMED (its
+	// CapabilityStatement lists fonction, genre d'activité, mode d'exercice and the
+	// pharmacists' sections only). When set, no profession filter is sent: every
+	// PractitionerRole the other criteria select is read, and only those whose profession
+	// (their own code, else their included Practitioner's qualification) matches are kept.
+	// Either way an entry of another profession is never returned.
+	ScanRolesForProfession bool
 	// MaxResponseSize bounds one response body (0 = 16 MiB).
 	MaxResponseSize int64
 	// Timeout bounds each request of the default client (0 = 30 s).
@@ -61,8 +73,22 @@ type FHIROptions struct {
 // FHIR is a [Directory] over the ANS FHIR API: Practitioner, PractitionerRole and
 // Organization resources whose telecom carries MSSanté BALs. BALs flagged listeRouge are
 // never returned. Results keep the server's order. A Departement is searched on the postal
-// codes of Organizations (the département is derived from the postal code); Profession is
-// not supported (ErrUnsupported).
+// codes of Organizations (the département is derived from the postal code).
+//
+// PractitionerRole searches ask for _include=PractitionerRole:practitioner: the names, the
+// national identifier and the profession of a PractitionerRole's BAL come from the
+// Practitioner its practitioner element references (by literal reference or by identifier,
+// never by position). When that Practitioner is missing from the Bundle, or more than one
+// matches, the entry has no names rather than a wrong one. Included resources are never
+// results.
+//
+// Profession is searched with qualification-code=TRE_G15|code on Practitioner (fhir/v2
+// documents the profession among the qualifications of a Practitioner) and as
+// [FHIROptions.ScanRolesForProfession] says on PractitionerRole; Organizations hold no
+// profession and are not searched. Every entry returned is checked against the query on
+// the client, so a server that ignores a parameter yields fewer entries, never wrong ones.
+// Name is searched on Practitioner only: the IG lists no name parameter nor chain on
+// PractitionerRole.
 type FHIR struct {
 	opts FHIROptions
 	base *url.URL
@@ -168,8 +194,8 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 	if err := q.check(); err != nil {
 		return nil, err
 	}
-	if q.Profession != "" {
-		return nil, fmt.Errorf("%w: FHIR: Profession", ErrUnsupported)
+	if q.Profession != "" && strings.Trim(q.Profession, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-") != "" {
+		return nil, fmt.Errorf("%w: a profession code is letters, digits and '-'", ErrInvalidQuery)
 	}
 	cur := fhirCursor{}
 	if q.Cursor != "" {
@@ -194,6 +220,7 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
+			bundle.searched = resource
 			entries := f.bundleEntries(bundle, &q)
 			next, err := f.nextLink(bundle)
 			if err != nil {
@@ -245,7 +272,8 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 			return nil, false
 		}
 	case "Organization":
-		if person || q.Type == PER || q.Type == CAB {
+		// No Organization entry holds a person, hence no profession.
+		if person || q.Profession != "" || q.Type == PER || q.Type == CAB {
 			return nil, false
 		}
 	}
@@ -279,6 +307,17 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 	}
 	if q.Name != "" {
 		v.Set("name", strings.TrimSpace(q.Name))
+	}
+	if q.Profession != "" {
+		switch {
+		case resource == "Practitioner":
+			v.Set("qualification-code", fhirSystemProfession+"|"+q.Profession)
+		case resource == "PractitionerRole" && !f.opts.ScanRolesForProfession:
+			v.Set("role", fhirSystemProfession+"|"+q.Profession)
+		}
+	}
+	if resource == "PractitionerRole" {
+		v.Set("_include", "PractitionerRole:practitioner") // for names (see bundleEntries)
 	}
 	v.Set("_count", strconv.Itoa(f.opts.PageSize))
 	return v, true
@@ -413,15 +452,21 @@ type (
 			Relation string `json:"relation"`
 			URL      string `json:"url"`
 		} `json:"link"`
-		Entry []struct {
-			Resource fhirResource `json:"resource"`
-			Search   struct {
-				Mode string `json:"mode"`
-			} `json:"search"`
-		} `json:"entry"`
+		Entry []fhirBundleEntry `json:"entry"`
+		// searched is the resource type of the search (set by Search): entries of another
+		// type are never results. "" accepts the three types.
+		searched string
+	}
+	fhirBundleEntry struct {
+		FullURL  string       `json:"fullUrl"`
+		Resource fhirResource `json:"resource"`
+		Search   struct {
+			Mode string `json:"mode"`
+		} `json:"search"`
 	}
 	fhirResource struct {
 		ResourceType  string           `json:"resourceType"`
+		ID            string           `json:"id"`
 		Identifier    []fhirIdentifier `json:"identifier"`
 		Name          json.RawMessage  `json:"name"` // HumanName list or string
 		Alias         []string         `json:"alias"`
@@ -432,12 +477,17 @@ type (
 		} `json:"qualification"`
 		Practitioner *fhirReference `json:"practitioner"`
 		Organization *fhirReference `json:"organization"`
+		// Code and Specialty of a PractitionerRole (CodeableConcept lists), decoded only
+		// there.
+		Code      json.RawMessage `json:"code"`
+		Specialty json.RawMessage `json:"specialty"`
 	}
 	fhirIdentifier struct {
 		System string `json:"system"`
 		Value  string `json:"value"`
 	}
 	fhirReference struct {
+		Reference  string          `json:"reference"`
 		Identifier *fhirIdentifier `json:"identifier"`
 	}
 	fhirHumanName struct {
@@ -478,15 +528,28 @@ type (
 )
 
 // bundleEntries turns the resources of a Bundle into entries, one per MSSanté BAL, leaving
-// out the BALs flagged listeRouge and those q does not match.
+// out the BALs flagged listeRouge and those q does not match. Entries of search mode
+// "include" or "outcome", and entries of another type than the one searched, are never
+// results; the Practitioners among them give PractitionerRoles their names.
 func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
 	var out []Entry
-	for _, be := range b.Entry {
+	var inc *fhirIncludes
+	for i := range b.Entry {
+		be := &b.Entry[i]
 		r := &be.Resource
-		if be.Search.Mode == "include" || be.Search.Mode == "outcome" {
+		if be.Search.Mode == "include" || be.Search.Mode == "outcome" ||
+			b.searched != "" && r.ResourceType != b.searched {
 			continue
 		}
 		base := resourceEntry(r)
+		if r.ResourceType == "PractitionerRole" && r.Practitioner != nil {
+			if inc == nil {
+				inc = newFHIRIncludes(b)
+			}
+			if p := inc.practitioner(r.Practitioner); p != nil {
+				fillPerson(&base.Person, resourceEntry(p).Person)
+			}
+		}
 		for _, t := range r.Telecom {
 			e, ok := mailboxEntry(t, base)
 			if ok && q.matches(&e, NameKey(&e)) {
@@ -495,6 +558,115 @@ func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
 		}
 	}
 	return out
+}
+
+// fhirIncludes indexes the Practitioners a Bundle carries besides its results (search mode
+// "include", or no mode in a PractitionerRole search, where a Practitioner cannot be a match).
+type fhirIncludes struct {
+	byID, byURL map[string][]*fhirResource
+	all         []*fhirResource
+}
+
+func newFHIRIncludes(b *fhirBundle) *fhirIncludes {
+	inc := &fhirIncludes{byID: map[string][]*fhirResource{}, byURL: map[string][]*fhirResource{}}
+	for i := range b.Entry {
+		be := &b.Entry[i]
+		r := &be.Resource
+		if r.ResourceType != "Practitioner" || !(be.Search.Mode == "include" || be.Search.Mode == "" && b.searched == "PractitionerRole") {
+			continue
+		}
+		inc.all = append(inc.all, r)
+		if r.ID != "" {
+			inc.byID[r.ID] = append(inc.byID[r.ID], r)
+		}
+		if u := stripHistory(be.FullURL); u != "" {
+			inc.byURL[u] = append(inc.byURL[u], r)
+		}
+	}
+	return inc
+}
+
+// stripHistory removes the version of a reference or full URL ("…/_history/2").
+func stripHistory(ref string) string {
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		return ref[:i]
+	}
+	return ref
+}
+
+// practitioner returns the one included Practitioner ref designates, or nil when none or
+// several do: a literal reference ("Practitioner/id", relative, or absolute and then
+// compared with fullUrl) or else a logical one (identifier system and value). When ref has
+// both, the Practitioner found by the literal one must also carry the identifier.
+func (inc *fhirIncludes) practitioner(ref *fhirReference) *fhirResource {
+	var found []*fhirResource
+	switch lit := stripHistory(ref.Reference); {
+	case lit != "":
+		if strings.Contains(lit, "://") {
+			found = inc.byURL[lit]
+		} else if id, ok := strings.CutPrefix(lit, "Practitioner/"); ok && id != "" && !strings.Contains(id, "/") {
+			found = inc.byID[id]
+		}
+		if ref.Identifier != nil {
+			found = slices.DeleteFunc(slices.Clone(found), func(r *fhirResource) bool { return !hasIdentifier(r, ref.Identifier) })
+		}
+	case ref.Identifier != nil:
+		for _, r := range inc.all {
+			if hasIdentifier(r, ref.Identifier) {
+				found = append(found, r)
+			}
+		}
+	}
+	if len(found) != 1 {
+		return nil
+	}
+	return found[0]
+}
+
+func hasIdentifier(r *fhirResource, id *fhirIdentifier) bool {
+	if id.System == "" || id.Value == "" {
+		return false
+	}
+	return slices.ContainsFunc(r.Identifier, func(x fhirIdentifier) bool { return x.System == id.System && x.Value == id.Value })
+}
+
+// fillPerson completes dst, a PractitionerRole's person, with what its Practitioner says:
+// the role's own values (its identifier reference, its profession) come first.
+func fillPerson(dst *Person, src Person) {
+	if dst.NationalID == "" {
+		dst.NationalID, dst.IDType, dst.ID = src.NationalID, src.IDType, src.ID
+	}
+	for _, f := range []struct {
+		d *string
+		s string
+	}{
+		{&dst.Civility, src.Civility}, {&dst.LastName, src.LastName}, {&dst.FirstName, src.FirstName},
+	} {
+		if *f.d == "" {
+			*f.d = f.s
+		}
+	}
+	if dst.ProfessionCode == "" {
+		dst.ProfessionCode, dst.ProfessionLabel = src.ProfessionCode, src.ProfessionLabel
+	}
+	if dst.ProfessionCategory == "" {
+		dst.ProfessionCategory, dst.ProfessionCategoryLabel = src.ProfessionCategory, src.ProfessionCategoryLabel
+	}
+	if dst.SpecialtyCode == "" {
+		dst.SpecialtyCode, dst.SpecialtyLabel = src.SpecialtyCode, src.SpecialtyLabel
+	}
+}
+
+// setCoding reads a profession, professional category or specialty coding into p.
+func setCoding(p *Person, c fhirCoding) {
+	switch {
+	case strings.Contains(c.System, "TRE_G15-ProfessionSante"):
+		p.ProfessionCode, p.ProfessionLabel = c.Code, c.Display
+	case strings.Contains(c.System, "TRE_R09-CategorieProfessionnelle"):
+		p.ProfessionCategory, p.ProfessionCategoryLabel = c.Code, c.Display
+	case strings.Contains(c.System, "TRE_R38-SpecialiteOrdinale"):
+		p.SpecialtyCode, p.SpecialtyLabel = c.Code, c.Display
+	}
 }
 
 // resourceEntry reads what a resource says of its holder.
@@ -546,19 +718,24 @@ func resourceEntry(r *fhirResource) Entry {
 		}
 		for _, q := range r.Qualification {
 			for _, c := range q.Code.Coding {
-				switch {
-				case strings.Contains(c.System, "TRE_G15-ProfessionSante"):
-					e.Person.ProfessionCode, e.Person.ProfessionLabel = c.Code, c.Display
-				case strings.Contains(c.System, "TRE_R09-CategorieProfessionnelle"):
-					e.Person.ProfessionCategory, e.Person.ProfessionCategoryLabel = c.Code, c.Display
-				case strings.Contains(c.System, "TRE_R38-SpecialiteOrdinale"):
-					e.Person.SpecialtyCode, e.Person.SpecialtyLabel = c.Code, c.Display
-				}
+				setCoding(&e.Person, c)
 			}
 		}
 	case "PractitionerRole":
 		if r.Practitioner != nil && r.Practitioner.Identifier != nil {
 			setPerson(*r.Practitioner.Identifier)
+		}
+		// The profession and category are codings of code, the specialty of specialty
+		// (AsPractitionerRoleProfile); a malformed list is ignored.
+		for _, raw := range []json.RawMessage{r.Code, r.Specialty} {
+			var concepts []fhirConcept
+			if json.Unmarshal(raw, &concepts) == nil {
+				for _, cc := range concepts {
+					for _, c := range cc.Coding {
+						setCoding(&e.Person, c)
+					}
+				}
+			}
 		}
 		if r.Organization != nil && r.Organization.Identifier != nil {
 			setStructure(*r.Organization.Identifier)

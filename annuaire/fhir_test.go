@@ -2,6 +2,7 @@ package annuaire
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -118,9 +119,11 @@ func TestFHIRSearch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every BAL of the fixtures but the listeRouge one and the APICRYPT address.
+	// Every BAL of the fixtures but the listeRouge one, the APICRYPT address and those of
+	// the Practitioners included in the PractitionerRole Bundle.
 	want := "PER:jean-marie.dupont@infirmier.mssante.fr PER:sophie.martin@medecin.mssante.fr " +
 		"CAB:cabinet.lefevre@medecin.mssante.fr PER:jm.dupont@ch-dax.mssante.fr " +
+		"PER:c.bernard@ch-dax.mssante.fr PER:l.petit@pharmacie.mssante.fr PER:sans.nom@ch-dax.mssante.fr " +
 		"ORG:cardiologie@ch-dax.mssante.fr APP:dpi-cardio@ch-dax.mssante.fr"
 	if got := addresses(r.Entries); got != want || r.Next != "" {
 		t.Fatalf("got  %s (next %q)\nwant %s", got, r.Next, want)
@@ -143,7 +146,23 @@ func TestFHIRSearch(t *testing.T) {
 	if role.Person.NationalID != "810003456786" || role.Structure.ID != "1400780284" || role.Structure.IDType != "FINESS" || role.Structure.Service != "Urgences" {
 		t.Errorf("PractitionerRole: %+v", role)
 	}
-	org := r.Entries[4]
+	// Names, identifiers and profession of PractitionerRole entries come from the included
+	// Practitioner their reference designates; the role's own codes come first.
+	wantPersons := []Person{
+		{NationalID: "810003456786", IDType: "RPPS", ID: "10003456786", Civility: "DR", LastName: "DUPONT", FirstName: "Jean-Marie",
+			ProfessionCategory: "C", ProfessionCategoryLabel: "Civil", ProfessionCode: "60", ProfessionLabel: "Infirmier"},
+		{NationalID: "810100000016", IDType: "RPPS", ID: "10100000016", Civility: "DR", LastName: "BERNARD", FirstName: "Claire",
+			ProfessionCode: "10", ProfessionLabel: "Médecin", SpecialtyCode: "SM26", SpecialtyLabel: "Qualifié en Médecine Générale"},
+		{NationalID: "810200000023", IDType: "RPPS", ID: "10200000023", LastName: "PETIT", FirstName: "Louis",
+			ProfessionCategory: "C", ProfessionCategoryLabel: "Civil", ProfessionCode: "21", ProfessionLabel: "Pharmacien"},
+		{}, // its Practitioner is not in the Bundle: no names, never another one's
+	}
+	for i, want := range wantPersons {
+		if got := r.Entries[3+i].Person; got != want {
+			t.Errorf("PractitionerRole %s:\n got %+v\nwant %+v", r.Entries[3+i].Address, got, want)
+		}
+	}
+	org := r.Entries[7]
 	wantOrg := Entry{Address: "cardiologie@ch-dax.mssante.fr", Type: ORG, Dematerialisation: true,
 		Description: "Secrétariat de cardiologie",
 		Structure:   Structure{IDType: "FINESS", ID: "1400780284", Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax", Service: "Cardiologie"},
@@ -164,6 +183,8 @@ func TestFHIRSearch(t *testing.T) {
 	}
 }
 
+const g15 = "https%3A%2F%2Fmos.esante.gouv.fr%2FNOS%2FTRE_G15-ProfessionSante%2FFHIR%2FTRE-G15-ProfessionSante"
+
 func TestFHIRQueryParameters(t *testing.T) {
 	tests := []struct {
 		q    Query
@@ -173,16 +194,26 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{Address: "DPI-Cardio@ch-dax.mssante.fr"}, []string{
 			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2", // the fixture's next link
-			"/fhir/v2/PractitionerRole?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
 			"/fhir/v2/Organization?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr"}},
 		{Query{RPPS: "10003456786", Type: PER}, []string{
 			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786&mailbox-mss-type=PER",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
-			"/fhir/v2/PractitionerRole?_count=50&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786"}},
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786"}},
 		{Query{StructureID: "400780284", PostalCode: "40107"}, []string{
 			"/fhir/v2/Organization?_count=50&address-postalcode=40107&identifier=400780284&mailbox-mss%3Acontains=%40"}},
 		{Query{Departement: "40", Type: ORG}, []string{"/fhir/v2/Organization?_count=50&address-postalcode=40&mailbox-mss-type=ORG"}},
 		{Query{Name: "dupont", Type: PER}, []string{"/fhir/v2/Practitioner?_count=50&mailbox-mss-type=PER&name=dupont", "/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2"}},
+		// Profession: qualification-code on Practitioner, role on PractitionerRole, no Organization.
+		{Query{Profession: "10"}, []string{
+			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Acontains=%40&qualification-code=" + g15 + "%7C10",
+			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss%3Acontains=%40&role=" + g15 + "%7C10"}},
+		{Query{Profession: "10", Type: APP}, nil},
+		{Query{Profession: "21", Type: PER, RPPS: "10200000023"}, []string{
+			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023&mailbox-mss-type=PER&qualification-code=" + g15 + "%7C21",
+			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023&role=" + g15 + "%7C21"}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%+v", tt.q), func(t *testing.T) {
@@ -206,8 +237,10 @@ func TestFHIRQueryParameters(t *testing.T) {
 		})
 	}
 	_, f := newFHIRServer(t)
-	if _, err := f.Search(context.Background(), Query{Profession: "10"}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("Profession: %v", err)
+	for _, p := range []string{"10|x", "10,21", "a b", "10&_include=*"} {
+		if _, err := f.Search(context.Background(), Query{Profession: p}); !errors.Is(err, ErrInvalidQuery) {
+			t.Errorf("Profession %q: %v", p, err)
+		}
 	}
 	for cp, want := range map[string]string{"40107": "40", "97405": "974", "20000": "2A", "20250": "2B", "2A000": "", "401": ""} {
 		if got := departementOf(cp); got != want {
@@ -358,5 +391,131 @@ func TestFHIRErrors(t *testing.T) {
 	})
 	if _, err := NewFHIR(&FHIROptions{BaseURL: "http://gateway.example/fhir"}); err == nil {
 		t.Error("plain http base accepted")
+	}
+}
+
+func TestFHIRProfession(t *testing.T) {
+	s, f := newFHIRServer(t)
+	scan, err := NewFHIR(&FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key", HTTPClient: s.Client(),
+		Now: s.clock.Now, Sleep: s.clock.Sleep, ScanRolesForProfession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test server ignores every search parameter: whatever it sends back, only the
+	// entries of the profession asked for are returned, from Practitioner (qualification)
+	// and PractitionerRole (its own code first, else its included Practitioner's).
+	tests := []struct{ profession, want string }{
+		{"10", "PER:sophie.martin@medecin.mssante.fr PER:c.bernard@ch-dax.mssante.fr"},
+		{"21", "PER:l.petit@pharmacie.mssante.fr"}, // the role's code, not its Practitioner's 10
+		{"60", "PER:jean-marie.dupont@infirmier.mssante.fr PER:jm.dupont@ch-dax.mssante.fr"},
+		{"40", ""},
+	}
+	for _, tt := range tests {
+		for name, d := range map[string]*FHIR{"role": f, "scan": scan} {
+			r, err := d.Search(context.Background(), Query{Profession: tt.profession})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := addresses(r.Entries); got != tt.want {
+				t.Errorf("%s, profession %s:\n got %s\nwant %s", name, tt.profession, got, tt.want)
+			}
+			for _, e := range r.Entries {
+				if e.Person.ProfessionCode != tt.profession || e.Person.LastName == "" {
+					t.Errorf("%s: %+v", e.Address, e.Person)
+				}
+			}
+		}
+	}
+	// With ScanRolesForProfession the PractitionerRole search carries no role filter.
+	reqs := s.requests()
+	last := reqs[len(reqs)-1]
+	if !strings.HasPrefix(last, "/fhir/v2/PractitionerRole?") || strings.Contains(last, "role=") || !strings.Contains(last, "_include=") {
+		t.Errorf("scan request: %s", last)
+	}
+	// Profession with a name, an RPPS and a type, paged one entry at a time.
+	q := Query{Profession: "10", Type: PER, Limit: 1}
+	var got []Entry
+	for range 5 {
+		r, err := f.Search(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.Entries...)
+		if q.Cursor = r.Next; q.Cursor == "" {
+			break
+		}
+	}
+	if addresses(got) != "PER:sophie.martin@medecin.mssante.fr PER:c.bernard@ch-dax.mssante.fr" {
+		t.Errorf("paged: %s", addresses(got))
+	}
+	if r, err := f.Search(context.Background(), Query{Profession: "10", RPPS: "10100000016"}); err != nil || addresses(r.Entries) != "PER:c.bernard@ch-dax.mssante.fr" {
+		t.Errorf("profession and RPPS: %v %s", err, addresses(r.Entries))
+	}
+}
+
+// TestFHIRIncludes: names come from the included Practitioner that the PractitionerRole
+// references, and from no other; included resources are never results.
+func TestFHIRIncludes(t *testing.T) {
+	const role = `{"fullUrl":"https://fhir.example/fhir/v2/PractitionerRole/r1","search":{"mode":"match"},"resource":{"resourceType":"PractitionerRole","id":"r1",
+"practitioner":%s,"telecom":[{"system":"email","value":"role@ch.mssante.fr","extension":[
+{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}}`
+	prac := func(mode, fullURL, id, idnat, family string) string {
+		m := ""
+		if mode != "" {
+			m = `"search":{"mode":"` + mode + `"},`
+		}
+		return `{"fullUrl":"` + fullURL + `",` + m + `"resource":{"resourceType":"Practitioner","id":"` + id + `",
+"identifier":[{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"` + idnat + `"}],"name":[{"family":"` + family + `"}],
+"telecom":[{"system":"email","value":"` + strings.ToLower(family) + `@medecin.mssante.fr","extension":[
+{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}}`
+	}
+	const base = "https://fhir.example/fhir/v2/Practitioner/"
+	a := prac("include", base+"p1", "p1", "810100000016", "ALPHA")
+	b := prac("include", base+"p2", "p2", "810200000023", "BRAVO")
+	tests := []struct {
+		name, ref, nationalID, lastName string
+		includes                        []string
+	}{
+		{"relative reference", `{"reference":"Practitioner/p2"}`, "810200000023", "BRAVO", []string{a, b}},
+		{"versioned reference", `{"reference":"Practitioner/p1/_history/3"}`, "810100000016", "ALPHA", []string{a, b}},
+		{"absolute reference", `{"reference":"` + base + `p2"}`, "810200000023", "BRAVO", []string{a, b}},
+		{"identifier", `{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810100000016"}}`, "810100000016", "ALPHA", []string{b, a}},
+		{"include without search mode", `{"reference":"Practitioner/p1"}`, "810100000016", "ALPHA", []string{prac("", base+"p1", "p1", "810100000016", "ALPHA")}},
+		// Negative: no name rather than a wrong one.
+		{"include missing", `{"reference":"Practitioner/p3"}`, "", "", []string{a, b}},
+		{"include for another role only", `{"reference":"Practitioner/p3"}`, "", "", []string{a}},
+		{"no include at all", `{"reference":"Practitioner/p1"}`, "", "", nil},
+		{"missing include, identifier kept", `{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810300000006"}}`, "810300000006", "", []string{a, b}},
+		{"absolute reference to another server", `{"reference":"https://other.example/fhir/Practitioner/p1"}`, "", "", []string{a, b}},
+		{"reference to another type", `{"reference":"Organization/p1"}`, "", "", []string{a, b}},
+		{"reference and identifier disagree", `{"reference":"Practitioner/p1","identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810200000023"}}`, "810200000023", "", []string{a, b}},
+		{"two includes with the identifier", `{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810100000016"}}`, "810100000016", "",
+			[]string{a, prac("include", base+"p9", "p9", "810100000016", "CHARLIE")}},
+		{"two includes with the id", `{"reference":"Practitioner/p1"}`, "", "", []string{a, prac("include", base+"p1", "p1", "810100000016", "CHARLIE")}},
+		{"identifier without system", `{"identifier":{"value":"810100000016"}}`, "", "", []string{a}},
+		{"matched Practitioner is not an include", `{"reference":"Practitioner/p1"}`, "", "", []string{prac("match", base+"p1", "p1", "810100000016", "ALPHA")}},
+	}
+	fh, err := NewFHIR(&FHIROptions{BaseURL: "https://fhir.example/fhir/v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := `{"resourceType":"Bundle","type":"searchset","entry":[` + strings.Join(append([]string{fmt.Sprintf(role, tt.ref)}, tt.includes...), ",") + `]}`
+			var bundle fhirBundle
+			if err := json.Unmarshal([]byte(body), &bundle); err != nil {
+				t.Fatal(err)
+			}
+			bundle.searched = "PractitionerRole"
+			q := Query{}
+			q.check()
+			entries := fh.bundleEntries(&bundle, &q)
+			if len(entries) != 1 || entries[0].Address != "role@ch.mssante.fr" {
+				t.Fatalf("entries %s: only the role's BAL is a result", addresses(entries))
+			}
+			if p := entries[0].Person; p.NationalID != tt.nationalID || p.LastName != tt.lastName {
+				t.Errorf("person %+v, want %q %q", p, tt.nationalID, tt.lastName)
+			}
+		})
 	}
 }
