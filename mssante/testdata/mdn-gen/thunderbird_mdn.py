@@ -21,6 +21,7 @@ its "send a receipt?" bar and the script presses its button (MDN-sent-manually).
 The bytes Thunderbird sent in SMTP DATA are written, dot-unstuffed, to OUTDIR.
 """
 
+import email.header
 import json
 import os
 import shutil
@@ -36,20 +37,20 @@ RECIPIENT = "dr.martin@clinique.test.mssante.fr"  # the Thunderbird user (fake)
 SENDER = "secretariat@hopital.test.mssante.fr"  # asks for the receipts (fake)
 PASSWORD = "not-a-secret"
 
-# Messages the Thunderbird user receives: (file name of the captured MDN, Message-ID,
+# Messages the Thunderbird user receives: (file name of the captured MDN, Message-ID, subject,
 # whether the message carries a Return-Path equal to Disposition-Notification-To).
 SAMPLES = [
-    ("mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", True),
-    ("mdn-thunderbird-manual.eml", "cr-2026-0002@hopital.test.mssante.fr", False),
+    ("mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", "Compte rendu cr-2026-0001", True),
+    ("mdn-thunderbird-manual.eml", "cr-2026-0002@hopital.test.mssante.fr", "Résultats d'analyse (fictifs)", False),
 ]
 
 
-def original(msgid, return_path):
+def original(msgid, subject, return_path):
     rp = f"Return-Path: <{SENDER}>\r\n" if return_path else ""
     return (
         rp + f"From: Secretariat Cardiologie <{SENDER}>\r\n"
         f"To: Dr Jean Martin <{RECIPIENT}>\r\n"
-        f"Subject: Compte rendu {msgid.split('@')[0]}\r\n"
+        f"Subject: {subject if subject.isascii() else email.header.Header(subject, 'utf-8').encode()}\r\n"
         "Date: Mon, 02 Nov 2026 09:30:00 +0100\r\n"
         f"Message-ID: <{msgid}>\r\n"
         f"Disposition-Notification-To: <{SENDER}>\r\n"
@@ -119,9 +120,9 @@ def start_dovecot(work, port):
     home = os.path.join(work, "home")
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(home, "Maildir", sub), exist_ok=True)
-    for i, (_, msgid, rp) in enumerate(SAMPLES):
+    for i, (_, msgid, subject, rp) in enumerate(SAMPLES):
         with open(os.path.join(home, "Maildir", "new", f"{1800000000 + i}.M{i}P1.capture"), "wb") as f:
-            f.write(original(msgid, rp))
+            f.write(original(msgid, subject, rp))
     subprocess.run(["chown", "-R", "mail:mail", home], check=True)
     os.makedirs(os.path.join(work, "run"))
     with open(os.path.join(work, "users"), "w") as f:
@@ -352,7 +353,7 @@ def main():
         version = subprocess.run(["thunderbird", "--version"], capture_output=True, text=True, env=env).stdout.strip()
         m = Marionette(mn_port)
         print("INBOX:", m.run(SYNC_INBOX, PASSWORD, len(SAMPLES)))
-        for name, msgid, auto in SAMPLES:
+        for name, msgid, _, auto in SAMPLES:
             n = len(captured)
             print(name, m.run(OPEN_MESSAGE, msgid, not auto))
             with captured_cv:
