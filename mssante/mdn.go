@@ -125,18 +125,24 @@ func parseMDNFields(b []byte) (*MDN, error) {
 	if n.Type == "" {
 		return nil, fmt.Errorf("%w: MDN Disposition %q", ErrMalformed, disp)
 	}
-	// The MSSanté form: processed/Error: 902^label. RFC 3798 also had a separate Error field.
-	errText := ""
+	// The MSSanté form: processed/Error: 902^label. RFC 8098 has the bare modifier "error"
+	// with the text in a separate Error field. An error without a 900–906 code is refused, so
+	// that no error MDN ever reads as a success.
+	errText, isErr := "", false
 	if _, after, ok := cutFold(mods, "error:"); ok {
-		errText = after
+		errText, isErr = after, true
 	} else if e := h.Get("Error"); e != "" {
-		errText = e
+		errText, isErr = e, true
+	} else {
+		for _, m := range strings.Split(mods, ",") {
+			isErr = isErr || strings.EqualFold(strings.TrimSpace(m), "error")
+		}
 	}
-	if errText != "" {
+	if isErr {
 		code, label, _ := strings.Cut(strings.TrimSpace(errText), "^")
 		c := MDNCode(atoi(code))
 		if !allDigits(code) || len(code) != 3 || !c.Valid() {
-			return nil, fmt.Errorf("%w: MDN error code %q", ErrMalformed, code)
+			return nil, fmt.Errorf("%w: MDN error without a 900-906 code: %q", ErrMalformed, code)
 		}
 		n.Error, n.ErrorLabel = c, strings.TrimSpace(label)
 	}
@@ -149,6 +155,15 @@ func cutFold(s, sep string) (string, string, bool) {
 		return s, "", false
 	}
 	return s[:i], s[i+len(sep):], true
+}
+
+// ParseDispositionNotification parses the fields of an MDN: the body of its
+// message/disposition-notification part (RFC 8098 §3.1). ReadMessage and ParseMDN do this for
+// an MDN received as mail; call it directly for an MDN that travels otherwise, such as the body
+// of an AS2 answer (RFC 4130 §7), which has no From, or the report inside a multipart/signed
+// MDN, which ReadMessage does not unwrap. Errors wrap ErrMalformed.
+func ParseDispositionNotification(fields []byte) (*MDN, error) {
+	return parseMDNFields(fields)
 }
 
 // ParseMDN reads a message that must be an MDN and returns its report and the whole message.
