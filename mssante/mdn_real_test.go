@@ -3,6 +3,7 @@ package mssante
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	nettextproto "net/textproto"
 	"os"
@@ -323,4 +324,20 @@ func FuzzParseDispositionNotification(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An MDN that is not a mail, here the disposition fields of an AS2 answer (RFC 4130), read
+// without the mail around it.
+func ExampleParseDispositionNotification() {
+	fields := "Reporting-UA: as2.clinique.test; Passerelle 1.0\r\n" +
+		"Final-Recipient: rfc822; CLINIQUE-AS2\r\n" +
+		"Original-Message-ID: <42@hopital.test>\r\n" +
+		"Disposition: automatic-action/MDN-sent-automatically; processed\r\n"
+	n, err := ParseDispositionNotification([]byte(fields))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(n.Type, n.OriginalMessageID, n.FinalRecipient)
+	// Output: processed 42@hopital.test clinique-as2
 }

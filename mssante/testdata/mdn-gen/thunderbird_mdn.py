@@ -17,7 +17,8 @@ Through Marionette (WebDriver JSON over TCP, chrome context) it opens each messa
 message window, which is Thunderbird's ordinary display path (msgHdrView.js
 HandleMDNResponse -> nsIMsgMdnGenerator.process). For the first message Thunderbird sends
 the MDN by itself (MDN-sent-automatically); for the second, lacking Return-Path, it shows
-its "send a receipt?" bar and the script presses its button (MDN-sent-manually).
+its "send a receipt?" bar and the script calls SendMDNResponse(), what the bar's
+button calls (MDN-sent-manually).
 The bytes Thunderbird sent in SMTP DATA are written, dot-unstuffed, to OUTDIR.
 """
 
