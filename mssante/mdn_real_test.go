@@ -97,26 +97,31 @@ func readShape(t testing.TB, raw []byte) mdnShape {
 // realMDNs are the samples with what each says.
 var realMDNs = []struct {
 	file string
-	as2  bool // an AS2 MDN: the body of an HTTP answer, not a mail (no From)
+	to   string // the mail's To (the original's Disposition-Notification-To); "" for AS2
 	want MDN
 }{
-	{"mdn-thunderbird-auto.eml", false, MDN{
+	{"mdn-thunderbird-auto.eml", "secretariat@hopital.test.mssante.fr", MDN{
 		ReportingUA: "Mozilla Thunderbird", FinalRecipient: "dr.martin@clinique.test.mssante.fr",
 		OriginalMessageID: "cr-2026-0001@hopital.test.mssante.fr",
 		Mode:              "manual-action/MDN-sent-automatically", Type: "displayed"}},
-	{"mdn-thunderbird-manual.eml", false, MDN{
+	{"mdn-thunderbird-manual.eml", "secretariat@hopital.test.mssante.fr", MDN{
 		ReportingUA: "Mozilla Thunderbird", FinalRecipient: "dr.martin@clinique.test.mssante.fr",
 		OriginalMessageID: "cr-2026-0002@hopital.test.mssante.fr",
 		Mode:              "manual-action/MDN-sent-manually", Type: "displayed"}},
-	{"mdn-libas2-processed.eml", true, MDN{
+	// "denied" (RFC 3798; RFC 8098 dropped it): Thunderbird set to refuse receipts.
+	{"mdn-thunderbird-denied.eml", "accueil@clinique.test.mssante.fr", MDN{
+		ReportingUA: "Mozilla Thunderbird", FinalRecipient: "dr.martin@clinique.test.mssante.fr",
+		OriginalMessageID: "rdv-2026-0003@clinique.test.mssante.fr",
+		Mode:              "manual-action/MDN-sent-automatically", Type: "denied"}},
+	{"mdn-libas2-processed.eml", "", MDN{
 		ReportingUA: "vm; node-libas2 0.8.2", OriginalRecipient: "clinique-test", FinalRecipient: "clinique-test",
 		OriginalMessageID: "c4c4b642-97b7-e606-6641-838483a07f44@vm",
 		Mode:              "automatic-action/MDN-sent-automatically", Type: "processed"}},
-	{"mdn-libas2-signed.eml", true, MDN{
+	{"mdn-libas2-signed.eml", "", MDN{
 		ReportingUA: "vm; node-libas2 0.8.2", OriginalRecipient: "clinique-test", FinalRecipient: "clinique-test",
 		OriginalMessageID: "c4c4b642-97b7-e606-6641-838483a07f44@vm",
 		Mode:              "automatic-action/MDN-sent-automatically", Type: "processed"}},
-	{"mdn-libas2-failed.eml", true, MDN{
+	{"mdn-libas2-failed.eml", "", MDN{
 		ReportingUA: "vm; node-libas2 0.8.2", OriginalRecipient: "clinique-test", FinalRecipient: "clinique-test",
 		OriginalMessageID: "c4c4b642-97b7-e606-6641-838483a07f44@vm",
 		Mode:              "automatic-action/MDN-sent-automatically", Type: "failed"}},
@@ -142,7 +147,7 @@ func TestRealMDNs(t *testing.T) {
 			if *n != tc.want {
 				t.Errorf("disposition fields:\n got %+v\nwant %+v", *n, tc.want)
 			}
-			if tc.as2 {
+			if tc.to == "" {
 				// An AS2 MDN has AS2-From/AS2-To, no From: it is not a mail, and the mail
 				// reader says so instead of guessing.
 				if _, _, err := ParseMDN(bytes.NewReader(raw), nil); !errors.Is(err, ErrMalformed) {
@@ -160,7 +165,7 @@ func TestRealMDNs(t *testing.T) {
 			if *n2 != tc.want || m.Kind != KindMDN || m.MDN != n2 || m.Integration != 0 {
 				t.Errorf("ParseMDN: kind %v, %+v", m.Kind, *n2)
 			}
-			if m.From.Addr != tc.want.FinalRecipient || len(m.To) != 1 || m.To[0].Addr != "secretariat@hopital.test.mssante.fr" {
+			if m.From.Addr != tc.want.FinalRecipient || len(m.To) != 1 || m.To[0].Addr != tc.to {
 				t.Errorf("from %v to %v", m.From, m.To)
 			}
 			if len(m.References) != 1 || m.References[0] != tc.want.OriginalMessageID {
@@ -170,7 +175,7 @@ func TestRealMDNs(t *testing.T) {
 			if !bytes.Contains(m.Original, []byte("Message-ID: <"+tc.want.OriginalMessageID+">\r\n")) {
 				t.Errorf("returned header: %q", m.Original)
 			}
-			if !strings.HasPrefix(m.Subject, "Return Receipt (displayed) -") || strings.Contains(m.Subject, "=?") {
+			if !strings.HasPrefix(m.Subject, "Return Receipt ("+tc.want.Type+") -") || strings.Contains(m.Subject, "=?") {
 				t.Errorf("subject %q", m.Subject)
 			}
 			if !strings.Contains(m.Text, "Return Receipt") {
@@ -227,7 +232,7 @@ func TestMDNShapeLikeRealSenders(t *testing.T) {
 			realFields = s.fields
 		}
 		realFields = slices.DeleteFunc(realFields, func(f string) bool { return !slices.Contains(s.fields, f) })
-		if tc.as2 {
+		if tc.to == "" {
 			continue
 		}
 		for _, code := range []MDNCode{0, CodeUnknownPatient} {

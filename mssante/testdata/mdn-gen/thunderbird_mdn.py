@@ -7,9 +7,8 @@ Needs, as root: thunderbird (Debian package), dovecot-imapd, python3 (stdlib onl
     python3 mssante/testdata/mdn-gen/thunderbird_mdn.py mssante/testdata
 
 It starts, all on 127.0.0.1 and in a throw-away folder:
-  - a Dovecot IMAP server (plain login, no TLS) whose INBOX holds two messages that ask
-    for a receipt (Disposition-Notification-To), one with a Return-Path equal to it and one
-    without;
+  - a Dovecot IMAP server (plain login, no TLS) whose INBOX holds the three messages of
+    SAMPLES, which ask for a receipt (Disposition-Notification-To);
   - an SMTP server (below) that accepts everything and keeps each DATA it receives;
   - Thunderbird --headless --marionette with a fresh profile: one IMAP account on that
     Dovecot, that SMTP server as outgoing server, receipts "always send" (pref value 1).
@@ -18,7 +17,8 @@ message window, which is Thunderbird's ordinary display path (msgHdrView.js
 HandleMDNResponse -> nsIMsgMdnGenerator.process). For the first message Thunderbird sends
 the MDN by itself (MDN-sent-automatically); for the second, lacking Return-Path, it shows
 its "send a receipt?" bar and the script calls SendMDNResponse(), what the bar's
-button calls (MDN-sent-manually).
+button calls (MDN-sent-manually); for the third, from the user's own domain, the pref
+mail.mdn.report.other is first set to 3 (eDeniedOp), and Thunderbird answers "denied".
 The bytes Thunderbird sent in SMTP DATA are written, dot-unstuffed, to OUTDIR.
 """
 
@@ -36,25 +36,28 @@ import time
 
 RECIPIENT = "dr.martin@clinique.test.mssante.fr"  # the Thunderbird user (fake)
 SENDER = "secretariat@hopital.test.mssante.fr"  # asks for the receipts (fake)
+COLLEAGUE = "accueil@clinique.test.mssante.fr"  # same domain as the user (fake)
 PASSWORD = "not-a-secret"
 
 # Messages the Thunderbird user receives: (file name of the captured MDN, Message-ID, subject,
-# whether the message carries a Return-Path equal to Disposition-Notification-To).
+# sender, whether the message carries a Return-Path equal to Disposition-Notification-To,
+# what happens: "auto" sent by Thunderbird, "ask" sent when the user agrees, "deny").
 SAMPLES = [
-    ("mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", "Compte rendu cr-2026-0001", True),
-    ("mdn-thunderbird-manual.eml", "cr-2026-0002@hopital.test.mssante.fr", "Résultats d'analyse (fictifs)", False),
+    ("mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", "Compte rendu cr-2026-0001", SENDER, True, "auto"),
+    ("mdn-thunderbird-manual.eml", "cr-2026-0002@hopital.test.mssante.fr", "Résultats d'analyse (fictifs)", SENDER, False, "ask"),
+    ("mdn-thunderbird-denied.eml", "rdv-2026-0003@clinique.test.mssante.fr", "Rendez-vous (fictif)", COLLEAGUE, True, "deny"),
 ]
 
 
-def original(msgid, subject, return_path):
-    rp = f"Return-Path: <{SENDER}>\r\n" if return_path else ""
+def original(msgid, subject, sender, return_path):
+    rp = f"Return-Path: <{sender}>\r\n" if return_path else ""
     return (
-        rp + f"From: Secretariat Cardiologie <{SENDER}>\r\n"
+        rp + f"From: Expediteur Test <{sender}>\r\n"
         f"To: Dr Jean Martin <{RECIPIENT}>\r\n"
         f"Subject: {subject if subject.isascii() else email.header.Header(subject, 'utf-8').encode()}\r\n"
         "Date: Mon, 02 Nov 2026 09:30:00 +0100\r\n"
         f"Message-ID: <{msgid}>\r\n"
-        f"Disposition-Notification-To: <{SENDER}>\r\n"
+        f"Disposition-Notification-To: <{sender}>\r\n"
         "MIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=UTF-8\r\n"
         "Content-Transfer-Encoding: 8bit\r\n"
@@ -121,9 +124,9 @@ def start_dovecot(work, port):
     home = os.path.join(work, "home")
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(home, "Maildir", sub), exist_ok=True)
-    for i, (_, msgid, subject, rp) in enumerate(SAMPLES):
+    for i, (_, msgid, subject, sender, rp, _) in enumerate(SAMPLES):
         with open(os.path.join(home, "Maildir", "new", f"{1800000000 + i}.M{i}P1.capture"), "wb") as f:
-            f.write(original(msgid, subject, rp))
+            f.write(original(msgid, subject, sender, rp))
     subprocess.run(["chown", "-R", "mail:mail", home], check=True)
     os.makedirs(os.path.join(work, "run"))
     with open(os.path.join(work, "users"), "w") as f:
@@ -354,9 +357,11 @@ def main():
         version = subprocess.run(["thunderbird", "--version"], capture_output=True, text=True, env=env).stdout.strip()
         m = Marionette(mn_port)
         print("INBOX:", m.run(SYNC_INBOX, PASSWORD, len(SAMPLES)))
-        for name, msgid, _, auto in SAMPLES:
+        for name, msgid, _, _, _, action in SAMPLES:
             n = len(captured)
-            print(name, m.run(OPEN_MESSAGE, msgid, not auto))
+            if action == "deny":
+                m.run('Services.prefs.setIntPref("mail.mdn.report.other", 3); return "deny";')
+            print(name, m.run(OPEN_MESSAGE, msgid, action == "ask"))
             with captured_cv:
                 if not captured_cv.wait_for(lambda: len(captured) > n, timeout=120):
                     raise RuntimeError(f"no MDN sent for {msgid}")
