@@ -75,12 +75,14 @@ type FHIROptions struct {
 // never returned. Results keep the server's order. A Departement is searched on the postal
 // codes of Organizations (the département is derived from the postal code).
 //
-// PractitionerRole searches ask for _include=PractitionerRole:practitioner: the names, the
-// national identifier and the profession of a PractitionerRole's BAL come from the
-// Practitioner its practitioner element references (by literal reference or by identifier,
-// never by position). When that Practitioner is missing from the Bundle, or more than one
-// matches, the entry has no names rather than a wrong one. Included resources are never
-// results.
+// PractitionerRole searches ask for _include=PractitionerRole:practitioner and
+// PractitionerRole:organization: the names, the national identifier and the profession of a
+// PractitionerRole's BAL come from the Practitioner its practitioner element references, its
+// structure from the referenced Organization (by literal reference or by identifier, never
+// by position). When that resource is missing from the Bundle, or more than one matches, the
+// entry goes without rather than with another's. Included resources are never results. A
+// StructureID reaches PractitionerRole as organization=Organization/id references, found
+// by a first search of Organization by identifier; postal criteria do not reach it.
 //
 // Profession is searched with qualification-code=TRE_G15|code on Practitioner (fhir/v2
 // documents the profession among the qualifications of a Practitioner) and as
@@ -213,6 +215,16 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 			if !ok {
 				continue
 			}
+			if resource == "PractitionerRole" && q.StructureID != "" {
+				refs, err := f.organizationRefs(ctx, q.StructureID)
+				if err != nil {
+					return nil, err
+				}
+				if refs == "" {
+					continue // no such structure
+				}
+				params.Set("organization", refs)
+			}
 			cur.URL = f.base.JoinPath(resource).String() + "?" + params.Encode()
 		}
 		for cur.URL != "" {
@@ -250,6 +262,35 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 	return res, nil
 }
 
+// organizationRefs returns the references ("Organization/id", comma-separated) of the
+// Organizations a structure identifier designates, for a PractitionerRole search: the
+// fhir/v2 CapabilityStatement gives PractitionerRole an organization reference parameter and
+// no chained organization.identifier. A structure identifier matching more Organizations
+// than one page holds is refused (ErrUnsupported) rather than half searched.
+func (f *FHIR) organizationRefs(ctx context.Context, structureID string) (string, error) {
+	v := url.Values{"identifier": {structureID}, "_count": {strconv.Itoa(f.opts.PageSize)}}
+	b, err := f.get(ctx, f.base.JoinPath("Organization").String()+"?"+v.Encode())
+	if err != nil {
+		return "", err
+	}
+	if next, err := f.nextLink(b); err != nil {
+		return "", err
+	} else if next != "" {
+		return "", fmt.Errorf("%w: FHIR: the structure identifier matches more than %d Organizations", ErrUnsupported, f.opts.PageSize)
+	}
+	var refs []string
+	for _, be := range b.Entry {
+		r := &be.Resource
+		// A logical id is [A-Za-z0-9-.]{1,64}; anything else could change the search.
+		if r.ResourceType != "Organization" || be.Search.Mode == "include" || be.Search.Mode == "outcome" ||
+			r.ID == "" || len(r.ID) > 64 || strings.Trim(r.ID, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-.") != "" {
+			continue
+		}
+		refs = append(refs, "Organization/"+r.ID)
+	}
+	return strings.Join(refs, ","), nil
+}
+
 func encodeCursor(c fhirCursor) string {
 	b, _ := json.Marshal(c)
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -267,8 +308,11 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 			return nil, false
 		}
 	case "PractitionerRole":
-		// Names live on Practitioner; PER only (MSSanté digest §5).
-		if structure || q.Name != "" || q.Type != "" && q.Type != PER {
+		// PER and CAB BALs held by a person in a structure (use case bal-mss of the fhir/v2
+		// documentation). Names live on Practitioner: the IG lists no name search on
+		// PractitionerRole. A StructureID becomes an organization reference in Search;
+		// postal criteria belong to Organizations.
+		if q.PostalCode != "" || q.Departement != "" || q.Name != "" || q.Type == ORG || q.Type == APP {
 			return nil, false
 		}
 	case "Organization":
@@ -295,7 +339,7 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 			v.Set("identifier", fhirSystemIdNatPS+"|"+id)
 		}
 	}
-	if q.StructureID != "" {
+	if q.StructureID != "" && resource == "Organization" {
 		v.Set("identifier", q.StructureID) // any system: FINESS, idNat_Struct…
 	}
 	switch {
@@ -317,7 +361,8 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 		}
 	}
 	if resource == "PractitionerRole" {
-		v.Set("_include", "PractitionerRole:practitioner") // for names (see bundleEntries)
+		// For names and structures (see bundleEntries).
+		v["_include"] = []string{"PractitionerRole:practitioner", "PractitionerRole:organization"}
 	}
 	v.Set("_count", strconv.Itoa(f.opts.PageSize))
 	return v, true
@@ -542,12 +587,15 @@ func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
 			continue
 		}
 		base := resourceEntry(r)
-		if r.ResourceType == "PractitionerRole" && r.Practitioner != nil {
+		if r.ResourceType == "PractitionerRole" {
 			if inc == nil {
 				inc = newFHIRIncludes(b)
 			}
-			if p := inc.practitioner(r.Practitioner); p != nil {
+			if p := inc.resolve("Practitioner", r.Practitioner); p != nil {
 				fillPerson(&base.Person, resourceEntry(p).Person)
+			}
+			if o := inc.resolve("Organization", r.Organization); o != nil {
+				fillStructure(&base, resourceEntry(o))
 			}
 		}
 		for _, t := range r.Telecom {
@@ -560,27 +608,27 @@ func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
 	return out
 }
 
-// fhirIncludes indexes the Practitioners a Bundle carries besides its results (search mode
-// "include", or no mode in a PractitionerRole search, where a Practitioner cannot be a match).
+// fhirIncludes indexes the resources a Bundle carries besides its results: search mode
+// "include", or no mode and another type than the one searched.
 type fhirIncludes struct {
-	byID, byURL map[string][]*fhirResource
-	all         []*fhirResource
+	byRef map[string][]*fhirResource // by "Type/id" and by full URL
+	all   []*fhirResource
 }
 
 func newFHIRIncludes(b *fhirBundle) *fhirIncludes {
-	inc := &fhirIncludes{byID: map[string][]*fhirResource{}, byURL: map[string][]*fhirResource{}}
+	inc := &fhirIncludes{byRef: map[string][]*fhirResource{}}
 	for i := range b.Entry {
 		be := &b.Entry[i]
 		r := &be.Resource
-		if r.ResourceType != "Practitioner" || !(be.Search.Mode == "include" || be.Search.Mode == "" && b.searched == "PractitionerRole") {
+		if !(be.Search.Mode == "include" || be.Search.Mode == "" && b.searched != "" && r.ResourceType != b.searched) {
 			continue
 		}
 		inc.all = append(inc.all, r)
 		if r.ID != "" {
-			inc.byID[r.ID] = append(inc.byID[r.ID], r)
+			inc.byRef[r.ResourceType+"/"+r.ID] = append(inc.byRef[r.ResourceType+"/"+r.ID], r)
 		}
-		if u := stripHistory(be.FullURL); u != "" {
-			inc.byURL[u] = append(inc.byURL[u], r)
+		if u := stripHistory(be.FullURL); strings.Contains(u, "://") {
+			inc.byRef[u] = append(inc.byRef[u], r)
 		}
 	}
 	return inc
@@ -594,25 +642,28 @@ func stripHistory(ref string) string {
 	return ref
 }
 
-// practitioner returns the one included Practitioner ref designates, or nil when none or
-// several do: a literal reference ("Practitioner/id", relative, or absolute and then
-// compared with fullUrl) or else a logical one (identifier system and value). When ref has
-// both, the Practitioner found by the literal one must also carry the identifier.
-func (inc *fhirIncludes) practitioner(ref *fhirReference) *fhirResource {
+// resolve returns the one included resource of type typ that ref designates, or nil when
+// none or several do: by literal reference ("Type/id", relative, or absolute and then
+// compared with fullUrl) or else by logical reference (identifier system and value). When
+// ref has both, the resource found by the literal one must also carry the identifier.
+func (inc *fhirIncludes) resolve(typ string, ref *fhirReference) *fhirResource {
+	if ref == nil {
+		return nil
+	}
 	var found []*fhirResource
 	switch lit := stripHistory(ref.Reference); {
 	case lit != "":
 		if strings.Contains(lit, "://") {
-			found = inc.byURL[lit]
-		} else if id, ok := strings.CutPrefix(lit, "Practitioner/"); ok && id != "" && !strings.Contains(id, "/") {
-			found = inc.byID[id]
+			found = inc.byRef[lit]
+		} else if id, ok := strings.CutPrefix(lit, typ+"/"); ok && id != "" && !strings.Contains(id, "/") {
+			found = inc.byRef[lit]
 		}
-		if ref.Identifier != nil {
-			found = slices.DeleteFunc(slices.Clone(found), func(r *fhirResource) bool { return !hasIdentifier(r, ref.Identifier) })
-		}
+		found = slices.DeleteFunc(slices.Clone(found), func(r *fhirResource) bool {
+			return r.ResourceType != typ || ref.Identifier != nil && !hasIdentifier(r, ref.Identifier)
+		})
 	case ref.Identifier != nil:
 		for _, r := range inc.all {
-			if hasIdentifier(r, ref.Identifier) {
+			if r.ResourceType == typ && hasIdentifier(r, ref.Identifier) {
 				found = append(found, r)
 			}
 		}
@@ -654,6 +705,20 @@ func fillPerson(dst *Person, src Person) {
 	}
 	if dst.SpecialtyCode == "" {
 		dst.SpecialtyCode, dst.SpecialtyLabel = src.SpecialtyCode, src.SpecialtyLabel
+	}
+}
+
+// fillStructure completes a PractitionerRole's entry with what its Organization says: the
+// role's own structure identifier comes first.
+func fillStructure(dst *Entry, org Entry) {
+	if dst.Structure.ID == "" {
+		dst.Structure.IDType, dst.Structure.ID = org.Structure.IDType, org.Structure.ID
+	}
+	if dst.Structure.Name == "" {
+		dst.Structure.Name, dst.Structure.TradeName = org.Structure.Name, org.Structure.TradeName
+	}
+	if dst.Postal == (PostalAddress{}) {
+		dst.Postal = org.Postal
 	}
 }
 

@@ -162,6 +162,18 @@ func TestFHIRSearch(t *testing.T) {
 			t.Errorf("PractitionerRole %s:\n got %+v\nwant %+v", r.Entries[3+i].Address, got, want)
 		}
 	}
+	// The structure of a PractitionerRole entry comes from its included Organization.
+	dax := Structure{IDType: "FINESS", ID: "1400780284", Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax"}
+	daxPostal := PostalAddress{Number: "1", StreetType: "BD", Street: "YVES DU MANOIR", CityLine: "40107 DAX", PostalCode: "40107", Departement: "40", Country: "FRANCE"}
+	for i, want := range []Structure{{IDType: "FINESS", ID: "1400780284", Name: dax.Name, TradeName: dax.TradeName, Service: "Urgences"}, dax, {}, {}} {
+		wantPostal := daxPostal
+		if want == (Structure{}) {
+			wantPostal = PostalAddress{}
+		}
+		if e := r.Entries[3+i]; e.Structure != want || e.Postal != wantPostal {
+			t.Errorf("PractitionerRole %s:\n got %+v %+v\nwant %+v %+v", e.Address, e.Structure, e.Postal, want, wantPostal)
+		}
+	}
 	org := r.Entries[7]
 	wantOrg := Entry{Address: "cardiologie@ch-dax.mssante.fr", Type: ORG, Dematerialisation: true,
 		Description: "Secrétariat de cardiologie",
@@ -194,12 +206,12 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{Address: "DPI-Cardio@ch-dax.mssante.fr"}, []string{
 			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2", // the fixture's next link
-			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr",
 			"/fhir/v2/Organization?_count=50&mailbox-mss%3Aexact=dpi-cardio%40ch-dax.mssante.fr"}},
 		{Query{RPPS: "10003456786", Type: PER}, []string{
 			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786&mailbox-mss-type=PER",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
-			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786"}},
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786"}},
 		{Query{StructureID: "400780284", PostalCode: "40107"}, []string{
 			"/fhir/v2/Organization?_count=50&address-postalcode=40107&identifier=400780284&mailbox-mss%3Acontains=%40"}},
 		{Query{Departement: "40", Type: ORG}, []string{"/fhir/v2/Organization?_count=50&address-postalcode=40&mailbox-mss-type=ORG"}},
@@ -208,12 +220,21 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{Profession: "10"}, []string{
 			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Acontains=%40&qualification-code=" + g15 + "%7C10",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
-			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss%3Acontains=%40&role=" + g15 + "%7C10"}},
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss%3Acontains=%40&role=" + g15 + "%7C10"}},
 		{Query{Profession: "10", Type: APP}, nil},
+		// A structure: its Organizations first, then the PractitionerRoles that reference them.
+		{Query{StructureID: "400780284"}, []string{
+			"/fhir/v2/Organization?_count=50&identifier=400780284",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss%3Acontains=%40&organization=Organization%2F158480DP",
+			"/fhir/v2/Organization?_count=50&identifier=400780284&mailbox-mss%3Acontains=%40"}},
+		// "Every médecin with a BAL in this FINESS".
+		{Query{StructureID: "400780284", Profession: "10", Type: PER}, []string{
+			"/fhir/v2/Organization?_count=50&identifier=400780284",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&organization=Organization%2F158480DP&role=" + g15 + "%7C10"}},
 		{Query{Profession: "21", Type: PER, RPPS: "10200000023"}, []string{
 			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023&mailbox-mss-type=PER&qualification-code=" + g15 + "%7C21",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
-			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023&role=" + g15 + "%7C21"}},
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023&role=" + g15 + "%7C21"}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%+v", tt.q), func(t *testing.T) {
@@ -517,5 +538,53 @@ func TestFHIRIncludes(t *testing.T) {
 				t.Errorf("person %+v, want %q %q", p, tt.nationalID, tt.lastName)
 			}
 		})
+	}
+}
+
+// TestFHIRStructure: a structure criterion reaches PractitionerRole through the references
+// of its Organizations.
+func TestFHIRStructure(t *testing.T) {
+	ctx := context.Background()
+	s, f := newFHIRServer(t)
+	for _, tt := range []struct {
+		q    Query
+		want string
+	}{
+		{Query{StructureID: "400780284", Profession: "10"}, "PER:c.bernard@ch-dax.mssante.fr"},
+		{Query{StructureID: "1400780284", StructureIDType: "FINESS"}, "PER:jm.dupont@ch-dax.mssante.fr PER:c.bernard@ch-dax.mssante.fr " +
+			"ORG:cardiologie@ch-dax.mssante.fr APP:dpi-cardio@ch-dax.mssante.fr"},
+		{Query{StructureID: "400780284", RPPS: "10003456786"}, "PER:jm.dupont@ch-dax.mssante.fr"},
+		{Query{StructureID: "330781196", Profession: "10"}, ""}, // the roles the server sends are of another structure
+	} {
+		r, err := f.Search(ctx, tt.q)
+		if err != nil || addresses(r.Entries) != tt.want {
+			t.Errorf("%+v: %v\n got %s\nwant %s", tt.q, err, addresses(r.Entries), tt.want)
+		}
+	}
+	// No Organization has the identifier: no PractitionerRole search at all.
+	s.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/fhir/v2/Organization" {
+			w.Write([]byte(`{"resourceType":"Bundle","type":"searchset","entry":[
+{"search":{"mode":"match"},"resource":{"resourceType":"Organization","id":"bad,id"}},
+{"search":{"mode":"include"},"resource":{"resourceType":"Organization","id":"included"}}]}`))
+			return true
+		}
+		return false
+	}
+	n := len(s.requests())
+	if r, err := f.Search(ctx, Query{StructureID: "400780284", Profession: "10"}); err != nil || len(r.Entries) != 0 {
+		t.Errorf("unknown structure: %v %s", err, addresses(r.Entries))
+	}
+	if reqs := s.requests()[n:]; len(reqs) != 1 || !strings.HasPrefix(reqs[0], "/fhir/v2/Organization?") {
+		t.Errorf("unknown structure: requests %q", reqs)
+	}
+	// More Organizations than a page: refused, not half searched.
+	s.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		w.Write([]byte(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"next","url":"` + s.URL + `/fhir/v2/Organization?_page=2"}],
+"entry":[{"resource":{"resourceType":"Organization","id":"o1"}}]}`))
+		return true
+	}
+	if _, err := f.Search(ctx, Query{StructureID: "400780284", Type: PER}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("too many Organizations: %v", err)
 	}
 }
