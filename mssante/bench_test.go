@@ -15,8 +15,11 @@ const benchSize = 5 << 20
 
 // loop runs f b.N times and also reports the process CPU time per operation (cpu-ns/op):
 // on a loaded machine wall time mostly measures the wait for a core, CPU time much less so.
+// One untimed run first: the first touch of fresh memory (the floors' preallocated buffer,
+// the heap's growth for ours) is a cost of the process's start, not of each operation.
 func loop(b *testing.B, f func()) {
 	b.SetBytes(benchSize)
+	f()
 	start := cpuTime()
 	n := 0
 	for b.Loop() {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -95,19 +96,106 @@ const KOSubjectPrefix = "[KO Intégration système !]"
 // MaxDepth. Bodies are decoded (transfer encoding and charset); the XDM archive, PDF copies
 // and other attachments are kept as bytes. Kind tells ordinary mail, DSN, MDN and
 // integration error mail apart; DSN and MDN are parsed into m.DSN and m.MDN.
+//
+// A *bytes.Reader or *bytes.Buffer is read without copying its bytes into a buffer: large
+// bodies are decoded straight from them (they are not modified). Other readers are
+// streamed through a 64 KB buffer.
 func ReadMessage(r io.Reader, opts *ReadOptions) (*Message, error) {
 	o := opts.withDefaults()
+	if m, err, ok := readInMemory(r, o); ok {
+		return m, err
+	}
 	lr := &limitReader{r: r, n: o.MaxSize}
-	m, err := readMessage(lr, o)
+	rd := &reader{opts: o, m: &Message{}, early: true}
+	if l, ok := r.(interface{ Len() int }); ok {
+		rd.srcLen = l.Len
+	}
+	m, err := rd.read(lr)
 	if lr.over {
 		// go-message does not always wrap reader errors with %w: name the cause here.
-		return nil, fmt.Errorf("%w: %w (%d bytes)", ErrMalformed, ErrTooLarge, o.MaxSize)
+		return nil, tooLarge(o)
 	}
 	return m, err
 }
 
-func readMessage(lr *limitReader, o ReadOptions) (*Message, error) {
-	hl := &limitReader{r: lr, n: o.MaxHeaderBytes}
+func tooLarge(o ReadOptions) error {
+	return fmt.Errorf("%w: %w (%d bytes)", ErrMalformed, ErrTooLarge, o.MaxSize)
+}
+
+// memSource is a message held in memory. The top-level buffer reads it as any reader, and
+// the top-level multipart reader reads long bodies straight from it (see part.fill).
+type memSource struct {
+	b   []byte
+	off int // where the next Read starts
+}
+
+func (s *memSource) Read(p []byte) (int, error) {
+	if s.off >= len(s.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, s.b[s.off:])
+	s.off += n
+	return n, nil
+}
+
+func (s *memSource) Len() int { return len(s.b) - s.off }
+
+var errNotWhole = errors.New("mssante: WriteTo did not give the whole input")
+
+// memWriter reads the message from the bytes WriteTo hands it.
+type memWriter struct {
+	want int // the whole rest of the source
+	o    ReadOptions
+	m    *Message
+	err  error
+}
+
+// Write reads the message from b, which it neither keeps nor modifies (io.Writer). Bytes
+// given in several writes are refused before any is read: ReadMessage then streams them.
+func (w *memWriter) Write(b []byte) (int, error) {
+	if len(b) != w.want {
+		return 0, errNotWhole
+	}
+	src := &memSource{b: b}
+	rd := &reader{opts: w.o, m: &Message{}, early: true, srcLen: src.Len, mem: src}
+	w.m, w.err = rd.read(src)
+	return len(b), nil
+}
+
+// readInMemory reads a message from a *bytes.Reader or *bytes.Buffer: their WriteTo gives
+// the whole rest of their bytes in one Write. ok is false for other readers, and when the
+// bytes did not come whole (nothing is consumed then).
+func readInMemory(r io.Reader, o ReadOptions) (m *Message, err error, ok bool) {
+	var src interface {
+		io.WriterTo
+		Len() int
+	}
+	switch s := r.(type) {
+	case *bytes.Reader:
+		src = s
+	case *bytes.Buffer:
+		src = s
+	default:
+		return nil, nil, false
+	}
+	n := src.Len()
+	switch {
+	case n == 0:
+		return nil, nil, false
+	case int64(n) > o.MaxSize:
+		return nil, tooLarge(o), true
+	}
+	w := &memWriter{want: n, o: o}
+	if _, err := src.WriteTo(w); err != nil {
+		return nil, nil, false // errNotWhole: nothing consumed
+	}
+	return w.m, w.err, true
+}
+
+// read reads the message from src, which the caller bounds.
+func (rd *reader) read(src io.Reader) (*Message, error) {
+	o := rd.opts
+	hl := &limitReader{r: src, n: o.MaxHeaderBytes}
 	// A multipart buffer: the top-level multipart reader then uses this one. Nothing read
 	// keeps pointing into it (headers and bodies are copies).
 	br := bufPool.Get().(*bufio.Reader)
@@ -120,14 +208,10 @@ func readMessage(lr *limitReader, o ReadOptions) (*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
-	hl.n = math.MaxInt64 // the body is bounded by lr
-	m := &Message{}
+	hl.n = math.MaxInt64 // the body is bounded by the caller
+	m := rd.m
 	if err := m.readHeader(mail.Header{Header: message.Header{Header: th}}); err != nil {
 		return nil, err
-	}
-	rd := &reader{opts: o, m: m, early: true}
-	if l, ok := lr.r.(interface{ Len() int }); ok {
-		rd.srcLen = l.Len
 	}
 	if err := rd.walk(th, br, 0); err != nil {
 		return nil, err
@@ -228,6 +312,7 @@ func koSubjectCode(subject string) (MDNCode, bool) {
 type reader struct {
 	opts      ReadOptions
 	srcLen    func() int // bytes left in the source, when it tells (bytes.Reader, …)
+	mem       *memSource // the source, when it is in memory
 	early     bool       // see presize
 	m         *Message
 	parts     int
@@ -262,6 +347,9 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 		mr, err := newMultipartReader(body, params["boundary"])
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		if depth == 0 && !mr.pooled {
+			mr.mem = rd.mem // mr.br is the top-level buffer, which reads rd.mem
 		}
 		defer mr.release()
 		for {
@@ -488,9 +576,11 @@ func decodeBase64Within(r io.Reader, bound *restBound) ([]byte, error) {
 				if len(line)%4 != 0 {
 					break // quanta across lines: below
 				}
-				n, err := base64.StdEncoding.Decode(dst[w:], line)
-				if err != nil {
-					break // blanks or bad characters: below
+				n := len(line) / 4 * 3
+				if !decodeQuanta(dst[w:], line) { // padding, blanks, bad characters
+					if n, err = base64.StdEncoding.Decode(dst[w:], line); err != nil {
+						break // blanks or bad characters: below
+					}
 				}
 				w += n
 				l = i
@@ -510,6 +600,46 @@ func decodeBase64Within(r io.Reader, bound *restBound) ([]byte, error) {
 		}
 	}
 	return d.finish()
+}
+
+// quantumTable[k][c] is the base64 character c as the k-th of the four in a quantum: its 6
+// bits in their place in the quantum's 24; a character outside the standard alphabet has
+// bit 24 set instead.
+var quantumTable = func() (t [4][256]uint32) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for k := range t {
+		for c := range t[k] {
+			t[k][c] = 1 << 24
+		}
+		for v := range len(alphabet) {
+			t[k][alphabet[v]] = uint32(v) << (18 - 6*k)
+		}
+	}
+	return t
+}()
+
+// decodeQuanta decodes s, whole quanta of the standard alphabet, into d, which has room for
+// len(s)/4*3 bytes, and tells whether s was that. Otherwise (padding, blanks, line ends, other
+// bytes, s cut in a quantum) it returns false and d holds garbage. It gives what
+// base64.StdEncoding.Decode gives but in about half the time: a quantum is four lookups in
+// 4 KB of tables, ORed (FuzzDecodeBase64 checks it against the stdlib).
+func decodeQuanta(d, s []byte) bool {
+	t := &quantumTable
+	var bad uint32
+	for len(s) >= 8 && len(d) >= 8 {
+		x := t[0][s[0]] | t[1][s[1]] | t[2][s[2]] | t[3][s[3]]
+		y := t[0][s[4]] | t[1][s[5]] | t[2][s[6]] | t[3][s[7]]
+		bad |= x | y
+		binary.BigEndian.PutUint64(d, uint64(x)<<40|uint64(y)<<16) // 6 bytes and 2 of room
+		s, d = s[8:], d[6:]
+	}
+	for len(s) >= 4 && len(d) >= 3 {
+		x := t[0][s[0]] | t[1][s[1]] | t[2][s[2]] | t[3][s[3]]
+		bad |= x
+		d[0], d[1], d[2] = byte(x>>16), byte(x>>8), byte(x)
+		s, d = s[4:], d[3:]
+	}
+	return len(s) == 0 && bad < 1<<24
 }
 
 // appendBase64Chars appends src without its line ends and blanks.
@@ -638,12 +768,15 @@ func (d *b64) finish() ([]byte, error) {
 		}
 		return bytes.Clone(d.out), nil // most of the room unused: do not keep it
 	}
-	out := make([]byte, d.total)
-	w := 0
-	for _, b := range d.blocks {
-		w += copy(out[w:], *b)
+	if d.total == 0 {
+		return []byte{}, nil // not nil: the part was there
 	}
-	return out, nil
+	// bytes.Join does not clear the memory it fills.
+	parts := make([][]byte, len(d.blocks))
+	for i, b := range d.blocks {
+		parts[i] = *b
+	}
+	return bytes.Join(parts, nil), nil
 }
 
 // stripLineEnds removes CR and LF, in place, a line at a time.

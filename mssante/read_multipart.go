@@ -15,7 +15,10 @@ import (
 // through a 4 KB buffer and looks for "\r\n--boundary" with bytes.Index, which stops at every
 // line end of a base64 body; this one keeps a 64 KB buffer, looks for "--boundary" (base64 has
 // no '-', so the search runs at memory speed) and hands leaf bodies out in place in that buffer
-// (part.chunk), which decodeBase64 decodes without a copy. Headers are still read by
+// (part.chunk), which decodeBase64 decodes without a copy. When the message is in memory
+// (mem), a body that goes on past the buffer is read from there on straight from the
+// message's bytes, 64 KB at a time (part.direct): the buffer is then only filled for
+// delimiters and part headers. Headers are still read by
 // go-message's textproto.ReadHeader. Where go-message accepts a body this reader returns the
 // same parts (FuzzMultipartReader checks it), with these readings of the RFC:
 //   - a delimiter is CRLF "--" boundary followed by transport padding (spaces, tabs) and CRLF;
@@ -36,10 +39,11 @@ var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, multip
 
 type multipartReader struct {
 	br      *bufio.Reader
-	pooled  bool   // br comes from bufPool
-	nl      []byte // "\r\n", or "\n" in LF mode
-	dash    []byte // "--boundary"
-	readErr error  // first error of br (io.EOF at the end): br is not read again
+	pooled  bool       // br comes from bufPool
+	nl      []byte     // "\r\n", or "\n" in LF mode
+	dash    []byte     // "--boundary"
+	readErr error      // first error of br (io.EOF at the end): br is not read again
+	mem     *memSource // what br reads, when it reads the message in memory with nothing between
 	parts   int
 	cur     *part
 	done    bool // close delimiter seen
@@ -212,9 +216,10 @@ func (mr *multipartReader) lineDash() []byte {
 type part struct {
 	Header textproto.Header
 	mr     *multipartReader
-	n      int   // body bytes known to be at the front of the buffer
+	n      int   // body bytes known to be at the front of the buffer (of mr.mem if direct)
 	total  int64 // body bytes consumed
 	end    bool  // at the delimiter
+	direct bool  // the rest of the body is read straight from mr.mem
 }
 
 // fill makes p.n > 0, or returns io.EOF at the delimiter, or the input's error.
@@ -224,11 +229,26 @@ func (p *part) fill() error {
 		if p.end {
 			return io.EOF
 		}
+		if p.direct {
+			if err := p.fillDirect(); err != nil {
+				return err
+			}
+			continue
+		}
 		buf, _ := mr.br.Peek(mr.br.Buffered())
 		eof := mr.readErr != nil
 		n, end := mr.scan(buf, p.total == 0, eof)
 		p.n, p.end = n, end
 		if n > 0 || end {
+			continue
+		}
+		if mr.mem != nil && mr.mem.off < len(mr.mem.b) {
+			// The body goes on past the buffer: give the buffered bytes back to the source
+			// and read the rest of the body from there. br holds no error: the source
+			// gives io.EOF only at its end.
+			mr.mem.off -= len(buf)
+			mr.br.Discard(len(buf))
+			p.direct = true
 			continue
 		}
 		if !mr.more(len(buf)) {
@@ -241,25 +261,56 @@ func (p *part) fill() error {
 	return nil
 }
 
+// fillDirect is fill on mr.mem: scan a window of 64 KB (in cache when the body is decoded),
+// wider if all of it may start the delimiter.
+func (p *part) fillDirect() error {
+	rest := p.mr.mem.b[p.mr.mem.off:]
+	for w := multipartBufSize; ; w *= 2 {
+		w = min(w, len(rest))
+		eof := w == len(rest)
+		if p.n, p.end = p.mr.scan(rest[:w], p.total == 0, eof); p.n > 0 || p.end {
+			return nil
+		}
+		if eof { // nothing left
+			return errNoCloseDelimiter
+		}
+	}
+}
+
 // Read copies body bytes out of the buffer.
 func (p *part) Read(d []byte) (int, error) {
 	if err := p.fill(); err != nil {
 		return 0, err
 	}
-	n, _ := p.mr.br.Read(d[:min(len(d), p.n)])
+	var n int
+	if p.direct {
+		mem := p.mr.mem
+		n = copy(d, mem.b[mem.off:mem.off+p.n])
+		mem.off += n
+	} else {
+		n, _ = p.mr.br.Read(d[:min(len(d), p.n)])
+	}
 	p.n -= n
 	p.total += int64(n)
 	return n, nil
 }
 
 // chunk returns the next body bytes in place: they stay valid until the next call on p or
-// its reader. io.EOF at the delimiter.
+// its reader, and must not be modified (they may be the caller's message). io.EOF at the
+// delimiter.
 func (p *part) chunk() ([]byte, error) {
 	if err := p.fill(); err != nil {
 		return nil, err
 	}
-	b, _ := p.mr.br.Peek(p.n)
-	p.mr.br.Discard(p.n)
+	var b []byte
+	if p.direct {
+		mem := p.mr.mem
+		b = mem.b[mem.off : mem.off+p.n : mem.off+p.n]
+		mem.off += p.n
+	} else {
+		b, _ = p.mr.br.Peek(p.n)
+		p.mr.br.Discard(p.n)
+	}
 	p.total += int64(p.n)
 	p.n = 0
 	return b, nil
