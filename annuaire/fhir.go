@@ -80,9 +80,10 @@ type FHIROptions struct {
 // PractitionerRole's BAL come from the Practitioner its practitioner element references, its
 // structure from the referenced Organization (by literal reference or by identifier, never
 // by position). When that resource is missing from the Bundle, or more than one matches, the
-// entry goes without rather than with another's. Included resources are never results. A
-// StructureID reaches PractitionerRole as organization=Organization/id references, found
-// by a first search of Organization by identifier; postal criteria do not reach it.
+// entry goes without rather than with another's. Included resources are never results. An
+// RPPS or NationalID reaches PractitionerRole as practitioner=Practitioner/id references, a
+// StructureID as organization=Organization/id ones, found by a first search by identifier
+// (the IG lists no chained parameter); postal criteria do not reach PractitionerRole.
 //
 // Profession is searched with qualification-code=TRE_G15|code on Practitioner (fhir/v2
 // documents the profession among the qualifications of a Practitioner) and as
@@ -215,15 +216,12 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 			if !ok {
 				continue
 			}
-			if resource == "PractitionerRole" && q.StructureID != "" {
-				refs, err := f.organizationRefs(ctx, q.StructureID)
-				if err != nil {
+			if resource == "PractitionerRole" {
+				if ok, err := f.roleRefs(ctx, &q, params); err != nil {
 					return nil, err
+				} else if !ok {
+					continue // no such person or structure
 				}
-				if refs == "" {
-					continue // no such structure
-				}
-				params.Set("organization", refs)
 			}
 			cur.URL = f.base.JoinPath(resource).String() + "?" + params.Encode()
 		}
@@ -262,31 +260,55 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 	return res, nil
 }
 
-// organizationRefs returns the references ("Organization/id", comma-separated) of the
-// Organizations a structure identifier designates, for a PractitionerRole search: the
-// fhir/v2 CapabilityStatement gives PractitionerRole an organization reference parameter and
-// no chained organization.identifier. A structure identifier matching more Organizations
-// than one page holds is refused (ErrUnsupported) rather than half searched.
-func (f *FHIR) organizationRefs(ctx context.Context, structureID string) (string, error) {
-	v := url.Values{"identifier": {structureID}, "_count": {strconv.Itoa(f.opts.PageSize)}}
-	b, err := f.get(ctx, f.base.JoinPath("Organization").String()+"?"+v.Encode())
+// roleRefs turns the person and structure criteria of q into the practitioner and
+// organization reference parameters of a PractitionerRole search, the only ones the fhir/v2
+// CapabilityStatement lists (no chained practitioner.identifier nor organization.identifier):
+// the Practitioners and Organizations are searched by identifier first. ok is false when
+// none has the identifier.
+func (f *FHIR) roleRefs(ctx context.Context, q *Query, params url.Values) (ok bool, err error) {
+	id, _ := q.nationalID() // params has checked it
+	for _, c := range []struct{ param, resource, identifier string }{
+		{"practitioner", "Practitioner", id},
+		{"organization", "Organization", q.StructureID}, // any system: FINESS, idNat_Struct…
+	} {
+		if c.identifier == "" {
+			continue
+		}
+		if c.resource == "Practitioner" {
+			c.identifier = fhirSystemIdNatPS + "|" + c.identifier
+		}
+		refs, err := f.refsByIdentifier(ctx, c.resource, c.identifier)
+		if err != nil || refs == "" {
+			return false, err
+		}
+		params.Set(c.param, refs)
+	}
+	return true, nil
+}
+
+// refsByIdentifier returns the references ("Type/id", comma-separated) of the resources of
+// a type that carry an identifier. More than one page of them is refused (ErrUnsupported)
+// rather than half searched.
+func (f *FHIR) refsByIdentifier(ctx context.Context, resource, identifier string) (string, error) {
+	v := url.Values{"identifier": {identifier}, "_count": {strconv.Itoa(f.opts.PageSize)}}
+	b, err := f.get(ctx, f.base.JoinPath(resource).String()+"?"+v.Encode())
 	if err != nil {
 		return "", err
 	}
 	if next, err := f.nextLink(b); err != nil {
 		return "", err
 	} else if next != "" {
-		return "", fmt.Errorf("%w: FHIR: the structure identifier matches more than %d Organizations", ErrUnsupported, f.opts.PageSize)
+		return "", fmt.Errorf("%w: FHIR: the identifier matches more than %d resources %s", ErrUnsupported, f.opts.PageSize, resource)
 	}
 	var refs []string
 	for _, be := range b.Entry {
 		r := &be.Resource
 		// A logical id is [A-Za-z0-9-.]{1,64}; anything else could change the search.
-		if r.ResourceType != "Organization" || be.Search.Mode == "include" || be.Search.Mode == "outcome" ||
+		if r.ResourceType != resource || be.Search.Mode == "include" || be.Search.Mode == "outcome" ||
 			r.ID == "" || len(r.ID) > 64 || strings.Trim(r.ID, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-.") != "" {
 			continue
 		}
-		refs = append(refs, "Organization/"+r.ID)
+		refs = append(refs, resource+"/"+r.ID)
 	}
 	return strings.Join(refs, ","), nil
 }
@@ -332,12 +354,8 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 	}
 	if id, ok := q.nationalID(); !ok {
 		return nil, false
-	} else if id != "" {
-		if resource == "PractitionerRole" {
-			v.Set("practitioner.identifier", fhirSystemIdNatPS+"|"+id)
-		} else {
-			v.Set("identifier", fhirSystemIdNatPS+"|"+id)
-		}
+	} else if id != "" && resource == "Practitioner" {
+		v.Set("identifier", fhirSystemIdNatPS+"|"+id)
 	}
 	if q.StructureID != "" && resource == "Organization" {
 		v.Set("identifier", q.StructureID) // any system: FINESS, idNat_Struct…

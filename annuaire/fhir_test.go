@@ -74,7 +74,11 @@ func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
 		w.Header().Set("Content-Type", "application/fhir+json")
 		switch r.URL.Path {
 		case "/fhir/v2/Practitioner":
-			if r.URL.Query().Get("_page") == "2" {
+			q := r.URL.Query()
+			if q.Has("identifier") && !q.Has("mailbox-mss:contains") && !q.Has("mailbox-mss:exact") && !q.Has("mailbox-mss-type") {
+				// The lookup of a PractitionerRole search: this one filters, by identifier.
+				w.Write(withIdentifier(t, fixture("practitioner-identifier.json"), q.Get("identifier")))
+			} else if q.Get("_page") == "2" {
 				w.Write(fixture("practitioner-page2.json"))
 			} else {
 				w.Write(fixture("practitioner-page1.json"))
@@ -96,6 +100,31 @@ func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
 		t.Fatal(err)
 	}
 	return s, f
+}
+
+// withIdentifier keeps the entries of a Bundle whose resource has the identifier token
+// (system|value).
+func withIdentifier(t *testing.T, bundle []byte, token string) []byte {
+	var b map[string]any
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		t.Fatal(err)
+	}
+	system, value, _ := strings.Cut(token, "|")
+	var kept []any
+	for _, e := range b["entry"].([]any) {
+		for _, id := range e.(map[string]any)["resource"].(map[string]any)["identifier"].([]any) {
+			if id := id.(map[string]any); id["system"] == system && id["value"] == value {
+				kept = append(kept, e)
+				break
+			}
+		}
+	}
+	b["entry"] = kept
+	out, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func (s *fhirServer) requests() []string {
@@ -211,7 +240,8 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{RPPS: "10003456786", Type: PER}, []string{
 			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786&mailbox-mss-type=PER",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
-			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786"}},
+			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&practitioner=Practitioner%2Fas-practitioner-bal-per-dupont"}},
 		{Query{StructureID: "400780284", PostalCode: "40107"}, []string{
 			"/fhir/v2/Organization?_count=50&address-postalcode=40107&identifier=400780284&mailbox-mss%3Acontains=%40"}},
 		{Query{Departement: "40", Type: ORG}, []string{"/fhir/v2/Organization?_count=50&address-postalcode=40&mailbox-mss-type=ORG"}},
@@ -234,7 +264,8 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{Profession: "21", Type: PER, RPPS: "10200000023"}, []string{
 			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023&mailbox-mss-type=PER&qualification-code=" + g15 + "%7C21",
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
-			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&practitioner.identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023&role=" + g15 + "%7C21"}},
+			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810200000023",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&practitioner=Practitioner%2F003-200000&role=" + g15 + "%7C21"}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%+v", tt.q), func(t *testing.T) {
@@ -471,6 +502,14 @@ func TestFHIRProfession(t *testing.T) {
 	}
 	if r, err := f.Search(context.Background(), Query{Profession: "10", RPPS: "10100000016"}); err != nil || addresses(r.Entries) != "PER:c.bernard@ch-dax.mssante.fr" {
 		t.Errorf("profession and RPPS: %v %s", err, addresses(r.Entries))
+	}
+	// An RPPS no Practitioner carries: no PractitionerRole search.
+	n := len(s.requests())
+	if r, err := f.Search(context.Background(), Query{RPPS: "10300000006"}); err != nil || len(r.Entries) != 0 {
+		t.Errorf("unknown RPPS: %v %s", err, addresses(r.Entries))
+	}
+	if reqs := s.requests()[n:]; len(reqs) != 3 || !strings.Contains(reqs[2], "identifier=") || strings.Contains(strings.Join(reqs, " "), "PractitionerRole") {
+		t.Errorf("unknown RPPS: requests %q", reqs)
 	}
 }
 
