@@ -34,7 +34,11 @@ const (
 	StatusFailed Status = "failed"
 	// StatusProcessed: the recipient's software integrated the message (MDN processed). Final.
 	StatusProcessed Status = "processed"
-	// StatusError: the recipient's software refused it (MDN processed/Error 90x). Final.
+	// StatusDisplayed: a person's mail client showed the message (MDN displayed, a read
+	// receipt, as Thunderbird sends): read, but not integrated by software. Final.
+	StatusDisplayed Status = "displayed"
+	// StatusError: the recipient's side refused it (MDN processed/Error 90x), or answered with
+	// a negative MDN (deleted, denied, failed; Detail names it). Final.
 	StatusError Status = "error"
 )
 
@@ -50,7 +54,7 @@ func (s Status) rank() int {
 		return 2
 	case StatusDelivered:
 		return 3
-	case StatusFailed, StatusProcessed, StatusError:
+	case StatusFailed, StatusProcessed, StatusDisplayed, StatusError:
 		return 4
 	}
 	return -1
@@ -60,7 +64,7 @@ func (s Status) rank() int {
 // not) for an MDN.
 func (s Status) Final(mdnRequested bool) bool {
 	switch s {
-	case StatusFailed, StatusProcessed, StatusError:
+	case StatusFailed, StatusProcessed, StatusDisplayed, StatusError:
 		return true
 	case StatusDelivered:
 		return !mdnRequested

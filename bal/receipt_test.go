@@ -14,11 +14,16 @@ import (
 // outboxWith records a sent message to rcpts in a fresh client's outbox, as Send does.
 func outboxWith(t testing.TB, mdn bool, rcpts ...string) (*Client, *Record) {
 	t.Helper()
+	return outboxWithID(t, fmt.Sprintf("m%d@test.example", time.Now().UnixNano()), mdn, rcpts...)
+}
+
+// outboxWithID is outboxWith for a message of Message-ID id.
+func outboxWithID(t testing.TB, id string, mdn bool, rcpts ...string) (*Client, *Record) {
+	t.Helper()
 	c, err := New(&Options{Address: testBAL, Auth: AuthPlain, Username: "u", Password: "p", StateDir: t.TempDir(), Whitelist: testList()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := fmt.Sprintf("m%d@test.example", time.Now().UnixNano())
 	rec := &Record{MessageID: id, EnvelopeID: envelopeID(id), MDNRequested: mdn, Created: time.Now()}
 	for _, r := range rcpts {
 		rec.Recipients = append(rec.Recipients, RecipientState{Address: r, Status: StatusSubmitted})
@@ -147,6 +152,34 @@ func join(p []string) string {
 		b.WriteString(s)
 	}
 	return b.String()
+}
+
+// TestRealMDNsStatus feeds the MDNs Thunderbird sent (mssante/testdata, made by
+// mssante/testdata/mdn-gen): only "processed" means integrated; a read receipt (displayed)
+// and a refusal to acknowledge (denied) are final but say so.
+func TestRealMDNsStatus(t *testing.T) {
+	const rcpt = "dr.martin@clinique.test.mssante.fr"
+	for _, tc := range []struct{ file, id, want string }{
+		{"mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", rcpt + ":displayed:true:"},
+		{"mdn-thunderbird-manual.eml", "cr-2026-0002@hopital.test.mssante.fr", rcpt + ":displayed:true:"},
+		{"mdn-thunderbird-denied.eml", "rdv-2026-0003@clinique.test.mssante.fr", rcpt + ":error:true:MDN denied"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			raw, err := os.ReadFile("../mssante/testdata/" + tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _ := outboxWithID(t, tc.id, true, rcpt)
+			var got []Receipt
+			feed(t, c, raw, &got)
+			if len(got) != 1 {
+				t.Fatalf("receipts %v", got)
+			}
+			if g := fmt.Sprintf("%s:%s:%v:%s", got[0].Recipient, got[0].Status, got[0].Final, got[0].Detail); g != tc.want {
+				t.Fatalf("receipt %q, want %q", g, tc.want)
+			}
+		})
+	}
 }
 
 // TestReceiptForAnotherMessageIgnored: a receipt whose envelope ID is not in the outbox

@@ -511,15 +511,23 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) {
 			return
 		}
 		envid = envelopeIDOf(msg.MDN.OriginalMessageID)
-		rr := reportRecipient{address: msg.MDN.OriginalRecipient, status: StatusProcessed}
+		rr := reportRecipient{address: msg.MDN.OriginalRecipient}
 		if rr.address == "" {
 			rr.address = msg.MDN.FinalRecipient
 		}
-		switch {
+		// Only "processed" without an error says the software integrated the message.
+		switch typ := strings.ToLower(msg.MDN.Type); {
 		case msg.MDN.Error != 0:
 			rr.status, rr.code, rr.detail = StatusError, int(msg.MDN.Error), msg.MDN.ErrorLabel
-		case strings.EqualFold(msg.MDN.Type, "deleted"):
-			rr.status = StatusError
+		case typ == "processed":
+			rr.status = StatusProcessed
+		case typ == "displayed" || typ == "dispatched": // dispatched: RFC 3798, obsolete
+			rr.status = StatusDisplayed
+		case typ == "deleted" || typ == "denied" || typ == "failed": // denied, failed: RFC 3798
+			rr.status, rr.detail = StatusError, "MDN "+typ
+		default:
+			c.log.Info("bal: MDN of an unknown disposition type, ignored")
+			return
 		}
 		changes = append(changes, rr)
 	case mssante.KindIntegrationError:
