@@ -298,7 +298,7 @@ func (f *FHIR) refsByIdentifier(ctx context.Context, resource, identifier string
 	if next, err := f.nextLink(b); err != nil {
 		return "", err
 	} else if next != "" {
-		return "", fmt.Errorf("%w: FHIR: the identifier matches more than %d resources %s", ErrUnsupported, f.opts.PageSize, resource)
+		return "", fmt.Errorf("%w: FHIR: more than %d %s resources have the identifier", ErrUnsupported, f.opts.PageSize, resource)
 	}
 	var refs []string
 	for _, be := range b.Entry {
@@ -593,7 +593,8 @@ type (
 // bundleEntries turns the resources of a Bundle into entries, one per MSSanté BAL, leaving
 // out the BALs flagged listeRouge and those q does not match. Entries of search mode
 // "include" or "outcome", and entries of another type than the one searched, are never
-// results; the Practitioners among them give PractitionerRoles their names.
+// results; the Practitioners and Organizations among them complete the PractitionerRoles
+// that reference them.
 func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
 	var out []Entry
 	var inc *fhirIncludes
@@ -705,16 +706,7 @@ func fillPerson(dst *Person, src Person) {
 	if dst.NationalID == "" {
 		dst.NationalID, dst.IDType, dst.ID = src.NationalID, src.IDType, src.ID
 	}
-	for _, f := range []struct {
-		d *string
-		s string
-	}{
-		{&dst.Civility, src.Civility}, {&dst.LastName, src.LastName}, {&dst.FirstName, src.FirstName},
-	} {
-		if *f.d == "" {
-			*f.d = f.s
-		}
-	}
+	dst.Civility, dst.LastName, dst.FirstName = src.Civility, src.LastName, src.FirstName // a role has none
 	if dst.ProfessionCode == "" {
 		dst.ProfessionCode, dst.ProfessionLabel = src.ProfessionCode, src.ProfessionLabel
 	}
