@@ -627,3 +627,33 @@ func TestFHIRStructure(t *testing.T) {
 		t.Errorf("too many Organizations: %v", err)
 	}
 }
+
+// BenchmarkFHIRRolePage: the entries of one page of 50 PractitionerRoles with their 50
+// included Practitioners and Organizations (decoded once; the include index and the matching
+// are measured).
+func BenchmarkFHIRRolePage(b *testing.B) {
+	var entries []string
+	for i := range 50 {
+		entries = append(entries, fmt.Sprintf(`{"search":{"mode":"match"},"resource":{"resourceType":"PractitionerRole","id":"r%d",
+"practitioner":{"reference":"Practitioner/p%d"},"organization":{"reference":"Organization/o%d"},
+"telecom":[{"system":"email","value":"per%d@ch.mssante.fr","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}}`, i, i, i, i),
+			fmt.Sprintf(`{"search":{"mode":"include"},"resource":{"resourceType":"Practitioner","id":"p%d","identifier":[{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"8%011d"}],
+"name":[{"use":"official","family":"NOM%d","given":["Prénom"]}],"qualification":[{"code":{"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":"10"}]}}]}}`, i, i, i),
+			fmt.Sprintf(`{"search":{"mode":"include"},"resource":{"resourceType":"Organization","id":"o%d","name":"STRUCTURE %d","identifier":[{"system":"https://finess.esante.gouv.fr","value":"%09d"}]}}`, i, i, i))
+	}
+	var bundle fhirBundle
+	if err := json.Unmarshal([]byte(`{"resourceType":"Bundle","entry":[`+strings.Join(entries, ",")+`]}`), &bundle); err != nil {
+		b.Fatal(err)
+	}
+	bundle.searched = "PractitionerRole"
+	fh, _ := NewFHIR(nil)
+	q := Query{Profession: "10"}
+	q.check()
+	if n := len(fh.bundleEntries(&bundle, &q)); n != 50 {
+		b.Fatalf("%d entries", n)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		fh.bundleEntries(&bundle, &q)
+	}
+}
