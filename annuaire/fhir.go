@@ -73,7 +73,9 @@ type FHIROptions struct {
 // FHIR is a [Directory] over the ANS FHIR API: Practitioner, PractitionerRole and
 // Organization resources whose telecom carries MSSanté BALs. BALs flagged listeRouge are
 // never returned. Results keep the server's order. A Departement is searched on the postal
-// codes of Organizations (the département is derived from the postal code).
+// codes of Organizations (the département is derived from the postal code); a postal code
+// or Departement with a person criterion (RPPS, NationalID, Profession, type PER or CAB) is
+// refused (ErrUnsupported): Organization BALs hold no person.
 //
 // PractitionerRole searches ask for _include=PractitionerRole:practitioner and
 // PractitionerRole:organization: the names, the national identifier and the profession of a
@@ -199,6 +201,11 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 	}
 	if q.Profession != "" && strings.Trim(q.Profession, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-") != "" {
 		return nil, fmt.Errorf("%w: a profession code is letters, digits and '-'", ErrInvalidQuery)
+	}
+	if (q.PostalCode != "" || q.Departement != "") && (q.RPPS != "" || q.NationalID != "" || q.Profession != "" || q.Type == PER || q.Type == CAB) {
+		// Only Organizations are searched by postal code, and their BALs hold no person:
+		// an empty answer would be a wrong one.
+		return nil, fmt.Errorf("%w: FHIR: a postal code or département with a person criterion", ErrUnsupported)
 	}
 	cur := fhirCursor{}
 	if q.Cursor != "" {

@@ -294,6 +294,11 @@ func TestFHIRQueryParameters(t *testing.T) {
 			t.Errorf("Profession %q: %v", p, err)
 		}
 	}
+	for _, q := range []Query{{Departement: "40", Profession: "10"}, {PostalCode: "40107", Type: PER}, {Departement: "40", RPPS: "10003456786"}, {PostalCode: "40107", Type: CAB}} {
+		if _, err := f.Search(context.Background(), q); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%+v: %v", q, err)
+		}
+	}
 	for cp, want := range map[string]string{"40107": "40", "97405": "974", "20000": "2A", "20250": "2B", "2A000": "", "401": ""} {
 		if got := departementOf(cp); got != want {
 			t.Errorf("departementOf(%q) = %q, want %q", cp, got, want)
