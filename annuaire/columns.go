@@ -169,43 +169,84 @@ func (f *Fields) Entry() Entry {
 
 // entryInto fills *e from f, field by field (no temporary Entry).
 func (f *Fields) entryInto(e *Entry) {
-	v := func(c Column) string { return trim(f[c]) }
-	e.Address = v(ColAddress)
-	e.Type = BALType(v(ColType))
+	for k := range f {
+		*e.column(Column(k)) = trim(f[k])
+	}
+	e.finish()
+}
+
+// column returns the string of e that column c sets, before [Entry.finish] completes it (the
+// identifier types hold their codes, Description the Dématérialisation column).
+func (e *Entry) column(c Column) *string {
+	return (*string)(unsafe.Add(unsafe.Pointer(e), entryColumns[c]))
+}
+
+// entryColumns holds the offset in an Entry of the string of each column: the one mapping of
+// columns to an Entry, for [Fields.Entry] and the index's line parser.
+var entryColumns = func() (offsets [NumColumns]uintptr) {
+	var e Entry
 	p, st, pa := &e.Person, &e.Structure, &e.Postal
-	p.NationalID = v(ColNationalID)
-	p.IDType = ppIDTypeName(v(ColPPIDType))
-	p.ID = v(ColPPID)
-	p.Civility = v(ColCivility)
-	p.LastName = v(ColLastName)
-	p.FirstName = v(ColFirstName)
-	p.ProfessionCategory = v(ColProfessionCategory)
-	p.ProfessionCategoryLabel = v(ColProfessionCategoryLabel)
-	p.ProfessionCode = v(ColProfessionCode)
-	p.ProfessionLabel = v(ColProfessionLabel)
-	p.SpecialtyCode = v(ColSpecialtyCode)
-	p.SpecialtyLabel = v(ColSpecialtyLabel)
-	st.IDType = structureIDTypeName(v(ColStructureIDType))
-	st.ID = v(ColStructureID)
-	st.Name = v(ColStructureName)
-	st.TradeName = v(ColTradeName)
-	st.Service = v(ColService)
-	pa.Complement = v(ColL2Complement)
-	pa.Distribution = v(ColL3Distribution)
-	pa.Number = v(ColL4Number)
-	pa.NumberComplement = v(ColL4NumberComplement)
-	pa.StreetType = v(ColL4StreetType)
-	pa.Street = v(ColL4Street)
-	pa.Locality = v(ColL5Locality)
-	pa.CityLine = v(ColL6CityLine)
-	pa.PostalCode = v(ColPostalCode)
-	pa.Departement = v(ColDepartement)
-	pa.Country = v(ColCountry)
-	e.Dematerialisation = parseFlag(v(ColDematerialisation))
+	for c, s := range [NumColumns]*string{
+		ColType:                    (*string)(&e.Type),
+		ColAddress:                 &e.Address,
+		ColPPIDType:                &p.IDType,
+		ColPPID:                    &p.ID,
+		ColNationalID:              &p.NationalID,
+		ColStructureIDType:         &st.IDType,
+		ColStructureID:             &st.ID,
+		ColService:                 &st.Service,
+		ColCivility:                &p.Civility,
+		ColLastName:                &p.LastName,
+		ColFirstName:               &p.FirstName,
+		ColProfessionCategory:      &p.ProfessionCategory,
+		ColProfessionCategoryLabel: &p.ProfessionCategoryLabel,
+		ColProfessionCode:          &p.ProfessionCode,
+		ColProfessionLabel:         &p.ProfessionLabel,
+		ColSpecialtyCode:           &p.SpecialtyCode,
+		ColSpecialtyLabel:          &p.SpecialtyLabel,
+		ColDematerialisation:       &e.Description,
+		ColStructureName:           &st.Name,
+		ColTradeName:               &st.TradeName,
+		ColL2Complement:            &pa.Complement,
+		ColL3Distribution:          &pa.Distribution,
+		ColL4Number:                &pa.Number,
+		ColL4NumberComplement:      &pa.NumberComplement,
+		ColL4StreetType:            &pa.StreetType,
+		ColL4Street:                &pa.Street,
+		ColL5Locality:              &pa.Locality,
+		ColL6CityLine:              &pa.CityLine,
+		ColPostalCode:              &pa.PostalCode,
+		ColDepartement:             &pa.Departement,
+		ColCountry:                 &pa.Country,
+	} {
+		offsets[c] = uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&e))
+	}
+	return offsets
+}()
+
+// finish completes an Entry whose strings were set from the columns of a line (trimmed):
+// identifier types from codes to names, the Dématérialisation flag from its column, a national
+// identifier derived when the line has none.
+func (e *Entry) finish() {
+	e.Person.IDType = typeName(ppIDTypes, e.Person.IDType)
+	e.Structure.IDType = typeName(structureIDTypes, e.Structure.IDType)
+	e.Dematerialisation = parseFlag(e.Description)
 	e.Description = ""
 	if e.Person.NationalID == "" && e.Person.ID != "" {
 		e.Person.NationalID = nationalIDOf(e.Person.IDType, e.Person.ID)
 	}
+}
+
+// typeName is codeToName, with a fast path for the usual value: a one-byte code.
+func typeName(table [][2]string, s string) string {
+	if len(s) == 1 {
+		for _, p := range table {
+			if len(p[0]) == 1 && p[0][0] == s[0] {
+				return p[1]
+			}
+		}
+	}
+	return codeToName(table, s)
 }
 
 // Fields returns the extraction columns of e, the inverse of [Fields.Entry] for the values
@@ -251,12 +292,21 @@ func (e *Entry) Fields() Fields {
 }
 
 // trim is strings.TrimSpace with a fast path for the usual value: empty, or starting and
-// ending with a visible ASCII character or a two-byte rune from U+00C0 to U+07FF (accented
-// Latin letters: é is C3 A9), none of which is a space. The Unicode spaces beyond ASCII are
-// U+0085 and U+00A0 (lead byte C2) and three-byte runes (E1, E2, E3): those values, and any
-// other, go to strings.TrimSpace.
+// ending with a visible ASCII character or the lead byte of a two-byte rune from U+00C0 to
+// U+07FF (accented Latin letters: é is C3 A9), none of which is a space. The fast path is small
+// enough to be inlined: a line has 31 values.
 func trim(s string) string {
-	if s == "" || plainByte(s[0]) && (plainByte(s[len(s)-1]) || s[len(s)-1] >= 0x80 && len(s) >= 2 && latinLead(s[len(s)-2])) {
+	if s == "" || plainByte(s[0]) && plainByte(s[len(s)-1]) {
+		return s
+	}
+	return trimSlow(s)
+}
+
+// trimSlow is trim past its fast path: a value that ends with such a two-byte rune is kept as
+// it is too. The Unicode spaces beyond ASCII are U+0085 and U+00A0 (lead byte C2) and
+// three-byte runes (E1, E2, E3): those values, and any other, go to strings.TrimSpace.
+func trimSlow(s string) string {
+	if plainByte(s[0]) && s[len(s)-1] >= 0x80 && len(s) >= 2 && latinLead(s[len(s)-2]) {
 		return s
 	}
 	return strings.TrimSpace(s)

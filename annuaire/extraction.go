@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -444,48 +443,21 @@ func (x *Extraction) Len() int { return len(x.starts) }
 // fields parses data line i (which was validated at load time).
 func (x *Extraction) fields(i int32) Fields {
 	var f Fields
-	x.fieldsInto(i, &f)
+	x.fieldsAt(x.starts[i], &f)
 	return f
 }
 
-func (x *Extraction) fieldsInto(i int32, f *Fields) { x.fieldsAt(x.starts[i], f) }
-
-// fieldsAt cuts the line that starts at byte at of data (validated at load) into f. It reads
-// eight bytes at a time, as split does, but stops at the 30th separator, without looking for
-// the line end first: the last column runs to the line end, less a '\r' and a trailing '|'.
+// fieldsAt cuts the line that starts at byte at of data (validated at load) into f.
 func (x *Extraction) fieldsAt(at uint32, f *Fields) {
-	data := x.data
-	n, start, i := 0, int(at), int(at)
-	for ; i+8 <= len(data); i += 8 {
-		for m := pipes(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(data[i:]), 8))); m != 0; m &= m - 1 {
-			end := i + bits.TrailingZeros64(m)/8
-			f[n] = data[start:end]
-			n++
-			start = end + 1
-			if n == int(NumColumns)-1 {
-				goto last
-			}
-		}
-	}
-	for ; n < int(NumColumns)-1; i++ { // the last bytes of the text
-		if data[i] == '|' {
-			f[n] = data[start:i]
-			n++
-			start = i + 1
-		}
-	}
-last:
-	rest := data[start:]
-	if end := strings.IndexByte(rest, '\n'); end >= 0 {
-		rest = rest[:end]
-	}
-	f[NumColumns-1] = strings.TrimSuffix(strings.TrimSuffix(rest, "\r"), "|")
+	var s fieldStarts
+	cut(x.data, at, &s)
+	s.fields(x.data, at, f)
 }
 
 func (x *Extraction) entry(i int32) Entry {
-	var f Fields
-	x.fieldsInto(i, &f)
-	return f.Entry()
+	var e Entry
+	x.entryAt(x.starts[i], &e)
+	return e
 }
 
 // Lookup appends the entries of an address to dst (several when it appears on several
@@ -527,9 +499,9 @@ func (x *Extraction) TypeOf(address string) (BALType, bool) {
 
 // entryAt fills *e (every field) from the line that starts at byte at of data.
 func (x *Extraction) entryAt(at uint32, e *Entry) {
-	var f Fields
-	x.fieldsAt(at, &f)
-	f.entryInto(e)
+	var s fieldStarts
+	cut(x.data, at, &s)
+	s.entry(x.data, at, e)
 }
 
 // Search implements [Directory]. It never blocks: ctx is only checked during full scans.

@@ -44,6 +44,41 @@ func TestFieldsAtMatchesParseLine(t *testing.T) {
 	}
 }
 
+// TestEntryAtTrims: the values the index's line parser must trim (spaces, a no-break space,
+// a tab) and those it must keep (ending with an accented letter, a '}' after a separator), on
+// lines with CRLF ends, a trailing '|', a line longer than 255 bytes, an empty last column at
+// the end of the text.
+func TestEntryAtTrims(t *testing.T) {
+	line := func(vals map[Column]string) string {
+		var f Fields
+		f[ColType], f[ColAddress] = "PER", "a@b.fr"
+		for c, v := range vals {
+			f[c] = v
+		}
+		return strings.Join(f[:], "|")
+	}
+	lines := []string{
+		line(map[Column]string{ColAddress: " x@b.fr", ColLastName: "DUPONT ", ColFirstName: "\u00a0Zoé", ColCountry: "FRANCE"}),
+		line(map[Column]string{ColAddress: "y@b.fr", ColFirstName: "Zoé", ColLastName: "ANDRÉ", ColCountry: " FRANCE\t"}),
+		line(map[Column]string{ColAddress: "z@b.fr", ColService: "}", ColStructureName: strings.Repeat("CENTRE HOSPITALIER ", 20)}) + "|",
+		line(map[Column]string{ColType: " ORG", ColAddress: "w@b.fr", ColPPIDType: "8", ColPPID: "10000000001", ColDematerialisation: " O "}),
+		line(map[Column]string{ColAddress: "v@b.fr"}),
+	}
+	x := loadText(t, HeaderLine+"\r\n"+strings.Join(lines, "\r\n"))
+	checkIndex(t, x)
+	for _, c := range []struct{ addr, first, last, country string }{
+		{"x@b.fr", "Zoé", "DUPONT", "FRANCE"}, {"y@b.fr", "Zoé", "ANDRÉ", "FRANCE"}, {"v@b.fr", "", "", ""},
+	} {
+		es := x.Lookup(nil, c.addr)
+		if len(es) != 1 || es[0].Person.FirstName != c.first || es[0].Person.LastName != c.last || es[0].Postal.Country != c.country {
+			t.Errorf("Lookup(%q) = %+v", c.addr, es)
+		}
+	}
+	if es := x.Lookup(nil, "w@b.fr"); len(es) != 1 || es[0].Type != ORG || !es[0].Dematerialisation || es[0].Person.NationalID != "810000000001" {
+		t.Errorf("Lookup(w@b.fr) = %+v", es)
+	}
+}
+
 // FuzzIndex: for any text that loads, every line cuts as ParseLine cuts it, and its address
 // is found by TypeOf and Lookup, in any ASCII case.
 func FuzzIndex(f *testing.F) {
@@ -74,6 +109,13 @@ func checkIndex(t *testing.T, x *Extraction) {
 		x.fieldsAt(at, &got)
 		if got != want {
 			t.Fatalf("line %d:\n got %q\nwant %q", i, got, want)
+		}
+		// The entry the index builds without Fields (trimming only the lines that need it) is
+		// the one ParseLine's Fields give.
+		var e Entry
+		x.entryAt(at, &e)
+		if wantEntry := want.Entry(); e != wantEntry {
+			t.Fatalf("line %d: entry\n got %+v\nwant %+v", i, e, wantEntry)
 		}
 		a := strings.TrimSpace(want[ColAddress])
 		upper := strings.Map(func(r rune) rune {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -16,6 +17,41 @@ import (
 
 	"github.com/mssante-go/sdk/annuaire"
 )
+
+// sample reads the address and the name key of every (lines/n)-th data line of file: n lines
+// spread over the whole file, as a relay's recipients would be. The strings are the caller's own,
+// not the index's memory (reading them would fetch the very line a lookup is about to read).
+func sample(file string, lines, n int) (addrs, prefixes []string) {
+	r, err := annuaire.OpenFile(file)
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, annuaire.MaxLineSize), annuaire.MaxLineSize+2)
+	step := max(lines/n, 1)
+	for i := -1; sc.Scan() && len(addrs) < n; i++ { // line -1 is the header
+		if i < 0 || i%step != 0 {
+			continue
+		}
+		f, err := annuaire.ParseLine(strings.TrimSuffix(sc.Text(), "\r"))
+		if err != nil {
+			panic(err)
+		}
+		e := f.Entry()
+		if e.Address == "" {
+			continue
+		}
+		addrs = append(addrs, e.Address)
+		if k := annuaire.NameKey(&e); len(k) >= 4 {
+			prefixes = append(prefixes, k[:4])
+		}
+	}
+	if err := sc.Err(); err != nil || len(addrs) == 0 {
+		panic(fmt.Sprint("sampling the file: ", err))
+	}
+	return addrs, prefixes
+}
 
 func main() {
 	file := flag.String("file", "", "extraction file (TXT or ZIP)")
@@ -33,7 +69,7 @@ func main() {
 	fmt.Printf("lines=%d load_s=%.3f maxrss_kb=%d", x.Len(), load.Seconds(), ru.Maxrss)
 	if *queries {
 		runtime.GC() // the queries are measured in steady state, not during the load's collection
-		m := measure(x)
+		m := measure(x, *file)
 		fmt.Printf(" lookup_ns=%.0f lookup_cpu_ns=%.0f typeof_ns=%.0f typeof_cpu_ns=%.0f prefix_p50_us=%.2f",
 			m.lookupNs, m.lookupCPUns, m.typeOfNs, m.typeOfCPUns, m.prefixP50us)
 	}
@@ -54,27 +90,12 @@ type measures struct {
 }
 
 // measure returns the mean wall and CPU time of Lookup and of TypeOf over 20,000 addresses of
-// the file (spread over the whole file), and the median time of a Search by a 4-letter name
-// prefix (limit 20) over prefixes taken from the file. The CPU time is the cost of a lookup
-// when the machine is shared: wall time then also counts the waits for a core.
-func measure(x *annuaire.Extraction) (m measures) {
+// the file, spread over the whole file (every n-th line), and the median time of a Search by a
+// 4-letter name prefix (limit 20) over the names of those lines. The CPU time is the cost of a
+// lookup when the machine is shared: wall time then also counts the waits for a core.
+func measure(x *annuaire.Extraction, file string) (m measures) {
 	ctx := context.Background()
-	all, err := x.Search(ctx, annuaire.Query{Limit: 20000})
-	if err != nil {
-		panic(err)
-	}
-	var addrs, prefixes []string
-	for _, e := range all.Entries {
-		// A copy: a caller's address is its own string, not one in the index's memory (reading
-		// it would fetch the very line the lookup is about to read).
-		addrs = append(addrs, strings.Clone(e.Address))
-		if k := annuaire.NameKey(&e); len(k) >= 4 {
-			prefixes = append(prefixes, k[:4])
-		}
-	}
-	// The search above built 536,000 entries to sort them: collect them now, or the lookups
-	// would be timed during that collection (write barriers, and the collector's CPU time).
-	all = nil
+	addrs, prefixes := sample(file, x.Len(), 20000)
 	runtime.GC()
 	const rounds = 50
 	n := 0
