@@ -613,16 +613,26 @@ func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
 			continue
 		}
 		base := resourceEntry(r)
-		if r.ResourceType == "PractitionerRole" {
+		var practitioner *fhirResource // whose qualifications give the profession
+		switch r.ResourceType {
+		case "Practitioner":
+			practitioner = r
+		case "PractitionerRole":
 			if inc == nil {
 				inc = newFHIRIncludes(b)
 			}
 			if p := inc.resolve("Practitioner", r.Practitioner); p != nil {
+				if base.Person.ProfessionCode == "" {
+					practitioner = p
+				}
 				fillPerson(&base.Person, resourceEntry(p).Person)
 			}
 			if o := inc.resolve("Organization", r.Organization); o != nil {
 				fillStructure(&base, resourceEntry(o))
 			}
+		}
+		if q.Profession != "" && practitioner != nil {
+			preferProfession(&base.Person, practitioner, q.Profession)
 		}
 		for _, t := range r.Telecom {
 			e, ok := mailboxEntry(t, base)
@@ -736,6 +746,19 @@ func fillStructure(dst *Entry, org Entry) {
 	}
 	if dst.Postal == (PostalAddress{}) {
 		dst.Postal = org.Postal
+	}
+}
+
+// preferProfession makes the queried profession the person's when the Practitioner holds
+// several (one qualification per profession exercised).
+func preferProfession(p *Person, r *fhirResource, code string) {
+	for _, q := range r.Qualification {
+		for _, c := range q.Code.Coding {
+			if c.Code == code && strings.Contains(c.System, "TRE_G15-ProfessionSante") {
+				p.ProfessionCode, p.ProfessionLabel = c.Code, c.Display
+				return
+			}
+		}
 	}
 }
 

@@ -662,3 +662,39 @@ func BenchmarkFHIRRolePage(b *testing.B) {
 		fh.bundleEntries(&bundle, &q)
 	}
 }
+
+// TestFHIRSeveralProfessions: a Practitioner with two professions is found by either; a
+// PractitionerRole's own profession is not replaced by another of its Practitioner's.
+func TestFHIRSeveralProfessions(t *testing.T) {
+	const body = `{"resourceType":"Bundle","entry":[
+{"search":{"mode":"match"},"resource":{"resourceType":"PractitionerRole","id":"r1","practitioner":{"reference":"Practitioner/p1"},
+ "code":[{"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":"21"}]}],
+ "telecom":[{"system":"email","value":"pharma@ch.mssante.fr","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
+{"search":{"mode":"match"},"resource":{"resourceType":"PractitionerRole","id":"r2","practitioner":{"reference":"Practitioner/p1"},
+ "telecom":[{"system":"email","value":"role@ch.mssante.fr","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
+{"search":{"mode":"include"},"resource":{"resourceType":"Practitioner","id":"p1","name":[{"family":"DEUX"}],"qualification":[
+ {"code":{"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":"10","display":"Médecin"}]}},
+ {"code":{"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":"21","display":"Pharmacien"}]}}]}}]}`
+	var b fhirBundle
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		t.Fatal(err)
+	}
+	b.searched = "PractitionerRole"
+	fh, _ := NewFHIR(nil)
+	for profession, want := range map[string]string{"10": "PER:role@ch.mssante.fr", "21": "PER:pharma@ch.mssante.fr PER:role@ch.mssante.fr", "": "PER:pharma@ch.mssante.fr PER:role@ch.mssante.fr"} {
+		q := Query{Profession: profession}
+		q.check()
+		entries := fh.bundleEntries(&b, &q)
+		for i := range entries {
+			entries[i].Type = PER // the test BALs carry no metadata
+		}
+		if got := addresses(entries); got != want {
+			t.Errorf("profession %q: got %s, want %s", profession, got, want)
+		}
+		for _, e := range entries {
+			if profession != "" && e.Person.ProfessionCode != profession {
+				t.Errorf("profession %q: %s has %+v", profession, e.Address, e.Person)
+			}
+		}
+	}
+}
