@@ -125,17 +125,28 @@ func tooLarge(o ReadOptions) error {
 // memSource is a message held in memory. The top-level buffer reads it as any reader, and
 // the top-level multipart reader reads long bodies straight from it (see part.fill).
 type memSource struct {
-	b   []byte
-	off int // where the next Read starts
+	b    []byte
+	off  int // where the next Read starts
+	step int // bytes at most per Read and per window of part.fillDirect; multipartBufSize if 0 (tests make it small)
 }
 
 func (s *memSource) Read(p []byte) (int, error) {
 	if s.off >= len(s.b) {
 		return 0, io.EOF
 	}
+	if s.step > 0 {
+		p = p[:min(len(p), s.step)]
+	}
 	n := copy(p, s.b[s.off:])
 	s.off += n
 	return n, nil
+}
+
+func (s *memSource) window() int {
+	if s.step > 0 {
+		return s.step
+	}
+	return multipartBufSize
 }
 
 func (s *memSource) Len() int { return len(s.b) - s.off }
@@ -156,10 +167,16 @@ func (w *memWriter) Write(b []byte) (int, error) {
 	if len(b) != w.want {
 		return 0, errNotWhole
 	}
-	src := &memSource{b: b}
-	rd := &reader{opts: w.o, m: &Message{}, early: true, srcLen: src.Len, mem: src}
-	w.m, w.err = rd.read(src)
+	w.m, w.err = readBytes(b, w.o, 0)
 	return len(b), nil
+}
+
+// readBytes reads a message of at most o.MaxSize bytes held in b, which it does not modify;
+// step is memSource.step.
+func readBytes(b []byte, o ReadOptions, step int) (*Message, error) {
+	src := &memSource{b: b, step: step}
+	rd := &reader{opts: o, m: &Message{}, early: true, srcLen: src.Len, mem: src}
+	return rd.read(src)
 }
 
 // readInMemory reads a message from a *bytes.Reader or *bytes.Buffer: their WriteTo gives
@@ -443,13 +460,6 @@ func decodeBody(h message.Header, mt string, params map[string]string, body io.R
 	return data, nil
 }
 
-// decodeBase64InPlace decodes b over itself. The stdlib decoder reads each group of input
-// before it writes the (shorter) output of that group, so the output never overtakes the
-// input; TestDecodeBase64InPlace checks this on every Go release.
-func decodeBase64InPlace(b []byte) (int, error) {
-	return base64.StdEncoding.Decode(b, b)
-}
-
 const (
 	rawChunk = 64 << 10 // base64 read at a time
 	outBlock = 1 << 20  // decoded bytes gathered per block before the final copy
@@ -503,13 +513,15 @@ func (c *readChunker) release() {
 }
 
 // decodeBase64 decodes a base64 body as it streams in, a piece at a time (64 KB at most, in
-// place in the multipart buffer when r is a part). Lines of whole quanta (76 characters in
-// mail) are decoded one stdlib call each, straight from the piece: no copy, and the stdlib
-// decoder's fast path never meets a line end (over the whole body with its line ends it costs
-// a fifth more; its streaming decoder, several times more). Other shapes (blanks, lines cut
-// in quanta, a line cut by the end of a piece) go through a small buffer without line ends
-// and blanks. The output is pooled blocks copied into one slice of the exact size at the end.
-// Memory: the result plus about one block per MB. Data after the final padding is refused.
+// place in the multipart buffer or in the message's own bytes when r is a part). Lines of
+// whole quanta (76 characters in mail) are decoded one decodeQuanta call each, straight from
+// the piece: no copy, no line end met (encoding/base64 over the body with its line ends costs
+// about twice as much; its streaming decoder, several times more). A line decodeQuanta refuses
+// (the padded last one, bad characters) is given to encoding/base64. Other shapes (blanks,
+// lines cut in quanta, a line cut by the end of a piece) go through a small buffer without
+// line ends and blanks. The output is pooled blocks joined into one slice of the exact size
+// at the end. Memory: the result plus about one block per MB. Data after the final padding
+// is refused.
 func decodeBase64(r io.Reader) ([]byte, error) {
 	return decodeBase64Within(r, nil)
 }
@@ -777,35 +789,6 @@ func (d *b64) finish() ([]byte, error) {
 		parts[i] = *b
 	}
 	return bytes.Join(parts, nil), nil
-}
-
-// stripLineEnds removes CR and LF, in place, a line at a time.
-func stripLineEnds(b []byte) []byte {
-	w := 0
-	for r := 0; r < len(b); {
-		i := bytes.IndexByte(b[r:], '\n')
-		end := len(b)
-		if i >= 0 {
-			end = r + i
-		}
-		line := b[r:end]
-		if len(line) > 0 && line[len(line)-1] == '\r' {
-			line = line[:len(line)-1]
-		}
-		w += copy(b[w:], line)
-		r = end + 1
-	}
-	b = b[:w]
-	if bytes.IndexByte(b, '\r') < 0 {
-		return b
-	}
-	out := b[:0] // lone CRs
-	for _, c := range b {
-		if c != '\r' {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // normalizeNewlines turns CRLF into LF, the form in which texts are given to WriteTo.

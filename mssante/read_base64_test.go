@@ -111,7 +111,9 @@ func FuzzDecodeBase64(f *testing.F) {
 	f.Add([]byte("QU JD\r\nRE\tVG"))
 	f.Add([]byte("QUJ\r\nDREVG\nQQ=="))
 	f.Add([]byte("QQ==QUJD"))
+	f.Add([]byte("+/+/QUJD09az\r\n/+9a"))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkDecodeQuanta(t, body)
 		if bytes.Contains(body, []byte("--q")) {
 			return // would end the part early
 		}
@@ -170,5 +172,50 @@ func TestReadPresizeBounded(t *testing.T) {
 	}
 	if grown := after.TotalAlloc - before.TotalAlloc; grown > uint64(4*len(raw)) && !raceDetector {
 		t.Errorf("allocated %d bytes to read a %d-byte message", grown, len(raw))
+	}
+}
+
+// checkDecodeQuanta: decodeQuanta accepts s exactly when s is whole quanta of the standard
+// alphabet, and then gives what encoding/base64 gives, writing only its len(s)/4*3 bytes.
+func checkDecodeQuanta(t *testing.T, s []byte) {
+	t.Helper()
+	n := len(s) / 4 * 3
+	buf := make([]byte, n+8)
+	for i := range buf {
+		buf[i] = 0xA5
+	}
+	ok := decodeQuanta(buf[:n:n], s)
+	wantOK := len(s)%4 == 0 && !bytes.ContainsFunc(s, func(r rune) bool {
+		return !strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", r)
+	})
+	if ok != wantOK {
+		t.Fatalf("%q: decodeQuanta says %v", s, ok)
+	}
+	if !bytes.Equal(buf[n:], bytes.Repeat([]byte{0xA5}, 8)) {
+		t.Fatalf("%q: written past its room", s)
+	}
+	if ok {
+		want, err := base64.StdEncoding.DecodeString(string(s))
+		if err != nil || !bytes.Equal(buf[:n], want) {
+			t.Fatalf("%q: %x, encoding/base64 %x (%v)", s, buf[:n], want, err)
+		}
+	}
+}
+
+// Every byte value at every place of a quantum, in the 8-character steps and in the last
+// quantum; every length up to 40.
+func TestDecodeQuanta(t *testing.T) {
+	for _, s := range []string{"QUJDREVG", "QUJDREVGSElK", "QUJD"} {
+		for i := range len(s) {
+			for c := range 256 {
+				b := []byte(s)
+				b[i] = byte(c)
+				checkDecodeQuanta(t, b)
+			}
+		}
+	}
+	enc := []byte(base64.StdEncoding.EncodeToString([]byte("MSSanté: messagerie sécurisée de santé")))
+	for n := 0; n <= 40; n++ {
+		checkDecodeQuanta(t, enc[:n])
 	}
 }

@@ -265,7 +265,7 @@ func (p *part) fill() error {
 // wider if all of it may start the delimiter.
 func (p *part) fillDirect() error {
 	rest := p.mr.mem.b[p.mr.mem.off:]
-	for w := multipartBufSize; ; w *= 2 {
+	for w := p.mr.mem.window(); ; w *= 2 {
 		w = min(w, len(rest))
 		eof := w == len(rest)
 		if p.n, p.end = p.mr.scan(rest[:w], p.total == 0, eof); p.n > 0 || p.end {

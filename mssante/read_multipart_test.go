@@ -1,6 +1,7 @@
 package mssante
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -34,6 +35,27 @@ func ourParts(r io.Reader, boundary string, useChunk bool) ([]gotPart, error) {
 		return nil, err
 	}
 	defer mr.release()
+	return readParts(mr, useChunk)
+}
+
+// memParts reads every part of in with our reader as ReadMessage reads a message in memory:
+// bodies past the buffer straight from in (step is memSource.step). in must not change.
+func memParts(in []byte, boundary string, useChunk bool, step int) ([]gotPart, error) {
+	keep := bytes.Clone(in)
+	mem := &memSource{b: in, step: step}
+	mr, err := newMultipartReader(bufio.NewReaderSize(mem, multipartBufSize), boundary)
+	if err != nil {
+		return nil, err
+	}
+	mr.mem = mem
+	parts, err := readParts(mr, useChunk)
+	if !bytes.Equal(in, keep) {
+		return parts, errors.New("the input was modified")
+	}
+	return parts, err
+}
+
+func readParts(mr *multipartReader, useChunk bool) ([]gotPart, error) {
 	var parts []gotPart
 	for {
 		p, err := mr.nextPart()
@@ -142,6 +164,24 @@ func TestMultipartReaderEdgeCases(t *testing.T) {
 				})
 			}
 		}
+		for _, useChunk := range []bool{false, true} {
+			for _, step := range []int{0, 1, 3} {
+				parts, err := memParts([]byte(tt.in), "b", useChunk, step)
+				if tt.err != nil || tt.anyErr {
+					if err == nil || (tt.err != nil && !errors.Is(err, tt.err)) {
+						t.Errorf("%s: in memory, step %d: err = %v, want %v", tt.name, step, err, tt.err)
+					}
+					continue
+				}
+				var bodies []string
+				for _, p := range parts {
+					bodies = append(bodies, p.body)
+				}
+				if err != nil || fmt.Sprintf("%q", bodies) != fmt.Sprintf("%q", tt.bodies) {
+					t.Errorf("%s: in memory, step %d, chunk %v: bodies %q (%v), want %q", tt.name, step, useChunk, bodies, err, tt.bodies)
+				}
+			}
+		}
 		// go-message agrees where it accepts the input.
 		if want, err := goMessageParts(strings.NewReader(tt.in), "b"); err == nil {
 			got, err := ourParts(strings.NewReader(tt.in), "b", true)
@@ -172,6 +212,10 @@ func TestMultipartReaderBufferEdges(t *testing.T) {
 				if err != nil || len(parts) != 2 || parts[0].body != b || parts[1].body != "second" {
 					t.Fatalf("nl %q cut %d chunk %v: %d parts, err %v", nl, cut, useChunk, len(parts), err)
 				}
+				parts, err = memParts([]byte(in), boundary, useChunk, 0)
+				if err != nil || len(parts) != 2 || parts[0].body != b || parts[1].body != "second" {
+					t.Fatalf("in memory: nl %q cut %d chunk %v: %d parts, err %v", nl, cut, useChunk, len(parts), err)
+				}
 			}
 		}
 	}
@@ -197,6 +241,10 @@ func TestMultipartReaderMatchesGoMessage(t *testing.T) {
 		got, err := ourParts(iotest.HalfReader(strings.NewReader(in)), "bnd", i%2 == 0)
 		if werr == nil && (err != nil || fmt.Sprint(got) != fmt.Sprint(want)) {
 			t.Fatalf("input %q:\nours %q (%v)\ngo-message %q", in, got, err, want)
+		}
+		got, err = memParts([]byte(in), "bnd", i%2 == 1, []int{0, 1, 5, 64}[i%4])
+		if werr == nil && (err != nil || fmt.Sprint(got) != fmt.Sprint(want)) {
+			t.Fatalf("in memory, input %q:\nours %q (%v)\ngo-message %q", in, got, err, want)
 		}
 	}
 }
@@ -279,6 +327,11 @@ func FuzzMultipartReader(f *testing.F) {
 			got, err := ourParts(iotest.HalfReader(bytes.NewReader(body)), boundary, useChunk)
 			if werr == nil && (err != nil || fmt.Sprint(got) != fmt.Sprint(want)) {
 				t.Fatalf("ours %q (%v), go-message %q", got, err, want)
+			}
+			// In memory, bodies read straight from the input in small windows.
+			got, err = memParts(body, boundary, useChunk, 1+len(body)%13)
+			if werr == nil && (err != nil || fmt.Sprint(got) != fmt.Sprint(want)) {
+				t.Fatalf("in memory: ours %q (%v), go-message %q", got, err, want)
 			}
 		}
 	})
