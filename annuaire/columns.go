@@ -170,9 +170,17 @@ func (f *Fields) Entry() Entry {
 // entryInto fills *e from f, field by field (no temporary Entry).
 func (f *Fields) entryInto(e *Entry) {
 	for k := range f {
-		*e.column(Column(k)) = trim(f[k])
+		*e.column(Column(k)) = f[k]
 	}
+	e.trimStrings()
 	e.finish()
+}
+
+// trimStrings trims the strings of e that the columns set.
+func (e *Entry) trimStrings() {
+	for k := range NumColumns {
+		*e.column(k) = trim(*e.column(k))
+	}
 }
 
 // column returns the string of e that column c sets, before [Entry.finish] completes it (the

@@ -24,12 +24,13 @@ import (
 // identifier of the person, by structure identifier, and by name key (sorted, for prefix
 // searches). It is immutable and safe for concurrent use.
 //
-// The whole text is kept (the index points into it), so the memory used is about twice the
+// The whole text is kept (the index points into it), so the memory used is about 2.4 times the
 // file's size. An address that appears on several lines (the real file has about 169) gives
 // one entry per line; a line without an address is skipped.
 type Extraction struct {
-	data   string   // the text, header included; never modified
-	starts []uint32 // start of each data line in data
+	data    string       // the text, header included; never modified
+	starts  []uint32     // start of each data line in data
+	records []lineRecord // of each data line, for Lookup
 
 	// addrSlots is the address index (extraction_addr.go); dups lists the lines of each
 	// address found on several lines, in file order.
@@ -199,6 +200,7 @@ func loadSized(r io.Reader, hint int64, opts *LoadOptions) (*Extraction, error) 
 // shared arrays.
 type chunk struct {
 	starts     []uint32
+	records    []lineRecord
 	ids, strus []span
 	names      []nameRef
 	keys       []byte // name keys, sliced by names[i].key after the fact
@@ -242,13 +244,14 @@ func index(data string) (*Extraction, error) {
 	for _, c := range counts {
 		total += c
 	}
-	x := &Extraction{data: data, starts: make([]uint32, total), names: make([]nameRef, total)}
+	x := &Extraction{data: data, starts: make([]uint32, total), records: make([]lineRecord, total),
+		names: make([]nameRef, total)}
 	ids, strus := make([]span, total), make([]span, total)
 	base := 0
 	for i := range chunks {
 		w := func(s []span) []span { return s[base : base+counts[i]] }
-		chunks[i] = chunk{starts: x.starts[base : base+counts[i]], names: x.names[base : base+counts[i]],
-			ids: w(ids), strus: w(strus)}
+		chunks[i] = chunk{starts: x.starts[base : base+counts[i]], records: x.records[base : base+counts[i]],
+			names: x.names[base : base+counts[i]], ids: w(ids), strus: w(strus)}
 		base += counts[i]
 		wg.Go(func() { chunks[i].scan(data, bounds[i], bounds[i+1]) })
 	}
@@ -270,12 +273,13 @@ func index(data string) (*Extraction, error) {
 			from = c.keyEnds[j]
 		}
 		copy(x.starts[n:], c.starts[:c.n])
+		copy(x.records[n:], c.records[:c.n])
 		copy(x.names[n:], c.names[:c.n])
 		copy(ids[n:], c.ids[:c.n])
 		copy(strus[n:], c.strus[:c.n])
 		n += c.n
 	}
-	x.starts, x.names = x.starts[:n], x.names[:n]
+	x.starts, x.records, x.names = x.starts[:n], x.records[:n], x.names[:n]
 	ids, strus = ids[:n], strus[:n]
 	// One worker sorts the names, the other builds the maps.
 	wg.Go(func() { slices.SortFunc(x.names, x.compareNames) })
@@ -381,6 +385,7 @@ func (c *chunk) scan(data string, from, to int) {
 		i := c.n
 		c.n++
 		c.starts[i] = uint32(at)
+		c.records[i] = recordOf(&f)
 		c.names[i] = nameRef{addr: addr, line: int32(i)}
 		c.ids[i] = spanOf(data, strings.TrimSpace(f[ColNationalID]))
 		if c.ids[i].n == 0 {
@@ -473,14 +478,14 @@ func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
 	if s&addrMany == 0 {
 		dst = slices.Grow(dst, 1)
 		dst = dst[:len(dst)+1]
-		x.entryAt(uint32(s&addrRef), &dst[len(dst)-1])
+		x.entryOf(uint32(s&addrRef), int(s>>lineShift&noLine), &dst[len(dst)-1])
 		return dst
 	}
 	lines := x.dups[s&addrRef]
 	dst = slices.Grow(dst, len(lines))
 	for _, i := range lines {
 		dst = dst[:len(dst)+1]
-		x.entryAt(x.starts[i], &dst[len(dst)-1])
+		x.entryOf(x.starts[i], int(i), &dst[len(dst)-1])
 	}
 	return dst
 }
@@ -497,11 +502,31 @@ func (x *Extraction) TypeOf(address string) (BALType, bool) {
 	return BALType(trim(line[:strings.IndexByte(line, '|')])), true
 }
 
-// entryAt fills *e (every field) from the line that starts at byte at of data.
+// entryOf fills *e (every field) from data line i, which starts at byte at, from its record:
+// the line itself is not read (but for its first bytes, which Lookup compared with the address).
+// A line index of noLine or more, or a line too long for a record, is cut by entryAt.
+func (x *Extraction) entryOf(at uint32, i int, e *Entry) {
+	if i >= len(x.records) || x.records[i][0]&recordLong != 0 {
+		x.entryAt(at, e)
+		return
+	}
+	r := &x.records[i]
+	setEntry((*[32]byte)(r), unsafe.Add(unsafe.Pointer(unsafe.StringData(x.data)), at), e)
+	if r[0]&recordTrim != 0 {
+		e.trimStrings()
+	}
+	e.finish()
+}
+
+// entryAt fills *e (every field) from the line that starts at byte at of data, which it cuts.
 func (x *Extraction) entryAt(at uint32, e *Entry) {
 	var s fieldStarts
 	cut(x.data, at, &s)
-	s.entry(x.data, at, e)
+	setEntry((*[32]uint32)(s[:32]), unsafe.Add(unsafe.Pointer(unsafe.StringData(x.data)), at), e)
+	if !s.plain(x.data, at) {
+		e.trimStrings()
+	}
+	e.finish()
 }
 
 // Search implements [Directory]. It never blocks: ctx is only checked during full scans.

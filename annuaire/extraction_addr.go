@@ -8,20 +8,25 @@ import (
 )
 
 // The address index of an [Extraction] is an open-addressing table of uint64 slots, a power of
-// two of them, at most three quarters full: each slot holds the high 32 bits of the address's
-// hash and, below, where its line starts in the text (or, with the addrMany bit, which list of
-// lines in dups when the address is on several lines; 0 is an empty slot, as no data line starts
-// at byte 0). Probing compares the stored hash bits before reading a line, so a lookup reads one
-// slot (one cache line, nearly always) and the one line it names: two memory accesses where a
-// map of strings takes four or five at this size, in 8 bytes a slot.
+// two of them, at most three quarters full: each slot holds the high 11 bits of the address's
+// hash, the index of its line (for its record of field offsets, see lineRecord) and where the
+// line starts in the text (or, with the addrMany bit, which list of lines in dups when the
+// address is on several lines; 0 is an empty slot, as no data line starts at byte 0). Probing
+// compares the stored hash bits before reading a line (a false match, one probe in 2,048, costs
+// one line read), so a lookup reads one slot (one cache line, nearly always) and the one line it
+// names: two memory accesses where a map of strings takes four or five at this size, in 8 bytes
+// a slot.
 //
 // Addresses are compared ASCII case-insensitively, and hashed lower-cased.
 
 const (
-	addrMany = 1 << 31                  // in a slot: the address is on several lines, listed in dups
-	addrRef  = addrMany - 1             // the line start, or the index in dups
-	addrHash = ^uint64(addrMany<<1 - 1) // the hash bits of a slot
-	maxFold  = 320                      // longest address hashed lower-cased on the stack
+	addrMany  = 1 << 31      // in a slot: the address is on several lines, listed in dups
+	addrRef   = addrMany - 1 // the line start, or the index in dups
+	lineShift = 32           // the line index, above
+	lineBits  = 21
+	noLine    = 1<<lineBits - 1                      // a line index too large for a slot: no record
+	addrHash  = ^uint64(1<<(lineShift+lineBits) - 1) // the hash bits of a slot
+	maxFold   = 320                                  // longest address hashed lower-cased on the stack
 )
 
 // indexAddresses fills addrSlots and dups from starts.
@@ -38,14 +43,14 @@ func (x *Extraction) indexAddresses() {
 		h := x.hashAddress(a)
 		j, found := x.findSlot(a, h)
 		if !found {
-			x.addrSlots[j] = h&addrHash | uint64(at)
+			x.addrSlots[j] = h&addrHash | uint64(min(i, noLine))<<lineShift | uint64(at)
 			continue
 		}
 		s := x.addrSlots[j]
 		if s&addrMany == 0 { // the second line of this address: start its list
 			first, _ := slices.BinarySearch(x.starts, uint32(s))
 			x.dups = append(x.dups, []int32{int32(first)})
-			s = s&addrHash | addrMany | uint64(len(x.dups)-1)
+			s = s&addrHash | noLine<<lineShift | addrMany | uint64(len(x.dups)-1)
 			x.addrSlots[j] = s
 		}
 		d := s & addrRef

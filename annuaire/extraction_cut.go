@@ -62,29 +62,60 @@ func (s *fieldStarts) fields(data string, at uint32, f *Fields) {
 	}
 }
 
-// entry fills *e from the line at byte at of data, as cut found its fields, with no
-// intermediate [Fields]. Values are trimmed only when one of them might need it: when the first
-// or last byte of a value is not plain (see [plainByte]; a value that ends with an accented
-// letter, or a space, sends the line through trim).
-func (s *fieldStarts) entry(data string, at uint32, e *Entry) {
-	line := unsafe.Add(unsafe.Pointer(unsafe.StringData(data)), at)
-	byteAt := func(i uint32) byte { return *(*byte)(unsafe.Add(line, i)) }
+// plain reports whether no value of the line at byte at of data, as cut found its fields,
+// needs trimming: the first and last byte of each is plain (see [plainByte]; a value that ends
+// with an accented letter, or a space, sends the line through trim).
+func (s *fieldStarts) plain(data string, at uint32) bool {
 	var odd byte
-	for k := range ColCountry {
-		from, end := s[k], s[k+1]-1
-		*e.column(k) = unsafe.String((*byte)(unsafe.Add(line, from)), end-from)
-		odd |= notPlain[byteAt(from)] | notPlain[byteAt(end-1)] // an empty value reads its separators, '|'
-	}
-	from, end := s[ColCountry], s[NumColumns]-1 // the last one may end the text
-	if e.Postal.Country = unsafe.String((*byte)(unsafe.Add(line, from)), end-from); end > from {
-		odd |= notPlain[byteAt(from)] | notPlain[byteAt(end-1)]
-	}
-	if odd != 0 {
-		for k := range NumColumns {
-			*e.column(k) = trim(*e.column(k))
+	for k := range NumColumns {
+		if from, end := at+s[k], at+s[k+1]-1; end > from {
+			odd |= notPlain[data[from]] | notPlain[data[end-1]]
 		}
 	}
-	e.finish()
+	return odd == 0
+}
+
+// lineRecord is what the index keeps of a line so that Lookup builds its entry without reading
+// the line (the strings of the entry point into it): where its fields start, [k] for field k
+// from 1 to 31 as in [fieldStarts], relative to the line's start, when they all fit in a byte
+// (the real lines are about 165 bytes long), and in [0] recordLong when not, recordTrim when a
+// value needs trimming. 32 bytes a line: 17 MB for the real file.
+type lineRecord [32]byte
+
+const (
+	recordLong = 1 << iota // a field starts past byte 255 of the line: cut the line instead
+	recordTrim             // some value starts or ends with a byte that is not plain
+)
+
+// recordOf builds the record of a line whose fields are f, as split cut them: consecutive
+// substrings of the line, one separator apart.
+func recordOf(f *Fields) (r lineRecord) {
+	var odd byte
+	start := 0
+	for k, v := range f {
+		if v != "" {
+			odd |= notPlain[v[0]] | notPlain[v[len(v)-1]]
+		}
+		if start += len(v) + 1; start > 255 { // the start of the next field
+			return lineRecord{recordLong}
+		}
+		r[k+1] = byte(start)
+	}
+	if odd != 0 {
+		r[0] = recordTrim
+	}
+	return r
+}
+
+// setEntry sets the strings of *e (see [Entry.column]) from the line at line, whose fields start
+// at starts[1:32] (field 0 at 0): the offsets of a [fieldStarts] or of a [lineRecord]. It reads
+// nothing of the line.
+func setEntry[T uint8 | uint32](starts *[32]T, line unsafe.Pointer, e *Entry) {
+	e.Type = BALType(unsafe.String((*byte)(line), uint32(starts[1])-1))
+	for k := ColAddress; k < NumColumns; k++ {
+		from, next := uint32(starts[k]), uint32(starts[k+1])
+		*e.column(k) = unsafe.String((*byte)(unsafe.Add(line, from)), next-from-1)
+	}
 }
 
 // notPlain is 1 for the bytes that do not make plainByte true.

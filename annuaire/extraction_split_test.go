@@ -66,6 +66,11 @@ func TestEntryAtTrims(t *testing.T) {
 	}
 	x := loadText(t, HeaderLine+"\r\n"+strings.Join(lines, "\r\n"))
 	checkIndex(t, x)
+	for i, want := range []byte{recordTrim, recordTrim, recordLong, recordTrim, 0} {
+		if got := x.records[i][0]; got != want {
+			t.Errorf("line %d: record flags %d, want %d", i, got, want)
+		}
+	}
 	for _, c := range []struct{ addr, first, last, country string }{
 		{"x@b.fr", "Zoé", "DUPONT", "FRANCE"}, {"y@b.fr", "Zoé", "ANDRÉ", "FRANCE"}, {"v@b.fr", "", "", ""},
 	} {
@@ -110,12 +115,13 @@ func checkIndex(t *testing.T, x *Extraction) {
 		if got != want {
 			t.Fatalf("line %d:\n got %q\nwant %q", i, got, want)
 		}
-		// The entry the index builds without Fields (trimming only the lines that need it) is
-		// the one ParseLine's Fields give.
-		var e Entry
-		x.entryAt(at, &e)
-		if wantEntry := want.Entry(); e != wantEntry {
-			t.Fatalf("line %d: entry\n got %+v\nwant %+v", i, e, wantEntry)
+		// The entries the index builds without Fields, from the line's record and by cutting
+		// the line (trimming only the lines that need it), are the one ParseLine's Fields give.
+		var fromRecord, fromCut Entry
+		x.entryOf(at, i, &fromRecord)
+		x.entryAt(at, &fromCut)
+		if wantEntry := want.Entry(); fromRecord != wantEntry || fromCut != wantEntry {
+			t.Fatalf("line %d: entry\nrecord %+v\n   cut %+v\n  want %+v", i, fromRecord, fromCut, wantEntry)
 		}
 		a := strings.TrimSpace(want[ColAddress])
 		upper := strings.Map(func(r rune) rune {

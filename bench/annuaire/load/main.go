@@ -19,8 +19,9 @@ import (
 )
 
 // sample reads the address and the name key of every (lines/n)-th data line of file: n lines
-// spread over the whole file, as a relay's recipients would be. The strings are the caller's own,
-// not the index's memory (reading them would fetch the very line a lookup is about to read).
+// spread over the whole file, as a relay's recipients would be. The addresses are the caller's
+// own small strings, not the index's memory (reading them would fetch the very line a lookup is
+// about to read).
 func sample(file string, lines, n int) (addrs, prefixes []string) {
 	r, err := annuaire.OpenFile(file)
 	if err != nil {
@@ -42,7 +43,7 @@ func sample(file string, lines, n int) (addrs, prefixes []string) {
 		if e.Address == "" {
 			continue
 		}
-		addrs = append(addrs, e.Address)
+		addrs = append(addrs, strings.Clone(e.Address)) // not the whole line's memory
 		if k := annuaire.NameKey(&e); len(k) >= 4 {
 			prefixes = append(prefixes, k[:4])
 		}
