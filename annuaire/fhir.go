@@ -565,6 +565,7 @@ type (
 		Family string   `json:"family"`
 		Given  []string `json:"given"`
 		Prefix []string `json:"prefix"`
+		Suffix []string `json:"suffix"`
 	}
 	fhirCoding struct {
 		System  string `json:"system"`
@@ -819,7 +820,13 @@ func resourceEntry(r *fhirResource) Entry {
 			}
 			e.Person.LastName = n.Family
 			e.Person.FirstName = strings.Join(n.Given, " ")
-			e.Person.Civility = strings.Join(n.Prefix, " ")
+			// The civilité d'exercice (DR, PR) of the extraction file is the suffix; the prefix
+			// is the civilité (M, MME), used when there is no suffix (fhir/v2 practitioner.md,
+			// search parameter name).
+			e.Person.Civility = strings.Join(n.Suffix, " ")
+			if e.Person.Civility == "" {
+				e.Person.Civility = strings.Join(n.Prefix, " ")
+			}
 		}
 		for _, q := range r.Qualification {
 			for _, c := range q.Code.Coding {
