@@ -468,7 +468,8 @@ func TestFHIRProfession(t *testing.T) {
 		{"40", ""},
 	}
 	for _, tt := range tests {
-		for name, d := range map[string]*FHIR{"role": f, "scan": scan} {
+		for _, d := range []*FHIR{f, scan} { // scan last: its request is checked below
+			name := map[*FHIR]string{f: "role", scan: "scan"}[d]
 			r, err := d.Search(context.Background(), Query{Profession: tt.profession})
 			if err != nil {
 				t.Fatal(err)
