@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -256,17 +257,28 @@ func TestReadNestedMultipartEdges(t *testing.T) {
 		"--in\r\nContent-Type: text/plain\r\n\r\ntexte --out\r\n--in\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--in--\r\ninner epilogue\r\n" +
 		"--out\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
 		"QUJD\r\nREVG\r\n--out--\r\nouter epilogue"
-	m, err := ReadMessage(strings.NewReader(raw), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Text != "texte --out" || m.HTML != "<p>x</p>" || len(m.Attachments) != 1 || string(m.Attachments[0].Data) != "ABCDEF" {
-		t.Errorf("text %q html %q attachments %+v", m.Text, m.HTML, m.Attachments)
+	bad := strings.Replace(raw, "--in--\r\n", "", 1)
+	for src, open := range sources([]byte(raw)) {
+		m, err := ReadMessage(open(), nil)
+		if err != nil {
+			t.Fatal(src, err)
+		}
+		if m.Text != "texte --out" || m.HTML != "<p>x</p>" || len(m.Attachments) != 1 || string(m.Attachments[0].Data) != "ABCDEF" {
+			t.Errorf("%s: text %q html %q attachments %+v", src, m.Text, m.HTML, m.Attachments)
+		}
+		// In small windows, the inner multipart reads the outer part straight from memory.
+		if w, err := readBytes([]byte(raw), (*ReadOptions)(nil).withDefaults(), 5); err != nil || !reflect.DeepEqual(w, m) {
+			t.Errorf("in windows of 5: %v", err)
+		}
 	}
 	// The inner multipart cut short by the outer delimiter lacks its close delimiter.
-	bad := strings.Replace(raw, "--in--\r\n", "", 1)
-	if _, err := ReadMessage(strings.NewReader(bad), nil); !errors.Is(err, ErrMalformed) {
-		t.Errorf("inner multipart without close delimiter: %v", err)
+	for src, open := range sources([]byte(bad)) {
+		if _, err := ReadMessage(open(), nil); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: inner multipart without close delimiter: %v", src, err)
+		}
+	}
+	if _, err := readBytes([]byte(bad), (*ReadOptions)(nil).withDefaults(), 5); !errors.Is(err, ErrMalformed) {
+		t.Errorf("in windows of 5: inner multipart without close delimiter: %v", err)
 	}
 }
 
