@@ -246,6 +246,7 @@ func index(data string) (*Extraction, error) {
 	}
 	x := &Extraction{data: data, starts: make([]uint32, total), records: make([]lineRecord, total),
 		names: make([]nameRef, total)}
+	adviseHugePages(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x.records))), total*len(lineRecord{}))) // read at random too
 	ids, strus := make([]span, total), make([]span, total)
 	base := 0
 	for i := range chunks {
