@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"mime"
 	"mime/quotedprintable"
@@ -99,23 +100,51 @@ const KOSubjectPrefix = "[KO Intégration système !]"
 //
 // A *bytes.Reader or *bytes.Buffer is read without copying its bytes into a buffer: large
 // bodies are decoded straight from them (they are not modified). Other readers are
-// streamed through a 64 KB buffer.
+// streamed through a 64 KB buffer. When the source tells its length (those two, a Len
+// method, a regular *os.File), a large attachment is decoded straight into a slice of the
+// right size, never larger than MaxSize allows.
 func ReadMessage(r io.Reader, opts *ReadOptions) (*Message, error) {
 	o := opts.withDefaults()
 	if m, err, ok := readInMemory(r, o); ok {
 		return m, err
 	}
 	lr := &limitReader{r: r, n: o.MaxSize}
-	rd := &reader{opts: o, m: &Message{}, early: true}
-	if l, ok := r.(interface{ Len() int }); ok {
-		rd.srcLen = l.Len
-	}
+	rd := &reader{opts: o, m: &Message{}, early: true, srcLen: sourceLen(r, lr)}
 	m, err := rd.read(lr)
 	if lr.over {
 		// go-message does not always wrap reader errors with %w: name the cause here.
 		return nil, tooLarge(o)
 	}
 	return m, err
+}
+
+// sourceLen returns what tells the bytes left to read from r through lr, when r tells its
+// length (Len) or is a regular file (its size less where it is read from); nil otherwise. It
+// never says more than lr still lets through, so a presized slice is bounded by MaxSize
+// whatever the source holds.
+func sourceLen(r io.Reader, lr *limitReader) func() int {
+	var left func() int64
+	if l, ok := r.(interface{ Len() int }); ok {
+		left = func() int64 { return int64(l.Len()) }
+	} else if f, ok := r.(interface {
+		Stat() (fs.FileInfo, error)
+		io.Seeker
+	}); ok {
+		fi, err := f.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		pos, err := f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil
+		}
+		size, limit := fi.Size()-pos, lr.n
+		// The file may change as it is read: this is only a bound for presizing.
+		left = func() int64 { return size - (limit - lr.n) }
+	} else {
+		return nil
+	}
+	return func() int { return int(max(0, min(left(), lr.n))) }
 }
 
 func tooLarge(o ReadOptions) error {

@@ -203,11 +203,126 @@ func TestReadMemoryBoundBothPaths(t *testing.T) {
 		}
 		limit := uint64(3 * len(data))
 		if src == "bytes.Reader" || src == "bytes.Buffer" {
-			// The attachment, presized from the length, and a pooled block if the pool was emptied.
-			limit = uint64(len(data) + len(data)/2)
+			// The attachment, presized from the length, and the pooled blocks decoded into
+			// before the presizing, allocated again when a GC emptied the pool.
+			limit = uint64(len(data) + 3*outBlock)
 		}
 		if grown := after.TotalAlloc - before.TotalAlloc; grown > limit && !raceDetector {
 			t.Errorf("%s: allocated %d bytes to read a %d-byte attachment", src, grown, len(data))
 		}
+	}
+}
+
+// A regular file tells its size: the attachment is presized as from a bytes.Reader, from
+// where the file is read. The result is the same as streamed.
+func TestReadFromFile(t *testing.T) {
+	data := make([]byte, 4<<20)
+	rand.New(rand.NewSource(4)).Read(data)
+	m := sampleMessage()
+	m.XDM = data
+	raw := compose(t, m, &ComposeOptions{MaxSize: -1})
+	want, err := ReadMessage(struct{ io.Reader }{bytes.NewReader(raw)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const skip = "junk before the message\r\n"
+	path := filepath.Join(t.TempDir(), "m.eml")
+	if err := os.WriteFile(path, append([]byte(skip), raw...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (*Message, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.Seek(int64(len(skip)), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		return ReadMessage(f, nil)
+	}
+	read() // warm the pools
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got, err := read()
+	runtime.ReadMemStats(&after)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("from a file: %v", err)
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > uint64(len(data)+3*outBlock) && !raceDetector { // see TestReadMemoryBoundBothPaths
+		t.Errorf("allocated %d bytes to read a %d-byte attachment from a file", grown, len(data))
+	}
+}
+
+// A source that holds more than MaxSize never makes the presized slice larger than the limit
+// allows: the message is refused having allocated a small multiple of MaxSize.
+func TestReadPresizeWithinMaxSize(t *testing.T) {
+	data := make([]byte, 12<<20)
+	rand.New(rand.NewSource(6)).Read(data)
+	m := sampleMessage()
+	m.XDM = data
+	raw := string(compose(t, m, &ComposeOptions{MaxSize: -1}))
+	const limit = 1 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := ReadMessage(strings.NewReader(raw), &ReadOptions{MaxSize: limit})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 4*limit {
+		t.Errorf("allocated %d bytes for a %d-byte limit", grown, limit)
+	}
+}
+
+// sourceLen: what is left of a bytes.Reader, strings.Reader or regular file read from where
+// it stands, never more than the limit lets through; nothing for a pipe or a plain reader.
+func TestSourceLen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Seek(100, io.SeekStart)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	for _, tt := range []struct {
+		name  string
+		r     io.Reader
+		limit int64
+		want  int // -1: no length
+	}{
+		{"file from 100", f, 5000, 900},
+		{"file over the limit", f, 300, 300},
+		{"strings.Reader", strings.NewReader("abcdef"), 5000, 6},
+		{"strings.Reader over the limit", strings.NewReader("abcdef"), 4, 4},
+		{"pipe", pr, 5000, -1},
+		{"plain reader", struct{ io.Reader }{strings.NewReader("abc")}, 5000, -1},
+	} {
+		lr := &limitReader{r: tt.r, n: tt.limit}
+		got := -1
+		if l := sourceLen(tt.r, lr); l != nil {
+			got = l()
+		}
+		if got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	// Read through the limit, the file's length goes down with what is read.
+	lr := &limitReader{r: f, n: 5000}
+	l := sourceLen(f, lr)
+	io.CopyN(io.Discard, lr, 250)
+	if got := l(); got != 650 {
+		t.Errorf("after 250 bytes: %d, want 650", got)
 	}
 }
