@@ -264,13 +264,13 @@ func (f *fakeANS) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // (the extraction gives a liberal practice's name and address), and the FHIR backend derives
 // the département from the postal code (the generated column keeps its first two characters).
 func TestFHIRDifferential(t *testing.T) {
-	x := loadText(t, genText(t, 1500))
+	x := loadText(t, genText(t, 900))
 	all := allEntries(t, x)
 	var qs []Query
 	for _, p := range []string{"10", "21", "40", "50", "60", "70", "80", "91", "99"} {
 		qs = append(qs, Query{Profession: p}, Query{Profession: p, Type: PER, Limit: 37})
 	}
-	for i := 0; i < len(all); i += 23 {
+	for i := 0; i < len(all); i += 29 {
 		e := all[i]
 		if e.Structure.ID != "" {
 			qs = append(qs, Query{StructureID: e.Structure.ID}, Query{StructureID: e.Structure.ID[1:], StructureIDType: e.Structure.IDType})
@@ -322,8 +322,12 @@ func TestFHIRDifferential(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			nonEmpty, fewer := 0, 0
+			ran, nonEmpty, fewer := 0, 0, 0
 			for _, q := range qs {
+				if !tt.v1Roles && q.Profession == "" {
+					continue // the same on every server
+				}
+				ran++
 				want, err1 := search(x, q)
 				got, err2 := search(f, q)
 				if err1 != nil || err2 != nil {
@@ -352,13 +356,13 @@ func TestFHIRDifferential(t *testing.T) {
 				}
 				t.Fatalf("%+v:\nFHIR       %d entries %s\nextraction %d entries %s", q, len(got), modelled(got), len(want), modelled(want))
 			}
-			if nonEmpty < len(qs)/2 {
-				t.Errorf("only %d of %d queries have answers", nonEmpty, len(qs))
+			if nonEmpty < ran*2/3 {
+				t.Errorf("only %d of %d queries have answers", nonEmpty, ran)
 			}
 			if !tt.v1Roles && !tt.scan && fewer == 0 {
 				t.Error("the role parameter on a fhir/v2 server lost no entry: the fake does not model fhir/v2")
 			}
-			t.Logf("%d queries, %d with answers, %d with fewer entries", len(qs), nonEmpty, fewer)
+			t.Logf("%d queries, %d with answers, %d with fewer entries", ran, nonEmpty, fewer)
 		})
 	}
 }
