@@ -78,9 +78,9 @@ type FHIROptions struct {
 // refused (ErrUnsupported): Organization BALs hold no person.
 //
 // PractitionerRole searches ask for _include=PractitionerRole:practitioner and
-// PractitionerRole:organization: the names, the national identifier and the profession of a
-// PractitionerRole's BAL come from the Practitioner its practitioner element references, its
-// structure from the referenced Organization (by literal reference or by identifier, never
+// PractitionerRole:organization: the names, the national identifier and (when the role has
+// none) the profession of a PractitionerRole's BAL come from the Practitioner its practitioner
+// element references, its structure from the referenced Organization (by literal reference or by identifier, never
 // by position). When that resource is missing from the Bundle, or more than one matches, the
 // entry goes without rather than with another's. Included resources are never results. An
 // RPPS or NationalID reaches PractitionerRole as practitioner=Practitioner/id references, a
