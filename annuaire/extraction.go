@@ -704,20 +704,16 @@ func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit i
 		}
 		return strings.Compare(n.key, k)
 	})
-	// The names with the prefix run to end: the page is at most that long, allocated once.
-	end := i + sort.Search(len(x.names)-i, func(j int) bool { return !strings.HasPrefix(x.names[i+j].key, key) })
+	has := func(j int) bool { return j < len(x.names) && strings.HasPrefix(x.names[j].key, key) }
 	r := &Result{}
 	skipped := 0
-	for ; i < end; i++ {
+	for ; has(i); i++ {
 		if i%4096 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		n := &x.names[i]
-		f := x.fields(n.line)
-		if !q.matchesFields(&f) {
-			continue
-		}
-		e := f.Entry()
+		var e Entry
+		x.entryOf(x.starts[n.line], int(n.line), &e) // from the line's record: the line is not read
 		if !q.matches(&e, n.key) {
 			continue
 		}
@@ -730,7 +726,14 @@ func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit i
 			break
 		}
 		if r.Entries == nil {
-			r.Entries = make([]Entry, 0, min(limit, end-i))
+			// The page is at most limit long, or as long as the names with the prefix from here:
+			// allocated once. Looking at the limit-th name first spares a binary search over the
+			// rest of the index (some 20 memory reads at random).
+			size := limit
+			if !has(i + limit - 1) {
+				size = sort.Search(limit, func(j int) bool { return !has(i + j) })
+			}
+			r.Entries = make([]Entry, 0, size)
 		}
 		r.Entries = append(r.Entries, e)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -20,8 +21,8 @@ import (
 
 // sample reads the address and the name key of every (lines/n)-th data line of file: n lines
 // spread over the whole file, as a relay's recipients would be. The addresses are the caller's
-// own small strings, not the index's memory (reading them would fetch the very line a lookup is
-// about to read).
+// own strings, not the index's memory (reading them would fetch the very line a lookup is about
+// to read).
 func sample(file string, lines, n int) (addrs, prefixes []string) {
 	r, err := annuaire.OpenFile(file)
 	if err != nil {
@@ -43,7 +44,7 @@ func sample(file string, lines, n int) (addrs, prefixes []string) {
 		if e.Address == "" {
 			continue
 		}
-		addrs = append(addrs, strings.Clone(e.Address)) // not the whole line's memory
+		addrs = append(addrs, e.Address)
 		if k := annuaire.NameKey(&e); len(k) >= 4 {
 			prefixes = append(prefixes, k[:4])
 		}
@@ -51,7 +52,21 @@ func sample(file string, lines, n int) (addrs, prefixes []string) {
 	if err := sc.Err(); err != nil || len(addrs) == 0 {
 		panic(fmt.Sprint("sampling the file: ", err))
 	}
+	// In random order, as recipients come; each set of strings in one block of memory, as a
+	// caller's own would be (clones made among the lines read would each be in a page of its
+	// own, and reading them would cost a miss of their own).
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	compact(addrs)
+	compact(prefixes)
 	return addrs, prefixes
+}
+
+// compact moves the strings of s into one block of memory.
+func compact(s []string) {
+	all := strings.Join(s, "")
+	for i, v := range s {
+		s[i], all = all[:len(v)], all[len(v):]
+	}
 }
 
 func main() {
