@@ -93,13 +93,17 @@ func (m *Incoming) readMessageID() error {
 
 // parse reads the message with mssante.ReadMessage, then its XDM archive.
 func (m *Incoming) parse(maxSize int64) {
-	r, err := m.Open()
-	if err != nil {
-		m.ParseError = err
-		return
+	var src io.Reader = bytes.NewReader(m.data) // read in place by ReadMessage
+	if m.path != "" {
+		f, err := os.Open(m.path) // an *os.File tells its size to ReadMessage
+		if err != nil {
+			m.ParseError = err
+			return
+		}
+		defer f.Close()
+		src = f
 	}
-	defer r.Close()
-	msg, err := mssante.ReadMessage(r, &mssante.ReadOptions{MaxSize: maxSize})
+	msg, err := mssante.ReadMessage(src, &mssante.ReadOptions{MaxSize: maxSize})
 	if err != nil {
 		m.ParseError = err
 		return

@@ -346,3 +346,28 @@ func ExampleParseDispositionNotification() {
 	fmt.Println(n.Type, n.OriginalMessageID, n.FinalRecipient)
 	// Output: processed 42@hopital.test clinique-as2
 }
+
+// TestReadSignedMDN: a signed report (multipart/signed around the multipart/report, libas2's
+// signed MDN given the mail headers AS2 leaves out) reads as an MDN; the same report inside a
+// multipart/mixed (a forwarded report) does not make the mail a report.
+func TestReadSignedMDN(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "mdn-libas2-signed.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail := append([]byte("From: <as2@clinique.test.mssante.fr>\r\nTo: <as2@hopital.test.mssante.fr>\r\n"), raw...)
+	m, err := ReadMessage(bytes.NewReader(mail), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Kind != KindMDN || m.MDN == nil || m.MDN.Type != "processed" || m.MDN.OriginalMessageID != "c4c4b642-97b7-e606-6641-838483a07f44@vm" {
+		t.Fatalf("kind %v, MDN %+v", m.Kind, m.MDN)
+	}
+	if len(m.Attachments) != 1 || m.Attachments[0].ContentType != "application/pkcs7-signature" {
+		t.Fatalf("attachments %+v", m.Attachments)
+	}
+	swapped := bytes.Replace(mail, []byte("multipart/signed;"), []byte("multipart/mixed;"), 1)
+	if m, err := ReadMessage(bytes.NewReader(swapped), nil); err != nil || m.Kind != KindOrdinary {
+		t.Fatalf("multipart/mixed around a report: kind %v, %v", m.Kind, err)
+	}
+}

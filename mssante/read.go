@@ -96,7 +96,9 @@ const KOSubjectPrefix = "[KO Intégration système !]"
 // MaxSize bytes, the top header to MaxHeaderBytes, the parts to MaxParts and the nesting to
 // MaxDepth. Bodies are decoded (transfer encoding and charset); the XDM archive, PDF copies
 // and other attachments are kept as bytes. Kind tells ordinary mail, DSN, MDN and
-// integration error mail apart; DSN and MDN are parsed into m.DSN and m.MDN.
+// integration error mail apart; DSN and MDN are parsed into m.DSN and m.MDN. A report
+// wrapped in multipart/signed (RFC 1847, as AS2 software signs MDNs) is recognised too; its
+// signature is kept as an attachment and not verified.
 //
 // A *bytes.Reader or *bytes.Buffer is read without copying its bytes into a buffer: large
 // bodies are decoded straight from them (they are not modified). Other readers are
@@ -363,6 +365,7 @@ type reader struct {
 	m         *Message
 	parts     int
 	report    string // report-type of the top multipart/report
+	signed    bool   // the top is multipart/signed (RFC 1847): its first part may be the report
 	dsnFields []byte
 	mdnFields []byte
 }
@@ -387,9 +390,12 @@ func (rd *reader) walk(th textproto.Header, body io.Reader, depth int) error {
 		if params["boundary"] == "" {
 			return fmt.Errorf("%w: multipart without boundary", ErrMalformed)
 		}
-		if depth == 0 && mt == "multipart/report" {
+		// The report is the top multipart/report, or the first part of a top multipart/signed
+		// (a signed MDN, as AS2 software sends; the signature is not verified here).
+		if mt == "multipart/report" && (depth == 0 || depth == 1 && rd.signed && rd.parts == 2) {
 			rd.report = strings.ToLower(params["report-type"])
 		}
+		rd.signed = rd.signed || depth == 0 && mt == "multipart/signed"
 		mr, err := newMultipartReader(body, params["boundary"])
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
