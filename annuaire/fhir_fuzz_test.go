@@ -12,29 +12,14 @@ import (
 // PractitionerRoles only (never from an included resource) and a person's name comes from
 // an included Practitioner that the PractitionerRole references.
 func FuzzFHIRIncludes(f *testing.F) {
-	for _, name := range []string{"practitionerrole.json", "practitioner-page1.json"} {
-		b, err := os.ReadFile("testdata/fhir/" + name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
 	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"PractitionerRole","practitioner":{"reference":"Practitioner/a/_history/"},
 "telecom":[{"system":"email","value":"x@y","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
 {"search":{"mode":"include"},"resource":{"resourceType":"Practitioner","id":"a","name":[{"family":"A"}]}}]}`))
-	fh, err := NewFHIR(&FHIROptions{BaseURL: "https://fhir.example/fhir/v2"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var b fhirBundle
-		if json.Unmarshal(body, &b) != nil {
-			return
-		}
+	fuzzBundles(f, []string{"practitionerrole.json", "practitioner-page1.json"}, func(t *testing.T, fh *FHIR, b *fhirBundle) {
 		b.searched = "PractitionerRole"
 		q := Query{}
 		q.check()
-		for _, e := range fh.bundleEntries(&b, &q) {
+		for _, e := range fh.bundleEntries(b, &q) {
 			ok := false
 			for _, be := range b.Entry {
 				r := &be.Resource
@@ -42,7 +27,7 @@ func FuzzFHIRIncludes(f *testing.F) {
 					!slices.ContainsFunc(r.Telecom, func(tc fhirTelecom) bool { return tc.Value == e.Address }) {
 					continue
 				}
-				ok = ok || e.Person.LastName == "" || namedBy(&b, r.Practitioner, e.Person.LastName)
+				ok = ok || e.Person.LastName == "" || namedBy(b, r.Practitioner, e.Person.LastName)
 			}
 			if !ok {
 				t.Fatalf("entry %q (name %q) comes from no PractitionerRole that references a Practitioner of that name", e.Address, e.Person.LastName)
@@ -74,4 +59,27 @@ func namedBy(b *fhirBundle, ref *fhirReference, family string) bool {
 		}
 	}
 	return false
+}
+
+// fuzzBundles fuzzes check over the FHIR Bundles that decode, seeded with the named fixtures
+// of testdata/fhir (and what f already holds).
+func fuzzBundles(f *testing.F, fixtures []string, check func(t *testing.T, fh *FHIR, b *fhirBundle)) {
+	for _, name := range fixtures {
+		b, err := os.ReadFile("testdata/fhir/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	fh, err := NewFHIR(&FHIROptions{BaseURL: "https://fhir.example/fhir/v2"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var b fhirBundle
+		if json.Unmarshal(body, &b) != nil {
+			return
+		}
+		check(t, fh, &b)
+	})
 }

@@ -2,8 +2,6 @@ package annuaire
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,23 +75,8 @@ func FuzzLoad(f *testing.F) {
 // FuzzFHIRBundle: any answer of the FHIR API either fails to decode or yields entries that
 // are MSSanté BALs with an address, none flagged listeRouge.
 func FuzzFHIRBundle(f *testing.F) {
-	for _, name := range []string{"practitioner-page1.json", "practitioner-page2.json", "practitionerrole.json", "organization.json"} {
-		b, err := os.ReadFile("testdata/fhir/" + name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
 	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Organization","name":["x"],"_line":[null]}}]}`))
-	fh, err := NewFHIR(&FHIROptions{BaseURL: "https://fhir.example/fhir/v2"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var b fhirBundle
-		if json.Unmarshal(body, &b) != nil {
-			return
-		}
+	fuzzBundles(f, []string{"practitioner-page1.json", "practitioner-page2.json", "practitionerrole.json", "organization.json"}, func(t *testing.T, fh *FHIR, b *fhirBundle) {
 		published := map[string]bool{} // addresses of telecoms not flagged listeRouge
 		for _, be := range b.Entry {
 			for _, tc := range be.Resource.Telecom {
@@ -112,12 +95,12 @@ func FuzzFHIRBundle(f *testing.F) {
 		}
 		q := Query{}
 		q.check()
-		for _, e := range fh.bundleEntries(&b, &q) {
+		for _, e := range fh.bundleEntries(b, &q) {
 			if e.Address == "" || !published[e.Address] {
 				t.Fatalf("returned %q: empty or flagged listeRouge", e.Address)
 			}
 		}
-		fh.nextLink(&b)
+		fh.nextLink(b)
 	})
 }
 

@@ -60,13 +60,11 @@ func stripRoutes(v string) string {
 	var b strings.Builder
 	var l addrLex
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '\\' && i+1 < len(v) {
-			b.WriteByte(c)
-			b.WriteByte(v[i+1])
+		if copyEscape(&b, v, i) {
 			i++
 			continue
 		}
+		c := v[i]
 		free := l.free(c)
 		b.WriteByte(c)
 		if free || c != '<' || !l.angle {
@@ -142,6 +140,16 @@ func (l *addrLex) free(c byte) bool {
 	return false
 }
 
+// copyEscape writes the quoted pair at v[i] (a backslash and the byte after it) to b and
+// reports whether there was one.
+func copyEscape(b *strings.Builder, v string, i int) bool {
+	if v[i] != '\\' || i+1 >= len(v) {
+		return false
+	}
+	b.WriteString(v[i : i+2])
+	return true
+}
+
 // hasGroup reports whether an address header uses the group syntax "name: a, b;" (RFC 5322
 // §3.4), which the envelope must show with group start and end markers (RFC 3501 §7.4.2).
 func hasGroup(v string) bool {
@@ -182,13 +190,11 @@ func groupAddresses(v string) []imap.Address {
 	var l addrLex
 	inGroup := false
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '\\' && i+1 < len(v) {
-			cur.WriteByte(c)
-			cur.WriteByte(v[i+1])
+		if copyEscape(&cur, v, i) {
 			i++
 			continue
 		}
+		c := v[i]
 		if l.free(c) && !l.angle {
 			switch {
 			case c == ':' && !inGroup:
