@@ -434,14 +434,6 @@ func (s span) in(data string) string {
 	return v
 }
 
-func hasUpperASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
-		}
-	}
-	return false
-}
 
 // Len returns the number of data lines.
 func (x *Extraction) Len() int { return len(x.starts) }

@@ -1,6 +1,7 @@
 package annuaire
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -127,12 +128,19 @@ func lineAddress(data string, at uint32) string {
 	return strings.TrimSpace(line[:strings.IndexByte(line, '|')])
 }
 
-// equalFoldASCII reports whether a and b are equal, ignoring the case of ASCII letters.
+// equalFoldASCII reports whether a and b are equal, ignoring the case of ASCII letters. It
+// compares eight bytes at a time, lower-casing a word only when it differs.
 func equalFoldASCII(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for i := 0; i < len(a); i++ {
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		if v, w := word(a, i), word(b, i); v != w && lowerWord(v) != lowerWord(w) {
+			return false
+		}
+	}
+	for ; i < len(a); i++ {
 		c, d := a[i], b[i]
 		if c == d {
 			continue
@@ -149,3 +157,37 @@ func equalFoldASCII(a, b string) bool {
 	}
 	return true
 }
+
+// hasUpperASCII reports whether s has an ASCII capital letter, eight bytes at a time.
+func hasUpperASCII(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if upperBytes(word(s, i)) != 0 {
+			return true
+		}
+	}
+	for ; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// word returns the eight bytes of s from i, little-endian: i+8 <= len(s).
+func word(s string, i int) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+}
+
+// upperBytes returns the high bit of each byte of w that is an ASCII capital letter. The bytes
+// are added to with their high bit cleared, so no carry crosses a byte.
+func upperBytes(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	low := w &^ highs
+	ge := low + (0x80-'A')*ones  // high bit: the byte is >= 'A'
+	gt := low + (0x7F-'Z')*ones  // high bit: the byte is > 'Z'
+	return ge &^ gt &^ w & highs // and the byte is ASCII
+}
+
+// lowerWord lower-cases the ASCII capital letters of w ('A' + 0x20 is 'a'; 0x80 >> 2 is 0x20).
+func lowerWord(w uint64) uint64 { return w | upperBytes(w)>>2 }

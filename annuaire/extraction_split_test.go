@@ -187,3 +187,29 @@ func TestLookupSpacedAddress(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEqualFoldASCII checks the eight-bytes-at-a-time address comparison and capital-letter
+// test against byte-by-byte references, on any bytes (the high bit set too: no carry may cross
+// a byte).
+func FuzzEqualFoldASCII(f *testing.F) {
+	f.Add("Jean.Dupont@Medecin.MSSante.fr", "jean.dupont@medecin.mssante.fr")
+	f.Add("@[`{\x80\xc1\xdaZ", "@[`{\x80\xe1\xfaz")
+	f.Add("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		lower := func(s string) string {
+			r := []byte(s)
+			for i, c := range r {
+				if 'A' <= c && c <= 'Z' {
+					r[i] = c + 'a' - 'A'
+				}
+			}
+			return string(r)
+		}
+		if got, want := equalFoldASCII(a, b), lower(a) == lower(b); got != want {
+			t.Errorf("equalFoldASCII(%q, %q) = %v, want %v", a, b, got, want)
+		}
+		if got, want := hasUpperASCII(a), lower(a) != a; got != want {
+			t.Errorf("hasUpperASCII(%q) = %v, want %v", a, got, want)
+		}
+	})
+}

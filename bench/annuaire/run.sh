@@ -7,8 +7,9 @@
 #   - address lookup (Extraction.Lookup, full entry): goal <= 200 ns (wall, and CPU time, which
 #     is what a lookup costs when other processes share the cores); and the existence and BAL
 #     type check of a recipient (Extraction.TypeOf), the index alone, no entry built. Both over
-#     20,000 addresses spread over the file, 50 rounds, after a garbage collection;
-#   - name-prefix search (4 letters, limit 20), median: goal <= 20 us.
+#     the addresses of 20,000 lines spread over the file (every 26th), in random order, 50
+#     rounds, after a garbage collection;
+#   - name-prefix search (4 letters of the names of those lines, limit 20), median: goal <= 20 us.
 # Medians of RUNS runs (default 5), ours and awk's alternating. Usage: bench/annuaire/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
