@@ -434,7 +434,6 @@ func (s span) in(data string) string {
 	return v
 }
 
-
 // Len returns the number of data lines.
 func (x *Extraction) Len() int { return len(x.starts) }
 
