@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -609,22 +610,56 @@ func writeAttachment(mw *textproto.MultipartWriter, name, contentType string, da
 }
 
 // writeBase64 writes data in base64 lines of 76 characters with CRLF. It encodes whole blocks of
-// lines at once: go-message's streaming encoder writes line by line and costs about twice as
-// much (see BenchmarkCompose).
+// lines at once (go-message's streaming encoder writes line by line and costs about twice as
+// much), the full lines with encodeQuanta, the last one with encoding/base64 for its padding.
 func writeBase64(w io.Writer, data []byte) error {
-	const lineIn, lines = 57, 1024
-	buf := make([]byte, 0, lines*78)
+	const lineIn, lineOut, lines = 57, 76, 1024
+	buf := make([]byte, lines*(lineOut+2))
 	for len(data) > 0 {
-		buf = buf[:0]
+		n := 0
 		for i := 0; i < lines && len(data) > 0; i++ {
-			n := min(lineIn, len(data))
-			buf = base64.StdEncoding.AppendEncode(buf, data[:n])
-			buf = append(buf, '\r', '\n')
-			data = data[n:]
+			if len(data) < lineIn {
+				n += len(base64.StdEncoding.AppendEncode(buf[n:n], data)) // in place: buf has room
+				data = data[len(data):]
+			} else {
+				encodeQuanta(buf[n:n+lineOut], data[:lineIn])
+				n += lineOut
+				data = data[lineIn:]
+			}
+			buf[n], buf[n+1] = '\r', '\n'
+			n += 2
 		}
-		if _, err := w.Write(buf); err != nil {
+		if _, err := w.Write(buf[:n]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// pairTable[v] is the two base64 characters (standard alphabet) of the 12 bits v, the first
+// in the high byte.
+var pairTable = func() (t [4096]uint16) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for v := range t {
+		t[v] = uint16(alphabet[v>>6])<<8 | uint16(alphabet[v&63])
+	}
+	return t
+}()
+
+// encodeQuanta encodes src, whole groups of 3 bytes, into d, which holds len(src)/3*4
+// characters: what base64.StdEncoding.Encode writes, in about half the time (two lookups in
+// 8 KB of table per group instead of four; TestEncodeQuanta checks it against the stdlib).
+func encodeQuanta(d, src []byte) {
+	t := &pairTable
+	for len(src) >= 8 && len(d) >= 8 { // 6 bytes at a time, read as 8
+		x := binary.BigEndian.Uint64(src) >> 16
+		binary.BigEndian.PutUint64(d, uint64(t[x>>36&0xfff])<<48|uint64(t[x>>24&0xfff])<<32|uint64(t[x>>12&0xfff])<<16|uint64(t[x&0xfff]))
+		src, d = src[6:], d[8:]
+	}
+	for len(src) >= 3 && len(d) >= 4 {
+		x := uint(src[0])<<16 | uint(src[1])<<8 | uint(src[2])
+		binary.BigEndian.PutUint16(d, t[x>>12])
+		binary.BigEndian.PutUint16(d[2:], t[x&0xfff])
+		src, d = src[3:], d[4:]
+	}
 }

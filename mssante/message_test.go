@@ -2,6 +2,7 @@ package mssante
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"math/rand"
@@ -315,4 +316,49 @@ func TestRoundTrip(t *testing.T) {
 	check("WantMDN", got.WantMDN, false)
 	check("HTML", got.HTML, "")
 	check("Text", got.Text, m.Text)
+}
+
+// TestEncodeQuanta: writeBase64 (encodeQuanta for full lines) writes exactly what
+// encoding/base64 gives, cut in lines of 76 characters with CRLF, for every length over a few
+// lines and for every byte value at every place of a group.
+func TestEncodeQuanta(t *testing.T) {
+	want := func(data []byte) string {
+		enc := base64.StdEncoding.EncodeToString(data)
+		var b strings.Builder
+		for len(enc) > 0 {
+			n := min(76, len(enc))
+			b.WriteString(enc[:n] + "\r\n")
+			enc = enc[n:]
+		}
+		return b.String()
+	}
+	rnd := rand.New(rand.NewSource(4))
+	data := make([]byte, 57*1024*2+300)
+	rnd.Read(data)
+	for _, n := range append([]int{57 * 1024, 57*1024 + 1, 57 * 2048, len(data)}, func() (l []int) {
+		for n := range 400 {
+			l = append(l, n)
+		}
+		return l
+	}()...) {
+		var b bytes.Buffer
+		if err := writeBase64(&b, data[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != want(data[:n]) {
+			t.Fatalf("length %d: writeBase64 differs from encoding/base64", n)
+		}
+	}
+	for c := range 256 {
+		for pos := range 6 {
+			src := make([]byte, 6)
+			rnd.Read(src)
+			src[pos] = byte(c)
+			d := make([]byte, 8)
+			encodeQuanta(d, src)
+			if w := base64.StdEncoding.EncodeToString(src); string(d) != w {
+				t.Fatalf("byte %#x at %d: %q, want %q", c, pos, d, w)
+			}
+		}
+	}
 }
