@@ -245,9 +245,12 @@ func (e *Entry) finish() {
 	}
 }
 
-// typeName is codeToName, with a fast path for the usual value: a one-byte code.
+// typeName is codeToName, with fast paths for the usual values: empty, or a one-byte code.
 func typeName(table [][2]string, s string) string {
-	if len(s) == 1 {
+	switch len(s) {
+	case 0:
+		return s
+	case 1:
 		for _, p := range table {
 			if len(p[0]) == 1 && p[0][0] == s[0] {
 				return p[1]
