@@ -196,6 +196,24 @@ func loadSized(r io.Reader, hint int64, opts *LoadOptions) (*Extraction, error) 
 	return index(unsafe.String(unsafe.SliceData(b), len(b)))
 }
 
+// hugeSlice returns n zero Ts (a type without pointers, whose size divides 2 MB) for a table
+// read at random, such as the address slots and the line records: their memory starts on a 2 MB
+// boundary and is advised to be backed by huge pages (see adviseHugePages), so that none of it
+// is left on small pages at an unaligned start. It allocates up to 2 MB more, never touched.
+func hugeSlice[T any](n int) []T {
+	const huge = 2 << 20
+	var zero T
+	size := int(unsafe.Sizeof(zero))
+	if n*size < huge {
+		return make([]T, n)
+	}
+	s := make([]T, n+huge/size)
+	skip := (huge - int(uintptr(unsafe.Pointer(unsafe.SliceData(s))))%huge) % huge / size
+	s = s[skip : skip+n : skip+n]
+	adviseHugePages(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), n*size))
+	return s
+}
+
 // chunk is what one goroutine extracts from a part of the file, into its window of the
 // shared arrays.
 type chunk struct {
@@ -244,9 +262,8 @@ func index(data string) (*Extraction, error) {
 	for _, c := range counts {
 		total += c
 	}
-	x := &Extraction{data: data, starts: make([]uint32, total), records: make([]lineRecord, total),
+	x := &Extraction{data: data, starts: make([]uint32, total), records: hugeSlice[lineRecord](total),
 		names: make([]nameRef, total)}
-	adviseHugePages(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x.records))), total*len(lineRecord{}))) // read at random too
 	ids, strus := make([]span, total), make([]span, total)
 	base := 0
 	for i := range chunks {

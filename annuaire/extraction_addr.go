@@ -36,8 +36,7 @@ func (x *Extraction) indexAddresses() {
 	for size*3 < len(x.starts)*4 { // at most 3/4 full
 		size <<= 1
 	}
-	x.addrSlots = make([]uint64, size)
-	adviseHugePages(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x.addrSlots))), size*8))
+	x.addrSlots = hugeSlice[uint64](size)
 	x.addrSeed = maphash.MakeSeed()
 	for i, at := range x.starts {
 		a := lineAddress(x.data, at)

@@ -63,16 +63,19 @@ func TestEntryAtTrims(t *testing.T) {
 		line(map[Column]string{ColAddress: "z@b.fr", ColService: "}", ColStructureName: strings.Repeat("CENTRE HOSPITALIER ", 20)}) + "|",
 		line(map[Column]string{ColType: " ORG", ColAddress: "w@b.fr", ColPPIDType: "8", ColPPID: "10000000001", ColDematerialisation: " O "}),
 		line(map[Column]string{ColAddress: "v@b.fr"}),
+		line(map[Column]string{ColAddress: "u@b.fr", ColFirstName: "Zoé", ColLastName: "ANDRÉ", ColService: "Maternité\u00a0"}),
+		line(map[Column]string{ColAddress: "t@b.fr", ColFirstName: "Zoé", ColLastName: "ANDRÉ", ColService: "Maternité"}),
 	}
 	x := loadText(t, HeaderLine+"\r\n"+strings.Join(lines, "\r\n"))
 	checkIndex(t, x)
-	for i, want := range []byte{recordTrim, recordTrim, recordLong, recordTrim, 0} {
+	for i, want := range []byte{recordTrim, recordTrim, recordLong, recordTrim, 0, recordTrim, 0} {
 		if got := x.records[i][0]; got != want {
 			t.Errorf("line %d: record flags %d, want %d", i, got, want)
 		}
 	}
 	for _, c := range []struct{ addr, first, last, country string }{
 		{"x@b.fr", "Zoé", "DUPONT", "FRANCE"}, {"y@b.fr", "Zoé", "ANDRÉ", "FRANCE"}, {"v@b.fr", "", "", ""},
+		{"u@b.fr", "Zoé", "ANDRÉ", ""}, {"t@b.fr", "Zoé", "ANDRÉ", ""},
 	} {
 		es := x.Lookup(nil, c.addr)
 		if len(es) != 1 || es[0].Person.FirstName != c.first || es[0].Person.LastName != c.last || es[0].Postal.Country != c.country {
