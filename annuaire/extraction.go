@@ -515,7 +515,7 @@ func (x *Extraction) TypeOf(address string) (BALType, bool) {
 // the line itself is not read (but for its first bytes, which Lookup compared with the address).
 // A line index of noLine or more, or a line too long for a record, is cut by entryAt.
 func (x *Extraction) entryOf(at uint32, i int, e *Entry) {
-	if i >= len(x.records) || x.records[i][0]&recordLong != 0 {
+	if i >= noLine || x.records[i][0]&recordLong != 0 {
 		x.entryAt(at, e)
 		return
 	}
