@@ -84,7 +84,7 @@ type lineRecord [32]byte
 
 const (
 	recordLong = 1 << iota // a field starts past byte 255 of the line: cut the line instead
-	recordTrim             // some value starts or ends with a byte that is not plain
+	recordTrim             // some value has spaces to trim
 )
 
 // recordOf builds the record of a line whose fields are f, as split cut them: consecutive
