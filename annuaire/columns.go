@@ -236,13 +236,11 @@ var entryColumns = func() (offsets [NumColumns]uintptr) {
 // identifier types from codes to names, the Dématérialisation flag from its column, a national
 // identifier derived when the line has none.
 func (e *Entry) finish() {
-	e.Person.IDType = typeName(ppIDTypes, e.Person.IDType)
-	e.Structure.IDType = typeName(structureIDTypes, e.Structure.IDType)
-	e.Dematerialisation = parseFlag(e.Description)
-	e.Description = ""
-	if e.Person.NationalID == "" && e.Person.ID != "" {
-		e.Person.NationalID = nationalIDOf(e.Person.IDType, e.Person.ID)
+	flags := byte(3<<recordPPShift | 7<<recordStructShift) // both types read from their strings
+	if parseFlag(e.Description) {
+		flags |= recordDemat
 	}
+	e.finishFrom(flags)
 }
 
 // typeName is codeToName, with fast paths for the usual values: empty, or a one-byte code.

@@ -524,7 +524,7 @@ func (x *Extraction) entryOf(at uint32, i int, e *Entry) {
 	if r[0]&recordTrim != 0 {
 		e.trimStrings()
 	}
-	e.finish()
+	e.finishFrom(r[0])
 }
 
 // entryAt fills *e (every field) from the line that starts at byte at of data, which it cuts.

@@ -78,13 +78,19 @@ func (s *fieldStarts) plain(data string, at uint32) bool {
 // lineRecord is what the index keeps of a line so that Lookup builds its entry without reading
 // the line (the strings of the entry point into it): where its fields start, [k] for field k
 // from 1 to 31 as in [fieldStarts], relative to the line's start, when they all fit in a byte
-// (the real lines are about 165 bytes long), and in [0] recordLong when not, recordTrim when a
-// value has spaces to trim. 32 bytes a line: 17 MB for the real file.
+// (the real lines are about 165 bytes long), and in [0] flags: recordLong when they do not,
+// recordTrim when a value has spaces to trim, and what [Entry.finish] would read of the line
+// (the Dématérialisation flag, the two identifier types as indexes in their tables). 32 bytes a
+// line: 17 MB for the real file.
 type lineRecord [32]byte
 
 const (
-	recordLong = 1 << iota // a field starts past byte 255 of the line: cut the line instead
-	recordTrim             // some value has spaces to trim
+	recordLong  = 1 << iota // a field starts past byte 255 of the line: cut the line instead
+	recordTrim              // some value has spaces to trim
+	recordDemat             // the Dématérialisation column says yes
+
+	recordPPShift     = 3 // 2 bits: 0 empty, 1+i ppIDTypes[i], 3 another value (read it)
+	recordStructShift = 5 // 3 bits: 0 empty, 1+i structureIDTypes[i], 7 another value
 )
 
 // recordOf builds the record of a line whose fields are f, as split cut them: consecutive
@@ -100,7 +106,47 @@ func recordOf(f *Fields) (r lineRecord) {
 		}
 		r[k+1] = byte(start)
 	}
+	if parseFlag(trim(f[ColDematerialisation])) {
+		r[0] |= recordDemat
+	}
+	r[0] |= typeIndex(ppIDTypes, trim(f[ColPPIDType]), 3)<<recordPPShift |
+		typeIndex(structureIDTypes, trim(f[ColStructureIDType]), 7)<<recordStructShift
 	return r
+}
+
+// typeIndex is 0 for an empty s, 1+i when s is the code or name of table[i] (and i+1 < other),
+// else other: the identifier type of a lineRecord.
+func typeIndex(table [][2]string, s string, other byte) byte {
+	if s == "" {
+		return 0
+	}
+	for i, p := range table {
+		if (s == p[0] || s == p[1]) && byte(i+1) < other {
+			return byte(i + 1)
+		}
+	}
+	return other
+}
+
+// finishFrom is [Entry.finish] for an entry set from a line record with flags: what finish reads
+// of the line comes from the flags, but for an identifier type outside the tables and a
+// national identifier to derive.
+func (e *Entry) finishFrom(flags byte) {
+	if i := flags >> recordPPShift & 3; i == 3 {
+		e.Person.IDType = typeName(ppIDTypes, e.Person.IDType)
+	} else if i > 0 {
+		e.Person.IDType = ppIDTypes[i-1][1]
+	}
+	if i := flags >> recordStructShift & 7; i == 7 {
+		e.Structure.IDType = typeName(structureIDTypes, e.Structure.IDType)
+	} else if i > 0 {
+		e.Structure.IDType = structureIDTypes[i-1][1]
+	}
+	e.Dematerialisation = flags&recordDemat != 0
+	e.Description = ""
+	if e.Person.NationalID == "" && e.Person.ID != "" {
+		e.Person.NationalID = nationalIDOf(e.Person.IDType, e.Person.ID)
+	}
 }
 
 // setEntry sets the strings of *e (see [Entry.column]) from the line at line, whose fields start

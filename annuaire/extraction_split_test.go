@@ -65,11 +65,15 @@ func TestEntryAtTrims(t *testing.T) {
 		line(map[Column]string{ColAddress: "v@b.fr"}),
 		line(map[Column]string{ColAddress: "u@b.fr", ColFirstName: "Zoé", ColLastName: "ANDRÉ", ColService: "Maternité\u00a0"}),
 		line(map[Column]string{ColAddress: "t@b.fr", ColFirstName: "Zoé", ColLastName: "ANDRÉ", ColService: "Maternité"}),
+		// identifier types by name, outside the tables, and a flag in another spelling: the
+		// record's flags, or a read of the line, give what finish gives
+		line(map[Column]string{ColAddress: "s@b.fr", ColPPIDType: "RPPS", ColPPID: "10000000001", ColStructureIDType: "9", ColDematerialisation: "oui"}),
+		line(map[Column]string{ColAddress: "r@b.fr", ColPPIDType: "X", ColStructureIDType: "3", ColStructureID: "12345678901234"}),
 	}
 	x := loadText(t, HeaderLine+"\r\n"+strings.Join(lines, "\r\n"))
 	checkIndex(t, x)
-	for i, want := range []byte{recordTrim, recordTrim, recordLong, recordTrim, 0, recordTrim, 0} {
-		if got := x.records[i][0]; got != want {
+	for i, want := range []byte{recordTrim, recordTrim, recordLong, recordTrim, 0, recordTrim, 0, 0, 0} {
+		if got := x.records[i][0] & (recordLong | recordTrim); got != want {
 			t.Errorf("line %d: record flags %d, want %d", i, got, want)
 		}
 	}
