@@ -129,11 +129,7 @@ func TestReadInMemoryMatchesStream(t *testing.T) {
 // The limits hold in memory as streamed: size, header, nesting, parts; a large body cut short
 // or with bad base64 past the buffer is an error.
 func TestReadInMemoryLimits(t *testing.T) {
-	big := make([]byte, 300<<10)
-	rand.New(rand.NewSource(2)).Read(big)
-	m := sampleMessage()
-	m.XDM = big
-	raw := compose(t, m, &ComposeOptions{MaxSize: -1})
+	big, raw := withAttachment(t, 300<<10, 2)
 	cut := raw[:len(raw)-len(raw)/4] // no close delimiter
 	i := bytes.Index(raw, []byte(base64.StdEncoding.EncodeToString(big[57*3600:57*3600+24])))
 	if i < 0 {
@@ -186,11 +182,7 @@ func TestMemWriterRefusesPieces(t *testing.T) {
 
 // Reading a large attachment in memory or streamed allocates a small multiple of it.
 func TestReadMemoryBoundBothPaths(t *testing.T) {
-	data := make([]byte, 4<<20)
-	rand.New(rand.NewSource(3)).Read(data)
-	m := sampleMessage()
-	m.XDM = data
-	raw := compose(t, m, &ComposeOptions{MaxSize: -1})
+	data, raw := withAttachment(t, 4<<20, 3)
 	for src, open := range sources(raw) {
 		ReadMessage(open(), nil) // warm the pools
 		var before, after runtime.MemStats
@@ -216,11 +208,7 @@ func TestReadMemoryBoundBothPaths(t *testing.T) {
 // A regular file tells its size: the attachment is presized as from a bytes.Reader, from
 // where the file is read. The result is the same as streamed.
 func TestReadFromFile(t *testing.T) {
-	data := make([]byte, 4<<20)
-	rand.New(rand.NewSource(4)).Read(data)
-	m := sampleMessage()
-	m.XDM = data
-	raw := compose(t, m, &ComposeOptions{MaxSize: -1})
+	data, raw := withAttachment(t, 4<<20, 4)
 	want, err := ReadMessage(struct{ io.Reader }{bytes.NewReader(raw)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -258,11 +246,8 @@ func TestReadFromFile(t *testing.T) {
 // A source that holds more than MaxSize never makes the presized slice larger than the limit
 // allows: the message is refused having allocated a small multiple of MaxSize.
 func TestReadPresizeWithinMaxSize(t *testing.T) {
-	data := make([]byte, 12<<20)
-	rand.New(rand.NewSource(6)).Read(data)
-	m := sampleMessage()
-	m.XDM = data
-	raw := string(compose(t, m, &ComposeOptions{MaxSize: -1}))
+	_, rawb := withAttachment(t, 12<<20, 6)
+	raw := string(rawb)
 	const limit = 1 << 20
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -16,6 +16,17 @@ import (
 	"testing/iotest"
 )
 
+// withAttachment returns size random bytes (from seed) and a composed message that carries
+// them as its XDM archive, without size limit.
+func withAttachment(t *testing.T, size int, seed int64) (data, raw []byte) {
+	t.Helper()
+	data = make([]byte, size)
+	rand.New(rand.NewSource(seed)).Read(data)
+	m := sampleMessage()
+	m.XDM = data
+	return data, compose(t, m, &ComposeOptions{MaxSize: -1})
+}
+
 // endless is an io.Reader that never ends: prefix, then fill forever.
 type endless struct {
 	prefix []byte
@@ -225,11 +236,7 @@ func TestForwardedMessageIsAnAttachment(t *testing.T) {
 // Reading a message with a large attachment allocates a small multiple of its size: the
 // decoded attachment, pooled decoding blocks and fixed buffers.
 func TestReadMemoryBound(t *testing.T) {
-	data := make([]byte, 4<<20)
-	rand.New(rand.NewSource(3)).Read(data)
-	m := sampleMessage()
-	m.XDM = data
-	raw := compose(t, m, &ComposeOptions{MaxSize: -1})
+	data, raw := withAttachment(t, 4<<20, 3)
 	ReadMessage(bytes.NewReader(raw), nil) // warm the pools
 	var before, after runtime.MemStats
 	runtime.GC()
