@@ -35,6 +35,8 @@ type session struct {
 	// goroutine polls again and then closes the session. After Close, Idle returns at once.
 	pollMu sync.Mutex
 	closed bool
+
+	copyBuf []byte // reused to send message files (FETCH BODY[])
 }
 
 // selected is the client's view of the selected folder: the UIDs in sequence-number order as
@@ -1033,7 +1035,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 				return err
 			}
 			wc := rw.WriteBodySection(bs, size)
-			_, err = io.Copy(wc, io.NewSectionReader(f, 0, size))
+			err = s.copyFile(wc, f, size)
 			if cerr := wc.Close(); err == nil {
 				err = cerr
 			}
@@ -1080,6 +1082,30 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 	}
 	closed = true
 	return rw.Close()
+}
+
+// copyFile writes the size bytes of f to w through the session's buffer (io.Copy would
+// allocate 32 KB for every message).
+func (s *session) copyFile(w io.Writer, f io.ReaderAt, size int64) error {
+	if s.copyBuf == nil {
+		s.copyBuf = make([]byte, 64<<10)
+	}
+	for off := int64(0); off < size; {
+		n, err := f.ReadAt(s.copyBuf[:min(int64(len(s.copyBuf)), size-off)], off)
+		if n > 0 {
+			if _, werr := w.Write(s.copyBuf[:n]); werr != nil {
+				return werr
+			}
+			off += int64(n)
+		}
+		if err != nil && (err != io.EOF || off < size) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // the file is shorter than the index says
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // content opens a message lazily, once, for the items of one FETCH response or one SEARCH.
