@@ -92,8 +92,20 @@ type FHIROptions struct {
 // [FHIROptions.ScanRolesForProfession] says on PractitionerRole; Organizations hold no
 // profession and are not searched. Every entry returned is checked against the query on
 // the client, so a server that ignores a parameter yields fewer entries, never wrong ones.
-// Name is searched on Practitioner only: the IG lists no name parameter nor chain on
-// PractitionerRole.
+// Name is searched on Practitioner (and Organization), never on PractitionerRole: the IG lists
+// no name parameter nor chain there. The Practitioner search asks
+// _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
+// modifying-search-results page): the BALs of an included PractitionerRole (PER or CAB BALs
+// held in a structure) are returned after those of the matched Practitioner its practitioner
+// element references (matched by reference, never by position; a role whose Practitioner
+// is not among the page's results gives nothing), named from it. As a BAL may be on the
+// roles only, that search does not filter Practitioners on their own BALs (mailbox-mss,
+// mailbox-mss-type): it reads every Practitioner of the name, and the type, address and
+// listeRouge are checked on each BAL. Its qualification-code keeps to the Practitioner's
+// profession, so a fhir/v1-shaped role coded with another profession than its
+// Practitioner's is not found by a Name and Profession search. Those role entries carry
+// the structure identifier of a logical organization reference, not the Organization's
+// name nor address: the API lists no include of Organization from a Practitioner search.
 type FHIR struct {
 	opts FHIROptions
 	base *url.URL
@@ -238,6 +250,7 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 				return nil, err
 			}
 			bundle.searched = resource
+			bundle.revRoles = resource == "Practitioner" && q.Name != ""
 			entries := f.bundleEntries(bundle, &q)
 			next, err := f.nextLink(bundle)
 			if err != nil {
@@ -350,13 +363,18 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 			return nil, false
 		}
 	}
+	// A Name search of Practitioners also brings the PractitionerRoles that reference them
+	// (_revinclude, the one the fhir/v2 CapabilityStatement lists for Practitioner): a BAL
+	// may be on a role only, so the Practitioners are not filtered on their own BALs.
+	revRoles := resource == "Practitioner" && q.Name != ""
 	switch {
+	case revRoles:
 	case q.Address != "":
 		v.Set("mailbox-mss:exact", strings.ToLower(q.Address))
 	case q.Type == "":
 		v.Set("mailbox-mss:contains", "@") // resources with at least one BAL
 	}
-	if q.Type != "" {
+	if q.Type != "" && !revRoles {
 		v.Set("mailbox-mss-type", string(q.Type))
 	}
 	if id, ok := q.nationalID(); !ok {
@@ -388,6 +406,9 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 	if resource == "PractitionerRole" {
 		// For names and structures (see bundleEntries).
 		v["_include"] = []string{"PractitionerRole:practitioner", "PractitionerRole:organization"}
+	}
+	if revRoles {
+		v.Set("_revinclude", "PractitionerRole:practitioner")
 	}
 	v.Set("_count", strconv.Itoa(f.opts.PageSize))
 	return v, true
@@ -526,6 +547,9 @@ type (
 		// searched is the resource type of the search (set by Search): entries of another
 		// type are never results. "" accepts the three types.
 		searched string
+		// revRoles says the search asked _revinclude=PractitionerRole:practitioner: the BALs
+		// of the included PractitionerRoles that reference a matched Practitioner are results.
+		revRoles bool
 	}
 	fhirBundleEntry struct {
 		FullURL  string       `json:"fullUrl"`
@@ -601,63 +625,122 @@ type (
 // bundleEntries turns the resources of a Bundle into entries, one per MSSanté BAL, leaving
 // out the BALs flagged listeRouge and those q does not match. Entries of search mode
 // "include" or "outcome", and entries of another type than the one searched, are never
-// results; the Practitioners and Organizations among them complete the PractitionerRoles
-// that reference them.
+// results, with one exception: when b.revRoles, the BALs of an included PractitionerRole
+// whose practitioner reference designates a matched Practitioner follow that
+// Practitioner's own, named from it. The Practitioners and Organizations among the
+// includes complete the PractitionerRoles that reference them.
 func (f *FHIR) bundleEntries(b *fhirBundle, q *Query) []Entry {
 	var out []Entry
 	var inc *fhirIncludes
+	var roles map[*fhirResource][]*fhirResource
+	if b.revRoles {
+		inc = newFHIRIncludes(b)
+		roles = revincludedRoles(b)
+	}
 	for i := range b.Entry {
 		be := &b.Entry[i]
 		r := &be.Resource
-		if be.Search.Mode == "include" || be.Search.Mode == "outcome" ||
-			b.searched != "" && r.ResourceType != b.searched {
+		if !isResult(b, be) {
 			continue
 		}
-		base := resourceEntry(r)
-		var practitioner *fhirResource // whose qualifications give the profession
-		switch r.ResourceType {
-		case "Practitioner":
-			practitioner = r
-		case "PractitionerRole":
+		var p *fhirResource
+		if r.ResourceType == "PractitionerRole" {
 			if inc == nil {
 				inc = newFHIRIncludes(b)
 			}
-			if p := inc.resolve("Practitioner", r.Practitioner); p != nil {
-				if base.Person.ProfessionCode == "" {
-					practitioner = p
-				}
-				fillPerson(&base.Person, resourceEntry(p).Person)
-			}
-			if o := inc.resolve("Organization", r.Organization); o != nil {
-				fillStructure(&base, resourceEntry(o))
-			}
+			p = inc.resolve("Practitioner", r.Practitioner)
 		}
-		if q.Profession != "" && practitioner != nil {
-			preferProfession(&base.Person, practitioner, q.Profession)
-		}
-		for _, t := range r.Telecom {
-			e, ok := mailboxEntry(t, base)
-			if ok && q.matches(&e, NameKey(&e)) {
-				out = append(out, e)
-			}
+		out = appendEntries(out, r, p, inc, q)
+		for _, role := range roles[r] {
+			out = appendEntries(out, role, r, inc, q)
 		}
 	}
 	return out
 }
 
-// fhirIncludes indexes the resources a Bundle carries besides its results: search mode
-// "include", or no mode and another type than the one searched.
+// appendEntries appends the entries of r's BALs that q matches. p is the Practitioner of a
+// PractitionerRole r (nil = unknown); inc gives its Organization.
+func appendEntries(out []Entry, r, p *fhirResource, inc *fhirIncludes, q *Query) []Entry {
+	base := resourceEntry(r)
+	var practitioner *fhirResource // whose qualifications give the profession
+	switch r.ResourceType {
+	case "Practitioner":
+		practitioner = r
+	case "PractitionerRole":
+		if p != nil {
+			if base.Person.ProfessionCode == "" {
+				practitioner = p
+			}
+			fillPerson(&base.Person, resourceEntry(p).Person)
+		}
+		if o := inc.resolve("Organization", r.Organization); o != nil {
+			fillStructure(&base, resourceEntry(o))
+		}
+	}
+	if q.Profession != "" && practitioner != nil {
+		preferProfession(&base.Person, practitioner, q.Profession)
+	}
+	for _, t := range r.Telecom {
+		e, ok := mailboxEntry(t, base)
+		if ok && q.matches(&e, NameKey(&e)) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// isResult reports whether a Bundle entry is a result of the search: not of search mode
+// "include" or "outcome", and of the type searched.
+func isResult(b *fhirBundle, be *fhirBundleEntry) bool {
+	return be.Search.Mode != "include" && be.Search.Mode != "outcome" &&
+		(b.searched == "" || be.Resource.ResourceType == b.searched)
+}
+
+// isIncluded reports whether a Bundle entry is one the search brought besides its results:
+// search mode "include", or no mode and another type than the one searched.
+func isIncluded(b *fhirBundle, be *fhirBundleEntry) bool {
+	return be.Search.Mode == "include" || be.Search.Mode == "" && b.searched != "" && be.Resource.ResourceType != b.searched
+}
+
+// revincludedRoles returns, for each matched Practitioner of a Bundle, the included
+// PractitionerRoles whose practitioner reference designates it (as [fhirIncludes.resolve]
+// does: by reference or identifier, never by position), in Bundle order. A role whose
+// Practitioner is not among the results belongs to none.
+func revincludedRoles(b *fhirBundle) map[*fhirResource][]*fhirResource {
+	matched := newFHIRIndex(b, func(be *fhirBundleEntry) bool {
+		return isResult(b, be) && be.Resource.ResourceType == "Practitioner"
+	})
+	roles := map[*fhirResource][]*fhirResource{}
+	for i := range b.Entry {
+		be := &b.Entry[i]
+		if be.Resource.ResourceType != "PractitionerRole" || !isIncluded(b, be) {
+			continue
+		}
+		if p := matched.resolve("Practitioner", be.Resource.Practitioner); p != nil {
+			roles[p] = append(roles[p], &be.Resource)
+		}
+	}
+	return roles
+}
+
+// fhirIncludes indexes resources of a Bundle by reference: by default those it carries
+// besides its results (see isIncluded).
 type fhirIncludes struct {
 	byRef map[string][]*fhirResource // by "Type/id" and by full URL
 	all   []*fhirResource
 }
 
 func newFHIRIncludes(b *fhirBundle) *fhirIncludes {
+	return newFHIRIndex(b, func(be *fhirBundleEntry) bool { return isIncluded(b, be) })
+}
+
+// newFHIRIndex indexes the resources of the entries of b that keep accepts.
+func newFHIRIndex(b *fhirBundle, keep func(*fhirBundleEntry) bool) *fhirIncludes {
 	inc := &fhirIncludes{byRef: map[string][]*fhirResource{}}
 	for i := range b.Entry {
 		be := &b.Entry[i]
 		r := &be.Resource
-		if !(be.Search.Mode == "include" || be.Search.Mode == "" && b.searched != "" && r.ResourceType != b.searched) {
+		if !keep(be) {
 			continue
 		}
 		inc.all = append(inc.all, r)

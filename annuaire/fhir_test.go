@@ -75,7 +75,14 @@ func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
 		switch r.URL.Path {
 		case "/fhir/v2/Practitioner":
 			q := r.URL.Query()
-			if q.Has("identifier") && !q.Has("mailbox-mss:contains") && !q.Has("mailbox-mss:exact") && !q.Has("mailbox-mss-type") {
+			if q.Has("_revinclude") {
+				// A Name search, with the PractitionerRoles that reference the Practitioners.
+				if q.Get("_page") == "2" {
+					w.Write(fixture("practitioner-revinclude-page2.json"))
+				} else {
+					w.Write(fixture("practitioner-revinclude.json"))
+				}
+			} else if q.Has("identifier") && !q.Has("mailbox-mss:contains") && !q.Has("mailbox-mss:exact") && !q.Has("mailbox-mss-type") {
 				// The lookup of a PractitionerRole search: this one filters, by identifier.
 				w.Write(withIdentifier(t, fixture("practitioner-identifier.json"), q.Get("identifier")))
 			} else if q.Get("_page") == "2" {
@@ -245,7 +252,16 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{StructureID: "400780284", PostalCode: "40107"}, []string{
 			"/fhir/v2/Organization?_count=50&address-postalcode=40107&identifier=400780284&mailbox-mss%3Acontains=%40"}},
 		{Query{Departement: "40", Type: ORG}, []string{"/fhir/v2/Organization?_count=50&address-postalcode=40&mailbox-mss-type=ORG"}},
-		{Query{Name: "dupont", Type: PER}, []string{"/fhir/v2/Practitioner?_count=50&mailbox-mss-type=PER&name=dupont", "/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2"}},
+		// A name: the Practitioners of that name, with or without a BAL of their own, and the
+		// PractitionerRoles that reference them.
+		{Query{Name: "dupont", Type: PER}, []string{"/fhir/v2/Practitioner?_count=50&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
+			"/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2"}},
+		{Query{Name: "Dupont", RPPS: "10003456786", Profession: "60"}, []string{
+			"/fhir/v2/Practitioner?_count=50&_revinclude=PractitionerRole%3Apractitioner&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786&name=Dupont&qualification-code=" + g15 + "%7C60",
+			"/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2"}},
+		{Query{Name: "dupont"}, []string{"/fhir/v2/Practitioner?_count=50&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
+			"/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2",
+			"/fhir/v2/Organization?_count=50&mailbox-mss%3Acontains=%40&name=dupont"}},
 		// Profession: qualification-code on Practitioner, role on PractitionerRole, no Organization.
 		{Query{Profession: "10"}, []string{
 			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Acontains=%40&qualification-code=" + g15 + "%7C10",
@@ -696,6 +712,84 @@ func TestFHIRSeveralProfessions(t *testing.T) {
 			if profession != "" && e.Person.ProfessionCode != profession {
 				t.Errorf("profession %q: %s has %+v", profession, e.Address, e.Person)
 			}
+		}
+	}
+}
+
+// TestFHIRNameRevinclude: a Name search returns, after a Practitioner's own BALs, those of
+// the PractitionerRoles _revinclude brings that reference it, named from it; never those
+// of a role of another Practitioner, of a role whose Practitioner is not a result of the
+// page, of a role flagged listeRouge, nor of a role of another profession or type than asked.
+func TestFHIRNameRevinclude(t *testing.T) {
+	_, f := newFHIRServer(t)
+	ctx := context.Background()
+	const (
+		own      = "PER:jean-marie.dupont@infirmier.mssante.fr"
+		chDax    = "PER:jm.dupont@ch-dax.mssante.fr"
+		pharma   = "PER:jm.dupont@pharmacie.mssante.fr" // role coded 21, its Practitioner 60
+		claire   = "CAB:cabinet.dupont@medecin.mssante.fr"
+		paulCab  = "CAB:cabinet.paul.dupont@medecin.mssante.fr"
+		allNamed = own + " " + chDax + " " + pharma + " " + claire + " " + paulCab
+	)
+	for _, tt := range []struct {
+		q    Query
+		want string
+	}{
+		{Query{Name: "dupont"}, allNamed},
+		{Query{Name: "DUPONT"}, allNamed},
+		{Query{Name: "dupont", Type: CAB}, claire + " " + paulCab},
+		{Query{Name: "dupont", Type: PER}, own + " " + chDax + " " + pharma},
+		{Query{Name: "dupont", Profession: "60"}, own + " " + chDax},
+		{Query{Name: "dupont", Profession: "21"}, pharma},
+		{Query{Name: "dupont", Profession: "10"}, claire + " " + paulCab},
+		{Query{Name: "dupont c"}, claire},
+		{Query{Name: "dupont", RPPS: "10003456786"}, own + " " + chDax + " " + pharma},
+		{Query{Name: "dupont", Address: "JM.Dupont@ch-dax.mssante.fr"}, chDax},
+		{Query{Name: "roux"}, "PER:d.roux@ch-dax.mssante.fr"},
+		{Query{Name: "martin"}, ""}, // its Practitioner is an include, not a result
+	} {
+		r, err := f.Search(ctx, tt.q)
+		if err != nil || addresses(r.Entries) != tt.want || r.Next != "" {
+			t.Errorf("%+v: %v\n got %s (next %q)\nwant %s", tt.q, err, addresses(r.Entries), r.Next, tt.want)
+		}
+	}
+	r, err := f.Search(ctx, Query{Name: "dupont"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jm := Person{NationalID: "810003456786", IDType: "RPPS", ID: "10003456786", Civility: "DR", LastName: "DUPONT", FirstName: "Jean-Marie",
+		ProfessionCategory: "C", ProfessionCategoryLabel: "Civil", ProfessionCode: "60", ProfessionLabel: "Infirmier"}
+	pharmacien := jm
+	pharmacien.ProfessionCode, pharmacien.ProfessionLabel = "21", "Pharmacien"
+	for i, want := range []Entry{
+		{Address: "jean-marie.dupont@infirmier.mssante.fr", Type: PER, Person: jm},
+		// Its structure identifier comes from the role's logical reference: a Practitioner
+		// search includes no Organization.
+		{Address: "jm.dupont@ch-dax.mssante.fr", Type: PER, Person: jm, Structure: Structure{IDType: "FINESS", ID: "1400780284", Service: "Urgences"}},
+		{Address: "jm.dupont@pharmacie.mssante.fr", Type: PER, Person: pharmacien},
+		{Address: "cabinet.dupont@medecin.mssante.fr", Type: CAB, Person: Person{NationalID: "810400000047", IDType: "RPPS", ID: "10400000047",
+			Civility: "MME", LastName: "DUPONT", FirstName: "Claire", ProfessionCategory: "C", ProfessionCategoryLabel: "Civil", ProfessionCode: "10", ProfessionLabel: "Médecin"}},
+	} {
+		if r.Entries[i] != want {
+			t.Errorf("entry %d:\n got %+v\nwant %+v", i, r.Entries[i], want)
+		}
+	}
+	// Paged: the entries of a page that holds includes are neither skipped nor repeated.
+	for _, limit := range []int{1, 2, 3, 4} {
+		var got []Entry
+		q := Query{Name: "dupont", Limit: limit}
+		for n := 0; ; n++ {
+			r, err := f.Search(ctx, q)
+			if err != nil || len(r.Entries) > limit || n > 10 {
+				t.Fatalf("limit %d: %v, page of %d", limit, err, len(r.Entries))
+			}
+			got = append(got, r.Entries...)
+			if q.Cursor = r.Next; q.Cursor == "" {
+				break
+			}
+		}
+		if addresses(got) != allNamed {
+			t.Errorf("limit %d:\n got %s\nwant %s", limit, addresses(got), allNamed)
 		}
 	}
 }
