@@ -37,6 +37,7 @@ type fakeResource struct {
 	bals        [][2]string
 	refs        []string // a role's practitioner and organization references
 	postalCode  string
+	names       []string // the parts of a Practitioner's name, an Organization's name
 }
 
 func (f *fakeANS) add(typ, id string) (*fakeResource, bool) {
@@ -100,6 +101,7 @@ func newFakeANS(t *testing.T, x *Extraction, v1Roles bool) *fakeANS {
 					name["prefix"] = []any{e.Person.Civility}
 				}
 				p.body["name"] = []any{name}
+				p.names = []string{e.Person.LastName, e.Person.FirstName, e.Person.Civility}
 				p.body["qualification"] = []any{map[string]any{"code": map[string]any{"coding": codings(&e.Person)}}}
 				p.codes = append(p.codes, fhirSystemProfession+"|"+e.Person.ProfessionCode)
 			}
@@ -116,6 +118,7 @@ func newFakeANS(t *testing.T, x *Extraction, v1Roles bool) *fakeANS {
 					o.identifier("https://sirene.fr", e.Structure.ID[1:])
 				}
 				o.body["name"] = e.Structure.Name
+				o.names = []string{e.Structure.Name}
 				if e.Structure.TradeName != "" {
 					o.body["alias"] = []any{e.Structure.TradeName}
 				}
@@ -136,7 +139,11 @@ func newFakeANS(t *testing.T, x *Extraction, v1Roles bool) *fakeANS {
 			} else {
 				r, _ := f.add("PractitionerRole", "r"+strconv.Itoa(len(f.res["PractitionerRole"])))
 				r.body["practitioner"] = map[string]any{"reference": "Practitioner/" + holder.id}
-				r.body["organization"] = map[string]any{"reference": "Organization/" + o.id}
+				// A literal reference with the identifier, as in the fhir/v1 shape of the IG's
+				// examples: a name search, which includes no Organization, still has the
+				// structure's identifier.
+				r.body["organization"] = map[string]any{"reference": "Organization/" + o.id,
+					"identifier": map[string]any{"system": fhirSystemIdNatSt, "value": e.Structure.ID}}
 				r.refs = []string{"Practitioner/" + holder.id, "Organization/" + o.id}
 				if v1Roles {
 					r.body["code"] = []any{map[string]any{"coding": codings(&e.Person)}}
@@ -196,6 +203,10 @@ func (r *fakeResource) matches(name, value string) (bool, error) {
 		if r.typ == "Organization" {
 			return strings.HasPrefix(r.postalCode, value), nil
 		}
+	case "name": // string: a part of the name starts with value, ignoring case and accents
+		if r.typ == "Practitioner" || r.typ == "Organization" {
+			return anyOf(r.names, func(n string) bool { return strings.HasPrefix(foldString(n), foldString(value)) }), nil
+		}
 	}
 	return false, fmt.Errorf("unknown search parameter %s on %s", name, r.typ)
 }
@@ -211,11 +222,17 @@ func (f *fakeANS) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		offset, _ = strconv.Atoi(o)
 	}
 	include := q["_include"]
+	revinclude := q["_revinclude"]
+	if len(revinclude) > 0 && (typ != "Practitioner" || len(revinclude) != 1 || revinclude[0] != "PractitionerRole:practitioner") {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, `{"resourceType":"OperationOutcome","issue":[{"code":"invalid","diagnostics":"bad _revinclude"}]}`)
+		return
+	}
 	var matched []*fakeResource
 	for _, r := range f.res[typ] {
 		ok := true
 		for name, values := range q {
-			if name == "_count" || name == "_offset" || name == "_include" && typ == "PractitionerRole" {
+			if name == "_count" || name == "_offset" || name == "_include" && typ == "PractitionerRole" || name == "_revinclude" {
 				continue
 			}
 			for _, v := range values {
@@ -253,6 +270,15 @@ func (f *fakeANS) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 	}
+	if len(revinclude) > 0 {
+		for _, r := range matched {
+			for _, role := range f.res["PractitionerRole"] {
+				if slices.Contains(role.refs, "Practitioner/"+r.id) {
+					entries = append(entries, map[string]any{"search": map[string]any{"mode": "include"}, "resource": role.body})
+				}
+			}
+		}
+	}
 	b["entry"] = entries
 	w.Header().Set("Content-Type", "application/fhir+json")
 	json.NewEncoder(w).Encode(b)
@@ -281,12 +307,25 @@ func TestFHIRDifferential(t *testing.T) {
 		if e.Person.ID != "" {
 			qs = append(qs, Query{RPPS: e.Person.ID, Profession: e.Person.ProfessionCode})
 		}
+		// Names: the BALs of the Practitioners of that name and of their PractitionerRoles.
+		if n := e.Person.LastName; n != "" {
+			qs = append(qs, Query{Name: n}, Query{Name: strings.ToLower(n[:3]), Type: e.Type, Limit: 23},
+				Query{Name: n, Profession: e.Person.ProfessionCode}, Query{Name: n, RPPS: e.Person.ID, Limit: 2})
+		} else if n, _, _ := strings.Cut(e.Structure.Name, " "); n != "" {
+			qs = append(qs, Query{Name: n})
+		}
 	}
-	modelled := func(es []Entry) string {
+	modelled := func(es []Entry, byName bool) string {
 		out := slices.Clone(es)
 		for i := range out {
 			if out[i].Structure.ID == "" {
 				out[i].Structure, out[i].Postal = Structure{}, PostalAddress{}
+			}
+			if byName && out[i].Person.NationalID != "" {
+				// A name search reaches a PractitionerRole through _revinclude, which brings
+				// no Organization: the role's entry has the identifier of its organization
+				// reference only.
+				out[i].Structure.Name, out[i].Structure.TradeName, out[i].Postal = "", "", PostalAddress{}
 			}
 			out[i].Postal.Departement = ""
 		}
@@ -322,7 +361,7 @@ func TestFHIRDifferential(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ran, nonEmpty, fewer := 0, 0, 0
+			ran, nonEmpty, fewer, names, roleBALs := 0, 0, 0, 0, 0
 			for _, q := range qs {
 				if !tt.v1Roles && q.Profession == "" {
 					continue // the same on every server
@@ -336,25 +375,34 @@ func TestFHIRDifferential(t *testing.T) {
 				if len(want) > 0 {
 					nonEmpty++
 				}
-				if modelled(got) == modelled(want) {
+				byName := q.Name != ""
+				if byName {
+					names++
+					for _, e := range got {
+						if e.Person.NationalID != "" && e.Structure.ID != "" {
+							roleBALs++
+						}
+					}
+				}
+				if modelled(got, byName) == modelled(want, byName) {
 					continue
 				}
 				// A fhir/v2 server does not find a profession under role: the FHIR backend
 				// then gives fewer entries, never others.
-				if !tt.v1Roles && !tt.scan && q.Profession != "" && len(got) < len(want) {
+				if !tt.v1Roles && !tt.scan && q.Profession != "" && !byName && len(got) < len(want) {
 					wanted := map[string]bool{}
 					for _, e := range want {
-						wanted[modelled([]Entry{e})] = true
+						wanted[modelled([]Entry{e}, byName)] = true
 					}
 					for _, e := range got {
-						if !wanted[modelled([]Entry{e})] {
+						if !wanted[modelled([]Entry{e}, byName)] {
 							t.Fatalf("%+v: FHIR returned %s, not in the extraction's answer", q, e.Address)
 						}
 					}
 					fewer++
 					continue
 				}
-				t.Fatalf("%+v:\nFHIR       %d entries %s\nextraction %d entries %s", q, len(got), modelled(got), len(want), modelled(want))
+				t.Fatalf("%+v:\nFHIR       %d entries %s\nextraction %d entries %s", q, len(got), modelled(got, byName), len(want), modelled(want, byName))
 			}
 			if nonEmpty < ran*2/3 {
 				t.Errorf("only %d of %d queries have answers", nonEmpty, ran)
@@ -362,7 +410,10 @@ func TestFHIRDifferential(t *testing.T) {
 			if !tt.v1Roles && !tt.scan && fewer == 0 {
 				t.Error("the role parameter on a fhir/v2 server lost no entry: the fake does not model fhir/v2")
 			}
-			t.Logf("%d queries, %d with answers, %d with fewer entries", ran, nonEmpty, fewer)
+			if names == 0 || roleBALs == 0 {
+				t.Errorf("%d name queries, %d PractitionerRole BALs found by name", names, roleBALs)
+			}
+			t.Logf("%d queries (%d by name, finding %d PractitionerRole BALs), %d with answers, %d with fewer entries", ran, names, roleBALs, nonEmpty, fewer)
 		})
 	}
 }
