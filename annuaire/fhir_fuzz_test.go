@@ -10,15 +10,36 @@ import (
 
 // FuzzFHIRIncludes: in any answer to a PractitionerRole search, the entries come from the
 // PractitionerRoles only (never from an included resource) and a person's name comes from
-// an included Practitioner that the PractitionerRole references.
+// an included Practitioner that the PractitionerRole references. In any answer to a Name
+// search of Practitioners with _revinclude, an entry comes from a matched Practitioner, or
+// from an included PractitionerRole that references a matched Practitioner of that name.
 func FuzzFHIRIncludes(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"PractitionerRole","practitioner":{"reference":"Practitioner/a/_history/"},
 "telecom":[{"system":"email","value":"x@y","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
 {"search":{"mode":"include"},"resource":{"resourceType":"Practitioner","id":"a","name":[{"family":"A"}]}}]}`))
-	fuzzBundles(f, []string{"practitionerrole.json", "practitioner-page1.json"}, func(t *testing.T, fh *FHIR, b *fhirBundle) {
-		b.searched = "PractitionerRole"
+	fuzzBundles(f, []string{"practitionerrole.json", "practitioner-page1.json", "practitioner-revinclude.json"}, func(t *testing.T, fh *FHIR, b *fhirBundle) {
 		q := Query{}
 		q.check()
+		b.searched, b.revRoles = "Practitioner", true
+		for _, e := range fh.bundleEntries(b, &q) {
+			ok := false
+			for _, be := range b.Entry {
+				r := &be.Resource
+				if !slices.ContainsFunc(r.Telecom, func(tc fhirTelecom) bool { return tc.Value == e.Address && !listeRouge(tc) }) {
+					continue
+				}
+				switch {
+				case r.ResourceType == "Practitioner" && be.Search.Mode != "include" && be.Search.Mode != "outcome":
+					ok = true
+				case r.ResourceType == "PractitionerRole" && (be.Search.Mode == "include" || be.Search.Mode == ""):
+					ok = ok || namedBy(b, r.Practitioner, e.Person.LastName, true)
+				}
+			}
+			if !ok {
+				t.Fatalf("entry %q (name %q) comes from no published BAL of a matched Practitioner nor of a role that references one of that name", e.Address, e.Person.LastName)
+			}
+		}
+		b.searched, b.revRoles = "PractitionerRole", false
 		for _, e := range fh.bundleEntries(b, &q) {
 			ok := false
 			for _, be := range b.Entry {
@@ -27,7 +48,7 @@ func FuzzFHIRIncludes(f *testing.F) {
 					!slices.ContainsFunc(r.Telecom, func(tc fhirTelecom) bool { return tc.Value == e.Address }) {
 					continue
 				}
-				ok = ok || e.Person.LastName == "" || namedBy(b, r.Practitioner, e.Person.LastName)
+				ok = ok || e.Person.LastName == "" || namedBy(b, r.Practitioner, e.Person.LastName, false)
 			}
 			if !ok {
 				t.Fatalf("entry %q (name %q) comes from no PractitionerRole that references a Practitioner of that name", e.Address, e.Person.LastName)
@@ -36,19 +57,33 @@ func FuzzFHIRIncludes(f *testing.F) {
 	})
 }
 
-// namedBy reports whether an included Practitioner with the family name family is one ref
-// may designate: its id appears in the literal reference, or it carries the identifier.
-func namedBy(b *fhirBundle, ref *fhirReference, family string) bool {
+// listeRouge reports whether a telecom is flagged listeRouge.
+func listeRouge(tc fhirTelecom) bool {
+	for _, x := range tc.Extension {
+		for _, sub := range x.Extension {
+			if x.URL == fhirMailboxMetaURL && sub.URL == "listeRouge" && sub.ValueBoolean != nil && *sub.ValueBoolean {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// namedBy reports whether an included Practitioner (a matched one when matched) with the
+// family name family ("" = any name) is one ref may designate: its id appears in the literal
+// reference, or it carries the identifier.
+func namedBy(b *fhirBundle, ref *fhirReference, family string, matched bool) bool {
 	if ref == nil {
 		return false
 	}
 	for _, be := range b.Entry {
 		p := &be.Resource
-		if p.ResourceType != "Practitioner" || be.Search.Mode != "include" && be.Search.Mode != "" {
+		included := be.Search.Mode == "include" || be.Search.Mode == "" && !matched
+		if p.ResourceType != "Practitioner" || be.Search.Mode == "outcome" || included == matched {
 			continue
 		}
 		var names []fhirHumanName
-		if json.Unmarshal(p.Name, &names) != nil || !slices.ContainsFunc(names, func(n fhirHumanName) bool { return n.Family == family }) {
+		if family != "" && (json.Unmarshal(p.Name, &names) != nil || !slices.ContainsFunc(names, func(n fhirHumanName) bool { return n.Family == family })) {
 			continue
 		}
 		byRef := p.ID != "" && strings.Contains(ref.Reference, "Practitioner/"+p.ID) ||
