@@ -20,7 +20,10 @@
 //     flagged listeRouge never returned. PractitionerRole entries take their names from the
 //     Practitioner included with _include=PractitionerRole:practitioner, matched by reference;
 //     a profession is searched with qualification-code on Practitioner and role on
-//     PractitionerRole, and checked again on every entry returned.
+//     PractitionerRole, and checked again on every entry returned. A name is searched on
+//     Practitioner with _revinclude=PractitionerRole:practitioner: the BALs of the roles that
+//     reference a Practitioner of that name (PER and CAB BALs held in a structure) follow its
+//     own.
 //
 // [Extraction.TypeOf] answers "is this address a BAL, and of which type?" from the address
 // index alone; [Extraction.Lookup] adds the parse of the line into the whole [Entry]. Neither
