@@ -793,3 +793,63 @@ func TestFHIRNameRevinclude(t *testing.T) {
 		}
 	}
 }
+
+// TestFHIRRevincludeAsked: included PractitionerRoles give entries only to the Name search
+// that asked for them; any other Practitioner search returns the Practitioners' own BALs.
+func TestFHIRRevincludeAsked(t *testing.T) {
+	body, err := os.ReadFile("testdata/fhir/practitioner-revinclude.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b fhirBundle
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(string(body), "{{base}}", "https://fhir.example/fhir/v2")), &b); err != nil {
+		t.Fatal(err)
+	}
+	fh, _ := NewFHIR(nil)
+	q := Query{}
+	q.check()
+	for _, tt := range []struct {
+		revRoles bool
+		want     string
+	}{
+		{false, "PER:jean-marie.dupont@infirmier.mssante.fr"},
+		{true, "PER:jean-marie.dupont@infirmier.mssante.fr PER:jm.dupont@ch-dax.mssante.fr PER:jm.dupont@pharmacie.mssante.fr " +
+			"CAB:cabinet.dupont@medecin.mssante.fr PER:d.roux@ch-dax.mssante.fr"},
+	} {
+		b.searched, b.revRoles = "Practitioner", tt.revRoles
+		if got := addresses(fh.bundleEntries(&b, &q)); got != tt.want {
+			t.Errorf("revRoles %v:\n got %s\nwant %s", tt.revRoles, got, tt.want)
+		}
+	}
+}
+
+// BenchmarkFHIRNamePage: the entries of one page of 50 Practitioners, each with a BAL of its
+// own, and the 50 PractitionerRoles _revinclude brings with theirs (decoded once; the index
+// of the matched Practitioners and the matching are measured).
+func BenchmarkFHIRNamePage(b *testing.B) {
+	const mss = `"extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]`
+	var entries []string
+	for i := range 50 {
+		entries = append(entries, fmt.Sprintf(`{"search":{"mode":"match"},"resource":{"resourceType":"Practitioner","id":"p%d","identifier":[{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"8%011d"}],
+"name":[{"use":"official","family":"DUPONT","given":["Prénom%d"]}],"qualification":[{"code":{"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":"10"}]}}],
+"telecom":[{"system":"email","value":"p%d@medecin.mssante.fr",%s}]}}`, i, i, i, i, mss),
+			fmt.Sprintf(`{"search":{"mode":"include"},"resource":{"resourceType":"PractitionerRole","id":"r%d","practitioner":{"reference":"Practitioner/p%d"},
+"organization":{"reference":"Organization/o%d","identifier":{"system":"urn:oid:1.2.250.1.71.4.2.2","value":"1%09d"}},
+"telecom":[{"system":"email","value":"r%d@ch.mssante.fr",%s}]}}`, i, 49-i, i, i, i, mss))
+	}
+	var bundle fhirBundle
+	if err := json.Unmarshal([]byte(`{"resourceType":"Bundle","entry":[`+strings.Join(entries, ",")+`]}`), &bundle); err != nil {
+		b.Fatal(err)
+	}
+	bundle.searched, bundle.revRoles = "Practitioner", true
+	fh, _ := NewFHIR(nil)
+	q := Query{Name: "dupont", Profession: "10"}
+	q.check()
+	if n := len(fh.bundleEntries(&bundle, &q)); n != 100 {
+		b.Fatalf("%d entries", n)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		fh.bundleEntries(&bundle, &q)
+	}
+}
