@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/mssante-go/sdk/mssante"
 )
@@ -93,7 +94,9 @@ type FHIROptions struct {
 // profession and are not searched. Every entry returned is checked against the query on
 // the client, so a server that ignores a parameter yields fewer entries, never wrong ones.
 // Name is searched on Practitioner (and Organization), never on PractitionerRole: the IG lists
-// no name parameter nor chain there. The Practitioner search asks
+// no name parameter nor chain there. A HumanName matches when one of its parts starts with the
+// value, so a Practitioner search sends only the first word of Name ("dupont" for "dupont
+// jean"); the whole of Name is checked on each entry. The Practitioner search asks
 // _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
 // modifying-search-results page): the BALs of an included PractitionerRole (PER or CAB BALs
 // held in a structure) are returned after those of the matched Practitioner its practitioner
@@ -393,7 +396,16 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 		v.Set("address-postalcode", strings.NewReplacer("2A", "20", "2B", "20").Replace(q.Departement))
 	}
 	if q.Name != "" {
-		v.Set("name", strings.TrimSpace(q.Name))
+		name := strings.TrimSpace(q.Name)
+		if resource == "Practitioner" {
+			// A HumanName matches when one of its parts starts with the value: "DUPONT JEAN" (last
+			// name, then first name, as Name is defined) matches no part. Its first word is a
+			// prefix of the last name; the whole query is checked on each entry.
+			if words := strings.FieldsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || r == ',' }); len(words) > 0 {
+				name = words[0]
+			}
+		}
+		v.Set("name", name)
 	}
 	if q.Profession != "" {
 		switch {

@@ -311,6 +311,9 @@ func TestFHIRDifferential(t *testing.T) {
 		if n := e.Person.LastName; n != "" {
 			qs = append(qs, Query{Name: n}, Query{Name: strings.ToLower(n[:3]), Type: e.Type, Limit: 23},
 				Query{Name: n, Profession: e.Person.ProfessionCode}, Query{Name: n, RPPS: e.Person.ID, Limit: 2})
+			if f := []rune(e.Person.FirstName); len(f) >= 2 { // last name then the start of the first
+				qs = append(qs, Query{Name: strings.ToLower(n) + " " + string(f[:2])})
+			}
 		} else if n, _, _ := strings.Cut(e.Structure.Name, " "); n != "" {
 			qs = append(qs, Query{Name: n})
 		}
