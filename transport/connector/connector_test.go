@@ -570,19 +570,7 @@ func TestDeliveryMX(t *testing.T) {
 // The submission listener with implicit TLS (port 465).
 func TestSubmissionImplicitTLS(t *testing.T) {
 	p := testPKI(t)
-	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
-	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
-	trust(a, b)
-	s, err := NewServer(&ServerOptions{Mode: ModeSubmission, ImplicitTLS: true, Hostname: "mx.a.mssante.test",
-		TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
-		Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q,
-		Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(a.balCert.Cert): a.bal}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(l)
-	defer s.Close()
+	a, l := implicitSubmission(t)
 	c, err := smtp.DialTLS(l.Addr().String(), clientTLS(a.balCert, p))
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mssante-go/sdk/transport"
 )
 
 // closed checks that the server closes the connection: at most a 421 then EOF, within a few
@@ -127,19 +125,7 @@ func TestBareCRLFAcrossRecords(t *testing.T) {
 // On the implicit-TLS submission listener (port 465) the guard sees the decrypted stream too.
 func TestSmugglingImplicitTLS(t *testing.T) {
 	p := testPKI(t)
-	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
-	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
-	trust(a, b)
-	s, err := NewServer(&ServerOptions{Mode: ModeSubmission, ImplicitTLS: true, Hostname: "mx.a.mssante.test",
-		TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
-		Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q,
-		Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(a.balCert.Cert): a.bal}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(l)
-	defer s.Close()
+	a, l := implicitSubmission(t)
 	for _, end := range []string{"\r\n.\r\n", "\r\n.\r", "\n.\r\n"} {
 		t.Run(strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(end), func(t *testing.T) {
 			before := a.q.Stats().Messages

@@ -143,13 +143,7 @@ func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Serve(l)
-		t.Cleanup(func() { s.Close() })
-		return s, l.Addr().String()
+		return s, serve(t, s).Addr().String()
 	}
 	n.relay, n.relayAddr = mk(ModeRelay)
 	n.sub, n.subAddr = mk(ModeSubmission)
@@ -400,3 +394,32 @@ func trustWith(t *testing.T, n *node, domain, dn string) *whitelist.List {
 }
 
 func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
+
+// implicitSubmission runs a's submission listener with implicit TLS (port 465), its APP BAL
+// bound to its certificate and b.mssante.test trusted, until the test ends.
+func implicitSubmission(t *testing.T) (*node, net.Listener) {
+	t.Helper()
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true})
+	trust(a, b)
+	s, err := NewServer(&ServerOptions{Mode: ModeSubmission, ImplicitTLS: true, Hostname: "mx.a.mssante.test",
+		TLS:    &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{a.server.TLSCertificate()}},
+		Policy: a.policy, LocalDomains: []string{a.domain}, Local: a.maildir, Queue: a.q,
+		Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(a.balCert.Cert): a.bal}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, serve(t, s)
+}
+
+// serve runs s on a loopback listener until the test ends.
+func serve(t testing.TB, s *Server) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	return l
+}
