@@ -185,58 +185,32 @@ func TestAuthentication(t *testing.T) {
 			t.Fatal("second authentication accepted")
 		}
 	})
+	// external dials the implicit-TLS listener with cfg and authenticates with EXTERNAL.
+	external := func(cfg *tls.Config, authz string) error {
+		c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: cfg})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.Authenticate(sasl.NewExternalClient(authz))
+	}
 	refusals := []struct {
 		name string
 		run  func() error
 	}{
-		{"EXTERNAL without certificate", func() error {
-			c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: e.clientTLS(false)})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.Authenticate(sasl.NewExternalClient(""))
-		}},
+		{"EXTERNAL without certificate", func() error { return external(e.clientTLS(false), "") }},
 		{"EXTERNAL with a certificate bound to no BAL", func() error {
 			other, _ := e.pki.Org("inconnu@hopital.test.mssante.fr", nil)
-			cfg := e.clientTLS(false)
-			cfg.Certificates = []tls.Certificate{other.TLSCertificate()}
-			c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: cfg})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.Authenticate(sasl.NewExternalClient(""))
+			return external(withCert(e.clientTLS(false), other), "")
 		}},
-		{"EXTERNAL with another BAL as authorization identity", func() error {
-			c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: e.clientTLS(true)})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.Authenticate(sasl.NewExternalClient(orgBAL))
-		}},
+		{"EXTERNAL with another BAL as authorization identity", func() error { return external(e.clientTLS(true), orgBAL) }},
 		{"certificate from a foreign CA", func() error {
 			rogue, _ := e.pki.Org(appBAL, &testpki.LeafOptions{ForeignCA: true})
-			cfg := e.clientTLS(false)
-			cfg.Certificates = []tls.Certificate{rogue.TLSCertificate()}
-			c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: cfg})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.Authenticate(sasl.NewExternalClient(""))
+			return external(withCert(e.clientTLS(false), rogue), "")
 		}},
 		{"self-signed certificate with the registered subject", func() error {
 			rogue, _ := e.pki.Org(appBAL, &testpki.LeafOptions{SelfSigned: true})
-			cfg := e.clientTLS(false)
-			cfg.Certificates = []tls.Certificate{rogue.TLSCertificate()}
-			c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: cfg})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.Authenticate(sasl.NewExternalClient(""))
+			return external(withCert(e.clientTLS(false), rogue), "")
 		}},
 		{"PLAIN wrong password", func() error {
 			c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: e.clientTLS(false)})
@@ -778,4 +752,10 @@ func TestStripRoutes(t *testing.T) {
 			t.Errorf("stripRoutes(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// withCert returns cfg presenting leaf's certificate.
+func withCert(cfg *tls.Config, leaf *testpki.Leaf) *tls.Config {
+	cfg.Certificates = []tls.Certificate{leaf.TLSCertificate()}
+	return cfg
 }
