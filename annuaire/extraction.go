@@ -479,22 +479,21 @@ func (x *Extraction) entry(i int32) Entry {
 // no allocation when dst has room. The address is compared ASCII case-insensitively. The
 // strings of the entries share the memory of the index.
 func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
-	j, ok := x.findSlot(address, x.hashAddress(address))
+	s, flags, ok := x.lookupSlot(address, x.hashAddress(address))
 	if !ok {
 		return dst
 	}
-	s := x.addrSlots[j]
 	if s&addrMany == 0 {
 		dst = slices.Grow(dst, 1)
 		dst = dst[:len(dst)+1]
-		x.entryOf(uint32(s&addrRef), int(s>>lineShift&noLine), &dst[len(dst)-1])
+		x.entryOf(uint32(s&addrRef), int(s>>lineShift&noLine), flags, &dst[len(dst)-1])
 		return dst
 	}
 	lines := x.dups[s&addrRef]
 	dst = slices.Grow(dst, len(lines))
 	for _, i := range lines {
 		dst = dst[:len(dst)+1]
-		x.entryOf(x.starts[i], int(i), &dst[len(dst)-1])
+		x.entryOf(x.starts[i], int(i), x.recordFlags(int(i)), &dst[len(dst)-1])
 	}
 	return dst
 }
@@ -511,20 +510,29 @@ func (x *Extraction) TypeOf(address string) (BALType, bool) {
 	return BALType(trim(line[:strings.IndexByte(line, '|')])), true
 }
 
-// entryOf fills *e (every field) from data line i, which starts at byte at, from its record:
-// the line itself is not read (but for its first bytes, which Lookup compared with the address).
-// A line index of noLine or more, or a line too long for a record, is cut by entryAt.
-func (x *Extraction) entryOf(at uint32, i int, e *Entry) {
-	if i >= noLine || x.records[i][0]&recordLong != 0 {
+// recordFlags returns [0] of the record of data line i, its flags: recordLong for a line that
+// has no usable record (an index of noLine or more, offsets past a byte).
+func (x *Extraction) recordFlags(i int) byte {
+	if i >= noLine {
+		return recordLong
+	}
+	return x.records[i][0]
+}
+
+// entryOf fills *e (every field) from data line i, which starts at byte at, from its record,
+// whose flags (see recordFlags) the caller read: the line itself is not read (but for its first
+// bytes, which Lookup compared with the address). A line without a usable record is cut by
+// entryAt.
+func (x *Extraction) entryOf(at uint32, i int, flags byte, e *Entry) {
+	if flags&recordLong != 0 {
 		x.entryAt(at, e)
 		return
 	}
-	r := &x.records[i]
-	setEntry((*[32]byte)(r), unsafe.Add(unsafe.Pointer(unsafe.StringData(x.data)), at), e)
-	if r[0]&recordTrim != 0 {
+	setEntry((*[32]byte)(&x.records[i]), unsafe.Add(unsafe.Pointer(unsafe.StringData(x.data)), at), e)
+	if flags&recordTrim != 0 {
 		e.trimStrings()
 	}
-	e.finishFrom(r[0])
+	e.finishFrom(flags)
 }
 
 // entryAt fills *e (every field) from the line that starts at byte at of data, which it cuts.
@@ -721,7 +729,7 @@ func (x *Extraction) searchByName(ctx context.Context, q *Query, offset, limit i
 		}
 		n := &x.names[i]
 		var e Entry
-		x.entryOf(x.starts[n.line], int(n.line), &e) // from the line's record: the line is not read
+		x.entryOf(x.starts[n.line], int(n.line), x.recordFlags(int(n.line)), &e) // from the line's record: the line is not read
 		if !q.matches(&e, n.key) {
 			continue
 		}

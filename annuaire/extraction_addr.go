@@ -72,6 +72,27 @@ func (x *Extraction) findSlot(a string, h uint64) (int, bool) {
 	}
 }
 
+// lookupSlot is findSlot for Lookup: it returns the slot itself and the flags of its line's
+// record (see recordFlags), which it reads before comparing the line with a, so that the two
+// cache misses, line and record, overlap instead of following each other (about 90 ns a lookup
+// when the index is not in cache).
+func (x *Extraction) lookupSlot(a string, h uint64) (s uint64, flags byte, ok bool) {
+	mask := uint64(len(x.addrSlots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s = x.addrSlots[i]
+		if s == 0 {
+			return 0, 0, false
+		}
+		if s&addrHash != h&addrHash {
+			continue
+		}
+		flags = x.recordFlags(int(s >> lineShift & noLine))
+		if x.addressIs(x.slotStart(s), a) {
+			return s, flags, true
+		}
+	}
+}
+
 // addressIs reports whether the line that starts at byte at has address a (ASCII
 // case-insensitive). It compares a with the bytes after the first '|' in place, and only when
 // they differ, or when a might have spaces around it, cuts and trims the column to compare.

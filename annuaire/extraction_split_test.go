@@ -142,7 +142,7 @@ func checkIndex(t *testing.T, x *Extraction) {
 		// The entries the index builds without Fields, from the line's record and by cutting
 		// the line (trimming only the lines that need it), are the one ParseLine's Fields give.
 		var fromRecord, fromCut Entry
-		x.entryOf(at, i, &fromRecord)
+		x.entryOf(at, i, x.recordFlags(i), &fromRecord)
 		x.entryAt(at, &fromCut)
 		if wantEntry := want.Entry(); fromRecord != wantEntry || fromCut != wantEntry {
 			t.Fatalf("line %d: entry\nrecord %+v\n   cut %+v\n  want %+v", i, fromRecord, fromCut, wantEntry)
