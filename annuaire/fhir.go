@@ -60,6 +60,11 @@ type FHIROptions struct {
 	// (their own code, else their included Practitioner's qualification) matches are kept.
 	// Either way an entry of another profession is never returned.
 	ScanRolesForProfession bool
+	// NoIncludeIterate leaves _include:iterate=PractitionerRole:organization out of Name
+	// searches, for a server that refuses it (whether the ANS fhir/v2 API honours it is
+	// UNCONFIRMED). The roles' Organizations then all come from the one extra
+	// Organization?_id=… request per page that completes what a server leaves out.
+	NoIncludeIterate bool
 	// MaxResponseSize bounds one response body (0 = 16 MiB).
 	MaxResponseSize int64
 	// Timeout bounds each request of the default client (0 = 30 s).
@@ -93,9 +98,13 @@ type FHIROptions struct {
 // [FHIROptions.ScanRolesForProfession] says on PractitionerRole; Organizations hold no
 // profession and are not searched. Every entry returned is checked against the query on
 // the client, so a server that ignores a parameter yields fewer entries, never wrong ones.
-// Name is searched on Practitioner (and Organization), never on PractitionerRole: the IG lists
-// no name parameter nor chain there. A HumanName matches when one of its parts starts with the
-// value, so a Practitioner search sends only the first word of Name ("dupont" for "dupont
+// Name is sent to Practitioner (and Organization) searches, never to PractitionerRole: the IG
+// lists no name parameter nor chain there. With a StructureID (or a person and a
+// StructureIDType), which keeps the Practitioner search out, the PractitionerRoles the
+// organization (or practitioner) references select are read and only those whose included
+// Practitioner's name matches the whole of Name are kept; a Name with a StructureIDType alone,
+// a postal code or a Departement finds Organizations only. A HumanName matches when one of its
+// parts starts with the value, so a Practitioner search sends only the first word of Name ("dupont" for "dupont
 // jean"); the whole of Name is checked on each entry. The Practitioner search asks
 // _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
 // modifying-search-results page): the BALs of an included PractitionerRole (PER or CAB BALs
@@ -106,9 +115,13 @@ type FHIROptions struct {
 // mailbox-mss-type): it reads every Practitioner of the name, and the type, address and
 // listeRouge are checked on each BAL. Its qualification-code keeps to the Practitioner's
 // profession, so a fhir/v1-shaped role coded with another profession than its
-// Practitioner's is not found by a Name and Profession search. Those role entries carry
-// the structure identifier of a logical organization reference, not the Organization's
-// name nor address: the API lists no include of Organization from a Practitioner search.
+// Practitioner's is not found by a Name and Profession search. That search also asks
+// _include:iterate=PractitionerRole:organization (FHIR R4 search §3.1.1.5.4; UNCONFIRMED on
+// the ANS API, see [FHIROptions.NoIncludeIterate]), and the Organizations a page still lacks
+// are fetched with one Organization?_id=id1,id2… request, so a role entry carries its
+// structure's name and postal address as a PractitionerRole search gives them (matched by
+// "Organization/id"; a role naming its Organization by identifier only keeps the identifier
+// unless the server included it; an Organization not found leaves them empty).
 type FHIR struct {
 	opts FHIROptions
 	base *url.URL
@@ -254,6 +267,11 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 			}
 			bundle.searched = resource
 			bundle.revRoles = resource == "Practitioner" && q.Name != ""
+			if bundle.revRoles {
+				if err := f.completeOrganizations(ctx, bundle); err != nil {
+					return nil, err
+				}
+			}
 			entries := f.bundleEntries(bundle, &q)
 			next, err := f.nextLink(bundle)
 			if err != nil {
@@ -326,14 +344,86 @@ func (f *FHIR) refsByIdentifier(ctx context.Context, resource, identifier string
 	var refs []string
 	for _, be := range b.Entry {
 		r := &be.Resource
-		// A logical id is [A-Za-z0-9-.]{1,64}; anything else could change the search.
-		if r.ResourceType != resource || be.Search.Mode == "include" || be.Search.Mode == "outcome" ||
-			r.ID == "" || len(r.ID) > 64 || strings.Trim(r.ID, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-.") != "" {
+		if r.ResourceType != resource || be.Search.Mode == "include" || be.Search.Mode == "outcome" || !isLogicalID(r.ID) {
 			continue
 		}
 		refs = append(refs, resource+"/"+r.ID)
 	}
 	return strings.Join(refs, ","), nil
+}
+
+// isLogicalID reports whether id is a FHIR logical id, [A-Za-z0-9-.]{1,64}: anything else
+// put in a search parameter could change the search.
+func isLogicalID(id string) bool {
+	return id != "" && len(id) <= 64 && strings.Trim(id, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-.") == ""
+}
+
+// completeOrganizations makes sure the Organizations of the PractitionerRoles a Name search
+// brought (_revinclude) are in b, so that their entries get the structure's name and postal
+// address as a PractitionerRole search gives them. The search asked
+// _include:iterate=PractitionerRole:organization; for a server that ignores it (whether the
+// ANS fhir/v2 API honours :iterate is UNCONFIRMED: its CapabilityStatement lists no include
+// for Practitioner), the Organizations still missing are fetched in one request,
+// Organization?_id=id1,id2…&_count=n, and added to b as includes. An Organization the answer
+// does not hold (unknown, or past a page the server cut shorter than _count) leaves the
+// fields empty.
+func (f *FHIR) completeOrganizations(ctx context.Context, b *fhirBundle) error {
+	ids := missingOrganizations(b)
+	if len(ids) == 0 {
+		return nil
+	}
+	v := url.Values{"_id": {strings.Join(ids, ",")}, "_count": {strconv.Itoa(len(ids))}}
+	orgs, err := f.get(ctx, f.base.JoinPath("Organization").String()+"?"+v.Encode())
+	if err != nil {
+		return err
+	}
+	addOrganizations(b, orgs, ids)
+	return nil
+}
+
+// missingOrganizations returns the logical ids, in Bundle order and once each, of the
+// Organizations that the included PractitionerRoles of b's matched Practitioners reference
+// by "Organization/id" and that b does not hold, for the roles with an MSSanté BAL. A role
+// that names its Organization by identifier only is completed only when that Organization
+// is in b by then (included, or fetched for another role).
+func missingOrganizations(b *fhirBundle) []string {
+	inc := newFHIRIncludes(b)
+	roles := revincludedRoles(b)
+	var ids []string
+	seen := map[string]bool{}
+	for i := range b.Entry {
+		for _, role := range roles[&b.Entry[i].Resource] {
+			if role.Organization == nil || inc.resolve("Organization", role.Organization) != nil ||
+				!slices.ContainsFunc(role.Telecom, func(t fhirTelecom) bool { _, ok := mailboxEntry(t, Entry{}); return ok }) {
+				continue // nothing to complete, or no BAL to complete
+			}
+			if id, ok := strings.CutPrefix(stripHistory(role.Organization.Reference), "Organization/"); ok && isLogicalID(id) && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// addOrganizations adds to b, as includes, the Organizations of the search result orgs
+// whose id is one of ids, once each and without their fullUrl: a role finds them by
+// "Organization/id" (or identifier), never by position.
+func addOrganizations(b, orgs *fhirBundle, ids []string) {
+	wanted := map[string]bool{}
+	for _, id := range ids {
+		wanted[id] = true
+	}
+	for _, be := range orgs.Entry {
+		r := be.Resource
+		if r.ResourceType != "Organization" || be.Search.Mode == "include" || be.Search.Mode == "outcome" || !wanted[r.ID] {
+			continue
+		}
+		delete(wanted, r.ID)
+		e := fhirBundleEntry{Resource: r}
+		e.Search.Mode = "include"
+		b.Entry = append(b.Entry, e)
+	}
 }
 
 func encodeCursor(c fhirCursor) string {
@@ -354,10 +444,17 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 		}
 	case "PractitionerRole":
 		// PER and CAB BALs held by a person in a structure (use case bal-mss of the fhir/v2
-		// documentation). Names live on Practitioner: the IG lists no name search on
-		// PractitionerRole. A StructureID becomes an organization reference in Search;
-		// postal criteria belong to Organizations.
-		if q.PostalCode != "" || q.Departement != "" || q.Name != "" || q.Type == ORG || q.Type == APP {
+		// documentation). A StructureID becomes an organization reference in Search, an RPPS
+		// or NationalID a practitioner one; postal criteria belong to Organizations.
+		if q.PostalCode != "" || q.Departement != "" || q.Type == ORG || q.Type == APP {
+			return nil, false
+		}
+		// Names live on Practitioner: the IG lists no name search on PractitionerRole. A
+		// Name is checked on the roles' included Practitioners when a reference bounds the
+		// search and the structure criterion keeps the Practitioner search (whose
+		// _revinclude finds the roles of a name) from running; a Name with a person
+		// criterion alone is that search's.
+		if q.Name != "" && q.StructureID == "" && !(person && q.StructureIDType != "") {
 			return nil, false
 		}
 	case "Organization":
@@ -395,7 +492,7 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 		// FHIR string search matches the start of the value: the département's postal codes.
 		v.Set("address-postalcode", strings.NewReplacer("2A", "20", "2B", "20").Replace(q.Departement))
 	}
-	if q.Name != "" {
+	if q.Name != "" && resource != "PractitionerRole" {
 		name := strings.TrimSpace(q.Name)
 		if resource == "Practitioner" {
 			// A HumanName matches when one of its parts starts with the value: "DUPONT JEAN" (last
@@ -421,6 +518,11 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 	}
 	if revRoles {
 		v.Set("_revinclude", "PractitionerRole:practitioner")
+		// The roles' Organizations, for their structure and address (FHIR R4 search
+		// §3.1.1.5.4); see completeOrganizations for a server that ignores :iterate.
+		if !f.opts.NoIncludeIterate {
+			v.Set("_include:iterate", "PractitionerRole:organization")
+		}
 	}
 	v.Set("_count", strconv.Itoa(f.opts.PageSize))
 	return v, true
@@ -679,6 +781,9 @@ func appendEntries(out []Entry, r, p *fhirResource, inc *fhirIncludes, q *Query)
 	case "Practitioner":
 		practitioner = r
 	case "PractitionerRole":
+		if p == nil && q.Name != "" {
+			return out // no Practitioner, no name to match
+		}
 		if p != nil {
 			if base.Person.ProfessionCode == "" {
 				practitioner = p

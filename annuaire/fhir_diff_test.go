@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,6 +28,14 @@ type fakeANS struct {
 	// v1Roles puts the profession (TRE_G15) in PractitionerRole.code, as fhir/v1 did; fhir/v2
 	// keeps it in the Practitioner's qualifications only.
 	v1Roles bool
+	// iterate honours _include:iterate=PractitionerRole:organization on a Practitioner
+	// search with _revinclude; otherwise the parameter is ignored, as a lenient FHIR server
+	// ignores what it does not support.
+	iterate bool
+
+	mu       sync.Mutex
+	revPages int // answers to Practitioner searches with _revinclude
+	idReqs   int // Organization searches by _id
 }
 
 type fakeResource struct {
@@ -85,8 +94,8 @@ func codings(p *Person) []any {
 	return out
 }
 
-func newFakeANS(t *testing.T, x *Extraction, v1Roles bool) *fakeANS {
-	f := &fakeANS{res: map[string][]*fakeResource{}, ids: map[string]*fakeResource{}, v1Roles: v1Roles}
+func newFakeANS(t *testing.T, x *Extraction, v1Roles, iterate bool) *fakeANS {
+	f := &fakeANS{res: map[string][]*fakeResource{}, ids: map[string]*fakeResource{}, v1Roles: v1Roles, iterate: iterate}
 	for _, e := range allEntries(t, x) {
 		var holder *fakeResource
 		if e.Person.NationalID != "" {
@@ -140,8 +149,7 @@ func newFakeANS(t *testing.T, x *Extraction, v1Roles bool) *fakeANS {
 				r, _ := f.add("PractitionerRole", "r"+strconv.Itoa(len(f.res["PractitionerRole"])))
 				r.body["practitioner"] = map[string]any{"reference": "Practitioner/" + holder.id}
 				// A literal reference with the identifier, as in the fhir/v1 shape of the IG's
-				// examples: a name search, which includes no Organization, still has the
-				// structure's identifier.
+				// examples.
 				r.body["organization"] = map[string]any{"reference": "Organization/" + o.id,
 					"identifier": map[string]any{"system": fhirSystemIdNatSt, "value": e.Structure.ID}}
 				r.refs = []string{"Practitioner/" + holder.id, "Organization/" + o.id}
@@ -195,6 +203,8 @@ func (r *fakeResource) matches(name, value string) (bool, error) {
 		if r.typ == "PractitionerRole" {
 			return slices.Contains(r.codes, value), nil
 		}
+	case "_id": // token: logical ids, comma-separated
+		return slices.Contains(strings.Split(value, ","), r.id), nil
 	case "practitioner", "organization":
 		if r.typ == "PractitionerRole" {
 			return anyOf(strings.Split(value, ","), func(ref string) bool { return slices.Contains(r.refs, ref) }), nil
@@ -223,16 +233,26 @@ func (f *fakeANS) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	include := q["_include"]
 	revinclude := q["_revinclude"]
-	if len(revinclude) > 0 && (typ != "Practitioner" || len(revinclude) != 1 || revinclude[0] != "PractitionerRole:practitioner") {
+	iterate := q["_include:iterate"]
+	if len(revinclude) > 0 && (typ != "Practitioner" || len(revinclude) != 1 || revinclude[0] != "PractitionerRole:practitioner") ||
+		len(iterate) > 0 && (len(revinclude) == 0 || len(iterate) != 1 || iterate[0] != "PractitionerRole:organization") {
 		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, `{"resourceType":"OperationOutcome","issue":[{"code":"invalid","diagnostics":"bad _revinclude"}]}`)
+		fmt.Fprintf(w, `{"resourceType":"OperationOutcome","issue":[{"code":"invalid","diagnostics":"bad _revinclude or _include:iterate"}]}`)
 		return
 	}
+	f.mu.Lock()
+	if len(revinclude) > 0 {
+		f.revPages++
+	}
+	if q.Has("_id") {
+		f.idReqs++
+	}
+	f.mu.Unlock()
 	var matched []*fakeResource
 	for _, r := range f.res[typ] {
 		ok := true
 		for name, values := range q {
-			if name == "_count" || name == "_offset" || name == "_include" && typ == "PractitionerRole" || name == "_revinclude" {
+			if name == "_count" || name == "_offset" || name == "_include" && typ == "PractitionerRole" || name == "_revinclude" || name == "_include:iterate" {
 				continue
 			}
 			for _, v := range values {
@@ -271,11 +291,19 @@ func (f *fakeANS) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if len(revinclude) > 0 {
+		var orgs []string
 		for _, r := range matched {
 			for _, role := range f.res["PractitionerRole"] {
 				if slices.Contains(role.refs, "Practitioner/"+r.id) {
 					entries = append(entries, map[string]any{"search": map[string]any{"mode": "include"}, "resource": role.body})
+					orgs = append(orgs, role.refs[1])
 				}
+			}
+		}
+		for _, ref := range orgs {
+			if len(iterate) > 0 && f.iterate && !seen[ref] {
+				seen[ref] = true
+				entries = append(entries, map[string]any{"search": map[string]any{"mode": "include"}, "resource": f.ids[ref].body})
 			}
 		}
 	}
@@ -284,11 +312,13 @@ func (f *fakeANS) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	json.NewEncoder(w).Encode(b)
 }
 
-// TestFHIRDifferential runs profession, structure and person queries on a generated
+// TestFHIRDifferential runs profession, structure, person and name queries on a generated
 // extraction and on a FHIR server holding the same BALs: the answers must be the same
-// entries. Two differences of model are set aside: a BAL on a Practitioner has no structure
-// (the extraction gives a liberal practice's name and address), and the FHIR backend derives
-// the département from the postal code (the generated column keeps its first two characters).
+// entries, structure names and postal addresses included, whether the server honours
+// _include:iterate on a name search or the client fetches the roles' Organizations by _id.
+// Two differences of model are set aside: a BAL on a Practitioner has no structure (the
+// extraction gives a liberal practice's name and address), and the FHIR backend derives the
+// département from the postal code (the generated column keeps its first two characters).
 func TestFHIRDifferential(t *testing.T) {
 	x := loadText(t, genText(t, 900))
 	all := allEntries(t, x)
@@ -314,21 +344,25 @@ func TestFHIRDifferential(t *testing.T) {
 			if f := []rune(e.Person.FirstName); len(f) >= 2 { // last name then the start of the first
 				qs = append(qs, Query{Name: strings.ToLower(n) + " " + string(f[:2])})
 			}
+			// Name and structure: the PractitionerRoles of the structure (or of the person)
+			// whose Practitioner has that name.
+			if id := e.Structure.ID; id != "" {
+				prefix := string([]rune(strings.ToLower(n))[:min(3, len([]rune(n)))])
+				qs = append(qs, Query{Name: prefix, StructureID: id}, Query{Name: n, StructureID: id[1:], StructureIDType: e.Structure.IDType, Type: e.Type},
+					Query{Name: prefix, RPPS: e.Person.ID, StructureIDType: e.Structure.IDType})
+				if f := []rune(e.Person.FirstName); len(f) >= 1 {
+					qs = append(qs, Query{Name: n + " " + string(f[:1]), StructureID: id, Limit: 1})
+				}
+			}
 		} else if n, _, _ := strings.Cut(e.Structure.Name, " "); n != "" {
 			qs = append(qs, Query{Name: n})
 		}
 	}
-	modelled := func(es []Entry, byName bool) string {
+	modelled := func(es []Entry) string {
 		out := slices.Clone(es)
 		for i := range out {
 			if out[i].Structure.ID == "" {
 				out[i].Structure, out[i].Postal = Structure{}, PostalAddress{}
-			}
-			if byName && out[i].Person.NationalID != "" {
-				// A name search reaches a PractitionerRole through _revinclude, which brings
-				// no Organization: the role's entry has the identifier of its organization
-				// reference only.
-				out[i].Structure.Name, out[i].Structure.TradeName, out[i].Postal = "", "", PostalAddress{}
 			}
 			out[i].Postal.Departement = ""
 		}
@@ -349,22 +383,29 @@ func TestFHIRDifferential(t *testing.T) {
 		}
 	}
 	for _, tt := range []struct {
-		name    string
-		v1Roles bool
-		scan    bool
-	}{{"fhir/v1 roles", true, false}, {"fhir/v2 roles, scanned", false, true}, {"fhir/v2 roles, role parameter", false, false}} {
+		name             string
+		v1Roles, scan    bool
+		iterate, skipIdx bool // the server honours _include:iterate; the client does not send it
+	}{
+		{"fhir/v1 roles", true, false, true, false},
+		{"fhir/v1 roles, :iterate ignored", true, false, false, false},
+		{"fhir/v1 roles, no :iterate", true, false, true, true},
+		{"fhir/v2 roles, scanned", false, true, false, false},
+		{"fhir/v2 roles, role parameter", false, false, true, false},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewUnstartedServer(newFakeANS(t, x, tt.v1Roles))
+			ans := newFakeANS(t, x, tt.v1Roles, tt.iterate)
+			srv := httptest.NewUnstartedServer(ans)
 			srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 			srv.StartTLS()
 			defer srv.Close()
 			clock := &fakeClock{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
 			f, err := NewFHIR(&FHIROptions{BaseURL: srv.URL + "/fhir/v2", HTTPClient: srv.Client(), Now: clock.Now, Sleep: clock.Sleep,
-				ScanRolesForProfession: tt.scan})
+				ScanRolesForProfession: tt.scan, NoIncludeIterate: tt.skipIdx})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ran, nonEmpty, fewer, names, roleBALs := 0, 0, 0, 0, 0
+			ran, nonEmpty, fewer, names, roleBALs, structureNamed, byStructure := 0, 0, 0, 0, 0, 0, 0
 			for _, q := range qs {
 				if !tt.v1Roles && q.Profession == "" {
 					continue // the same on every server
@@ -384,10 +425,16 @@ func TestFHIRDifferential(t *testing.T) {
 					for _, e := range got {
 						if e.Person.NationalID != "" && e.Structure.ID != "" {
 							roleBALs++
+							if e.Structure.Name != "" && e.Postal.PostalCode != "" {
+								structureNamed++
+							}
+							if (q.StructureID != "" || q.StructureIDType != "") && e.Person.LastName != "" {
+								byStructure++
+							}
 						}
 					}
 				}
-				if modelled(got, byName) == modelled(want, byName) {
+				if modelled(got) == modelled(want) {
 					continue
 				}
 				// A fhir/v2 server does not find a profession under role: the FHIR backend
@@ -395,17 +442,17 @@ func TestFHIRDifferential(t *testing.T) {
 				if !tt.v1Roles && !tt.scan && q.Profession != "" && !byName && len(got) < len(want) {
 					wanted := map[string]bool{}
 					for _, e := range want {
-						wanted[modelled([]Entry{e}, byName)] = true
+						wanted[modelled([]Entry{e})] = true
 					}
 					for _, e := range got {
-						if !wanted[modelled([]Entry{e}, byName)] {
+						if !wanted[modelled([]Entry{e})] {
 							t.Fatalf("%+v: FHIR returned %s, not in the extraction's answer", q, e.Address)
 						}
 					}
 					fewer++
 					continue
 				}
-				t.Fatalf("%+v:\nFHIR       %d entries %s\nextraction %d entries %s", q, len(got), modelled(got, byName), len(want), modelled(want, byName))
+				t.Fatalf("%+v:\nFHIR       %d entries %s\nextraction %d entries %s", q, len(got), modelled(got), len(want), modelled(want))
 			}
 			if nonEmpty < ran*2/3 {
 				t.Errorf("only %d of %d queries have answers", nonEmpty, ran)
@@ -413,10 +460,20 @@ func TestFHIRDifferential(t *testing.T) {
 			if !tt.v1Roles && !tt.scan && fewer == 0 {
 				t.Error("the role parameter on a fhir/v2 server lost no entry: the fake does not model fhir/v2")
 			}
-			if names == 0 || roleBALs == 0 {
-				t.Errorf("%d name queries, %d PractitionerRole BALs found by name", names, roleBALs)
+			if names == 0 || roleBALs == 0 || structureNamed == 0 || tt.v1Roles && byStructure == 0 {
+				t.Errorf("%d name queries, %d PractitionerRole BALs found by name, %d with their structure's name and address, %d by name and structure",
+					names, roleBALs, structureNamed, byStructure)
 			}
-			t.Logf("%d queries (%d by name, finding %d PractitionerRole BALs), %d with answers, %d with fewer entries", ran, names, roleBALs, nonEmpty, fewer)
+			// The roles' Organizations come with the page when the server honours
+			// _include:iterate, else from one _id request per page that lacks some.
+			ans.mu.Lock()
+			revPages, idReqs := ans.revPages, ans.idReqs
+			ans.mu.Unlock()
+			if tt.iterate && !tt.skipIdx && idReqs != 0 || (!tt.iterate || tt.skipIdx) && (idReqs == 0 || idReqs > revPages) {
+				t.Errorf("%d Organization?_id requests for %d pages of a name search", idReqs, revPages)
+			}
+			t.Logf("%d queries (%d by name, finding %d PractitionerRole BALs, %d by name and structure), %d with answers, %d with fewer entries; %d _id requests for %d name pages",
+				ran, names, roleBALs, byStructure, nonEmpty, fewer, idReqs, revPages)
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,9 @@ type fhirServer struct {
 	times []time.Time // the fake time of each request
 	// fail, when set, answers instead of the fixtures.
 	fail func(w http.ResponseWriter, r *http.Request) bool
+	// iterate honours _include:iterate=PractitionerRole:organization on a name search: the
+	// Organizations of organization.json come with the page as includes.
+	iterate bool
 }
 
 func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
@@ -61,7 +65,7 @@ func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
 		s.mu.Lock()
 		s.reqs = append(s.reqs, r.URL.Path+"?"+r.URL.RawQuery)
 		s.times = append(s.times, s.clock.Now())
-		fail := s.fail
+		fail, iterate := s.fail, s.iterate
 		s.mu.Unlock()
 		if r.Header.Get("ESANTE-API-KEY") != "test-key" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -77,11 +81,14 @@ func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
 			q := r.URL.Query()
 			if q.Has("_revinclude") {
 				// A Name search, with the PractitionerRoles that reference the Practitioners.
+				page := fixture("practitioner-revinclude.json")
 				if q.Get("_page") == "2" {
-					w.Write(fixture("practitioner-revinclude-page2.json"))
-				} else {
-					w.Write(fixture("practitioner-revinclude.json"))
+					page = fixture("practitioner-revinclude-page2.json")
 				}
+				if iterate && q.Get("_include:iterate") == "PractitionerRole:organization" {
+					page = withIncludes(t, page, fixture("organization.json"))
+				}
+				w.Write(page)
 			} else if q.Has("identifier") && !q.Has("mailbox-mss:contains") && !q.Has("mailbox-mss:exact") && !q.Has("mailbox-mss-type") {
 				// The lookup of a PractitionerRole search: this one filters, by identifier.
 				w.Write(withIdentifier(t, fixture("practitioner-identifier.json"), q.Get("identifier")))
@@ -93,7 +100,11 @@ func newFHIRServer(t *testing.T) (*fhirServer, *FHIR) {
 		case "/fhir/v2/PractitionerRole":
 			w.Write(fixture("practitionerrole.json"))
 		case "/fhir/v2/Organization":
-			w.Write(fixture("organization.json"))
+			if ids := r.URL.Query().Get("_id"); ids != "" {
+				w.Write(withIDs(t, fixture("organization.json"), strings.Split(ids, ",")))
+			} else {
+				w.Write(fixture("organization.json"))
+			}
 		default:
 			w.WriteHeader(http.StatusNotFound)
 		}
@@ -134,11 +145,57 @@ func withIdentifier(t *testing.T, bundle []byte, token string) []byte {
 	return out
 }
 
+// withIDs keeps the entries of a Bundle whose resource has one of the logical ids.
+func withIDs(t *testing.T, bundle []byte, ids []string) []byte {
+	return editBundle(t, bundle, func(entries []any) []any {
+		var kept []any
+		for _, e := range entries {
+			if slices.Contains(ids, e.(map[string]any)["resource"].(map[string]any)["id"].(string)) {
+				kept = append(kept, e)
+			}
+		}
+		return kept
+	})
+}
+
+// withIncludes adds the resources of another Bundle to a Bundle, with search mode include.
+func withIncludes(t *testing.T, bundle, other []byte) []byte {
+	return editBundle(t, bundle, func(entries []any) []any {
+		var o map[string]any
+		if err := json.Unmarshal(other, &o); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range o["entry"].([]any) {
+			e.(map[string]any)["search"] = map[string]any{"mode": "include"}
+			entries = append(entries, e)
+		}
+		return entries
+	})
+}
+
+// editBundle replaces the entries of a Bundle by what edit returns.
+func editBundle(t *testing.T, bundle []byte, edit func([]any) []any) []byte {
+	var b map[string]any
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := b["entry"].([]any)
+	b["entry"] = edit(entries)
+	out, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func (s *fhirServer) requests() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.reqs...)
 }
+
+// daxPostal is the address of organization.json's Organization.
+var daxPostal = PostalAddress{Number: "1", StreetType: "BD", Street: "YVES DU MANOIR", CityLine: "40107 DAX", PostalCode: "40107", Departement: "40", Country: "FRANCE"}
 
 func addresses(entries []Entry) string {
 	var a []string
@@ -200,7 +257,6 @@ func TestFHIRSearch(t *testing.T) {
 	}
 	// The structure of a PractitionerRole entry comes from its included Organization.
 	dax := Structure{IDType: "FINESS", ID: "1400780284", Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax"}
-	daxPostal := PostalAddress{Number: "1", StreetType: "BD", Street: "YVES DU MANOIR", CityLine: "40107 DAX", PostalCode: "40107", Departement: "40", Country: "FRANCE"}
 	for i, want := range []Structure{{IDType: "FINESS", ID: "1400780284", Name: dax.Name, TradeName: dax.TradeName, Service: "Urgences"}, dax, {}, {}} {
 		wantPostal := daxPostal
 		if want == (Structure{}) {
@@ -231,7 +287,11 @@ func TestFHIRSearch(t *testing.T) {
 	}
 }
 
-const g15 = "https%3A%2F%2Fmos.esante.gouv.fr%2FNOS%2FTRE_G15-ProfessionSante%2FFHIR%2FTRE-G15-ProfessionSante"
+const (
+	g15      = "https%3A%2F%2Fmos.esante.gouv.fr%2FNOS%2FTRE_G15-ProfessionSante%2FFHIR%2FTRE-G15-ProfessionSante"
+	iterate  = "_include%3Aiterate=PractitionerRole%3Aorganization"
+	orgsByID = "/fhir/v2/Organization?_count=2&_id=158480DP%2Ccab-dupont" // the organizations of page 1's roles
+)
 
 func TestFHIRQueryParameters(t *testing.T) {
 	tests := []struct {
@@ -254,14 +314,28 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{Departement: "40", Type: ORG}, []string{"/fhir/v2/Organization?_count=50&address-postalcode=40&mailbox-mss-type=ORG"}},
 		// A name: the Practitioners of that name, with or without a BAL of their own, and the
 		// PractitionerRoles that reference them.
-		{Query{Name: "dupont", Type: PER}, []string{"/fhir/v2/Practitioner?_count=50&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
-			"/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2"}},
+		// Then the Organizations of the page's roles that the server did not include (it
+		// ignores _include:iterate), in one request.
+		{Query{Name: "dupont", Type: PER}, []string{"/fhir/v2/Practitioner?_count=50&" + iterate + "&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
+			orgsByID, "/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2"}},
 		{Query{Name: "Dupont", RPPS: "10003456786", Profession: "60"}, []string{
-			"/fhir/v2/Practitioner?_count=50&_revinclude=PractitionerRole%3Apractitioner&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786&name=Dupont&qualification-code=" + g15 + "%7C60",
-			"/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2"}},
-		{Query{Name: "dupont"}, []string{"/fhir/v2/Practitioner?_count=50&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
-			"/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2",
+			"/fhir/v2/Practitioner?_count=50&" + iterate + "&_revinclude=PractitionerRole%3Apractitioner&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786&name=Dupont&qualification-code=" + g15 + "%7C60",
+			orgsByID, "/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2"}},
+		{Query{Name: "dupont"}, []string{"/fhir/v2/Practitioner?_count=50&" + iterate + "&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
+			orgsByID, "/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2",
 			"/fhir/v2/Organization?_count=50&mailbox-mss%3Acontains=%40&name=dupont"}},
+		// A name and a structure: no Practitioner search, the roles of the structure's
+		// Organizations (no name parameter: checked on their Practitioners), its
+		// Organizations of that name.
+		{Query{Name: "dupont", StructureID: "400780284"}, []string{
+			"/fhir/v2/Organization?_count=50&identifier=400780284",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss%3Acontains=%40&organization=Organization%2F158480DP",
+			"/fhir/v2/Organization?_count=50&identifier=400780284&mailbox-mss%3Acontains=%40&name=dupont"}},
+		{Query{Name: "dupont", RPPS: "10003456786", StructureIDType: "FINESS"}, []string{
+			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss%3Acontains=%40&practitioner=Practitioner%2Fas-practitioner-bal-per-dupont"}},
+		// A name and a structure type alone: no reference bounds the roles, Organizations only.
+		{Query{Name: "dupont", StructureIDType: "FINESS"}, []string{"/fhir/v2/Organization?_count=50&mailbox-mss%3Acontains=%40&name=dupont"}},
 		// Profession: qualification-code on Practitioner, role on PractitionerRole, no Organization.
 		{Query{Profession: "10"}, []string{
 			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Acontains=%40&qualification-code=" + g15 + "%7C10",
@@ -763,10 +837,14 @@ func TestFHIRNameRevinclude(t *testing.T) {
 	pharmacien.ProfessionCode, pharmacien.ProfessionLabel = "21", "Pharmacien"
 	for i, want := range []Entry{
 		{Address: "jean-marie.dupont@infirmier.mssante.fr", Type: PER, Person: jm},
-		// Its structure identifier comes from the role's logical reference: a Practitioner
-		// search includes no Organization.
-		{Address: "jm.dupont@ch-dax.mssante.fr", Type: PER, Person: jm, Structure: Structure{IDType: "FINESS", ID: "1400780284", Service: "Urgences"}},
-		{Address: "jm.dupont@pharmacie.mssante.fr", Type: PER, Person: pharmacien},
+		// The structure of a role comes from its Organization, fetched by _id for the
+		// pharmacie role's literal reference "Organization/158480DP", then found by the
+		// ch-dax role's logical reference (identifier) as well.
+		{Address: "jm.dupont@ch-dax.mssante.fr", Type: PER, Person: jm, Structure: Structure{IDType: "FINESS", ID: "1400780284",
+			Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax", Service: "Urgences"}, Postal: daxPostal},
+		{Address: "jm.dupont@pharmacie.mssante.fr", Type: PER, Person: pharmacien, Structure: Structure{IDType: "FINESS", ID: "1400780284",
+			Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax"}, Postal: daxPostal},
+		// Organization/cab-dupont is not found: no structure, and not an error.
 		{Address: "cabinet.dupont@medecin.mssante.fr", Type: CAB, Person: Person{NationalID: "810400000047", IDType: "RPPS", ID: "10400000047",
 			Civility: "MME", LastName: "DUPONT", FirstName: "Claire", ProfessionCategory: "C", ProfessionCategoryLabel: "Civil", ProfessionCode: "10", ProfessionLabel: "Médecin"}},
 	} {
