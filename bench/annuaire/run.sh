@@ -10,6 +10,11 @@
 #     the addresses of 20,000 lines spread over the file (every 26th), in random order, 50
 #     rounds, after a garbage collection;
 #   - name-prefix search (4 letters of the names of those lines, limit 20), median: goal <= 20 us.
+# Beside them, in the same processes, the same addresses in the same order: the peers, a Go
+# map[string]int32 of every (lower-cased) address for the check, and the same map to Entries
+# parsed beforehand (some 600 MB) for the full entry; and the latency of one dependent access to
+# memory far larger than the caches (a pointer chase over 128 MB on huge pages), what a lookup
+# whose slot or line is not in cache pays for each. On a shared VM it changes from run to run.
 # Medians of RUNS runs (default 5), ours and awk's alternating. Usage: bench/annuaire/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,6 +51,7 @@ col() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" "$tmp/q" | median; }
 lookup=$(col lookup_ns); lookup_cpu=$(col lookup_cpu_ns)
 typeof=$(col typeof_ns); typeof_cpu=$(col typeof_cpu_ns)
 prefix=$(col prefix_p50_us)
+peer=$(col map_ns); peer_entry=$(col map_entry_ns); memory=$(col memory_ns)
 
 printf '%-36s %12s %12s %8s %8s\n' "measure (median of $runs)" ours awk ratio goal
 printf '%-36s %11.3fs %11.3fs %7.2fx %8s\n' "load + index vs awk count of \$2" "$ours" "$theirs" "$(calc "$ours / $theirs")" "<=1.0x"
@@ -55,3 +61,6 @@ printf '%-36s %10.0fns %12s %8s %8s\n' "address lookup, CPU time" "$lookup_cpu" 
 printf '%-36s %10.0fns %12s %8s %8s\n' "address check (TypeOf), wall" "$typeof" "" "" "<=200ns"
 printf '%-36s %10.0fns %12s %8s %8s\n' "address check (TypeOf), CPU time" "$typeof_cpu" "" "" "<=200ns"
 printf '%-36s %10.2fus %12s %8s %8s\n' "name-prefix search p50" "$prefix" "" "" "<=20us"
+printf '%-36s %10.0fns %11.0fns %7.2fx %8s\n' "address check: TypeOf vs Go map" "$typeof" "$peer" "$(calc "$typeof / $peer")" ""
+printf '%-36s %10.0fns %11.0fns %7.2fx %8s\n' "full entry: Lookup vs Go map of Entry" "$lookup" "$peer_entry" "$(calc "$lookup / $peer_entry")" ""
+printf '%-36s %10.0fns %12s %8s %8s\n' "one memory access (pointer chase)" "$memory" "" "" ""

@@ -15,9 +15,69 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/mssante-go/sdk/annuaire"
 )
+
+// allEntries returns the entry of every data line of file, parsed once: the values of the
+// peers, Go maps.
+func allEntries(file string) []annuaire.Entry {
+	r, err := annuaire.OpenFile(file)
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, annuaire.MaxLineSize), annuaire.MaxLineSize+2)
+	var entries []annuaire.Entry
+	for first := true; sc.Scan(); first = false {
+		if first {
+			continue // the header
+		}
+		f, err := annuaire.ParseLine(strings.TrimSuffix(sc.Text(), "\r"))
+		if err != nil {
+			panic(err)
+		}
+		if e := f.Entry(); e.Address != "" {
+			entries = append(entries, e)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		panic(err)
+	}
+	return entries
+}
+
+// memoryLatency returns the time of one dependent access to memory far larger than the
+// caches (a pointer chase over a random cycle of the cache lines of 128 MB on huge pages, as
+// the index is): the floor of each lookup's memory accesses on this machine, now.
+func memoryLatency() float64 {
+	const size, line = 128 << 20, 64
+	n := size / line
+	buf := make([]uint64, (size+2<<20)/8)
+	skip := (2<<20 - int(uintptr(unsafe.Pointer(&buf[0])))%(2<<20)) % (2 << 20) / 8
+	b := buf[skip : skip+size/8]
+	syscall.Madvise(unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), size), 14) // MADV_HUGEPAGE
+	perm := rand.New(rand.NewPCG(3, 4)).Perm(n)
+	for i := range n {
+		b[perm[i]*line/8] = uint64(perm[(i+1)%n] * line / 8)
+	}
+	p := uint64(0)
+	const steps = 1 << 21
+	for range steps / 4 { // warm-up: the TLB, the page tables
+		p = b[p]
+	}
+	start := time.Now()
+	for range steps {
+		p = b[p]
+	}
+	ns := float64(time.Since(start).Nanoseconds()) / steps
+	if p == 1 { // never: a cycle of multiples of 8; keeps the chase from being optimised away
+		fmt.Print("")
+	}
+	return ns
+}
 
 // sample reads the address and the name key of every (lines/n)-th data line of file: n lines
 // spread over the whole file, as a relay's recipients would be. The addresses are the caller's
@@ -86,8 +146,8 @@ func main() {
 	if *queries {
 		runtime.GC() // the queries are measured in steady state, not during the load's collection
 		m := measure(x, *file)
-		fmt.Printf(" lookup_ns=%.0f lookup_cpu_ns=%.0f typeof_ns=%.0f typeof_cpu_ns=%.0f prefix_p50_us=%.2f",
-			m.lookupNs, m.lookupCPUns, m.typeOfNs, m.typeOfCPUns, m.prefixP50us)
+		fmt.Printf(" lookup_ns=%.0f lookup_cpu_ns=%.0f typeof_ns=%.0f typeof_cpu_ns=%.0f prefix_p50_us=%.2f map_ns=%.0f map_entry_ns=%.0f memory_ns=%.0f",
+			m.lookupNs, m.lookupCPUns, m.typeOfNs, m.typeOfCPUns, m.prefixP50us, m.mapNs, m.mapEntryNs, memoryLatency())
 	}
 	fmt.Println()
 }
@@ -103,6 +163,7 @@ type measures struct {
 	lookupNs, lookupCPUns float64 // Lookup, the full entry
 	typeOfNs, typeOfCPUns float64 // TypeOf, the existence and BAL type check
 	prefixP50us           float64
+	mapNs, mapEntryNs     float64 // the peers: a Go map of every address to its line, to its Entry
 }
 
 // measure returns the mean wall and CPU time of Lookup and of TypeOf over 20,000 addresses of
@@ -141,6 +202,39 @@ func measure(x *annuaire.Extraction, file string) (m measures) {
 	m.typeOfCPUns = float64((cpuTime() - cpu).Nanoseconds()) / float64(rounds*len(addrs))
 	if n != rounds*len(addrs) {
 		panic("TypeOf lost addresses")
+	}
+	// The peers: a Go map of every address (lower-cased, as the index hashes them; the keys
+	// compact, the peer at its best) to its line, for the existence check TypeOf makes; and
+	// the same map to entries parsed beforehand (some 600 MB: no memory goal could hold them)
+	// copied out as Lookup returns them. The same addresses in the same order.
+	entries := allEntries(file)
+	peer := make(map[string]int32, len(entries))
+	for i := range entries {
+		peer[strings.Clone(strings.ToLower(entries[i].Address))] = int32(i)
+	}
+	runtime.GC()
+	n = 0
+	start = time.Now()
+	for range rounds {
+		for _, a := range addrs {
+			if _, ok := peer[a]; ok {
+				n++
+			}
+		}
+	}
+	m.mapNs = float64(time.Since(start).Nanoseconds()) / float64(rounds*len(addrs))
+	start = time.Now()
+	for range rounds {
+		for _, a := range addrs {
+			if i, ok := peer[a]; ok {
+				buf = append(buf[:0], entries[i])
+				n += len(buf)
+			}
+		}
+	}
+	m.mapEntryNs = float64(time.Since(start).Nanoseconds()) / float64(rounds*len(addrs))
+	if n != 2*rounds*len(addrs) {
+		panic("the map lost addresses")
 	}
 	times := make([]time.Duration, 0, len(prefixes))
 	for _, p := range prefixes {
