@@ -23,7 +23,9 @@
 //     PractitionerRole, and checked again on every entry returned. A name is searched on
 //     Practitioner with _revinclude=PractitionerRole:practitioner: the BALs of the roles that
 //     reference a Practitioner of that name (PER and CAB BALs held in a structure) follow its
-//     own.
+//     own, with their structure's name and address (_include:iterate, else one
+//     Organization?_id request per page); a name with a structure keeps the structure's
+//     roles whose Practitioner has that name.
 //
 // [Extraction.TypeOf] answers "is this address a BAL, and of which type?" from the address
 // index alone; [Extraction.Lookup] adds the parse of the line into the whole [Entry]. Neither

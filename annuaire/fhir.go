@@ -103,9 +103,9 @@ type FHIROptions struct {
 // StructureIDType), which keeps the Practitioner search out, the PractitionerRoles the
 // organization (or practitioner) references select are read and only those whose included
 // Practitioner's name matches the whole of Name are kept; a Name with a StructureIDType alone,
-// a postal code or a Departement finds Organizations only. A HumanName matches when one of its
-// parts starts with the value, so a Practitioner search sends only the first word of Name ("dupont" for "dupont
-// jean"); the whole of Name is checked on each entry. The Practitioner search asks
+// a postal code or a Departement finds Organizations only. A HumanName matches when one of
+// its parts starts with the value, so a Practitioner search sends only the first word of
+// Name ("dupont" for "dupont jean"); the whole of Name is checked on each entry. The Practitioner search asks
 // _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
 // modifying-search-results page): the BALs of an included PractitionerRole (PER or CAB BALs
 // held in a structure) are returned after those of the matched Practitioner its practitioner
@@ -120,8 +120,8 @@ type FHIROptions struct {
 // the ANS API, see [FHIROptions.NoIncludeIterate]), and the Organizations a page still lacks
 // are fetched with one Organization?_id=id1,id2… request, so a role entry carries its
 // structure's name and postal address as a PractitionerRole search gives them (matched by
-// "Organization/id"; a role naming its Organization by identifier only keeps the identifier
-// unless the server included it; an Organization not found leaves them empty).
+// "Organization/id"; a role naming its Organization by identifier only is completed when
+// that Organization is in the page by then; an Organization not found leaves them empty).
 type FHIR struct {
 	opts FHIROptions
 	base *url.URL

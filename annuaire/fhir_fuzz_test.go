@@ -10,9 +10,12 @@ import (
 
 // FuzzFHIRIncludes: in any answer to a PractitionerRole search, the entries come from the
 // PractitionerRoles only (never from an included resource) and a person's name comes from
-// an included Practitioner that the PractitionerRole references. In any answer to a Name
-// search of Practitioners with _revinclude, an entry comes from a matched Practitioner, or
-// from an included PractitionerRole that references a matched Practitioner of that name.
+// an included Practitioner that the PractitionerRole references; with a Name, only roles
+// that reference an included Practitioner give entries. In any answer to a Name search of
+// Practitioners with _revinclude, an entry comes from a matched Practitioner, or from an
+// included PractitionerRole that references a matched Practitioner of that name; the
+// Organizations asked by _id are logical ids, once each, and of the answer (the same
+// Bundle) only Organizations of those ids are added, as includes without fullUrl.
 func FuzzFHIRIncludes(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"PractitionerRole","practitioner":{"reference":"Practitioner/a/_history/"},
 "telecom":[{"system":"email","value":"x@y","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
@@ -21,7 +24,23 @@ func FuzzFHIRIncludes(f *testing.F) {
 		q := Query{}
 		q.check()
 		b.searched, b.revRoles = "Practitioner", true
-		for _, e := range fh.bundleEntries(b, &q) {
+		ids := missingOrganizations(b)
+		for i, id := range ids {
+			if !isLogicalID(id) || slices.Contains(ids[:i], id) {
+				t.Fatalf("Organization ids %q", ids)
+			}
+		}
+		completed := *b
+		completed.Entry = slices.Clone(b.Entry)
+		addOrganizations(&completed, b, ids)
+		added := completed.Entry[len(b.Entry):]
+		for i, be := range added {
+			if be.Resource.ResourceType != "Organization" || !slices.Contains(ids, be.Resource.ID) || be.Search.Mode != "include" || be.FullURL != "" ||
+				slices.ContainsFunc(added[:i], func(o fhirBundleEntry) bool { return o.Resource.ID == be.Resource.ID }) {
+				t.Fatalf("added %+v for %q", be, ids)
+			}
+		}
+		for _, e := range fh.bundleEntries(&completed, &q) {
 			ok := false
 			for _, be := range b.Entry {
 				r := &be.Resource
@@ -52,6 +71,17 @@ func FuzzFHIRIncludes(f *testing.F) {
 			}
 			if !ok {
 				t.Fatalf("entry %q (name %q) comes from no PractitionerRole that references a Practitioner of that name", e.Address, e.Person.LastName)
+			}
+		}
+		named := Query{Name: "D"}
+		named.check()
+		for _, e := range fh.bundleEntries(b, &named) {
+			if !slices.ContainsFunc(b.Entry, func(be fhirBundleEntry) bool {
+				r := &be.Resource
+				return r.ResourceType == "PractitionerRole" && be.Search.Mode != "include" && be.Search.Mode != "outcome" &&
+					slices.ContainsFunc(r.Telecom, func(tc fhirTelecom) bool { return tc.Value == e.Address }) && namedBy(b, r.Practitioner, "", false)
+			}) {
+				t.Fatalf("entry %q of a Name search comes from no PractitionerRole that references an included Practitioner", e.Address)
 			}
 		}
 	})

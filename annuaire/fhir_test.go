@@ -931,3 +931,161 @@ func BenchmarkFHIRNamePage(b *testing.B) {
 		fh.bundleEntries(&bundle, &q)
 	}
 }
+
+// TestFHIRNameStructure: a Name with a structure (or a person and a structure type) reads
+// the PractitionerRoles the references select and keeps those whose included Practitioner
+// has the name; the structure's Organizations of that name come after.
+func TestFHIRNameStructure(t *testing.T) {
+	_, f := newFHIRServer(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		q    Query
+		want string
+	}{
+		{Query{Name: "dupont", StructureID: "400780284"}, "PER:jm.dupont@ch-dax.mssante.fr"},
+		{Query{Name: "DUPONT jean", StructureID: "1400780284", StructureIDType: "FINESS"}, "PER:jm.dupont@ch-dax.mssante.fr"},
+		{Query{Name: "Bernard Cl", StructureID: "400780284", Type: PER}, "PER:c.bernard@ch-dax.mssante.fr"},
+		{Query{Name: "bernard j", StructureID: "400780284"}, ""},         // the whole of Name is checked
+		{Query{Name: "dupont", StructureID: "400780284", Type: CAB}, ""}, // another type
+		{Query{Name: "petit", StructureID: "400780284"}, ""},             // its role has no structure
+		{Query{Name: "centre", StructureID: "400780284"}, "ORG:cardiologie@ch-dax.mssante.fr APP:dpi-cardio@ch-dax.mssante.fr"},
+		{Query{Name: "dupont", RPPS: "10003456786", StructureIDType: "FINESS"}, "PER:jm.dupont@ch-dax.mssante.fr"},
+		{Query{Name: "dupont", NationalID: "810003456786", StructureIDType: "SIRET"}, ""},
+		{Query{Name: "bernard", RPPS: "10003456786", StructureIDType: "FINESS"}, ""}, // the server sends other persons' roles
+	} {
+		r, err := f.Search(ctx, tt.q)
+		if err != nil || addresses(r.Entries) != tt.want || r.Next != "" {
+			t.Errorf("%+v: %v\n got %s\nwant %s", tt.q, err, addresses(r.Entries), tt.want)
+		}
+	}
+	r, err := f.Search(ctx, Query{Name: "dupont", StructureID: "400780284"})
+	if err != nil || len(r.Entries) != 1 {
+		t.Fatalf("%v %d", err, len(r.Entries))
+	}
+	want := Entry{Address: "jm.dupont@ch-dax.mssante.fr", Type: PER, Person: Person{NationalID: "810003456786", IDType: "RPPS", ID: "10003456786",
+		Civility: "DR", LastName: "DUPONT", FirstName: "Jean-Marie", ProfessionCategory: "C", ProfessionCategoryLabel: "Civil", ProfessionCode: "60", ProfessionLabel: "Infirmier"},
+		Structure: Structure{IDType: "FINESS", ID: "1400780284", Name: "CENTRE HOSPITALIER DE DAX", TradeName: "CH Dax", Service: "Urgences"}, Postal: daxPostal}
+	if r.Entries[0] != want {
+		t.Errorf("entry\n got %+v\nwant %+v", r.Entries[0], want)
+	}
+
+	// A role whose Practitioner is not in the Bundle has no name to match: its structure's
+	// name is not the person's.
+	const body = `{"resourceType":"Bundle","entry":[
+{"search":{"mode":"match"},"resource":{"resourceType":"PractitionerRole","id":"r1","practitioner":{"reference":"Practitioner/absent"},
+ "organization":{"reference":"Organization/o1"},
+ "telecom":[{"system":"email","value":"r1@dupont-sante.mssante.fr","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
+{"search":{"mode":"match"},"resource":{"resourceType":"PractitionerRole","id":"r2","practitioner":{"reference":"Practitioner/p2"},
+ "organization":{"reference":"Organization/o1"},
+ "telecom":[{"system":"email","value":"r2@dupont-sante.mssante.fr","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
+{"search":{"mode":"include"},"resource":{"resourceType":"Practitioner","id":"p2","name":[{"family":"MARTIN","given":["Paul"]}]}},
+{"search":{"mode":"include"},"resource":{"resourceType":"Organization","id":"o1","name":"DUPONT SANTE"}}]}`
+	var b fhirBundle
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		t.Fatal(err)
+	}
+	b.searched = "PractitionerRole"
+	for name, want := range map[string]string{"dupont": "", "martin paul": "PER:r2@dupont-sante.mssante.fr", "": "PER:r1@dupont-sante.mssante.fr PER:r2@dupont-sante.mssante.fr"} {
+		q := Query{Name: name}
+		q.check()
+		entries := f.bundleEntries(&b, &q)
+		for i := range entries {
+			entries[i].Type = PER // the test BALs carry no metadata
+		}
+		if got := addresses(entries); got != want {
+			t.Errorf("name %q: got %s, want %s", name, got, want)
+		}
+	}
+}
+
+// TestFHIRNameOrganizations: the Organizations of the roles a Name search finds come from
+// _include:iterate when the server honours it, else from one Organization?_id request per
+// page for those still missing; matched by id, never by position; one not found leaves the
+// structure empty; a failed request fails the search.
+func TestFHIRNameOrganizations(t *testing.T) {
+	ctx := context.Background()
+	search := func(t *testing.T, f *FHIR) []Entry {
+		t.Helper()
+		r, err := f.Search(ctx, Query{Name: "dupont", Type: PER})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Entries
+	}
+	s, f := newFHIRServer(t)
+	ignored := search(t, f)
+	if ignored[2].Address != "jm.dupont@pharmacie.mssante.fr" || ignored[2].Structure.Name != "CENTRE HOSPITALIER DE DAX" || ignored[2].Postal != daxPostal {
+		t.Fatalf("fallback: %+v", ignored[2])
+	}
+	// A server that honours _include:iterate: only the Organization it does not have
+	// (cab-dupont, unknown) is asked for, and the entries are the same.
+	s.iterate = true
+	n := len(s.requests())
+	if got := search(t, f); fmt.Sprint(got) != fmt.Sprint(ignored) {
+		t.Errorf("with _include:iterate:\n got %+v\nwant %+v", got, ignored)
+	}
+	if reqs := s.requests()[n:]; len(reqs) != 3 || reqs[1] != "/fhir/v2/Organization?_count=1&_id=cab-dupont" {
+		t.Errorf("with _include:iterate: requests %q", reqs)
+	}
+	// NoIncludeIterate: not asked, every Organization fetched by _id.
+	noIter, err := NewFHIR(&FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key", HTTPClient: s.Client(),
+		Now: s.clock.Now, Sleep: s.clock.Sleep, NoIncludeIterate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = len(s.requests())
+	if got := search(t, noIter); fmt.Sprint(got) != fmt.Sprint(ignored) {
+		t.Errorf("NoIncludeIterate:\n got %+v\nwant %+v", got, ignored)
+	}
+	if reqs := s.requests()[n:]; len(reqs) != 3 || strings.Contains(reqs[0], "iterate") || reqs[1] != orgsByID {
+		t.Errorf("NoIncludeIterate: requests %q", reqs)
+	}
+	s.iterate = false
+
+	// An answer of other Organizations (another id, the right id as an include or an
+	// outcome, another type): none completes a role, not even by identifier.
+	const other = `{"resourceType":"Bundle","entry":[
+{"search":{"mode":"match"},"resource":{"resourceType":"Organization","id":"158480DP-2","name":"WRONG","identifier":[{"system":"urn:oid:1.2.250.1.71.4.2.2","value":"1400780284"}]}},
+{"search":{"mode":"include"},"resource":{"resourceType":"Organization","id":"158480DP","name":"WRONG INCLUDE"}},
+{"search":{"mode":"outcome"},"resource":{"resourceType":"Organization","id":"cab-dupont","name":"WRONG OUTCOME"}},
+{"search":{"mode":"match"},"resource":{"resourceType":"Practitioner","id":"158480DP","name":"WRONG TYPE"}}]}`
+	s.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/fhir/v2/Organization" {
+			w.Write([]byte(other))
+			return true
+		}
+		return false
+	}
+	for _, e := range search(t, f) {
+		if e.Structure.Name != "" || e.Postal != (PostalAddress{}) {
+			t.Errorf("%s completed by another Organization: %+v %+v", e.Address, e.Structure, e.Postal)
+		}
+	}
+	// The request fails: so does the search, and a cancelled context stops it.
+	s.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/fhir/v2/Organization" {
+			w.WriteHeader(http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	if _, err := f.Search(ctx, Query{Name: "dupont"}); !errors.Is(err, ErrHTTP) {
+		t.Errorf("Organization request failing: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/fhir/v2/Organization" {
+			cancel()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return true
+		}
+		return false
+	}
+	if _, err := f.Search(cctx, Query{Name: "dupont"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled during the Organization request: %v", err)
+	}
+}
