@@ -903,7 +903,8 @@ func TestFHIRRevincludeAsked(t *testing.T) {
 
 // BenchmarkFHIRNamePage: the entries of one page of 50 Practitioners, each with a BAL of its
 // own, and the 50 PractitionerRoles _revinclude brings with theirs (decoded once; the index
-// of the matched Practitioners and the matching are measured).
+// of the matched Practitioners and the matching are measured), without and with the roles'
+// Organizations.
 func BenchmarkFHIRNamePage(b *testing.B) {
 	const mss = `"extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]`
 	var entries []string
@@ -926,10 +927,38 @@ func BenchmarkFHIRNamePage(b *testing.B) {
 	if n := len(fh.bundleEntries(&bundle, &q)); n != 100 {
 		b.Fatalf("%d entries", n)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		fh.bundleEntries(&bundle, &q)
+	b.Run("entries", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			fh.bundleEntries(&bundle, &q)
+		}
+	})
+	// With the roles' Organizations: the ids a page lacks, the 50 Organizations of the _id
+	// answer (decoded once) added, then the entries, structures filled.
+	var orgs []string
+	for i := range 50 {
+		orgs = append(orgs, fmt.Sprintf(`{"search":{"mode":"match"},"resource":{"resourceType":"Organization","id":"o%d","name":"STRUCTURE %d",
+"identifier":[{"system":"urn:oid:1.2.250.1.71.4.2.2","value":"1%09d"}],"address":[{"city":"DAX","postalCode":"40107"}]}}`, i, i, i))
 	}
+	var answer fhirBundle
+	if err := json.Unmarshal([]byte(`{"resourceType":"Bundle","entry":[`+strings.Join(orgs, ",")+`]}`), &answer); err != nil {
+		b.Fatal(err)
+	}
+	completed := func() []Entry {
+		page := bundle
+		page.Entry = slices.Clip(bundle.Entry) // addOrganizations appends to a copy
+		addOrganizations(&page, &answer, missingOrganizations(&page))
+		return fh.bundleEntries(&page, &q)
+	}
+	if e := completed(); len(e) != 100 || e[1].Structure.Name != "STRUCTURE 49" || e[1].Postal.PostalCode != "40107" {
+		b.Fatalf("%d entries, %+v", len(e), e[1])
+	}
+	b.Run("organizations", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			completed()
+		}
+	})
 }
 
 // TestFHIRNameStructure: a Name with a structure (or a person and a structure type) reads
