@@ -86,7 +86,7 @@ var (
 		{"34295", "MONTPELLIER"}, {"33076", "BORDEAUX"}, {"59037", "LILLE"}, {"35033", "RENNES"},
 		{"51092", "REIMS"}, {"42055", "SAINT-ÉTIENNE"}, {"83056", "TOULON"}, {"38043", "GRENOBLE"},
 		{"21079", "DIJON"}, {"49933", "ANGERS"}, {"30029", "NÎMES"}, {"40107", "DAX"},
-		{"97405", "SAINT-DENIS"}, {"2A000", "AJACCIO"}, {"2B200", "CORTE"}, {"64109", "BAYONNE"},
+		{"97405", "SAINT-DENIS"}, {"20000", "AJACCIO"}, {"20250", "CORTE"}, {"64109", "BAYONNE"},
 		{"87042", "LIMOGES"}, {"29609", "BREST"}, {"80054", "AMIENS"}, {"63003", "CLERMONT-FERRAND"},
 	}
 	streetTypes = []string{"R", "AV", "BD", "PL", "CHE", "IMP", "ALL", "QU", "RTE"}
@@ -191,10 +191,7 @@ func (g *generator) org(i int) []string {
 func (g *generator) structure(f []string) {
 	c := cities[g.r.IntN(len(cities))]
 	if g.r.IntN(4) > 0 {
-		dept := c.cp[:2]
-		if dept == "2A" || dept == "2B" {
-			dept = "20" // Corsican FINESS keys replace the letter: keep to digits here
-		}
+		dept := c.cp[:2] // Corsican FINESS numbers start 2A or 2B: keep to digits here
 		finess := luhn(fmt.Sprintf("%s%06d", dept, g.r.IntN(1000000)))
 		f[5], f[6] = "1", "1"+finess
 	} else {
@@ -208,7 +205,7 @@ func (g *generator) structure(f []string) {
 	}
 	g.address(f)
 	f[28], f[27] = c.cp, c.cp+" "+c.name
-	f[29] = c.cp[:2]
+	f[29] = departement(c.cp)
 }
 
 func (g *generator) address(f []string) {
@@ -225,8 +222,22 @@ func (g *generator) address(f []string) {
 	}
 	f[24], f[25] = g.pick(streetTypes), g.pick(streets)
 	f[27], f[28] = c.cp+" "+c.name, c.cp
-	f[29] = c.cp[:2]
+	f[29] = departement(c.cp)
 	f[30] = "FRANCE"
+}
+
+// departement is the département of a postal code as the real file writes it: two digits,
+// three overseas (974), 2A or 2B in Corsica (20000-20199, 20200-20999).
+func departement(cp string) string {
+	switch {
+	case cp[:2] == "97" || cp[:2] == "98":
+		return cp[:3]
+	case cp[:2] == "20" && cp[2] <= '1':
+		return "2A"
+	case cp[:2] == "20":
+		return "2B"
+	}
+	return cp[:2]
 }
 
 func yesNo(b bool) string {
