@@ -316,9 +316,10 @@ func (f *fakeANS) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // extraction and on a FHIR server holding the same BALs: the answers must be the same
 // entries, structure names and postal addresses included, whether the server honours
 // _include:iterate on a name search or the client fetches the roles' Organizations by _id.
-// Two differences of model are set aside: a BAL on a Practitioner has no structure (the
-// extraction gives a liberal practice's name and address), and the FHIR backend derives the
-// département from the postal code (the generated column keeps its first two characters).
+// One difference of model is set aside: a BAL on a Practitioner has no structure (the
+// extraction gives a liberal practice's name and address). The FHIR backend derives the
+// département from the postal code, the generated extraction writes its code (2A, 974…):
+// they must agree.
 func TestFHIRDifferential(t *testing.T) {
 	x := loadText(t, genText(t, 900))
 	all := allEntries(t, x)
@@ -331,6 +332,7 @@ func TestFHIRDifferential(t *testing.T) {
 		if e.Structure.ID != "" {
 			qs = append(qs, Query{StructureID: e.Structure.ID}, Query{StructureID: e.Structure.ID[1:], StructureIDType: e.Structure.IDType})
 		}
+
 		if e.Person.ProfessionCode != "" && e.Structure.ID != "" {
 			qs = append(qs, Query{StructureID: e.Structure.ID, Profession: e.Person.ProfessionCode, Type: PER})
 		}
@@ -358,13 +360,29 @@ func TestFHIRDifferential(t *testing.T) {
 			qs = append(qs, Query{Name: n})
 		}
 	}
+	// Postal criteria reach Organizations only: every département of an ORG BAL (Corsica and
+	// overseas included), and some postal codes.
+	depts := map[string]bool{}
+	for i, e := range all {
+		if e.Type == ORG && !depts[e.Postal.Departement] {
+			depts[e.Postal.Departement] = true
+			qs = append(qs, Query{Departement: e.Postal.Departement, Type: ORG, Limit: 31})
+			if i%3 == 0 {
+				qs = append(qs, Query{PostalCode: e.Postal.PostalCode, Type: ORG})
+			}
+		}
+	}
+	for _, d := range []string{"2A", "2B", "974"} {
+		if !depts[d] {
+			t.Errorf("no ORG BAL in département %s", d)
+		}
+	}
 	modelled := func(es []Entry) string {
 		out := slices.Clone(es)
 		for i := range out {
 			if out[i].Structure.ID == "" {
 				out[i].Structure, out[i].Postal = Structure{}, PostalAddress{}
 			}
-			out[i].Postal.Departement = ""
 		}
 		sortEntries(out, false)
 		return fmt.Sprint(out)
