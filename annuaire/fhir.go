@@ -105,7 +105,8 @@ type FHIROptions struct {
 // Practitioner's name matches the whole of Name are kept; a Name with a StructureIDType alone,
 // a postal code or a Departement finds Organizations only. A HumanName matches when one of
 // its parts starts with the value, so a Practitioner search sends only the first word of
-// Name ("dupont" for "dupont jean"); the whole of Name is checked on each entry. The Practitioner search asks
+// Name ("dupont" for "dupont jean"); the whole of Name is checked on each entry. The
+// Practitioner search asks
 // _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
 // modifying-search-results page): the BALs of an included PractitionerRole (PER or CAB BALs
 // held in a structure) are returned after those of the matched Practitioner its practitioner
@@ -366,18 +367,17 @@ func isLogicalID(id string) bool {
 // for Practitioner), the Organizations still missing are fetched in one request,
 // Organization?_id=id1,id2…&_count=n, and added to b as includes. An Organization the answer
 // does not hold (unknown, or past a page the server cut shorter than _count) leaves the
-// fields empty.
+// fields empty. More than PageSize missing Organizations take one request per PageSize.
 func (f *FHIR) completeOrganizations(ctx context.Context, b *fhirBundle) error {
-	ids := missingOrganizations(b)
-	if len(ids) == 0 {
-		return nil
+	// PageSize ids a request at most: a bounded URL, and a _count the server accepts.
+	for ids := range slices.Chunk(missingOrganizations(b), f.opts.PageSize) {
+		v := url.Values{"_id": {strings.Join(ids, ",")}, "_count": {strconv.Itoa(len(ids))}}
+		orgs, err := f.get(ctx, f.base.JoinPath("Organization").String()+"?"+v.Encode())
+		if err != nil {
+			return err
+		}
+		addOrganizations(b, orgs, ids)
 	}
-	v := url.Values{"_id": {strings.Join(ids, ",")}, "_count": {strconv.Itoa(len(ids))}}
-	orgs, err := f.get(ctx, f.base.JoinPath("Organization").String()+"?"+v.Encode())
-	if err != nil {
-		return err
-	}
-	addOrganizations(b, orgs, ids)
 	return nil
 }
 

@@ -1069,6 +1069,25 @@ func TestFHIRNameOrganizations(t *testing.T) {
 	if reqs := s.requests()[n:]; len(reqs) != 3 || strings.Contains(reqs[0], "iterate") || reqs[1] != orgsByID {
 		t.Errorf("NoIncludeIterate: requests %q", reqs)
 	}
+	// PageSize 1: one _id request per missing Organization, the entries the same.
+	oneByOne, err := NewFHIR(&FHIROptions{BaseURL: s.URL + "/fhir/v2", APIKey: "test-key", HTTPClient: s.Client(),
+		Now: s.clock.Now, Sleep: s.clock.Sleep, NoIncludeIterate: true, PageSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = len(s.requests())
+	if got := search(t, oneByOne); fmt.Sprint(got) != fmt.Sprint(ignored) {
+		t.Errorf("PageSize 1:\n got %+v\nwant %+v", got, ignored)
+	}
+	var byID []string
+	for _, r := range s.requests()[n:] {
+		if strings.HasPrefix(r, "/fhir/v2/Organization?") {
+			byID = append(byID, r)
+		}
+	}
+	if want := []string{"/fhir/v2/Organization?_count=1&_id=158480DP", "/fhir/v2/Organization?_count=1&_id=cab-dupont"}; !slices.Equal(byID, want) {
+		t.Errorf("PageSize 1: Organization requests %q, want %q", byID, want)
+	}
 	s.iterate = false
 
 	// An answer of other Organizations (another id, the right id as an include or an
