@@ -80,8 +80,8 @@ type FHIROptions struct {
 // Organization resources whose telecom carries MSSanté BALs. BALs flagged listeRouge are
 // never returned. Results keep the server's order. A Departement is searched on the postal
 // codes of Organizations (the département is derived from the postal code); a postal code
-// or Departement with a person criterion (RPPS, NationalID, Profession, type PER or CAB) is
-// refused (ErrUnsupported): Organization BALs hold no person.
+// or Departement with a person criterion (RPPS, NationalID, Profession, type PER or CAB) and
+// no Name is refused (ErrUnsupported): Organization BALs hold no person.
 //
 // PractitionerRole searches ask for _include=PractitionerRole:practitioner and
 // PractitionerRole:organization: the names, the national identifier and (when the role has
@@ -91,7 +91,8 @@ type FHIROptions struct {
 // entry goes without rather than with another's. Included resources are never results. An
 // RPPS or NationalID reaches PractitionerRole as practitioner=Practitioner/id references, a
 // StructureID as organization=Organization/id ones, found by a first search by identifier
-// (the IG lists no chained parameter); postal criteria do not reach PractitionerRole.
+// (the IG lists no chained parameter). A role has no address: when such a reference bounds
+// the search, postal criteria are checked on the client, on its included Organization.
 //
 // Profession is searched with qualification-code=TRE_G15|code on Practitioner (fhir/v2
 // documents the profession among the qualifications of a Practitioner) and as
@@ -102,12 +103,12 @@ type FHIROptions struct {
 // lists no name parameter nor chain there. With a StructureID (or a person and a
 // StructureIDType), which keeps the Practitioner search out, the PractitionerRoles the
 // organization (or practitioner) references select are read and only those whose included
-// Practitioner's name matches the whole of Name are kept; a Name with a StructureIDType alone,
-// a postal code or a Departement finds Organizations only. A HumanName matches when one of
-// its parts starts with the value, so a Practitioner search sends only the first word of
-// Name ("dupont" for "dupont jean"); the whole of Name is checked on each entry. The
-// Practitioner search asks
-// _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
+// Practitioner's name matches the whole of Name are kept. Any other Name goes to the
+// Practitioner search, with a StructureIDType, a postal code or a Departement too: those are
+// checked on the client, on the structure of the roles it brings. A HumanName matches when
+// one of its parts starts with the value, so a Practitioner search sends only the first word
+// of Name ("dupont" for "dupont jean"); the whole of Name is checked on each entry. The
+// Practitioner search asks _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
 // modifying-search-results page): the BALs of an included PractitionerRole (PER or CAB BALs
 // held in a structure) are returned after those of the matched Practitioner its practitioner
 // element references (matched by reference, never by position; a role whose Practitioner
@@ -231,10 +232,10 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 	if q.Profession != "" && strings.Trim(q.Profession, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-") != "" {
 		return nil, fmt.Errorf("%w: a profession code is letters, digits and '-'", ErrInvalidQuery)
 	}
-	if (q.PostalCode != "" || q.Departement != "") && (q.RPPS != "" || q.NationalID != "" || q.Profession != "" || q.Type == PER || q.Type == CAB) {
-		// Only Organizations are searched by postal code, and their BALs hold no person:
-		// an empty answer would be a wrong one.
-		return nil, fmt.Errorf("%w: FHIR: a postal code or département with a person criterion", ErrUnsupported)
+	if (q.PostalCode != "" || q.Departement != "") && q.Name == "" && (q.RPPS != "" || q.NationalID != "" || q.Profession != "" || q.Type == PER || q.Type == CAB) {
+		// Without a Name only Organizations are searched by postal code, and their BALs hold
+		// no person: an empty answer would be a wrong one.
+		return nil, fmt.Errorf("%w: FHIR: a postal code or département with a person criterion and no name", ErrUnsupported)
 	}
 	cur := fhirCursor{}
 	if q.Cursor != "" {
@@ -353,6 +354,15 @@ func (f *FHIR) refsByIdentifier(ctx context.Context, resource, identifier string
 	return strings.Join(refs, ","), nil
 }
 
+// nameOnRoles reports whether q's Name is checked on the Practitioners included with a
+// PractitionerRole search that a reference bounds: a StructureID (an organization reference),
+// or an RPPS or NationalID (a practitioner reference) with a StructureIDType. Any other Name
+// goes to the Practitioner search.
+func nameOnRoles(q *Query) bool {
+	person := q.RPPS != "" || q.NationalID != ""
+	return q.Name != "" && (q.StructureID != "" || person && q.StructureIDType != "")
+}
+
 // isLogicalID reports whether id is a FHIR logical id, [A-Za-z0-9-.]{1,64}: anything else
 // put in a search parameter could change the search.
 func isLogicalID(id string) bool {
@@ -439,22 +449,26 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 	structure := q.StructureID != "" || q.StructureIDType != "" || q.PostalCode != "" || q.Departement != ""
 	switch resource {
 	case "Practitioner":
-		if structure || q.Type == ORG || q.Type == APP {
+		// With a Name, structure criteria but a StructureID are checked on the client, on the
+		// structure of the roles the Name search brings (_revinclude, _include:iterate): no
+		// search parameter reaches a Practitioner's structures.
+		if q.Type == ORG || q.Type == APP || structure && (q.Name == "" || nameOnRoles(q)) {
 			return nil, false
 		}
 	case "PractitionerRole":
 		// PER and CAB BALs held by a person in a structure (use case bal-mss of the fhir/v2
 		// documentation). A StructureID becomes an organization reference in Search, an RPPS
-		// or NationalID a practitioner one; postal criteria belong to Organizations.
-		if q.PostalCode != "" || q.Departement != "" || q.Type == ORG || q.Type == APP {
+		// or NationalID a practitioner one. A role has no address: postal criteria are
+		// checked on the client, on its included Organization, when a reference bounds the
+		// search (else they belong to Organizations).
+		if q.Type == ORG || q.Type == APP || (q.PostalCode != "" || q.Departement != "") && q.StructureID == "" && !person {
 			return nil, false
 		}
 		// Names live on Practitioner: the IG lists no name search on PractitionerRole. A
 		// Name is checked on the roles' included Practitioners when a reference bounds the
-		// search and the structure criterion keeps the Practitioner search (whose
-		// _revinclude finds the roles of a name) from running; a Name with a person
-		// criterion alone is that search's.
-		if q.Name != "" && q.StructureID == "" && !(person && q.StructureIDType != "") {
+		// search (nameOnRoles); any other Name is the Practitioner search's, whose
+		// _revinclude brings the roles of the name.
+		if q.Name != "" && !nameOnRoles(q) {
 			return nil, false
 		}
 	case "Organization":
@@ -486,6 +500,7 @@ func (f *FHIR) params(resource string, q *Query) (url.Values, bool) {
 		v.Set("identifier", q.StructureID) // any system: FINESS, idNat_Struct…
 	}
 	switch {
+	case resource != "Organization": // a Name search's roles: checked on the client
 	case q.PostalCode != "":
 		v.Set("address-postalcode", q.PostalCode)
 	case q.Departement != "":

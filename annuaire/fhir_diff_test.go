@@ -355,6 +355,9 @@ func TestFHIRDifferential(t *testing.T) {
 				if f := []rune(e.Person.FirstName); len(f) >= 1 {
 					qs = append(qs, Query{Name: n + " " + string(f[:1]), StructureID: id, Limit: 1})
 				}
+				// No reference: the structure of the name's roles is checked on the client.
+				qs = append(qs, Query{Name: prefix, Departement: e.Postal.Departement}, Query{Name: n, StructureIDType: e.Structure.IDType},
+					Query{Name: n, PostalCode: e.Postal.PostalCode, Type: e.Type}, Query{StructureID: id, Departement: e.Postal.Departement})
 			}
 		} else if n, _, _ := strings.Cut(e.Structure.Name, " "); n != "" {
 			qs = append(qs, Query{Name: n})
@@ -433,6 +436,11 @@ func TestFHIRDifferential(t *testing.T) {
 				got, err2 := search(f, q)
 				if err1 != nil || err2 != nil {
 					t.Fatalf("%+v: extraction %v, FHIR %v", q, err1, err2)
+				}
+				if q.PostalCode != "" || q.Departement != "" {
+					// A BAL's postal address is its Organization's (modelled): the lines with an
+					// address but no structure are not the answer of a postal criterion there.
+					want = slices.DeleteFunc(want, func(e Entry) bool { return e.Structure.ID == "" })
 				}
 				if len(want) > 0 {
 					nonEmpty++

@@ -309,7 +309,11 @@ func TestFHIRQueryParameters(t *testing.T) {
 			"/fhir/v2/Practitioner?mailbox-mss-type=PER&_page=2",
 			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786",
 			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss-type=PER&practitioner=Practitioner%2Fas-practitioner-bal-per-dupont"}},
+		// A structure and a postal code: the roles the organization reference selects (their
+		// Organization's postal code checked on the client), its Organizations of the code.
 		{Query{StructureID: "400780284", PostalCode: "40107"}, []string{
+			"/fhir/v2/Organization?_count=50&identifier=400780284",
+			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss%3Acontains=%40&organization=Organization%2F158480DP",
 			"/fhir/v2/Organization?_count=50&address-postalcode=40107&identifier=400780284&mailbox-mss%3Acontains=%40"}},
 		{Query{Departement: "40", Type: ORG}, []string{"/fhir/v2/Organization?_count=50&address-postalcode=40&mailbox-mss-type=ORG"}},
 		// A name: the Practitioners of that name, with or without a BAL of their own, and the
@@ -334,8 +338,17 @@ func TestFHIRQueryParameters(t *testing.T) {
 		{Query{Name: "dupont", RPPS: "10003456786", StructureIDType: "FINESS"}, []string{
 			"/fhir/v2/Practitioner?_count=50&identifier=urn%3Aoid%3A1.2.250.1.71.4.2.1%7C810003456786",
 			"/fhir/v2/PractitionerRole?_count=50&_include=PractitionerRole%3Apractitioner&_include=PractitionerRole%3Aorganization&mailbox-mss%3Acontains=%40&practitioner=Practitioner%2Fas-practitioner-bal-per-dupont"}},
-		// A name and a structure type alone: no reference bounds the roles, Organizations only.
-		{Query{Name: "dupont", StructureIDType: "FINESS"}, []string{"/fhir/v2/Organization?_count=50&mailbox-mss%3Acontains=%40&name=dupont"}},
+		// A name and a structure type or a postal criterion alone: no reference bounds the
+		// roles, so the Practitioners of the name and their roles, whose structure is checked
+		// on the client (no structure parameter reaches a Practitioner search), then the
+		// Organizations of the name.
+		{Query{Name: "dupont", StructureIDType: "FINESS"}, []string{
+			"/fhir/v2/Practitioner?_count=50&" + iterate + "&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
+			orgsByID, "/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2",
+			"/fhir/v2/Organization?_count=50&mailbox-mss%3Acontains=%40&name=dupont"}},
+		{Query{Name: "dupont", Departement: "40", Type: PER}, []string{
+			"/fhir/v2/Practitioner?_count=50&" + iterate + "&_revinclude=PractitionerRole%3Apractitioner&name=dupont",
+			orgsByID, "/fhir/v2/Practitioner?name=dupont&_revinclude=PractitionerRole:practitioner&_page=2"}},
 		// Profession: qualification-code on Practitioner, role on PractitionerRole, no Organization.
 		{Query{Profession: "10"}, []string{
 			"/fhir/v2/Practitioner?_count=50&mailbox-mss%3Acontains=%40&qualification-code=" + g15 + "%7C10",
@@ -386,6 +399,11 @@ func TestFHIRQueryParameters(t *testing.T) {
 	}
 	for _, q := range []Query{{Departement: "40", Profession: "10"}, {PostalCode: "40107", Type: PER}, {Departement: "40", RPPS: "10003456786"}, {PostalCode: "40107", Type: CAB}} {
 		if _, err := f.Search(context.Background(), q); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%+v: %v", q, err)
+		}
+		// With a Name, the Practitioners of the name and their roles answer it.
+		q.Name = "dupont"
+		if _, err := f.Search(context.Background(), q); err != nil {
 			t.Errorf("%+v: %v", q, err)
 		}
 	}
@@ -965,6 +983,7 @@ func BenchmarkFHIRNamePage(b *testing.B) {
 // the PractitionerRoles the references select and keeps those whose included Practitioner
 // has the name; the structure's Organizations of that name come after.
 func TestFHIRNameStructure(t *testing.T) {
+	const dupontAtDax = "PER:jm.dupont@ch-dax.mssante.fr PER:jm.dupont@pharmacie.mssante.fr"
 	_, f := newFHIRServer(t)
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -981,6 +1000,14 @@ func TestFHIRNameStructure(t *testing.T) {
 		{Query{Name: "dupont", RPPS: "10003456786", StructureIDType: "FINESS"}, "PER:jm.dupont@ch-dax.mssante.fr"},
 		{Query{Name: "dupont", NationalID: "810003456786", StructureIDType: "SIRET"}, ""},
 		{Query{Name: "bernard", RPPS: "10003456786", StructureIDType: "FINESS"}, ""}, // the server sends other persons' roles
+		// No reference: the roles of the Practitioners of the name, their structure checked.
+		// (Both of Dupont's roles are at the CH de Dax, one found only by name.)
+		{Query{Name: "dupont", StructureIDType: "FINESS"}, dupontAtDax},
+		{Query{Name: "dupont", StructureIDType: "SIRET"}, ""},
+		{Query{Name: "dupont", Departement: "40", Type: PER}, dupontAtDax},
+		{Query{Name: "dupont", PostalCode: daxPostal.PostalCode}, dupontAtDax},
+		{Query{Name: "dupont", Departement: "33"}, ""},
+		{Query{Name: "dupont", RPPS: "10003456786", Departement: "40"}, dupontAtDax},
 	} {
 		r, err := f.Search(ctx, tt.q)
 		if err != nil || addresses(r.Entries) != tt.want || r.Next != "" {
