@@ -80,8 +80,8 @@ type FHIROptions struct {
 // Organization resources whose telecom carries MSSanté BALs. BALs flagged listeRouge are
 // never returned. Results keep the server's order. A Departement is searched on the postal
 // codes of Organizations (the département is derived from the postal code); a postal code
-// or Departement with a person criterion (RPPS, NationalID, Profession, type PER or CAB) and
-// no Name is refused (ErrUnsupported): Organization BALs hold no person.
+// or Departement with a Profession or type PER or CAB, and no Name, StructureID, RPPS or
+// NationalID to start from, is refused (ErrUnsupported): Organization BALs hold no person.
 //
 // PractitionerRole searches ask for _include=PractitionerRole:practitioner and
 // PractitionerRole:organization: the names, the national identifier and (when the role has
@@ -232,10 +232,11 @@ func (f *FHIR) Search(ctx context.Context, q Query) (*Result, error) {
 	if q.Profession != "" && strings.Trim(q.Profession, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-") != "" {
 		return nil, fmt.Errorf("%w: a profession code is letters, digits and '-'", ErrInvalidQuery)
 	}
-	if (q.PostalCode != "" || q.Departement != "") && q.Name == "" && (q.RPPS != "" || q.NationalID != "" || q.Profession != "" || q.Type == PER || q.Type == CAB) {
-		// Without a Name only Organizations are searched by postal code, and their BALs hold
-		// no person: an empty answer would be a wrong one.
-		return nil, fmt.Errorf("%w: FHIR: a postal code or département with a person criterion and no name", ErrUnsupported)
+	bounded := q.Name != "" || q.StructureID != "" || q.RPPS != "" || q.NationalID != ""
+	if (q.PostalCode != "" || q.Departement != "") && !bounded && (q.Profession != "" || q.Type == PER || q.Type == CAB) {
+		// Without a name, structure or person to start from, only Organizations are searched
+		// by postal code, and their BALs hold no person: an empty answer would be a wrong one.
+		return nil, fmt.Errorf("%w: FHIR: a postal code or département with a profession or a person's BAL type, and no name, structure or person", ErrUnsupported)
 	}
 	cur := fhirCursor{}
 	if q.Cursor != "" {

@@ -357,7 +357,8 @@ func TestFHIRDifferential(t *testing.T) {
 				}
 				// No reference: the structure of the name's roles is checked on the client.
 				qs = append(qs, Query{Name: prefix, Departement: e.Postal.Departement}, Query{Name: n, StructureIDType: e.Structure.IDType},
-					Query{Name: n, PostalCode: e.Postal.PostalCode, Type: e.Type}, Query{StructureID: id, Departement: e.Postal.Departement})
+					Query{Name: n, PostalCode: e.Postal.PostalCode, Type: e.Type}, Query{StructureID: id, Departement: e.Postal.Departement},
+					Query{StructureID: id, PostalCode: e.Postal.PostalCode, Type: e.Type}, Query{RPPS: e.Person.ID, Departement: e.Postal.Departement})
 			}
 		} else if n, _, _ := strings.Cut(e.Structure.Name, " "); n != "" {
 			qs = append(qs, Query{Name: n})

@@ -397,14 +397,17 @@ func TestFHIRQueryParameters(t *testing.T) {
 			t.Errorf("Profession %q: %v", p, err)
 		}
 	}
-	for _, q := range []Query{{Departement: "40", Profession: "10"}, {PostalCode: "40107", Type: PER}, {Departement: "40", RPPS: "10003456786"}, {PostalCode: "40107", Type: CAB}} {
+	for _, q := range []Query{{Departement: "40", Profession: "10"}, {PostalCode: "40107", Type: PER}, {PostalCode: "40107", Type: CAB}} {
 		if _, err := f.Search(context.Background(), q); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("%+v: %v", q, err)
 		}
-		// With a Name, the Practitioners of the name and their roles answer it.
-		q.Name = "dupont"
-		if _, err := f.Search(context.Background(), q); err != nil {
-			t.Errorf("%+v: %v", q, err)
+		// With a name, a structure or a person, their roles answer it.
+		for _, bound := range []Query{{Name: "dupont"}, {StructureID: "400780284"}, {RPPS: "10003456786"}} {
+			b := q
+			b.Name, b.StructureID, b.RPPS = bound.Name, bound.StructureID, bound.RPPS
+			if r, err := f.Search(context.Background(), b); err != nil || q.Type == PER && len(r.Entries) == 0 { // Dupont, PER at Dax
+				t.Errorf("%+v: %v", b, err)
+			}
 		}
 	}
 	for cp, want := range map[string]string{"40107": "40", "97405": "974", "20000": "2A", "20250": "2B", "2A000": "", "401": ""} {
