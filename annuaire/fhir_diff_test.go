@@ -332,7 +332,6 @@ func TestFHIRDifferential(t *testing.T) {
 		if e.Structure.ID != "" {
 			qs = append(qs, Query{StructureID: e.Structure.ID}, Query{StructureID: e.Structure.ID[1:], StructureIDType: e.Structure.IDType})
 		}
-
 		if e.Person.ProfessionCode != "" && e.Structure.ID != "" {
 			qs = append(qs, Query{StructureID: e.Structure.ID, Profession: e.Person.ProfessionCode, Type: PER})
 		}
@@ -364,8 +363,8 @@ func TestFHIRDifferential(t *testing.T) {
 			qs = append(qs, Query{Name: n})
 		}
 	}
-	// Postal criteria reach Organizations only: every département of an ORG BAL (Corsica and
-	// overseas included), and some postal codes.
+	// Postal criteria alone: every département of an ORG BAL (Corsica and overseas included),
+	// and some postal codes.
 	depts := map[string]bool{}
 	for i, e := range all {
 		if e.Type == ORG && !depts[e.Postal.Departement] {
