@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/mssante-go/sdk/annuaire"
 	"github.com/mssante-go/sdk/transport"
@@ -111,7 +112,8 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "annuaire search", "--source SRC [criteria] [--json]")
 	var q annuaire.Query
 	var source, typ, bindDN, passwordEnv, apiKeyEnv, baseDN string
-	var asJSON, startTLS, external bool
+	var asJSON, startTLS, external, scanRoles, noIterate bool
+	var timeout time.Duration
 	var tf tlsFlags
 	fs.StringVar(&source, "source", "", "extraction:FILE, ldap://…, ldaps://… or fhir[:BASE] (required)")
 	fs.StringVar(&q.Address, "address", "", "exact BAL address")
@@ -133,6 +135,9 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&external, "external", false, "LDAP: SASL EXTERNAL bind with --cert/--key")
 	fs.StringVar(&baseDN, "base-dn", "", "LDAP: search base (default dc=mssante,dc=fr)")
 	fs.StringVar(&apiKeyEnv, "api-key-env", "ESANTE_API_KEY", "FHIR: name of the environment variable holding the API key")
+	fs.BoolVar(&scanRoles, "fhir-scan-roles", false, "FHIR: filter PractitionerRoles by profession on the client instead of sending role= (for a server that does not index it)")
+	fs.BoolVar(&noIterate, "fhir-no-include-iterate", false, "FHIR: do not send _include:iterate on name searches (for a server that refuses it)")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "FHIR: bound of each HTTP request")
 	tf.add(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitCode(2, nil)
@@ -177,7 +182,8 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
 		f, err := annuaire.NewFHIR(&annuaire.FHIROptions{BaseURL: strings.TrimPrefix(strings.TrimPrefix(source, "fhir"), ":"),
-			APIKey: os.Getenv(apiKeyEnv), HTTPClient: &http.Client{Transport: tr}})
+			APIKey: os.Getenv(apiKeyEnv), HTTPClient: &http.Client{Transport: tr, Timeout: timeout},
+			ScanRolesForProfession: scanRoles, NoIncludeIterate: noIterate})
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mssante-go/sdk/annuaire"
@@ -157,6 +158,57 @@ func TestAnnuaireSearchFHIR(t *testing.T) {
 	// Without --ca the test server is not trusted.
 	if code, _, stderr := runCmd(t, "annuaire", "search", "--source", "fhir:"+s.URL+"/fhir/v2", "--type", "APP"); code != 1 || !strings.Contains(stderr, "certificate") {
 		t.Errorf("untrusted: exit %d %q", code, stderr)
+	}
+}
+
+// TestAnnuaireSearchFHIRSwitches: the switches for what is UNCONFIRMED of the live API reach
+// the requests, and --timeout bounds a request that gets no answer.
+func TestAnnuaireSearchFHIRSwitches(t *testing.T) {
+	var mu sync.Mutex
+	var queries []string
+	hang := make(chan struct{})
+	s, ca := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("name") == "hang" {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		mu.Lock()
+		queries = append(queries, r.URL.Path+"?"+r.URL.RawQuery)
+		mu.Unlock()
+		w.Write([]byte(`{"resourceType":"Bundle","type":"searchset"}`))
+	}))
+	defer close(hang)
+	search := func(args ...string) string {
+		t.Helper()
+		mu.Lock()
+		queries = nil
+		mu.Unlock()
+		args = append([]string{"annuaire", "search", "--source", "fhir:" + s.URL + "/fhir/v2", "--ca", ca}, args...)
+		if code, out, stderr := runCmd(t, args...); code != 1 || stderr != "" { // 1: no BAL found
+			t.Fatalf("%q: exit %d: %s\n%s", args, code, stderr, out)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(queries, "\n")
+	}
+	if q := search("--name", "dupont"); !strings.Contains(q, "_include%3Aiterate=PractitionerRole%3Aorganization") {
+		t.Errorf("name search without the switch: %s", q)
+	}
+	if q := search("--name", "dupont", "--fhir-no-include-iterate"); strings.Contains(q, "iterate") || !strings.Contains(q, "name=dupont") {
+		t.Errorf("--fhir-no-include-iterate: %s", q)
+	}
+	if q := search("--profession", "10"); !strings.Contains(q, "PractitionerRole?") || !strings.Contains(q, "role=") {
+		t.Errorf("profession search without the switch: %s", q)
+	}
+	if q := search("--profession", "10", "--fhir-scan-roles"); !strings.Contains(q, "PractitionerRole?") || strings.Contains(q, "role=") {
+		t.Errorf("--fhir-scan-roles: %s", q)
+	}
+	code, _, stderr := runCmd(t, "annuaire", "search", "--source", "fhir:"+s.URL+"/fhir/v2", "--ca", ca, "--name", "hang", "--timeout", "200ms")
+	if code != 1 || !strings.Contains(stderr, "Timeout") {
+		t.Errorf("--timeout: exit %d %q", code, stderr)
 	}
 }
 
