@@ -178,20 +178,23 @@ func equalFoldASCII(a, b string) bool {
 	return true
 }
 
-// hasUpperASCII reports whether s has an ASCII capital letter, eight bytes at a time.
+// hasUpperASCII reports whether s has an ASCII capital letter, eight bytes at a time and with
+// no branch but the loop's: an address of 8 bytes or more ends with a word that overlaps the
+// one before.
 func hasUpperASCII(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if upperBytes(word(s, i)) != 0 {
-			return true
+	if len(s) < 8 {
+		for i := 0; i < len(s); i++ {
+			if 'A' <= s[i] && s[i] <= 'Z' {
+				return true
+			}
 		}
+		return false
 	}
-	for ; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
-		}
+	upper := upperBytes(word(s, len(s)-8))
+	for i := 0; i+8 <= len(s); i += 8 {
+		upper |= upperBytes(word(s, i))
 	}
-	return false
+	return upper != 0
 }
 
 // word returns the eight bytes of s from i, little-endian: i+8 <= len(s).
