@@ -25,7 +25,8 @@
 //     reference a Practitioner of that name (PER and CAB BALs held in a structure) follow its
 //     own, with their structure's name and address (_include:iterate, else one
 //     Organization?_id request per page); a name with a structure keeps the structure's
-//     roles whose Practitioner has that name.
+//     roles whose Practitioner has that name, and with a structure type, postal code or
+//     département the name's roles whose structure has them.
 //
 // [Extraction.TypeOf] answers "is this address a BAL, and of which type?" from the address
 // index alone; [Extraction.Lookup] adds the parse of the line into the whole [Entry]. Neither
