@@ -291,8 +291,9 @@ func BenchmarkLookupIndexOnly(b *testing.B) {
 }
 
 // BenchmarkLookupFullSize looks up 20,000 addresses spread over a full-size extraction (the
-// index is far larger than the caches, as in production): the index alone (TypeOf), and the
-// full entry (Lookup). bench/annuaire/run.sh measures the same on the file it generates.
+// index is far larger than the caches, as in production): the index alone (TypeOf), the full
+// entry (Lookup), and a Go map keyed into the same text (GoMapSameText, the peer of TypeOf).
+// bench/annuaire/run.sh measures the same on the file it generates, and prints other peers.
 func BenchmarkLookupFullSize(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "extraction.txt")
 	if err := os.WriteFile(path, []byte(genText(b, annuairetest.FullSize)), 0o600); err != nil {
@@ -318,6 +319,19 @@ func BenchmarkLookupFullSize(b *testing.B) {
 		var buf []Entry
 		for i := 0; b.Loop(); i++ {
 			if buf = x.Lookup(buf[:0], addrs[i%len(addrs)]); len(buf) == 0 {
+				b.Fatal("not found")
+			}
+		}
+	})
+	// The peer of TypeOf: a Go map whose keys are the addresses in the same text (the same
+	// memory to read), exact match only.
+	peer := make(map[string]int32, x.Len())
+	for i, at := range x.starts {
+		peer[lineAddress(x.data, at)] = int32(i)
+	}
+	b.Run("GoMapSameText", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, ok := peer[addrs[i%len(addrs)]]; !ok {
 				b.Fatal("not found")
 			}
 		}
