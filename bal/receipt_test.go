@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"testing"
 	"time"
 
@@ -159,15 +160,21 @@ func join(p []string) string {
 // and a refusal to acknowledge (denied) are final but say so.
 func TestRealMDNsStatus(t *testing.T) {
 	const rcpt = "dr.martin@clinique.test.mssante.fr"
-	for _, tc := range []struct{ file, id, want string }{
-		{"mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", rcpt + ":displayed:true:"},
-		{"mdn-thunderbird-manual.eml", "cr-2026-0002@hopital.test.mssante.fr", rcpt + ":displayed:true:"},
-		{"mdn-thunderbird-denied.eml", "rdv-2026-0003@clinique.test.mssante.fr", rcpt + ":error:true:MDN denied"},
+	for _, tc := range []struct{ file, id, want, disposition string }{
+		{"mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", rcpt + ":displayed:true:", ""},
+		{"mdn-thunderbird-manual.eml", "cr-2026-0002@hopital.test.mssante.fr", rcpt + ":displayed:true:", ""},
+		{"mdn-thunderbird-denied.eml", "rdv-2026-0003@clinique.test.mssante.fr", rcpt + ":error:true:MDN denied", ""},
+		// An error without an MSSanté code, as AS2 writes it: an error, not left pending.
+		{"mdn-thunderbird-auto.eml", "cr-2026-0001@hopital.test.mssante.fr", rcpt + ":error:true:authentication-failed",
+			"automatic-action/MDN-sent-automatically; processed/error: authentication-failed"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			raw, err := os.ReadFile("../mssante/testdata/" + tc.file)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.disposition != "" {
+				raw = regexp.MustCompile(`(?m)^Disposition: .*\r?$`).ReplaceAll(raw, []byte("Disposition: "+tc.disposition+"\r"))
 			}
 			c, _ := outboxWithID(t, tc.id, true, rcpt)
 			var got []Receipt

@@ -71,8 +71,11 @@ type MDN struct {
 	OriginalMessageID string // without angle brackets
 	Mode              string // e.g. automatic-action/MDN-sent-automatically
 	Type              string // "processed", "displayed", "deleted", …
-	Error             MDNCode
-	ErrorLabel        string
+	// Error is the code of an error disposition (0: none). An error that carries no 900–906
+	// code (a bare RFC 8098 error modifier, AS2's "processed/error: authentication-failed")
+	// reads as CodeOther, its text in ErrorLabel.
+	Error      MDNCode
+	ErrorLabel string
 }
 
 // Disposition formats the Disposition field value.
@@ -126,8 +129,9 @@ func parseMDNFields(b []byte) (*MDN, error) {
 		return nil, fmt.Errorf("%w: MDN Disposition %q", ErrMalformed, disp)
 	}
 	// The MSSanté form: processed/Error: 902^label. RFC 8098 has the bare modifier "error"
-	// with the text in a separate Error field. An error without a 900–906 code is refused, so
-	// that no error MDN ever reads as a success.
+	// with the text in a separate Error field; AS2 (RFC 4130 §7.4.3) writes
+	// processed/error: authentication-failed. An error without a 900–906 code reads as 906
+	// (CodeOther) with its text as the label: never a success, and never left unanswered.
 	errText, isErr := "", false
 	if _, after, ok := cutFold(mods, "error:"); ok {
 		errText, isErr = after, true
@@ -139,12 +143,13 @@ func parseMDNFields(b []byte) (*MDN, error) {
 		}
 	}
 	if isErr {
-		code, label, _ := strings.Cut(strings.TrimSpace(errText), "^")
-		c := MDNCode(atoi(code))
-		if !allDigits(code) || len(code) != 3 || !c.Valid() {
-			return nil, fmt.Errorf("%w: MDN error without a 900-906 code: %q", ErrMalformed, code)
+		errText = strings.TrimSpace(errText)
+		code, label, _ := strings.Cut(errText, "^")
+		if c := MDNCode(atoi(code)); allDigits(code) && len(code) == 3 && c.Valid() {
+			n.Error, n.ErrorLabel = c, strings.TrimSpace(label)
+		} else {
+			n.Error, n.ErrorLabel = CodeOther, errText
 		}
-		n.Error, n.ErrorLabel = c, strings.TrimSpace(label)
 	}
 	return n, nil
 }
