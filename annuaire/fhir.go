@@ -1087,7 +1087,7 @@ func resourceEntry(r *fhirResource) Entry {
 }
 
 func postalAddress(a *fhirAddress) PostalAddress {
-	p := PostalAddress{PostalCode: a.PostalCode, Country: a.Country, Departement: departementOf(a.PostalCode)}
+	p := PostalAddress{PostalCode: a.PostalCode, Country: a.Country, Departement: mssante.DepartementOf(a.PostalCode)}
 	if a.PostalCode != "" || a.City != "" {
 		p.CityLine = strings.TrimSpace(a.PostalCode + " " + a.City)
 	}
@@ -1113,24 +1113,6 @@ func postalAddress(a *fhirAddress) PostalAddress {
 		}
 	}
 	return p
-}
-
-// departementOf derives the département from a French postal code: its first two digits,
-// three overseas (97x, 98x), 2A or 2B in Corsica (20000–20199 and 20200–20999, the usual
-// rule; some communes are exceptions). "" when the code is not five digits.
-func departementOf(cp string) string {
-	if len(cp) != 5 || strings.Trim(cp, "0123456789") != "" {
-		return ""
-	}
-	switch {
-	case cp[:2] == "97" || cp[:2] == "98":
-		return cp[:3]
-	case cp[:2] == "20" && cp[2] <= '1':
-		return "2A"
-	case cp[:2] == "20":
-		return "2B"
-	}
-	return cp[:2]
 }
 
 // mailboxEntry reads one telecom: an MSSanté BAL unless it is another kind of contact, or a

@@ -410,11 +410,6 @@ func TestFHIRQueryParameters(t *testing.T) {
 			}
 		}
 	}
-	for cp, want := range map[string]string{"40107": "40", "97405": "974", "20000": "2A", "20250": "2B", "2A000": "", "401": ""} {
-		if got := departementOf(cp); got != want {
-			t.Errorf("departementOf(%q) = %q, want %q", cp, got, want)
-		}
-	}
 }
 
 func TestFHIRPaging(t *testing.T) {
@@ -787,19 +782,8 @@ func TestFHIRSeveralProfessions(t *testing.T) {
 {"search":{"mode":"include"},"resource":{"resourceType":"Practitioner","id":"p1","name":[{"family":"DEUX"}],"qualification":[
  {"code":{"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":"10","display":"Médecin"}]}},
  {"code":{"coding":[{"system":"https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante","code":"21","display":"Pharmacien"}]}}]}}]}`
-	var b fhirBundle
-	if err := json.Unmarshal([]byte(body), &b); err != nil {
-		t.Fatal(err)
-	}
-	b.searched = "PractitionerRole"
-	fh, _ := NewFHIR(nil)
 	for profession, want := range map[string]string{"10": "PER:role@ch.mssante.fr", "21": "PER:pharma@ch.mssante.fr PER:role@ch.mssante.fr", "": "PER:pharma@ch.mssante.fr PER:role@ch.mssante.fr"} {
-		q := Query{Profession: profession}
-		q.check()
-		entries := fh.bundleEntries(&b, &q)
-		for i := range entries {
-			entries[i].Type = PER // the test BALs carry no metadata
-		}
+		entries := roleEntries(t, body, Query{Profession: profession})
 		if got := addresses(entries); got != want {
 			t.Errorf("profession %q: got %s, want %s", profession, got, want)
 		}
@@ -809,6 +793,24 @@ func TestFHIRSeveralProfessions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// roleEntries returns the entries q selects in body, the answer to a PractitionerRole search
+// whose BALs carry no metadata (typed PER here).
+func roleEntries(t *testing.T, body string, q Query) []Entry {
+	t.Helper()
+	var b fhirBundle
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		t.Fatal(err)
+	}
+	b.searched = "PractitionerRole"
+	q.check()
+	fh, _ := NewFHIR(nil)
+	entries := fh.bundleEntries(&b, &q)
+	for i := range entries {
+		entries[i].Type = PER
+	}
+	return entries
 }
 
 // TestFHIRNameRevinclude: a Name search returns, after a Practitioner's own BALs, those of
@@ -1039,19 +1041,8 @@ func TestFHIRNameStructure(t *testing.T) {
  "telecom":[{"system":"email","value":"r2@dupont-sante.mssante.fr","extension":[{"url":"https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type","valueCoding":{"code":"MSSANTE"}}]}]}},
 {"search":{"mode":"include"},"resource":{"resourceType":"Practitioner","id":"p2","name":[{"family":"MARTIN","given":["Paul"]}]}},
 {"search":{"mode":"include"},"resource":{"resourceType":"Organization","id":"o1","name":"DUPONT SANTE"}}]}`
-	var b fhirBundle
-	if err := json.Unmarshal([]byte(body), &b); err != nil {
-		t.Fatal(err)
-	}
-	b.searched = "PractitionerRole"
 	for name, want := range map[string]string{"dupont": "", "martin paul": "PER:r2@dupont-sante.mssante.fr", "": "PER:r1@dupont-sante.mssante.fr PER:r2@dupont-sante.mssante.fr"} {
-		q := Query{Name: name}
-		q.check()
-		entries := f.bundleEntries(&b, &q)
-		for i := range entries {
-			entries[i].Type = PER // the test BALs carry no metadata
-		}
-		if got := addresses(entries); got != want {
+		if got := addresses(roleEntries(t, body, Query{Name: name})); got != want {
 			t.Errorf("name %q: got %s, want %s", name, got, want)
 		}
 	}

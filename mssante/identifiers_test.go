@@ -250,3 +250,12 @@ func TestNationalIDs(t *testing.T) {
 		t.Errorf("structure RPPS has no prefix: %v", err)
 	}
 }
+
+func TestDepartementOf(t *testing.T) {
+	for cp, want := range map[string]string{"40107": "40", "97405": "974", "98800": "988", "20000": "2A", "20199": "2A",
+		"20250": "2B", "2A000": "", "401": "", "401070": ""} {
+		if got := DepartementOf(cp); got != want {
+			t.Errorf("DepartementOf(%q) = %q, want %q", cp, got, want)
+		}
+	}
+}

@@ -205,7 +205,7 @@ func (g *generator) structure(f []string) {
 	}
 	g.address(f)
 	f[28], f[27] = c.cp, c.cp+" "+c.name
-	f[29] = departement(c.cp)
+	f[29] = mssante.DepartementOf(c.cp)
 }
 
 func (g *generator) address(f []string) {
@@ -222,22 +222,8 @@ func (g *generator) address(f []string) {
 	}
 	f[24], f[25] = g.pick(streetTypes), g.pick(streets)
 	f[27], f[28] = c.cp+" "+c.name, c.cp
-	f[29] = departement(c.cp)
+	f[29] = mssante.DepartementOf(c.cp)
 	f[30] = "FRANCE"
-}
-
-// departement is the département of a postal code as the real file writes it: two digits,
-// three overseas (974), 2A or 2B in Corsica (20000-20199, 20200-20999).
-func departement(cp string) string {
-	switch {
-	case cp[:2] == "97" || cp[:2] == "98":
-		return cp[:3]
-	case cp[:2] == "20" && cp[2] <= '1':
-		return "2A"
-	case cp[:2] == "20":
-		return "2B"
-	}
-	return cp[:2]
 }
 
 func yesNo(b bool) string {
