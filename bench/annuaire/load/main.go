@@ -79,38 +79,21 @@ func memoryLatency() float64 {
 	return ns
 }
 
-// sample reads the address and the name key of every (lines/n)-th data line of file: n lines
+// sample returns the address and the name key of every (len(entries)/n)-th entry: n lines
 // spread over the whole file, as a relay's recipients would be. The addresses are the caller's
 // own strings, not the index's memory (reading them would fetch the very line a lookup is about
 // to read).
-func sample(file string, lines, n int) (addrs, prefixes []string) {
-	r, err := annuaire.OpenFile(file)
-	if err != nil {
-		panic(err)
-	}
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, annuaire.MaxLineSize), annuaire.MaxLineSize+2)
-	step := max(lines/n, 1)
-	for i := -1; sc.Scan() && len(addrs) < n; i++ { // line -1 is the header
-		if i < 0 || i%step != 0 {
-			continue
-		}
-		f, err := annuaire.ParseLine(strings.TrimSuffix(sc.Text(), "\r"))
-		if err != nil {
-			panic(err)
-		}
-		e := f.Entry()
-		if e.Address == "" {
-			continue
-		}
+func sample(entries []annuaire.Entry, n int) (addrs, prefixes []string) {
+	step := max(len(entries)/n, 1)
+	for i := 0; i < len(entries) && len(addrs) < n; i += step {
+		e := &entries[i]
 		addrs = append(addrs, e.Address)
-		if k := annuaire.NameKey(&e); len(k) >= 4 {
+		if k := annuaire.NameKey(e); len(k) >= 4 {
 			prefixes = append(prefixes, k[:4])
 		}
 	}
-	if err := sc.Err(); err != nil || len(addrs) == 0 {
-		panic(fmt.Sprint("sampling the file: ", err))
+	if len(addrs) == 0 {
+		panic("sampling the file: no address")
 	}
 	// In random order, as recipients come; each set of strings in one block of memory, as a
 	// caller's own would be (clones made among the lines read would each be in a page of its
@@ -172,7 +155,8 @@ type measures struct {
 // lookup when the machine is shared: wall time then also counts the waits for a core.
 func measure(x *annuaire.Extraction, file string) (m measures) {
 	ctx := context.Background()
-	addrs, prefixes := sample(file, x.Len(), 20000)
+	entries := allEntries(file) // read once: the sample, then the peers' values
+	addrs, prefixes := sample(entries, 20000)
 	runtime.GC()
 	const rounds = 50
 	n := 0
@@ -207,7 +191,6 @@ func measure(x *annuaire.Extraction, file string) (m measures) {
 	// compact, the peer at its best) to its line, for the existence check TypeOf makes; and
 	// the same map to entries parsed beforehand (some 600 MB: no memory goal could hold them)
 	// copied out as Lookup returns them. The same addresses in the same order.
-	entries := allEntries(file)
 	peer := make(map[string]int32, len(entries))
 	for i := range entries {
 		peer[strings.Clone(strings.ToLower(entries[i].Address))] = int32(i)
