@@ -754,11 +754,16 @@ func (ss *session) track() {
 	ss.lc.mu.Unlock()
 }
 
+// isDraining reports whether Shutdown has started.
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
 // begin marks the start of a transaction, or reports that the server is shutting down.
 func (ss *session) begin() bool {
-	ss.s.mu.Lock()
-	draining := ss.s.draining
-	ss.s.mu.Unlock()
+	draining := ss.s.isDraining()
 	lc := ss.lc
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
@@ -773,9 +778,7 @@ func (ss *session) begin() bool {
 // end marks the end of a transaction; at Shutdown the session is then closed with 421 (go-smtp
 // has written the reply to DATA before it calls Reset).
 func (ss *session) end() {
-	ss.s.mu.Lock()
-	draining := ss.s.draining
-	ss.s.mu.Unlock()
+	draining := ss.s.isDraining()
 	lc := ss.lc
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
