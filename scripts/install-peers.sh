@@ -26,7 +26,9 @@ if [ $had_policy -eq 0 ]; then
 	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
 	$sudo chmod +x "$policy"
 fi
-cleanup() { [ $had_policy -eq 0 ] && $sudo rm -f "$policy"; }
+# An if, not `[ ] && rm`: a trap's last status becomes the script's, and a policy file the
+# machine already had must leave a successful run successful.
+cleanup() { if [ $had_policy -eq 0 ]; then $sudo rm -f "$policy"; fi; }
 trap cleanup EXIT
 $sudo debconf-set-selections <<'SEL'
 postfix postfix/main_mailer_type select No configuration
