@@ -3,6 +3,7 @@ package xdm
 import (
 	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -362,7 +364,7 @@ func TestReadBomb(t *testing.T) {
 		zw.Copy(f)
 	}
 	zw.Close()
-	if _, err := read(lie.Bytes(), nil); !errors.Is(err, ErrLimit) && !errors.Is(err, ErrFormat) {
+	if _, err := read(lie.Bytes(), nil); !errors.Is(err, ErrLimit) {
 		t.Fatalf("lying bomb: err = %v", err)
 	}
 	// 100,000 entries: refused from the end-of-central-directory count, before loading them.
@@ -374,6 +376,47 @@ func TestReadBomb(t *testing.T) {
 	zw.Close()
 	if _, err := read(many.Bytes(), nil); !errors.Is(err, ErrLimit) {
 		t.Fatalf("100000 entries: err = %v", err)
+	}
+}
+
+// TestReadLyingSizeMemory reads an entry whose header declares 5,000 bytes but that inflates
+// to 64 MiB of zeros (a 64 KiB archive): refused after allocating about the declared size,
+// not the entry or ratio limit.
+func TestReadLyingSizeMemory(t *testing.T) {
+	good := pack(t, sampleCDA(t, cda.KindLDLSES, nil))
+	var deflated bytes.Buffer
+	fw, _ := flate.NewWriter(&deflated, flate.BestCompression)
+	zero := make([]byte, 1<<20)
+	for range 64 {
+		fw.Write(zero)
+	}
+	fw.Close()
+	var lie bytes.Buffer
+	zw := zip.NewWriter(&lie)
+	zr, _ := zip.NewReader(bytes.NewReader(good), int64(len(good)))
+	for _, f := range zr.File {
+		if !strings.HasSuffix(f.Name, "DOC0001.XML") {
+			zw.Copy(f)
+			continue
+		}
+		h := f.FileHeader
+		h.UncompressedSize64 = 5000
+		h.CompressedSize64 = uint64(deflated.Len())
+		w, _ := zw.CreateRaw(&h)
+		w.Write(deflated.Bytes())
+	}
+	zw.Close()
+	opts := &ReadOptions{MaxEntrySize: 256 << 20, MaxTotalSize: 256 << 20, MaxRatio: 10000}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := read(lie.Bytes(), opts)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "declared 5000") {
+		t.Fatalf("err = %v, want ErrLimit naming the declared size", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("reading a %d-byte archive allocated %d bytes, want under 4 MiB", lie.Len(), alloc)
 	}
 }
 
