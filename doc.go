@@ -14,4 +14,7 @@
 //
 // Quick start: run "go run ./cmd/mssante dev" for a whole local trust space, then see the
 // examples folder and the README.
+//
+// mssante-go is licensed under the Apache License, Version 2.0 (the LICENSE file at the root
+// of the module), which grants the patent rights health software vendors need.
 package sdk
