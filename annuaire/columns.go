@@ -12,7 +12,7 @@ import (
 // Column is a column of the extraction file, in file order.
 type Column int
 
-// The 31 columns of Extraction_Correspondance_MSSante (MSSanté digest §2.2).
+// The 31 columns of Extraction_Correspondance_MSSante, in order.
 const (
 	ColType Column = iota
 	ColAddress

@@ -2,7 +2,7 @@
 // one [Directory] interface and one result type, [Entry], whatever the source:
 //
 //   - [Extraction]: the daily file Extraction_Correspondance_MSSante published by the ANS (ZIP or
-//     TXT, UTF-8, '|'-separated, one header line, 31 columns; MSSanté digest §2.2), loaded into an
+//     TXT, UTF-8, '|'-separated, one header line, 31 columns), loaded into an
 //     in-memory index, kept fresh by a [Refresher] that downloads it when its generation time
 //     (Content-Disposition) changes;
 //   - [LDAP]: any LDAP directory (go-ldap; ldap://, ldaps://, StartTLS; anonymous, simple or SASL
@@ -33,7 +33,7 @@
 // allocates. The index keeps the file's text and takes about 2.2 times its size in memory
 // (bench/annuaire/run.sh measures it).
 //
-// BAL types are those of TRE_R257-TypeBAL: PER, ORG, APP and CAB (MSSanté digest §5). The public
+// BAL types are those of TRE_R257-TypeBAL: PER, ORG, APP and CAB. The public
 // extraction file carries PER and ORG only: applicative BALs (APP) are found through FHIR.
 //
 // Results never go to logs: names and identifiers of health professionals stay with the caller.

@@ -24,7 +24,7 @@ import (
 // DefaultFHIRBase is the base URL of the ANS FHIR API of the Annuaire Santé.
 const DefaultFHIRBase = "https://gateway.api.esante.gouv.fr/fhir/v2"
 
-// FHIR identifiers and extensions of the ANS IG fhir-annuaire (MSSanté digest §2.1).
+// FHIR identifiers and extensions of the Annuaire Santé FHIR IG.
 const (
 	fhirEmailTypeURL   = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
 	fhirMailboxMetaURL = "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/as-ext-mailbox-mss-metadata"
@@ -1037,8 +1037,8 @@ func resourceEntry(r *fhirResource) Entry {
 			e.Person.LastName = n.Family
 			e.Person.FirstName = strings.Join(n.Given, " ")
 			// The civilité d'exercice (DR, PR) of the extraction file is the suffix; the prefix
-			// is the civilité (M, MME), used when there is no suffix (fhir/v2 practitioner.md,
-			// search parameter name).
+			// is the civilité (M, MME), used when there is no suffix (Annuaire Santé API,
+			// Practitioner, search parameter name).
 			e.Person.Civility = strings.Join(n.Suffix, " ")
 			if e.Person.Civility == "" {
 				e.Person.Civility = strings.Join(n.Prefix, " ")

@@ -4,13 +4,13 @@
 // receipts that come back to what it sent.
 //
 // It implements, on top of go-smtp and go-imap:
-//   - submission per RFC 6409 with STARTTLS (Réf. #2 SC.MSS/CONF.05) or implicit TLS, SASL
-//     EXTERNAL (default), PLAIN or XOAUTH2 (Pro Santé Connect, CONF.07), or none;
-//   - endpoint discovery by DNS SRV records, RFC 6186 (Réf. #2 CONF.04; the record names of
-//     the API LPS are UNCONFIRMED, the RFC 6186 ones are used);
+//   - submission per RFC 6409 with STARTTLS (Réf. #2 ECO.1.0.1) or implicit TLS, SASL
+//     EXTERNAL (default), PLAIN or XOAUTH2 (Pro Santé Connect, Réf. #2 ECO.1.2.1), or none;
+//   - endpoint discovery by DNS SRV records, RFC 6186 (Réf. #2 ECO.1.1.9, which does not name
+//     the records: the RFC 6186 names are used);
 //   - DSN requests, RFC 3461 (NOTIFY, RET, ENVID, ORCPT), and DSN reading, RFC 3464;
 //   - MDN requests and answers, RFC 8098, with the MSSanté integration codes 900–906
-//     (spec/mssante.md §4.4), and the error mail when no MDN was asked for;
+//     (CI-SIS Trans-CDA-MSS), and the error mail when no MDN was asked for;
 //   - IMAP4rev1 (RFC 3501) with IDLE (RFC 2177) or polling, UIDVALIDITY/UID checkpoints,
 //     the $MDNSent keyword (RFC 3503).
 //

@@ -8,8 +8,8 @@
 //     Chaine_de_certification-IGC-Sante.p7b) and PKCS#12 files, and CRLs whose signatures are
 //     verified, keeping the last valid CRL of each CA (Réf. #2 ECO.1.1.6, ECO.1.1.7 and
 //     SC.MSS/CONF.22). When no valid CRL covers a certificate the default fails closed.
-//   - TLS configurations ([ServerConfig], [ClientConfig]) following Réf. #2 ECO.1.1.2/1.1.3
-//     (spec/eds-ref.md §B.2): TLS 1.2 only by default, cipher suites 0xC030 and 0xC02F
+//   - TLS configurations ([ServerConfig], [ClientConfig]) following Réf. #2 ECO.1.1.2/1.1.3:
+//     TLS 1.2 only by default, cipher suites 0xC030 and 0xC02F
 //     (ECDHE-RSA with AES-GCM); 0xC027 (ECDHE-RSA AES-128-CBC-SHA256) only with
 //     [TLSOptions.AllowCBC] because Go marks it insecure; Go has no 0xC028 suite.
 //     TLS 1.3 is an option. Peer certificates are verified against the trust store at an

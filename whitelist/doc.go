@@ -4,11 +4,11 @@
 //
 // It implements:
 //   - the list format published at https://espacedeconfiance.mssante.fr/listeblanchemssante.xml
-//     (namespace https://listeblanche.mssante.fr/schema; spec/mssante.md §1.2), parsed as a stream;
+//     (namespace https://listeblanche.mssante.fr/schema), parsed as a stream;
 //   - the enveloped W3C XML Signature (XMLDSig 1.0) in the one profile the ANS uses, and nothing
 //     else: Exclusive XML Canonicalization 1.0 (without comments), RSA-SHA256 (RFC 6931 §2.3.2),
 //     SHA-256 digest, one Reference URI="" with exactly the enveloped-signature and exc-c14n
-//     transforms, one Signature, last child of the root (spec/mssante.md §1.3);
+//     transforms, one Signature, last child of the root (the profile of the published file);
 //   - the refresh of the list over HTTPS ([Store]), with conditional GET, rollback refusal, a
 //     persisted last good copy and a maximum age;
 //   - the [Policy] the connector and the BAL enforce: is a domain listed, is a peer certificate DN
