@@ -11,8 +11,8 @@
 //     IdentifiantPP, TypeIdentifiantPP, IdentifiantPM, TypeIdentifiantPM, o, l, profession,
 //     description), with attributes of our own for the other extraction columns; the schema is
 //     in schema/mssante.schema and [WriteLDIF] turns an extraction file into LDIF for it, so a
-//     structure can run its own OpenLDAP fed every night. Whether the national service uses
-//     that schema is UNCONFIRMED: every name is configurable;
+//     structure can run its own OpenLDAP fed every night. The ANS does not publish the schema
+//     of a national LDAP service, so every name is configurable;
 //   - [FHIR]: the ANS FHIR API (https://gateway.api.esante.gouv.fr/fhir/v2, Practitioner,
 //     PractitionerRole and Organization, search parameters mailbox-mss and mailbox-mss-type,
 //     telecom with the MSSANTE email type and the as-ext-mailbox-mss-metadata extension; ANS IG

@@ -53,7 +53,7 @@ type FHIROptions struct {
 	PageSize int
 	// ScanRolesForProfession changes how a Profession query reaches PractitionerRole. By
 	// default the search sends role=TRE_G15|code, as the API's fhir/v1 documentation does;
-	// whether fhir/v2 still indexes the profession under role is UNCONFIRMED (its
+	// the fhir/v2 documentation does not say whether it still indexes the profession there (its
 	// CapabilityStatement lists fonction, genre d'activité, mode d'exercice and the
 	// pharmacists' sections only). When set, no profession filter is sent: every
 	// PractitionerRole the other criteria select is read, and only those whose profession
@@ -61,8 +61,8 @@ type FHIROptions struct {
 	// Either way an entry of another profession is never returned.
 	ScanRolesForProfession bool
 	// NoIncludeIterate leaves _include:iterate=PractitionerRole:organization out of Name
-	// searches, for a server that refuses it (whether the ANS fhir/v2 API honours it is
-	// UNCONFIRMED). The roles' Organizations then all come from the one extra
+	// searches, for a server that refuses it (the ANS fhir/v2 documentation does not say
+	// whether it honours it). The roles' Organizations then all come from the one extra
 	// Organization?_id=… request per page that completes what a server leaves out.
 	NoIncludeIterate bool
 	// MaxResponseSize bounds one response body (0 = 16 MiB).
@@ -118,8 +118,8 @@ type FHIROptions struct {
 // listeRouge are checked on each BAL. Its qualification-code keeps to the Practitioner's
 // profession, so a fhir/v1-shaped role coded with another profession than its
 // Practitioner's is not found by a Name and Profession search. That search also asks
-// _include:iterate=PractitionerRole:organization (FHIR R4 search §3.1.1.5.4; UNCONFIRMED on
-// the ANS API, see [FHIROptions.NoIncludeIterate]), and the Organizations a page still lacks
+// _include:iterate=PractitionerRole:organization (FHIR R4 search §3.1.1.5.4; the ANS API does
+// not document it, see [FHIROptions.NoIncludeIterate]), and the Organizations a page still lacks
 // are fetched with one Organization?_id=id1,id2… request, so a role entry carries its
 // structure's name and postal address as a PractitionerRole search gives them (matched by
 // "Organization/id"; a role naming its Organization by identifier only is completed when
@@ -373,9 +373,9 @@ func isLogicalID(id string) bool {
 // completeOrganizations makes sure the Organizations of the PractitionerRoles a Name search
 // brought (_revinclude) are in b, so that their entries get the structure's name and postal
 // address as a PractitionerRole search gives them. The search asked
-// _include:iterate=PractitionerRole:organization; for a server that ignores it (whether the
-// ANS fhir/v2 API honours :iterate is UNCONFIRMED: its CapabilityStatement lists no include
-// for Practitioner), the Organizations still missing are fetched in one request,
+// _include:iterate=PractitionerRole:organization; for a server that ignores it (the ANS
+// fhir/v2 CapabilityStatement lists no include for Practitioner, so :iterate may not be
+// honoured), the Organizations still missing are fetched in one request,
 // Organization?_id=id1,id2…&_count=n, and added to b as includes. An Organization the answer
 // does not hold (unknown, or past a page the server cut shorter than _count) leaves the
 // fields empty. More than PageSize missing Organizations take one request per PageSize.

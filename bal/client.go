@@ -81,8 +81,8 @@ type Options struct {
 	// Submission and IMAP are the operator's servers. When one is empty, it is discovered
 	// with DNS SRV records (RFC 6186) under Domain, see Discover.
 	Submission, IMAP Endpoint
-	// Domain is where SRV discovery looks; default: the domain of Address. The record names
-	// of the MSSanté API LPS are UNCONFIRMED; RFC 6186 ones are used.
+	// Domain is where SRV discovery looks; default: the domain of Address. The ANS texts do
+	// not name the records of the API LPS: the RFC 6186 ones are used.
 	Domain string
 	// Resolver is used for SRV discovery; default net.DefaultResolver.
 	Resolver Resolver

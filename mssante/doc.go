@@ -8,5 +8,6 @@
 // Specifications: ANS Référentiel #2 MSSanté (clients) §3 ECO.2.x, the CI-SIS volets
 // "Structuration minimale des documents de santé" and "Transmission CDA-R2" (mapping-mss),
 // RFC 5322 and RFC 2045–2049 (messages), RFC 3464 and RFC 6522 (DSN), RFC 8098 (MDN).
-// Facts marked UNCONFIRMED in the code are read in the safe way and noted where used.
+// Where the ANS texts leave a point open, the code takes the safe reading and says so where
+// it does.
 package mssante

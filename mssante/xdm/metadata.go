@@ -137,8 +137,8 @@ func uuidOID(urn string) string {
 }
 
 // uniqueID is the XDS uniqueId of a CDA id: root, or root^extension (ITI TF-3 §4.2.3.2.26;
-// Mediboard getUniqueId). Whether ANS packages join the extension is UNCONFIRMED: their
-// examples have no extension.
+// Mediboard getUniqueId). The ANS XDM examples have no extension, so they do not show how
+// the ANS joins one.
 func uniqueID(id *cda.II) string {
 	if id == nil {
 		return ""

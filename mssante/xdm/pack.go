@@ -46,8 +46,8 @@ type PackOptions struct {
 	// Application, Version and Editor are written in README.TXT (defaults: mssante-go, -, -).
 	Application, Version, Editor string
 	// KeepAccents keeps non-ASCII letters in README.TXT; by default they are folded to ASCII
-	// (the EDS text quoted by the ANS asks for 7-bit ASCII, the ANS examples use UTF-8:
-	// UNCONFIRMED which wins, so the strict reading is the default).
+	// (CI-SIS EDS as Portabilité LGC quotes it asks for 7-bit ASCII, the ANS XDM examples
+	// use UTF-8: the strict reading is the default).
 	KeepAccents bool
 }
 
