@@ -113,7 +113,7 @@ type Options struct {
 	// Mailbox is the IMAP folder watched; default "INBOX".
 	Mailbox string
 	// ProcessedMailbox, when set, is where handled messages are moved; otherwise they stay
-	// and are marked with ProcessedFlag.
+	// and are marked with FlagHandled.
 	ProcessedMailbox string
 	// PollInterval is how often the mailbox is checked when the server has no IDLE, and the
 	// longest an IDLE lasts before a check; default 1 minute.
