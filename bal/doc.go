@@ -3,6 +3,9 @@
 // over IMAP, both with mutual TLS and the BAL's IGC-Santé certificate, and correlates the
 // receipts that come back to what it sent.
 //
+// Start with [New] and [Options]; [NewDocumentMessage] builds a message carrying a CDA
+// document. Specifications are cited as in docs/references.md.
+//
 // It implements, on top of go-smtp and go-imap:
 //   - submission per RFC 6409 with STARTTLS (Réf. #2 ECO.1.0.1) or implicit TLS, SASL
 //     EXTERNAL (default), PLAIN or XOAUTH2 (Pro Santé Connect, Réf. #2 ECO.1.2.1), or none;
@@ -32,7 +35,7 @@
 // deliveries (a journal keyed by Message-ID, a checkpoint, and a keyword or a move on the
 // server), with its attachments on disk. The handler accepts, or rejects with [Reject]; the
 // client answers with the MDN or error mail due. DSNs and MDNs arriving in the mailbox update
-// the outbox and are reported as [Receipt]s: each recipient ends with exactly one final
+// the outbox and are reported as [Receipt] values: each recipient ends with exactly one final
 // status.
 //
 // Nothing the client logs holds health data: message IDs, mailbox addresses and counts only.

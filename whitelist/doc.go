@@ -2,6 +2,10 @@
 // of the MSSanté trust space and, for each, the subject DNs of the certificates of its
 // operators' servers.
 //
+// Start with [NewStore] for a list kept fresh from the ANS, or [Verify] for one file; both give
+// the [Policy] that senders and servers check. Specifications (docs/references.md): the Liste
+// blanche as published; XMLDSig, exc-c14n and RFC 6931.
+//
 // It implements:
 //   - the list format published at https://espacedeconfiance.mssante.fr/listeblanchemssante.xml
 //     (namespace https://listeblanche.mssante.fr/schema), parsed as a stream;

@@ -18,4 +18,7 @@
 // testdata pass the ANS tools with zero failed asserts (CDA_extended.xsd; the IHE, CI-SIS,
 // StrucMin and LDL-SES schematrons), run by testdata/anscheck.sh (TestANSChecks, when a
 // TestContenuCDA checkout is given); in CI the golden files and [Validate] stand in for them.
+//
+// Start with [Sample] for a filled [Input], [Build] and [Marshal] to write a document, and
+// [Parse] then [Validate] to read one.
 package cda

@@ -16,4 +16,8 @@
 // CI-SIS EDS, whose archive rules the draft IG Portabilité LGC restates; the CI-SIS CDA-XDS
 // annex for the mapping; the ANS XDM examples (ansforge/interop-exemples-xdm) for the layout
 // of README.TXT and INDEX.HTM.
+//
+// Start with [Compose], which packs CDA documents into an [mssante.Message] with the PDF copy,
+// and [Open], which reads them back from a received one; [Pack] and [Read] work on the archive
+// alone.
 package xdm
