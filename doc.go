@@ -8,10 +8,15 @@
 //     mssante/cda (CDA R2 documents, the lettre de liaison) and mssante/xdm (IHE XDM packages).
 //   - [github.com/mssante-go/sdk/whitelist]: the ANS liste blanche, verified and enforced.
 //   - [github.com/mssante-go/sdk/annuaire]: the Annuaire Santé (LDAP, extraction file, FHIR).
-//   - [github.com/mssante-go/sdk/transport]: IGC-Santé trust, TLS, and the connector servers.
+//   - [github.com/mssante-go/sdk/transport]: IGC-Santé trust and TLS; its sub-packages hold
+//     the reference connector (queue, SMTP servers, mailbox store, IMAP, node).
 //   - [github.com/mssante-go/sdk/bal]: the applicative BAL client a DPI embeds.
 //   - cmd/mssante: the binary (connector, dev sandbox, tools).
 //
 // Quick start: run "go run ./cmd/mssante dev" for a whole local trust space, then see the
-// examples folder and the README.
+// examples folder and the README. Each package's documentation names the specifications it
+// implements; docs/references.md lists them with their versions and addresses.
+//
+// mssante-go is licensed under the Apache License, Version 2.0 (the LICENSE file at the root
+// of the module), which grants the patent rights health software vendors need.
 package sdk

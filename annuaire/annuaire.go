@@ -20,7 +20,7 @@ type Directory interface {
 // BALType is the type of a BAL (TRE_R257-TypeBAL), that of package mssante.
 type BALType = mssante.BALType
 
-// The BAL types (MSSanté digest §5), short names for those of package mssante.
+// The BAL types (TRE_R257), short names for those of package mssante.
 const (
 	PER = mssante.BALPersonal       // personal, of a health professional
 	ORG = mssante.BALOrganisational // organisational, of a service

@@ -12,7 +12,7 @@ import (
 // Column is a column of the extraction file, in file order.
 type Column int
 
-// The 31 columns of Extraction_Correspondance_MSSante (MSSanté digest §2.2).
+// The 31 columns of Extraction_Correspondance_MSSante, in order.
 const (
 	ColType Column = iota
 	ColAddress
@@ -328,7 +328,7 @@ func plainByte(c byte) bool { return c-'!' <= '~'-'!' || latinLead(c) }
 // latinLead reports whether c leads a two-byte rune from U+00C0 to U+07FF (no space among them).
 func latinLead(c byte) bool { return c-0xC3 <= 0xDF-0xC3 }
 
-// parseFlag reads the Dématérialisation column. Its values are UNCONFIRMED: "O"/"N",
+// parseFlag reads the Dématérialisation column. The ANS does not document its values: "O"/"N",
 // "oui"/"non", "true"/"false" and "1"/"0" are all read; anything else is false (the safe
 // reading: do not assume a paperless holder).
 func parseFlag(s string) bool {

@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// DefaultExtractionURL publishes Extraction_Correspondance_MSSante (MSSanté digest §2.2). Its
+// DefaultExtractionURL publishes Extraction_Correspondance_MSSante, every day. Its
 // server certificate is issued by an IGC-Santé CA: give FetchOptions.HTTPClient a TLS
 // configuration that trusts the IGC-Santé roots (package transport has them).
 const DefaultExtractionURL = "https://service.annuaire.sante.fr/annuaire-sante-webservices/V300/services/extraction/Extraction_Correspondance_MSSante"

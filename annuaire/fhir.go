@@ -24,7 +24,7 @@ import (
 // DefaultFHIRBase is the base URL of the ANS FHIR API of the Annuaire Santé.
 const DefaultFHIRBase = "https://gateway.api.esante.gouv.fr/fhir/v2"
 
-// FHIR identifiers and extensions of the ANS IG fhir-annuaire (MSSanté digest §2.1).
+// FHIR identifiers and extensions of the Annuaire Santé FHIR IG.
 const (
 	fhirEmailTypeURL   = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
 	fhirMailboxMetaURL = "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/as-ext-mailbox-mss-metadata"
@@ -53,7 +53,7 @@ type FHIROptions struct {
 	PageSize int
 	// ScanRolesForProfession changes how a Profession query reaches PractitionerRole. By
 	// default the search sends role=TRE_G15|code, as the API's fhir/v1 documentation does;
-	// whether fhir/v2 still indexes the profession under role is UNCONFIRMED (its
+	// the fhir/v2 documentation does not say whether it still indexes the profession there (its
 	// CapabilityStatement lists fonction, genre d'activité, mode d'exercice and the
 	// pharmacists' sections only). When set, no profession filter is sent: every
 	// PractitionerRole the other criteria select is read, and only those whose profession
@@ -61,8 +61,8 @@ type FHIROptions struct {
 	// Either way an entry of another profession is never returned.
 	ScanRolesForProfession bool
 	// NoIncludeIterate leaves _include:iterate=PractitionerRole:organization out of Name
-	// searches, for a server that refuses it (whether the ANS fhir/v2 API honours it is
-	// UNCONFIRMED). The roles' Organizations then all come from the one extra
+	// searches, for a server that refuses it (the ANS fhir/v2 documentation does not say
+	// whether it honours it). The roles' Organizations then all come from the one extra
 	// Organization?_id=… request per page that completes what a server leaves out.
 	NoIncludeIterate bool
 	// MaxResponseSize bounds one response body (0 = 16 MiB).
@@ -76,54 +76,15 @@ type FHIROptions struct {
 	Logger *slog.Logger
 }
 
-// FHIR is a [Directory] over the ANS FHIR API: Practitioner, PractitionerRole and
-// Organization resources whose telecom carries MSSanté BALs. BALs flagged listeRouge are
-// never returned. Results keep the server's order. A Departement is searched on the postal
-// codes of Organizations (the département is derived from the postal code); a postal code
-// or Departement with a Profession or type PER or CAB, and no Name, StructureID, RPPS or
-// NationalID to start from, is refused (ErrUnsupported): Organization BALs hold no person.
-//
-// PractitionerRole searches ask for _include=PractitionerRole:practitioner and
-// PractitionerRole:organization: the names, the national identifier and (when the role has
-// none) the profession of a PractitionerRole's BAL come from the Practitioner its practitioner
-// element references, its structure from the referenced Organization (by literal reference or by identifier, never
-// by position). When that resource is missing from the Bundle, or more than one matches, the
-// entry goes without rather than with another's. Included resources are never results. An
-// RPPS or NationalID reaches PractitionerRole as practitioner=Practitioner/id references, a
-// StructureID as organization=Organization/id ones, found by a first search by identifier
-// (the IG lists no chained parameter). A role has no address: when such a reference bounds
-// the search, postal criteria are checked on the client, on its included Organization.
-//
-// Profession is searched with qualification-code=TRE_G15|code on Practitioner (fhir/v2
-// documents the profession among the qualifications of a Practitioner) and as
-// [FHIROptions.ScanRolesForProfession] says on PractitionerRole; Organizations hold no
-// profession and are not searched. Every entry returned is checked against the query on
-// the client, so a server that ignores a parameter yields fewer entries, never wrong ones.
-// Name is sent to Practitioner (and Organization) searches, never to PractitionerRole: the IG
-// lists no name parameter nor chain there. With a StructureID (or a person and a
-// StructureIDType), which keeps the Practitioner search out, the PractitionerRoles the
-// organization (or practitioner) references select are read and only those whose included
-// Practitioner's name matches the whole of Name are kept. Any other Name goes to the
-// Practitioner search, with a StructureIDType, a postal code or a Departement too: those are
-// checked on the client, on the structure of the roles it brings. A HumanName matches when
-// one of its parts starts with the value, so a Practitioner search sends only the first word
-// of Name ("dupont" for "dupont jean"); the whole of Name is checked on each entry. The
-// Practitioner search asks _revinclude=PractitionerRole:practitioner (the fhir/v2 documentation's
-// modifying-search-results page): the BALs of an included PractitionerRole (PER or CAB BALs
-// held in a structure) are returned after those of the matched Practitioner its practitioner
-// element references (matched by reference, never by position; a role whose Practitioner
-// is not among the page's results gives nothing), named from it. As a BAL may be on the
-// roles only, that search does not filter Practitioners on their own BALs (mailbox-mss,
-// mailbox-mss-type): it reads every Practitioner of the name, and the type, address and
-// listeRouge are checked on each BAL. Its qualification-code keeps to the Practitioner's
-// profession, so a fhir/v1-shaped role coded with another profession than its
-// Practitioner's is not found by a Name and Profession search. That search also asks
-// _include:iterate=PractitionerRole:organization (FHIR R4 search §3.1.1.5.4; UNCONFIRMED on
-// the ANS API, see [FHIROptions.NoIncludeIterate]), and the Organizations a page still lacks
-// are fetched with one Organization?_id=id1,id2… request, so a role entry carries its
-// structure's name and postal address as a PractitionerRole search gives them (matched by
-// "Organization/id"; a role naming its Organization by identifier only is completed when
-// that Organization is in the page by then; an Organization not found leaves them empty).
+// FHIR is a [Directory] over the ANS FHIR API (Annuaire Santé API, fhir/v2): Practitioner,
+// PractitionerRole and Organization resources whose telecom carries MSSanté BALs. Create one
+// with [NewFHIR]. BALs flagged listeRouge are never returned and results keep the server's
+// order. Every entry returned is checked against the query on the client, so a server that
+// ignores a parameter yields fewer entries, never wrong ones. A postal code or Departement
+// with a Profession or type PER or CAB, and no Name, StructureID, RPPS or NationalID to start
+// from, is refused (ErrUnsupported): Organization BALs hold no person, and the API has no
+// other way in. Which resource each criterion goes to, and how entries are named from
+// included resources, is in the package documentation, "How the FHIR backend searches".
 type FHIR struct {
 	opts FHIROptions
 	base *url.URL
@@ -373,9 +334,9 @@ func isLogicalID(id string) bool {
 // completeOrganizations makes sure the Organizations of the PractitionerRoles a Name search
 // brought (_revinclude) are in b, so that their entries get the structure's name and postal
 // address as a PractitionerRole search gives them. The search asked
-// _include:iterate=PractitionerRole:organization; for a server that ignores it (whether the
-// ANS fhir/v2 API honours :iterate is UNCONFIRMED: its CapabilityStatement lists no include
-// for Practitioner), the Organizations still missing are fetched in one request,
+// _include:iterate=PractitionerRole:organization; for a server that ignores it (the ANS
+// fhir/v2 CapabilityStatement lists no include for Practitioner, so :iterate may not be
+// honoured), the Organizations still missing are fetched in one request,
 // Organization?_id=id1,id2…&_count=n, and added to b as includes. An Organization the answer
 // does not hold (unknown, or past a page the server cut shorter than _count) leaves the
 // fields empty. More than PageSize missing Organizations take one request per PageSize.
@@ -1037,8 +998,8 @@ func resourceEntry(r *fhirResource) Entry {
 			e.Person.LastName = n.Family
 			e.Person.FirstName = strings.Join(n.Given, " ")
 			// The civilité d'exercice (DR, PR) of the extraction file is the suffix; the prefix
-			// is the civilité (M, MME), used when there is no suffix (fhir/v2 practitioner.md,
-			// search parameter name).
+			// is the civilité (M, MME), used when there is no suffix (Annuaire Santé API,
+			// Practitioner, search parameter name).
 			e.Person.Civility = strings.Join(n.Suffix, " ")
 			if e.Person.Civility == "" {
 				e.Person.Civility = strings.Join(n.Prefix, " ")

@@ -2,8 +2,8 @@ package annuaire
 
 import "github.com/mssante-go/sdk/mssante"
 
-// Identifier types and codes. The codes of the extraction file's "Type Identifiant PP" and
-// "Type identifiant structure" columns are UNCONFIRMED: we read the codes of the national
+// Identifier types and codes. The ANS does not document the codes of the extraction file's
+// "Type Identifiant PP" and "Type identifiant structure" columns: we read the codes of the national
 // identifier convention (package mssante: idNat_PS = "8" + RPPS, "0" + ADELI; idNat_Struct =
 // "1" + FINESS, "2" + SIREN, "3" + SIRET, "4" + RPPS-rang), also accept the names themselves,
 // and keep an unknown code as it is.

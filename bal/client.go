@@ -26,7 +26,8 @@ type Security int
 
 const (
 	// StartTLS connects in clear and upgrades with STARTTLS before anything else is said
-	// (submission on 587, IMAP on 143: Réf. #2 SC.MSS/CONF.05 and CONF.06). It is the default.
+	// (submission on 587, IMAP on 143: Réf. #2 ECO.1.0.1 and ECO.1.0.2, Ségur REM
+	// SC.MSS/CONF.05 and CONF.06). It is the default.
 	StartTLS Security = iota
 	// ImplicitTLS starts TLS at once (465 for submission, 993 for IMAP).
 	ImplicitTLS
@@ -43,8 +44,8 @@ type Endpoint struct {
 	Auth AuthMechanism
 }
 
-// AuthMechanism names the SASL step that follows the TLS handshake. Which one an operator
-// expects from a BAL applicative is UNCONFIRMED (spec/mssante.md §3.1): all are supported.
+// AuthMechanism names the SASL step that follows the TLS handshake. The ANS texts do not say
+// which one an operator expects from a BAL applicative: all are supported, EXTERNAL by default.
 type AuthMechanism string
 
 const (
@@ -53,7 +54,8 @@ const (
 	// AuthPlain sends Options.Username and Options.Password (SASL PLAIN), inside TLS.
 	AuthPlain AuthMechanism = "PLAIN"
 	// AuthXOAUTH2 sends a Pro Santé Connect access token from Options.TokenSource (SASL XOAUTH2,
-	// Réf. #2 SC.MSS/CONF.07). The token is asked for on every connection and never stored.
+	// Réf. #2 ECO.1.2.1, Ségur REM SC.MSS/CONF.07). The token is asked for on every connection
+	// and never stored.
 	AuthXOAUTH2 AuthMechanism = "XOAUTH2"
 	// AuthNone skips the SASL step: the server authorises on the client certificate alone
 	// (Postfix with permit_tls_all_clientcerts, for example). For IMAP, where a login is
@@ -79,8 +81,8 @@ type Options struct {
 	// Submission and IMAP are the operator's servers. When one is empty, it is discovered
 	// with DNS SRV records (RFC 6186) under Domain, see Discover.
 	Submission, IMAP Endpoint
-	// Domain is where SRV discovery looks; default: the domain of Address. The record names
-	// of the MSSanté API LPS are UNCONFIRMED; RFC 6186 ones are used.
+	// Domain is where SRV discovery looks; default: the domain of Address. The ANS texts do
+	// not name the records of the API LPS: the RFC 6186 ones are used.
 	Domain string
 	// Resolver is used for SRV discovery; default net.DefaultResolver.
 	Resolver Resolver
@@ -111,7 +113,7 @@ type Options struct {
 	// Mailbox is the IMAP folder watched; default "INBOX".
 	Mailbox string
 	// ProcessedMailbox, when set, is where handled messages are moved; otherwise they stay
-	// and are marked with ProcessedFlag.
+	// and are marked with FlagHandled.
 	ProcessedMailbox string
 	// PollInterval is how often the mailbox is checked when the server has no IDLE, and the
 	// longest an IDLE lasts before a check; default 1 minute.

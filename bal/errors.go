@@ -32,7 +32,7 @@ var (
 )
 
 // RejectError is returned by a Handler to refuse a received message with one of the MSSanté
-// integration error codes (900–906, spec/mssante.md §4.4). The sender gets an MDN
+// integration error codes (900–906, CI-SIS Trans-CDA-MSS). The sender gets an MDN
 // "processed/Error: <code>^<label>" when it asked for one, else the error mail.
 type RejectError struct {
 	Code mssante.MDNCode

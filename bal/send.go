@@ -241,7 +241,7 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 	if len(rcpts) == 0 {
 		return nil, fmt.Errorf("%w: no recipient", ErrMessage)
 	}
-	// Whitelist before any I/O (Réf. #2; spec/mssante.md §7.3).
+	// Whitelist before any I/O: a recipient outside the trust space never reaches the operator.
 	seen := map[string]bool{}
 	var uniq []string
 	for _, r := range rcpts {

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// The floors of the issue: composing a message with a 5 MB attachment against base64-encoding
+// The floors the benchmarks are measured against: composing a message with a 5 MB attachment against base64-encoding
 // 5 MB, reading it back against base64-decoding it. bench/mssante/run.sh prints the ratios.
 
 const benchSize = 5 << 20

@@ -20,13 +20,14 @@ var (
 )
 
 // OIDs of the INS (identifiant national de santé), CI-SIS "Structuration minimale" and its
-// schematron. OIDINSNIA and OIDINSNIATest are the two other OIDs the schematron accepts;
-// their meaning (INS-NIA, a waiting number) is the conventional one, UNCONFIRMED.
+// schematron. OIDINSNIA and OIDINSNIATest are the two other OIDs the schematron accepts; the
+// schematron does not say what they mean, and they are named for their conventional meaning
+// (INS-NIA, a waiting number).
 const (
 	OIDINSNIR     = "1.2.250.1.213.1.4.8"  // INS-NIR, production
-	OIDINSNIA     = "1.2.250.1.213.1.4.9"  // INS-NIA, production (UNCONFIRMED meaning)
+	OIDINSNIA     = "1.2.250.1.213.1.4.9"  // INS-NIA, production (conventional meaning)
 	OIDINSNIRTest = "1.2.250.1.213.1.4.10" // INS-NIR de test
-	OIDINSNIATest = "1.2.250.1.213.1.4.11" // INS-NIA de test (UNCONFIRMED meaning)
+	OIDINSNIATest = "1.2.250.1.213.1.4.11" // INS-NIA de test (conventional meaning)
 )
 
 // OIDs of the national identifiers of professionals (idNat_PS) and structures (idNat_Struct).
@@ -177,7 +178,7 @@ func ParseRPPS(s string) (string, error) {
 }
 
 // ParseADELI checks an ADELI number: 9 characters, digits except a Corsican department 2A/2B in
-// the first two. The ADELI key algorithm is UNCONFIRMED, so it is not checked.
+// the first two. No public text gives the ADELI key algorithm, so the key is not checked.
 func ParseADELI(s string) (string, error) {
 	s = strings.ToUpper(s)
 	if len(s) != 9 || !deptDigits(s) {
@@ -187,8 +188,8 @@ func ParseADELI(s string) (string, error) {
 }
 
 // ParseFINESS checks a FINESS number: 9 characters with a Luhn check digit. Corsican numbers
-// (2A/2B as department) are accepted on their format only: how their key is computed is
-// UNCONFIRMED.
+// (2A/2B as department) are accepted on their format only: no public text says how their key
+// is computed.
 func ParseFINESS(s string) (string, error) {
 	s = strings.ToUpper(s)
 	if len(s) != 9 || !deptDigits(s) {
@@ -357,7 +358,7 @@ func parseNationalID(s string, structure bool) (NationalID, error) {
 	case KindSIRET:
 		_, err = ParseSIRET(v)
 	case KindRPPSRang:
-		// RPPS followed by a rank; the rank's format is UNCONFIRMED: digits only.
+		// RPPS followed by a rank; no text gives the rank's format: digits are accepted.
 		if len(v) <= 11 || !allDigits(v) {
 			err = fmt.Errorf("%w: want RPPS + rank digits", ErrRPPS)
 		} else {

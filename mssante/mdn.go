@@ -25,7 +25,7 @@ var (
 type MDNCode int
 
 // The integration error codes. The labels are written without accents (they travel in
-// header-like fields); their exact CI-SIS wording is UNCONFIRMED.
+// header-like fields); the CI-SIS text read gives their meaning, not their exact wording.
 const (
 	CodeDocumentVersion   MDNCode = 900 // wrong document version
 	CodeReplaceNotAllowed MDNCode = 901 // author not allowed to replace or delete the document
@@ -274,7 +274,7 @@ func BuildMDN(w io.Writer, orig *Message, original []byte, code MDNCode, o *Rece
 		b.WriteString("Original-Message-ID: <" + n.OriginalMessageID + ">\r\n")
 	}
 	b.WriteString("Disposition: " + n.Disposition() + "\r\n")
-	subject := "Accusé de traitement : " + orig.Subject // success wording UNCONFIRMED
+	subject := "Accusé de traitement : " + orig.Subject // the CI-SIS gives no success wording
 	if code != 0 {
 		subject = KOSubject(code, orig.Subject)
 	}

@@ -33,7 +33,7 @@ var (
 )
 
 // XDMFilename is the name of the IHE XDM attachment. The ANS texts write both IHE_XDM.ZIP and
-// IHE_XDM.zip (UNCONFIRMED which is canonical); readers compare without regard to case.
+// IHE_XDM.zip and do not say which is canonical; readers compare without regard to case.
 const XDMFilename = "IHE_XDM.ZIP"
 
 // DefaultMaxSize is the size limit used when an option leaves it at zero: 25 MB, the limit of

@@ -6,10 +6,10 @@
 //   - IGC-Santé trust ([TrustStore]): the real root "AC RACINE IGC-SANTE ELEMENTAIRE" embedded,
 //     more roots and intermediates from PEM, DER, PKCS#7 .p7b bundles (the ANS publishes
 //     Chaine_de_certification-IGC-Sante.p7b) and PKCS#12 files, and CRLs whose signatures are
-//     verified, keeping the last valid CRL of each CA (Réf. #2 ECO.1.1.6, ECO.1.1.7 and
-//     SC.MSS/CONF.22). When no valid CRL covers a certificate the default fails closed.
-//   - TLS configurations ([ServerConfig], [ClientConfig]) following Réf. #2 ECO.1.1.2/1.1.3
-//     (spec/eds-ref.md §B.2): TLS 1.2 only by default, cipher suites 0xC030 and 0xC02F
+//     verified, keeping the last valid CRL of each CA (Réf. #2 ECO.1.1.6, ECO.1.1.7; Ségur
+//     REM SC.MSS/CONF.22). When no valid CRL covers a certificate the default fails closed.
+//   - TLS configurations ([ServerConfig], [ClientConfig]) following Réf. #2 ECO.1.1.2/1.1.3:
+//     TLS 1.2 only by default, cipher suites 0xC030 and 0xC02F
 //     (ECDHE-RSA with AES-GCM); 0xC027 (ECDHE-RSA AES-128-CBC-SHA256) only with
 //     [TLSOptions.AllowCBC] because Go marks it insecure; Go has no 0xC028 suite.
 //     TLS 1.3 is an option. Peer certificates are verified against the trust store at an
@@ -17,9 +17,18 @@
 //     (ECO.1.1.6). Callers' configurations are cloned, never mutated.
 //   - Peer identity ([SubjectDN], [PeerDN], [EqualDN]): the subject DN written as the liste
 //     blanche writes DNCertificatOperateur, "CN=…,OU=…,O=…,ST=Haute-Garonne (31),C=FR".
-//   - Dialers ([Dialer], [Handshake]) that take a context and really cancel a stuck handshake.
+//   - Dialers ([Dialer], [Server]) that take a context and really cancel a stuck handshake.
 //
 // Every refusal is a sentinel error ([ErrUnknownAuthority], [ErrExpired], [ErrRevoked], …)
 // wrapped in a [*CertError] or returned as is, testable with errors.Is and errors.As on the side
 // that detects it.
+//
+// Start with [NewTrustStore], then [ClientConfig] or [ServerConfig]. Specifications
+// (docs/references.md): Réf. #2 ECO.1.1.x, IGC-Santé, the Liste blanche's DN form.
+//
+// The connector lives in the sub-packages: transport/queue (the durable queue),
+// transport/connector (the SMTP servers and delivery), transport/mailbox and
+// transport/mailbox/local (the mailbox store and local delivery), transport/imapd (IMAP
+// access), transport/responder (the test responder), and transport/node, which wires them
+// into one operator node.
 package transport

@@ -2,13 +2,17 @@
 // of the MSSanté trust space and, for each, the subject DNs of the certificates of its
 // operators' servers.
 //
+// Start with [NewStore] for a list kept fresh from the ANS, or [Verify] for one file; both give
+// the [Policy] that senders and servers check. Specifications (docs/references.md): the Liste
+// blanche as published; XMLDSig, exc-c14n and RFC 6931.
+//
 // It implements:
 //   - the list format published at https://espacedeconfiance.mssante.fr/listeblanchemssante.xml
-//     (namespace https://listeblanche.mssante.fr/schema; spec/mssante.md §1.2), parsed as a stream;
+//     (namespace https://listeblanche.mssante.fr/schema), parsed as a stream;
 //   - the enveloped W3C XML Signature (XMLDSig 1.0) in the one profile the ANS uses, and nothing
 //     else: Exclusive XML Canonicalization 1.0 (without comments), RSA-SHA256 (RFC 6931 §2.3.2),
 //     SHA-256 digest, one Reference URI="" with exactly the enveloped-signature and exc-c14n
-//     transforms, one Signature, last child of the root (spec/mssante.md §1.3);
+//     transforms, one Signature, last child of the root (the profile of the published file);
 //   - the refresh of the list over HTTPS ([Store]), with conditional GET, rollback refusal, a
 //     persisted last good copy and a maximum age;
 //   - the [Policy] the connector and the BAL enforce: is a domain listed, is a peer certificate DN

@@ -18,8 +18,8 @@ import (
 	"time"
 )
 
-// Defaults of StoreOptions. How often operators must refresh is UNCONFIRMED (spec/mssante.md
-// §1.1): these are the safe readings, all configurable.
+// Defaults of StoreOptions. The ANS texts do not say how often the list must be refreshed;
+// these are the safe reading, each configurable in StoreOptions.
 const (
 	DefaultInterval      = time.Hour
 	DefaultRetryInterval = 5 * time.Minute

@@ -19,9 +19,9 @@ import (
 )
 
 const (
-	// Namespace is the XML namespace of the liste blanche (spec/mssante.md §1.2).
+	// Namespace is the XML namespace of the liste blanche, as the published file declares it.
 	Namespace = "https://listeblanche.mssante.fr/schema"
-	// DefaultURL is where the ANS publishes the list (spec/mssante.md §1.1).
+	// DefaultURL is where the ANS publishes the list.
 	DefaultURL = "https://espacedeconfiance.mssante.fr/listeblanchemssante.xml"
 	// DefaultSigner is the subject of the certificate that signed the list in 2025 (issued by
 	// AC IGC-SANTE ELEMENTAIRE ORGANISATIONS, valid 2023-08-23 to 2026-08-23). Which subject
@@ -34,7 +34,7 @@ const (
 	DefaultMaxEntries = 200_000
 )
 
-// XMLDSig profile of the ANS (spec/mssante.md §1.3).
+// XMLDSig profile of the list as the ANS signs it (the published file; no ANS text describes it).
 const (
 	nsDSig       = "http://www.w3.org/2000/09/xmldsig#"
 	algExcC14N   = "http://www.w3.org/2001/10/xml-exc-c14n#"

@@ -317,8 +317,8 @@ func TestTamperedRealList(t *testing.T) {
 	data := readReal(t)
 	xmlsec := testenv.Require(t, "xmlsec1")
 	dir := t.TempDir()
-	// The edits the issue names (each verification of the real file is slow under -race); the
-	// others run on the test list.
+	// These edits run on the real file too (each verification of it is slow under -race); the
+	// others run on the test list only.
 	named := map[string]bool{"changed character in Nom": true, "Domaine added": true, "Domaine removed": true,
 		"Domaine moved": true, "whitespace inside a text node": true, "signature removed": true,
 		"second Signature": true, "wrapped copy of the signed content in the Signature": true}

@@ -1,6 +1,6 @@
 // Package annuairetest writes realistic, entirely synthetic Extraction_Correspondance_MSSante
 // files, for tests, benchmarks and demonstrations: the
-// 31 columns of the real file (MSSanté digest §2.2), PER and ORG BALs only (as observed in the
+// 31 columns of the real file, PER and ORG BALs only (as observed in the
 // public file), RPPS and FINESS numbers with valid check digits, French names with accents,
 // AFNOR postal address lines, and some addresses on several lines (the real file has about
 // 169). A full-size file (536,000 lines) is about 89 MB, as the real one in 2026.

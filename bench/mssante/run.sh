@@ -1,6 +1,6 @@
 #!/bin/bash
 # Prints the cost of composing and reading an MSSanté message with a 5 MB attachment beside
-# the floors named in issue #4, same run, as ratios of medians:
+# their floors, same run, as ratios of medians:
 #   compose / base64-encoding the 5 MB (stdlib, one call, no line breaks)   target <= 1.25
 #   [compose / our own line encoder (writeBase64, encodeQuanta) alone: context, not a target.
 #             Compose encodes full lines with its own 8 KB table, about 1.5x as fast as the

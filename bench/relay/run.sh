@@ -47,7 +47,7 @@ SERVE_PORT=$SERVE_PORT "$W/relay" setup "$W"
 "$W/mssante" serve --config "$W/serve.toml" 2>"$W/serve.log" &
 pids+=($!)
 
-# Postfix: the recipe of spec/peers-recipes.md §3, inbound mutual TLS, virtual Maildir.
+# Postfix: inbound mutual TLS, virtual Maildir (as internal/peers configures it).
 P=$W/postfix
 mkdir -p "$P"/{etc,spool,data,vmail}
 chown postfix:postfix "$P/data"; chmod 700 "$P/data"; chown mail:mail "$P/vmail"

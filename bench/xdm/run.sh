@@ -1,6 +1,6 @@
 #!/bin/sh
 # Packing and reading an IHE_XDM.ZIP holding a CDA N1 with a 10 MB PDF, against the sum of
-# their unavoidable parts (issue #5: ratio ≤ 1.25):
+# their unavoidable parts (goal: ratio ≤ 1.25):
 #   pack: base64 of the PDF + SHA-1 and deflate of the CDA
 #   read: inflate + SHA-1 of the CDA + base64 decoding of the PDF
 # Both sides run alternately in the same benchmark loop (same machine load). Printed: medians

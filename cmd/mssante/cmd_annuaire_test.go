@@ -161,7 +161,7 @@ func TestAnnuaireSearchFHIR(t *testing.T) {
 	}
 }
 
-// TestAnnuaireSearchFHIRSwitches: the switches for what is UNCONFIRMED of the live API reach
+// TestAnnuaireSearchFHIRSwitches: the switches for what the live API's documentation leaves open reach
 // the requests, and --timeout bounds a request that gets no answer.
 func TestAnnuaireSearchFHIRSwitches(t *testing.T) {
 	var mu sync.Mutex

@@ -191,7 +191,7 @@ func keyDesc(c *x509.Certificate) string {
 	}
 }
 
-// certProfile names the IGC-Santé profile (spec/mssante.md §3.3) a certificate looks like, from
+// certProfile names the IGC-Santé offer (ORG, SERV, …) a certificate looks like, from
 // its CA flag and extended key usages.
 func certProfile(c *x509.Certificate) string {
 	if c.IsCA {

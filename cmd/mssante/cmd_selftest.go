@@ -33,7 +33,8 @@ its responder); otherwise give the connection options of "mssante send" for your
 operator; the responder is then reponse.automatique@test.mssante.fr.
 Exits 0 when both pass, 1 otherwise.`
 
-// selftestResponder is the test responder of the MSSanté trust space named by the seed.
+// selftestResponder is the test responder of the MSSanté trust space (the ANS texts read do not
+// document it; --responder names another).
 const selftestResponder = "reponse.automatique@test.mssante.fr"
 
 func runSelftest(ctx context.Context, e *env, args []string) error {

@@ -41,7 +41,7 @@ type Dovecot struct {
 	bin string
 }
 
-// StartDovecot starts a throw-away Dovecot (peers-recipes.md §2) as o says, waits until it
+// StartDovecot starts a throw-away Dovecot as o says, waits until it
 // listens, and stops it in t.Cleanup (logging the end of its log when the test failed).
 func StartDovecot(t testing.TB, o *DovecotOptions) *Dovecot {
 	t.Helper()

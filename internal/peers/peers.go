@@ -1,8 +1,7 @@
 // Package peers starts the throw-away real mail servers the tests talk to: a Postfix
 // (postfix -c DIR) and a Dovecot (dovecot -c FILE), each with its own folder, listening on
-// free ports of 127.0.0.1, and stopped in t.Cleanup. The configurations follow
-// /work/shared/spec/peers-recipes.md §2 (Dovecot with client certificates and SASL EXTERNAL)
-// and §3 (Postfix with client certificates).
+// free ports of 127.0.0.1, and stopped in t.Cleanup: Dovecot with client certificates and SASL
+// EXTERNAL, Postfix with client certificates.
 //
 // Both daemons run as root (their unprivileged processes as "postfix" and "mail"): without
 // root the tests are skipped, or fail when MSSANTE_REQUIRE_PEERS=1.

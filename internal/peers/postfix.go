@@ -125,7 +125,7 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `
 
-// StartPostfix starts a throw-away Postfix (peers-recipes.md §3) as o says, waits until its
+// StartPostfix starts a throw-away Postfix as o says, waits until its
 // listeners accept connections, and stops it in t.Cleanup (logging the end of its maillog
 // when the test failed).
 func StartPostfix(t testing.TB, o *PostfixOptions) *Postfix {

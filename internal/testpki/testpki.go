@@ -1,5 +1,5 @@
 // Package testpki builds, at test time, a public key infrastructure shaped like IGC-Santé (the
-// French health PKI run by the ANS, spec/mssante.md §3.3): a root
+// French health PKI run by the ANS): a root
 // "CN=TEST AC RACINE IGC-SANTE ELEMENTAIRE,OU=IGC-SANTE TEST,OU=0002 187512751,O=ASIP-SANTE,C=FR",
 // an intermediate "CN=TEST AC IGC-SANTE ELEMENTAIRE ORGANISATIONS,…" with the same OUs, and leaves
 // in the IGC-Santé profiles: server and relay certificates (offer SERV, usage SSL_SERV), the

@@ -67,7 +67,8 @@ func (d *Document) Patient() mssante.Patient {
 }
 
 // ParseTS parses an HL7 TS (YYYY[MM[DD[hh[mm[ss[.f]]]]]][±ZZZZ]). Without an offset the time is
-// read as UTC. (French documents carry an offset; a missing one is UNCONFIRMED local time.)
+// read as UTC. (French documents carry an offset; the CI-SIS does not say what a missing one
+// means.)
 func ParseTS(s string) (time.Time, error) {
 	if !tsRE.MatchString(s) {
 		return time.Time{}, fmt.Errorf("cda: %q is not an HL7 TS", s)

@@ -1,10 +1,9 @@
 package cda
 
-// OIDs, templates and codes of the CI-SIS header and the two bodies. Sources are the ANS
-// schematrons and examples of ansforge/TestContenuCDA-3-0 as digested in the project's spec
-// (cda-xdm.md §1).
+// OIDs, templates and codes of the CI-SIS header and the two bodies, as the schematrons and
+// examples of the ANS test kit TestContenuCDA (CI-SIS StrucMin, CI-SIS LDL-SES) write them.
 const (
-	// Header declarations (cda-xdm.md §1.1).
+	// Header declarations (CDA R2 typeId, CI-SIS StrucMin templateIds).
 	OIDTypeID          = "2.16.840.1.113883.1.3" // typeId root, extension POCD_HD000040
 	TypeIDExtension    = "POCD_HD000040"
 	TemplateHL7France  = "2.16.840.1.113883.2.8.2.1"
@@ -25,7 +24,7 @@ const (
 	OIDSecteurActivite = "1.2.250.1.71.4.2.4"      // TRE_R02 healthcareFacilityTypeCode
 	OIDCIS             = "1.2.250.1.213.2.3.1"     // CIS medication codes
 
-	// Document code of the lettre de liaison (cda-xdm.md §1.2).
+	// Document code of the lettre de liaison (CI-SIS LDL-SES).
 	CodeLDLSES        = "11490-0"
 	DisplayLDLSES     = "Lettre de liaison à la sortie d'un établissement de soins"
 	MediaTypePDF      = "application/pdf"

@@ -12,9 +12,13 @@
 // [Marshal] is deterministic; [Parse] is tolerant by default and strict on request; [Validate]
 // runs the named [Rules]. Error messages never contain patient data.
 //
-// Sources: the CI-SIS schematrons and examples of ansforge/TestContenuCDA-3-0 and the ANS
-// document-core IG, as digested in the project's spec/cda-xdm.md. The golden files under
+// Specifications (docs/references.md): CDA R2; the CI-SIS StrucMin header, the CI-SIS
+// document-core IG and CI-SIS LDL-SES; IHE XDS-SD for N1; as the schematrons and examples of
+// the ANS test kit TestContenuCDA (ansforge/TestContenuCDA-3-0) check them. The golden files under
 // testdata pass the ANS tools with zero failed asserts (CDA_extended.xsd; the IHE, CI-SIS,
 // StrucMin and LDL-SES schematrons), run by testdata/anscheck.sh (TestANSChecks, when a
 // TestContenuCDA checkout is given); in CI the golden files and [Validate] stand in for them.
+//
+// Start with [Sample] for a filled [Input], [Build] and [Marshal] to write a document, and
+// [Parse] then [Validate] to read one.
 package cda

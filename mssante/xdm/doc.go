@@ -12,5 +12,12 @@
 // patient mismatch; it parses METADATA.XML back into the same [DocumentEntry] type and reports
 // the known defects of the ANS reference packages (ansforge/interop-exemples-xdm) as warnings.
 //
-// Sources: spec/cda-xdm.md §2 and spec/eds-ref.md §A of the project.
+// Specifications (docs/references.md): IHE ITI TF-1 ch. 16 (XDM), ITI-32 and ITI TF-3 §4;
+// CI-SIS EDS, whose archive rules the draft IG Portabilité LGC restates; the CI-SIS CDA-XDS
+// annex for the mapping; the ANS XDM examples (ansforge/interop-exemples-xdm) for the layout
+// of README.TXT and INDEX.HTM.
+//
+// Start with [Compose], which packs CDA documents into an [mssante.Message] with the PDF copy,
+// and [Open], which reads them back from a received one; [Pack] and [Read] work on the archive
+// alone.
 package xdm

@@ -69,7 +69,7 @@ type SubmissionSet struct {
 }
 
 // dtm converts a CDA TS to an XDS DTM: UTC, YYYYMMDDhhmmss truncated to the CDA precision.
-// (ITI TF-3 requires UTC; cda-xdm.md §2.2, Mediboard getTimeUtc.)
+// (ITI TF-3 §4 requires UTC; Mediboard's getTimeUtc does the same.)
 func dtm(ts string) string {
 	if ts == "" {
 		return ""
@@ -85,7 +85,7 @@ func dtm(ts string) string {
 	return t.UTC().Format("20060102150405")[:len(digits)]
 }
 
-// XCN formats a professional as HL7 v2 XCN (cda-xdm.md §2.4): id^family^given^^^^^^&OID&ISO^D^^^IDNPS.
+// XCN formats a professional as HL7 v2 XCN (CI-SIS CDA-XDS): id^family^given^^^^^^&OID&ISO^D^^^IDNPS.
 func XCN(id, family, given string) string {
 	c := make([]string, 13)
 	c[0], c[1], c[2] = id, family, given
@@ -94,7 +94,7 @@ func XCN(id, family, given string) string {
 	return strings.Join(c, "^")
 }
 
-// XON formats an organization as HL7 v2 XON (cda-xdm.md §2.4): name^^^^^&OID&ISO^IDNST^^^idNat.
+// XON formats an organization as HL7 v2 XON (CI-SIS CDA-XDS): name^^^^^&OID&ISO^IDNST^^^idNat.
 func XON(name, idNat string) string {
 	c := make([]string, 10)
 	c[0] = name
@@ -137,8 +137,8 @@ func uuidOID(urn string) string {
 }
 
 // uniqueID is the XDS uniqueId of a CDA id: root, or root^extension (ITI TF-3 §4.2.3.2.26;
-// Mediboard getUniqueId). Whether ANS packages join the extension is UNCONFIRMED: their
-// examples have no extension.
+// Mediboard getUniqueId). The ANS XDM examples have no extension, so they do not show how
+// the ANS joins one.
 func uniqueID(id *cda.II) string {
 	if id == nil {
 		return ""
@@ -155,7 +155,7 @@ func EntryUUIDFor(uniqueID string) string { return uuidURN("entry\x00" + uniqueI
 
 // classCodes is ASS_X04-CorrespondanceType-Classe for the document types the builders make
 // (each row as the ANS reference packages of ansforge/interop-exemples-xdm write it: 11490-0
-// and 11502-2 → 10 "Compte rendu", 34133-9 → 11 "Synthèse"; eds-ref.md §A.4).
+// and 11502-2 → 10 "Compte rendu", 34133-9 → 11 "Synthèse").
 // Other types are refused (the full ASS_X04 table is not embedded yet).
 var classCodes = map[string]Code{
 	"11490-0": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
@@ -164,7 +164,9 @@ var classCodes = map[string]Code{
 }
 
 // formatCodes is ASS_A11-CorresModeleCDA-XdsFormatCode for the models the builders make
-// (JDV_J10; cda-xdm.md §2.3, eds-ref.md §A.5: the PDF code is in the IHE format code system).
+// (JDV_J10). The PDF and text codes are in the IHE format code system, as the ANS stylesheet
+// CDAHeaderToXDM.xsl of TestContenuCDA writes them; the ANS XDM examples' N1 packages give
+// them 1.2.250.1.213.1.1.4.12, a defect the reader reports.
 var (
 	formatLDLSES = Code{"urn:asip:ci-sis:ldl-ses:2017", "1.2.250.1.213.1.1.4.2.282", "Lettre de liaison à la sortie d'un établissement de santé"}
 	formatPDF    = Code{"urn:ihe:iti:xds-sd:pdf:2008", "1.3.6.1.4.1.19376.1.2.3", "Document à corps non structuré en Pdf/A-1"}
@@ -185,9 +187,9 @@ type mapping struct {
 	set       func(e *DocumentEntry, d *cda.Document) error
 }
 
-// documentEntryMapping is the CDA header → DocumentEntry table of cda-xdm.md §2.3 (CI-SIS annex
-// "Lien entre l'en-tête CDA et les métadonnées XDS" as implemented by LPS code and the ANS
-// logical models), one row per slot or classification.
+// documentEntryMapping is the CDA header → DocumentEntry table of the CI-SIS CDA-XDS annex
+// ("Lien entre l'en-tête CDA et les métadonnées XDS", as LPS code and the ANS logical models
+// implement it), one row per slot or classification.
 var documentEntryMapping = []mapping{
 	{"uniqueId", "§2.3: ClinicalDocument/id (root[^extension])", func(e *DocumentEntry, d *cda.Document) error {
 		if e.UniqueID = uniqueID(d.ID); e.UniqueID == "" {

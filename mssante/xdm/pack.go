@@ -19,7 +19,7 @@ import (
 	"github.com/mssante-go/sdk/mssante/cda"
 )
 
-// Layout of the archive (IHE ITI-32, ITI32-004..008; ISO 9660 level-1 8.3 names, eds-ref.md §A.2).
+// Layout of the archive (IHE ITI-32, Gazelle assertions ITI32-004..008; ISO 9660 level-1 8.3 names).
 const (
 	ReadmeName   = "README.TXT"
 	IndexName    = "INDEX.HTM"
@@ -46,8 +46,8 @@ type PackOptions struct {
 	// Application, Version and Editor are written in README.TXT (defaults: mssante-go, -, -).
 	Application, Version, Editor string
 	// KeepAccents keeps non-ASCII letters in README.TXT; by default they are folded to ASCII
-	// (the EDS text quoted by the ANS asks for 7-bit ASCII, the ANS examples use UTF-8:
-	// UNCONFIRMED which wins, so the strict reading is the default).
+	// (CI-SIS EDS as Portabilité LGC quotes it asks for 7-bit ASCII, the ANS XDM examples
+	// use UTF-8: the strict reading is the default).
 	KeepAccents bool
 }
 
@@ -107,7 +107,7 @@ func Pack(w io.Writer, docs [][]byte, opts *PackOptions) (*Packed, error) {
 		e.URI = fmt.Sprintf("DOC%04d.XML", i+1)
 		entries = append(entries, e)
 	}
-	// Submission set (cda-xdm.md §2.3, eds-ref.md §A.4).
+	// Submission set (CI-SIS CDA-XDS, filled as the ANS XDM examples fill it).
 	cust := first.Custodian.AssignedCustodian.Organization
 	custID := ""
 	for _, id := range cust.IDs {
@@ -195,7 +195,7 @@ func Pack(w io.Writer, docs [][]byte, opts *PackOptions) (*Packed, error) {
 }
 
 // indexHTM is a valid XHTML 1.0 Strict page naming the sender (StructNom and StructIdNat,
-// eds-ref.md §A.2), linking README.TXT and listing the documents.
+// as Portabilité LGC names them), linking README.TXT and listing the documents.
 func indexHTM(org, idNat string, entries []*DocumentEntry) []byte {
 	var b strings.Builder
 	b.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n")
@@ -210,7 +210,7 @@ func indexHTM(org, idNat string, entries []*DocumentEntry) []byte {
 	return []byte(b.String())
 }
 
-// readmeTXT follows the layout of the ANS packages (eds-ref.md §A.3): sender, application,
+// readmeTXT follows the layout of the ANS XDM examples: sender, application,
 // instructions, tree; CRLF line ends.
 func readmeTXT(d *cda.Document, idNat string, entries []*DocumentEntry, o *PackOptions) []byte {
 	app, ver, ed := o.Application, o.Version, o.Editor

@@ -66,7 +66,7 @@ func (o *ReadOptions) withDefaults() ReadOptions {
 type Package struct {
 	Subsets []Subset
 	// Warnings are deviations that do not prevent using the documents, e.g. the known defects
-	// of the ANS reference packages (eds-ref.md §A.5).
+	// of the ANS reference packages (ansforge/interop-exemples-xdm).
 	Warnings []string
 }
 

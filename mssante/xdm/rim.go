@@ -16,7 +16,7 @@ const (
 	objectTypeStable = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
 )
 
-// Scheme UUIDs of IHE ITI TF-3 (cda-xdm.md §2.2).
+// Scheme UUIDs of IHE ITI TF-3 §4 (XDS metadata).
 const (
 	schemeSubmissionSetNode = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
 	schemeDEAuthor          = "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d"

@@ -1,5 +1,5 @@
-// Package responder is the connector's test responder: a BAL (like the seed's
-// reponse.automatique@test.mssante.fr) that answers every message it receives with an
+// Package responder is the connector's test responder: a BAL (like
+// reponse.automatique@test.mssante.fr of the MSSanté trust space) that answers every message it receives with an
 // automatic reply, so a structure can run the emission/reception test against its own
 // connector.
 //
