@@ -48,6 +48,7 @@ var commands = []command{
 	{"bal", "manage the BALs of the mailbox store: add, list, show, remove, export, purge", runBAL},
 	{"send", "send a lettre de liaison from a BAL (CDA or PDF + patient fields), with DSN/MDN receipts", runSend},
 	{"receive", "watch a BAL: print each new message, its documents and INS, and the receipts", runReceive},
+	{"version", "print the version, VCS revision and build of this binary (also: mssante --version)", runVersion},
 }
 
 // exitError carries a process exit status other than 1 (or 1 without a message).
@@ -86,6 +87,9 @@ func run(ctx context.Context, args []string, e *env) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	for _, c := range commands {
 		if c.name != args[0] {
