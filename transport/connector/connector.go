@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -53,7 +54,7 @@ type Connector struct {
 	store    *whitelist.Store               // URL mode
 	policy   Policy
 	queue    *queue.Queue
-	audit    *Audit
+	audit    *audit.Log
 	metrics  *Metrics
 	local    LocalDelivery
 	delivery *Delivery
@@ -99,7 +100,7 @@ func New(cfg *Config, opts *Options) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.audit, err = OpenAudit(&AuditOptions{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
+	c.audit, err = audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
 	if err != nil {
 		c.queue.Close()
 		return nil, err
@@ -289,7 +290,7 @@ func (c *Connector) Queue() *queue.Queue { return c.queue }
 
 // Audit returns the connector's audit log, for the services run beside it (retention purge).
 // Records logged after Serve returned are dropped.
-func (c *Connector) Audit() *Audit { return c.audit }
+func (c *Connector) Audit() *audit.Log { return c.audit }
 
 // Reload re-reads the certificate and key, the CRL files and the whitelist file (or asks the
 // whitelist store for a refresh). On error the previous material stays in use.

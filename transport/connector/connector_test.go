@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/transport/audit"
 	"io"
 	"net"
 	"os"
@@ -616,11 +617,11 @@ func TestDeliveryReuseAndLimit(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(b.auditDir, "audit.jsonl"))
 	peers := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
-		var r Record
+		var r audit.Record
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Event == EventQueued {
+		if r.Event == audit.EventQueued {
 			peers[r.PeerAddr] = true
 		}
 	}

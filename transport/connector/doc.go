@@ -18,9 +18,9 @@
 //   - [Delivery] takes messages off the queue: local recipients go to a [LocalDelivery], remote
 //     ones to the MX (or static route) of their domain over mutual TLS, only if the domain is
 //     listed and the server certificate's DN is listed for it; never in plaintext.
-//   - [Audit] writes one JSON record per event (received, queued, delivered, deferred, bounced,
-//     rejected) with IDs, envelope, peer DN, TLS version, outcome and reason; never subject,
-//     body or patient data. Files rotate by size and day and are removed after the retention.
+//   - Every event (received, queued, delivered, deferred, bounced, rejected) goes to the audit
+//     log ([audit.Log]) with IDs, envelope, peer DN, TLS version, outcome and reason; never
+//     subject, body or patient data.
 //
 // Reply codes follow RFC 5321 and the enhanced status codes of RFC 3463, RFC 3207 (530 5.7.0
 // before STARTTLS) and RFC 4954; the texts are generic, the detail goes to the audit log.

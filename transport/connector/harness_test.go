@@ -19,6 +19,7 @@ import (
 
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -88,7 +89,7 @@ type node struct {
 	policy    *switchPolicy
 	q         *queue.Queue
 	maildir   *Maildir
-	audit     *Audit
+	audit     *audit.Log
 	metrics   *Metrics
 	relay     *Server
 	sub       *Server
@@ -128,7 +129,7 @@ func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 	}
 	n.maildir = &Maildir{Dir: t.TempDir(), Mailboxes: map[string]bool{n.bal: true, "dr@" + domain: true}}
 	n.auditDir = t.TempDir()
-	n.audit, err = OpenAudit(&AuditOptions{Dir: n.auditDir})
+	n.audit, err = audit.Open(&audit.Options{Dir: n.auditDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -131,7 +132,7 @@ type ServerOptions struct {
 	// ScanUnavailablePermanent answers 554 5.7.1 instead of 451 4.7.1 when the scanner fails.
 	ScanUnavailablePermanent bool
 	// Audit receives one record per event (nil: none).
-	Audit *Audit
+	Audit *audit.Log
 	// Metrics receives counters (nil: none).
 	Metrics *Metrics
 	// MaxMessageBytes bounds a message (default 25 MiB, the Mon espace santé limit).
@@ -477,7 +478,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if ok {
 			return &guardConn{Conn: c, s: s, host: host, g: &crlfGuard{}}, nil
 		}
-		s.audit(&Record{Event: EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
+		s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
 		s.opts.Metrics.rejected("connection_limit")
 		go func() {
 			// Plain text on an implicit-TLS listener would be read as garbage: just close there.
@@ -532,7 +533,7 @@ func (c *guardConn) Close() error {
 	return c.Conn.Close()
 }
 
-func (s *Server) audit(r *Record) {
+func (s *Server) audit(r *audit.Record) {
 	if s.opts.Audit != nil {
 		r.Source = s.opts.Mode.String()
 		s.opts.Audit.Log(r)
@@ -600,7 +601,7 @@ func (ss *session) tlsVersion() string {
 
 // refuse audits a refusal and returns the reply.
 func (ss *session) refuse(reply *smtp.SMTPError, reason string, rcpts ...string) error {
-	ss.s.audit(&Record{Event: EventRejected, From: ss.from, Rcpts: rcpts, PeerAddr: ss.peerAddr, PeerDN: ss.dn,
+	ss.s.audit(&audit.Record{Event: audit.EventRejected, From: ss.from, Rcpts: rcpts, PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal, Code: replyCode(reply), Reason: reason})
 	key, _, _ := strings.Cut(reason, ":")
 	ss.s.opts.Metrics.rejected(key)
@@ -847,7 +848,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err := ss.bareCRLF(ss.rcptAddrs()...); err != nil {
 		return err
 	}
-	s.audit(&Record{Event: EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
+	s.audit(&audit.Record{Event: audit.EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal})
 	w, err := s.opts.Queue.Begin()
 	if err != nil {
@@ -921,7 +922,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
 	}
-	s.audit(&Record{Event: EventQueued, MsgID: id, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr,
+	s.audit(&audit.Record{Event: audit.EventQueued, MsgID: id, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr,
 		PeerDN: ss.dn, TLS: ss.tlsVersion(), BAL: ss.bal, Size: w.Size(), Code: "250 2.0.0"})
 	s.opts.Metrics.accepted(s.opts.Mode, time.Since(start))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}

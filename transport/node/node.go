@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/imapd"
 	"github.com/mssante-go/sdk/transport/mailbox"
@@ -332,7 +333,7 @@ func (n *Node) Close() error {
 // recorded in the connector's audit log, one record per BAL (identifiers and counts only).
 type auditedPurge struct {
 	mailbox.Store
-	audit *connector.Audit
+	audit *audit.Log
 }
 
 func (a auditedPurge) Purge(ctx context.Context, now time.Time) (*mailbox.PurgeResult, error) {
@@ -349,12 +350,12 @@ func (a auditedPurge) Purge(ctx context.Context, now time.Time) (*mailbox.PurgeR
 		}
 		var msgs, size int64
 		fmt.Sscanf(e.Detail, "messages=%d bytes=%d", &msgs, &size)
-		a.audit.Log(&connector.Record{Event: connector.EventPurged, Source: "retention", BAL: e.BAL, Size: size,
+		a.audit.Log(&audit.Record{Event: audit.EventPurged, Source: "retention", BAL: e.BAL, Size: size,
 			Reason: fmt.Sprintf("messages=%d", msgs)})
 		logged = true
 	}
 	if aerr != nil || !logged { // the per-BAL detail is unavailable: record the total
-		a.audit.Log(&connector.Record{Event: connector.EventPurged, Source: "retention", Size: res.Bytes,
+		a.audit.Log(&audit.Record{Event: audit.EventPurged, Source: "retention", Size: res.Bytes,
 			Reason: fmt.Sprintf("messages=%d", res.Messages)})
 	}
 	return res, nil
