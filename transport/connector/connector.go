@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
@@ -244,10 +245,10 @@ func (c *Connector) build() error {
 	if c.opts.Accounts != nil {
 		acc = chainAccounts{c.opts.Accounts, accounts}
 	}
-	var scanner Scanner
+	var scanner antivirus.Scanner
 	if cl := cfg.Scanner.Clamd; cl != "" {
 		network, addr, _ := strings.Cut(cl, ":")
-		scanner = &ClamAV{Network: network, Addr: addr, Timeout: cfg.Scanner.Timeout}
+		scanner = &antivirus.ClamAV{Network: network, Addr: addr, Timeout: cfg.Scanner.Timeout}
 	}
 	mk := func(name string, mode Mode, implicit bool) error {
 		s, err := NewServer(&ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,

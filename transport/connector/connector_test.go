@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
 	"io"
 	"net"
@@ -356,8 +357,8 @@ func TestScannerAndLimits(t *testing.T) {
 		want string
 	}{
 		{"clean", nil, "ok"},
-		{"virus", &VirusError{Signature: "Test.Sig"}, "554 5.7.1"},
-		{"scanner down", ErrScanner, "451 4.7.1"},
+		{"virus", &antivirus.VirusError{Signature: "Test.Sig"}, "554 5.7.1"},
+		{"scanner down", antivirus.ErrScanner, "451 4.7.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})

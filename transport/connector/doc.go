@@ -13,7 +13,7 @@
 //     in a session, commands, DATA or BDAT, is refused (554 5.5.2, or go-smtp's own reply to a
 //     command it parses first) and the connection closed (SMTP smuggling, SEC Consult 2023,
 //     "\r\n.\r" included); recipients, line length, message size, time and connections per peer are
-//     bounded. A message is scanned ([Scanner], [ClamAV] for the clamd INSTREAM protocol) after
+//     bounded. A message is scanned ([antivirus.Scanner], e.g. clamd) after
 //     TLS termination and queued durably ([queue]) before the 250 reply.
 //   - [Delivery] takes messages off the queue: local recipients go to a [LocalDelivery], remote
 //     ones to the MX (or static route) of their domain over mutual TLS, only if the domain is

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
@@ -101,7 +102,7 @@ type node struct {
 }
 
 type nodeOpts struct {
-	scanner  Scanner
+	scanner  antivirus.Scanner
 	noRun    bool // do not start the delivery loop
 	perPeer  int
 	maxRcpts int

@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/queue"
 )
@@ -128,7 +129,7 @@ type ServerOptions struct {
 	// Queue is where accepted messages go (required).
 	Queue *queue.Queue
 	// Scanner checks content between DATA and queueing (nil: none).
-	Scanner Scanner
+	Scanner antivirus.Scanner
 	// ScanUnavailablePermanent answers 554 5.7.1 instead of 451 4.7.1 when the scanner fails.
 	ScanUnavailablePermanent bool
 	// Audit receives one record per event (nil: none).
@@ -896,7 +897,7 @@ func (ss *session) Data(r io.Reader) error {
 			err = s.opts.Scanner.Scan(ctx, rc)
 			rc.Close()
 		}
-		var found *VirusError
+		var found *antivirus.VirusError
 		switch {
 		case errors.As(err, &found):
 			return ss.refuse(replyVirus, "virus: "+found.Signature, ss.rcptAddrs()...)

@@ -1,4 +1,11 @@
-package connector
+// Package antivirus scans mail content before it is accepted: the [Scanner] the connector's
+// SMTP servers call after TLS termination, between DATA and queueing, and [ClamAV], a Scanner
+// speaking the clamd protocol (clamd(8): zINSTREAM, zPING) over a Unix or TCP socket.
+//
+// A scanner never passes a message it could not check: an error that is not a [VirusError]
+// wraps [ErrScanner], and the server answers it with a temporary failure (or, when so
+// configured, a permanent one).
+package antivirus
 
 import (
 	"bufio"
@@ -25,10 +32,10 @@ type VirusError struct {
 	Signature string
 }
 
-func (e *VirusError) Error() string { return "connector: content detected: " + e.Signature }
+func (e *VirusError) Error() string { return "antivirus: content detected: " + e.Signature }
 
 // ErrScanner is wrapped by the errors of a scanner that did not give a verdict.
-var ErrScanner = errors.New("connector: scanner unavailable")
+var ErrScanner = errors.New("antivirus: scanner unavailable")
 
 // ClamAV is a Scanner speaking the clamd protocol (INSTREAM, clamd(8) "zINSTREAM") over a Unix
 // or TCP socket.
