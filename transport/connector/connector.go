@@ -18,6 +18,7 @@ import (
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -56,7 +57,7 @@ type Connector struct {
 	policy   Policy
 	queue    *queue.Queue
 	audit    *audit.Log
-	metrics  *Metrics
+	metrics  *metrics.Metrics
 	local    LocalDelivery
 	delivery *Delivery
 	servers  map[string]*Server
@@ -66,7 +67,7 @@ type Connector struct {
 // (a file must verify; a URL store may start empty and then refuses with 4.7.1 until its
 // first refresh) and opens the queue and the audit log. Serve starts it.
 func New(cfg *Config, opts *Options) (*Connector, error) {
-	c := &Connector{cfg: cfg, metrics: NewMetrics(), servers: map[string]*Server{}}
+	c := &Connector{cfg: cfg, metrics: metrics.New(), servers: map[string]*Server{}}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -115,21 +116,35 @@ func New(cfg *Config, opts *Options) (*Connector, error) {
 		c.audit.Close()
 		return nil, err
 	}
-	c.metrics.Gauge("mssante_queue_messages", func() float64 { return float64(c.queue.Stats().Messages) })
-	c.metrics.Gauge("mssante_queue_recipients", func() float64 { return float64(c.queue.Stats().Recipients) })
-	c.metrics.Gauge(`mssante_certificate_expiry_seconds{name="server"}`, func() float64 {
-		if crt := c.cert.Load(); crt != nil && crt.Leaf != nil {
-			return crt.Leaf.NotAfter.Sub(c.now()).Seconds()
-		}
-		return 0
-	})
-	c.metrics.Gauge("mssante_whitelist_age_seconds", func() float64 {
-		if l := c.currentList(); l != nil {
-			return c.now().Sub(l.Generated()).Seconds()
-		}
-		return -1
-	})
+	if err := c.gauges(); err != nil {
+		c.queue.Close()
+		c.audit.Close()
+		return nil, err
+	}
 	return c, nil
+}
+
+// gauges adds the series computed at scrape time.
+func (c *Connector) gauges() error {
+	return errors.Join(
+		c.metrics.GaugeFunc("mssante_queue_messages", "Messages in the queue.", nil,
+			func() float64 { return float64(c.queue.Stats().Messages) }),
+		c.metrics.GaugeFunc("mssante_queue_recipients", "Recipients still to deliver in the queue.", nil,
+			func() float64 { return float64(c.queue.Stats().Recipients) }),
+		c.metrics.GaugeFunc("mssante_certificate_expiry_seconds", "Seconds until our certificate expires.",
+			map[string]string{"name": "server"}, func() float64 {
+				if crt := c.cert.Load(); crt != nil && crt.Leaf != nil {
+					return crt.Leaf.NotAfter.Sub(c.now()).Seconds()
+				}
+				return 0
+			}),
+		c.metrics.GaugeFunc("mssante_whitelist_age_seconds", "Seconds since the liste blanche in use was generated (-1: none).", nil,
+			func() float64 {
+				if l := c.currentList(); l != nil {
+					return c.now().Sub(l.Generated()).Seconds()
+				}
+				return -1
+			}))
 }
 
 func jitter(j float64) float64 {
@@ -284,7 +299,7 @@ func (c *Connector) build() error {
 }
 
 // Metrics returns the connector's metrics.
-func (c *Connector) Metrics() *Metrics { return c.metrics }
+func (c *Connector) Metrics() *metrics.Metrics { return c.metrics }
 
 // Queue returns the connector's queue.
 func (c *Connector) Queue() *queue.Queue { return c.queue }

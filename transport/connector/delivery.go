@@ -18,6 +18,7 @@ import (
 
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -64,7 +65,7 @@ type DeliveryOptions struct {
 	ConnectTimeout, CommandTimeout time.Duration
 	// Audit, Metrics, Logger: optional.
 	Audit   *audit.Log
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -263,7 +264,7 @@ func (d *Delivery) record(job *queue.Job, r *queue.Recipient, res queue.Result) 
 		d.opts.Audit.Log(&audit.Record{Event: ev, Source: "delivery", MsgID: job.Env.ID, From: job.Env.From, Rcpts: []string{r.Addr},
 			Attempts: r.Attempts + 1, RemoteMTA: res.RemoteMTA, Code: code, Reason: reason})
 	}
-	d.opts.Metrics.delivery(outcome, d.opts.Now().Sub(job.Env.Received))
+	d.opts.Metrics.Recipient(outcome, d.opts.Now().Sub(job.Env.Received))
 }
 
 func (d *Delivery) deliverLocal(ctx context.Context, job *queue.Job, idx []int) []queue.Result {

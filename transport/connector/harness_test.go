@@ -21,6 +21,7 @@ import (
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -91,7 +92,7 @@ type node struct {
 	q         *queue.Queue
 	maildir   *Maildir
 	audit     *audit.Log
-	metrics   *Metrics
+	metrics   *metrics.Metrics
 	relay     *Server
 	sub       *Server
 	delivery  *Delivery
@@ -118,7 +119,7 @@ func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 		o = &nodeOpts{}
 	}
 	p := testPKI(t)
-	n := &node{domain: domain, policy: &switchPolicy{}, metrics: NewMetrics()}
+	n := &node{domain: domain, policy: &switchPolicy{}, metrics: metrics.New()}
 	n.server = must(t)(p.Server("mx."+domain, &testpki.LeafOptions{DNSNames: []string{"localhost"}}))
 	n.bal = "bal@" + domain
 	n.balCert = must(t)(p.Org(n.bal, nil))

@@ -23,6 +23,7 @@ import (
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -135,7 +136,7 @@ type ServerOptions struct {
 	// Audit receives one record per event (nil: none).
 	Audit *audit.Log
 	// Metrics receives counters (nil: none).
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// MaxMessageBytes bounds a message (default 25 MiB, the Mon espace santé limit).
 	MaxMessageBytes int64
 	// MaxRecipients bounds recipients per message (default 100).
@@ -480,7 +481,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return &guardConn{Conn: c, s: s, host: host, g: &crlfGuard{}}, nil
 		}
 		s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
-		s.opts.Metrics.rejected("connection_limit")
+		s.opts.Metrics.Rejected("connection_limit")
 		go func() {
 			// Plain text on an implicit-TLS listener would be read as garbage: just close there.
 			if !s.opts.ImplicitTLS {
@@ -605,7 +606,7 @@ func (ss *session) refuse(reply *smtp.SMTPError, reason string, rcpts ...string)
 	ss.s.audit(&audit.Record{Event: audit.EventRejected, From: ss.from, Rcpts: rcpts, PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal, Code: replyCode(reply), Reason: reason})
 	key, _, _ := strings.Cut(reason, ":")
-	ss.s.opts.Metrics.rejected(key)
+	ss.s.opts.Metrics.Rejected(key)
 	return reply
 }
 
@@ -925,7 +926,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	s.audit(&audit.Record{Event: audit.EventQueued, MsgID: id, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr,
 		PeerDN: ss.dn, TLS: ss.tlsVersion(), BAL: ss.bal, Size: w.Size(), Code: "250 2.0.0"})
-	s.opts.Metrics.accepted(s.opts.Mode, time.Since(start))
+	s.opts.Metrics.Accepted(s.opts.Mode.String(), time.Since(start))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
 }
 
