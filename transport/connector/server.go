@@ -159,6 +159,12 @@ type Server struct {
 	now    func() time.Time
 	local  map[string]bool
 	logger *slog.Logger
+	// ctx is the base of every call a session makes (account and mailbox look-ups, scanning,
+	// queueing): Close cancels it, so that a stop does not wait on a slow store or scanner,
+	// as net/http.Server.BaseContext lets a server do. Shutdown leaves it, so that the
+	// transactions it waits for can still commit.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	perPeer   map[string]int
@@ -205,6 +211,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 		return nil, errors.New("connector: Accounts is required in submission mode")
 	}
 	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}, conns: map[*smtp.Server]*liveConn{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	o := &s.opts
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
@@ -393,8 +400,10 @@ func (l *oneConn) Close() error {
 
 func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
 
-// Close closes the listeners and every connection at once.
+// Close closes the listeners and every connection at once, and cancels the calls sessions
+// have in progress (a message being queued is then refused, never acknowledged).
 func (s *Server) Close() error {
+	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	ls, srvs := s.listeners, make([]*smtp.Server, 0, len(s.conns))
@@ -649,7 +658,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if err := ss.bareCRLF(); err != nil {
 		return nil, err
 	}
-	ctx := context.Background()
+	ctx := ss.s.ctx
 	switch mech {
 	case sasl.External:
 		return sasl.NewExternalServer(func(identity string) error {
@@ -800,7 +809,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if d == "" {
 		return ss.refuse(replyBadAddress, "bad_recipient_syntax", to)
 	}
-	ctx := context.Background()
+	ctx := ss.s.ctx
 	if ss.s.local[d] {
 		if err := ss.s.opts.Local.Lookup(ctx, to); err != nil {
 			if errors.Is(err, ErrNoMailbox) {
@@ -846,7 +855,7 @@ func (ss *session) rcptAddrs() []string {
 func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
 	s := ss.s
-	ctx := context.Background()
+	ctx := ss.s.ctx
 	if err := ss.bareCRLF(ss.rcptAddrs()...); err != nil {
 		return err
 	}
