@@ -396,8 +396,6 @@ func trustWith(t *testing.T, n *node, domain, dn string) *whitelist.List {
 	return l
 }
 
-func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
-
 // implicitSubmission runs a's submission listener with implicit TLS (port 465), its APP BAL
 // bound to its certificate and b.mssante.test trusted, until the test ends.
 func implicitSubmission(t *testing.T) (*node, net.Listener) {

@@ -489,13 +489,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if ok {
 			return &guardConn{Conn: c, s: s, host: host, g: &crlfGuard{}}, nil
 		}
-		s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
+		s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: replyCode(replyTooManyConns), Reason: "connection limit"})
 		s.opts.Metrics.Rejected("connection_limit")
 		go func() {
 			// Plain text on an implicit-TLS listener would be read as garbage: just close there.
 			if !s.opts.ImplicitTLS {
 				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", s.opts.Hostname)
+				fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyTooManyConns), s.opts.Hostname, replyTooManyConns.Message)
 			}
 			c.Close()
 		}()
