@@ -49,6 +49,18 @@ type ClamAV struct {
 	ChunkSize int
 }
 
+// dial connects to clamd, with the deadline of ctx on the connection.
+func (c *ClamAV) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, c.Network, c.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrScanner, err)
+	}
+	dl, _ := ctx.Deadline()
+	conn.SetDeadline(dl)
+	return conn, nil
+}
+
 // Scan implements Scanner.
 func (c *ClamAV) Scan(ctx context.Context, msg io.Reader) error {
 	timeout := c.Timeout
@@ -57,14 +69,11 @@ func (c *ClamAV) Scan(ctx context.Context, msg io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, c.Network, c.Addr)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrScanner, err)
+		return err
 	}
 	defer conn.Close()
-	dl, _ := ctx.Deadline()
-	conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
@@ -131,16 +140,13 @@ func parseClamReply(reply string) error {
 
 // Ping checks that clamd answers (zPING → PONG).
 func (c *ClamAV) Ping(ctx context.Context) error {
-	var d net.Dialer
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := d.DialContext(ctx, c.Network, c.Addr)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrScanner, err)
+		return err
 	}
 	defer conn.Close()
-	dl, _ := ctx.Deadline()
-	conn.SetDeadline(dl)
 	if _, err := conn.Write([]byte("zPING\x00")); err != nil {
 		return fmt.Errorf("%w: %w", ErrScanner, err)
 	}
