@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
 )
 
@@ -326,40 +326,13 @@ func BenchmarkCRLFGuard(b *testing.B) {
 // would put the guard.
 type readRecorder struct {
 	net.Conn
-	mu   sync.Mutex
-	read bytes.Buffer
+	read testenv.Buffer
 }
 
 func (r *readRecorder) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
-	r.mu.Lock()
 	r.read.Write(p[:n])
-	r.mu.Unlock()
 	return n, err
-}
-
-func (r *readRecorder) bytes() []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return bytes.Clone(r.read.Bytes())
-}
-
-// syncBuffer is a bytes.Buffer for go-smtp's Debug writer, read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestGoSMTPReadsTLSItself pins the go-smtp behaviour that keeps crlfGuard on the Debug writer
@@ -373,7 +346,7 @@ func (s *syncBuffer) String() string {
 func TestGoSMTPReadsTLSItself(t *testing.T) {
 	p := testPKI(t)
 	leaf := must(t)(p.Server("mx.a.mssante.test", &testpki.LeafOptions{DNSNames: []string{"localhost"}}))
-	debug := &syncBuffer{}
+	debug := &testenv.Buffer{}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return nullSession{}, nil }))
 	srv.Domain = "localhost"
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}
@@ -437,7 +410,7 @@ func TestGoSMTPReadsTLSItself(t *testing.T) {
 	fmt.Fprint(conn, "QUIT\r\n")
 	expect("221 ")
 
-	raw := (<-recs).bytes()
+	raw := (<-recs).read.Bytes()
 	if !bytes.Contains(raw, []byte("STARTTLS\r\n")) {
 		t.Fatalf("the wrapper did not see the plaintext commands: %q", raw)
 	}
