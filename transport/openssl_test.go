@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -141,7 +140,7 @@ func TestOpenSSLServer(t *testing.T) {
 			port := testenv.FreePort(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var log syncBuffer
+			var log testenv.Buffer
 			cmd := exec.CommandContext(ctx, openssl, "s_server", "-accept", "127.0.0.1:"+strconv.Itoa(port),
 				"-cert", filepath.Join(dir, tc.cert+".crt.pem"), "-key", filepath.Join(dir, tc.cert+".key.pem"),
 				"-cert_chain", filepath.Join(dir, "inter.pem"),
@@ -193,7 +192,7 @@ func TestOpenSSLServer(t *testing.T) {
 }
 
 // waitFor waits until the output of a peer holds want.
-func waitFor(t *testing.T, out *syncBuffer, want string) {
+func waitFor(t *testing.T, out *testenv.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -203,22 +202,4 @@ func waitFor(t *testing.T, out *syncBuffer, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("peer never printed %q:\n%s", want, out.String())
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,27 +14,9 @@ import (
 	"github.com/mssante-go/sdk/internal/testenv"
 )
 
-// devBuffer is a bytes.Buffer safe for the concurrent writes of a running command.
-type devBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (d *devBuffer) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.Write(p)
-}
-
-func (d *devBuffer) String() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.String()
-}
-
 // runningDev is "mssante dev" running in the background of a test.
 type runningDev struct {
-	out, errb *devBuffer
+	out, errb *testenv.Buffer
 	stop      context.CancelFunc
 	done      chan int
 	stopped   bool
@@ -44,7 +25,7 @@ type runningDev struct {
 func startDev(t *testing.T, args ...string) *runningDev {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &runningDev{out: &devBuffer{}, errb: &devBuffer{}, stop: cancel, done: make(chan int, 1)}
+	d := &runningDev{out: &testenv.Buffer{}, errb: &testenv.Buffer{}, stop: cancel, done: make(chan int, 1)}
 	go func() {
 		d.done <- run(ctx, append([]string{"dev"}, args...), &env{stdin: strings.NewReader(""), stdout: d.out, stderr: d.errb})
 	}()
@@ -214,7 +195,7 @@ func TestDevBinaryCommandsAsPrinted(t *testing.T) {
 	environ := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "XDG_STATE_HOME=")
 	dev := exec.Command(filepath.Join(bin, "mssante"), "dev")
 	dev.Dir, dev.Env = work, environ
-	out := &devBuffer{}
+	out := &testenv.Buffer{}
 	dev.Stdout, dev.Stderr = out, out
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)

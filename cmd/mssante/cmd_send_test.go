@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/mssante/cda"
 )
@@ -35,7 +36,7 @@ func TestSendReceiveDev(t *testing.T) {
 	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
 	const ins = "279035121518989"
 
-	var rout, rerr syncBuffer
+	var rout, rerr testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"receive", "--dev", dir, "--from", to, "--state", filepath.Join(work, "b"),

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/node"
 )
 
@@ -26,7 +25,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *printConfig {
-		fmt.Fprint(e.stdout, connector.DefaultConfigTOML)
+		fmt.Fprint(e.stdout, node.DefaultConfigTOML)
 		return nil
 	}
 	if *configPath == "" || fs.NArg() > 0 {
@@ -37,7 +36,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := connector.LoadConfig(f)
+	cfg, err := node.LoadConfig(f)
 	f.Close()
 	if err != nil {
 		return err
@@ -71,7 +70,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	return n.Serve(ctx)
 }
 
-func serveLogger(e *env, cfg *connector.Config) (*slog.Logger, error) {
+func serveLogger(e *env, cfg *node.Config) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -216,7 +215,7 @@ func TestServeUsageAndConfig(t *testing.T) {
 func TestServeReloadAndMetrics(t *testing.T) {
 	f := newServeFixture(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	var errb syncBuffer
+	var errb testenv.Buffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", f.config}, &env{stdout: io.Discard, stderr: &errb})
@@ -288,15 +287,3 @@ func TestServeReloadAndMetrics(t *testing.T) {
 		t.Fatal("serve did not stop")
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

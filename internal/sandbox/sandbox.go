@@ -38,7 +38,6 @@ import (
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport"
-	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/node"
 	"github.com/mssante-go/sdk/whitelist"
@@ -525,7 +524,7 @@ func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp op
 	if err != nil {
 		return err
 	}
-	cfg, err := connector.LoadConfig(f)
+	cfg, err := node.LoadConfig(f)
 	f.Close()
 	if err != nil {
 		return err

@@ -50,24 +50,3 @@ func (a *StaticAccounts) BALForPassword(_ context.Context, user, pass string) (s
 	}
 	return acc.BAL, nil
 }
-
-// chainAccounts asks each Accounts in turn; the first that knows the credentials answers.
-type chainAccounts []Accounts
-
-func (c chainAccounts) BALForCertificate(ctx context.Context, dn string, cert *x509.Certificate) (string, error) {
-	for _, a := range c {
-		if bal, err := a.BALForCertificate(ctx, dn, cert); !errors.Is(err, ErrUnknownAccount) {
-			return bal, err
-		}
-	}
-	return "", ErrUnknownAccount
-}
-
-func (c chainAccounts) BALForPassword(ctx context.Context, user, pass string) (string, error) {
-	for _, a := range c {
-		if bal, err := a.BALForPassword(ctx, user, pass); !errors.Is(err, ErrUnknownAccount) {
-			return bal, err
-		}
-	}
-	return "", ErrUnknownAccount
-}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/transport/antivirus"
+	"github.com/mssante-go/sdk/transport/audit"
 	"io"
 	"net"
 	"os"
@@ -355,8 +357,8 @@ func TestScannerAndLimits(t *testing.T) {
 		want string
 	}{
 		{"clean", nil, "ok"},
-		{"virus", &VirusError{Signature: "Test.Sig"}, "554 5.7.1"},
-		{"scanner down", ErrScanner, "451 4.7.1"},
+		{"virus", &antivirus.VirusError{Signature: "Test.Sig"}, "554 5.7.1"},
+		{"scanner down", antivirus.ErrScanner, "451 4.7.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
@@ -616,11 +618,11 @@ func TestDeliveryReuseAndLimit(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(b.auditDir, "audit.jsonl"))
 	peers := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
-		var r Record
+		var r audit.Record
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Event == EventQueued {
+		if r.Event == audit.EventQueued {
 			peers[r.PeerAddr] = true
 		}
 	}

@@ -14,7 +14,9 @@ import (
 // of the "\r\n.\r" payload), and after TLS. go-smtp builds the *tls.Conn of STARTTLS itself and
 // reads it directly, so the only place that sees the decrypted bytes is go-smtp's Debug writer,
 // fed with every chunk go-smtp reads (and every reply it writes). Each connection therefore gets
-// its own go-smtp server whose Debug writer is its guard.
+// its own go-smtp server whose Debug writer is its guard (Debug is a field of the server and its
+// writes do not say which connection they come from). TestGoSMTPReadsTLSItself pins this
+// behaviour of go-smtp: a net.Conn wrapper sees only TLS records after STARTTLS.
 //
 // The Debug writer does not say which way a chunk goes; the guardConn below the TLS layer does:
 // a reply is written to the socket just before it reaches Write, with no socket read in between,

@@ -10,6 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mssante-go/sdk/internal/testenv"
+	"github.com/mssante-go/sdk/internal/testpki"
 )
 
 // closed checks that the server closes the connection: at most a 421 then EOF, within a few
@@ -314,5 +319,105 @@ func BenchmarkCRLFGuard(b *testing.B) {
 	}
 	if g.bad() {
 		b.Fatal("clean stream refused")
+	}
+}
+
+// readRecorder is a net.Conn that keeps what is read from it: where a connection wrapper
+// would put the guard.
+type readRecorder struct {
+	net.Conn
+	read testenv.Buffer
+}
+
+func (r *readRecorder) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.read.Write(p[:n])
+	return n, err
+}
+
+// TestGoSMTPReadsTLSItself pins the go-smtp behaviour that keeps crlfGuard on the Debug writer
+// (and so one go-smtp Server per connection, Debug being a field of the Server with no
+// connection attached to its writes): at STARTTLS go-smtp wraps the net.Conn it was given in
+// its own *tls.Conn and reads the commands from it, so a wrapper of that net.Conn sees only
+// TLS records, never a command after STARTTLS; only the Debug writer gets the decrypted bytes.
+// go-smtp itself takes a bare LF as a line end, so those bytes must be checked before its
+// reader. If go-smtp ever offers a hook on the decrypted connection, this test fails and the
+// guard can move to a net.Conn.
+func TestGoSMTPReadsTLSItself(t *testing.T) {
+	p := testPKI(t)
+	leaf := must(t)(p.Server("mx.a.mssante.test", &testpki.LeafOptions{DNSNames: []string{"localhost"}}))
+	debug := &testenv.Buffer{}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return nullSession{}, nil }))
+	srv.Domain = "localhost"
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}
+	srv.Debug = debug
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	defer srv.Close()
+	recs := make(chan *readRecorder, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		rec := &readRecorder{Conn: c}
+		recs <- rec
+		one := &oneConn{c: rec, closed: make(chan struct{})}
+		srv.Serve(one)
+	}()
+
+	conn, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(conn)
+	expect := func(prefix string) {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", prefix, err)
+			}
+			if !strings.HasPrefix(line, prefix) {
+				t.Fatalf("got %q, want %q", line, prefix)
+			}
+			if len(line) < 4 || line[3] == ' ' {
+				return
+			}
+		}
+	}
+	expect("220 ")
+	fmt.Fprint(conn, "NOOP\n") // a bare LF: go-smtp answers it as a command
+	expect("250 ")
+	fmt.Fprint(conn, "EHLO client\r\n")
+	expect("250")
+	fmt.Fprint(conn, "STARTTLS\r\n")
+	expect("220 ")
+	tc := tls.Client(conn, &tls.Config{RootCAs: p.Roots(), ServerName: "localhost"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	r = bufio.NewReader(tc)
+	conn = tc
+	const secret = "EHLO after-starttls-7f3c\r\n"
+	fmt.Fprint(conn, secret)
+	expect("250")
+	fmt.Fprint(conn, "QUIT\r\n")
+	expect("221 ")
+
+	raw := (<-recs).read.Bytes()
+	if !bytes.Contains(raw, []byte("STARTTLS\r\n")) {
+		t.Fatalf("the wrapper did not see the plaintext commands: %q", raw)
+	}
+	if bytes.Contains(raw, []byte("after-starttls")) {
+		t.Fatal("a net.Conn wrapper sees the commands after STARTTLS: the guard can move to the connection")
+	}
+	if !strings.Contains(debug.String(), secret) {
+		t.Fatalf("go-smtp's Debug writer did not get the decrypted command:\n%s", debug.String())
 	}
 }

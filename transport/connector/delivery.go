@@ -17,6 +17,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -62,8 +64,8 @@ type DeliveryOptions struct {
 	// (default 5 min).
 	ConnectTimeout, CommandTimeout time.Duration
 	// Audit, Metrics, Logger: optional.
-	Audit   *Audit
-	Metrics *Metrics
+	Audit   *audit.Log
+	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -247,22 +249,22 @@ func (d *Delivery) Deliver(ctx context.Context, job *queue.Job) []queue.Result {
 }
 
 func (d *Delivery) record(job *queue.Job, r *queue.Recipient, res queue.Result) {
-	ev, outcome := EventDelivered, "delivered"
+	ev, outcome := audit.EventDelivered, "delivered"
 	switch {
 	case res.Err != nil && res.Permanent:
-		ev, outcome = EventBounced, "bounced"
+		ev, outcome = audit.EventBounced, "bounced"
 	case res.Err != nil:
-		ev, outcome = EventDeferred, "deferred"
+		ev, outcome = audit.EventDeferred, "deferred"
 	}
 	code, reason := res.Status, ""
 	if len(code) > 9 {
 		code, reason = code[:9], strings.TrimSpace(code[9:])
 	}
 	if d.opts.Audit != nil {
-		d.opts.Audit.Log(&Record{Event: ev, Source: "delivery", MsgID: job.Env.ID, From: job.Env.From, Rcpts: []string{r.Addr},
+		d.opts.Audit.Log(&audit.Record{Event: ev, Source: "delivery", MsgID: job.Env.ID, From: job.Env.From, Rcpts: []string{r.Addr},
 			Attempts: r.Attempts + 1, RemoteMTA: res.RemoteMTA, Code: code, Reason: reason})
 	}
-	d.opts.Metrics.delivery(outcome, d.opts.Now().Sub(job.Env.Received))
+	d.opts.Metrics.Recipient(outcome, d.opts.Now().Sub(job.Env.Received))
 }
 
 func (d *Delivery) deliverLocal(ctx context.Context, job *queue.Job, idx []int) []queue.Result {

@@ -13,14 +13,14 @@
 //     in a session, commands, DATA or BDAT, is refused (554 5.5.2, or go-smtp's own reply to a
 //     command it parses first) and the connection closed (SMTP smuggling, SEC Consult 2023,
 //     "\r\n.\r" included); recipients, line length, message size, time and connections per peer are
-//     bounded. A message is scanned ([Scanner], [ClamAV] for the clamd INSTREAM protocol) after
+//     bounded. A message is scanned ([antivirus.Scanner], e.g. clamd) after
 //     TLS termination and queued durably ([queue]) before the 250 reply.
 //   - [Delivery] takes messages off the queue: local recipients go to a [LocalDelivery], remote
 //     ones to the MX (or static route) of their domain over mutual TLS, only if the domain is
 //     listed and the server certificate's DN is listed for it; never in plaintext.
-//   - [Audit] writes one JSON record per event (received, queued, delivered, deferred, bounced,
-//     rejected) with IDs, envelope, peer DN, TLS version, outcome and reason; never subject,
-//     body or patient data. Files rotate by size and day and are removed after the retention.
+//   - Every event (received, queued, delivered, deferred, bounced, rejected) goes to the audit
+//     log ([audit.Log]) with IDs, envelope, peer DN, TLS version, outcome and reason; never
+//     subject, body or patient data.
 //
 // Reply codes follow RFC 5321 and the enhanced status codes of RFC 3463, RFC 3207 (530 5.7.0
 // before STARTTLS) and RFC 4954; the texts are generic, the detail goes to the audit log.

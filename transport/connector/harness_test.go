@@ -19,6 +19,9 @@ import (
 
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/antivirus"
+	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -88,8 +91,8 @@ type node struct {
 	policy    *switchPolicy
 	q         *queue.Queue
 	maildir   *Maildir
-	audit     *Audit
-	metrics   *Metrics
+	audit     *audit.Log
+	metrics   *metrics.Metrics
 	relay     *Server
 	sub       *Server
 	delivery  *Delivery
@@ -100,7 +103,7 @@ type node struct {
 }
 
 type nodeOpts struct {
-	scanner  Scanner
+	scanner  antivirus.Scanner
 	noRun    bool // do not start the delivery loop
 	perPeer  int
 	maxRcpts int
@@ -116,7 +119,7 @@ func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 		o = &nodeOpts{}
 	}
 	p := testPKI(t)
-	n := &node{domain: domain, policy: &switchPolicy{}, metrics: NewMetrics()}
+	n := &node{domain: domain, policy: &switchPolicy{}, metrics: metrics.New()}
 	n.server = must(t)(p.Server("mx."+domain, &testpki.LeafOptions{DNSNames: []string{"localhost"}}))
 	n.bal = "bal@" + domain
 	n.balCert = must(t)(p.Org(n.bal, nil))
@@ -128,7 +131,7 @@ func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 	}
 	n.maildir = &Maildir{Dir: t.TempDir(), Mailboxes: map[string]bool{n.bal: true, "dr@" + domain: true}}
 	n.auditDir = t.TempDir()
-	n.audit, err = OpenAudit(&AuditOptions{Dir: n.auditDir})
+	n.audit, err = audit.Open(&audit.Options{Dir: n.auditDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,8 +395,6 @@ func trustWith(t *testing.T, n *node, domain, dn string) *whitelist.List {
 	n.policy.set(l)
 	return l
 }
-
-func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
 
 // implicitSubmission runs a's submission listener with implicit TLS (port 465), its APP BAL
 // bound to its certificate and b.mssante.test trusted, until the test ends.

@@ -15,8 +15,9 @@ import (
 // ErrNoMailbox is returned by LocalDelivery for an address that is not a local mailbox.
 var ErrNoMailbox = errors.New("connector: no such local mailbox")
 
-// LocalDelivery is the mailbox store as the mail path sees it. The connector's real
-// implementation is the mailbox store of issue #8; [Maildir] is a simple one for tests.
+// LocalDelivery is the mailbox store as the mail path sees it: the two calls the servers and
+// delivery make, not the whole store. The node implements it with its mailbox store
+// (transport/mailbox/local); [Maildir] is a simple one, for a node without a store and for tests.
 //
 // Implementations must be safe for concurrent use.
 type LocalDelivery interface {
@@ -41,6 +42,7 @@ type Maildir struct {
 	Mailboxes map[string]bool
 }
 
+// Lookup implements LocalDelivery.
 func (m *Maildir) Lookup(_ context.Context, addr string) error {
 	if m.Mailboxes != nil && !m.Mailboxes[strings.ToLower(addr)] {
 		return ErrNoMailbox
@@ -57,6 +59,7 @@ func (m *Maildir) box(addr string) string {
 	return filepath.Join(m.Dir, a)
 }
 
+// Deliver implements LocalDelivery.
 func (m *Maildir) Deliver(ctx context.Context, addr, deliveryID string, msg io.Reader) error {
 	if err := m.Lookup(ctx, addr); err != nil {
 		return err

@@ -21,6 +21,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/antivirus"
+	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -127,13 +130,13 @@ type ServerOptions struct {
 	// Queue is where accepted messages go (required).
 	Queue *queue.Queue
 	// Scanner checks content between DATA and queueing (nil: none).
-	Scanner Scanner
+	Scanner antivirus.Scanner
 	// ScanUnavailablePermanent answers 554 5.7.1 instead of 451 4.7.1 when the scanner fails.
 	ScanUnavailablePermanent bool
 	// Audit receives one record per event (nil: none).
-	Audit *Audit
+	Audit *audit.Log
 	// Metrics receives counters (nil: none).
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// MaxMessageBytes bounds a message (default 25 MiB, the Mon espace santé limit).
 	MaxMessageBytes int64
 	// MaxRecipients bounds recipients per message (default 100).
@@ -156,6 +159,12 @@ type Server struct {
 	now    func() time.Time
 	local  map[string]bool
 	logger *slog.Logger
+	// ctx is the base of every call a session makes (account and mailbox look-ups, scanning,
+	// queueing): Close cancels it, so that a stop does not wait on a slow store or scanner,
+	// as net/http.Server.BaseContext lets a server do. Shutdown leaves it, so that the
+	// transactions it waits for can still commit.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	perPeer   map[string]int
@@ -202,6 +211,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 		return nil, errors.New("connector: Accounts is required in submission mode")
 	}
 	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}, conns: map[*smtp.Server]*liveConn{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	o := &s.opts
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
@@ -390,8 +400,10 @@ func (l *oneConn) Close() error {
 
 func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
 
-// Close closes the listeners and every connection at once.
+// Close closes the listeners and every connection at once, and cancels the calls sessions
+// have in progress (a message being queued is then refused, never acknowledged).
 func (s *Server) Close() error {
+	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	ls, srvs := s.listeners, make([]*smtp.Server, 0, len(s.conns))
@@ -477,13 +489,13 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if ok {
 			return &guardConn{Conn: c, s: s, host: host, g: &crlfGuard{}}, nil
 		}
-		s.audit(&Record{Event: EventRejected, PeerAddr: c.RemoteAddr().String(), Code: "421 4.7.0", Reason: "connection limit"})
-		s.opts.Metrics.rejected("connection_limit")
+		s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: replyCode(replyTooManyConns), Reason: "connection limit"})
+		s.opts.Metrics.Rejected("connection_limit")
 		go func() {
 			// Plain text on an implicit-TLS listener would be read as garbage: just close there.
 			if !s.opts.ImplicitTLS {
 				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", s.opts.Hostname)
+				fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyTooManyConns), s.opts.Hostname, replyTooManyConns.Message)
 			}
 			c.Close()
 		}()
@@ -532,7 +544,7 @@ func (c *guardConn) Close() error {
 	return c.Conn.Close()
 }
 
-func (s *Server) audit(r *Record) {
+func (s *Server) audit(r *audit.Record) {
 	if s.opts.Audit != nil {
 		r.Source = s.opts.Mode.String()
 		s.opts.Audit.Log(r)
@@ -600,10 +612,10 @@ func (ss *session) tlsVersion() string {
 
 // refuse audits a refusal and returns the reply.
 func (ss *session) refuse(reply *smtp.SMTPError, reason string, rcpts ...string) error {
-	ss.s.audit(&Record{Event: EventRejected, From: ss.from, Rcpts: rcpts, PeerAddr: ss.peerAddr, PeerDN: ss.dn,
+	ss.s.audit(&audit.Record{Event: audit.EventRejected, From: ss.from, Rcpts: rcpts, PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal, Code: replyCode(reply), Reason: reason})
 	key, _, _ := strings.Cut(reason, ":")
-	ss.s.opts.Metrics.rejected(key)
+	ss.s.opts.Metrics.Rejected(key)
 	return reply
 }
 
@@ -646,7 +658,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if err := ss.bareCRLF(); err != nil {
 		return nil, err
 	}
-	ctx := context.Background()
+	ctx := ss.s.ctx
 	switch mech {
 	case sasl.External:
 		return sasl.NewExternalServer(func(identity string) error {
@@ -797,7 +809,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if d == "" {
 		return ss.refuse(replyBadAddress, "bad_recipient_syntax", to)
 	}
-	ctx := context.Background()
+	ctx := ss.s.ctx
 	if ss.s.local[d] {
 		if err := ss.s.opts.Local.Lookup(ctx, to); err != nil {
 			if errors.Is(err, ErrNoMailbox) {
@@ -843,11 +855,11 @@ func (ss *session) rcptAddrs() []string {
 func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
 	s := ss.s
-	ctx := context.Background()
+	ctx := ss.s.ctx
 	if err := ss.bareCRLF(ss.rcptAddrs()...); err != nil {
 		return err
 	}
-	s.audit(&Record{Event: EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
+	s.audit(&audit.Record{Event: audit.EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal})
 	w, err := s.opts.Queue.Begin()
 	if err != nil {
@@ -895,7 +907,7 @@ func (ss *session) Data(r io.Reader) error {
 			err = s.opts.Scanner.Scan(ctx, rc)
 			rc.Close()
 		}
-		var found *VirusError
+		var found *antivirus.VirusError
 		switch {
 		case errors.As(err, &found):
 			return ss.refuse(replyVirus, "virus: "+found.Signature, ss.rcptAddrs()...)
@@ -921,9 +933,9 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
 	}
-	s.audit(&Record{Event: EventQueued, MsgID: id, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr,
+	s.audit(&audit.Record{Event: audit.EventQueued, MsgID: id, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr,
 		PeerDN: ss.dn, TLS: ss.tlsVersion(), BAL: ss.bal, Size: w.Size(), Code: "250 2.0.0"})
-	s.opts.Metrics.accepted(s.opts.Mode, time.Since(start))
+	s.opts.Metrics.Accepted(s.opts.Mode.String(), time.Since(start))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
 }
 

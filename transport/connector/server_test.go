@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -195,5 +196,55 @@ func TestServerShutdownImplicitTLS(t *testing.T) {
 	idle.expect("421 4.3.2")
 	if r := idle.reply(); r != "EOF" {
 		t.Fatalf("after 421: %q", r)
+	}
+}
+
+// blockScanner waits, in Scan, until its context is cancelled, and reports it.
+type blockScanner struct{ started, cancelled chan struct{} }
+
+func (b blockScanner) Scan(ctx context.Context, _ io.Reader) error {
+	close(b.started)
+	<-ctx.Done()
+	close(b.cancelled)
+	return ctx.Err()
+}
+
+// Close cancels what a session is waiting on (here a scanner that never answers): the stop
+// does not hang on it, and the message is not acknowledged.
+func TestServerCloseCancelsCalls(t *testing.T) {
+	p := testPKI(t)
+	scan := blockScanner{make(chan struct{}), make(chan struct{})}
+	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true})
+	b := newNode(t, "b.mssante.test", &nodeOpts{noRun: true, scanner: scan})
+	trust(a, b)
+	c, err := dialSMTP(t, b.relayAddr, clientTLS(a.server, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan string, 1)
+	go func() {
+		sent <- send(c, "x@a.mssante.test", []string{"dr@b.mssante.test"}, msg("x@a.mssante.test", "dr@b.mssante.test", "s"), nil, nil)
+	}()
+	select {
+	case <-scan.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the scanner was not called")
+	}
+	b.relay.Close()
+	select {
+	case <-scan.cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not cancel the scan")
+	}
+	select {
+	case got := <-sent:
+		if got == "ok" {
+			t.Fatal("message acknowledged after Close")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client got no answer")
+	}
+	if ids := b.q.IDs(); len(ids) != 0 {
+		t.Fatalf("queued after Close: %v", ids)
 	}
 }

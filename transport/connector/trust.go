@@ -42,27 +42,27 @@ func certReason(err error) string {
 	return "invalid"
 }
 
-// domainLister is implemented by *whitelist.List.
-type domainLister interface {
+// ListPolicy is a Policy that can also enumerate the domains of its list, as *whitelist.List
+// and *whitelist.Store do: what ListedOperator needs to find a DN listed for any domain.
+type ListPolicy interface {
+	Policy
+	// Domains calls fn for each listed domain with its entries, until fn returns false.
 	Domains(fn func(domain string, entries []whitelist.Entry) bool)
 }
 
-// ListedOperator wraps a *whitelist.List (or any Policy that can enumerate its domains) into a
-// Policy that also implements OperatorPolicy, so that the relay can accept null-sender mail
-// (DSNs) from a client whose certificate DN is listed for at least one domain.
-func ListedOperator(p interface {
-	Policy
-	domainLister
-}) Policy {
+// ListedOperator wraps a ListPolicy into a Policy that also implements OperatorPolicy, so that
+// the relay can accept null-sender mail (DSNs, RFC 3464) from a client whose certificate DN is
+// listed for at least one domain.
+func ListedOperator(p ListPolicy) Policy {
 	return listedOperator{p}
 }
 
-type listedOperator struct {
-	p interface {
-		Policy
-		domainLister
-	}
-}
+var (
+	_ ListPolicy = (*whitelist.List)(nil)
+	_ ListPolicy = (*whitelist.Store)(nil)
+)
+
+type listedOperator struct{ p ListPolicy }
 
 func (l listedOperator) CheckDomain(d string) error       { return l.p.CheckDomain(d) }
 func (l listedOperator) CheckOperator(d, dn string) error { return l.p.CheckOperator(d, dn) }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/node"
 )
 
@@ -18,7 +17,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cfg, err := connector.LoadConfig(f)
+	cfg, err := node.LoadConfig(f)
 	f.Close()
 	if err != nil {
 		log.Fatal(err)

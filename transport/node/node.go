@@ -1,5 +1,6 @@
-// Package node runs one operator node from one connector.Config: the reference connector
-// (transport/connector: relay, submission, queue, delivery, audit, metrics) with, when
+// Package node runs one operator node from one [Config], the TOML file of "mssante serve": the
+// reference connector (transport/connector: relay, submission, delivery; transport/queue;
+// transport/audit; transport/metrics; transport/antivirus) with, when
 // [mailbox] dir is set, its mailbox store (transport/mailbox) as local delivery
 // (transport/mailbox/local), IMAP access on 993 (implicit TLS) and 143 (STARTTLS)
 // (transport/imapd, RFC 9051 / RFC 3501), the test responder (transport/responder, RFC 3834)
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/imapd"
 	"github.com/mssante-go/sdk/transport/mailbox"
@@ -37,7 +39,8 @@ import (
 // Options are what a Node takes besides its Config.
 type Options struct {
 	// Listeners, when set, are used instead of listening on the configured addresses, by name:
-	// those of connector.Options.Listeners and "imap" (STARTTLS), "imaps" (implicit TLS).
+	// "relay", "submission", "submission_tls", "metrics", "imap" (STARTTLS) and "imaps"
+	// (implicit TLS); a name missing from a non-nil map is not served.
 	Listeners map[string]net.Listener
 	// Resolver replaces net.DefaultResolver for MX lookups.
 	Resolver connector.Resolver
@@ -51,12 +54,12 @@ type Options struct {
 // sandbox) that need to reach a component; Store, IMAP and Responder are nil without a
 // mailbox side.
 type Node struct {
-	Connector *connector.Connector
 	Store     *mailbox.SQLite
 	IMAP      *imapd.Server
 	Responder *responder.Responder
 
-	cfg    *connector.Config
+	mta    *mta
+	cfg    *Config
 	opts   Options
 	logger *slog.Logger
 	now    func() time.Time
@@ -72,7 +75,7 @@ const imapGrace = 5 * time.Second
 // New builds the node of cfg: it opens the mailbox store (when configured), adds the missing
 // [[bal]] entries and the responder's BAL, and builds the connector and the IMAP server.
 // Serve runs it; Close releases what New opened when Serve is never called.
-func New(ctx context.Context, cfg *connector.Config, opts *Options) (_ *Node, err error) {
+func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 	n := &Node{cfg: cfg}
 	if opts != nil {
 		n.opts = *opts
@@ -85,9 +88,9 @@ func New(ctx context.Context, cfg *connector.Config, opts *Options) (_ *Node, er
 	if n.now == nil {
 		n.now = time.Now
 	}
-	copts := &connector.Options{Listeners: n.opts.Listeners, Resolver: n.opts.Resolver, Now: n.opts.Now, Logger: n.logger}
+	mopts := Options{Listeners: n.opts.Listeners, Resolver: n.opts.Resolver, Now: n.opts.Now, Logger: n.logger}
 	if cfg.Mailbox.Dir == "" {
-		n.Connector, err = connector.New(cfg, copts)
+		n.mta, err = newMTA(cfg, mopts, nil, nil)
 		return n, err
 	}
 	n.Store, err = mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
@@ -116,9 +119,7 @@ func New(ctx context.Context, cfg *connector.Config, opts *Options) (_ *Node, er
 		}
 		delivery = n.Responder
 	}
-	copts.Local = delivery
-	copts.Accounts = storeAccounts{n.Store}
-	if n.Connector, err = connector.New(cfg, copts); err != nil {
+	if n.mta, err = newMTA(cfg, mopts, delivery, storeAccounts{n.Store}); err != nil {
 		return nil, err
 	}
 	if err := n.newIMAP(); err != nil {
@@ -129,7 +130,7 @@ func New(ctx context.Context, cfg *connector.Config, opts *Options) (_ *Node, er
 
 // sendReply queues an automatic reply of the responder, like a DSN (null sender).
 func (n *Node) sendReply(ctx context.Context, from, to string, msg []byte) error {
-	q := n.Connector.Queue()
+	q := n.mta.queue
 	_, err := q.Enqueue(ctx, &queue.Envelope{From: from, Source: "responder", Rcpts: []*queue.Recipient{{Addr: to}}},
 		bytes.NewReader(msg))
 	if err == nil {
@@ -230,11 +231,14 @@ func (n *Node) loadCert() error {
 	return nil
 }
 
-// Reload re-reads the certificate, the CRLs and the whitelist (connector.Connector.Reload),
-// then, when the connector took them, the certificate and CRLs of the IMAP listeners. On
-// error the previous material stays in use.
+// Queue returns the node's durable queue.
+func (n *Node) Queue() *queue.Queue { return n.mta.queue }
+
+// Reload re-reads the certificate, the CRLs and the whitelist of the mail path, then, when the
+// mail path took them, the certificate and CRLs of the IMAP listeners. On error the previous
+// material stays in use.
 func (n *Node) Reload() error {
-	err := n.Connector.Reload()
+	err := n.mta.reload()
 	if n.IMAP != nil && err == nil {
 		if ierr := n.loadCert(); ierr != nil {
 			n.logger.Error("node: IMAP certificate reload failed, previous one kept", "err", ierr)
@@ -248,7 +252,7 @@ func (n *Node) Reload() error {
 // ctx is done; it then stops them all and closes the store.
 func (n *Node) Serve(ctx context.Context) error {
 	if n.Store == nil {
-		return n.Connector.Serve(ctx)
+		return n.mta.serve(ctx)
 	}
 	defer n.Close()
 	var lns []net.Listener
@@ -298,11 +302,11 @@ func (n *Node) Serve(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		mailbox.PurgeEvery(ctx, auditedPurge{n.Store, n.Connector.Audit()}, n.cfg.Mailbox.PurgeInterval, n.now,
+		mailbox.PurgeEvery(ctx, auditedPurge{n.Store, n.mta.audit}, n.cfg.Mailbox.PurgeInterval, n.now,
 			n.logger.With("component", "purge"))
 	}()
 	connErr := make(chan error, 1)
-	go func() { connErr <- n.Connector.Serve(ctx) }()
+	go func() { connErr <- n.mta.serve(ctx) }()
 	select {
 	case <-ctx.Done():
 	case err = <-connErr: // the connector could not start: stop the rest
@@ -332,7 +336,7 @@ func (n *Node) Close() error {
 // recorded in the connector's audit log, one record per BAL (identifiers and counts only).
 type auditedPurge struct {
 	mailbox.Store
-	audit *connector.Audit
+	audit *audit.Log
 }
 
 func (a auditedPurge) Purge(ctx context.Context, now time.Time) (*mailbox.PurgeResult, error) {
@@ -349,12 +353,12 @@ func (a auditedPurge) Purge(ctx context.Context, now time.Time) (*mailbox.PurgeR
 		}
 		var msgs, size int64
 		fmt.Sscanf(e.Detail, "messages=%d bytes=%d", &msgs, &size)
-		a.audit.Log(&connector.Record{Event: connector.EventPurged, Source: "retention", BAL: e.BAL, Size: size,
+		a.audit.Log(&audit.Record{Event: audit.EventPurged, Source: "retention", BAL: e.BAL, Size: size,
 			Reason: fmt.Sprintf("messages=%d", msgs)})
 		logged = true
 	}
 	if aerr != nil || !logged { // the per-BAL detail is unavailable: record the total
-		a.audit.Log(&connector.Record{Event: connector.EventPurged, Source: "retention", Size: res.Bytes,
+		a.audit.Log(&audit.Record{Event: audit.EventPurged, Source: "retention", Size: res.Bytes,
 			Reason: fmt.Sprintf("messages=%d", res.Messages)})
 	}
 	return res, nil

@@ -20,7 +20,6 @@ import (
 
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
-	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/node"
 	"github.com/mssante-go/sdk/transport/queue"
@@ -97,7 +96,7 @@ func newSpace(t *testing.T, domains ...string) *space {
 }
 
 // config is the node configuration of o, mailbox side on.
-func (s *space) config(t *testing.T, o *operator) *connector.Config {
+func (s *space) config(t *testing.T, o *operator) *node.Config {
 	t.Helper()
 	var routes []string
 	for _, x := range s.ops {
@@ -134,7 +133,7 @@ dir = "%[1]s/audit"
 [metrics]
 listen = ""
 %[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox)
-	cfg, err := connector.LoadConfig(strings.NewReader(toml))
+	cfg, err := node.LoadConfig(strings.NewReader(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,8 +346,8 @@ func TestResponderAnswersEnvelopeSender(t *testing.T) {
 		"From: Dr Martin <dr.martin@peer.mssante.test>\r\nTo: <reponse.automatique@a.mssante.test>\r\nSubject: essai\r\nMessage-ID: <e1@peer>\r\n\r\ntest\r\n")
 	var reply *struct{ from, to string }
 	waitUntil(t, "the automatic reply in the queue", func() bool {
-		for _, id := range n.Connector.Queue().IDs() {
-			env, err := n.Connector.Queue().Get(id)
+		for _, id := range n.Queue().IDs() {
+			env, err := n.Queue().Get(id)
 			if err == nil && env.Source == "responder" && len(env.Rcpts) == 1 {
 				reply = &struct{ from, to string }{env.From, env.Rcpts[0].Addr}
 				return true
@@ -478,12 +477,12 @@ func TestConfigRefusals(t *testing.T) {
 		{"negative shutdown grace", "[limits]\nshutdown_grace = \"-1s\"\n", "shutdown_grace must not be negative"},
 		{"bad BAL type", "[[bal]]\naddress = \"x@a.test\"\nlogin = \"x\"\ntype = \"XYZ\"\n", "type must be PER, ORG or APP"},
 	} {
-		_, err := connector.LoadConfig(strings.NewReader(base + c.extra))
+		_, err := node.LoadConfig(strings.NewReader(base + c.extra))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
-	if _, err := connector.LoadConfig(strings.NewReader(base + "[mailbox]\ndir = \"/m\"\n[imap]\nlisten = \":143\"\nlisten_tls = \":993\"\n[responder]\naddress = \"r@a.test\"\n")); err != nil {
+	if _, err := node.LoadConfig(strings.NewReader(base + "[mailbox]\ndir = \"/m\"\n[imap]\nlisten = \":143\"\nlisten_tls = \":993\"\n[responder]\naddress = \"r@a.test\"\n")); err != nil {
 		t.Errorf("valid mailbox side: %v", err)
 	}
 }

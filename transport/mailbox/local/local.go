@@ -1,5 +1,5 @@
 // Package local delivers the connector's queued messages into the mailbox store: it is the
-// [connector.LocalDelivery] of the reference connector, on top of a [mailbox.Store].
+// [connector.LocalDelivery] of the reference connector, on top of a mailbox store ([Store]).
 //
 // A delivery is atomic and idempotent: the store writes and fsyncs the message file before it
 // commits the index row that makes it visible, and it records the delivery ID (queue ID and
@@ -17,15 +17,25 @@ import (
 	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
-// Delivery implements connector.LocalDelivery with a mailbox store.
-type Delivery struct {
-	store mailbox.Store
+// Store is what a Delivery needs of a mailbox store: whether a BAL exists, and appending to
+// its INBOX. Every [mailbox.Store] implements it.
+type Store interface {
+	GetBAL(ctx context.Context, address string) (*mailbox.BAL, error)
+	Append(ctx context.Context, bal, mailbox string, r io.Reader, opts *mailbox.AppendOptions) (*mailbox.AppendResult, error)
 }
 
-var _ connector.LocalDelivery = (*Delivery)(nil)
+// Delivery implements connector.LocalDelivery with a mailbox store.
+type Delivery struct {
+	store Store
+}
+
+var (
+	_ connector.LocalDelivery = (*Delivery)(nil)
+	_ Store                   = mailbox.Store(nil)
+)
 
 // New returns a Delivery into the INBOX of the store's BALs.
-func New(store mailbox.Store) *Delivery { return &Delivery{store: store} }
+func New(store Store) *Delivery { return &Delivery{store: store} }
 
 // Lookup reports whether addr is a BAL of the store.
 func (d *Delivery) Lookup(ctx context.Context, addr string) error {

@@ -1,4 +1,14 @@
-package connector
+// Package audit is the audit log of the MSSanté reference connector: one JSON record per event
+// of the mail path (received, queued, delivered, deferred, bounced, rejected, purged) with
+// identifiers, envelope, peer certificate DN, TLS version, outcome and reason, never subject,
+// body or patient data. The functional traces are those the ANS asks of an operator (Réf. #2,
+// SC.MSS/CONF.17-18).
+//
+// Files are JSON lines (one [Record] per line, RFC 8259), written with one write call each,
+// rotated by size and by day, and removed after the retention. Addresses in the redacted
+// domains (patient.mssante.fr, whose local part is the patient's INS) are pseudonymised with
+// a keyed HMAC-SHA256 (RFC 2104), so that records correlate without revealing the INS.
+package audit
 
 import (
 	"crypto/hmac"
@@ -51,15 +61,15 @@ type Record struct {
 	Reason    string    `json:"reason,omitempty"` // machine-readable detail
 }
 
-// AuditOptions configure OpenAudit.
-type AuditOptions struct {
+// Options configure Open.
+type Options struct {
 	// Dir holds audit.jsonl and its rotated files audit-YYYYMMDDTHHMMSS.jsonl (required).
 	Dir string
 	// MaxBytes rotates the file when it would grow past this size (default 100 MiB).
 	MaxBytes int64
 	// Retention removes rotated files older than this (default 183 days: the 6 months the
-	// ANS recommends for functional traces, Réf #2 SC.MSS/CONF.17-18; the operator duration
-	// is UNCONFIRMED).
+	// ANS recommends for functional traces, Réf. #2 SC.MSS/CONF.17-18; the ANS texts set no
+	// duration for the operator itself, so this one is configurable).
 	Retention time.Duration
 	// RedactDomains are domains whose local parts are pseudonymised (default
 	// patient.mssante.fr, whose local part is the patient's INS).
@@ -71,10 +81,11 @@ type AuditOptions struct {
 	Now func() time.Time
 }
 
-// Audit is an append-only JSON-lines audit log with rotation and retention, safe for concurrent
+// Log is an append-only JSON-lines audit log with rotation and retention, safe for concurrent
 // use. Records are written with one write call each; the file is fsynced on rotation and Close.
-type Audit struct {
-	opts   AuditOptions
+// A nil *Log is valid and records nothing.
+type Log struct {
+	opts   Options
 	redact map[string]bool
 	mu     sync.Mutex
 	f      *os.File
@@ -82,12 +93,12 @@ type Audit struct {
 	day    string
 }
 
-// OpenAudit opens (appending) the audit log in opts.Dir.
-func OpenAudit(opts *AuditOptions) (*Audit, error) {
+// Open opens (appending) the audit log in opts.Dir.
+func Open(opts *Options) (*Log, error) {
 	if opts == nil || opts.Dir == "" {
-		return nil, errors.New("connector: AuditOptions.Dir is required")
+		return nil, errors.New("audit: Options.Dir is required")
 	}
-	a := &Audit{opts: *opts, redact: map[string]bool{}}
+	a := &Log{opts: *opts, redact: map[string]bool{}}
 	if a.opts.MaxBytes <= 0 {
 		a.opts.MaxBytes = 100 << 20
 	}
@@ -108,7 +119,7 @@ func OpenAudit(opts *AuditOptions) (*Audit, error) {
 		a.opts.Now = time.Now
 	}
 	if err := os.MkdirAll(a.opts.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("connector: audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if err := a.open(); err != nil {
 		return nil, err
@@ -117,17 +128,17 @@ func OpenAudit(opts *AuditOptions) (*Audit, error) {
 	return a, nil
 }
 
-func (a *Audit) path() string { return filepath.Join(a.opts.Dir, "audit.jsonl") }
+func (a *Log) path() string { return filepath.Join(a.opts.Dir, "audit.jsonl") }
 
-func (a *Audit) open() error {
+func (a *Log) open() error {
 	f, err := os.OpenFile(a.path(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("connector: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("connector: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	a.f, a.size, a.day = f, st.Size(), st.ModTime().UTC().Format("20060102")
 	if a.size == 0 {
@@ -137,7 +148,7 @@ func (a *Audit) open() error {
 }
 
 // Pseudonym returns the form addr takes in the audit log.
-func (a *Audit) Pseudonym(addr string) string {
+func (a *Log) Pseudonym(addr string) string {
 	i := strings.LastIndexByte(addr, '@')
 	if i < 0 || !a.redact[strings.ToLower(addr[i+1:])] {
 		return addr
@@ -149,7 +160,7 @@ func (a *Audit) Pseudonym(addr string) string {
 
 // Log writes r (its Time set from the clock when zero). Errors are not returned: an audit
 // failure must not stop mail, it is reported by Err.
-func (a *Audit) Log(r *Record) {
+func (a *Log) Log(r *Record) {
 	if a == nil {
 		return
 	}
@@ -186,7 +197,7 @@ func (a *Audit) Log(r *Record) {
 }
 
 // rotate renames the current file with its time and starts a new one; a.mu is held.
-func (a *Audit) rotate() {
+func (a *Log) rotate() {
 	a.f.Sync()
 	a.f.Close()
 	ts := a.opts.Now().UTC()
@@ -204,7 +215,7 @@ func (a *Audit) rotate() {
 }
 
 // prune removes rotated files older than the retention.
-func (a *Audit) prune() {
+func (a *Log) prune() {
 	ents, _ := os.ReadDir(a.opts.Dir)
 	cut := a.opts.Now().Add(-a.opts.Retention)
 	var names []string
@@ -224,7 +235,7 @@ func (a *Audit) prune() {
 }
 
 // Close flushes and closes the log.
-func (a *Audit) Close() error {
+func (a *Log) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.f == nil {

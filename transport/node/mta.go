@@ -1,4 +1,4 @@
-package connector
+package node
 
 import (
 	"context"
@@ -16,58 +16,43 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/antivirus"
+	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/connector"
+	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
-// Options are what a Connector takes besides its Config.
-type Options struct {
-	// Listeners, when set, are used instead of listening on the configured addresses, by name:
-	// "relay", "submission", "submission_tls", "metrics" (tests pass 127.0.0.1:0 listeners).
-	Listeners map[string]net.Listener
-	// Local replaces the Maildir of the configuration (the mailbox store of issue #8).
-	Local LocalDelivery
-	// Accounts, when set, is asked first for the BAL of a submission login or client
-	// certificate; the [[bal]] table of the configuration answers what it does not know.
-	Accounts Accounts
-	// Resolver replaces net.DefaultResolver for MX lookups.
-	Resolver Resolver
-	// Now is the clock for certificate, CRL and whitelist checks (default time.Now).
-	Now func() time.Time
-	// Logger receives operational logs (nil: discard).
-	Logger *slog.Logger
-}
-
-// Connector is a whole reference connector built from a Config: relay and submission
-// listeners, queue, delivery, audit, metrics, whitelist, with reload of certificates, CRLs and
-// whitelist.
-type Connector struct {
-	cfg    *Config
-	opts   Options
-	logger *slog.Logger
-	now    func() time.Time
+// mta is the connector's mail path built from a Config: relay and submission listeners,
+// queue, delivery, audit, metrics, whitelist, with reload of certificates, CRLs and whitelist.
+type mta struct {
+	cfg      *Config
+	opts     Options
+	accounts connector.Accounts // asked before the [[bal]] table
+	logger   *slog.Logger
+	now      func() time.Time
 
 	trust    *transport.TrustStore
 	cert     atomic.Pointer[tls.Certificate]
 	list     atomic.Pointer[whitelist.List] // file mode
 	store    *whitelist.Store               // URL mode
-	policy   Policy
+	policy   connector.Policy
 	queue    *queue.Queue
-	audit    *Audit
-	metrics  *Metrics
-	local    LocalDelivery
-	delivery *Delivery
-	servers  map[string]*Server
+	audit    *audit.Log
+	metrics  *metrics.Metrics
+	local    connector.LocalDelivery
+	delivery *connector.Delivery
+	servers  map[string]*connector.Server
 }
 
-// New builds a connector from cfg: it loads the certificate, the trust store, the whitelist
+// newMTA builds the mail path of cfg: it loads the certificate, the trust store, the whitelist
 // (a file must verify; a URL store may start empty and then refuses with 4.7.1 until its
-// first refresh) and opens the queue and the audit log. Serve starts it.
-func New(cfg *Config, opts *Options) (*Connector, error) {
-	c := &Connector{cfg: cfg, metrics: NewMetrics(), servers: map[string]*Server{}}
-	if opts != nil {
-		c.opts = *opts
-	}
+// first refresh) and opens the queue and the audit log. Local delivery goes to local (nil:
+// the Maildir of [local]); accounts (nil: none) is asked before the [[bal]] table for the BAL
+// of a submission login or client certificate. serve starts it.
+func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts connector.Accounts) (*mta, error) {
+	c := &mta{cfg: cfg, opts: opts, accounts: accounts, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{}}
 	c.now = c.opts.Now
 	if c.now == nil {
 		c.now = time.Now
@@ -83,7 +68,7 @@ func New(cfg *Config, opts *Options) (*Connector, error) {
 	c.trust = transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: cfg.TLS.NoIGCSanteRoot, Revocation: rev})
 	for _, f := range cfg.TLS.CAFiles {
 		if err := c.trust.AddFile(f); err != nil {
-			return nil, fmt.Errorf("connector: %s: %w", f, err)
+			return nil, fmt.Errorf("node: %s: %w", f, err)
 		}
 	}
 	if err := c.loadCertAndCRLs(); err != nil {
@@ -99,35 +84,48 @@ func New(cfg *Config, opts *Options) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.audit, err = OpenAudit(&AuditOptions{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
+	c.audit, err = audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
 	if err != nil {
 		c.queue.Close()
 		return nil, err
 	}
-	c.local = c.opts.Local
 	if c.local == nil {
-		c.local = &Maildir{Dir: cfg.Local.Maildir, Mailboxes: c.mailboxes()}
+		c.local = &connector.Maildir{Dir: cfg.Local.Maildir, Mailboxes: c.mailboxes()}
 	}
 	if err := c.build(); err != nil {
 		c.queue.Close()
 		c.audit.Close()
 		return nil, err
 	}
-	c.metrics.Gauge("mssante_queue_messages", func() float64 { return float64(c.queue.Stats().Messages) })
-	c.metrics.Gauge("mssante_queue_recipients", func() float64 { return float64(c.queue.Stats().Recipients) })
-	c.metrics.Gauge(`mssante_certificate_expiry_seconds{name="server"}`, func() float64 {
-		if crt := c.cert.Load(); crt != nil && crt.Leaf != nil {
-			return crt.Leaf.NotAfter.Sub(c.now()).Seconds()
-		}
-		return 0
-	})
-	c.metrics.Gauge("mssante_whitelist_age_seconds", func() float64 {
-		if l := c.currentList(); l != nil {
-			return c.now().Sub(l.Generated()).Seconds()
-		}
-		return -1
-	})
+	if err := c.gauges(); err != nil {
+		c.queue.Close()
+		c.audit.Close()
+		return nil, err
+	}
 	return c, nil
+}
+
+// gauges adds the series computed at scrape time.
+func (c *mta) gauges() error {
+	return errors.Join(
+		c.metrics.GaugeFunc("mssante_queue_messages", "Messages in the queue.", nil,
+			func() float64 { return float64(c.queue.Stats().Messages) }),
+		c.metrics.GaugeFunc("mssante_queue_recipients", "Recipients still to deliver in the queue.", nil,
+			func() float64 { return float64(c.queue.Stats().Recipients) }),
+		c.metrics.GaugeFunc("mssante_certificate_expiry_seconds", "Seconds until our certificate expires.",
+			map[string]string{"name": "server"}, func() float64 {
+				if crt := c.cert.Load(); crt != nil && crt.Leaf != nil {
+					return crt.Leaf.NotAfter.Sub(c.now()).Seconds()
+				}
+				return 0
+			}),
+		c.metrics.GaugeFunc("mssante_whitelist_age_seconds", "Seconds since the liste blanche in use was generated (-1: none).", nil,
+			func() float64 {
+				if l := c.currentList(); l != nil {
+					return c.now().Sub(l.Generated()).Seconds()
+				}
+				return -1
+			}))
 }
 
 func jitter(j float64) float64 {
@@ -138,7 +136,7 @@ func jitter(j float64) float64 {
 }
 
 // mailboxes lists the configured BAL addresses (the local mailboxes that exist).
-func (c *Connector) mailboxes() map[string]bool {
+func (c *mta) mailboxes() map[string]bool {
 	m := map[string]bool{}
 	for _, b := range c.cfg.BALs {
 		m[strings.ToLower(b.Address)] = true
@@ -146,14 +144,14 @@ func (c *Connector) mailboxes() map[string]bool {
 	return m
 }
 
-func (c *Connector) loadCertAndCRLs() error {
+func (c *mta) loadCertAndCRLs() error {
 	crt, err := tls.LoadX509KeyPair(c.cfg.TLS.CertFile, c.cfg.TLS.KeyFile)
 	if err != nil {
-		return fmt.Errorf("connector: certificate: %w", err)
+		return fmt.Errorf("node: certificate: %w", err)
 	}
 	for _, f := range c.cfg.TLS.CRLFiles {
 		if err := c.trust.AddCRLFile(f); err != nil {
-			return fmt.Errorf("connector: %s: %w", f, err)
+			return fmt.Errorf("node: %s: %w", f, err)
 		}
 	}
 	// Our own certificate must verify with our trust store, as the peers will check it.
@@ -161,25 +159,25 @@ func (c *Connector) loadCertAndCRLs() error {
 	for _, der := range crt.Certificate[1:] {
 		ic, err := x509.ParseCertificate(der)
 		if err != nil {
-			return fmt.Errorf("connector: certificate chain: %w", err)
+			return fmt.Errorf("node: certificate chain: %w", err)
 		}
 		chain = append(chain, ic)
 	}
 	if _, err := c.trust.Verify(chain, x509.ExtKeyUsageServerAuth, c.now()); err != nil {
-		return fmt.Errorf("connector: our certificate does not verify: %w", err)
+		return fmt.Errorf("node: our certificate does not verify: %w", err)
 	}
 	c.cert.Store(&crt)
 	return nil
 }
 
-func (c *Connector) openWhitelist() error {
+func (c *mta) openWhitelist() error {
 	w := c.cfg.Whitelist
 	vo := whitelist.VerifyOptions{Roots: c.trust.Roots(), Signer: w.Signer, UseListDate: w.UseListDate, At: c.now}
 	if w.File != "" {
 		if err := c.loadWhitelistFile(&vo); err != nil {
 			return err
 		}
-		c.policy = ListedOperator(filePolicy{c})
+		c.policy = connector.ListedOperator(filePolicy{c})
 		return nil
 	}
 	s, err := whitelist.NewStore(&whitelist.StoreOptions{URL: w.URL, CacheFile: w.CacheFile, Interval: w.RefreshInterval,
@@ -188,28 +186,28 @@ func (c *Connector) openWhitelist() error {
 		return err
 	}
 	c.store = s
-	c.policy = ListedOperator(s)
+	c.policy = connector.ListedOperator(s)
 	return nil
 }
 
-func (c *Connector) loadWhitelistFile(vo *whitelist.VerifyOptions) error {
+func (c *mta) loadWhitelistFile(vo *whitelist.VerifyOptions) error {
 	f, err := os.Open(c.cfg.Whitelist.File)
 	if err != nil {
-		return fmt.Errorf("connector: whitelist: %w", err)
+		return fmt.Errorf("node: whitelist: %w", err)
 	}
 	defer f.Close()
 	l, err := whitelist.Verify(f, vo)
 	if err != nil {
-		return fmt.Errorf("connector: whitelist %s: %w", c.cfg.Whitelist.File, err)
+		return fmt.Errorf("node: whitelist %s: %w", c.cfg.Whitelist.File, err)
 	}
 	if old := c.list.Load(); old != nil && l.Generated().Before(old.Generated()) {
-		return fmt.Errorf("connector: whitelist %s: %w", c.cfg.Whitelist.File, whitelist.ErrRollback)
+		return fmt.Errorf("node: whitelist %s: %w", c.cfg.Whitelist.File, whitelist.ErrRollback)
 	}
 	c.list.Store(l)
 	return nil
 }
 
-func (c *Connector) currentList() *whitelist.List {
+func (c *mta) currentList() *whitelist.List {
 	if c.store != nil {
 		return c.store.List()
 	}
@@ -218,7 +216,7 @@ func (c *Connector) currentList() *whitelist.List {
 
 // filePolicy is the Policy of a whitelist file, swapped on Reload. Before the first load the
 // nil *whitelist.List answers whitelist.ErrNoList and has no domains.
-type filePolicy struct{ c *Connector }
+type filePolicy struct{ c *mta }
 
 func (p filePolicy) CheckDomain(d string) error       { return p.c.list.Load().CheckDomain(d) }
 func (p filePolicy) CheckOperator(d, dn string) error { return p.c.list.Load().CheckOperator(d, dn) }
@@ -226,30 +224,30 @@ func (p filePolicy) Domains(fn func(string, []whitelist.Entry) bool) {
 	p.c.list.Load().Domains(fn)
 }
 
-func (c *Connector) build() error {
+func (c *mta) build() error {
 	cfg := c.cfg
 	tlsOpts := &transport.TLSOptions{Trust: c.trust, Time: c.now, AllowTLS13: cfg.TLS.AllowTLS13, AllowCBC: cfg.TLS.AllowCBC}
 	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil }
-	accounts := &StaticAccounts{ByDN: map[string]string{}, Passwords: map[string]PasswordAccount{}}
+	accounts := &connector.StaticAccounts{ByDN: map[string]string{}, Passwords: map[string]connector.PasswordAccount{}}
 	for _, b := range cfg.BALs {
 		if b.CertDN != "" {
 			accounts.ByDN[b.CertDN] = b.Address
 		}
 		if b.Login != "" {
-			accounts.Passwords[strings.ToLower(b.Login)] = PasswordAccount{Password: b.Password, BAL: b.Address}
+			accounts.Passwords[strings.ToLower(b.Login)] = connector.PasswordAccount{Password: b.Password, BAL: b.Address}
 		}
 	}
-	var acc Accounts = accounts
-	if c.opts.Accounts != nil {
-		acc = chainAccounts{c.opts.Accounts, accounts}
+	var acc connector.Accounts = accounts
+	if c.accounts != nil {
+		acc = chainAccounts{c.accounts, accounts}
 	}
-	var scanner Scanner
+	var scanner antivirus.Scanner
 	if cl := cfg.Scanner.Clamd; cl != "" {
 		network, addr, _ := strings.Cut(cl, ":")
-		scanner = &ClamAV{Network: network, Addr: addr, Timeout: cfg.Scanner.Timeout}
+		scanner = &antivirus.ClamAV{Network: network, Addr: addr, Timeout: cfg.Scanner.Timeout}
 	}
-	mk := func(name string, mode Mode, implicit bool) error {
-		s, err := NewServer(&ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,
+	mk := func(name string, mode connector.Mode, implicit bool) error {
+		s, err := connector.NewServer(&connector.ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,
 			ImplicitTLS: implicit, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: acc,
 			AllowPlain: cfg.Submission.AllowPlain, Queue: c.queue, Scanner: scanner,
 			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
@@ -262,17 +260,17 @@ func (c *Connector) build() error {
 		c.servers[name] = s
 		return nil
 	}
-	if err := mk("relay", ModeRelay, false); err != nil {
+	if err := mk("relay", connector.ModeRelay, false); err != nil {
 		return err
 	}
-	if err := mk("submission", ModeSubmission, false); err != nil {
+	if err := mk("submission", connector.ModeSubmission, false); err != nil {
 		return err
 	}
-	if err := mk("submission_tls", ModeSubmission, true); err != nil {
+	if err := mk("submission_tls", connector.ModeSubmission, true); err != nil {
 		return err
 	}
 	var err error
-	c.delivery, err = NewDelivery(&DeliveryOptions{Hostname: cfg.Hostname, TLS: tlsOpts,
+	c.delivery, err = connector.NewDelivery(&connector.DeliveryOptions{Hostname: cfg.Hostname, TLS: tlsOpts,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.cert.Load(), nil },
 		Policy:               c.policy, LocalDomains: cfg.Domains, Local: c.local, Routes: cfg.Delivery.Routes, Resolver: c.opts.Resolver,
 		Port: cfg.Delivery.Port, MaxPerDestination: cfg.Delivery.MaxPerDestination, IdleTimeout: cfg.Delivery.IdleTimeout,
@@ -281,19 +279,9 @@ func (c *Connector) build() error {
 	return err
 }
 
-// Metrics returns the connector's metrics.
-func (c *Connector) Metrics() *Metrics { return c.metrics }
-
-// Queue returns the connector's queue.
-func (c *Connector) Queue() *queue.Queue { return c.queue }
-
-// Audit returns the connector's audit log, for the services run beside it (retention purge).
-// Records logged after Serve returned are dropped.
-func (c *Connector) Audit() *Audit { return c.audit }
-
-// Reload re-reads the certificate and key, the CRL files and the whitelist file (or asks the
+// reload re-reads the certificate and key, the CRL files and the whitelist file (or asks the
 // whitelist store for a refresh). On error the previous material stays in use.
-func (c *Connector) Reload() error {
+func (c *mta) reload() error {
 	var errs []error
 	if err := c.loadCertAndCRLs(); err != nil {
 		errs = append(errs, err)
@@ -308,17 +296,18 @@ func (c *Connector) Reload() error {
 	}
 	err := errors.Join(errs...)
 	if err != nil {
-		c.logger.Error("connector: reload failed, previous material kept", "err", err)
+		c.logger.Error("node: reload failed, previous material kept", "err", err)
 	} else {
-		c.logger.Info("connector: reloaded certificate, CRLs and whitelist")
+		c.logger.Info("node: reloaded certificate, CRLs and whitelist")
 	}
 	return err
 }
 
-// Serve listens (on Options.Listeners or the configured addresses), runs delivery and the
+// serve listens (on Options.Listeners or the configured addresses), runs delivery and the
 // whitelist refresh, and blocks until ctx is done; it then stops accepting, lets the sessions
-// in progress end (up to 30 s), stops delivery and closes the queue and the audit log.
-func (c *Connector) Serve(ctx context.Context) error {
+// in a transaction end (up to [limits] shutdown_grace, then cuts them unacknowledged), stops
+// delivery and closes the queue and the audit log.
+func (c *mta) serve(ctx context.Context) error {
 	addrs := map[string]string{"relay": c.cfg.Relay.Listen, "submission": c.cfg.Submission.Listen,
 		"submission_tls": c.cfg.Submission.ListenTLS, "metrics": c.cfg.Metrics.Listen}
 	lns := map[string]net.Listener{}
@@ -338,7 +327,7 @@ func (c *Connector) Serve(ctx context.Context) error {
 		l, err := net.Listen("tcp", addrs[name])
 		if err != nil {
 			closeAll()
-			return fmt.Errorf("connector: %s: %w", name, err)
+			return fmt.Errorf("node: %s: %w", name, err)
 		}
 		lns[name] = l
 	}
@@ -353,11 +342,11 @@ func (c *Connector) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Serve(l); err != nil && !errors.Is(err, ErrServerClosed) {
-				c.logger.Error("connector: listener stopped", "listener", name, "err", err)
+			if err := s.Serve(l); err != nil && !errors.Is(err, connector.ErrServerClosed) {
+				c.logger.Error("node: listener stopped", "listener", name, "err", err)
 			}
 		}()
-		c.logger.Info("connector: listening", "listener", name, "addr", l.Addr().String())
+		c.logger.Info("node: listening", "listener", name, "addr", l.Addr().String())
 	}
 	var httpSrv *http.Server
 	if l, ok := lns["metrics"]; ok {
@@ -373,10 +362,10 @@ func (c *Connector) Serve(ctx context.Context) error {
 	go func() {
 		defer close(runDone)
 		c.queue.Run(ctx, c.delivery, &queue.RunOptions{Workers: c.cfg.Delivery.Workers,
-			Notifier: &DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}})
+			Notifier: &connector.DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}})
 	}()
 	<-ctx.Done()
-	c.logger.Info("connector: shutting down")
+	c.logger.Info("node: shutting down")
 	// Idle pooled outbound sessions first: a peer stopping at the same time waits for them in
 	// its own Shutdown, so keeping them until the idle timeout would hold both stops.
 	c.delivery.Close()
@@ -386,7 +375,7 @@ func (c *Connector) Serve(ctx context.Context) error {
 		if err := s.Shutdown(sctx); err != nil {
 			// A session still in a transaction after the grace period is cut, and waited for
 			// briefly, so that no session writes to the queue once it is closed below.
-			c.logger.Warn("connector: sessions still open after the grace period; closing them", "err", err)
+			c.logger.Warn("node: sessions still open after the grace period; closing them", "err", err)
 			s.Close()
 			wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.Shutdown(wctx)
@@ -402,4 +391,25 @@ func (c *Connector) Serve(ctx context.Context) error {
 	c.delivery.Close()
 	c.audit.Close()
 	return nil
+}
+
+// chainAccounts asks each Accounts in turn; the first that knows the credentials answers.
+type chainAccounts []connector.Accounts
+
+func (c chainAccounts) BALForCertificate(ctx context.Context, dn string, cert *x509.Certificate) (string, error) {
+	for _, a := range c {
+		if bal, err := a.BALForCertificate(ctx, dn, cert); !errors.Is(err, connector.ErrUnknownAccount) {
+			return bal, err
+		}
+	}
+	return "", connector.ErrUnknownAccount
+}
+
+func (c chainAccounts) BALForPassword(ctx context.Context, user, pass string) (string, error) {
+	for _, a := range c {
+		if bal, err := a.BALForPassword(ctx, user, pass); !errors.Is(err, connector.ErrUnknownAccount) {
+			return bal, err
+		}
+	}
+	return "", connector.ErrUnknownAccount
 }

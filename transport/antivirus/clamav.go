@@ -1,4 +1,11 @@
-package connector
+// Package antivirus scans mail content before it is accepted: the [Scanner] the connector's
+// SMTP servers call after TLS termination, between DATA and queueing, and [ClamAV], a Scanner
+// speaking the clamd protocol (clamd(8): zINSTREAM, zPING) over a Unix or TCP socket.
+//
+// A scanner never passes a message it could not check: an error that is not a [VirusError]
+// wraps [ErrScanner], and the server answers it with a temporary failure (or, when so
+// configured, a permanent one).
+package antivirus
 
 import (
 	"bufio"
@@ -25,10 +32,10 @@ type VirusError struct {
 	Signature string
 }
 
-func (e *VirusError) Error() string { return "connector: content detected: " + e.Signature }
+func (e *VirusError) Error() string { return "antivirus: content detected: " + e.Signature }
 
 // ErrScanner is wrapped by the errors of a scanner that did not give a verdict.
-var ErrScanner = errors.New("connector: scanner unavailable")
+var ErrScanner = errors.New("antivirus: scanner unavailable")
 
 // ClamAV is a Scanner speaking the clamd protocol (INSTREAM, clamd(8) "zINSTREAM") over a Unix
 // or TCP socket.
@@ -42,6 +49,18 @@ type ClamAV struct {
 	ChunkSize int
 }
 
+// dial connects to clamd, with the deadline of ctx on the connection.
+func (c *ClamAV) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, c.Network, c.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrScanner, err)
+	}
+	dl, _ := ctx.Deadline()
+	conn.SetDeadline(dl)
+	return conn, nil
+}
+
 // Scan implements Scanner.
 func (c *ClamAV) Scan(ctx context.Context, msg io.Reader) error {
 	timeout := c.Timeout
@@ -50,14 +69,11 @@ func (c *ClamAV) Scan(ctx context.Context, msg io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, c.Network, c.Addr)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrScanner, err)
+		return err
 	}
 	defer conn.Close()
-	dl, _ := ctx.Deadline()
-	conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
@@ -124,16 +140,13 @@ func parseClamReply(reply string) error {
 
 // Ping checks that clamd answers (zPING → PONG).
 func (c *ClamAV) Ping(ctx context.Context) error {
-	var d net.Dialer
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := d.DialContext(ctx, c.Network, c.Addr)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrScanner, err)
+		return err
 	}
 	defer conn.Close()
-	dl, _ := ctx.Deadline()
-	conn.SetDeadline(dl)
 	if _, err := conn.Write([]byte("zPING\x00")); err != nil {
 		return fmt.Errorf("%w: %w", ErrScanner, err)
 	}

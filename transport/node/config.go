@@ -1,0 +1,289 @@
+package node
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultConfigTOML is the documented configuration of "mssante serve", every setting with its
+// default value.
+//
+//go:embed config.toml
+var DefaultConfigTOML string
+
+// Config is the configuration of a whole node: the connector's mail path and what runs beside
+// it. Each field is a table of the TOML file; DefaultConfigTOML documents every setting.
+type Config struct {
+	// Hostname is our host name: SMTP greeting, Received headers, Reporting-MTA of DSNs.
+	Hostname string `toml:"hostname"`
+	// Domains are the mail domains whose BALs this node hosts.
+	Domains []string `toml:"domains"`
+	// SpoolDir is the durable queue directory.
+	SpoolDir string `toml:"spool_dir"`
+
+	TLS        TLSConfig        `toml:"tls"`
+	Whitelist  WhitelistConfig  `toml:"whitelist"`
+	Relay      RelayConfig      `toml:"relay"`
+	Submission SubmissionConfig `toml:"submission"`
+	BALs       []BALConfig      `toml:"bal"`
+	Local      LocalConfig      `toml:"local"`
+	Mailbox    MailboxConfig    `toml:"mailbox"`
+	IMAP       IMAPConfig       `toml:"imap"`
+	Responder  ResponderConfig  `toml:"responder"`
+	Delivery   DeliveryConfig   `toml:"delivery"`
+	Queue      QueueConfig      `toml:"queue"`
+	Limits     LimitsConfig     `toml:"limits"`
+	Scanner    ScannerConfig    `toml:"scanner"`
+	Audit      AuditConfig      `toml:"audit"`
+	Metrics    MetricsConfig    `toml:"metrics"`
+	Log        LogConfig        `toml:"log"`
+}
+
+// TLSConfig is the [tls] table: our IGC-Santé certificate, the trust and revocation of peer
+// certificates, and the protocol choices of the ANS Réf. #2 (TLS 1.2 with ECDHE_RSA AES-GCM
+// suites; TLS 1.3 and the CBC suite opt-in).
+type TLSConfig struct {
+	CertFile       string   `toml:"cert_file"`
+	KeyFile        string   `toml:"key_file"`
+	CAFiles        []string `toml:"ca_files"`
+	NoIGCSanteRoot bool     `toml:"no_igc_sante_root"`
+	CRLFiles       []string `toml:"crl_files"`
+	// Revocation is "required" or "best_effort".
+	Revocation string `toml:"revocation"`
+	AllowTLS13 bool   `toml:"allow_tls13"`
+	AllowCBC   bool   `toml:"allow_cbc"`
+}
+
+// WhitelistConfig is the [whitelist] table: the signed ANS liste blanche, from a local file
+// or from a URL refreshed periodically (exactly one of File and URL).
+type WhitelistConfig struct {
+	File            string        `toml:"file"`
+	URL             string        `toml:"url"`
+	CacheFile       string        `toml:"cache_file"`
+	RefreshInterval time.Duration `toml:"refresh_interval"`
+	Signer          string        `toml:"signer"`
+	UseListDate     bool          `toml:"use_list_date"`
+}
+
+// RelayConfig is the [relay] table: the listener other operators deliver to (port 25).
+type RelayConfig struct {
+	Listen string `toml:"listen"`
+}
+
+// SubmissionConfig is the [submission] table: the listeners our BALs submit to (587 STARTTLS,
+// 465 implicit TLS), and whether AUTH PLAIN is offered besides SASL EXTERNAL.
+type SubmissionConfig struct {
+	Listen     string `toml:"listen"`
+	ListenTLS  string `toml:"listen_tls"`
+	AllowPlain bool   `toml:"allow_plain"`
+}
+
+// BALConfig is one [[bal]] entry: a BAL of our domains, authenticated by the DN of its client
+// certificate (an applicative BAL) or by login and password.
+type BALConfig struct {
+	Address string `toml:"address"`
+	// Type is PER, ORG or APP (default: APP with a CertDN, else ORG).
+	Type     string `toml:"type"`
+	CertDN   string `toml:"cert_dn"`
+	Login    string `toml:"login"`
+	Password string `toml:"password"`
+}
+
+// LocalConfig is the [local] table: the Maildir local delivery writes to when the node has no
+// mailbox store.
+type LocalConfig struct {
+	Maildir string `toml:"maildir"`
+}
+
+// MailboxConfig is the [mailbox] table: the mailbox store of the BALs, with its default quota
+// and retention and how often the retention purge runs. Without Dir the node runs the mail
+// path only.
+type MailboxConfig struct {
+	Dir              string        `toml:"dir"`
+	DefaultQuota     int64         `toml:"default_quota"`
+	DefaultRetention time.Duration `toml:"default_retention"`
+	PurgeInterval    time.Duration `toml:"purge_interval"`
+}
+
+// IMAPConfig is the [imap] table: the IMAP listeners of the mailbox store (143 STARTTLS, 993
+// implicit TLS).
+type IMAPConfig struct {
+	Listen    string `toml:"listen"`
+	ListenTLS string `toml:"listen_tls"`
+}
+
+// ResponderConfig is the [responder] table: the BAL of the test responder (RFC 3834
+// automatic replies), none when empty.
+type ResponderConfig struct {
+	Address string `toml:"address"`
+}
+
+// DeliveryConfig is the [delivery] table: outbound delivery to the other operators (workers,
+// connections per destination, static routes, timeouts).
+type DeliveryConfig struct {
+	Workers                  int               `toml:"workers"`
+	MaxPerDestination        int               `toml:"max_per_destination"`
+	Port                     int               `toml:"port"`
+	Routes                   map[string]string `toml:"routes"`
+	IdleTimeout              time.Duration     `toml:"idle_timeout"`
+	MaxMessagesPerConnection int               `toml:"max_messages_per_connection"`
+	ConnectTimeout           time.Duration     `toml:"connect_timeout"`
+	CommandTimeout           time.Duration     `toml:"command_timeout"`
+}
+
+// QueueConfig is the [queue] table: the retry schedule, when a message is given up (and
+// bounced, RFC 3464) and when the sender gets a delay notice.
+type QueueConfig struct {
+	RetryFirst  time.Duration `toml:"retry_first"`
+	RetryFactor float64       `toml:"retry_factor"`
+	RetryMax    time.Duration `toml:"retry_max"`
+	RetryJitter float64       `toml:"retry_jitter"`
+	GiveUp      time.Duration `toml:"give_up"`
+	DelayNotice time.Duration `toml:"delay_notice"`
+}
+
+// LimitsConfig is the [limits] table: the bounds of the SMTP listeners.
+type LimitsConfig struct {
+	MaxMessageBytes       int64         `toml:"max_message_bytes"`
+	MaxRecipients         int           `toml:"max_recipients"`
+	MaxLineLength         int           `toml:"max_line_length"`
+	ReadTimeout           time.Duration `toml:"read_timeout"`
+	WriteTimeout          time.Duration `toml:"write_timeout"`
+	MaxConnections        int           `toml:"max_connections"`
+	MaxConnectionsPerPeer int           `toml:"max_connections_per_peer"`
+	// ShutdownGrace is how long a stop waits for SMTP sessions in a transaction to end
+	// before cutting them (an unfinished DATA is then never acknowledged).
+	ShutdownGrace time.Duration `toml:"shutdown_grace"`
+}
+
+// ScannerConfig is the [scanner] table: the clamd socket ("unix:PATH" or "tcp:HOST:PORT",
+// none when empty), its timeout, and whether a scanner failure is a temporary ("tempfail")
+// or permanent ("reject") refusal.
+type ScannerConfig struct {
+	Clamd   string        `toml:"clamd"`
+	Timeout time.Duration `toml:"timeout"`
+	OnError string        `toml:"on_error"`
+}
+
+// AuditConfig is the [audit] table: where the audit log is written, its rotation size and
+// retention.
+type AuditConfig struct {
+	Dir       string        `toml:"dir"`
+	MaxBytes  int64         `toml:"max_bytes"`
+	Retention time.Duration `toml:"retention"`
+}
+
+// MetricsConfig is the [metrics] table: the HTTP listener of /metrics, none when empty.
+type MetricsConfig struct {
+	Listen string `toml:"listen"`
+}
+
+// LogConfig is the [log] table: the level (debug, info, warn, error) and format (text or
+// json) of the operational log.
+type LogConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// DefaultConfig returns the configuration of DefaultConfigTOML.
+func DefaultConfig() *Config {
+	var c Config
+	if _, err := toml.Decode(DefaultConfigTOML, &c); err != nil {
+		panic("node: embedded config.toml: " + err.Error())
+	}
+	return &c
+}
+
+// LoadConfig reads a TOML configuration over the defaults and checks it. Unknown keys are
+// errors (a typo must not silently leave a default in place).
+func LoadConfig(r io.Reader) (*Config, error) {
+	c := DefaultConfig()
+	md, err := toml.NewDecoder(r).Decode(c)
+	if err != nil {
+		return nil, fmt.Errorf("node: config: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("node: config: unknown settings: %s", strings.Join(keys, ", "))
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) check() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("node: config: "+f, a...)) }
+	if c.Hostname == "" {
+		bad("hostname is required")
+	}
+	if len(c.Domains) == 0 {
+		bad("domains is required")
+	}
+	if c.SpoolDir == "" {
+		bad("spool_dir is required")
+	}
+	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+		bad("tls.cert_file and tls.key_file are required")
+	}
+	if r := c.TLS.Revocation; r != "required" && r != "best_effort" {
+		bad("tls.revocation must be required or best_effort, not %q", r)
+	}
+	if (c.Whitelist.File == "") == (c.Whitelist.URL == "") {
+		bad("exactly one of whitelist.file and whitelist.url is required")
+	}
+	if o := c.Scanner.OnError; o != "tempfail" && o != "reject" {
+		bad("scanner.on_error must be tempfail or reject, not %q", o)
+	}
+	if c.Scanner.Clamd != "" && !strings.HasPrefix(c.Scanner.Clamd, "unix:") && !strings.HasPrefix(c.Scanner.Clamd, "tcp:") {
+		bad("scanner.clamd must start with unix: or tcp:")
+	}
+	for i, b := range c.BALs {
+		if !isAddress(b.Address) {
+			bad("bal[%d]: address %q is not an address", i, b.Address)
+		}
+		if b.CertDN == "" && b.Login == "" {
+			bad("bal[%d]: cert_dn or login is required", i)
+		}
+	}
+	for i, b := range c.BALs {
+		if t := strings.ToUpper(b.Type); t != "" && t != "PER" && t != "ORG" && t != "APP" {
+			bad("bal[%d]: type must be PER, ORG or APP, not %q", i, b.Type)
+		}
+	}
+	if c.Limits.ShutdownGrace < 0 {
+		bad("limits.shutdown_grace must not be negative")
+	}
+	if c.Mailbox.DefaultQuota < 0 || c.Mailbox.DefaultRetention < 0 {
+		bad("mailbox.default_quota and mailbox.default_retention must not be negative")
+	}
+	if c.Mailbox.Dir != "" && c.Mailbox.PurgeInterval <= 0 {
+		bad("mailbox.purge_interval must be positive")
+	}
+	if c.Mailbox.Dir == "" && (c.IMAP.Listen != "" || c.IMAP.ListenTLS != "" || c.Responder.Address != "") {
+		bad("imap and responder need mailbox.dir")
+	}
+	if a := c.Responder.Address; a != "" && !isAddress(a) {
+		bad("responder.address %q is not an address", a)
+	}
+	if c.Audit.Dir == "" {
+		bad("audit.dir is required")
+	}
+	return errors.Join(errs...)
+}
+
+// isAddress reports whether a has the local@domain form of a BAL address.
+func isAddress(a string) bool {
+	i := strings.LastIndexByte(a, '@')
+	return i > 0 && i < len(a)-1
+}

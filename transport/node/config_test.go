@@ -1,0 +1,62 @@
+package node
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfig(t *testing.T) {
+	d := DefaultConfig()
+	if d.Queue.GiveUp != 120*time.Hour || d.Queue.DelayNotice != 4*time.Hour || d.Limits.MaxMessageBytes != 25<<20 ||
+		d.Relay.Listen != ":25" || d.Submission.Listen != ":587" || d.Submission.ListenTLS != ":465" || d.TLS.Revocation != "required" {
+		t.Fatalf("defaults: %+v", d)
+	}
+	good := `hostname = "mx.a.test"
+domains = ["a.test"]
+[tls]
+cert_file = "c"
+key_file = "k"
+[whitelist]
+file = "w.xml"
+[[bal]]
+address = "bal@a.test"
+cert_dn = "CN=bal@a.test"
+`
+	c, err := LoadConfig(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SpoolDir != "/var/spool/mssante" || len(c.BALs) != 1 {
+		t.Fatalf("loaded %+v", c)
+	}
+	for _, tc := range []struct{ edit, want string }{
+		{"hostname = \"\"\n", "hostname is required"},
+		{"[whitelist]\nurl = \"https://x\"\n", "exactly one of whitelist.file and whitelist.url"},
+		{"[scanner]\non_error = \"pass\"\n", "scanner.on_error"},
+		{"[scanner]\nclamd = \"/run/clamd\"\n", "scanner.clamd must start"},
+		{"[tls]\nrevocation = \"none\"\n", "tls.revocation"},
+		{"[[bal]]\naddress = \"nobody\"\n", "bal[1]"},
+		{"[queue]\ngive_up = \"forever\"\n", "give_up"},
+		{"typo_setting = 1\n", "unknown settings: typo_setting"},
+	} {
+		// Later keys in a table override: append the edit as a new document part where TOML
+		// allows it, else replace.
+		doc := good
+		if strings.HasPrefix(tc.edit, "hostname") {
+			doc = strings.Replace(good, "hostname = \"mx.a.test\"\n", tc.edit, 1)
+		} else if strings.HasPrefix(tc.edit, "[whitelist]") {
+			doc = strings.Replace(good, "[whitelist]\nfile = \"w.xml\"\n", "[whitelist]\nfile = \"w.xml\"\nurl = \"https://x\"\n", 1)
+		} else if strings.HasPrefix(tc.edit, "[tls]") {
+			doc = strings.Replace(good, "key_file = \"k\"\n", "key_file = \"k\"\nrevocation = \"none\"\n", 1)
+		} else if strings.HasPrefix(tc.edit, "typo") {
+			doc = tc.edit + good
+		} else {
+			doc = good + tc.edit
+		}
+		_, err := LoadConfig(strings.NewReader(doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.edit, err, tc.want)
+		}
+	}
+}
