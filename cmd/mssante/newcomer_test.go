@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -186,6 +187,30 @@ func TestNewcomerSendReceiveJSON(t *testing.T) {
 	for i, c := range l {
 		if c["status"] != "ok" || c["check"] != float64(min(i+1, 2)) {
 			t.Errorf("selftest --json: %v", c)
+		}
+	}
+}
+
+// Every implicit-TLS port of "mssante dev" answers a client it cannot negotiate with
+// protocol_version, IMAPS as the SMTP ports.
+func TestDevPortsProtocolVersionAlert(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	op := sb.Info.Operators[0]
+	for _, addr := range []string{op.IMAPS, op.SubmissionTLS} {
+		for _, v := range [][2]uint16{{tls.VersionTLS10, tls.VersionTLS11}, {tls.VersionTLS13, tls.VersionTLS13}} {
+			c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: v[0], MaxVersion: v[1]})
+			if err == nil {
+				c.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "protocol version not supported") {
+				t.Errorf("%s, TLS %x–%x: %v, want the protocol_version alert", addr, v[0], v[1], err)
+			}
 		}
 	}
 }
