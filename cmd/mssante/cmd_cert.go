@@ -54,8 +54,7 @@ func runCert(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, nil)
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitCode(2, nil)
+		return usageError(fs, "no FILE: give the certificate files to read")
 	}
 	warn, err := parseDays(warnFlag)
 	if err != nil {

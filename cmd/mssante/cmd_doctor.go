@@ -106,9 +106,11 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		}
 		return exitCode(2, nil)
 	}
-	if *domain == "" || len(pos) > 0 {
-		fs.Usage()
-		return exitCode(2, nil)
+	if *domain == "" {
+		return usageError(fs, "--domain is required: the MSSanté mail domain to check")
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	if *state == "" && strings.HasSuffix(strings.ToLower(strings.TrimSuffix(*domain, ".")), ".dev.mssante.fr") {
 		*state = defaultDevState()

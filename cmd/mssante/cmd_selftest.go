@@ -74,7 +74,7 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 			cf.from = "dpi@" + sandbox.Hopital
 		}
 		if info.BAL(cf.from) == nil {
-			return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s", cf.from, info.Dir))
+			return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s: use one of %s", cf.from, info.Dir, sandboxBALs(info)))
 		}
 		if cf.state == "" { // the client's outbox and checkpoint stay with the trust space
 			cf.state = filepath.Join(info.Dir, "selftest", cf.from)

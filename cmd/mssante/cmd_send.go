@@ -153,7 +153,7 @@ func (c *connFlags) fromSandbox(o *bal.Options) error {
 	}
 	b, op := info.BAL(c.from), info.OperatorOf(c.from)
 	if b == nil || op == nil {
-		return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s", c.from, c.dev))
+		return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s: use one of %s", c.from, c.dev, sandboxBALs(info)))
 	}
 	o.Submission = bal.Endpoint{Addr: op.Submission}
 	o.IMAP = bal.Endpoint{Addr: op.IMAPS, Security: bal.ImplicitTLS}

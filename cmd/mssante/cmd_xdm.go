@@ -61,9 +61,13 @@ func xdmPack(e *env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return cdaFlagErr(err)
 	}
-	if len(files) == 0 || *out == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return exitCode(2, nil)
+	switch {
+	case len(files) == 0:
+		return usageError(fs, "--cda FILE is required: the CDA documents to pack")
+	case *out == "":
+		return usageError(fs, "-o FILE is required: the archive to write")
+	case fs.NArg() != 0:
+		return usageError(fs, "unexpected argument %q: give each document with --cda", fs.Arg(0))
 	}
 	opts := &xdm.PackOptions{}
 	if *now != "" {
@@ -102,8 +106,7 @@ func xdmInspect(e *env, args []string) error {
 		return cdaFlagErr(err)
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitCode(2, nil)
+		return usageError(fs, "give one IHE_XDM.ZIP to inspect, after the options")
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {

@@ -46,6 +46,17 @@ func loadSandbox(dir string) (*sandbox.Info, error) {
 	return sandbox.Load(dir)
 }
 
+// sandboxBALs lists the addresses of the BALs of a trust space, for a message.
+func sandboxBALs(info *sandbox.Info) string {
+	var a []string
+	for _, op := range info.Operators {
+		for _, b := range op.BALs {
+			a = append(a, b.Address)
+		}
+	}
+	return strings.Join(a, ", ")
+}
+
 // devLockName is the lock file of a sandbox folder; it holds the PID of the "mssante dev" that
 // uses the folder.
 const devLockName = "dev.lock"

@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, e *env) int {
 // printed. Joined errors are put on one line.
 func errorLine(name string, err error) string {
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-	seen := map[string]bool{name: true}
+	seen := map[string]bool{name: true, "mssante": true} // the line starts with "mssante NAME: "
 	var b strings.Builder
 	for rest := msg; rest != ""; {
 		part, tail, found := strings.Cut(rest, ": ")

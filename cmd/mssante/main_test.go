@@ -53,3 +53,25 @@ func TestGroupHelpHasNoEmptyOptions(t *testing.T) {
 		}
 	}
 }
+
+// A usage mistake is said in one line that names what is missing, not with the whole usage.
+func TestUsageMistakesOneLine(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"doctor"}, "--domain is required"},
+		{[]string{"cert", "inspect"}, "no FILE"},
+		{[]string{"xdm", "pack", "-o", "x.zip"}, "--cda FILE is required"},
+		{[]string{"xdm", "inspect"}, "one IHE_XDM.ZIP"},
+		{[]string{"cda", "validate"}, "one CDA document"},
+		{[]string{"cda", "build"}, "--from INPUT.json is required"},
+		{[]string{"annuaire", "search", "--name", "x"}, "--source is required"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), c.args, &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb})
+		if code != 2 || !strings.Contains(errb.String(), c.want) || !strings.Contains(errb.String(), "--help") || strings.Count(errb.String(), "\n") != 1 {
+			t.Errorf("%v: exit %d, want 2 and one line with %q:\n%s", c.args, code, c.want, errb.String())
+		}
+	}
+}
