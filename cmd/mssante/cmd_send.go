@@ -42,7 +42,7 @@ With --json, one JSON object a line instead of text:
   {"type":"receipt","message_id":…,"recipient":…,"status":…,"code":…,"detail":…,"final":true|false} (with --wait)
 
 Connection: --sandbox DIR takes everything from "mssante dev" (its sandbox folder DIR, by
-default the one "mssante dev" uses, see below); otherwise give --submission (and --imap to
+default the one "mssante dev" uses: see --sandbox below); otherwise give --submission (and --imap to
 wait for receipts), --cert/--key or --p12, --trust, --crl and --whitelist. Without
 --sandbox, --submission, --imap, --whitelist, --cert and --p12, the default sandbox folder
 is used. --dev is the old name of --sandbox.`
