@@ -148,8 +148,8 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 
+	// discoverMu guards the endpoints that Discover fills.
 	discoverMu sync.Mutex
-	discovered bool
 
 	box *outbox
 
@@ -258,37 +258,43 @@ func (c *Client) Close() error {
 
 // Discover fills the submission and IMAP endpoints left empty in Options from DNS SRV
 // records under Options.Domain (RFC 6186 §3: _submission._tcp for STARTTLS submission,
-// _imaps._tcp preferred over _imap._tcp). Send and Watch call it; once it succeeded it does
-// nothing more.
+// _imaps._tcp preferred over _imap._tcp). Send and Watch each look up only the endpoint they
+// use, so a client that only sends needs no IMAP server; once an endpoint is found it is kept.
 func (c *Client) Discover(ctx context.Context) error {
+	if err := c.discoverSubmission(ctx); err != nil {
+		return err
+	}
+	return c.discoverIMAP(ctx)
+}
+
+// discoverSubmission fills Options.Submission from DNS when it is empty.
+func (c *Client) discoverSubmission(ctx context.Context) error {
 	c.discoverMu.Lock()
 	defer c.discoverMu.Unlock()
-	if c.discovered {
+	if c.opts.Submission.Addr != "" {
 		return nil
 	}
-	if err := c.discover(ctx); err != nil {
+	addr, err := c.lookupSRV(ctx, "submission")
+	if err != nil {
 		return err // tried again on the next call
 	}
-	c.discovered = true
+	c.opts.Submission.Addr, c.opts.Submission.Security = addr, StartTLS
 	return nil
 }
 
-func (c *Client) discover(ctx context.Context) error {
-	if c.opts.Submission.Addr == "" {
-		addr, err := c.lookupSRV(ctx, "submission")
-		if err != nil {
-			return err
-		}
-		c.opts.Submission.Addr, c.opts.Submission.Security = addr, StartTLS
+// discoverIMAP fills Options.IMAP from DNS when it is empty.
+func (c *Client) discoverIMAP(ctx context.Context) error {
+	c.discoverMu.Lock()
+	defer c.discoverMu.Unlock()
+	if c.opts.IMAP.Addr != "" {
+		return nil
 	}
-	if c.opts.IMAP.Addr == "" {
-		if addr, err := c.lookupSRV(ctx, "imaps"); err == nil {
-			c.opts.IMAP.Addr, c.opts.IMAP.Security = addr, ImplicitTLS
-		} else if addr, err2 := c.lookupSRV(ctx, "imap"); err2 == nil {
-			c.opts.IMAP.Addr, c.opts.IMAP.Security = addr, StartTLS
-		} else {
-			return errors.Join(err, err2)
-		}
+	if addr, err := c.lookupSRV(ctx, "imaps"); err == nil {
+		c.opts.IMAP.Addr, c.opts.IMAP.Security = addr, ImplicitTLS
+	} else if addr, err2 := c.lookupSRV(ctx, "imap"); err2 == nil {
+		c.opts.IMAP.Addr, c.opts.IMAP.Security = addr, StartTLS
+	} else {
+		return errors.Join(err, err2)
 	}
 	return nil
 }

@@ -545,7 +545,7 @@ func (c *Client) dropSMTP() {
 }
 
 func (c *Client) openSMTP(ctx context.Context) (*smtpConn, error) {
-	if err := c.Discover(ctx); err != nil {
+	if err := c.discoverSubmission(ctx); err != nil {
 		return nil, err
 	}
 	ep := c.opts.Submission

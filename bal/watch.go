@@ -111,7 +111,7 @@ type watcher struct {
 // session runs one IMAP connection; connected reports whether it got as far as SELECT.
 func (w *watcher) session(ctx context.Context) (connected bool, err error) {
 	c := w.c
-	if err := c.Discover(ctx); err != nil {
+	if err := c.discoverIMAP(ctx); err != nil {
 		return false, err
 	}
 	wake := make(chan struct{}, 1)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -561,5 +562,35 @@ func TestClientClock(t *testing.T) {
 		if !errors.Is(err, tc.want) {
 			t.Fatalf("at %v: err = %v, want %v", tc.at, err, tc.want)
 		}
+	}
+}
+
+// A client that cannot negotiate reads the alert crypto/tls sends when negotiation fails
+// (protocol_version, handshake_failure), not internal_error, while the server still gets the
+// typed error.
+func TestServerRefusalAlert(t *testing.T) {
+	f := newFixture(t)
+	tls11 := f.plainClient(f.client)
+	tls11.MinVersion, tls11.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	tls13 := f.plainClient(f.client)
+	tls13.MinVersion, tls13.MaxVersion = tls.VersionTLS13, tls.VersionTLS13
+	rsaOnly := f.plainClient(f.client)
+	rsaOnly.CipherSuites = []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}
+	for _, tc := range []struct {
+		name    string
+		client  *tls.Config
+		srvErr  error
+		cliText string
+	}{
+		{"TLS 1.1", tls11, transport.ErrProtocolVersion, "protocol version not supported"},
+		{"TLS 1.3 only", tls13, transport.ErrProtocolVersion, "protocol version not supported"},
+		{"no common suite", rsaOnly, transport.ErrCipherSuite, "handshake failure"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := handshake(t, f.serverConfig(t, nil), tc.client)
+			if !errors.Is(r.srvErr, tc.srvErr) || r.cliErr == nil || !strings.Contains(r.cliErr.Error(), tc.cliText) {
+				t.Fatalf("server: %v; client: %v, want %q", r.srvErr, r.cliErr, tc.cliText)
+			}
+		})
 	}
 }

@@ -3,6 +3,8 @@ package transport
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"net"
 	"slices"
 	"time"
 )
@@ -103,7 +105,11 @@ func ServerConfig(base *tls.Config, opts *TLSOptions) (*tls.Config, error) {
 	baseVerify := cfg.VerifyConnection
 	suites, allow13 := cfg.CipherSuites, o.AllowTLS13
 	cfg.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
-		return nil, checkHello(chi, suites, allow13)
+		err := checkHello(chi, suites, allow13)
+		if err != nil && chi.Conn != nil {
+			refusalAlert(chi.Conn, err)
+		}
+		return nil, err
 	}
 	trust, now, verifyPeer, optional := o.Trust, o.Time, o.VerifyPeer, o.OptionalClientCert
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -128,6 +134,22 @@ func ServerConfig(base *tls.Config, opts *TLSOptions) (*tls.Config, error) {
 		return nil
 	}
 	return cfg, nil
+}
+
+// refusalAlert writes to the raw connection c the fatal alert that crypto/tls itself sends when
+// it cannot negotiate (RFC 8446 §6.2): protocol_version (70) for ErrProtocolVersion, else
+// handshake_failure (40). crypto/tls answers an error of GetConfigForClient with internal_error
+// (80), which tells the client nothing and differs from what the servers configured without
+// checkHello answer; the client reads this alert first, the internal_error that follows is
+// ignored. The record carries version TLS 1.0, as crypto/tls writes before negotiation.
+func refusalAlert(c net.Conn, err error) {
+	desc := byte(40)
+	if errors.Is(err, ErrProtocolVersion) {
+		desc = 70
+	}
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte{21, 3, 1, 0, 2, 2, desc}) // alert record: fatal, desc
+	c.SetWriteDeadline(time.Time{})
 }
 
 // checkHello refuses a ClientHello that cannot negotiate with us, with a typed error.

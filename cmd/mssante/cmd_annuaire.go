@@ -143,8 +143,7 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, nil)
 	}
 	if source == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return exitCode(2, errors.New("--source is required, and no argument is expected"))
+		return usageError(fs, "--source is required (extraction:FILE, ldap://…, ldaps://… or fhir), and no argument is expected")
 	}
 	q.Type = annuaire.BALType(strings.ToUpper(typ))
 	var dir annuaire.Directory
@@ -296,8 +295,7 @@ func annuaireExportLDIF(e *env, args []string) error {
 		return exitCode(2, nil)
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitCode(2, errors.New("one extraction file expected"))
+		return usageError(fs, "one extraction file expected")
 	}
 	in, err := annuaire.OpenFile(fs.Arg(0))
 	if err != nil {

@@ -48,8 +48,7 @@ func cdaValidate(e *env, args []string) error {
 		return cdaFlagErr(err)
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitCode(2, nil)
+		return usageError(fs, "give one CDA document to validate, after the options")
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -92,8 +91,7 @@ func cdaBuild(e *env, args []string) error {
 		return cdaFlagErr(err)
 	}
 	if *from == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return exitCode(2, nil)
+		return usageError(fs, "--from INPUT.json is required (- for stdin), and no argument is expected")
 	}
 	var raw []byte
 	var err error
@@ -142,8 +140,7 @@ func cdaExample(e *env, args []string) error {
 		return cdaFlagErr(err)
 	}
 	if fs.NArg() != 0 || (*kind != string(cda.KindLDLSES) && *kind != string(cda.KindN1)) {
-		fs.Usage()
-		return exitCode(2, nil)
+		return usageError(fs, "--kind is %s or %s, and no argument is expected", cda.KindLDLSES, cda.KindN1)
 	}
 	in := cda.Sample(cda.Kind(*kind))
 	if *asJSON {

@@ -16,13 +16,19 @@ import (
 	"github.com/mssante-go/sdk/transport"
 )
 
-const certUsage = `inspect [--password P] FILE...
-       mssante cert check [--warn 90d] [--password P] FILE...
+const certUsage = `inspect [--password P] [--json] FILE...
+       mssante cert check [--warn 90d] [--password P] [--json] FILE...
 
 inspect prints each certificate of each FILE: subject and issuer in liste blanche DN form,
 validity, days left and the IGC-Santé profile it looks like. check exits 1 when a certificate is
 expired or expires within the --warn window. FILE may be PEM, DER, a PKCS#7 bundle (.p7b) or
-PKCS#12 (.p12/.pfx, with --password).`
+PKCS#12 (.p12/.pfx, with --password).
+
+With --json, one JSON object a line per certificate instead of text:
+  {"file":…,"index":1,"subject":…,"issuer":…,"serial":…,"not_before":…,"not_after":…,
+   "days_left":…,"profile":…,"san":["DNS:…"],"key":…,"sha256":…,"status":…}
+(times RFC 3339; days_left negative once expired; status, from check only: "ok", "renew",
+"expired" or "not yet valid").`
 
 func runCert(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "inspect" && args[0] != "check") {
@@ -36,6 +42,7 @@ func runCert(ctx context.Context, e *env, args []string) error {
 	sub := args[0]
 	fs := newFlagSet(e, "cert "+sub, "[options] FILE...")
 	password := fs.String("password", "", "password of PKCS#12 files")
+	asJSON := fs.Bool("json", false, "print one JSON object a line per certificate (fields in \"mssante cert --help\")")
 	warnFlag := "0d"
 	if sub == "check" {
 		fs.StringVar(&warnFlag, "warn", "90d", "warn when a certificate expires within this delay (e.g. 90d, 36h)")
@@ -47,8 +54,7 @@ func runCert(ctx context.Context, e *env, args []string) error {
 		return exitCode(2, nil)
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitCode(2, nil)
+		return usageError(fs, "no FILE: give the certificate files to read")
 	}
 	warn, err := parseDays(warnFlag)
 	if err != nil {
@@ -65,7 +71,11 @@ func runCert(ctx context.Context, e *env, args []string) error {
 		}
 		for i, c := range certs {
 			if sub == "inspect" {
-				printCert(e.stdout, path, i, len(certs), c, now)
+				if *asJSON {
+					jsonLine(e.stdout, certLine(path, i, c, now, ""))
+				} else {
+					printCert(e.stdout, path, i, len(certs), c, now)
+				}
 				continue
 			}
 			status := "OK"
@@ -76,6 +86,10 @@ func runCert(ctx context.Context, e *env, args []string) error {
 				status, failed = "EXPIRED", true
 			case left < warn:
 				status, failed = "RENEW", true
+			}
+			if *asJSON {
+				jsonLine(e.stdout, certLine(path, i, c, now, strings.ToLower(status)))
+				continue
 			}
 			fmt.Fprintf(e.stdout, "%-13s %s  %s  expires %s (%s)\n", status, path, transport.SubjectDN(c),
 				c.NotAfter.UTC().Format(time.DateOnly), daysLeft(c, now))
@@ -148,6 +162,45 @@ func daysLeft(c *x509.Certificate, now time.Time) string {
 	return fmt.Sprintf("%d days left", d)
 }
 
+// certJSON is the --json line of one certificate.
+type certJSON struct {
+	File      string   `json:"file"`
+	Index     int      `json:"index"` // 1 for the first certificate of the file
+	Subject   string   `json:"subject"`
+	Issuer    string   `json:"issuer"`
+	Serial    string   `json:"serial"`
+	NotBefore string   `json:"not_before"`
+	NotAfter  string   `json:"not_after"`
+	DaysLeft  int      `json:"days_left"`
+	Profile   string   `json:"profile"`
+	SAN       []string `json:"san,omitempty"`
+	Key       string   `json:"key"`
+	SHA256    string   `json:"sha256"`
+	Status    string   `json:"status,omitempty"`
+}
+
+func certLine(path string, i int, c *x509.Certificate, now time.Time, status string) certJSON {
+	return certJSON{File: path, Index: i + 1, Subject: transport.SubjectDN(c), Issuer: issuerDN(c),
+		Serial: fmt.Sprintf("%X", c.SerialNumber), NotBefore: c.NotBefore.UTC().Format(time.RFC3339),
+		NotAfter: c.NotAfter.UTC().Format(time.RFC3339), DaysLeft: int(c.NotAfter.Sub(now).Hours() / 24),
+		Profile: certProfile(c), SAN: certSANs(c), Key: keyDesc(c), SHA256: fmt.Sprintf("%X", sha256.Sum256(c.Raw)), Status: status}
+}
+
+// certSANs lists the subject alternative names as "DNS:…", "email:…", "IP:…".
+func certSANs(c *x509.Certificate) []string {
+	var sans []string
+	for _, d := range c.DNSNames {
+		sans = append(sans, "DNS:"+d)
+	}
+	for _, m := range c.EmailAddresses {
+		sans = append(sans, "email:"+m)
+	}
+	for _, ip := range c.IPAddresses {
+		sans = append(sans, "IP:"+ip.String())
+	}
+	return sans
+}
+
 func printCert(w io.Writer, path string, i, n int, c *x509.Certificate, now time.Time) {
 	if n > 1 {
 		fmt.Fprintf(w, "%s [%d/%d]\n", path, i+1, n)
@@ -160,17 +213,7 @@ func printCert(w io.Writer, path string, i, n int, c *x509.Certificate, now time
 	fmt.Fprintf(w, "  valid:    %s to %s (%s)\n", c.NotBefore.UTC().Format(time.DateOnly),
 		c.NotAfter.UTC().Format(time.DateOnly), daysLeft(c, now))
 	fmt.Fprintf(w, "  profile:  %s\n", certProfile(c))
-	if len(c.DNSNames)+len(c.EmailAddresses)+len(c.IPAddresses) > 0 {
-		var sans []string
-		for _, d := range c.DNSNames {
-			sans = append(sans, "DNS:"+d)
-		}
-		for _, m := range c.EmailAddresses {
-			sans = append(sans, "email:"+m)
-		}
-		for _, ip := range c.IPAddresses {
-			sans = append(sans, "IP:"+ip.String())
-		}
+	if sans := certSANs(c); len(sans) > 0 {
 		fmt.Fprintf(w, "  SAN:      %s\n", strings.Join(sans, ", "))
 	}
 	fmt.Fprintf(w, "  key:      %s\n", keyDesc(c))

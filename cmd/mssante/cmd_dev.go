@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,7 +15,7 @@ import (
 	"github.com/mssante-go/sdk/internal/sandbox"
 )
 
-const devUsage = `[--state DIR] [--verbose]
+const devUsage = `[--sandbox DIR] [--verbose]
 
 Runs a whole local MSSanté trust space on loopback, on embedded defaults, until Ctrl-C:
   - a test PKI shaped like IGC-Santé (created in the state folder on the first run, reloaded
@@ -30,16 +29,11 @@ Runs a whole local MSSanté trust space on loopback, on embedded defaults, until
   - a sample Annuaire Santé extraction file.
 It prints the endpoints, the certificate files and passwords of each BAL, and commands to try.
 A restart keeps the state (PKI, certificates, passwords, mailboxes, queues) and, when they are
-free, the ports. The state folder defaults to $XDG_STATE_HOME/mssante/dev when XDG_STATE_HOME
-is set, else ./mssante-dev. Everything it makes is for tests only: never trust the test PKI in
-production.`
-
-func defaultDevState() string {
-	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
-		return filepath.Join(x, "mssante", "dev")
-	}
-	return "mssante-dev"
-}
+free, the ports. The state folder (the sandbox folder) defaults to $XDG_STATE_HOME/mssante/dev
+when XDG_STATE_HOME is set, else ./mssante-dev: the default of --sandbox in selftest, send,
+receive and doctor too, so that they run bare in the same folder. One "mssante dev" at a time
+uses a folder: a second one is refused (--state is the old name of --sandbox). Everything it
+makes is for tests only: never trust the test PKI in production.`
 
 // devProgram is how the printed commands invoke this binary: "mssante" when it is on the PATH,
 // else through go run from the module root.
@@ -52,7 +46,8 @@ func devProgram() string {
 
 func runDev(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "dev", devUsage)
-	state := fs.String("state", defaultDevState(), "state folder (test PKI, certificates, mailboxes, queues)")
+	state := new(string)
+	sandboxFlags(fs, state, "state")
 	verbose := fs.Bool("verbose", false, "log the connectors' operations on stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,6 +63,14 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(e.stderr, nil))
 	}
+	if *state == "" {
+		*state = defaultDevState()
+	}
+	unlock, err := lockDevState(*state)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	fmt.Fprintf(e.stdout, "mssante dev: starting a local MSSanté trust space in %s ...\n", *state)
 	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: *state, ReusePorts: true, Logger: logger})
 	if err != nil {
@@ -87,11 +90,19 @@ func runDev(ctx context.Context, e *env, args []string) error {
 // devTry returns the commands printed for the user to try, each one a command line of prog.
 func devTry(info *sandbox.Info, prog string) []string {
 	return []string{
-		fmt.Sprintf("%s selftest --dev %s", prog, info.Dir),
-		fmt.Sprintf("%s send --dev %s --from dpi@%s --to marie.durand@%s --cda %s --pdf %s --nil MSSANTE-GO-DEV --state %s --wait 30s",
-			prog, info.Dir, sandbox.Hopital, sandbox.Cabinet, info.SampleCDA, info.SamplePDF, filepath.Join(info.Dir, "hopital", "bal", "dpi-client")),
+		fmt.Sprintf("%s selftest%s", prog, sandboxArg(info.Dir)),
+		fmt.Sprintf("%s send%s --from dpi@%s --to marie.durand@%s --cda %s --pdf %s --state %s --wait 30s",
+			prog, sandboxArg(info.Dir), sandbox.Hopital, sandbox.Cabinet, info.SampleCDA, info.SamplePDF, filepath.Join(info.Dir, "hopital", "bal", "dpi-client")),
 		fmt.Sprintf("%s annuaire search --source extraction:%s --name durand", prog, info.Annuaire),
 	}
+}
+
+// sandboxArg is the --sandbox option of the printed commands: none for the default folder.
+func sandboxArg(dir string) string {
+	if filepath.Clean(dir) == filepath.Clean(defaultDevState()) {
+		return ""
+	}
+	return " --" + sandboxFlag + " " + dir
 }
 
 func printDev(w io.Writer, info *sandbox.Info, prog string) {

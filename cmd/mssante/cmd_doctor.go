@@ -21,7 +21,7 @@ import (
 	"github.com/mssante-go/sdk/whitelist"
 )
 
-const doctorUsage = `--domain DOMAIN [--state DIR | options]
+const doctorUsage = `--domain DOMAIN [--sandbox DIR | options] [--json]
 
 Runs the integration checklist of an MSSanté domain and prints, for each check, ok, warn or
 fail with the fix:
@@ -33,8 +33,13 @@ fail with the fix:
     --cert, our own) is listed for it;
   - the submission (587 STARTTLS, 465) and IMAPS (993) ports of the first MX host answer with
     the same TLS, when they are there.
-With --state, the domain is checked in the trust space of "mssante dev" (its addresses, test PKI
-and liste blanche) instead of DNS and the ANS. Exits 1 when a check fails.`
+With --sandbox, the domain is checked in the trust space of "mssante dev" (its addresses, test
+PKI and liste blanche) instead of DNS and the ANS; a domain of that trust space
+(*.dev.mssante.fr) is checked there by default, in the default sandbox folder of "mssante
+dev". --state is the old name of --sandbox. Exits 1 when a check fails.
+
+With --json, one JSON object a line per check instead of text:
+  {"status":"ok"|"warn"|"fail","check":…,"detail":…,"fix":…} (fix only when not ok)`
 
 // doctorStatus is the outcome of one check.
 type doctorStatus string
@@ -82,7 +87,9 @@ var doctorPorts = map[string]string{"smtp": "25", "submission": "587", "submissi
 func runDoctor(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "doctor", doctorUsage)
 	domain := fs.String("domain", "", "the MSSanté mail domain to check (required)")
-	state := fs.String("state", "", "check in the trust space of \"mssante dev\" in this state folder")
+	state := new(string)
+	sandboxFlags(fs, state, "state")
+	asJSON := fs.Bool("json", false, "print one JSON object a line per check (fields above)")
 	certFile := fs.String("cert", "", "our server certificate (PEM), whose DN must be listed for the domain")
 	keyFile := fs.String("key", "", "its key, to present it as client certificate")
 	serverCA := fs.String("server-ca", "", "extra CA certificates (PEM/DER/p7b) for the servers' chains, e.g. the IGC-Santé intermediates")
@@ -99,13 +106,18 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		}
 		return exitCode(2, nil)
 	}
-	if *domain == "" || len(pos) > 0 {
-		fs.Usage()
-		return exitCode(2, nil)
+	if *domain == "" {
+		return usageError(fs, "--domain is required: the MSSanté mail domain to check")
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	if *state == "" && strings.HasSuffix(strings.ToLower(strings.TrimSuffix(*domain, ".")), ".dev.mssante.fr") {
+		*state = defaultDevState()
 	}
 	cfg := &doctorConfig{Domain: *domain, Now: time.Now, WarnWithin: time.Duration(*warnDays) * 24 * time.Hour, Timeout: *timeout}
 	if *state != "" {
-		info, err := sandbox.Load(*state)
+		info, err := loadSandbox(*state)
 		if err != nil {
 			return err
 		}
@@ -164,7 +176,12 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	checks := doctorRun(ctx, cfg)
-	failed := doctorPrint(e.stdout, checks)
+	var failed int
+	if *asJSON {
+		failed = doctorJSON(e.stdout, checks)
+	} else {
+		failed = doctorPrint(e.stdout, checks)
+	}
 	if failed > 0 {
 		return exitCode(1, fmt.Errorf("%d check(s) failed", failed))
 	}
@@ -243,6 +260,28 @@ func doctorList(ctx context.Context, src string, opts *whitelist.VerifyOptions, 
 		return nil, fmt.Errorf("%s: %s", src, resp.Status)
 	}
 	return whitelist.Verify(resp.Body, opts)
+}
+
+// doctorJSONLine is the --json line of one check.
+type doctorJSONLine struct {
+	Status doctorStatus `json:"status"`
+	Check  string       `json:"check"`
+	Detail string       `json:"detail"`
+	Fix    string       `json:"fix,omitempty"`
+}
+
+func doctorJSON(w io.Writer, checks []doctorCheck) (failed int) {
+	for _, c := range checks {
+		line := doctorJSONLine{c.Status, c.Name, c.Detail, c.Fix}
+		if c.Status == doctorOK {
+			line.Fix = ""
+		}
+		jsonLine(w, line)
+		if c.Status == doctorFail {
+			failed++
+		}
+	}
+	return failed
 }
 
 func doctorPrint(w io.Writer, checks []doctorCheck) (failed int) {

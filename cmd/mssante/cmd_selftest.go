@@ -20,7 +20,7 @@ import (
 	"github.com/mssante-go/sdk/mssante"
 )
 
-const selftestUsage = `(--dev DIR | --from ADDRESS [connection options]) [--responder ADDRESS] [--outside ADDRESS]
+const selftestUsage = `[--sandbox DIR | --from ADDRESS connection options] [--responder ADDRESS] [--outside ADDRESS] [--json]
 
 Runs the two acceptance checks of a BAL, with the BAL client a DPI embeds (package bal):
   1. send a message to the test responder and wait, on the BAL's mailbox, for its automatic
@@ -28,10 +28,17 @@ Runs the two acceptance checks of a BAL, with the BAL client a DPI embeds (packa
   2. confirm that a message to an address outside MSSanté is refused: the client checks every
      recipient against the liste blanche and sends nothing. With --dev, the operator's
      submission server is also asked directly, and must refuse it (5xx).
---dev DIR runs them in the trust space of "mssante dev" (default BAL dpi@hopital.dev.mssante.fr,
-its responder); otherwise give the connection options of "mssante send" for your BAL and
-operator; the responder is then reponse.automatique@test.mssante.fr.
-Exits 0 when both pass, 1 otherwise.`
+By default, and with --sandbox DIR, they run in the trust space of "mssante dev" (default
+BAL dpi@hopital.dev.mssante.fr, its responder; the default folder is the one "mssante dev"
+uses, so a bare "mssante selftest" in the folder where "mssante dev" runs works). For your BAL
+and operator, give the connection options of "mssante send" (--submission, --imap,
+--whitelist, the certificate…); the responder is then reponse.automatique@test.mssante.fr.
+--dev is the old name of --sandbox. Exits 0 when both pass, 1 otherwise.
+
+With --json, one JSON object a line per check instead of text:
+  {"check":1,"name":"responder round trip","status":"ok"|"fail","detail":…}
+  {"check":2,"name":"non-MSSanté recipient refused by the client",…}
+  {"check":2,"name":"non-MSSanté recipient refused by the submission server",…} (sandbox only)`
 
 // selftestResponder is the test responder of the MSSanté trust space (the ANS texts read do not
 // document it; --responder names another).
@@ -44,27 +51,31 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 	responder := fs.String("responder", "", "the test responder (default: the trust space's)")
 	outside := fs.String("outside", "selftest@example.com", "an address outside MSSanté")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the responder's answer")
+	asJSON := fs.Bool("json", false, "print one JSON object a line per check (fields above)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return exitCode(2, nil)
 	}
-	if fs.NArg() > 0 || (cf.dev == "" && cf.from == "") {
-		fs.Usage()
-		return exitCode(2, nil)
+	if fs.NArg() > 0 {
+		return exitCode(2, fmt.Errorf("unexpected argument %q: every input is an option (see --help)", fs.Arg(0)))
 	}
+	if cf.explicitOperator() && cf.from == "" {
+		return exitCode(2, errors.New("--from is required with the connection options of an operator: the address of the BAL to test"))
+	}
+	cf.sandboxDefault()
 	var info *sandbox.Info
 	if cf.dev != "" {
 		var err error
-		if info, err = sandbox.Load(cf.dev); err != nil {
+		if info, err = loadSandbox(cf.dev); err != nil {
 			return err
 		}
 		if cf.from == "" {
 			cf.from = "dpi@" + sandbox.Hopital
 		}
 		if info.BAL(cf.from) == nil {
-			return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s", cf.from, info.Dir))
+			return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s: use one of %s", cf.from, info.Dir, sandboxBALs(info)))
 		}
 		if cf.state == "" { // the client's outbox and checkpoint stay with the trust space
 			cf.state = filepath.Join(info.Dir, "selftest", cf.from)
@@ -86,21 +97,35 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 	defer client.Close()
 
 	failed := false
+	check, name := 0, ""
+	heading := func(n int, checkName, text string) {
+		check, name = n, checkName
+		if !*asJSON {
+			fmt.Fprintln(e.stdout, text)
+		}
+	}
 	report := func(err error, okText string) {
+		line := selftestJSON{Check: check, Name: name, Status: "ok", Detail: okText}
 		if err != nil {
 			failed = true
-			fmt.Fprintf(e.stdout, "  FAIL  %v\n", err)
-			return
+			line.Status, line.Detail = "fail", err.Error()
 		}
-		fmt.Fprintf(e.stdout, "  ok    %s\n", okText)
+		switch {
+		case *asJSON:
+			jsonLine(e.stdout, line)
+		case err != nil:
+			fmt.Fprintf(e.stdout, "  FAIL  %v\n", err)
+		default:
+			fmt.Fprintf(e.stdout, "  ok    %s\n", okText)
+		}
 	}
 
-	fmt.Fprintf(e.stdout, "1. %s → %s and back\n", cf.from, *responder)
+	heading(1, "responder round trip", fmt.Sprintf("1. %s → %s and back", cf.from, *responder))
 	rtt, err := selftestRoundTrip(ctx, client, cf.from, *responder, cf.nil_, *timeout)
 	report(err, fmt.Sprintf("automatic answer received after %s (submission, relay to the responder's operator, relay back, IMAP)",
 		rtt.Round(time.Millisecond)))
 
-	fmt.Fprintf(e.stdout, "2. %s → %s (not MSSanté) is refused\n", cf.from, *outside)
+	heading(2, "non-MSSanté recipient refused by the client", fmt.Sprintf("2. %s → %s (not MSSanté) is refused", cf.from, *outside))
 	msg, err := selftestMail(cf.from, *outside, selftestID(cf.from), cf.nil_)
 	if err == nil {
 		_, err = client.Send(ctx, msg, nil)
@@ -115,6 +140,7 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 	}
 	if info != nil {
 		// Ask the operator directly, as a client that does not check the list would.
+		name = "non-MSSanté recipient refused by the submission server"
 		err := info.Submit(ctx, cf.from, []string{*outside}, selftestMessage(cf.from, *outside, selftestID(cf.from)))
 		var se *smtp.SMTPError
 		switch {
@@ -130,8 +156,18 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 	if failed {
 		return exitCode(1, errors.New("selftest failed"))
 	}
-	fmt.Fprintln(e.stdout, "selftest passed")
+	if !*asJSON {
+		fmt.Fprintln(e.stdout, "selftest passed")
+	}
 	return nil
+}
+
+// selftestJSON is the --json line of one check.
+type selftestJSON struct {
+	Check  int    `json:"check"`
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok or fail
+	Detail string `json:"detail"`
 }
 
 // selftestID returns a new Message-ID on the domain of from (as MSSanté asks).

@@ -60,7 +60,10 @@ func TestSelftestExplicitOperator(t *testing.T) {
 	if code != 0 || !strings.Contains(out.String(), "selftest passed") || strings.Contains(out.String(), "submission server refused") {
 		t.Fatalf("exit %d:\n%s\n%s", code, out.String(), errb.String())
 	}
-	if code := run(ctx, []string{"selftest"}, &env{stdout: &out, stderr: &errb}); code != 2 {
-		t.Fatalf("neither --dev nor --from: exit %d", code)
+	// Bare, it looks in the default sandbox folder, and says what to do when none is there.
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	errb.Reset()
+	if code := run(ctx, []string{"selftest"}, &env{stdout: &out, stderr: &errb}); code != 1 || !strings.Contains(errb.String(), "start one with \"mssante dev") {
+		t.Fatalf("no trust space in the default folder: exit %d, %s", code, errb.String())
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -14,24 +15,37 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/bal"
-	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/mssante/xdm"
 	"github.com/mssante-go/sdk/transport"
 )
 
-const sendUsage = `--from ADDRESS --to ADDRESS[,ADDRESS…] (--cda FILE --pdf FILE | --pdf FILE --ins … --birth-name … ) [connection options]
+const sendUsage = `--from ADDRESS --to ADDRESS[,ADDRESS…] (--cda FILE --pdf FILE | --xdm FILE [--pdf FILE] | --pdf FILE --ins … --birth-name … ) [connection options]
 
-Sends a lettre de liaison from the BAL --from: either an existing CDA document (--cda, with
-its PDF copy --pdf), or a PDF and the patient and author fields, from which an N1 CDA is
-built (the PDF is then the document). The CDA goes in IHE_XDM.ZIP with its metadata, the
-mail gets the MSSanté headers and subject, every recipient is checked against the liste
-blanche, and the mail is submitted with DSN requests (and an MDN request with --mdn).
-With --wait, waits on the BAL's mailbox for the receipts and prints them.
+Sends a lettre de liaison from the BAL --from: an existing CDA document (--cda, with its PDF
+copy --pdf), an IHE_XDM.ZIP made by "mssante xdm pack" (--xdm, sent as it is; the PDF copy of
+an N1 document is taken from the document, a structured one needs --pdf), or a PDF and the
+patient and author fields, from which an N1 CDA is built (the PDF is then the document). The
+CDA goes in IHE_XDM.ZIP with its metadata, the mail gets the MSSanté headers and subject,
+every recipient is checked against the liste blanche, and the mail is submitted with DSN
+requests (and an MDN request with --mdn). Only the submission server is needed to send; with
+--wait, waits on the BAL's mailbox (IMAP) for the receipts and prints them.
 
-Connection: --dev DIR takes everything from "mssante dev" (state folder DIR); otherwise give
---submission, --imap, --cert/--key or --p12, --trust, --crl and --whitelist.`
+X-MSS-NIL, the reference of the sending software that MSSanté asks on every mail, is
+` + cliNIL + ` by default: this program is the sending software. A DPI that sends through
+it on its own behalf gives its own with --nil.
+
+With --json, one JSON object a line instead of text:
+  {"type":"sent","message_id":…}
+  {"type":"recipient","message_id":…,"recipient":…,"state":"accepted"|"already sent"|"refused"|"refused for now","code":250,"text":…}
+  {"type":"receipt","message_id":…,"recipient":…,"status":…,"code":…,"detail":…,"final":true|false} (with --wait)
+
+Connection: --sandbox DIR takes everything from "mssante dev" (its sandbox folder DIR, by
+default the one "mssante dev" uses: see --sandbox below); otherwise give --submission (and --imap to
+wait for receipts), --cert/--key or --p12, --trust, --crl and --whitelist. Without
+--sandbox, --submission, --imap, --whitelist, --cert and --p12, the default sandbox folder
+is used. --dev is the old name of --sandbox.`
 
 // connFlags are the connection options "mssante send" and "mssante receive" share.
 type connFlags struct {
@@ -45,7 +59,7 @@ type connFlags struct {
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.dev, "dev", "", "state folder of \"mssante dev\": endpoints, certificates, trust and whitelist of its BALs")
+	sandboxFlags(fs, &c.dev, "dev")
 	fs.StringVar(&c.from, "from", "", "address of the BAL")
 	fs.StringVar(&c.submission, "submission", "", "submission server host:port (STARTTLS; default: DNS SRV _submission._tcp)")
 	fs.BoolVar(&c.submissionTLS, "submission-tls", false, "implicit TLS for --submission (port 465)")
@@ -64,15 +78,31 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.password, "password", os.Getenv("MSSANTE_PASSWORD"), "password for --auth plain (default $MSSANTE_PASSWORD)")
 	fs.StringVar(&c.token, "token", os.Getenv("MSSANTE_TOKEN"), "Pro Santé Connect access token for --auth xoauth2 (default $MSSANTE_TOKEN)")
 	fs.StringVar(&c.state, "state", "", "the client's state folder: outbox, receive checkpoint (default ~/.mssante/bal/ADDRESS)")
-	fs.StringVar(&c.nil_, "nil", "", "X-MSS-NIL product reference")
+	fs.StringVar(&c.nil_, "nil", "", "X-MSS-NIL product reference of the sending software (default "+cliNIL+", this program)")
 	c.pollInterval = time.Minute
 	c.minBackoff, c.maxBO = 500*time.Millisecond, time.Minute
 }
 
+// explicit reports whether the flags name an operator of their own (not "mssante dev").
+func (c *connFlags) explicitOperator() bool {
+	return c.submission != "" || c.imap != "" || c.whitelistFile != "" || c.cert != "" || c.p12 != ""
+}
+
+// sandboxDefault points the flags at the default sandbox folder when they name no operator.
+func (c *connFlags) sandboxDefault() {
+	if c.dev == "" && !c.explicitOperator() {
+		c.dev = defaultDevState()
+	}
+}
+
 // client builds the bal.Client the flags describe.
 func (c *connFlags) client(e *env) (*bal.Client, error) {
+	c.sandboxDefault()
 	if c.from == "" {
 		return nil, exitCode(2, errors.New("--from is required"))
+	}
+	if c.nil_ == "" {
+		c.nil_ = cliNIL
 	}
 	o := &bal.Options{Address: c.from, NIL: c.nil_, PollInterval: c.pollInterval,
 		MinBackoff: c.minBackoff, MaxBackoff: c.maxBO}
@@ -117,13 +147,13 @@ func (c *connFlags) client(e *env) (*bal.Client, error) {
 
 // fromSandbox fills o for a BAL of "mssante dev".
 func (c *connFlags) fromSandbox(o *bal.Options) error {
-	info, err := sandbox.Load(c.dev)
+	info, err := loadSandbox(c.dev)
 	if err != nil {
-		return err
+		return exitCode(1, fmt.Errorf("%w; or, for an operator of your own, give --submission, --whitelist and the BAL's certificate", err))
 	}
 	b, op := info.BAL(c.from), info.OperatorOf(c.from)
 	if b == nil || op == nil {
-		return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s", c.from, c.dev))
+		return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s: use one of %s", c.from, c.dev, sandboxBALs(info)))
 	}
 	o.Submission = bal.Endpoint{Addr: op.Submission}
 	o.IMAP = bal.Endpoint{Addr: op.IMAPS, Security: bal.ImplicitTLS}
@@ -218,6 +248,8 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	cf.register(fs)
 	to := fs.String("to", "", "recipients, comma-separated")
 	cdaFile := fs.String("cda", "", "CDA R2 document to send (XML)")
+	xdmFile := fs.String("xdm", "", "IHE_XDM.ZIP to send as it is (made by \"mssante xdm pack\")")
+	asJSON := fs.Bool("json", false, "print one JSON object a line (fields above)")
 	pdfFile := fs.String("pdf", "", "PDF copy of --cda, or the document itself (N1) with the patient and author fields")
 	mdn := fs.Bool("mdn", false, "ask the recipients for an integration receipt (MDN)")
 	wait := fs.Duration("wait", 0, "wait this long for the receipts (DSN, MDN) and print them")
@@ -230,9 +262,18 @@ func runSend(ctx context.Context, e *env, args []string) error {
 		}
 		return exitCode(2, nil)
 	}
-	if fs.NArg() > 0 || *to == "" || *pdfFile == "" {
-		fs.Usage()
-		return exitCode(2, nil)
+	if fs.NArg() > 0 {
+		return exitCode(2, fmt.Errorf("unexpected argument %q: every input is an option (see --help)", fs.Arg(0)))
+	}
+	switch {
+	case *to == "":
+		return exitCode(2, errors.New("--to is required: the recipients' addresses, comma-separated"))
+	case *cdaFile != "" && *xdmFile != "":
+		return exitCode(2, errors.New("--cda and --xdm both given: send either a CDA document or an archive"))
+	case *cdaFile != "" && *pdfFile == "":
+		return exitCode(2, errors.New("--cda needs --pdf FILE, the PDF copy of the document that travels beside it"))
+	case *cdaFile == "" && *xdmFile == "" && *pdfFile == "":
+		return exitCode(2, errors.New("nothing to send: give --cda FILE --pdf FILE, --xdm FILE, or --pdf FILE with the patient fields"))
 	}
 	var rcpts []mssante.Address
 	for _, a := range strings.Split(*to, ",") {
@@ -246,14 +287,19 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return exitCode(2, fmt.Errorf("--from: %w", err))
 	}
-	pdf, err := os.ReadFile(*pdfFile)
-	if err != nil {
-		return err
+	var pdf []byte
+	if *pdfFile != "" {
+		if pdf, err = os.ReadFile(*pdfFile); err != nil {
+			return err
+		}
 	}
 	var msg *mssante.Message
-	if *cdaFile != "" {
+	switch {
+	case *cdaFile != "":
 		msg, err = messageFromCDA(from, rcpts, *cdaFile, pdf)
-	} else {
+	case *xdmFile != "":
+		msg, err = messageFromXDM(from, rcpts, *xdmFile, pdf)
+	default:
 		var in *cda.Input
 		if in, err = pf.input(pdf); err != nil {
 			return exitCode(2, err)
@@ -274,19 +320,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	defer c.Close()
 	res, err := c.Send(ctx, msg, nil)
 	if res != nil {
-		fmt.Fprintf(e.stdout, "Message-ID <%s>\n", res.MessageID)
-		for _, r := range res.Recipients {
-			state := "accepted"
-			switch {
-			case r.AlreadySent:
-				state = "already sent"
-			case !r.Accepted && r.Temporary:
-				state = "refused for now"
-			case !r.Accepted:
-				state = "refused"
-			}
-			fmt.Fprintf(e.stdout, "  %-40s %s (%d %s)\n", r.Address, state, r.Code, strings.TrimSpace(r.Text))
-		}
+		printSent(e, res, *asJSON)
 	}
 	if err != nil {
 		return err
@@ -294,11 +328,50 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if *wait <= 0 {
 		return nil
 	}
-	return waitReceipts(ctx, e, c, res, *wait)
+	return waitReceipts(ctx, e, c, res, *wait, *asJSON)
+}
+
+// sentJSON and recipientJSON are the --json lines of "mssante send".
+type sentJSON struct {
+	Type      string `json:"type"` // "sent"
+	MessageID string `json:"message_id"`
+}
+
+type recipientJSON struct {
+	Type      string `json:"type"` // "recipient"
+	MessageID string `json:"message_id"`
+	Recipient string `json:"recipient"`
+	State     string `json:"state"`
+	Code      int    `json:"code"`
+	Text      string `json:"text"`
+}
+
+func printSent(e *env, res *bal.SendResult, asJSON bool) {
+	if asJSON {
+		jsonLine(e.stdout, sentJSON{"sent", res.MessageID})
+	} else {
+		fmt.Fprintf(e.stdout, "Message-ID <%s>\n", res.MessageID)
+	}
+	for _, r := range res.Recipients {
+		state := "accepted"
+		switch {
+		case r.AlreadySent:
+			state = "already sent"
+		case !r.Accepted && r.Temporary:
+			state = "refused for now"
+		case !r.Accepted:
+			state = "refused"
+		}
+		if asJSON {
+			jsonLine(e.stdout, recipientJSON{"recipient", res.MessageID, r.Address, state, r.Code, strings.TrimSpace(r.Text)})
+		} else {
+			fmt.Fprintf(e.stdout, "  %-40s %s (%d %s)\n", r.Address, state, r.Code, strings.TrimSpace(r.Text))
+		}
+	}
 }
 
 // waitReceipts watches the BAL until every recipient of res has its final status or d passes.
-func waitReceipts(ctx context.Context, e *env, c *bal.Client, res *bal.SendResult, d time.Duration) error {
+func waitReceipts(ctx context.Context, e *env, c *bal.Client, res *bal.SendResult, d time.Duration, asJSON bool) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	pending := map[string]bool{}
@@ -313,7 +386,7 @@ func waitReceipts(ctx context.Context, e *env, c *bal.Client, res *bal.SendResul
 		if r.MessageID != res.MessageID {
 			return
 		}
-		printReceipt(e, r)
+		printReceipt(e, r, asJSON)
 		if r.Final {
 			delete(pending, strings.ToLower(r.Recipient))
 			if len(pending) == 0 {
@@ -330,7 +403,22 @@ func waitReceipts(ctx context.Context, e *env, c *bal.Client, res *bal.SendResul
 	return err
 }
 
-func printReceipt(e *env, r bal.Receipt) {
+// receiptJSON is the --json line of a receipt (DSN, MDN), in "mssante send" and "receive".
+type receiptJSON struct {
+	Type      string `json:"type"` // "receipt"
+	MessageID string `json:"message_id"`
+	Recipient string `json:"recipient"`
+	Status    string `json:"status"`
+	Code      int    `json:"code,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+	Final     bool   `json:"final"`
+}
+
+func printReceipt(e *env, r bal.Receipt, asJSON bool) {
+	if asJSON {
+		jsonLine(e.stdout, receiptJSON{"receipt", r.MessageID, r.Recipient, fmt.Sprint(r.Status), int(r.Code), r.Detail, r.Final})
+		return
+	}
 	final := ""
 	if r.Final {
 		final = " (final)"
@@ -351,6 +439,57 @@ func messageFromCDA(from mssante.Address, to []mssante.Address, path string, pdf
 	m := &mssante.Message{From: from, To: to, Text: "Veuillez trouver ci-joint un document médical.\n"}
 	if _, err := xdm.Compose(m, []xdm.MailDocument{{CDA: xml, PDF: pdf}}, nil); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// messageFromXDM sends an existing IHE_XDM.ZIP as it is: read with the safe reader, its
+// documents give the mail's documents, patient and subject. The PDF copy of an N1 document
+// is the one it encapsulates; pdf is the copy of a lone structured document.
+func messageFromXDM(from mssante.Address, to []mssante.Address, path string, pdf []byte) (*mssante.Message, error) {
+	z, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pkg, err := xdm.Read(bytes.NewReader(z), int64(len(z)), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m := &mssante.Message{From: from, To: to, XDM: z, Text: "Veuillez trouver ci-joint un document médical.\n"}
+	for _, s := range pkg.Subsets {
+		for _, d := range s.Documents {
+			doc := d.CDA
+			copyPDF := pdf
+			if doc.IsN1() {
+				if mt, data, err := doc.Content(); err == nil && mt == cda.MediaTypePDF {
+					copyPDF = data
+				}
+			}
+			if copyPDF == nil {
+				return nil, exitCode(2, fmt.Errorf("%s: %s is a structured document: give its PDF copy with --pdf", path, d.Path))
+			}
+			date, _ := cda.ParseTS(doc.EffectiveTime.Value)
+			if len(doc.DocumentationOf) > 0 {
+				if iv := doc.DocumentationOf[0].ServiceEvent.EffectiveTime; iv != nil && iv.Low != nil {
+					if t, err := cda.ParseTS(iv.Low.Value); err == nil {
+						date = t
+					}
+				}
+			}
+			ins, _ := doc.INS()
+			m.Documents = append(m.Documents, mssante.Document{Code: doc.Code.Code, DisplayName: doc.Code.DisplayName,
+				Date: date, INS: ins, PDF: copyPDF})
+			if m.Patient == nil {
+				p := doc.Patient()
+				m.Patient = &p
+			}
+		}
+	}
+	if len(m.Documents) == 0 {
+		return nil, fmt.Errorf("%s: the archive holds no document", path)
+	}
+	if pdf != nil && len(m.Documents) > 1 {
+		return nil, exitCode(2, fmt.Errorf("%s: --pdf is the copy of one document, the archive holds %d", path, len(m.Documents)))
 	}
 	return m, nil
 }

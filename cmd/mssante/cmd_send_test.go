@@ -66,8 +66,8 @@ func TestSendReceiveDev(t *testing.T) {
 		}
 	}
 	saved, _ := filepath.Glob(filepath.Join(work, "saved", "*", "*"))
-	if len(saved) != 2 {
-		t.Errorf("saved files %v, want the CDA and the PDF", saved)
+	if len(saved) != 3 {
+		t.Errorf("saved files %v, want the archive, the CDA and the PDF", saved)
 	}
 }
 

@@ -22,14 +22,14 @@ import (
 )
 
 const whitelistUsage = `verify [options] FILE
-       mssante whitelist lookup DOMAIN (--file F | --url U) [options]
+       mssante whitelist lookup DOMAIN (--file F | --url U) [--json] [options]
        mssante whitelist fetch --out F [--url U] [options]
        mssante whitelist sign --key KEY.pem --cert CERT.pem [--generated TIME] [--out F] [ENTRIES.tsv]
 
 verify checks the signature and signer of a liste blanche and prints
 "ok: <entries> entries, <domains> domains, generated <time>", or exits 1 with the reason.
 lookup verifies the list the same way, then prints the operator DNs of DOMAIN, or exits 1 when
-it is not listed. fetch downloads the list over HTTPS (server checked against IGC-Santé),
+it is not listed (with --json, one line {"domain":…,"operator_dn":…} per DN). fetch downloads the list over HTTPS (server checked against IGC-Santé),
 verifies it and writes it to --out. sign writes a list signed in the ANS profile (for tests and
 the dev sandbox) from lines "domain<TAB>operator DN[<TAB>description]" (stdin when no file).
 
@@ -245,7 +245,7 @@ func whitelistVerify(ctx context.Context, e *env, args []string) error {
 	}
 	l, err := verifyFile(pos[0], opts)
 	if err != nil {
-		return err
+		return signerHint(pos[0], &tf, err)
 	}
 	fmt.Fprintln(e.stdout, summary(l))
 	return nil
@@ -286,7 +286,8 @@ func fetchList(ctx context.Context, tf *trustFlags, url, out string) (*whitelist
 }
 
 func whitelistLookup(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "whitelist lookup", "DOMAIN (--file F | --url U) [options]")
+	fs := newFlagSet(e, "whitelist lookup", "DOMAIN (--file F | --url U) [--json] [options]")
+	asJSON := fs.Bool("json", false, `print one JSON object a line: {"domain":…,"operator_dn":…}`)
 	var tf trustFlags
 	tf.register(fs)
 	file := fs.String("file", "", "liste blanche file")
@@ -305,7 +306,9 @@ func whitelistLookup(ctx context.Context, e *env, args []string) error {
 		if opts, err = tf.options(); err != nil {
 			return err
 		}
-		l, err = verifyFile(*file, opts)
+		if l, err = verifyFile(*file, opts); err != nil {
+			err = signerHint(*file, &tf, err)
+		}
 	} else {
 		l, err = fetchList(ctx, &tf, *url, "")
 	}
@@ -321,7 +324,14 @@ func whitelistLookup(ctx context.Context, e *env, args []string) error {
 		for _, dn := range en.OperatorDNs {
 			if !seen[dn] {
 				seen[dn] = true
-				fmt.Fprintln(e.stdout, dn)
+				if *asJSON {
+					jsonLine(e.stdout, struct {
+						Domain     string `json:"domain"`
+						OperatorDN string `json:"operator_dn"`
+					}{pos[0], dn})
+				} else {
+					fmt.Fprintln(e.stdout, dn)
+				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,7 @@ import (
 )
 
 const xdmUsage = `pack --cda FILE [--cda FILE…] -o IHE_XDM.ZIP [--now TIME]
-       mssante xdm inspect [--extract DIR] IHE_XDM.ZIP
+       mssante xdm inspect [--extract DIR] [--json] IHE_XDM.ZIP
 
 pack writes an IHE XDM archive holding the CDA documents (one patient), with README.TXT,
 INDEX.HTM and IHE_XDM/SUBSET01/METADATA.XML derived from the CDA headers. --now fixes the
@@ -25,7 +26,14 @@ inspect opens an archive with the safe reader of package mssante/xdm and prints 
 submission sets, document metadata, patient INS and checks (hash, size, patient, CDA rules);
 known defects of the ANS reference packages are printed as warnings. It exits 1 when the
 archive is refused (unsafe entry, limit, metadata, hash, size or patient mismatch); CDA rule
-failures are printed, and also exit 1 with --strict-cda. --extract writes the documents to DIR.`
+failures are printed, and also exit 1 with --strict-cda. --extract writes the documents to DIR.
+With --json, inspect prints one JSON object a line instead of text:
+  {"type":"subset","subset":"SUBSET01","unique_id":…,"submission_time":…,"source_id":…,
+   "content_type":…,"ins":…,"ins_oid":…}
+  {"type":"document","subset":…,"path":…,"title":…,"unique_id":…,"size":…,"sha1":…,
+   "type_code":…,"class_code":…,"format_code":…,"ins":…,"ins_oid":…,"creation_time":…,
+   "cda_ok":true|false,"cda_rules":…,"findings":[…]}
+  {"type":"warning","text":…}`
 
 func runXDM(ctx context.Context, e *env, args []string) error {
 	subs := map[string]func(*env, []string) error{"pack": xdmPack, "inspect": xdmInspect}
@@ -53,9 +61,13 @@ func xdmPack(e *env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return cdaFlagErr(err)
 	}
-	if len(files) == 0 || *out == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return exitCode(2, nil)
+	switch {
+	case len(files) == 0:
+		return usageError(fs, "--cda FILE is required: the CDA documents to pack")
+	case *out == "":
+		return usageError(fs, "-o FILE is required: the archive to write")
+	case fs.NArg() != 0:
+		return usageError(fs, "unexpected argument %q: give each document with --cda", fs.Arg(0))
 	}
 	opts := &xdm.PackOptions{}
 	if *now != "" {
@@ -86,15 +98,15 @@ func xdmPack(e *env, args []string) error {
 }
 
 func xdmInspect(e *env, args []string) error {
-	fs := newFlagSet(e, "xdm inspect", "[--extract DIR] IHE_XDM.ZIP")
+	fs := newFlagSet(e, "xdm inspect", "[--extract DIR] [--json] IHE_XDM.ZIP")
+	asJSON := fs.Bool("json", false, "print one JSON object a line (fields in \"mssante xdm --help\")")
 	extract := fs.String("extract", "", "write the documents to this directory")
 	strictCDA := fs.Bool("strict-cda", false, "also exit 1 when a document fails a CDA rule")
 	if err := fs.Parse(args); err != nil {
 		return cdaFlagErr(err)
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitCode(2, nil)
+		return usageError(fs, "give one IHE_XDM.ZIP to inspect, after the options")
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -110,12 +122,19 @@ func xdmInspect(e *env, args []string) error {
 		return exitCode(1, err)
 	}
 	w := e.stdout
+	if *asJSON {
+		w = io.Discard
+	}
 	failed := 0
 	for _, s := range pkg.Subsets {
 		ss := s.SubmissionSet
 		fmt.Fprintf(w, "subset %s: submission set %s\n", s.Name, ss.UniqueID)
 		fmt.Fprintf(w, "  submissionTime %s  sourceId %s  contentType %s (%s)\n", ss.SubmissionTime, ss.SourceID, ss.ContentType.Code, ss.ContentType.Scheme)
 		fmt.Fprintf(w, "  patient INS %s (OID %s)\n", ss.PatientID.Value, ss.PatientID.OID)
+		if *asJSON {
+			jsonLine(e.stdout, xdmSubsetJSON{"subset", s.Name, ss.UniqueID, ss.SubmissionTime, ss.SourceID, ss.ContentType.Code,
+				ss.PatientID.Value, ss.PatientID.OID})
+		}
 		for _, d := range s.Documents {
 			en := d.Entry
 			fmt.Fprintf(w, "  document %s: %q\n", d.Path, en.Title)
@@ -125,6 +144,15 @@ func xdmInspect(e *env, args []string) error {
 			r := cda.Validate(d.CDA)
 			for _, fnd := range r.Findings {
 				fmt.Fprintf(w, "    %s\n", fnd)
+			}
+			if *asJSON {
+				line := xdmDocJSON{Type: "document", Subset: s.Name, Path: d.Path, Title: en.Title, UniqueID: en.UniqueID, Size: en.Size,
+					SHA1: strings.ToLower(en.Hash), TypeCode: en.TypeCode.Code, ClassCode: en.ClassCode.Code, FormatCode: en.FormatCode.Code,
+					INS: en.PatientID.Value, INSOID: en.PatientID.OID, CreationTime: en.CreationTime, CDAOK: r.OK(), CDARules: len(r.Checked)}
+				for _, fnd := range r.Findings {
+					line.Findings = append(line.Findings, fmt.Sprint(fnd))
+				}
+				jsonLine(e.stdout, line)
 			}
 			if r.OK() {
 				fmt.Fprintf(w, "    CDA: ok (%d rules)\n", len(r.Checked))
@@ -145,10 +173,49 @@ func xdmInspect(e *env, args []string) error {
 	}
 	for _, wn := range pkg.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wn)
+		if *asJSON {
+			jsonLine(e.stdout, xdmWarningJSON{"warning", wn})
+		}
 	}
 	if failed > 0 && *strictCDA {
 		return exitCode(1, errors.New("a document fails the CDA rules"))
 	}
 	fmt.Fprintln(w, "ok")
 	return nil
+}
+
+// The --json lines of "mssante xdm inspect".
+type xdmSubsetJSON struct {
+	Type           string `json:"type"` // "subset"
+	Subset         string `json:"subset"`
+	UniqueID       string `json:"unique_id"`
+	SubmissionTime string `json:"submission_time"`
+	SourceID       string `json:"source_id"`
+	ContentType    string `json:"content_type"`
+	INS            string `json:"ins"`
+	INSOID         string `json:"ins_oid"`
+}
+
+type xdmDocJSON struct {
+	Type         string   `json:"type"` // "document"
+	Subset       string   `json:"subset"`
+	Path         string   `json:"path"`
+	Title        string   `json:"title"`
+	UniqueID     string   `json:"unique_id"`
+	Size         int64    `json:"size"`
+	SHA1         string   `json:"sha1"`
+	TypeCode     string   `json:"type_code"`
+	ClassCode    string   `json:"class_code"`
+	FormatCode   string   `json:"format_code"`
+	INS          string   `json:"ins"`
+	INSOID       string   `json:"ins_oid"`
+	CreationTime string   `json:"creation_time"`
+	CDAOK        bool     `json:"cda_ok"`
+	CDARules     int      `json:"cda_rules"`
+	Findings     []string `json:"findings,omitempty"`
+}
+
+type xdmWarningJSON struct {
+	Type string `json:"type"` // "warning"
+	Text string `json:"text"`
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -105,17 +106,48 @@ func run(ctx context.Context, args []string, e *env) int {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.err != nil {
-				fmt.Fprintf(e.stderr, "mssante %s: %v\n", c.name, ee.err)
+				fmt.Fprintf(e.stderr, "mssante %s: %s\n", c.name, errorLine(c.name, ee.err))
 			}
 			return ee.code
 		}
-		fmt.Fprintf(e.stderr, "mssante %s: %v\n", c.name, err)
+		fmt.Fprintf(e.stderr, "mssante %s: %s\n", c.name, errorLine(c.name, err))
 		return 1
 	}
 	fmt.Fprintf(e.stderr, "mssante: unknown command %q\n\n", args[0])
 	usage(e.stderr)
 	return 2
 }
+
+// errorLine is err as one line after "mssante NAME: ". The packages' messages start with the
+// package name and wrap each other's, so the same "pkg: " comes back at each level: a package
+// name is kept at its first place only, and dropped when it is the command's own name, already
+// printed. Joined errors are put on one line.
+func errorLine(name string, err error) string {
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	seen := map[string]bool{name: true, "mssante": true} // the line starts with "mssante NAME: "
+	var b strings.Builder
+	for rest := msg; rest != ""; {
+		part, tail, found := strings.Cut(rest, ": ")
+		if !found {
+			b.WriteString(rest)
+			break
+		}
+		rest = tail
+		if errorPackages[part] {
+			if seen[part] {
+				continue
+			}
+			seen[part] = true
+		}
+		b.WriteString(part + ": ")
+	}
+	return b.String()
+}
+
+// errorPackages are the prefixes the module's packages put on their errors.
+var errorPackages = map[string]bool{"mssante": true, "cda": true, "xdm": true, "whitelist": true, "annuaire": true,
+	"transport": true, "bal": true, "sandbox": true, "connector": true, "node": true, "queue": true, "mailbox": true,
+	"imapd": true, "responder": true, "testpki": true}
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: mssante COMMAND [options]\n\nCommands:\n")
@@ -131,8 +163,14 @@ func newFlagSet(e *env, name, usageLine string) *flag.FlagSet {
 	fs := flag.NewFlagSet("mssante "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: mssante %s %s\n\nOptions:\n", name, usageLine)
-		fs.PrintDefaults()
+		fmt.Fprintf(e.stderr, "Usage: mssante %s %s\n", name, usageLine)
+		// A command with subcommands has no options of its own: no empty heading.
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintf(e.stderr, "\nOptions:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
