@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +154,6 @@ func TestDeliverAnswersOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(ob.msgs) != 2 {
-		t.Fatal(fmt.Sprint("replied to a message for another BAL"))
+		t.Fatal("replied to a message for another BAL")
 	}
 }
