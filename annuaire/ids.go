@@ -46,7 +46,6 @@ func nameToCode(table [][2]string, s string) string {
 
 func ppIDTypeName(s string) string        { return codeToName(ppIDTypes, s) }
 func ppIDTypeCode(s string) string        { return nameToCode(ppIDTypes, s) }
-func structureIDTypeName(s string) string { return codeToName(structureIDTypes, s) }
 func structureIDTypeCode(s string) string { return nameToCode(structureIDTypes, s) }
 
 // nationalIDOf builds the idNat of a person from the type and value of its identifier.

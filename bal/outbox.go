@@ -110,13 +110,13 @@ func (r *Record) recipient(addr string) *RecipientState {
 //
 // Folding: the journal of the last run is folded into the ENVID.json files in the background
 // once the outbox is opened (rotated to journal.old.log first); Close only waits for that
-// fold and fsyncs the journal. The files are written (temporary file, rename) without an fsync each, then made
-// durable together by one syncfs of the folder's file system (syncFolded; elsewhere than
-// Linux, an fsync per file), and only then is the journal emptied: a crash at any point
-// leaves either the journal or durable files holding every record, and replay takes the
-// highest Version. When the journal passes maxJournal, sync rotates it (journal.log becomes
-// journal.old.log, fsynced, with a folder fsync for the rename) and folds the rotated
-// segment in the background: a Send never does the fold itself.
+// fold and fsyncs the journal. The files are all written first (temporary file, rename),
+// then made durable (syncFolded: an fsync of each, then one of the folder), and only then is
+// the journal emptied: a crash at any point leaves either the journal or durable files
+// holding every record, and replay takes the highest Version. When the journal passes
+// maxJournal, sync rotates it (journal.log becomes journal.old.log, fsynced, with a folder
+// fsync for the rename) and folds the rotated segment in the background: a Send never does
+// the fold itself.
 //
 // Group commit: a change is appended under mu, then made durable by sync outside mu, so
 // that while one fsync runs other changes are appended (and the next message is sent); one
@@ -140,9 +140,10 @@ type outbox struct {
 	folding chan struct{} // closed when the background fold ends (under syncMu)
 
 	maxJournal int64 // journal size that starts a background fold
-	// hook, when set (tests), is told of every durability step ("fsync", "syncfs") and of
-	// the fold's steps ("fold:written", "fold:synced"); an error it returns fails that step,
-	// as a crash there would stop it. It may be called from the background fold.
+	// hook, when set (tests), is told of every durability step ("fsync") and of the
+	// fold's steps ("fold:written", "fold:sync", "fold:synced"); an error it returns fails
+	// that step, as a crash there would stop it. It may be called from the background
+	// fold, and from several of its goroutines at once.
 	hook func(step string) error
 }
 
@@ -240,7 +241,7 @@ func (b *outbox) fsyncDir() error {
 // foldRecords writes recs to their ENVID.json files (unless a file is newer), then makes
 // them all durable at once.
 func (b *outbox) foldRecords(recs map[string]*Record) error {
-	// Opened before the writes: syncfs reports the writeback errors seen since (Linux).
+	// The folder, fsynced once the files are, for their renames.
 	d, err := os.Open(b.dir)
 	if err != nil {
 		return err
@@ -268,6 +269,63 @@ func (b *outbox) foldRecords(recs map[string]*Record) error {
 		return err
 	}
 	return b.syncFolded(d, written)
+}
+
+// foldSyncs bounds the fsyncs of a fold that run at once. Journaling file systems (ext4,
+// XFS) commit the fsyncs that wait together in one journal transaction, so a fold of many
+// records costs a few commits, not one per record, while flushing only the outbox's files:
+// never the rest of the file system, which the embedding application shares.
+const foldSyncs = 8
+
+// syncFolded makes the folded record files durable: an fsync of each (after all were
+// written, so that their writeback overlaps), then one of the folder for their renames. Each
+// file is reopened for its fsync; Linux reports a writeback error that no one has seen yet
+// to the next fsync of the file, even through a descriptor opened after the error.
+func (b *outbox) syncFolded(dir *os.File, paths []string) error {
+	if err := b.step("fold:sync"); err != nil {
+		return err
+	}
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	next := make(chan string)
+	for range min(foldSyncs, len(paths)) {
+		wg.Go(func() {
+			for p := range next {
+				err := b.fsyncPath(p)
+				if err != nil {
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+				}
+			}
+		})
+	}
+	for _, p := range paths {
+		next <- p
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return b.fsync(dir)
+}
+
+func (b *outbox) fsyncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = b.fsync(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // fold writes every journaled record (of both segments) to its file durably, then starts

@@ -240,5 +240,4 @@ func TestLargeMessageSpooledToDisk(t *testing.T) {
 	}
 }
 
-func osMkdir(p string) error               { return os.MkdirAll(p, 0o700) }
 func osStat(p string) (os.FileInfo, error) { return os.Stat(p) }

@@ -596,8 +596,10 @@ func (c *Client) openSMTP(ctx context.Context) (*smtpConn, error) {
 // here). The protocol is request-reply, so whatever is written is followed by a read of the
 // reply, which sends it. Close does not send what is left: it is only left by an abandoned
 // transaction, and Close may be called from another goroutine (watchCtx). With STARTTLS,
-// greeting is the server's greeting, already read in clear by startTLS, given to go-smtp
-// as its first read (the session then goes on with EHLO inside TLS, as RFC 3207 wants).
+// greeting stands for the server's greeting, which startTLS read in clear: go-smtp reads a
+// 220 before its first command and cannot start past it (TestGoSMTPClientWaitsForGreeting),
+// so it is given this line as its first read and goes on with EHLO inside TLS, as RFC 3207
+// §4.2 wants.
 type flushConn struct {
 	net.Conn
 	w        *bufio.Writer
@@ -619,11 +621,12 @@ func (f *flushConn) Read(p []byte) (int, error) {
 }
 
 // startTLS runs the clear-text start of a submission session (RFC 3207): greeting, EHLO,
-// STARTTLS, then the TLS handshake, and returns the TLS connection and the greeting line.
-// It is done here rather than by go-smtp so that the TLS connection is ours: the message is
-// written to it directly (dotStuffer). The server may say at most 64 KiB in clear; a byte
-// sent after its 220 to STARTTLS is refused, since it would be read as if it came through
-// TLS (command injection, CVE-2011-0411).
+// STARTTLS, then the TLS handshake, and returns the TLS connection and a greeting line for
+// go-smtp (flushConn). It is done here rather than by go-smtp, whose STARTTLS keeps the TLS
+// connection to itself (TestGoSMTPStartTLSKeepsTheTLSConn), so that the TLS connection is
+// ours: the message is written to it directly (dotStuffer). The server may say at most 64
+// KiB in clear; a byte sent after its 220 to STARTTLS is refused, since it would be read as
+// if it came through TLS (command injection, CVE-2011-0411).
 func startTLS(ctx context.Context, raw net.Conn, cfg *tls.Config, name string) (*tls.Conn, []byte, error) {
 	br := bufio.NewReader(io.LimitReader(raw, 64<<10))
 	r := nettextproto.NewReader(br)

@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: whitelist-check [options] DOMAIN...")
+		return errors.New("usage: whitelist-check [options] DOMAIN [DOMAIN ...]")
 	}
 	serverRoots, err := pool(*ca)
 	if err != nil {

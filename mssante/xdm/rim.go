@@ -7,9 +7,6 @@ import "encoding/xml"
 // RegistryObjectList declares, and read in any namespace (ANS files use prefixes).
 
 const (
-	nsLCM = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
-	nsRIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
-
 	statusApproved   = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 	assocHasMember   = "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"
 	assocRPLC        = "urn:ihe:iti:2007:AssociationType:RPLC"

@@ -298,15 +298,30 @@ func (c *candidate) contains(text string, withHeader bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	needle := strings.ToLower(text)
+	return messageContains(b, strings.ToLower(text), withHeader), nil
+}
+
+// messageContains searches the raw message b for the lower-case needle in its decoded text
+// parts (and its header fields when withHeader). A message whose header does not parse is
+// searched as it is.
+func messageContains(b []byte, needle string, withHeader bool) bool {
 	if !mayContain(b, needle) {
-		return false, nil
+		return false
 	}
 	e, err := gomessage.Read(bytes.NewReader(b))
-	if e == nil {
-		return strings.Contains(strings.ToLower(string(b)), needle), nil
+	if !readable(err) {
+		return strings.Contains(strings.ToLower(string(b)), needle)
 	}
-	return entityContains(e, needle, withHeader, 0), nil
+	return entityContains(e, needle, withHeader, 0)
+}
+
+// readable reports whether the entity go-message returned with err can be searched. It can
+// when err only says that a charset or Content-Transfer-Encoding is unknown (go-message then
+// returns the entity with that body left as it is, and an error that IsUnknownCharset or
+// IsUnknownEncoding reports): the body is searched undecoded, and the other parts of the
+// message as usual.
+func readable(err error) bool {
+	return err == nil || gomessage.IsUnknownCharset(err) || gomessage.IsUnknownEncoding(err)
 }
 
 func entityContains(e *gomessage.Entity, needle string, withHeader bool, depth int) bool {
@@ -328,7 +343,7 @@ func entityContains(e *gomessage.Entity, needle string, withHeader bool, depth i
 		}
 		for {
 			p, err := mr.NextPart()
-			if err != nil {
+			if !readable(err) { // io.EOF after the last part
 				return false
 			}
 			if entityContains(p, needle, withHeader, depth+1) {

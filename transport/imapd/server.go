@@ -72,7 +72,6 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	closed    bool
-	sessions  sync.WaitGroup
 	active    int
 	idle      chan struct{} // closed when active drops to 0 during Shutdown
 	ctx       context.Context

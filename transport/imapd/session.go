@@ -609,14 +609,6 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	}
 }
 
-func toFlags(fs []string) []imap.Flag {
-	out := make([]imap.Flag, len(fs))
-	for i, f := range fs {
-		out[i] = imap.Flag(f)
-	}
-	return out
-}
-
 func fromFlags(fs []imap.Flag) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {

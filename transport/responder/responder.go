@@ -38,12 +38,27 @@ import (
 // null sender the responder uses), to the single recipient. Typically a queue.Enqueue.
 type SendFunc func(ctx context.Context, from, to string, msg []byte) error
 
+// Store is the part of a mailbox store the responder uses: it checks its BAL exists, keeps
+// each message it receives in that BAL's INBOX, reads it back to build the reply, and flags
+// it once handled so that a retried delivery is not answered twice. Every mailbox.Store
+// satisfies it; the methods behave as documented there.
+type Store interface {
+	GetBAL(ctx context.Context, address string) (*mailbox.BAL, error)
+	Append(ctx context.Context, bal, mailbox string, r io.Reader, opts *mailbox.AppendOptions) (*mailbox.AppendResult, error)
+	Messages(ctx context.Context, mbox mailbox.MailboxID, sinceModSeq uint64) ([]mailbox.Message, error)
+	Open(ctx context.Context, mbox mailbox.MailboxID, uid uint32) (io.ReadSeekCloser, int64, error)
+	StoreFlags(ctx context.Context, mbox mailbox.MailboxID, uids []uint32, op mailbox.FlagOp, flags []string) ([]mailbox.Message, error)
+}
+
+var _ Store = mailbox.Store(nil)
+
 // Options configures a Responder. Address, Store and Send are required.
 type Options struct {
 	// Address is the responder's BAL; it must exist in Store.
 	Address string
-	// Store keeps the messages the responder received (its BAL's INBOX).
-	Store mailbox.Store
+	// Store keeps the messages the responder received (its BAL's INBOX). A mailbox.Store
+	// satisfies it.
+	Store Store
 	// Send hands replies to the outbound queue.
 	Send SendFunc
 	// Next receives the deliveries for every other address (the connector's LocalDelivery).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +48,9 @@ func setup(t *testing.T) (*Responder, *outbox, *mailbox.SQLite) {
 	st.AddBAL(ctx, &mailbox.BAL{Address: self, Type: mailbox.ORG})
 	st.AddBAL(ctx, &mailbox.BAL{Address: "dpi@hopital.test.mssante.fr", Type: mailbox.APP, CertDN: "CN=dpi"})
 	ob := &outbox{}
-	r, err := New(&Options{Address: self, Store: st, Send: ob.send, Next: local.New(st),
+	// struct{ Store } hides every other mailbox.Store method: the responder must work
+	// with the five it declares.
+	r, err := New(&Options{Address: self, Store: struct{ Store }{st}, Send: ob.send, Next: local.New(st),
 		Now: func() time.Time { return time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +154,6 @@ func TestDeliverAnswersOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(ob.msgs) != 2 {
-		t.Fatal(fmt.Sprint("replied to a message for another BAL"))
+		t.Fatal("replied to a message for another BAL")
 	}
 }

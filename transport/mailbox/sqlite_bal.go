@@ -1,0 +1,210 @@
+package mailbox
+
+import (
+	"context"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mssante-go/sdk/whitelist"
+)
+
+func normAddr(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
+
+// AddBAL implements Store.
+func (s *SQLite) AddBAL(ctx context.Context, b *BAL) error {
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	addr := normAddr(b.Address)
+	t, _ := ParseType(string(b.Type))
+	return s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
+		var n int
+		tx.QueryRowContext(ctx, `SELECT count(*) FROM bal WHERE address=?`, addr).Scan(&n)
+		if n > 0 {
+			return nil, fmt.Errorf("%w: %s", ErrBALExists, addr)
+		}
+		var key string
+		if b.CertDN != "" {
+			key, _ = whitelist.CanonicalDN(b.CertDN) // checked by Validate
+			tx.QueryRowContext(ctx, `SELECT count(*) FROM bal WHERE cert_dn_key=?`, key).Scan(&n)
+			if n > 0 {
+				return nil, ErrCertDNInUse
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO bal(address,type,owner,description,cert_dn,cert_dn_key,quota,retention_s,created) VALUES (?,?,?,?,?,?,?,?,?)`,
+			addr, string(t), b.Owner, b.Description, b.CertDN, key, b.QuotaBytes, int64(b.Retention/time.Second), s.now().Unix())
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: add BAL: %w", err)
+		}
+		if err := s.createMailboxTx(ctx, tx, addr, Inbox); err != nil {
+			return nil, err
+		}
+		return nil, s.audit(tx, "bal-add", addr, "type="+string(t))
+	})
+}
+
+const balCols = `b.address,b.type,b.owner,b.description,b.cert_dn,b.quota,b.retention_s,b.created,b.used,
+	(SELECT count(*) FROM message m JOIN mailbox x ON m.mailbox=x.id WHERE x.bal=b.address)`
+
+func scanBAL(row interface{ Scan(...any) error }) (*BAL, error) {
+	var b BAL
+	var typ string
+	var ret, created int64
+	if err := row.Scan(&b.Address, &typ, &b.Owner, &b.Description, &b.CertDN, &b.QuotaBytes, &ret, &created, &b.UsedBytes, &b.Messages); err != nil {
+		return nil, err
+	}
+	b.Type = Type(typ)
+	b.Retention = time.Duration(ret) * time.Second
+	b.Created = time.Unix(created, 0).UTC()
+	return &b, nil
+}
+
+// GetBAL implements Store.
+func (s *SQLite) GetBAL(ctx context.Context, address string) (*BAL, error) {
+	b, err := scanBAL(s.db.QueryRowContext(ctx, `SELECT `+balCols+` FROM bal b WHERE b.address=?`, normAddr(address)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNoBAL
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return b, nil
+}
+
+// BALByCertDN implements Store.
+func (s *SQLite) BALByCertDN(ctx context.Context, dn string) (*BAL, error) {
+	key, err := whitelist.CanonicalDN(dn)
+	if dn == "" || err != nil {
+		return nil, ErrNoBAL
+	}
+	b, err := scanBAL(s.db.QueryRowContext(ctx, `SELECT `+balCols+` FROM bal b WHERE b.cert_dn_key=? AND b.type='APP'`, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNoBAL
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return b, nil
+}
+
+// ListBALs implements Store.
+func (s *SQLite) ListBALs(ctx context.Context) ([]*BAL, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+balCols+` FROM bal b ORDER BY b.address`)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	var out []*BAL
+	for rows.Next() {
+		b, err := scanBAL(rows)
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// RemoveBAL implements Store.
+func (s *SQLite) RemoveBAL(ctx context.Context, address string) error {
+	addr := normAddr(address)
+	var blobs []string
+	var ids []MailboxID
+	err := s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
+		var n int
+		tx.QueryRowContext(ctx, `SELECT count(*) FROM bal WHERE address=?`, addr).Scan(&n)
+		if n == 0 {
+			return nil, ErrNoBAL
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT m.blob, m.mailbox FROM message m JOIN mailbox x ON m.mailbox=x.id WHERE x.bal=?`, addr)
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		seen := map[MailboxID]bool{}
+		for rows.Next() {
+			var b string
+			var id MailboxID
+			rows.Scan(&b, &id)
+			blobs = append(blobs, b)
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		rows.Close()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM message WHERE mailbox IN (SELECT id FROM mailbox WHERE bal=?)`, addr); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM mailbox WHERE bal=?`, addr); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM bal WHERE address=?`, addr); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		return ids, s.audit(tx, "bal-remove", addr, fmt.Sprintf("messages=%d", len(blobs)))
+	})
+	if err == nil {
+		s.removeBlobs(blobs)
+	}
+	return err
+}
+
+const pbkdf2Iter = 100_000
+
+// SetPassword implements Store. The password is kept as a salted PBKDF2-SHA256 hash.
+func (s *SQLite) SetPassword(ctx context.Context, address, password string) error {
+	var h string
+	if password != "" {
+		salt := make([]byte, 16)
+		rand.Read(salt)
+		key, err := pbkdf2.Key(sha256.New, password, salt, pbkdf2Iter, 32)
+		if err != nil {
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		h = "pbkdf2-sha256$" + fmt.Sprint(pbkdf2Iter) + "$" + base64.RawStdEncoding.EncodeToString(salt) + "$" + base64.RawStdEncoding.EncodeToString(key)
+	}
+	addr := normAddr(address)
+	return s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
+		res, err := tx.ExecContext(ctx, `UPDATE bal SET pwhash=? WHERE address=?`, h, addr)
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, ErrNoBAL
+		}
+		return nil, s.audit(tx, "bal-password", addr, map[bool]string{true: "cleared", false: "set"}[password == ""])
+	})
+}
+
+// CheckPassword implements Store.
+func (s *SQLite) CheckPassword(ctx context.Context, address, password string) error {
+	var h string
+	err := s.db.QueryRowContext(ctx, `SELECT pwhash FROM bal WHERE address=?`, normAddr(address)).Scan(&h)
+	if err != nil || h == "" || password == "" {
+		return ErrAuthFailed
+	}
+	parts := strings.Split(h, "$")
+	if len(parts) != 4 || parts[0] != "pbkdf2-sha256" {
+		return ErrAuthFailed
+	}
+	var iter int
+	fmt.Sscan(parts[1], &iter)
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[2])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[3])
+	if err1 != nil || err2 != nil || iter <= 0 {
+		return ErrAuthFailed
+	}
+	got, err := pbkdf2.Key(sha256.New, password, salt, iter, len(want))
+	if err != nil || subtle.ConstantTimeCompare(got, want) != 1 {
+		return ErrAuthFailed
+	}
+	return nil
+}
