@@ -57,7 +57,7 @@ func annuaireEntries() []annuaire.Entry {
 // writeAnnuaire writes the sample extraction file: the sandbox's BALs, then synthetic ones.
 func writeAnnuaire(info *Info) error {
 	var b bytes.Buffer
-	b.WriteString(annuaire.HeaderLine + "\n")
+	b.WriteString(annuaire.HeaderLine() + "\n")
 	for _, e := range annuaireEntries() {
 		f := e.Fields()
 		b.WriteString(strings.Join(f[:], "|") + "\n")
