@@ -26,7 +26,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *printConfig {
-		fmt.Fprint(e.stdout, connector.DefaultConfigTOML)
+		fmt.Fprint(e.stdout, connector.DefaultConfigTOML())
 		return nil
 	}
 	if *configPath == "" || fs.NArg() > 0 {

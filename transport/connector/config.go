@@ -11,11 +11,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// DefaultConfigTOML is the documented configuration of "mssante serve", every setting with its
-// default value.
-//
+// DefaultConfigTOML returns the documented configuration of "mssante serve", every setting with
+// its default value.
+func DefaultConfigTOML() string { return defaultConfigTOML }
+
 //go:embed config.toml
-var DefaultConfigTOML string
+var defaultConfigTOML string
 
 // Config is the configuration of a whole connector (see DefaultConfigTOML for each field).
 type Config struct {
@@ -140,7 +141,7 @@ type Config struct {
 // DefaultConfig returns the configuration of DefaultConfigTOML.
 func DefaultConfig() *Config {
 	var c Config
-	if _, err := toml.Decode(DefaultConfigTOML, &c); err != nil {
+	if _, err := toml.Decode(defaultConfigTOML, &c); err != nil {
 		panic("connector: embedded config.toml: " + err.Error())
 	}
 	return &c
