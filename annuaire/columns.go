@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/mssante-go/sdk/internal/fold"
 )
 
 // Column is a column of the extraction file, in file order.
@@ -87,7 +89,7 @@ func checkHeader(line string) error {
 	}
 	f := cols
 	for i := range f {
-		if foldString(f[i]) != foldString(header[i]) {
+		if fold.Key(f[i]) != fold.Key(header[i]) {
 			return fmt.Errorf("%w: header column %d is %q, want %q", ErrFormat, i+1, truncate(f[i], 60), header[i])
 		}
 	}
