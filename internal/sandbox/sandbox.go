@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/samplepdf"
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport"
@@ -804,5 +805,5 @@ func writeSamples(info *Info) error {
 	if err := writeAtomic(info.SampleCDA, b.Bytes()); err != nil {
 		return err
 	}
-	return writeAtomic(info.SamplePDF, cda.SamplePDF("Lettre de liaison (exemple fictif, mssante dev)"))
+	return writeAtomic(info.SamplePDF, samplepdf.Page("Lettre de liaison (exemple fictif, mssante dev)"))
 }
