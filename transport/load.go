@@ -12,15 +12,22 @@ import (
 // Chaine_de_certification-IGC-Sante.p7b; see [TrustStore.Add]) and the CRLs of crlFiles (see
 // [TrustStore.AddCRL]): every CA is in the store before the CRLs it signs are checked. This is
 // the set-up of a BAL, a relay or a tool at start, with the trust material its configuration
-// names (Réf. #2 ECO.1.1.6 and ECO.1.1.7: IGC-Santé chain and revocation lists).
+// names (Réf. #2 ECO.1.1.6 and ECO.1.1.7: IGC-Santé chain and revocation lists). Empty names
+// are skipped, so that optional settings can be passed as they are.
 func LoadTrustStore(opts *TrustOptions, caFiles, crlFiles []string) (*TrustStore, error) {
 	s := NewTrustStore(opts)
 	for _, f := range caFiles {
+		if f == "" {
+			continue
+		}
 		if err := s.AddFile(f); err != nil {
 			return nil, err
 		}
 	}
 	for _, f := range crlFiles {
+		if f == "" {
+			continue
+		}
 		if err := s.AddCRLFile(f); err != nil {
 			return nil, err
 		}

@@ -60,7 +60,7 @@ func TestLoadTrustStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca, crl, list, signer := trustFiles(t, pki, false)
-	trust, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true}, []string{ca}, []string{crl})
+	trust, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true}, []string{"", ca}, []string{crl, ""})
 	if err != nil {
 		t.Fatal(err)
 	}
