@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/mssante-go/sdk/internal/fold"
 	"github.com/mssante-go/sdk/mssante"
 )
 
@@ -163,7 +164,7 @@ func (q *Query) check() error {
 	if _, err := mssante.ParseBALType(string(q.Type)); q.Type != "" && (err != nil || q.Type != PER && q.Type != ORG && q.Type != APP && q.Type != CAB) {
 		return fmt.Errorf("%w: BAL type %q", ErrInvalidQuery, q.Type)
 	}
-	q.nameKey = foldString(q.Name)
+	q.nameKey = fold.Key(q.Name)
 	if q.Name != "" && q.nameKey == "" {
 		return fmt.Errorf("%w: a name needs a letter or a digit", ErrInvalidQuery)
 	}
@@ -298,9 +299,9 @@ func page(all []Entry, offset, limit int) *Result {
 // single spaces.
 func NameKey(e *Entry) string {
 	if e.Person.LastName != "" {
-		return string(appendNameKey(nil, e.Person.LastName, e.Person.FirstName))
+		return string(fold.AppendNameKey(nil, e.Person.LastName, e.Person.FirstName))
 	}
-	return foldString(e.Structure.Name)
+	return fold.Key(e.Structure.Name)
 }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/mssante-go/sdk/internal/fold"
 )
 
 // Column is a column of the extraction file, in file order.
@@ -48,8 +50,10 @@ const (
 	NumColumns // the number of columns: 31
 )
 
-// Header holds the column names of the extraction file's header line, in order.
-var Header = [NumColumns]string{
+// Header returns the column names of the extraction file's header line, in order.
+func Header() [NumColumns]string { return header }
+
+var header = [NumColumns]string{
 	"Type de BAL", "Adresse BAL", "Type Identifiant PP", "Identifiant PP",
 	"Identification nationale PP", "Type identifiant structure", "Identification Structure",
 	"Service de rattachement", "Civilité d'exercice", "Nom d'exercice", "Prénom d'exercice",
@@ -61,8 +65,10 @@ var Header = [NumColumns]string{
 	"L6LIGNEACHEMINEMENT", "Code postal", "Département", "Pays",
 }
 
-// HeaderLine is the header line of the extraction file, without its line end.
-var HeaderLine = strings.Join(Header[:], "|")
+// HeaderLine returns the header line of the extraction file, without its line end.
+func HeaderLine() string { return headerLine }
+
+var headerLine = strings.Join(header[:], "|")
 
 // MaxLineSize bounds one line of the extraction file (the real lines are under 1 kB).
 const MaxLineSize = 64 << 10
@@ -83,8 +89,8 @@ func checkHeader(line string) error {
 	}
 	f := cols
 	for i := range f {
-		if foldString(f[i]) != foldString(Header[i]) {
-			return fmt.Errorf("%w: header column %d is %q, want %q", ErrFormat, i+1, truncate(f[i], 60), Header[i])
+		if fold.Key(f[i]) != fold.Key(header[i]) {
+			return fmt.Errorf("%w: header column %d is %q, want %q", ErrFormat, i+1, truncate(f[i], 60), header[i])
 		}
 	}
 	return nil

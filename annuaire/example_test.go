@@ -13,7 +13,7 @@ import (
 	"github.com/mssante-go/sdk/annuaire/annuairetest"
 )
 
-var example = annuaire.HeaderLine + "\n" +
+var example = annuaire.HeaderLine() + "\n" +
 	"PER|helene.lefevre@medecin.mssante.fr|8|10003456786|810003456786||||MME|LEFÈVRE|Hélène|C|Civil|10|Médecin|||O|||||12||R|DE LA PAIX||40100 DAX|40100|40|FRANCE\n" +
 	"ORG|cardio@ch-dax.mssante.fr||||1|1400780284|Cardiologie||||||||||N|CENTRE HOSPITALIER DE DAX||||1||BD|YVES DU MANOIR||40107 DAX CEDEX|40107|40|FRANCE\n"
 

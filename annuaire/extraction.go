@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/mssante-go/sdk/internal/fold"
 )
 
 // Extraction is an extraction file loaded into memory and indexed: by address, by national
@@ -415,9 +417,9 @@ func (c *chunk) scan(data string, from, to int) {
 		}
 		c.strus[i] = spanOf(data, strings.TrimSpace(f[ColStructureID]))
 		if last := strings.TrimSpace(f[ColLastName]); last != "" {
-			c.keys = appendNameKey(c.keys, last, strings.TrimSpace(f[ColFirstName]))
+			c.keys = fold.AppendNameKey(c.keys, last, strings.TrimSpace(f[ColFirstName]))
 		} else {
-			c.keys = appendFold(c.keys, strings.TrimSpace(f[ColStructureName]))
+			c.keys = fold.AppendKey(c.keys, strings.TrimSpace(f[ColStructureName]))
 		}
 		c.keyEnds = append(c.keyEnds, uint32(len(c.keys)))
 		at = next

@@ -24,7 +24,7 @@ func TestSplitNoFalseSeparator(t *testing.T) {
 			t.Fatalf("field %d = %q, want %q", i, f[i], cols[i])
 		}
 	}
-	x := loadText(t, HeaderLine+"\n"+line+"\n")
+	x := loadText(t, HeaderLine()+"\n"+line+"\n")
 	if got := x.Lookup(nil, "A}B@X.FR"); len(got) != 1 || got[0].Postal.Country != "FRANCE" || got[0].Structure.Service != "}" {
 		t.Fatalf("Lookup = %+v", got)
 	}
@@ -35,7 +35,7 @@ func TestSplitNoFalseSeparator(t *testing.T) {
 // (CRLF line ends, a trailing '|', a last line without its line end).
 func TestFieldsAtMatchesParseLine(t *testing.T) {
 	for _, text := range []string{genText(t, 3000), sample, strings.TrimSuffix(sample, "\r\n"),
-		HeaderLine + "\n" + "PER|a}b@c" + strings.Repeat("|}", 29) + "x|"} {
+		HeaderLine() + "\n" + "PER|a}b@c" + strings.Repeat("|}", 29) + "x|"} {
 		x, err := Load(strings.NewReader(text), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -70,7 +70,7 @@ func TestEntryAtTrims(t *testing.T) {
 		line(map[Column]string{ColAddress: "s@b.fr", ColPPIDType: "RPPS", ColPPID: "10000000001", ColStructureIDType: "9", ColDematerialisation: "oui"}),
 		line(map[Column]string{ColAddress: "r@b.fr", ColPPIDType: "X", ColStructureIDType: "3", ColStructureID: "12345678901234"}),
 	}
-	x := loadText(t, HeaderLine+"\r\n"+strings.Join(lines, "\r\n"))
+	x := loadText(t, HeaderLine()+"\r\n"+strings.Join(lines, "\r\n"))
 	checkIndex(t, x)
 	for i, want := range []byte{recordTrim, recordTrim, recordLong, recordTrim, 0, recordTrim, 0, 0, 0} {
 		if got := x.records[i][0] & (recordLong | recordTrim); got != want {
@@ -112,8 +112,8 @@ func TestLookupPastSlotLines(t *testing.T) {
 // is found by TypeOf and Lookup, in any ASCII case.
 func FuzzIndex(f *testing.F) {
 	f.Add(sample)
-	f.Add(HeaderLine + "\n" + "PER|a}b@c" + strings.Repeat("|}", 29) + "x|")
-	f.Add(HeaderLine + "\nORG| A@b |" + strings.Repeat("|", 29) + "\r\nPER|a@B" + strings.Repeat("|", 29))
+	f.Add(HeaderLine() + "\n" + "PER|a}b@c" + strings.Repeat("|}", 29) + "x|")
+	f.Add(HeaderLine() + "\nORG| A@b |" + strings.Repeat("|", 29) + "\r\nPER|a@B" + strings.Repeat("|", 29))
 	f.Fuzz(func(t *testing.T, text string) {
 		x, err := Load(strings.NewReader(text), &LoadOptions{MaxSize: 1 << 20})
 		if err != nil {
@@ -200,7 +200,7 @@ func TestTypeOf(t *testing.T) {
 // them, and a query with spaces finds nothing (the address column is trimmed, the query not).
 func TestLookupSpacedAddress(t *testing.T) {
 	_, body, _ := strings.Cut(sample, "\n")
-	text := HeaderLine + "\n" + strings.Replace(body, "|helene.lefevre@medecin.mssante.fr|", "| helene.lefevre@medecin.mssante.fr\u00a0|", 1)
+	text := HeaderLine() + "\n" + strings.Replace(body, "|helene.lefevre@medecin.mssante.fr|", "| helene.lefevre@medecin.mssante.fr\u00a0|", 1)
 	x := loadText(t, text)
 	if got := x.Lookup(nil, "Helene.Lefevre@medecin.mssante.fr"); len(got) != 1 || got[0].Person.LastName != "LEFÈVRE" {
 		t.Fatalf("Lookup = %+v", got)

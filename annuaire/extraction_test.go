@@ -232,22 +232,6 @@ func TestLoadFileZip(t *testing.T) {
 	}
 }
 
-func TestFold(t *testing.T) {
-	for in, want := range map[string]string{
-		"Lefèvre-d'Ornano":  "LEFEVRE D ORNANO",
-		"  ŒUVRARD  Zoé ":   "OEUVRARD ZOE",
-		"MARTIN":            "MARTIN",
-		"*)(mail=*":         "MAIL",
-		"Straße ÆØ":         "STRASSE AEO",
-		"日本":                "",
-		"CH-Dax (urgences)": "CH DAX URGENCES",
-	} {
-		if got := foldString(in); got != want {
-			t.Errorf("fold(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func BenchmarkLookup(b *testing.B) {
 	x := loadText(b, genText(b, 100000))
 	r, _ := x.Search(context.Background(), Query{Limit: 1000})

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/mssante-go/sdk/internal/postcode"
 	"github.com/mssante-go/sdk/mssante"
 )
 
@@ -1048,7 +1049,7 @@ func resourceEntry(r *fhirResource) Entry {
 }
 
 func postalAddress(a *fhirAddress) PostalAddress {
-	p := PostalAddress{PostalCode: a.PostalCode, Country: a.Country, Departement: mssante.DepartementOf(a.PostalCode)}
+	p := PostalAddress{PostalCode: a.PostalCode, Country: a.Country, Departement: postcode.Departement(a.PostalCode)}
 	if a.PostalCode != "" || a.City != "" {
 		p.CityLine = strings.TrimSpace(a.PostalCode + " " + a.City)
 	}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mssante-go/sdk/internal/fold"
 )
 
 // fakeANS is a FHIR server holding the Practitioner, PractitionerRole and Organization
@@ -215,7 +217,7 @@ func (r *fakeResource) matches(name, value string) (bool, error) {
 		}
 	case "name": // string: a part of the name starts with value, ignoring case and accents
 		if r.typ == "Practitioner" || r.typ == "Organization" {
-			return anyOf(r.names, func(n string) bool { return strings.HasPrefix(foldString(n), foldString(value)) }), nil
+			return anyOf(r.names, func(n string) bool { return strings.HasPrefix(fold.Key(n), fold.Key(value)) }), nil
 		}
 	}
 	return false, fmt.Errorf("unknown search parameter %s on %s", name, r.typ)

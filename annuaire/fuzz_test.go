@@ -49,9 +49,9 @@ func FuzzParseLine(f *testing.F) {
 // FuzzLoad: any file either fails or loads into an index whose every address is found.
 func FuzzLoad(f *testing.F) {
 	f.Add(sample)
-	f.Add(HeaderLine + "\n")
-	f.Add(HeaderLine)
-	f.Add(HeaderLine + "\n\n\r\n" + strings.Repeat("|", 30))
+	f.Add(HeaderLine() + "\n")
+	f.Add(HeaderLine())
+	f.Add(HeaderLine() + "\n\n\r\n" + strings.Repeat("|", 30))
 	f.Fuzz(func(t *testing.T, text string) {
 		x, err := Load(strings.NewReader(text), &LoadOptions{MaxSize: 1 << 20})
 		if err != nil {

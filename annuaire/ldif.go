@@ -10,12 +10,13 @@ import (
 	"strings"
 )
 
-// Schema is the default LDAP schema (OpenLDAP "include" format) of [DefaultProfile]: the
+// Schema returns the default LDAP schema (OpenLDAP "include" format) of [DefaultProfile]: the
 // attribute names of the MSSanté LDAP schema seen in public code, plus attributes of our own
 // for the other columns of the extraction file. See the file's comments for its OIDs.
-//
+func Schema() string { return schema }
+
 //go:embed schema/mssante.schema
-var Schema string
+var schema string
 
 // Profile maps the columns of an extraction line onto the attributes of an LDAP directory.
 type Profile struct {
@@ -252,7 +253,7 @@ func SchemaLDIF() string {
 		}
 		def = nil
 	}
-	for _, line := range strings.Split(Schema, "\n") {
+	for _, line := range strings.Split(schema, "\n") {
 		t := strings.TrimSpace(line)
 		switch {
 		case t == "" || strings.HasPrefix(t, "#"):

@@ -96,7 +96,7 @@ func (s *testSlapd) start(t *testing.T, slapdBin, slapadd string) error {
 	if err := os.WriteFile(caPath, append(pki.RootPEM(), pki.IntermediatePEM()...), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "mssante.schema"), []byte(Schema), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "mssante.schema"), []byte(Schema()), 0o600); err != nil {
 		return err
 	}
 	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {

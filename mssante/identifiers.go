@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mssante-go/sdk/internal/luhn"
 )
 
 // Identifier errors. Every parse error wraps one of these.
@@ -171,7 +173,7 @@ func ParseRPPS(s string) (string, error) {
 	if len(s) != 11 || !allDigits(s) {
 		return "", fmt.Errorf("%w: want 11 digits", ErrRPPS)
 	}
-	if !luhn(s) {
+	if !luhn.Valid(s) {
 		return "", fmt.Errorf("%w: Luhn check digit does not match", ErrRPPS)
 	}
 	return s, nil
@@ -195,7 +197,7 @@ func ParseFINESS(s string) (string, error) {
 	if len(s) != 9 || !deptDigits(s) {
 		return "", fmt.Errorf("%w: want 9 digits (2A/2B allowed as department)", ErrFINESS)
 	}
-	if allDigits(s) && !luhn(s) {
+	if allDigits(s) && !luhn.Valid(s) {
 		return "", fmt.Errorf("%w: Luhn check digit does not match", ErrFINESS)
 	}
 	return s, nil
@@ -203,7 +205,7 @@ func ParseFINESS(s string) (string, error) {
 
 // ParseSIREN checks a SIREN: 9 digits with a Luhn check digit.
 func ParseSIREN(s string) (string, error) {
-	if len(s) != 9 || !allDigits(s) || !luhn(s) {
+	if len(s) != 9 || !allDigits(s) || !luhn.Valid(s) {
 		return "", fmt.Errorf("%w: want 9 digits with a Luhn check digit", ErrSIREN)
 	}
 	return s, nil
@@ -225,10 +227,10 @@ func ParseSIRET(s string) (string, error) {
 		}
 		return s, nil
 	}
-	if !luhn(s[:9]) {
+	if !luhn.Valid(s[:9]) {
 		return "", fmt.Errorf("%w: SIREN part fails its Luhn check", ErrSIRET)
 	}
-	if !luhn(s) {
+	if !luhn.Valid(s) {
 		return "", fmt.Errorf("%w: Luhn check digit does not match", ErrSIRET)
 	}
 	return s, nil
@@ -401,36 +403,6 @@ func checkInternal(v string, parse func(string) (string, error)) error {
 	return err
 }
 
-func luhn(s string) bool {
-	sum := 0
-	double := false
-	for i := len(s) - 1; i >= 0; i-- {
-		d := int(s[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return sum%10 == 0
-}
-
-// LuhnDigit returns the check digit that makes digits+digit pass the Luhn check.
-func LuhnDigit(digits string) (byte, error) {
-	if !allDigits(digits) {
-		return 0, errors.New("mssante: Luhn input is not all digits")
-	}
-	for d := byte('0'); d <= '9'; d++ {
-		if luhn(digits + string(d)) {
-			return d, nil
-		}
-	}
-	panic("unreachable")
-}
-
 func allDigits(s string) bool {
 	if s == "" {
 		return false
@@ -457,23 +429,4 @@ func atoi(s string) int {
 		n = n*10 + int(s[i]-'0')
 	}
 	return n
-}
-
-// DepartementOf derives the département code from a French postal code: its first two
-// digits, three overseas (97x, 98x), 2A or 2B in Corsica (20000–20199 and 20200–20999, the
-// usual rule; some communes are exceptions). "" when the code is not five digits.
-func DepartementOf(postalCode string) string {
-	cp := postalCode
-	if len(cp) != 5 || strings.Trim(cp, "0123456789") != "" {
-		return ""
-	}
-	switch {
-	case cp[:2] == "97" || cp[:2] == "98":
-		return cp[:3]
-	case cp[:2] == "20" && cp[2] <= '1':
-		return "2A"
-	case cp[:2] == "20":
-		return "2B"
-	}
-	return cp[:2]
 }

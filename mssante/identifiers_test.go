@@ -177,18 +177,6 @@ func TestProfessionalAndStructureIDs(t *testing.T) {
 	}
 }
 
-func TestLuhnDigit(t *testing.T) {
-	for in, want := range map[string]byte{"1000345678": '6', "75080344": '7', "7328293200007": '4'} {
-		d, err := LuhnDigit(in)
-		if err != nil || d != want {
-			t.Errorf("LuhnDigit(%s) = %c, %v; want %c", in, d, err, want)
-		}
-	}
-	if _, err := LuhnDigit("12a"); err == nil {
-		t.Error("non-digits accepted")
-	}
-}
-
 func TestNationalIDs(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -248,14 +236,5 @@ func TestNationalIDs(t *testing.T) {
 	}
 	if _, err := NewNationalID(true, KindRPPS, "01234567897"); !errors.Is(err, ErrNationalID) {
 		t.Errorf("structure RPPS has no prefix: %v", err)
-	}
-}
-
-func TestDepartementOf(t *testing.T) {
-	for cp, want := range map[string]string{"40107": "40", "97405": "974", "98800": "988", "20000": "2A", "20199": "2A",
-		"20250": "2B", "2A000": "", "401": "", "401070": ""} {
-		if got := DepartementOf(cp); got != want {
-			t.Errorf("DepartementOf(%q) = %q, want %q", cp, got, want)
-		}
 	}
 }

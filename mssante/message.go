@@ -14,14 +14,11 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
-	"golang.org/x/text/unicode/norm"
+	"github.com/mssante-go/sdk/internal/fold"
 )
 
 // Compose errors.
@@ -160,16 +157,6 @@ func (o *ComposeOptions) maxSize() int64 {
 	return o.MaxSize
 }
 
-// Fold removes accents (and the œ/æ ligatures) from s, keeping the base letters.
-func Fold(s string) string {
-	s = strings.NewReplacer("œ", "oe", "Œ", "OE", "æ", "ae", "Æ", "AE", "ß", "ss").Replace(s)
-	out, _, err := transform.String(transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC), s)
-	if err != nil {
-		return s
-	}
-	return out
-}
-
 func cut(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s
@@ -190,14 +177,14 @@ func DocumentSubject(p *Patient, docs []Document) (string, error) {
 	case 0:
 		return "", fmt.Errorf("%w: no document", ErrInvalidMessage)
 	case 1:
-		label = cut(strings.TrimSpace(Fold(docs[0].DisplayName)), 40)
+		label = cut(strings.TrimSpace(fold.Accents(docs[0].DisplayName)), 40)
 		if label == "" {
 			return "", fmt.Errorf("%w: document without display name", ErrInvalidMessage)
 		}
 	default:
 		label = fmt.Sprintf("%d documents", len(docs))
 	}
-	s := SubjectPrefix + label + " " + strings.ToUpper(Fold(strings.TrimSpace(p.BirthName))) + " " + Fold(strings.TrimSpace(p.FirstGivenName))
+	s := SubjectPrefix + label + " " + strings.ToUpper(fold.Accents(strings.TrimSpace(p.BirthName))) + " " + fold.Accents(strings.TrimSpace(p.FirstGivenName))
 	if !p.BirthDate.IsZero() {
 		s += " " + p.BirthDate.Format("02/01/2006")
 	}
@@ -215,10 +202,10 @@ func PDFName(d Document, p *Patient) (string, error) {
 		strings.TrimSpace(d.DisplayName) == "" {
 		return "", fmt.Errorf("%w: a PDF name needs the act date, document type, birth name and first given name", ErrInvalidMessage)
 	}
-	parts := []string{d.Date.Format("20060102"), cut(strings.TrimSpace(Fold(d.DisplayName)), 40),
-		strings.ToUpper(Fold(strings.TrimSpace(p.BirthName))), Fold(strings.TrimSpace(p.FirstGivenName))}
+	parts := []string{d.Date.Format("20060102"), cut(strings.TrimSpace(fold.Accents(d.DisplayName)), 40),
+		strings.ToUpper(fold.Accents(strings.TrimSpace(p.BirthName))), fold.Accents(strings.TrimSpace(p.FirstGivenName))}
 	if f := strings.TrimSpace(p.FileNumber); f != "" {
-		parts = append(parts, Fold(f))
+		parts = append(parts, fold.Accents(f))
 	}
 	name := strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f || strings.ContainsRune(`/\:*?"<>|`, r) {

@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+	"github.com/mssante-go/sdk/internal/fold"
 )
 
 // ErrMalformed is wrapped by every error about a message that cannot be read.
@@ -346,7 +347,7 @@ func (m *Message) readHeader(h mail.Header) error {
 
 // koSubjectCode recognises "[KO Intégration système !][90x] …" (accents optional).
 func koSubjectCode(subject string) (MDNCode, bool) {
-	rest, ok := strings.CutPrefix(Fold(subject), Fold(KOSubjectPrefix))
+	rest, ok := strings.CutPrefix(fold.Accents(subject), fold.Accents(KOSubjectPrefix))
 	if !ok || len(rest) < 5 || rest[0] != '[' || rest[4] != ']' {
 		return 0, false
 	}

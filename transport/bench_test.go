@@ -31,14 +31,14 @@ func BenchmarkMutualTLSHandshake(b *testing.B) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    f.pki.Roots(),
 		MinVersion:   tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
-		CipherSuites: transport.DefaultCipherSuites,
+		CipherSuites: transport.DefaultCipherSuites(),
 	}
 	plainClient := &tls.Config{
 		Certificates: []tls.Certificate{cliCert},
 		RootCAs:      f.pki.Roots(),
 		ServerName:   "localhost",
 		MinVersion:   tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
-		CipherSuites: transport.DefaultCipherSuites,
+		CipherSuites: transport.DefaultCipherSuites(),
 	}
 	dialer := &transport.Dialer{Options: transport.TLSOptions{Trust: f.trust, Certificates: []tls.Certificate{cliCert}}}
 

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"os"
 
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/whitelist"
 )
 
 // Example runs a mutual-TLS server and dials it with a BAL applicative's certificate. In
@@ -76,4 +79,30 @@ func Example() {
 	// Output:
 	// client sees CN=localhost,OU=12345678200010,O=HOPITAL DE TEST,ST=Haute-Garonne (31),C=FR
 	// server sees CN=bal.app@hopital.test,OU=12345678200010,O=HOPITAL DE TEST,ST=Haute-Garonne (31),C=FR
+}
+
+// At start, a BAL or a relay loads the trust material its configuration names, then verifies
+// the liste blanche against the same CAs and CRLs. Here a test PKI and a list it signed stand
+// in for IGC-Santé and the ANS list.
+func ExampleLoadTrustStore() {
+	dir, _ := os.MkdirTemp("", "trust")
+	defer os.RemoveAll(dir)
+	pki, _ := testpki.New(nil)
+	caFile, crlFile, listFile, signer, _ := writeTrustFiles(pki, dir, false)
+
+	trust, err := transport.LoadTrustStore(
+		&transport.TrustOptions{NoIGCSanteRoot: true}, // in production: nil, the IGC-Santé root
+		[]string{caFile},  // in production: the ANS bundle Chaine_de_certification-IGC-Sante.p7b
+		[]string{crlFile}, // in production: the CRLs of the IGC-Santé CAs
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	list, err := trust.VerifyWhitelistFile(listFile,
+		&whitelist.VerifyOptions{Signer: signer}) // in production: nil, whitelist.DefaultSigner
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(list.CheckDomain("ch-exemple.mssante.fr"))
+	// Output: <nil>
 }

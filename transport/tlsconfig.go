@@ -11,16 +11,19 @@ import (
 
 // Cipher suites of Réf. #2 ECO.1.1.3 that crypto/tls implements. 0xC028
 // (TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384) is in the list too but Go does not implement it.
-var (
-	// DefaultCipherSuites are enabled by default: 0xC030 and 0xC02F.
-	DefaultCipherSuites = []uint16{
+
+// DefaultCipherSuites returns the suites enabled by default: 0xC030 and 0xC02F. Each call
+// returns a new slice, so a caller may change it without changing the suites of the process.
+func DefaultCipherSuites() []uint16 {
+	return []uint16{
 		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 	}
-	// CBCCipherSuite is 0xC027, added by TLSOptions.AllowCBC: Go lists it among its insecure
-	// suites (CBC with HMAC-SHA256, Lucky13-style timing), so it is off unless a peer needs it.
-	CBCCipherSuite uint16 = tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
-)
+}
+
+// CBCCipherSuite is 0xC027, added by TLSOptions.AllowCBC: Go lists it among its insecure
+// suites (CBC with HMAC-SHA256, Lucky13-style timing), so it is off unless a peer needs it.
+const CBCCipherSuite uint16 = tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
 
 // TLSOptions configures ServerConfig and ClientConfig.
 type TLSOptions struct {
@@ -60,7 +63,7 @@ func (o *TLSOptions) defaults() TLSOptions {
 }
 
 func (o *TLSOptions) suites() []uint16 {
-	s := slices.Clone(DefaultCipherSuites)
+	s := DefaultCipherSuites()
 	if o.AllowCBC {
 		s = append(s, CBCCipherSuite)
 	}

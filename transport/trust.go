@@ -180,6 +180,19 @@ func (s *TrustStore) Intermediates() *x509.CertPool {
 	return s.inters.Clone()
 }
 
+// CRLs returns the CRLs the store holds, the last valid one of each CA, for verifications
+// done outside a TLS handshake (the liste blanche's signer, for example). The CRLs are shared
+// with the store: callers must not modify them.
+func (s *TrustStore) CRLs() []*x509.RevocationList {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	crls := make([]*x509.RevocationList, 0, len(s.crls))
+	for _, e := range s.crls {
+		crls = append(crls, e.crl)
+	}
+	return crls
+}
+
 // knownIssuer reports whether a CA of the store has c's issuer as its subject.
 func (s *TrustStore) knownIssuer(c *x509.Certificate) bool {
 	s.mu.RLock()
@@ -258,6 +271,7 @@ func sameCA(a, b *x509.Certificate) bool {
 
 // crlEntry is the last valid CRL of one CA.
 type crlEntry struct {
+	crl        *x509.RevocationList
 	issuer     *x509.Certificate
 	number     *big.Int
 	thisUpdate time.Time
@@ -312,6 +326,7 @@ func (s *TrustStore) AddCRL(data []byte) error {
 		return errorf("CRL: issuer not in the trust store: %w", ErrUnknownAuthority)
 	}
 	e := &crlEntry{
+		crl:        crl,
 		issuer:     issuer,
 		number:     crl.Number,
 		thisUpdate: crl.ThisUpdate,

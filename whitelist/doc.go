@@ -34,11 +34,12 @@
 // own DateDeGeneration with [VerifyOptions.UseListDate]), and it must not be on a CRL given in
 // [VerifyOptions.CRLs].
 //
-// Verifying the real 2025-02-28 file with a pinned signer certificate (the IGC-Santé
-// intermediate "AC IGC-SANTE ELEMENTAIRE ORGANISATIONS" is not shipped with this module) proves
-// that the bytes were signed by the holder of that certificate's key and have not changed since;
-// it does not prove that the certificate was issued by IGC-Santé, nor that it was not revoked:
-// that takes Roots (with the intermediate) and a CRL.
+// The package ships the certificate that signs the ANS list, [DefaultSignerCertificate], but not
+// the IGC-Santé intermediate "AC IGC-SANTE ELEMENTAIRE ORGANISATIONS" that issued it. Verifying
+// the real 2025-02-28 file with that certificate pinned proves that the bytes were signed by
+// the holder of that certificate's key and have not changed since; it does not prove that the
+// certificate was issued by IGC-Santé, nor that it was not revoked: that takes Roots (with the
+// intermediate) and a CRL.
 //
 // # Domains and DNs
 //

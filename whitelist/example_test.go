@@ -68,3 +68,14 @@ func ExampleStore() {
 	s := st.State()
 	fmt.Println(s.Generated, s.Age, s.LastSuccess, s.LastError, s.TooOld)
 }
+
+// The certificate that signs the ANS list, to pin when the IGC-Santé intermediate that issued
+// it is not at hand: whitelist.Verify(f, &whitelist.VerifyOptions{PinnedSigner: cert}).
+func ExampleDefaultSignerCertificate() {
+	cert := whitelist.DefaultSignerCertificate()
+	fmt.Println(cert.Subject)
+	fmt.Println(cert.NotAfter.Format(time.DateOnly))
+	// Output:
+	// CN=alb.mssante.fr,OU=347976684200724,O=CAPGEMINI TECHNOLOGY SERVICES,ST=Hauts-de-Seine (92),C=FR
+	// 2026-08-23
+}

@@ -51,7 +51,8 @@ const (
 )
 
 // VerifyOptions says whom to trust and when. A nil *VerifyOptions has no trust anchor, so
-// Verify refuses every list: set Roots, PinnedSigner, or both.
+// Verify refuses every list: set Roots, PinnedSigner (for the ANS list,
+// [DefaultSignerCertificate]), or both.
 type VerifyOptions struct {
 	// Roots are the trusted roots (IGC-Santé) the signer certificate must chain to at the
 	// verification time. Nil: no chain check, PinnedSigner is then required.

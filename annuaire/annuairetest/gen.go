@@ -15,7 +15,8 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/internal/luhn"
+	"github.com/mssante-go/sdk/internal/postcode"
 )
 
 // FullSize is the number of data lines of the real file in 2026.
@@ -155,7 +156,7 @@ func (g *generator) per(i int) []string {
 	if g.r.IntN(2) == 0 {
 		p = professions[g.r.IntN(5)] // médecins are the most numerous
 	}
-	rpps := luhn(fmt.Sprintf("10%08d", g.r.IntN(100000000)))
+	rpps := withLuhn(fmt.Sprintf("10%08d", g.r.IntN(100000000)))
 	f[0] = "PER"
 	f[1] = fmt.Sprintf("%s.%s%d@%s", mailPart(first), mailPart(last), i%1000, domains[p[4][0]-'0'])
 	f[2], f[3], f[4] = "8", rpps, "8"+rpps
@@ -192,11 +193,11 @@ func (g *generator) structure(f []string) {
 	c := cities[g.r.IntN(len(cities))]
 	if g.r.IntN(4) > 0 {
 		dept := c.cp[:2] // Corsican FINESS numbers start 2A or 2B: keep to digits here
-		finess := luhn(fmt.Sprintf("%s%06d", dept, g.r.IntN(1000000)))
+		finess := withLuhn(fmt.Sprintf("%s%06d", dept, g.r.IntN(1000000)))
 		f[5], f[6] = "1", "1"+finess
 	} else {
-		siren := luhn(fmt.Sprintf("%08d", g.r.IntN(100000000)))
-		siret := luhn(fmt.Sprintf("%s%04d", siren, 1+g.r.IntN(9999)))
+		siren := withLuhn(fmt.Sprintf("%08d", g.r.IntN(100000000)))
+		siret := withLuhn(fmt.Sprintf("%s%04d", siren, 1+g.r.IntN(9999)))
 		f[5], f[6] = "3", "3"+siret
 	}
 	f[18] = g.pick(orgKinds) + " " + c.name
@@ -205,7 +206,7 @@ func (g *generator) structure(f []string) {
 	}
 	g.address(f)
 	f[28], f[27] = c.cp, c.cp+" "+c.name
-	f[29] = mssante.DepartementOf(c.cp)
+	f[29] = postcode.Departement(c.cp)
 }
 
 func (g *generator) address(f []string) {
@@ -222,7 +223,7 @@ func (g *generator) address(f []string) {
 	}
 	f[24], f[25] = g.pick(streetTypes), g.pick(streets)
 	f[27], f[28] = c.cp+" "+c.name, c.cp
-	f[29] = mssante.DepartementOf(c.cp)
+	f[29] = postcode.Departement(c.cp)
 	f[30] = "FRANCE"
 }
 
@@ -266,9 +267,9 @@ func mailPart(s string) string {
 	return b.String()
 }
 
-// luhn appends the Luhn check digit to the digits s (RPPS, FINESS, SIREN and SIRET keys).
-func luhn(s string) string {
-	d, err := mssante.LuhnDigit(s)
+// withLuhn appends the Luhn check digit to the digits s (RPPS, FINESS, SIREN and SIRET keys).
+func withLuhn(s string) string {
+	d, err := luhn.Digit(s)
 	if err != nil {
 		panic(err) // s is made of digits here
 	}

@@ -57,7 +57,7 @@ func runAnnuaire(ctx context.Context, e *env, args []string) error {
 			_, err := io.WriteString(e.stdout, annuaire.SchemaLDIF())
 			return err
 		}
-		_, err := io.WriteString(e.stdout, annuaire.Schema)
+		_, err := io.WriteString(e.stdout, annuaire.Schema())
 		return err
 	case "-h", "--help", "help":
 		fmt.Fprintf(e.stdout, "Usage: mssante annuaire %s\n", annuaireUsage)

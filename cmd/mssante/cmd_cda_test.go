@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mssante-go/sdk/mssante/cda"
+	"github.com/mssante-go/sdk/internal/samplepdf"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -52,7 +52,7 @@ func TestCDAExampleBuildValidate(t *testing.T) {
 
 func TestCDABuildPDFFileAndRefusals(t *testing.T) {
 	dir := t.TempDir()
-	pdf := cda.SamplePDF("test")
+	pdf := samplepdf.Page("test")
 	os.WriteFile(filepath.Join(dir, "doc.pdf"), pdf, 0o644)
 	js := `{"kind":"n1","pdfFile":"doc.pdf"}`
 	os.WriteFile(filepath.Join(dir, "in.json"), []byte(js), 0o644)

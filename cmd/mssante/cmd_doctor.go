@@ -133,19 +133,12 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	} else {
 		cfg.Resolver = net.DefaultResolver
 		cfg.Addr = func(host, ip, service string) string { return net.JoinHostPort(ip, doctorPorts[service]) }
-		cfg.Trust = transport.NewTrustStore(&transport.TrustOptions{Revocation: transport.RevocationBestEffort})
-		if *serverCA != "" {
-			if err := cfg.Trust.AddFile(*serverCA); err != nil {
-				return err
-			}
+		trust, err := transport.LoadTrustStore(&transport.TrustOptions{Revocation: transport.RevocationBestEffort},
+			[]string{*serverCA}, commaList(*crls))
+		if err != nil {
+			return err
 		}
-		for _, f := range strings.Split(*crls, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				if err := cfg.Trust.AddCRLFile(f); err != nil {
-					return err
-				}
-			}
-		}
+		cfg.Trust = trust
 		cfg.List = func(ctx context.Context) (*whitelist.List, error) {
 			if strings.HasPrefix(*wl, "https://") {
 				return fetchList(ctx, &tf, *wl, "")

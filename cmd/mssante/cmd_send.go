@@ -209,18 +209,9 @@ func (c *connFlags) explicit(o *bal.Options) error {
 		}
 		o.TLS.Certificates = []tls.Certificate{cert}
 	}
-	trust := transport.NewTrustStore(nil)
-	if c.trust != "" {
-		if err := trust.AddFile(c.trust); err != nil {
-			return fmt.Errorf("%s: %w", c.trust, err)
-		}
-	}
-	for _, f := range strings.Split(c.crl, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			if err := trust.AddCRLFile(f); err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-		}
+	trust, err := transport.LoadTrustStore(nil, []string{c.trust}, commaList(c.crl))
+	if err != nil {
+		return err
 	}
 	o.TLS.Trust = trust
 	if c.whitelistFile == "" {
@@ -240,6 +231,15 @@ func (c *connFlags) explicit(o *bal.Options) error {
 	}
 	o.Whitelist = wl
 	return nil
+}
+
+// commaList splits a comma-separated flag value into its trimmed items.
+func commaList(s string) []string {
+	items := strings.Split(s, ",")
+	for i := range items {
+		items[i] = strings.TrimSpace(items[i])
+	}
+	return items
 }
 
 func runSend(ctx context.Context, e *env, args []string) error {

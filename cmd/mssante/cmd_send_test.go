@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/samplepdf"
 	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/mssante"
@@ -30,7 +31,7 @@ func TestSendReceiveDev(t *testing.T) {
 	defer sb.Close()
 	work := t.TempDir()
 	pdf := filepath.Join(work, "lettre.pdf")
-	if err := os.WriteFile(pdf, cda.SamplePDF("Lettre de liaison (test)"), 0o600); err != nil {
+	if err := os.WriteFile(pdf, samplepdf.Page("Lettre de liaison (test)"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
@@ -112,7 +113,7 @@ func TestMessageFromCDA(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ldl.xml")
 	os.WriteFile(path, xml, 0o600)
 	m, err := messageFromCDA(mssante.MustAddress("", "dpi@a.example"), []mssante.Address{mssante.MustAddress("", "b@b.example")},
-		path, cda.SamplePDF("copie"))
+		path, samplepdf.Page("copie"))
 	if err != nil {
 		t.Fatal(err)
 	}

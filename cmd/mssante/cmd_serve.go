@@ -25,7 +25,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *printConfig {
-		fmt.Fprint(e.stdout, node.DefaultConfigTOML)
+		fmt.Fprint(e.stdout, node.DefaultConfigTOML())
 		return nil
 	}
 	if *configPath == "" || fs.NArg() > 0 {

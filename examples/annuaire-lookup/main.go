@@ -16,7 +16,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,7 +52,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&q.Address, "address", "", "the BAL address itself")
 	typ := fs.String("type", "", "BAL type: PER, ORG, APP or CAB")
 	wl := fs.String("whitelist", "", "a liste blanche file, to say whether each BAL's domain is listed")
-	roots := fs.String("roots", "", "PEM roots for the signer of --whitelist (default: the IGC-Santé root)")
+	roots := fs.String("roots", "", "CA certificates (PEM, DER or .p7b) for the signer of --whitelist (default: the IGC-Santé root)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,8 +64,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	var list *whitelist.List
 	if *wl != "" {
-		var err error
-		if list, err = readList(*wl, *roots); err != nil {
+		trust, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: *roots != ""}, []string{*roots}, nil)
+		if err != nil {
+			return err
+		}
+		if list, err = trust.VerifyWhitelistFile(*wl, nil); err != nil {
 			return err
 		}
 	}
@@ -108,26 +110,4 @@ func domain(addr string) string {
 		}
 	}
 	return ""
-}
-
-// readList verifies a liste blanche file against roots (PEM; the IGC-Santé root by default).
-func readList(path, roots string) (*whitelist.List, error) {
-	p := x509.NewCertPool()
-	if roots == "" {
-		p.AddCert(transport.IGCSanteRoot())
-	} else {
-		b, err := os.ReadFile(roots)
-		if err != nil {
-			return nil, err
-		}
-		if !p.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("%s: no PEM certificate", roots)
-		}
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return whitelist.Verify(f, &whitelist.VerifyOptions{Roots: p})
 }

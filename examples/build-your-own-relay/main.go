@@ -40,7 +40,6 @@ import (
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/mailbox/local"
 	"github.com/mssante-go/sdk/transport/queue"
-	"github.com/mssante-go/sdk/whitelist"
 )
 
 func main() {
@@ -82,16 +81,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	// 1. Trust: IGC-Santé (or the test CA), with CRLs; our certificate.
-	trust := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: *caFile != ""})
-	if *caFile != "" {
-		if err := trust.AddFile(*caFile); err != nil {
-			return err
-		}
-	}
-	if *crlFile != "" {
-		if err := trust.AddCRLFile(*crlFile); err != nil {
-			return err
-		}
+	trust, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: *caFile != ""},
+		[]string{*caFile}, []string{*crlFile})
+	if err != nil {
+		return err
 	}
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {
@@ -99,14 +92,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	tlsOpts := &transport.TLSOptions{Trust: trust, Certificates: []tls.Certificate{cert}}
 
-	// 2. The liste blanche, verified; ListedOperator also lets the relay accept DSNs (null
-	// sender) from a listed operator. A long-running operator uses a whitelist.Store instead.
-	wf, err := os.Open(*wlFile)
-	if err != nil {
-		return err
-	}
-	list, err := whitelist.Verify(wf, &whitelist.VerifyOptions{Roots: trust.Roots()})
-	wf.Close()
+	// 2. The liste blanche, verified against the same CAs and CRLs; ListedOperator also lets the
+	// relay accept DSNs (null sender) from a listed operator. A long-running operator uses a
+	// whitelist.Store instead.
+	list, err := trust.VerifyWhitelistFile(*wlFile, nil)
 	if err != nil {
 		return err
 	}

@@ -70,20 +70,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	trust := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: *caFile != ""})
-	if *caFile != "" {
-		if err := trust.AddFile(*caFile); err != nil {
-			return err
-		}
-	}
-	if err := trust.AddCRLFile(*crlFile); err != nil {
+	trust, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: *caFile != ""},
+		[]string{*caFile}, []string{*crlFile})
+	if err != nil {
 		return err
 	}
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {
 		return err
 	}
-	list, err := verifyWhitelist(*wlFile, trust, *wlSigner)
+	list, err := trust.VerifyWhitelistFile(*wlFile, &whitelist.VerifyOptions{Signer: *wlSigner})
 	if err != nil {
 		return err
 	}
@@ -175,14 +171,4 @@ func fileSafe(s string) string {
 		}
 		return '_'
 	}, strings.ReplaceAll(s, "..", "__"))
-}
-
-// verifyWhitelist verifies the signed liste blanche with the CAs of the trust store.
-func verifyWhitelist(path string, trust *transport.TrustStore, signer string) (*whitelist.List, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return whitelist.Verify(f, &whitelist.VerifyOptions{Roots: trust.Roots(), Intermediates: trust.Intermediates(), Signer: signer})
 }

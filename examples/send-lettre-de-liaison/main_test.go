@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/bal"
+	"github.com/mssante-go/sdk/internal/samplepdf"
 	"github.com/mssante-go/sdk/internal/sandbox"
-	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport"
 )
 
@@ -57,7 +57,7 @@ func TestSendLettreDeLiaison(t *testing.T) {
 
 	dir := t.TempDir()
 	pdf := filepath.Join(dir, "lettre.pdf")
-	os.WriteFile(pdf, cda.SamplePDF("Lettre de liaison (test)"), 0o600)
+	os.WriteFile(pdf, samplepdf.Page("Lettre de liaison (test)"), 0o600)
 	sbal, sop := info.BAL(from), info.OperatorOf(from)
 	var out bytes.Buffer
 	err = run(ctx, []string{"--from", from, "--to", to, "--pdf", pdf,

@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("whitelist-check", flag.ContinueOnError)
 	url := fs.String("url", whitelist.DefaultURL, "URL of the liste blanche (https)")
 	ca := fs.String("ca", "", "PEM roots for the HTTPS server (default: the IGC-Santé root)")
-	roots := fs.String("roots", "", "PEM roots (and intermediates) for the signer of the list (default: the IGC-Santé root)")
+	roots := fs.String("roots", "", "CA certificates (PEM, DER or .p7b) for the signer of the list (default: the IGC-Santé root)")
 	signer := fs.String("signer", "", "expected signer DN (default: the ANS signer)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	signerRoots, err := pool(*roots)
+	trust, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: *roots != ""}, []string{*roots}, nil)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		URL: *url,
 		Client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: serverRoots}}},
-		Verify: whitelist.VerifyOptions{Roots: signerRoots, Signer: *signer},
+		Verify: *trust.WhitelistOptions(&whitelist.VerifyOptions{Signer: *signer}),
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mssante-go/sdk/annuaire"
 	"github.com/mssante-go/sdk/annuaire/annuairetest"
+	"github.com/mssante-go/sdk/internal/luhn"
 	"github.com/mssante-go/sdk/mssante"
 )
 
@@ -14,7 +15,7 @@ const syntheticLines = 200
 
 // withKey appends the Luhn key to digits (RPPS, FINESS).
 func withKey(digits string) string {
-	k, err := mssante.LuhnDigit(digits)
+	k, err := luhn.Digit(digits)
 	if err != nil {
 		return digits
 	}
@@ -57,7 +58,7 @@ func annuaireEntries() []annuaire.Entry {
 // writeAnnuaire writes the sample extraction file: the sandbox's BALs, then synthetic ones.
 func writeAnnuaire(info *Info) error {
 	var b bytes.Buffer
-	b.WriteString(annuaire.HeaderLine + "\n")
+	b.WriteString(annuaire.HeaderLine() + "\n")
 	for _, e := range annuaireEntries() {
 		f := e.Fields()
 		b.WriteString(strings.Join(f[:], "|") + "\n")

@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/samplepdf"
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport"
@@ -197,27 +198,25 @@ func (i *Info) OperatorOf(addr string) *Operator {
 // Trust returns a trust store holding the test PKI and its CRL, as a BAL or an operator of the
 // sandbox trusts it.
 func (i *Info) Trust() (*transport.TrustStore, error) {
-	t := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true})
-	if err := t.AddFile(i.CAFile); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	if err := t.AddCRLFile(i.CRLFile); err != nil {
+	t, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true}, []string{i.CAFile}, []string{i.CRLFile})
+	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	return t, nil
 }
 
-// Whitelist verifies the signed liste blanche file of the sandbox against the test PKI.
+// Whitelist verifies the signed liste blanche file of the sandbox against the test PKI and its
+// CRL.
 func (i *Info) Whitelist() (*whitelist.List, error) {
 	t, err := i.Trust()
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(i.WhitelistFile)
+	l, err := t.VerifyWhitelistFile(i.WhitelistFile, &whitelist.VerifyOptions{Signer: i.WhitelistSigner})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	return whitelist.VerifyBytes(b, &whitelist.VerifyOptions{Roots: t.Roots(), Signer: i.WhitelistSigner})
+	return l, nil
 }
 
 // ClientTLS returns the TLS configuration a BAL uses towards its operator's servers (named
@@ -803,5 +802,5 @@ func writeSamples(info *Info) error {
 	if err := writeAtomic(info.SampleCDA, b.Bytes()); err != nil {
 		return err
 	}
-	return writeAtomic(info.SamplePDF, cda.SamplePDF("Lettre de liaison (exemple fictif, mssante dev)"))
+	return writeAtomic(info.SamplePDF, samplepdf.Page("Lettre de liaison (exemple fictif, mssante dev)"))
 }

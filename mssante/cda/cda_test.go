@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/samplepdf"
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/mssante"
 )
@@ -98,7 +99,7 @@ func TestRoundTrip(t *testing.T) {
 func TestN1Content(t *testing.T) {
 	in := Sample(KindN1)
 	// Large enough to take the fast path of the parser.
-	in.PDF = append(SamplePDF("x"), bytes.Repeat([]byte("% padding line\n"), 20000)...)
+	in.PDF = append(samplepdf.Page("x"), bytes.Repeat([]byte("% padding line\n"), 20000)...)
 	b := mustMarshal(t, mustBuild(t, in))
 	d, err := ParseBytes(b, nil)
 	if err != nil {
@@ -231,8 +232,8 @@ func TestValidateRules(t *testing.T) {
 			if !found {
 				t.Fatalf("rule %s did not fire: %v", tt.rule, r.Findings)
 			}
-			if len(r.Checked) != len(Rules) {
-				t.Fatalf("checked %d rules, want %d", len(r.Checked), len(Rules))
+			if len(r.Checked) != len(Rules()) {
+				t.Fatalf("checked %d rules, want %d", len(r.Checked), len(Rules()))
 			}
 			// A strict parse of the broken document fails with the same rule.
 			b := mustMarshal(t, d)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,10 +107,13 @@ func (d *Document) IsN1() bool { return hasTemplate(d.TemplateIDs, TemplateXDSSD
 // IsLDLSES reports whether the document declares the LDL-SES template.
 func (d *Document) IsLDLSES() bool { return hasTemplate(d.TemplateIDs, TemplateLDLSES) }
 
-// Rules are the checks [Validate] runs, in order. They restate the CI-SIS "Structuration
+// Rules returns the checks [Validate] runs, in order. They restate the CI-SIS "Structuration
 // minimale" schematron (StrucMin), the CDA R2 document-core IG, the LDL-SES_2022.01 schematron
 // and the N1 (XDS-SD) rules as digested in cda-xdm.md §1.
-var Rules = []Rule{
+// Each call returns a new slice.
+func Rules() []Rule { return slices.Clone(rules) }
+
+var rules = []Rule{
 	{"HDR-REALM", "StrucMin: count(realmCode[@code='FR'])=1", func(d *Document, fail func(Severity, string, ...any)) {
 		if len(d.RealmCode) != 1 || d.RealmCode[0].Code != "FR" {
 			fail(Error, "exactly one realmCode with code FR required")
@@ -347,7 +351,7 @@ var Rules = []Rule{
 // Validate runs every rule of [Rules] on d.
 func Validate(d *Document) *Report {
 	r := &Report{}
-	for _, rule := range Rules {
+	for _, rule := range rules {
 		r.Checked = append(r.Checked, rule.ID)
 		rule.check(d, func(sev Severity, format string, args ...any) {
 			r.Findings = append(r.Findings, Finding{Rule: rule.ID, Severity: sev, Message: fmt.Sprintf(format, args...)})

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mssante-go/sdk/internal/samplepdf"
 	"github.com/mssante-go/sdk/mssante"
-	"github.com/mssante-go/sdk/mssante/cda"
 )
 
 func addr(t *testing.T, s string) mssante.Address {
@@ -23,7 +23,7 @@ func TestComposeRead(t *testing.T) {
 	docs := twoDocs(t)
 	m := &mssante.Message{From: addr(t, "service.cardio@hopital.mssante.fr"), To: []mssante.Address{addr(t, "dr.martin@medecin.mssante.fr")},
 		Text: "Lettre de liaison ci-jointe.", NIL: "mssante-go-test"}
-	_, err := Compose(m, []MailDocument{{CDA: docs[0], PDF: cda.SamplePDF("copie LDL")}, {CDA: docs[1]}}, &PackOptions{Now: clock})
+	_, err := Compose(m, []MailDocument{{CDA: docs[0], PDF: samplepdf.Page("copie LDL")}, {CDA: docs[1]}}, &PackOptions{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -278,7 +277,7 @@ func serverTLS(o *transport.TLSOptions) *tls.Config {
 		Certificates: o.Certificates,
 		MinVersion:   tls.VersionTLS12,
 		MaxVersion:   tls.VersionTLS12,
-		CipherSuites: slices.Clone(transport.DefaultCipherSuites),
+		CipherSuites: transport.DefaultCipherSuites(),
 		// No CA list in the CertificateRequest: a client then sends the certificate it has and
 		// an untrusted one gets 550 5.7.1 instead of an anonymous session.
 		ClientAuth: tls.RequestClientCert,

@@ -11,11 +11,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// DefaultConfigTOML is the documented configuration of "mssante serve", every setting with its
-// default value.
-//
+// DefaultConfigTOML returns the documented configuration of "mssante serve", every setting
+// with its default value.
+func DefaultConfigTOML() string { return defaultConfigTOML }
+
 //go:embed config.toml
-var DefaultConfigTOML string
+var defaultConfigTOML string
 
 // Config is the configuration of a whole node: the connector's mail path and what runs beside
 // it. Each field is a table of the TOML file; DefaultConfigTOML documents every setting.
@@ -194,7 +195,7 @@ type LogConfig struct {
 // DefaultConfig returns the configuration of DefaultConfigTOML.
 func DefaultConfig() *Config {
 	var c Config
-	if _, err := toml.Decode(DefaultConfigTOML, &c); err != nil {
+	if _, err := toml.Decode(defaultConfigTOML, &c); err != nil {
 		panic("node: embedded config.toml: " + err.Error())
 	}
 	return &c
