@@ -91,7 +91,9 @@ func TestEndToEndConnectors(t *testing.T) {
 		if err := checkLettre(m); err != nil {
 			return err
 		}
+		got.mu.Lock() // decide runs on the watcher's goroutine, outside the recorder's lock
 		insSeen = append(insSeen, m.INS)
+		got.mu.Unlock()
 		if m.Patient.BirthName == "INCONNU" {
 			return Reject(mssante.CodeUnknownPatient)
 		}
@@ -115,6 +117,9 @@ func TestEndToEndConnectors(t *testing.T) {
 			len(sent.finals(lost.MessageID)) == 1 && len(sent.finals(plain.MessageID)) == 1
 	})
 
+	// A's final receipt for the message without MDN is its success DSN, which can come before
+	// B's watcher has handed that message: wait for B too.
+	got.waitFor(t, "B's three messages", 90*time.Second, func() bool { return len(got.handled) >= 3 })
 	got.mu.Lock()
 	if got.handled[ok.MessageID] != 1 || got.handled[ko.MessageID] != 1 || got.handled[plain.MessageID] != 1 || len(got.handled) != 3 {
 		t.Errorf("B handled %v", got.handled)

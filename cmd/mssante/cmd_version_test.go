@@ -44,7 +44,11 @@ func TestVersionOfDocumentedBuild(t *testing.T) {
 	if v.CGO || v.Go == "" || v.Version == "" || v.Version == "unknown" {
 		t.Errorf("version --json = %+v", v)
 	}
-	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+	// In a clone (.git a directory), the toolchain stamps the revision; a linked work tree
+	// (.git a file) gets no VCS stamp from go build here, so only a clone is compared.
+	if fi, err := os.Stat("../../.git"); err != nil || !fi.IsDir() {
+		t.Logf("not a clone: revision %q not compared with HEAD", v.Revision)
+	} else if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
 		if want := strings.TrimSpace(string(head)); v.Revision != want {
 			t.Errorf("revision = %q, want the checkout's HEAD %q", v.Revision, want)
 		}
