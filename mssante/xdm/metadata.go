@@ -156,7 +156,7 @@ func EntryUUIDFor(uniqueID string) string { return uuidURN("entry\x00" + uniqueI
 // classCodes is ASS_X04-CorrespondanceType-Classe for the document types the builders make
 // (each row as the ANS reference packages of ansforge/interop-exemples-xdm write it: 11490-0
 // and 11502-2 → 10 "Compte rendu", 34133-9 → 11 "Synthèse").
-// Other types are refused (the full ASS_X04 table is not embedded yet).
+// Other types are refused: the package embeds these rows of ASS_X04, not the whole table.
 var classCodes = map[string]Code{
 	"11490-0": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
 	"11502-2": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
