@@ -9,7 +9,8 @@
 //   - [github.com/mssante-go/sdk/whitelist]: the ANS liste blanche, verified and enforced.
 //   - [github.com/mssante-go/sdk/annuaire]: the Annuaire Santé (LDAP, extraction file, FHIR).
 //   - [github.com/mssante-go/sdk/transport]: IGC-Santé trust and TLS; its sub-packages hold
-//     the reference connector (queue, SMTP servers, mailbox store, IMAP, node).
+//     the reference connector (queue, SMTP servers and delivery, audit, metrics, antivirus,
+//     mailbox store, IMAP, test responder, and the node that wires them).
 //   - [github.com/mssante-go/sdk/bal]: the applicative BAL client a DPI embeds.
 //   - cmd/mssante: the binary (connector, dev sandbox, tools).
 //

@@ -208,8 +208,8 @@ func TestTrim(t *testing.T) {
 // call whose result is unused and the allocation count is that of a real call.
 var trimSink string
 
-// BenchmarkTrimAccented trims values that end with an accented letter, the case the fast
-// path used to send to strings.TrimSpace.
+// BenchmarkTrimAccented trims values with accented letters, some at the end: trim and
+// trimSlow keep them as they are, without calling strings.TrimSpace.
 func BenchmarkTrimAccented(b *testing.B) {
 	vals := []string{"LEFÈVRE", "Hélène", "ANDRÉ", "DUPONT", "Médecin", "CHÂTEAU-THIERRY", "René"}
 	for b.Loop() {

@@ -13,15 +13,6 @@ import (
 	"testing"
 )
 
-// pendingFileCitations are the paths (a folder ends with "/") whose comments may still cite
-// files outside the repository. Every other check of TestCitations applies to them. An entry
-// that no longer needs to be here makes the test fail, so the list only shrinks.
-var pendingFileCitations = []string{
-	"transport/connector/",
-	"mssante/cda/validate.go", // the comment on Rules
-	"whitelist/verify.go",     // the comment on DefaultSigner
-}
-
 // The forms of citation the test knows. Each gives the id looked up in references.md.
 var citationForms = []struct {
 	re *regexp.Regexp
@@ -39,7 +30,7 @@ var citationForms = []struct {
 var (
 	// mdFile is a Markdown file named in a comment.
 	mdFile = regexp.MustCompile(`(?:^|[\s("'\x60])((?:[\w.-]*/)*[\w.-]+\.md)\b`)
-	// digest is how comments used to name the team's notes, which are not in the repository.
+	// digest names the team's notes, which are not in the repository.
 	digest = regexp.MustCompile(`(?i)\bMSSant[ée] digest\b|\bdigested in\b|\bas digested\b`)
 	// time.RFC3339 and its kin are Go constants, not citations.
 	timeConst = regexp.MustCompile(`\btime\.RFC\d+\w*`)
@@ -76,11 +67,11 @@ func readReferences(t *testing.T) map[string]bool {
 
 // citationProblems returns what is wrong with the citations in the comments of one Go source
 // file: rel is its path from the module root, root the module root (for .md files it names).
-func citationProblems(rel string, src []byte, root string, ids map[string]bool, pendingFiles bool) (problems []string, fileCitations int) {
+func citationProblems(rel string, src []byte, root string, ids map[string]bool) (problems []string) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, rel, src, parser.ParseComments|parser.SkipObjectResolution)
 	if err != nil {
-		return []string{err.Error()}, 0
+		return []string{err.Error()}
 	}
 	for _, g := range f.Comments {
 		text := strings.Join(strings.Fields(g.Text()), " ")
@@ -94,22 +85,17 @@ func citationProblems(rel string, src []byte, root string, ids map[string]bool, 
 				}
 			}
 		}
-		var files []string
 		for _, m := range mdFile.FindAllStringSubmatch(text, -1) {
 			p := m[1]
 			if filepath.IsAbs(p) || !exists(filepath.Join(root, p)) && !exists(filepath.Join(root, filepath.Dir(rel), p)) {
-				files = append(files, where+": cites "+p+", which is not in the repository: cite the public document (docs/references.md)")
+				problems = append(problems, where+": cites "+p+", which is not in the repository: cite the public document (docs/references.md)")
 			}
 		}
 		if m := digest.FindString(text); m != "" {
-			files = append(files, where+": cites the team's notes ("+m+"), which are not in the repository: cite the public document (docs/references.md)")
-		}
-		fileCitations += len(files)
-		if !pendingFiles {
-			problems = append(problems, files...)
+			problems = append(problems, where+": cites the team's notes ("+m+"), which are not in the repository: cite the public document (docs/references.md)")
 		}
 	}
-	return problems, fileCitations
+	return problems
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
@@ -127,15 +113,6 @@ func itoa(n int) string {
 	}
 }
 
-func pending(rel string) (string, bool) {
-	for _, p := range pendingFileCitations {
-		if rel == p || strings.HasSuffix(p, "/") && strings.HasPrefix(rel, p) {
-			return p, true
-		}
-	}
-	return "", false
-}
-
 // TestCitations checks every comment of every Go file of the module: each document it cites
 // in one of the known forms (RFC 5321, Réf. #2, ITI TF-3, ITI-32, TRE_R257, SC.MSS/…,
 // CI-SIS LDL-SES) is on references.md, and no comment cites a Markdown file that is not in the
@@ -146,7 +123,6 @@ func TestCitations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	used := map[string]bool{}
 	files := 0
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -169,13 +145,8 @@ func TestCitations(t *testing.T) {
 			return err
 		}
 		files++
-		p, isPending := pending(rel)
-		problems, fileCitations := citationProblems(rel, src, root, ids, isPending)
-		for _, pr := range problems {
+		for _, pr := range citationProblems(rel, src, root, ids) {
 			t.Error(pr)
-		}
-		if isPending && fileCitations > 0 {
-			used[p] = true
 		}
 		return nil
 	})
@@ -184,11 +155,6 @@ func TestCitations(t *testing.T) {
 	}
 	if files < 100 {
 		t.Fatalf("only %d Go files found under %s", files, root)
-	}
-	for _, p := range pendingFileCitations {
-		if !used[p] {
-			t.Errorf("pendingFileCitations: %s cites no file outside the repository any more: remove it from the list", p)
-		}
 	}
 }
 
@@ -202,17 +168,14 @@ func TestCitationsCatchUnknown(t *testing.T) {
 // time.RFC3339 is not a citation.
 func Send() {}
 `)
-	got, n := citationProblems("p/p.go", src, t.TempDir(), ids, false)
+	got := citationProblems("p/p.go", src, t.TempDir(), ids)
 	want := []string{"RFC 9999", "Réf. #7", "ITI TF-9", "TRE_R999", "spec/mssante.md", "MSSanté digest"}
 	for _, w := range want {
 		if !slices.ContainsFunc(got, func(g string) bool { return strings.Contains(g, w) }) {
 			t.Errorf("%s not reported; got %q", w, got)
 		}
 	}
-	if len(got) != len(want) || n != 2 {
-		t.Errorf("got %d problems (%d file citations), want %d (2): %q", len(got), n, len(want), got)
-	}
-	if got, _ := citationProblems("p/p.go", src, t.TempDir(), ids, true); len(got) != 4 {
-		t.Errorf("pending path: got %q, want the 4 document problems only", got)
+	if len(got) != len(want) {
+		t.Errorf("got %d problems, want %d: %q", len(got), len(want), got)
 	}
 }

@@ -23,12 +23,15 @@
 // wrapped in a [*CertError] or returned as is, testable with errors.Is and errors.As on the side
 // that detects it.
 //
-// Start with [NewTrustStore], then [ClientConfig] or [ServerConfig]. Specifications
-// (docs/references.md): Réf. #2 ECO.1.1.x, IGC-Santé, the Liste blanche's DN form.
+// Start with [NewTrustStore], or [LoadTrustStore] for CA and CRL files, then [ClientConfig] or
+// [ServerConfig]; [TrustStore.VerifyWhitelistFile] verifies a liste blanche file against the
+// same trust. Specifications (docs/references.md): Réf. #2 ECO.1.1.x, IGC-Santé, the Liste
+// blanche's DN form.
 //
 // The connector lives in the sub-packages: transport/queue (the durable queue),
-// transport/connector (the SMTP servers and delivery), transport/mailbox and
-// transport/mailbox/local (the mailbox store and local delivery), transport/imapd (IMAP
-// access), transport/responder (the test responder), and transport/node, which wires them
-// into one operator node.
+// transport/connector (the SMTP servers and outbound delivery), transport/audit (the audit
+// log), transport/metrics (Prometheus metrics), transport/antivirus (content scanning,
+// ClamAV), transport/mailbox and transport/mailbox/local (the mailbox store and local
+// delivery), transport/imapd (IMAP access), transport/responder (the test responder), and
+// transport/node, which owns the configuration and wires them into one operator node.
 package transport

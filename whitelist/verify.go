@@ -24,9 +24,9 @@ const (
 	// DefaultURL is where the ANS publishes the list.
 	DefaultURL = "https://espacedeconfiance.mssante.fr/listeblanchemssante.xml"
 	// DefaultSigner is the subject of the certificate that signed the list in 2025 (issued by
-	// AC IGC-SANTE ELEMENTAIRE ORGANISATIONS, valid 2023-08-23 to 2026-08-23). Which subject
-	// verifiers should expect is UNCONFIRMED by the ANS texts (spec/mssante.md §1.3): this is the
-	// safe reading, the one observed; set VerifyOptions.Signer when the ANS changes it.
+	// AC IGC-SANTE ELEMENTAIRE ORGANISATIONS, valid 2023-08-23 to 2026-08-23), as the
+	// published file carries it. The ANS texts do not say which signer a verifier should
+	// expect; the default is this observed one, and VerifyOptions.Signer sets another.
 	DefaultSigner = "CN=alb.mssante.fr,OU=347976684200724,O=CAPGEMINI TECHNOLOGY SERVICES,ST=Hauts-de-Seine (92),C=FR"
 	// DefaultMaxSize bounds the document (the 2025 list is 3.7 MB).
 	DefaultMaxSize = 64 << 20

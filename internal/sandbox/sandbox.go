@@ -610,7 +610,7 @@ func quoteList(l []string) string {
 }
 
 // stopTimeout bounds the stop of each connector (its own grace period for open sessions is
-// 30 s): Ctrl-C must never hang.
+// limits.shutdown_grace, 30 s by default): Ctrl-C must never hang.
 const stopTimeout = 45 * time.Second
 
 // Close stops every server of the sandbox and closes its stores. The state folder stays. An

@@ -107,10 +107,11 @@ func (d *Document) IsN1() bool { return hasTemplate(d.TemplateIDs, TemplateXDSSD
 // IsLDLSES reports whether the document declares the LDL-SES template.
 func (d *Document) IsLDLSES() bool { return hasTemplate(d.TemplateIDs, TemplateLDLSES) }
 
-// Rules returns the checks [Validate] runs, in order. They restate the CI-SIS "Structuration
-// minimale" schematron (StrucMin), the CDA R2 document-core IG, the LDL-SES_2022.01 schematron
-// and the N1 (XDS-SD) rules as digested in cda-xdm.md §1.
-// Each call returns a new slice.
+// Rules returns the checks [Validate] runs, in order. They restate the schematrons of the
+// TestContenuCDA kit, CI-SIS StrucMin (ASIP-STRUCT-MIN-StrucMin.sch) and CI-SIS LDL-SES
+// (CI-SIS_LDL-SES_2022.01.sch, with its Entete_LDL-SES pattern), the CDA R2 header, and the
+// CI-SIS document-core IG for the N1 (XDS-SD) body; each [Rule]'s Source names the one it
+// restates. Each call returns a new slice.
 func Rules() []Rule { return slices.Clone(rules) }
 
 var rules = []Rule{

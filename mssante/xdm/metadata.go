@@ -156,7 +156,7 @@ func EntryUUIDFor(uniqueID string) string { return uuidURN("entry\x00" + uniqueI
 // classCodes is ASS_X04-CorrespondanceType-Classe for the document types the builders make
 // (each row as the ANS reference packages of ansforge/interop-exemples-xdm write it: 11490-0
 // and 11502-2 → 10 "Compte rendu", 34133-9 → 11 "Synthèse").
-// Other types are refused (the full ASS_X04 table is not embedded yet).
+// Other types are refused: the package embeds these rows of ASS_X04, not the whole table.
 var classCodes = map[string]Code{
 	"11490-0": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
 	"11502-2": {"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
@@ -182,8 +182,8 @@ func code(c *cda.CD) Code {
 
 // mapping is one row of the CDA header → XDS DocumentEntry table.
 type mapping struct {
-	Attribute string // XDS attribute
-	Spec      string // where the rule comes from
+	Attribute string // XDS DocumentEntry attribute (ITI TF-3 §4.2.3.2)
+	Spec      string // where the rule comes from, cited as in docs/references.md
 	set       func(e *DocumentEntry, d *cda.Document) error
 }
 
@@ -191,21 +191,21 @@ type mapping struct {
 // ("Lien entre l'en-tête CDA et les métadonnées XDS", as LPS code and the ANS logical models
 // implement it), one row per slot or classification.
 var documentEntryMapping = []mapping{
-	{"uniqueId", "§2.3: ClinicalDocument/id (root[^extension])", func(e *DocumentEntry, d *cda.Document) error {
+	{"uniqueId", "CI-SIS CDA-XDS: ClinicalDocument/id (root[^extension], as ITI TF-3 §4.2.3.2 writes uniqueId)", func(e *DocumentEntry, d *cda.Document) error {
 		if e.UniqueID = uniqueID(d.ID); e.UniqueID == "" {
 			return fmt.Errorf("document has no id")
 		}
 		return nil
 	}},
-	{"title", "§2.3: ClinicalDocument/title", func(e *DocumentEntry, d *cda.Document) error { e.Title = d.Title; return nil }},
-	{"typeCode", "§2.3: ClinicalDocument/code (JDV_J07, LOINC)", func(e *DocumentEntry, d *cda.Document) error {
+	{"title", "CI-SIS CDA-XDS: ClinicalDocument/title", func(e *DocumentEntry, d *cda.Document) error { e.Title = d.Title; return nil }},
+	{"typeCode", "CI-SIS CDA-XDS: ClinicalDocument/code (JDV_J07, LOINC)", func(e *DocumentEntry, d *cda.Document) error {
 		if d.Code == nil || d.Code.Code == "" {
 			return fmt.Errorf("document has no code")
 		}
 		e.TypeCode = code(d.Code)
 		return nil
 	}},
-	{"classCode", "§2.3: ASS_X04 from ClinicalDocument/code (JDV_J06, TRE_A03 1.2.250.1.213.1.1.4.1)", func(e *DocumentEntry, d *cda.Document) error {
+	{"classCode", "CI-SIS CDA-XDS: ASS_X04 from ClinicalDocument/code (JDV_J06, TRE_A03 1.2.250.1.213.1.1.4.1)", func(e *DocumentEntry, d *cda.Document) error {
 		c, ok := classCodes[e.TypeCode.Code]
 		if !ok {
 			return fmt.Errorf("no classCode known for document type %q (ASS_X04 rows known: 11490-0, 11502-2, 34133-9)", e.TypeCode.Code)
@@ -213,7 +213,7 @@ var documentEntryMapping = []mapping{
 		e.ClassCode = c
 		return nil
 	}},
-	{"formatCode", "§2.3: ASS_A11 from the model templateId (JDV_J10); N1 by mediaType", func(e *DocumentEntry, d *cda.Document) error {
+	{"formatCode", "CI-SIS CDA-XDS: ASS_A11 from the model templateId (JDV_J10); N1 (XDS-SD) by mediaType", func(e *DocumentEntry, d *cda.Document) error {
 		switch {
 		case d.IsLDLSES():
 			e.FormatCode = formatLDLSES
@@ -226,21 +226,21 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"confidentialityCode", "§2.3: ClinicalDocument/confidentialityCode (2.16.840.1.113883.5.25); masking codes added by Options", func(e *DocumentEntry, d *cda.Document) error {
+	{"confidentialityCode", "CI-SIS CDA-XDS: ClinicalDocument/confidentialityCode (2.16.840.1.113883.5.25); masking codes added by Options", func(e *DocumentEntry, d *cda.Document) error {
 		if d.ConfidentialityCode == nil {
 			return fmt.Errorf("document has no confidentialityCode")
 		}
 		e.Confidentiality = []Code{code(d.ConfidentialityCode)}
 		return nil
 	}},
-	{"healthcareFacilityTypeCode", "§2.3: componentOf/encompassingEncounter/location/healthCareFacility/code (JDV_J02)", func(e *DocumentEntry, d *cda.Document) error {
+	{"healthcareFacilityTypeCode", "CI-SIS CDA-XDS: componentOf/encompassingEncounter/location/healthCareFacility/code (JDV_J02)", func(e *DocumentEntry, d *cda.Document) error {
 		if d.ComponentOf == nil || d.ComponentOf.EncompassingEncounter.Location == nil || d.ComponentOf.EncompassingEncounter.Location.HealthCareFacility.Code == nil {
 			return fmt.Errorf("document has no healthCareFacility code")
 		}
 		e.FacilityType = code(d.ComponentOf.EncompassingEncounter.Location.HealthCareFacility.Code)
 		return nil
 	}},
-	{"practiceSettingCode", "§2.3: documentationOf/serviceEvent/performer/assignedEntity/representedOrganization/standardIndustryClassCode (JDV_J04)", func(e *DocumentEntry, d *cda.Document) error {
+	{"practiceSettingCode", "CI-SIS CDA-XDS: documentationOf/serviceEvent/performer/assignedEntity/representedOrganization/standardIndustryClassCode (JDV_J04)", func(e *DocumentEntry, d *cda.Document) error {
 		for _, doc := range d.DocumentationOf {
 			for _, p := range doc.ServiceEvent.Performers {
 				if o := p.AssignedEntity.RepresentedOrganization; o != nil && o.StandardIndustryClassCode != nil {
@@ -251,7 +251,7 @@ var documentEntryMapping = []mapping{
 		}
 		return fmt.Errorf("document has no performer standardIndustryClassCode")
 	}},
-	{"eventCodeList", "§2.3: documentationOf/serviceEvent/code (0..n)", func(e *DocumentEntry, d *cda.Document) error {
+	{"eventCodeList", "CI-SIS CDA-XDS: documentationOf/serviceEvent/code (0..n)", func(e *DocumentEntry, d *cda.Document) error {
 		for _, doc := range d.DocumentationOf {
 			if c := doc.ServiceEvent.Code; c != nil && c.Code != "" {
 				e.EventCodes = append(e.EventCodes, code(c))
@@ -259,7 +259,7 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"creationTime", "§2.3: ClinicalDocument/effectiveTime, in UTC", func(e *DocumentEntry, d *cda.Document) error {
+	{"creationTime", "CI-SIS CDA-XDS: ClinicalDocument/effectiveTime; ITI TF-3 §4.2.3.2: in UTC", func(e *DocumentEntry, d *cda.Document) error {
 		if d.EffectiveTime == nil {
 			return fmt.Errorf("document has no effectiveTime")
 		}
@@ -268,7 +268,7 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"serviceStartTime/serviceStopTime", "§2.3: documentationOf/serviceEvent/effectiveTime/low|high, in UTC", func(e *DocumentEntry, d *cda.Document) error {
+	{"serviceStartTime/serviceStopTime", "CI-SIS CDA-XDS: documentationOf/serviceEvent/effectiveTime/low|high; ITI TF-3 §4.2.3.2: in UTC", func(e *DocumentEntry, d *cda.Document) error {
 		if len(d.DocumentationOf) > 0 {
 			if iv := d.DocumentationOf[0].ServiceEvent.EffectiveTime; iv != nil {
 				if iv.Low != nil {
@@ -281,20 +281,20 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"languageCode", "§2.3: ClinicalDocument/languageCode", func(e *DocumentEntry, d *cda.Document) error {
+	{"languageCode", "CI-SIS CDA-XDS: ClinicalDocument/languageCode", func(e *DocumentEntry, d *cda.Document) error {
 		if d.LanguageCode != nil {
 			e.LanguageCode = d.LanguageCode.Code
 		}
 		return nil
 	}},
-	{"legalAuthenticator", "§2.3/§2.4: legalAuthenticator/assignedEntity as XCN", func(e *DocumentEntry, d *cda.Document) error {
+	{"legalAuthenticator", "CI-SIS CDA-XDS: legalAuthenticator/assignedEntity, as an HL7 v2 XCN", func(e *DocumentEntry, d *cda.Document) error {
 		if la := d.LegalAuthenticator; la != nil && len(la.AssignedEntity.IDs) > 0 {
 			f, g := la.AssignedEntity.Name()
 			e.LegalAuthenticator = XCN(la.AssignedEntity.IDs[0].Extension, f, g)
 		}
 		return nil
 	}},
-	{"author", "§2.3/§2.4: author/assignedAuthor → authorPerson (XCN), authorInstitution (XON), authorSpecialty", func(e *DocumentEntry, d *cda.Document) error {
+	{"author", "CI-SIS CDA-XDS: author/assignedAuthor → authorPerson (HL7 v2 XCN), authorInstitution (XON), authorSpecialty", func(e *DocumentEntry, d *cda.Document) error {
 		for _, a := range d.Authors {
 			e.Authors = append(e.Authors, author(&a.AssignedAuthor))
 		}
@@ -303,7 +303,7 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"patientId", "§2.3: INS as CX INS^^^&OID&ISO^NH (xdm-patient-id.fsh)", func(e *DocumentEntry, d *cda.Document) error {
+	{"patientId", "CI-SIS CDA-XDS: the INS as an HL7 v2 CX INS^^^&OID&ISO^NH (Portabilité LGC, xdm-patient-id.fsh)", func(e *DocumentEntry, d *cda.Document) error {
 		ins, ok := d.INS()
 		if !ok {
 			return fmt.Errorf("document has no patient INS")
@@ -311,7 +311,7 @@ var documentEntryMapping = []mapping{
 		e.PatientID = ins
 		return nil
 	}},
-	{"sourcePatientId", "§2.3: the IPP as CX ^PI, or the INS without IPP", func(e *DocumentEntry, d *cda.Document) error {
+	{"sourcePatientId", "CI-SIS CDA-XDS: the IPP as an HL7 v2 CX ^PI, or the INS without IPP", func(e *DocumentEntry, d *cda.Document) error {
 		if ipp, ok := d.LocalPatientID(); ok {
 			e.SourcePatientID = CX(ipp.Extension, ipp.Root, "PI")
 		} else {
@@ -319,7 +319,7 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"sourcePatientInfo", "eds-ref.md §A.4: PID-5 (birth L, used D), PID-7, PID-8, PID-11 (BDL + COG)", func(e *DocumentEntry, d *cda.Document) error {
+	{"sourcePatientInfo", "ITI TF-3 §4.2.3.2, as the ANS XDM examples fill it: PID-5 (birth L, used D), PID-7, PID-8, PID-11 (BDL + COG)", func(e *DocumentEntry, d *cda.Document) error {
 		p := d.Patient()
 		if p.BirthName != "" {
 			e.SourcePatientInfo = append(e.SourcePatientInfo, "PID-5|"+p.BirthName+"^"+p.FirstGivenName+"^"+strings.Join(p.GivenNames, " ")+"^^^^L")
@@ -338,7 +338,7 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"replaces (RPLC)", "§2.2: relatedDocument[@typeCode='RPLC']/parentDocument/id → RPLC association to that entry", func(e *DocumentEntry, d *cda.Document) error {
+	{"replaces (RPLC)", "ITI TF-3 §4.2.2: relatedDocument[@typeCode='RPLC']/parentDocument/id → RPLC association to that entry", func(e *DocumentEntry, d *cda.Document) error {
 		for _, r := range d.RelatedDocuments {
 			if r.TypeCode == "RPLC" && len(r.ParentDocument.IDs) > 0 {
 				e.Replaces = EntryUUIDFor(uniqueID(&r.ParentDocument.IDs[0]))
@@ -346,7 +346,7 @@ var documentEntryMapping = []mapping{
 		}
 		return nil
 	}},
-	{"mimeType", "§2.3: text/xml for a CDA", func(e *DocumentEntry, d *cda.Document) error { e.MimeType = "text/xml"; return nil }},
+	{"mimeType", "ITI TF-3 §4.2.3.2, CI-SIS CDA-XDS: text/xml for a CDA", func(e *DocumentEntry, d *cda.Document) error { e.MimeType = "text/xml"; return nil }},
 }
 
 func author(a *cda.AssignedAuthor) Author {

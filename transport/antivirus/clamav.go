@@ -1,10 +1,18 @@
 // Package antivirus scans mail content before it is accepted: the [Scanner] the connector's
 // SMTP servers call after TLS termination, between DATA and queueing, and [ClamAV], a Scanner
-// speaking the clamd protocol (clamd(8): zINSTREAM, zPING) over a Unix or TCP socket.
+// speaking the clamd protocol (clamd(8), docs/references.md: zINSTREAM, zPING) over a Unix or
+// TCP socket.
 //
 // A scanner never passes a message it could not check: an error that is not a [VirusError]
-// wraps [ErrScanner], and the server answers it with a temporary failure (or, when so
-// configured, a permanent one).
+// wraps [ErrScanner], and the server answers it with a temporary failure (451 4.7.1), or a
+// permanent one with connector.ServerOptions.ScanUnavailablePermanent.
+//
+// The public ANS texts do not say whether or how an operator scans mail. Scanning is optional:
+// the servers scan when connector.ServerOptions.Scanner is set, which transport/node does from
+// the clamd setting of its [scanner] table.
+//
+// Start with [ClamAV]: fill Network and Addr and set it as the servers' Scanner;
+// [ClamAV.Ping] checks that clamd answers.
 package antivirus
 
 import (

@@ -1,13 +1,17 @@
 // Package audit is the audit log of the MSSanté reference connector: one JSON record per event
 // of the mail path (received, queued, delivered, deferred, bounced, rejected, purged) with
 // identifiers, envelope, peer certificate DN, TLS version, outcome and reason, never subject,
-// body or patient data. The functional traces are those the ANS asks of an operator (Réf. #2,
-// SC.MSS/CONF.17-18).
+// body or patient data. These are the functional traces that Ségur REM SC.MSS/CONF.17-18 asks
+// of MSSanté software (author, time, action, request and outcome; never the content), kept for
+// the operator's side of the mail path.
 //
 // Files are JSON lines (one [Record] per line, RFC 8259), written with one write call each,
 // rotated by size and by day, and removed after the retention. Addresses in the redacted
 // domains (patient.mssante.fr, whose local part is the patient's INS) are pseudonymised with
 // a keyed HMAC-SHA256 (RFC 2104), so that records correlate without revealing the INS.
+//
+// Start with [Open]; transport/connector writes the records of the SMTP servers and of
+// delivery, transport/node those of the retention purge.
 package audit
 
 import (
@@ -68,8 +72,8 @@ type Options struct {
 	// MaxBytes rotates the file when it would grow past this size (default 100 MiB).
 	MaxBytes int64
 	// Retention removes rotated files older than this (default 183 days: the 6 months the
-	// ANS recommends for functional traces, Réf. #2 SC.MSS/CONF.17-18; the ANS texts set no
-	// duration for the operator itself, so this one is configurable).
+	// ANS recommends for the functional traces of Ségur REM SC.MSS/CONF.17-18). The ANS texts
+	// set no duration for an operator; this one is configurable.
 	Retention time.Duration
 	// RedactDomains are domains whose local parts are pseudonymised (default
 	// patient.mssante.fr, whose local part is the patient's INS).

@@ -25,7 +25,14 @@
 // Reply codes follow RFC 5321 and the enhanced status codes of RFC 3463, RFC 3207 (530 5.7.0
 // before STARTTLS) and RFC 4954; the texts are generic, the detail goes to the audit log.
 //
-// The operator-to-operator rules (the DN of the peer's certificate must be listed for the
-// domain in both directions) are INFERRED from the whitelist format: the exact Réf #1 text is
-// UNCONFIRMED (see spec/mssante.md §3.2); they are the safe reading and fail closed.
+// The public ANS texts (Réf. #1 v1.4 history, Réf. #2 v1.0.1) do not state the rule between
+// operators. The connector applies the one the Liste blanche implies, since it binds each
+// domain to the certificate DNs of its operators: the relay accepts mail from domain D only
+// from a client whose certificate DN is listed for D, and delivery hands mail for D only to a
+// server whose certificate DN is listed for D. Anything else is refused. The rule is the
+// [Policy] given to [NewServer] and [NewDelivery]; [ListedOperator] adds the check that lets
+// a listed operator send DSNs with a null sender.
+//
+// Start with [NewServer] and [NewDelivery]; transport/node wires them to the queue, the audit
+// log, the metrics and the mailbox store from one configuration file.
 package connector

@@ -8,10 +8,14 @@
 // EXPUNGE, UIDPLUS, IDLE and APPEND, and sends the unilateral EXISTS, EXPUNGE and FETCH FLAGS
 // updates of changes made by other sessions and by local delivery.
 //
-// Specs: RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 4315 (UIDPLUS), RFC 6851 (MOVE), RFC 2342
-// (NAMESPACE), RFC 4422 / RFC 4959 (SASL, SASL-IR; EXTERNAL per RFC 4422 appendix A), RFC 4616
-// (PLAIN), RFC 7162 (CONDSTORE) is left out. MSSanté: the BAL applicative
-// authenticates to its operator with an IGC-Santé ORG certificate (mutual TLS).
+// Specifications (docs/references.md): RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 4315
+// (UIDPLUS), RFC 6851 (MOVE), RFC 2342 (NAMESPACE), RFC 4422 / RFC 4959 (SASL, SASL-IR;
+// EXTERNAL per RFC 4422 appendix A), RFC 4616 (PLAIN). RFC 7162 (CONDSTORE) is not
+// implemented. MSSanté: the BAL applicative authenticates to its operator with an IGC-Santé
+// ORG certificate (mutual TLS).
+//
+// Start with [New] on a mailbox.Store, then [Server.ServeTLS] on the 993 listener and
+// [Server.Serve] on the 143 one; [Server.Shutdown] stops both.
 package imapd
 
 import (

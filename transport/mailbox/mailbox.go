@@ -2,19 +2,25 @@
 // of a structure with their type, owner, quota and retention, their folders with IMAP UIDs and
 // flags, and the messages themselves.
 //
-// [Store] is the interface the IMAP server, local delivery and the CLI use; [OpenSQLite] is the
-// embedded default for one machine (an index in SQLite, one fsynced file per message). A
-// PostgreSQL implementation for several nodes can take the same interface later.
+// [Store] is the full interface, which the IMAP server (transport/imapd) and the CLI use;
+// local delivery (transport/mailbox/local) and the test responder (transport/responder)
+// declare the few methods they call, which every Store has. [SQLite], opened with
+// [OpenSQLite], is the one implementation: an index in SQLite and one fsynced file per
+// message, on one machine. Several nodes sharing mailboxes need another implementation of
+// Store.
 //
-// Specs: RFC 3501 / RFC 9051 (UIDVALIDITY, UIDs, flags, keywords), RFC 4315 (UIDPLUS: the UIDs
-// returned by APPEND and COPY), RFC 9208 vocabulary for quotas; BAL types PER, ORG and APP as
-// the Annuaire Santé names them (TRE_R257-TypeBAL).
+// Specifications (docs/references.md): RFC 3501 / RFC 9051 (UIDVALIDITY, UIDs, flags,
+// keywords), RFC 4315 (UIDPLUS: the UIDs returned by APPEND and COPY), RFC 9208 vocabulary
+// for quotas; BAL types PER, ORG and APP as the Annuaire Santé names them (TRE_R257-TypeBAL).
 //
 // Durability: a message is written to a temporary file, fsynced, renamed into place and its
 // directory fsynced before the index row that makes it visible is committed (SQLite WAL,
 // synchronous=FULL). A crash before the commit leaves an unreferenced file that [OpenSQLite]
 // removes; after it, the message is there once. Deliveries carrying a DeliveryID are
 // idempotent: a retried delivery of the same ID is recognised and not stored twice.
+//
+// Start with [OpenSQLite], then [SQLite.AddBAL]; [PurgeEvery] applies the retention of each
+// BAL.
 package mailbox
 
 import (

@@ -1,10 +1,10 @@
 // Package metrics exposes the MSSanté reference connector's metrics to Prometheus, in the
-// text exposition format that Prometheus and OpenMetrics scrapers read: messages accepted
-// and refused by the SMTP listeners, recipients by outcome, acceptance and delivery latency,
-// and the gauges the node computes at scrape time (queue size, certificate expiry, age of
-// the liste blanche), beside the Go runtime and process collectors.
+// text exposition format that Prometheus and OpenMetrics scrapers read (Prometheus exposition,
+// docs/references.md): messages accepted and refused by the SMTP listeners, recipients by
+// outcome, acceptance and delivery latency, and the gauges the node computes at scrape time,
+// beside the Go runtime and process collectors.
 //
-// The series are those the operator guide documents:
+// The series of this package:
 //
 //	mssante_messages_accepted_total{listener}   counter
 //	mssante_accept_latency_seconds{listener}    histogram, DATA start to 250
@@ -12,8 +12,18 @@
 //	mssante_recipients_total{outcome}           counter: delivered, deferred, bounced
 //	mssante_delivery_latency_seconds            histogram, queued to delivered
 //
+// and the gauges transport/node registers with [Metrics.GaugeFunc]:
+//
+//	mssante_queue_messages                      messages in the queue
+//	mssante_queue_recipients                    recipients still to deliver
+//	mssante_certificate_expiry_seconds{name}    seconds until our certificate expires
+//	mssante_whitelist_age_seconds               age of the liste blanche in use (-1: none)
+//
 // The exposition is github.com/prometheus/client_golang's, with a registry of our own: no
 // series goes to the process-wide default registry.
+//
+// Start with [New]; set the result as the Metrics of connector.ServerOptions and
+// connector.DeliveryOptions, and serve it over HTTP ([Metrics] is an http.Handler).
 package metrics
 
 import (

@@ -46,7 +46,7 @@ type Config struct {
 	Log        LogConfig        `toml:"log"`
 }
 
-// TLSConfig is the [tls] table: our IGC-Santé certificate, the trust and revocation of peer
+// TLSConfig is the table "tls": our IGC-Santé certificate, the trust and revocation of peer
 // certificates, and the protocol choices of the ANS Réf. #2 (TLS 1.2 with ECDHE_RSA AES-GCM
 // suites; TLS 1.3 and the CBC suite opt-in).
 type TLSConfig struct {
@@ -61,7 +61,7 @@ type TLSConfig struct {
 	AllowCBC   bool   `toml:"allow_cbc"`
 }
 
-// WhitelistConfig is the [whitelist] table: the signed ANS liste blanche, from a local file
+// WhitelistConfig is the table "whitelist": the signed ANS liste blanche, from a local file
 // or from a URL refreshed periodically (exactly one of File and URL).
 type WhitelistConfig struct {
 	File            string        `toml:"file"`
@@ -72,12 +72,12 @@ type WhitelistConfig struct {
 	UseListDate     bool          `toml:"use_list_date"`
 }
 
-// RelayConfig is the [relay] table: the listener other operators deliver to (port 25).
+// RelayConfig is the table "relay": the listener other operators deliver to (port 25).
 type RelayConfig struct {
 	Listen string `toml:"listen"`
 }
 
-// SubmissionConfig is the [submission] table: the listeners our BALs submit to (587 STARTTLS,
+// SubmissionConfig is the table "submission": the listeners our BALs submit to (587 STARTTLS,
 // 465 implicit TLS), and whether AUTH PLAIN is offered besides SASL EXTERNAL.
 type SubmissionConfig struct {
 	Listen     string `toml:"listen"`
@@ -96,13 +96,13 @@ type BALConfig struct {
 	Password string `toml:"password"`
 }
 
-// LocalConfig is the [local] table: the Maildir local delivery writes to when the node has no
+// LocalConfig is the table "local": the Maildir local delivery writes to when the node has no
 // mailbox store.
 type LocalConfig struct {
 	Maildir string `toml:"maildir"`
 }
 
-// MailboxConfig is the [mailbox] table: the mailbox store of the BALs, with its default quota
+// MailboxConfig is the table "mailbox": the mailbox store of the BALs, with its default quota
 // and retention and how often the retention purge runs. Without Dir the node runs the mail
 // path only.
 type MailboxConfig struct {
@@ -112,20 +112,20 @@ type MailboxConfig struct {
 	PurgeInterval    time.Duration `toml:"purge_interval"`
 }
 
-// IMAPConfig is the [imap] table: the IMAP listeners of the mailbox store (143 STARTTLS, 993
+// IMAPConfig is the table "imap": the IMAP listeners of the mailbox store (143 STARTTLS, 993
 // implicit TLS).
 type IMAPConfig struct {
 	Listen    string `toml:"listen"`
 	ListenTLS string `toml:"listen_tls"`
 }
 
-// ResponderConfig is the [responder] table: the BAL of the test responder (RFC 3834
+// ResponderConfig is the table "responder": the BAL of the test responder (RFC 3834
 // automatic replies), none when empty.
 type ResponderConfig struct {
 	Address string `toml:"address"`
 }
 
-// DeliveryConfig is the [delivery] table: outbound delivery to the other operators (workers,
+// DeliveryConfig is the table "delivery": outbound delivery to the other operators (workers,
 // connections per destination, static routes, timeouts).
 type DeliveryConfig struct {
 	Workers                  int               `toml:"workers"`
@@ -138,7 +138,7 @@ type DeliveryConfig struct {
 	CommandTimeout           time.Duration     `toml:"command_timeout"`
 }
 
-// QueueConfig is the [queue] table: the retry schedule, when a message is given up (and
+// QueueConfig is the table "queue": the retry schedule, when a message is given up (and
 // bounced, RFC 3464) and when the sender gets a delay notice.
 type QueueConfig struct {
 	RetryFirst  time.Duration `toml:"retry_first"`
@@ -149,7 +149,7 @@ type QueueConfig struct {
 	DelayNotice time.Duration `toml:"delay_notice"`
 }
 
-// LimitsConfig is the [limits] table: the bounds of the SMTP listeners.
+// LimitsConfig is the table "limits": the bounds of the SMTP listeners.
 type LimitsConfig struct {
 	MaxMessageBytes       int64         `toml:"max_message_bytes"`
 	MaxRecipients         int           `toml:"max_recipients"`
@@ -163,7 +163,7 @@ type LimitsConfig struct {
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
 }
 
-// ScannerConfig is the [scanner] table: the clamd socket ("unix:PATH" or "tcp:HOST:PORT",
+// ScannerConfig is the table "scanner": the clamd socket ("unix:PATH" or "tcp:HOST:PORT",
 // none when empty), its timeout, and whether a scanner failure is a temporary ("tempfail")
 // or permanent ("reject") refusal.
 type ScannerConfig struct {
@@ -172,7 +172,7 @@ type ScannerConfig struct {
 	OnError string        `toml:"on_error"`
 }
 
-// AuditConfig is the [audit] table: where the audit log is written, its rotation size and
+// AuditConfig is the table "audit": where the audit log is written, its rotation size and
 // retention.
 type AuditConfig struct {
 	Dir       string        `toml:"dir"`
@@ -180,12 +180,12 @@ type AuditConfig struct {
 	Retention time.Duration `toml:"retention"`
 }
 
-// MetricsConfig is the [metrics] table: the HTTP listener of /metrics, none when empty.
+// MetricsConfig is the table "metrics": the HTTP listener of /metrics, none when empty.
 type MetricsConfig struct {
 	Listen string `toml:"listen"`
 }
 
-// LogConfig is the [log] table: the level (debug, info, warn, error) and format (text or
+// LogConfig is the table "log": the level (debug, info, warn, error) and format (text or
 // json) of the operational log.
 type LogConfig struct {
 	Level  string `toml:"level"`

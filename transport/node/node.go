@@ -1,7 +1,7 @@
 // Package node runs one operator node from one [Config], the TOML file of "mssante serve": the
 // reference connector (transport/connector: relay, submission, delivery; transport/queue;
-// transport/audit; transport/metrics; transport/antivirus) with, when
-// [mailbox] dir is set, its mailbox store (transport/mailbox) as local delivery
+// transport/audit; transport/metrics; transport/antivirus) with, when the table "mailbox"
+// sets dir, its mailbox store (transport/mailbox) as local delivery
 // (transport/mailbox/local), IMAP access on 993 (implicit TLS) and 143 (STARTTLS)
 // (transport/imapd, RFC 9051 / RFC 3501), the test responder (transport/responder, RFC 3834)
 // and the retention purge loop (mailbox.PurgeEvery), each purge recorded in the connector's
@@ -10,6 +10,14 @@
 // In mailbox mode the store is the registry of BALs: a BAL added with "mssante bal add" is
 // accepted for delivery and submission without a restart (the [[bal]] entries of the
 // configuration are added to it at start when missing).
+//
+// The specifications are those of the packages it wires; the node itself applies the
+// transport-level ones (docs/references.md): Réf. #2 ECO.1.1.x for TLS and the IGC-Santé
+// trust ([TLSConfig]), and the Liste blanche, loaded from a file or refreshed from the ANS
+// ([WhitelistConfig]).
+//
+// Start with [LoadConfig] (or [DefaultConfig], whose file [DefaultConfigTOML] documents every
+// setting), then [New], [Node.Serve] until the context ends, and [Node.Reload] on SIGHUP.
 package node
 
 import (

@@ -273,7 +273,7 @@ func TestTwoNodesAndStop(t *testing.T) {
 			if err != nil {
 				t.Errorf("Serve: %v", err)
 			}
-		case <-time.After(25 * time.Second): // the connector's own grace for sessions is 30 s
+		case <-time.After(25 * time.Second): // shorter than limits.shutdown_grace (30 s by default)
 			t.Fatal("a node did not stop: it waits for the pooled session of the other")
 		}
 	}

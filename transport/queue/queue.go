@@ -4,12 +4,11 @@
 // its own state (pending, delivered, failed) and is retried on an exponential schedule with
 // jitter until it is delivered or gives up (5 days by default).
 //
-// Standards and rules implemented:
+// Specifications (docs/references.md):
 //   - RFC 5321 §4.5.4.1 (retry strategy) and §6.1 (reliable delivery: "durable before 250");
 //   - RFC 3461 §4.1 (NOTIFY: SUCCESS, FAILURE, DELAY, NEVER) for the delivery notices the queue
 //     raises, exactly one final notice per recipient; the DSN itself (RFC 3464) is built by the
-//     Notifier the connector supplies;
-//   - the design rule "durable before acknowledged" of the mssante-go project.
+//     Notifier the connector supplies (connector.DSNNotifier).
 //
 // Layout of the spool directory: data/ID holds the message followed by a trailer (the envelope
 // as received, its length and a magic string); env/ID.json holds the per-recipient state once it
@@ -17,6 +16,10 @@
 // committed when its trailer is on disk: Commit appends it, then fsyncs the file and the data/
 // directory, one journal commit on the path to 250. A data file without a valid trailer is the
 // debris of a crash before 250 and is removed when the queue opens.
+//
+// Start with [Open]. An SMTP server writes a message with [Queue.Begin] and [Writer.Commit]
+// (or [Queue.Enqueue] for a whole message) before it answers 250; [Queue.Run] hands the due
+// recipients to a [Deliverer] (connector.Delivery) until its context ends.
 package queue
 
 import (

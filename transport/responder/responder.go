@@ -1,7 +1,8 @@
-// Package responder is the connector's test responder: a BAL (like
-// reponse.automatique@test.mssante.fr of the MSSanté trust space) that answers every message it receives with an
-// automatic reply, so a structure can run the emission/reception test against its own
-// connector.
+// Package responder is the connector's test responder: a BAL that answers every message it
+// receives with an automatic reply, so a structure can run the emission/reception test
+// against its own connector. "mssante selftest" expects the one of the trust space at
+// reponse.automatique@test.mssante.fr; the public ANS texts do not document that address or
+// its reply, so the address is Options.Address, and the reply is the one RFC 3834 defines.
 //
 // It follows RFC 3834 (Recommendations for Automatic Responses to Electronic Mail): the reply
 // carries "Auto-Submitted: auto-replied", In-Reply-To and References, goes to the envelope
@@ -11,6 +12,10 @@
 // received message is answered once: it is stored in the responder's BAL with its delivery ID
 // and flagged \Answered after the reply is handed to the queue, so the retry of a delivery
 // does not answer twice.
+//
+// Start with [New]: a [Responder] is a connector.LocalDelivery that answers the mail to its
+// own address and passes every other delivery to Options.Next; set it as the Local of the
+// connector's servers and delivery, with Options.Send putting replies on the queue.
 package responder
 
 import (
