@@ -18,6 +18,10 @@
 //   - Peer identity ([SubjectDN], [PeerDN], [EqualDN]): the subject DN written as the liste
 //     blanche writes DNCertificatOperateur, "CN=…,OU=…,O=…,ST=Haute-Garonne (31),C=FR".
 //   - Dialers ([Dialer], [Server]) that take a context and really cancel a stuck handshake.
+//   - Listener bounds ([ConnLimiter], [LimitedConn]) that the connector's SMTP and IMAP servers
+//     share: caps on connections in total and per address, and deadlines for the handshake, the
+//     session, each wait and each protocol unit, so that neither a silent peer nor one that
+//     trickles a byte at a time holds a connection for long.
 //
 // Every refusal is a sentinel error ([ErrUnknownAuthority], [ErrExpired], [ErrRevoked], …)
 // wrapped in a [*CertError] or returned as is, testable with errors.Is and errors.As on the side

@@ -403,11 +403,7 @@ func TestScannerAndLimits(t *testing.T) {
 		}
 	})
 	t.Run("connections per peer", func(t *testing.T) {
-		waitFor(t, "earlier connections closed", func() bool {
-			b.relay.mu.Lock()
-			defer b.relay.mu.Unlock()
-			return b.relay.total == 0
-		})
+		waitFor(t, "earlier connections closed", func() bool { return b.relay.limiter.Conns() == 0 })
 		var conns []net.Conn
 		for i := 0; i < 2; i++ {
 			c, err := net.Dial("tcp", b.relayAddr)

@@ -5,6 +5,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"github.com/mssante-go/sdk/transport"
 )
 
 // crlfGuard refuses a bare CR or a bare LF anywhere in a session, in commands and in DATA: the
@@ -42,8 +45,10 @@ type crlfGuard struct {
 	left      uint64 // BDAT bytes still to come in the current chunk
 	last      bool   // the current chunk is the LAST one
 	contentCR bool   // the last BDAT content byte was a CR
-	line      []byte // start of the current line, to recognise DATA, BDAT and "."
+	line      []byte // start of the current line, to recognise DATA, BDAT, "." and STARTTLS
 	lineLen   int
+	startTLS  bool          // a STARTTLS command line was read: a handshake follows
+	clock     *sessionClock // nil: no deadlines from the guard
 }
 
 type guardMode uint8
@@ -75,6 +80,8 @@ func (g *crlfGuard) Write(p []byte) (int, error) {
 	if !g.input(p) {
 		g.violated.Store(true)
 	}
+	g.clock.update(g.mode, g.lineLen > 0, g.startTLS)
+	g.startTLS = false
 	return len(p), nil
 }
 
@@ -165,6 +172,8 @@ func (g *crlfGuard) endLine() {
 			arg = bytes.TrimSpace(l[5:])
 		}
 		switch {
+		case bytes.EqualFold(l, []byte("STARTTLS")):
+			g.startTLS = true
 		case bytes.EqualFold(l[:4], []byte("DATA")):
 			if len(arg) == 0 {
 				g.mode = modeData
@@ -218,4 +227,67 @@ func scanCRLF(prevCR bool, p []byte) (endCR, ok bool) {
 		crs--
 	}
 	return endCR, crs == lfs
+}
+
+// sessionClock turns what the guard reads into the read deadline of the connection's current
+// unit, so that it is bounded from its start however the bytes are spaced (RFC 5321 §4.5.3.2
+// sets the timeouts of a client; a server that only bounds the gap between two bytes lets one
+// byte every few seconds hold a connection for hours): a command line from its first byte, a
+// message from its DATA command (or a BDAT chunk from its command), a STARTTLS handshake from
+// the command. Between units, only the connection's idle and session bounds apply.
+type sessionClock struct {
+	c                    *transport.LimitedConn
+	cmd, data, handshake time.Duration
+	state                clockState
+}
+
+type clockState uint8
+
+const (
+	clockIdle clockState = iota
+	clockLine
+	clockData
+	clockHandshake
+)
+
+// update follows the state of the stream after a chunk read: mode, whether a command line is
+// begun and not ended, and whether the last line was STARTTLS.
+func (k *sessionClock) update(mode guardMode, midLine, startTLS bool) {
+	if k == nil {
+		return
+	}
+	st := clockIdle
+	switch {
+	case startTLS:
+		st = clockHandshake
+	case mode != modeCommand:
+		st = clockData
+	case midLine:
+		st = clockLine
+	}
+	if st == k.state {
+		return
+	}
+	k.state = st
+	var d time.Duration
+	switch st {
+	case clockLine:
+		d = k.cmd
+	case clockData:
+		d = k.data
+	case clockHandshake:
+		d = k.handshake
+	}
+	if d == 0 {
+		k.c.SetPhaseDeadline(time.Time{})
+		return
+	}
+	k.c.SetPhaseDeadline(time.Now().Add(d))
+}
+
+// handshakeDone ends the bound of a STARTTLS handshake (go-smtp calls Logout after it).
+func (k *sessionClock) handshakeDone() {
+	if k != nil && k.state == clockHandshake {
+		k.update(modeCommand, false, false)
+	}
 }

@@ -110,7 +110,8 @@ type nodeOpts struct {
 	maxBytes int64
 	routes   map[string]string
 	timeout  time.Duration
-	noSync   bool // queue without fsync (benchmarks of the rest of the path)
+	limits   func(*ServerOptions) // changes the options of both servers
+	noSync   bool                 // queue without fsync (benchmarks of the rest of the path)
 }
 
 func newNode(t testing.TB, domain string, o *nodeOpts) *node {
@@ -137,12 +138,16 @@ func newNode(t testing.TB, domain string, o *nodeOpts) *node {
 	}
 	tc := &transport.TLSOptions{Trust: trustStore(t), Certificates: []tls.Certificate{n.server.TLSCertificate()}}
 	mk := func(mode Mode) (*Server, string) {
-		s, err := NewServer(&ServerOptions{Mode: mode, Hostname: "mx." + domain, TLS: tc, Policy: ListedOperator(n.policy),
+		so := &ServerOptions{Mode: mode, Hostname: "mx." + domain, TLS: tc, Policy: ListedOperator(n.policy),
 			LocalDomains: []string{domain}, Local: n.maildir, Queue: n.q, Scanner: o.scanner, Audit: n.audit, Metrics: n.metrics,
 			Accounts: &StaticAccounts{ByDN: map[string]string{transport.SubjectDN(n.balCert.Cert): n.bal},
 				Passwords: map[string]PasswordAccount{"bal": {Password: "secret", BAL: n.bal}}},
 			AllowPlain: true, MaxConnsPerPeer: o.perPeer, MaxRecipients: o.maxRcpts, MaxMessageBytes: o.maxBytes,
-			ReadTimeout: cmp.Or(o.timeout, 20*time.Second)})
+			ReadTimeout: cmp.Or(o.timeout, 20*time.Second)}
+		if o.limits != nil {
+			o.limits(so)
+		}
+		s, err := NewServer(so)
 		if err != nil {
 			t.Fatal(err)
 		}

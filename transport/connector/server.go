@@ -142,8 +142,24 @@ type ServerOptions struct {
 	MaxRecipients int
 	// MaxLineLength bounds a line of command or data (default 2000).
 	MaxLineLength int
-	// ReadTimeout and WriteTimeout bound each network read and write (default 5 min, 1 min).
+	// ReadTimeout bounds each wait for the client's next bytes (default 5 min: RFC 5321
+	// §4.5.3.2.7 asks a server to wait at least that for the next command); WriteTimeout each
+	// reply (default 1 min).
 	ReadTimeout, WriteTimeout time.Duration
+	// CommandTimeout bounds a command line from its first byte to its end (default 1 min; a
+	// line is at most MaxLineLength bytes), however the bytes are spaced: without it one byte
+	// every few seconds holds a connection for hours.
+	CommandTimeout time.Duration
+	// DataTimeout bounds a message from the DATA command to its final "." (and each BDAT
+	// chunk from its command); default 10 min (RFC 5321 §4.5.3.2.6) plus MaxMessageBytes at
+	// 32 KiB/s: 23 min 20 s for 25 MiB.
+	DataTimeout time.Duration
+	// SessionTimeout bounds a whole connection (default 1 h); a message being received then
+	// is not acknowledged, and its sender retries.
+	SessionTimeout time.Duration
+	// HandshakeTimeout bounds a TLS handshake (default 10 s): from accept with ImplicitTLS,
+	// from the STARTTLS command otherwise.
+	HandshakeTimeout time.Duration
 	// MaxConnsPerPeer bounds simultaneous connections from one IP address (default 20);
 	// MaxConns bounds all of them (default 1000). Beyond, the peer gets 421 4.7.0.
 	MaxConnsPerPeer, MaxConns int
@@ -165,9 +181,9 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	limiter *transport.ConnLimiter // MaxConns, MaxConnsPerPeer and the deadlines of each connection
+
 	mu        sync.Mutex
-	perPeer   map[string]int
-	total     int
 	closed    bool
 	draining  bool // Shutdown: sessions end at the end of their transaction
 	listeners []net.Listener
@@ -209,7 +225,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if opts.Mode == ModeSubmission && opts.Accounts == nil {
 		return nil, errors.New("connector: Accounts is required in submission mode")
 	}
-	s := &Server{opts: *opts, local: map[string]bool{}, perPeer: map[string]int{}, conns: map[*smtp.Server]*liveConn{}}
+	s := &Server{opts: *opts, local: map[string]bool{}, conns: map[*smtp.Server]*liveConn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	o := &s.opts
 	if o.Hostname == "" {
@@ -236,6 +252,24 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if o.MaxConns <= 0 {
 		o.MaxConns = 1000
 	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = time.Minute
+	}
+	if o.DataTimeout <= 0 {
+		o.DataTimeout = 10*time.Minute + time.Duration(o.MaxMessageBytes/minDataRate)*time.Second
+	}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = time.Hour
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	lim := transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerPeer,
+		SessionTimeout: o.SessionTimeout, IdleTimeout: o.ReadTimeout}
+	if o.ImplicitTLS {
+		lim.HandshakeTimeout = o.HandshakeTimeout
+	}
+	s.limiter = transport.NewConnLimiter(lim)
 	s.now = o.TLS.Time
 	if s.now == nil {
 		s.now = time.Now
@@ -252,6 +286,10 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	return s, nil
 }
 
+// minDataRate is the slowest transfer the default DataTimeout allows for a message of
+// MaxMessageBytes, in bytes per second (32 KiB/s, 256 kbit/s).
+const minDataRate = 32 << 10
+
 // newSMTP returns the go-smtp server of one connection, whose Debug writer is its guard.
 func (s *Server) newSMTP(g *crlfGuard, lc *liveConn) *smtp.Server {
 	o := &s.opts
@@ -261,7 +299,9 @@ func (s *Server) newSMTP(g *crlfGuard, lc *liveConn) *smtp.Server {
 	srv.MaxMessageBytes = o.MaxMessageBytes
 	srv.MaxRecipients = o.MaxRecipients
 	srv.MaxLineLength = o.MaxLineLength
-	srv.ReadTimeout = o.ReadTimeout
+	// No ReadTimeout: go-smtp re-arms it at each line and keeps the one of the DATA command for
+	// the whole message; the connection's transport.LimitedConn and the clock bound the reads
+	// (ReadTimeout per wait, CommandTimeout per line, DataTimeout per message, SessionTimeout).
 	srv.WriteTimeout = o.WriteTimeout
 	srv.EnableDSN = true
 	srv.ErrorLog = slogLogger{s.logger}
@@ -315,7 +355,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	var ll net.Listener = &limitListener{Listener: l, s: s}
+	var ll net.Listener = &guardListener{s.limiter.Listener(l, s.refused)}
 	if s.opts.ImplicitTLS {
 		ll = tls.NewListener(ll, s.tlsCfg) // above the limiter, so that go-smtp sees a *tls.Conn
 	}
@@ -356,6 +396,7 @@ func (s *Server) serveConn(c net.Conn) {
 	srv := s.newSMTP(gc.g, lc)
 	one := &oneConn{c: c, closed: make(chan struct{})}
 	gc.onClose = one.Close
+	gc.g.clock = &sessionClock{c: gc.lc, cmd: s.opts.CommandTimeout, data: s.opts.DataTimeout, handshake: s.opts.HandshakeTimeout}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -367,6 +408,18 @@ func (s *Server) serveConn(c net.Conn) {
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		// The implicit TLS handshake, here rather than in go-smtp, within HandshakeTimeout
+		// (a peer that sends no ClientHello holds the connection that long, no longer).
+		if tc, ok := c.(*tls.Conn); ok {
+			if err := tc.HandshakeContext(s.ctx); err != nil {
+				c.Close()
+				s.mu.Lock()
+				delete(s.conns, srv)
+				s.mu.Unlock()
+				return
+			}
+		}
+		gc.lc.EndHandshake()
 		srv.Serve(one)                     // returns once the connection is closed
 		srv.Shutdown(context.Background()) // waits for go-smtp's handler to return
 		s.mu.Lock()
@@ -464,49 +517,32 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// limitListener enforces MaxConns and MaxConnsPerPeer before the greeting.
-type limitListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-		s := l.s
-		s.mu.Lock()
-		ok := s.total < s.opts.MaxConns && s.perPeer[host] < s.opts.MaxConnsPerPeer
-		if ok {
-			s.total++
-			s.perPeer[host]++
-		}
-		s.mu.Unlock()
-		if ok {
-			return &guardConn{Conn: c, s: s, host: host, g: &crlfGuard{}}, nil
-		}
-		s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: replyCode(replyTooManyConns), Reason: "connection limit"})
-		s.opts.Metrics.Rejected("connection_limit")
-		go func() {
-			// Plain text on an implicit-TLS listener would be read as garbage: just close there.
-			if !s.opts.ImplicitTLS {
-				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyTooManyConns), s.opts.Hostname, replyTooManyConns.Message)
-			}
-			c.Close()
-		}()
+// refused answers a connection over MaxConns or MaxConnsPerPeer, before the listener closes it.
+func (s *Server) refused(c net.Conn) {
+	s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: replyCode(replyTooManyConns), Reason: "connection limit"})
+	s.opts.Metrics.Rejected("connection_limit")
+	// Plain text on an implicit-TLS listener would be read as garbage: just close there.
+	if !s.opts.ImplicitTLS {
+		fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyTooManyConns), s.opts.Hostname, replyTooManyConns.Message)
 	}
 }
 
-// guardConn is an accepted connection: it counts for the connection limits and tells its
-// crlfGuard which way the bytes went (below TLS).
+// guardListener gives each connection the limiter accepts its crlfGuard.
+type guardListener struct{ net.Listener }
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &guardConn{Conn: c, lc: c.(*transport.LimitedConn), g: &crlfGuard{}}, nil
+}
+
+// guardConn is an accepted connection: it tells its crlfGuard which way the bytes went (below
+// TLS).
 type guardConn struct {
 	net.Conn
-	s       *Server
-	host    string
+	lc      *transport.LimitedConn // the same connection: its deadlines
 	g       *crlfGuard
 	onClose func() error // ends the connection's go-smtp server
 	once    sync.Once
@@ -530,12 +566,6 @@ func (c *guardConn) Write(p []byte) (int, error) {
 
 func (c *guardConn) Close() error {
 	c.once.Do(func() {
-		c.s.mu.Lock()
-		c.s.total--
-		if c.s.perPeer[c.host]--; c.s.perPeer[c.host] <= 0 {
-			delete(c.s.perPeer, c.host)
-		}
-		c.s.mu.Unlock()
 		if c.onClose != nil {
 			c.onClose()
 		}
@@ -838,6 +868,7 @@ func (ss *session) Reset() {
 // then the one to answer on, and at the end of the connection.
 func (ss *session) Logout() error {
 	ss.track()
+	ss.g.clock.handshakeDone()
 	return nil
 }
 

@@ -67,7 +67,7 @@ func TestServerShutdownAndClose(t *testing.T) {
 	conns := func(s *Server) int {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.total + len(s.conns)
+		return s.limiter.Conns() + len(s.conns)
 	}
 
 	s, addr, ch := start()

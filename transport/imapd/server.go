@@ -8,6 +8,10 @@
 // EXPUNGE, UIDPLUS, IDLE and APPEND, and sends the unilateral EXISTS, EXPUNGE and FETCH FLAGS
 // updates of changes made by other sessions and by local delivery.
 //
+// Connections are bounded with transport.ConnLimiter: in number (in total and per address), and
+// in time (the implicit TLS handshake, the time to log in, then the autologout timer of
+// RFC 9051 §5.4), so that silent or trickling clients cannot exhaust the process's descriptors.
+//
 // Specifications (docs/references.md): RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 4315
 // (UIDPLUS), RFC 6851 (MOVE), RFC 2342 (NAMESPACE), RFC 4422 / RFC 4959 (SASL, SASL-IR;
 // EXTERNAL per RFC 4422 appendix A), RFC 4616 (PLAIN). RFC 7162 (CONDSTORE) is not
@@ -19,6 +23,7 @@
 package imapd
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -59,6 +64,24 @@ type Options struct {
 	// IdlePoll is how often an IDLE session looks for changes made by other processes;
 	// changes made through the same Store are signalled at once. 0 means 5 s.
 	IdlePoll time.Duration
+	// HandshakeTimeout bounds the implicit TLS handshake of ServeTLS, from accept (default
+	// 10 s): a connection that sends no ClientHello is closed then.
+	HandshakeTimeout time.Duration
+	// LoginTimeout bounds the time from accept to a successful login (default 60 s),
+	// whatever the client sends meanwhile. go-imap also closes a connection that is silent for
+	// 30 s before login.
+	LoginTimeout time.Duration
+	// IdleTimeout is the autologout timer after login (default 30 min, the minimum of
+	// RFC 9051 §5.4): a session whose client sends nothing for that long is closed. Every
+	// command re-arms it, IDLE included, so a client that re-issues IDLE within it stays
+	// (RFC 2177 asks clients to do so every 29 min). go-imap closes a session silent for
+	// 35 min whatever this says.
+	IdleTimeout time.Duration
+	// MaxConns bounds the simultaneous connections of the server, all listeners together
+	// (default 1000); MaxConnsPerAddr those from one IP address (default 100: the users of a
+	// structure often share one address, and a mail client opens several connections).
+	// Beyond, a connection is closed at accept (with a BYE on a clear-text listener).
+	MaxConns, MaxConnsPerAddr int
 	// InsecureAuth allows PLAIN/LOGIN without TLS. Only for loopback test tools that cannot
 	// speak TLS; never in production.
 	InsecureAuth bool
@@ -70,8 +93,9 @@ type Options struct {
 
 // Server serves the BALs of a Store over IMAP.
 type Server struct {
-	opts Options
-	imap *imapserver.Server
+	opts    Options
+	imap    *imapserver.Server
+	limiter *transport.ConnLimiter
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -99,6 +123,14 @@ func New(opts *Options) (*Server, error) {
 		return nil, fmt.Errorf("imapd: Options.Store is required")
 	}
 	s := &Server{opts: *opts, listeners: make(map[net.Listener]struct{})}
+	o := &s.opts
+	o.HandshakeTimeout = cmp.Or(o.HandshakeTimeout, 10*time.Second)
+	o.LoginTimeout = cmp.Or(o.LoginTimeout, time.Minute)
+	o.IdleTimeout = cmp.Or(o.IdleTimeout, 30*time.Minute)
+	o.MaxConns = cmp.Or(o.MaxConns, 1000)
+	o.MaxConnsPerAddr = cmp.Or(o.MaxConnsPerAddr, 100)
+	s.limiter = transport.NewConnLimiter(transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerAddr,
+		HandshakeTimeout: o.HandshakeTimeout})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.opts.TLSConfig != nil {
 		s.opts.TLSConfig = s.opts.TLSConfig.Clone()
@@ -132,6 +164,12 @@ func (a slogAdapter) Printf(format string, args ...any) {
 
 // Serve accepts plain connections on l, which may upgrade with STARTTLS (port 143).
 func (s *Server) Serve(l net.Listener) error {
+	return s.serve(s.limiter.Listener(l, func(c net.Conn) {
+		io.WriteString(c, "* BYE Too many connections, try again later\r\n")
+	}))
+}
+
+func (s *Server) serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -155,7 +193,9 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	if s.opts.TLSConfig == nil {
 		return fmt.Errorf("imapd: ServeTLS needs Options.TLSConfig")
 	}
-	return s.Serve(tls.NewListener(l, s.opts.TLSConfig))
+	// The caps count from accept, below TLS: a connection that never completes its handshake
+	// takes a place until the handshake deadline.
+	return s.serve(tls.NewListener(s.limiter.Listener(l, nil), s.opts.TLSConfig))
 }
 
 // Close closes the listeners and every connection at once.
@@ -197,6 +237,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	// imapserver calls newSession on the connection's goroutine, before the greeting, whose
+	// write would run the implicit TLS handshake: run it here, within the handshake deadline.
+	nc := c.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		if err := tc.HandshakeContext(s.ctx); err != nil {
+			return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "TLS handshake failed"}
+		}
+		nc = tc.NetConn()
+	}
+	lc, _ := nc.(*transport.LimitedConn)
+	if lc != nil {
+		lc.EndHandshake()
+		lc.SetPhaseDeadline(lc.Accepted().Add(s.opts.LoginTimeout))
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -205,7 +259,7 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	s.active++
 	s.mu.Unlock()
 	sctx, cancel := context.WithCancel(s.ctx)
-	return &session{srv: s, conn: c, ctx: sctx, cancel: cancel}, nil, nil
+	return &session{srv: s, conn: c, ctx: sctx, cancel: cancel, lc: lc}, nil, nil
 }
 
 func (s *Server) sessionClosed() {

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
@@ -27,7 +28,8 @@ type session struct {
 	// this session stop with it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	bal    string // authenticated BAL address, "" before
+	bal    string                 // authenticated BAL address, "" before
+	lc     *transport.LimitedConn // the connection's deadlines; nil when served without limiter
 	sel    *selected
 
 	// pollMu serialises polls and Close. go-imap's handleIdle returns on a client's EOF without
@@ -89,6 +91,14 @@ func (s *session) Close() error {
 
 // ---- authentication ----
 
+// loggedIn swaps the login deadline for the autologout timer (RFC 9051 §5.4).
+func (s *session) loggedIn() {
+	if s.lc != nil {
+		s.lc.SetPhaseDeadline(time.Time{})
+		s.lc.SetIdleTimeout(s.srv.opts.IdleTimeout)
+	}
+}
+
 func (s *session) Login(username, password string) error {
 	if err := s.store().CheckPassword(s.ctx, username, password); err != nil {
 		s.srv.logger().Info("imapd: login refused", "mech", "PLAIN")
@@ -99,6 +109,7 @@ func (s *session) Login(username, password string) error {
 		return imapserver.ErrAuthFailed
 	}
 	s.bal = b.Address
+	s.loggedIn()
 	s.srv.logger().Info("imapd: login", "bal", s.bal, "mech", "PLAIN")
 	return nil
 }
@@ -141,6 +152,7 @@ func (s *session) external(identity string) error {
 		return imapserver.ErrAuthFailed
 	}
 	s.bal = b.Address
+	s.loggedIn()
 	s.srv.logger().Info("imapd: login", "bal", s.bal, "mech", "EXTERNAL")
 	return nil
 }

@@ -113,10 +113,15 @@ type MailboxConfig struct {
 }
 
 // IMAPConfig is the table "imap": the IMAP listeners of the mailbox store (143 STARTTLS, 993
-// implicit TLS).
+// implicit TLS) and the bounds of their connections (imapd.Options).
 type IMAPConfig struct {
-	Listen    string `toml:"listen"`
-	ListenTLS string `toml:"listen_tls"`
+	Listen                   string        `toml:"listen"`
+	ListenTLS                string        `toml:"listen_tls"`
+	HandshakeTimeout         time.Duration `toml:"handshake_timeout"`
+	LoginTimeout             time.Duration `toml:"login_timeout"`
+	IdleTimeout              time.Duration `toml:"idle_timeout"`
+	MaxConnections           int           `toml:"max_connections"`
+	MaxConnectionsPerAddress int           `toml:"max_connections_per_address"`
 }
 
 // ResponderConfig is the table "responder": the BAL of the test responder (RFC 3834
@@ -158,6 +163,10 @@ type LimitsConfig struct {
 	WriteTimeout          time.Duration `toml:"write_timeout"`
 	MaxConnections        int           `toml:"max_connections"`
 	MaxConnectionsPerPeer int           `toml:"max_connections_per_peer"`
+	CommandTimeout        time.Duration `toml:"command_timeout"`
+	DataTimeout           time.Duration `toml:"data_timeout"`
+	SessionTimeout        time.Duration `toml:"session_timeout"`
+	HandshakeTimeout      time.Duration `toml:"handshake_timeout"`
 	// ShutdownGrace is how long a stop waits for SMTP sessions in a transaction to end
 	// before cutting them (an unfinished DATA is then never acknowledged).
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
@@ -264,6 +273,17 @@ func (c *Config) check() error {
 	}
 	if c.Limits.ShutdownGrace < 0 {
 		bad("limits.shutdown_grace must not be negative")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"limits.read_timeout", c.Limits.ReadTimeout}, {"limits.command_timeout", c.Limits.CommandTimeout},
+		{"limits.data_timeout", c.Limits.DataTimeout}, {"limits.session_timeout", c.Limits.SessionTimeout},
+		{"limits.handshake_timeout", c.Limits.HandshakeTimeout}, {"imap.handshake_timeout", c.IMAP.HandshakeTimeout},
+		{"imap.login_timeout", c.IMAP.LoginTimeout}, {"imap.idle_timeout", c.IMAP.IdleTimeout}} {
+		if d.v < 0 {
+			bad("%s must not be negative", d.name)
+		}
 	}
 	if c.Mailbox.DefaultQuota < 0 || c.Mailbox.DefaultRetention < 0 {
 		bad("mailbox.default_quota and mailbox.default_retention must not be negative")

@@ -12,6 +12,12 @@ func TestConfig(t *testing.T) {
 		d.Relay.Listen != ":25" || d.Submission.Listen != ":587" || d.Submission.ListenTLS != ":465" || d.TLS.Revocation != "required" {
 		t.Fatalf("defaults: %+v", d)
 	}
+	if d.IMAP.HandshakeTimeout != 10*time.Second || d.IMAP.LoginTimeout != time.Minute || d.IMAP.IdleTimeout != 30*time.Minute ||
+		d.IMAP.MaxConnections != 1000 || d.IMAP.MaxConnectionsPerAddress != 100 ||
+		d.Limits.CommandTimeout != time.Minute || d.Limits.DataTimeout != 0 || d.Limits.SessionTimeout != time.Hour ||
+		d.Limits.HandshakeTimeout != 10*time.Second {
+		t.Fatalf("connection bounds: %+v %+v", d.IMAP, d.Limits)
+	}
 	good := `hostname = "mx.a.test"
 domains = ["a.test"]
 [tls]
@@ -38,6 +44,8 @@ cert_dn = "CN=bal@a.test"
 		{"[tls]\nrevocation = \"none\"\n", "tls.revocation"},
 		{"[[bal]]\naddress = \"nobody\"\n", "bal[1]"},
 		{"[queue]\ngive_up = \"forever\"\n", "give_up"},
+		{"[limits]\ncommand_timeout = \"-1s\"\n", "limits.command_timeout must not be negative"},
+		{"[imap]\nidle_timeout = \"-1s\"\n", "imap.idle_timeout must not be negative"},
 		{"typo_setting = 1\n", "unknown settings: typo_setting"},
 	} {
 		// Later keys in a table override: append the edit as a new document part where TOML

@@ -253,7 +253,9 @@ func (c *mta) build() error {
 			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,
 			MaxLineLength: cfg.Limits.MaxLineLength, ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
-			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerPeer: cfg.Limits.MaxConnectionsPerPeer, Logger: c.logger})
+			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerPeer: cfg.Limits.MaxConnectionsPerPeer,
+			CommandTimeout: cfg.Limits.CommandTimeout, DataTimeout: cfg.Limits.DataTimeout,
+			SessionTimeout: cfg.Limits.SessionTimeout, HandshakeTimeout: cfg.Limits.HandshakeTimeout, Logger: c.logger})
 		if err != nil {
 			return err
 		}
