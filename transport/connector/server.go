@@ -11,11 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/mail"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -870,8 +870,12 @@ func (ss *session) Data(r io.Reader) error {
 		time.Now().Format(time.RFC1123Z))
 	br := bufio.NewReader(&strictCRLF{r: r})
 	hdr, err := readHeader(br, 256<<10)
-	if err == nil && s.opts.Mode == ModeSubmission {
-		err = ss.checkFrom(hdr)
+	if err == nil {
+		var h textproto.Header
+		h, err = parseHeader(hdr, s.opts.Mode == ModeSubmission)
+		if err == nil && s.opts.Mode == ModeSubmission {
+			err = ss.checkFrom(h)
+		}
 	}
 	if err == nil {
 		if _, err = w.Write(hdr); err == nil {
@@ -886,7 +890,8 @@ func (ss *session) Data(r io.Reader) error {
 	case errors.Is(err, errBareLF):
 		return ss.refuse(replyBareLF, "bare_cr_or_lf", ss.rcptAddrs()...)
 	case errors.Is(err, errHeader):
-		return ss.refuse(replyBadHeader, "malformed_header", ss.rcptAddrs()...)
+		reply, reason := headerReply(err)
+		return ss.refuse(reply, reason, ss.rcptAddrs()...)
 	case errors.Is(err, errFromNotOwned):
 		return ss.refuse(replyFromNotOwned, "from_header_not_bal", ss.rcptAddrs()...)
 	case errors.Is(err, queue.ErrTooLarge), errors.Is(err, smtp.ErrDataTooLarge):
@@ -1015,25 +1020,4 @@ func readHeader(br *bufio.Reader, max int) ([]byte, error) {
 		}
 		lineStart = true
 	}
-}
-
-// checkFrom verifies that the From header holds exactly the authenticated BAL.
-func (ss *session) checkFrom(hdr []byte) error {
-	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte(nil), hdr...), "\r\n"...)))
-	if err != nil {
-		return errHeader
-	}
-	list, err := m.Header.AddressList("From")
-	if err != nil || len(list) != 1 || len(m.Header["From"]) != 1 {
-		return errFromNotOwned
-	}
-	if !strings.EqualFold(list[0].Address, ss.bal) {
-		return errFromNotOwned
-	}
-	if s := m.Header.Get("Sender"); s != "" {
-		if a, err := mail.ParseAddress(s); err != nil || !strings.EqualFold(a.Address, ss.bal) {
-			return errFromNotOwned
-		}
-	}
-	return nil
 }
