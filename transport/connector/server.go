@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
@@ -82,7 +83,8 @@ var (
 	replyRelayDenied     = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
 	replyRcptNotListed   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Recipient domain not in the MSSante trust list"}
 	replyNoMailbox       = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Mailbox unavailable"}
-	replyBadAddress      = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
+	replyBadRcpt         = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address: want a dot-atom local part and a domain without trailing dot"}
+	replyBadSender       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address: want a dot-atom local part and a domain without trailing dot"}
 	replyAuthRequired    = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	replySenderNotOwned  = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated BAL"}
 	replyFromNotOwned    = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "From header not owned by the authenticated BAL"}
@@ -690,6 +692,30 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
+// envelopeAddress reads the address of a MAIL FROM or RCPT TO once, with the MSSanté address
+// rules (mssante.NewAddress), and returns the one form the whitelist, routing, the queue and
+// local delivery then use, or false for an address that the connector refuses.
+//
+// An SMTP local part is a Dot-string or a Quoted-string, and a domain has no trailing dot
+// (RFC 5321 §4.1.2). go-smtp hands the session a quoted local part unquoted, so a local part
+// that is not a dot-atom (`"marie durand"@…`) cannot be passed on as received: relayed without
+// its quotes it is another, invalid address, and only the destination host may interpret a
+// local part (RFC 5321 §2.3.11), so it may not be rewritten into a third. MSSanté addresses
+// are dot-atoms, so such an address names no MSSanté mailbox: it is refused here, 553 (mailbox
+// name not allowed, RFC 5321 §4.2.2) with X.1.3 or X.1.7 (RFC 3463 §3.2), rather than accepted
+// and bounced. A quoted local part that is a dot-atom is the same as the dot-atom (RFC 5322
+// §3.2.4: the quotes are not part of it) and is accepted in that form. A domain with a trailing
+// dot is refused rather than trimmed, so that no second spelling of a domain passes this point.
+// The form kept is in lower case: MSSanté addresses are published in lower case and compared
+// without regard to case (RFC 5321 §2.4 discourages telling local parts apart by case).
+func envelopeAddress(addr string) (string, bool) {
+	a, err := mssante.NewAddress("", addr)
+	if err != nil || a.Addr != strings.ToLower(addr) { // NewAddress also trims spaces
+		return "", false
+	}
+	return a.Addr, true
+}
+
 // domainOf returns the lower-case domain of addr, or "" when addr is not local@domain.
 func domainOf(addr string) string {
 	i := strings.LastIndexByte(addr, '@')
@@ -727,10 +753,12 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			}
 			break
 		}
-		d := domainOf(from)
-		if d == "" {
-			return ss.refuse(replyBadAddress, "bad_sender_syntax")
+		addr, ok := envelopeAddress(from)
+		if !ok {
+			return ss.refuse(replyBadSender, "bad_sender_syntax")
 		}
+		from = addr
+		d := domainOf(from)
 		if err := ss.s.opts.Policy.CheckDomain(d); err != nil {
 			return ss.refuse(trustErr(err, replyDomainNotListed), "sender_domain: "+err.Error())
 		}
@@ -744,7 +772,11 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		if ss.bal == "" {
 			return ss.refuse(replyAuthRequired, "not_authenticated")
 		}
-		if !strings.EqualFold(from, ss.bal) {
+		addr, ok := envelopeAddress(from)
+		if !ok {
+			return ss.refuse(replyBadSender, "bad_sender_syntax")
+		}
+		if from = addr; !strings.EqualFold(from, ss.bal) {
 			ss.from = from
 			return ss.refuse(replySenderNotOwned, "sender_not_bal")
 		}
@@ -804,10 +836,12 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err := ss.bareCRLF(to); err != nil {
 		return err
 	}
-	d := domainOf(to)
-	if d == "" {
-		return ss.refuse(replyBadAddress, "bad_recipient_syntax", to)
+	addr, ok := envelopeAddress(to)
+	if !ok {
+		return ss.refuse(replyBadRcpt, "bad_recipient_syntax", to)
 	}
+	to = addr
+	d := domainOf(to)
 	ctx := ss.s.ctx
 	if ss.s.local[d] {
 		if err := ss.s.opts.Local.Lookup(ctx, to); err != nil {
