@@ -8,6 +8,14 @@
 //     TLS): the BAL authenticates with its client certificate (SASL EXTERNAL, RFC 4422 App. A)
 //     or, when enabled, AUTH PLAIN over TLS; the envelope sender and the From header must be
 //     that BAL; every recipient must be local or in a listed domain.
+//   - Both listeners read each MAIL FROM and RCPT TO address once with the MSSanté address
+//     rules ([mssante.NewAddress]: a dot-atom local part, a domain without trailing dot, lower
+//     case) and use that one form for the whitelist, routing, the queue and local delivery; an
+//     address they refuse gets 553 5.1.7 or 5.1.3 at once, never a bounce later.
+//   - Both listeners read a message's header with the parser the IMAP server reads it with
+//     (go-message's textproto) and refuse, 554 5.6.0, a field name that is not RFC 5322 ftext;
+//     submission also refuses white space before a field's colon and a second instance of a
+//     field RFC 5322 §3.6 allows once, which readers interpret differently.
 //   - Both listeners advertise and honour DSN (RFC 3461), SIZE (RFC 1870), PIPELINING (RFC 2920)
 //     and 8BITMIME (RFC 6152), and go-smtp's CHUNKING (RFC 3030); a bare CR or bare LF anywhere
 //     in a session, commands, DATA or BDAT, is refused (554 5.5.2, or go-smtp's own reply to a

@@ -34,7 +34,9 @@ func FuzzData(f *testing.F) {
 			return
 		}
 		ss := &session{bal: "bal@a.test"}
-		ss.checkFrom(hdr)
+		if h, err := parseHeader(hdr, true); err == nil {
+			ss.checkFrom(h)
+		}
 		rest, err := io.ReadAll(br)
 		if err != nil {
 			if !errors.Is(err, errBareLF) {

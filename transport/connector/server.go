@@ -11,14 +11,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/mail"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
@@ -82,7 +83,8 @@ var (
 	replyRelayDenied     = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
 	replyRcptNotListed   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Recipient domain not in the MSSante trust list"}
 	replyNoMailbox       = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Mailbox unavailable"}
-	replyBadAddress      = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
+	replyBadRcpt         = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address: want a dot-atom local part and a domain without trailing dot"}
+	replyBadSender       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address: want a dot-atom local part and a domain without trailing dot"}
 	replyAuthRequired    = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	replySenderNotOwned  = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated BAL"}
 	replyFromNotOwned    = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "From header not owned by the authenticated BAL"}
@@ -720,6 +722,30 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
+// envelopeAddress reads the address of a MAIL FROM or RCPT TO once, with the MSSanté address
+// rules (mssante.NewAddress), and returns the one form the whitelist, routing, the queue and
+// local delivery then use, or false for an address that the connector refuses.
+//
+// An SMTP local part is a Dot-string or a Quoted-string, and a domain has no trailing dot
+// (RFC 5321 §4.1.2). go-smtp hands the session a quoted local part unquoted, so a local part
+// that is not a dot-atom (`"marie durand"@…`) cannot be passed on as received: relayed without
+// its quotes it is another, invalid address, and only the destination host may interpret a
+// local part (RFC 5321 §2.3.11), so it may not be rewritten into a third. MSSanté addresses
+// are dot-atoms, so such an address names no MSSanté mailbox: it is refused here, 553 (mailbox
+// name not allowed, RFC 5321 §4.2.2) with X.1.3 or X.1.7 (RFC 3463 §3.2), rather than accepted
+// and bounced. A quoted local part that is a dot-atom is the same as the dot-atom (RFC 5322
+// §3.2.4: the quotes are not part of it) and is accepted in that form. A domain with a trailing
+// dot is refused rather than trimmed, so that no second spelling of a domain passes this point.
+// The form kept is in lower case: MSSanté addresses are published in lower case and compared
+// without regard to case (RFC 5321 §2.4 discourages telling local parts apart by case).
+func envelopeAddress(addr string) (string, bool) {
+	a, err := mssante.NewAddress("", addr)
+	if err != nil || a.Addr != strings.ToLower(addr) { // NewAddress also trims spaces
+		return "", false
+	}
+	return a.Addr, true
+}
+
 // domainOf returns the lower-case domain of addr, or "" when addr is not local@domain.
 func domainOf(addr string) string {
 	i := strings.LastIndexByte(addr, '@')
@@ -757,10 +783,12 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			}
 			break
 		}
-		d := domainOf(from)
-		if d == "" {
-			return ss.refuse(replyBadAddress, "bad_sender_syntax")
+		addr, ok := envelopeAddress(from)
+		if !ok {
+			return ss.refuse(replyBadSender, "bad_sender_syntax")
 		}
+		from = addr
+		d := domainOf(from)
 		if err := ss.s.opts.Policy.CheckDomain(d); err != nil {
 			return ss.refuse(trustErr(err, replyDomainNotListed), "sender_domain: "+err.Error())
 		}
@@ -774,7 +802,11 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		if ss.bal == "" {
 			return ss.refuse(replyAuthRequired, "not_authenticated")
 		}
-		if !strings.EqualFold(from, ss.bal) {
+		addr, ok := envelopeAddress(from)
+		if !ok {
+			return ss.refuse(replyBadSender, "bad_sender_syntax")
+		}
+		if from = addr; !strings.EqualFold(from, ss.bal) {
 			ss.from = from
 			return ss.refuse(replySenderNotOwned, "sender_not_bal")
 		}
@@ -834,10 +866,12 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err := ss.bareCRLF(to); err != nil {
 		return err
 	}
-	d := domainOf(to)
-	if d == "" {
-		return ss.refuse(replyBadAddress, "bad_recipient_syntax", to)
+	addr, ok := envelopeAddress(to)
+	if !ok {
+		return ss.refuse(replyBadRcpt, "bad_recipient_syntax", to)
 	}
+	to = addr
+	d := domainOf(to)
 	ctx := ss.s.ctx
 	if ss.s.local[d] {
 		if err := ss.s.opts.Local.Lookup(ctx, to); err != nil {
@@ -901,8 +935,12 @@ func (ss *session) Data(r io.Reader) error {
 		time.Now().Format(time.RFC1123Z))
 	br := bufio.NewReader(&strictCRLF{r: r})
 	hdr, err := readHeader(br, 256<<10)
-	if err == nil && s.opts.Mode == ModeSubmission {
-		err = ss.checkFrom(hdr)
+	if err == nil {
+		var h textproto.Header
+		h, err = parseHeader(hdr, s.opts.Mode == ModeSubmission)
+		if err == nil && s.opts.Mode == ModeSubmission {
+			err = ss.checkFrom(h)
+		}
 	}
 	if err == nil {
 		if _, err = w.Write(hdr); err == nil {
@@ -917,7 +955,8 @@ func (ss *session) Data(r io.Reader) error {
 	case errors.Is(err, errBareLF):
 		return ss.refuse(replyBareLF, "bare_cr_or_lf", ss.rcptAddrs()...)
 	case errors.Is(err, errHeader):
-		return ss.refuse(replyBadHeader, "malformed_header", ss.rcptAddrs()...)
+		reply, reason := headerReply(err)
+		return ss.refuse(reply, reason, ss.rcptAddrs()...)
 	case errors.Is(err, errFromNotOwned):
 		return ss.refuse(replyFromNotOwned, "from_header_not_bal", ss.rcptAddrs()...)
 	case errors.Is(err, queue.ErrTooLarge), errors.Is(err, smtp.ErrDataTooLarge):
@@ -1046,25 +1085,4 @@ func readHeader(br *bufio.Reader, max int) ([]byte, error) {
 		}
 		lineStart = true
 	}
-}
-
-// checkFrom verifies that the From header holds exactly the authenticated BAL.
-func (ss *session) checkFrom(hdr []byte) error {
-	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte(nil), hdr...), "\r\n"...)))
-	if err != nil {
-		return errHeader
-	}
-	list, err := m.Header.AddressList("From")
-	if err != nil || len(list) != 1 || len(m.Header["From"]) != 1 {
-		return errFromNotOwned
-	}
-	if !strings.EqualFold(list[0].Address, ss.bal) {
-		return errFromNotOwned
-	}
-	if s := m.Header.Get("Sender"); s != "" {
-		if a, err := mail.ParseAddress(s); err != nil || !strings.EqualFold(a.Address, ss.bal) {
-			return errFromNotOwned
-		}
-	}
-	return nil
 }
