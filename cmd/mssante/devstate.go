@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/internal/statelock"
 )
 
 // The sandbox folder is the state folder of "mssante dev". Every command that reads it takes
@@ -61,41 +61,18 @@ func sandboxBALs(info *sandbox.Info) string {
 // uses the folder.
 const devLockName = "dev.lock"
 
-// errDevLocked reports that another process holds the lock.
-var errDevLocked = errors.New("locked by another process")
-
 // lockDevState takes the sandbox folder dir for this process, so that a second "mssante dev"
-// does not start a second trust space over the same mailboxes and spool. The lock is an
-// flock(2) on dir/dev.lock, which the kernel releases when the process ends however it ends:
-// a lock left by a killed process is free again. The returned function releases it.
+// does not start a second trust space over the same mailboxes and spool.
 func lockDevState(dir string) (unlock func(), err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, devLockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := flockExclusive(f); err != nil {
-		f.Close()
-		if !errors.Is(err, errDevLocked) {
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
+	unlock, err = statelock.Lock(dir, devLockName)
+	var le *statelock.LockedError
+	if errors.As(err, &le) {
 		holder := "another process"
-		if b, rerr := os.ReadFile(path); rerr == nil {
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid > 0 {
-				holder = fmt.Sprintf("process %d", pid)
-			}
+		if le.PID > 0 {
+			holder = fmt.Sprintf("process %d", le.PID)
 		}
 		return nil, fmt.Errorf("the sandbox folder %s is in use by %s (another \"mssante dev\"): stop it, or give another folder with --%s DIR",
 			dir, holder, sandboxFlag)
 	}
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return func() {
-		f.Truncate(0)
-		f.Close() // releases the lock
-	}, nil
+	return unlock, err
 }

@@ -1,9 +1,9 @@
 //go:build !unix
 
-package main
+package statelock
 
 import "os"
 
-// flockExclusive does not lock where flock(2) is not available: two "mssante dev" on the same
+// flockExclusive does not lock where flock(2) is not available: two processes on the same
 // folder are then the user's to avoid.
 func flockExclusive(*os.File) error { return nil }

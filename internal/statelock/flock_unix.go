@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package statelock
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ func flockExclusive(f *os.File) error {
 		case errors.Is(err, syscall.EINTR):
 			continue
 		case errors.Is(err, syscall.EWOULDBLOCK):
-			return errDevLocked
+			return ErrLocked
 		default:
 			return err
 		}

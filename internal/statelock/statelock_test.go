@@ -1,0 +1,41 @@
+package statelock
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// flock(2) locks belong to an open file description, so a second Lock in the same process is
+// refused exactly as another process would be.
+func TestLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	unlock, err := Lock(dir, "x.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("folder mode: %v %v", fi.Mode(), err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "x.lock"))
+	if strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+		t.Errorf("lock file holds %q, want our PID", b)
+	}
+	_, err = Lock(dir, "x.lock")
+	var le *LockedError
+	if !errors.Is(err, ErrLocked) || !errors.As(err, &le) || le.PID != os.Getpid() || le.Dir != dir {
+		t.Fatalf("second Lock: %v, want a LockedError naming PID %d", err, os.Getpid())
+	}
+	if !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Errorf("message %q does not name the holder", err)
+	}
+	unlock()
+	unlock2, err := Lock(dir, "x.lock")
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	unlock2()
+}
