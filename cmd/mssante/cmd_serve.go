@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/transport/node"
 )
 
@@ -45,6 +47,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if !*check {
+		// One node per spool: a second one would recover and deliver the same queue files.
+		unlock, err := statelock.Lock(cfg.SpoolDir, serveLockName)
+		var le *statelock.LockedError
+		if errors.As(err, &le) {
+			return fmt.Errorf("the spool %s is in use (another \"mssante serve\"%s): stop it first, or give this configuration its own spool_dir",
+				cfg.SpoolDir, holderPID(le.PID))
+		}
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	n, err := node.New(ctx, cfg, &node.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -68,6 +83,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}()
 	return n.Serve(ctx)
+}
+
+// serveLockName is the lock file "mssante serve" holds in its spool folder while it runs.
+const serveLockName = "serve.lock"
+
+// holderPID says which process holds a lock, when its PID is known.
+func holderPID(pid int) string {
+	if pid > 0 {
+		return fmt.Sprintf(", process %d", pid)
+	}
+	return ""
 }
 
 func serveLogger(e *env, cfg *node.Config) (*slog.Logger, error) {

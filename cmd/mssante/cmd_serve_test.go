@@ -18,6 +18,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
@@ -212,6 +213,43 @@ func TestServeUsageAndConfig(t *testing.T) {
 
 // mssante serve end to end in-process: relay in, local delivery, metrics, SIGHUP reload of
 // the whitelist, graceful stop.
+// A second "mssante serve" on the same spool is refused before it opens anything, naming the
+// process that holds it; --check is still allowed beside a running node.
+func TestServeSpoolLocked(t *testing.T) {
+	f := newServeFixture(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	var errb testenv.Buffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", f.config}, &env{stdout: io.Discard, stderr: &errb})
+	}()
+	waitUntil(t, "relay listening", 20*time.Second, func() bool {
+		c, err := f.relayClient()
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	code, _, stderr := runCmd(t, "serve", "--config", f.config)
+	want := fmt.Sprintf("the spool %s is in use (another \"mssante serve\", process %d)", f.spool, os.Getpid())
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("second serve: exit %d, stderr %q, want %q", code, stderr, want)
+	}
+	if code, out, stderr := runCmd(t, "serve", "--config", f.config, "--check"); code != 0 || !strings.Contains(out, "configuration OK") {
+		t.Errorf("--check beside a running node: exit %d %q %q", code, out, stderr)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d: %s", code, errb.String())
+	}
+	// Stopped, the spool is free again.
+	unlock, err := statelock.Lock(f.spool, serveLockName)
+	if err != nil {
+		t.Fatalf("after stop: %v", err)
+	}
+	unlock()
+}
+
 func TestServeReloadAndMetrics(t *testing.T) {
 	f := newServeFixture(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
