@@ -44,6 +44,10 @@ const (
 	EventPurged    Event = "purged"    // messages of a BAL deleted by its retention (count in Reason, bytes in Size)
 )
 
+// EventAuthFailed is a password login that failed or was refused before being checked
+// (listener in Source, the connection's failures in Attempts, the outcome in Reason).
+const EventAuthFailed Event = "auth_failed"
+
 // Record is one audit record. It holds identifiers, never content: no subject, no body, no
 // header other than the envelope; addresses in the redacted domains (patient addresses carry
 // the INS) are pseudonymised.
