@@ -39,6 +39,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
@@ -85,6 +86,11 @@ type Options struct {
 	// InsecureAuth allows PLAIN/LOGIN without TLS. Only for loopback test tools that cannot
 	// speak TLS; never in production.
 	InsecureAuth bool
+	// AuthLimiter brakes password guessing (LOGIN, AUTHENTICATE PLAIN): delays, refusals and
+	// the connection closed with BYE after a few failures. Share one with the submission
+	// listeners so that failures count on both; nil uses authlimit.New(nil), which audits
+	// nothing.
+	AuthLimiter *authlimit.Limiter
 	// Logger receives connection errors (no message content); nil discards them.
 	Logger *slog.Logger
 	// DebugWriter receives the raw protocol, credentials included. Debugging only.
@@ -131,6 +137,9 @@ func New(opts *Options) (*Server, error) {
 	o.MaxConnsPerAddr = cmp.Or(o.MaxConnsPerAddr, 100)
 	s.limiter = transport.NewConnLimiter(transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerAddr,
 		HandshakeTimeout: o.HandshakeTimeout})
+	if s.opts.AuthLimiter == nil {
+		s.opts.AuthLimiter = authlimit.New(nil)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.opts.TLSConfig != nil {
 		s.opts.TLSConfig = s.opts.TLSConfig.Clone()
@@ -259,7 +268,8 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	s.active++
 	s.mu.Unlock()
 	sctx, cancel := context.WithCancel(s.ctx)
-	return &session{srv: s, conn: c, ctx: sctx, cancel: cancel, lc: lc}, nil, nil
+	return &session{srv: s, conn: c, ctx: sctx, cancel: cancel, lc: lc,
+		auth: s.opts.AuthLimiter.Conn("imap", c.NetConn().RemoteAddr().String())}, nil, nil
 }
 
 func (s *Server) sessionClosed() {

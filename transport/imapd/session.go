@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
@@ -30,6 +31,7 @@ type session struct {
 	cancel context.CancelFunc
 	bal    string                 // authenticated BAL address, "" before
 	lc     *transport.LimitedConn // the connection's deadlines; nil when served without limiter
+	auth   *authlimit.Conn
 	sel    *selected
 
 	// pollMu serialises polls and Close. go-imap's handleIdle returns on a client's EOF without
@@ -100,18 +102,33 @@ func (s *session) loggedIn() {
 }
 
 func (s *session) Login(username, password string) error {
+	if err := s.auth.Before(s.ctx, username); err != nil {
+		s.srv.logger().Info("imapd: login refused before the check", "mech", "PLAIN", "err", err)
+		return s.hangUp()
+	}
 	if err := s.store().CheckPassword(s.ctx, username, password); err != nil {
 		s.srv.logger().Info("imapd: login refused", "mech", "PLAIN")
+		if s.auth.Failed(username) != nil {
+			return s.hangUp()
+		}
 		return imapserver.ErrAuthFailed
 	}
 	b, err := s.store().GetBAL(s.ctx, username)
 	if err != nil {
 		return imapserver.ErrAuthFailed
 	}
+	s.auth.Succeeded(username)
 	s.bal = b.Address
 	s.loggedIn()
 	s.srv.logger().Info("imapd: login", "bal", s.bal, "mech", "PLAIN")
 	return nil
+}
+
+// hangUp ends a connection that may not try again: BYE, then close (RFC 9051 §7.1.5). The
+// tagged NO that follows finds the connection closed.
+func (s *session) hangUp() error {
+	s.conn.Bye("Too many failed authentications, try again later")
+	return imapserver.ErrAuthFailed
 }
 
 func (s *session) AuthenticateMechanisms() []string { return []string{sasl.External, sasl.Plain} }
