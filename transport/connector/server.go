@@ -23,6 +23,7 @@ import (
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
 )
@@ -99,6 +100,9 @@ var (
 	replyShuttingDown    = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down"}
 )
 
+// replyAuthTooMany ends a session that may not try AUTH again (RFC 5321 §3.8: 421 and close).
+var replyAuthTooMany = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications, try again later"}
+
 // ServerOptions configure NewServer. Zero fields take the documented defaults.
 type ServerOptions struct {
 	// Mode is ModeRelay (default) or ModeSubmission.
@@ -128,6 +132,11 @@ type ServerOptions struct {
 	Accounts Accounts
 	// AllowPlain offers AUTH PLAIN (over TLS only) on the submission listener.
 	AllowPlain bool
+	// AuthLimiter brakes password guessing on AUTH PLAIN: delays, refusals and the
+	// connection closed with 421 4.7.0 after a few failures. Share one with the IMAP
+	// listeners so that failures count on both; nil uses the authlimit defaults, audited
+	// to Audit.
+	AuthLimiter *authlimit.Limiter
 	// Queue is where accepted messages go (required).
 	Queue *queue.Queue
 	// Scanner checks content between DATA and queueing (nil: none).
@@ -200,6 +209,9 @@ type liveConn struct {
 	conn    net.Conn // what go-smtp reads and writes: the TLS connection once there is one
 	busy    bool     // in a transaction
 	closing bool     // 421 sent or being sent
+	// auth counts the connection's failed logins. It belongs to the connection, not to the
+	// session: go-smtp starts a new session at each EHLO, which must not reset the count.
+	auth *authlimit.Conn
 }
 
 // hangUp sends 421 4.3.2 and closes the connection, once. The caller holds lc.mu.
@@ -272,6 +284,9 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 		lim.HandshakeTimeout = o.HandshakeTimeout
 	}
 	s.limiter = transport.NewConnLimiter(lim)
+	if o.AuthLimiter == nil {
+		o.AuthLimiter = authlimit.New(&authlimit.Options{Audit: o.Audit})
+	}
 	s.now = o.TLS.Time
 	if s.now == nil {
 		s.now = time.Now
@@ -709,12 +724,22 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		if !ss.s.opts.AllowPlain {
 			return nil, smtp.ErrAuthUnknownMechanism
 		}
+		lim := ss.authLimit()
 		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if err := lim.Before(ctx, username); err != nil {
+				ss.s.opts.Metrics.Rejected("auth_plain_locked")
+				return ss.authHangUp()
+			}
 			bal, err := ss.s.opts.Accounts.BALForPassword(ctx, username, password)
 			if err != nil || identity != "" && !strings.EqualFold(identity, bal) {
-				ss.refuse(smtp.ErrAuthFailed, "auth_plain_failed")
+				// The limiter audits the failure (auth_failed), with the connection's count.
+				ss.s.opts.Metrics.Rejected("auth_plain_failed")
+				if lim.Failed(username) != nil {
+					return ss.authHangUp()
+				}
 				return smtp.ErrAuthFailed
 			}
+			lim.Succeeded(username)
 			ss.bal = bal
 			return nil
 		}), nil
@@ -744,6 +769,32 @@ func envelopeAddress(addr string) (string, bool) {
 		return "", false
 	}
 	return a.Addr, true
+}
+
+// authLimit returns the login limiter of the session's connection.
+func (ss *session) authLimit() *authlimit.Conn {
+	ss.lc.mu.Lock()
+	defer ss.lc.mu.Unlock()
+	if ss.lc.auth == nil {
+		ss.lc.auth = ss.s.opts.AuthLimiter.Conn(ss.s.opts.Mode.String(), ss.peerAddr)
+	}
+	return ss.lc.auth
+}
+
+// authHangUp answers 421 4.7.0 and closes the connection, from the AUTH exchange: go-smtp
+// then finds it closed and ends the session without another reply.
+func (ss *session) authHangUp() error {
+	ss.lc.mu.Lock()
+	closing := ss.lc.closing
+	ss.lc.closing = true
+	ss.lc.mu.Unlock()
+	if !closing { // else Shutdown is sending its own 421
+		c := ss.c.Conn()
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyAuthTooMany), ss.s.opts.Hostname, replyAuthTooMany.Message)
+		c.Close()
+	}
+	return replyAuthTooMany
 }
 
 // domainOf returns the lower-case domain of addr, or "" when addr is not local@domain.
