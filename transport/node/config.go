@@ -40,6 +40,7 @@ type Config struct {
 	Delivery   DeliveryConfig   `toml:"delivery"`
 	Queue      QueueConfig      `toml:"queue"`
 	Limits     LimitsConfig     `toml:"limits"`
+	Auth       AuthConfig       `toml:"auth"`
 	Scanner    ScannerConfig    `toml:"scanner"`
 	Audit      AuditConfig      `toml:"audit"`
 	Metrics    MetricsConfig    `toml:"metrics"`
@@ -172,6 +173,21 @@ type LimitsConfig struct {
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
 }
 
+// AuthConfig is the table "auth": the brake on password guessing shared by IMAP (LOGIN,
+// AUTHENTICATE PLAIN) and submission (AUTH PLAIN); see transport/authlimit.
+type AuthConfig struct {
+	MaxConnectionFailures  int           `toml:"max_connection_failures"`
+	FreeFailures           int           `toml:"free_failures"`
+	FreeAddressFailures    int           `toml:"free_address_failures"`
+	Delay                  time.Duration `toml:"delay"`
+	MaxDelay               time.Duration `toml:"max_delay"`
+	LockoutFailures        int           `toml:"lockout_failures"`
+	LockoutAddressFailures int           `toml:"lockout_address_failures"`
+	AccountFailures        int           `toml:"account_failures"`
+	Window                 time.Duration `toml:"window"`
+	MaxTracked             int           `toml:"max_tracked"`
+}
+
 // ScannerConfig is the table "scanner": the clamd socket ("unix:PATH" or "tcp:HOST:PORT",
 // none when empty), its timeout, and whether a scanner failure is a temporary ("tempfail")
 // or permanent ("reject") refusal.
@@ -270,6 +286,11 @@ func (c *Config) check() error {
 		if t := strings.ToUpper(b.Type); t != "" && t != "PER" && t != "ORG" && t != "APP" {
 			bad("bal[%d]: type must be PER, ORG or APP, not %q", i, b.Type)
 		}
+	}
+	if a := c.Auth; a.MaxConnectionFailures <= 0 || a.FreeFailures <= 0 || a.FreeAddressFailures <= 0 ||
+		a.LockoutFailures <= 0 || a.LockoutAddressFailures <= 0 || a.AccountFailures <= 0 || a.MaxTracked <= 0 ||
+		a.Delay <= 0 || a.MaxDelay < a.Delay || a.Window <= 0 {
+		bad("auth: every setting must be positive, and max_delay at least delay")
 	}
 	if c.Limits.ShutdownGrace < 0 {
 		bad("limits.shutdown_grace must not be negative")

@@ -47,6 +47,8 @@ cert_dn = "CN=bal@a.test"
 		{"[limits]\ncommand_timeout = \"-1s\"\n", "limits.command_timeout must not be negative"},
 		{"[imap]\nidle_timeout = \"-1s\"\n", "imap.idle_timeout must not be negative"},
 		{"typo_setting = 1\n", "unknown settings: typo_setting"},
+		{"[auth]\nlockout_failures = 0\n", "auth: every setting must be positive"},
+		{"[auth]\ndelay = \"1m\"\n", "max_delay at least delay"},
 	} {
 		// Later keys in a table override: append the edit as a new document part where TOML
 		// allows it, else replace.

@@ -18,6 +18,7 @@ import (
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/antivirus"
 	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
@@ -40,6 +41,7 @@ type mta struct {
 	policy   connector.Policy
 	queue    *queue.Queue
 	audit    *audit.Log
+	auth     *authlimit.Limiter // shared with the IMAP listeners
 	metrics  *metrics.Metrics
 	local    connector.LocalDelivery
 	delivery *connector.Delivery
@@ -89,6 +91,11 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 		c.queue.Close()
 		return nil, err
 	}
+	a := cfg.Auth
+	c.auth = authlimit.New(&authlimit.Options{MaxConnFailures: a.MaxConnectionFailures, FreeFailures: a.FreeFailures,
+		FreeAddressFailures: a.FreeAddressFailures, Delay: a.Delay, MaxDelay: a.MaxDelay, LockoutFailures: a.LockoutFailures,
+		LockoutAddressFailures: a.LockoutAddressFailures, AccountFailures: a.AccountFailures, Window: a.Window,
+		MaxTracked: a.MaxTracked, Audit: c.audit, Now: c.opts.Now})
 	if c.local == nil {
 		c.local = &connector.Maildir{Dir: cfg.Local.Maildir, Mailboxes: c.mailboxes()}
 	}
@@ -249,7 +256,7 @@ func (c *mta) build() error {
 	mk := func(name string, mode connector.Mode, implicit bool) error {
 		s, err := connector.NewServer(&connector.ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,
 			ImplicitTLS: implicit, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: acc,
-			AllowPlain: cfg.Submission.AllowPlain, Queue: c.queue, Scanner: scanner,
+			AllowPlain: cfg.Submission.AllowPlain, AuthLimiter: c.auth, Queue: c.queue, Scanner: scanner,
 			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,
 			MaxLineLength: cfg.Limits.MaxLineLength, ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
