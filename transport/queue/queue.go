@@ -20,6 +20,19 @@
 // Start with [Open]. An SMTP server writes a message with [Queue.Begin] and [Writer.Commit]
 // (or [Queue.Enqueue] for a whole message) before it answers 250; [Queue.Run] hands the due
 // recipients to a [Deliverer] (connector.Delivery) until its context ends.
+//
+// Administration (what Postfix's mailq and postsuper do). The owner of a spool keeps its state
+// in memory and rewrites env/ files from it, so another process must not change those files
+// under it. [Inspect], [InspectMessage] and [ReadHeader] only read files that are replaced
+// atomically, and are safe at any time. Changes ([Queue.Hold], [Queue.Release],
+// [Queue.Retry], [Queue.Delete]) are made by the owner, safely while Run delivers; [Admin]
+// gets them there from another process. Every open Queue holds a shared flock on queue.lock;
+// Admin tries an exclusive one: when it gets it, no owner runs and it applies the change to
+// the files itself, keeping owners out meanwhile; when it does not, it writes a request to
+// ctl/ (a file renamed into place) that the owner's Run picks up within
+// RunOptions.ControlPoll, applies, and answers in ctl/. A hold is a marker file in hold/,
+// beside the message rather than in its state, so that an attempt in progress, which commits
+// its own copy of the state, cannot undo it. A delete is silent (no DSN), like postsuper -d.
 package queue
 
 import (
@@ -218,6 +231,12 @@ type Options struct {
 	NoSync bool
 	// Logger receives queue events (nil: discard). Records hold IDs and addresses, never content.
 	Logger *slog.Logger
+	// Exclusive opens the spool only if no other Queue has it open (in this process or
+	// another), and keeps others out until Close: for an administrator acting on the files of
+	// a stopped node (see [Admin]). Open then fails at once with ErrInUse. A Queue opened
+	// without it shares the spool with other such Queues (a configuration check beside a
+	// running node) but waits up to 10 seconds for an exclusive holder to finish.
+	Exclusive bool
 }
 
 // Queue is a durable spool of messages with per-recipient delivery state. It is safe for
@@ -231,8 +250,10 @@ type Queue struct {
 	mu       sync.Mutex
 	msgs     map[string]*Envelope
 	inflight map[string]bool
+	held     map[string]bool // messages on hold: never handed to Run (marker in hold/)
 	closed   bool
 	kick     chan struct{}
+	lock     *os.File // the flock on queue.lock, released by Close
 }
 
 // Open opens (or creates) the spool in opts.Dir and loads every committed message, so that
@@ -242,7 +263,7 @@ func Open(opts *Options) (*Queue, error) {
 		return nil, errors.New("queue: Options.Dir is required")
 	}
 	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
-		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, kick: make(chan struct{}, 1)}
+		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1)}
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
 	}
@@ -253,15 +274,45 @@ func Open(opts *Options) (*Queue, error) {
 	if q.logger == nil {
 		q.logger = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{"tmp", "data", "env"} {
+	for _, d := range []string{"tmp", "data", "env", "hold", "ctl"} {
 		if err := os.MkdirAll(filepath.Join(q.dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}
 	}
+	if err := q.takeLock(); err != nil {
+		return nil, err
+	}
 	if err := q.load(); err != nil {
+		q.lock.Close()
 		return nil, err
 	}
 	return q, nil
+}
+
+// takeLock flocks queue.lock: shared for an owner, exclusive for an administrator, so that an
+// administrator never rewrites files whose state a running owner keeps in memory.
+func (q *Queue) takeLock() error {
+	f, err := os.OpenFile(filepath.Join(q.dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err = flock(f, q.opts.Exclusive)
+		if err == nil {
+			q.lock = f
+			return nil
+		}
+		if !errors.Is(err, errWouldBlock) {
+			f.Close()
+			return fmt.Errorf("queue: lock %s: %w", q.dir, err)
+		}
+		if q.opts.Exclusive || time.Now().After(deadline) {
+			f.Close()
+			return fmt.Errorf("%w: %s", ErrInUse, q.dir)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (q *Queue) load() error {
@@ -313,6 +364,21 @@ func (q *Queue) load() error {
 		}
 		e.Size = q.msgs[id].Size
 		q.msgs[id] = &e
+	}
+	// A request that a previous owner took but did not answer: its requester has given up.
+	ctl, _ := os.ReadDir(filepath.Join(q.dir, "ctl"))
+	for _, f := range ctl {
+		if strings.HasSuffix(f.Name(), ".work") {
+			os.Remove(filepath.Join(q.dir, "ctl", f.Name()))
+		}
+	}
+	holds, _ := os.ReadDir(filepath.Join(q.dir, "hold"))
+	for _, f := range holds {
+		if _, ok := q.msgs[f.Name()]; ok {
+			q.held[f.Name()] = true
+		} else {
+			os.Remove(filepath.Join(q.dir, "hold", f.Name()))
+		}
 	}
 	// A message whose recipients were all final but whose files were not yet removed.
 	for id, e := range q.msgs {
@@ -621,14 +687,16 @@ func (q *Queue) writeEnv(e *Envelope) error {
 	return nil
 }
 
-// removeFiles removes a finished message: the data file first (a state file left alone by a
-// crash is then removed by the next Open; the other order could resurrect the message).
+// removeFiles removes a finished message: the data file first (a state file or hold marker
+// left alone by a crash is then removed by the next Open; the other order could resurrect the
+// message).
 func (q *Queue) removeFiles(id string) {
 	os.Remove(q.dataPath(id))
 	q.syncDir("data")
 	if err := os.Remove(q.envPath(id)); err == nil {
 		q.syncDir("env")
 	}
+	os.Remove(filepath.Join(q.dir, "hold", id))
 }
 
 // OpenMessage opens the stored message id for reading.
@@ -681,13 +749,14 @@ type Stats struct {
 	Messages   int // messages in the spool
 	Recipients int // recipients still pending
 	InFlight   int // messages being delivered now
+	Held       int // messages on hold (see Hold)
 }
 
 // Stats returns the current queue depth.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := Stats{Messages: len(q.msgs), InFlight: len(q.inflight)}
+	s := Stats{Messages: len(q.msgs), InFlight: len(q.inflight), Held: len(q.held)}
 	for _, e := range q.msgs {
 		for _, r := range e.Rcpts {
 			if r.State == Pending {
@@ -703,6 +772,10 @@ func (q *Queue) Stats() Stats {
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	q.closed = true
+	if q.lock != nil {
+		q.lock.Close()
+		q.lock = nil
+	}
 	q.mu.Unlock()
 	q.wake()
 	return nil
@@ -728,7 +801,7 @@ func (q *Queue) due(now time.Time, limit int) ([]*Envelope, time.Time) {
 	}
 	sort.Strings(ids) // oldest first
 	for _, id := range ids {
-		if q.inflight[id] {
+		if q.inflight[id] || q.held[id] {
 			continue
 		}
 		e := q.msgs[id]

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -87,6 +88,9 @@ type RunOptions struct {
 	// OnResult, when set, is called after each recipient state change is stored (for audit
 	// logs and metrics).
 	OnResult func(env *Envelope, r *Recipient, res Result)
+	// ControlPoll is how often Run looks for the requests of Admin in the spool's ctl/
+	// folder (default 500 ms; negative: never, and Admin then gets ErrNoAnswer).
+	ControlPoll time.Duration
 }
 
 // Run delivers due messages with d until ctx is done or the queue is closed; it returns after
@@ -104,6 +108,12 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, opts *RunOptions) error {
 	defer wg.Wait()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var poll <-chan time.Time
+	if o.ControlPoll >= 0 {
+		t := time.NewTicker(cmp.Or(o.ControlPoll, 500*time.Millisecond))
+		defer t.Stop()
+		poll = t.C
+	}
 	for {
 		q.mu.Lock()
 		closed := q.closed
@@ -137,6 +147,8 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, opts *RunOptions) error {
 		case <-ctx.Done():
 		case <-q.kick:
 		case <-timer.C:
+		case <-poll:
+			q.serveControl()
 		}
 	}
 }
@@ -279,6 +291,7 @@ func (q *Queue) commit(e *Envelope) {
 	if done {
 		q.mu.Lock()
 		delete(q.msgs, e.ID)
+		delete(q.held, e.ID)
 		q.mu.Unlock()
 		q.removeFiles(e.ID)
 		q.logger.Info("queue: done", "id", e.ID)
