@@ -3,7 +3,7 @@
 // identifiers, envelope, peer certificate DN, TLS version, outcome and reason, never subject,
 // body or patient data. These are the functional traces that Ségur REM SC.MSS/CONF.17-18 asks
 // of MSSanté software (author, time, action, request and outcome; never the content), kept for
-// the operator's side of the mail path.
+// the operator's side of the mail path, and the administrators' actions on the queue.
 //
 // Files are JSON lines (one [Record] per line, RFC 8259), written with one write call each,
 // rotated by size and by day, and removed after the retention. Addresses in the redacted
@@ -48,6 +48,16 @@ const (
 // (listener in Source, the connection's failures in Attempts, the outcome in Reason).
 const EventAuthFailed Event = "auth_failed"
 
+// Administrative actions on the queue (mssante queue): the queue ID in MsgID, the OS account
+// that asked in Actor, and in Reason "done" or why not (not_found, in_flight, no_answer,
+// error).
+const (
+	EventQueueHeld     Event = "queue_held"
+	EventQueueReleased Event = "queue_released"
+	EventQueueRetried  Event = "queue_retried"
+	EventQueueDeleted  Event = "queue_deleted" // removed without a DSN
+)
+
 // Record is one audit record. It holds identifiers, never content: no subject, no body, no
 // header other than the envelope; addresses in the redacted domains (patient addresses carry
 // the INS) are pseudonymised.
@@ -67,6 +77,7 @@ type Record struct {
 	RemoteMTA string    `json:"remote_mta,omitempty"`
 	Code      string    `json:"code,omitempty"`   // reply code and enhanced code, e.g. "550 5.7.1"
 	Reason    string    `json:"reason,omitempty"` // machine-readable detail
+	Actor     string    `json:"actor,omitempty"`  // the OS account behind an administrative action
 }
 
 // Options configure Open.
