@@ -1,0 +1,412 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"os"
+	"os/user"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/node"
+	"github.com/mssante-go/sdk/transport/queue"
+)
+
+const queueUsage = `list|show|hold|release|retry|delete --config serve.toml [options] [ID...]
+
+The queue of a connector, as Postfix's mailq and postsuper show and change it, whether or not
+"mssante serve" runs on it. Run it as the account of the service (sudo -u mssante …).
+
+  list              every queued message, oldest first, with its recipients' states
+  show ID           one message: envelope, per-recipient state (--headers: its trace headers)
+  hold ID...        keep messages in the queue undelivered (and their DSNs unsent) until release
+  release ID...     deliver held messages again, on their schedule
+  retry ID...       attempt the pending recipients now (a held message stays held)
+  delete ID...      remove messages without a DSN: neither recipients nor sender are told
+
+With "mssante serve" running, hold, release, retry and delete are handed to it (a request in
+the spool's ctl/ folder, taken within half a second); otherwise they change the spool's files,
+keeping a "serve" from starting meanwhile. Retry and delete refuse a message being delivered at
+that moment (in_flight): try again. Each of them writes an audit record (queue_held,
+queue_released, queue_retried, queue_deleted) with the queue ID, the OS account and the
+outcome.
+
+Never shown: the subject, the body, display names, or the local part of a patient address
+(the INS, shown as "INS@patient.mssante.fr"). --headers shows the trace headers (Received,
+Date, Message-ID, the addresses of From/To/Cc…) and names the others as withheld: a subject,
+a file name or any other header can carry health data.
+
+--json writes one object a line. list and show: {"id", "received" (RFC 3339), "age_seconds",
+"size" (bytes), "from", "source" (relay, submission, …), "held", "rcpts": [{"addr", "state"
+(pending, delivered, failed), "attempts", "next_attempt", "last_code" (e.g. "451 4.4.1"),
+"remote_mta"}]}; show adds "envid", "ret", "peer_dn", "peer_addr", to each recipient
+"last_status" (the whole last reply), "orcpt", "notify", "final_at", and with --headers
+"headers": [{"name", "value"} or {"name", "withheld": true}]. hold, release, retry, delete:
+{"id", "action", "outcome" (done, not_found, in_flight, no_answer, error), "via" ("serve": the
+running node applied it, "spool": the files), "error"}.
+Exit status: 0, 1 when an action failed for one ID, 2 for a usage error.`
+
+func runQueue(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "queue", queueUsage)
+	configPath := fs.String("config", "", "the configuration of \"mssante serve\" (spool_dir, [audit] dir)")
+	jsonOut := fs.Bool("json", false, "one JSON object a line (fields above)")
+	headers := fs.Bool("headers", false, "show: the trace headers too")
+	timeout := fs.Duration("timeout", 15*time.Second, "how long a running serve has to take an action")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		fs.Usage()
+		return exitCode(2, nil)
+	}
+	sub := args[0]
+	ids, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if *configPath == "" {
+		return usageError(fs, "--config is required")
+	}
+	f, err := os.Open(*configPath)
+	if err != nil {
+		return err
+	}
+	cfg, err := node.LoadConfig(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	out := &queueOut{e: e, json: *jsonOut, now: time.Now()}
+	switch sub {
+	case "list":
+		if len(ids) > 0 {
+			return usageError(fs, "list takes no ID")
+		}
+		ms, err := queue.Inspect(cfg.SpoolDir)
+		if err != nil {
+			return err
+		}
+		out.list(ms)
+		return nil
+	case "show":
+		if len(ids) != 1 {
+			return usageError(fs, "show takes one ID")
+		}
+		m, err := queue.InspectMessage(cfg.SpoolDir, ids[0])
+		if err != nil {
+			return fmt.Errorf("%s: %w", ids[0], err)
+		}
+		var h []queue.HeaderField
+		if *headers {
+			if h, err = queue.ReadHeader(cfg.SpoolDir, ids[0]); err != nil {
+				return fmt.Errorf("%s: %w", ids[0], err)
+			}
+		}
+		out.show(m, h, *headers)
+		return nil
+	}
+	op, ok := queueOps[sub]
+	if !ok {
+		return usageError(fs, "unknown queue command %q", sub)
+	}
+	if len(ids) == 0 {
+		return usageError(fs, "%s takes one or more IDs", sub)
+	}
+	// No action without its record: the audit log is opened first.
+	alog, err := audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	actor := osActor()
+	failed := false
+	for _, id := range ids {
+		actx, cancel := context.WithTimeout(ctx, *timeout)
+		viaOwner, err := queue.Admin(actx, cfg.SpoolDir, op.op, id)
+		cancel()
+		outcome := adminOutcome(err)
+		alog.Log(&audit.Record{Event: op.event, Source: "admin", MsgID: id, Actor: actor, Reason: outcome})
+		failed = failed || err != nil
+		via := "spool"
+		if viaOwner {
+			via = "serve"
+		}
+		out.action(id, sub, op.done, outcome, via, err)
+	}
+	if failed {
+		return exitCode(1, nil)
+	}
+	return nil
+}
+
+var queueOps = map[string]struct {
+	op    queue.Op
+	event audit.Event
+	done  string
+}{
+	"hold":    {queue.OpHold, audit.EventQueueHeld, "held"},
+	"release": {queue.OpRelease, audit.EventQueueReleased, "released"},
+	"retry":   {queue.OpRetry, audit.EventQueueRetried, "retry scheduled"},
+	"delete":  {queue.OpDelete, audit.EventQueueDeleted, "deleted"},
+}
+
+// adminOutcome is the word the audit record and --json give for the result of an action.
+func adminOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "done"
+	case errors.Is(err, queue.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, queue.ErrInFlight):
+		return "in_flight"
+	case errors.Is(err, queue.ErrNoAnswer):
+		return "no_answer"
+	}
+	return "error"
+}
+
+// osActor names the account running the command for the audit log: the name when the system
+// knows it, and the uid, which a name cannot hide.
+func osActor() string {
+	uid := os.Getuid()
+	if u, err := user.Current(); err == nil {
+		return fmt.Sprintf("%s (uid %d)", u.Username, uid)
+	}
+	return "uid " + strconv.Itoa(uid)
+}
+
+type queueOut struct {
+	e    *env
+	json bool
+	now  time.Time
+}
+
+type queueRcptJSON struct {
+	Addr        string    `json:"addr"`
+	State       string    `json:"state"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastCode    string    `json:"last_code,omitempty"`
+	RemoteMTA   string    `json:"remote_mta,omitempty"`
+	// show only
+	LastStatus string    `json:"last_status,omitempty"`
+	ORCPT      string    `json:"orcpt,omitempty"`
+	Notify     []string  `json:"notify,omitempty"`
+	FinalAt    time.Time `json:"final_at,omitzero"`
+}
+
+type queueHeaderJSON struct {
+	Name     string `json:"name"`
+	Value    string `json:"value,omitempty"`
+	Withheld bool   `json:"withheld,omitempty"`
+}
+
+type queueMsgJSON struct {
+	ID       string          `json:"id"`
+	Received time.Time       `json:"received"`
+	Age      int64           `json:"age_seconds"`
+	Size     int64           `json:"size"`
+	From     string          `json:"from"`
+	Source   string          `json:"source,omitempty"`
+	Held     bool            `json:"held"`
+	Rcpts    []queueRcptJSON `json:"rcpts"`
+	// show only
+	EnvID    string            `json:"envid,omitempty"`
+	Ret      string            `json:"ret,omitempty"`
+	PeerDN   string            `json:"peer_dn,omitempty"`
+	PeerAddr string            `json:"peer_addr,omitempty"`
+	Headers  []queueHeaderJSON `json:"headers,omitempty"`
+}
+
+func (o *queueOut) message(m *queue.Message, detail bool) queueMsgJSON {
+	j := queueMsgJSON{ID: m.ID, Received: m.Received.UTC(), Age: int64(o.now.Sub(m.Received).Seconds()), Size: m.Size,
+		From: maskINS(m.From), Source: m.Source, Held: m.Held}
+	for _, r := range m.Rcpts {
+		rj := queueRcptJSON{Addr: maskINS(r.Addr), State: string(r.State), Attempts: r.Attempts,
+			LastCode: replyCode(r.LastStatus), RemoteMTA: r.RemoteMTA}
+		if r.State == queue.Pending {
+			rj.NextAttempt = r.NextAttempt.UTC()
+		}
+		if detail {
+			rj.LastStatus, rj.ORCPT, rj.Notify, rj.FinalAt = maskINS(r.LastStatus), maskINS(r.ORCPT), r.Notify, r.FinalAt.UTC()
+		}
+		j.Rcpts = append(j.Rcpts, rj)
+	}
+	if detail {
+		j.EnvID, j.Ret, j.PeerDN, j.PeerAddr = m.EnvID, m.Ret, m.PeerDN, m.PeerAddr
+	}
+	return j
+}
+
+func (o *queueOut) list(ms []*queue.Message) {
+	pending, held := 0, 0
+	for _, m := range ms {
+		j := o.message(m, false)
+		if m.Held {
+			held++
+		}
+		for _, r := range m.Rcpts {
+			if r.State == queue.Pending {
+				pending++
+			}
+		}
+		if o.json {
+			jsonLine(o.e.stdout, j)
+			continue
+		}
+		mark := ""
+		if j.Held {
+			mark = "  HELD"
+		}
+		fmt.Fprintf(o.e.stdout, "%s  %s  %d bytes  from %s%s\n", j.ID, ago(o.now, m.Received), j.Size, orNull(j.From), mark)
+		for _, r := range j.Rcpts {
+			fmt.Fprintf(o.e.stdout, "    %s\n", o.rcptLine(r))
+		}
+	}
+	if !o.json {
+		fmt.Fprintf(o.e.stdout, "-- %d messages, %d recipients pending, %d held\n", len(ms), pending, held)
+	}
+}
+
+func (o *queueOut) rcptLine(r queueRcptJSON) string {
+	s := fmt.Sprintf("%s  %s  %d attempts", r.Addr, r.State, r.Attempts)
+	if !r.NextAttempt.IsZero() {
+		if d := r.NextAttempt.Sub(o.now); d > 0 {
+			s += "  next in " + d.Round(time.Second).String()
+		} else {
+			s += "  due now"
+		}
+	}
+	if r.LastCode != "" {
+		s += "  last " + r.LastCode
+	}
+	if r.RemoteMTA != "" {
+		s += "  mta " + r.RemoteMTA
+	}
+	return s
+}
+
+func (o *queueOut) show(m *queue.Message, h []queue.HeaderField, withHeaders bool) {
+	j := o.message(m, true)
+	for _, f := range h {
+		v, ok := traceHeader(f)
+		j.Headers = append(j.Headers, queueHeaderJSON{Name: f.Name, Value: v, Withheld: !ok})
+	}
+	if o.json {
+		jsonLine(o.e.stdout, j)
+		return
+	}
+	w := o.e.stdout
+	fmt.Fprintf(w, "id:        %s\n", j.ID)
+	fmt.Fprintf(w, "received:  %s (%s ago)\n", j.Received.Format(time.RFC3339), ago(o.now, m.Received))
+	fmt.Fprintf(w, "size:      %d bytes\n", j.Size)
+	fmt.Fprintf(w, "from:      %s\n", orNull(j.From))
+	fmt.Fprintf(w, "source:    %s", j.Source)
+	if j.PeerAddr != "" {
+		fmt.Fprintf(w, " from %s", j.PeerAddr)
+	}
+	if j.PeerDN != "" {
+		fmt.Fprintf(w, " (%s)", j.PeerDN)
+	}
+	fmt.Fprintln(w)
+	if j.EnvID != "" || j.Ret != "" {
+		fmt.Fprintf(w, "dsn:       envid %q ret %s\n", j.EnvID, j.Ret)
+	}
+	fmt.Fprintf(w, "held:      %v\n", j.Held)
+	for _, r := range j.Rcpts {
+		fmt.Fprintf(w, "recipient: %s\n", o.rcptLine(r))
+		if r.LastStatus != "" {
+			fmt.Fprintf(w, "           last reply: %s\n", r.LastStatus)
+		}
+		if r.ORCPT != "" || len(r.Notify) > 0 {
+			fmt.Fprintf(w, "           orcpt %q notify %s\n", r.ORCPT, strings.Join(r.Notify, ","))
+		}
+	}
+	if withHeaders {
+		fmt.Fprintln(w, "headers:")
+		for _, f := range j.Headers {
+			if f.Withheld {
+				fmt.Fprintf(w, "  %s: (withheld)\n", f.Name)
+			} else {
+				fmt.Fprintf(w, "  %s: %s\n", f.Name, f.Value)
+			}
+		}
+	}
+}
+
+func (o *queueOut) action(id, action, done, outcome, via string, err error) {
+	if o.json {
+		v := struct {
+			ID      string `json:"id"`
+			Action  string `json:"action"`
+			Outcome string `json:"outcome"`
+			Via     string `json:"via"`
+			Error   string `json:"error,omitempty"`
+		}{id, action, outcome, via, ""}
+		if err != nil {
+			v.Error = err.Error()
+		}
+		jsonLine(o.e.stdout, v)
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(o.e.stderr, "mssante queue %s: %s: %s\n", action, id, errorLine("queue", err))
+		return
+	}
+	fmt.Fprintf(o.e.stdout, "%s: %s (by %s)\n", id, done, via)
+}
+
+// traceHeader returns what may be shown of a header field: trace and identification fields,
+// addresses without display names, the media type without parameters. Everything else (the
+// subject, a file name, the X-MSS-* fields…) may carry health data and is withheld.
+func traceHeader(f queue.HeaderField) (string, bool) {
+	switch strings.ToLower(f.Name) {
+	case "received", "return-path", "date", "message-id", "in-reply-to", "references", "mime-version":
+		return maskINS(f.Value), true
+	case "from", "sender", "reply-to", "to", "cc", "disposition-notification-to":
+		as, err := mail.ParseAddressList(f.Value)
+		if err != nil {
+			return "", false
+		}
+		var s []string
+		for _, a := range as {
+			s = append(s, "<"+maskINS(a.Address)+">")
+		}
+		return strings.Join(s, ", "), true
+	case "content-type":
+		t, _, _ := strings.Cut(f.Value, ";")
+		return strings.TrimSpace(t), true
+	}
+	return "", false
+}
+
+// insAddr matches the local part of a patient address, which is the patient's INS.
+var insAddr = regexp.MustCompile(`(?i)[^\s<>"(),;:@]+@patient\.mssante\.fr`)
+
+func maskINS(s string) string { return insAddr.ReplaceAllString(s, "INS@patient.mssante.fr") }
+
+var replyCodeRE = regexp.MustCompile(`^[2-5][0-9][0-9]( [2-5]\.[0-9]{1,3}\.[0-9]{1,3})?`)
+
+// replyCode is the reply code and enhanced status code at the head of an SMTP reply, e.g.
+// "451 4.4.1" of "451 4.4.1 connection refused"; empty when the status is not a reply.
+func replyCode(s string) string { return replyCodeRE.FindString(s) }
+
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	if d >= time.Hour {
+		return d.Round(time.Minute).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func orNull(from string) string {
+	if from == "" {
+		return "<> (a DSN)"
+	}
+	return from
+}
