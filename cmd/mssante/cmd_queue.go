@@ -171,13 +171,18 @@ func adminOutcome(err error) string {
 }
 
 // osActor names the account running the command for the audit log: the name when the system
-// knows it, and the uid, which a name cannot hide.
+// knows it, and the uid, which a name cannot hide. Run through sudo -u as the service's
+// account, the person is the one sudo names (SUDO_USER, set by sudo, which logs it too).
 func osActor() string {
 	uid := os.Getuid()
+	a := "uid " + strconv.Itoa(uid)
 	if u, err := user.Current(); err == nil {
-		return fmt.Sprintf("%s (uid %d)", u.Username, uid)
+		a = fmt.Sprintf("%s (uid %d)", u.Username, uid)
 	}
-	return "uid " + strconv.Itoa(uid)
+	if su := os.Getenv("SUDO_USER"); su != "" {
+		a += " via sudo by " + su
+	}
+	return a
 }
 
 type queueOut struct {
