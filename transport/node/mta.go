@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +47,8 @@ type mta struct {
 	local    connector.LocalDelivery
 	delivery *connector.Delivery
 	servers  map[string]*connector.Server
+
+	liveRoutes atomic.Pointer[map[string]string] // set by a reload that changed the routes
 }
 
 // newMTA builds the mail path of cfg: it loads the certificate, the trust store, the whitelist
@@ -286,6 +289,21 @@ func (c *mta) build() error {
 		MaxMessagesPerConn: cfg.Delivery.MaxMessagesPerConnection, ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout, Audit: c.audit, Metrics: c.metrics, Logger: c.logger, Now: c.now})
 	return err
+}
+
+// routes returns the static routes in use.
+func (c *mta) routes() map[string]string {
+	if r := c.liveRoutes.Load(); r != nil {
+		return *r
+	}
+	return c.cfg.Delivery.Routes
+}
+
+// setRoutes makes delivery follow routes from its next message on.
+func (c *mta) setRoutes(routes map[string]string) {
+	r := maps.Clone(routes)
+	c.liveRoutes.Store(&r)
+	c.delivery.SetRoutes(r)
 }
 
 // reload re-reads the certificate and key, the CRL files and the whitelist file (or asks the

@@ -74,6 +74,7 @@ type Node struct {
 	trust  *transport.TrustStore
 	cert   atomic.Pointer[tls.Certificate] // of the IMAP listeners, swapped by Reload
 
+	reloadMu  sync.Mutex // one reload at a time
 	closeOnce sync.Once
 }
 
@@ -247,8 +248,14 @@ func (n *Node) Queue() *queue.Queue { return n.mta.queue }
 
 // Reload re-reads the certificate, the CRLs and the whitelist of the mail path, then, when the
 // mail path took them, the certificate and CRLs of the IMAP listeners. On error the previous
-// material stays in use.
+// material stays in use. [Node.ReloadConfig] does the same with a new configuration.
 func (n *Node) Reload() error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	return n.reload()
+}
+
+func (n *Node) reload() error {
 	err := n.mta.reload()
 	if n.IMAP != nil && err == nil {
 		if ierr := n.loadCert(); ierr != nil {
