@@ -49,6 +49,7 @@ type mta struct {
 	servers  map[string]*connector.Server
 
 	liveRoutes atomic.Pointer[map[string]string] // set by a reload that changed the routes
+	listening  chan struct{}                     // closed by serve once every listener is up
 }
 
 // newMTA builds the mail path of cfg: it loads the certificate, the trust store, the whitelist
@@ -57,7 +58,8 @@ type mta struct {
 // the Maildir of [local]); accounts (nil: none) is asked before the [[bal]] table for the BAL
 // of a submission login or client certificate. serve starts it.
 func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts connector.Accounts) (*mta, error) {
-	c := &mta{cfg: cfg, opts: opts, accounts: accounts, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{}}
+	c := &mta{cfg: cfg, opts: opts, accounts: accounts, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{},
+		listening: make(chan struct{})}
 	c.now = c.opts.Now
 	if c.now == nil {
 		c.now = time.Now
@@ -379,9 +381,11 @@ func (c *mta) serve(ctx context.Context) error {
 	if l, ok := lns["metrics"]; ok {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", c.metrics)
+		c.handleHealth(mux)
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go httpSrv.Serve(l)
 	}
+	close(c.listening)
 	if c.store != nil {
 		go c.store.Run(ctx)
 	}
