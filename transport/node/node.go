@@ -17,7 +17,9 @@
 // ([WhitelistConfig]).
 //
 // Start with [LoadConfig] (or [DefaultConfig], whose file [DefaultConfigTOML] documents every
-// setting), then [New], [Node.Serve] until the context ends, and [Node.Reload] on SIGHUP.
+// setting), then [New], [Node.Serve] until the context ends, and [Node.ReloadConfig] (or
+// [Node.Reload]) on SIGHUP; [Node.Listening] and [Node.NotReady] tell a supervisor when it is
+// ready (/healthz and /readyz on the metrics listener).
 package node
 
 import (
