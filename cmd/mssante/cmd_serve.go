@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/transport/node"
@@ -16,8 +14,9 @@ import (
 // runServe runs an operator node (transport/node): the reference connector (relay and
 // submission listeners, durable queue, delivery, audit log and metrics) and, with [mailbox]
 // dir set, the mailbox store, IMAP listeners, test responder and retention purge, as
-// configured in a TOML file (see --print-config). SIGHUP reloads the certificate, the CRLs and
-// the whitelist of the mail path; SIGINT and SIGTERM stop it gracefully.
+// configured in a TOML file (see --print-config). SIGHUP (or "mssante reload") reloads the
+// configuration file, the certificate, the CRLs and the whitelist (superviseServe); SIGINT and
+// SIGTERM stop it gracefully.
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve", "--config FILE")
 	configPath := fs.String("config", "", "TOML configuration `file` (required)")
@@ -69,19 +68,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "configuration OK")
 		return nil
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				n.Reload()
-			}
-		}
-	}()
+	defer superviseServe(ctx, n, *configPath, cfg.SpoolDir, logger)()
 	return n.Serve(ctx)
 }
 

@@ -45,6 +45,7 @@ var commands = []command{
 	{"cda", "build, validate and print CDA R2 documents (lettre de liaison LDL-SES, N1 PDF)", runCDA},
 	{"xdm", "pack and inspect IHE_XDM.ZIP archives", runXDM},
 	{"serve", "run the reference connector: relay, submission, durable queue, delivery, audit", runServe},
+	{"reload", "make a running serve reload its configuration, certificate, CRLs and whitelist; report the outcome", runReload},
 	{"queue", "list, show, hold, release, retry and delete the messages of a connector's queue (mailq, postsuper)", runQueue},
 	{"annuaire", "find BALs in the Annuaire Santé (extraction file, LDAP, FHIR); fetch and export the extraction", runAnnuaire},
 	{"bal", "manage the BALs of the mailbox store: add, list, show, remove, export, purge", runBAL},

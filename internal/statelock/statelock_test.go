@@ -39,3 +39,25 @@ func TestLock(t *testing.T) {
 	}
 	unlock2()
 }
+
+func TestHolder(t *testing.T) {
+	dir := t.TempDir()
+	if pid, held, err := Holder(dir, "x.lock"); pid != 0 || held || err != nil {
+		t.Fatalf("no lock file: %d %v %v", pid, held, err)
+	}
+	unlock, err := Lock(dir, "x.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid, held, err := Holder(dir, "x.lock"); pid != os.Getpid() || !held || err != nil {
+		t.Fatalf("held: %d %v %v", pid, held, err)
+	}
+	// Asking did not take the lock from its holder.
+	if _, err := Lock(dir, "x.lock"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("after Holder: %v", err)
+	}
+	unlock()
+	if _, held, err := Holder(dir, "x.lock"); held || err != nil {
+		t.Fatalf("released: %v %v", held, err)
+	}
+}

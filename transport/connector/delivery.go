@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -76,6 +78,9 @@ type Delivery struct {
 	opts   DeliveryOptions
 	local  map[string]bool
 	logger *slog.Logger
+
+	// routes, once SetRoutes is called, replaces opts.Routes.
+	routes atomic.Pointer[map[string]string]
 
 	mu    sync.Mutex
 	sems  map[string]chan struct{}
@@ -146,6 +151,14 @@ func NewDelivery(opts *DeliveryOptions) (*Delivery, error) {
 	}
 	go d.reaper()
 	return d, nil
+}
+
+// SetRoutes replaces the static routes of DeliveryOptions.Routes while deliveries run, so that
+// an operator can change a route without a restart. Deliveries already connected finish on
+// their connection; the next ones follow the new routes.
+func (d *Delivery) SetRoutes(routes map[string]string) {
+	r := maps.Clone(routes)
+	d.routes.Store(&r)
 }
 
 // Close closes the pooled connections.
@@ -311,7 +324,11 @@ func (d *Delivery) acquire(ctx context.Context, dom string) (func(), error) {
 
 // hosts returns the "host:port" to try for dom, in order.
 func (d *Delivery) hosts(ctx context.Context, dom string) ([]string, *queue.Result) {
-	if r, ok := d.opts.Routes[dom]; ok {
+	routes := d.opts.Routes
+	if p := d.routes.Load(); p != nil {
+		routes = *p
+	}
+	if r, ok := routes[dom]; ok {
 		return []string{r}, nil
 	}
 	mxs, err := d.opts.Resolver.LookupMX(ctx, dom)

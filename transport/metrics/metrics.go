@@ -27,6 +27,7 @@
 package metrics
 
 import (
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
@@ -108,10 +109,14 @@ func (m *Metrics) Recipient(outcome string, latency time.Duration) {
 
 // GaugeFunc adds a gauge computed by f at each scrape, with constant labels (nil: none), e.g.
 // mssante_certificate_expiry_seconds with {name: "server"}. It fails when the series is
-// already there or its name or labels are invalid.
+// already there, its name or labels are invalid, or help is empty (every series says what
+// it measures in its HELP line).
 func (m *Metrics) GaugeFunc(name, help string, labels map[string]string, f func() float64) error {
 	if m == nil {
 		return nil
+	}
+	if strings.TrimSpace(help) == "" {
+		return errors.New("metrics: " + name + ": empty help")
 	}
 	return m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f))
 }

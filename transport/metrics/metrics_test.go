@@ -82,3 +82,48 @@ func BenchmarkAccepted(b *testing.B) {
 		m.Accepted("relay", time.Millisecond)
 	}
 }
+
+// missingHelp returns the metric families of an exposition whose HELP line is missing or
+// empty.
+func missingHelp(exposition string) (families int, missing []string) {
+	help := map[string]bool{}
+	var typed []string
+	for _, line := range strings.Split(exposition, "\n") {
+		if rest, ok := strings.CutPrefix(line, "# HELP "); ok {
+			name, text, _ := strings.Cut(rest, " ")
+			help[name] = strings.TrimSpace(text) != ""
+		}
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name, _, _ := strings.Cut(rest, " ")
+			typed = append(typed, name)
+		}
+	}
+	for _, name := range typed {
+		if !help[name] {
+			missing = append(missing, name)
+		}
+	}
+	return len(typed), missing
+}
+
+// Every metric family, ours and those of the runtime and process collectors, has a HELP
+// line, and a gauge without one is refused.
+func TestEveryMetricHasHelp(t *testing.T) {
+	m := New()
+	m.Accepted("relay", time.Millisecond)
+	m.Rejected("relay_denied")
+	m.Recipient("delivered", time.Second)
+	if err := m.GaugeFunc("mssante_queue_messages", "Messages in the queue.", nil, func() float64 { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.GaugeFunc("mssante_helpless", " ", nil, func() float64 { return 0 }); err == nil {
+		t.Error("a gauge without HELP was accepted")
+	}
+	n, missing := missingHelp(scrape(t, m))
+	if n < 20 || len(missing) > 0 {
+		t.Errorf("%d families, without HELP: %v", n, missing)
+	}
+	if _, missing := missingHelp("# HELP a \n# TYPE a counter\na 1\n# TYPE b gauge\nb 1\n"); len(missing) != 2 {
+		t.Errorf("the check misses families without HELP: %v", missing)
+	}
+}

@@ -205,7 +205,8 @@ type AuditConfig struct {
 	Retention time.Duration `toml:"retention"`
 }
 
-// MetricsConfig is the table "metrics": the HTTP listener of /metrics, none when empty.
+// MetricsConfig is the table "metrics": the HTTP listener of /metrics, /healthz and /readyz,
+// none when empty.
 type MetricsConfig struct {
 	Listen string `toml:"listen"`
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +47,9 @@ type mta struct {
 	local    connector.LocalDelivery
 	delivery *connector.Delivery
 	servers  map[string]*connector.Server
+
+	liveRoutes atomic.Pointer[map[string]string] // set by a reload that changed the routes
+	listening  chan struct{}                     // closed by serve once every listener is up
 }
 
 // newMTA builds the mail path of cfg: it loads the certificate, the trust store, the whitelist
@@ -54,7 +58,8 @@ type mta struct {
 // the Maildir of [local]); accounts (nil: none) is asked before the [[bal]] table for the BAL
 // of a submission login or client certificate. serve starts it.
 func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts connector.Accounts) (*mta, error) {
-	c := &mta{cfg: cfg, opts: opts, accounts: accounts, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{}}
+	c := &mta{cfg: cfg, opts: opts, accounts: accounts, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{},
+		listening: make(chan struct{})}
 	c.now = c.opts.Now
 	if c.now == nil {
 		c.now = time.Now
@@ -288,6 +293,21 @@ func (c *mta) build() error {
 	return err
 }
 
+// routes returns the static routes in use.
+func (c *mta) routes() map[string]string {
+	if r := c.liveRoutes.Load(); r != nil {
+		return *r
+	}
+	return c.cfg.Delivery.Routes
+}
+
+// setRoutes makes delivery follow routes from its next message on.
+func (c *mta) setRoutes(routes map[string]string) {
+	r := maps.Clone(routes)
+	c.liveRoutes.Store(&r)
+	c.delivery.SetRoutes(r)
+}
+
 // reload re-reads the certificate and key, the CRL files and the whitelist file (or asks the
 // whitelist store for a refresh). On error the previous material stays in use.
 func (c *mta) reload() error {
@@ -361,9 +381,11 @@ func (c *mta) serve(ctx context.Context) error {
 	if l, ok := lns["metrics"]; ok {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", c.metrics)
+		c.handleHealth(mux)
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go httpSrv.Serve(l)
 	}
+	close(c.listening)
 	if c.store != nil {
 		go c.store.Run(ctx)
 	}

@@ -17,7 +17,9 @@
 // ([WhitelistConfig]).
 //
 // Start with [LoadConfig] (or [DefaultConfig], whose file [DefaultConfigTOML] documents every
-// setting), then [New], [Node.Serve] until the context ends, and [Node.Reload] on SIGHUP.
+// setting), then [New], [Node.Serve] until the context ends, and [Node.ReloadConfig] (or
+// [Node.Reload]) on SIGHUP; [Node.Listening] and [Node.NotReady] tell a supervisor when it is
+// ready (/healthz and /readyz on the metrics listener).
 package node
 
 import (
@@ -74,6 +76,7 @@ type Node struct {
 	trust  *transport.TrustStore
 	cert   atomic.Pointer[tls.Certificate] // of the IMAP listeners, swapped by Reload
 
+	reloadMu  sync.Mutex // one reload at a time
 	closeOnce sync.Once
 }
 
@@ -247,8 +250,14 @@ func (n *Node) Queue() *queue.Queue { return n.mta.queue }
 
 // Reload re-reads the certificate, the CRLs and the whitelist of the mail path, then, when the
 // mail path took them, the certificate and CRLs of the IMAP listeners. On error the previous
-// material stays in use.
+// material stays in use. [Node.ReloadConfig] does the same with a new configuration.
 func (n *Node) Reload() error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	return n.reload()
+}
+
+func (n *Node) reload() error {
 	err := n.mta.reload()
 	if n.IMAP != nil && err == nil {
 		if ierr := n.loadCert(); ierr != nil {
