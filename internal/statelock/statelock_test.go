@@ -39,3 +39,32 @@ func TestLock(t *testing.T) {
 	}
 	unlock2()
 }
+
+// Held sees the lock of a holder, creates nothing when there is none, and leaves the lock
+// free for the next Lock.
+func TestHeld(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := Held(dir, "x.lock"); err != nil {
+		t.Fatalf("missing folder: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Held created the folder: %v", err)
+	}
+	unlock, err := Lock(dir, "x.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var le *LockedError
+	if err := Held(dir, "x.lock"); !errors.As(err, &le) || le.PID != os.Getpid() {
+		t.Fatalf("held: %v, want a LockedError naming PID %d", err, os.Getpid())
+	}
+	unlock()
+	if err := Held(dir, "x.lock"); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	unlock, err = Lock(dir, "x.lock")
+	if err != nil {
+		t.Fatalf("Lock after Held: %v", err)
+	}
+	unlock()
+}
