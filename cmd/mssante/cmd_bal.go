@@ -75,7 +75,12 @@ func storeFlag(fs *flag.FlagSet) *string {
 	return fs.String("store", def, "mailbox store folder")
 }
 
+// openStore opens the mailbox store of a bal command, refused run as root on a store that
+// belongs to the service's account (checkStateOwner).
 func openStore(ctx context.Context, dir string) (*mailbox.SQLite, error) {
+	if err := checkStateOwner("bal …", dir); err != nil {
+		return nil, err
+	}
 	return mailbox.OpenSQLite(ctx, dir, nil)
 }
 

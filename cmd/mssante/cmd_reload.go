@@ -136,13 +136,14 @@ func runReload(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing reloaded", *configPath, err)
 	}
-	pid, held, err := statelock.Holder(cfg.SpoolDir, serveLockName)
-	if err != nil {
+	var le *statelock.LockedError
+	if err := statelock.Held(cfg.SpoolDir, serveLockName); err != nil && !errors.As(err, &le) {
 		return err
 	}
-	if !held || pid <= 0 {
+	if le == nil || le.PID <= 0 {
 		return fmt.Errorf("no \"mssante serve\" is running on the spool %s", cfg.SpoolDir)
 	}
+	pid := le.PID
 	asked := time.Now()
 	p, err := os.FindProcess(pid)
 	if err == nil {
@@ -165,7 +166,7 @@ func runReload(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "process %d %s\n", pid, r.Message)
 			return nil
 		}
-		if _, held, _ := statelock.Holder(cfg.SpoolDir, serveLockName); !held {
+		if statelock.Held(cfg.SpoolDir, serveLockName) == nil {
 			return fmt.Errorf("process %d stopped before it reloaded", pid)
 		}
 		select {

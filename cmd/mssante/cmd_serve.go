@@ -21,7 +21,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve", "--config FILE")
 	configPath := fs.String("config", "", "TOML configuration `file` (required)")
 	printConfig := fs.Bool("print-config", false, "print the documented default configuration and exit")
-	check := fs.Bool("check", false, "load the configuration, certificates and whitelist, then exit")
+	check := fs.Bool("check", false, "dry run of start-up, creating nothing: configuration, file modes, state folders, certificate, CAs and CRLs, whitelist, ports; one line per check, exit 1 on a problem")
+	asJSON := fs.Bool("json", false, "with --check, one JSON object a line per check: {\"status\":\"ok\"|\"info\"|\"warn\"|\"fail\",\"check\":…,\"detail\":…}")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,27 +47,34 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !*check {
-		// One node per spool: a second one would recover and deliver the same queue files.
-		unlock, err := statelock.Lock(cfg.SpoolDir, serveLockName)
-		var le *statelock.LockedError
-		if errors.As(err, &le) {
-			return fmt.Errorf("the spool %s is in use (another \"mssante serve\"%s): stop it first, or give this configuration its own spool_dir",
-				cfg.SpoolDir, holderPID(le.PID))
-		}
-		if err != nil {
-			return err
-		}
-		defer unlock()
+	var dirs []string
+	for _, s := range stateFolders(cfg) {
+		dirs = append(dirs, s[1])
 	}
-	n, err := node.New(ctx, cfg, &node.Options{Logger: logger})
-	if err != nil {
+	again := "serve --config " + *configPath
+	if *check {
+		again += " --check"
+	}
+	if err := checkStateOwner(again, dirs...); err != nil {
 		return err
 	}
 	if *check {
-		n.Close()
-		fmt.Fprintln(e.stdout, "configuration OK")
-		return nil
+		return runServeCheck(ctx, e, cfg, *configPath, *asJSON)
+	}
+	// One node per spool: a second one would recover and deliver the same queue files.
+	unlock, err := statelock.Lock(cfg.SpoolDir, serveLockName)
+	var le *statelock.LockedError
+	if errors.As(err, &le) {
+		return fmt.Errorf("the spool %s is in use (another \"mssante serve\"%s): stop it first, or give this configuration its own spool_dir",
+			cfg.SpoolDir, holderPID(le.PID))
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	n, err := node.New(ctx, cfg, &node.Options{Logger: logger})
+	if err != nil {
+		return err
 	}
 	defer superviseServe(ctx, n, *configPath, cfg.SpoolDir, logger)()
 	return n.Serve(ctx)

@@ -24,3 +24,21 @@ func flockExclusive(f *os.File) error {
 		}
 	}
 }
+
+// flockProbe reports ErrLocked when another open file description holds an exclusive flock(2)
+// on f's file; the shared lock it takes to find out is released before it returns.
+func flockProbe(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			return ErrLocked
+		default:
+			return err
+		}
+	}
+}

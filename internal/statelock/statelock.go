@@ -49,13 +49,7 @@ func Lock(dir, name string) (unlock func(), err error) {
 		if !errors.Is(err, ErrLocked) {
 			return nil, fmt.Errorf("statelock: %s: %w", path, err)
 		}
-		le := &LockedError{Dir: dir}
-		if b, rerr := os.ReadFile(path); rerr == nil {
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid > 0 {
-				le.PID = pid
-			}
-		}
-		return nil, le
+		return nil, &LockedError{Dir: dir, PID: holderPID(path)}
 	}
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -64,4 +58,39 @@ func Lock(dir, name string) (unlock func(), err error) {
 		f.Truncate(0)
 		f.Close() // releases the lock
 	}, nil
+}
+
+// holderPID is the PID written in the lock file at path, 0 when it cannot be read.
+func holderPID(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+		return pid
+	}
+	return 0
+}
+
+// Held reports, as a *LockedError, whether a process holds dir through the lock file
+// dir/name, without taking the lock for longer than the test and without creating the folder
+// or the file: a dry run beside a running process uses it to tell "in use by that process"
+// from a real conflict. A missing folder or file is free (nil).
+func Held(dir, name string) error {
+	path := filepath.Join(dir, name)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("statelock: %w", err)
+	}
+	defer f.Close()
+	if err := flockProbe(f); err != nil {
+		if !errors.Is(err, ErrLocked) {
+			return fmt.Errorf("statelock: %s: %w", path, err)
+		}
+		return &LockedError{Dir: dir, PID: holderPID(path)}
+	}
+	return nil
 }

@@ -40,24 +40,31 @@ func TestLock(t *testing.T) {
 	unlock2()
 }
 
-func TestHolder(t *testing.T) {
-	dir := t.TempDir()
-	if pid, held, err := Holder(dir, "x.lock"); pid != 0 || held || err != nil {
-		t.Fatalf("no lock file: %d %v %v", pid, held, err)
+// Held sees the lock of a holder, creates nothing when there is none, and leaves the lock
+// free for the next Lock.
+func TestHeld(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := Held(dir, "x.lock"); err != nil {
+		t.Fatalf("missing folder: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Held created the folder: %v", err)
 	}
 	unlock, err := Lock(dir, "x.lock")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pid, held, err := Holder(dir, "x.lock"); pid != os.Getpid() || !held || err != nil {
-		t.Fatalf("held: %d %v %v", pid, held, err)
-	}
-	// Asking did not take the lock from its holder.
-	if _, err := Lock(dir, "x.lock"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("after Holder: %v", err)
+	var le *LockedError
+	if err := Held(dir, "x.lock"); !errors.As(err, &le) || le.PID != os.Getpid() {
+		t.Fatalf("held: %v, want a LockedError naming PID %d", err, os.Getpid())
 	}
 	unlock()
-	if _, held, err := Holder(dir, "x.lock"); held || err != nil {
-		t.Fatalf("released: %v %v", held, err)
+	if err := Held(dir, "x.lock"); err != nil {
+		t.Fatalf("after unlock: %v", err)
 	}
+	unlock, err = Lock(dir, "x.lock")
+	if err != nil {
+		t.Fatalf("Lock after Held: %v", err)
+	}
+	unlock()
 }

@@ -157,7 +157,7 @@ func (c *mta) mailboxes() map[string]bool {
 }
 
 func (c *mta) loadCertAndCRLs() error {
-	crt, err := tls.LoadX509KeyPair(c.cfg.TLS.CertFile, c.cfg.TLS.KeyFile)
+	crt, err := transport.LoadKeyPair(c.cfg.TLS.CertFile, c.cfg.TLS.KeyFile)
 	if err != nil {
 		return fmt.Errorf("node: certificate: %w", err)
 	}

@@ -237,7 +237,7 @@ func (n *Node) loadCert() error {
 			return fmt.Errorf("node: %s: %w", f, err)
 		}
 	}
-	crt, err := tls.LoadX509KeyPair(n.cfg.TLS.CertFile, n.cfg.TLS.KeyFile)
+	crt, err := transport.LoadKeyPair(n.cfg.TLS.CertFile, n.cfg.TLS.KeyFile)
 	if err != nil {
 		return fmt.Errorf("node: certificate: %w", err)
 	}
