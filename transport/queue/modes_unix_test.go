@@ -24,15 +24,21 @@ func TestSpoolFileModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	env := &queue.Envelope{From: "a@x.mssante.fr", Rcpts: []*queue.Recipient{{Addr: "b@y.mssante.fr"}}}
-	if _, err := q.Enqueue(ctx, env, strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
-		t.Fatal(err)
+	for _, rcpt := range []string{"b@y.mssante.fr", "c@y.mssante.fr"} {
+		env := &queue.Envelope{From: "a@x.mssante.fr", Rcpts: []*queue.Recipient{{Addr: rcpt}}, RedeliveryKey: rcpt}
+		if _, err := q.Enqueue(ctx, env, strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A temporary failure rewrites the envelope state (env/ID.json through tmp/).
+	// A temporary failure rewrites the envelope state (env/ID.json through tmp/); a delivery
+	// removes the message and keeps its redelivery keys (the file redelivery).
 	q.RunOnce(ctx, queue.DelivererFunc(func(_ context.Context, j *queue.Job) []queue.Result {
-		return []queue.Result{{Err: errors.New("try later"), Status: "451 4.3.0 later"}}
+		if j.Rcpts[0].Addr == "b@y.mssante.fr" {
+			return []queue.Result{{Err: errors.New("try later"), Status: "451 4.3.0 later"}}
+		}
+		return []queue.Result{{Status: "250 2.0.0 ok"}}
 	}), nil)
-	if n := testenv.PrivateModes(t, dir, nil); n != 2 {
-		t.Errorf("%d files checked, want the message and its state", n)
+	if n := testenv.PrivateModes(t, dir, nil); n != 3 {
+		t.Errorf("%d files checked, want a message, its state and the redelivery keys", n)
 	}
 }

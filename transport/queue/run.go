@@ -280,7 +280,7 @@ func (q *Queue) commit(e *Envelope) {
 		q.mu.Lock()
 		delete(q.msgs, e.ID)
 		q.mu.Unlock()
-		q.removeFiles(e.ID)
+		q.removeFiles(e)
 		q.logger.Info("queue: done", "id", e.ID)
 		return
 	}
