@@ -75,6 +75,11 @@ type WhitelistConfig struct {
 // RelayConfig is the [relay] table: the listener other operators deliver to (port 25).
 type RelayConfig struct {
 	Listen string `toml:"listen"`
+	// RedeliveryWindow and RedeliveryMax bound how long, and for how many recipients, a
+	// message handed over again by the same operator is recognised and stored only once
+	// (queue.Options.RedeliveryWindow and RedeliveryMax); a window of 0 turns this off.
+	RedeliveryWindow time.Duration `toml:"redelivery_window"`
+	RedeliveryMax    int           `toml:"redelivery_max"`
 }
 
 // SubmissionConfig is the [submission] table: the listeners our BALs submit to (587 STARTTLS,
@@ -261,6 +266,9 @@ func (c *Config) check() error {
 		if t := strings.ToUpper(b.Type); t != "" && t != "PER" && t != "ORG" && t != "APP" {
 			bad("bal[%d]: type must be PER, ORG or APP, not %q", i, b.Type)
 		}
+	}
+	if c.Relay.RedeliveryWindow < 0 || c.Relay.RedeliveryMax <= 0 {
+		bad("relay.redelivery_window must not be negative, relay.redelivery_max must be positive")
 	}
 	if c.Limits.ShutdownGrace < 0 {
 		bad("limits.shutdown_grace must not be negative")

@@ -9,7 +9,7 @@ import (
 func TestConfig(t *testing.T) {
 	d := DefaultConfig()
 	if d.Queue.GiveUp != 120*time.Hour || d.Queue.DelayNotice != 4*time.Hour || d.Limits.MaxMessageBytes != 25<<20 ||
-		d.Relay.Listen != ":25" || d.Submission.Listen != ":587" || d.Submission.ListenTLS != ":465" || d.TLS.Revocation != "required" {
+		d.Relay.Listen != ":25" || d.Relay.RedeliveryWindow != 120*time.Hour || d.Relay.RedeliveryMax != 100000 || d.Submission.Listen != ":587" || d.Submission.ListenTLS != ":465" || d.TLS.Revocation != "required" {
 		t.Fatalf("defaults: %+v", d)
 	}
 	good := `hostname = "mx.a.test"
@@ -38,6 +38,8 @@ cert_dn = "CN=bal@a.test"
 		{"[tls]\nrevocation = \"none\"\n", "tls.revocation"},
 		{"[[bal]]\naddress = \"nobody\"\n", "bal[1]"},
 		{"[queue]\ngive_up = \"forever\"\n", "give_up"},
+		{"[relay]\nredelivery_window = \"-1h\"\n", "relay.redelivery_window"},
+		{"[relay]\nredelivery_max = 0\n", "relay.redelivery_max"},
 		{"typo_setting = 1\n", "unknown settings: typo_setting"},
 	} {
 		// Later keys in a table override: append the edit as a new document part where TOML
