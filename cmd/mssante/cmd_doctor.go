@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 
 	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/node"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -36,7 +39,13 @@ fail with the fix:
 With --sandbox, the domain is checked in the trust space of "mssante dev" (its addresses, test
 PKI and liste blanche) instead of DNS and the ANS; a domain of that trust space
 (*.dev.mssante.fr) is checked there by default, in the default sandbox folder of "mssante
-dev". --state is the old name of --sandbox. Exits 1 when a check fails.
+dev". --state is the old name of --sandbox.
+
+Files that hold keys, passwords or messages must be open to their owner only (files 0600,
+folders 0700): doctor warns about any that group or others can reach, in the sandbox folder
+(certificates and the liste blanche apart) and, with --config, in the key file, spool, mailbox
+store, Maildir and audit folder of that "mssante serve" configuration. Exits 1 when a check
+fails.
 
 With --json, one JSON object a line per check instead of text:
   {"status":"ok"|"warn"|"fail","check":…,"detail":…,"fix":…} (fix only when not ok)`
@@ -73,6 +82,8 @@ type doctorConfig struct {
 	List func(ctx context.Context) (*whitelist.List, error)
 	// Trust verifies the servers' certificates.
 	Trust *transport.TrustStore
+	// Private are the files and folders open to their owner only (see doctorModes).
+	Private []privatePath
 	// Ours is our own certificate (optional): its DN must be listed for Domain.
 	Ours *x509.Certificate
 	// Client is the client certificate presented to the servers (optional).
@@ -92,6 +103,7 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object a line per check (fields above)")
 	certFile := fs.String("cert", "", "our server certificate (PEM), whose DN must be listed for the domain")
 	keyFile := fs.String("key", "", "its key, to present it as client certificate")
+	serveConfig := fs.String("config", "", `an "mssante serve" configuration whose key file and data folders are checked`)
 	serverCA := fs.String("server-ca", "", "extra CA certificates (PEM/DER/p7b) for the servers' chains, e.g. the IGC-Santé intermediates")
 	crls := fs.String("crl", "", "comma-separated CRL files (DER/PEM) of the IGC-Santé CAs; without them revocation is not checked")
 	wl := fs.String("whitelist", whitelist.DefaultURL, "liste blanche URL (https) or file")
@@ -124,6 +136,7 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		if err := doctorSandbox(cfg, info); err != nil {
 			return err
 		}
+		cfg.Private = append(cfg.Private, privatePath{info.Dir, sandboxPublic})
 		if *wl != whitelist.DefaultURL {
 			opts := &whitelist.VerifyOptions{Roots: cfg.Trust.Roots()}
 			cfg.List = func(ctx context.Context) (*whitelist.List, error) {
@@ -167,6 +180,13 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 			}
 			cfg.Client = []tls.Certificate{crt}
 		}
+	}
+	if *serveConfig != "" {
+		paths, err := servePrivatePaths(*serveConfig)
+		if err != nil {
+			return err
+		}
+		cfg.Private = append(cfg.Private, paths...)
 	}
 	checks := doctorRun(ctx, cfg)
 	var failed int
@@ -393,6 +413,13 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 		out = append(out, doctorExpiry("our certificate", cfg.Ours, cfg))
 	}
 
+	// The local files.
+	for _, p := range cfg.Private {
+		if c, ok := doctorModes(p); ok {
+			out = append(out, c)
+		}
+	}
+
 	// The other ports of the first MX host.
 	if first != "" {
 		for _, svc := range []string{"submission", "submissions", "imaps"} {
@@ -412,6 +439,91 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 		}
 	}
 	return out
+}
+
+// privatePath is a file or folder whose content must be open to its owner only, except the
+// paths public reports as public documents.
+type privatePath struct {
+	path   string
+	public func(path string) bool
+}
+
+// sandboxPublic reports the public documents of a sandbox folder: certificates and the liste
+// blanche. Everything else there (keys, passwords, stores, spools, audit logs) is private.
+func sandboxPublic(p string) bool {
+	b := filepath.Base(p)
+	return strings.HasSuffix(b, ".crt.pem") || b == "ca-chain.pem" || b == "crl.der" ||
+		strings.HasPrefix(b, "whitelist-cache.xml") || b == "listeblanchemssante.xml"
+}
+
+// servePrivatePaths returns the paths of an "mssante serve" configuration that hold keys or
+// messages: the TLS key, the spool, the mailbox store or Maildir, the audit log.
+func servePrivatePaths(file string) ([]privatePath, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	c, err := node.LoadConfig(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	var out []privatePath
+	for _, p := range []string{c.TLS.KeyFile, c.SpoolDir, c.Mailbox.Dir, c.Local.Maildir, c.Audit.Dir} {
+		if p != "" && (p != c.Local.Maildir || c.Mailbox.Dir == "") {
+			out = append(out, privatePath{path: p})
+		}
+	}
+	return out, nil
+}
+
+// doctorModes checks that the files under p are open to their owner only (0600, folders 0700,
+// the top folder at least not writable by others): keys, password hashes, queued and stored
+// messages and audit records are read by the connector alone. A path that does not exist is
+// not checked.
+func doctorModes(p privatePath) (doctorCheck, bool) {
+	name := "file modes of " + p.path
+	var n int
+	var open []string
+	err := filepath.WalkDir(p.path, func(path string, d fs.DirEntry, err error) error {
+		var info fs.FileInfo
+		if err == nil {
+			info, err = d.Info()
+		}
+		if errors.Is(err, fs.ErrNotExist) && path != p.path {
+			return nil // a temporary file of the running connector, gone since it was listed
+		}
+		if err != nil {
+			return err
+		}
+		n++
+		// The top folder may be another's (a /var/spool made by a package): others may
+		// list it, never write to it; below it, everything is the connector's alone.
+		closed := fs.FileMode(0o077)
+		if path == p.path && d.IsDir() {
+			closed = 0o022
+		}
+		if info.Mode().Perm()&closed != 0 && (p.public == nil || !p.public(path)) {
+			open = append(open, fmt.Sprintf("%s (%04o)", path, info.Mode().Perm()))
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && n == 0:
+		return doctorCheck{}, false
+	case err != nil:
+		return doctorCheck{doctorWarn, name, err.Error(), "run doctor as the user of the connector"}, true
+	case len(open) > 0:
+		k, more := len(open), ""
+		if k > 3 {
+			more = fmt.Sprintf(" and %d more", k-3)
+			open = open[:3]
+		}
+		return doctorCheck{doctorWarn, name, fmt.Sprintf("%d of %d files and folders are open to group or others: %s%s",
+			k, n, strings.Join(open, ", "), more),
+			"chmod -R go= " + p.path + " (keys, passwords and messages are for the connector's user only)"}, true
+	}
+	return doctorCheck{doctorOK, name, fmt.Sprintf("%d files and folders, open to their owner only", n), ""}, true
 }
 
 // doctorExpiry checks the validity period of c.

@@ -61,7 +61,8 @@ func TestDoctorSandbox(t *testing.T) {
 			t.Fatalf("%s: exit %d:\n%s", d, code, out)
 		}
 		for _, want := range []string{"ok    MX " + d, "ok    SMTP STARTTLS mx.", "TLS 1.2 TLS_ECDHE_RSA_WITH_AES", "ok    TLS 1.1 refused",
-			"ok    " + d + " on the liste blanche", "DN listed for " + d, "ok    our certificate DN listed", "ok    imaps", "ok    submissions"} {
+			"ok    " + d + " on the liste blanche", "DN listed for " + d, "ok    our certificate DN listed", "ok    imaps", "ok    submissions",
+			"ok    file modes of " + dir + ": "} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s: output lacks %q:\n%s", d, want, out)
 			}
@@ -103,6 +104,26 @@ func TestDoctorSandbox(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "warn  MX absent.dev.mssante.fr") || !strings.Contains(out, "fail  A/AAAA absent.dev.mssante.fr") ||
 		!strings.Contains(out, "fail  absent.dev.mssante.fr on the liste blanche") {
 		t.Fatalf("absent domain: exit %d:\n%s", code, out)
+	}
+	// Files open to others: a warning for the sandbox folder, and for the data of a serve
+	// configuration (its key, spool, store and audit folders).
+	op := info.Operator(sandbox.Hopital)
+	code, out = doctorCLI(t, "--state", dir, "--domain", sandbox.Hopital, "--config", op.Config)
+	if code != 0 || len(doctorLines(out, doctorWarn)) > 0 || strings.Count(out, "ok    file modes of ") != 5 {
+		t.Fatalf("private files: exit %d:\n%s", code, out)
+	}
+	index := filepath.Join(filepath.Dir(op.Config), "mailbox", "index.db")
+	for _, p := range []string{index, op.KeyFile} {
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out = doctorCLI(t, "--state", dir, "--domain", sandbox.Hopital, "--config", op.Config)
+	warns := strings.Join(doctorLines(out, doctorWarn), "\n")
+	if code != 0 || len(doctorLines(out, doctorWarn)) != 3 || !strings.Contains(warns, "warn  file modes of "+dir+": 2 of ") ||
+		!strings.Contains(warns, index+" (0644)") || !strings.Contains(warns, "warn  file modes of "+op.KeyFile+": 1 of 1 ") ||
+		!strings.Contains(out, "fix: chmod -R go= ") {
+		t.Fatalf("files open to others: exit %d:\n%s", code, out)
 	}
 	if code, _ := doctorCLI(t, "--state", dir); code != 2 {
 		t.Fatalf("no --domain: exit %d", code)

@@ -58,6 +58,11 @@ const (
 	EventQueueDeleted  Event = "queue_deleted" // removed without a DSN
 )
 
+// EventRedelivered is a message handed over again by the same peer for recipients that have
+// it already (SMTP delivers at least once, RFC 5321 §6.1): 250 sent, nothing stored; MsgID is
+// the message that holds it.
+const EventRedelivered Event = "redelivered"
+
 // Record is one audit record. It holds identifiers, never content: no subject, no body, no
 // header other than the envelope; addresses in the redacted domains (patient addresses carry
 // the INS) are pseudonymised.

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net"
@@ -647,6 +648,7 @@ type session struct {
 	from     string
 	mailOpts smtp.MailOptions
 	rcpts    []rcpt
+	digest   hash.Hash // of the message content, on the relay (see redeliveryKey)
 }
 
 func (ss *session) tlsVersion() string {
@@ -984,6 +986,7 @@ func (ss *session) Data(r io.Reader) error {
 	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s with %s id %s;\r\n\t%s\r\n",
 		sanitize(ss.c.Hostname()), sanitize(ss.peerAddr), s.opts.Hostname, ss.protocol(), w.ID(),
 		time.Now().Format(time.RFC1123Z))
+	content := ss.digestWriter(w)
 	br := bufio.NewReader(&strictCRLF{r: r})
 	hdr, err := readHeader(br, 256<<10)
 	if err == nil {
@@ -994,8 +997,8 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	if err == nil {
-		if _, err = w.Write(hdr); err == nil {
-			_, err = io.Copy(w, br)
+		if _, err = content.Write(hdr); err == nil {
+			_, err = io.Copy(content, br)
 		}
 	}
 	if err == nil && ss.g.bad() { // e.g. "\r\n.\r", whose ".\r" go-smtp's dot-unstuffing drops
@@ -1038,7 +1041,7 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	env := &queue.Envelope{From: ss.from, Ret: string(ss.mailOpts.Return), EnvID: ss.mailOpts.EnvelopeID,
-		Source: s.opts.Mode.String(), PeerDN: ss.dn, PeerAddr: ss.peerAddr}
+		Source: s.opts.Mode.String(), PeerDN: ss.dn, PeerAddr: ss.peerAddr, RedeliveryKey: ss.redeliveryKey(hdr)}
 	for _, rc := range ss.rcpts {
 		qr := &queue.Recipient{Addr: rc.addr}
 		for _, n := range rc.opts.Notify {
@@ -1050,10 +1053,18 @@ func (ss *session) Data(r io.Reader) error {
 		env.Rcpts = append(env.Rcpts, qr)
 	}
 	id, err := w.Commit(ctx, env)
-	if err != nil {
+	dups := w.Redelivered()
+	ss.auditRedelivered(dups)
+	switch {
+	case errors.Is(err, queue.ErrRedelivered):
+		// Committed before: the same 250, so that the sender stops (RFC 5321 §6.1).
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + dups[0].ID}
+	case errors.Is(err, queue.ErrRedeliveryInProgress):
+		return ss.refuse(replyQueueTemp, "redelivery_in_progress", ss.rcptAddrs()...)
+	case err != nil:
 		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
 	}
-	s.audit(&audit.Record{Event: audit.EventQueued, MsgID: id, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr,
+	s.audit(&audit.Record{Event: audit.EventQueued, MsgID: id, From: ss.from, Rcpts: ss.committedRcpts(dups), PeerAddr: ss.peerAddr,
 		PeerDN: ss.dn, TLS: ss.tlsVersion(), BAL: ss.bal, Size: w.Size(), Code: "250 2.0.0"})
 	s.opts.Metrics.Accepted(s.opts.Mode.String(), time.Since(start))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}

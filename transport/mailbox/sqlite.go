@@ -3,6 +3,7 @@ package mailbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -103,7 +104,11 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
 	}
-	dsn := "file:" + filepath.Join(dir, "index.db") +
+	index := filepath.Join(dir, "index.db")
+	if err := privateIndex(index); err != nil {
+		return nil, err
+	}
+	dsn := "file:" + index +
 		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -123,6 +128,32 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 		return nil, err
 	}
 	return s, nil
+}
+
+// privateIndex creates the index file with mode 0600 before SQLite opens it, and narrows an
+// index and its -wal and -shm files that an earlier version left wider. The index holds
+// password hashes and message headers; SQLite would create it with mode 0644 (its default
+// file permissions, whatever the umask allows) and gives the -wal and -shm files it creates
+// the mode of the database file, so the mode set here is the mode of all three.
+func privateIndex(index string) error {
+	f, err := os.OpenFile(index, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("mailbox: open index: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{index, index + "-wal", index + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil && st.Mode().Perm()&0o077 != 0 {
+			err = os.Chmod(p, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("mailbox: index file mode: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s *SQLite) now() time.Time {

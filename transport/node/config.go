@@ -76,6 +76,11 @@ type WhitelistConfig struct {
 // RelayConfig is the table "relay": the listener other operators deliver to (port 25).
 type RelayConfig struct {
 	Listen string `toml:"listen"`
+	// RedeliveryWindow and RedeliveryMax bound how long, and for how many recipients, a
+	// message handed over again by the same operator is recognised and stored only once
+	// (queue.Options.RedeliveryWindow and RedeliveryMax); a window of 0 turns this off.
+	RedeliveryWindow time.Duration `toml:"redelivery_window"`
+	RedeliveryMax    int           `toml:"redelivery_max"`
 }
 
 // SubmissionConfig is the table "submission": the listeners our BALs submit to (587 STARTTLS,
@@ -292,6 +297,9 @@ func (c *Config) check() error {
 		a.LockoutFailures <= 0 || a.LockoutAddressFailures <= 0 || a.AccountFailures <= 0 || a.MaxTracked <= 0 ||
 		a.Delay <= 0 || a.MaxDelay < a.Delay || a.Window <= 0 {
 		bad("auth: every setting must be positive, and max_delay at least delay")
+	}
+	if c.Relay.RedeliveryWindow < 0 || c.Relay.RedeliveryMax <= 0 {
+		bad("relay.redelivery_window must not be negative, relay.redelivery_max must be positive")
 	}
 	if c.Limits.ShutdownGrace < 0 {
 		bad("limits.shutdown_grace must not be negative")

@@ -9,7 +9,7 @@ import (
 func TestConfig(t *testing.T) {
 	d := DefaultConfig()
 	if d.Queue.GiveUp != 120*time.Hour || d.Queue.DelayNotice != 4*time.Hour || d.Limits.MaxMessageBytes != 25<<20 ||
-		d.Relay.Listen != ":25" || d.Submission.Listen != ":587" || d.Submission.ListenTLS != ":465" || d.TLS.Revocation != "required" {
+		d.Relay.Listen != ":25" || d.Relay.RedeliveryWindow != 120*time.Hour || d.Relay.RedeliveryMax != 100000 || d.Submission.Listen != ":587" || d.Submission.ListenTLS != ":465" || d.TLS.Revocation != "required" {
 		t.Fatalf("defaults: %+v", d)
 	}
 	if d.IMAP.HandshakeTimeout != 10*time.Second || d.IMAP.LoginTimeout != time.Minute || d.IMAP.IdleTimeout != 30*time.Minute ||
@@ -46,6 +46,8 @@ cert_dn = "CN=bal@a.test"
 		{"[queue]\ngive_up = \"forever\"\n", "give_up"},
 		{"[limits]\ncommand_timeout = \"-1s\"\n", "limits.command_timeout must not be negative"},
 		{"[imap]\nidle_timeout = \"-1s\"\n", "imap.idle_timeout must not be negative"},
+		{"[relay]\nredelivery_window = \"-1h\"\n", "relay.redelivery_window"},
+		{"[relay]\nredelivery_max = 0\n", "relay.redelivery_max"},
 		{"typo_setting = 1\n", "unknown settings: typo_setting"},
 		{"[auth]\nlockout_failures = 0\n", "auth: every setting must be positive"},
 		{"[auth]\ndelay = \"1m\"\n", "max_delay at least delay"},

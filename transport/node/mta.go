@@ -87,7 +87,8 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	var err error
 	c.queue, err = queue.Open(&queue.Options{Dir: cfg.SpoolDir, MaxMessageBytes: cfg.Limits.MaxMessageBytes + 64<<10, Logger: c.logger,
 		Schedule: queue.Schedule{First: cfg.Queue.RetryFirst, Factor: cfg.Queue.RetryFactor, Max: cfg.Queue.RetryMax,
-			Jitter: jitter(cfg.Queue.RetryJitter), GiveUp: cfg.Queue.GiveUp, DelayNotice: cfg.Queue.DelayNotice}})
+			Jitter: jitter(cfg.Queue.RetryJitter), GiveUp: cfg.Queue.GiveUp, DelayNotice: cfg.Queue.DelayNotice},
+		RedeliveryWindow: redeliveryWindow(cfg.Relay.RedeliveryWindow), RedeliveryMax: cfg.Relay.RedeliveryMax})
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +146,13 @@ func jitter(j float64) float64 {
 		return -1 // zero in the file means none; -1 tells the queue so
 	}
 	return j
+}
+
+func redeliveryWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1 // zero in the file means off; -1 tells the queue so
+	}
+	return d
 }
 
 // mailboxes lists the configured BAL addresses (the local mailboxes that exist).

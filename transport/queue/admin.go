@@ -150,7 +150,8 @@ func (q *Queue) Retry(id string) error {
 // Delete removes message id from the queue without any notice.
 func (q *Queue) Delete(id string) error {
 	q.mu.Lock()
-	if _, ok := q.msgs[id]; !ok {
+	e, ok := q.msgs[id]
+	if !ok {
 		q.mu.Unlock()
 		return ErrNotFound
 	}
@@ -161,7 +162,9 @@ func (q *Queue) Delete(id string) error {
 	delete(q.msgs, id)
 	delete(q.held, id)
 	q.mu.Unlock()
-	q.removeFiles(id)
+	// Its redelivery keys are kept: the same peer handing the message over again is answered
+	// 250 and dropped, as the administrator asked.
+	q.removeFiles(e)
 	q.syncDir("hold")
 	q.logger.Info("queue: deleted by an administrator", "id", id)
 	return nil

@@ -136,6 +136,11 @@ type Envelope struct {
 	Source   string `json:"source,omitempty"`
 	PeerDN   string `json:"peer_dn,omitempty"`
 	PeerAddr string `json:"peer_addr,omitempty"`
+	// RedeliveryKey, when set, identifies the message as its sender hands it over, so that
+	// the same message handed over again is committed once per recipient (see Commit and
+	// ErrRedelivered). The relay server sets it from the peer's certificate DN, the reverse
+	// path, the Message-ID and a digest of the content.
+	RedeliveryKey string `json:"redelivery_key,omitempty"`
 	// Size is the size of the stored message in bytes (set by Enqueue).
 	Size  int64        `json:"size"`
 	Rcpts []*Recipient `json:"rcpts"`
@@ -227,6 +232,13 @@ type Options struct {
 	Now func() time.Time
 	// Rand returns a number in [0,1) for the jitter (default math/rand/v2).
 	Rand func() float64
+	// RedeliveryWindow is how long the recipients of an envelope with a RedeliveryKey are
+	// remembered after its reception (default 120 h: senders retry for 4-5 days, RFC 5321
+	// §4.5.4.1); a negative value turns redelivery detection off.
+	RedeliveryWindow time.Duration
+	// RedeliveryMax bounds the recipients remembered (default 100000); past it, the oldest
+	// are forgotten first.
+	RedeliveryMax int
 	// NoSync skips fsync: for benchmarks of the rest of the path only, never in production.
 	NoSync bool
 	// Logger receives queue events (nil: discard). Records hold IDs and addresses, never content.
@@ -253,7 +265,9 @@ type Queue struct {
 	held     map[string]bool // messages on hold: never handed to Run (marker in hold/)
 	closed   bool
 	kick     chan struct{}
-	lock     *os.File // the flock on queue.lock, released by Close
+	lock     *os.File    // the flock on queue.lock, released by Close
+	redeliv  *redelivery // guarded by mu
+	fileMu   sync.Mutex  // the redelivery file
 }
 
 // Open opens (or creates) the spool in opts.Dir and loads every committed message, so that
@@ -263,7 +277,8 @@ func Open(opts *Options) (*Queue, error) {
 		return nil, errors.New("queue: Options.Dir is required")
 	}
 	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
-		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1)}
+		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
+		redeliv: newRedelivery(opts)}
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
 	}
@@ -284,6 +299,9 @@ func Open(opts *Options) (*Queue, error) {
 	}
 	if err := q.load(); err != nil {
 		q.lock.Close()
+		return nil, err
+	}
+	if err := q.loadRedelivery(); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -383,7 +401,7 @@ func (q *Queue) load() error {
 	// A message whose recipients were all final but whose files were not yet removed.
 	for id, e := range q.msgs {
 		if e.done() {
-			q.removeFiles(id)
+			q.removeFiles(e)
 			delete(q.msgs, id)
 		}
 	}
@@ -498,6 +516,9 @@ type Writer struct {
 	n    int64
 	err  error
 	done bool
+
+	reserved    []rkey
+	redelivered []Redelivered
 }
 
 // Begin starts a message. Its ID is known now (for a Received header) and kept by Commit.
@@ -569,6 +590,11 @@ func (w *Writer) Abort() {
 // Commit makes the message durable with envelope env (copied; its recipients start Pending
 // and due now) and returns its ID. When it returns nil the message, its envelope and the
 // directory entries of both are on stable storage: the caller may answer 250.
+//
+// When env has a RedeliveryKey, the recipients already committed with that key within the
+// window are left out (Redelivered lists them); if none is left, nothing is stored and
+// Commit returns ErrRedelivered, after which the caller may answer 250 too: the message is
+// on stable storage from the first time.
 func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 	q := w.q
 	if w.done {
@@ -595,6 +621,20 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 	for _, r := range e.Rcpts {
 		r.State, r.Attempts, r.NextAttempt, r.Notice = Pending, 0, now, ""
 	}
+	if e.RedeliveryKey != "" && q.redeliv.on() {
+		q.mu.Lock()
+		dup, keep, err := q.reserve(w, e, now)
+		q.mu.Unlock()
+		w.redelivered = dup
+		if err == nil && len(keep) == 0 {
+			err = ErrRedelivered
+		}
+		if err != nil {
+			w.Abort()
+			return "", err
+		}
+		e.Rcpts = keep
+	}
 	e.Size = w.n
 	// The trailer commits the message: one fsync of the file, one of the directory (whose
 	// entry for the file dates from Begin).
@@ -611,9 +651,13 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 	}
 	if err != nil {
 		os.Remove(w.tmp)
+		q.mu.Lock()
+		q.settle(w, "", e.Received, now)
+		q.mu.Unlock()
 		return "", fmt.Errorf("queue: store message: %w", err)
 	}
 	q.mu.Lock()
+	q.settle(w, e.ID, e.Received, now)
 	if q.closed { // the files are committed: they will be delivered after the next Open
 		q.mu.Unlock()
 		return e.ID, nil
@@ -624,6 +668,10 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 	q.wake()
 	return e.ID, nil
 }
+
+// Redelivered returns the recipients Commit left out because they were committed before with
+// the same RedeliveryKey, with the ID of the message that holds each.
+func (w *Writer) Redelivered() []Redelivered { return w.redelivered }
 
 type ctxReader struct {
 	ctx context.Context
@@ -687,10 +735,12 @@ func (q *Queue) writeEnv(e *Envelope) error {
 	return nil
 }
 
-// removeFiles removes a finished message: the data file first (a state file or hold marker
-// left alone by a crash is then removed by the next Open; the other order could resurrect the
-// message).
-func (q *Queue) removeFiles(id string) {
+// removeFiles removes a finished message: its redelivery keys are stored first, then the data
+// file (a state file or hold marker left alone by a crash is then removed by the next Open; the
+// other order could resurrect the message).
+func (q *Queue) removeFiles(e *Envelope) {
+	q.remember(e)
+	id := e.ID
 	os.Remove(q.dataPath(id))
 	q.syncDir("data")
 	if err := os.Remove(q.envPath(id)); err == nil {

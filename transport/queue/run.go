@@ -293,7 +293,7 @@ func (q *Queue) commit(e *Envelope) {
 		delete(q.msgs, e.ID)
 		delete(q.held, e.ID)
 		q.mu.Unlock()
-		q.removeFiles(e.ID)
+		q.removeFiles(e)
 		q.logger.Info("queue: done", "id", e.ID)
 		return
 	}
