@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,8 +115,11 @@ func TestWatchFaults(t *testing.T) {
 		t.Errorf("no new IMAP session after the server restart")
 	}
 
-	// The client restarted: a new Client on the same state folder.
+	// The client restarted: a new Client on the same state folder, once the first let it go.
 	stop()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 	peers.deliverMaildir(t, rawLettre(t, "QUATRE", "d@test.example"))
 	c2 := watchClient(t, p, peers, state)
 	stop2 := startWatch(t, c2, h, nil)
@@ -202,4 +207,25 @@ func TestWatchStartTLSPlainOnDovecot(t *testing.T) {
 	if err := bad.Watch(ctx, rec.handler(checkLettre), nil); !errors.Is(err, ErrAuth) {
 		t.Fatalf("wrong password: %v", err)
 	}
+}
+
+// TestNewRefusesHeldStateDir: one Client per state folder; the refusal names the holder,
+// and Close lets the folder go.
+func TestNewRefusesHeldStateDir(t *testing.T) {
+	p := newTestPKI(t)
+	dir := t.TempDir()
+	first := newTestClient(t, p, "127.0.0.1:1", func(o *Options) { o.StateDir = dir })
+	o := &Options{Address: testBAL, TLS: p.clientTLS(), Auth: AuthNone, StateDir: dir}
+	_, err := New(o)
+	if !errors.Is(err, ErrStateInUse) || !strings.Contains(err.Error(), "in use by process "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second New on %s: %v, want ErrStateInUse naming PID %d", dir, err, os.Getpid())
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(o)
+	if err != nil {
+		t.Fatalf("New after Close: %v", err)
+	}
+	second.Close()
 }
