@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -151,7 +152,8 @@ type Client struct {
 	// discoverMu guards the endpoints that Discover fills.
 	discoverMu sync.Mutex
 
-	box *outbox
+	box    *outbox
+	unlock func() // releases StateDir, nil once closed
 
 	// sessions counts the IMAP sessions opened (for tests and metrics).
 	sessions atomic.Int64
@@ -161,7 +163,9 @@ type Client struct {
 	smtp   *smtpConn
 }
 
-// New checks opts and returns a Client. It does no I/O.
+// New checks opts and returns a Client. It does no network I/O; with a StateDir, it takes
+// that folder for this Client (ErrStateInUse when another holds it, naming the process)
+// and opens its outbox. Close releases the folder.
 func New(opts *Options) (*Client, error) {
 	if opts == nil {
 		return nil, fmt.Errorf("%w: nil options", ErrConfig)
@@ -232,11 +236,16 @@ func New(opts *Options) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if o.StateDir != "" {
-		box, err := openOutbox(o.StateDir)
+		unlock, err := lockState(o.StateDir)
 		if err != nil {
 			return nil, err
 		}
-		c.box = box
+		box, err := openOutbox(o.StateDir)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		c.box, c.unlock = box, unlock
 	}
 	return c, nil
 }
@@ -250,10 +259,35 @@ func (c *Client) Close() error {
 		c.smtp.close()
 		c.smtp = nil
 	}
-	if c.box != nil {
-		return c.box.close()
+	if c.unlock == nil {
+		return nil
 	}
-	return nil
+	// The journal is durable before another process may open the folder.
+	err := c.box.close()
+	c.unlock()
+	c.unlock = nil
+	return err
+}
+
+// stateLockName is the lock file of a state folder; it holds the holder's PID.
+const stateLockName = "bal.lock"
+
+// lockState gives dir to this Client alone. Two processes on one state folder would append
+// to one outbox journal and fold it under each other, and each watcher would take the
+// receipts of the other's messages: an flock(2), which the kernel drops however the process
+// ends, refuses the second at once instead.
+func lockState(dir string) (unlock func(), err error) {
+	unlock, err = statelock.Lock(dir, stateLockName)
+	var le *statelock.LockedError
+	switch {
+	case errors.As(err, &le) && le.PID > 0:
+		return nil, fmt.Errorf("%w: %s is in use by process %d (one Client per state folder: give each process its own)", ErrStateInUse, dir, le.PID)
+	case errors.As(err, &le):
+		return nil, fmt.Errorf("%w: %s is in use by another process (one Client per state folder: give each process its own)", ErrStateInUse, dir)
+	case err != nil:
+		return nil, fmt.Errorf("bal: state folder: %w", err)
+	}
+	return unlock, nil
 }
 
 // Discover fills the submission and IMAP endpoints left empty in Options from DNS SRV

@@ -38,5 +38,24 @@
 // the outbox and are reported as [Receipt] values: each recipient ends with exactly one final
 // status.
 //
+// # Several processes on one BAL
+//
+// A state folder (Options.StateDir) belongs to one [Client] at a time: [New] takes it with an
+// flock(2) lock, released by [Client.Close] or when the process ends however it ends, and a
+// second Client on it, in this process or another, gets [ErrStateInUse] naming the holder's
+// PID. What processes share is the mailbox on the server. A vendor may run side by side, on
+// one BAL applicative:
+//   - any number of senders (a web tier, batch jobs), each with its own state folder;
+//   - one watcher per state folder: the one that integrates received messages, and, for
+//     each sender, a watch with that sender's state folder to collect its receipts, then or
+//     later (a sender that does not watch finds its receipts in the mailbox when it does).
+//
+// A watcher takes the receipts (DSN, MDN, error mail) of the messages its own outbox holds,
+// and leaves every other one untouched in the mailbox, neither flagged nor moved nor
+// journaled, for the watcher of the state folder that sent it; it remembers the UID
+// (under the mailbox's UIDVALIDITY) so as not to read it again. A received message is
+// handed by the first watcher that meets it, which flags or moves it for the others: let
+// only one watcher integrate messages, the others' handlers returning [ErrLeave].
+//
 // Nothing the client logs holds health data: message IDs, mailbox addresses and counts only.
 package bal

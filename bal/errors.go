@@ -24,6 +24,13 @@ var (
 	// ErrNoDSN reports a submission server that does not advertise the DSN extension while
 	// receipts were asked for (go-smtp would silently drop NOTIFY, RET and ENVID).
 	ErrNoDSN = errors.New("bal: server does not support DSN (RFC 3461)")
+	// ErrStateInUse reports that another Client, in this process or another, holds
+	// Options.StateDir; the message names the holder's PID. One Client per state folder.
+	ErrStateInUse = errors.New("bal: state folder in use")
+	// ErrLeave, returned by a Handler, leaves the message untouched in the mailbox (no
+	// answer, no flag, no move) for another watcher of the BAL, one that integrates
+	// messages; this watcher does not hand it again.
+	ErrLeave = errors.New("bal: message left for another watcher")
 	// ErrMessage reports a message the client cannot send (no Message-ID possible, no
 	// recipient, header unreadable, too large).
 	ErrMessage = errors.New("bal: invalid message")

@@ -24,6 +24,10 @@ type checkpoint struct {
 	Mailbox     string `json:"mailbox"`
 	UIDValidity uint32 `json:"uidvalidity"`
 	LastUID     uint32 `json:"last_uid"`
+	// Skipped are the UIDs above LastUID, under this UIDVALIDITY, of receipts left in the
+	// mailbox for another state folder's watcher: remembered so that they are not fetched
+	// and parsed again on every round while a message below them waits for the handler.
+	Skipped []uint32 `json:"skipped,omitempty"`
 }
 
 // journalEntry records what was decided for a message and whether the answer went out.

@@ -68,7 +68,9 @@ func feed(t testing.TB, c *Client, raw []byte, got *[]Receipt) {
 		t.Fatalf("not a receipt: %v", m.ParseError)
 	}
 	w := &watcher{c: c, onReceipt: func(_ context.Context, r Receipt) { *got = append(*got, r) }}
-	w.applyReceipt(context.Background(), m.Message)
+	if _, err := w.applyReceipt(context.Background(), m.Message); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestReceiptsOneFinalStatusPerRecipient(t *testing.T) {

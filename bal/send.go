@@ -80,7 +80,8 @@ type SendResult struct {
 // submission server. An MDN is asked for when msg.WantMDN is set.
 //
 // Every recipient's domain is checked against the whitelist first; if one is not listed,
-// nothing is sent and the error wraps ErrNotWhitelisted. The message is then written to the
+// nothing is sent and the error wraps ErrNotWhitelisted. A From other than Options.Address
+// is refused then too (ErrMessage). The message is then written to the
 // outbox. When msg.MessageID is empty Send sets it, so that calling Send again with the same
 // msg after a network error finds the outbox record and submits only to the recipients not
 // yet accepted: no duplicate. DSNs are asked for with NOTIFY, RET and ENVID; a server
@@ -223,6 +224,18 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 		return nil, fmt.Errorf("%w: header: %w", ErrMessage, err)
 	}
 	hdr := mail.Header{Header: message.Header{Header: th}}
+	// The operator accepts from a BAL only its own address, and refuses the rest per
+	// recipient with a reason the caller rarely reads: said here, before any I/O.
+	if hdr.Has("From") {
+		from, err := hdr.AddressList("From")
+		if err != nil {
+			return nil, fmt.Errorf("%w: From: %w", ErrMessage, err)
+		}
+		if len(from) != 1 || !strings.EqualFold(from[0].Address, c.opts.Address) {
+			return nil, fmt.Errorf("%w: From %q is not the BAL's own address %s (Options.Address): the operator would refuse it",
+				ErrMessage, hdr.Get("From"), c.opts.Address)
+		}
+	}
 
 	var rcpts []string
 	if opts != nil && len(opts.Recipients) > 0 {

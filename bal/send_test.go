@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -737,5 +738,26 @@ func TestConcurrentSendsDurable(t *testing.T) {
 		if rec, err := c2.Status(id); err != nil || rec.Recipients[0].Status != StatusSubmitted {
 			t.Fatalf("%s: %+v, %v", id, rec, err)
 		}
+	}
+}
+
+// TestSendRefusesForeignFrom: a From that is not the BAL's own address is refused before
+// any I/O (the submission address is unreachable) and leaves nothing in the outbox.
+func TestSendRefusesForeignFrom(t *testing.T) {
+	p := newTestPKI(t)
+	dir := t.TempDir()
+	c := newTestClient(t, p, "127.0.0.1:1", func(o *Options) { o.StateDir = dir })
+	m := simpleMessage("a@test.example")
+	m.From = mssante.MustAddress("", "autre@test.example")
+	_, err := c.Send(context.Background(), m, nil)
+	if !errors.Is(err, ErrMessage) || !strings.Contains(err.Error(), "not the BAL's own address") {
+		t.Fatalf("Send from another address: %v", err)
+	}
+	raw := "From: <autre@test.example>\r\nTo: <a@test.example>\r\nMessage-ID: <x@test.example>\r\n\r\nx\r\n"
+	if _, err := c.SendRaw(context.Background(), strings.NewReader(raw), nil); !errors.Is(err, ErrMessage) {
+		t.Fatalf("SendRaw from another address: %v", err)
+	}
+	if recs, _ := filepath.Glob(filepath.Join(dir, "outbox", "*.json")); len(recs) != 0 {
+		t.Errorf("outbox holds %v", recs)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,8 +27,9 @@ import (
 const FlagHandled imap.Flag = "$MSSanteHandled"
 
 // Handler integrates one received message in the DPI. It returns nil to accept it, a
-// *RejectError (see Reject) to refuse it with a code 900–906, or any other error when it
-// cannot decide now: the message is then left in the mailbox and handed again later.
+// *RejectError (see Reject) to refuse it with a code 900–906, ErrLeave to leave it to
+// another watcher of the same BAL, or any other error when it cannot decide now: the
+// message is then left in the mailbox and handed again later.
 //
 // The files of m are removed when the handler returns: copy what must be kept.
 type Handler func(ctx context.Context, m *Incoming) error
@@ -47,7 +50,9 @@ type Receipt struct {
 // WatchOptions configures Watch. A nil *WatchOptions takes the defaults.
 type WatchOptions struct {
 	// OnReceipt is called for each status change brought by a DSN or MDN. Receipts for
-	// messages not in the outbox are ignored. Called from the Watch goroutine.
+	// messages not in the outbox are left in the mailbox for the state folder that sent
+	// them (see "Several processes on one BAL" in the package documentation). Called from
+	// the Watch goroutine.
 	OnReceipt func(ctx context.Context, r Receipt)
 	// OnHandled is called once a message handed to the handler is done with: decision
 	// recorded, answer sent, message marked on the server.
@@ -263,7 +268,8 @@ func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclie
 	return ic, nil
 }
 
-// processNew hands every message above the checkpoint that is not flagged handled.
+// processNew hands every message above the checkpoint that is not flagged handled, passing
+// over those this watcher left for another (cp.Skipped) without fetching them again.
 func (w *watcher) processNew(ctx context.Context, ic *imapclient.Client, cp *checkpoint) error {
 	c := w.c
 	crit := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(cp.LastUID + 1), Stop: 0}}}}
@@ -274,6 +280,13 @@ func (w *watcher) processNew(ctx context.Context, ic *imapclient.Client, cp *che
 	if err != nil {
 		return fmt.Errorf("bal: UID SEARCH: %w", err)
 	}
+	left := make(map[uint32]bool, len(cp.Skipped))
+	for _, uid := range cp.Skipped {
+		left[uid] = true
+	}
+	// Only what the search still finds is kept: a message its owner handled (flagged or
+	// moved) drops out, so the list stays as short as the backlog of others' receipts.
+	var skipped []uint32
 	contiguous := true
 	for _, uid := range data.AllUIDs() {
 		if uint32(uid) <= cp.LastUID {
@@ -282,37 +295,65 @@ func (w *watcher) processNew(ctx context.Context, ic *imapclient.Client, cp *che
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		done, err := w.processOne(ctx, ic, uid)
-		if err != nil {
+		var res outcome
+		if left[uint32(uid)] {
+			res = outcomeLeft
+		} else if res, err = w.processOne(ctx, ic, uid); err != nil {
 			return err
 		}
-		if !done {
+		switch {
+		case res == outcomeRetry:
 			contiguous = false
-			continue
-		}
-		if contiguous {
+		case contiguous:
+			// A message left for another watcher is never this one's to hand: the
+			// checkpoint passes over it as over a handled one.
 			cp.LastUID = uint32(uid)
+			cp.Skipped = keepAbove(cp.Skipped, cp.LastUID)
 			if err := w.in.saveCheckpoint(*cp); err != nil {
 				return err
 			}
+		case res == outcomeLeft:
+			skipped = append(skipped, uint32(uid))
 		}
+	}
+	if !slices.Equal(skipped, cp.Skipped) {
+		cp.Skipped = skipped
+		return w.in.saveCheckpoint(*cp)
 	}
 	return nil
 }
 
-// processOne fetches, hands and marks one message. done is false when the handler could
-// not decide (the message stays for a later round).
-func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid imap.UID) (done bool, err error) {
+// keepAbove returns the UIDs of s above last.
+func keepAbove(s []uint32, last uint32) []uint32 {
+	return slices.DeleteFunc(s, func(u uint32) bool { return u <= last })
+}
+
+// outcome is what became of one message of the mailbox.
+type outcome int
+
+const (
+	// outcomeDone: handled, answered and marked on the server.
+	outcomeDone outcome = iota
+	// outcomeRetry: the handler could not decide; handed again on a later round.
+	outcomeRetry
+	// outcomeLeft: a receipt for a message another state folder sent, or a message the
+	// handler left (ErrLeave), untouched in the mailbox (no flag, no move, no journal
+	// entry) for another watcher.
+	outcomeLeft
+)
+
+// processOne fetches, hands and marks one message.
+func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid imap.UID) (outcome, error) {
 	c := w.c
 	handed := false
 	m, err := w.fetch(ic, uid)
 	if err != nil {
-		return false, err
+		return outcomeRetry, err
 	}
 	defer m.cleanup()
 	e, err := w.in.entry(m.MessageID)
 	if err != nil {
-		return false, err
+		return outcomeRetry, err
 	}
 	switch {
 	case e != nil && e.Replied:
@@ -321,12 +362,20 @@ func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid ima
 		// Decided before a restart, answer not sent yet.
 		m.parse(c.opts.MaxMessageSize)
 		if err := w.reply(ctx, m, e); err != nil {
-			return false, err
+			return outcomeRetry, err
 		}
 	default:
 		m.parse(c.opts.MaxMessageSize)
 		if m.Message != nil && m.Message.Kind != mssante.KindOrdinary {
-			w.applyReceipt(ctx, m.Message)
+			mine, err := w.applyReceipt(ctx, m.Message)
+			if err != nil {
+				return outcomeRetry, err
+			}
+			if !mine {
+				c.log.Info("bal: receipt for a message this state folder did not send, left in the mailbox for its sender",
+					"message_id", m.MessageID, "uid", uid)
+				return outcomeLeft, nil
+			}
 			e = &journalEntry{MessageID: m.MessageID, Kind: "report", Replied: true, At: c.opts.Now().UTC()}
 		} else {
 			if m.ParseError != nil {
@@ -336,33 +385,36 @@ func (w *watcher) processOne(ctx context.Context, ic *imapclient.Client, uid ima
 			handed = true
 			var rej *RejectError
 			switch {
+			case errors.Is(herr, ErrLeave):
+				c.log.Info("bal: message left in the mailbox for another watcher", "message_id", m.MessageID, "uid", uid)
+				return outcomeLeft, nil
 			case herr == nil:
 				e = &journalEntry{MessageID: m.MessageID, Kind: "message"}
 			case errors.As(herr, &rej):
 				e = &journalEntry{MessageID: m.MessageID, Kind: "message", Code: int(rej.Code)}
 			default:
 				c.log.Warn("bal: handler could not decide, will retry", "message_id", m.MessageID, "uid", uid, "err", herr)
-				return false, nil
+				return outcomeRetry, nil
 			}
 			e.At = c.opts.Now().UTC()
 			c.log.Info("bal: message handled", "message_id", m.MessageID, "uid", uid, "code", e.Code)
 		}
 		if err := w.in.record(e); err != nil {
-			return false, err
+			return outcomeRetry, err
 		}
 		if !e.Replied {
 			if err := w.reply(ctx, m, e); err != nil {
-				return false, err
+				return outcomeRetry, err
 			}
 		}
 	}
 	if err := w.markHandled(ic, uid, m.Message != nil && m.Message.WantMDN); err != nil {
-		return false, err
+		return outcomeRetry, err
 	}
 	if handed && w.onHandled != nil {
 		w.onHandled(ctx, m.MessageID)
 	}
-	return true, nil
+	return outcomeDone, nil
 }
 
 // reply sends the MDN or error mail e calls for (mssante.WriteReceipt), then records it
@@ -472,18 +524,22 @@ func (w *watcher) fetch(ic *imapclient.Client, uid imap.UID) (*Incoming, error) 
 }
 
 // applyReceipt turns a DSN, an MDN or an integration error mail into status changes of
-// the outbox, and emits the receipts that changed something.
-func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) {
+// the outbox, and emits the receipts that changed something. mine is false for a receipt
+// about a message this outbox does not hold: another state folder sent it (the web tier of
+// a DPI, its daemon watching), and that folder's watcher must find the receipt in the
+// mailbox as it came. A receipt that names no message at all is nobody's to wait for: it is
+// taken as handled. err is a failure to make a status change durable (retried).
+func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine bool, err error) {
 	c := w.c
 	if c.box == nil {
-		return
+		return true, nil
 	}
 	var envid string
 	var changes []reportRecipient
 	switch msg.Kind {
 	case mssante.KindDSN:
 		if msg.DSN == nil {
-			return
+			return true, nil
 		}
 		envid = msg.DSN.OriginalEnvelopeID
 		if envid == "" {
@@ -508,7 +564,7 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) {
 		}
 	case mssante.KindMDN:
 		if msg.MDN == nil {
-			return
+			return true, nil
 		}
 		envid = envelopeIDOf(msg.MDN.OriginalMessageID)
 		rr := reportRecipient{address: msg.MDN.OriginalRecipient}
@@ -527,20 +583,20 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) {
 			rr.status, rr.detail = StatusError, "MDN "+typ
 		default:
 			c.log.Info("bal: MDN of an unknown disposition type, ignored")
-			return
+			return true, nil
 		}
 		changes = append(changes, rr)
 	case mssante.KindIntegrationError:
 		// The plain error mail: it answers (In-Reply-To) our message, from the recipient.
 		if len(msg.InReplyTo) == 0 {
-			return
+			return true, nil
 		}
 		envid = envelopeIDOf(msg.InReplyTo[0])
 		changes = append(changes, reportRecipient{address: msg.From.Addr, status: StatusError,
 			code: int(msg.Integration), detail: msg.Integration.Label()})
 	}
 	if envid == "" || strings.ContainsAny(envid, `/\.`) {
-		return
+		return true, nil
 	}
 	var out []Receipt
 	now := c.opts.Now().UTC()
@@ -560,9 +616,15 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) {
 		}
 		return changed
 	})
-	if err != nil {
-		c.log.Info("bal: receipt for a message not in the outbox, ignored", "envelope_id", envid)
-		return
+	switch {
+	case rec == nil && errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case rec == nil:
+		// A record this folder cannot read: left in the mailbox rather than lost.
+		c.log.Warn("bal: unreadable outbox record, receipt left in the mailbox", "envelope_id", envid, "err", err)
+		return false, nil
+	case err != nil:
+		return true, err
 	}
 	for _, r := range out {
 		c.log.Info("bal: receipt", "message_id", rec.MessageID, "status", string(r.Status), "final", r.Final)
@@ -570,6 +632,7 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) {
 			w.onReceipt(ctx, r)
 		}
 	}
+	return true, nil
 }
 
 // reportRecipient is one status change a receipt brings.

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,8 +116,11 @@ func TestWatchFaults(t *testing.T) {
 		t.Errorf("no new IMAP session after the server restart")
 	}
 
-	// The client restarted: a new Client on the same state folder.
+	// The client restarted: a new Client on the same state folder, once the first let it go.
 	stop()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 	peers.deliverMaildir(t, rawLettre(t, "QUATRE", "d@test.example"))
 	c2 := watchClient(t, p, peers, state)
 	stop2 := startWatch(t, c2, h, nil)
@@ -202,4 +208,121 @@ func TestWatchStartTLSPlainOnDovecot(t *testing.T) {
 	if err := bad.Watch(ctx, rec.handler(checkLettre), nil); !errors.Is(err, ErrAuth) {
 		t.Fatalf("wrong password: %v", err)
 	}
+}
+
+// countWriter counts the log lines that hold a phrase.
+type countWriter struct {
+	phrase string
+	n      atomic.Int64
+}
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(w.phrase)) {
+		w.n.Add(1)
+	}
+	return len(p), nil
+}
+
+// TestWatchLeavesOthersReceipts: a watcher on another state folder meets the DSN of a
+// message it did not send behind a message its handler cannot decide yet. It leaves the DSN
+// unmarked and remembers it (no fetch on the next rounds); the sender's own watcher, later,
+// still finds it and reports the final status.
+func TestWatchLeavesOthersReceipts(t *testing.T) {
+	p := newTestPKI(t)
+	peers := startMailPeers(t, p)
+	peers.deliverMaildir(t, rawLettre(t, "LATER", "later@test.example"))
+
+	left := &countWriter{phrase: "left in the mailbox"}
+	otherState := t.TempDir()
+	other := watchClient(t, p, peers, otherState, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(left, nil))
+	})
+	busy := newRecorder()
+	var tries atomic.Int64
+	stop := startWatch(t, other, busy.handler(func(*Incoming) error {
+		tries.Add(1)
+		return errors.New("DPI busy")
+	}), &WatchOptions{OnReceipt: busy.onReceipt})
+	// The undecided message first, so that the DSN comes after it.
+	busy.waitFor(t, "the undecided message", 30*time.Second, func() bool { return tries.Load() > 0 })
+
+	sender := watchClient(t, p, peers, t.TempDir())
+	res, err := sender.Send(context.Background(), testLettre(t, "nobody@other.example", "MARTIN", false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy.waitFor(t, "the DSN left", 60*time.Second, func() bool { return left.n.Load() == 1 })
+	// A few more rounds (PollInterval 1 s): the DSN is not fetched again.
+	time.Sleep(2500 * time.Millisecond)
+	stop()
+	if n := left.n.Load(); n != 1 {
+		t.Errorf("the DSN was parsed and left %d times, want once", n)
+	}
+	busy.mu.Lock()
+	if len(busy.receipts) != 0 {
+		t.Errorf("the other watcher reported %+v", busy.receipts)
+	}
+	busy.mu.Unlock()
+	cp, err := (&inbox{dir: filepath.Join(otherState, "inbox")}).loadCheckpoint("INBOX")
+	if err != nil || cp.LastUID != 0 || len(cp.Skipped) != 1 {
+		t.Errorf("other's checkpoint %+v, %v: want nothing handled and one UID skipped", cp, err)
+	}
+
+	own := newRecorder()
+	stop = startWatch(t, sender, own.handler(func(*Incoming) error { return nil }), &WatchOptions{OnReceipt: own.onReceipt})
+	own.waitFor(t, "the sender's final receipt", 60*time.Second, func() bool { return len(own.finals(res.MessageID)) == 1 })
+	stop()
+	if f := own.finals(res.MessageID)[0]; f.Status != StatusFailed {
+		t.Errorf("final %+v, want failed", f)
+	}
+}
+
+// TestNewRefusesHeldStateDir: one Client per state folder; the refusal names the holder,
+// and Close lets the folder go.
+func TestNewRefusesHeldStateDir(t *testing.T) {
+	p := newTestPKI(t)
+	dir := t.TempDir()
+	first := newTestClient(t, p, "127.0.0.1:1", func(o *Options) { o.StateDir = dir })
+	o := &Options{Address: testBAL, TLS: p.clientTLS(), Auth: AuthNone, StateDir: dir}
+	_, err := New(o)
+	if !errors.Is(err, ErrStateInUse) || !strings.Contains(err.Error(), "in use by process "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second New on %s: %v, want ErrStateInUse naming PID %d", dir, err, os.Getpid())
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(o)
+	if err != nil {
+		t.Fatalf("New after Close: %v", err)
+	}
+	second.Close()
+}
+
+// TestWatchHandlerLeaves: a handler returning ErrLeave is not asked again about the message,
+// which stays unmarked for the watcher that integrates messages.
+func TestWatchHandlerLeaves(t *testing.T) {
+	p := newTestPKI(t)
+	peers := startMailPeers(t, p)
+	peers.deliverMaildir(t, rawLettre(t, "UN", "leave@test.example"))
+	var asked atomic.Int64
+	rec := newRecorder()
+	c := watchClient(t, p, peers, t.TempDir())
+	stop := startWatch(t, c, rec.handler(func(*Incoming) error {
+		asked.Add(1)
+		return ErrLeave
+	}), nil)
+	rec.waitFor(t, "the message left", 30*time.Second, func() bool { return asked.Load() == 1 })
+	time.Sleep(2500 * time.Millisecond) // rounds every PollInterval (1 s)
+	stop()
+	if n := asked.Load(); n != 1 {
+		t.Errorf("handler asked %d times, want once", n)
+	}
+
+	integrator := newRecorder()
+	c2 := watchClient(t, p, peers, t.TempDir())
+	stop = startWatch(t, c2, integrator.handler(checkLettre), nil)
+	integrator.waitFor(t, "the message handed to the integrating watcher", 30*time.Second, func() bool {
+		return integrator.handled["leave@test.example"] == 1
+	})
+	stop()
 }

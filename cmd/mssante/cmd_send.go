@@ -381,7 +381,7 @@ func waitReceipts(ctx context.Context, e *env, c *bal.Client, res *bal.SendResul
 		}
 	}
 	err := c.Watch(ctx, func(context.Context, *bal.Incoming) error {
-		return errors.New("not integrating messages while waiting for receipts")
+		return bal.ErrLeave // for the watcher that integrates messages
 	}, &bal.WatchOptions{OnReceipt: func(_ context.Context, r bal.Receipt) {
 		if r.MessageID != res.MessageID {
 			return
