@@ -214,7 +214,7 @@ func (n *Node) newIMAP() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	ic := &cfg.IMAP
-	n.IMAP, err = imapd.New(&imapd.Options{Store: n.Store, TLSConfig: tcfg, AuthLimiter: n.mta.auth, Logger: n.logger.With("listener", "imap"),
+	n.IMAP, err = imapd.New(&imapd.Options{Store: n.Store, TLSConfig: tcfg, AuthLimiter: n.mta.auth, Logger: n.logger,
 		HandshakeTimeout: ic.HandshakeTimeout, LoginTimeout: ic.LoginTimeout, IdleTimeout: ic.IdleTimeout,
 		MaxConns: ic.MaxConnections, MaxConnsPerAddr: ic.MaxConnectionsPerAddress,
 		// The handshake verified a presented certificate (chain and CRL); EXTERNAL also
