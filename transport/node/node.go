@@ -319,6 +319,12 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	serve("imap", l143, n.IMAP.Serve)
 	serve("imaps", l993, n.IMAP.ServeTLS)
+	n.mta.otherListeners = map[string]string{}
+	for name, l := range map[string]net.Listener{"imap": l143, "imaps": l993} {
+		if l != nil {
+			n.mta.otherListeners[name] = l.Addr().String()
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
