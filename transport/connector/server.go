@@ -3,6 +3,7 @@ package connector
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -539,6 +540,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) refused(c net.Conn) {
 	s.audit(&audit.Record{Event: audit.EventRejected, PeerAddr: c.RemoteAddr().String(), Code: replyCode(replyTooManyConns), Reason: "connection limit"})
 	s.opts.Metrics.Rejected("connection_limit")
+	s.logger.Warn("connector: connection refused", "listener", s.name(), "peer", c.RemoteAddr().String(),
+		"code", replyCode(replyTooManyConns), "reason", "connection_limit")
 	// Plain text on an implicit-TLS listener would be read as garbage: just close there.
 	if !s.opts.ImplicitTLS {
 		fmt.Fprintf(c, "%s %s %s\r\n", replyCode(replyTooManyConns), s.opts.Hostname, replyTooManyConns.Message)
@@ -608,7 +611,7 @@ type connBackend struct {
 // NewSession implements smtp.Backend; go-smtp calls it at EHLO, after STARTTLS.
 func (b connBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s := b.s
-	sess := &session{s: s, g: b.g, lc: b.lc, c: c, peerAddr: c.Conn().RemoteAddr().String()}
+	sess := &session{s: s, g: b.g, lc: b.lc, c: c, peerAddr: c.Conn().RemoteAddr().String(), stage: "ehlo"}
 	sess.track()
 	if b.g.bad() {
 		return nil, sess.refuse(replyBareLF, "bare_cr_or_lf")
@@ -644,6 +647,10 @@ type session struct {
 	dn       string
 	certErr  error
 	bal      string // authenticated BAL (submission)
+	// stage is the command being answered ("ehlo", "auth", "mail", "rcpt", "data"): it names
+	// the refusal in the operational log.
+	stage      string
+	fromDomain string // of the MAIL FROM being answered, for the operational log
 
 	from     string
 	mailOpts smtp.MailOptions
@@ -664,7 +671,86 @@ func (ss *session) refuse(reply *smtp.SMTPError, reason string, rcpts ...string)
 		TLS: ss.tlsVersion(), BAL: ss.bal, Code: replyCode(reply), Reason: reason})
 	key, _, _ := strings.Cut(reason, ":")
 	ss.s.opts.Metrics.Rejected(key)
+	ss.logRefusal(reply, key, rcpts)
 	return reply
+}
+
+// refusalMessages name a refusal in the operational log by the command it answers.
+var refusalMessages = map[string]string{
+	"ehlo": "connector: session refused",
+	"auth": "connector: authentication failed",
+	"mail": "connector: sender refused",
+	"rcpt": "connector: recipient refused",
+	"data": "connector: message refused",
+}
+
+// logRefusal writes a refusal to the operational log: the reply code, the reason key (the
+// audit record has the detail), the peer and the BAL or certificate DN, and of the addresses
+// only the domains. A recipient's local part may be a patient's INS (<INS>@patient.mssante.fr),
+// and a relayed sender may be a patient too: health data, never logged. Authentication
+// failures and temporary refusals (a problem on our side, or no trust list) are warnings.
+func (ss *session) logRefusal(reply *smtp.SMTPError, reason string, rcpts []string) {
+	level := slog.LevelInfo
+	if ss.stage == "auth" || reply.Code/100 == 4 {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{slog.String("listener", ss.s.name()), slog.String("peer", ss.peerAddr),
+		slog.String("code", replyCode(reply)), slog.String("reason", reason)}
+	attrs = append(attrs, ss.identityAttrs()...)
+	if ss.fromDomain != "" {
+		attrs = append(attrs, slog.String("from_domain", ss.fromDomain))
+	}
+	switch {
+	case ss.stage == "rcpt" && len(rcpts) == 1:
+		attrs = append(attrs, slog.String("rcpt_domain", logDomain(rcpts[0])))
+	case len(rcpts) > 0:
+		attrs = append(attrs, slog.Int("rcpts", len(rcpts)))
+	}
+	ss.s.logger.LogAttrs(context.Background(), level, cmp.Or(refusalMessages[ss.stage], "connector: refused"), attrs...)
+}
+
+// identityAttrs name the client: its authenticated BAL, else the DN of its certificate.
+func (ss *session) identityAttrs() []slog.Attr {
+	if ss.bal != "" {
+		return []slog.Attr{slog.String("bal", ss.bal)}
+	}
+	if ss.dn != "" {
+		return []slog.Attr{slog.String("peer_dn", ss.dn)}
+	}
+	return nil
+}
+
+// logAuthFailure writes a failed AUTH PLAIN to the operational log. The login is named only
+// when it is an address (a BAL): a password typed in the login field must not be logged.
+func (ss *session) logAuthFailure(reply *smtp.SMTPError, reason, login string) {
+	attrs := []slog.Attr{slog.String("listener", ss.s.name()), slog.String("peer", ss.peerAddr),
+		slog.String("code", replyCode(reply)), slog.String("reason", reason), slog.String("mech", sasl.Plain)}
+	if a, ok := envelopeAddress(login); ok {
+		attrs = append(attrs, slog.String("login", a))
+	}
+	ss.s.logger.LogAttrs(context.Background(), slog.LevelWarn, "connector: authentication failed", attrs...)
+}
+
+// logDomain is the domain of addr as the operational log may hold it: never the local part,
+// bounded in length since the address comes from the peer.
+func logDomain(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return "" // not an address: what it holds may be anything
+	}
+	d := addr[i+1:]
+	if len(d) > 255 {
+		d = d[:255]
+	}
+	return strings.ToLower(d)
+}
+
+// name is the listener's name in the operational log, as the node names it.
+func (s *Server) name() string {
+	if s.opts.Mode == ModeSubmission && s.opts.ImplicitTLS {
+		return "submission_tls"
+	}
+	return s.opts.Mode.String()
 }
 
 func replyCode(e *smtp.SMTPError) string {
@@ -700,6 +786,7 @@ func (ss *session) AuthMechanisms() []string {
 
 // Auth implements smtp.AuthSession.
 func (ss *session) Auth(mech string) (sasl.Server, error) {
+	ss.stage = "auth"
 	if ss.s.opts.Mode != ModeSubmission || ss.tls == nil {
 		return nil, smtp.ErrAuthUnsupported
 	}
@@ -730,6 +817,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		return sasl.NewPlainServer(func(identity, username, password string) error {
 			if err := lim.Before(ctx, username); err != nil {
 				ss.s.opts.Metrics.Rejected("auth_plain_locked")
+				ss.logAuthFailure(replyAuthTooMany, "auth_plain_locked", username)
 				return ss.authHangUp()
 			}
 			bal, err := ss.s.opts.Accounts.BALForPassword(ctx, username, password)
@@ -737,8 +825,10 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 				// The limiter audits the failure (auth_failed), with the connection's count.
 				ss.s.opts.Metrics.Rejected("auth_plain_failed")
 				if lim.Failed(username) != nil {
+					ss.logAuthFailure(replyAuthTooMany, "auth_plain_failed", username)
 					return ss.authHangUp()
 				}
+				ss.logAuthFailure(smtp.ErrAuthFailed, "auth_plain_failed", username)
 				return smtp.ErrAuthFailed
 			}
 			lim.Succeeded(username)
@@ -817,7 +907,7 @@ func (ss *session) bareCRLF(rcpts ...string) error {
 }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	ss.from = ""
+	ss.from, ss.stage, ss.fromDomain = "", "mail", logDomain(from)
 	if err := ss.bareCRLF(); err != nil {
 		return err
 	}
@@ -916,6 +1006,7 @@ func (ss *session) end() {
 }
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	ss.stage = "rcpt"
 	if err := ss.bareCRLF(to); err != nil {
 		return err
 	}
@@ -947,7 +1038,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.rcpts, ss.mailOpts = "", nil, smtp.MailOptions{}
+	ss.from, ss.rcpts, ss.mailOpts, ss.fromDomain = "", nil, smtp.MailOptions{}, ""
 	ss.end()
 }
 
@@ -971,6 +1062,7 @@ func (ss *session) rcptAddrs() []string {
 // then queued durably before 250.
 func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
+	ss.stage = "data"
 	s := ss.s
 	ctx := ss.s.ctx
 	if err := ss.bareCRLF(ss.rcptAddrs()...); err != nil {

@@ -249,7 +249,9 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	// imapserver calls newSession on the connection's goroutine, before the greeting, whose
 	// write would run the implicit TLS handshake: run it here, within the handshake deadline.
 	nc := c.NetConn()
+	listener := "imap"
 	if tc, ok := nc.(*tls.Conn); ok {
+		listener = "imaps"
 		if err := tc.HandshakeContext(s.ctx); err != nil {
 			return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "TLS handshake failed"}
 		}
@@ -268,8 +270,9 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	s.active++
 	s.mu.Unlock()
 	sctx, cancel := context.WithCancel(s.ctx)
-	return &session{srv: s, conn: c, ctx: sctx, cancel: cancel, lc: lc,
-		auth: s.opts.AuthLimiter.Conn("imap", c.NetConn().RemoteAddr().String())}, nil, nil
+	peer := c.NetConn().RemoteAddr().String()
+	return &session{srv: s, conn: c, ctx: sctx, cancel: cancel, lc: lc, listener: listener, peer: peer,
+		auth: s.opts.AuthLimiter.Conn("imap", peer)}, nil, nil
 }
 
 func (s *Server) sessionClosed() {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 
+	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/mailbox"
@@ -29,10 +31,13 @@ type session struct {
 	// this session stop with it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	bal    string                 // authenticated BAL address, "" before
-	lc     *transport.LimitedConn // the connection's deadlines; nil when served without limiter
-	auth   *authlimit.Conn
-	sel    *selected
+	bal    string // authenticated BAL address, "" before
+	// listener ("imap" or "imaps") and peer (address and port) name the session in the
+	// operational log.
+	listener, peer string
+	lc             *transport.LimitedConn // the connection's deadlines; nil when served without limiter
+	auth           *authlimit.Conn
+	sel            *selected
 
 	// pollMu serialises polls and Close. go-imap's handleIdle returns on a client's EOF without
 	// waiting for Idle's goroutine, so that goroutine may still poll while the connection's own
@@ -103,11 +108,11 @@ func (s *session) loggedIn() {
 
 func (s *session) Login(username, password string) error {
 	if err := s.auth.Before(s.ctx, username); err != nil {
-		s.srv.logger().Info("imapd: login refused before the check", "mech", "PLAIN", "err", err)
+		s.authFailed(sasl.Plain, "auth_plain_locked", username, slog.Any("err", err))
 		return s.hangUp()
 	}
 	if err := s.store().CheckPassword(s.ctx, username, password); err != nil {
-		s.srv.logger().Info("imapd: login refused", "mech", "PLAIN")
+		s.authFailed(sasl.Plain, "auth_plain_failed", username)
 		if s.auth.Failed(username) != nil {
 			return s.hangUp()
 		}
@@ -120,8 +125,21 @@ func (s *session) Login(username, password string) error {
 	s.auth.Succeeded(username)
 	s.bal = b.Address
 	s.loggedIn()
-	s.srv.logger().Info("imapd: login", "bal", s.bal, "mech", "PLAIN")
+	s.srv.logger().Info("imapd: login", "listener", s.listener, "peer", s.peer, "bal", s.bal, "mech", "PLAIN")
 	return nil
+}
+
+// authFailed writes a refused login to the operational log, as a warning: the listener, the
+// peer, the mechanism and the reason key (those of the SMTP submission listener), and the
+// login only when it is an address, a BAL: a password typed in the login field must not be
+// logged.
+func (s *session) authFailed(mech, reason, login string, attrs ...slog.Attr) {
+	all := []slog.Attr{slog.String("listener", s.listener), slog.String("peer", s.peer),
+		slog.String("mech", mech), slog.String("reason", reason)}
+	if a, err := mssante.NewAddress("", login); err == nil {
+		all = append(all, slog.String("login", a.Addr))
+	}
+	s.srv.logger().LogAttrs(context.Background(), slog.LevelWarn, "imapd: authentication failed", append(all, attrs...)...)
 }
 
 // hangUp ends a connection that may not try again: BYE, then close (RFC 9051 §7.1.5). The
@@ -156,13 +174,13 @@ func (s *session) external(identity string) error {
 	}
 	st := tc.ConnectionState()
 	if err := s.srv.verifyPeer(st); err != nil || len(st.PeerCertificates) == 0 {
-		s.srv.logger().Info("imapd: EXTERNAL refused: no verified client certificate")
+		s.authFailed(sasl.External, "auth_external_no_valid_certificate", "")
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "No valid client certificate"}
 	}
 	dn := s.srv.peerDN(st.PeerCertificates[0])
 	b, err := s.store().BALByCertDN(s.ctx, dn)
 	if err != nil {
-		s.srv.logger().Info("imapd: EXTERNAL refused: certificate DN bound to no APP BAL", "dn", dn)
+		s.authFailed(sasl.External, "auth_external_unknown_certificate", "", slog.String("peer_dn", dn))
 		return imapserver.ErrAuthFailed
 	}
 	if identity != "" && !strings.EqualFold(identity, b.Address) {
@@ -170,7 +188,7 @@ func (s *session) external(identity string) error {
 	}
 	s.bal = b.Address
 	s.loggedIn()
-	s.srv.logger().Info("imapd: login", "bal", s.bal, "mech", "EXTERNAL")
+	s.srv.logger().Info("imapd: login", "listener", s.listener, "peer", s.peer, "bal", s.bal, "mech", "EXTERNAL")
 	return nil
 }
 

@@ -50,6 +50,9 @@ type mta struct {
 
 	liveRoutes atomic.Pointer[map[string]string] // set by a reload that changed the routes
 	listening  chan struct{}                     // closed by serve once every listener is up
+	// otherListeners are the addresses of the listeners the node serves beside the mail path
+	// (IMAP), bound before serve starts, for the start-up record.
+	otherListeners map[string]string
 }
 
 // newMTA builds the mail path of cfg: it loads the certificate, the trust store, the whitelist
@@ -394,6 +397,14 @@ func (c *mta) serve(ctx context.Context) error {
 		go httpSrv.Serve(l)
 	}
 	close(c.listening)
+	up := maps.Clone(c.otherListeners)
+	if up == nil {
+		up = map[string]string{}
+	}
+	for name, l := range lns {
+		up[name] = l.Addr().String()
+	}
+	c.logReady(up)
 	if c.store != nil {
 		go c.store.Run(ctx)
 	}

@@ -214,7 +214,7 @@ func (n *Node) newIMAP() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	ic := &cfg.IMAP
-	n.IMAP, err = imapd.New(&imapd.Options{Store: n.Store, TLSConfig: tcfg, AuthLimiter: n.mta.auth, Logger: n.logger.With("listener", "imap"),
+	n.IMAP, err = imapd.New(&imapd.Options{Store: n.Store, TLSConfig: tcfg, AuthLimiter: n.mta.auth, Logger: n.logger,
 		HandshakeTimeout: ic.HandshakeTimeout, LoginTimeout: ic.LoginTimeout, IdleTimeout: ic.IdleTimeout,
 		MaxConns: ic.MaxConnections, MaxConnsPerAddr: ic.MaxConnectionsPerAddress,
 		// The handshake verified a presented certificate (chain and CRL); EXTERNAL also
@@ -319,6 +319,12 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	serve("imap", l143, n.IMAP.Serve)
 	serve("imaps", l993, n.IMAP.ServeTLS)
+	n.mta.otherListeners = map[string]string{}
+	for name, l := range map[string]net.Listener{"imap": l143, "imaps": l993} {
+		if l != nil {
+			n.mta.otherListeners[name] = l.Addr().String()
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -664,7 +664,7 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 	}
 	q.msgs[e.ID] = e
 	q.mu.Unlock()
-	q.logger.Info("queue: queued", "id", e.ID, "rcpts", len(e.Rcpts), "size", e.Size)
+	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
 	q.wake()
 	return e.ID, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -199,7 +201,12 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 			}
 			q.apply(e, r, res, now)
 		}
-		q.commit(e)
+		for i, r := range rcpts {
+			if i < len(results) {
+				q.logOutcome(e, r, results[i])
+			}
+		}
+		q.commit(e) // after the outcomes, so that "queue: done" closes a message's lines
 		if o.OnResult != nil {
 			for i, r := range rcpts {
 				if i < len(results) {
@@ -227,6 +234,7 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 					r.NoticeRetry = now.Add(q.sched.First)
 				}
 			} else {
+				q.logger.Info("queue: delivery notice sent", "id", e.ID, "kind", string(kind), "rcpts", len(rs))
 				for _, r := range rs {
 					r.Notice = ""
 				}
@@ -242,6 +250,56 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 		}
 		q.commit(e)
 	}
+}
+
+// logOutcome writes the outcome of an attempt for r to the operational log: the
+// recipient's domain, never its address (its local part may be a patient's INS), and of the
+// reply only its codes, since a remote reply text often quotes the address. The full status
+// stays in the queue (Admin) for whoever may read it.
+func (q *Queue) logOutcome(e *Envelope, r *Recipient, res Result) {
+	attrs := []slog.Attr{slog.String("id", e.ID), slog.String("rcpt_domain", addrDomain(r.Addr)),
+		slog.String("code", statusCode(r.LastStatus)), slog.Int("attempts", r.Attempts)}
+	if r.RemoteMTA != "" {
+		attrs = append(attrs, slog.String("remote_mta", r.RemoteMTA))
+	}
+	ctx := context.Background()
+	switch {
+	case r.State == Delivered:
+		q.logger.LogAttrs(ctx, slog.LevelInfo, "queue: recipient delivered", attrs...)
+	case r.State == Failed:
+		reason := "refused"
+		if !res.Permanent {
+			reason = "expired"
+		}
+		attrs = append(attrs, slog.String("reason", reason), slog.Bool("dsn", r.Notice == NoticeFailed))
+		q.logger.LogAttrs(ctx, slog.LevelWarn, "queue: recipient failed", attrs...)
+	default:
+		attrs = append(attrs, slog.Time("next_attempt", r.NextAttempt))
+		q.logger.LogAttrs(ctx, slog.LevelInfo, "queue: recipient deferred", attrs...)
+	}
+}
+
+// addrDomain is the lower-case domain of addr ("" when it has none).
+func addrDomain(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
+	}
+	return strings.ToLower(addr[i+1:])
+}
+
+// statusCode keeps the reply code and enhanced status code at the start of an SMTP status,
+// "550 5.1.1" of "550 5.1.1 <x@y>: unknown user"; "" when it starts with neither.
+func statusCode(status string) string {
+	f := strings.Fields(status)
+	var out []string
+	if len(f) > 0 && len(f[0]) == 3 && strings.Trim(f[0], "0123456789") == "" {
+		out, f = append(out, f[0]), f[1:]
+	}
+	if len(f) > 0 && strings.Count(f[0], ".") == 2 && strings.Trim(f[0], "0123456789.") == "" && len(f[0]) <= 11 {
+		out = append(out, f[0])
+	}
+	return strings.Join(out, " ")
 }
 
 // apply records res for recipient r at now, raising at most the notices RFC 3461 asks for.

@@ -1,0 +1,113 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mssante-go/sdk/transport/node"
+)
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// record returns the first JSON record whose message is msg, or nil.
+func (b *syncBuffer) record(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if r["msg"] == msg {
+			return r
+		}
+	}
+	return nil
+}
+
+// Once every listener is up the node writes one record saying how it serves: build, hostname,
+// domains, each listener's address, the liste blanche held, the CRLs, the mailbox store; as a
+// warning with the reasons when no liste blanche is held.
+func TestReadyLogged(t *testing.T) {
+	s := newSpace(t, "a.mssante.test")
+	a := s.ops[0]
+	for _, noList := range []bool{false, true} {
+		var logs syncBuffer
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := s.config(t, a)
+		if noList { // a URL that does not answer and no cache: nothing held at start
+			cfg.Whitelist.File, cfg.Whitelist.URL = "", "https://127.0.0.1:1/liste-blanche.xml"
+			cfg.Whitelist.CacheFile = filepath.Join(t.TempDir(), "cache.xml")
+		}
+		a.lns = s.listeners(t)
+		n, err := node.New(ctx, cfg, &node.Options{Listeners: a.lns, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- n.Serve(ctx) }()
+		var r map[string]any
+		waitUntil(t, "the ready record", func() bool { r = logs.record(t, "node: ready"); return r != nil })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+
+		if r["version"] == nil || r["hostname"] != "mx.a.mssante.test" || r["mailbox_store"] != true {
+			t.Errorf("ready record: %v", r)
+		}
+		if d, _ := r["domains"].([]any); len(d) != 1 || d[0] != "a.mssante.test" {
+			t.Errorf("domains: %v", r["domains"])
+		}
+		ls, _ := r["listeners"].(map[string]any)
+		for _, name := range []string{"relay", "submission", "imap", "imaps"} {
+			if ls[name] != a.addr(name) {
+				t.Errorf("listeners.%s = %v, want %s", name, ls[name], a.addr(name))
+			}
+		}
+		if crl, _ := r["crl"].(map[string]any); crl["held"] != float64(1) || crl["revocation"] != "required" || crl["next_update"] == nil {
+			t.Errorf("crl: %v", r["crl"])
+		}
+		wl, _ := r["whitelist"].(map[string]any)
+		switch {
+		case !noList && (r["level"] != "INFO" || wl["entries"] != float64(1) || wl["generated"] == nil || r["not_ready"] != nil):
+			t.Errorf("with a list: %v", r)
+		case noList && (r["level"] != "WARN" || wl["state"] != "none held" || r["not_ready"] == nil):
+			t.Errorf("without a list: %v", r)
+		}
+	}
+}
+
+// listeners returns fresh 127.0.0.1 listeners for a node's relay, submission and IMAP sides.
+func (s *space) listeners(t *testing.T) map[string]net.Listener {
+	t.Helper()
+	lns := map[string]net.Listener{}
+	for _, n := range []string{"relay", "submission", "imap", "imaps"} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[n] = l
+	}
+	return lns
+}
