@@ -73,6 +73,11 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.accepted, m.acceptLatency, m.rejected, m.recipients, m.deliveryLatency)
+	// The outcomes are known: exposed at 0 from the start, so that an alert's increase() or
+	// rate() sees the first bounce, which it would miss on a series born with it.
+	for _, o := range []string{"delivered", "deferred", "bounced"} {
+		m.recipients.WithLabelValues(o)
+	}
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }
