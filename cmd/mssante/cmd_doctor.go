@@ -24,7 +24,7 @@ import (
 	"github.com/mssante-go/sdk/whitelist"
 )
 
-const doctorUsage = `--domain DOMAIN [--sandbox DIR | options] [--json]
+const doctorUsage = `--domain DOMAIN | --connect [SERVICE://]HOST:PORT… [--sandbox DIR | options] [--json]
 
 Runs the integration checklist of an MSSanté domain and prints, for each check, ok, warn or
 fail with the fix:
@@ -40,6 +40,15 @@ With --sandbox, the domain is checked in the trust space of "mssante dev" (its a
 PKI and liste blanche) instead of DNS and the ANS; a domain of that trust space
 (*.dev.mssante.fr) is checked there by default, in the default sandbox folder of "mssante
 dev". --state is the old name of --sandbox.
+
+With --connect, no DNS is used: each endpoint given (repeat the flag) gets the TLS checks of
+an MX host (STARTTLS or implicit TLS, TLS 1.2 and the Réf. #2 suites, the certificate chain,
+CRLs, expiry, the name --host or else HOST, TLS 1.1 refused), and, with --cert, the
+certificate it presents must be that one. This tests a connector before its DNS records are
+published or the ANS lists it. SERVICE is smtp (STARTTLS), submission (STARTTLS),
+submissions (implicit TLS), imap (STARTTLS) or imaps (implicit TLS); without it the port
+says which (25, 587, 465, 143, 993). --domain is then optional: given, the liste blanche
+checks run on the certificates presented. A port that does not answer is a failure.
 
 Files that hold keys, passwords or messages must be open to their owner only (files 0600,
 folders 0700): doctor warns about any that group or others can reach, in the sandbox folder
@@ -87,17 +96,58 @@ type doctorConfig struct {
 	// Ours is our own certificate (optional): its DN must be listed for Domain.
 	Ours *x509.Certificate
 	// Client is the client certificate presented to the servers (optional).
-	Client     []tls.Certificate
+	Client []tls.Certificate
+	// Connect, when set, replaces the DNS lookups: the endpoints to probe.
+	Connect    []doctorEndpoint
 	Now        func() time.Time
 	WarnWithin time.Duration
 	Timeout    time.Duration
 }
 
-var doctorPorts = map[string]string{"smtp": "25", "submission": "587", "submissions": "465", "imaps": "993"}
+var doctorPorts = map[string]string{"smtp": "25", "submission": "587", "submissions": "465", "imap": "143", "imaps": "993"}
+
+// doctorEndpoint is one endpoint of --connect: Addr is dialled for Service, and the server's
+// certificate must name Host.
+type doctorEndpoint struct {
+	Service, Addr, Host string
+}
+
+// parseEndpoint reads [SERVICE://]HOST:PORT; without SERVICE, the port must be a well-known
+// one. host, when not empty, is the name the certificate must carry instead of HOST.
+func parseEndpoint(s, host string) (doctorEndpoint, error) {
+	svc, hp, ok := strings.Cut(s, "://")
+	if !ok {
+		svc, hp = "", s
+	}
+	h, port, err := net.SplitHostPort(hp)
+	if err != nil || h == "" || port == "" {
+		return doctorEndpoint{}, fmt.Errorf("--connect %q: want [SERVICE://]HOST:PORT", s)
+	}
+	if svc == "" {
+		for name, p := range doctorPorts {
+			if p == port {
+				svc = name
+			}
+		}
+		if svc == "" {
+			return doctorEndpoint{}, fmt.Errorf("--connect %q: port %s is not a well-known one: say which service, e.g. smtp://%s", s, port, hp)
+		}
+	}
+	if _, known := doctorPorts[svc]; !known {
+		return doctorEndpoint{}, fmt.Errorf("--connect %q: unknown service %q (smtp, submission, submissions, imap, imaps)", s, svc)
+	}
+	if host == "" {
+		host = h
+	}
+	return doctorEndpoint{Service: svc, Addr: hp, Host: host}, nil
+}
 
 func runDoctor(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "doctor", doctorUsage)
-	domain := fs.String("domain", "", "the MSSanté mail domain to check (required)")
+	domain := fs.String("domain", "", "the MSSanté mail domain to check (required without --connect)")
+	var connect multiFlag
+	fs.Var(&connect, "connect", "probe this endpoint, [SERVICE://]HOST:PORT, instead of looking up the MX (repeatable)")
+	host := fs.String("host", "", "with --connect: the host name the certificates must carry (default: HOST)")
 	state := new(string)
 	sandboxFlags(fs, state, "state")
 	asJSON := fs.Bool("json", false, "print one JSON object a line per check (fields above)")
@@ -118,8 +168,8 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		}
 		return exitCode(2, nil)
 	}
-	if *domain == "" {
-		return usageError(fs, "--domain is required: the MSSanté mail domain to check")
+	if *domain == "" && len(connect) == 0 {
+		return usageError(fs, "--domain is required, or --connect HOST:PORT: the MSSanté mail domain to check, or the endpoints to probe")
 	}
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument %q", pos[0])
@@ -128,6 +178,13 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		*state = defaultDevState()
 	}
 	cfg := &doctorConfig{Domain: *domain, Now: time.Now, WarnWithin: time.Duration(*warnDays) * 24 * time.Hour, Timeout: *timeout}
+	for _, c := range connect {
+		ep, err := parseEndpoint(c, *host)
+		if err != nil {
+			return usageError(fs, "%v", err)
+		}
+		cfg.Connect = append(cfg.Connect, ep)
+	}
 	if *state != "" {
 		info, err := loadSandbox(*state)
 		if err != nil {
@@ -310,13 +367,84 @@ func doctorPrint(w io.Writer, checks []doctorCheck) (failed int) {
 	return failed
 }
 
-// doctorRun runs every check of cfg.Domain.
-func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
-	var out []doctorCheck
-	add := func(s doctorStatus, name, detail, fix string) { out = append(out, doctorCheck{s, name, detail, fix}) }
-	d := strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+// doctorOut collects the checks in the order they ran.
+type doctorOut []doctorCheck
 
-	// DNS.
+func (o *doctorOut) add(s doctorStatus, name, detail, fix string) {
+	*o = append(*o, doctorCheck{s, name, detail, fix})
+}
+
+// doctorRun runs every check of cfg.Domain, or of the endpoints of cfg.Connect.
+func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
+	var out doctorOut
+	d := strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+	if len(cfg.Connect) > 0 {
+		var presented []*x509.Certificate
+		var whose []string
+		for _, ep := range cfg.Connect {
+			who := fmt.Sprintf("%s (%s)", ep.Host, ep.Addr)
+			leaf := doctorProbe(ctx, cfg, &out, fmt.Sprintf("%s %s", ep.Service, who), who, ep)
+			if leaf == nil {
+				continue
+			}
+			presented, whose = append(presented, leaf), append(whose, who)
+			if cfg.Ours != nil {
+				if leaf.Equal(cfg.Ours) {
+					out.add(doctorOK, "certificate of "+who+" is --cert", transport.SubjectDN(leaf), "")
+				} else {
+					out.add(doctorFail, "certificate of "+who+" is --cert", fmt.Sprintf("it presents %s (serial %x), not --cert",
+						transport.SubjectDN(leaf), leaf.SerialNumber),
+						"install the certificate in [tls] cert_file and reload (systemctl reload mssante)")
+				}
+			}
+		}
+		if d != "" {
+			doctorListed(ctx, cfg, &out, d, presented, whose)
+		}
+	} else {
+		doctorDNS(ctx, cfg, &out, d)
+	}
+	if cfg.Ours != nil {
+		out = append(out, doctorExpiry("our certificate", cfg.Ours, cfg))
+	}
+	for _, p := range cfg.Private {
+		if c, ok := doctorModes(p); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// doctorProbe runs the TLS checks of one endpoint: the handshake with the Réf. #2 client
+// configuration (line name), then, when the server presented a certificate, its validity
+// period and the refusal of TLS 1.1 (lines about who). It returns that certificate.
+func doctorProbe(ctx context.Context, cfg *doctorConfig, out *doctorOut, name, who string, ep doctorEndpoint) *x509.Certificate {
+	leaf, cs, err := doctorDial(ctx, cfg, ep.Host, ep.Addr, ep.Service, nil)
+	if err != nil {
+		s, fix := doctorDiagnose(err, ep.Host)
+		out.add(s, name, err.Error(), fix)
+	} else {
+		out.add(doctorOK, name, fmt.Sprintf("%s %s, certificate verified for %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), ep.Host), "")
+	}
+	if leaf == nil {
+		return nil
+	}
+	*out = append(*out, doctorExpiry("certificate of "+who, leaf, cfg))
+	old := &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+	// The server accepted TLS 1.1 when the handshake succeeded or got as far as the
+	// certificate check; a protocol refusal is what we want.
+	got, _, err := doctorDial(ctx, cfg, ep.Host, ep.Addr, ep.Service, old)
+	if err == nil || got != nil {
+		out.add(doctorFail, "TLS 1.1 refused by "+who, "the server accepted TLS 1.1", "allow TLS 1.2 only (Réf. #2): in Postfix smtpd_tls_protocols = >=TLSv1.2")
+	} else {
+		out.add(doctorOK, "TLS 1.1 refused by "+who, "TLS 1.0 and 1.1 handshakes fail", "")
+	}
+	return leaf
+}
+
+// doctorDNS runs the checks of domain d found through DNS: its MX hosts and their addresses,
+// port 25 of each, the liste blanche, and the other ports of the first MX host.
+func doctorDNS(ctx context.Context, cfg *doctorConfig, out *doctorOut, d string) {
 	var hosts []string
 	lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	mxs, err := cfg.Resolver.LookupMX(lctx, d)
@@ -329,96 +457,34 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 			hosts = append(hosts, h)
 			names = append(names, fmt.Sprintf("%s (%d)", h, mx.Pref))
 		}
-		add(doctorOK, "MX "+d, strings.Join(names, ", "), "")
+		out.add(doctorOK, "MX "+d, strings.Join(names, ", "), "")
 	default:
 		hosts = []string{d}
-		add(doctorWarn, "MX "+d, fmt.Sprintf("no MX record (%v): senders fall back to the A record of the domain", err),
+		out.add(doctorWarn, "MX "+d, fmt.Sprintf("no MX record (%v): senders fall back to the A record of the domain", err),
 			"publish an MX record naming the host of your connector's relay (port 25)")
 	}
 	var presented []*x509.Certificate
+	var whose []string
 	first, firstIP := "", ""
 	for _, h := range hosts {
 		lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		ips, err := cfg.Resolver.LookupHost(lctx, h)
 		cancel()
 		if err != nil || len(ips) == 0 {
-			add(doctorFail, "A/AAAA "+h, fmt.Sprintf("no address: %v", err), "publish A (and AAAA) records for "+h)
+			out.add(doctorFail, "A/AAAA "+h, fmt.Sprintf("no address: %v", err), "publish A (and AAAA) records for "+h)
 			continue
 		}
-		add(doctorOK, "A/AAAA "+h, strings.Join(ips, ", "), "")
+		out.add(doctorOK, "A/AAAA "+h, strings.Join(ips, ", "), "")
 		addr := cfg.Addr(h, ips[0], "smtp")
 		if first == "" {
 			first, firstIP = h, ips[0]
 		}
-		leaf, cs, err := doctorDial(ctx, cfg, h, addr, "smtp", nil)
-		name := fmt.Sprintf("SMTP STARTTLS %s (%s)", h, addr)
-		if err != nil {
-			s, fix := doctorDiagnose(err, h)
-			add(s, name, err.Error(), fix)
-		} else {
-			add(doctorOK, name, fmt.Sprintf("%s %s, certificate verified for %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), h), "")
-		}
-		if leaf != nil {
-			presented = append(presented, leaf)
-			out = append(out, doctorExpiry("certificate of "+h, leaf, cfg))
-			old := &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
-			// The server accepted TLS 1.1 when the handshake succeeded or got as far as the
-			// certificate check; a protocol refusal is what we want.
-			got, _, err := doctorDial(ctx, cfg, h, addr, "smtp", old)
-			if err == nil || got != nil {
-				add(doctorFail, "TLS 1.1 refused by "+h, "the server accepted TLS 1.1", "allow TLS 1.2 only (Réf. #2): in Postfix smtpd_tls_protocols = >=TLSv1.2")
-			} else {
-				add(doctorOK, "TLS 1.1 refused by "+h, "TLS 1.0 and 1.1 handshakes fail", "")
-			}
+		ep := doctorEndpoint{Service: "smtp", Addr: addr, Host: h}
+		if leaf := doctorProbe(ctx, cfg, out, fmt.Sprintf("SMTP STARTTLS %s (%s)", h, addr), h, ep); leaf != nil {
+			presented, whose = append(presented, leaf), append(whose, h)
 		}
 	}
-
-	// The liste blanche.
-	lctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
-	list, err := cfg.List(lctx)
-	cancel()
-	if err != nil {
-		add(doctorFail, "liste blanche", err.Error(), "check the list source and how its signer is trusted (--roots with the IGC-Santé intermediates, or --pin; --list-date for a list signed before its signer expired); mssante whitelist verify shows the same")
-	} else {
-		e, n := list.Len()
-		add(doctorOK, "liste blanche", fmt.Sprintf("verified: %d entries, %d domains, generated %s", e, n, list.Generated().UTC().Format(time.RFC3339)), "")
-		if err := list.CheckDomain(d); err != nil {
-			add(doctorFail, d+" on the liste blanche", err.Error(),
-				"ask the ANS (espace de confiance MSSanté) to list "+d+" with the DN of your connector's certificate")
-		} else {
-			entries, _ := list.Lookup(d)
-			var dns []string
-			for _, en := range entries {
-				dns = append(dns, en.OperatorDNs...)
-			}
-			add(doctorOK, d+" on the liste blanche", "listed for "+strings.Join(dns, " | "), "")
-			check := func(what string, c *x509.Certificate) {
-				dn := transport.SubjectDN(c)
-				if err := list.CheckOperator(d, dn); err != nil {
-					add(doctorFail, what+" DN listed for "+d, dn+" is not listed ("+err.Error()+")",
-						"install the certificate whose DN the list names, or ask the ANS to list "+dn)
-				} else {
-					add(doctorOK, what+" DN listed for "+d, dn, "")
-				}
-			}
-			for i, c := range presented {
-				check("certificate of "+hosts[min(i, len(hosts)-1)], c)
-			}
-			if cfg.Ours != nil {
-				check("our certificate", cfg.Ours)
-			}
-		}
-	}
-	if cfg.Ours != nil {
-		out = append(out, doctorExpiry("our certificate", cfg.Ours, cfg))
-	}
-
-	// The local files.
-	for _, p := range cfg.Private {
-		if c, ok := doctorModes(p); ok {
-			out = append(out, c)
-		}
-	}
+	doctorListed(ctx, cfg, out, d, presented, whose)
 
 	// The other ports of the first MX host.
 	if first != "" {
@@ -429,16 +495,55 @@ func doctorRun(ctx context.Context, cfg *doctorConfig) []doctorCheck {
 			var op *net.OpError
 			switch {
 			case err == nil:
-				add(doctorOK, name, fmt.Sprintf("%s %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite)), "")
+				out.add(doctorOK, name, fmt.Sprintf("%s %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite)), "")
 			case errors.As(err, &op) && op.Op == "dial":
-				add(doctorWarn, name, "not reachable: "+err.Error(), "fine if your BALs use another host; else open the port")
+				out.add(doctorWarn, name, "not reachable: "+err.Error(), "fine if your BALs use another host; else open the port")
 			default:
 				s, fix := doctorDiagnose(err, first)
-				add(s, name, err.Error(), fix)
+				out.add(s, name, err.Error(), fix)
 			}
 		}
 	}
-	return out
+}
+
+// doctorListed checks the liste blanche: d is listed, and so are the DNs of the certificates
+// presented (whose[i] names who presented presented[i]) and of our own.
+func doctorListed(ctx context.Context, cfg *doctorConfig, out *doctorOut, d string, presented []*x509.Certificate, whose []string) {
+	lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	list, err := cfg.List(lctx)
+	cancel()
+	if err != nil {
+		out.add(doctorFail, "liste blanche", err.Error(), "check the list source and how its signer is trusted (--roots with the IGC-Santé intermediates, or --pin; --list-date for a list signed before its signer expired); mssante whitelist verify shows the same")
+		return
+	}
+	e, n := list.Len()
+	out.add(doctorOK, "liste blanche", fmt.Sprintf("verified: %d entries, %d domains, generated %s", e, n, list.Generated().UTC().Format(time.RFC3339)), "")
+	if err := list.CheckDomain(d); err != nil {
+		out.add(doctorFail, d+" on the liste blanche", err.Error(),
+			"ask the ANS (espace de confiance MSSanté) to list "+d+" with the DN of your connector's certificate")
+		return
+	}
+	entries, _ := list.Lookup(d)
+	var dns []string
+	for _, en := range entries {
+		dns = append(dns, en.OperatorDNs...)
+	}
+	out.add(doctorOK, d+" on the liste blanche", "listed for "+strings.Join(dns, " | "), "")
+	check := func(what string, c *x509.Certificate) {
+		dn := transport.SubjectDN(c)
+		if err := list.CheckOperator(d, dn); err != nil {
+			out.add(doctorFail, what+" DN listed for "+d, dn+" is not listed ("+err.Error()+")",
+				"install the certificate whose DN the list names, or ask the ANS to list "+dn)
+		} else {
+			out.add(doctorOK, what+" DN listed for "+d, dn, "")
+		}
+	}
+	for i, c := range presented {
+		check("certificate of "+whose[i], c)
+	}
+	if cfg.Ours != nil {
+		check("our certificate", cfg.Ours)
+	}
 }
 
 // privatePath is a file or folder whose content must be open to its owner only, except the
@@ -602,6 +707,11 @@ func doctorDial(ctx context.Context, cfg *doctorConfig, host, addr, service stri
 			c.Quit()
 			c.Close()
 		}
+	case "imap":
+		if err = imapStartTLS(conn); err != nil {
+			break
+		}
+		fallthrough
 	default:
 		tc := tls.Client(conn, tcfg)
 		if err = tc.HandshakeContext(ctx); err == nil {
@@ -621,4 +731,47 @@ func doctorDial(ctx context.Context, cfg *doctorConfig, host, addr, service stri
 		return nil, cs, transport.ErrNoPeerCertificate
 	}
 	return cs.PeerCertificates[0], cs, nil
+}
+
+// imapStartTLS asks an IMAP server on conn to start TLS (RFC 9051 §6.2.1): after its
+// greeting and the tagged OK, the next bytes are the TLS handshake. Lines are read one byte at
+// a time so that nothing of the handshake is consumed here.
+func imapStartTLS(conn net.Conn) error {
+	line := func() (string, error) {
+		var b []byte
+		one := make([]byte, 1)
+		for len(b) < 1024 {
+			if _, err := io.ReadFull(conn, one); err != nil {
+				return "", err
+			}
+			if one[0] == '\n' {
+				return strings.TrimRight(string(b), "\r"), nil
+			}
+			b = append(b, one[0])
+		}
+		return "", errors.New("imap: line too long")
+	}
+	greeting, err := line()
+	if err != nil {
+		return fmt.Errorf("imap: greeting: %w", err)
+	}
+	if !strings.HasPrefix(greeting, "* OK") {
+		return fmt.Errorf("imap: greeting %q", greeting)
+	}
+	if _, err := io.WriteString(conn, "d1 STARTTLS\r\n"); err != nil {
+		return err
+	}
+	for i := 0; i < 16; i++ {
+		l, err := line()
+		if err != nil {
+			return fmt.Errorf("imap: STARTTLS: %w", err)
+		}
+		if strings.HasPrefix(l, "d1 ") {
+			if !strings.HasPrefix(l, "d1 OK") {
+				return fmt.Errorf("imap: STARTTLS refused: %q", l)
+			}
+			return nil
+		}
+	}
+	return errors.New("imap: no answer to STARTTLS")
 }

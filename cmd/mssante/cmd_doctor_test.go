@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/whitelist"
 )
@@ -245,5 +247,61 @@ func TestDoctorBrokenCertificates(t *testing.T) {
 				t.Errorf("a closed optional port must warn:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// doctor --connect probes endpoints given as HOST:PORT, without DNS: every listener of a
+// running connector gives ok lines (both STARTTLS and implicit TLS, SMTP and IMAP), a closed
+// port a fail line, and a wrong name or a certificate other than --cert a failure.
+func TestDoctorConnect(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	op := sb.Info.Operator(sandbox.Hopital)
+	eps := map[string]string{"smtp": op.Relay, "submission": op.Submission, "submissions": op.SubmissionTLS, "imap": op.IMAP, "imaps": op.IMAPS}
+	args := []string{"--sandbox", dir, "--host", op.Hostname, "--cert", op.CertFile, "--domain", sandbox.Hopital}
+	for svc, addr := range eps {
+		args = append(args, "--connect", svc+"://"+addr)
+	}
+	code, out := doctorCLI(t, args...)
+	if code != 0 || len(doctorLines(out, doctorWarn)) > 0 || len(doctorLines(out, doctorFail)) > 0 || strings.Contains(out, "MX ") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for svc, addr := range eps {
+		who := op.Hostname + " (" + addr + ")"
+		for _, want := range []string{"ok    " + svc + " " + who + ": TLS 1.", "certificate verified for " + op.Hostname,
+			"ok    certificate of " + who + ": valid until", "ok    TLS 1.1 refused by " + who, "ok    certificate of " + who + " is --cert",
+			"ok    certificate of " + who + " DN listed for " + sandbox.Hopital} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+	}
+
+	// Nothing listens: one fail line, with the fix.
+	closed := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	code, out = doctorCLI(t, "--sandbox", dir, "--connect", "smtp://"+closed)
+	fails := doctorLines(out, doctorFail)
+	if code != 1 || len(fails) != 1 || !strings.HasPrefix(fails[0], "fail  smtp 127.0.0.1 ("+closed+"): ") ||
+		!strings.Contains(out, "fix: check that the connector is running") {
+		t.Fatalf("closed port: exit %d:\n%s", code, out)
+	}
+
+	// The certificate does not name --host, and is not the cabinet's --cert.
+	other := sb.Info.Operator(sandbox.Cabinet)
+	code, out = doctorCLI(t, "--sandbox", dir, "--host", other.Hostname, "--cert", other.CertFile, "--connect", "imaps://"+op.IMAPS)
+	if code != 1 || !strings.Contains(out, "fail  imaps "+other.Hostname) || !strings.Contains(out, "must name "+other.Hostname) ||
+		!strings.Contains(out, "is --cert: it presents "+op.CertDN) {
+		t.Fatalf("wrong host and certificate: exit %d:\n%s", code, out)
+	}
+
+	// A port that says nothing of its service is a usage error.
+	if code, out := doctorCLI(t, "--connect", "127.0.0.1:2525"); code != 2 || !strings.Contains(out, "say which service, e.g. smtp://127.0.0.1:2525") {
+		t.Fatalf("unknown port: exit %d:\n%s", code, out)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/mssante/xdm"
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/whitelist"
 )
 
 const sendUsage = `--from ADDRESS --to ADDRESS[,ADDRESS…] (--cda FILE --pdf FILE | --xdm FILE [--pdf FILE] | --pdf FILE --ins … --birth-name … ) [connection options]
@@ -56,6 +57,23 @@ type connFlags struct {
 	password, token, state, nil_    string
 	whitelistPin                    string
 	pollInterval, minBackoff, maxBO time.Duration
+	// ownDomain, when set, is a domain the client sends to without the liste blanche: the
+	// BAL's own, whose mail the operator delivers itself (selftest before the ANS lists it).
+	ownDomain string
+}
+
+// ownDomainPolicy is a liste blanche policy that also accepts one domain: the BAL's own, which
+// its operator delivers locally whether the ANS lists it or not.
+type ownDomainPolicy struct {
+	whitelist.Policy
+	domain string
+}
+
+func (p ownDomainPolicy) CheckDomain(d string) error {
+	if strings.EqualFold(d, p.domain) {
+		return nil
+	}
+	return p.Policy.CheckDomain(d)
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
@@ -123,6 +141,9 @@ func (c *connFlags) client(e *env) (*bal.Client, error) {
 		}
 	} else if err := c.explicit(o); err != nil {
 		return nil, err
+	}
+	if c.ownDomain != "" && o.Whitelist != nil {
+		o.Whitelist = ownDomainPolicy{o.Whitelist, c.ownDomain}
 	}
 	switch strings.ToLower(c.auth) {
 	case "":

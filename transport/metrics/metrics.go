@@ -18,6 +18,7 @@
 //	mssante_queue_recipients                    recipients still to deliver
 //	mssante_certificate_expiry_seconds{name}    seconds until our certificate expires
 //	mssante_whitelist_age_seconds               age of the liste blanche in use (-1: none)
+//	mssante_crl_next_update_seconds             until the first CRL held is stale (0: none held)
 //
 // The exposition is github.com/prometheus/client_golang's, with a registry of our own: no
 // series goes to the process-wide default registry.
@@ -72,6 +73,11 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.accepted, m.acceptLatency, m.rejected, m.recipients, m.deliveryLatency)
+	// The outcomes are known: exposed at 0 from the start, so that an alert's increase() or
+	// rate() sees the first bounce, which it would miss on a series born with it.
+	for _, o := range []string{"delivered", "deferred", "bounced"} {
+		m.recipients.WithLabelValues(o)
+	}
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }

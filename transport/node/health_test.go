@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -97,6 +98,16 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	if help["mssante_whitelist_age_seconds"] == "" || len(families) < 20 {
 		t.Errorf("%d families: %v", len(families), families)
+	}
+	// The CRL of the test space is fresh: its next update is ahead.
+	var crlLeft float64
+	for _, line := range strings.Split(exp, "\n") {
+		if v, ok := strings.CutPrefix(line, "mssante_crl_next_update_seconds "); ok {
+			fmt.Sscan(v, &crlLeft)
+		}
+	}
+	if crlLeft <= 0 {
+		t.Errorf("mssante_crl_next_update_seconds %v, want > 0:\n%s", crlLeft, exp)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -141,6 +142,21 @@ func (c *mta) gauges() error {
 					return c.now().Sub(l.Generated()).Seconds()
 				}
 				return -1
+			}),
+		c.metrics.GaugeFunc("mssante_crl_next_update_seconds",
+			"Seconds until the first CRL held passes its next update (negative once past, 0 when none is held).", nil,
+			func() float64 {
+				crls := c.trust.CRLs()
+				if len(crls) == 0 {
+					return 0
+				}
+				first := math.Inf(1) // a CRL without a next update never goes stale
+				for _, crl := range crls {
+					if !crl.NextUpdate.IsZero() {
+						first = min(first, crl.NextUpdate.Sub(c.now()).Seconds())
+					}
+				}
+				return first
 			}))
 }
 
