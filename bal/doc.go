@@ -4,7 +4,9 @@
 // receipts that come back to what it sent.
 //
 // Start with [New] and [Options]; [NewDocumentMessage] builds a message carrying a CDA
-// document. Specifications are cited as in docs/references.md.
+// document; [Client.Await] waits for its receipts. Against the local trust space of
+// "mssante dev", [OptionsFromSandbox] fills the Options from its folder. Specifications are
+// cited as in docs/references.md.
 //
 // It implements, on top of go-smtp and go-imap:
 //   - submission per RFC 6409 with STARTTLS (Réf. #2 ECO.1.0.1) or implicit TLS, SASL
@@ -36,7 +38,8 @@
 // server), with its attachments on disk. The handler accepts, or rejects with [Reject]; the
 // client answers with the MDN or error mail due. DSNs and MDNs arriving in the mailbox update
 // the outbox and are reported as [Receipt] values: each recipient ends with exactly one final
-// status.
+// status. A sender that only wants the receipts of what it sent calls [Client.Await], which
+// watches for receipts alone.
 //
 // # Several processes on one BAL
 //

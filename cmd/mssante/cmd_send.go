@@ -166,35 +166,24 @@ func (c *connFlags) client(e *env) (*bal.Client, error) {
 	return bal.New(o)
 }
 
-// fromSandbox fills o for a BAL of "mssante dev".
+// fromSandbox fills o for a BAL of "mssante dev", read by bal.OptionsFromSandbox as a
+// vendor's program reads it.
 func (c *connFlags) fromSandbox(o *bal.Options) error {
 	info, err := loadSandbox(c.dev)
 	if err != nil {
 		return exitCode(1, fmt.Errorf("%w; or, for an operator of your own, give --submission, --whitelist and the BAL's certificate", err))
 	}
-	b, op := info.BAL(c.from), info.OperatorOf(c.from)
-	if b == nil || op == nil {
+	if info.BAL(c.from) == nil || info.OperatorOf(c.from) == nil {
 		return exitCode(2, fmt.Errorf("%s is not a BAL of the trust space in %s: use one of %s", c.from, c.dev, sandboxBALs(info)))
 	}
-	o.Submission = bal.Endpoint{Addr: op.Submission}
-	o.IMAP = bal.Endpoint{Addr: op.IMAPS, Security: bal.ImplicitTLS}
-	if o.TLS.Trust, err = info.Trust(); err != nil {
-		return err
-	}
-	if b.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(b.CertFile, b.KeyFile)
-		if err != nil {
-			return err
-		}
-		o.TLS.Certificates = []tls.Certificate{cert}
-	} else if c.auth == "" {
-		c.auth, c.user, c.password = "plain", b.Address, b.Password
-	}
-	wl, err := info.Whitelist()
+	so, err := bal.OptionsFromSandbox(c.dev, c.from)
 	if err != nil {
 		return err
 	}
-	o.Whitelist = wl
+	o.Submission, o.IMAP, o.TLS, o.Whitelist = so.Submission, so.IMAP, so.TLS, so.Whitelist
+	if so.Auth == bal.AuthPlain && c.auth == "" {
+		c.auth, c.user, c.password = "plain", so.Username, so.Password
+	}
 	return nil
 }
 

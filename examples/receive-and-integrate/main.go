@@ -9,7 +9,7 @@
 // Against "mssante dev":
 //
 //	go run ./examples/receive-and-integrate --bal logiciel@cabinet.dev.mssante.fr \
-//	    --cert mssante-dev/cabinet/logiciel.crt.pem --key mssante-dev/cabinet/logiciel.key.pem \
+//	    --cert mssante-dev/cabinet/bal/logiciel.crt.pem --key mssante-dev/cabinet/bal/logiciel.key.pem \
 //	    --ca mssante-dev/ca-chain.pem --crl mssante-dev/crl.der \
 //	    --whitelist mssante-dev/whitelist/listeblanchemssante.xml --whitelist-signer "SIGNER DN" \
 //	    --submission 127.0.0.1:SUBMISSION_PORT --imap 127.0.0.1:IMAPS_PORT \

@@ -12,7 +12,7 @@
 //
 //	go run ./examples/send-lettre-de-liaison --from dpi@hopital.dev.mssante.fr \
 //	    --to logiciel@cabinet.dev.mssante.fr --pdf lettre.pdf \
-//	    --cert mssante-dev/hopital/dpi.crt.pem --key mssante-dev/hopital/dpi.key.pem \
+//	    --cert mssante-dev/hopital/bal/dpi.crt.pem --key mssante-dev/hopital/bal/dpi.key.pem \
 //	    --ca mssante-dev/ca-chain.pem --crl mssante-dev/crl.der \
 //	    --whitelist mssante-dev/whitelist/listeblanchemssante.xml --whitelist-signer "SIGNER DN" \
 //	    --submission 127.0.0.1:SUBMISSION_PORT --imap 127.0.0.1:IMAPS_PORT

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/internal/samplepdf"
+	"github.com/mssante-go/sdk/internal/sandboxinfo"
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport"
@@ -57,7 +58,7 @@ const (
 )
 
 // InfoFile is the name of the description of the sandbox in its state folder.
-const InfoFile = "sandbox.json"
+const InfoFile = sandboxinfo.File
 
 // renewWithin: leaves expiring sooner than this are re-issued at the next start.
 const renewWithin = 30 * 24 * time.Hour
@@ -80,161 +81,27 @@ type Options struct {
 }
 
 // Extra is an operator outside the sandbox that the sandbox trusts and routes to.
-type Extra struct {
-	Domain string `json:"domain"`
-	// CertDN is the subject DN of its server certificate (issued by the sandbox's PKI, see
-	// testpki.New with Dir = DIR/pki), as the liste blanche lists it.
-	CertDN string `json:"cert_dn"`
-	// Relay is the host:port of its relay (port 25) listener.
-	Relay string `json:"relay"`
-}
+type Extra = sandboxinfo.Extra
 
-// Info describes a running (or the last started) sandbox. It is written to Dir/sandbox.json.
+// Info describes a running (or the last started) sandbox. It is written to Dir/sandbox.json,
+// whose schema is sandboxinfo's: the one reader of that file, which bal shares.
 type Info struct {
-	Dir string `json:"dir"`
-	// CAFile holds the test root and intermediate (PEM): trust it, and only in tests.
-	CAFile string `json:"ca_file"`
-	// CRLFile is the DER CRL of the test intermediate.
-	CRLFile string `json:"crl_file"`
-	// WhitelistURL serves the signed liste blanche over HTTPS (server certificate of the test
-	// PKI); WhitelistFile is the same document on disk; WhitelistSigner the DN of its signer.
-	WhitelistURL    string `json:"whitelist_url"`
-	WhitelistFile   string `json:"whitelist_file"`
-	WhitelistSigner string `json:"whitelist_signer"`
-	// Annuaire is the sample Extraction_Correspondance_MSSante file (PER and ORG BALs of the
-	// sandbox, then synthetic entries).
-	Annuaire string `json:"annuaire"`
-	// SampleCDA and SamplePDF are a lettre de liaison (CDA R2 LDL-SES) and its PDF copy, made of
-	// fictitious data (test INS), to send with "mssante send".
-	SampleCDA string `json:"sample_cda"`
-	SamplePDF string `json:"sample_pdf"`
-	// Responder is the address of the test responder, "" when none runs.
-	Responder string `json:"responder,omitempty"`
-	// Operators are the connectors of the sandbox.
-	Operators []*Operator `json:"operators"`
-	// Extra are the operators outside the sandbox it trusts (Options.Extra).
-	Extra []Extra `json:"extra,omitempty"`
+	sandboxinfo.Info
 }
 
 // Operator is one connector of the sandbox.
-type Operator struct {
-	Name     string   `json:"name"`
-	Domains  []string `json:"domains"`
-	Hostname string   `json:"hostname"`
-	// Listening addresses (host:port).
-	Relay         string `json:"relay"`
-	Submission    string `json:"submission"`     // STARTTLS
-	SubmissionTLS string `json:"submission_tls"` // implicit TLS
-	IMAP          string `json:"imap"`           // STARTTLS
-	IMAPS         string `json:"imaps"`          // implicit TLS
-	Metrics       string `json:"metrics"`
-	// CertFile and KeyFile are the server certificate (SERV/SSL_SERV, chain) and key; CertDN
-	// its subject DN as the liste blanche lists it.
-	CertFile string `json:"cert_file"`
-	KeyFile  string `json:"key_file"`
-	CertDN   string `json:"cert_dn"`
-	// Config is the "mssante serve" configuration the connector runs with.
-	Config string `json:"config"`
-	BALs   []*BAL `json:"bals"`
-}
+type Operator = sandboxinfo.Operator
 
-// BAL is one mailbox of an operator. An APP BAL authenticates with its certificate (SASL
-// EXTERNAL); PER and ORG BALs with a login (their address) and a password, over TLS.
-type BAL struct {
-	Address  string `json:"address"`
-	Type     string `json:"type"`
-	CertFile string `json:"cert_file,omitempty"`
-	KeyFile  string `json:"key_file,omitempty"`
-	CertDN   string `json:"cert_dn,omitempty"`
-	Password string `json:"password,omitempty"`
-}
+// BAL is one mailbox of an operator.
+type BAL = sandboxinfo.BAL
 
 // Load reads the description of the sandbox last started in dir.
 func Load(dir string) (*Info, error) {
-	b, err := os.ReadFile(filepath.Join(dir, InfoFile))
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w (is \"mssante dev\" running with this state folder?)", err)
-	}
-	var info Info
-	if err := json.Unmarshal(b, &info); err != nil {
-		return nil, fmt.Errorf("sandbox: %s: %w", InfoFile, err)
-	}
-	return &info, nil
-}
-
-// BAL returns the BAL of the given address, or nil.
-func (i *Info) BAL(addr string) *BAL {
-	for _, o := range i.Operators {
-		for _, b := range o.BALs {
-			if strings.EqualFold(b.Address, addr) {
-				return b
-			}
-		}
-	}
-	return nil
-}
-
-// Operator returns the operator that hosts domain, or nil.
-func (i *Info) Operator(domain string) *Operator {
-	for _, o := range i.Operators {
-		for _, d := range o.Domains {
-			if strings.EqualFold(d, domain) {
-				return o
-			}
-		}
-	}
-	return nil
-}
-
-// OperatorOf returns the operator hosting the BAL addr, or nil.
-func (i *Info) OperatorOf(addr string) *Operator {
-	_, d, ok := strings.Cut(addr, "@")
-	if !ok {
-		return nil
-	}
-	return i.Operator(d)
-}
-
-// Trust returns a trust store holding the test PKI and its CRL, as a BAL or an operator of the
-// sandbox trusts it.
-func (i *Info) Trust() (*transport.TrustStore, error) {
-	t, err := transport.LoadTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true}, []string{i.CAFile}, []string{i.CRLFile})
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	return t, nil
-}
-
-// Whitelist verifies the signed liste blanche file of the sandbox against the test PKI and its
-// CRL.
-func (i *Info) Whitelist() (*whitelist.List, error) {
-	t, err := i.Trust()
+	i, err := sandboxinfo.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	l, err := t.VerifyWhitelistFile(i.WhitelistFile, &whitelist.VerifyOptions{Signer: i.WhitelistSigner})
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	return l, nil
-}
-
-// ClientTLS returns the TLS configuration a BAL uses towards its operator's servers (named
-// serverName): its certificate when it has one, the test PKI as trust.
-func (i *Info) ClientTLS(b *BAL, serverName string) (*tls.Config, error) {
-	t, err := i.Trust()
-	if err != nil {
-		return nil, err
-	}
-	opts := &transport.TLSOptions{Trust: t}
-	if b != nil && b.CertFile != "" {
-		crt, err := tls.LoadX509KeyPair(b.CertFile, b.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
-		}
-		opts.Certificates = []tls.Certificate{crt}
-	}
-	return transport.ClientConfig(nil, serverName, opts)
+	return &Info{*i}, nil
 }
 
 // operatorSpec is what the sandbox builds for one operator.
@@ -313,7 +180,7 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	s.PKI = pki
-	info := &Info{Dir: dir, CAFile: filepath.Join(dir, "ca-chain.pem"), CRLFile: filepath.Join(dir, "crl.der"), Extra: opts.Extra}
+	info := &Info{sandboxinfo.Info{Dir: dir, CAFile: filepath.Join(dir, "ca-chain.pem"), CRLFile: filepath.Join(dir, "crl.der"), Extra: opts.Extra}}
 	s.Info = info
 	if err := os.WriteFile(info.CAFile, append(pki.RootPEM(), pki.IntermediatePEM()...), 0o644); err != nil {
 		return nil, err
