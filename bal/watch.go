@@ -224,7 +224,7 @@ func waitWake(ctx context.Context, wake <-chan struct{}, closed <-chan struct{},
 
 func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclient.Client, error) {
 	ep := c.opts.IMAP
-	raw, cfg, err := c.dial(ctx, ep)
+	raw, cfg, err := c.dial(ctx, ep, protoIMAP)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +235,12 @@ func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclie
 		ic = imapclient.New(raw, o)
 	} else {
 		o.TLSConfig = cfg
-		ic, err = imapclient.NewStartTLS(raw, o)
+		clear, err := c.awaitGreeting(ctx, raw, ep, cfg, protoIMAP)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		ic, err = imapclient.NewStartTLS(clear, o)
 		if err != nil {
 			raw.Close()
 			if ctx.Err() != nil {
