@@ -133,7 +133,8 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the delay between reconnections (doubled on each
 	// failure, with jitter); defaults 500 ms and 1 minute.
 	MinBackoff, MaxBackoff time.Duration
-	// DialTimeout bounds a TCP connect and TLS handshake; default 30 s.
+	// DialTimeout bounds a TCP connect and TLS handshake, and the wait for the greeting
+	// of a StartTLS server; default 30 s.
 	DialTimeout time.Duration
 
 	// Logger receives operational events (message IDs, mailbox addresses, never content);
