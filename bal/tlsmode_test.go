@@ -3,12 +3,15 @@ package bal
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/mssante"
 )
 
@@ -149,4 +152,54 @@ func TestAwaitGreetingTellsSilentAndSlowServers(t *testing.T) {
 			t.Fatalf("got %q, %v", got, err)
 		}
 	})
+}
+
+// TestWatchSaysWhyItNeverConnected: a Watch whose server cannot be reached retries until its
+// context ends and then returns the context's error with the last failure, called probably
+// misconfigured after identical failures in a row; the same is logged once.
+func TestWatchSaysWhyItNeverConnected(t *testing.T) {
+	p := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	var logs testenv.Buffer
+	c := newTestClient(t, p, "127.0.0.1:1", func(o *Options) {
+		o.IMAP = Endpoint{Addr: addr, Security: ImplicitTLS, Auth: AuthExternal}
+		o.MinBackoff, o.MaxBackoff = 10*time.Millisecond, 20*time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err = c.Watch(ctx, func(context.Context, *Incoming) error { return nil }, nil)
+	t.Log(err)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("err = %v, want the deadline and the refused connection", err)
+	}
+	for _, w := range []string{"probably misconfigured", "nothing listens there", addr} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("err lacks %q: %v", w, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "probably misconfigured"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
+	}
+
+	// Cut while connecting, before any failure: still not only "context deadline exceeded".
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	c2 := newTestClient(t, p, "127.0.0.1:1", func(o *Options) {
+		o.IMAP = Endpoint{Addr: silent.Addr().String(), Security: ImplicitTLS, Auth: AuthExternal}
+	})
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	err = c2.Watch(ctx2, func(context.Context, *Incoming) error { return nil }, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "while connecting to "+silent.Addr().String()) {
+		t.Fatalf("err = %v", err)
+	}
 }
