@@ -115,7 +115,7 @@ func (c *Client) awaitGreeting(ctx context.Context, conn net.Conn, ep Endpoint, 
 		return nil, tlsModeError(p, ep, "")
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, fmt.Errorf("bal: no %s greeting from %s within %s", p.name, ep.Addr, c.opts.DialTimeout)
+		return nil, fmt.Errorf("bal: no %s greeting from %s within %s: %w", p.name, ep.Addr, c.opts.DialTimeout, err)
 	}
 	return nil, fmt.Errorf("bal: %s %s closed the connection before its greeting: %w", p.what, ep.Addr, err)
 }
