@@ -133,7 +133,8 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the delay between reconnections (doubled on each
 	// failure, with jitter); defaults 500 ms and 1 minute.
 	MinBackoff, MaxBackoff time.Duration
-	// DialTimeout bounds a TCP connect and TLS handshake; default 30 s.
+	// DialTimeout bounds a TCP connect and TLS handshake, and the wait for the greeting
+	// of a StartTLS server; default 30 s.
 	DialTimeout time.Duration
 
 	// Logger receives operational events (message IDs, mailbox addresses, never content);
@@ -351,8 +352,9 @@ func (c *Client) lookupSRV(ctx context.Context, service string) (string, error) 
 }
 
 // dial opens a TCP connection to ep, with TLS at once for ImplicitTLS. The caller upgrades
-// StartTLS connections. The handshake verifies the server against the configured trust store.
-func (c *Client) dial(ctx context.Context, ep Endpoint) (net.Conn, *tls.Config, error) {
+// StartTLS connections. The handshake verifies the server against the configured trust store;
+// a server that answers it in clear is reported as a Security that does not fit the port.
+func (c *Client) dial(ctx context.Context, ep Endpoint, p protocol) (net.Conn, *tls.Config, error) {
 	host, _, err := net.SplitHostPort(ep.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: endpoint %q: %w", ErrConfig, ep.Addr, err)
@@ -372,6 +374,9 @@ func (c *Client) dial(ctx context.Context, ep Endpoint) (net.Conn, *tls.Config, 
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			conn.Close()
+			if line := plainAnswer(err); line != "" {
+				return nil, nil, tlsModeError(p, ep, line)
+			}
 			// Trust failures are final; a reset or a timeout is retried.
 			return nil, nil, tlsError(fmt.Errorf("bal: TLS with %s: %w", ep.Addr, err))
 		}

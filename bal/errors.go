@@ -13,8 +13,9 @@ var (
 	ErrConfig = errors.New("bal: invalid configuration")
 	// ErrDiscovery reports that DNS SRV discovery found no endpoint.
 	ErrDiscovery = errors.New("bal: endpoint discovery failed")
-	// ErrTLS reports a TLS failure: the server's certificate was not trusted, or the
-	// server does not offer STARTTLS.
+	// ErrTLS reports a TLS failure: the server's certificate was not trusted, the server
+	// does not offer STARTTLS, or the endpoint's Security does not fit its port (the
+	// message says which Security or port to use).
 	ErrTLS = errors.New("bal: TLS failed")
 	// ErrAuth reports that the server refused the authentication or lacks the mechanism.
 	ErrAuth = errors.New("bal: authentication failed")

@@ -562,7 +562,7 @@ func (c *Client) openSMTP(ctx context.Context) (*smtpConn, error) {
 		return nil, err
 	}
 	ep := c.opts.Submission
-	raw, cfg, err := c.dial(ctx, ep)
+	raw, cfg, err := c.dial(ctx, ep, protoSMTP)
 	if err != nil {
 		return nil, err
 	}
@@ -571,7 +571,12 @@ func (c *Client) openSMTP(ctx context.Context) (*smtpConn, error) {
 	_, dom, _ := splitAddress(c.opts.Address)
 	fc := &flushConn{Conn: raw}
 	if ep.Security != ImplicitTLS {
-		tc, greeting, err := startTLS(ctx, raw, cfg, dom)
+		clear, err := c.awaitGreeting(ctx, raw, ep, cfg, protoSMTP)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		tc, greeting, err := startTLS(ctx, clear, cfg, dom)
 		if err != nil {
 			raw.Close()
 			return nil, tlsError(fmt.Errorf("bal: STARTTLS with %s: %w", ep.Addr, err))

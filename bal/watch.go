@@ -63,8 +63,11 @@ type WatchOptions struct {
 // across restarts and duplicate deliveries, answers with the MDN or error mail the sender
 // asked for, and turns the DSNs and MDNs that come back into receipts. It waits with IDLE
 // when the server offers it, else polls every Options.PollInterval. A lost connection is
-// reopened with exponential backoff and jitter. Watch returns ctx's error, or an error
-// that retrying cannot cure (configuration, TLS trust, authentication).
+// reopened with exponential backoff and jitter. Watch returns an error that retrying cannot
+// cure (configuration, TLS trust or a Security that does not fit the port, authentication)
+// at once; otherwise it returns when ctx ends, with ctx's error, and, when the server could
+// not be reached since the last session, the last failure too (both for errors.Is), called
+// probably misconfigured after three identical failures in a row (also logged then).
 func (c *Client) Watch(ctx context.Context, h Handler, opts *WatchOptions) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil handler", ErrConfig)
@@ -83,22 +86,30 @@ func (c *Client) Watch(ctx context.Context, h Handler, opts *WatchOptions) error
 	if opts != nil {
 		w.onReceipt, w.onHandled = opts.OnReceipt, opts.OnHandled
 	}
+	// The failures to connect are kept so that a Watch that only ever retried until ctx
+	// ended says why, rather than only "context deadline exceeded".
+	f := &failures{ep: c.opts.IMAP}
 	for attempt := 0; ; {
 		connected, err := w.session(ctx)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return f.end(ctx.Err(), connected)
 		}
 		if errors.Is(err, ErrTLS) || errors.Is(err, ErrAuth) || errors.Is(err, ErrConfig) || errors.Is(err, ErrDiscovery) {
 			return err
 		}
+		f.ep = c.opts.IMAP // filled by discovery
 		if connected {
 			attempt = 0
+			f.ok()
+		} else if err != nil && f.fail(err) {
+			c.log.Error("bal: IMAP connection fails the same way again and again, probably misconfigured",
+				"server", c.opts.IMAP.Addr, "failures", f.count, "check", f.hint(), "err", err)
 		}
 		d := c.backoff(attempt)
 		attempt++
 		c.log.Warn("bal: IMAP session ended, reconnecting", "server", c.opts.IMAP.Addr, "in", d, "err", err)
 		if err := sleep(ctx, d); err != nil {
-			return err
+			return f.end(err, true)
 		}
 	}
 }
@@ -224,7 +235,7 @@ func waitWake(ctx context.Context, wake <-chan struct{}, closed <-chan struct{},
 
 func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclient.Client, error) {
 	ep := c.opts.IMAP
-	raw, cfg, err := c.dial(ctx, ep)
+	raw, cfg, err := c.dial(ctx, ep, protoIMAP)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +246,12 @@ func (c *Client) openIMAP(ctx context.Context, o *imapclient.Options) (*imapclie
 		ic = imapclient.New(raw, o)
 	} else {
 		o.TLSConfig = cfg
-		ic, err = imapclient.NewStartTLS(raw, o)
+		clear, err := c.awaitGreeting(ctx, raw, ep, cfg, protoIMAP)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		ic, err = imapclient.NewStartTLS(clear, o)
 		if err != nil {
 			raw.Close()
 			if ctx.Err() != nil {

@@ -124,3 +124,40 @@ func TestMessageFromCDA(t *testing.T) {
 		t.Fatal("structured CDA without its PDF copy accepted")
 	}
 }
+
+// "mssante send" with a TLS mode that does not fit the port fails at once with one line that
+// says what the port speaks and what to use, for each way round.
+func TestSendWrongTLSMode(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	info := sb.Info
+	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
+	b, op := info.BAL(from), info.OperatorOf(from)
+	for _, tc := range []struct {
+		mode []string
+		want string
+	}{
+		{[]string{"--submission", op.SubmissionTLS}, "expects implicit TLS (it answered with TLS, not an SMTP greeting): use ImplicitTLS"},
+		{[]string{"--submission", op.Submission, "--submission-tls"}, "speaks plain SMTP first"},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"send", "--from", from, "--to", to, "--cda", info.SampleCDA, "--pdf", info.SamplePDF,
+			"--cert", b.CertFile, "--key", b.KeyFile, "--trust", info.CAFile, "--crl", info.CRLFile,
+			"--whitelist", info.WhitelistFile, "--state", t.TempDir()}, tc.mode...)
+		code := run(ctx, args, &env{stdout: &out, stderr: &errb})
+		msg := strings.TrimSpace(errb.String())
+		t.Log(msg)
+		if code == 0 || !strings.Contains(msg, tc.want) || strings.Count(msg, "\n") != 0 {
+			t.Errorf("%v: exit %d\n%s\n%s", tc.mode, code, out.String(), errb.String())
+		}
+		if strings.Contains(msg, "closed network connection") {
+			t.Errorf("%v: %s", tc.mode, msg)
+		}
+	}
+}
