@@ -312,11 +312,40 @@ func TestSendWithoutDSNServerFails(t *testing.T) {
 		t.Fatal("message sent without DSN")
 	}
 	// Asking for no DSN at all is allowed.
-	if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), &SendOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}); err != nil {
+	if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), &SendOptions{Notify: []DSNNotify{NotifyNever}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.received()) != 1 {
 		t.Fatal("NOTIFY=NEVER message not sent")
+	}
+}
+
+// TestSendDSNOptionsOfBal: bal's own NOTIFY and RET values reach the server as RFC 3461
+// says, and lists the server would refuse are refused before any connection.
+func TestSendDSNOptionsOfBal(t *testing.T) {
+	p := newTestPKI(t)
+	f := startFakeSubmission(t, p, true)
+	c := newTestClient(t, p, f.addr)
+	for _, o := range []*SendOptions{
+		{Notify: []DSNNotify{NotifyNever, NotifySuccess}},
+		{Notify: []DSNNotify{"ALWAYS"}},
+		{Return: "BODY"},
+	} {
+		if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), o); !errors.Is(err, ErrMessage) {
+			t.Errorf("%+v: err = %v, want ErrMessage", o, err)
+		}
+	}
+	if n := f.conns.Load(); n != 0 {
+		t.Fatalf("%d connections made for refused options", n)
+	}
+	o := &SendOptions{Notify: []DSNNotify{NotifyFailure, NotifyDelay}, Return: ReturnFull}
+	if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), o); err != nil {
+		t.Fatal(err)
+	}
+	got := f.received()
+	if len(got) != 1 || got[0].mail.Return != smtp.DSNReturnFull || len(got[0].ropts) != 1 ||
+		fmt.Sprint(got[0].ropts[0].Notify) != "[FAILURE DELAY]" {
+		t.Fatalf("received %+v", got)
 	}
 }
 

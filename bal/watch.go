@@ -17,14 +17,14 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/mssante"
 )
 
 // FlagHandled is the IMAP keyword set on a message once it was handled (with \Seen), when
 // Options.ProcessedMailbox is empty.
-const FlagHandled imap.Flag = "$MSSanteHandled"
+// It is an untyped string constant, usable where an IMAP library takes a flag.
+const FlagHandled = "$MSSanteHandled"
 
 // Handler integrates one received message in the DPI. It returns nil to accept it, a
 // *RejectError (see Reject) to refuse it with a code 900–906, ErrLeave to leave it to
@@ -444,7 +444,7 @@ func (w *watcher) reply(ctx context.Context, m *Incoming, e *journalEntry) error
 		case err != nil:
 			c.log.Warn("bal: cannot write the answer to the sender", "message_id", m.MessageID, "err", err)
 		default:
-			_, err := c.SendRaw(ctx, &buf, &SendOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}})
+			_, err := c.SendRaw(ctx, &buf, &SendOptions{Notify: []DSNNotify{NotifyNever}})
 			if errors.Is(err, ErrNotWhitelisted) || errors.Is(err, ErrAllRejected) || errors.Is(err, ErrMessage) {
 				// Cannot be cured by retrying: give up the answer, keep the decision.
 				c.log.Warn("bal: cannot answer the sender", "message_id", m.MessageID, "err", err)
