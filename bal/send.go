@@ -142,7 +142,8 @@ type SendResult struct {
 //
 // Every recipient's domain is checked against the whitelist first; if one is not listed,
 // nothing is sent and the error wraps ErrNotWhitelisted. A From other than Options.Address
-// is refused then too (ErrMessage). The message is then written to the
+// is refused then too (ErrMessage), and so is a message without X-MSS-NIL when Options.NIL
+// is empty too (ErrConfig). The message is then written to the
 // outbox. When msg.MessageID is empty Send sets it, so that calling Send again with the same
 // msg after a network error finds the outbox record and submits only to the recipients not
 // yet accepted: no duplicate. DSNs are asked for with NOTIFY, RET and ENVID; a server
@@ -215,6 +216,10 @@ func (c *Client) SendBatch(ctx context.Context, msgs []*mssante.Message, opts *S
 func (c *Client) prepareMessage(msg *mssante.Message, opts *SendOptions) (*prepared, error) {
 	if msg == nil {
 		return nil, fmt.Errorf("%w: nil message", ErrMessage)
+	}
+	// The operator refuses a mail without X-MSS-NIL: said before anything is written or dialled.
+	if msg.NIL == "" && c.opts.NIL == "" {
+		return nil, fmt.Errorf("%w: no X-MSS-NIL: set Options.NIL (or mssante.Message.NIL on each message)", ErrConfig)
 	}
 	if msg.From.IsZero() {
 		a, err := mssante.NewAddress("", c.opts.Address)

@@ -349,6 +349,40 @@ func TestSendDSNOptionsOfBal(t *testing.T) {
 	}
 }
 
+// TestMissingNILRefusedBeforeAnyIO: a message without X-MSS-NIL, from the message or
+// Options, is refused by Send and SendBatch before any connection; a malformed one by New.
+func TestMissingNILRefusedBeforeAnyIO(t *testing.T) {
+	p := newTestPKI(t)
+	f := startFakeSubmission(t, p, true)
+	if _, err := New(&Options{Address: testBAL, Auth: AuthNone, NIL: "DEV 0000"}); !errors.Is(err, ErrConfig) {
+		t.Errorf("New with a NIL of two words: err = %v, want ErrConfig", err)
+	}
+	c := newTestClient(t, p, f.addr)
+	m := simpleMessage("a@test.example")
+	m.NIL = ""
+	if _, err := c.Send(context.Background(), m, nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Options.NIL") {
+		t.Errorf("Send: err = %v, want ErrConfig naming Options.NIL", err)
+	}
+	m2 := simpleMessage("a@test.example")
+	m2.NIL = ""
+	if _, err := c.SendBatch(context.Background(), []*mssante.Message{m, m2}, nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("SendBatch: err = %v, want ErrConfig", err)
+	}
+	if n := f.conns.Load(); n != 0 {
+		t.Fatalf("%d connections made for messages without X-MSS-NIL", n)
+	}
+	// Options.NIL stands for the message's own.
+	c2 := newTestClient(t, p, f.addr, func(o *Options) { o.NIL = "DEV111111" })
+	m3 := simpleMessage("a@test.example")
+	m3.NIL = ""
+	if _, err := c2.Send(context.Background(), m3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.received(); len(got) != 1 || !bytes.Contains(got[0].data, []byte("X-MSS-NIL: DEV111111")) {
+		t.Fatalf("received %d messages, want one with Options.NIL", len(got))
+	}
+}
+
 // TestSendRetryAfterCutMidDataNoDuplicate: the connection breaks in the middle of DATA;
 // sending the same message again delivers it once; a third Send makes no connection.
 func TestSendRetryAfterCutMidDataNoDuplicate(t *testing.T) {
