@@ -89,5 +89,5 @@ func awaited(rec *Record, final map[string]Receipt) []Receipt {
 // receipt is the Receipt that reports st, a recipient of r, as it stands.
 func (r *Record) receipt(st *RecipientState) Receipt {
 	return Receipt{MessageID: r.MessageID, EnvelopeID: r.EnvelopeID, Recipient: st.Address,
-		Status: st.Status, Code: st.Code, Detail: st.Detail, Final: st.Status.Final(r.MDNRequested)}
+		Status: st.Status, SMTPCode: st.Code, MDNCode: st.MDNCode, Detail: st.Detail, Final: st.Status.Final(r.MDNRequested)}
 }

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/mssante-go/sdk/internal/testenv"
 )
 
@@ -99,7 +97,7 @@ checkHost = localhost
 			t.Fatal(err)
 		}
 		defer c.Close()
-		opts := &SendOptions{Recipients: []string{"x@bench.example"}, Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}
+		opts := &SendOptions{Recipients: []string{"x@bench.example"}, Notify: []DSNNotify{NotifyNever}}
 		cpu0 := selfCPU(t)
 		start := time.Now()
 		var next atomic.Int64

@@ -9,8 +9,6 @@ import (
 	nettextproto "net/textproto"
 	"sync/atomic"
 	"testing"
-
-	"github.com/emersion/go-smtp"
 )
 
 // BenchmarkSendRaw submits 100 KB messages over one connection to an in-process submission
@@ -28,7 +26,7 @@ func BenchmarkSendRaw(b *testing.B) {
 			f := startFakeSubmission(b, p, true)
 			c := newTestClient(b, p, f.addr)
 			body := bytes.Repeat([]byte("0123456789012345678901234567890123456789012345678901234567890123456789012\r\n"), 100*1024/76)
-			opts := &SendOptions{Recipients: []string{"x@bench.example"}, Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}
+			opts := &SendOptions{Recipients: []string{"x@bench.example"}, Notify: []DSNNotify{NotifyNever}}
 			var n atomic.Int64
 			send := func() {
 				m := fmt.Appendf(nil, "From: <%s>\r\nTo: <x@bench.example>\r\nMessage-ID: <b%d@test.example>\r\n\r\n%s", testBAL, n.Add(1), body)

@@ -127,7 +127,10 @@ type Options struct {
 	// ReportingUA names this software in the MDNs it sends (RFC 8098 Reporting-UA).
 	ReportingUA string
 	// NIL is the X-MSS-NIL product reference (Réf. #2 ECO.2.4.3, required on every mail): put
-	// on the messages Send writes when they have none, and on MDNs and error mails.
+	// on the messages Send writes when they have none, and on MDNs and error mails. New
+	// refuses one that is not a single ASCII token; it does not require it, so that a program
+	// may give it per message (mssante.Message.NIL), but Send and SendBatch refuse a message
+	// that has none from either before any I/O (ErrConfig), and Watch needs it to answer.
 	NIL string
 
 	// MinBackoff and MaxBackoff bound the delay between reconnections (doubled on each
@@ -164,6 +167,17 @@ type Client struct {
 	smtp   *smtpConn
 }
 
+// validNIL reports whether nil is what mssante.Message accepts as X-MSS-NIL, so that a wrong
+// one is said when the client is made rather than at the first message.
+func validNIL(nil_ string) bool {
+	for _, r := range nil_ {
+		if r <= ' ' || r >= 0x7f || r == ',' || r == ';' {
+			return false
+		}
+	}
+	return nil_ != ""
+}
+
 // New checks opts and returns a Client. It does no network I/O; with a StateDir, it takes
 // that folder for this Client (ErrStateInUse when another holds it, naming the process)
 // and opens its outbox. Close releases the folder.
@@ -174,6 +188,9 @@ func New(opts *Options) (*Client, error) {
 	o := *opts
 	if _, _, ok := splitAddress(o.Address); !ok {
 		return nil, fmt.Errorf("%w: Address %q is not an e-mail address", ErrConfig, o.Address)
+	}
+	if o.NIL != "" && !validNIL(o.NIL) {
+		return nil, fmt.Errorf("%w: NIL %q: X-MSS-NIL is one ASCII token, without space, comma or semicolon", ErrConfig, o.NIL)
 	}
 	if o.Auth == "" {
 		o.Auth = AuthExternal

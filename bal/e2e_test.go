@@ -137,7 +137,7 @@ func TestEndToEndConnectors(t *testing.T) {
 	if f := sent.finals(ok.MessageID)[0]; f.Status != StatusProcessed || f.Recipient != to {
 		t.Errorf("accepted: final %+v", f)
 	}
-	if f := sent.finals(ko.MessageID)[0]; f.Status != StatusError || f.Code != 902 {
+	if f := sent.finals(ko.MessageID)[0]; f.Status != StatusError || f.MDNCode != mssante.CodeUnknownPatient {
 		t.Errorf("rejected: final %+v", f)
 	}
 	if f := sent.finals(lost.MessageID)[0]; f.Status != StatusFailed {

@@ -74,7 +74,7 @@ func ExampleClient_Watch() {
 		return nil // accepted: an MDN "processed" goes back when asked for
 	}, &bal.WatchOptions{OnReceipt: func(ctx context.Context, r bal.Receipt) {
 		if r.Final {
-			log.Println(r.MessageID, r.Recipient, r.Status, r.Code)
+			log.Println(r.MessageID, r.Recipient, r.Status, r.SMTPCode, r.MDNCode)
 		}
 	}})
 	log.Println(err)

@@ -222,7 +222,7 @@ func TestInteropPostfixDovecot(t *testing.T) {
 	if f := rec.finals(ok)[0]; f.Status != StatusProcessed || f.Recipient != testBAL {
 		t.Errorf("accepted message: final %+v", f)
 	}
-	if f := rec.finals(rej)[0]; f.Status != StatusError || f.Code != 902 {
+	if f := rec.finals(rej)[0]; f.Status != StatusError || f.MDNCode != mssante.CodeUnknownPatient {
 		t.Errorf("rejected message: final %+v", f)
 	}
 	if f := rec.finals(bnc)[0]; f.Status != StatusFailed || f.Recipient != "nobody@other.example" {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mssante-go/sdk/mssante"
 )
 
 // Status is where one recipient of a sent message stands.
@@ -74,11 +76,30 @@ func (s Status) Final(mdnRequested bool) bool {
 
 // RecipientState is the outbox record of one recipient.
 type RecipientState struct {
-	Address string    `json:"address"`
-	Status  Status    `json:"status"`
-	Code    int       `json:"code,omitempty"` // SMTP reply code, or 900–906 for an MDN error
-	Detail  string    `json:"detail,omitempty"`
-	Updated time.Time `json:"updated"`
+	Address string `json:"address"`
+	Status  Status `json:"status"`
+	// Code is the SMTP reply code of the latest status change: the submission server's
+	// reply, then the one a DSN reports in its Diagnostic-Code; 0 when the DSN gives none
+	// (a delivery DSN usually does not) and after an MDN.
+	Code int `json:"code,omitempty"`
+	// MDNCode is the MSSanté integration error code (900–906) of an MDN or error mail that
+	// refused the message; 0 otherwise.
+	MDNCode mssante.MDNCode `json:"mdn_code,omitempty"`
+	Detail  string          `json:"detail,omitempty"`
+	Updated time.Time       `json:"updated"`
+}
+
+// UnmarshalJSON reads a recipient's record, including one written before MDNCode existed,
+// when Code held the integration error code of a StatusError.
+func (s *RecipientState) UnmarshalJSON(b []byte) error {
+	type plain RecipientState
+	if err := json.Unmarshal(b, (*plain)(s)); err != nil {
+		return err
+	}
+	if s.MDNCode == 0 && s.Status == StatusError && s.Code >= 900 && s.Code <= 999 {
+		s.MDNCode, s.Code = mssante.MDNCode(s.Code), 0
+	}
+	return nil
 }
 
 // Record is what the outbox keeps about one sent message.

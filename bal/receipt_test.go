@@ -3,6 +3,7 @@ package bal
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
@@ -108,13 +109,13 @@ func TestReceiptsOneFinalStatusPerRecipient(t *testing.T) {
 				return dsn(t, r, mssante.ActionDelivered, r2, "smtp; 250 ok"), r2 + ":delivered:false"
 			},
 			func(t testing.TB, r *Record) ([]byte, string) {
-				return mdn(t, r, r2, mssante.CodeINSMismatch), r2 + ":error:true:904"
+				return mdn(t, r, r2, mssante.CodeINSMismatch), r2 + ":error:true:mdn904"
 			},
 			func(t testing.TB, r *Record) ([]byte, string) { return mdn(t, r, r2, 0), "" },
 		}},
 		{"failure DSN is final, MDN after it ignored", true, []func(testing.TB, *Record) ([]byte, string){
 			func(t testing.TB, r *Record) ([]byte, string) {
-				return dsn(t, r, mssante.ActionFailed, r1, "smtp; 550 5.1.1 unknown"), r1 + ":failed:true:550"
+				return dsn(t, r, mssante.ActionFailed, r1, "smtp; 550 5.1.1 unknown"), r1 + ":failed:true:smtp550"
 			},
 			func(t testing.TB, r *Record) ([]byte, string) { return mdn(t, r, r1, 0), "" },
 		}},
@@ -133,8 +134,11 @@ func TestReceiptsOneFinalStatusPerRecipient(t *testing.T) {
 				var parts []string
 				for _, r := range got {
 					p := fmt.Sprintf("%s:%s:%v", r.Recipient, r.Status, r.Final)
-					if r.Code != 0 && r.Status != StatusDelivered && r.Status != StatusDelayed {
-						p += fmt.Sprintf(":%d", r.Code)
+					if r.SMTPCode != 0 && r.Status != StatusDelivered && r.Status != StatusDelayed {
+						p += fmt.Sprintf(":smtp%d", r.SMTPCode)
+					}
+					if r.MDNCode != 0 {
+						p += fmt.Sprintf(":mdn%d", r.MDNCode)
 					}
 					parts = append(parts, p)
 				}
@@ -243,3 +247,39 @@ func TestLargeMessageSpooledToDisk(t *testing.T) {
 }
 
 func osStat(p string) (os.FileInfo, error) { return os.Stat(p) }
+
+// TestReceiptCodes: a receipt's SMTPCode is only ever the reply code a DSN reports (0 when
+// it reports none), its MDNCode only ever an integration error code, and the outbox record
+// keeps both apart, also when read back from a record written before MDNCode existed.
+func TestReceiptCodes(t *testing.T) {
+	const r1, r2, r3 = "a@other.example", "b@other.example", "c@other.example"
+	c, rec := outboxWith(t, true, r1, r2, r3)
+	var got []Receipt
+	feed(t, c, dsn(t, rec, mssante.ActionDelivered, r1, ""), &got)
+	feed(t, c, dsn(t, rec, mssante.ActionFailed, r2, "smtp; 550 5.1.1 unknown"), &got)
+	feed(t, c, mdn(t, rec, r1, mssante.CodeUnknownPatient), &got)
+	feed(t, c, dsn(t, rec, mssante.ActionDelivered, r3, "smtp; 250 2.0.0 ok"), &got)
+	var parts []string
+	for _, r := range got {
+		parts = append(parts, fmt.Sprintf("%s:%s:%d:%d", r.Recipient, r.Status, r.SMTPCode, r.MDNCode))
+	}
+	want := r1 + ":delivered:0:0," + r2 + ":failed:550:0," + r1 + ":error:0:902," + r3 + ":delivered:250:0"
+	if g := join(parts); g != want {
+		t.Fatalf("receipts %q, want %q", g, want)
+	}
+	st, err := c.Status(rec.MessageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Recipients[0]; s.Code != 0 || s.MDNCode != mssante.CodeUnknownPatient {
+		t.Errorf("outbox %+v", s)
+	}
+
+	var old RecipientState
+	if err := json.Unmarshal([]byte(`{"address":"`+r1+`","status":"error","code":902}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Code != 0 || old.MDNCode != mssante.CodeUnknownPatient {
+		t.Errorf("record of an earlier version read as %+v", old)
+	}
+}

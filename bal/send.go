@@ -31,26 +31,87 @@ import (
 type SendOptions struct {
 	// Recipients are the envelope recipients; default: the To and Cc addresses of the message.
 	Recipients []string
-	// Notify lists the DSN conditions (RFC 3461 NOTIFY); default SUCCESS, FAILURE, DELAY.
-	// NEVER alone asks for no DSN, and then a server without DSN is accepted.
-	Notify []smtp.DSNNotify
-	// Return says what a DSN carries back (RET); default headers only (HDRS), so that the
+	// Notify lists the DSN conditions (RFC 3461 NOTIFY); default NotifySuccess,
+	// NotifyFailure, NotifyDelay. NotifyNever alone asks for no DSN, and then a server
+	// without DSN is accepted. Any other value, or NotifyNever with another, is refused
+	// before any I/O (ErrMessage).
+	Notify []DSNNotify
+	// Return says what a DSN carries back (RET); default ReturnHeaders, so that the
 	// documents are not sent back.
-	Return smtp.DSNReturn
+	Return DSNReturn
 }
 
-func (o *SendOptions) notify() []smtp.DSNNotify {
+// DSNNotify is a condition under which a DSN is asked for (RFC 3461 §4.1, NOTIFY). bal has
+// its own type so that the SMTP library it is built on can change without changing its API.
+type DSNNotify string
+
+// The NOTIFY conditions of RFC 3461.
+const (
+	NotifySuccess DSNNotify = "SUCCESS"
+	NotifyFailure DSNNotify = "FAILURE"
+	NotifyDelay   DSNNotify = "DELAY"
+	NotifyNever   DSNNotify = "NEVER"
+)
+
+// DSNReturn is what a DSN carries back of the message (RFC 3461 §4.3, RET).
+type DSNReturn string
+
+// The RET values of RFC 3461.
+const (
+	// ReturnHeaders returns the headers only (HDRS). Default.
+	ReturnHeaders DSNReturn = "HDRS"
+	// ReturnFull returns the whole message, documents included.
+	ReturnFull DSNReturn = "FULL"
+)
+
+// notify returns the NOTIFY conditions of o in go-smtp's terms, or ErrMessage for a list
+// RFC 3461 does not allow.
+func (o *SendOptions) notify() ([]smtp.DSNNotify, error) {
 	if o == nil || len(o.Notify) == 0 {
-		return []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed}
+		return []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed}, nil
 	}
-	return o.Notify
+	out := make([]smtp.DSNNotify, 0, len(o.Notify))
+	for _, n := range o.Notify {
+		switch n {
+		case NotifySuccess:
+			out = append(out, smtp.DSNNotifySuccess)
+		case NotifyFailure:
+			out = append(out, smtp.DSNNotifyFailure)
+		case NotifyDelay:
+			out = append(out, smtp.DSNNotifyDelayed)
+		case NotifyNever:
+			if len(o.Notify) > 1 {
+				return nil, fmt.Errorf("%w: SendOptions.Notify: NEVER cannot be combined with another condition (RFC 3461 §4.1)", ErrMessage)
+			}
+			out = append(out, smtp.DSNNotifyNever)
+		default:
+			return nil, fmt.Errorf("%w: SendOptions.Notify: unknown condition %q", ErrMessage, n)
+		}
+	}
+	return out, nil
 }
 
-func (o *SendOptions) ret() smtp.DSNReturn {
+// ret returns the RET value of o in go-smtp's terms, or ErrMessage for an unknown one.
+func (o *SendOptions) ret() (smtp.DSNReturn, error) {
 	if o == nil || o.Return == "" {
-		return smtp.DSNReturnHeaders
+		return smtp.DSNReturnHeaders, nil
 	}
-	return o.Return
+	switch o.Return {
+	case ReturnHeaders:
+		return smtp.DSNReturnHeaders, nil
+	case ReturnFull:
+		return smtp.DSNReturnFull, nil
+	}
+	return "", fmt.Errorf("%w: SendOptions.Return: unknown value %q", ErrMessage, o.Return)
+}
+
+// check refuses, before any I/O, options the server would have to refuse.
+func (o *SendOptions) check() error {
+	if _, err := o.notify(); err != nil {
+		return err
+	}
+	_, err := o.ret()
+	return err
 }
 
 // RecipientResult is what the submission server said about one recipient.
@@ -81,7 +142,8 @@ type SendResult struct {
 //
 // Every recipient's domain is checked against the whitelist first; if one is not listed,
 // nothing is sent and the error wraps ErrNotWhitelisted. A From other than Options.Address
-// is refused then too (ErrMessage). The message is then written to the
+// is refused then too (ErrMessage), and so is a message without X-MSS-NIL when Options.NIL
+// is empty too (ErrConfig). The message is then written to the
 // outbox. When msg.MessageID is empty Send sets it, so that calling Send again with the same
 // msg after a network error finds the outbox record and submits only to the recipients not
 // yet accepted: no duplicate. DSNs are asked for with NOTIFY, RET and ENVID; a server
@@ -155,6 +217,10 @@ func (c *Client) prepareMessage(msg *mssante.Message, opts *SendOptions) (*prepa
 	if msg == nil {
 		return nil, fmt.Errorf("%w: nil message", ErrMessage)
 	}
+	// The operator refuses a mail without X-MSS-NIL: said before anything is written or dialled.
+	if msg.NIL == "" && c.opts.NIL == "" {
+		return nil, fmt.Errorf("%w: no X-MSS-NIL: set Options.NIL (or mssante.Message.NIL on each message)", ErrConfig)
+	}
 	if msg.From.IsZero() {
 		a, err := mssante.NewAddress("", c.opts.Address)
 		if err != nil {
@@ -203,6 +269,9 @@ func (c *Client) durable(p *prepared, res *SendResult, err error) (*SendResult, 
 // prepare serialises msg, checks its recipients and records it in the outbox (or finds the
 // record of an earlier attempt).
 func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepared, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if c.opts.Whitelist == nil {
 		return nil, fmt.Errorf("%w: no whitelist policy: nothing may be sent (fail closed)", ErrConfig)
 	}
@@ -410,11 +479,17 @@ func (c *Client) submit(ctx context.Context, p *prepared, opts *SendOptions) (*S
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	notify := opts.notify()
+	notify, err := opts.notify()
+	if err != nil {
+		return res, err
+	}
+	ret, err := opts.ret()
+	if err != nil {
+		return res, err
+	}
 	wantDSN := !(len(notify) == 1 && notify[0] == smtp.DSNNotifyNever)
 
 	var rcptRes []RecipientResult
-	var err error
 	for {
 		var sc *smtpConn
 		sc, err = c.smtpConnection(ctx)
@@ -428,7 +503,7 @@ func (c *Client) submit(ctx context.Context, p *prepared, opts *SendOptions) (*S
 			return res, fmt.Errorf("%w: %d bytes, the server takes at most %d", ErrMessage, p.size, max)
 		}
 		reused := sc.used > 0
-		rcptRes, err = sc.transaction(ctx, c.opts.Address, p, todo, notify, opts.ret())
+		rcptRes, err = sc.transaction(ctx, c.opts.Address, p, todo, notify, ret)
 		if err != nil && reused && errors.Is(err, errStale) && ctx.Err() == nil {
 			// The kept connection was closed by the server while idle: nothing of this
 			// transaction reached it (no reply to MAIL), so it is run again on a new one.

@@ -312,11 +312,74 @@ func TestSendWithoutDSNServerFails(t *testing.T) {
 		t.Fatal("message sent without DSN")
 	}
 	// Asking for no DSN at all is allowed.
-	if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), &SendOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}); err != nil {
+	if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), &SendOptions{Notify: []DSNNotify{NotifyNever}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.received()) != 1 {
 		t.Fatal("NOTIFY=NEVER message not sent")
+	}
+}
+
+// TestSendDSNOptionsOfBal: bal's own NOTIFY and RET values reach the server as RFC 3461
+// says, and lists the server would refuse are refused before any connection.
+func TestSendDSNOptionsOfBal(t *testing.T) {
+	p := newTestPKI(t)
+	f := startFakeSubmission(t, p, true)
+	c := newTestClient(t, p, f.addr)
+	for _, o := range []*SendOptions{
+		{Notify: []DSNNotify{NotifyNever, NotifySuccess}},
+		{Notify: []DSNNotify{"ALWAYS"}},
+		{Return: "BODY"},
+	} {
+		if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), o); !errors.Is(err, ErrMessage) {
+			t.Errorf("%+v: err = %v, want ErrMessage", o, err)
+		}
+	}
+	if n := f.conns.Load(); n != 0 {
+		t.Fatalf("%d connections made for refused options", n)
+	}
+	o := &SendOptions{Notify: []DSNNotify{NotifyFailure, NotifyDelay}, Return: ReturnFull}
+	if _, err := c.Send(context.Background(), simpleMessage("a@test.example"), o); err != nil {
+		t.Fatal(err)
+	}
+	got := f.received()
+	if len(got) != 1 || got[0].mail.Return != smtp.DSNReturnFull || len(got[0].ropts) != 1 ||
+		fmt.Sprint(got[0].ropts[0].Notify) != "[FAILURE DELAY]" {
+		t.Fatalf("received %+v", got)
+	}
+}
+
+// TestMissingNILRefusedBeforeAnyIO: a message without X-MSS-NIL, from the message or
+// Options, is refused by Send and SendBatch before any connection; a malformed one by New.
+func TestMissingNILRefusedBeforeAnyIO(t *testing.T) {
+	p := newTestPKI(t)
+	f := startFakeSubmission(t, p, true)
+	if _, err := New(&Options{Address: testBAL, Auth: AuthNone, NIL: "DEV 0000"}); !errors.Is(err, ErrConfig) {
+		t.Errorf("New with a NIL of two words: err = %v, want ErrConfig", err)
+	}
+	c := newTestClient(t, p, f.addr)
+	m := simpleMessage("a@test.example")
+	m.NIL = ""
+	if _, err := c.Send(context.Background(), m, nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Options.NIL") {
+		t.Errorf("Send: err = %v, want ErrConfig naming Options.NIL", err)
+	}
+	m2 := simpleMessage("a@test.example")
+	m2.NIL = ""
+	if _, err := c.SendBatch(context.Background(), []*mssante.Message{m, m2}, nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("SendBatch: err = %v, want ErrConfig", err)
+	}
+	if n := f.conns.Load(); n != 0 {
+		t.Fatalf("%d connections made for messages without X-MSS-NIL", n)
+	}
+	// Options.NIL stands for the message's own.
+	c2 := newTestClient(t, p, f.addr, func(o *Options) { o.NIL = "DEV111111" })
+	m3 := simpleMessage("a@test.example")
+	m3.NIL = ""
+	if _, err := c2.Send(context.Background(), m3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.received(); len(got) != 1 || !bytes.Contains(got[0].data, []byte("X-MSS-NIL: DEV111111")) {
+		t.Fatalf("received %d messages, want one with Options.NIL", len(got))
 	}
 }
 

@@ -17,14 +17,14 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/mssante"
 )
 
 // FlagHandled is the IMAP keyword set on a message once it was handled (with \Seen), when
 // Options.ProcessedMailbox is empty.
-const FlagHandled imap.Flag = "$MSSanteHandled"
+// It is an untyped string constant, usable where an IMAP library takes a flag.
+const FlagHandled = "$MSSanteHandled"
 
 // Handler integrates one received message in the DPI. It returns nil to accept it, a
 // *RejectError (see Reject) to refuse it with a code 900–906, ErrLeave to leave it to
@@ -39,8 +39,15 @@ type Receipt struct {
 	MessageID, EnvelopeID string
 	Recipient             string
 	Status                Status
-	// Code is the SMTP reply code of a DSN, or the 900–906 code of an MDN error.
-	Code   int
+	// SMTPCode is the SMTP reply code a DSN reports for the recipient (its Diagnostic-Code,
+	// 550 for example); 0 when the DSN gives none, which is usual for a delivery, and for a
+	// receipt from an MDN.
+	SMTPCode int
+	// MDNCode is the MSSanté integration error code (900–906, CI-SIS Trans-CDA-MSS) of an
+	// MDN or error mail that refused the message (Status StatusError); 0 otherwise.
+	MDNCode mssante.MDNCode
+	// Detail is the DSN's status code (5.1.1 for example), the label of MDNCode, or the
+	// disposition of a negative MDN.
 	Detail string
 	// Final is true when this is the recipient's last status: each recipient gets exactly
 	// one receipt with Final set.
@@ -460,7 +467,7 @@ func (w *watcher) reply(ctx context.Context, m *Incoming, e *journalEntry) error
 		case err != nil:
 			c.log.Warn("bal: cannot write the answer to the sender", "message_id", m.MessageID, "err", err)
 		default:
-			_, err := c.SendRaw(ctx, &buf, &SendOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}})
+			_, err := c.SendRaw(ctx, &buf, &SendOptions{Notify: []DSNNotify{NotifyNever}})
 			if errors.Is(err, ErrNotWhitelisted) || errors.Is(err, ErrAllRejected) || errors.Is(err, ErrMessage) {
 				// Cannot be cured by retrying: give up the answer, keep the decision.
 				c.log.Warn("bal: cannot answer the sender", "message_id", m.MessageID, "err", err)
@@ -562,7 +569,7 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 			envid = envelopeIDOf(originalMessageID(msg.Original))
 		}
 		for _, r := range msg.DSN.Recipients {
-			rr := reportRecipient{address: r.OriginalRecipient, detail: r.Status, code: diagnosticCode(r.DiagnosticCode)}
+			rr := reportRecipient{address: r.OriginalRecipient, detail: r.Status, smtpCode: diagnosticCode(r.DiagnosticCode)}
 			if rr.address == "" {
 				rr.address = r.FinalRecipient
 			}
@@ -590,7 +597,7 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 		// Only "processed" without an error says the software integrated the message.
 		switch typ := strings.ToLower(msg.MDN.Type); {
 		case msg.MDN.Error != 0:
-			rr.status, rr.code, rr.detail = StatusError, int(msg.MDN.Error), msg.MDN.ErrorLabel
+			rr.status, rr.mdnCode, rr.detail = StatusError, msg.MDN.Error, msg.MDN.ErrorLabel
 		case typ == "processed":
 			rr.status = StatusProcessed
 		case typ == "displayed" || typ == "dispatched": // dispatched: RFC 3798, obsolete
@@ -609,7 +616,7 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 		}
 		envid = envelopeIDOf(msg.InReplyTo[0])
 		changes = append(changes, reportRecipient{address: msg.From.Addr, status: StatusError,
-			code: int(msg.Integration), detail: msg.Integration.Label()})
+			mdnCode: msg.Integration, detail: msg.Integration.Label()})
 	}
 	if envid == "" || strings.ContainsAny(envid, `/\.`) {
 		return true, nil
@@ -623,11 +630,8 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 			if st == nil || st.Status.Final(r.MDNRequested) || rr.status.rank() <= st.Status.rank() {
 				continue // unknown recipient, duplicate or out-of-order receipt
 			}
-			st.Status, st.Code, st.Detail, st.Updated = rr.status, rr.code, rr.detail, now
-			out = append(out, Receipt{
-				MessageID: r.MessageID, EnvelopeID: r.EnvelopeID, Recipient: st.Address,
-				Status: st.Status, Code: st.Code, Detail: st.Detail, Final: st.Status.Final(r.MDNRequested),
-			})
+			st.Status, st.Code, st.MDNCode, st.Detail, st.Updated = rr.status, rr.smtpCode, rr.mdnCode, rr.detail, now
+			out = append(out, r.receipt(st))
 			changed = true
 		}
 		return changed
@@ -653,10 +657,11 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 
 // reportRecipient is one status change a receipt brings.
 type reportRecipient struct {
-	address string
-	status  Status
-	code    int
-	detail  string
+	address  string
+	status   Status
+	smtpCode int
+	mdnCode  mssante.MDNCode
+	detail   string
 }
 
 // envelopeIDOf is the outbox key of a Message-ID, "" for none.

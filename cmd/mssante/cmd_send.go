@@ -40,7 +40,10 @@ it on its own behalf gives its own with --nil.
 With --json, one JSON object a line instead of text:
   {"type":"sent","message_id":…}
   {"type":"recipient","message_id":…,"recipient":…,"state":"accepted"|"already sent"|"refused"|"refused for now","code":250,"text":…}
-  {"type":"receipt","message_id":…,"recipient":…,"status":…,"code":…,"detail":…,"final":true|false} (with --wait)
+  {"type":"receipt","message_id":…,"recipient":…,"status":…,"smtp_code":550,"mdn_code":902,"code":…,"detail":…,"final":true|false} (with --wait)
+    smtp_code: the SMTP reply code a DSN reports (absent when it reports none, as for most
+    deliveries); mdn_code: the MSSanté error code 900–906 of a refusal; code: the older field,
+    mdn_code when there is one, else smtp_code.
 
 Connection: --sandbox DIR takes everything from "mssante dev" (its sandbox folder DIR, by
 default the one "mssante dev" uses: see --sandbox below); otherwise give --submission (and --imap to
@@ -419,14 +422,22 @@ type receiptJSON struct {
 	MessageID string `json:"message_id"`
 	Recipient string `json:"recipient"`
 	Status    string `json:"status"`
-	Code      int    `json:"code,omitempty"`
-	Detail    string `json:"detail,omitempty"`
-	Final     bool   `json:"final"`
+	// Code is what scripts read before smtp_code and mdn_code existed: the MDN code when
+	// there is one, else the SMTP code.
+	Code     int    `json:"code,omitempty"`
+	SMTPCode int    `json:"smtp_code,omitempty"`
+	MDNCode  int    `json:"mdn_code,omitempty"`
+	Detail   string `json:"detail,omitempty"`
+	Final    bool   `json:"final"`
 }
 
 func printReceipt(e *env, r bal.Receipt, asJSON bool) {
+	code := r.SMTPCode
+	if r.MDNCode != 0 {
+		code = int(r.MDNCode)
+	}
 	if asJSON {
-		jsonLine(e.stdout, receiptJSON{"receipt", r.MessageID, r.Recipient, fmt.Sprint(r.Status), int(r.Code), r.Detail, r.Final})
+		jsonLine(e.stdout, receiptJSON{"receipt", r.MessageID, r.Recipient, fmt.Sprint(r.Status), code, r.SMTPCode, int(r.MDNCode), r.Detail, r.Final})
 		return
 	}
 	final := ""
@@ -434,8 +445,8 @@ func printReceipt(e *env, r bal.Receipt, asJSON bool) {
 		final = " (final)"
 	}
 	detail := ""
-	if r.Code != 0 {
-		detail = fmt.Sprintf(" %d %s", r.Code, r.Detail)
+	if code != 0 {
+		detail = fmt.Sprintf(" %d %s", code, r.Detail)
 	}
 	fmt.Fprintf(e.stdout, "receipt <%s> %s: %s%s%s\n", r.MessageID, r.Recipient, r.Status, detail, final)
 }

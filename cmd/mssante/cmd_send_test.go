@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/bal"
 	"github.com/mssante-go/sdk/internal/samplepdf"
 	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/internal/testenv"
@@ -158,6 +160,33 @@ func TestSendWrongTLSMode(t *testing.T) {
 		}
 		if strings.Contains(msg, "closed network connection") {
 			t.Errorf("%v: %s", tc.mode, msg)
+		}
+	}
+}
+
+// The receipt lines of "mssante send --wait --json" and "mssante receive --json" name each
+// code by its meaning, and keep "code" as it was for the scripts that read it.
+func TestReceiptJSONCodes(t *testing.T) {
+	for _, tc := range []struct {
+		r    bal.Receipt
+		want map[string]any
+	}{
+		{bal.Receipt{Status: bal.StatusDelivered, Detail: "2.0.0"}, map[string]any{}},
+		{bal.Receipt{Status: bal.StatusFailed, SMTPCode: 550, Detail: "5.1.1", Final: true},
+			map[string]any{"smtp_code": float64(550), "code": float64(550)}},
+		{bal.Receipt{Status: bal.StatusError, MDNCode: mssante.CodeUnknownPatient, Detail: "Patient inconnu", Final: true},
+			map[string]any{"mdn_code": float64(902), "code": float64(902)}},
+	} {
+		var out bytes.Buffer
+		printReceipt(&env{stdout: &out}, tc.r, true)
+		var got map[string]any
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"code", "smtp_code", "mdn_code"} {
+			if got[k] != tc.want[k] {
+				t.Errorf("%s: %q = %v, want %v", out.String(), k, got[k], tc.want[k])
+			}
 		}
 	}
 }

@@ -123,7 +123,7 @@ func TestReceiveAndIntegrate(t *testing.T) {
 	if r := finals[ids[0]]; r.Status != bal.StatusProcessed {
 		t.Errorf("known patient: %+v", r)
 	}
-	if r := finals[ids[1]]; r.Status != bal.StatusError || r.Code != 902 {
+	if r := finals[ids[1]]; r.Status != bal.StatusError || r.MDNCode != mssante.CodeUnknownPatient {
 		t.Errorf("unknown patient: %+v", r)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "inbox", "P001", "*"))

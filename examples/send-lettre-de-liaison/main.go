@@ -136,8 +136,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return
 		}
 		fmt.Fprintf(out, "%s: %s", r.Recipient, r.Status)
-		if r.Code != 0 {
-			fmt.Fprintf(out, " (%d %s)", r.Code, r.Detail)
+		switch {
+		case r.MDNCode != 0:
+			fmt.Fprintf(out, " (%d %s)", int(r.MDNCode), r.Detail)
+		case r.SMTPCode != 0:
+			fmt.Fprintf(out, " (%d %s)", r.SMTPCode, r.Detail)
 		}
 		fmt.Fprintln(out)
 		if r.Final {
