@@ -42,8 +42,8 @@ const (
 // 13-character NIR or NIA, whose department may be 2A or 2B, followed by its 2-digit key) and
 // the OID of the assigning authority.
 type INS struct {
-	Value string
-	OID   string
+	Value string `json:"value"`
+	OID   string `json:"oid"`
 }
 
 // ParseINS checks a matricule INS and its OID. Spaces are removed and the Corsican
@@ -140,21 +140,21 @@ const (
 // name, first given name of the birth certificate, the list of birth given names, birth date,
 // sex and the COG code of the birthplace.
 type Traits struct {
-	BirthName      string    // nom de naissance
-	FirstGivenName string    // premier prénom de l'acte de naissance
-	GivenNames     []string  // liste des prénoms de naissance
-	BirthDate      time.Time // date only; zero when unknown
-	Sex            Sex
-	BirthPlace     string // code officiel géographique (5 characters), optional
-	UsedName       string // nom utilisé, optional
-	UsedGivenName  string // prénom utilisé, optional
+	BirthName      string    `json:"birthName"`            // nom de naissance
+	FirstGivenName string    `json:"firstGivenName"`       // premier prénom de l'acte de naissance
+	GivenNames     []string  `json:"givenNames,omitempty"` // liste des prénoms de naissance
+	BirthDate      time.Time `json:"birthDate"`            // date only; zero when unknown
+	Sex            Sex       `json:"sex"`
+	BirthPlace     string    `json:"birthPlace,omitempty"`    // code officiel géographique (5 characters), optional
+	UsedName       string    `json:"usedName,omitempty"`      // nom utilisé, optional
+	UsedGivenName  string    `json:"usedGivenName,omitempty"` // prénom utilisé, optional
 }
 
 // Patient is the one patient a message is about.
 type Patient struct {
-	INS INS
+	INS INS `json:"ins"`
 	Traits
-	FileNumber string // numéro de dossier, optional (used in PDF names)
+	FileNumber string `json:"fileNumber,omitempty"` // numéro de dossier, optional (used in PDF names)
 }
 
 // Qualified reports whether the patient carries a qualified INS in the sense of X-MSS-INS

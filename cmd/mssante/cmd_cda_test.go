@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/mssante-go/sdk/internal/samplepdf"
 )
@@ -46,6 +48,34 @@ func TestCDAExampleBuildValidate(t *testing.T) {
 		code, built, stderr := runCLI(t, js, "cda", "build", "--from", "-")
 		if code != 0 || built != doc {
 			t.Fatalf("build from example JSON (%s): %d %s", kind, code, stderr)
+		}
+		// One naming style in the whole input: lowerCamel keys, the patient's INS included.
+		var v any
+		if err := json.Unmarshal([]byte(js), &v); err != nil {
+			t.Fatal(err)
+		}
+		checkLowerCamel(t, kind, v)
+		patient, _ := v.(map[string]any)["patient"].(map[string]any)
+		if ins, _ := patient["ins"].(map[string]any); ins["value"] == nil || ins["oid"] == nil {
+			t.Errorf("%s: patient.ins = %v, want value and oid", kind, patient["ins"])
+		}
+	}
+}
+
+// checkLowerCamel fails on a JSON object key that starts with a capital letter.
+func checkLowerCamel(t *testing.T, path string, v any) {
+	t.Helper()
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if k != "" && unicode.IsUpper(rune(k[0])) {
+				t.Errorf("%s.%s: key not lowerCamel", path, k)
+			}
+			checkLowerCamel(t, path+"."+k, e)
+		}
+	case []any:
+		for _, e := range v {
+			checkLowerCamel(t, path+"[]", e)
 		}
 	}
 }
