@@ -8,10 +8,15 @@ import (
 	"syscall"
 )
 
-// flockExclusive takes an exclusive flock(2) on f without waiting.
-func flockExclusive(f *os.File) error {
+// Flock takes a shared or exclusive flock(2) on f without waiting: ErrLocked when another
+// open file description holds a conflicting lock. The lock lasts until f is closed.
+func Flock(f *os.File, exclusive bool) error {
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		switch {
 		case err == nil:
 			return nil
@@ -28,17 +33,8 @@ func flockExclusive(f *os.File) error {
 // flockProbe reports ErrLocked when another open file description holds an exclusive flock(2)
 // on f's file; the shared lock it takes to find out is released before it returns.
 func flockProbe(f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
-		switch {
-		case err == nil:
-			return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		case errors.Is(err, syscall.EINTR):
-			continue
-		case errors.Is(err, syscall.EWOULDBLOCK):
-			return ErrLocked
-		default:
-			return err
-		}
+	if err := Flock(f, false); err != nil {
+		return err
 	}
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }

@@ -44,7 +44,7 @@ func Lock(dir, name string) (unlock func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := flockExclusive(f); err != nil {
+	if err := Flock(f, true); err != nil {
 		f.Close()
 		if !errors.Is(err, ErrLocked) {
 			return nil, fmt.Errorf("statelock: %s: %w", path, err)

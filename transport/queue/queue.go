@@ -52,6 +52,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mssante-go/sdk/internal/statelock"
 )
 
 // Errors returned by the queue.
@@ -316,12 +318,12 @@ func (q *Queue) takeLock() error {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err = flock(f, q.opts.Exclusive)
+		err = statelock.Flock(f, q.opts.Exclusive)
 		if err == nil {
 			q.lock = f
 			return nil
 		}
-		if !errors.Is(err, errWouldBlock) {
+		if !errors.Is(err, statelock.ErrLocked) {
 			f.Close()
 			return fmt.Errorf("queue: lock %s: %w", q.dir, err)
 		}
