@@ -29,8 +29,6 @@ var (
 	ErrNoAnswer = errors.New("queue: the process holding the spool did not answer")
 )
 
-var errWouldBlock = errors.New("queue: lock held")
-
 // lockName is the file flocked by every open Queue: shared by owners, exclusive by an
 // administrator acting on the files directly.
 const lockName = "queue.lock"
@@ -113,14 +111,10 @@ func (q *Queue) Release(id string) error {
 // Retry makes the pending recipients and the waiting notices of message id due now.
 func (q *Queue) Retry(id string) error {
 	q.mu.Lock()
-	e, ok := q.msgs[id]
-	if !ok {
+	e, err := q.idle(id)
+	if err != nil {
 		q.mu.Unlock()
-		return ErrNotFound
-	}
-	if q.inflight[id] {
-		q.mu.Unlock()
-		return ErrInFlight
+		return err
 	}
 	// In flight while the state is written, so that Run neither picks it up nor commits
 	// an older copy over it.
@@ -136,7 +130,7 @@ func (q *Queue) Retry(id string) error {
 			r.NoticeRetry = time.Time{}
 		}
 	}
-	err := q.writeEnv(c)
+	err = q.writeEnv(c)
 	q.mu.Lock()
 	if err == nil {
 		q.msgs[id] = c
@@ -147,17 +141,25 @@ func (q *Queue) Retry(id string) error {
 	return err
 }
 
+// idle returns message id when it is queued and no attempt is in progress (q.mu held).
+func (q *Queue) idle(id string) (*Envelope, error) {
+	e, ok := q.msgs[id]
+	switch {
+	case !ok:
+		return nil, ErrNotFound
+	case q.inflight[id]:
+		return nil, ErrInFlight
+	}
+	return e, nil
+}
+
 // Delete removes message id from the queue without any notice.
 func (q *Queue) Delete(id string) error {
 	q.mu.Lock()
-	e, ok := q.msgs[id]
-	if !ok {
+	e, err := q.idle(id)
+	if err != nil {
 		q.mu.Unlock()
-		return ErrNotFound
-	}
-	if q.inflight[id] {
-		q.mu.Unlock()
-		return ErrInFlight
+		return err
 	}
 	delete(q.msgs, id)
 	delete(q.held, id)
