@@ -564,12 +564,7 @@ func sandboxPublic(p string) bool {
 // servePrivatePaths returns the paths of an "mssante serve" configuration that hold keys or
 // messages: the TLS key, the spool, the mailbox store or Maildir, the audit log.
 func servePrivatePaths(file string) ([]privatePath, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	c, err := node.LoadConfig(f)
-	f.Close()
+	c, err := node.LoadConfigFile(file)
 	if err != nil {
 		return nil, err
 	}

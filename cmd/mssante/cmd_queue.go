@@ -72,12 +72,7 @@ func runQueue(ctx context.Context, e *env, args []string) error {
 	if *configPath == "" {
 		return usageError(fs, "--config is required")
 	}
-	f, err := os.Open(*configPath)
-	if err != nil {
-		return err
-	}
-	cfg, err := node.LoadConfig(f)
-	f.Close()
+	cfg, err := node.LoadConfigFile(*configPath)
 	if err != nil {
 		return err
 	}

@@ -82,12 +82,7 @@ func readyStatus(n *node.Node) string {
 
 // reloadServe reads the configuration file again and hands it to the node.
 func reloadServe(n *node.Node, configPath string) (string, error) {
-	f, err := os.Open(configPath)
-	if err != nil {
-		return "", err
-	}
-	cfg, err := node.LoadConfig(f)
-	f.Close()
+	cfg, err := node.LoadConfigFile(configPath)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", configPath, err)
 	}
@@ -127,12 +122,7 @@ func runReload(ctx context.Context, e *env, args []string) error {
 	}
 	// A file that does not load is refused here, before the running node is disturbed; the
 	// node would refuse it too and keep its configuration.
-	f, err := os.Open(*configPath)
-	if err != nil {
-		return err
-	}
-	cfg, err := node.LoadConfig(f)
-	f.Close()
+	cfg, err := node.LoadConfigFile(*configPath)
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing reloaded", *configPath, err)
 	}

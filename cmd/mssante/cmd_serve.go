@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/transport/node"
@@ -34,12 +33,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return exitCode(2, nil)
 	}
-	f, err := os.Open(*configPath)
-	if err != nil {
-		return err
-	}
-	cfg, err := node.LoadConfig(f)
-	f.Close()
+	cfg, err := node.LoadConfigFile(*configPath)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -230,6 +231,16 @@ func DefaultConfig() *Config {
 		panic("node: embedded config.toml: " + err.Error())
 	}
 	return &c
+}
+
+// LoadConfigFile reads the configuration file at path, as LoadConfig.
+func LoadConfigFile(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return LoadConfig(f)
 }
 
 // LoadConfig reads a TOML configuration over the defaults and checks it. Unknown keys are

@@ -1,6 +1,10 @@
 package node
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +74,33 @@ cert_dn = "CN=bal@a.test"
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.edit, err, tc.want)
 		}
+	}
+}
+
+// LoadConfigFile reads a file as LoadConfig reads its content, and says when there is none.
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "serve.toml")
+	if err := os.WriteFile(path, []byte(`hostname = "mx.x.mssante.fr"
+domains = ["x.mssante.fr"]
+spool_dir = "/var/spool/mssante"
+[tls]
+cert_file = "server.crt.pem"
+key_file = "server.key.pem"
+[whitelist]
+file = "listeblanche.xml"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfigFile(path)
+	if err != nil || c.Hostname != "mx.x.mssante.fr" || c.Queue.RetryFirst != DefaultConfig().Queue.RetryFirst {
+		t.Fatalf("LoadConfigFile: %+v, %v", c, err)
+	}
+	if _, err := LoadConfigFile(filepath.Join(dir, "none.toml")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
+	}
+	os.WriteFile(path, []byte("nosuchkey = 1\n"), 0o600)
+	if _, err := LoadConfigFile(path); err == nil || !strings.Contains(err.Error(), "unknown settings: nosuchkey") {
+		t.Errorf("unknown key: %v", err)
 	}
 }
