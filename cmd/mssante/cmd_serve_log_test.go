@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -50,20 +49,7 @@ func TestServeOperationalLog(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", f.config}, &env{stdout: &logs, stderr: &logs}) }()
 
-	records := func() []map[string]any {
-		var out []map[string]any
-		for _, line := range strings.Split(strings.TrimSpace(string(logs.Bytes())), "\n") {
-			if line == "" {
-				continue
-			}
-			var r map[string]any
-			if err := json.Unmarshal([]byte(line), &r); err != nil {
-				t.Fatalf("not a JSON record: %q", line)
-			}
-			out = append(out, r)
-		}
-		return out
-	}
+	records := func() []map[string]any { return testenv.JSONRecords(t, logs.String(), "") }
 	find := func(msg string, attrs map[string]any) map[string]any {
 		for _, r := range records() {
 			if r["msg"] != msg {

@@ -10,10 +10,12 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -127,4 +129,24 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// JSONRecords parses the records a slog JSON handler wrote in text, one object a line (empty
+// lines are passed over), and returns those whose message is msg, every record when msg is "".
+func JSONRecords(t testing.TB, text, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("not a JSON record: %q: %v", line, err)
+		}
+		if msg == "" || r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -1,61 +1,22 @@
 package connector
 
 import (
-	"bytes"
-	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/transport"
 )
-
-// logBuffer collects the JSON records of a slog.Logger, safe for concurrent sessions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// records returns the records whose message is msg.
-func (b *logBuffer) records(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var r map[string]any
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if r["msg"] == msg {
-			out = append(out, r)
-		}
-	}
-	return out
-}
 
 // The operational log names each refusal by its command, with the reply code, the reason
 // key, the peer and the client's BAL or DN, and of a recipient only its domain: a patient's
 // address (<INS>@patient.mssante.fr) never reaches it, nor does the content of a refused
 // message.
 func TestRefusalsLogged(t *testing.T) {
-	var logs logBuffer
+	var logs testenv.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	a := newNode(t, "a.mssante.test", &nodeOpts{noRun: true, limits: func(o *ServerOptions) { o.Logger = logger }})
 	trust(a)
@@ -100,7 +61,7 @@ func TestRefusalsLogged(t *testing.T) {
 
 	check := func(msg string, n int, want map[string]any) []map[string]any {
 		t.Helper()
-		rs := logs.records(t, msg)
+		rs := testenv.JSONRecords(t, logs.String(), msg)
 		if len(rs) != n {
 			t.Fatalf("%d records %q, want %d:\n%s", len(rs), msg, n, logs.String())
 		}

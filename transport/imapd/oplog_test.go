@@ -1,37 +1,19 @@
 package imapd
 
 import (
-	"bytes"
-	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mssante-go/sdk/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // A refused login reaches the operational log as a warning naming the listener, the peer,
 // the mechanism and the reason, and the login only when it is an address; never the password.
 func TestFailedLoginLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	e := newEnvWith(t, func(o *Options) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	for _, login := range []string{orgBAL, "pw-typed-as-login"} {
 		c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: e.clientTLS(false)})
@@ -52,16 +34,7 @@ func TestFailedLoginLogged(t *testing.T) {
 	}
 	c.Close()
 
-	var got []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var r map[string]any
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
-		if r["msg"] == "imapd: authentication failed" {
-			got = append(got, r)
-		}
-	}
+	got := testenv.JSONRecords(t, logs.String(), "imapd: authentication failed")
 	if len(got) != 3 {
 		t.Fatalf("%d records, want 3:\n%s", len(got), logs.String())
 	}

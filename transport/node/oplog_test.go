@@ -1,46 +1,21 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/transport/node"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// record returns the first JSON record whose message is msg, or nil.
-func (b *syncBuffer) record(t *testing.T, msg string) map[string]any {
+// firstRecord returns the first JSON record of logs whose message is msg, or nil.
+func firstRecord(t *testing.T, logs *testenv.Buffer, msg string) map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, line := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var r map[string]any
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
-		if r["msg"] == msg {
-			return r
-		}
+	if rs := testenv.JSONRecords(t, logs.String(), msg); len(rs) > 0 {
+		return rs[0]
 	}
 	return nil
 }
@@ -52,7 +27,7 @@ func TestReadyLogged(t *testing.T) {
 	s := newSpace(t, "a.mssante.test")
 	a := s.ops[0]
 	for _, noList := range []bool{false, true} {
-		var logs syncBuffer
+		var logs testenv.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		cfg := s.config(t, a)
 		if noList { // a URL that does not answer and no cache: nothing held at start
@@ -67,7 +42,7 @@ func TestReadyLogged(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- n.Serve(ctx) }()
 		var r map[string]any
-		waitUntil(t, "the ready record", func() bool { r = logs.record(t, "node: ready"); return r != nil })
+		waitUntil(t, "the ready record", func() bool { r = firstRecord(t, &logs, "node: ready"); return r != nil })
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)

@@ -3,13 +3,14 @@ package queue
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mssante-go/sdk/internal/testenv"
 )
 
 // Each stored outcome reaches the operational log with the queue id, the recipient's domain,
@@ -49,11 +50,7 @@ func TestOutcomesLogged(t *testing.T) {
 
 	// Records by message and recipient domain (or notice kind).
 	recs := map[string]map[string]any{}
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var r map[string]any
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatal(err)
-		}
+	for _, r := range testenv.JSONRecords(t, logs.String(), "") {
 		key := fmt.Sprint(r["msg"])
 		for _, k := range []string{"rcpt_domain", "kind"} {
 			if v, ok := r[k]; ok {
