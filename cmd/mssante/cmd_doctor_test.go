@@ -50,11 +50,7 @@ func TestDoctorSandbox(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t, ctx, dir)
 	info := sb.Info
 
 	for _, d := range []string{sandbox.Hopital, sandbox.Cabinet, sandbox.TestDomain} {
@@ -178,11 +174,7 @@ func TestDoctorBrokenCertificates(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t, ctx, dir)
 	pki := sb.PKI
 	mustLeaf := func(l *testpki.Leaf, err error) *testpki.Leaf {
 		t.Helper()
@@ -257,11 +249,7 @@ func TestDoctorConnect(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t, ctx, dir)
 	op := sb.Info.Operator(sandbox.Hopital)
 	eps := map[string]string{"smtp": op.Relay, "submission": op.Submission, "submissions": op.SubmissionTLS, "imap": op.IMAP, "imaps": op.IMAPS}
 	args := []string{"--sandbox", dir, "--host", op.Hostname, "--cert", op.CertFile, "--domain", sandbox.Hopital}

@@ -54,11 +54,7 @@ func TestSelftestExplicitOperator(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t, ctx, dir)
 	info := sb.Info
 	from := "logiciel@" + sandbox.Cabinet // the responder is on the same operator: local delivery both ways
 	b, op := info.BAL(from), info.OperatorOf(from)

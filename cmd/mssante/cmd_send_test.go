@@ -26,11 +26,7 @@ func TestSendReceiveDev(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	startSandbox(t, ctx, dir)
 	work := t.TempDir()
 	pdf := filepath.Join(work, "lettre.pdf")
 	if err := os.WriteFile(pdf, samplepdf.Page("Lettre de liaison (test)"), 0o600); err != nil {
@@ -133,11 +129,7 @@ func TestSendWrongTLSMode(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t, ctx, dir)
 	info := sb.Info
 	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
 	b, op := info.BAL(from), info.OperatorOf(from)
@@ -189,4 +181,16 @@ func TestReceiptJSONCodes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startSandbox starts the trust space of "mssante dev" in dir for one test; it stops when
+// the test ends.
+func startSandbox(t *testing.T, ctx context.Context, dir string) *sandbox.Sandbox {
+	t.Helper()
+	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	return sb
 }

@@ -109,11 +109,7 @@ func TestReceiptsReachTheSendingStateFolder(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t, ctx, dir)
 	work := t.TempDir()
 	pdf := filepath.Join(work, "lettre.pdf")
 	if err := os.WriteFile(pdf, samplepdf.Page("Lettre de liaison (test)"), 0o600); err != nil {
@@ -172,11 +168,7 @@ func TestStateFolderLockedAgainstSecondProcess(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	startSandbox(t, ctx, dir)
 	dpi := "dpi@" + sandbox.Hopital
 	state := filepath.Join(t.TempDir(), "state")
 	first := startProc(t, bin, "receive", "--sandbox", dir, "--mailbox", dpi, "--state", state, "--for", "2m", "--poll", "1s")

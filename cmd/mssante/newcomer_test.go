@@ -43,11 +43,7 @@ func TestNewcomerSendReceiveJSON(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t, ctx, dir)
 	info, work := sb.Info, t.TempDir()
 	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
 	b, op := info.BAL(from), info.OperatorOf(from)
