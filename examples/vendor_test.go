@@ -13,6 +13,7 @@ import (
 
 	"github.com/mssante-go/sdk/bal"
 	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/internal/testenv"
 )
 
 // maxSetup is the most lines a vendor writes between the start of main and the first Send.
@@ -26,10 +27,7 @@ func TestVendorModule(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a module and starts a trust space")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command:", err)
-	}
+	goBin := testenv.Require(t, "go")
 	src, err := os.ReadFile("testdata/vendor/main.go")
 	if err != nil {
 		t.Fatal(err)
