@@ -73,7 +73,7 @@ type WatchOptions struct {
 // reopened with exponential backoff and jitter. Watch returns an error that retrying cannot
 // cure (configuration, TLS trust or a Security that does not fit the port, authentication)
 // at once; otherwise it returns when ctx ends, with ctx's error, and, when the server could
-// not be reached since the last session, the last failure too (both for errors.Is), called
+// not be reached since its last IMAP connection, the last failure too (both for errors.Is), called
 // probably misconfigured after three identical failures in a row (also logged then).
 func (c *Client) Watch(ctx context.Context, h Handler, opts *WatchOptions) error {
 	if h == nil {
