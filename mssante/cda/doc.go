@@ -20,5 +20,26 @@
 // TestContenuCDA checkout is given); in CI the golden files and [Validate] stand in for them.
 //
 // Start with [Sample] for a filled [Input], [Build] and [Marshal] to write a document, and
-// [Parse] then [Validate] to read one.
+// [Parse] then [Validate] to read one. Example (minimal) shows the smallest N1 input [Build]
+// accepts, written out field by field.
+//
+// # Code values
+//
+// Every [Code] of an [Input] comes from a terminology the ANS publishes (Nomenclatures des
+// objets de santé, NOS, and the CI-SIS value sets); [Build] checks that a code and its code
+// system are present, not that the pair is in the set. The fields, the set their value is taken
+// from, the code system to write, and the value [Sample] uses:
+//
+//	Author.Specialty                    TRE_G15 profession/specialty  OIDProfession       G15_10/SM27 (médecine interne)
+//	Structure.PracticeSetting           JDV_J04 practiceSettingCode   OIDPracticeSetting  ETABLISSEMENT
+//	Encounter.FacilityType              TRE_R02 SecteurActivite       OIDSecteurActivite  SA01 (établissement public)
+//	ServiceEvent.Code                   HL7 ActCode                   OIDActCode          IMP (hospitalisation)
+//	Code (N1 only)                      JDV_J07 XdsTypeCode (LOINC)   OIDLOINC            11490-0
+//	LDLSES.AdmissionMode                JDV_ModaliteEntree_CISIS      OIDSNOMED           183452005
+//	LDLSES.DischargeMode                JDV_ModaliteSortie_CISIS      OIDSNOMED           160849004
+//	LDLSES.Medications[].Code           CIS spécialité (BDPM)         OIDCIS              60234100
+//	LDLSES.Status (a string)            JDV_StatutDoc_CISIS           (SNOMED CT, set by Build)  done
+//	Confidentiality (a string)          HL7 Confidentiality           (set by Build)      N, R or V
+//
+// "mssante cda example --json" prints [Sample] as the JSON an [Input] is read from.
 package cda
