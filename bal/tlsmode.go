@@ -27,24 +27,45 @@ var greetingProbeDelay = 2 * time.Second
 // protocol names the two services, for messages and for the port to suggest.
 type protocol struct {
 	name          string // "SMTP" or "IMAP"
-	what          string // "submission server", "IMAP server"
+	service       string // "submission", "IMAP"
 	plain, secure string // the usual STARTTLS and implicit-TLS ports
 }
 
 var (
-	protoSMTP = protocol{name: "SMTP", what: "submission server", plain: "587", secure: "465"}
-	protoIMAP = protocol{name: "IMAP", what: "IMAP server", plain: "143", secure: "993"}
+	protoSMTP = protocol{name: "SMTP", service: "submission", plain: "587", secure: "465"}
+	protoIMAP = protocol{name: "IMAP", service: "IMAP", plain: "143", secure: "993"}
 )
 
-// tlsModeError is the error for an endpoint whose Security does not match what its port
-// speaks. It wraps ErrTLS: no retry cures it.
+// TLSModeError is the error for an endpoint whose Security does not fit what its port
+// speaks. It wraps ErrTLS: no retry cures it. A program that takes the mode from its own
+// settings reads Service and Want to name its setting in its message.
+type TLSModeError struct {
+	Service  string   // "submission" or "IMAP"
+	Addr     string   // the endpoint's host:port
+	Want     Security // what the port speaks
+	Answered string   // the start of the plain-text greeting, when Want is StartTLS
+	Port     string   // the usual port of the configured Security, to suggest instead
+	proto    string   // "SMTP" or "IMAP"
+}
+
+func (e *TLSModeError) Error() string {
+	what := e.Service + " server"
+	if e.Want == StartTLS {
+		return fmt.Sprintf("%v: %s %s speaks plain %s first (it answered %q…, not TLS): use StartTLS for this port, or ImplicitTLS on port %s",
+			ErrTLS, what, e.Addr, e.proto, e.Answered, e.Port)
+	}
+	return fmt.Sprintf("%v: %s %s expects implicit TLS (it answered with TLS, not an %s greeting): use ImplicitTLS for this port, or StartTLS on port %s",
+		ErrTLS, what, e.Addr, e.proto, e.Port)
+}
+
+// Unwrap returns ErrTLS.
+func (e *TLSModeError) Unwrap() error { return ErrTLS }
+
 func tlsModeError(p protocol, ep Endpoint, answered string) error {
 	if ep.Security == ImplicitTLS {
-		return fmt.Errorf("%w: %s %s speaks plain %s first (it answered %q…, not TLS): use StartTLS for this port, or ImplicitTLS on port %s",
-			ErrTLS, p.what, ep.Addr, p.name, answered, p.secure)
+		return &TLSModeError{Service: p.service, Addr: ep.Addr, Want: StartTLS, Answered: answered, Port: p.secure, proto: p.name}
 	}
-	return fmt.Errorf("%w: %s %s expects implicit TLS (it answered with TLS, not an %s greeting): use ImplicitTLS for this port, or StartTLS on port %s",
-		ErrTLS, p.what, ep.Addr, p.name, p.plain)
+	return &TLSModeError{Service: p.service, Addr: ep.Addr, Want: ImplicitTLS, Port: p.plain, proto: p.name}
 }
 
 // isTLSRecord reports whether b starts like a TLS record a server sends first: a handshake
@@ -117,7 +138,7 @@ func (c *Client) awaitGreeting(ctx context.Context, conn net.Conn, ep Endpoint, 
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil, fmt.Errorf("bal: no %s greeting from %s within %s: %w", p.name, ep.Addr, c.opts.DialTimeout, err)
 	}
-	return nil, fmt.Errorf("bal: %s %s closed the connection before its greeting: %w", p.what, ep.Addr, err)
+	return nil, fmt.Errorf("bal: %s %s closed the connection before its greeting: %w", p.service+" server", ep.Addr, err)
 }
 
 // speaksTLS reports whether addr answers a TLS ClientHello with a TLS record. It stops at the

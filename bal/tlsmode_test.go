@@ -67,6 +67,10 @@ func TestWrongTLSMode(t *testing.T) {
 			if !errors.Is(err, ErrTLS) {
 				t.Fatalf("err = %v, want ErrTLS", err)
 			}
+			var me *TLSModeError
+			if !errors.As(err, &me) || me.Want == tc.ep.Security || me.Addr != tc.ep.Addr {
+				t.Errorf("err = %#v, want a *TLSModeError for %s wanting the other mode", me, tc.ep.Addr)
+			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("err = %v: Watch waited for its context", err)
 			}

@@ -137,8 +137,9 @@ func TestSendWrongTLSMode(t *testing.T) {
 		mode []string
 		want string
 	}{
-		{[]string{"--submission", op.SubmissionTLS}, "expects implicit TLS (it answered with TLS, not an SMTP greeting): use ImplicitTLS"},
-		{[]string{"--submission", op.Submission, "--submission-tls"}, "speaks plain SMTP first"},
+		{[]string{"--submission", op.SubmissionTLS}, "expects implicit TLS (it answered with TLS, not a greeting): add --submission-tls, or use its STARTTLS port"},
+		{[]string{"--submission", op.Submission, "--submission-tls"}, "speaks plain text first (it answered \"220 "},
+		{[]string{"--submission", op.Submission, "--submission-tls"}, "remove --submission-tls to use STARTTLS"},
 	} {
 		var out, errb bytes.Buffer
 		args := append([]string{"send", "--from", from, "--to", to, "--cda", info.SampleCDA, "--pdf", info.SamplePDF,
@@ -153,6 +154,15 @@ func TestSendWrongTLSMode(t *testing.T) {
 		if strings.Contains(msg, "closed network connection") {
 			t.Errorf("%v: %s", tc.mode, msg)
 		}
+	}
+	// The same for IMAP, with receive's flag.
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"receive", "--mailbox", from, "--state", t.TempDir(), "--imap", op.IMAPS, "--for", "30s",
+		"--submission", op.Submission, "--cert", b.CertFile, "--key", b.KeyFile, "--trust", info.CAFile, "--crl", info.CRLFile,
+		"--whitelist", info.WhitelistFile}, &env{stdout: &out, stderr: &errb})
+	if msg := strings.TrimSpace(errb.String()); code == 0 || !strings.Contains(msg, "the IMAP server "+op.IMAPS+" expects implicit TLS") ||
+		!strings.Contains(msg, "add --imap-tls") {
+		t.Errorf("receive --imap on the implicit-TLS port: exit %d\n%s", code, msg)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/mssante-go/sdk/bal"
 )
 
 // env is what a subcommand may touch: its standard streams. Tests run subcommands in-process
@@ -126,6 +128,11 @@ func run(ctx context.Context, args []string, e *env) int {
 // printed. Joined errors are put on one line.
 func errorLine(name string, err error) string {
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	var me *bal.TLSModeError
+	if errors.As(err, &me) {
+		// bal names its own settings; the user of the binary sets the mode with flags.
+		msg = tlsModeLine(me)
+	}
 	seen := map[string]bool{name: true, "mssante": true} // the line starts with "mssante NAME: "
 	var b strings.Builder
 	for rest := msg; rest != ""; {
@@ -175,4 +182,19 @@ func newFlagSet(e *env, name, usageLine string) *flag.FlagSet {
 		}
 	}
 	return fs
+}
+
+// tlsModeLine says what a *bal.TLSModeError says, with the flags of "mssante send" and
+// "mssante receive" instead of bal's settings.
+func tlsModeLine(e *bal.TLSModeError) string {
+	flag, port := "--submission-tls", map[bool]string{true: "587", false: "465"}
+	if e.Service == "IMAP" {
+		flag, port = "--imap-tls", map[bool]string{true: "143", false: "993"}
+	}
+	if e.Want == bal.ImplicitTLS {
+		return fmt.Sprintf("%v: the %s server %s expects implicit TLS (it answered with TLS, not a greeting): add %s, or use its STARTTLS port (usually %s)",
+			bal.ErrTLS, e.Service, e.Addr, flag, port[true])
+	}
+	return fmt.Sprintf("%v: the %s server %s speaks plain text first (it answered %q…): remove %s to use STARTTLS, or use its implicit-TLS port (usually %s)",
+		bal.ErrTLS, e.Service, e.Addr, e.Answered, flag, port[false])
 }
