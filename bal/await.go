@@ -44,8 +44,8 @@ func (c *Client) Await(ctx context.Context, messageID string) ([]Receipt, error)
 	}
 	if len(waiting) > 0 {
 		wctx, cancel := context.WithCancel(ctx)
-		werr := c.Watch(wctx, func(context.Context, *Incoming) error { return ErrLeave },
-			&WatchOptions{OnReceipt: func(_ context.Context, r Receipt) {
+		werr := c.Watch(wctx, nil,
+			&WatchOptions{ReceiptsOnly: true, OnReceipt: func(_ context.Context, r Receipt) {
 				k := strings.ToLower(r.Recipient)
 				if r.MessageID != rec.MessageID || !r.Final || !waiting[k] {
 					return

@@ -84,7 +84,7 @@ checkHost = localhost
 	var cpuOurs, cpuTheirs []float64
 	ours := func(round, workers int) float64 {
 		for i := range msgs {
-			msgs[i] = []byte(fmt.Sprintf("From: <%s>\r\nTo: <x@bench.example>\r\nSubject: bench\r\nMessage-ID: <r%d.%d.%d@test.example>\r\n\r\n%s",
+			msgs[i] = []byte(fmt.Sprintf("From: <%s>\r\nTo: <x@bench.example>\r\nSubject: bench\r\nX-MSS-NIL: DEV000000\r\nMessage-ID: <r%d.%d.%d@test.example>\r\n\r\n%s",
 				testBAL, round, i, time.Now().UnixNano(), body))
 		}
 		c, err := New(&Options{

@@ -29,7 +29,7 @@ func BenchmarkSendRaw(b *testing.B) {
 			opts := &SendOptions{Recipients: []string{"x@bench.example"}, Notify: []DSNNotify{NotifyNever}}
 			var n atomic.Int64
 			send := func() {
-				m := fmt.Appendf(nil, "From: <%s>\r\nTo: <x@bench.example>\r\nMessage-ID: <b%d@test.example>\r\n\r\n%s", testBAL, n.Add(1), body)
+				m := fmt.Appendf(nil, "From: <%s>\r\nTo: <x@bench.example>\r\nX-MSS-NIL: DEV000000\r\nMessage-ID: <b%d@test.example>\r\n\r\n%s", testBAL, n.Add(1), body)
 				if _, err := c.SendRaw(context.Background(), bytes.NewReader(m), opts); err != nil {
 					b.Error(err)
 				}

@@ -58,7 +58,10 @@
 // journaled, for the watcher of the state folder that sent it; it remembers the UID
 // (under the mailbox's UIDVALIDITY) so as not to read it again. A received message is
 // handed by the first watcher that meets it, which flags or moves it for the others: let
-// only one watcher integrate messages, the others' handlers returning [ErrLeave].
+// only one watcher integrate messages, the others following receipts only
+// ([WatchOptions].ReceiptsOnly, or [Client.Await] for one message; "mssante receive
+// --receipts-only" from a shell). Such a watcher sends no MDN and needs no Options.NIL; a
+// watcher that integrates does, and Watch refuses to start without it.
 //
 // Nothing the client logs holds health data: message IDs, mailbox addresses and counts only.
 package bal

@@ -167,6 +167,7 @@ func TestInteropPostfixDovecot(t *testing.T) {
 	state := t.TempDir()
 	opts := &Options{
 		Address:    testBAL,
+		NIL:        "DEV000000",
 		Submission: Endpoint{Addr: peers.submission, Security: StartTLS, Auth: AuthNone},
 		IMAP:       Endpoint{Addr: peers.imaps, Security: ImplicitTLS},
 		TLS:        p.clientTLS(),

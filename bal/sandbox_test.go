@@ -80,6 +80,8 @@ func TestOptionsFromSandboxSendAwait(t *testing.T) {
 
 	c := sandboxClient(t, dir, from)
 	res := sendLetter(t, ctx, c, from, to)
+	// A letter for the DPI's own BAL arrives too: Await is not its reader.
+	ordinary := sendLetter(t, ctx, recv, to, from)
 	got, err := c.Await(ctx, "<"+res.MessageID+">")
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +90,29 @@ func TestOptionsFromSandboxSendAwait(t *testing.T) {
 		got[0].MessageID != res.MessageID {
 		t.Fatalf("Await = %+v, want one final processed receipt for %s", got, to)
 	}
+
+	// The DPI's integrating process (a state folder of its own) still finds the letter that
+	// arrived while Await watched: Await left it unflagged, unanswered.
+	integrator := sandboxClient(t, dir, from)
+	ictx, istop := context.WithCancel(ctx)
+	handed := make(chan string, 4)
+	idone := make(chan error, 1)
+	go func() {
+		idone <- integrator.Watch(ictx, func(_ context.Context, m *bal.Incoming) error {
+			handed <- m.MessageID
+			return nil
+		}, nil)
+	}()
+	select {
+	case id := <-handed:
+		if id != ordinary.MessageID {
+			t.Errorf("the integrator was handed %s, want %s", id, ordinary.MessageID)
+		}
+	case <-ctx.Done():
+		t.Fatal("the letter that arrived during Await never reached the integrating watcher")
+	}
+	istop()
+	<-idone
 
 	// Already final: no mailbox needed.
 	quick, qcancel := context.WithTimeout(ctx, time.Second)

@@ -305,6 +305,11 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 				ErrMessage, hdr.Get("From"), c.opts.Address)
 		}
 	}
+	// Send puts Options.NIL in what it composes; SendRaw sends the bytes as they are, so a
+	// raw message must carry it already (Réf. #2 ECO.2.4.3) or the operator refuses it.
+	if strings.TrimSpace(hdr.Get("X-MSS-NIL")) == "" {
+		return nil, fmt.Errorf("%w: no X-MSS-NIL header: a raw message must carry the sending software's reference", ErrMessage)
+	}
 
 	var rcpts []string
 	if opts != nil && len(opts.Recipients) > 0 {

@@ -208,6 +208,7 @@ func newTestClient(t testing.TB, p *testPKI, addr string, mod ...func(*Options))
 	t.Helper()
 	o := &Options{
 		Address:    testBAL,
+		NIL:        "DEV000000",
 		Submission: Endpoint{Addr: addr},
 		IMAP:       Endpoint{Addr: "127.0.0.1:1"},
 		TLS:        p.clientTLS(),
@@ -357,7 +358,7 @@ func TestMissingNILRefusedBeforeAnyIO(t *testing.T) {
 	if _, err := New(&Options{Address: testBAL, Auth: AuthNone, NIL: "DEV 0000"}); !errors.Is(err, ErrConfig) {
 		t.Errorf("New with a NIL of two words: err = %v, want ErrConfig", err)
 	}
-	c := newTestClient(t, p, f.addr)
+	c := newTestClient(t, p, f.addr, func(o *Options) { o.NIL = "" })
 	m := simpleMessage("a@test.example")
 	m.NIL = ""
 	if _, err := c.Send(context.Background(), m, nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Options.NIL") {
@@ -735,7 +736,7 @@ func TestSendRawDerivedMessageID(t *testing.T) {
 	p := newTestPKI(t)
 	f := startFakeSubmission(t, p, true)
 	c := newTestClient(t, p, f.addr)
-	raw := []byte("From: <" + testBAL + ">\r\nTo: <a@test.example>\r\nSubject: x\r\n\r\nbody\r\n")
+	raw := []byte("From: <" + testBAL + ">\r\nTo: <a@test.example>\r\nSubject: x\r\nX-MSS-NIL: DEV000000\r\n\r\nbody\r\n")
 	r1, err := c.SendRaw(context.Background(), bytes.NewReader(raw), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -822,5 +823,47 @@ func TestSendRefusesForeignFrom(t *testing.T) {
 	}
 	if recs, _ := filepath.Glob(filepath.Join(dir, "outbox", "*.json")); len(recs) != 0 {
 		t.Errorf("outbox holds %v", recs)
+	}
+}
+
+// TestSendRawRefusesMissingNIL: SendRaw sends the bytes as they are, so a message without
+// X-MSS-NIL is refused before any I/O, and one that has it is not.
+func TestSendRawRefusesMissingNIL(t *testing.T) {
+	p := newTestPKI(t)
+	f := startFakeSubmission(t, p, true)
+	dir := t.TempDir()
+	c := newTestClient(t, p, f.addr, func(o *Options) { o.StateDir = dir })
+	raw := "From: <" + testBAL + ">\r\nTo: <a@test.example>\r\nMessage-ID: <raw1@test.example>\r\n"
+	_, err := c.SendRaw(context.Background(), strings.NewReader(raw+"\r\nx\r\n"), nil)
+	if !errors.Is(err, ErrMessage) || !strings.Contains(err.Error(), "X-MSS-NIL") {
+		t.Fatalf("SendRaw without X-MSS-NIL: %v, want ErrMessage naming X-MSS-NIL", err)
+	}
+	if n := f.conns.Load(); n != 0 {
+		t.Fatalf("%d connections made for a raw message without X-MSS-NIL", n)
+	}
+	if recs, _ := filepath.Glob(filepath.Join(dir, "outbox", "*.json")); len(recs) != 0 {
+		t.Errorf("outbox holds %v", recs)
+	}
+	if _, err := c.SendRaw(context.Background(), strings.NewReader(raw+"X-MSS-NIL: DEV000000\r\n\r\nx\r\n"), nil); err != nil {
+		t.Fatalf("SendRaw with X-MSS-NIL: %v", err)
+	}
+}
+
+// TestWatchWithoutNIL: a Watch that would answer senders needs Options.NIL, said at its
+// start; one that follows receipts only does not, and needs no handler.
+func TestWatchWithoutNIL(t *testing.T) {
+	p := newTestPKI(t)
+	c := newTestClient(t, p, "127.0.0.1:1", func(o *Options) { o.NIL, o.Auth = "", AuthExternal })
+	h := func(context.Context, *Incoming) error { return nil }
+	if err := c.Watch(context.Background(), h, nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Options.NIL") {
+		t.Fatalf("Watch without NIL: %v, want ErrConfig naming Options.NIL", err)
+	}
+	if err := c.Watch(context.Background(), nil, nil); !errors.Is(err, ErrConfig) {
+		t.Fatalf("Watch with a nil handler: %v, want ErrConfig", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Watch(ctx, nil, &WatchOptions{ReceiptsOnly: true}); errors.Is(err, ErrConfig) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("receipts-only Watch without NIL or handler: %v, want it to run until ctx ends", err)
 	}
 }

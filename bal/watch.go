@@ -64,6 +64,11 @@ type WatchOptions struct {
 	// OnHandled is called once a message handed to the handler is done with: decision
 	// recorded, answer sent, message marked on the server.
 	OnHandled func(ctx context.Context, messageID string)
+	// ReceiptsOnly makes Watch follow only the receipts of what this state folder sent:
+	// every other message is left untouched in the mailbox, as a Handler returning ErrLeave
+	// would, and the handler may be nil. Such a Watch never answers a sender, so it needs no
+	// Options.NIL.
+	ReceiptsOnly bool
 }
 
 // Watch reads the BAL's mailbox until ctx ends: it hands each new message to h once, even
@@ -76,8 +81,15 @@ type WatchOptions struct {
 // not be reached since its last IMAP connection, the last failure too (both for errors.Is), called
 // probably misconfigured after three identical failures in a row (also logged then).
 func (c *Client) Watch(ctx context.Context, h Handler, opts *WatchOptions) error {
-	if h == nil {
-		return fmt.Errorf("%w: nil handler", ErrConfig)
+	switch {
+	case opts != nil && opts.ReceiptsOnly:
+		h = func(context.Context, *Incoming) error { return ErrLeave }
+	case h == nil:
+		return fmt.Errorf("%w: nil handler (WatchOptions.ReceiptsOnly follows receipts without one)", ErrConfig)
+	case c.opts.NIL == "":
+		// The MDNs and error mails Watch sends carry X-MSS-NIL like any mail: said now, not
+		// after the first message was handled and its answer could not go.
+		return fmt.Errorf("%w: no X-MSS-NIL for the answers Watch sends: set Options.NIL (or WatchOptions.ReceiptsOnly)", ErrConfig)
 	}
 	if c.opts.StateDir == "" {
 		return fmt.Errorf("%w: StateDir is required to watch", ErrConfig)

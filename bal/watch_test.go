@@ -51,6 +51,7 @@ func watchClient(t testing.TB, p *testPKI, peers *mailPeers, state string, mod .
 	t.Helper()
 	o := &Options{
 		Address:    testBAL,
+		NIL:        "DEV000000",
 		Submission: Endpoint{Addr: peers.submission, Auth: AuthNone},
 		IMAP:       Endpoint{Addr: peers.imaps, Security: ImplicitTLS},
 		TLS:        p.clientTLS(),
@@ -170,12 +171,12 @@ func TestWatchMovesToProcessedMailbox(t *testing.T) {
 func TestWatchRefusesBadConfig(t *testing.T) {
 	p := newTestPKI(t)
 	ctx := context.Background()
-	c, _ := New(&Options{Address: testBAL, TLS: p.clientTLS(), StateDir: t.TempDir(), Auth: AuthNone,
+	c, _ := New(&Options{Address: testBAL, NIL: "DEV000000", TLS: p.clientTLS(), StateDir: t.TempDir(), Auth: AuthNone,
 		IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
 	if err := c.Watch(ctx, func(context.Context, *Incoming) error { return nil }, nil); !errors.Is(err, ErrConfig) {
 		t.Fatalf("AuthNone for IMAP: %v", err)
 	}
-	c, _ = New(&Options{Address: testBAL, TLS: p.clientTLS(), IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
+	c, _ = New(&Options{Address: testBAL, NIL: "DEV000000", TLS: p.clientTLS(), IMAP: Endpoint{Addr: "127.0.0.1:1"}, Submission: Endpoint{Addr: "127.0.0.1:1"}})
 	if err := c.Watch(ctx, func(context.Context, *Incoming) error { return nil }, nil); !errors.Is(err, ErrConfig) {
 		t.Fatalf("no StateDir: %v", err)
 	}

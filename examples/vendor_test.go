@@ -80,7 +80,7 @@ func TestVendorModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.StateDir, o.PollInterval = t.TempDir(), 2*time.Second
+	o.StateDir, o.PollInterval, o.NIL = t.TempDir(), 2*time.Second, "DEV000000"
 	recv, err := bal.New(o)
 	if err != nil {
 		t.Fatal(err)

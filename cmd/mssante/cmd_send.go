@@ -393,9 +393,8 @@ func waitReceipts(ctx context.Context, e *env, c *bal.Client, res *bal.SendResul
 			pending[strings.ToLower(r.Address)] = true
 		}
 	}
-	err := c.Watch(ctx, func(context.Context, *bal.Incoming) error {
-		return bal.ErrLeave // for the watcher that integrates messages
-	}, &bal.WatchOptions{OnReceipt: func(_ context.Context, r bal.Receipt) {
+	// Receipts only: the other messages are for the watcher that integrates them.
+	err := c.Watch(ctx, nil, &bal.WatchOptions{ReceiptsOnly: true, OnReceipt: func(_ context.Context, r bal.Receipt) {
 		if r.MessageID != res.MessageID {
 			return
 		}

@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		StateDir:     *state,
 		PollInterval: 30 * time.Second,
 		ReportingUA:  "receive-and-integrate; mssante-go example",
+		NIL:          "DEV000000", // the product reference given at declaration, carried by the MDNs sent
 	})
 	if err != nil {
 		return err

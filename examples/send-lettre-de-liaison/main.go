@@ -129,9 +129,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, *wait)
 	defer cancel()
 	final := errors.New("no final receipt in time")
-	err = client.Watch(ctx, func(context.Context, *bal.Incoming) error {
-		return errors.New("this program only reads receipts") // left in the mailbox
-	}, &bal.WatchOptions{OnReceipt: func(_ context.Context, r bal.Receipt) {
+	err = client.Watch(ctx, nil, &bal.WatchOptions{ReceiptsOnly: true, OnReceipt: func(_ context.Context, r bal.Receipt) {
 		if r.MessageID != res.MessageID {
 			return
 		}

@@ -43,7 +43,7 @@ func TestSendLettreDeLiaison(t *testing.T) {
 	}
 	recv, err := bal.New(&bal.Options{Address: to, Submission: bal.Endpoint{Addr: rop.Submission},
 		IMAP: bal.Endpoint{Addr: rop.IMAPS, Security: bal.ImplicitTLS},
-		TLS:  transport.TLSOptions{Certificates: []tls.Certificate{cert}, Trust: trust}, Whitelist: wl, StateDir: t.TempDir()})
+		TLS:  transport.TLSOptions{Certificates: []tls.Certificate{cert}, Trust: trust}, Whitelist: wl, StateDir: t.TempDir(), NIL: "DEV000000"})
 	if err != nil {
 		t.Fatal(err)
 	}
