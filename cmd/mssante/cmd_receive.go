@@ -15,7 +15,7 @@ import (
 	"github.com/mssante-go/sdk/mssante"
 )
 
-const receiveUsage = `--mailbox ADDRESS [--for D] [--count N] [--reject CODE] [--save DIR] [--json] [connection options]
+const receiveUsage = `--mailbox ADDRESS [--for D] [--count N] [--reject CODE | --receipts-only] [--save DIR] [--json] [connection options]
 
 Watches the mailbox of the BAL --mailbox (IDLE, or polling) and prints each new message once:
 sender, subject, patient INS, the documents of its XDM archive, its PDF copies and other
@@ -24,6 +24,10 @@ MDN "processed" goes back when the sender asked for one), or refused with --reje
 With --save, every attachment is written to DIR/<Message-ID>/: the IHE_XDM.ZIP, the documents
 it holds, the PDF copies and any other file; what cannot be written is named with the reason.
 Stops after --for, after --count messages, or on Ctrl-C. --from is the old name of --mailbox.
+
+With --receipts-only, only the receipts of what this state folder (--state) sent are followed
+and printed; every other message is left in the mailbox, unanswered, for the program that
+integrates them (run it with another --state). --count then counts receipts.
 
 The output shows health data (names, INS): it is meant for the operator's own terminal.
 
@@ -91,6 +95,7 @@ func runReceive(ctx context.Context, e *env, args []string) error {
 	save := fs.String("save", "", "write every attachment of each message under this folder")
 	poll := fs.Duration("poll", time.Minute, "polling interval when the server has no IDLE")
 	asJSON := fs.Bool("json", false, "print one JSON object a line (fields above)")
+	receiptsOnly := fs.Bool("receipts-only", false, "follow only the receipts of what --state sent; leave every other message in the mailbox")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -102,6 +107,9 @@ func runReceive(ctx context.Context, e *env, args []string) error {
 	}
 	if cf.from == "" {
 		return exitCode(2, errors.New("--mailbox is required: the address of the BAL to watch"))
+	}
+	if *receiptsOnly && (*reject != 0 || *save != "") {
+		return exitCode(2, errors.New("--receipts-only reads no message: --reject and --save do not apply"))
 	}
 	if *reject != 0 && !mssante.MDNCode(*reject).Valid() {
 		return exitCode(2, fmt.Errorf("--reject %d: use a code 900–906", *reject))
@@ -160,10 +168,16 @@ func runReceive(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
-	err = c.Watch(ctx, h, &bal.WatchOptions{OnReceipt: func(_ context.Context, r bal.Receipt) {
+	err = c.Watch(ctx, h, &bal.WatchOptions{ReceiptsOnly: *receiptsOnly, OnReceipt: func(_ context.Context, r bal.Receipt) {
 		mu.Lock()
 		defer mu.Unlock()
 		printReceipt(e, r, *asJSON)
+		if *receiptsOnly {
+			n++
+			if *count > 0 && n >= *count {
+				stop()
+			}
+		}
 	}, OnHandled: func(context.Context, string) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -103,7 +103,8 @@ func lastUID(state string) uint32 {
 
 // The web tier sends, a daemon watches, each with its own state folder: the daemon meets the
 // DSN of a message it did not send first, and must leave it in the mailbox, so that the
-// sender, watching later with its own state, still gets "delivered". Three processes.
+// sender, following its receipts later with its own state, still gets "delivered". Three
+// processes.
 func TestReceiptsReachTheSendingStateFolder(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
@@ -143,8 +144,9 @@ func TestReceiptsReachTheSendingStateFolder(t *testing.T) {
 	}
 	waitFor(t, daemon, time.Minute, "the daemon to pass over the DSN", func() bool { return lastUID(daemonState) >= 1 })
 
+	// The web tier follows its receipts alone: --receipts-only leaves the rest to the daemon.
 	collect := startProc(t, bin, "receive", "--sandbox", dir, "--mailbox", dpi, "--state", webState,
-		"--for", "10s", "--poll", "1s")
+		"--receipts-only", "--count", "1", "--for", "50s", "--poll", "1s")
 	if err := collect.wait(t, time.Minute); err != nil {
 		t.Fatalf("watch with the sender's state: %v\n%s", err, collect.out.String())
 	}
