@@ -1,7 +1,8 @@
-// Package peers starts the throw-away real mail servers the tests talk to: a Postfix
+// Package peers starts the throw-away real servers the tests talk to: a Postfix
 // (postfix -c DIR) and a Dovecot (dovecot -c FILE), each with its own folder, listening on
 // free ports of 127.0.0.1, and stopped in t.Cleanup: Dovecot with client certificates and SASL
-// EXTERNAL, Postfix with client certificates.
+// EXTERNAL, Postfix with client certificates; a clamd; and a PostgreSQL cluster (initdb in a
+// temporary folder, a Unix socket only).
 //
 // Both daemons run as root (their unprivileged processes as "postfix" and "mail"): without
 // root the tests are skipped, or fail when MSSANTE_REQUIRE_PEERS=1.
