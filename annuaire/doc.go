@@ -4,7 +4,11 @@
 //   - [Extraction]: the daily file Extraction_Correspondance_MSSante published by the ANS (ZIP or
 //     TXT, UTF-8, '|'-separated, one header line, 31 columns), loaded into an
 //     in-memory index, kept fresh by a [Refresher] that downloads it when its generation time
-//     (Content-Disposition) changes;
+//     (Content-Disposition) changes. A malformed line (a column too few or too many, longer
+//     than [MaxLineSize], not UTF-8) is skipped and reported ([Extraction.Report]: its line
+//     number and why, and a count to export as a metric); the file is refused only past
+//     [LoadOptions].MaxBadShare of such lines, on a wrong header, or when it was cut
+//     ([ErrPartial]);
 //   - [LDAP]: any LDAP directory (go-ldap; ldap://, ldaps://, StartTLS; anonymous, simple or SASL
 //     EXTERNAL bind; paged search) described by a [Profile]. The default profile follows the only
 //     MSSanté LDAP schema seen in public code (base dc=mssante,dc=fr, TypeBAL, mail, sn, givenName,
