@@ -45,6 +45,12 @@
 // and LDIF (RFC 2849); BAL types of TRE_R257. Start with [Directory] and [Query]: [LoadFile],
 // [NewLDAP] or [NewFHIR] give one.
 //
+// An operator checks and publishes its own BALs with the same package: [Reconcile] compares
+// its registry with the national view (per BAL: ok, missing, stale, different), and
+// [Publisher] writes them through the FHIR write API of the API BAL MSS IG (FHIR Patch on
+// telecom, conditional targets by RPPS, situation or FINESS), an endpoint the ANS still
+// announces as in development.
+//
 // Results never go to logs: names and identifiers of health professionals stay with the caller.
 //
 // # How the FHIR backend searches
