@@ -159,6 +159,12 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 	}
 	for _, j := range pending {
 		addr := strings.ToLower(j.Address)
+		l, inRegistry := byAddr[addr]
+		served := inRegistry && !l.Suspended
+		if j.Action == mailbox.WithdrawBAL && served || j.Action != mailbox.WithdrawBAL && !served {
+			p.Done = append(p.Done, j.ID) // superseded by a later change of the registry
+			continue
+		}
 		if i, ok := index[addr]; ok {
 			p.Actions[i].Journal = append(p.Actions[i].Journal, j.ID)
 			continue
@@ -167,13 +173,13 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 			p.Done = append(p.Done, j.ID) // no longer published: nothing to do
 			continue
 		}
-		l := j.Listing
+		jl := j.Listing
 		op := map[mailbox.PublicationAction]Op{mailbox.PublishBAL: OpInsert, mailbox.UpdateBAL: OpReplace, mailbox.WithdrawBAL: OpDelete}[j.Action]
 		if op == OpInsert && published(rec, addr) {
 			p.Done = append(p.Done, j.ID) // published already
 			continue
 		}
-		a := writeOf(op, &l, "journal: "+string(j.Action), nil)
+		a := writeOf(op, &jl, "journal: "+string(j.Action), nil)
 		a.Journal = []int64{j.ID}
 		add(a)
 	}
