@@ -55,7 +55,7 @@ func TestPublishTelecomOperations(t *testing.T) {
 	if err := p.Insert(ctx, annuaire.Target{FINESS: "1123456789"}, org); err != nil {
 		t.Fatal(err)
 	}
-	if got := api.Telecoms("org-123456789"); !slices.Equal(got, []string{"structure@domain.mssante.fr", "ancien@domain.mssante.fr", "voisin@domain.mssante.fr"}) {
+	if got := api.Telecoms("org-123456789"); !slices.Equal(got, []string{"structure@domain.mssante.fr", "ancien@domain.mssante.fr", "voisin@domain.mssante.fr", "publie@domain.mssante.fr"}) {
 		t.Fatalf("ORG insert: %v", got)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // writeAPIResources are the resources a WriteAPI starts with, shaped as the examples of the ANS
 // API BAL MSS IG (interop-ig-fhir-api-messagerie-securisee-sante): the Practitioner
 // mss-practitioner-bal-per-dupont (idNat 810003456789) of its input/fsh/Examples, the
-// Organization of its conditional PATCH example (FINESS 123456789, with two ORG BALs), and two Organizations that
+// Organization of its conditional PATCH example (FINESS 123456789, with three ORG BALs), and two Organizations that
 // share the FINESS 999999999 (a conditional PATCH on it is ambiguous). Fictitious data.
 //
 //go:embed writeapi.json

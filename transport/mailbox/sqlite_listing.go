@@ -53,7 +53,8 @@ type Listing struct {
 	Structure string
 	// ListeRouge is the holder's wish not to appear in public directories.
 	ListeRouge bool
-	// Suspended is a BAL kept but no longer served (its mail is refused): to be withdrawn.
+	// Suspended is a BAL kept in the store but withdrawn from the Annuaire Santé, so that
+	// senders no longer find it (the store itself still accepts its mail).
 	Suspended bool
 }
 
@@ -251,4 +252,35 @@ func (s *SQLite) Owned(ctx context.Context, address string) (bool, error) {
 		return false, fmt.Errorf("mailbox: %w", err)
 	}
 	return n > 0, nil
+}
+
+// Record journals a write a publication run has just done without a journal entry of its own
+// (a BAL found missing or stale by a reconciliation), so that the next run, reading an
+// extraction older than the write, does not do it again.
+func (s *SQLite) Record(ctx context.Context, a PublicationAction, l *Listing) error {
+	return s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
+		if err := s.journal(ctx, tx, a, l); err != nil {
+			return nil, err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE publication SET done=ts WHERE id=last_insert_rowid()`)
+		return nil, err
+	})
+}
+
+// DoneSince returns the last action done for each address since t.
+func (s *SQLite) DoneSince(ctx context.Context, t time.Time) (map[string]PublicationAction, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT address, action FROM publication WHERE done >= ? AND done > 0 ORDER BY done, id`, t.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]PublicationAction{}
+	for rows.Next() {
+		var addr, a string
+		if err := rows.Scan(&addr, &a); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		out[addr] = PublicationAction(a)
+	}
+	return out, rows.Err()
 }

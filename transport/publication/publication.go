@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/mssante-go/sdk/annuaire"
 	"github.com/mssante-go/sdk/transport/audit"
@@ -30,6 +31,8 @@ type Store interface {
 	Pending(ctx context.Context) ([]mailbox.Publication, error)
 	Done(ctx context.Context, ids ...int64) error
 	Owned(ctx context.Context, address string) (bool, error)
+	Record(ctx context.Context, a mailbox.PublicationAction, l *mailbox.Listing) error
+	DoneSince(ctx context.Context, t time.Time) (map[string]mailbox.PublicationAction, error)
 }
 
 var _ Store = (*mailbox.SQLite)(nil)
@@ -126,6 +129,13 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 	for i := range listings {
 		byAddr[strings.ToLower(listings[i].Address)] = &listings[i]
 	}
+	// Writes done since the extraction was generated are not in it yet: not done again.
+	recent := map[string]mailbox.PublicationAction{}
+	if !rec.ExtractionTime.IsZero() {
+		if recent, err = st.DoneSince(ctx, rec.ExtractionTime); err != nil {
+			return nil, err
+		}
+	}
 	p := &Plan{}
 	index := map[string]int{}
 	add := func(a Action) {
@@ -135,6 +145,11 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 	for i := range rec.Findings {
 		f := &rec.Findings[i]
 		l := byAddr[f.Address]
+		switch r := recent[f.Address]; {
+		case f.Status == annuaire.StatusMissing && (r == mailbox.PublishBAL || r == mailbox.UpdateBAL),
+			f.Status == annuaire.StatusStale && r == mailbox.WithdrawBAL:
+			continue // done since the extraction
+		}
 		switch f.Status {
 		case annuaire.StatusMissing:
 			add(writeOf(OpInsert, l, "missing from the Annuaire Santé", f))
@@ -173,7 +188,10 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 			p.Done = append(p.Done, j.ID) // no longer published: nothing to do
 			continue
 		}
-		jl := j.Listing
+		jl := j.Listing // as it was: what identified a removed BAL
+		if inRegistry {
+			jl = *l // as it is now: a later change of the listing goes with the write
+		}
 		op := map[mailbox.PublicationAction]Op{mailbox.PublishBAL: OpInsert, mailbox.UpdateBAL: OpReplace, mailbox.WithdrawBAL: OpDelete}[j.Action]
 		if op == OpInsert && published(rec, addr) {
 			p.Done = append(p.Done, j.ID) // published already
@@ -298,15 +316,13 @@ func Run(ctx context.Context, st Store, pub *annuaire.Publisher, plan *Plan, opt
 		}
 		o.Audit.Log(&audit.Record{Event: event, Source: "annuaire", BAL: a.Address, Actor: o.Actor, Reason: string(a.Op) + " " + a.Result})
 		if err == nil {
-			if len(a.Journal) > 0 {
-				if err := st.Done(ctx, a.Journal...); err != nil {
-					return err
-				}
+			if err := record(ctx, st, a); err != nil {
+				return err
 			}
 			continue
 		}
 		failed++
-		if !errors.Is(err, annuaire.ErrAmbiguousTarget) && !errors.Is(err, annuaire.ErrNoTarget) && !errors.Is(err, annuaire.ErrInvalidPublication) {
+		if !oneWrite(err) {
 			for j := i + 1; j < len(plan.Actions); j++ {
 				plan.Actions[j].Result = "not sent: run stopped"
 				if plan.Actions[j].Op == "" {
@@ -320,6 +336,32 @@ func Run(ctx context.Context, st Store, pub *annuaire.Publisher, plan *Plan, opt
 		return fmt.Errorf("publication: %d writes failed", failed)
 	}
 	return nil
+}
+
+// record marks the journal entries of a write done, or journals a write that had none.
+func record(ctx context.Context, st Store, a *Action) error {
+	if len(a.Journal) > 0 {
+		return st.Done(ctx, a.Journal...)
+	}
+	l := a.Listing
+	if l == nil {
+		l = &mailbox.Listing{Address: a.Address, Type: a.Mailbox.Type}
+		if a.Finding != nil && a.Finding.Published != nil {
+			l.Type = a.Finding.Published.Type
+		}
+	}
+	action := map[Op]mailbox.PublicationAction{OpInsert: mailbox.PublishBAL, OpReplace: mailbox.UpdateBAL, OpDelete: mailbox.WithdrawBAL}[a.Op]
+	return st.Record(ctx, action, l)
+}
+
+// oneWrite reports an error of one write only (the others may succeed): a 412, a 404, a
+// request the client or the server refuses. An unreachable API, a 5xx, a refused key (401,
+// 403) and a rate limit stop the run.
+func oneWrite(err error) bool {
+	var he *annuaire.HTTPError
+	return errors.Is(err, annuaire.ErrAmbiguousTarget) || errors.Is(err, annuaire.ErrNoTarget) ||
+		errors.Is(err, annuaire.ErrInvalidPublication) ||
+		errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != 401 && he.Status != 403 && he.Status != 429
 }
 
 // reason is the Result of a failed write.

@@ -142,7 +142,7 @@ func TestPublishDryRunThenApply(t *testing.T) {
 		got["jm.dupont@domain.mssante.fr"] != "insert: done" || got["ancien@domain.mssante.fr"] != "delete: done" {
 		t.Fatalf("apply: %v", got)
 	}
-	if tel := f.api.Telecoms("org-123456789"); !slices.Equal(tel, []string{"structure@domain.mssante.fr", "voisin@domain.mssante.fr"}) {
+	if tel := f.api.Telecoms("org-123456789"); !slices.Equal(tel, []string{"structure@domain.mssante.fr", "voisin@domain.mssante.fr", "publie@domain.mssante.fr"}) {
 		t.Fatalf("Organization telecoms %v", tel)
 	}
 	if tel := f.api.Telecoms("mss-practitioner-bal-per-dupont"); tel[0] != "jm.dupont@domain.mssante.fr" {
@@ -157,6 +157,12 @@ func TestPublishDryRunThenApply(t *testing.T) {
 	slices.Sort(left)
 	if !slices.Equal(left, []string{"jumeau@domain.mssante.fr", "siret@domain.mssante.fr"}) {
 		t.Fatalf("journal left %v", left)
+	}
+	// The next run, on the same extraction, does not write again what is done.
+	for _, a := range f.plan(t).Actions {
+		if a.Op != "" && a.Address != "jumeau@domain.mssante.fr" {
+			t.Errorf("written again: %+v", a)
+		}
 	}
 	f.alog.Close()
 	b, _ := os.ReadFile(filepath.Join(f.dir, "audit", "audit.jsonl"))
