@@ -207,7 +207,7 @@ func judgeLocal(l *Local, pub []Entry, extraction, canStale bool) (Finding, bool
 	case l.Suspended && !canStale:
 		f.Status = StatusUnchecked
 	case l.Suspended:
-		f.Status, f.Published, f.Owned = StatusStale, &pub[0], true
+		f.Status, f.Published, f.Owned = StatusStale, copyEntry(&pub[0]), true
 	case len(pub) == 0 && l.ListeRouge:
 		f.Status = StatusUnlisted
 	case len(pub) == 0 && extraction && l.Type != PER && l.Type != ORG:
@@ -223,13 +223,18 @@ func judgeLocal(l *Local, pub []Entry, extraction, canStale bool) (Finding, bool
 				best, f.Differences = i, d
 			}
 		}
-		f.Published = &pub[best]
+		f.Published = copyEntry(&pub[best]) // pub is reused for the next BAL
 		f.Status = StatusOK
 		if len(f.Differences) > 0 {
 			f.Status = StatusDifferent
 		}
 	}
 	return f, true
+}
+
+func copyEntry(e *Entry) *Entry {
+	c := *e
+	return &c
 }
 
 func differences(l *Local, e *Entry) []string {

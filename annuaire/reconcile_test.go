@@ -73,6 +73,9 @@ func TestReconcileExtraction(t *testing.T) {
 	got := map[string]string{}
 	for _, f := range rec.Findings {
 		got[f.Address] = string(f.Status) + " " + strings.Join(f.Differences, ",")
+		if f.Published != nil && f.Published.Address != f.Address {
+			t.Errorf("%s: the published entry of %s", f.Address, f.Published.Address)
+		}
 		if f.Status == annuaire.StatusStale && f.Owned != (f.Address != "autre@ch-dax.mssante.fr") {
 			t.Errorf("%s: owned %v", f.Address, f.Owned)
 		}
