@@ -508,6 +508,11 @@ func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
 	if !ok {
 		return dst
 	}
+	return x.entriesOf(dst, s, flags)
+}
+
+// entriesOf appends the entries of the address of slot s, whose first line has flags.
+func (x *Extraction) entriesOf(dst []Entry, s uint64, flags byte) []Entry {
 	if s&addrMany == 0 {
 		dst = slices.Grow(dst, 1)
 		dst = dst[:len(dst)+1]

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -56,7 +55,7 @@ type Finding struct {
 	// "listeRouge" (published although the holder asked not to be).
 	Differences []string `json:"differences,omitempty"`
 	// Local is the registry's BAL (nil for a stale BAL the registry no longer has);
-	// Published the national entry (nil when not published).
+	// Published the national entry of a stale or different BAL.
 	Local     *Local `json:"local,omitempty"`
 	Published *Entry `json:"published,omitempty"`
 	// Owned reports, for a stale BAL, that the connector served it once: only those may be
@@ -114,7 +113,7 @@ func Reconcile(ctx context.Context, local []Local, national Directory, opts *Rec
 		}
 		national, o.ExtractionTime = x, at
 	}
-	rec := &Reconciliation{Counts: map[Status]int{}}
+	rec := &Reconciliation{Counts: map[Status]int{}, Findings: make([]Finding, 0, len(local))}
 	x, _ := national.(*Extraction)
 	if x != nil {
 		rec.ExtractionTime = o.ExtractionTime
@@ -122,7 +121,10 @@ func Reconcile(ctx context.Context, local []Local, national Directory, opts *Rec
 	} else {
 		rec.StaleNote = "the source is asked address by address: it cannot list the BALs no longer served"
 	}
-	known := make(map[string]struct{}, len(local)) // judged already
+	var judged lineSet // the lines of the registry's BALs, and of the stale ones found
+	if rec.StaleChecked {
+		judged = newLineSet(x)
+	}
 	var buf []Entry
 	for i := range local {
 		if i%4096 == 0 && ctx.Err() != nil {
@@ -130,9 +132,8 @@ func Reconcile(ctx context.Context, local []Local, national Directory, opts *Rec
 		}
 		l := &local[i]
 		addr := strings.ToLower(strings.TrimSpace(l.Address))
-		known[addr] = struct{}{}
 		var err error
-		if buf, err = lookup(ctx, national, x, buf[:0], addr); err != nil {
+		if buf, err = lookup(ctx, national, x, judged, buf[:0], addr); err != nil {
 			return nil, err
 		}
 		// A live source tells that a suspended BAL is still published; an extraction only when
@@ -141,24 +142,50 @@ func Reconcile(ctx context.Context, local []Local, national Directory, opts *Rec
 			rec.Findings = append(rec.Findings, f)
 		}
 	}
+	nLocal := len(rec.Findings)
 	if rec.StaleChecked {
-		domains := domainSet(o.Domains, local)
-		for addr := range x.addresses() {
-			if !inDomains(addr, domains) {
-				continue
+		stale := x.staleLines(judged, newDomainSet(o.Domains, local))
+		for _, at := range stale {
+			addr := lineAddress(x.data, at)
+			key := addr
+			if hasUpperASCII(addr) {
+				key = strings.ToLower(addr)
 			}
-			if _, ok := known[strings.ToLower(addr)]; ok {
-				continue
-			}
-			known[strings.ToLower(addr)] = struct{}{} // once per address
-			if stale := findStale(x, addr, o.Owned); stale != nil {
-				rec.Findings = append(rec.Findings, *stale)
-			}
+			buf = x.Lookup(buf[:0], addr)
+			f := Finding{Address: key, Status: StatusStale, Published: copyEntry(&buf[0])}
+			f.Owned = o.Owned != nil && o.Owned(key)
+			rec.Findings = append(rec.Findings, f)
 		}
 	}
-	slices.SortStableFunc(rec.Findings, func(a, b Finding) int { return cmp.Compare(a.Address, b.Address) })
+	rec.Findings = sortFindings(rec.Findings, nLocal)
 	rec.count()
 	return rec, nil
+}
+
+func compareFindings(a, b Finding) int { return cmp.Compare(a.Address, b.Address) }
+
+// sortFindings sorts by address the findings of the registry (f[:n], in the registry's order,
+// which is often sorted already) and the stale ones (f[n:], in file order), then merges
+// them. Addresses are unique: the registry's are, and a published one is judged once.
+func sortFindings(f []Finding, n int) []Finding {
+	a, b := f[:n], f[n:]
+	for _, part := range [][]Finding{a, b} {
+		if !slices.IsSortedFunc(part, compareFindings) {
+			slices.SortFunc(part, compareFindings)
+		}
+	}
+	if len(a) == 0 || len(b) == 0 || a[len(a)-1].Address < b[0].Address {
+		return f
+	}
+	out := make([]Finding, 0, len(f))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].Address < b[0].Address {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // canTellStale reports whether x may show that a BAL is no longer published, and why not.
@@ -185,10 +212,10 @@ func dayOf(t time.Time, loc *time.Location) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, loc)
 }
 
-// lookup appends the published entries of addr to buf.
-func lookup(ctx context.Context, d Directory, x *Extraction, buf []Entry, addr string) ([]Entry, error) {
+// lookup appends the published entries of addr to buf (and adds their lines to judged).
+func lookup(ctx context.Context, d Directory, x *Extraction, judged lineSet, buf []Entry, addr string) ([]Entry, error) {
 	if x != nil {
-		return x.Lookup(buf, addr), nil
+		return x.lookupMarked(buf, addr, judged), nil
 	}
 	r, err := d.Search(ctx, Query{Address: addr, Limit: MaxLimit})
 	if err != nil {
@@ -223,10 +250,11 @@ func judgeLocal(l *Local, pub []Entry, extraction, canStale bool) (Finding, bool
 				best, f.Differences = i, d
 			}
 		}
-		f.Published = copyEntry(&pub[best]) // pub is reused for the next BAL
 		f.Status = StatusOK
 		if len(f.Differences) > 0 {
-			f.Status = StatusDifferent
+			// Kept for what differs; a right one is the registry's. pub is reused for the
+			// next BAL: the entry is copied.
+			f.Status, f.Published = StatusDifferent, copyEntry(&pub[best])
 		}
 	}
 	return f, true
@@ -260,30 +288,14 @@ func sameNationalID(owner string, p Person) bool {
 	return owner == p.NationalID || len(owner) == 11 && p.IDType == "RPPS" && owner == p.ID
 }
 
-// findStale returns the finding of a published address of the operator's domains that the
-// registry does not serve (nil when it has no published entry).
-func findStale(x *Extraction, addr string, owned func(string) bool) *Finding {
-	pub := x.Lookup(nil, addr)
-	if len(pub) == 0 {
-		return nil
-	}
-	f := &Finding{Address: strings.ToLower(addr), Status: StatusStale, Published: &pub[0]}
-	f.Owned = owned != nil && owned(f.Address)
-	return f
+// domainSet is the set of the operator's domains, lower-cased: a list when short (checked by
+// suffix, no hashing: it is asked for every line of the extraction), a map otherwise.
+type domainSet struct {
+	list []string
+	set  map[string]struct{}
 }
 
-// addresses yields the address of every line (an address on several lines, once per line).
-func (x *Extraction) addresses() iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for _, at := range x.starts {
-			if !yield(lineAddress(x.data, at)) {
-				return
-			}
-		}
-	}
-}
-
-func domainSet(domains []string, local []Local) map[string]struct{} {
+func newDomainSet(domains []string, local []Local) *domainSet {
 	set := map[string]struct{}{}
 	for _, d := range domains {
 		set[strings.ToLower(strings.TrimSpace(d))] = struct{}{}
@@ -295,19 +307,34 @@ func domainSet(domains []string, local []Local) map[string]struct{} {
 			}
 		}
 	}
-	return set
+	ds := &domainSet{set: set}
+	if len(set) <= 16 {
+		for d := range set {
+			ds.list = append(ds.list, d)
+		}
+	}
+	return ds
 }
 
-func inDomains(addr string, domains map[string]struct{}) bool {
+// has reports whether addr is in one of the domains (ASCII case-insensitive).
+func (ds *domainSet) has(addr string) bool {
+	if ds.list != nil || len(ds.set) == 0 {
+		for _, d := range ds.list {
+			if n := len(addr) - len(d); n > 0 && addr[n-1] == '@' && equalFoldASCII(addr[n:], d) {
+				return true
+			}
+		}
+		return false
+	}
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
 		return false
 	}
 	d := addr[at+1:]
-	if _, ok := domains[d]; ok {
-		return true
+	if hasUpperASCII(d) {
+		d = strings.ToLower(d)
 	}
-	_, ok := domains[strings.ToLower(d)]
+	_, ok := ds.set[d]
 	return ok
 }
 

@@ -46,6 +46,7 @@ var (
 		line(per("jean@ch-dax.mssante.fr", "10003456794", "1400780284")) +
 		line(org("ancien@ch-dax.mssante.fr", "1400780284", "Ancien service")) +
 		line(org("autre@ch-dax.mssante.fr", "1400780284", "Pas à nous")) +
+		line(org("autre@ch-dax.mssante.fr", "1400780284", "Pas à nous, un autre service")) +
 		line(org("suspendu@ch-dax.mssante.fr", "1400780284", "Suspendu")) +
 		line(org("rouge@ch-dax.mssante.fr", "1400780284", "Rouge publié")) +
 		line(org("voisin@autre-ch.mssante.fr", "1400000001", "Un autre domaine"))
