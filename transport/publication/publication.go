@@ -172,6 +172,7 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 			}
 		}
 	}
+	published := publishedSet(rec)
 	for _, j := range pending {
 		addr := strings.ToLower(j.Address)
 		l, inRegistry := byAddr[addr]
@@ -184,7 +185,7 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 			p.Actions[i].Journal = append(p.Actions[i].Journal, j.ID)
 			continue
 		}
-		if j.Action == mailbox.WithdrawBAL && rec.StaleChecked && !published(rec, addr) {
+		if j.Action == mailbox.WithdrawBAL && rec.StaleChecked && !published[addr] {
 			p.Done = append(p.Done, j.ID) // no longer published: nothing to do
 			continue
 		}
@@ -193,7 +194,7 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 			jl = *l // as it is now: a later change of the listing goes with the write
 		}
 		op := map[mailbox.PublicationAction]Op{mailbox.PublishBAL: OpInsert, mailbox.UpdateBAL: OpReplace, mailbox.WithdrawBAL: OpDelete}[j.Action]
-		if op == OpInsert && published(rec, addr) {
+		if op == OpInsert && published[addr] {
 			p.Done = append(p.Done, j.ID) // published already
 			continue
 		}
@@ -204,13 +205,14 @@ func NewPlan(ctx context.Context, st Store, rec *annuaire.Reconciliation, listin
 	return p, nil
 }
 
-func published(rec *annuaire.Reconciliation, addr string) bool {
+// publishedSet returns the addresses the national view shows.
+func publishedSet(rec *annuaire.Reconciliation) map[string]bool {
+	m := make(map[string]bool, len(rec.Findings))
 	for i := range rec.Findings {
-		if rec.Findings[i].Address == addr {
-			return rec.Findings[i].Published != nil
-		}
+		f := &rec.Findings[i]
+		m[f.Address] = f.Status == annuaire.StatusOK || f.Status == annuaire.StatusDifferent || f.Status == annuaire.StatusStale
 	}
-	return false
+	return m
 }
 
 // writeOf is the write op of a registry BAL.
