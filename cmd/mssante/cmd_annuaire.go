@@ -157,6 +157,7 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		skippedNote(e.stderr, x)
 		dir = x
 	case strings.HasPrefix(source, "ldap://"), strings.HasPrefix(source, "ldaps://"):
 		tc, err := tf.config(false)
