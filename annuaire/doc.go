@@ -4,7 +4,11 @@
 //   - [Extraction]: the daily file Extraction_Correspondance_MSSante published by the ANS (ZIP or
 //     TXT, UTF-8, '|'-separated, one header line, 31 columns), loaded into an
 //     in-memory index, kept fresh by a [Refresher] that downloads it when its generation time
-//     (Content-Disposition) changes;
+//     (Content-Disposition) changes. A malformed line (a column too few or too many, longer
+//     than [MaxLineSize], not UTF-8) is skipped and reported ([Extraction.Report]: its line
+//     number and why, and a count to export as a metric); the file is refused only past
+//     [LoadOptions].MaxBadShare of such lines, on a wrong header, or when it was cut
+//     ([ErrPartial]);
 //   - [LDAP]: any LDAP directory (go-ldap; ldap://, ldaps://, StartTLS; anonymous, simple or SASL
 //     EXTERNAL bind; paged search) described by a [Profile]. The default profile follows the only
 //     MSSanté LDAP schema seen in public code (base dc=mssante,dc=fr, TypeBAL, mail, sn, givenName,
@@ -40,6 +44,12 @@
 // and the Annuaire Santé FHIR IG; LDAP per RFC 4514 and RFC 4515 with paged results (RFC 2696)
 // and LDIF (RFC 2849); BAL types of TRE_R257. Start with [Directory] and [Query]: [LoadFile],
 // [NewLDAP] or [NewFHIR] give one.
+//
+// An operator checks and publishes its own BALs with the same package: [Reconcile] compares
+// its registry with the national view (per BAL: ok, missing, stale, different), and
+// [Publisher] writes them through the FHIR write API of the API BAL MSS IG (FHIR Patch on
+// telecom, conditional targets by RPPS, situation or FINESS), an endpoint the ANS still
+// announces as in development.
 //
 // Results never go to logs: names and identifiers of health professionals stay with the caller.
 //

@@ -45,6 +45,8 @@ type Extraction struct {
 	nextID, nextStruct []int32
 
 	names []nameRef // every line, sorted by name key then address
+
+	report LoadReport
 }
 
 type nameRef struct {
@@ -60,6 +62,11 @@ type nameRef struct {
 type LoadOptions struct {
 	// MaxSize bounds the text of the extraction (0 = 1 GiB; the real file is about 89 MB).
 	MaxSize int64
+	// MaxBadShare is the share of malformed data lines (too few or too many columns, too long,
+	// not UTF-8) above which the file is refused with ErrTooManyBadLines (0 =
+	// DefaultMaxBadShare; negative = none). Below it, they are skipped and reported
+	// ([Extraction.Report]). A wrong header always refuses the file.
+	MaxBadShare float64
 }
 
 func (o *LoadOptions) maxSize() int64 {
@@ -195,7 +202,7 @@ func loadSized(r io.Reader, hint int64, opts *LoadOptions) (*Extraction, error) 
 	}
 	b = buf.Bytes()
 	// The bytes are never modified from here on: the index keeps strings pointing into them.
-	return index(unsafe.String(unsafe.SliceData(b), len(b)))
+	return index(unsafe.String(unsafe.SliceData(b), len(b)), opts)
 }
 
 // hugeSlice returns n zero Ts (a type without pointers, whose size divides 2 MB) for a table
@@ -226,10 +233,14 @@ type chunk struct {
 	keys       []byte // name keys, sliced by names[i].key after the fact
 	keyEnds    []uint32
 	n          int // lines found
-	err        error
+
+	lines, skipped int       // data lines read (blank ones excepted) and malformed ones skipped
+	bad            []BadLine // numbered from the chunk's first line, 0
+	cut            error     // the malformed last line of a file without a final line end
+	cutLine        int
 }
 
-func index(data string) (*Extraction, error) {
+func index(data string, opts *LoadOptions) (*Extraction, error) {
 	nl := strings.IndexByte(data, '\n')
 	if nl < 0 {
 		nl = len(data)
@@ -277,13 +288,18 @@ func index(data string) (*Extraction, error) {
 	}
 	wg.Wait()
 
-	// Close the gaps the blank lines left between the windows.
+	firsts := make([]int, len(chunks)) // the line number of each chunk's first line
+	firsts[0] = 2
+	for i := 1; i < len(chunks); i++ {
+		firsts[i] = firsts[i-1] + counts[i-1] - 1
+	}
+	if err := x.judge(chunks, firsts, opts); err != nil {
+		return nil, err
+	}
+	// Close the gaps the blank and bad lines left between the windows.
 	n := 0
 	for i := range chunks {
 		c := &chunks[i]
-		if c.err != nil {
-			return nil, c.err
-		}
 		keys := unsafe.String(unsafe.SliceData(c.keys), len(c.keys))
 		from := uint32(0)
 		for j := range c.n {
@@ -382,7 +398,8 @@ func (c *chunk) scan(data string, from, to int) {
 	c.keyEnds = make([]uint32, 0, len(c.starts))
 	c.keys = make([]byte, 0, len(c.starts)*24)
 	var f Fields
-	for at := from; at < to; {
+	for at, ln := from, -1; at < to; {
+		ln++
 		end := strings.IndexByte(data[at:to], '\n')
 		next := at + end + 1
 		if end < 0 {
@@ -393,9 +410,15 @@ func (c *chunk) scan(data string, from, to int) {
 			at = next
 			continue
 		}
+		c.lines++
 		if _, err := splitInto(&f, line); err != nil {
-			c.err = fmt.Errorf("%w (at byte %d)", err, at)
-			return
+			if next == len(data) && data[next-1] != '\n' {
+				c.cut, c.cutLine = err, ln
+				return
+			}
+			c.badLine(ln, err)
+			at = next
+			continue
 		}
 		addr := strings.TrimSpace(f[ColAddress])
 		if addr == "" {
@@ -485,6 +508,11 @@ func (x *Extraction) Lookup(dst []Entry, address string) []Entry {
 	if !ok {
 		return dst
 	}
+	return x.entriesOf(dst, s, flags)
+}
+
+// entriesOf appends the entries of the address of slot s, whose first line has flags.
+func (x *Extraction) entriesOf(dst []Entry, s uint64, flags byte) []Entry {
 	if s&addrMany == 0 {
 		dst = slices.Grow(dst, 1)
 		dst = dst[:len(dst)+1]

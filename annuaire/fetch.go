@@ -53,6 +53,10 @@ type FetchOptions struct {
 	MaxSize int64
 	// Load tunes the loading of the downloaded file by the Refresher.
 	Load *LoadOptions
+	// MaxShrink is the largest drop of the number of lines from the extraction in use to a new
+	// one that the Refresher accepts: a file that lost more is taken for a partial one and
+	// refused with ErrPartial (0 = DefaultMaxShrink; negative = no check).
+	MaxShrink float64
 	// Logger receives download events (nil = discard).
 	Logger *slog.Logger
 }
@@ -260,13 +264,41 @@ func NewRefresher(dir string, opts *FetchOptions) (*Refresher, error) {
 
 func (r *Refresher) load(path string) error {
 	x, err := LoadFile(path, r.opts.Load)
+	if err == nil {
+		err = r.checkShrink(x)
+	}
 	if err != nil {
 		r.opts.logger().Warn("annuaire: extraction refused", "file", filepath.Base(path), "err", err)
 		os.Rename(path, path+".bad")
 		return err
 	}
+	if rep := x.Report(); rep.Skipped > 0 {
+		first := rep.BadLines[0]
+		r.opts.logger().Warn("annuaire: malformed lines skipped", "file", filepath.Base(path),
+			"skipped", rep.Skipped, "lines", rep.Lines, "first_line", first.Line, "first_reason", first.Reason)
+	}
 	at, _ := ExtractionTime(path)
 	r.cur.Store(&loaded{x: x, path: path, at: at})
+	return nil
+}
+
+// DefaultMaxShrink is FetchOptions.MaxShrink's default: a day's file never loses a tenth of
+// the BALs.
+const DefaultMaxShrink = 0.1
+
+// checkShrink refuses x when it has far fewer lines than the extraction in use.
+func (r *Refresher) checkShrink(x *Extraction) error {
+	cur := r.cur.Load()
+	shrink := r.opts.MaxShrink
+	if shrink == 0 {
+		shrink = DefaultMaxShrink
+	}
+	if cur == nil || shrink < 0 {
+		return nil
+	}
+	if float64(x.Len()) < (1-shrink)*float64(cur.x.Len()) {
+		return fmt.Errorf("%w: %d lines where the extraction in use has %d", ErrPartial, x.Len(), cur.x.Len())
+	}
 	return nil
 }
 

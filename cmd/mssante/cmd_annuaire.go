@@ -38,7 +38,7 @@ progress bar on stderr, and prints its path. The server is checked against the I
 (or --ca). export-ldif writes the extraction as LDIF for the default schema, so that a
 structure can load it into its own OpenLDAP (slapadd -l, or ldapadd) every night.
 schema prints the default LDAP schema (slapd.conf include format, or cn=config LDIF).
-search exits 1 when nothing is found, 2 on a bad query.`
+search exits 1 when nothing is found, 2 on a bad query.` + annuaireReconcileUsage
 
 func runAnnuaire(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
@@ -50,6 +50,10 @@ func runAnnuaire(ctx context.Context, e *env, args []string) error {
 		return annuaireSearch(ctx, e, args[1:])
 	case "fetch":
 		return annuaireFetch(ctx, e, args[1:])
+	case "reconcile":
+		return annuaireReconcile(ctx, e, args[1:])
+	case "publish":
+		return annuairePublish(ctx, e, args[1:])
 	case "export-ldif":
 		return annuaireExportLDIF(e, args[1:])
 	case "schema":
@@ -153,6 +157,7 @@ func annuaireSearch(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		skippedNote(e.stderr, x)
 		dir = x
 	case strings.HasPrefix(source, "ldap://"), strings.HasPrefix(source, "ldaps://"):
 		tc, err := tf.config(false)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
@@ -36,11 +37,12 @@ Manage the BALs of the connector's mailbox store (--store DIR, default $MSSANTE_
   export [--format annuaire|json]
       the list of BALs as a structure hands it to its operator or publishes it to the
       Annuaire Santé: pipe-separated with a header line (annuaire), or JSON
-  purge [--now TIME]         apply the retention of every BAL (audited)`
+  purge [--now TIME]         apply the retention of every BAL (audited)` + balListingUsage
 
 func runBAL(ctx context.Context, e *env, args []string) error {
 	subs := map[string]func(context.Context, *env, []string) error{
 		"add": balAdd, "list": balList, "show": balShow, "remove": balRemove, "export": balExport, "purge": balPurge,
+		"suspend": balSuspend, "resume": balResume, "listing": balListing,
 	}
 	if len(args) == 0 || subs[args[0]] == nil {
 		newFlagSet(e, "bal", balUsage).Usage()
@@ -102,6 +104,8 @@ func balAdd(ctx context.Context, e *env, args []string) error {
 	quota := fs.String("quota", "0", "quota: bytes, or with a K, M or G suffix (0 = none)")
 	retention := fs.Int("retention", 0, "days messages are kept before purge (0 = forever)")
 	pwStdin := fs.Bool("password-stdin", false, "read a password for IMAP PLAIN/LOGIN from the first line of stdin")
+	var lc lifecycle
+	lc.add(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return flagErr(err)
@@ -145,9 +149,17 @@ func balAdd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	alog, err := lc.open()
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
 	b := &mailbox.BAL{Address: pos[0], Type: t, Owner: *owner, Description: *desc, CertDN: dn,
 		QuotaBytes: q, Retention: time.Duration(*retention) * 24 * time.Hour}
 	if err := st.AddBAL(ctx, b); err != nil {
+		return err
+	}
+	if err := lc.journal(ctx, st, alog, mailbox.PublishBAL, audit.EventBALCreated, b.Address); err != nil {
 		return err
 	}
 	if password != "" {
@@ -307,14 +319,24 @@ func balShow(ctx context.Context, e *env, args []string) error {
 }
 
 func balRemove(ctx context.Context, e *env, args []string) error {
-	st, addr, err := oneAddress(ctx, e, "remove", args, nil)
+	var lc lifecycle
+	st, addr, err := oneAddress(ctx, e, "remove", args, lc.add)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	alog, err := lc.open()
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	if err := lc.journal(ctx, st, alog, mailbox.WithdrawBAL, "", addr); err != nil {
+		return err
+	}
 	if err := st.RemoveBAL(ctx, addr); err != nil {
 		return fmt.Errorf("%s: %w", addr, err)
 	}
+	lc.record(alog, audit.EventBALDeleted, addr, "done")
 	fmt.Fprintf(e.stdout, "removed %s\n", strings.ToLower(addr))
 	return nil
 }

@@ -56,6 +56,10 @@ folders 0700): doctor warns about any that group or others can reach, in the san
 store, Maildir and audit folder of that "mssante serve" configuration. Exits 1 when a check
 fails.
 
+With --store and --extraction, one more line reconciles the BALs of that mailbox store with
+the extraction (counts per verdict, the liste rouge BALs left out; "mssante annuaire
+reconcile" lists them): warn when one is missing, stale or different.
+
 With --json, one JSON object a line per check instead of text:
   {"status":"ok"|"warn"|"fail","check":…,"detail":…,"fix":…} (fix only when not ok)`
 
@@ -159,6 +163,8 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	wl := fs.String("whitelist", whitelist.DefaultURL, "liste blanche URL (https) or file")
 	warnDays := fs.Int("warn-days", 90, "warn when a certificate expires within this many days")
 	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for each network check")
+	balStore := fs.String("store", "", "with --extraction: the mailbox store whose BALs are reconciled with the Annuaire Santé")
+	extraction := fs.String("extraction", "", "with --store: today's extraction file (mssante annuaire fetch)")
 	var tf trustFlags
 	tf.register(fs)
 	pos, err := parseInterspersed(fs, args)
@@ -246,6 +252,9 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		cfg.Private = append(cfg.Private, paths...)
 	}
 	checks := doctorRun(ctx, cfg)
+	if *balStore != "" && *extraction != "" {
+		checks = append(checks, doctorAnnuaire(ctx, *balStore, *extraction))
+	}
 	var failed int
 	if *asJSON {
 		failed = doctorJSON(e.stdout, checks)
