@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,8 +46,13 @@ func TestChangesAndCounters(t *testing.T) {
 		}
 		ms, _ := s.Messages(ctx, m.ID, 0)
 		var size int64
+		var scanned []uint32
 		for _, x := range ms {
 			size += x.Size
+			scanned = append(scanned, x.UID)
+		}
+		if uids, err := s.UIDs(ctx, m.ID); err != nil || !slices.Equal(uids, scanned) {
+			t.Fatalf("%s: UIDs = %v, %v; the messages have %v", step, uids, err, scanned)
 		}
 		if m.Messages != messages || m.Unseen != unseen || m.Deleted != deleted || m.FirstUnseen != firstUnseen ||
 			strings.Join(m.Keywords, " ") != kw || m.Size != size || len(ms) != int(messages) {
@@ -142,7 +148,7 @@ func TestMigrateCounters(t *testing.T) {
 		`INSERT INTO mailbox(id,bal,name,uidvalidity,uidnext,modseq,subscribed) VALUES (1,'a@h.fr','INBOX',1,4,4,1)`,
 		`INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq) VALUES (1,1,'x/1',10,0,'\Seen $Done',2)`,
 		`INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq) VALUES (1,2,'x/2',20,0,'\Deleted',3)`,
-		`INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq) VALUES (1,3,'x/3',30,0,'',4)`,
+		`INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq) VALUES (1,4,'x/4',30,0,'',4)`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
@@ -154,13 +160,16 @@ func TestMigrateCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mb.Messages != 3 || mb.Unseen != 2 || mb.Deleted != 1 || mb.Size != 60 || mb.FirstUnseen != 2 || fmt.Sprint(mb.Keywords) != "[$Done]" {
+	if mb.Messages != 3 || mb.Unseen != 2 || mb.Deleted != 1 || mb.Size != 60 || mb.FirstUnseen != 2 || fmt.Sprint(mb.Keywords) != "[$Done]" || mb.Recent != 3 {
 		t.Fatalf("migrated mailbox = %+v", mb)
+	}
+	if uids, err := s.UIDs(ctx, mb.ID); err != nil || fmt.Sprint(uids) != "[1 2 4]" {
+		t.Fatalf("migrated UIDs = %v, %v", uids, err)
 	}
 	if b, err := s.GetBAL(ctx, "a@h.fr"); err != nil || b.Messages != 3 {
 		t.Fatalf("GetBAL = %+v, %v", b, err)
 	}
-	if _, err := s.StoreFlags(ctx, mb.ID, []uint32{3}, FlagsAdd, []string{`\Seen`}); err != nil {
+	if _, err := s.StoreFlags(ctx, mb.ID, []uint32{4}, FlagsAdd, []string{`\Seen`}); err != nil {
 		t.Fatal(err)
 	}
 	if mb, _ = s.Mailbox(ctx, "a@h.fr", Inbox); mb.Unseen != 1 || mb.FirstUnseen != 2 {
@@ -222,5 +231,54 @@ func TestWatchOtherProcess(t *testing.T) {
 	case <-ch2:
 		t.Fatal("a cancelled watch was signalled")
 	default:
+	}
+}
+
+// TestUIDRuns expunges UIDs at random (first, last, middle of runs, whole runs) between
+// appends and checks after each step that the UID list the store keeps as runs is the list of
+// its messages, and that \Recent counts the messages above the last claim.
+func TestUIDRuns(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), nil)
+	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
+	mb, _ := s.Mailbox(ctx, "a@h.fr", Inbox)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var claimed uint32
+	for step := 0; step < 40; step++ {
+		for range rng.IntN(4) + 1 {
+			if _, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(step)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		have, _ := s.UIDs(ctx, mb.ID)
+		var drop []uint32
+		for _, u := range have {
+			if rng.IntN(3) == 0 {
+				drop = append(drop, u)
+			}
+		}
+		s.StoreFlags(ctx, mb.ID, drop, FlagsAdd, []string{`\Deleted`})
+		if _, err := s.Expunge(ctx, mb.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if step%7 == 0 {
+			_, claimed, _ = s.ClaimRecent(ctx, mb.ID)
+		}
+		ms, _ := s.Messages(ctx, mb.ID, 0)
+		var want []uint32
+		recent := uint32(0)
+		for _, m := range ms {
+			want = append(want, m.UID)
+			if m.UID > claimed {
+				recent++
+			}
+		}
+		got, err := s.UIDs(ctx, mb.ID)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("step %d: UIDs = %v, %v; want %v", step, got, err, want)
+		}
+		if m, _ := s.Mailbox(ctx, "a@h.fr", Inbox); m.Recent != recent || m.Messages != uint32(len(want)) {
+			t.Fatalf("step %d: Recent %d Messages %d, want %d %d", step, m.Recent, m.Messages, recent, len(want))
+		}
 	}
 }

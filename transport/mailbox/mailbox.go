@@ -280,6 +280,8 @@ type Store interface {
 	// MessagesByUID returns the index entries of the listed messages still present, in UID
 	// order.
 	MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint32) ([]Message, error)
+	// HeadersByUID returns the indexed header blocks of the listed messages (see Headers).
+	HeadersByUID(ctx context.Context, mbox MailboxID, uids []uint32) (map[uint32][]byte, error)
 	// Headers returns the header blocks (blank line included) of a folder's messages whose
 	// UID is above afterUID, for SEARCH and ENVELOPE without opening the files; a message
 	// whose header is not indexed (longer than 64 KiB) is absent. Header blocks never change.

@@ -16,7 +16,18 @@ import (
 // the size of the folder: SELECT, STATUS and the BAL look-up read counters, an IMAP session
 // reads the rows whose modseq is above the last it saw (RFC 7162 §3.1 calls the folder's
 // counter HIGHESTMODSEQ), expunges included.
+//
+// uidrun holds the UIDs of each folder as runs of consecutive UIDs, so that a session's
+// sequence numbers (SELECT) cost the number of gaps left by expunges, not of messages. The
+// triggers keep them exact: a new UID extends the run ending just below it or starts one; an
+// expunged UID shortens or splits its run.
 const changesSchema = `
+CREATE TABLE IF NOT EXISTS uidrun (
+	mailbox INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+	first INTEGER NOT NULL,
+	last INTEGER NOT NULL,
+	PRIMARY KEY (mailbox, first)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS expunged (
 	mailbox INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
 	modseq INTEGER NOT NULL,
@@ -31,6 +42,11 @@ CREATE TRIGGER IF NOT EXISTS message_added AFTER INSERT ON message BEGIN
 		n_unseen=n_unseen+(NOT instr(' '||lower(new.flags)||' ', ' \seen ')),
 		n_deleted=n_deleted+(instr(' '||lower(new.flags)||' ', ' \deleted ')>0)
 	WHERE id=new.mailbox;
+	INSERT INTO uidrun(mailbox, first, last) SELECT new.mailbox, new.uid, new.uid
+		WHERE NOT EXISTS (SELECT 1 FROM uidrun WHERE mailbox=new.mailbox AND last=new.uid-1
+			AND first=(SELECT max(first) FROM uidrun WHERE mailbox=new.mailbox AND first<new.uid));
+	UPDATE uidrun SET last=new.uid WHERE mailbox=new.mailbox AND last=new.uid-1
+		AND first=(SELECT max(first) FROM uidrun WHERE mailbox=new.mailbox AND first<new.uid);
 END;
 CREATE TRIGGER IF NOT EXISTS message_removed AFTER DELETE ON message BEGIN
 	UPDATE mailbox SET n_messages=n_messages-1, n_size=n_size-old.size,
@@ -38,6 +54,11 @@ CREATE TRIGGER IF NOT EXISTS message_removed AFTER DELETE ON message BEGIN
 		n_deleted=n_deleted-(instr(' '||lower(old.flags)||' ', ' \deleted ')>0)
 	WHERE id=old.mailbox;
 	INSERT OR IGNORE INTO expunged(mailbox, modseq, uid) SELECT id, modseq, old.uid FROM mailbox WHERE id=old.mailbox;
+	INSERT INTO uidrun(mailbox, first, last) SELECT mailbox, old.uid+1, last FROM uidrun WHERE mailbox=old.mailbox AND last>old.uid
+		AND first=(SELECT max(first) FROM uidrun WHERE mailbox=old.mailbox AND first<=old.uid);
+	UPDATE uidrun SET last=old.uid-1 WHERE mailbox=old.mailbox AND first<old.uid
+		AND first=(SELECT max(first) FROM uidrun WHERE mailbox=old.mailbox AND first<=old.uid) AND last>=old.uid;
+	DELETE FROM uidrun WHERE mailbox=old.mailbox AND first=old.uid;
 END;
 CREATE TRIGGER IF NOT EXISTS message_flagged AFTER UPDATE OF flags ON message BEGIN
 	UPDATE mailbox SET
@@ -80,6 +101,13 @@ func (s *SQLite) migrateChanges(ctx context.Context) error {
 	}
 	if _, err := tx.ExecContext(ctx, changesSchema); err != nil {
 		return fmt.Errorf("mailbox: migrate: %w", err)
+	}
+	if n == 0 { // runs of consecutive UIDs: a UID minus its rank is constant along a run
+		if _, err := tx.ExecContext(ctx, `INSERT INTO uidrun(mailbox, first, last)
+			SELECT mailbox, min(uid), max(uid) FROM (SELECT mailbox, uid, uid - row_number() OVER (PARTITION BY mailbox ORDER BY uid) AS g FROM message)
+			GROUP BY mailbox, g`); err != nil {
+			return fmt.Errorf("mailbox: migrate: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("mailbox: migrate: %w", err)
@@ -220,22 +248,29 @@ func (s *SQLite) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64
 	return &c, nil
 }
 
-// UIDs implements Store.
+// UIDs implements Store. It reads the runs of consecutive UIDs.
 func (s *SQLite) UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error) {
 	var n int
-	s.db.QueryRowContext(ctx, `SELECT n_messages FROM mailbox WHERE id=?`, mbox).Scan(&n)
-	rows, err := s.db.QueryContext(ctx, `SELECT uid FROM message INDEXED BY message_uid WHERE mailbox=? ORDER BY uid`, mbox)
+	if err := s.db.QueryRowContext(ctx, `SELECT n_messages FROM mailbox WHERE id=?`, mbox).Scan(&n); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNoMailbox
+		}
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT first, last FROM uidrun WHERE mailbox=? ORDER BY first`, mbox)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
 	out := make([]uint32, 0, max(n, 0))
 	for rows.Next() {
-		var u uint32
-		if err := rows.Scan(&u); err != nil {
+		var first, last uint32
+		if err := rows.Scan(&first, &last); err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
-		out = append(out, u)
+		for u := first; u <= last && u != 0; u++ {
+			out = append(out, u)
+		}
 	}
 	return out, rows.Err()
 }
@@ -244,12 +279,10 @@ func (s *SQLite) UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error) {
 // starting another range query.
 const lookupGap = 64
 
-// MessagesByUID implements Store.
-func (s *SQLite) MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint32) ([]Message, error) {
-	if len(uids) == 0 {
-		return nil, nil
-	}
-	want := make(map[uint32]bool, len(uids))
+// spans sorts and deduplicates uids and groups them into ranges read with one query each:
+// UIDs closer than lookupGap share a range.
+func spans(uids []uint32) (want map[uint32]bool, out [][2]uint32) {
+	want = make(map[uint32]bool, len(uids))
 	sorted := make([]uint32, 0, len(uids))
 	for _, u := range uids {
 		if !want[u] {
@@ -258,13 +291,23 @@ func (s *SQLite) MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint3
 		}
 	}
 	slices.Sort(sorted)
-	var out []Message
 	for i := 0; i < len(sorted); {
 		j := i
 		for j+1 < len(sorted) && sorted[j+1]-sorted[j] <= lookupGap {
 			j++
 		}
-		ms, err := scanMessages(s.db.QueryContext(ctx, `SELECT uid, size, internal, flags, modseq FROM message WHERE mailbox=? AND uid BETWEEN ? AND ? ORDER BY uid`, mbox, sorted[i], sorted[j]))
+		out = append(out, [2]uint32{sorted[i], sorted[j]})
+		i = j + 1
+	}
+	return want, out
+}
+
+// MessagesByUID implements Store.
+func (s *SQLite) MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint32) ([]Message, error) {
+	want, ranges := spans(uids)
+	var out []Message
+	for _, r := range ranges {
+		ms, err := scanMessages(s.db.QueryContext(ctx, `SELECT uid, size, internal, flags, modseq FROM message WHERE mailbox=? AND uid BETWEEN ? AND ? ORDER BY uid`, mbox, r[0], r[1]))
 		if err != nil {
 			return nil, err
 		}
@@ -273,9 +316,43 @@ func (s *SQLite) MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint3
 				out = append(out, m)
 			}
 		}
-		i = j + 1
 	}
 	return out, nil
+}
+
+// HeadersByUID implements Store.
+func (s *SQLite) HeadersByUID(ctx context.Context, mbox MailboxID, uids []uint32) (map[uint32][]byte, error) {
+	want, ranges := spans(uids)
+	out := make(map[uint32][]byte, len(want))
+	for _, r := range ranges {
+		if err := s.scanHeaders(ctx, out, want, `SELECT uid, header FROM message WHERE mailbox=? AND uid BETWEEN ? AND ? AND header IS NOT NULL`, mbox, r[0], r[1]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// scanHeaders adds to out the (uid, header) rows of query that want holds (all when nil).
+func (s *SQLite) scanHeaders(ctx context.Context, out map[uint32][]byte, want map[uint32]bool, query string, args ...any) error {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid uint32
+		var h []byte
+		if err := rows.Scan(&uid, &h); err != nil {
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		if want == nil || want[uid] {
+			out[uid] = h
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	return nil
 }
 
 // messagesSince is the query of the entries changed after a modseq (two parameters: the

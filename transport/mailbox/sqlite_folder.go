@@ -201,10 +201,10 @@ func (s *SQLite) SetSubscribed(ctx context.Context, bal, name string, subscribed
 	})
 }
 
-// mailboxCols reads the counters the triggers keep (sqlite_changes.go) and two look-ups
-// through indexes: the messages above recent_uid, and the first unseen message.
+// mailboxCols reads the counters the triggers keep (sqlite_changes.go), the UID runs above
+// recent_uid (\Recent) and the first unseen message through its partial index.
 const mailboxCols = `x.id, x.bal, x.name, x.uidvalidity, x.uidnext, x.modseq, x.subscribed, x.recent_uid,
-	(SELECT count(*) FROM message AS m INDEXED BY message_uid WHERE m.mailbox=x.id AND m.uid > x.recent_uid),
+	(SELECT coalesce(sum(r.last - max(r.first, x.recent_uid+1) + 1), 0) FROM uidrun r WHERE r.mailbox=x.id AND r.last > x.recent_uid),
 	x.n_messages, x.n_unseen, x.n_deleted, x.n_size, x.keywords,
 	coalesce((SELECT min(m.uid) FROM message AS m INDEXED BY message_unseen WHERE m.mailbox=x.id AND NOT instr(' '||lower(m.flags)||' ', ' \seen ')), 0)`
 

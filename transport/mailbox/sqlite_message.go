@@ -124,21 +124,11 @@ func (s *SQLite) Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint6
 
 // Headers implements Store.
 func (s *SQLite) Headers(ctx context.Context, mbox MailboxID, afterUID uint32) (map[uint32][]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT uid, header FROM message WHERE mailbox=? AND uid>? AND header IS NOT NULL`, mbox, afterUID)
-	if err != nil {
-		return nil, fmt.Errorf("mailbox: %w", err)
-	}
-	defer rows.Close()
 	out := make(map[uint32][]byte)
-	for rows.Next() {
-		var uid uint32
-		var h []byte
-		if err := rows.Scan(&uid, &h); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		out[uid] = h
+	if err := s.scanHeaders(ctx, out, nil, `SELECT uid, header FROM message WHERE mailbox=? AND uid>? AND header IS NOT NULL`, mbox, afterUID); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Read implements Store.
