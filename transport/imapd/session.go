@@ -1042,8 +1042,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	var hdrs map[uint32][]byte
-	if options.Envelope {
-		if hdrs, err = s.headers(); err != nil {
+	if options.Envelope { // the header blocks of the targets, from the index
+		if hdrs, err = s.store().HeadersByUID(s.ctx, sel.id, uidsOf(ts)); err != nil {
 			return err
 		}
 	}
