@@ -19,6 +19,12 @@
 // removes; after it, the message is there once. Deliveries carrying a DeliveryID are
 // idempotent: a retried delivery of the same ID is recognised and not stored twice.
 //
+// Cost: every change (append, flags, expunge) raises its folder's modification sequence in
+// the change's own transaction and stamps the rows it touches with it (HIGHESTMODSEQ and
+// MODSEQ in RFC 7162's terms), so a reader asks for what changed since the last value it saw
+// ([Store.Changes]) instead of reading the folder again; a folder's counts and UIDs, and a
+// BAL's message count, are kept as the changes happen. [Watcher] tells readers when to ask.
+//
 // Start with [OpenSQLite], then [SQLite.AddBAL]; [PurgeEvery] applies the retention of each
 // BAL.
 package mailbox
