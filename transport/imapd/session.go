@@ -406,7 +406,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}
 	uids, err := s.store().UIDs(s.ctx, mb.ID)
 	if err != nil {
-		return nil, err
+		return nil, imapErr(err) // deleted meanwhile: NO [NONEXISTENT]
 	}
 	sel := &selected{id: mb.ID, name: mb.Name, readOnly: options.ReadOnly, uidValidity: mb.UIDValidity, modSeq: mb.ModSeq,
 		uids: uids, own: map[uint32]uint64{}, recent: map[uint32]bool{}}
