@@ -166,6 +166,13 @@ func TestMigrateCounters(t *testing.T) {
 	if uids, err := s.UIDs(ctx, mb.ID); err != nil || fmt.Sprint(uids) != "[1 2 4]" {
 		t.Fatalf("migrated UIDs = %v, %v", uids, err)
 	}
+	for _, name := range []string{"uidrun", "expunged", "message_uid", "message_unseen", "message_deleted",
+		"message_added", "message_removed", "message_flagged"} {
+		var n int
+		if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name=?`, name).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("after migration, %s: %d, %v", name, n, err)
+		}
+	}
 	if b, err := s.GetBAL(ctx, "a@h.fr"); err != nil || b.Messages != 3 {
 		t.Fatalf("GetBAL = %+v, %v", b, err)
 	}
