@@ -6,13 +6,37 @@
 # so both see the same machine load. Prints both figures and
 # the ratio ours/Dovecot (throughput) or Dovecot/ours (time), so > 1 means we are faster.
 #
+# bench/imap/run.sh scale: what one command costs in a large folder. Folders of SMALL and
+# LARGE messages (and IDLE_N for the fan-out) are built beforehand, the same messages on both
+# sides (bench/imap/fill: our store through the mailbox API, each message fsynced as a
+# delivery; Dovecot as Maildir files imported into its mdbox format, or with
+# DOVECOT_STORE=maildir kept as Maildir and indexed on the first SELECT). Then, servers taking
+# turns, index in sync: SELECT, FETCH of the last 50 headers, STORE on one message, the FETCH
+# after it (bench/imap/scale), medians of RUNS, ratios ours/Dovecot and LARGE/SMALL; then the
+# IDLE fan-out: SESSIONS sessions IDLE on the IDLE_N folder, one APPEND, time until the median
+# and the last session hear of it, and the server's memory resting and at its peak.
+#
 # Needs dovecot-core and dovecot-imapd (scripts/install-peers.sh) and root (Dovecot drops to
 # the "mail" user). Usage: bench/imap/run.sh [N] [SIZE] [RUNS]    (defaults 10000 20480 3)
+#                          bench/imap/run.sh scale [SMALL] [LARGE] [IDLE_N] [SESSIONS] [RUNS]
+#                                                  (defaults 1000 100000 10000 1000 5;
+#                                                   SESSIONS 0: no fan-out)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-N=${1:-10000}
-SIZE=${2:-20480}
-RUNS=${3:-3}
+MODE=append
+if [ "${1:-}" = scale ]; then
+	MODE=scale
+	shift
+	SMALL=${1:-1000}
+	LARGE=${2:-100000}
+	IDLE_N=${3:-10000}
+	SESSIONS=${4:-1000}
+	RUNS=${5:-5}
+else
+	N=${1:-10000}
+	SIZE=${2:-20480}
+	RUNS=${3:-3}
+fi
 DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
 [ -x "$DOVECOT" ] || { echo "dovecot not installed: scripts/install-peers.sh" >&2; exit 1; }
 
@@ -32,6 +56,8 @@ PD=$(freeport); PO=$(freeport)
 
 go build -o "$W/imapserve" ./bench/imap/imapserve
 go build -o "$W/load" ./bench/imap/load
+go build -o "$W/fill" ./bench/imap/fill
+go build -o "$W/scale" ./bench/imap/scale
 
 # --- Dovecot: Maildir, plain IMAP on loopback, default fsync (mail_fsync = optimized)
 mkdir -p "$W/dovecot/run" "$W/dovecot/state" "$W/dovecot/mail"
@@ -58,6 +84,12 @@ userdb {
 first_valid_uid = 8
 first_valid_gid = 8
 mail_location = maildir:~/Maildir
+# room for the IDLE fan-out's sessions, all of one user from one address
+default_process_limit = 2000
+default_client_limit = 4000
+protocol imap {
+  mail_max_userip_connections = 2000
+}
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
@@ -68,16 +100,43 @@ service imap-login {
   }
 }
 CONF
+if [ "$MODE" = scale ]; then
+	# Index in sync. DOVECOT_STORE=mdbox (the default here): the Maildir is imported into
+	# Dovecot's own format, whose flags live in its index. maildir: Dovecot trusts its index
+	# instead of re-reading a folder whose directory changed (each STORE renames a file).
+	DOVECOT_STORE=${DOVECOT_STORE:-mdbox}
+	echo "maildir_very_dirty_syncs = yes" >> "$W/dovecot/dovecot.conf"
+	if [ "$DOVECOT_STORE" = mdbox ]; then
+		sed -i 's|^mail_location = .*|mail_location = mdbox:~/mdbox|' "$W/dovecot/dovecot.conf"
+	fi
+	echo "== building folders of $SMALL, $IDLE_N and $LARGE messages on both sides"
+	"$W/fill" -store "$W/ours" -bal testuser@bench.test -maildir "$W/dovecot/mail/testuser/Maildir" \
+		-folders "f$SMALL:$SMALL,f$IDLE_N:$IDLE_N,f$LARGE:$LARGE" -workers 8
+	chown -R mail:mail "$W/dovecot/mail"
+fi
 "$DOVECOT" -c "$W/dovecot/dovecot.conf"
+if [ "$MODE" = scale ] && [ "$DOVECOT_STORE" = mdbox ]; then
+	sleep 0.5
+	t=$(date +%s)
+	doveadm -c "$W/dovecot/dovecot.conf" import -u testuser maildir:~/Maildir "" all
+	echo "fill: Maildir imported into Dovecot's mdbox in $(( $(date +%s) - t )) s"
+fi
 
 # --- ours: the same kind of account, LOGIN allowed on loopback without TLS like Dovecot above
-"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PO" -users testuser@bench.test:pass > "$W/ours.log" 2>&1 &
+"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PO" -users testuser@bench.test:pass -max-conns 5000 > "$W/ours.log" 2>&1 &
 OURS_PID=$!
 for _ in $(seq 50); do
 	if (echo > /dev/tcp/127.0.0.1/$PD) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$PO) 2>/dev/null; then break; fi
 	sleep 0.1
 done
 
+if [ "$MODE" = scale ]; then
+	echo "== SELECT, FETCH last 50, STORE one in f$SMALL and f$LARGE, $RUNS runs (medians), servers taking turns; Dovecot $DOVECOT_STORE; disk: $(df --output=source "$W" | tail -1)"
+	"$W/scale" -a "dovecot=127.0.0.1:$PD,testuser,pass" -a-proc comm:imap \
+		-b "ours=127.0.0.1:$PO,testuser@bench.test,pass" -b-proc "pid:$OURS_PID" \
+		-folders "f$SMALL,f$LARGE" -runs "$RUNS" -idle-folder "$([ "$SESSIONS" -gt 0 ] && echo "f$IDLE_N")" -sessions "$SESSIONS"
+	exit 0
+fi
 echo "== $N messages of $SIZE bytes, $RUNS runs (medians), servers taking turns; disk: $(df --output=source "$W" | tail -1)"
 "$W/load" -a "dovecot=127.0.0.1:$PD,testuser,pass" -b "ours=127.0.0.1:$PO,testuser@bench.test,pass" -n "$N" -size "$SIZE" -runs "$RUNS"
 echo "(ratio = ours/dovecot for msg/s, dovecot/ours for ms: > 1 means ours faster; goal >= 0.8x)"

@@ -62,8 +62,10 @@ type Options struct {
 	// stack to have verified a chain (ConnectionState.VerifiedChains not empty). Set it when
 	// the TLS configuration verifies chains itself (CRL checks in VerifyPeerCertificate).
 	VerifyPeer func(tls.ConnectionState) error
-	// IdlePoll is how often an IDLE session looks for changes made by other processes;
-	// changes made through the same Store are signalled at once. 0 means 5 s.
+	// IdlePoll, when set, makes each IDLE session also check its folder that often, for a
+	// Store whose Watch does not signal the changes other processes make. 0, the default,
+	// relies on Watch alone: the SQLite store signals its own changes at once and finds
+	// other processes' with one query for all watched folders (mailbox.Options.WatchPoll).
 	IdlePoll time.Duration
 	// HandshakeTimeout bounds the implicit TLS handshake of ServeTLS, from accept (default
 	// 10 s): a connection that sends no ClientHello is closed then.
@@ -300,11 +302,4 @@ func (s *Server) verifyPeer(st tls.ConnectionState) error {
 		return errors.New("imapd: no verified client certificate")
 	}
 	return nil
-}
-
-func (s *Server) idlePoll() time.Duration {
-	if s.opts.IdlePoll > 0 {
-		return s.opts.IdlePoll
-	}
-	return 5 * time.Second
 }

@@ -59,7 +59,7 @@ func newEnvWith(t *testing.T, configure func(*Options)) *env {
 	pki := pkiVal
 	ctx := context.Background()
 	e := &env{pki: pki, dir: t.TempDir()}
-	st, err := mailbox.OpenSQLite(ctx, filepath.Join(e.dir, "store"), nil)
+	st, err := mailbox.OpenSQLite(ctx, filepath.Join(e.dir, "store"), &mailbox.Options{WatchPoll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -643,9 +643,10 @@ func TestSearchAddress(t *testing.T) {
 }
 
 // TestIdleSeesOtherProcess: a delivery made through another Store on the same folder (another
-// process, e.g. the CLI or a second node) reaches an IDLE session through the periodic check.
+// process, e.g. the CLI) reaches an IDLE session through the store's one periodic look for
+// all watched folders, the sessions themselves not polling (IdlePoll 0).
 func TestIdleSeesOtherProcess(t *testing.T) {
-	e := newEnvWith(t, func(o *Options) { o.IdlePoll = 50 * time.Millisecond })
+	e := newEnvWith(t, func(o *Options) { o.IdlePoll = 0 })
 	exists := make(chan uint32, 10)
 	c := e.dialApp(t, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {

@@ -3,11 +3,14 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,8 +62,10 @@ type selected struct {
 	modSeq      uint64
 	// own records the modseq of flag changes this session made (and already reported), so
 	// they are not echoed back as unilateral updates.
-	own            map[uint32]uint64
-	pendingExpunge bool
+	own map[uint32]uint64
+	// gone holds the UIDs expunged by others that this session could not report yet (no
+	// EXPUNGE during FETCH, STORE or SEARCH: RFC 3501 §7.4.1).
+	gone []uint32
 	// recent holds the messages that are \Recent for this session (RFC 3501 §2.3.2).
 	recent map[uint32]bool
 	// keywords announced in FLAGS, in order of appearance.
@@ -71,7 +76,8 @@ type selected struct {
 	echo    []uint32
 	changes <-chan struct{}
 	cancel  func()
-	// caches: the index as of idxModSeq, and the header blocks up to UID hdrsUpTo
+	// caches: the index as of idxModSeq (kept up to date with the changes since, for
+	// SEARCH), and the header blocks up to UID hdrsUpTo
 	idx       map[uint32]*mailbox.Message
 	idxModSeq uint64
 	hdrs      map[uint32][]byte
@@ -392,16 +398,19 @@ var mailboxFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagge
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
+	// The folder's counters, its UIDs (the sequence numbers) and its keyword list: no message
+	// entry is read. Changes after mb.ModSeq reach the session through Poll.
 	mb, err := s.store().Mailbox(s.ctx, s.bal, name)
 	if err != nil {
 		return nil, imapErr(err)
 	}
-	msgs, err := s.store().Messages(s.ctx, mb.ID, 0)
+	uids, err := s.store().UIDs(s.ctx, mb.ID)
 	if err != nil {
-		return nil, err
+		return nil, imapErr(err) // deleted meanwhile: NO [NONEXISTENT]
 	}
 	sel := &selected{id: mb.ID, name: mb.Name, readOnly: options.ReadOnly, uidValidity: mb.UIDValidity, modSeq: mb.ModSeq,
-		own: map[uint32]uint64{}, recent: map[uint32]bool{}}
+		uids: uids, own: map[uint32]uint64{}, recent: map[uint32]bool{}}
+	sel.addKeywords(mb.Keywords)
 	from := mb.RecentUID
 	to := ^uint32(0)
 	if !options.ReadOnly {
@@ -410,20 +419,20 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 			return nil, err
 		}
 	}
+	for i := len(uids) - 1; i >= 0 && uids[i] > from; i-- {
+		if uids[i] <= to {
+			sel.recent[uids[i]] = true
+		}
+	}
 	var firstUnseen uint32
-	for i, m := range msgs {
-		sel.uids = append(sel.uids, m.UID)
-		if firstUnseen == 0 && !m.HasFlag(`\Seen`) {
-			firstUnseen = uint32(i + 1)
+	if mb.FirstUnseen != 0 {
+		if seq, ok := sel.seqOf(mb.FirstUnseen); ok {
+			firstUnseen = seq
 		}
-		if m.UID > from && m.UID <= to {
-			sel.recent[m.UID] = true
-		}
-		sel.addKeywords(m.Flags)
 	}
 	uidNext := mb.UIDNext
-	if n := len(msgs); n > 0 && msgs[n-1].UID >= uidNext {
-		uidNext = msgs[n-1].UID + 1
+	if n := len(uids); n > 0 && uids[n-1] >= uidNext {
+		uidNext = uids[n-1] + 1
 	}
 	sel.changes, sel.cancel = s.store().Watch(mb.ID)
 	s.sel = sel
@@ -440,6 +449,12 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		data.PermanentFlags = nil
 	}
 	return data, nil
+}
+
+// seqOf returns the sequence number of uid in the client's view (sel.uids is in UID order).
+func (sel *selected) seqOf(uid uint32) (uint32, bool) {
+	i, ok := slices.BinarySearch(sel.uids, uid)
+	return uint32(i + 1), ok
 }
 
 // addKeywords records the keywords of flags not yet announced; it reports whether any was new.
@@ -529,20 +544,19 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return nil // folder deleted under us: nothing more to say about it
 	}
-	if cur == sel.modSeq && !(allowExpunge && sel.pendingExpunge) && len(sel.echo) == 0 {
+	if cur == sel.modSeq && !(allowExpunge && len(sel.gone) > 0) && len(sel.echo) == 0 {
 		return nil
 	}
-	msgs, err := s.store().Messages(s.ctx, sel.id, 0)
-	if err != nil {
-		return err
-	}
-	present := make(map[uint32]*mailbox.Message, len(msgs))
-	for i := range msgs {
-		present[msgs[i].UID] = &msgs[i]
+	// Only what changed since the client's view: the cost of a poll is the change.
+	ch := &mailbox.Changes{ModSeq: sel.modSeq}
+	if cur != sel.modSeq {
+		if ch, err = s.store().Changes(s.ctx, sel.id, sel.modSeq); err != nil {
+			return nil // deleted meanwhile
+		}
 	}
 	// 0. keywords new to this session, before any FETCH that uses them
 	newKw := false
-	for _, m := range msgs {
+	for _, m := range ch.Messages {
 		if sel.addKeywords(m.Flags) {
 			newKw = true
 		}
@@ -552,32 +566,22 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			return err
 		}
 	}
-	// 1. expunges, in the client's numbering
-	sel.pendingExpunge = false
-	kept := sel.uids[:0:0]
-	removed := 0
-	for i, uid := range sel.uids {
-		if _, ok := present[uid]; ok || !allowExpunge {
-			if !ok {
-				sel.pendingExpunge = true
-			}
-			kept = append(kept, uid)
-			continue
-		}
-		if err := w.WriteExpunge(uint32(i + 1 - removed)); err != nil {
+	// 1. expunges, in the client's numbering, when the command allows them
+	sel.gone = append(sel.gone, ch.Expunged...)
+	if allowExpunge && len(sel.gone) > 0 {
+		gone := sel.gone
+		sel.gone = nil
+		if err := s.forget(gone, w.WriteExpunge); err != nil {
 			return err
 		}
-		delete(sel.recent, uid)
-		removed++
 	}
-	sel.uids = kept
 	// 2. new messages
 	var last uint32
 	if n := len(sel.uids); n > 0 {
 		last = sel.uids[n-1]
 	}
 	added := false
-	for _, m := range msgs {
+	for _, m := range ch.Messages {
 		if m.UID > last {
 			sel.uids = append(sel.uids, m.UID)
 			added = true
@@ -589,8 +593,8 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			if err != nil {
 				return err
 			}
-			for _, uid := range sel.uids {
-				if uid > from && uid <= to && uid > last {
+			for i := len(sel.uids) - 1; i >= 0 && sel.uids[i] > last; i-- {
+				if uid := sel.uids[i]; uid > from && uid <= to {
 					sel.recent[uid] = true
 				}
 			}
@@ -602,31 +606,48 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			return err
 		}
 	}
-	// 3. flag changes: this session's STORE echoes, then changes by others
+	// 3. flag changes: this session's STORE echoes, then changes by others, in sequence order
 	echo := make(map[uint32]bool, len(sel.echo))
 	for _, uid := range sel.echo {
 		echo[uid] = true
 	}
 	sel.echo = nil
-	for i, uid := range sel.uids {
-		m, ok := present[uid]
-		if !ok || m.UID > last {
+	type update struct {
+		seq, uid uint32
+		flags    []string
+	}
+	var updates []update
+	for _, m := range ch.Messages {
+		if m.UID > last {
 			continue
 		}
-		if !echo[uid] {
-			if m.ModSeq <= sel.modSeq {
-				continue
-			}
-			if own, ok := sel.own[uid]; ok && own == m.ModSeq {
-				continue
+		if own, ok := sel.own[m.UID]; ok && own == m.ModSeq && !echo[m.UID] {
+			continue
+		}
+		if seq, ok := sel.seqOf(m.UID); ok {
+			updates = append(updates, update{seq, m.UID, m.Flags})
+		}
+		delete(echo, m.UID)
+	}
+	if len(echo) > 0 { // echoes of a STORE that changed nothing: their flags as they are
+		ms, err := s.store().MessagesByUID(s.ctx, sel.id, slices.Collect(maps.Keys(echo)))
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if seq, ok := sel.seqOf(m.UID); ok {
+				updates = append(updates, update{seq, m.UID, m.Flags})
 			}
 		}
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), sel.msgFlags(uid, m.Flags)); err != nil {
+	}
+	slices.SortFunc(updates, func(a, b update) int { return cmp.Compare(a.seq, b.seq) })
+	for _, u := range updates {
+		if err := w.WriteMessageFlags(u.seq, imap.UID(u.uid), sel.msgFlags(u.uid, u.flags)); err != nil {
 			return err
 		}
 	}
 	sel.own = map[uint32]uint64{}
-	sel.modSeq = cur
+	sel.modSeq = ch.ModSeq
 	return nil
 }
 
@@ -641,14 +662,20 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	t := time.NewTicker(s.srv.idlePoll())
-	defer t.Stop()
+	// The Store's Watch signals every change, those of other processes included; IdlePoll
+	// adds a check of the session's own, for a Store whose Watch does not see them.
+	var tick <-chan time.Time
+	if d := s.srv.opts.IdlePoll; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-stop:
 			return nil
 		case <-changes:
-		case <-t.C:
+		case <-tick:
 		}
 		if err := s.Poll(w, true); err != nil {
 			return err
@@ -672,37 +699,47 @@ type target struct {
 	uid uint32
 }
 
-// resolve turns a sequence or UID set into the messages of the client's view, in order.
+// resolve turns a sequence or UID set into the messages of the client's view, in order. Its
+// cost is the number of messages named, not the size of the folder.
 func (sel *selected) resolve(set imap.NumSet) []target {
 	n := uint32(len(sel.uids))
-	var out []target
+	if n == 0 {
+		return nil
+	}
+	var spans [][2]int // [from, to) indexes into sel.uids
 	switch set := set.(type) {
 	case imap.SeqSet:
-		if n == 0 {
-			return nil
-		}
-		in := make([]bool, n+1)
 		for _, r := range set {
 			lo, hi := bounds(r.Start, r.Stop, n)
-			for q := lo; q <= hi && q <= n; q++ {
-				in[q] = true
+			if lo < 1 {
+				lo = 1
 			}
-		}
-		for q := uint32(1); q <= n; q++ {
-			if in[q] {
-				out = append(out, target{q, sel.uids[q-1]})
+			if lo <= n {
+				spans = append(spans, [2]int{int(lo - 1), int(min(hi, n))})
 			}
 		}
 	case imap.UIDSet:
-		if n == 0 {
-			return nil
-		}
 		max := sel.uids[n-1]
-		for i, uid := range sel.uids {
-			if uidIn(set, uid, max) {
-				out = append(out, target{uint32(i + 1), uid})
+		for _, r := range set {
+			lo, hi := bounds(uint32(r.Start), uint32(r.Stop), max)
+			i, _ := slices.BinarySearch(sel.uids, lo)
+			j, found := slices.BinarySearch(sel.uids, hi)
+			if found {
+				j++
+			}
+			if i < j {
+				spans = append(spans, [2]int{i, j})
 			}
 		}
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return cmp.Compare(a[0], b[0]) })
+	var out []target
+	next := 0 // first index not yet emitted: overlapping spans are emitted once
+	for _, sp := range spans {
+		for i := max(sp[0], next); i < sp[1]; i++ {
+			out = append(out, target{uint32(i + 1), sel.uids[i]})
+		}
+		next = max(next, sp[1])
 	}
 	return out
 }
@@ -715,8 +752,8 @@ func uidsOf(ts []target) []uint32 {
 	return out
 }
 
-// index returns the folder's index entries by UID, read again only when the folder changed
-// since the last read (its modseq).
+// index returns the folder's index entries by UID (for SEARCH): read whole once, then kept
+// up to date with the changes since.
 func (s *session) index() (map[uint32]*mailbox.Message, error) {
 	sel := s.sel
 	cur, err := s.store().ModSeq(s.ctx, sel.id)
@@ -726,15 +763,37 @@ func (s *session) index() (map[uint32]*mailbox.Message, error) {
 	if sel.idx != nil && sel.idxModSeq == cur {
 		return sel.idx, nil
 	}
-	msgs, err := s.store().Messages(s.ctx, sel.id, 0)
+	since := sel.idxModSeq
+	if sel.idx == nil {
+		since = 0
+	}
+	ch, err := s.store().Changes(s.ctx, sel.id, since)
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[uint32]*mailbox.Message, len(msgs))
-	for i := range msgs {
-		m[msgs[i].UID] = &msgs[i]
+	if sel.idx == nil {
+		sel.idx = make(map[uint32]*mailbox.Message, len(ch.Messages))
 	}
-	sel.idx, sel.idxModSeq = m, cur
+	for i := range ch.Messages {
+		sel.idx[ch.Messages[i].UID] = &ch.Messages[i]
+	}
+	for _, u := range ch.Expunged {
+		delete(sel.idx, u)
+	}
+	sel.idxModSeq = ch.ModSeq
+	return sel.idx, nil
+}
+
+// entries returns the index entries of the targets of a command, read for them alone.
+func (s *session) entries(ts []target) (map[uint32]*mailbox.Message, error) {
+	ms, err := s.store().MessagesByUID(s.ctx, s.sel.id, uidsOf(ts))
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint32]*mailbox.Message, len(ms))
+	for i := range ms {
+		m[ms[i].UID] = &ms[i]
+	}
 	return m, nil
 }
 
@@ -945,7 +1004,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	if len(ts) == 0 {
 		return nil
 	}
-	idx, err := s.index()
+	idx, err := s.entries(ts)
 	if err != nil {
 		return err
 	}
@@ -983,8 +1042,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	var hdrs map[uint32][]byte
-	if options.Envelope {
-		if hdrs, err = s.headers(); err != nil {
+	if options.Envelope { // the header blocks of the targets, from the index
+		if hdrs, err = s.store().HeadersByUID(s.ctx, sel.id, uidsOf(ts)); err != nil {
 			return err
 		}
 	}

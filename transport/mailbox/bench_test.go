@@ -3,6 +3,7 @@ package mailbox
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -25,8 +26,8 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
-// BenchmarkMessages measures reading the index of a 10,000-message folder, which SELECT,
-// FETCH, SEARCH and the unilateral updates do.
+// BenchmarkMessages measures reading the index of a 10,000-message folder, which SEARCH
+// does once per session (then it reads the changes).
 func BenchmarkMessages(b *testing.B) {
 	ctx := context.Background()
 	s, err := OpenSQLite(ctx, b.TempDir(), nil)
@@ -47,5 +48,59 @@ func BenchmarkMessages(b *testing.B) {
 		if err != nil || len(ms) != 10000 {
 			b.Fatal(err, len(ms))
 		}
+	}
+}
+
+// fillRows inserts n index rows into a folder directly, with every 100th UID missing (the
+// gaps expunges leave): the benchmarks below are about reading, not delivering. The triggers
+// keep the counters and UID runs as for a delivery.
+func fillRows(b *testing.B, s *SQLite, id MailboxID, n int) {
+	tx, _ := s.db.Begin()
+	for i, done := 1, 0; done < n; i++ {
+		if i%100 == 50 {
+			continue
+		}
+		done++
+		if _, err := tx.Exec(`INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq) VALUES (?,?,?,?,?,?,?)`, id, i, "x", 20480, 0, `\Seen`, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkLookup measures, at 1,000 and 100,000 messages, the BAL look-up of every LOGIN and
+// RCPT (GetBAL) and what SELECT reads (the folder's counters and its UIDs): both should stay
+// flat as the folder grows, apart from the UID list itself (4 bytes a message).
+func BenchmarkLookup(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{1000, 100000} {
+		s, err := OpenSQLite(ctx, b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
+		mb, _ := s.Mailbox(ctx, "a@h.fr", Inbox)
+		fillRows(b, s, mb.ID, n)
+		b.Run(fmt.Sprintf("GetBAL/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if bal, err := s.GetBAL(ctx, "a@h.fr"); err != nil || bal.Messages != int64(n) {
+					b.Fatal(bal, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("Select/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				m, err := s.Mailbox(ctx, "a@h.fr", Inbox)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if uids, err := s.UIDs(ctx, m.ID); err != nil || len(uids) != n {
+					b.Fatal(len(uids), err)
+				}
+			}
+		})
+		s.Close()
 	}
 }

@@ -19,6 +19,12 @@
 // removes; after it, the message is there once. Deliveries carrying a DeliveryID are
 // idempotent: a retried delivery of the same ID is recognised and not stored twice.
 //
+// Cost: every change (append, flags, expunge) raises its folder's modification sequence in
+// the change's own transaction and stamps the rows it touches with it (HIGHESTMODSEQ and
+// MODSEQ in RFC 7162's terms), so a reader asks for what changed since the last value it saw
+// ([Store.Changes]) instead of reading the folder again; a folder's counts and UIDs, and a
+// BAL's message count, are kept as the changes happen. [Watcher] tells readers when to ask.
+//
 // Start with [OpenSQLite], then [SQLite.AddBAL]; [PurgeEvery] applies the retention of each
 // BAL.
 package mailbox
@@ -156,6 +162,11 @@ type MailboxInfo struct {
 	Unseen   uint32
 	Deleted  uint32
 	Size     int64
+	// FirstUnseen is the UID of the first message without \Seen, 0 when all are seen.
+	FirstUnseen uint32
+	// Keywords are the keywords ever stored in the folder (the FLAGS of SELECT), in order of
+	// first use.
+	Keywords []string
 }
 
 // Message is the index entry of one message.
@@ -260,12 +271,23 @@ type Store interface {
 	ClaimRecent(ctx context.Context, mbox MailboxID) (from, to uint32, err error)
 	// ModSeq returns the current modification sequence of a folder (cheap).
 	ModSeq(ctx context.Context, mbox MailboxID) (uint64, error)
+	// Changes returns, read at one instant, what changed in a folder after sinceModSeq: the
+	// entries of messages added or whose flags changed, the UIDs expunged, and the modseq
+	// they bring the caller up to. Its cost depends on the changes, not on the folder.
+	Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64) (*Changes, error)
+	// UIDs returns the UIDs of a folder in ascending order (a session's sequence numbers).
+	UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error)
 
 	// Append stores a message durably in a folder; r is read to its end.
 	Append(ctx context.Context, bal, mailbox string, r io.Reader, opts *AppendOptions) (*AppendResult, error)
 	// Messages returns the index entries of a folder in UID order, only those changed after
 	// sinceModSeq when it is not 0.
 	Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint64) ([]Message, error)
+	// MessagesByUID returns the index entries of the listed messages still present, in UID
+	// order.
+	MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint32) ([]Message, error)
+	// HeadersByUID returns the indexed header blocks of the listed messages (see Headers).
+	HeadersByUID(ctx context.Context, mbox MailboxID, uids []uint32) (map[uint32][]byte, error)
 	// Headers returns the header blocks (blank line included) of a folder's messages whose
 	// UID is above afterUID, for SEARCH and ENVELOPE without opening the files; a message
 	// whose header is not indexed (longer than 64 KiB) is absent. Header blocks never change.
@@ -292,10 +314,8 @@ type Store interface {
 	// Audit returns the audit log entries at or after since.
 	Audit(ctx context.Context, since time.Time) ([]AuditEntry, error)
 
-	// Watch returns a channel that receives a value after changes to a folder made through
-	// this Store; cancel releases it. Changes made by other processes are not signalled:
-	// poll ModSeq for those.
-	Watch(mbox MailboxID) (changes <-chan struct{}, cancel func())
+	// Watcher signals the changes to a folder, wherever they are made (see Watcher).
+	Watcher
 
 	Close() error
 }

@@ -24,6 +24,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives store events (identifiers only); nil discards them.
 	Logger *slog.Logger
+	// WatchPoll is how often the store looks, in one query for all the folders watched
+	// through it (Watch), for changes made by other processes; changes made through the
+	// store are signalled at once. 0 means 2 s; negative disables the look.
+	WatchPoll time.Duration
 }
 
 const defaultMaxMessageSize = 64 << 20
@@ -34,9 +38,15 @@ type SQLite struct {
 	db     *sql.DB
 	opts   Options
 	wmu    sync.Mutex // one writer at a time: SQLite has a single write lock anyway
-	wmuMap sync.Mutex
-	watch  map[MailboxID]map[chan struct{}]struct{}
 	closed bool
+	// bumped collects, under wmu, the folders whose modseq the current write transaction
+	// raised, with the new value: signalled to watchers once committed.
+	bumped map[MailboxID]uint64
+	hub    hub
+	// polling starts the cross-process look at the first Watch; stop ends it at Close.
+	polling sync.Once
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 var _ Store = (*SQLite)(nil)
@@ -95,7 +105,7 @@ CREATE TABLE IF NOT EXISTS audit (
 // OpenSQLite opens (creating if needed) the store in dir: dir/index.db and dir/blobs/. It
 // removes message files left by a crash before their index row was committed.
 func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error) {
-	s := &SQLite{dir: dir, watch: make(map[MailboxID]map[chan struct{}]struct{})}
+	s := &SQLite{dir: dir, stop: make(chan struct{})}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -120,6 +130,10 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 		return nil, fmt.Errorf("mailbox: create schema: %w", err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.migrateChanges(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -274,10 +288,15 @@ func (s *SQLite) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stop)
+	if s.done != nil {
+		<-s.done
+	}
 	return s.db.Close()
 }
 
-// write runs fn in a write transaction, one at a time, then signals watchers of touched.
+// write runs fn in a write transaction, one at a time, then signals watchers of the folders
+// whose modseq it raised and of touched.
 func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
 	s.wmu.Lock()
 	if s.closed {
@@ -289,7 +308,10 @@ func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) ([]MailboxID, er
 		s.wmu.Unlock()
 		return fmt.Errorf("mailbox: %w", err)
 	}
+	s.bumped = map[MailboxID]uint64{}
 	touched, err := fn(tx)
+	bumped := s.bumped
+	s.bumped = nil
 	if err != nil {
 		tx.Rollback()
 		s.wmu.Unlock()
@@ -300,38 +322,28 @@ func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) ([]MailboxID, er
 		return fmt.Errorf("mailbox: commit: %w", err)
 	}
 	s.wmu.Unlock()
-	s.notify(touched)
+	for id, m := range bumped {
+		s.hub.changed(id, m)
+	}
+	for _, id := range touched {
+		if _, ok := bumped[id]; !ok {
+			s.hub.changed(id, 0)
+		}
+	}
 	return nil
 }
 
-func (s *SQLite) notify(ids []MailboxID) {
-	s.wmuMap.Lock()
-	defer s.wmuMap.Unlock()
-	for _, id := range ids {
-		for ch := range s.watch[id] {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// Watch implements Store.
+// Watch implements Store (see [Watcher]).
 func (s *SQLite) Watch(mbox MailboxID) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	s.wmuMap.Lock()
-	if s.watch[mbox] == nil {
-		s.watch[mbox] = make(map[chan struct{}]struct{})
+	if s.opts.WatchPoll >= 0 {
+		s.polling.Do(func() {
+			s.wmu.Lock()
+			defer s.wmu.Unlock()
+			if !s.closed {
+				s.done = make(chan struct{})
+				go s.pollWatched()
+			}
+		})
 	}
-	s.watch[mbox][ch] = struct{}{}
-	s.wmuMap.Unlock()
-	return ch, func() {
-		s.wmuMap.Lock()
-		delete(s.watch[mbox], ch)
-		if len(s.watch[mbox]) == 0 {
-			delete(s.watch, mbox)
-		}
-		s.wmuMap.Unlock()
-	}
+	return s.hub.watch(mbox)
 }

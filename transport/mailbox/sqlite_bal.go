@@ -52,8 +52,10 @@ func (s *SQLite) AddBAL(ctx context.Context, b *BAL) error {
 	})
 }
 
+// balCols sums the message counters of the BAL's folders: a look-up costs the number of
+// folders, not of messages.
 const balCols = `b.address,b.type,b.owner,b.description,b.cert_dn,b.quota,b.retention_s,b.created,b.used,
-	(SELECT count(*) FROM message m JOIN mailbox x ON m.mailbox=x.id WHERE x.bal=b.address)`
+	(SELECT coalesce(sum(x.n_messages),0) FROM mailbox x WHERE x.bal=b.address)`
 
 func scanBAL(row interface{ Scan(...any) error }) (*BAL, error) {
 	var b BAL

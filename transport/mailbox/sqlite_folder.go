@@ -201,18 +201,20 @@ func (s *SQLite) SetSubscribed(ctx context.Context, bal, name string, subscribed
 	})
 }
 
+// mailboxCols reads the counters the triggers keep (sqlite_changes.go), the UID runs above
+// recent_uid (\Recent) and the first unseen message through its partial index.
 const mailboxCols = `x.id, x.bal, x.name, x.uidvalidity, x.uidnext, x.modseq, x.subscribed, x.recent_uid,
-	(SELECT count(*) FROM message m WHERE m.mailbox=x.id AND m.uid > x.recent_uid),
-	(SELECT count(*) FROM message m WHERE m.mailbox=x.id),
-	(SELECT count(*) FROM message m WHERE m.mailbox=x.id AND NOT instr(' '||lower(m.flags)||' ', ' \seen ')),
-	(SELECT count(*) FROM message m WHERE m.mailbox=x.id AND instr(' '||lower(m.flags)||' ', ' \deleted ')),
-	(SELECT coalesce(sum(size),0) FROM message m WHERE m.mailbox=x.id)`
+	(SELECT coalesce(sum(r.last - max(r.first, x.recent_uid+1) + 1), 0) FROM uidrun r WHERE r.mailbox=x.id AND r.last > x.recent_uid),
+	x.n_messages, x.n_unseen, x.n_deleted, x.n_size, x.keywords,
+	coalesce((SELECT min(m.uid) FROM message AS m INDEXED BY message_unseen WHERE m.mailbox=x.id AND NOT instr(' '||lower(m.flags)||' ', ' \seen ')), 0)`
 
 func scanMailbox(row interface{ Scan(...any) error }) (*MailboxInfo, error) {
 	var m MailboxInfo
-	if err := row.Scan(&m.ID, &m.BAL, &m.Name, &m.UIDValidity, &m.UIDNext, &m.ModSeq, &m.Subscribed, &m.RecentUID, &m.Recent, &m.Messages, &m.Unseen, &m.Deleted, &m.Size); err != nil {
+	var kw string
+	if err := row.Scan(&m.ID, &m.BAL, &m.Name, &m.UIDValidity, &m.UIDNext, &m.ModSeq, &m.Subscribed, &m.RecentUID, &m.Recent, &m.Messages, &m.Unseen, &m.Deleted, &m.Size, &kw, &m.FirstUnseen); err != nil {
 		return nil, err
 	}
+	m.Keywords = splitFlags(kw)
 	return &m, nil
 }
 

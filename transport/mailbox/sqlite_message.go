@@ -12,12 +12,16 @@ import (
 	"time"
 )
 
-// bumpModSeq increments and returns the modseq of a folder.
-func bumpModSeq(ctx context.Context, tx *sql.Tx, id MailboxID) (uint64, error) {
+// bumpModSeq increments and returns the modseq of a folder, in the write transaction of the
+// change it numbers; watchers learn it once the transaction commits.
+func (s *SQLite) bumpModSeq(ctx context.Context, tx *sql.Tx, id MailboxID) (uint64, error) {
 	var m uint64
 	err := tx.QueryRowContext(ctx, `UPDATE mailbox SET modseq=modseq+1 WHERE id=? RETURNING modseq`, id).Scan(&m)
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: %w", err)
+	}
+	if s.bumped != nil {
+		s.bumped[id] = m
 	}
 	return m, nil
 }
@@ -86,7 +90,7 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 		if err := tx.QueryRowContext(ctx, `UPDATE mailbox SET uidnext=uidnext+1 WHERE id=? RETURNING uidnext-1, uidvalidity`, id).Scan(&uid, &res.UIDValidity); err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
-		ms, err := bumpModSeq(ctx, tx, id)
+		ms, err := s.bumpModSeq(ctx, tx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -97,6 +101,9 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,delivery,header) VALUES (?,?,?,?,?,?,?,?,?)`,
 			id, uid, blob, size, date.UnixMilli(), flags, ms, delivery, hc.header()); err != nil {
 			return nil, fmt.Errorf("mailbox: append: %w", err)
+		}
+		if err := addKeywords(ctx, tx, id, splitFlags(flags)); err != nil {
+			return nil, err
 		}
 		res.UID, res.Size = uid, size
 		return []MailboxID{id}, nil
@@ -112,43 +119,16 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 
 // Messages implements Store.
 func (s *SQLite) Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint64) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT uid, size, internal, flags, modseq FROM message WHERE mailbox=? AND modseq>? ORDER BY uid`, mbox, sinceModSeq)
-	if err != nil {
-		return nil, fmt.Errorf("mailbox: %w", err)
-	}
-	defer rows.Close()
-	var out []Message
-	for rows.Next() {
-		var m Message
-		var internal int64
-		var flags string
-		if err := rows.Scan(&m.UID, &m.Size, &internal, &flags, &m.ModSeq); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		m.InternalDate = time.UnixMilli(internal)
-		m.Flags = splitFlags(flags)
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return scanMessages(s.db.QueryContext(ctx, messagesSince(sinceModSeq), mbox, sinceModSeq))
 }
 
 // Headers implements Store.
 func (s *SQLite) Headers(ctx context.Context, mbox MailboxID, afterUID uint32) (map[uint32][]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT uid, header FROM message WHERE mailbox=? AND uid>? AND header IS NOT NULL`, mbox, afterUID)
-	if err != nil {
-		return nil, fmt.Errorf("mailbox: %w", err)
-	}
-	defer rows.Close()
 	out := make(map[uint32][]byte)
-	for rows.Next() {
-		var uid uint32
-		var h []byte
-		if err := rows.Scan(&uid, &h); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		out[uid] = h
+	if err := s.scanHeaders(ctx, out, nil, `SELECT uid, header FROM message WHERE mailbox=? AND uid>? AND header IS NOT NULL`, mbox, afterUID); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Read implements Store.
@@ -232,7 +212,7 @@ func (s *SQLite) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32, 
 	flags = normFlags(flags)
 	var out []Message
 	err := s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
-		ms, err := bumpModSeq(ctx, tx, mbox)
+		ms, err := s.bumpModSeq(ctx, tx, mbox)
 		if err != nil {
 			return nil, err
 		}
@@ -264,6 +244,9 @@ func (s *SQLite) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32, 
 				}
 				m.ModSeq = ms
 				changed = true
+				if err := addKeywords(ctx, tx, mbox, next); err != nil {
+					return nil, err
+				}
 			}
 			out = append(out, m)
 		}
@@ -292,7 +275,7 @@ func (s *SQLite) copyTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids []
 	if err != nil {
 		return 0, err
 	}
-	ms, err := bumpModSeq(ctx, tx, did)
+	ms, err := s.bumpModSeq(ctx, tx, did)
 	if err != nil {
 		return 0, err
 	}
@@ -324,6 +307,9 @@ func (s *SQLite) copyTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids []
 		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,header) VALUES (?,?,?,?,?,?,?,?)`,
 			did, nuid, nb, size, internal, flags, ms, header); err != nil {
 			return 0, fmt.Errorf("mailbox: copy: %w", err)
+		}
+		if err := addKeywords(ctx, tx, did, splitFlags(flags)); err != nil {
+			return 0, err
 		}
 		res.SourceUIDs = append(res.SourceUIDs, uid)
 		res.DestUIDs = append(res.DestUIDs, nuid)
@@ -385,7 +371,7 @@ func (s *SQLite) deleteTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids 
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	if _, err := bumpModSeq(ctx, tx, mbox); err != nil {
+	if _, err := s.bumpModSeq(ctx, tx, mbox); err != nil {
 		return nil, err
 	}
 	del, err := tx.PrepareContext(ctx, `DELETE FROM message WHERE mailbox=? AND uid=? RETURNING blob, size`)
@@ -422,7 +408,7 @@ func (s *SQLite) Expunge(ctx context.Context, mbox MailboxID, uids []uint32) ([]
 	var removed []uint32
 	var blobs []string
 	err := s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
-		rows, err := tx.QueryContext(ctx, `SELECT uid FROM message WHERE mailbox=? AND instr(' '||lower(flags)||' ', ' \deleted ') ORDER BY uid`, mbox)
+		rows, err := tx.QueryContext(ctx, `SELECT uid FROM message INDEXED BY message_deleted WHERE mailbox=? AND instr(' '||lower(flags)||' ', ' \deleted ') ORDER BY uid`, mbox)
 		if err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}

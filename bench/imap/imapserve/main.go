@@ -29,6 +29,7 @@ func main() {
 	tlsAddr := flag.String("tls-addr", "", "implicit-TLS listener with a test certificate (optional)")
 	users := flag.String("users", "testuser@bench.test:pass,testuser2@bench.test:pass", "BALs to create, address:password,…")
 	verbose := flag.Bool("v", false, "log server errors to stderr")
+	maxConns := flag.Int("max-conns", 0, "simultaneous connections, in total and from one address (0: the server's defaults)")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("imapserve: -dir is required")
@@ -53,7 +54,7 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	opts := &imapd.Options{Store: store, InsecureAuth: true}
+	opts := &imapd.Options{Store: store, InsecureAuth: true, MaxConns: *maxConns, MaxConnsPerAddr: *maxConns}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
