@@ -49,6 +49,9 @@ type TrustOptions struct {
 	NoIGCSanteRoot bool
 	// Revocation is the policy when no valid CRL covers a certificate; zero = RevocationRequired.
 	Revocation RevocationPolicy
+	// CRLGrace is how long past its NextUpdate a CRL is still used (the CA publishes late, the
+	// fetch failed); past NextUpdate plus CRLGrace it no longer counts as valid. Zero = none.
+	CRLGrace time.Duration
 }
 
 // TrustStore holds the roots, intermediates and CRLs that peer certificates are verified
@@ -56,6 +59,7 @@ type TrustOptions struct {
 // are verified.
 type TrustStore struct {
 	policy RevocationPolicy
+	grace  time.Duration
 
 	mu      sync.RWMutex
 	roots   *x509.CertPool
@@ -75,6 +79,7 @@ func NewTrustStore(opts *TrustOptions) *TrustStore {
 	}
 	s := &TrustStore{
 		policy: o.Revocation,
+		grace:  max(o.CRLGrace, 0),
 		roots:  x509.NewCertPool(),
 		inters: x509.NewCertPool(),
 		cas:    map[string][]*x509.Certificate{},
@@ -250,7 +255,7 @@ func (s *TrustStore) checkRevocation(chain []*x509.Certificate, at time.Time) er
 		s.mu.RLock()
 		e := s.crls[string(issuer.RawSubject)]
 		s.mu.RUnlock()
-		if e == nil || !sameCA(e.issuer, issuer) || !e.validAt(at) {
+		if e == nil || !sameCA(e.issuer, issuer) || !e.validAt(at, s.grace) {
 			if i == 0 && s.policy == RevocationRequired {
 				return certErr(ErrNoValidCRL, c, nil)
 			}
@@ -279,11 +284,26 @@ type crlEntry struct {
 	serials    map[string]struct{}
 }
 
-func (e *crlEntry) validAt(at time.Time) bool {
+func (e *crlEntry) validAt(at time.Time, grace time.Duration) bool {
 	if at.Before(e.thisUpdate) {
 		return false
 	}
-	return e.nextUpdate.IsZero() || !at.After(e.nextUpdate)
+	return e.nextUpdate.IsZero() || !at.After(e.nextUpdate.Add(grace))
+}
+
+// CRLGrace returns how long past its NextUpdate a CRL is still used (TrustOptions.CRLGrace).
+func (s *TrustStore) CRLGrace() time.Duration { return s.grace }
+
+// CAs returns the roots and intermediates of the store (shared: callers must not modify them),
+// for instance to find the CRL distribution points to fetch.
+func (s *TrustStore) CAs() []*x509.Certificate {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*x509.Certificate
+	for _, cs := range s.cas {
+		out = append(out, cs...)
+	}
+	return out
 }
 
 // maxCRLSize bounds a CRL (the IGC-Santé ORGANISATIONS CRL is a few hundred kilobytes).

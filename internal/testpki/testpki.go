@@ -90,6 +90,9 @@ type Options struct {
 	ECDSA bool
 	// Now is the clock for leaf validity periods and CRL dates; nil = time.Now.
 	Now func() time.Time
+	// CRLDistributionPoints and OCSPServer are written in every leaf issued (the addresses
+	// where the sandbox publishes the intermediate's CRL and answers OCSP); empty = none.
+	CRLDistributionPoints, OCSPServer []string
 }
 
 // Profile is an IGC-Santé certificate profile (offer and usage).
@@ -134,6 +137,9 @@ type LeafOptions struct {
 	ECDSA       bool // ECDSA P-256 key even in an RSA PKI
 	// NotBefore and NotAfter, when not zero, override the validity period.
 	NotBefore, NotAfter time.Time
+	// CRLDistributionPoints and OCSPServer are written in the certificate (the sandbox's
+	// CRL and OCSP addresses); empty = the PKI's Options of the same names.
+	CRLDistributionPoints, OCSPServer []string
 }
 
 // PKI is a test CA hierarchy: a root and the intermediate that issues every leaf.
@@ -144,6 +150,7 @@ type PKI struct {
 	ecdsa             bool
 	now               func() time.Time
 	dir               string
+	crlDP, ocsp       []string
 
 	mu      sync.Mutex
 	revoked []x509.RevocationListEntry
@@ -179,7 +186,7 @@ func New(opts *Options) (*PKI, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	p := &PKI{now: o.Now, dir: o.Dir, ecdsa: o.ECDSA}
+	p := &PKI{now: o.Now, dir: o.Dir, ecdsa: o.ECDSA, crlDP: o.CRLDistributionPoints, ocsp: o.OCSPServer}
 	var c *ca
 	var err error
 	if o.Dir == "" {
@@ -409,6 +416,13 @@ func def(v, d string) string {
 	return v
 }
 
+func cmpOr(a, b []string) []string {
+	if len(a) > 0 {
+		return a
+	}
+	return b
+}
+
 func withDNS(o *LeafOptions, host string) *LeafOptions {
 	var lo LeafOptions
 	if o != nil {
@@ -437,6 +451,9 @@ func (p *PKI) Leaf(profile Profile, subject pkix.Name, o *LeafOptions) (*Leaf, e
 		NotBefore: now.Add(-time.Hour),
 		NotAfter:  now.AddDate(3, 0, 0),
 		DNSNames:  lo.DNSNames,
+
+		CRLDistributionPoints: cmpOr(lo.CRLDistributionPoints, p.crlDP),
+		OCSPServer:            cmpOr(lo.OCSPServer, p.ocsp),
 	}
 	switch {
 	case lo.Expired:

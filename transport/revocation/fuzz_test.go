@@ -1,0 +1,25 @@
+package revocation_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/mssante-go/sdk/transport/revocation"
+)
+
+func timeNow() time.Time { return time.Now() }
+
+// FuzzFetchedCRL serves arbitrary bytes as a CRL: the fetcher refuses them with a named error
+// (or applies a valid CRL of the store's CA), never panics.
+func FuzzFetchedCRL(f *testing.F) {
+	f.Add([]byte("-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n"))
+	f.Add([]byte{0x30, 0x82, 0xff, 0xff, 0x30})
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		x := newFixture(t, &revocation.Options{MaxSize: 1 << 16})
+		x.srv.serve(body, http.StatusOK)
+		_ = x.f.Refresh(context.Background())
+	})
+}
