@@ -359,7 +359,7 @@ func (s *TrustStore) AddCRL(data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.crls[string(issuer.RawSubject)]; old != nil && sameCA(old.issuer, issuer) && older(e, old) {
-		return errorf("CRL: older than the CRL held for %s", SubjectDN(issuer))
+		return errorf("CRL: %w for %s", ErrOlderCRL, SubjectDN(issuer))
 	}
 	s.crls[string(issuer.RawSubject)] = e
 	return nil

@@ -395,7 +395,9 @@ func (f *Fetcher) apply(u string, data []byte, fresh bool) (*held, error) {
 		}
 	}
 	for _, st := range f.o.Stores {
-		if err := st.AddCRL(der); err != nil {
+		if err := st.AddCRL(der); errors.Is(err, transport.ErrOlderCRL) {
+			return nil, fmt.Errorf("%w: %v", ErrRollback, err)
+		} else if err != nil {
 			return nil, fmt.Errorf("revocation: %s: %w", redact(u), err)
 		}
 	}

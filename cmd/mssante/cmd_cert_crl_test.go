@@ -1,0 +1,58 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mssante-go/sdk/transport"
+)
+
+// TestCertCRLRefreshOffline fetches the CRL of a configuration with no serve running: it is
+// printed and cached; a refused fetch exits 1, names the URL and keeps the cached CRL.
+func TestCertCRLRefreshOffline(t *testing.T) {
+	f := newServeFixture(t, t.TempDir())
+	var broken atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if broken.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		der, _ := f.pki.CRL()
+		w.Write(der)
+	}))
+	defer srv.Close()
+	cfg, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := srv.URL + "/ACI-EL-ORG.crl"
+	cfg = []byte(strings.Replace(string(cfg), "crl_files = [", `crl_urls = ["`+url+`"]`+"\ncrl_files = [", 1))
+	if err := os.WriteFile(f.config, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.pki.Revoke(f.peer.Cert); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := certRun(t, "cert", "crl", "refresh", "--config", f.config)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, transport.SubjectDN(f.pki.Intermediate)) || !strings.Contains(out, "1 revoked") {
+		t.Fatalf("output:\n%s", out)
+	}
+	broken.Store(true)
+	code, out2, errs := certRun(t, "cert", "crl", "refresh", "--config", f.config)
+	if code != 1 || !strings.Contains(errs, url) || !strings.Contains(errs, "error status") {
+		t.Fatalf("broken server: exit %d, stderr %s", code, errs)
+	}
+	if !strings.Contains(out2, "1 revoked") {
+		t.Fatalf("cached CRL not held after a refused fetch:\n%s", out2)
+	}
+	if code, _, _ := certRun(t, "cert", "crl", "flush"); code != 2 {
+		t.Fatalf("unknown subcommand: exit %d, want 2", code)
+	}
+}
