@@ -35,6 +35,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -556,6 +557,11 @@ func (p *PKI) CRL() ([]byte, error) {
 func (p *PKI) CRLAt(thisUpdate, nextUpdate time.Time) ([]byte, error) {
 	p.mu.Lock()
 	p.crlNum++
+	if p.dir != "" {
+		// Other processes sign CRLs of a persisted PKI too (mssante dev revoke): numbers
+		// from the clock keep them increasing across processes.
+		p.crlNum = max(p.crlNum, p.now().UnixMilli())
+	}
 	tmpl := &x509.RevocationList{
 		RevokedCertificateEntries: append([]x509.RevocationListEntry(nil), p.revoked...),
 		Number:                    big.NewInt(p.crlNum),
@@ -568,6 +574,13 @@ func (p *PKI) CRLAt(thisUpdate, nextUpdate time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("testpki: CRL: %w", err)
 	}
 	return der, nil
+}
+
+// Issued reports whether c was issued by this PKI's intermediate with the CRL distribution
+// points and OCSP addresses the PKI writes now (a sandbox moved to other ports re-issues).
+func (p *PKI) Issued(c *x509.Certificate) bool {
+	return c.CheckSignatureFrom(p.Intermediate) == nil && slices.Equal(c.CRLDistributionPoints, p.crlDP) &&
+		slices.Equal(c.OCSPServer, p.ocsp)
 }
 
 // TLSCertificate returns the leaf with its chain (without the root) and key for tls.Config.
