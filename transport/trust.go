@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	_ "embed"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"os"
@@ -52,7 +53,34 @@ type TrustOptions struct {
 	// CRLGrace is how long past its NextUpdate a CRL is still used (the CA publishes late, the
 	// fetch failed); past NextUpdate plus CRLGrace it no longer counts as valid. Zero = none.
 	CRLGrace time.Duration
+	// OCSP, with OCSPPolicy, asks an OCSP responder about leaf certificates besides the CRLs
+	// (transport/revocation.OCSP).
+	OCSP       OCSPChecker
+	OCSPPolicy OCSPPolicy
 }
+
+// OCSPChecker asks an OCSP responder about a certificate.
+type OCSPChecker interface {
+	// CheckOCSP returns nil when the responder says leaf (issued by issuer) is good at at, an
+	// error wrapping ErrRevoked when it says revoked, and another error when it gave no usable
+	// answer (unreachable, unknown, stale, unauthorised signer).
+	CheckOCSP(leaf, issuer *x509.Certificate, at time.Time) error
+}
+
+// OCSPPolicy says how Verify combines OCSP with the CRLs for a leaf certificate.
+type OCSPPolicy int
+
+const (
+	// OCSPOff checks CRLs only (the default).
+	OCSPOff OCSPPolicy = iota
+	// OCSPThenCRL asks OCSP first: good accepts without a CRL, revoked refuses, and no usable
+	// answer falls back on the CRL (and its policy).
+	OCSPThenCRL
+	// OCSPAndCRL checks the CRL as usual and asks OCSP too: a revoked answer refuses the
+	// certificate even when the CRL held does not list it yet; no usable answer leaves the
+	// CRL's verdict.
+	OCSPAndCRL
+)
 
 // TrustStore holds the roots, intermediates and CRLs that peer certificates are verified
 // against. It is safe for concurrent use; certificates and CRLs may be added while connections
@@ -60,6 +88,8 @@ type TrustOptions struct {
 type TrustStore struct {
 	policy RevocationPolicy
 	grace  time.Duration
+	ocsp   OCSPChecker
+	ocspP  OCSPPolicy
 
 	mu      sync.RWMutex
 	roots   *x509.CertPool
@@ -80,6 +110,8 @@ func NewTrustStore(opts *TrustOptions) *TrustStore {
 	s := &TrustStore{
 		policy: o.Revocation,
 		grace:  max(o.CRLGrace, 0),
+		ocsp:   o.OCSP,
+		ocspP:  o.OCSPPolicy,
 		roots:  x509.NewCertPool(),
 		inters: x509.NewCertPool(),
 		cas:    map[string][]*x509.Certificate{},
@@ -252,6 +284,15 @@ func (s *TrustStore) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, a
 func (s *TrustStore) checkRevocation(chain []*x509.Certificate, at time.Time) error {
 	for i := 0; i+1 < len(chain); i++ {
 		c, issuer := chain[i], chain[i+1]
+		if i == 0 && s.ocsp != nil && s.ocspP != OCSPOff {
+			err := s.ocsp.CheckOCSP(c, issuer, at)
+			if errors.Is(err, ErrRevoked) {
+				return certErr(ErrRevoked, c, err)
+			}
+			if err == nil && s.ocspP == OCSPThenCRL {
+				continue
+			}
+		}
 		s.mu.RLock()
 		e := s.crls[string(issuer.RawSubject)]
 		s.mu.RUnlock()

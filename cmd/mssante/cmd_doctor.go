@@ -246,6 +246,9 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		cfg.Private = append(cfg.Private, paths...)
 	}
 	checks := doctorRun(ctx, cfg)
+	if *serveConfig != "" {
+		checks = append(checks, doctorRevocation(ctx, *serveConfig, cfg.Now())...)
+	}
 	var failed int
 	if *asJSON {
 		failed = doctorJSON(e.stdout, checks)

@@ -65,6 +65,10 @@ type TLSConfig struct {
 	CRLRefreshInterval time.Duration `toml:"crl_refresh_interval"`
 	CRLCacheDir        string        `toml:"crl_cache_dir"`
 	CRLGrace           time.Duration `toml:"crl_grace"`
+	// OCSP is "off", "ocsp_then_crl" or "both" (transport.OCSPPolicy); OCSPURL, when set, is
+	// asked instead of the OCSP address of each certificate.
+	OCSP    string `toml:"ocsp"`
+	OCSPURL string `toml:"ocsp_url"`
 	// Revocation is "required" or "best_effort".
 	Revocation string `toml:"revocation"`
 	AllowTLS13 bool   `toml:"allow_tls13"`
@@ -289,6 +293,9 @@ func (c *Config) check() error {
 	}
 	if r := c.TLS.Revocation; r != "required" && r != "best_effort" {
 		bad("tls.revocation must be required or best_effort, not %q", r)
+	}
+	if o := c.TLS.OCSP; o != "off" && o != "ocsp_then_crl" && o != "both" {
+		bad("tls.ocsp must be off, ocsp_then_crl or both, not %q", o)
 	}
 	if c.TLS.CRLRefreshInterval < 0 || c.TLS.CRLGrace < 0 {
 		bad("tls.crl_refresh_interval and tls.crl_grace must not be negative")

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -17,25 +16,44 @@ import (
 // crlStartTimeout bounds the first CRL fetch of a node that holds no CRL at start.
 const crlStartTimeout = 30 * time.Second
 
-// trustOptions are the trust store options of the table "tls".
-func trustOptions(cfg *Config) *transport.TrustOptions {
+// trustOptions are the trust store options of the table "tls", with the OCSP checker (nil
+// when tls.ocsp is off).
+func trustOptions(cfg *Config, logger *slog.Logger) (*transport.TrustOptions, *revocation.OCSP) {
 	rev := transport.RevocationRequired
 	if cfg.TLS.Revocation == "best_effort" {
 		rev = transport.RevocationBestEffort
 	}
-	return &transport.TrustOptions{NoIGCSanteRoot: cfg.TLS.NoIGCSanteRoot, Revocation: rev, CRLGrace: cfg.TLS.CRLGrace}
+	o := &transport.TrustOptions{NoIGCSanteRoot: cfg.TLS.NoIGCSanteRoot, Revocation: rev, CRLGrace: cfg.TLS.CRLGrace}
+	var checker *revocation.OCSP
+	switch cfg.TLS.OCSP {
+	case "ocsp_then_crl":
+		o.OCSPPolicy = transport.OCSPThenCRL
+	case "both":
+		o.OCSPPolicy = transport.OCSPAndCRL
+	default:
+		return o, nil
+	}
+	checker = revocation.NewOCSP(&revocation.OCSPOptions{URL: cfg.TLS.OCSPURL, Logger: logger})
+	o.OCSP = checker
+	return o, checker
 }
 
 // NewTrustStore returns the trust store of the table "tls": the embedded IGC-Santé root unless
 // no_igc_sante_root, the CAs of ca_files, the revocation policy and crl_grace (no CRL yet).
 func (c *Config) NewTrustStore() (*transport.TrustStore, error) {
-	trust := transport.NewTrustStore(trustOptions(c))
+	trust, _, err := c.newTrustStore(nil)
+	return trust, err
+}
+
+func (c *Config) newTrustStore(logger *slog.Logger) (*transport.TrustStore, *revocation.OCSP, error) {
+	o, checker := trustOptions(c, logger)
+	trust := transport.NewTrustStore(o)
 	for _, f := range c.TLS.CAFiles {
 		if err := trust.AddFile(f); err != nil {
-			return nil, fmt.Errorf("node: %s: %w", f, err)
+			return nil, nil, fmt.Errorf("node: %s: %w", f, err)
 		}
 	}
-	return trust, nil
+	return trust, checker, nil
 }
 
 // CRLCacheDir is where the node keeps the last good CRL of each CA: tls.crl_cache_dir, or
@@ -74,6 +92,9 @@ func NewCRLFetcher(cfg *Config, trust *transport.TrustStore, now func() time.Tim
 // startCRL builds the fetcher of the mail path and, when no CRL is held yet (first start,
 // no crl_files), fetches once before our own certificate is verified.
 func (c *mta) startCRL() error {
+	if err := c.metrics.Register(caExpiry{c}); err != nil {
+		return err
+	}
 	var err error
 	if c.crl, err = NewCRLFetcher(c.cfg, c.trust, c.opts.Now, c.logger.With("component", "crl")); err != nil || c.crl == nil {
 		return err
@@ -85,7 +106,15 @@ func (c *mta) startCRL() error {
 			c.logger.Warn("node: first CRL fetch failed", "err", err)
 		}
 	}
-	return errors.Join(c.metrics.Register(c.crl), c.metrics.Register(caExpiry{c}))
+	return c.metrics.Register(c.crl)
+}
+
+// registerOCSP exposes the OCSP answers when tls.ocsp is on.
+func (c *mta) registerOCSP(checker *revocation.OCSP) error {
+	if checker == nil {
+		return nil
+	}
+	return c.metrics.Register(checker)
 }
 
 // refreshCRLs runs one CRL pass on reload; a failure is logged, the CRLs held stay.

@@ -74,11 +74,12 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	var err error
-	if c.trust, err = cfg.NewTrustStore(); err != nil {
+	trust, checker, err := cfg.newTrustStore(c.logger.With("component", "ocsp"))
+	if err != nil {
 		return nil, err
 	}
-	if err := c.startCRL(); err != nil {
+	c.trust = trust
+	if err := errors.Join(c.registerOCSP(checker), c.startCRL()); err != nil {
 		return nil, err
 	}
 	if err := c.loadCertAndCRLs(); err != nil {

@@ -242,6 +242,14 @@ func (f *Fetcher) Refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// RefreshURL fetches the CRL at one address now (one of URLsToFetch, or another) and applies
+// it when it passes the checks.
+func (f *Fetcher) RefreshURL(ctx context.Context, u string) error {
+	f.refreshMu.Lock()
+	defer f.refreshMu.Unlock()
+	return f.fetch(ctx, u)
+}
+
 // redact removes a password from a URL for logs and errors.
 func redact(u string) string {
 	if p, err := url.Parse(u); err == nil {

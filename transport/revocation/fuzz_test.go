@@ -23,3 +23,19 @@ func FuzzFetchedCRL(f *testing.F) {
 		_ = x.f.Refresh(context.Background())
 	})
 }
+
+// FuzzOCSPAnswer serves arbitrary bytes as an OCSP answer: refused with a named error, never a
+// panic.
+func FuzzOCSPAnswer(f *testing.F) {
+	f.Add([]byte{0x30, 0x03, 0x0a, 0x01, 0x00})
+	f.Add([]byte{0x30, 0x03, 0x0a, 0x01, 0x03})
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		x := newFixture(t, nil)
+		x.srv.serve(body, http.StatusOK)
+		c := revocation.NewOCSP(&revocation.OCSPOptions{URL: x.srv.URL})
+		if err := c.CheckOCSP(x.good.Cert, x.pki.Intermediate, x.clk.now()); err == nil {
+			t.Fatal("arbitrary bytes taken as a good answer")
+		}
+	})
+}
