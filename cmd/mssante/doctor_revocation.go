@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -77,17 +78,12 @@ func doctorRevocation(ctx context.Context, path string, now time.Time) []doctorC
 }
 
 func ownChain(cfg *node.Config) []*x509.Certificate {
-	crt, err := transport.LoadKeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	data, err := os.ReadFile(cfg.TLS.CertFile)
 	if err != nil {
 		return nil
 	}
-	var out []*x509.Certificate
-	for _, der := range crt.Certificate {
-		if c, err := x509.ParseCertificate(der); err == nil {
-			out = append(out, c)
-		}
-	}
-	return out
+	certs, _ := transport.ParseCertificates(data)
+	return certs
 }
 
 // issuerName is the DN of the CA of crl in whitelist form.
@@ -104,11 +100,20 @@ func issuerName(trust *transport.TrustStore, crl *x509.RevocationList) string {
 func doctorOCSP(cfg *node.Config, trust *transport.TrustStore, now time.Time) doctorCheck {
 	chain := ownChain(cfg)
 	name := "OCSP responder"
-	if len(chain) < 2 {
-		return doctorCheck{doctorWarn, name, "our certificate file has no issuer to ask about it", "put the chain in tls.cert_file"}
+	var issuer *x509.Certificate
+	if len(chain) > 0 {
+		for _, ca := range append(chain[1:], trust.CAs()...) {
+			if chain[0].CheckSignatureFrom(ca) == nil {
+				issuer = ca
+				break
+			}
+		}
+	}
+	if issuer == nil {
+		return doctorCheck{doctorWarn, name, "the CA of our certificate is not known: nothing to ask about", "check tls.cert_file and tls.ca_files"}
 	}
 	checker := revocation.NewOCSP(&revocation.OCSPOptions{URL: cfg.TLS.OCSPURL, Timeout: 15 * time.Second})
-	switch err := checker.CheckOCSP(chain[0], chain[1], now); {
+	switch err := checker.CheckOCSP(chain[0], issuer, now); {
 	case err == nil:
 		return doctorCheck{doctorOK, name, "answers: our certificate is good", ""}
 	case errors.Is(err, transport.ErrRevoked):

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,17 +25,21 @@ import (
 // Revoke is refused within that time, without a restart.
 const CRLRefresh = 5 * time.Second
 
-// crlPath is where the CRL server publishes the intermediate's CRL.
-const crlPath = "/crl/intermediate.crl"
+// crlPath is where the CRL server publishes the intermediate's CRL; ocspPath is where it
+// answers OCSP requests (RFC 6960 over HTTP POST).
+const (
+	crlPath  = "/crl/intermediate.crl"
+	ocspPath = "/ocsp"
+)
 
-// listenCRL opens the listener of the CRL server and returns the distribution point URL to
-// write in the certificates.
-func listenCRL(lns *listeners) (net.Listener, string, error) {
+// listenCRL opens the listener of the CRL and OCSP server and returns the distribution point
+// and OCSP URLs to write in the certificates.
+func listenCRL(lns *listeners) (crl, ocsp string, err error) {
 	ln, err := lns.raw("pki", "http")
 	if err != nil {
-		return nil, "", err
+		return "", "", err
 	}
-	return ln, "http://" + ln.Addr().String() + crlPath, nil
+	return "http://" + ln.Addr().String() + crlPath, "http://" + ln.Addr().String() + ocspPath, nil
 }
 
 // crlServer publishes the CRL of the PKI in pkiDir over HTTP, signed again whenever the
@@ -45,6 +50,7 @@ type crlServer struct {
 
 	mu   sync.Mutex
 	key  string // size and time of the revoked list the CRL was signed for
+	pki  *testpki.PKI
 	der  []byte
 	etag string
 	at   time.Time
@@ -53,6 +59,10 @@ type crlServer struct {
 func (c *crlServer) current() ([]byte, string, time.Time, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.currentLocked()
+}
+
+func (c *crlServer) currentLocked() ([]byte, string, time.Time, error) {
 	key := ""
 	if fi, err := os.Stat(filepath.Join(c.pkiDir, "revoked.txt")); err == nil {
 		key = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
@@ -68,12 +78,40 @@ func (c *crlServer) current() ([]byte, string, time.Time, error) {
 			return nil, "", time.Time{}, err
 		}
 		sum := sha256.Sum256(der)
-		c.der, c.key, c.at, c.etag = der, key, time.Now(), `"`+hex.EncodeToString(sum[:12])+`"`
+		c.pki, c.der, c.key, c.at, c.etag = pki, der, key, time.Now(), `"`+hex.EncodeToString(sum[:12])+`"`
 	}
 	return c.der, c.etag, c.at, nil
 }
 
+// ocsp answers an OCSP request from the revoked list as it is now.
+func (c *crlServer) ocsp(w http.ResponseWriter, r *http.Request) {
+	req, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	if err != nil || r.Method != http.MethodPost {
+		http.Error(w, "POST an OCSP request", http.StatusBadRequest)
+		return
+	}
+	c.mu.Lock()
+	_, _, _, err = c.currentLocked()
+	pki := c.pki
+	c.mu.Unlock()
+	if err != nil {
+		http.Error(w, "OCSP unavailable", http.StatusInternalServerError)
+		return
+	}
+	resp, err := pki.OCSPResponse(req, CRLRefresh)
+	if err != nil {
+		http.Error(w, "bad OCSP request", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Write(resp)
+}
+
 func (c *crlServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == ocspPath {
+		c.ocsp(w, r)
+		return
+	}
 	if r.URL.Path != crlPath {
 		http.NotFound(w, r)
 		return
@@ -90,6 +128,9 @@ func (c *crlServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // startCRL serves the CRL on ln until Close.
 func (s *Sandbox) startCRL(ln net.Listener) {
+	if ln == nil {
+		return
+	}
 	s.crlSrv = &http.Server{Handler: &crlServer{pkiDir: filepath.Join(s.Info.Dir, "pki")},
 		ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	s.wg.Add(1)

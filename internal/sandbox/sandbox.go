@@ -176,11 +176,12 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 		}
 	}()
 
-	_, crlURL, err := listenCRL(lns)
+	crlURL, ocspURL, err := listenCRL(lns)
 	if err != nil {
 		return nil, err
 	}
-	pki, err := testpki.New(&testpki.Options{Dir: filepath.Join(dir, "pki"), CRLDistributionPoints: []string{crlURL}})
+	pki, err := testpki.New(&testpki.Options{Dir: filepath.Join(dir, "pki"), CRLDistributionPoints: []string{crlURL},
+		OCSPServer: []string{ocspURL}})
 	if err != nil {
 		return nil, err
 	}
@@ -438,7 +439,8 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 	fmt.Fprintf(&b, "[tls]\ncert_file = %q\nkey_file = %q\nca_files = [%q]\nno_igc_sante_root = true\ncrl_files = [%q]\n",
 		op.CertFile, op.KeyFile, s.Info.CAFile, s.Info.CRLFile)
 	fmt.Fprintf(&b, "# The sandbox's CRL server: a certificate revoked with \"mssante dev revoke\" is refused within %s.\n"+
-		"crl_urls = [%q]\ncrl_refresh_interval = %q\n\n", CRLRefresh, s.Info.CRLURL, CRLRefresh.String())
+		"crl_urls = [%q]\ncrl_refresh_interval = %q\n# and answers OCSP at the address written in them.\nocsp = \"both\"\n\n",
+		CRLRefresh, s.Info.CRLURL, CRLRefresh.String())
 	fmt.Fprintf(&b, "[whitelist]\nurl = %q\ncache_file = %q\nrefresh_interval = \"1m\"\n\n",
 		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"))
 	fmt.Fprintf(&b, "[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",

@@ -39,6 +39,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // Default subject values of leaves, used when LeafOptions leaves them empty.
@@ -581,6 +583,31 @@ func (p *PKI) CRLAt(thisUpdate, nextUpdate time.Time) ([]byte, error) {
 func (p *PKI) Issued(c *x509.Certificate) bool {
 	return c.CheckSignatureFrom(p.Intermediate) == nil && slices.Equal(c.CRLDistributionPoints, p.crlDP) &&
 		slices.Equal(c.OCSPServer, p.ocsp)
+}
+
+// OCSPResponse answers the DER OCSP request req (RFC 6960) as the intermediate: revoked
+// for a certificate Revoke listed, good for any other serial, valid for validity, signed by
+// the intermediate itself.
+func (p *PKI) OCSPResponse(req []byte, validity time.Duration) ([]byte, error) {
+	r, err := ocsp.ParseRequest(req)
+	if err != nil {
+		return nil, fmt.Errorf("testpki: OCSP request: %w", err)
+	}
+	now := p.now()
+	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: r.SerialNumber, ThisUpdate: now.Add(-time.Minute),
+		NextUpdate: now.Add(validity)}
+	p.mu.Lock()
+	for _, e := range p.revoked {
+		if e.SerialNumber.Cmp(r.SerialNumber) == 0 {
+			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, e.RevocationTime, ocsp.Unspecified
+		}
+	}
+	p.mu.Unlock()
+	der, err := ocsp.CreateResponse(p.Intermediate, p.Intermediate, tmpl, p.interKey)
+	if err != nil {
+		return nil, fmt.Errorf("testpki: OCSP: %w", err)
+	}
+	return der, nil
 }
 
 // TLSCertificate returns the leaf with its chain (without the root) and key for tls.Config.

@@ -65,6 +65,8 @@ type TLSConfig struct {
 	CRLRefreshInterval time.Duration `toml:"crl_refresh_interval"`
 	CRLCacheDir        string        `toml:"crl_cache_dir"`
 	CRLGrace           time.Duration `toml:"crl_grace"`
+	// CABundleURLs are CA bundles fetched with the CRLs (revocation.Options.BundleURLs).
+	CABundleURLs []string `toml:"ca_bundle_urls"`
 	// OCSP is "off", "ocsp_then_crl" or "both" (transport.OCSPPolicy); OCSPURL, when set, is
 	// asked instead of the OCSP address of each certificate.
 	OCSP    string `toml:"ocsp"`

@@ -82,7 +82,7 @@ func NewCRLFetcher(cfg *Config, trust *transport.TrustStore, now func() time.Tim
 		}
 	}
 	f, err := revocation.New(&revocation.Options{Stores: []*transport.TrustStore{trust}, Certificates: own,
-		URLs: cfg.TLS.CRLURLs, Dir: cfg.CRLCacheDir(), Interval: cfg.TLS.CRLRefreshInterval, Now: now, Logger: logger})
+		URLs: cfg.TLS.CRLURLs, BundleURLs: cfg.TLS.CABundleURLs, Dir: cfg.CRLCacheDir(), Interval: cfg.TLS.CRLRefreshInterval, Now: now, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}

@@ -43,6 +43,10 @@ type Options struct {
 	Certificates []*x509.Certificate
 	// URLs are CRL addresses fetched besides the distribution points.
 	URLs []string
+	// BundleURLs are CA bundles (the ANS's Chaine_de_certification-IGC-Sante.p7b) fetched at
+	// each pass before the CRLs: their intermediates that chain to a trusted root are added
+	// to the stores (and kept in Dir); roots are never added, nothing is removed.
+	BundleURLs []string
 	// Dir, when not empty, keeps the last good CRL of each CA (created 0700, files 0600), read
 	// again by New.
 	Dir string
@@ -76,6 +80,8 @@ type Fetcher struct {
 	held    map[string]*held   // by caKey
 	sources map[string]*source // by URL
 	failed  bool               // the last pass had an error
+	// fromBundle are the intermediates added from BundleURLs.
+	fromBundle []*x509.Certificate
 }
 
 // held is the CRL in use for one CA.
@@ -135,6 +141,7 @@ func New(opts *Options) (*Fetcher, error) {
 		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("revocation: %w", err)
 		}
+		f.loadBundleCAs()
 		f.loadDir()
 	}
 	return f, nil
@@ -223,6 +230,17 @@ func (f *Fetcher) Refresh(ctx context.Context) error {
 	f.refreshMu.Lock()
 	defer f.refreshMu.Unlock()
 	var errs []error
+	for _, u := range f.o.BundleURLs {
+		added, err := f.refreshBundle(ctx, u)
+		f.record(u, err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", redact(u), err))
+			f.o.Logger.Warn("revocation: CA bundle refused", "url", redact(u), "reason", reason(err), "err", err)
+		}
+		for _, dn := range added {
+			f.o.Logger.Info("revocation: CA added from the bundle", "url", redact(u), "ca", dn)
+		}
+	}
 	for _, u := range f.URLsToFetch() {
 		if err := f.fetch(ctx, u); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", redact(u), err))
@@ -270,16 +288,7 @@ func (f *Fetcher) src(u string) *source {
 // fetch downloads and applies the CRL at u, and records the outcome.
 func (f *Fetcher) fetch(ctx context.Context, u string) error {
 	updated, err := f.download(ctx, u)
-	now := f.o.Now()
-	f.mu.Lock()
-	s := f.src(u)
-	if err != nil {
-		s.lastFail = now
-		s.errs[reason(err)]++
-	} else {
-		s.lastFetch = now
-	}
-	f.mu.Unlock()
+	f.record(u, err)
 	switch {
 	case err != nil:
 		f.o.Logger.Warn("revocation: CRL refused", "url", redact(u), "reason", reason(err), "err", err)
@@ -290,17 +299,57 @@ func (f *Fetcher) fetch(ctx context.Context, u string) error {
 	return err
 }
 
+// record notes the outcome of a fetch of u for the metrics.
+func (f *Fetcher) record(u string, err error) {
+	now := f.o.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.src(u)
+	if err != nil {
+		s.lastFail = now
+		s.errs[reason(err)]++
+	} else {
+		s.lastFetch = now
+	}
+}
+
 // download fetches u conditionally and applies the body; it returns the new CRL held, nil
 // when unchanged.
 func (f *Fetcher) download(ctx context.Context, u string) (*held, error) {
+	data, v, err := f.get(ctx, u)
+	if err != nil || data == nil {
+		return nil, err
+	}
+	h, err := f.apply(u, data, true)
+	if err == nil {
+		f.keep(u, v)
+	}
+	return h, err
+}
+
+// validators are the ETag and Last-Modified of an answer.
+type validators struct{ etag, lastModified string }
+
+// keep stores the validators of u's last good answer for the next conditional GET.
+func (f *Fetcher) keep(u string, v validators) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.src(u)
+	s.etag, s.lastModified = v.etag, v.lastModified
+}
+
+// get fetches u conditionally (If-None-Match, If-Modified-Since) within Timeout and MaxSize; it
+// returns the body of a 200 with its validators, nil for a 304. The caller keeps the
+// validators once the body passed its checks, so a refused answer is fetched again.
+func (f *Fetcher) get(ctx context.Context, u string) ([]byte, validators, error) {
 	if s := scheme(u); s != "http" && s != "https" {
-		return nil, fmt.Errorf("%w: %s", ErrUnsupportedScheme, s)
+		return nil, validators{}, fmt.Errorf("%w: %s", ErrUnsupportedScheme, s)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFetch, err)
+		return nil, validators{}, fmt.Errorf("%w: %v", ErrFetch, err)
 	}
 	f.mu.Lock()
 	s := f.src(u)
@@ -313,34 +362,27 @@ func (f *Fetcher) download(ctx context.Context, u string) (*held, error) {
 	f.mu.Unlock()
 	resp, err := f.o.Client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFetch, err)
+		return nil, validators{}, fmt.Errorf("%w: %v", ErrFetch, err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotModified:
-		return nil, nil
+		return nil, validators{}, nil
 	default:
-		return nil, fmt.Errorf("%w: %s", ErrHTTPStatus, resp.Status)
+		return nil, validators{}, fmt.Errorf("%w: %s", ErrHTTPStatus, resp.Status)
 	}
 	if resp.ContentLength > f.o.MaxSize {
-		return nil, fmt.Errorf("%w: %d bytes announced", ErrTooLarge, resp.ContentLength)
+		return nil, validators{}, fmt.Errorf("%w: %d bytes announced", ErrTooLarge, resp.ContentLength)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, f.o.MaxSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFetch, err)
+		return nil, validators{}, fmt.Errorf("%w: %v", ErrFetch, err)
 	}
 	if int64(len(data)) > f.o.MaxSize {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, f.o.MaxSize)
+		return nil, validators{}, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, f.o.MaxSize)
 	}
-	h, err := f.apply(u, data, true)
-	if err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	s.etag, s.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
-	f.mu.Unlock()
-	return h, nil
+	return data, validators{resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")}, nil
 }
 
 // parseCRL reads a DER or PEM CRL.

@@ -29,6 +29,14 @@
 //	mssante_crl_last_error_timestamp_seconds{url}     last failed fetch (0: none)
 //	mssante_crl_fetch_errors_total{url,reason}        failed fetches by reason
 //
+// The same passes refresh CA bundles ([Options.BundleURLs], the ANS's .p7b of the IGC-Santé
+// chain): their intermediates that chain to a trusted root are added and kept in Dir; a root is
+// never taken from a download and nothing is removed.
+//
+// [OCSP] is the second source for peer certificates (RFC 6960): answers checked (certificate,
+// CA, authorised responder, freshness) and cached until their nextUpdate, consulted by the
+// trust store under [transport.OCSPPolicy] (mssante_ocsp_answers_total{outcome}).
+//
 // Log lines name the CA and the URL only.
 package revocation
 
