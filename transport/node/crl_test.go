@@ -3,15 +3,18 @@ package node_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/node"
 )
 
@@ -40,10 +43,16 @@ func TestNodeFetchesCRLAndRevokesOnReload(t *testing.T) {
 		w.Write(der)
 	}))
 	defer srv.Close()
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.lns["metrics"] = ml
 	cfg := s.config(t, o)
 	cfg.TLS.CRLFiles = nil
 	cfg.TLS.CRLURLs = []string{srv.URL + "/ACI-EL-ORG.crl"}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	n, err := node.New(ctx, cfg, &node.Options{Listeners: o.lns})
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +71,15 @@ func TestNodeFetchesCRLAndRevokesOnReload(t *testing.T) {
 	}
 	if err := s.submitErr(o); err == nil {
 		t.Fatal("revoked BAL certificate accepted after the reload")
+	}
+	_, exp := get(t, "http://"+ml.Addr().String()+"/metrics")
+	ca := transport.SubjectDN(s.pki.Intermediate)
+	for _, want := range []string{`mssante_crl_next_update_timestamp_seconds{ca="` + ca + `"}`,
+		`mssante_crl_last_fetch_timestamp_seconds{url="` + srv.URL + `/ACI-EL-ORG.crl"}`,
+		`mssante_ca_certificate_expiry_seconds{ca="` + ca + `"}`, `mssante_certificate_expiry_seconds{name="server"}`} {
+		if !strings.Contains(exp, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
