@@ -4,12 +4,9 @@ import (
 	"context"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/mssante-go/sdk/transport/revocation"
 )
-
-func timeNow() time.Time { return time.Now() }
 
 // FuzzFetchedCRL serves arbitrary bytes as a CRL: the fetcher refuses them with a named error
 // (or applies a valid CRL of the store's CA), never panics.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
@@ -76,10 +77,10 @@ func TestCRLOpenSSLGencrl(t *testing.T) {
 	if h := f.Held(); len(h) != 1 || h[0].Number != "4096" || h[0].Revoked != 1 {
 		t.Fatalf("Held = %+v, want CRL number 0x1000 listing one certificate", h)
 	}
-	if _, err := store.Verify(bad.Chain, x509.ExtKeyUsageClientAuth, timeNow()); !errors.Is(err, transport.ErrRevoked) {
+	if _, err := store.Verify(bad.Chain, x509.ExtKeyUsageClientAuth, time.Now()); !errors.Is(err, transport.ErrRevoked) {
 		t.Fatalf("revoked certificate: %v, want ErrRevoked", err)
 	}
-	if _, err := store.Verify(good.Chain, x509.ExtKeyUsageClientAuth, timeNow()); err != nil {
+	if _, err := store.Verify(good.Chain, x509.ExtKeyUsageClientAuth, time.Now()); err != nil {
 		t.Fatalf("good certificate: %v", err)
 	}
 }
