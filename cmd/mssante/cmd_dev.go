@@ -113,6 +113,9 @@ func sandboxArg(dir string) string {
 func printDev(w io.Writer, info *sandbox.Info, prog string) {
 	fmt.Fprintf(w, "\nTest PKI     %s (trust it only in tests)\n", filepath.Join(info.Dir, "pki"))
 	fmt.Fprintf(w, "CA chain     %s\nCRL          %s\n", info.CAFile, info.CRLFile)
+	if info.CRLURL != "" {
+		fmt.Fprintf(w, "CRL (HTTP)   %s (revoke with: mssante dev revoke%s ADDRESS|CERTFILE)\n", info.CRLURL, sandboxArg(info.Dir))
+	}
 	fmt.Fprintf(w, "Whitelist    %s\n             %s (signed by the test PKI)\n", info.WhitelistURL, info.WhitelistFile)
 	fmt.Fprintf(w, "Annuaire     %s\n", info.Annuaire)
 	fmt.Fprintf(w, "Sample       %s\n             %s (lettre de liaison, fictitious patient)\n", info.SampleCDA, info.SamplePDF)
