@@ -205,6 +205,9 @@ func (c *mta) loadCertAndCRLs() error {
 	if _, err := c.trust.Verify(chain, x509.ExtKeyUsageServerAuth, c.now()); err != nil {
 		return fmt.Errorf("node: our certificate does not verify: %w", err)
 	}
+	if c.crl != nil {
+		c.crl.SetCertificates(chain)
+	}
 	c.cert.Store(&crt)
 	return nil
 }

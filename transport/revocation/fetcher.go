@@ -196,7 +196,9 @@ func (f *Fetcher) URLsToFetch() []string {
 			out = append(out, u)
 		}
 	}
+	f.mu.Lock()
 	certs := append(f.o.Stores[0].CAs(), f.o.Certificates...)
+	f.mu.Unlock()
 	slices.SortFunc(certs, func(a, b *x509.Certificate) int { return bytes.Compare(a.Raw, b.Raw) })
 	for _, c := range certs {
 		var web []string
@@ -515,6 +517,14 @@ func (f *Fetcher) Held() []Held {
 	}
 	slices.SortFunc(out, func(a, b Held) int { return strings.Compare(a.CA, b.CA) })
 	return out
+}
+
+// SetCertificates replaces Options.Certificates (our certificate was renewed: its
+// distribution points may differ).
+func (f *Fetcher) SetCertificates(certs []*x509.Certificate) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.o.Certificates = append([]*x509.Certificate(nil), certs...)
 }
 
 // Trigger asks Run for a pass now (SIGHUP); it does not wait.
