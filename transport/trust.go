@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mozilla.org/pkcs7"
@@ -90,6 +91,7 @@ type TrustStore struct {
 	grace  time.Duration
 	ocsp   OCSPChecker
 	ocspP  OCSPPolicy
+	noCRL  atomic.Pointer[func(*x509.Certificate)]
 
 	mu      sync.RWMutex
 	roots   *x509.CertPool
@@ -297,6 +299,9 @@ func (s *TrustStore) checkRevocation(chain []*x509.Certificate, at time.Time) er
 		e := s.crls[string(issuer.RawSubject)]
 		s.mu.RUnlock()
 		if e == nil || !sameCA(e.issuer, issuer) || !e.validAt(at, s.grace) {
+			if f := s.noCRL.Load(); i == 0 && f != nil {
+				(*f)(c)
+			}
 			if i == 0 && s.policy == RevocationRequired {
 				return certErr(ErrNoValidCRL, c, nil)
 			}
@@ -334,6 +339,11 @@ func (e *crlEntry) validAt(at time.Time, grace time.Duration) bool {
 
 // CRLGrace returns how long past its NextUpdate a CRL is still used (TrustOptions.CRLGrace).
 func (s *TrustStore) CRLGrace() time.Duration { return s.grace }
+
+// OnNoCRL sets f to be called, from Verify, with each verified leaf whose issuer has no valid
+// CRL: a CRL fetcher learns there the distribution points of CAs it was not told about. f must
+// not block.
+func (s *TrustStore) OnNoCRL(f func(leaf *x509.Certificate)) { s.noCRL.Store(&f) }
 
 // CAs returns the roots and intermediates of the store (shared: callers must not modify them),
 // for instance to find the CRL distribution points to fetch.

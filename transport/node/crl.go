@@ -99,6 +99,7 @@ func (c *mta) startCRL() error {
 	if c.crl, err = NewCRLFetcher(c.cfg, c.trust, c.opts.Now, c.logger.With("component", "crl")); err != nil || c.crl == nil {
 		return err
 	}
+	c.trust.OnNoCRL(c.crl.Learn)
 	if len(c.trust.CRLs()) == 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), crlStartTimeout)
 		defer cancel()

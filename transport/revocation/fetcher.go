@@ -80,6 +80,8 @@ type Fetcher struct {
 	held    map[string]*held   // by caKey
 	sources map[string]*source // by URL
 	failed  bool               // the last pass had an error
+	// learned are distribution points of verified peer certificates whose CA had no CRL.
+	learned []string
 	// fromBundle are the intermediates added from BundleURLs.
 	fromBundle []*x509.Certificate
 }
@@ -217,7 +219,36 @@ func (f *Fetcher) URLsToFetch() []string {
 	for _, u := range f.o.URLs {
 		add(u)
 	}
+	f.mu.Lock()
+	learned := f.learned
+	f.mu.Unlock()
+	for _, u := range learned {
+		add(u)
+	}
 	return out
+}
+
+// maxLearned bounds the distribution points learned from peer certificates.
+const maxLearned = 64
+
+// Learn notes the http distribution points of leaf, a verified certificate whose CA has no
+// valid CRL (transport.TrustStore.OnNoCRL), and asks Run for a pass when one is new: the CRL
+// of a CA that neither the CA certificates nor the configuration point at is fetched once a
+// peer of that CA shows up. A point is signed by the CA with the certificate, so an
+// unverified peer cannot send the fetcher elsewhere.
+func (f *Fetcher) Learn(leaf *x509.Certificate) {
+	f.mu.Lock()
+	added := false
+	for _, u := range leaf.CRLDistributionPoints {
+		if s := scheme(u); (s == "http" || s == "https") && !slices.Contains(f.learned, u) && len(f.learned) < maxLearned {
+			f.learned = append(f.learned, u)
+			added = true
+		}
+	}
+	f.mu.Unlock()
+	if added {
+		f.Trigger()
+	}
 }
 
 func scheme(u string) string {

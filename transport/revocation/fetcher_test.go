@@ -477,3 +477,37 @@ func waitFor(t *testing.T, ok func() bool) {
 	}
 	t.Fatal("condition not met in 10s")
 }
+
+// TestCRLLearnedFromPeer: a verified peer whose CA has no CRL gives its distribution point to
+// the fetcher (through the store's OnNoCRL), which fetches it at the next pass.
+func TestCRLLearnedFromPeer(t *testing.T) {
+	x := newFixture(t, &revocation.Options{Certificates: []*x509.Certificate{}})
+	peer, err := x.pki.Org("peer@clinique.test", &testpki.LeafOptions{CRLDistributionPoints: []string{x.url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.store.OnNoCRL(x.f.Learn)
+	x.srv.serve(x.crl(t), 200)
+	if err := x.verify(peer); !errors.Is(err, transport.ErrNoValidCRL) {
+		t.Fatalf("before: %v, want ErrNoValidCRL", err)
+	}
+	if got := x.f.URLsToFetch(); len(got) != 1 || got[0] != x.url {
+		t.Fatalf("URLsToFetch = %q, want the peer's distribution point", got)
+	}
+	if err := x.f.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.verify(peer); err != nil {
+		t.Fatalf("after the pass: %v", err)
+	}
+	// An unverified certificate (self-signed, same name as a peer) teaches nothing.
+	bogus, err := x.pki.Org("bogus@clinique.test", &testpki.LeafOptions{SelfSigned: true,
+		CRLDistributionPoints: []string{"http://127.0.0.1:1/elsewhere.crl"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.verify(bogus)
+	if got := x.f.URLsToFetch(); len(got) != 1 {
+		t.Fatalf("URLsToFetch after an unverified certificate = %q", got)
+	}
+}

@@ -1,7 +1,8 @@
 // Package revocation keeps the CRLs of a [transport.TrustStore] fresh by itself: it fetches
 // them over HTTP(S) from the CRL distribution points written in the CA certificates of the
 // store (and in the certificates given in [Options.Certificates], such as our own, whose
-// points publish the CRL of their issuer) and from configured URLs, on a jittered schedule
+// points publish the CRL of their issuer), from configured URLs and from the points of
+// verified peer certificates whose CA has no CRL yet ([Fetcher.Learn]), on a jittered schedule
 // that comes earlier as a CRL's nextUpdate nears, and on demand ([Fetcher.Refresh]).
 //
 // A downloaded CRL is used only when its signature verifies with a CA of the store, it is
