@@ -25,6 +25,9 @@ var (
 	ErrWrongEKU = errors.New("transport: certificate not valid for this usage (extended key usage)")
 	// ErrRevoked: a valid CRL of the issuer lists the certificate.
 	ErrRevoked = errors.New("transport: certificate revoked")
+	// ErrOlderCRL: a CRL older than the one held for its CA was offered and refused (the held
+	// one stays in use).
+	ErrOlderCRL = errors.New("transport: CRL older than the one held")
 	// ErrNoValidCRL: no CRL of the issuer is valid at the verification time and the trust store's
 	// revocation policy is to fail closed (the default).
 	ErrNoValidCRL = errors.New("transport: no valid CRL for the certificate's issuer")

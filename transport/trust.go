@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	_ "embed"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mozilla.org/pkcs7"
@@ -49,13 +51,47 @@ type TrustOptions struct {
 	NoIGCSanteRoot bool
 	// Revocation is the policy when no valid CRL covers a certificate; zero = RevocationRequired.
 	Revocation RevocationPolicy
+	// CRLGrace is how long past its NextUpdate a CRL is still used (the CA publishes late, the
+	// fetch failed); past NextUpdate plus CRLGrace it no longer counts as valid. Zero = none.
+	CRLGrace time.Duration
+	// OCSP, with OCSPPolicy, asks an OCSP responder about leaf certificates besides the CRLs
+	// (transport/revocation.OCSP).
+	OCSP       OCSPChecker
+	OCSPPolicy OCSPPolicy
 }
+
+// OCSPChecker asks an OCSP responder about a certificate.
+type OCSPChecker interface {
+	// CheckOCSP returns nil when the responder says leaf (issued by issuer) is good at at, an
+	// error wrapping ErrRevoked when it says revoked, and another error when it gave no usable
+	// answer (unreachable, unknown, stale, unauthorised signer).
+	CheckOCSP(leaf, issuer *x509.Certificate, at time.Time) error
+}
+
+// OCSPPolicy says how Verify combines OCSP with the CRLs for a leaf certificate.
+type OCSPPolicy int
+
+const (
+	// OCSPOff checks CRLs only (the default).
+	OCSPOff OCSPPolicy = iota
+	// OCSPThenCRL asks OCSP first: good accepts without a CRL, revoked refuses, and no usable
+	// answer falls back on the CRL (and its policy).
+	OCSPThenCRL
+	// OCSPAndCRL checks the CRL as usual and asks OCSP too: a revoked answer refuses the
+	// certificate even when the CRL held does not list it yet; no usable answer leaves the
+	// CRL's verdict.
+	OCSPAndCRL
+)
 
 // TrustStore holds the roots, intermediates and CRLs that peer certificates are verified
 // against. It is safe for concurrent use; certificates and CRLs may be added while connections
 // are verified.
 type TrustStore struct {
 	policy RevocationPolicy
+	grace  time.Duration
+	ocsp   OCSPChecker
+	ocspP  OCSPPolicy
+	noCRL  atomic.Pointer[func(*x509.Certificate)]
 
 	mu      sync.RWMutex
 	roots   *x509.CertPool
@@ -75,6 +111,9 @@ func NewTrustStore(opts *TrustOptions) *TrustStore {
 	}
 	s := &TrustStore{
 		policy: o.Revocation,
+		grace:  max(o.CRLGrace, 0),
+		ocsp:   o.OCSP,
+		ocspP:  o.OCSPPolicy,
 		roots:  x509.NewCertPool(),
 		inters: x509.NewCertPool(),
 		cas:    map[string][]*x509.Certificate{},
@@ -247,10 +286,22 @@ func (s *TrustStore) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, a
 func (s *TrustStore) checkRevocation(chain []*x509.Certificate, at time.Time) error {
 	for i := 0; i+1 < len(chain); i++ {
 		c, issuer := chain[i], chain[i+1]
+		if i == 0 && s.ocsp != nil && s.ocspP != OCSPOff {
+			err := s.ocsp.CheckOCSP(c, issuer, at)
+			if errors.Is(err, ErrRevoked) {
+				return certErr(ErrRevoked, c, err)
+			}
+			if err == nil && s.ocspP == OCSPThenCRL {
+				continue
+			}
+		}
 		s.mu.RLock()
 		e := s.crls[string(issuer.RawSubject)]
 		s.mu.RUnlock()
-		if e == nil || !sameCA(e.issuer, issuer) || !e.validAt(at) {
+		if e == nil || !sameCA(e.issuer, issuer) || !e.validAt(at, s.grace) {
+			if f := s.noCRL.Load(); i == 0 && f != nil {
+				(*f)(c)
+			}
 			if i == 0 && s.policy == RevocationRequired {
 				return certErr(ErrNoValidCRL, c, nil)
 			}
@@ -279,11 +330,31 @@ type crlEntry struct {
 	serials    map[string]struct{}
 }
 
-func (e *crlEntry) validAt(at time.Time) bool {
+func (e *crlEntry) validAt(at time.Time, grace time.Duration) bool {
 	if at.Before(e.thisUpdate) {
 		return false
 	}
-	return e.nextUpdate.IsZero() || !at.After(e.nextUpdate)
+	return e.nextUpdate.IsZero() || !at.After(e.nextUpdate.Add(grace))
+}
+
+// CRLGrace returns how long past its NextUpdate a CRL is still used (TrustOptions.CRLGrace).
+func (s *TrustStore) CRLGrace() time.Duration { return s.grace }
+
+// OnNoCRL sets f to be called, from Verify, with each verified leaf whose issuer has no valid
+// CRL: a CRL fetcher learns there the distribution points of CAs it was not told about. f must
+// not block.
+func (s *TrustStore) OnNoCRL(f func(leaf *x509.Certificate)) { s.noCRL.Store(&f) }
+
+// CAs returns the roots and intermediates of the store (shared: callers must not modify them),
+// for instance to find the CRL distribution points to fetch.
+func (s *TrustStore) CAs() []*x509.Certificate {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*x509.Certificate
+	for _, cs := range s.cas {
+		out = append(out, cs...)
+	}
+	return out
 }
 
 // maxCRLSize bounds a CRL (the IGC-Santé ORGANISATIONS CRL is a few hundred kilobytes).
@@ -339,7 +410,7 @@ func (s *TrustStore) AddCRL(data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.crls[string(issuer.RawSubject)]; old != nil && sameCA(old.issuer, issuer) && older(e, old) {
-		return errorf("CRL: older than the CRL held for %s", SubjectDN(issuer))
+		return errorf("CRL: %w for %s", ErrOlderCRL, SubjectDN(issuer))
 	}
 	s.crls[string(issuer.RawSubject)] = e
 	return nil

@@ -18,11 +18,16 @@ import (
 
 const certUsage = `inspect [--password P] [--json] FILE...
        mssante cert check [--warn 90d] [--password P] [--json] FILE...
+       mssante cert crl refresh --config FILE
 
 inspect prints each certificate of each FILE: subject and issuer in liste blanche DN form,
 validity, days left and the IGC-Santé profile it looks like. check exits 1 when a certificate is
 expired or expires within the --warn window. FILE may be PEM, DER, a PKCS#7 bundle (.p7b) or
 PKCS#12 (.p12/.pfx, with --password).
+
+crl refresh fetches the CRLs of a configuration now: through the running "mssante serve" of its
+spool (as "mssante reload" does), or, when none runs, into its CRL cache for the next start;
+it prints the CRL held for each CA and exits 1 when a fetch was refused.
 
 With --json, one JSON object a line per certificate instead of text:
   {"file":…,"index":1,"subject":…,"issuer":…,"serial":…,"not_before":…,"not_after":…,
@@ -31,6 +36,9 @@ With --json, one JSON object a line per certificate instead of text:
 "expired" or "not yet valid").`
 
 func runCert(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "crl" {
+		return runCertCRL(ctx, e, args[1:])
+	}
 	if len(args) == 0 || (args[0] != "inspect" && args[0] != "check") {
 		fs := newFlagSet(e, "cert", certUsage)
 		fs.Usage()

@@ -16,6 +16,7 @@ import (
 )
 
 const devUsage = `[--sandbox DIR] [--verbose]
+       mssante dev revoke [--sandbox DIR] ADDRESS|CERTFILE
 
 Runs a whole local MSSanté trust space on loopback, on embedded defaults, until Ctrl-C:
   - a test PKI shaped like IGC-Santé (created in the state folder on the first run, reloaded
@@ -32,7 +33,8 @@ A restart keeps the state (PKI, certificates, passwords, mailboxes, queues) and,
 free, the ports. The state folder (the sandbox folder) defaults to $XDG_STATE_HOME/mssante/dev
 when XDG_STATE_HOME is set, else ./mssante-dev: the default of --sandbox in selftest, send,
 receive and doctor too, so that they run bare in the same folder. One "mssante dev" at a time
-uses a folder: a second one is refused (--state is the old name of --sandbox). Everything it
+uses a folder: a second one is refused (--state is the old name of --sandbox). "mssante dev
+revoke" revokes a certificate of the running trust space (see "mssante dev revoke --help"). Everything it
 makes is for tests only: never trust the test PKI in production.`
 
 // devProgram is how the printed commands invoke this binary: "mssante" when it is on the PATH,
@@ -45,6 +47,9 @@ func devProgram() string {
 }
 
 func runDev(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "revoke" {
+		return runDevRevoke(ctx, e, args[1:])
+	}
 	fs := newFlagSet(e, "dev", devUsage)
 	state := new(string)
 	sandboxFlags(fs, state, "state")
@@ -108,6 +113,9 @@ func sandboxArg(dir string) string {
 func printDev(w io.Writer, info *sandbox.Info, prog string) {
 	fmt.Fprintf(w, "\nTest PKI     %s (trust it only in tests)\n", filepath.Join(info.Dir, "pki"))
 	fmt.Fprintf(w, "CA chain     %s\nCRL          %s\n", info.CAFile, info.CRLFile)
+	if info.CRLURL != "" {
+		fmt.Fprintf(w, "CRL (HTTP)   %s (revoke with: mssante dev revoke%s ADDRESS|CERTFILE)\n", info.CRLURL, sandboxArg(info.Dir))
+	}
 	fmt.Fprintf(w, "Whitelist    %s\n             %s (signed by the test PKI)\n", info.WhitelistURL, info.WhitelistFile)
 	fmt.Fprintf(w, "Annuaire     %s\n", info.Annuaire)
 	fmt.Fprintf(w, "Sample       %s\n             %s (lettre de liaison, fictitious patient)\n", info.SampleCDA, info.SamplePDF)

@@ -255,6 +255,9 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	if *balStore != "" && *extraction != "" {
 		checks = append(checks, doctorAnnuaire(ctx, *balStore, *extraction))
 	}
+	if *serveConfig != "" {
+		checks = append(checks, doctorRevocation(ctx, *serveConfig, cfg.Now())...)
+	}
 	var failed int
 	if *asJSON {
 		failed = doctorJSON(e.stdout, checks)

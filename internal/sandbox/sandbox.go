@@ -141,6 +141,7 @@ type Sandbox struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	httpSrv   *http.Server
+	crlSrv    *http.Server
 	nodes     []*node.Node
 	connDone  []chan error
 	closeOnce sync.Once
@@ -175,13 +176,20 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 		}
 	}()
 
-	pki, err := testpki.New(&testpki.Options{Dir: filepath.Join(dir, "pki")})
+	crlURL, ocspURL, err := listenCRL(lns)
+	if err != nil {
+		return nil, err
+	}
+	pki, err := testpki.New(&testpki.Options{Dir: filepath.Join(dir, "pki"), CRLDistributionPoints: []string{crlURL},
+		OCSPServer: []string{ocspURL}})
 	if err != nil {
 		return nil, err
 	}
 	s.PKI = pki
-	info := &Info{sandboxinfo.Info{Dir: dir, CAFile: filepath.Join(dir, "ca-chain.pem"), CRLFile: filepath.Join(dir, "crl.der"), Extra: opts.Extra}}
+	info := &Info{sandboxinfo.Info{Dir: dir, CAFile: filepath.Join(dir, "ca-chain.pem"), CRLFile: filepath.Join(dir, "crl.der"),
+		CRLURL: crlURL, Extra: opts.Extra}}
 	s.Info = info
+	s.startCRL(lns.take("pki", "http"))
 	if err := os.WriteFile(info.CAFile, append(pki.RootPEM(), pki.IntermediatePEM()...), 0o644); err != nil {
 		return nil, err
 	}
@@ -428,8 +436,11 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# mssante dev: configuration of the %s connector (written at every start).\n", op.Name)
 	fmt.Fprintf(&b, "hostname = %q\ndomains = [%s]\nspool_dir = %q\n\n", op.Hostname, quoteList(op.Domains), filepath.Join(od, "spool"))
-	fmt.Fprintf(&b, "[tls]\ncert_file = %q\nkey_file = %q\nca_files = [%q]\nno_igc_sante_root = true\ncrl_files = [%q]\n\n",
+	fmt.Fprintf(&b, "[tls]\ncert_file = %q\nkey_file = %q\nca_files = [%q]\nno_igc_sante_root = true\ncrl_files = [%q]\n",
 		op.CertFile, op.KeyFile, s.Info.CAFile, s.Info.CRLFile)
+	fmt.Fprintf(&b, "# The sandbox's CRL server: a certificate revoked with \"mssante dev revoke\" is refused within %s.\n"+
+		"crl_urls = [%q]\ncrl_refresh_interval = %q\n# and answers OCSP at the address written in them.\nocsp = \"both\"\n\n",
+		CRLRefresh, s.Info.CRLURL, CRLRefresh.String())
 	fmt.Fprintf(&b, "[whitelist]\nurl = %q\ncache_file = %q\nrefresh_interval = \"1m\"\n\n",
 		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"))
 	fmt.Fprintf(&b, "[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
@@ -504,6 +515,7 @@ func (s *Sandbox) Close() error {
 		if s.httpSrv != nil {
 			s.httpSrv.Shutdown(ctx)
 		}
+		s.stopCRL(ctx)
 		s.wg.Wait()
 	})
 	return s.closeErr
@@ -572,9 +584,9 @@ func (l *listeners) prevAddr(op, name string) string {
 	if l.prev == nil {
 		return ""
 	}
-	if op == "whitelist" {
-		if i := strings.Index(l.prev.WhitelistURL, "://"); i >= 0 {
-			host, _, _ := strings.Cut(l.prev.WhitelistURL[i+3:], "/")
+	if u := map[string]string{"whitelist": l.prev.WhitelistURL, "pki": l.prev.CRLURL}[op]; op == "whitelist" || op == "pki" {
+		if i := strings.Index(u, "://"); i >= 0 {
+			host, _, _ := strings.Cut(u[i+3:], "/")
 			return host
 		}
 		return ""
@@ -609,7 +621,7 @@ func leaf(dir, base string, pki *testpki.PKI, issue func() (*testpki.Leaf, error
 	if tc, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && tc.Leaf != nil {
 		c := tc.Leaf
 		key, isSigner := tc.PrivateKey.(crypto.Signer)
-		if isSigner && c.CheckSignatureFrom(pki.Intermediate) == nil && time.Until(c.NotAfter) > renewWithin {
+		if isSigner && pki.Issued(c) && time.Until(c.NotAfter) > renewWithin {
 			return &testpki.Leaf{Cert: c, Key: key, Chain: []*x509.Certificate{c, pki.Intermediate}}, nil
 		}
 	}

@@ -36,6 +36,9 @@ type Info struct {
 	CAFile string `json:"ca_file"`
 	// CRLFile is the DER CRL of the test intermediate.
 	CRLFile string `json:"crl_file"`
+	// CRLURL serves the CRL of the test intermediate over HTTP: the distribution point
+	// written in the sandbox's certificates, fetched by its connectors.
+	CRLURL string `json:"crl_url,omitempty"`
 	// WhitelistURL serves the signed liste blanche over HTTPS (server certificate of the test
 	// PKI); WhitelistFile is the same document on disk; WhitelistSigner the DN of its signer.
 	WhitelistURL    string `json:"whitelist_url"`

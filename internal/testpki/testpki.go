@@ -35,9 +35,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // Default subject values of leaves, used when LeafOptions leaves them empty.
@@ -90,6 +93,9 @@ type Options struct {
 	ECDSA bool
 	// Now is the clock for leaf validity periods and CRL dates; nil = time.Now.
 	Now func() time.Time
+	// CRLDistributionPoints and OCSPServer are written in every leaf issued (the addresses
+	// where the sandbox publishes the intermediate's CRL and answers OCSP); empty = none.
+	CRLDistributionPoints, OCSPServer []string
 }
 
 // Profile is an IGC-Santé certificate profile (offer and usage).
@@ -134,6 +140,9 @@ type LeafOptions struct {
 	ECDSA       bool // ECDSA P-256 key even in an RSA PKI
 	// NotBefore and NotAfter, when not zero, override the validity period.
 	NotBefore, NotAfter time.Time
+	// CRLDistributionPoints and OCSPServer are written in the certificate (the sandbox's
+	// CRL and OCSP addresses); empty = the PKI's Options of the same names.
+	CRLDistributionPoints, OCSPServer []string
 }
 
 // PKI is a test CA hierarchy: a root and the intermediate that issues every leaf.
@@ -144,6 +153,7 @@ type PKI struct {
 	ecdsa             bool
 	now               func() time.Time
 	dir               string
+	crlDP, ocsp       []string
 
 	mu      sync.Mutex
 	revoked []x509.RevocationListEntry
@@ -179,7 +189,7 @@ func New(opts *Options) (*PKI, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	p := &PKI{now: o.Now, dir: o.Dir, ecdsa: o.ECDSA}
+	p := &PKI{now: o.Now, dir: o.Dir, ecdsa: o.ECDSA, crlDP: o.CRLDistributionPoints, ocsp: o.OCSPServer}
 	var c *ca
 	var err error
 	if o.Dir == "" {
@@ -409,6 +419,13 @@ func def(v, d string) string {
 	return v
 }
 
+func cmpOr(a, b []string) []string {
+	if len(a) > 0 {
+		return a
+	}
+	return b
+}
+
 func withDNS(o *LeafOptions, host string) *LeafOptions {
 	var lo LeafOptions
 	if o != nil {
@@ -437,6 +454,9 @@ func (p *PKI) Leaf(profile Profile, subject pkix.Name, o *LeafOptions) (*Leaf, e
 		NotBefore: now.Add(-time.Hour),
 		NotAfter:  now.AddDate(3, 0, 0),
 		DNSNames:  lo.DNSNames,
+
+		CRLDistributionPoints: cmpOr(lo.CRLDistributionPoints, p.crlDP),
+		OCSPServer:            cmpOr(lo.OCSPServer, p.ocsp),
 	}
 	switch {
 	case lo.Expired:
@@ -539,6 +559,11 @@ func (p *PKI) CRL() ([]byte, error) {
 func (p *PKI) CRLAt(thisUpdate, nextUpdate time.Time) ([]byte, error) {
 	p.mu.Lock()
 	p.crlNum++
+	if p.dir != "" {
+		// Other processes sign CRLs of a persisted PKI too (mssante dev revoke): numbers
+		// from the clock keep them increasing across processes.
+		p.crlNum = max(p.crlNum, p.now().UnixMilli())
+	}
 	tmpl := &x509.RevocationList{
 		RevokedCertificateEntries: append([]x509.RevocationListEntry(nil), p.revoked...),
 		Number:                    big.NewInt(p.crlNum),
@@ -549,6 +574,38 @@ func (p *PKI) CRLAt(thisUpdate, nextUpdate time.Time) ([]byte, error) {
 	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.Intermediate, p.interKey)
 	if err != nil {
 		return nil, fmt.Errorf("testpki: CRL: %w", err)
+	}
+	return der, nil
+}
+
+// Issued reports whether c was issued by this PKI's intermediate with the CRL distribution
+// points and OCSP addresses the PKI writes now (a sandbox moved to other ports re-issues).
+func (p *PKI) Issued(c *x509.Certificate) bool {
+	return c.CheckSignatureFrom(p.Intermediate) == nil && slices.Equal(c.CRLDistributionPoints, p.crlDP) &&
+		slices.Equal(c.OCSPServer, p.ocsp)
+}
+
+// OCSPResponse answers the DER OCSP request req (RFC 6960) as the intermediate: revoked
+// for a certificate Revoke listed, good for any other serial, valid for validity, signed by
+// the intermediate itself.
+func (p *PKI) OCSPResponse(req []byte, validity time.Duration) ([]byte, error) {
+	r, err := ocsp.ParseRequest(req)
+	if err != nil {
+		return nil, fmt.Errorf("testpki: OCSP request: %w", err)
+	}
+	now := p.now()
+	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: r.SerialNumber, ThisUpdate: now.Add(-time.Minute),
+		NextUpdate: now.Add(validity)}
+	p.mu.Lock()
+	for _, e := range p.revoked {
+		if e.SerialNumber.Cmp(r.SerialNumber) == 0 {
+			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, e.RevocationTime, ocsp.Unspecified
+		}
+	}
+	p.mu.Unlock()
+	der, err := ocsp.CreateResponse(p.Intermediate, p.Intermediate, tmpl, p.interKey)
+	if err != nil {
+		return nil, fmt.Errorf("testpki: OCSP: %w", err)
 	}
 	return der, nil
 }

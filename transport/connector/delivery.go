@@ -414,6 +414,10 @@ func connFailText(err error) string {
 	switch {
 	case errors.As(err, &ce):
 		return "server certificate not listed for the recipient domain"
+	case errors.Is(err, transport.ErrRevoked):
+		return "server certificate revoked (CRL of its CA)"
+	case errors.Is(err, transport.ErrNoValidCRL):
+		return "no valid CRL for the server certificate's CA"
 	case strings.Contains(err.Error(), "STARTTLS"):
 		return "server does not offer STARTTLS"
 	case isTLSError(err):

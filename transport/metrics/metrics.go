@@ -127,6 +127,15 @@ func (m *Metrics) GaugeFunc(name, help string, labels map[string]string, f func(
 	return m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f))
 }
 
+// Register adds a collector of series computed at scrape time whose labels change as the node
+// runs (the CRLs held, by CA, for example). It fails when a series is already there.
+func (m *Metrics) Register(c prometheus.Collector) error {
+	if m == nil {
+		return nil
+	}
+	return m.reg.Register(c)
+}
+
 // Counter returns the value of a counter series written as in the exposition, e.g.
 // `mssante_messages_accepted_total{listener="relay"}` (0 when absent), for tests and tools.
 func (m *Metrics) Counter(series string) float64 {

@@ -57,6 +57,20 @@ type TLSConfig struct {
 	CAFiles        []string `toml:"ca_files"`
 	NoIGCSanteRoot bool     `toml:"no_igc_sante_root"`
 	CRLFiles       []string `toml:"crl_files"`
+	// CRLURLs are fetched besides the CRL distribution points of the CAs and of our
+	// certificate, every CRLRefreshInterval (0: no fetching), the last good CRLs kept in
+	// CRLCacheDir (default: the spool's "crl" folder); CRLGrace is how long past its
+	// nextUpdate a CRL is still used before revocation checking fails closed.
+	CRLURLs            []string      `toml:"crl_urls"`
+	CRLRefreshInterval time.Duration `toml:"crl_refresh_interval"`
+	CRLCacheDir        string        `toml:"crl_cache_dir"`
+	CRLGrace           time.Duration `toml:"crl_grace"`
+	// CABundleURLs are CA bundles fetched with the CRLs (revocation.Options.BundleURLs).
+	CABundleURLs []string `toml:"ca_bundle_urls"`
+	// OCSP is "off", "ocsp_then_crl" or "both" (transport.OCSPPolicy); OCSPURL, when set, is
+	// asked instead of the OCSP address of each certificate.
+	OCSP    string `toml:"ocsp"`
+	OCSPURL string `toml:"ocsp_url"`
 	// Revocation is "required" or "best_effort".
 	Revocation string `toml:"revocation"`
 	AllowTLS13 bool   `toml:"allow_tls13"`
@@ -281,6 +295,12 @@ func (c *Config) check() error {
 	}
 	if r := c.TLS.Revocation; r != "required" && r != "best_effort" {
 		bad("tls.revocation must be required or best_effort, not %q", r)
+	}
+	if o := c.TLS.OCSP; o != "off" && o != "ocsp_then_crl" && o != "both" {
+		bad("tls.ocsp must be off, ocsp_then_crl or both, not %q", o)
+	}
+	if c.TLS.CRLRefreshInterval < 0 || c.TLS.CRLGrace < 0 {
+		bad("tls.crl_refresh_interval and tls.crl_grace must not be negative")
 	}
 	if (c.Whitelist.File == "") == (c.Whitelist.URL == "") {
 		bad("exactly one of whitelist.file and whitelist.url is required")

@@ -38,8 +38,9 @@ func (c *mta) notReady() []string {
 		out = append(out, "crl: none held and tls.revocation is required")
 	}
 	for _, crl := range crls {
-		if !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate) {
-			out = append(out, fmt.Sprintf("crl: the CRL of %s is past its next update (%s)",
+		// Within tls.crl_grace the CRL is still used: the node can do its job.
+		if !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate.Add(c.cfg.TLS.CRLGrace)) {
+			out = append(out, fmt.Sprintf("crl: the CRL of %s is past its next update and grace (%s)",
 				crl.Issuer.String(), crl.NextUpdate.UTC().Format(time.RFC3339)))
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/queue"
+	"github.com/mssante-go/sdk/transport/revocation"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -37,6 +38,7 @@ type mta struct {
 	now      func() time.Time
 
 	trust    *transport.TrustStore
+	crl      *revocation.Fetcher // nil when fetching is off
 	cert     atomic.Pointer[tls.Certificate]
 	list     atomic.Pointer[whitelist.List] // file mode
 	store    *whitelist.Store               // URL mode
@@ -72,15 +74,13 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	rev := transport.RevocationRequired
-	if cfg.TLS.Revocation == "best_effort" {
-		rev = transport.RevocationBestEffort
+	trust, checker, err := cfg.newTrustStore(c.logger.With("component", "ocsp"))
+	if err != nil {
+		return nil, err
 	}
-	c.trust = transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: cfg.TLS.NoIGCSanteRoot, Revocation: rev})
-	for _, f := range cfg.TLS.CAFiles {
-		if err := c.trust.AddFile(f); err != nil {
-			return nil, fmt.Errorf("node: %s: %w", f, err)
-		}
+	c.trust = trust
+	if err := errors.Join(c.registerOCSP(checker), c.startCRL()); err != nil {
+		return nil, err
 	}
 	if err := c.loadCertAndCRLs(); err != nil {
 		return nil, err
@@ -88,7 +88,6 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	if err := c.openWhitelist(); err != nil {
 		return nil, err
 	}
-	var err error
 	c.queue, err = queue.Open(&queue.Options{Dir: cfg.SpoolDir, MaxMessageBytes: cfg.Limits.MaxMessageBytes + 64<<10, Logger: c.logger,
 		Schedule: queue.Schedule{First: cfg.Queue.RetryFirst, Factor: cfg.Queue.RetryFactor, Max: cfg.Queue.RetryMax,
 			Jitter: jitter(cfg.Queue.RetryJitter), GiveUp: cfg.Queue.GiveUp, DelayNotice: cfg.Queue.DelayNotice},
@@ -189,7 +188,8 @@ func (c *mta) loadCertAndCRLs() error {
 		return fmt.Errorf("node: certificate: %w", err)
 	}
 	for _, f := range c.cfg.TLS.CRLFiles {
-		if err := c.trust.AddCRLFile(f); err != nil {
+		// A CRL fetched since may be newer than the file: the newer one stays.
+		if err := c.trust.AddCRLFile(f); err != nil && !errors.Is(err, transport.ErrOlderCRL) {
 			return fmt.Errorf("node: %s: %w", f, err)
 		}
 	}
@@ -204,6 +204,9 @@ func (c *mta) loadCertAndCRLs() error {
 	}
 	if _, err := c.trust.Verify(chain, x509.ExtKeyUsageServerAuth, c.now()); err != nil {
 		return fmt.Errorf("node: our certificate does not verify: %w", err)
+	}
+	if c.crl != nil {
+		c.crl.SetCertificates(chain)
 	}
 	c.cert.Store(&crt)
 	return nil
@@ -339,6 +342,7 @@ func (c *mta) setRoutes(routes map[string]string) {
 // whitelist store for a refresh). On error the previous material stays in use.
 func (c *mta) reload() error {
 	var errs []error
+	c.refreshCRLs()
 	if err := c.loadCertAndCRLs(); err != nil {
 		errs = append(errs, err)
 	}
@@ -390,6 +394,9 @@ func (c *mta) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	if c.crl != nil {
+		wg.Go(func() { c.crl.Run(ctx) })
+	}
 	for name, s := range c.servers {
 		l, ok := lns[name]
 		if !ok {

@@ -195,16 +195,8 @@ func (n *Node) ensureBAL(ctx context.Context, b *mailbox.BAL, password string) e
 // newIMAP builds the IMAP server with the connector's certificate and trust (CRLs included).
 func (n *Node) newIMAP() error {
 	cfg := n.cfg
-	rev := transport.RevocationRequired
-	if cfg.TLS.Revocation == "best_effort" {
-		rev = transport.RevocationBestEffort
-	}
-	n.trust = transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: cfg.TLS.NoIGCSanteRoot, Revocation: rev})
-	for _, f := range cfg.TLS.CAFiles {
-		if err := n.trust.AddFile(f); err != nil {
-			return fmt.Errorf("node: %s: %w", f, err)
-		}
-	}
+	// One trust store for the whole node, so that a CRL fetched applies to IMAP too.
+	n.trust = n.mta.trust
 	if err := n.loadCert(); err != nil {
 		return err
 	}
@@ -233,7 +225,7 @@ func (n *Node) newIMAP() error {
 // checked the same files).
 func (n *Node) loadCert() error {
 	for _, f := range n.cfg.TLS.CRLFiles {
-		if err := n.trust.AddCRLFile(f); err != nil {
+		if err := n.trust.AddCRLFile(f); err != nil && !errors.Is(err, transport.ErrOlderCRL) {
 			return fmt.Errorf("node: %s: %w", f, err)
 		}
 	}
