@@ -198,7 +198,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mailbox: migrate: %w", err)
 	}
-	return nil
+	return s.migrateMembers(ctx)
 }
 
 func (s *SQLite) backfillDNKeys(ctx context.Context) error {
