@@ -39,8 +39,10 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/mailbox"
+	"github.com/mssante-go/sdk/transport/psc"
 )
 
 // ErrServerClosed is returned by Serve and ServeTLS after Close or Shutdown.
@@ -91,6 +93,11 @@ type Options struct {
 	// listeners so that failures count on both; nil uses authlimit.New(nil), which audits
 	// nothing.
 	AuthLimiter *authlimit.Limiter
+	// OAuth, when set, offers SASL XOAUTH2 and OAUTHBEARER over TLS: a Pro Santé Connect
+	// token opens the BAL its holder names (see psc.Authenticator for the session's end).
+	OAuth *psc.Authenticator
+	// Audit receives a record per token login, naming the person (nil: none).
+	Audit *audit.Log
 	// Logger receives connection errors (no message content); nil discards them.
 	Logger *slog.Logger
 	// DebugWriter receives the raw protocol, credentials included. Debugging only.

@@ -46,6 +46,8 @@ type session struct {
 	closed bool
 
 	copyBuf []byte // reused to send message files (FETCH BODY[])
+
+	sessionEnd *time.Timer // ends a session opened with a token (oauth.go)
 }
 
 // selected is the client's view of the selected folder: the UIDs in sequence-number order as
@@ -87,6 +89,7 @@ var (
 func (s *session) store() mailbox.Store { return s.srv.opts.Store }
 
 func (s *session) Close() error {
+	s.endBearer()
 	s.cancel()
 	s.pollMu.Lock()
 	s.closed = true
@@ -149,7 +152,9 @@ func (s *session) hangUp() error {
 	return imapserver.ErrAuthFailed
 }
 
-func (s *session) AuthenticateMechanisms() []string { return []string{sasl.External, sasl.Plain} }
+func (s *session) AuthenticateMechanisms() []string {
+	return append([]string{sasl.External, sasl.Plain}, s.bearerMechanisms()...)
+}
 
 func (s *session) Authenticate(mech string) (sasl.Server, error) {
 	switch mech {
@@ -162,6 +167,9 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 		}), nil
 	case sasl.External:
 		return sasl.NewExternalServer(s.external), nil
+	}
+	if srv := s.bearer(mech); srv != nil {
+		return srv, nil
 	}
 	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported mechanism"}
 }

@@ -25,7 +25,7 @@ func FuzzSASLResponse(f *testing.F) {
 			}
 		}
 		for _, mech := range []string{psc.XOAUTH2, psc.OAUTHBEARER} {
-			s := psc.NewServer(mech, func(string, string) error { return psc.ErrInvalidToken })
+			s := psc.NewServer(mech, func(string, string) error { return psc.ErrInvalidToken }, nil)
 			for range 3 {
 				if _, done, _ := s.Next(b); done {
 					break

@@ -154,8 +154,9 @@ type CheckFunc func(authzid, token string) error
 // NewServer returns the server side of mech (XOAUTH2 or OAUTHBEARER), or nil for another
 // mechanism. A refused token gets the mechanism's error challenge (RFC 7628 §3.2.2; XOAUTH2
 // does the same); the client's answer to it, whatever it is, ends with the refusal returned
-// by check.
-func NewServer(mech string, check CheckFunc) sasl.Server {
+// by check. reply, when not nil, turns every error the exchange ends with (check's, or
+// ErrMalformed) into the protocol's reply.
+func NewServer(mech string, check CheckFunc, reply func(error) error) sasl.Server {
 	var parse func([]byte) (string, string, error)
 	var challenge []byte
 	switch strings.ToUpper(mech) {
@@ -166,18 +167,30 @@ func NewServer(mech string, check CheckFunc) sasl.Server {
 	default:
 		return nil
 	}
-	return &server{parse: parse, check: check, challenge: challenge}
+	if reply == nil {
+		reply = func(err error) error { return err }
+	}
+	return &server{parse: parse, check: check, reply: reply, challenge: challenge}
 }
 
 type server struct {
 	parse     func([]byte) (string, string, error)
 	check     CheckFunc
+	reply     func(error) error
 	challenge []byte
 	step      int
 	refusal   error
 }
 
 func (s *server) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := s.next(resp)
+	if err != nil {
+		err = s.reply(err)
+	}
+	return ch, done, err
+}
+
+func (s *server) next(resp []byte) ([]byte, bool, error) {
 	s.step++
 	switch {
 	case s.refusal != nil:

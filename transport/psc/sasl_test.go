@@ -52,11 +52,11 @@ func TestPSCSASLServer(t *testing.T) {
 	down := func(az, tok string) error { return fmt.Errorf("%w: timeout", psc.ErrUnavailable) }
 	ir := []byte("n,,\x01auth=Bearer xyz\x01\x01")
 
-	s := psc.NewServer(psc.OAUTHBEARER, ok)
+	s := psc.NewServer(psc.OAUTHBEARER, ok, nil)
 	if ch, done, err := s.Next(ir); err != nil || !done || ch != nil {
 		t.Fatalf("accept: %q %v %v", ch, done, err)
 	}
-	s = psc.NewServer(psc.OAUTHBEARER, refuse)
+	s = psc.NewServer(psc.OAUTHBEARER, refuse, nil)
 	ch, done, err := s.Next(ir)
 	if err != nil || done || !strings.Contains(string(ch), "invalid_token") {
 		t.Fatalf("refusal, first step: %q %v %v", ch, done, err)
@@ -64,18 +64,18 @@ func TestPSCSASLServer(t *testing.T) {
 	if _, done, err := s.Next([]byte{0x01}); !done || !errors.Is(err, psc.ErrInvalidToken) {
 		t.Fatalf("refusal, second step: %v %v", done, err)
 	}
-	s = psc.NewServer(psc.XOAUTH2, down)
+	s = psc.NewServer(psc.XOAUTH2, down, nil)
 	if _, done, err := s.Next([]byte("user=a@b.fr\x01auth=Bearer xyz\x01\x01")); !done || !errors.Is(err, psc.ErrUnavailable) {
 		t.Fatalf("temporary: %v %v", done, err)
 	}
-	s = psc.NewServer(psc.XOAUTH2, ok)
+	s = psc.NewServer(psc.XOAUTH2, ok, nil)
 	if ch, done, err := s.Next(nil); err != nil || done || len(ch) != 0 {
 		t.Fatalf("no initial response: %q %v %v", ch, done, err)
 	}
 	if _, done, err := s.Next([]byte("user=a@b.fr\x01auth=Bearer xyz\x01\x01")); err != nil || !done {
 		t.Fatalf("after empty challenge: %v %v", done, err)
 	}
-	if psc.NewServer("PLAIN", ok) != nil {
+	if psc.NewServer("PLAIN", ok, nil) != nil {
 		t.Fatal("NewServer(PLAIN) is not nil")
 	}
 }
