@@ -246,6 +246,13 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		cfg.Private = append(cfg.Private, paths...)
 	}
 	checks := doctorRun(ctx, cfg)
+	if *serveConfig != "" {
+		w, err := serveConfigWarnings(*serveConfig)
+		if err != nil {
+			return err
+		}
+		checks = append(checks, w...)
+	}
 	var failed int
 	if *asJSON {
 		failed = doctorJSON(e.stdout, checks)

@@ -98,7 +98,7 @@ func TestSelftestOwnConnectorBeforeListing(t *testing.T) {
 	c := strings.Replace(string(cfg), oldSigner, transport.SubjectDN(alb.Cert), 1)
 	c = strings.Replace(c, "[local]\nmaildir = \""+f.maildir+"\"\n", "", 1)
 	c = strings.Replace(c, "login = \"dr\"", "login = \""+from+"\"", 1)
-	c = strings.Replace(c, "[submission]\n", "[submission]\nallow_plain = true\n", 1)
+	c = strings.Replace(c, "[submission]\n", "[auth]\nallow_passwords = true\n[submission]\nallow_plain = true\n", 1)
 	c += fmt.Sprintf("[mailbox]\ndir = %q\n[imap]\nlisten_tls = \"127.0.0.1:%d\"\n[responder]\naddress = %q\n",
 		filepath.Join(f.dir, "mailbox"), imaps, responder)
 	if err := os.WriteFile(f.config, []byte(c), 0o600); err != nil {

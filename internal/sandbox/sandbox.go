@@ -432,7 +432,9 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 		op.CertFile, op.KeyFile, s.Info.CAFile, s.Info.CRLFile)
 	fmt.Fprintf(&b, "[whitelist]\nurl = %q\ncache_file = %q\nrefresh_interval = \"1m\"\n\n",
 		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"))
-	fmt.Fprintf(&b, "[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
+	// The sandbox keeps passwords beside Pro Santé Connect tokens, for the tools that have no
+	// token source.
+	fmt.Fprintf(&b, "[auth]\nallow_passwords = true\n\n[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
 		op.Relay, op.Submission, op.SubmissionTLS)
 	for _, bal := range op.BALs {
 		fmt.Fprintf(&b, "[[bal]]\naddress = %q\n", bal.Address)

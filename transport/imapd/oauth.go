@@ -73,3 +73,24 @@ func (s *session) endBearer() {
 		s.sessionEnd.Stop()
 	}
 }
+
+// errPasswordsOff answers LOGIN and AUTHENTICATE PLAIN when Options.NoPasswords is set.
+var errPasswordsOff = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
+	Text: "Passwords are not accepted: log in with a Pro Santé Connect token or a client certificate"}
+
+// refusePassword refuses a password login when passwords are off, before any check.
+func (s *session) refusePassword(login string) error {
+	if !s.srv.opts.NoPasswords {
+		return nil
+	}
+	s.authFailed(sasl.Plain, "auth_password_off", login)
+	return errPasswordsOff
+}
+
+// passwordMechanisms is PLAIN unless passwords are off.
+func (s *session) passwordMechanisms() []string {
+	if s.srv.opts.NoPasswords {
+		return nil
+	}
+	return []string{sasl.Plain}
+}

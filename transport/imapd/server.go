@@ -85,6 +85,9 @@ type Options struct {
 	// structure often share one address, and a mail client opens several connections).
 	// Beyond, a connection is closed at accept (with a BYE on a clear-text listener).
 	MaxConns, MaxConnsPerAddr int
+	// NoPasswords refuses LOGIN and AUTHENTICATE PLAIN, and does not offer PLAIN: BALs log in
+	// with a client certificate (APP) or a Pro Santé Connect token (PER, ORG).
+	NoPasswords bool
 	// InsecureAuth allows PLAIN/LOGIN without TLS. Only for loopback test tools that cannot
 	// speak TLS; never in production.
 	InsecureAuth bool

@@ -110,6 +110,9 @@ func (s *session) loggedIn() {
 }
 
 func (s *session) Login(username, password string) error {
+	if err := s.refusePassword(username); err != nil {
+		return err
+	}
 	if err := s.auth.Before(s.ctx, username); err != nil {
 		s.authFailed(sasl.Plain, "auth_plain_locked", username, slog.Any("err", err))
 		return s.hangUp()
@@ -153,7 +156,7 @@ func (s *session) hangUp() error {
 }
 
 func (s *session) AuthenticateMechanisms() []string {
-	return append([]string{sasl.External, sasl.Plain}, s.bearerMechanisms()...)
+	return append(append([]string{sasl.External}, s.passwordMechanisms()...), s.bearerMechanisms()...)
 }
 
 func (s *session) Authenticate(mech string) (sasl.Server, error) {
