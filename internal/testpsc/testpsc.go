@@ -12,6 +12,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -51,7 +53,9 @@ type Provider struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
 	inactive map[string]bool
+	sessions map[string]string // refresh token -> national id
 	down     bool
+	t        testing.TB
 }
 
 // New starts a provider, stopped at the end of the test.
@@ -73,11 +77,13 @@ func New(t testing.TB) *Provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Provider{Key: key, PKI: pki, ClientCert: client.TLSCertificate(), Now: time.Now, inactive: map[string]bool{}}
+	p := &Provider{Key: key, PKI: pki, ClientCert: client.TLSCertificate(), Now: time.Now, inactive: map[string]bool{},
+		sessions: map[string]string{}, t: t}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /realm"+psc.DiscoveryPath, p.discovery)
 	mux.HandleFunc("GET /realm/certs", p.certs)
 	mux.HandleFunc("POST /realm/introspect", p.introspect)
+	mux.HandleFunc("POST /realm/token", p.token)
 	p.srv = httptest.NewUnstartedServer(mux)
 	p.srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{leaf.TLSCertificate()},
 		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pki.Roots()}
@@ -119,7 +125,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(map[string]string{"issuer": p.Issuer, "jwks_uri": p.Issuer + "/certs",
-		"introspection_endpoint": p.Issuer + "/introspect"})
+		"introspection_endpoint": p.Issuer + "/introspect", "token_endpoint": p.Issuer + "/token"})
 }
 
 func (p *Provider) certs(w http.ResponseWriter, r *http.Request) {
@@ -208,4 +214,42 @@ func (p *Provider) PublicKeyDER(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// TokenURL is the provider's token endpoint (refresh_token grant only).
+func (p *Provider) TokenURL() string { return p.Issuer + "/token" }
+
+// Login opens a session for nationalID and returns its refresh token.
+func (p *Provider) Login(nationalID string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rt := fmt.Sprintf("rt-%s-%d", nationalID, len(p.sessions)+1)
+	p.sessions[rt] = nationalID
+	return rt
+}
+
+// EndSessions ends every session: their refresh tokens get invalid_grant.
+func (p *Provider) EndSessions() { p.mu.Lock(); clear(p.sessions); p.mu.Unlock() }
+
+// token answers the refresh_token grant (RFC 6749 §6), rotating the refresh token.
+func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
+	if p.isDown(w) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	p.mu.Lock()
+	id, ok := p.sessions[r.PostFormValue("refresh_token")]
+	if ok && r.PostFormValue("grant_type") == "refresh_token" && r.PostFormValue("client_id") == ClientID {
+		delete(p.sessions, r.PostFormValue("refresh_token"))
+	} else {
+		ok = false
+	}
+	p.mu.Unlock()
+	if !ok {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":"invalid_grant"}`)
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"access_token": p.Sign(p.t, p.Claims(id)), "expires_in": 120,
+		"refresh_token": p.Login(id), "token_type": "Bearer"})
 }
