@@ -141,6 +141,7 @@ type Sandbox struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	httpSrv   *http.Server
+	pscSrv    *http.Server // the Pro Santé Connect stand-in (psc.go)
 	nodes     []*node.Node
 	connDone  []chan error
 	closeOnce sync.Once
@@ -256,6 +257,9 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 	// The liste blanche: every domain with the DN of its operator's server certificate,
 	// signed by a test signer and served over HTTPS.
 	if err := s.startWhitelist(ctx, dir, lns); err != nil {
+		return nil, err
+	}
+	if err := s.startPSC(lns); err != nil {
 		return nil, err
 	}
 
@@ -380,6 +384,9 @@ func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp op
 			}
 		}
 	}
+	if err := s.addMembers(ctx, store, op); err != nil {
+		return err
+	}
 	if err := store.Close(); err != nil {
 		return err
 	}
@@ -434,6 +441,7 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"))
 	// The sandbox keeps passwords beside Pro Santé Connect tokens, for the tools that have no
 	// token source.
+	b.WriteString(s.pscConfig())
 	fmt.Fprintf(&b, "[auth]\nallow_passwords = true\n\n[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
 		op.Relay, op.Submission, op.SubmissionTLS)
 	for _, bal := range op.BALs {
@@ -506,6 +514,9 @@ func (s *Sandbox) Close() error {
 		if s.httpSrv != nil {
 			s.httpSrv.Shutdown(ctx)
 		}
+		if s.pscSrv != nil {
+			s.pscSrv.Shutdown(ctx)
+		}
 		s.wg.Wait()
 	})
 	return s.closeErr
@@ -573,6 +584,9 @@ func (l *listeners) closeAll() {
 func (l *listeners) prevAddr(op, name string) string {
 	if l.prev == nil {
 		return ""
+	}
+	if op == "psc" && l.prev.PSC != nil {
+		return "127.0.0.1:" + portOf(l.prev.PSC.Issuer)
 	}
 	if op == "whitelist" {
 		if i := strings.Index(l.prev.WhitelistURL, "://"); i >= 0 {

@@ -36,7 +36,7 @@ func TestPSCTokenSourceRefresh(t *testing.T) {
 	if t2, _ := ts.Token(ctx); t2 != t1 {
 		t.Fatal("token renewed before its expiry")
 	}
-	now.Add(int64(110 * time.Second)) // within the 20 s margin of the 120 s token
+	now.Add(int64(110 * time.Second))   // within the 20 s margin of the 120 s token
 	time.Sleep(1100 * time.Millisecond) // a new iat, so a new token
 	t3, err := ts.Token(ctx)
 	if err != nil || t3 == t1 {
