@@ -7,6 +7,9 @@
 # same run, the servers taking turns. Prints medians and the ratios ours/Dovecot and
 # XOAUTH2/PLAIN (> 1: ours faster).
 #
+# DOVECOT_LOGIN=performance runs Dovecot's login processes in its high-performance mode
+# (service_count = 0, process_min_avail = 2) instead of its default one-process-per-connection.
+#
 # Needs dovecot-core and dovecot-imapd (scripts/install-peers.sh) and root (Dovecot drops to
 # the "mail" user). Usage: bench/oauth/run.sh [N] [CONCURRENCY] [RUNS]   (defaults 2000 8 3)
 set -euo pipefail
@@ -73,6 +76,7 @@ first_valid_uid = 8
 first_valid_gid = 8
 mail_location = maildir:~/Maildir
 service imap-login {
+$( [ "${DOVECOT_LOGIN:-}" = performance ] && printf '  service_count = 0\n  process_min_avail = 2\n' )
   inet_listener imap {
     port = 0
   }

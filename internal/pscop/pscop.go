@@ -76,7 +76,7 @@ func New(opts *Options) (*Provider, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p, err := op.NewOpenIDProvider(opts.Issuer, &cfg, st, op.WithLogger(logger))
+	p, err := op.NewProvider(&cfg, st, op.StaticIssuer(opts.Issuer), op.WithLogger(logger))
 	if err != nil {
 		return nil, fmt.Errorf("pscop: %w", err)
 	}
@@ -102,9 +102,8 @@ type storage struct {
 }
 
 type token struct {
-	subject  string
-	clientID string
-	expiry   time.Time
+	subject string
+	expiry  time.Time
 }
 
 var errUnsupported = errors.New("pscop: not supported by the sandbox provider")

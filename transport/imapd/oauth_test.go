@@ -52,8 +52,7 @@ func newBearerEnv(t *testing.T, configure func(*psc.Authenticator)) *bearerEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { al.Close() })
-	var e *env
-	e = newEnvWith(t, func(o *Options) {
+	e := newEnvWith(t, func(o *Options) {
 		a := &psc.Authenticator{Verifier: v}
 		if configure != nil {
 			configure(a)
