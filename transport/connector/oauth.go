@@ -44,3 +44,17 @@ func (ss *session) bearer(mech string) sasl.Server {
 		return ss.refuse(smtp.ErrAuthFailed, "auth_bearer_refused")
 	})
 }
+
+// authLineLength is the AUTH line a submission listener with tokens must read: RFC 4954 §4
+// allows 12288 octets, and an XOAUTH2 response with a Pro Santé Connect access token (a
+// Keycloak JWT that lists the practitioner's roles) passes the default 2000. go-smtp has one
+// limit for every line, so DATA lines get it too there.
+const authLineLength = 12288
+
+// maxLineLength is the line limit of the server o describes.
+func maxLineLength(o *ServerOptions) int {
+	if o.OAuth != nil && o.Mode == ModeSubmission {
+		return max(o.MaxLineLength, authLineLength)
+	}
+	return o.MaxLineLength
+}

@@ -135,3 +135,21 @@ func TestOAuthSubmissionUnavailable(t *testing.T) {
 		t.Fatalf("provider back: %q", out)
 	}
 }
+
+// TestOAuthLongToken: a token of 3 KB (a Keycloak access token with many roles) fits in the
+// AUTH line (RFC 4954 §4 allows 12288 octets).
+func TestOAuthLongToken(t *testing.T) {
+	py := testenv.Require(t, "python3")
+	n, op, ca := newBearerNode(t)
+	_, port, _ := net.SplitHostPort(n.subAddr)
+	c := op.Claims(tokenHolder)
+	c["realm_access"] = map[string]any{"roles": strings.Split(strings.Repeat("role-of-the-practitioner,", 100), ",")}
+	tok := op.Sign(t, c)
+	if len(tok) < 3000 {
+		t.Fatalf("token of %d bytes", len(tok))
+	}
+	out, err := exec.Command(py, "-c", pySMTPXOAUTH2, port, ca, n.bal, tok).Output()
+	if err != nil || strings.TrimSpace(string(out)) != "accepted" {
+		t.Fatalf("long token: %q %v", out, err)
+	}
+}

@@ -157,7 +157,8 @@ type ServerOptions struct {
 	MaxMessageBytes int64
 	// MaxRecipients bounds recipients per message (default 100).
 	MaxRecipients int
-	// MaxLineLength bounds a line of command or data (default 2000).
+	// MaxLineLength bounds a line of command or data (default 2000; on a submission listener
+	// with OAuth at least 12288, for the AUTH line, RFC 4954 §4).
 	MaxLineLength int
 	// ReadTimeout bounds each wait for the client's next bytes (default 5 min: RFC 5321
 	// §4.5.3.2.7 asks a server to wait at least that for the next command); WriteTimeout each
@@ -321,7 +322,7 @@ func (s *Server) newSMTP(g *crlfGuard, lc *liveConn) *smtp.Server {
 	srv.Domain = o.Hostname
 	srv.MaxMessageBytes = o.MaxMessageBytes
 	srv.MaxRecipients = o.MaxRecipients
-	srv.MaxLineLength = o.MaxLineLength
+	srv.MaxLineLength = maxLineLength(o)
 	// No ReadTimeout: go-smtp re-arms it at each line and keeps the one of the DATA command for
 	// the whole message; the connection's transport.LimitedConn and the clock bound the reads
 	// (ReadTimeout per wait, CommandTimeout per line, DataTimeout per message, SessionTimeout).

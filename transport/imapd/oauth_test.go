@@ -1,7 +1,10 @@
 package imapd
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -253,4 +256,72 @@ func TestOAuthSessionEndsDuringIdle(t *testing.T) {
 		t.Fatal("session still open 10 s after its end")
 	}
 	idle.Close()
+}
+
+// TestOAuthMalformedAndOversized: a malformed or oversized SASL response is refused with a
+// tagged NO or BAD, and the connection stays usable for a good login.
+func TestOAuthMalformedAndOversized(t *testing.T) {
+	e := newBearerEnv(t, nil)
+	conn, err := tls.Dial("tcp", e.tlsAddr, e.clientTLS(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(conn)
+	r.ReadString('\n')
+	cmd := func(tag, line string) string {
+		t.Helper()
+		fmt.Fprintf(conn, "%s %s\r\n", tag, line)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v", tag, err)
+			}
+			if strings.HasPrefix(l, "+") { // an error challenge: answer it
+				fmt.Fprintf(conn, "AQ==\r\n")
+				continue
+			}
+			if strings.HasPrefix(l, tag+" ") {
+				return l
+			}
+		}
+	}
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	for name, ir := range map[string]string{
+		"no auth field":  "user=" + perBAL + "\x01\x01",
+		"not Bearer":     "user=" + perBAL + "\x01auth=Basic abc\x01\x01",
+		"oversized":      "user=" + perBAL + "\x01auth=Bearer " + strings.Repeat("A", 20000) + "\x01\x01",
+		"not terminated": "user=" + perBAL + "\x01auth=Bearer abc",
+	} {
+		if l := cmd("a", "AUTHENTICATE XOAUTH2 "+b64(ir)); !strings.HasPrefix(l, "a NO") && !strings.HasPrefix(l, "a BAD") {
+			t.Fatalf("%s: %q", name, l)
+		}
+	}
+	if l := cmd("b", "AUTHENTICATE OAUTHBEARER "+b64("p=tls-unique,,\x01auth=Bearer x\x01\x01")); !strings.HasPrefix(l, "b NO") {
+		t.Fatalf("channel binding asked: %q", l)
+	}
+	good := "user=" + perBAL + "\x01auth=Bearer " + e.op.Token(t, dupont) + "\x01\x01"
+	if l := cmd("c", "AUTHENTICATE XOAUTH2 "+b64(good)); !strings.HasPrefix(l, "c OK") {
+		t.Fatalf("good login after the refusals: %q", l)
+	}
+}
+
+// TestOAuthLongToken: a 3 KB token (a Keycloak access token listing many roles) logs in with
+// curl, which sends it as a SASL initial response (RFC 4959). A client without SASL-IR sends it
+// as a continuation line, which go-imap reads through a 4096-byte buffer: there a token of
+// more than about 3 KB is refused.
+func TestOAuthLongToken(t *testing.T) {
+	e := newBearerEnv(t, nil)
+	c := e.op.Claims(dupont)
+	c["realm_access"] = map[string]any{"roles": strings.Split(strings.Repeat("role-of-the-practitioner,", 100), ",")}
+	tok := e.op.Sign(t, c)
+	if len(tok) < 3000 {
+		t.Fatalf("token of %d bytes", len(tok))
+	}
+	for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
+		if out, err := e.curl(t, mech, perBAL, tok, e.tlsAddr); err != nil || out != bearerMsg {
+			t.Fatalf("%s with a long token: %q %v %s", mech, out, err, stderr(err))
+		}
+	}
 }
