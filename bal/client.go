@@ -18,6 +18,7 @@ import (
 
 	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/psc"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -58,13 +59,20 @@ const (
 	// Réf. #2 ECO.1.2.1, Ségur REM SC.MSS/CONF.07). The token is asked for on every connection
 	// and never stored.
 	AuthXOAUTH2 AuthMechanism = "XOAUTH2"
+	// AuthOAUTHBEARER sends the same token with SASL OAUTHBEARER (RFC 7628), the standard
+	// form of XOAUTH2.
+	AuthOAUTHBEARER AuthMechanism = "OAUTHBEARER"
 	// AuthNone skips the SASL step: the server authorises on the client certificate alone
 	// (Postfix with permit_tls_all_clientcerts, for example). For IMAP, where a login is
 	// mandatory, it is refused.
 	AuthNone AuthMechanism = "NONE"
 )
 
-// TokenSource returns a fresh OAuth2 access token for XOAUTH2.
+// TokenSource returns a fresh OAuth2 access token for XOAUTH2 and OAUTHBEARER; it is asked on
+// every connection and the token is never stored. psc.TokenSource.Token is one: it renews the
+// token with the refresh token (Ségur REM SC.MSS/CONF.11). An error that wraps
+// psc.ErrSessionEnded or ErrAuth (the Pro Santé Connect session is over, SC.MSS/CONF.10) ends
+// Send and Watch with ErrAuth; any other is temporary, and they try again after a backoff.
 type TokenSource func(ctx context.Context) (string, error)
 
 // Resolver looks up DNS SRV records; *net.Resolver implements it. Tests inject their own.
@@ -205,9 +213,9 @@ func New(opts *Options) (*Client, error) {
 			if o.Username == "" || o.Password == "" {
 				return nil, fmt.Errorf("%w: AuthPlain needs Username and Password", ErrConfig)
 			}
-		case AuthXOAUTH2:
+		case AuthXOAUTH2, AuthOAUTHBEARER:
 			if o.TokenSource == nil {
-				return nil, fmt.Errorf("%w: AuthXOAUTH2 needs a TokenSource", ErrConfig)
+				return nil, fmt.Errorf("%w: Auth%s needs a TokenSource", ErrConfig, m)
 			}
 		default:
 			return nil, fmt.Errorf("%w: unknown Auth %q", ErrConfig, m)
@@ -429,14 +437,20 @@ func (c *Client) saslClient(ctx context.Context, mech AuthMechanism) (sasl.Clien
 		return sasl.NewExternalClient(c.opts.Username), nil
 	case AuthPlain:
 		return sasl.NewPlainClient("", c.opts.Username, c.opts.Password), nil
-	case AuthXOAUTH2:
+	case AuthXOAUTH2, AuthOAUTHBEARER:
 		tok, err := c.opts.TokenSource(ctx)
-		if err != nil {
+		if errors.Is(err, psc.ErrSessionEnded) || errors.Is(err, ErrAuth) {
 			return nil, fmt.Errorf("%w: token source: %w", ErrAuth, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bal: token source: %w", err)
 		}
 		user := c.opts.Username
 		if user == "" {
 			user = c.opts.Address
+		}
+		if mech == AuthOAUTHBEARER {
+			return sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: user, Token: tok}), nil
 		}
 		return &xoauth2Client{user: user, token: tok}, nil
 	}

@@ -37,12 +37,16 @@ Manage the BALs of the connector's mailbox store (--store DIR, default $MSSANTE_
   export [--format annuaire|json]
       the list of BALs as a structure hands it to its operator or publishes it to the
       Annuaire Santé: pipe-separated with a header line (annuaire), or JSON
-  purge [--now TIME]         apply the retention of every BAL (audited)` + balListingUsage
+  purge [--now TIME]         apply the retention of every BAL (audited)
+  member add|remove ADDRESS NATIONAL_ID, member list ADDRESS [--json]
+      the people (national id: 8 + RPPS, 0 + ADELI) who open an ORG BAL with their own
+      Pro Santé Connect token` + balListingUsage
 
 func runBAL(ctx context.Context, e *env, args []string) error {
 	subs := map[string]func(context.Context, *env, []string) error{
 		"add": balAdd, "list": balList, "show": balShow, "remove": balRemove, "export": balExport, "purge": balPurge,
 		"suspend": balSuspend, "resume": balResume, "listing": balListing,
+		"member": balMember,
 	}
 	if len(args) == 0 || subs[args[0]] == nil {
 		newFlagSet(e, "bal", balUsage).Usage()

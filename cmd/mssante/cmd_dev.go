@@ -126,7 +126,7 @@ func printDev(w io.Writer, info *sandbox.Info, prog string) {
 		fmt.Fprintf(w, "\nOperator %s (%s): %s\n", op.Name, strings.Join(op.Domains, ", "), op.Hostname)
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		fmt.Fprintf(tw, "  relay (25)\t%s\tSTARTTLS, operator certificate listed for the sender's domain\n", op.Relay)
-		fmt.Fprintf(tw, "  submission (587)\t%s\tSTARTTLS, SASL EXTERNAL (APP) or PLAIN (PER, ORG)\n", op.Submission)
+		fmt.Fprintf(tw, "  submission (587)\t%s\tSTARTTLS, SASL EXTERNAL (APP), XOAUTH2/OAUTHBEARER or PLAIN (PER, ORG)\n", op.Submission)
 		fmt.Fprintf(tw, "  submission (465)\t%s\timplicit TLS\n", op.SubmissionTLS)
 		fmt.Fprintf(tw, "  IMAP (143)\t%s\tSTARTTLS\n", op.IMAP)
 		fmt.Fprintf(tw, "  IMAPS (993)\t%s\timplicit TLS\n", op.IMAPS)
@@ -142,6 +142,7 @@ func printDev(w io.Writer, info *sandbox.Info, prog string) {
 			}
 		}
 	}
+	printDevPSC(w, info)
 	fmt.Fprintf(w, "\nTry, in another terminal (from the module root):\n")
 	for _, c := range devTry(info, prog) {
 		fmt.Fprintf(w, "  %s\n", c)

@@ -257,6 +257,11 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	}
 	if *serveConfig != "" {
 		checks = append(checks, doctorRevocation(ctx, *serveConfig, cfg.Now())...)
+		w, err := serveConfigWarnings(*serveConfig)
+		if err != nil {
+			return err
+		}
+		checks = append(checks, w...)
 	}
 	var failed int
 	if *asJSON {

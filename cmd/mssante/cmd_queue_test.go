@@ -54,7 +54,7 @@ func TestQueueCommands(t *testing.T) {
 	f := newServeFixture(t, t.TempDir())
 	b, _ := os.ReadFile(f.config)
 	conf := strings.Replace(string(b), "retry_first = \"100ms\"\nretry_max = \"500ms\"", "retry_first = \"1h\"\nretry_max = \"2h\"", 1)
-	conf = strings.Replace(conf, "[submission]\n", "[submission]\nallow_plain = true\n", 1)
+	conf = strings.Replace(conf, "[submission]\n", "[auth]\nallow_passwords = true\n[submission]\nallow_plain = true\n", 1)
 	// The peer operator's MX: a port where nothing listens.
 	conf += fmt.Sprintf("[delivery]\nroutes = { %q = \"127.0.0.1:%d\" }\n", peerDomain, testenv.FreePort(t))
 	if conf == string(b) || os.WriteFile(f.config, []byte(conf), 0o600) != nil {

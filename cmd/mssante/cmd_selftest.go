@@ -170,6 +170,12 @@ func runSelftest(ctx context.Context, e *env, args []string) error {
 			report(fmt.Errorf("the submission server did not answer as expected: %w", err), "")
 		}
 	}
+	if info != nil && info.PSC != nil && len(info.PSC.Practitioners) > 0 {
+		p := info.PSC.Practitioners[0]
+		heading(3, "Pro Santé Connect login", fmt.Sprintf("3. %s opens %s with a Pro Santé Connect token", p.ClientID, strings.Join(p.BALs, " and ")))
+		err := selftestPSC(ctx, info, p)
+		report(err, "token from the sandbox provider, OAUTHBEARER accepted on IMAPS and submission for each BAL held")
+	}
 	if failed {
 		return exitCode(1, errors.New("selftest failed"))
 	}

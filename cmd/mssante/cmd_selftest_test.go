@@ -19,7 +19,7 @@ import (
 	"github.com/mssante-go/sdk/whitelist"
 )
 
-// selftest reports failures: a trust space that is down fails both checks (exit 1), a BAL that
+// selftest reports failures: a trust space that is down fails the network checks (exit 1), a BAL that
 // is not one of the trust space is a usage error (exit 2), and no trust space at all an error.
 func TestSelftestFailures(t *testing.T) {
 	dir := t.TempDir()
@@ -36,8 +36,8 @@ func TestSelftestFailures(t *testing.T) {
 	if code := run(ctx, []string{"selftest", "--dev", dir, "--timeout", "2s"}, e); code != 1 {
 		t.Fatalf("trust space down: exit %d\n%s", code, out.String())
 	}
-	if strings.Count(out.String(), "FAIL") != 2 || !strings.Contains(out.String(), "the liste blanche does not list it: the BAL client sent nothing") {
-		t.Fatalf("want the two network checks failed and the whitelist check ok:\n%s", out.String())
+	if strings.Count(out.String(), "FAIL") != 3 || !strings.Contains(out.String(), "the liste blanche does not list it: the BAL client sent nothing") {
+		t.Fatalf("want the three network checks (submission, relay, Pro Santé Connect) failed and the whitelist check ok:\n%s", out.String())
 	}
 	out.Reset()
 	if code := run(ctx, []string{"selftest", "--dev", dir, "--from", "nobody@" + sandbox.Hopital}, e); code != 2 {
@@ -98,7 +98,7 @@ func TestSelftestOwnConnectorBeforeListing(t *testing.T) {
 	c := strings.Replace(string(cfg), oldSigner, transport.SubjectDN(alb.Cert), 1)
 	c = strings.Replace(c, "[local]\nmaildir = \""+f.maildir+"\"\n", "", 1)
 	c = strings.Replace(c, "login = \"dr\"", "login = \""+from+"\"", 1)
-	c = strings.Replace(c, "[submission]\n", "[submission]\nallow_plain = true\n", 1)
+	c = strings.Replace(c, "[submission]\n", "[auth]\nallow_passwords = true\n[submission]\nallow_plain = true\n", 1)
 	c += fmt.Sprintf("[mailbox]\ndir = %q\n[imap]\nlisten_tls = \"127.0.0.1:%d\"\n[responder]\naddress = %q\n",
 		filepath.Join(f.dir, "mailbox"), imaps, responder)
 	if err := os.WriteFile(f.config, []byte(c), 0o600); err != nil {

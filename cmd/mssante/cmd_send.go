@@ -58,6 +58,7 @@ type connFlags struct {
 	cert, key, p12, p12Pass, trust  string
 	crl, whitelistFile, auth, user  string
 	password, token, state, nil_    string
+	tokenFile, tokenCommand         string
 	whitelistPin                    string
 	pollInterval, minBackoff, maxBO time.Duration
 	// ownDomain, when set, is a domain the client sends to without the liste blanche: the
@@ -94,10 +95,12 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.crl, "crl", "", "CRL file(s) of the operator's CA, comma-separated (revocation is required)")
 	fs.StringVar(&c.whitelistFile, "whitelist", "", "the signed liste blanche (XML); verified before use")
 	fs.StringVar(&c.whitelistPin, "whitelist-pin", "", "certificate of the whitelist signer to pin (default: the ANS signer, or a chain to --trust)")
-	fs.StringVar(&c.auth, "auth", "", "SASL mechanism: external (default), plain, xoauth2, none (submission only)")
-	fs.StringVar(&c.user, "user", "", "login for --auth plain or xoauth2")
+	fs.StringVar(&c.auth, "auth", "", "SASL mechanism: external (default), plain, xoauth2, oauthbearer, none (submission only)")
+	fs.StringVar(&c.user, "user", "", "login for --auth plain; for xoauth2 and oauthbearer the BAL opened (default --from)")
 	fs.StringVar(&c.password, "password", os.Getenv("MSSANTE_PASSWORD"), "password for --auth plain (default $MSSANTE_PASSWORD)")
-	fs.StringVar(&c.token, "token", os.Getenv("MSSANTE_TOKEN"), "Pro Santé Connect access token for --auth xoauth2 (default $MSSANTE_TOKEN)")
+	fs.StringVar(&c.token, "token", os.Getenv("MSSANTE_TOKEN"), "Pro Santé Connect access token for --auth xoauth2 or oauthbearer (default $MSSANTE_TOKEN)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the access token, read again at every connection")
+	fs.StringVar(&c.tokenCommand, "token-command", "", "shell command that prints the access token, run at every connection (exit 75: try again later)")
 	fs.StringVar(&c.state, "state", "", "the client's state folder: outbox, receive checkpoint (default ~/.mssante/bal/ADDRESS)")
 	fs.StringVar(&c.nil_, "nil", "", "X-MSS-NIL product reference of the sending software (default "+cliNIL+", this program)")
 	c.pollInterval = time.Minute
@@ -157,10 +160,12 @@ func (c *connFlags) client(e *env) (*bal.Client, error) {
 		if o.Username == "" {
 			o.Username = c.from
 		}
-	case "xoauth2":
-		tok := c.token
-		o.Auth, o.Username = bal.AuthXOAUTH2, c.user
-		o.TokenSource = func(context.Context) (string, error) { return tok, nil }
+	case "xoauth2", "oauthbearer":
+		ts, err := c.tokenSource()
+		if err != nil {
+			return nil, err
+		}
+		o.Auth, o.Username, o.TokenSource = bal.AuthMechanism(strings.ToUpper(c.auth)), c.user, ts
 	case "none":
 		o.Submission.Auth = bal.AuthNone
 	default:

@@ -29,6 +29,7 @@ func TestServeOperationalLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf := strings.Replace(string(cfg), "listen_tls = \"\"\n", "listen_tls = \"\"\nallow_plain = true\n", 1)
+	conf = strings.Replace(conf, "[submission]\n", "[auth]\nallow_passwords = true\n[submission]\n", 1)
 	conf = strings.Replace(conf, "[log]\nlevel = \"warn\"\n", "[log]\nlevel = \"info\"\nformat = \"json\"\n", 1)
 	// The peer's domain is routed to our own relay, which refuses its recipients (550 5.7.1,
 	// not hosted here): a refusing destination, so a bounce. Our certificate is listed for the

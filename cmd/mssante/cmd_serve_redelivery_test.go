@@ -70,6 +70,8 @@ file = "%[5]s/whitelist.xml"
 signer = "%[6]s"
 [relay]
 listen = ""
+[auth]
+allow_passwords = true
 [submission]
 listen = "127.0.0.1:%[7]d"
 listen_tls = ""

@@ -142,6 +142,7 @@ type Sandbox struct {
 	wg        sync.WaitGroup
 	httpSrv   *http.Server
 	crlSrv    *http.Server
+	pscSrv    *http.Server // the Pro Santé Connect stand-in (psc.go)
 	nodes     []*node.Node
 	connDone  []chan error
 	closeOnce sync.Once
@@ -266,6 +267,9 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 	if err := s.startWhitelist(ctx, dir, lns); err != nil {
 		return nil, err
 	}
+	if err := s.startPSC(lns); err != nil {
+		return nil, err
+	}
 
 	// The sample annuaire.
 	info.Annuaire = filepath.Join(dir, "annuaire", "Extraction_Correspondance_MSSante_dev.txt")
@@ -388,6 +392,9 @@ func (s *Sandbox) startOperator(ctx, runCtx context.Context, op *Operator, sp op
 			}
 		}
 	}
+	if err := s.addMembers(ctx, store, op); err != nil {
+		return err
+	}
 	if err := store.Close(); err != nil {
 		return err
 	}
@@ -443,7 +450,10 @@ func (s *Sandbox) serveConfig(op *Operator) string {
 		CRLRefresh, s.Info.CRLURL, CRLRefresh.String())
 	fmt.Fprintf(&b, "[whitelist]\nurl = %q\ncache_file = %q\nrefresh_interval = \"1m\"\n\n",
 		s.Info.WhitelistURL, filepath.Join(od, "whitelist-cache.xml"))
-	fmt.Fprintf(&b, "[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
+	// The sandbox keeps passwords beside Pro Santé Connect tokens, for the tools that have no
+	// token source.
+	b.WriteString(s.pscConfig())
+	fmt.Fprintf(&b, "[auth]\nallow_passwords = true\n\n[relay]\nlisten = %q\n\n[submission]\nlisten = %q\nlisten_tls = %q\nallow_plain = true\n\n",
 		op.Relay, op.Submission, op.SubmissionTLS)
 	for _, bal := range op.BALs {
 		fmt.Fprintf(&b, "[[bal]]\naddress = %q\n", bal.Address)
@@ -516,6 +526,9 @@ func (s *Sandbox) Close() error {
 			s.httpSrv.Shutdown(ctx)
 		}
 		s.stopCRL(ctx)
+		if s.pscSrv != nil {
+			s.pscSrv.Shutdown(ctx)
+		}
 		s.wg.Wait()
 	})
 	return s.closeErr
@@ -583,6 +596,9 @@ func (l *listeners) closeAll() {
 func (l *listeners) prevAddr(op, name string) string {
 	if l.prev == nil {
 		return ""
+	}
+	if op == "psc" && l.prev.PSC != nil {
+		return "127.0.0.1:" + portOf(l.prev.PSC.Issuer)
 	}
 	if u := map[string]string{"whitelist": l.prev.WhitelistURL, "pki": l.prev.CRLURL}[op]; op == "whitelist" || op == "pki" {
 		if i := strings.Index(u, "://"); i >= 0 {

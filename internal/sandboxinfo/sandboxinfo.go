@@ -57,6 +57,27 @@ type Info struct {
 	Operators []*Operator `json:"operators"`
 	// Extra are the operators outside the sandbox it trusts (Options.Extra).
 	Extra []Extra `json:"extra,omitempty"`
+	// PSC is the sandbox's Pro Santé Connect stand-in, nil when none runs.
+	PSC *PSC `json:"psc,omitempty"`
+}
+
+// PSC is the sandbox's OpenID provider: the connectors accept its tokens for ClientID.
+type PSC struct {
+	Issuer   string `json:"issuer"`
+	TokenURL string `json:"token_url"`
+	ClientID string `json:"client_id"`
+	// Practitioners get a token with the client_credentials grant (ClientID and Secret in
+	// HTTP Basic) and open the BALs they hold with it.
+	Practitioners []*Practitioner `json:"practitioners"`
+}
+
+// Practitioner is a test health professional of the sandbox.
+type Practitioner struct {
+	ClientID   string   `json:"client_id"`
+	Secret     string   `json:"secret"`
+	NationalID string   `json:"national_id"`
+	Operator   string   `json:"operator"`
+	BALs       []string `json:"bals"` // their PER BAL first, then the ORG BALs they are a member of
 }
 
 // Operator is one connector of the sandbox.

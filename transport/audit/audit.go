@@ -48,6 +48,10 @@ const (
 // (listener in Source, the connection's failures in Attempts, the outcome in Reason).
 const EventAuthFailed Event = "auth_failed"
 
+// EventLogin is a BAL opened with a Pro Santé Connect token (IMAP or submission): who opened
+// which BAL, never what they read.
+const EventLogin Event = "login"
+
 // Administrative actions on the queue (mssante queue): the queue ID in MsgID, the OS account
 // that asked in Actor, and in Reason "done" or why not (not_found, in_flight, no_answer,
 // error).
@@ -83,6 +87,10 @@ type Record struct {
 	Code      string    `json:"code,omitempty"`   // reply code and enhanced code, e.g. "550 5.7.1"
 	Reason    string    `json:"reason,omitempty"` // machine-readable detail
 	Actor     string    `json:"actor,omitempty"`  // the OS account behind an administrative action
+	// Person is the national id of the practitioner who acted with a Pro Santé Connect token
+	// (a member opening an ORG BAL names the BAL in BAL and themselves here).
+	Person string `json:"person,omitempty"`
+	Mech   string `json:"mech,omitempty"` // the SASL mechanism of a login
 }
 
 // Options configure Open.

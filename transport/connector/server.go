@@ -27,6 +27,7 @@ import (
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/metrics"
+	"github.com/mssante-go/sdk/transport/psc"
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
@@ -134,6 +135,9 @@ type ServerOptions struct {
 	Accounts Accounts
 	// AllowPlain offers AUTH PLAIN (over TLS only) on the submission listener.
 	AllowPlain bool
+	// OAuth, when set, offers AUTH XOAUTH2 and OAUTHBEARER (over TLS only) on the submission
+	// listener: a Pro Santé Connect token opens the BAL its holder names.
+	OAuth *psc.Authenticator
 	// AuthLimiter brakes password guessing on AUTH PLAIN: delays, refusals and the
 	// connection closed with 421 4.7.0 after a few failures. Share one with the IMAP
 	// listeners so that failures count on both; nil uses the authlimit defaults, audited
@@ -153,7 +157,8 @@ type ServerOptions struct {
 	MaxMessageBytes int64
 	// MaxRecipients bounds recipients per message (default 100).
 	MaxRecipients int
-	// MaxLineLength bounds a line of command or data (default 2000).
+	// MaxLineLength bounds a line of command or data (default 2000; on a submission listener
+	// with OAuth at least 12288, for the AUTH line, RFC 4954 §4).
 	MaxLineLength int
 	// ReadTimeout bounds each wait for the client's next bytes (default 5 min: RFC 5321
 	// §4.5.3.2.7 asks a server to wait at least that for the next command); WriteTimeout each
@@ -317,7 +322,7 @@ func (s *Server) newSMTP(g *crlfGuard, lc *liveConn) *smtp.Server {
 	srv.Domain = o.Hostname
 	srv.MaxMessageBytes = o.MaxMessageBytes
 	srv.MaxRecipients = o.MaxRecipients
-	srv.MaxLineLength = o.MaxLineLength
+	srv.MaxLineLength = maxLineLength(o)
 	// No ReadTimeout: go-smtp re-arms it at each line and keeps the one of the DATA command for
 	// the whole message; the connection's transport.LimitedConn and the clock bound the reads
 	// (ReadTimeout per wait, CommandTimeout per line, DataTimeout per message, SessionTimeout).
@@ -647,6 +652,7 @@ type session struct {
 	dn       string
 	certErr  error
 	bal      string // authenticated BAL (submission)
+	person   string // national id of the practitioner behind a token login (oauth.go)
 	// stage is the command being answered ("ehlo", "auth", "mail", "rcpt", "data"): it names
 	// the refusal in the operational log.
 	stage      string
@@ -781,7 +787,7 @@ func (ss *session) AuthMechanisms() []string {
 	if ss.s.opts.AllowPlain {
 		m = append(m, sasl.Plain)
 	}
-	return m
+	return append(m, ss.bearerMechanisms()...)
 }
 
 // Auth implements smtp.AuthSession.
@@ -835,6 +841,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			ss.bal = bal
 			return nil
 		}), nil
+	}
+	if srv := ss.bearer(mech); srv != nil {
+		return srv, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
@@ -1157,7 +1166,7 @@ func (ss *session) Data(r io.Reader) error {
 		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
 	}
 	s.audit(&audit.Record{Event: audit.EventQueued, MsgID: id, From: ss.from, Rcpts: ss.committedRcpts(dups), PeerAddr: ss.peerAddr,
-		PeerDN: ss.dn, TLS: ss.tlsVersion(), BAL: ss.bal, Size: w.Size(), Code: "250 2.0.0"})
+		PeerDN: ss.dn, TLS: ss.tlsVersion(), BAL: ss.bal, Person: ss.person, Size: w.Size(), Code: "250 2.0.0"})
 	s.opts.Metrics.Accepted(s.opts.Mode.String(), time.Since(start))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
 }

@@ -39,8 +39,10 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mssante-go/sdk/transport"
+	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/mailbox"
+	"github.com/mssante-go/sdk/transport/psc"
 )
 
 // ErrServerClosed is returned by Serve and ServeTLS after Close or Shutdown.
@@ -85,6 +87,9 @@ type Options struct {
 	// structure often share one address, and a mail client opens several connections).
 	// Beyond, a connection is closed at accept (with a BYE on a clear-text listener).
 	MaxConns, MaxConnsPerAddr int
+	// NoPasswords refuses LOGIN and AUTHENTICATE PLAIN, and does not offer PLAIN: BALs log in
+	// with a client certificate (APP) or a Pro Santé Connect token (PER, ORG).
+	NoPasswords bool
 	// InsecureAuth allows PLAIN/LOGIN without TLS. Only for loopback test tools that cannot
 	// speak TLS; never in production.
 	InsecureAuth bool
@@ -93,6 +98,11 @@ type Options struct {
 	// listeners so that failures count on both; nil uses authlimit.New(nil), which audits
 	// nothing.
 	AuthLimiter *authlimit.Limiter
+	// OAuth, when set, offers SASL XOAUTH2 and OAUTHBEARER over TLS: a Pro Santé Connect
+	// token opens the BAL its holder names (see psc.Authenticator for the session's end).
+	OAuth *psc.Authenticator
+	// Audit receives a record per token login, naming the person (nil: none).
+	Audit *audit.Log
 	// Logger receives connection errors (no message content); nil discards them.
 	Logger *slog.Logger
 	// DebugWriter receives the raw protocol, credentials included. Debugging only.

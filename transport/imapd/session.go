@@ -49,6 +49,8 @@ type session struct {
 	closed bool
 
 	copyBuf []byte // reused to send message files (FETCH BODY[])
+
+	sessionEnd *time.Timer // ends a session opened with a token (oauth.go)
 }
 
 // selected is the client's view of the selected folder: the UIDs in sequence-number order as
@@ -93,6 +95,7 @@ var (
 func (s *session) store() mailbox.Store { return s.srv.opts.Store }
 
 func (s *session) Close() error {
+	s.endBearer()
 	s.cancel()
 	s.pollMu.Lock()
 	s.closed = true
@@ -113,6 +116,9 @@ func (s *session) loggedIn() {
 }
 
 func (s *session) Login(username, password string) error {
+	if err := s.refusePassword(username); err != nil {
+		return err
+	}
 	if err := s.auth.Before(s.ctx, username); err != nil {
 		s.authFailed(sasl.Plain, "auth_plain_locked", username, slog.Any("err", err))
 		return s.hangUp()
@@ -155,7 +161,9 @@ func (s *session) hangUp() error {
 	return imapserver.ErrAuthFailed
 }
 
-func (s *session) AuthenticateMechanisms() []string { return []string{sasl.External, sasl.Plain} }
+func (s *session) AuthenticateMechanisms() []string {
+	return append(append([]string{sasl.External}, s.passwordMechanisms()...), s.bearerMechanisms()...)
+}
 
 func (s *session) Authenticate(mech string) (sasl.Server, error) {
 	switch mech {
@@ -168,6 +176,9 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 		}), nil
 	case sasl.External:
 		return sasl.NewExternalServer(s.external), nil
+	}
+	if srv := s.bearer(mech); srv != nil {
+		return srv, nil
 	}
 	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported mechanism"}
 }

@@ -212,7 +212,10 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mailbox: migrate: %w", err)
 	}
-	return s.migrateListing(ctx)
+	if err := s.migrateListing(ctx); err != nil {
+		return err
+	}
+	return s.migrateMembers(ctx)
 }
 
 func (s *SQLite) backfillDNKeys(ctx context.Context) error {

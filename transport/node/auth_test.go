@@ -98,7 +98,7 @@ func median(d []time.Duration) time.Duration {
 // authNoBrake is an [auth] table that neither delays nor refuses, for tests that repeat
 // failures on purpose.
 const authNoBrake = "[auth]\nmax_connection_failures = 1000\nfree_failures = 1000\nfree_address_failures = 1000\n" +
-	"lockout_failures = 1000\nlockout_address_failures = 1000\naccount_failures = 1000\n"
+	"lockout_failures = 1000\nlockout_address_failures = 1000\naccount_failures = 1000\nallow_passwords = true\n"
 
 // The [auth] brake is one for IMAP and submission: a failure on each refuses the login on
 // both from that address, the owner still logs in from another address, and the audit log
@@ -108,7 +108,7 @@ func TestAuthBrakeSharedByIMAPAndSubmission(t *testing.T) {
 	a := s.ops[0]
 	per := "dr.martin@" + a.domain
 	const pw = "correct horse battery"
-	a.extra = "[submission]\nallow_plain = true\n[auth]\nlockout_failures = 2\n" +
+	a.extra = "[submission]\nallow_plain = true\n[auth]\nlockout_failures = 2\nallow_passwords = true\n" +
 		"[[bal]]\naddress = \"" + per + "\"\ntype = \"PER\"\npassword = \"" + pw + "\"\nlogin = \"" + per + "\"\n"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

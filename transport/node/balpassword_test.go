@@ -15,7 +15,7 @@ func TestBALPasswordFromConfig(t *testing.T) {
 	s := newSpace(t, "a.mssante.test")
 	a := s.ops[0]
 	per := "dr.martin@" + a.domain
-	a.extra = "[[bal]]\naddress = \"" + per + "\"\ntype = \"PER\"\nlogin = \"dr.martin\"\npassword = \"correct horse battery\"\n"
+	a.extra = "[auth]\nallow_passwords = true\n[[bal]]\naddress = \"" + per + "\"\ntype = \"PER\"\nlogin = \"dr.martin\"\npassword = \"correct horse battery\"\n"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n, done := s.start(t, ctx, a, nil)

@@ -42,6 +42,7 @@ type Config struct {
 	Queue      QueueConfig      `toml:"queue"`
 	Limits     LimitsConfig     `toml:"limits"`
 	Auth       AuthConfig       `toml:"auth"`
+	PSC        PSCConfig        `toml:"psc"`
 	Scanner    ScannerConfig    `toml:"scanner"`
 	Audit      AuditConfig      `toml:"audit"`
 	Metrics    MetricsConfig    `toml:"metrics"`
@@ -196,6 +197,10 @@ type LimitsConfig struct {
 // AuthConfig is the table "auth": the brake on password guessing shared by IMAP (LOGIN,
 // AUTHENTICATE PLAIN) and submission (AUTH PLAIN); see transport/authlimit.
 type AuthConfig struct {
+	// AllowPasswords lets PER and ORG BALs log in with a password (IMAP LOGIN and PLAIN,
+	// submission PLAIN with submission.allow_plain). Off by default: health professionals
+	// open their BALs with a Pro Santé Connect token ([psc]).
+	AllowPasswords         bool          `toml:"allow_passwords"`
 	MaxConnectionFailures  int           `toml:"max_connection_failures"`
 	FreeFailures           int           `toml:"free_failures"`
 	FreeAddressFailures    int           `toml:"free_address_failures"`
@@ -329,6 +334,10 @@ func (c *Config) check() error {
 		a.Delay <= 0 || a.MaxDelay < a.Delay || a.Window <= 0 {
 		bad("auth: every setting must be positive, and max_delay at least delay")
 	}
+	if c.Submission.AllowPlain && !c.Auth.AllowPasswords {
+		bad("submission.allow_plain needs auth.allow_passwords = true (passwords are off for PER and ORG BALs)")
+	}
+	errs = append(errs, c.PSC.check()...)
 	if c.Relay.RedeliveryWindow < 0 || c.Relay.RedeliveryMax <= 0 {
 		bad("relay.redelivery_window must not be negative, relay.redelivery_max must be positive")
 	}
@@ -351,6 +360,9 @@ func (c *Config) check() error {
 	}
 	if c.Mailbox.Dir != "" && c.Mailbox.PurgeInterval <= 0 {
 		bad("mailbox.purge_interval must be positive")
+	}
+	if c.Mailbox.Dir == "" && c.PSC.Issuer != "" {
+		bad("psc needs mailbox.dir (the BALs a person holds are in the mailbox store)")
 	}
 	if c.Mailbox.Dir == "" && (c.IMAP.Listen != "" || c.IMAP.ListenTLS != "" || c.Responder.Address != "") {
 		bad("imap and responder need mailbox.dir")

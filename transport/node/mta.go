@@ -23,6 +23,7 @@ import (
 	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/metrics"
+	"github.com/mssante-go/sdk/transport/psc"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/transport/revocation"
 	"github.com/mssante-go/sdk/whitelist"
@@ -34,6 +35,7 @@ type mta struct {
 	cfg      *Config
 	opts     Options
 	accounts connector.Accounts // asked before the [[bal]] table
+	oauth    *psc.Authenticator // token logins on submission, nil without [psc]
 	logger   *slog.Logger
 	now      func() time.Time
 
@@ -63,8 +65,8 @@ type mta struct {
 // first refresh) and opens the queue and the audit log. Local delivery goes to local (nil:
 // the Maildir of [local]); accounts (nil: none) is asked before the [[bal]] table for the BAL
 // of a submission login or client certificate. serve starts it.
-func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts connector.Accounts) (*mta, error) {
-	c := &mta{cfg: cfg, opts: opts, accounts: accounts, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{},
+func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts connector.Accounts, oauth *psc.Authenticator) (*mta, error) {
+	c := &mta{cfg: cfg, opts: opts, accounts: accounts, oauth: oauth, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{},
 		listening: make(chan struct{})}
 	c.now = c.opts.Now
 	if c.now == nil {
@@ -291,7 +293,7 @@ func (c *mta) build() error {
 	mk := func(name string, mode connector.Mode, implicit bool) error {
 		s, err := connector.NewServer(&connector.ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,
 			ImplicitTLS: implicit, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: acc,
-			AllowPlain: cfg.Submission.AllowPlain, AuthLimiter: c.auth, Queue: c.queue, Scanner: scanner,
+			AllowPlain: cfg.Submission.AllowPlain && cfg.Auth.AllowPasswords, OAuth: c.oauth, AuthLimiter: c.auth, Queue: c.queue, Scanner: scanner,
 			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,
 			MaxLineLength: cfg.Limits.MaxLineLength, ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,

@@ -42,6 +42,7 @@ import (
 	"github.com/mssante-go/sdk/transport/imapd"
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/mailbox/local"
+	"github.com/mssante-go/sdk/transport/psc"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/transport/responder"
 )
@@ -75,6 +76,7 @@ type Node struct {
 	now    func() time.Time
 	trust  *transport.TrustStore
 	cert   atomic.Pointer[tls.Certificate] // of the IMAP listeners, swapped by Reload
+	oauth  *psc.Authenticator              // Pro Santé Connect logins, nil without [psc]
 
 	reloadMu  sync.Mutex // one reload at a time
 	closeOnce sync.Once
@@ -101,7 +103,7 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 	}
 	mopts := Options{Listeners: n.opts.Listeners, Resolver: n.opts.Resolver, Now: n.opts.Now, Logger: n.logger}
 	if cfg.Mailbox.Dir == "" {
-		n.mta, err = newMTA(cfg, mopts, nil, nil)
+		n.mta, err = newMTA(cfg, mopts, nil, nil, nil)
 		return n, err
 	}
 	n.Store, err = mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
@@ -130,7 +132,13 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 		}
 		delivery = n.Responder
 	}
-	if n.mta, err = newMTA(cfg, mopts, delivery, storeAccounts{n.Store}); err != nil {
+	for _, w := range cfg.Warnings() {
+		n.logger.Warn("node: " + w)
+	}
+	if n.oauth, err = cfg.pscAuthenticator(n.Store, n.opts.Now); err != nil {
+		return nil, err
+	}
+	if n.mta, err = newMTA(cfg, mopts, delivery, storeAccounts{n.Store}, n.oauth); err != nil {
 		return nil, err
 	}
 	if err := n.newIMAP(); err != nil {
@@ -207,6 +215,7 @@ func (n *Node) newIMAP() error {
 	}
 	ic := &cfg.IMAP
 	n.IMAP, err = imapd.New(&imapd.Options{Store: n.Store, TLSConfig: tcfg, AuthLimiter: n.mta.auth, Logger: n.logger,
+		OAuth: n.oauth, Audit: n.mta.audit, NoPasswords: !cfg.Auth.AllowPasswords,
 		HandshakeTimeout: ic.HandshakeTimeout, LoginTimeout: ic.LoginTimeout, IdleTimeout: ic.IdleTimeout,
 		MaxConns: ic.MaxConnections, MaxConnsPerAddr: ic.MaxConnectionsPerAddress,
 		// The handshake verified a presented certificate (chain and CRL); EXTERNAL also
