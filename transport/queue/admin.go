@@ -86,6 +86,7 @@ func (q *Queue) Hold(id string) error {
 		return fmt.Errorf("queue: hold: %w", err)
 	}
 	q.held[id] = true
+	q.table.remove(id)
 	return nil
 }
 
@@ -103,6 +104,7 @@ func (q *Queue) Release(id string) error {
 	}
 	q.syncDir("hold")
 	delete(q.held, id)
+	q.schedule(id)
 	q.mu.Unlock()
 	q.wake()
 	return nil
@@ -119,6 +121,7 @@ func (q *Queue) Retry(id string) error {
 	// In flight while the state is written, so that Run neither picks it up nor commits
 	// an older copy over it.
 	q.inflight[id] = true
+	q.table.remove(id)
 	c := e.clone()
 	q.mu.Unlock()
 	now := q.opts.Now()
@@ -136,6 +139,7 @@ func (q *Queue) Retry(id string) error {
 		q.msgs[id] = c
 	}
 	delete(q.inflight, id)
+	q.schedule(id)
 	q.mu.Unlock()
 	q.wake()
 	return err
@@ -163,6 +167,7 @@ func (q *Queue) Delete(id string) error {
 	}
 	delete(q.msgs, id)
 	delete(q.held, id)
+	q.table.remove(id)
 	q.mu.Unlock()
 	// Its redelivery keys are kept: the same peer handing the message over again is answered
 	// 250 and dropped, as the administrator asked.

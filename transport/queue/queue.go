@@ -66,6 +66,9 @@ var (
 	ErrTooLarge = errors.New("queue: message too large")
 	// ErrNoRecipients is returned by Enqueue for an envelope without recipients.
 	ErrNoRecipients = errors.New("queue: envelope has no recipients")
+	// ErrSuspended is the Result.Err of a recipient deferred without an attempt because its
+	// destination is suspended (see Schedule.SuspendAfter).
+	ErrSuspended = errors.New("queue: delivery temporarily suspended")
 )
 
 // State is the delivery state of one recipient.
@@ -185,6 +188,12 @@ type Schedule struct {
 	GiveUp time.Duration
 	// DelayNotice is how long after reception a DELAY notice is raised (default 4 hours).
 	DelayNotice time.Duration
+	// SuspendAfter is how many attempts in a row may fail to reach a destination (a
+	// recipient domain: Result.Unreachable) before it is suspended (default 3; negative:
+	// never). Once a destination has failed, it gets one attempt at a time; suspended, its
+	// recipients are deferred without an attempt until a probe, made after Backoff(1), then
+	// Backoff(2)… of further failures, reaches it.
+	SuspendAfter int
 }
 
 func (s Schedule) withDefaults() Schedule {
@@ -207,6 +216,9 @@ func (s Schedule) withDefaults() Schedule {
 	}
 	if s.DelayNotice <= 0 {
 		s.DelayNotice = 4 * time.Hour
+	}
+	if s.SuspendAfter == 0 {
+		s.SuspendAfter = 3
 	}
 	return s
 }
@@ -265,11 +277,16 @@ type Queue struct {
 	msgs     map[string]*Envelope
 	inflight map[string]bool
 	held     map[string]bool // messages on hold: never handed to Run (marker in hold/)
+	table    *timetable      // the messages Run may take, by due time
 	closed   bool
 	kick     chan struct{}
 	lock     *os.File    // the flock on queue.lock, released by Close
 	redeliv  *redelivery // guarded by mu
 	fileMu   sync.Mutex  // the redelivery file
+	dests    *destinations
+
+	// Folder and file fsyncs shared by concurrent callers.
+	dataSync, envSync, holdSync, keySync groupSync
 }
 
 // Open opens (or creates) the spool in opts.Dir and loads every committed message, so that
@@ -280,7 +297,8 @@ func Open(opts *Options) (*Queue, error) {
 	}
 	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
 		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
-		redeliv: newRedelivery(opts)}
+		redeliv: newRedelivery(opts), table: newTimetable()}
+	q.dests = newDestinations(q.sched)
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
 	}
@@ -405,8 +423,13 @@ func (q *Queue) load() error {
 		if e.done() {
 			q.removeFiles(e)
 			delete(q.msgs, id)
+			continue
+		}
+		if at, ok := e.dueAt(); ok && !q.held[id] {
+			q.table.add(id, at)
 		}
 	}
+	q.table.init()
 	return nil
 }
 
@@ -665,6 +688,7 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 		return e.ID, nil
 	}
 	q.msgs[e.ID] = e
+	q.schedule(e.ID)
 	q.mu.Unlock()
 	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
 	q.wake()
@@ -694,16 +718,60 @@ func (q *Queue) sync(f *os.File) error {
 	return f.Sync()
 }
 
+// syncDir fsyncs a folder of the spool. Concurrent callers share one fsync that started after
+// they called, so that a burst of commits or removals pays for a few, each still covered.
 func (q *Queue) syncDir(name string) error {
 	if q.opts.NoSync {
 		return nil
 	}
-	d, err := os.Open(filepath.Join(q.dir, name))
-	if err != nil {
-		return err
+	g := map[string]*groupSync{"data": &q.dataSync, "env": &q.envSync, "hold": &q.holdSync}[name]
+	do := func() error {
+		d, err := os.Open(filepath.Join(q.dir, name))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Sync()
 	}
-	defer d.Close()
-	return d.Sync()
+	if g == nil {
+		return do()
+	}
+	return g.run(do)
+}
+
+// groupSync runs an fsync for many callers: each caller returns once an fsync that started
+// after its call has ended, and callers arriving while one runs share the next.
+type groupSync struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool
+	started uint64 // fsyncs started
+	ended   uint64 // the last one ended
+	err     error  // its outcome
+}
+
+func (g *groupSync) run(fsync func() error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	need := g.started + 1
+	for g.ended < need {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		n := g.started
+		g.mu.Unlock()
+		err := fsync()
+		g.mu.Lock()
+		g.running, g.ended, g.err = false, n, err
+		g.cond.Broadcast()
+	}
+	return g.err
 }
 
 // writeEnv replaces the state file atomically (write, fsync, rename, fsync directory).
@@ -745,9 +813,9 @@ func (q *Queue) removeFiles(e *Envelope) {
 	id := e.ID
 	os.Remove(q.dataPath(id))
 	q.syncDir("data")
-	if err := os.Remove(q.envPath(id)); err == nil {
-		q.syncDir("env")
-	}
+	// Once the data file is gone for good, a state file or hold marker that a crash brings
+	// back is removed by the next Open: their removal needs no fsync.
+	os.Remove(q.envPath(id))
 	os.Remove(filepath.Join(q.dir, "hold", id))
 }
 
@@ -802,13 +870,14 @@ type Stats struct {
 	Recipients int // recipients still pending
 	InFlight   int // messages being delivered now
 	Held       int // messages on hold (see Hold)
+	Suspended  int // destinations suspended now (see Schedule.SuspendAfter)
 }
 
 // Stats returns the current queue depth.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := Stats{Messages: len(q.msgs), InFlight: len(q.inflight), Held: len(q.held)}
+	s := Stats{Messages: len(q.msgs), InFlight: len(q.inflight), Held: len(q.held), Suspended: q.dests.count(q.opts.Now())}
 	for _, e := range q.msgs {
 		for _, r := range e.Rcpts {
 			if r.State == Pending {
@@ -840,38 +909,37 @@ func (q *Queue) wake() {
 	}
 }
 
-// due returns the messages with a recipient due at now (or a notice waiting), marking them in
-// flight, and the time of the next due attempt among the others.
+// schedule places message id in the timetable when Run may take it, and takes it out
+// otherwise; q.mu is held.
+func (q *Queue) schedule(id string) {
+	e, ok := q.msgs[id]
+	if !ok || q.held[id] || q.inflight[id] {
+		q.table.remove(id)
+		return
+	}
+	if at, ok := e.dueAt(); ok {
+		q.table.set(id, at)
+	} else {
+		q.table.remove(id)
+	}
+}
+
+// due returns up to limit messages with a recipient due at now (or a notice waiting), oldest
+// due first, marking them in flight, and the time of the next due one among the others.
 func (q *Queue) due(now time.Time, limit int) ([]*Envelope, time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []*Envelope
-	var next time.Time
-	ids := make([]string, 0, len(q.msgs))
-	for id := range q.msgs {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids) // oldest first
-	for _, id := range ids {
+	for len(out) < limit {
+		id, ok := q.table.pop(now)
+		if !ok {
+			break
+		}
 		if q.inflight[id] || q.held[id] {
 			continue
 		}
-		e := q.msgs[id]
-		isDue := false
-		for _, r := range e.Rcpts {
-			switch {
-			case r.Notice != "" && !r.NoticeRetry.After(now), r.State == Pending && !r.NextAttempt.After(now):
-				isDue = true
-			case r.Notice != "" && (next.IsZero() || r.NoticeRetry.Before(next)):
-				next = r.NoticeRetry
-			case r.State == Pending && (next.IsZero() || r.NextAttempt.Before(next)):
-				next = r.NextAttempt
-			}
-		}
-		if isDue && len(out) < limit {
-			q.inflight[id] = true
-			out = append(out, e.clone())
-		}
+		q.inflight[id] = true
+		out = append(out, q.msgs[id].clone())
 	}
-	return out, next
+	return out, q.table.next()
 }
