@@ -276,8 +276,9 @@ type Queue struct {
 	mu       sync.Mutex
 	msgs     map[string]*Envelope
 	inflight map[string]bool
-	held     map[string]bool // messages on hold: never handed to Run (marker in hold/)
-	table    *timetable      // the messages Run may take, by due time
+	held     map[string]bool     // messages on hold: never handed to Run (marker in hold/)
+	table    *timetable          // the messages Run may take, by due time
+	rearm    map[string][]string // in flight, to make due at once for these domains when released
 	closed   bool
 	kick     chan struct{}
 	lock     *os.File    // the flock on queue.lock, released by Close
@@ -297,7 +298,7 @@ func Open(opts *Options) (*Queue, error) {
 	}
 	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
 		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
-		redeliv: newRedelivery(opts), table: newTimetable()}
+		redeliv: newRedelivery(opts), table: newTimetable(), rearm: map[string][]string{}}
 	q.dests = newDestinations(q.sched)
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now

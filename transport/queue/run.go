@@ -179,32 +179,47 @@ func (q *Queue) RunOnce(ctx context.Context, d Deliverer, opts *RunOptions) int 
 func (q *Queue) release(id string) {
 	q.mu.Lock()
 	delete(q.inflight, id)
+	if doms, ok := q.rearm[id]; ok {
+		delete(q.rearm, id)
+		for _, dom := range doms {
+			q.dueNow(id, dom, q.opts.Now())
+		}
+	}
 	q.schedule(id)
 	q.mu.Unlock()
 }
 
 // unpark makes the pending recipients for dom of the messages ids due at now, in memory: dom
 // was reached again after the queue deferred them. Their stored schedule stays, so a restart
-// only delays them.
+// only delays them. A message in flight (its deferral being stored) is done when released.
 func (q *Queue) unpark(ids []string, dom string, now time.Time) {
 	if len(ids) == 0 {
 		return
 	}
 	q.mu.Lock()
 	for _, id := range ids {
-		e, ok := q.msgs[id]
-		if !ok || q.inflight[id] {
+		if q.inflight[id] {
+			q.rearm[id] = append(q.rearm[id], dom)
 			continue
 		}
-		for _, r := range e.Rcpts {
-			if r.State == Pending && addrDomain(r.Addr) == dom && r.NextAttempt.After(now) {
-				r.NextAttempt = now
-			}
-		}
+		q.dueNow(id, dom, now)
 		q.schedule(id)
 	}
 	q.mu.Unlock()
 	q.wake()
+}
+
+// dueNow makes the pending recipients for dom of message id due at now; q.mu is held.
+func (q *Queue) dueNow(id, dom string, now time.Time) {
+	e, ok := q.msgs[id]
+	if !ok {
+		return
+	}
+	for _, r := range e.Rcpts {
+		if r.State == Pending && addrDomain(r.Addr) == dom && r.NextAttempt.After(now) {
+			r.NextAttempt = now
+		}
+	}
 }
 
 // process runs one attempt on message e (a private copy) and stores the outcome.
