@@ -15,7 +15,14 @@
 // changes (replaced atomically: write to tmp/, fsync, rename, fsync the directory). A message is
 // committed when its trailer is on disk: Commit appends it, then fsyncs the file and the data/
 // directory, one journal commit on the path to 250. A data file without a valid trailer is the
-// debris of a crash before 250 and is removed when the queue opens.
+// debris of a crash before 250 and is removed when the queue opens. A clean Close also writes
+// index, the state of every message in one file, which the next Open reads instead of every
+// message's files and removes at once (see index.go for why it is never stale); a crash
+// leaves none. Whoever edits a stopped spool's files by hand removes index first.
+//
+// Scheduling: a heap of message IDs by due time hands Run the due messages without a scan of
+// the queue, and a destination that cannot be reached is suspended after a few attempts
+// (Schedule.SuspendAfter) instead of being dialled for every message.
 //
 // Start with [Open]. An SMTP server writes a message with [Queue.Begin] and [Writer.Commit]
 // (or [Queue.Enqueue] for a whole message) before it answers 250; [Queue.Run] hands the due
@@ -279,6 +286,8 @@ type Queue struct {
 	held     map[string]bool     // messages on hold: never handed to Run (marker in hold/)
 	table    *timetable          // the messages Run may take, by due time
 	rearm    map[string][]string // in flight, to make due at once for these domains when released
+	writers  int                 // Writers not yet committed or aborted
+	opens    int64               // the size of queue.lock after this Queue's Open (see index.go)
 	closed   bool
 	kick     chan struct{}
 	lock     *os.File    // the flock on queue.lock, released by Close
@@ -331,7 +340,7 @@ func Open(opts *Options) (*Queue, error) {
 // takeLock flocks queue.lock: shared for an owner, exclusive for an administrator, so that an
 // administrator never rewrites files whose state a running owner keeps in memory.
 func (q *Queue) takeLock() error {
-	f, err := os.OpenFile(filepath.Join(q.dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(q.dir, lockName), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
@@ -360,49 +369,17 @@ func (q *Queue) load() error {
 	for _, f := range tmp {
 		os.Remove(filepath.Join(q.dir, "tmp", f.Name()))
 	}
-	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
+	if err := q.noteOpen(); err != nil {
+		return err
+	}
+	indexed, err := q.loadIndex()
 	if err != nil {
-		return fmt.Errorf("queue: %w", err)
+		return err
 	}
-	for _, f := range datas {
-		id := f.Name()
-		e, err := readTrailer(q.dataPath(id))
-		if err != nil || e.ID != id || !validID(id) {
-			// No trailer: the crash came before Commit, so before 250; the sender retries.
-			os.Remove(q.dataPath(id))
-			continue
+	if !indexed {
+		if err := q.loadAll(); err != nil {
+			return err
 		}
-		q.msgs[id] = e
-	}
-	envs, err := os.ReadDir(filepath.Join(q.dir, "env"))
-	if err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	for _, f := range envs {
-		name := f.Name()
-		id, ok := strings.CutSuffix(name, ".json")
-		if !ok {
-			continue
-		}
-		if _, ok := q.msgs[id]; !ok {
-			// The message was finished: its data file goes first, then its state.
-			os.Remove(filepath.Join(q.dir, "env", name))
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(q.dir, "env", name))
-		if err != nil {
-			return fmt.Errorf("queue: %w", err)
-		}
-		var e Envelope
-		if err := json.Unmarshal(b, &e); err != nil || e.ID != id {
-			// Written atomically, so a bad one was tampered with: keep it aside for an
-			// operator and fall back to the state committed with the message.
-			q.logger.Error("queue: unreadable envelope state moved aside", "file", name)
-			os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
-			continue
-		}
-		e.Size = q.msgs[id].Size
-		q.msgs[id] = &e
 	}
 	// A request that a previous owner took but did not answer: its requester has given up.
 	ctl, _ := os.ReadDir(filepath.Join(q.dir, "ctl"))
@@ -432,6 +409,87 @@ func (q *Queue) load() error {
 	}
 	q.table.init()
 	return nil
+}
+
+// loadAll reads every data file's trailer and every state file.
+func (q *Queue) loadAll() error {
+	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	for _, f := range datas {
+		id := f.Name()
+		e, err := readTrailer(q.dataPath(id))
+		if err != nil || e.ID != id || !validID(id) {
+			// No trailer: the crash came before Commit, so before 250; the sender retries.
+			os.Remove(q.dataPath(id))
+			continue
+		}
+		q.msgs[id] = e
+	}
+	envs, err := os.ReadDir(filepath.Join(q.dir, "env"))
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	for _, f := range envs {
+		name := f.Name()
+		id, ok := strings.CutSuffix(name, ".json")
+		if !ok {
+			continue
+		}
+		if _, ok := q.msgs[id]; !ok {
+			// The message was finished: its data file goes first, then its state.
+			os.Remove(filepath.Join(q.dir, "env", name))
+			continue
+		}
+		e, err := q.readState(id)
+		if err != nil {
+			return err
+		}
+		if e != nil {
+			q.msgs[id] = e
+		}
+	}
+	return nil
+}
+
+// readState returns the state file of message id with Size set; nil when it has none or an
+// unreadable one, which is moved aside.
+func (q *Queue) readState(id string) (*Envelope, error) {
+	name := id + ".json"
+	b, err := os.ReadFile(filepath.Join(q.dir, "env", name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	var e Envelope
+	if err := json.Unmarshal(b, &e); err != nil || e.ID != id {
+		// Written atomically, so a bad one was tampered with: keep it aside for an
+		// operator and fall back to the state committed with the message.
+		q.logger.Error("queue: unreadable envelope state moved aside", "file", name)
+		os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
+		return nil, nil
+	}
+	e.Size = q.msgs[id].Size
+	return &e, nil
+}
+
+// loadFiles returns message id from its files, nil when it is not committed (and then
+// removes its data file).
+func (q *Queue) loadFiles(id string) (*Envelope, error) {
+	e, err := readTrailer(q.dataPath(id))
+	if err != nil || e.ID != id || !validID(id) {
+		os.Remove(q.dataPath(id))
+		return nil, nil
+	}
+	q.msgs[id] = e
+	s, err := q.readState(id)
+	if err != nil || s == nil {
+		return e, err
+	}
+	return s, nil
 }
 
 // The trailer after the message in a data file: the envelope JSON, "\n", the message length
@@ -551,6 +609,9 @@ type Writer struct {
 func (q *Queue) Begin() (*Writer, error) {
 	q.mu.Lock()
 	closed := q.closed
+	if !closed {
+		q.writers++
+	}
 	q.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
@@ -559,6 +620,9 @@ func (q *Queue) Begin() (*Writer, error) {
 	tmp := q.dataPath(id) // committed only once Commit appends the trailer
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
+		q.mu.Lock()
+		q.writers--
+		q.mu.Unlock()
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	return &Writer{q: q, id: id, tmp: tmp, f: f}, nil
@@ -611,6 +675,9 @@ func (w *Writer) Abort() {
 	w.done = true
 	w.f.Close()
 	os.Remove(w.tmp)
+	w.q.mu.Lock()
+	w.q.writers--
+	w.q.mu.Unlock()
 }
 
 // Commit makes the message durable with envelope env (copied; its recipients start Pending
@@ -679,11 +746,13 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 		os.Remove(w.tmp)
 		q.mu.Lock()
 		q.settle(w, "", e.Received, now)
+		q.writers--
 		q.mu.Unlock()
 		return "", fmt.Errorf("queue: store message: %w", err)
 	}
 	q.mu.Lock()
 	q.settle(w, e.ID, e.Received, now)
+	q.writers--
 	if q.closed { // the files are committed: they will be delivered after the next Open
 		q.mu.Unlock()
 		return e.ID, nil
@@ -893,7 +962,10 @@ func (q *Queue) Stats() Stats {
 // disk and are resumed by the next Open.
 func (q *Queue) Close() error {
 	q.mu.Lock()
-	q.closed = true
+	if !q.closed {
+		q.closed = true
+		q.writeIndex()
+	}
 	if q.lock != nil {
 		q.lock.Close()
 		q.lock = nil
