@@ -32,6 +32,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,6 +238,7 @@ func pass(args []string) error {
 	sinkAddr := fs.String("sink", "", "sink address")
 	dir := fs.String("dir", "", "setup directory")
 	workers := fs.Int("workers", 16, "RunOptions.Workers")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the pass to this file")
 	fs.Parse(args)
 	os.RemoveAll(*spool)
 	if err := fill(*spool, *n, -10*time.Minute); err != nil {
@@ -289,11 +291,20 @@ func pass(args []string) error {
 	}
 	defer d.Close()
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan struct{})
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	t1 := time.Now()
 	go func() { defer close(done); q.Run(ctx, d, &queue.RunOptions{Workers: *workers}) }()
 	for q.Stats().Messages > 0 {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	passTime := time.Since(t1)
 	cancel()

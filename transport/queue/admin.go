@@ -136,7 +136,7 @@ func (q *Queue) Retry(id string) error {
 	err = q.writeEnv(c)
 	q.mu.Lock()
 	if err == nil {
-		q.msgs[id] = c
+		q.put(c)
 	}
 	delete(q.inflight, id)
 	q.schedule(id)
@@ -165,7 +165,7 @@ func (q *Queue) Delete(id string) error {
 		q.mu.Unlock()
 		return err
 	}
-	delete(q.msgs, id)
+	q.drop(id)
 	delete(q.held, id)
 	q.table.remove(id)
 	q.mu.Unlock()

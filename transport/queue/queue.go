@@ -287,6 +287,7 @@ type Queue struct {
 	table    *timetable          // the messages Run may take, by due time
 	rearm    map[string][]string // in flight, to make due at once for these domains when released
 	writers  int                 // Writers not yet committed or aborted
+	pending  int                 // recipients still pending, over q.msgs (see put)
 	opens    int64               // the size of queue.lock after this Queue's Open (see index.go)
 	closed   bool
 	kick     chan struct{}
@@ -403,6 +404,7 @@ func (q *Queue) load() error {
 			delete(q.msgs, id)
 			continue
 		}
+		q.pending += e.pendingCount()
 		if at, ok := e.dueAt(); ok && !q.held[id] {
 			q.table.add(id, at)
 		}
@@ -757,7 +759,7 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 		q.mu.Unlock()
 		return e.ID, nil
 	}
-	q.msgs[e.ID] = e
+	q.put(e)
 	q.schedule(e.ID)
 	q.mu.Unlock()
 	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
@@ -947,15 +949,36 @@ type Stats struct {
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := Stats{Messages: len(q.msgs), InFlight: len(q.inflight), Held: len(q.held), Suspended: q.dests.count(q.opts.Now())}
-	for _, e := range q.msgs {
-		for _, r := range e.Rcpts {
-			if r.State == Pending {
-				s.Recipients++
-			}
+	return Stats{Messages: len(q.msgs), Recipients: q.pending, InFlight: len(q.inflight), Held: len(q.held),
+		Suspended: q.dests.count(q.opts.Now())}
+}
+
+// put stores e as the state of its message, keeping the count of pending recipients; q.mu is
+// held.
+func (q *Queue) put(e *Envelope) {
+	if old, ok := q.msgs[e.ID]; ok {
+		q.pending -= old.pendingCount()
+	}
+	q.msgs[e.ID] = e
+	q.pending += e.pendingCount()
+}
+
+// drop removes message id, keeping the count of pending recipients; q.mu is held.
+func (q *Queue) drop(id string) {
+	if old, ok := q.msgs[id]; ok {
+		q.pending -= old.pendingCount()
+		delete(q.msgs, id)
+	}
+}
+
+func (e *Envelope) pendingCount() int {
+	n := 0
+	for _, r := range e.Rcpts {
+		if r.State == Pending {
+			n++
 		}
 	}
-	return s
+	return n
 }
 
 // Close stops the queue: Run returns and later Enqueue calls fail. Committed messages stay on

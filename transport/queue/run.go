@@ -443,7 +443,7 @@ func (q *Queue) commit(e *Envelope) {
 	done := e.done()
 	if done {
 		q.mu.Lock()
-		delete(q.msgs, e.ID)
+		q.drop(e.ID)
 		delete(q.held, e.ID)
 		q.mu.Unlock()
 		q.removeFiles(e)
@@ -456,7 +456,7 @@ func (q *Queue) commit(e *Envelope) {
 	}
 	q.mu.Lock()
 	if _, ok := q.msgs[e.ID]; ok {
-		q.msgs[e.ID] = e.clone()
+		q.put(e.clone())
 	}
 	q.mu.Unlock()
 }

@@ -67,7 +67,7 @@ func TestDeadDestinationSuspended(t *testing.T) {
 	if d.attempts["up.fr"] != 10 || d.attempts["down.fr"] != 3 {
 		t.Fatalf("attempts = %v, want up.fr 10 and down.fr 3 (then suspended)", d.attempts)
 	}
-	if s := q.Stats(); s.Messages != 10 || s.Suspended != 1 {
+	if s := q.Stats(); s.Messages != 10 || s.Recipients != 10 || s.Suspended != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 	ms, err := Inspect(dir)
