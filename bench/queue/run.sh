@@ -16,7 +16,7 @@
 # usage: bench/queue/run.sh [SIZES="1000 10000"] [ROUNDS=3] [BACKLOGS="1000 10000 50000"]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SIZES=${1:-"1000 10000"} R=${2:-3} BACKLOGS=${3:-"1000 10000 50000"}
+SIZES=${1:-"1000 10000"} R=${2:-3} BACKLOGS=${3-"1000 10000 50000"} # "" for none
 
 for b in postfix smtp-source postqueue postconf; do
 	command -v $b >/dev/null || [ -x /usr/sbin/$b ] || { echo "bench/queue: $b missing (scripts/install-peers.sh)"; exit 1; }
