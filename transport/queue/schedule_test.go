@@ -149,3 +149,41 @@ func TestTimetable(t *testing.T) {
 		t.Fatalf("popped %v, next %v", got, tt.next())
 	}
 }
+
+// Concurrent callers share fsyncs, and each returns only after one that started after its
+// call has ended.
+func TestGroupSync(t *testing.T) {
+	var g groupSync
+	var mu sync.Mutex
+	started, ended := 0, 0
+	fsync := func() error {
+		mu.Lock()
+		started++
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		ended++
+		mu.Unlock()
+		return nil
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			mu.Lock()
+			before := started
+			mu.Unlock()
+			if err := g.run(fsync); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if ended <= before {
+				t.Errorf("returned before an fsync started after the call ended (%d started before, %d ended)", before, ended)
+			}
+		})
+	}
+	wg.Wait()
+	if started >= 50 {
+		t.Fatalf("%d fsyncs for 50 callers: none shared", started)
+	}
+}
