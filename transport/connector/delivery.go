@@ -58,7 +58,8 @@ type DeliveryOptions struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxPerDestination bounds simultaneous transactions per recipient domain (default 10).
 	MaxPerDestination int
-	// IdleTimeout closes pooled connections unused for this long (default 30 s);
+	// Connections are kept per host and reused for the next messages to it (RSET before
+	// each reuse). IdleTimeout closes pooled connections unused for this long (default 30 s);
 	// MaxMessagesPerConn sends at most this many messages on one connection (default 100).
 	IdleTimeout        time.Duration
 	MaxMessagesPerConn int
@@ -339,6 +340,7 @@ func (d *Delivery) hosts(ctx context.Context, dom string) ([]string, *queue.Resu
 			return nil, &r
 		}
 		r := temp("451 4.4.3 MX lookup failed", err)
+		r.Unreachable = true
 		return nil, &r
 	}
 	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
@@ -380,13 +382,15 @@ func (d *Delivery) deliverRemote(ctx context.Context, job *queue.Job, dom string
 	if fail != nil {
 		return all(*fail)
 	}
+	// No session with any host: the queue counts it toward suspending the destination.
 	last := temp("451 4.4.1 no answer from the recipient's servers", errors.New("connector: no host"))
+	last.Unreachable = true
 	for _, h := range hosts {
 		p, err := d.conn(ctx, h, dom)
 		if err != nil {
 			d.logger.Info("connector: delivery connection failed", "host", h, "err", err)
 			last = temp("451 4.4.1 "+connFailText(err), err)
-			last.RemoteMTA = hostOnly(h)
+			last.RemoteMTA, last.Unreachable = hostOnly(h), true
 			continue
 		}
 		rs, reusable := d.transaction(job, p, idx)
@@ -455,7 +459,8 @@ func (d *Delivery) conn(ctx context.Context, host, dom string) (*pooled, error) 
 			d.put(host, p)
 			return nil, &certDNError{p.dn, dom}
 		}
-		if err := p.c.Noop(); err == nil {
+		// RSET both resets the session and checks that the server still answers.
+		if err := p.c.Reset(); err == nil {
 			return p, nil
 		}
 		p.c.Close()

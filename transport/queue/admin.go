@@ -86,6 +86,7 @@ func (q *Queue) Hold(id string) error {
 		return fmt.Errorf("queue: hold: %w", err)
 	}
 	q.held[id] = true
+	q.table.remove(id)
 	return nil
 }
 
@@ -103,6 +104,7 @@ func (q *Queue) Release(id string) error {
 	}
 	q.syncDir("hold")
 	delete(q.held, id)
+	q.schedule(id)
 	q.mu.Unlock()
 	q.wake()
 	return nil
@@ -119,6 +121,7 @@ func (q *Queue) Retry(id string) error {
 	// In flight while the state is written, so that Run neither picks it up nor commits
 	// an older copy over it.
 	q.inflight[id] = true
+	q.table.remove(id)
 	c := e.clone()
 	q.mu.Unlock()
 	now := q.opts.Now()
@@ -133,9 +136,10 @@ func (q *Queue) Retry(id string) error {
 	err = q.writeEnv(c)
 	q.mu.Lock()
 	if err == nil {
-		q.msgs[id] = c
+		q.put(c)
 	}
 	delete(q.inflight, id)
+	q.schedule(id)
 	q.mu.Unlock()
 	q.wake()
 	return err
@@ -161,8 +165,9 @@ func (q *Queue) Delete(id string) error {
 		q.mu.Unlock()
 		return err
 	}
-	delete(q.msgs, id)
+	q.drop(id)
 	delete(q.held, id)
+	q.table.remove(id)
 	q.mu.Unlock()
 	// Its redelivery keys are kept: the same peer handing the message over again is answered
 	// 250 and dropped, as the administrator asked.

@@ -15,7 +15,14 @@
 // changes (replaced atomically: write to tmp/, fsync, rename, fsync the directory). A message is
 // committed when its trailer is on disk: Commit appends it, then fsyncs the file and the data/
 // directory, one journal commit on the path to 250. A data file without a valid trailer is the
-// debris of a crash before 250 and is removed when the queue opens.
+// debris of a crash before 250 and is removed when the queue opens. A clean Close also writes
+// index, the state of every message in one file, which the next Open reads instead of every
+// message's files and removes at once (see index.go for why it is never stale); a crash
+// leaves none. Whoever edits a stopped spool's files by hand removes index first.
+//
+// Scheduling: a heap of message IDs by due time hands Run the due messages without a scan of
+// the queue, and a destination that cannot be reached is suspended after a few attempts
+// (Schedule.SuspendAfter) instead of being dialled for every message.
 //
 // Start with [Open]. An SMTP server writes a message with [Queue.Begin] and [Writer.Commit]
 // (or [Queue.Enqueue] for a whole message) before it answers 250; [Queue.Run] hands the due
@@ -66,6 +73,9 @@ var (
 	ErrTooLarge = errors.New("queue: message too large")
 	// ErrNoRecipients is returned by Enqueue for an envelope without recipients.
 	ErrNoRecipients = errors.New("queue: envelope has no recipients")
+	// ErrSuspended is the Result.Err of a recipient deferred without an attempt because its
+	// destination is suspended (see Schedule.SuspendAfter).
+	ErrSuspended = errors.New("queue: delivery temporarily suspended")
 )
 
 // State is the delivery state of one recipient.
@@ -185,6 +195,12 @@ type Schedule struct {
 	GiveUp time.Duration
 	// DelayNotice is how long after reception a DELAY notice is raised (default 4 hours).
 	DelayNotice time.Duration
+	// SuspendAfter is how many attempts in a row may fail to reach a destination (a
+	// recipient domain: Result.Unreachable) before it is suspended (default 3; negative:
+	// never). Once a destination has failed, it gets one attempt at a time; suspended, its
+	// recipients are deferred without an attempt until a probe, made after Backoff(1), then
+	// Backoff(2)… of further failures, reaches it.
+	SuspendAfter int
 }
 
 func (s Schedule) withDefaults() Schedule {
@@ -207,6 +223,9 @@ func (s Schedule) withDefaults() Schedule {
 	}
 	if s.DelayNotice <= 0 {
 		s.DelayNotice = 4 * time.Hour
+	}
+	if s.SuspendAfter == 0 {
+		s.SuspendAfter = 3
 	}
 	return s
 }
@@ -264,12 +283,21 @@ type Queue struct {
 	mu       sync.Mutex
 	msgs     map[string]*Envelope
 	inflight map[string]bool
-	held     map[string]bool // messages on hold: never handed to Run (marker in hold/)
+	held     map[string]bool     // messages on hold: never handed to Run (marker in hold/)
+	table    *timetable          // the messages Run may take, by due time
+	rearm    map[string][]string // in flight, to make due at once for these domains when released
+	writers  int                 // Writers not yet committed or aborted
+	pending  int                 // recipients still pending, over q.msgs (see put)
+	opens    int64               // the size of queue.lock after this Queue's Open (see index.go)
 	closed   bool
 	kick     chan struct{}
 	lock     *os.File    // the flock on queue.lock, released by Close
 	redeliv  *redelivery // guarded by mu
 	fileMu   sync.Mutex  // the redelivery file
+	dests    *destinations
+
+	// Folder and file fsyncs shared by concurrent callers.
+	dataSync, envSync, holdSync, keySync groupSync
 }
 
 // Open opens (or creates) the spool in opts.Dir and loads every committed message, so that
@@ -280,7 +308,8 @@ func Open(opts *Options) (*Queue, error) {
 	}
 	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
 		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
-		redeliv: newRedelivery(opts)}
+		redeliv: newRedelivery(opts), table: newTimetable(), rearm: map[string][]string{}}
+	q.dests = newDestinations(q.sched)
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
 	}
@@ -312,7 +341,7 @@ func Open(opts *Options) (*Queue, error) {
 // takeLock flocks queue.lock: shared for an owner, exclusive for an administrator, so that an
 // administrator never rewrites files whose state a running owner keeps in memory.
 func (q *Queue) takeLock() error {
-	f, err := os.OpenFile(filepath.Join(q.dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(q.dir, lockName), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
@@ -341,6 +370,51 @@ func (q *Queue) load() error {
 	for _, f := range tmp {
 		os.Remove(filepath.Join(q.dir, "tmp", f.Name()))
 	}
+	if err := q.noteOpen(); err != nil {
+		return err
+	}
+	indexed, err := q.loadIndex()
+	if err != nil {
+		return err
+	}
+	if !indexed {
+		if err := q.loadAll(); err != nil {
+			return err
+		}
+	}
+	// A request that a previous owner took but did not answer: its requester has given up.
+	ctl, _ := os.ReadDir(filepath.Join(q.dir, "ctl"))
+	for _, f := range ctl {
+		if strings.HasSuffix(f.Name(), ".work") {
+			os.Remove(filepath.Join(q.dir, "ctl", f.Name()))
+		}
+	}
+	holds, _ := os.ReadDir(filepath.Join(q.dir, "hold"))
+	for _, f := range holds {
+		if _, ok := q.msgs[f.Name()]; ok {
+			q.held[f.Name()] = true
+		} else {
+			os.Remove(filepath.Join(q.dir, "hold", f.Name()))
+		}
+	}
+	// A message whose recipients were all final but whose files were not yet removed.
+	for id, e := range q.msgs {
+		if e.done() {
+			q.removeFiles(e)
+			delete(q.msgs, id)
+			continue
+		}
+		q.pending += e.pendingCount()
+		if at, ok := e.dueAt(); ok && !q.held[id] {
+			q.table.add(id, at)
+		}
+	}
+	q.table.init()
+	return nil
+}
+
+// loadAll reads every data file's trailer and every state file.
+func (q *Queue) loadAll() error {
 	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
@@ -370,44 +444,54 @@ func (q *Queue) load() error {
 			os.Remove(filepath.Join(q.dir, "env", name))
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(q.dir, "env", name))
+		e, err := q.readState(id)
 		if err != nil {
-			return fmt.Errorf("queue: %w", err)
+			return err
 		}
-		var e Envelope
-		if err := json.Unmarshal(b, &e); err != nil || e.ID != id {
-			// Written atomically, so a bad one was tampered with: keep it aside for an
-			// operator and fall back to the state committed with the message.
-			q.logger.Error("queue: unreadable envelope state moved aside", "file", name)
-			os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
-			continue
-		}
-		e.Size = q.msgs[id].Size
-		q.msgs[id] = &e
-	}
-	// A request that a previous owner took but did not answer: its requester has given up.
-	ctl, _ := os.ReadDir(filepath.Join(q.dir, "ctl"))
-	for _, f := range ctl {
-		if strings.HasSuffix(f.Name(), ".work") {
-			os.Remove(filepath.Join(q.dir, "ctl", f.Name()))
-		}
-	}
-	holds, _ := os.ReadDir(filepath.Join(q.dir, "hold"))
-	for _, f := range holds {
-		if _, ok := q.msgs[f.Name()]; ok {
-			q.held[f.Name()] = true
-		} else {
-			os.Remove(filepath.Join(q.dir, "hold", f.Name()))
-		}
-	}
-	// A message whose recipients were all final but whose files were not yet removed.
-	for id, e := range q.msgs {
-		if e.done() {
-			q.removeFiles(e)
-			delete(q.msgs, id)
+		if e != nil {
+			q.msgs[id] = e
 		}
 	}
 	return nil
+}
+
+// readState returns the state file of message id with Size set; nil when it has none or an
+// unreadable one, which is moved aside.
+func (q *Queue) readState(id string) (*Envelope, error) {
+	name := id + ".json"
+	b, err := os.ReadFile(filepath.Join(q.dir, "env", name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	var e Envelope
+	if err := json.Unmarshal(b, &e); err != nil || e.ID != id {
+		// Written atomically, so a bad one was tampered with: keep it aside for an
+		// operator and fall back to the state committed with the message.
+		q.logger.Error("queue: unreadable envelope state moved aside", "file", name)
+		os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
+		return nil, nil
+	}
+	e.Size = q.msgs[id].Size
+	return &e, nil
+}
+
+// loadFiles returns message id from its files, nil when it is not committed (and then
+// removes its data file).
+func (q *Queue) loadFiles(id string) (*Envelope, error) {
+	e, err := readTrailer(q.dataPath(id))
+	if err != nil || e.ID != id || !validID(id) {
+		os.Remove(q.dataPath(id))
+		return nil, nil
+	}
+	q.msgs[id] = e
+	s, err := q.readState(id)
+	if err != nil || s == nil {
+		return e, err
+	}
+	return s, nil
 }
 
 // The trailer after the message in a data file: the envelope JSON, "\n", the message length
@@ -527,6 +611,9 @@ type Writer struct {
 func (q *Queue) Begin() (*Writer, error) {
 	q.mu.Lock()
 	closed := q.closed
+	if !closed {
+		q.writers++
+	}
 	q.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
@@ -535,6 +622,9 @@ func (q *Queue) Begin() (*Writer, error) {
 	tmp := q.dataPath(id) // committed only once Commit appends the trailer
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
+		q.mu.Lock()
+		q.writers--
+		q.mu.Unlock()
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	return &Writer{q: q, id: id, tmp: tmp, f: f}, nil
@@ -587,6 +677,9 @@ func (w *Writer) Abort() {
 	w.done = true
 	w.f.Close()
 	os.Remove(w.tmp)
+	w.q.mu.Lock()
+	w.q.writers--
+	w.q.mu.Unlock()
 }
 
 // Commit makes the message durable with envelope env (copied; its recipients start Pending
@@ -655,16 +748,19 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 		os.Remove(w.tmp)
 		q.mu.Lock()
 		q.settle(w, "", e.Received, now)
+		q.writers--
 		q.mu.Unlock()
 		return "", fmt.Errorf("queue: store message: %w", err)
 	}
 	q.mu.Lock()
 	q.settle(w, e.ID, e.Received, now)
+	q.writers--
 	if q.closed { // the files are committed: they will be delivered after the next Open
 		q.mu.Unlock()
 		return e.ID, nil
 	}
-	q.msgs[e.ID] = e
+	q.put(e)
+	q.schedule(e.ID)
 	q.mu.Unlock()
 	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
 	q.wake()
@@ -694,16 +790,60 @@ func (q *Queue) sync(f *os.File) error {
 	return f.Sync()
 }
 
+// syncDir fsyncs a folder of the spool. Concurrent callers share one fsync that started after
+// they called, so that a burst of commits or removals pays for a few, each still covered.
 func (q *Queue) syncDir(name string) error {
 	if q.opts.NoSync {
 		return nil
 	}
-	d, err := os.Open(filepath.Join(q.dir, name))
-	if err != nil {
-		return err
+	g := map[string]*groupSync{"data": &q.dataSync, "env": &q.envSync, "hold": &q.holdSync}[name]
+	do := func() error {
+		d, err := os.Open(filepath.Join(q.dir, name))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Sync()
 	}
-	defer d.Close()
-	return d.Sync()
+	if g == nil {
+		return do()
+	}
+	return g.run(do)
+}
+
+// groupSync runs an fsync for many callers: each caller returns once an fsync that started
+// after its call has ended, and callers arriving while one runs share the next.
+type groupSync struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool
+	started uint64 // fsyncs started
+	ended   uint64 // the last one ended
+	err     error  // its outcome
+}
+
+func (g *groupSync) run(fsync func() error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	need := g.started + 1
+	for g.ended < need {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		n := g.started
+		g.mu.Unlock()
+		err := fsync()
+		g.mu.Lock()
+		g.running, g.ended, g.err = false, n, err
+		g.cond.Broadcast()
+	}
+	return g.err
 }
 
 // writeEnv replaces the state file atomically (write, fsync, rename, fsync directory).
@@ -745,9 +885,9 @@ func (q *Queue) removeFiles(e *Envelope) {
 	id := e.ID
 	os.Remove(q.dataPath(id))
 	q.syncDir("data")
-	if err := os.Remove(q.envPath(id)); err == nil {
-		q.syncDir("env")
-	}
+	// Once the data file is gone for good, a state file or hold marker that a crash brings
+	// back is removed by the next Open: their removal needs no fsync.
+	os.Remove(q.envPath(id))
 	os.Remove(filepath.Join(q.dir, "hold", id))
 }
 
@@ -802,28 +942,53 @@ type Stats struct {
 	Recipients int // recipients still pending
 	InFlight   int // messages being delivered now
 	Held       int // messages on hold (see Hold)
+	Suspended  int // destinations suspended now (see Schedule.SuspendAfter)
 }
 
 // Stats returns the current queue depth.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := Stats{Messages: len(q.msgs), InFlight: len(q.inflight), Held: len(q.held)}
-	for _, e := range q.msgs {
-		for _, r := range e.Rcpts {
-			if r.State == Pending {
-				s.Recipients++
-			}
+	return Stats{Messages: len(q.msgs), Recipients: q.pending, InFlight: len(q.inflight), Held: len(q.held),
+		Suspended: q.dests.count(q.opts.Now())}
+}
+
+// put stores e as the state of its message, keeping the count of pending recipients; q.mu is
+// held.
+func (q *Queue) put(e *Envelope) {
+	if old, ok := q.msgs[e.ID]; ok {
+		q.pending -= old.pendingCount()
+	}
+	q.msgs[e.ID] = e
+	q.pending += e.pendingCount()
+}
+
+// drop removes message id, keeping the count of pending recipients; q.mu is held.
+func (q *Queue) drop(id string) {
+	if old, ok := q.msgs[id]; ok {
+		q.pending -= old.pendingCount()
+		delete(q.msgs, id)
+	}
+}
+
+func (e *Envelope) pendingCount() int {
+	n := 0
+	for _, r := range e.Rcpts {
+		if r.State == Pending {
+			n++
 		}
 	}
-	return s
+	return n
 }
 
 // Close stops the queue: Run returns and later Enqueue calls fail. Committed messages stay on
 // disk and are resumed by the next Open.
 func (q *Queue) Close() error {
 	q.mu.Lock()
-	q.closed = true
+	if !q.closed {
+		q.closed = true
+		q.writeIndex()
+	}
 	if q.lock != nil {
 		q.lock.Close()
 		q.lock = nil
@@ -840,38 +1005,37 @@ func (q *Queue) wake() {
 	}
 }
 
-// due returns the messages with a recipient due at now (or a notice waiting), marking them in
-// flight, and the time of the next due attempt among the others.
+// schedule places message id in the timetable when Run may take it, and takes it out
+// otherwise; q.mu is held.
+func (q *Queue) schedule(id string) {
+	e, ok := q.msgs[id]
+	if !ok || q.held[id] || q.inflight[id] {
+		q.table.remove(id)
+		return
+	}
+	if at, ok := e.dueAt(); ok {
+		q.table.set(id, at)
+	} else {
+		q.table.remove(id)
+	}
+}
+
+// due returns up to limit messages with a recipient due at now (or a notice waiting), oldest
+// due first, marking them in flight, and the time of the next due one among the others.
 func (q *Queue) due(now time.Time, limit int) ([]*Envelope, time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []*Envelope
-	var next time.Time
-	ids := make([]string, 0, len(q.msgs))
-	for id := range q.msgs {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids) // oldest first
-	for _, id := range ids {
+	for len(out) < limit {
+		id, ok := q.table.pop(now)
+		if !ok {
+			break
+		}
 		if q.inflight[id] || q.held[id] {
 			continue
 		}
-		e := q.msgs[id]
-		isDue := false
-		for _, r := range e.Rcpts {
-			switch {
-			case r.Notice != "" && !r.NoticeRetry.After(now), r.State == Pending && !r.NextAttempt.After(now):
-				isDue = true
-			case r.Notice != "" && (next.IsZero() || r.NoticeRetry.Before(next)):
-				next = r.NoticeRetry
-			case r.State == Pending && (next.IsZero() || r.NextAttempt.Before(next)):
-				next = r.NextAttempt
-			}
-		}
-		if isDue && len(out) < limit {
-			q.inflight[id] = true
-			out = append(out, e.clone())
-		}
+		q.inflight[id] = true
+		out = append(out, q.msgs[id].clone())
 	}
-	return out, next
+	return out, q.table.next()
 }

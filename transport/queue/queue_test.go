@@ -284,6 +284,7 @@ func TestCorruptState(t *testing.T) {
 	var got []string
 	q.RunOnce(ctx, outcome(map[string]string{}, &got), nil) // temporary failures: state files written
 	q.Close()
+	os.Remove(filepath.Join(dir, indexName)) // as after a crash, which leaves no index
 	// A tampered state file is kept aside; the state committed with the message is used.
 	os.WriteFile(filepath.Join(dir, "env", id+".json"), []byte("{not json"), 0o600)
 	// A truncated data file (its trailer gone) is not a committed message.

@@ -184,18 +184,28 @@ func (q *Queue) remember(e *Envelope) {
 		k := keyOf(e.RedeliveryKey, rc.Addr)
 		fmt.Fprintf(&b, "%s %d %s\n", hex.EncodeToString(k[:]), e.Received.UnixNano(), e.ID)
 	}
+	path := filepath.Join(q.dir, redeliveryFile)
 	q.fileMu.Lock()
-	f, err := os.OpenFile(filepath.Join(q.dir, redeliveryFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err == nil {
 		_, err = f.WriteString(b.String())
-		if err == nil {
-			err = q.sync(f)
-		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}
 	q.fileMu.Unlock()
+	if err == nil && !q.opts.NoSync {
+		// One fsync for the keys of every message finishing meanwhile. A rewrite that
+		// replaced the file since holds these keys too: it writes the whole index.
+		err = q.keySync.run(func() error {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Sync()
+		})
+	}
 	if err != nil {
 		// The message is delivered; only a redelivery of it after a restart would not be
 		// recognised. Logged, not fatal.

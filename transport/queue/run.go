@@ -41,6 +41,10 @@ type Result struct {
 	// Relayed means the next hop accepted the message without supporting DSN: a success
 	// notice says "relayed" instead of "delivered".
 	Relayed bool
+	// Unreachable means no session could be opened with the recipient's destination (no
+	// connection, no TLS session, no answer): it counts toward suspending the destination
+	// (Schedule.SuspendAfter). A reply of the destination's server, even a refusal, does not.
+	Unreachable bool
 }
 
 // Job is one delivery attempt of one message to its due recipients.
@@ -175,7 +179,47 @@ func (q *Queue) RunOnce(ctx context.Context, d Deliverer, opts *RunOptions) int 
 func (q *Queue) release(id string) {
 	q.mu.Lock()
 	delete(q.inflight, id)
+	if doms, ok := q.rearm[id]; ok {
+		delete(q.rearm, id)
+		for _, dom := range doms {
+			q.dueNow(id, dom, q.opts.Now())
+		}
+	}
+	q.schedule(id)
 	q.mu.Unlock()
+}
+
+// unpark makes the pending recipients for dom of the messages ids due at now, in memory: dom
+// was reached again after the queue deferred them. Their stored schedule stays, so a restart
+// only delays them. A message in flight (its deferral being stored) is done when released.
+func (q *Queue) unpark(ids []string, dom string, now time.Time) {
+	if len(ids) == 0 {
+		return
+	}
+	q.mu.Lock()
+	for _, id := range ids {
+		if q.inflight[id] {
+			q.rearm[id] = append(q.rearm[id], dom)
+			continue
+		}
+		q.dueNow(id, dom, now)
+		q.schedule(id)
+	}
+	q.mu.Unlock()
+	q.wake()
+}
+
+// dueNow makes the pending recipients for dom of message id due at now; q.mu is held.
+func (q *Queue) dueNow(id, dom string, now time.Time) {
+	e, ok := q.msgs[id]
+	if !ok {
+		return
+	}
+	for _, r := range e.Rcpts {
+		if r.State == Pending && addrDomain(r.Addr) == dom && r.NextAttempt.After(now) {
+			r.NextAttempt = now
+		}
+	}
 }
 
 // process runs one attempt on message e (a private copy) and stores the outcome.
@@ -189,16 +233,67 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 		}
 	}
 	if len(rcpts) > 0 {
-		results := d.Deliver(ctx, &Job{Env: e, Rcpts: rcpts, queue: q})
+		// The recipients of a suspended destination are deferred without an attempt.
+		type verdict struct {
+			ok, probe bool
+			reason    string
+		}
+		verdicts := map[string]*verdict{}
+		var send []*Recipient
+		for _, r := range rcpts {
+			dom := addrDomain(r.Addr)
+			v := verdicts[dom]
+			if v == nil {
+				v = &verdict{}
+				v.ok, v.probe, v.reason = q.dests.admit(dom, e.ID, now)
+				verdicts[dom] = v
+			}
+			if v.ok {
+				send = append(send, r)
+			}
+		}
+		var results []Result
+		if len(send) > 0 {
+			results = d.Deliver(ctx, &Job{Env: e, Rcpts: send, queue: q})
+		}
 		if ctx.Err() != nil {
+			for dom, v := range verdicts {
+				if v.probe {
+					q.dests.abandon(dom)
+				}
+			}
 			return // shutting down: the attempt does not count, the state stays as stored
 		}
 		now = q.opts.Now()
-		for i, r := range rcpts {
+		byRcpt := make(map[*Recipient]Result, len(rcpts))
+		reached := map[string]bool{}
+		status := map[string]string{}
+		for i, r := range send {
 			res := Result{Err: errors.New("queue: deliverer returned no result"), Status: "451 4.3.0 internal error"}
 			if i < len(results) {
 				res = results[i]
 			}
+			byRcpt[r] = res
+			dom := addrDomain(r.Addr)
+			if !res.Unreachable {
+				reached[dom] = true
+			} else if status[dom] == "" {
+				status[dom] = res.Status
+			}
+		}
+		for dom, v := range verdicts {
+			if v.ok {
+				q.unpark(q.dests.report(dom, v.probe, reached[dom], status[dom], now), dom, now)
+			}
+		}
+		results = make([]Result, 0, len(rcpts))
+		for _, r := range rcpts {
+			res, ok := byRcpt[r]
+			if !ok {
+				v := verdicts[addrDomain(r.Addr)]
+				res = Result{Err: ErrSuspended, Status: "451 4.4.1 delivery temporarily suspended: " + v.reason}
+			}
+			results = append(results, res)
 			q.apply(e, r, res, now)
 		}
 		for i, r := range rcpts {
@@ -348,7 +443,7 @@ func (q *Queue) commit(e *Envelope) {
 	done := e.done()
 	if done {
 		q.mu.Lock()
-		delete(q.msgs, e.ID)
+		q.drop(e.ID)
 		delete(q.held, e.ID)
 		q.mu.Unlock()
 		q.removeFiles(e)
@@ -361,7 +456,7 @@ func (q *Queue) commit(e *Envelope) {
 	}
 	q.mu.Lock()
 	if _, ok := q.msgs[e.ID]; ok {
-		q.msgs[e.ID] = e.clone()
+		q.put(e.clone())
 	}
 	q.mu.Unlock()
 }
