@@ -1,0 +1,387 @@
+// Package hl7bridge turns the HL7v2 messages of a DPI into MSSanté mail sent from the DPI's
+// BAL applicative, as CI-SIS Trans-CDA-R2 describes the "GESTIONNAIRE" (PFI) role: an
+// MDM^T02 (v2.6) or an ORU^R01 (v2.5) carrying a CDA document in OBX becomes one mail built by
+// bal (IHE_XDM.ZIP with the CDA and its PDF copy, X-MSS-* headers), from the BAL of
+// Options.Client to the addresses of the PRT segments whose role is RCT (PRT-15.4), and the
+// answer is the ACK of the guide: AA once bal has durably queued the mail, AE with an ERR
+// naming the cause when the message is refused, AR when it could not be taken in charge for
+// now (the DPI sends it again, with the same MSH-10).
+//
+// Safe readings where the guide is silent, documented here:
+//   - a message is refused whole: one recipient off the liste blanche, an unparsable address,
+//     a CDA that does not parse, an INS in PID that is missing, invalid or different from the
+//     CDA's, and nothing is mailed to anyone (AE, ERR-3 207 with ERR-5 from the guide's
+//     tables: the SMTP code 550 for a refused recipient, 903/904 for the INS);
+//   - a message is sent once per MSH-3, MSH-4 and MSH-10: its Message-ID is derived from them,
+//     so a resend after a lost ACK is recognised by bal's outbox, and the final ACK is kept in
+//     Options.StateDir and answered again without a second mail;
+//   - MDM events other than T02 (T04, T10: replacement and deletion) are answered AE 201
+//     until the bridge supports them.
+//
+// Bridge.Handle is an mllp.Handler: serve it with mllp.NewServer.
+package hl7bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mssante-go/sdk/bal"
+	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/mssante/cda"
+	"github.com/mssante-go/sdk/mssante/hl7v2"
+)
+
+// Options configure a Bridge.
+type Options struct {
+	// Client is the bal client of the DPI's BAL applicative; required.
+	Client *bal.Client
+	// From is the address of that BAL; required.
+	From mssante.Address
+	// StateDir keeps the final ACK of each message (by MSH-3, MSH-4, MSH-10); required.
+	StateDir string
+	// Application and Facility are MSH-3 and MSH-4 of the ACKs; default "MSSANTE".
+	Application, Facility string
+	// NIL is X-MSS-NIL; default the one of the bal client's Options.
+	NIL string
+	// Limits bound the reading of a message; nil = hl7v2 defaults.
+	Limits *hl7v2.ReadOptions
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Bridge is the DPI → MSSanté direction of the platform.
+type Bridge struct {
+	opts  Options
+	log   *slog.Logger
+	locks [64]sync.Mutex
+	seq   struct {
+		sync.Mutex
+		n uint64
+	}
+}
+
+// New checks the options and creates the state folder (0700).
+func New(opts *Options) (*Bridge, error) {
+	if opts == nil || opts.Client == nil || opts.From.Addr == "" || opts.StateDir == "" {
+		return nil, errors.New("hl7bridge: Options.Client, From and StateDir are required")
+	}
+	o := *opts
+	if o.Application == "" {
+		o.Application = "MSSANTE"
+	}
+	if o.Facility == "" {
+		o.Facility = "MSSANTE"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Join(o.StateDir, "acks"), 0o700); err != nil {
+		return nil, fmt.Errorf("hl7bridge: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Bridge{opts: o, log: log}, nil
+}
+
+// refusal is a reason to answer AE or AR, with the ERR segment that says it.
+type refusal struct {
+	code string
+	err  hl7v2.ErrorDetail
+	why  string // for the log: no health data
+}
+
+func (r *refusal) Error() string { return "hl7bridge: " + r.why }
+
+func refuse(cond int, seg string, field int, why string) *refusal {
+	return &refusal{code: hl7v2.AckError, why: why,
+		err: hl7v2.ErrorDetail{Segment: seg, Sequence: 1, Field: field, Condition: cond}}
+}
+
+// Handle takes one HL7v2 message and returns its ACK. It returns an error (the connection is
+// closed unanswered) only when not even an ACK can be written.
+func (b *Bridge) Handle(ctx context.Context, raw []byte) ([]byte, error) {
+	req, err := hl7v2.Parse(raw, b.opts.Limits)
+	if err != nil {
+		// Answer from the MSH alone, so that the DPI can correlate the refusal.
+		head := raw
+		if i := strings.IndexAny(string(raw), "\r\n"); i >= 0 {
+			head = raw[:i]
+		}
+		req, _ = hl7v2.Parse(head, nil)
+		b.log.Warn("hl7bridge: unreadable message", "err", err)
+		return b.ack(req, refuse(hl7v2.CondOtherHL7, "", 0, "unreadable message"))
+	}
+	key := b.key(req)
+	l := &b.locks[key[0]%64]
+	l.Lock()
+	defer l.Unlock()
+	if done, err := os.ReadFile(b.ackPath(key)); err == nil {
+		b.log.Info("hl7bridge: duplicate answered from the journal", "control_id", req.ControlID())
+		return done, nil
+	}
+	out, err := b.ack(req, b.process(ctx, req, key))
+	if err != nil {
+		return nil, err
+	}
+	if code, _, _ := hl7v2.AckOf(mustParse(out)); code != hl7v2.AckReject && req.ControlID() != "" {
+		if err := writeFileSync(b.ackPath(key), out); err != nil {
+			// Not recorded: answer AR so that the resend finds bal's outbox instead.
+			b.log.Error("hl7bridge: journal write failed", "err", err)
+			return b.ack(req, &refusal{code: hl7v2.AckReject, why: "journal", err: hl7v2.ErrorDetail{Condition: hl7v2.CondApplication}})
+		}
+	}
+	return out, nil
+}
+
+func mustParse(b []byte) *hl7v2.Message {
+	m, err := hl7v2.Parse(b, nil)
+	if err != nil {
+		return &hl7v2.Message{}
+	}
+	return m
+}
+
+// key identifies a message for the duplicate check and its Message-ID.
+func (b *Bridge) key(m *hl7v2.Message) string {
+	h := sha256.Sum256([]byte(m.Header(3, 1) + "\x00" + m.Header(4, 1) + "\x00" + m.ControlID()))
+	return hex.EncodeToString(h[:16])
+}
+
+func (b *Bridge) ackPath(key string) string { return filepath.Join(b.opts.StateDir, "acks", key) }
+
+func (b *Bridge) ack(req *hl7v2.Message, r *refusal) ([]byte, error) {
+	o := hl7v2.AckOptions{Code: hl7v2.AckAccept, Time: b.opts.Now(), ControlID: b.controlID()}
+	if r != nil {
+		o.Code = r.code
+		o.Errors = []hl7v2.ErrorDetail{r.err}
+	}
+	m, err := hl7v2.Ack(req, o)
+	if err != nil {
+		return nil, err
+	}
+	msh := m.Segments[0]
+	msh.Set(3, b.opts.Application).Set(4, b.opts.Facility)
+	return m.Encode()
+}
+
+func (b *Bridge) controlID() string {
+	b.seq.Lock()
+	defer b.seq.Unlock()
+	b.seq.n++
+	return "PFI" + strconv.FormatInt(b.opts.Now().UnixMilli(), 36) + strconv.FormatUint(b.seq.n, 36)
+}
+
+// process checks the message, builds the mail and hands it to bal; nil means AA.
+func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *refusal {
+	code, event := req.Type()
+	version := req.Header(12, 1)
+	switch {
+	case code == "MDM" && event == "T02", code == "ORU" && event == "R01":
+	case code != "MDM" && code != "ORU":
+		return refuse(hl7v2.CondUnsupportedType, "MSH", 9, "unsupported message type")
+	default:
+		return refuse(hl7v2.CondUnsupportedEvent, "MSH", 9, "unsupported event")
+	}
+	if !strings.HasPrefix(version, "2.5") && !strings.HasPrefix(version, "2.6") {
+		return refuse(hl7v2.CondUnsupportedVersion, "MSH", 12, "unsupported version")
+	}
+	ins, r := patientINS(req)
+	if r != nil {
+		return r
+	}
+	to, r := recipients(req)
+	if r != nil {
+		return r
+	}
+	doc, pdf, r := documents(req)
+	if r != nil {
+		return r
+	}
+	if got, ok := doc.INS(); !ok || got.Value != ins.Value {
+		r := refuse(hl7v2.CondApplication, "PID", 3, "INS of PID differs from the CDA's")
+		r.err.AppCode, r.err.AppText, r.err.AppCodeSystem = "904", "INS du message différent de celui du document", "applicationErrorCode"
+		return r
+	}
+	msg, err := bal.NewDocumentMessageFromDocument(b.opts.From, to, doc, &bal.DocumentOptions{
+		PDF: pdf, Text: bodyText(req), WantMDN: yes(req, "ACK_LECTURE_MSS"), NIL: b.opts.NIL, Now: b.opts.Now})
+	if err != nil {
+		b.log.Warn("hl7bridge: mail not built", "err", err)
+		return refuse(hl7v2.CondApplication, "OBX", 5, "document refused by bal")
+	}
+	msg.MessageID = "hl7-" + key + "@" + b.opts.From.Domain()
+	res, err := b.opts.Client.Send(ctx, msg, nil)
+	return b.outcome(res, err)
+}
+
+// outcome maps bal's result to the ACK: a refusal before any sending is AE; a transient
+// failure AR (the resend retries only the recipients not yet accepted).
+func (b *Bridge) outcome(res *bal.SendResult, err error) *refusal {
+	switch {
+	case err == nil:
+		for _, rr := range res.Recipients {
+			if !rr.Accepted && rr.Temporary {
+				return &refusal{code: hl7v2.AckReject, why: "recipient deferred",
+					err: hl7v2.ErrorDetail{Condition: hl7v2.CondApplication, AppCode: strconv.Itoa(rr.Code), AppText: "Destinataire différé", AppCodeSystem: "SMTPERRORCODE"}}
+			}
+		}
+		return nil
+	case errors.Is(err, bal.ErrNotWhitelisted):
+		r := refuse(hl7v2.CondApplication, "PRT", 15, "recipient not in the liste blanche")
+		r.err.AppCode, r.err.AppText, r.err.AppCodeSystem = "550", "Destinataire hors liste blanche MSSanté", "SMTPERRORCODE"
+		return r
+	case errors.Is(err, bal.ErrMessage), errors.Is(err, bal.ErrConfig):
+		b.log.Warn("hl7bridge: message refused by bal", "err", err)
+		return refuse(hl7v2.CondApplication, "", 0, "message refused by bal")
+	case errors.Is(err, bal.ErrAllRejected) && res != nil && !anyTemporary(res):
+		r := refuse(hl7v2.CondApplication, "PRT", 15, "every recipient refused")
+		if len(res.Recipients) > 0 {
+			r.err.AppCode, r.err.AppText, r.err.AppCodeSystem = strconv.Itoa(res.Recipients[0].Code), "Destinataire refusé", "SMTPERRORCODE"
+		}
+		return r
+	default:
+		b.log.Warn("hl7bridge: message not queued, the DPI will resend", "err", err)
+		return &refusal{code: hl7v2.AckReject, why: "not queued", err: hl7v2.ErrorDetail{Condition: hl7v2.CondApplication}}
+	}
+}
+
+func anyTemporary(res *bal.SendResult) bool {
+	for _, rr := range res.Recipients {
+		if rr.Temporary {
+			return true
+		}
+	}
+	return false
+}
+
+// patientINS reads the INS in PID-3: the repetition whose identifier type (CX-5) is INS.
+func patientINS(m *hl7v2.Message) (mssante.INS, *refusal) {
+	pid := m.Segment("PID")
+	if pid == nil {
+		return mssante.INS{}, refuse(hl7v2.CondSegmentSequence, "PID", 0, "no PID")
+	}
+	for r := 0; r < pid.Reps(3); r++ {
+		if pid.At(3, r, 5, 1) != "INS" {
+			continue
+		}
+		ins, err := mssante.ParseINS(pid.At(3, r, 1, 1), pid.At(3, r, 4, 2))
+		if err != nil {
+			rr := refuse(hl7v2.CondDataType, "PID", 3, "invalid INS")
+			rr.err.AppCode, rr.err.AppText, rr.err.AppCodeSystem = "905", "INS invalide", "applicationErrorCode"
+			return mssante.INS{}, rr
+		}
+		return ins, nil
+	}
+	r := refuse(hl7v2.CondRequiredField, "PID", 3, "no INS in PID-3")
+	r.err.AppCode, r.err.AppText, r.err.AppCodeSystem = "903", "INS non présent", "applicationErrorCode"
+	return mssante.INS{}, r
+}
+
+// recipients reads PRT-15.4 of the PRT segments whose PRT-4 is RCT (Result Copies To).
+func recipients(m *hl7v2.Message) ([]mssante.Address, *refusal) {
+	var to []mssante.Address
+	for _, prt := range m.All("PRT") {
+		if prt.Get(4, 1) != "RCT" {
+			continue
+		}
+		for r := 0; r < max(prt.Reps(15), 1); r++ {
+			a, err := mssante.ParseAddress(prt.At(15, r, 4, 1))
+			if err != nil {
+				return nil, refuse(hl7v2.CondDataType, "PRT", 15, "invalid recipient address")
+			}
+			to = append(to, a)
+		}
+	}
+	if len(to) == 0 {
+		return nil, refuse(hl7v2.CondRequiredField, "PRT", 15, "no recipient")
+	}
+	return to, nil
+}
+
+// documents reads the CDA from the first OBX of type ED whose OBX-5 is XML in base64, and a PDF
+// copy from an OBX ED whose OBX-5.3 is PDF, if any.
+func documents(m *hl7v2.Message) (*cda.Document, []byte, *refusal) {
+	var doc *cda.Document
+	var pdf []byte
+	for _, obx := range m.All("OBX") {
+		if obx.Get(2, 1) != "ED" || obx.Get(3, 3) == "MetaDMPMSS" {
+			continue
+		}
+		sub, enc := strings.ToUpper(obx.Get(5, 3)), strings.ToUpper(obx.Get(5, 4))
+		if enc != "BASE64" {
+			return nil, nil, refuse(hl7v2.CondDataType, "OBX", 5, "document not in base64")
+		}
+		data, err := base64.StdEncoding.DecodeString(obx.Get(5, 5))
+		if err != nil {
+			return nil, nil, refuse(hl7v2.CondDataType, "OBX", 5, "invalid base64")
+		}
+		switch {
+		case sub == "XML" && doc == nil:
+			d, err := cda.ParseBytes(data, nil)
+			if err != nil {
+				return nil, nil, refuse(hl7v2.CondDataType, "OBX", 5, "CDA does not parse")
+			}
+			doc = d
+		case sub == "PDF" && pdf == nil:
+			pdf = data
+		}
+	}
+	if doc == nil {
+		return nil, nil, refuse(hl7v2.CondRequiredField, "OBX", 5, "no CDA document")
+	}
+	return doc, pdf, nil
+}
+
+// yes reads a MetaDMPMSS indicator OBX (OBX-3.1 = name, OBX-5.1 = Y or N).
+func yes(m *hl7v2.Message, name string) bool {
+	for _, obx := range m.All("OBX") {
+		if obx.Get(3, 1) == name {
+			return obx.Get(5, 1) == "Y"
+		}
+	}
+	return false
+}
+
+// bodyText is the CORPSMAIL_PS OBX (base64 text), or "" for bal's default.
+func bodyText(m *hl7v2.Message) string {
+	for _, obx := range m.All("OBX") {
+		if obx.Get(3, 1) == "CORPSMAIL_PS" {
+			if t, err := base64.StdEncoding.DecodeString(obx.Get(5, 5)); err == nil {
+				return string(t)
+			}
+		}
+	}
+	return ""
+}
+
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
