@@ -18,7 +18,8 @@
 //   - MDM events other than T02 (T04, T10: replacement and deletion) are answered AE 201
 //     until the bridge supports them.
 //
-// Bridge.Handle is an mllp.Handler: serve it with mllp.NewServer.
+// Bridge.Handle is an mllp.Handler: serve it with mllp.NewServer. Bridge.OnReceipt turns the
+// receipts bal collects into the ZAM^Z02 and ZAM^Z03 of the guide, sent to the DPI.
 package hl7bridge
 
 import (
@@ -37,6 +38,7 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/bal"
+	"github.com/mssante-go/sdk/bal/mllp"
 	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/mssante/hl7v2"
@@ -54,6 +56,11 @@ type Options struct {
 	Application, Facility string
 	// NIL is X-MSS-NIL; default the one of the bal client's Options.
 	NIL string
+	// DPI is the MLLP client of the DPI's endpoint that receives the ZAM^Z02 and ZAM^Z03
+	// business acknowledgements (OnReceipt); nil sends none.
+	DPI *mllp.Client
+	// MaxRetryWait caps the backoff between two attempts at a ZAM (default 5 minutes).
+	MaxRetryWait time.Duration
 	// Limits bound the reading of a message; nil = hl7v2 defaults.
 	Limits *hl7v2.ReadOptions
 	Now    func() time.Time
@@ -86,8 +93,13 @@ func New(opts *Options) (*Bridge, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if err := os.MkdirAll(filepath.Join(o.StateDir, "acks"), 0o700); err != nil {
-		return nil, fmt.Errorf("hl7bridge: %w", err)
+	if o.MaxRetryWait <= 0 {
+		o.MaxRetryWait = 5 * time.Minute
+	}
+	for _, d := range []string{"acks", "ids"} {
+		if err := os.MkdirAll(filepath.Join(o.StateDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("hl7bridge: %w", err)
+		}
 	}
 	log := o.Logger
 	if log == nil {
@@ -222,6 +234,11 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 		return refuse(hl7v2.CondApplication, "OBX", 5, "document refused by bal")
 	}
 	msg.MessageID = "hl7-" + key + "@" + b.opts.From.Domain()
+	// The MSH-10 the ZAMs will name (OBX-4), recorded before the mail can have receipts.
+	if err := writeFileSync(filepath.Join(b.opts.StateDir, "ids", key), []byte(req.ControlID())); err != nil {
+		b.log.Error("hl7bridge: journal write failed", "err", err)
+		return &refusal{code: hl7v2.AckReject, why: "journal", err: hl7v2.ErrorDetail{Condition: hl7v2.CondApplication}}
+	}
 	res, err := b.opts.Client.Send(ctx, msg, nil)
 	return b.outcome(res, err)
 }

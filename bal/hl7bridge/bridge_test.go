@@ -29,13 +29,16 @@ var (
 )
 
 type env struct {
-	info *sandbox.Info
-	addr string // the bridge's MLLP address
+	dir    string
+	info   *sandbox.Info
+	addr   string // the bridge's MLLP address
+	client *bal.Client
+	bridge *hl7bridge.Bridge
 }
 
 // startBridge runs a trust space, the bal client of the hospital's BAL applicative, the
 // bridge and its MLLP server on loopback.
-func startBridge(t *testing.T) *env {
+func startBridge(t *testing.T, dpiEndpoint *mllp.Client) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a trust space")
@@ -62,7 +65,8 @@ func startBridge(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	br, err := hl7bridge.New(&hl7bridge.Options{Client: c, From: mssante.MustAddress("DPI", dpi), StateDir: t.TempDir()})
+	br, err := hl7bridge.New(&hl7bridge.Options{Client: c, From: mssante.MustAddress("DPI", dpi), StateDir: t.TempDir(),
+		DPI: dpiEndpoint, MaxRetryWait: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +80,7 @@ func startBridge(t *testing.T) *env {
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return &env{info: info, addr: l.Addr().String()}
+	return &env{dir: dir, info: info, addr: l.Addr().String(), client: c, bridge: br}
 }
 
 // mdm builds an MDM^T02 shaped as CI-SIS Trans-CDA-R2 says, with the sample N1 document.
@@ -162,7 +166,7 @@ func countMails(t *testing.T, e *env, addr, marker string) int {
 // journal and mailed once only.
 func TestHL7BridgeSend(t *testing.T) {
 	sender := testenv.Require(t, "mllp_send")
-	e := startBridge(t)
+	e := startBridge(t, nil)
 	msg := mdm(t, "MSG-PY-1", "279035121518989", doc)
 	f := filepath.Join(t.TempDir(), "mdm.hl7")
 	if err := os.WriteFile(f, msg, 0o600); err != nil {
@@ -198,7 +202,7 @@ func TestHL7BridgeSend(t *testing.T) {
 // TestHL7BridgeRefusals: each refusal is an AE with an ERR naming the cause, and nothing is
 // mailed to anyone.
 func TestHL7BridgeRefusals(t *testing.T) {
-	e := startBridge(t)
+	e := startBridge(t, nil)
 	for _, tc := range []struct {
 		name string
 		msg  []byte

@@ -1,0 +1,107 @@
+package hl7bridge_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mssante-go/sdk/bal"
+	"github.com/mssante-go/sdk/bal/mllp"
+	"github.com/mssante-go/sdk/mssante/hl7v2"
+)
+
+// TestHL7BridgeZAM: the DPI sends an MDM^T02 asking for a read receipt; the recipient's
+// software integrates the mail and answers its MDN; the bridge's watcher turns the receipts
+// into ZAM^Z03 (and ZAM^Z02 from a DSN when one comes) sent to the DPI's MLLP endpoint, which
+// drops the first one unanswered: the bridge sends it again until it is acknowledged.
+func TestHL7BridgeZAM(t *testing.T) {
+	zams := make(chan *hl7v2.Message, 16)
+	var calls atomic.Int32
+	dpiSrv, err := mllp.NewServer(&mllp.Options{Handler: func(ctx context.Context, b []byte) ([]byte, error) {
+		m, err := hl7v2.Parse(b, nil)
+		if err != nil {
+			return nil, err
+		}
+		if calls.Add(1) == 1 {
+			return nil, errors.New("DPI busy") // connection closed, no ACK
+		}
+		zams <- m
+		ack, err := hl7v2.Ack(m, hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D" + m.ControlID(), Time: time.Now()})
+		if err != nil {
+			return nil, err
+		}
+		return ack.Encode()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go dpiSrv.Serve(l)
+	defer dpiSrv.Close()
+	dpiClient := mllp.Dial(l.Addr().String(), &mllp.ClientOptions{Attempts: 1, AckTimeout: 10 * time.Second})
+	defer dpiClient.Close()
+
+	e := startBridge(t, dpiClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	recv := sandboxClient(t, e.dir, doc)
+	done := make(chan error, 2)
+	go func() { done <- recv.Watch(ctx, func(context.Context, *bal.Incoming) error { return nil }, nil) }()
+	go func() {
+		done <- e.client.Watch(ctx, func(context.Context, *bal.Incoming) error { return bal.ErrLeave },
+			&bal.WatchOptions{OnReceipt: e.bridge.OnReceipt})
+	}()
+	defer func() { cancel(); <-done; <-done }()
+
+	msg := bytes.Replace(mdm(t, "MSG-ZAM-1", "279035121518989", doc),
+		[]byte("ACK_LECTURE_MSS^Accus\xc3\xa9 de lecture^MetaDMPMSS||N"), []byte("ACK_LECTURE_MSS^Accus\xc3\xa9 de lecture^MetaDMPMSS||Y"), 1)
+	if code, _, _ := hl7v2.AckOf(send(t, e, msg)); code != "AA" {
+		t.Fatalf("ACK %s", code)
+	}
+	for {
+		select {
+		case z := <-zams:
+			code, event := z.Type()
+			obx := z.All("OBX")
+			if code != "ZAM" || len(obx) != 2 || obx[0].Get(4, 1) != "MSG-ZAM-1" || obx[1].Get(5, 4) != doc {
+				out, _ := z.Encode()
+				t.Fatalf("ZAM %q", out)
+			}
+			if event == "Z03" {
+				if obx[0].Get(3, 1) != "ACK_LECTURE_MSS" || obx[0].Get(5, 1) != "Y" || z.Segment("ERR") != nil {
+					out, _ := z.Encode()
+					t.Fatalf("ZAM^Z03 %q", out)
+				}
+				if calls.Load() < 2 {
+					t.Fatal("the unacknowledged ZAM was not sent again")
+				}
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("no ZAM^Z03 reached the DPI")
+		}
+	}
+}
+
+func sandboxClient(t *testing.T, dir, addr string) *bal.Client {
+	t.Helper()
+	o, err := bal.OptionsFromSandbox(dir, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.StateDir, o.NIL = t.TempDir(), "DEV000000"
+	o.MinBackoff, o.MaxBackoff, o.PollInterval = 20*time.Millisecond, 500*time.Millisecond, 2*time.Second
+	c, err := bal.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
