@@ -19,7 +19,9 @@
 //     until the bridge supports them.
 //
 // Bridge.Handle is an mllp.Handler: serve it with mllp.NewServer. Bridge.OnReceipt turns the
-// receipts bal collects into the ZAM^Z02 and ZAM^Z03 of the guide, sent to the DPI.
+// receipts bal collects into the ZAM^Z02 and ZAM^Z03 of the guide, sent to the DPI. In the
+// other direction, Bridge.Deliver, a bal.Handler, hands each document received on the BAL
+// to the DPI as CI-SIS Trans-CDA-MSS says and turns the DPI's ACK into the MDN.
 package hl7bridge
 
 import (
