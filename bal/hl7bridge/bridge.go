@@ -14,7 +14,8 @@
 //     tables: the SMTP code 550 for a refused recipient, 903/904 for the INS);
 //   - a message is sent once per MSH-3, MSH-4 and MSH-10: its Message-ID is derived from them,
 //     so a resend after a lost ACK is recognised by bal's outbox, and the final ACK is kept in
-//     Options.StateDir and answered again without a second mail;
+//     Options.StateDir and answered again without a second mail; an MSH-10 longer than 64
+//     bytes (the Message-ID carries it) is refused AE 101;
 //   - MDM events other than T02 (T04, T10: replacement and deletion) are answered AE 201
 //     until the bridge supports them.
 //
@@ -98,10 +99,8 @@ func New(opts *Options) (*Bridge, error) {
 	if o.MaxRetryWait <= 0 {
 		o.MaxRetryWait = 5 * time.Minute
 	}
-	for _, d := range []string{"acks", "ids"} {
-		if err := os.MkdirAll(filepath.Join(o.StateDir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("hl7bridge: %w", err)
-		}
+	if err := os.MkdirAll(filepath.Join(o.StateDir, "acks"), 0o700); err != nil {
+		return nil, fmt.Errorf("hl7bridge: %w", err)
 	}
 	log := o.Logger
 	if log == nil {
@@ -150,11 +149,12 @@ func (b *Bridge) Handle(ctx context.Context, raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The journal spares a resend the work of a second Send; it needs no fsync: if a crash
+	// loses it, the resend reaches bal, whose outbox knows the Message-ID and mails no one
+	// twice.
 	if code, _, _ := hl7v2.AckOf(mustParse(out)); code != hl7v2.AckReject && req.ControlID() != "" {
-		if err := writeFileSync(b.ackPath(key), out); err != nil {
-			// Not recorded: answer AR so that the resend finds bal's outbox instead.
-			b.log.Error("hl7bridge: journal write failed", "err", err)
-			return b.ack(req, &refusal{code: hl7v2.AckReject, why: "journal", err: hl7v2.ErrorDetail{Condition: hl7v2.CondApplication}})
+		if err := writeFile(b.ackPath(key), out); err != nil {
+			b.log.Warn("hl7bridge: journal write failed", "err", err)
 		}
 	}
 	return out, nil
@@ -209,6 +209,9 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 	default:
 		return refuse(hl7v2.CondUnsupportedEvent, "MSH", 9, "unsupported event")
 	}
+	if id := req.ControlID(); id == "" || len(id) > 64 {
+		return refuse(hl7v2.CondRequiredField, "MSH", 10, "MSH-10 missing or longer than 64 bytes")
+	}
 	if !strings.HasPrefix(version, "2.5") && !strings.HasPrefix(version, "2.6") {
 		return refuse(hl7v2.CondUnsupportedVersion, "MSH", 12, "unsupported version")
 	}
@@ -235,12 +238,9 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 		b.log.Warn("hl7bridge: mail not built", "err", err)
 		return refuse(hl7v2.CondApplication, "OBX", 5, "document refused by bal")
 	}
-	msg.MessageID = "hl7-" + key + "@" + b.opts.From.Domain()
-	// The MSH-10 the ZAMs will name (OBX-4), recorded before the mail can have receipts.
-	if err := writeFileSync(filepath.Join(b.opts.StateDir, "ids", key), []byte(req.ControlID())); err != nil {
-		b.log.Error("hl7bridge: journal write failed", "err", err)
-		return &refusal{code: hl7v2.AckReject, why: "journal", err: hl7v2.ErrorDetail{Condition: hl7v2.CondApplication}}
-	}
+	// The Message-ID carries the MSH-10 the ZAMs name (OBX-4), so that a receipt finds it
+	// without a journal that a crash could lose.
+	msg.MessageID = "hl7-" + key + "-" + hex.EncodeToString([]byte(req.ControlID())) + "@" + b.opts.From.Domain()
 	res, err := b.opts.Client.Send(ctx, msg, nil)
 	return b.outcome(res, err)
 }
@@ -385,21 +385,10 @@ func bodyText(m *hl7v2.Message) string {
 	return ""
 }
 
-func writeFileSync(path string, data []byte) error {
+// writeFile replaces path with data atomically (rename), mode 0600.
+func writeFile(path string, data []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

@@ -2,8 +2,7 @@ package hl7bridge
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -25,12 +24,13 @@ func (b *Bridge) OnReceipt(ctx context.Context, r bal.Receipt) {
 		return
 	}
 	local, _, _ := strings.Cut(r.MessageID, "@")
-	key, ok := strings.CutPrefix(local, "hl7-")
+	rest, ok := strings.CutPrefix(local, "hl7-")
 	if !ok {
 		return
 	}
-	orig, err := os.ReadFile(filepath.Join(b.opts.StateDir, "ids", filepath.Base(key)))
-	if err != nil {
+	_, hexID, _ := strings.Cut(rest, "-")
+	orig, err := hex.DecodeString(hexID)
+	if err != nil || len(orig) == 0 {
 		return
 	}
 	zam, ok := b.zam(r, string(orig))
