@@ -45,6 +45,7 @@ import (
 	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/mssante/hl7v2"
+	"github.com/mssante-go/sdk/mssante/xdm"
 )
 
 // Options configure a Bridge.
@@ -223,20 +224,28 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 	if r != nil {
 		return r
 	}
-	doc, pdf, r := documents(req)
+	mail, docs, r := documents(req)
 	if r != nil {
 		return r
 	}
-	if got, ok := doc.INS(); !ok || got.Value != ins.Value {
-		r := refuse(hl7v2.CondApplication, "PID", 3, "INS of PID differs from the CDA's")
-		r.err.AppCode, r.err.AppText, r.err.AppCodeSystem = "904", "INS du message différent de celui du document", "applicationErrorCode"
-		return r
+	for _, d := range docs {
+		if got, ok := d.INS(); !ok || got.Value != ins.Value {
+			r := refuse(hl7v2.CondApplication, "PID", 3, "INS of PID differs from the CDA's")
+			r.err.AppCode, r.err.AppText, r.err.AppCodeSystem = "904", "INS du message différent de celui du document", "applicationErrorCode"
+			return r
+		}
 	}
-	msg, err := bal.NewDocumentMessageFromDocument(b.opts.From, to, doc, &bal.DocumentOptions{
-		PDF: pdf, Text: bodyText(req), WantMDN: yes(req, "ACK_LECTURE_MSS"), NIL: b.opts.NIL, Now: b.opts.Now})
+	msg := &mssante.Message{From: b.opts.From, To: to, Text: bodyText(req), NIL: b.opts.NIL, WantMDN: yes(req, "ACK_LECTURE_MSS")}
+	if msg.Text == "" {
+		msg.Text = "Veuillez trouver ci-joint un document médical.\n"
+	}
+	_, err := xdm.Compose(msg, mail, &xdm.PackOptions{Now: b.opts.Now})
+	if err == nil {
+		msg.Subject, err = mssante.DocumentSubject(msg.Patient, msg.Documents)
+	}
 	if err != nil {
 		b.log.Warn("hl7bridge: mail not built", "err", err)
-		return refuse(hl7v2.CondApplication, "OBX", 5, "document refused by bal")
+		return refuse(hl7v2.CondApplication, "OBX", 5, "document refused")
 	}
 	// The Message-ID carries the MSH-10 the ZAMs name (OBX-4), so that a receipt finds it
 	// without a journal that a crash could lose.
@@ -329,16 +338,22 @@ func recipients(m *hl7v2.Message) ([]mssante.Address, *refusal) {
 	return to, nil
 }
 
-// documents reads the CDA from the first OBX of type ED whose OBX-5 is XML in base64, and a PDF
-// copy from an OBX ED whose OBX-5.3 is PDF, if any.
-func documents(m *hl7v2.Message) (*cda.Document, []byte, *refusal) {
-	var doc *cda.Document
+// documents reads the CDA documents of the OBX of type ED whose OBX-5 is XML in base64 (an
+// ORU^R01 may carry an N1 and an N3 together), and a PDF copy from an OBX ED whose OBX-5.3 is
+// PDF. A structured document travels with that PDF, or else with the PDF of an N1 of the same
+// message; without either it is refused.
+func documents(m *hl7v2.Message) ([]xdm.MailDocument, []*cda.Document, *refusal) {
+	var docs []*cda.Document
+	var xmls [][]byte
 	var pdf []byte
 	for _, obx := range m.All("OBX") {
 		if obx.Get(2, 1) != "ED" || obx.Get(3, 3) == "MetaDMPMSS" {
 			continue
 		}
 		sub, enc := strings.ToUpper(obx.Get(5, 3)), strings.ToUpper(obx.Get(5, 4))
+		if sub != "XML" && sub != "PDF" {
+			continue // the mail body (OBX-5.3 empty) and other observations
+		}
 		if enc != "BASE64" {
 			return nil, nil, refuse(hl7v2.CondDataType, "OBX", 5, "document not in base64")
 		}
@@ -346,21 +361,42 @@ func documents(m *hl7v2.Message) (*cda.Document, []byte, *refusal) {
 		if err != nil {
 			return nil, nil, refuse(hl7v2.CondDataType, "OBX", 5, "invalid base64")
 		}
-		switch {
-		case sub == "XML" && doc == nil:
-			d, err := cda.ParseBytes(data, nil)
-			if err != nil {
-				return nil, nil, refuse(hl7v2.CondDataType, "OBX", 5, "CDA does not parse")
+		if sub == "PDF" {
+			if pdf == nil {
+				pdf = data
 			}
-			doc = d
-		case sub == "PDF" && pdf == nil:
-			pdf = data
+			continue
 		}
+		d, err := cda.ParseBytes(data, nil)
+		if err != nil {
+			return nil, nil, refuse(hl7v2.CondDataType, "OBX", 5, "CDA does not parse")
+		}
+		docs, xmls = append(docs, d), append(xmls, data)
 	}
-	if doc == nil {
+	if len(docs) == 0 {
 		return nil, nil, refuse(hl7v2.CondRequiredField, "OBX", 5, "no CDA document")
 	}
-	return doc, pdf, nil
+	if pdf == nil {
+		for _, d := range docs {
+			if d.IsN1() {
+				if mt, data, err := d.Content(); err == nil && mt == cda.MediaTypePDF {
+					pdf = data
+					break
+				}
+			}
+		}
+	}
+	out := make([]xdm.MailDocument, len(docs))
+	for i, d := range docs {
+		out[i].CDA = xmls[i]
+		if !d.IsN1() {
+			if pdf == nil {
+				return nil, nil, refuse(hl7v2.CondRequiredField, "OBX", 5, "structured document without a PDF copy")
+			}
+			out[i].PDF = pdf
+		}
+	}
+	return out, docs, nil
 }
 
 // yes reads a MetaDMPMSS indicator OBX (OBX-3.1 = name, OBX-5.1 = Y or N).
