@@ -63,11 +63,13 @@ func runHL7(ctx context.Context, e *env, args []string) error {
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(e.stderr, nil))
 	}
-	return serveHL7(ctx, e, &h, log, nil)
+	return serveHL7(ctx, e, &h, log, h.DPI != "", nil)
 }
 
-// serveHL7 runs the bridge until ctx ends; ready, when set, receives the MLLP address.
-func serveHL7(ctx context.Context, e *env, h *node.HL7Config, log *slog.Logger, ready func(addr string)) error {
+// serveHL7 runs the bridge until ctx ends; with deliver, the documents the BAL receives are
+// handed to h.DPI (else left to the BAL's other watchers); ready, when set, is called once
+// the MLLP listener is open.
+func serveHL7(ctx context.Context, e *env, h *node.HL7Config, log *slog.Logger, deliver bool, ready func()) error {
 	cf := &connFlags{from: h.BAL, dev: h.Sandbox, submission: h.Submission, imap: h.IMAP,
 		cert: h.CertFile, key: h.KeyFile, trust: strings.Join(h.TrustFiles, ","),
 		crl: strings.Join(h.CRLFiles, ","), whitelistFile: h.WhitelistFile,
@@ -108,7 +110,7 @@ func serveHL7(ctx context.Context, e *env, h *node.HL7Config, log *slog.Logger, 
 	go func() {
 		defer wg.Done()
 		handler := bal.Handler(func(context.Context, *bal.Incoming) error { return bal.ErrLeave })
-		if dpi != nil {
+		if deliver && dpi != nil {
 			handler = br.Deliver
 		}
 		for wctx.Err() == nil {
@@ -130,7 +132,7 @@ func serveHL7(ctx context.Context, e *env, h *node.HL7Config, log *slog.Logger, 
 	}
 	fmt.Fprintln(e.stdout)
 	if ready != nil {
-		ready(l.Addr().String())
+		ready()
 	}
 	select {
 	case <-ctx.Done():
