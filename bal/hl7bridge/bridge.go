@@ -20,7 +20,8 @@
 //     until the bridge supports them.
 //
 // Bridge.Handle is an mllp.Handler: serve it with mllp.NewServer. Bridge.OnReceipt turns the
-// receipts bal collects into the ZAM^Z02 and ZAM^Z03 of the guide, sent to the DPI. In the
+// receipts bal collects into the ZAM^Z02 and ZAM^Z03 of the guide, queued durably and sent to
+// the DPI by Bridge.Run. In the
 // other direction, Bridge.Deliver, a bal.Handler, hands each document received on the BAL
 // to the DPI as CI-SIS Trans-CDA-MSS says and turns the DPI's ACK into the MDN.
 package hl7bridge
@@ -73,10 +74,11 @@ type Options struct {
 
 // Bridge is the DPI → MSSanté direction of the platform.
 type Bridge struct {
-	opts  Options
-	log   *slog.Logger
-	locks [64]sync.Mutex
-	seq   struct {
+	opts    Options
+	log     *slog.Logger
+	zamKick chan struct{}
+	locks   [64]sync.Mutex
+	seq     struct {
 		sync.Mutex
 		n uint64
 	}
@@ -100,14 +102,16 @@ func New(opts *Options) (*Bridge, error) {
 	if o.MaxRetryWait <= 0 {
 		o.MaxRetryWait = 5 * time.Minute
 	}
-	if err := os.MkdirAll(filepath.Join(o.StateDir, "acks"), 0o700); err != nil {
-		return nil, fmt.Errorf("hl7bridge: %w", err)
+	for _, d := range []string{"acks", filepath.Join("zam", "refused")} {
+		if err := os.MkdirAll(filepath.Join(o.StateDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("hl7bridge: %w", err)
+		}
 	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{opts: o, log: log}, nil
+	return &Bridge{opts: o, log: log, zamKick: make(chan struct{}, 1)}, nil
 }
 
 // refusal is a reason to answer AE or AR, with the ERR segment that says it.
@@ -419,6 +423,34 @@ func bodyText(m *hl7v2.Message) string {
 		}
 	}
 	return ""
+}
+
+// writeFileSync writes path durably: a temporary file fsynced, renamed, and the folder fsynced.
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // writeFile replaces path with data atomically (rename), mode 0600.

@@ -3,6 +3,9 @@ package hl7bridge
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -13,12 +16,14 @@ import (
 
 // The business acknowledgements of CI-SIS Trans-CDA-R2 (structure ZAM_Z01, table AckMetierZAM):
 // ZAM^Z02 from a DSN (delivery to the recipient's mailbox), ZAM^Z03 from an MDN (read or
-// integrated), one per recipient, sent to the DPI's MLLP endpoint (Options.DPI).
+// integrated), one per recipient, sent to the DPI's MLLP endpoint (Options.DPI) from a durable
+// queue.
 
 // OnReceipt turns a final receipt of a message the bridge sent into ZAM^Z02 or ZAM^Z03 and
-// sends it to Options.DPI, retrying (with backoff) until the DPI answers AA or ctx ends; an AE
-// from the DPI is logged and not retried. Pass it as bal.WatchOptions.OnReceipt of the watcher
-// of Options.Client. Receipts of other messages, and intermediate statuses, are ignored.
+// queues it durably (an fsynced file under Options.StateDir) before it returns, so that a
+// receipt bal has consumed is never lost; Run sends the queue to the DPI. Pass it as
+// bal.WatchOptions.OnReceipt of the watcher of Options.Client. Receipts of other messages,
+// and intermediate statuses, are ignored.
 func (b *Bridge) OnReceipt(ctx context.Context, r bal.Receipt) {
 	if b.opts.DPI == nil {
 		return
@@ -42,27 +47,87 @@ func (b *Bridge) OnReceipt(ctx context.Context, r bal.Receipt) {
 		b.log.Error("hl7bridge: ZAM not encoded", "err", err)
 		return
 	}
+	// Names sort in queueing order: the DPI gets the ZAMs in the order of the receipts.
+	name := fmt.Sprintf("%020d-%s.hl7", b.opts.Now().UnixNano(), zam.ControlID())
+	if err := writeFileSync(filepath.Join(b.zamDir(), name), out); err != nil {
+		b.log.Error("hl7bridge: ZAM not queued", "err", err)
+		return
+	}
+	select {
+	case b.zamKick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bridge) zamDir() string { return filepath.Join(b.opts.StateDir, "zam") }
+
+// Run sends the queued ZAMs to Options.DPI, oldest first, until ctx ends: each one is sent
+// again, with a backoff capped at Options.MaxRetryWait, until the DPI answers AA (an AE is
+// logged and the ZAM set aside under zam/refused). Run it beside the watcher; the queue
+// survives restarts.
+func (b *Bridge) Run(ctx context.Context) error {
+	if b.opts.DPI == nil {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	wait := time.Second
 	for {
-		ack, err := b.opts.DPI.Send(ctx, out)
-		if err == nil {
-			code, _, _ := hl7v2.AckOf(ack)
-			if code == hl7v2.AckAccept {
-				return
-			}
-			if code == hl7v2.AckError {
-				b.log.Warn("hl7bridge: DPI refused a ZAM", "control_id", zam.ControlID())
-				return
-			}
+		sent, err := b.sendQueued(ctx)
+		if err != nil {
+			b.log.Warn("hl7bridge: ZAM not acknowledged, retrying", "err", err)
+		} else {
+			wait = time.Second
 		}
-		b.log.Warn("hl7bridge: ZAM not acknowledged, retrying", "control_id", zam.ControlID(), "err", err)
+		d := wait
+		if err == nil && !sent {
+			d = time.Minute // idle: a kick from OnReceipt ends the wait
+		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+			return ctx.Err()
+		case <-b.zamKick:
+		case <-time.After(d):
 		}
-		wait = min(2*wait, b.opts.MaxRetryWait)
+		if err != nil {
+			wait = min(2*wait, b.opts.MaxRetryWait)
+		}
 	}
+}
+
+// sendQueued sends the queue in order and stops at the first ZAM the DPI did not take.
+func (b *Bridge) sendQueued(ctx context.Context) (sent bool, err error) {
+	entries, err := os.ReadDir(b.zamDir())
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".hl7") {
+			continue
+		}
+		path := filepath.Join(b.zamDir(), e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return sent, err
+		}
+		ack, err := b.opts.DPI.Send(ctx, data)
+		if err != nil {
+			return sent, err
+		}
+		switch code, _, _ := hl7v2.AckOf(ack); code {
+		case hl7v2.AckAccept:
+			err = os.Remove(path)
+		case hl7v2.AckError:
+			b.log.Warn("hl7bridge: DPI refused a ZAM, set aside", "file", e.Name())
+			err = os.Rename(path, filepath.Join(b.zamDir(), "refused", e.Name()))
+		default:
+			return sent, fmt.Errorf("hl7bridge: DPI answered %q to a ZAM", code)
+		}
+		if err != nil {
+			return sent, err
+		}
+		sent = true
+	}
+	return sent, nil
 }
 
 // zam builds the ZAM for a final receipt; orig is the MSH-10 of the DPI's message.

@@ -106,7 +106,8 @@ func serveHL7(ctx context.Context, e *env, h *node.HL7Config, log *slog.Logger, 
 	}
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() { defer wg.Done(); br.Run(wctx) }()
 	go func() {
 		defer wg.Done()
 		handler := bal.Handler(func(context.Context, *bal.Incoming) error { return bal.ErrLeave })

@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	watched := make(chan error, 1)
 	go func() { watched <- client.Watch(ctx, handler, &bal.WatchOptions{OnReceipt: br.OnReceipt}) }()
+	go br.Run(ctx) // sends the queued ZAMs to the DPI
 
 	// MLLP: one message at a time per connection, ACK after the mail is queued.
 	srv, err := mllp.NewServer(&mllp.Options{Handler: br.Handle})
