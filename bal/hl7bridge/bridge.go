@@ -27,6 +27,7 @@
 package hl7bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -133,14 +134,8 @@ func refuse(cond int, seg string, field int, why string) *refusal {
 func (b *Bridge) Handle(ctx context.Context, raw []byte) ([]byte, error) {
 	req, err := hl7v2.Parse(raw, b.opts.Limits)
 	if err != nil {
-		// Answer from the MSH alone, so that the DPI can correlate the refusal.
-		head := raw
-		if i := strings.IndexAny(string(raw), "\r\n"); i >= 0 {
-			head = raw[:i]
-		}
-		req, _ = hl7v2.Parse(head, nil)
 		b.log.Warn("hl7bridge: unreadable message", "err", err)
-		return b.ack(req, refuse(hl7v2.CondOtherHL7, "", 0, "unreadable message"))
+		return b.ack(mshOnly(raw), refuse(hl7v2.CondOtherHL7, "", 0, "unreadable message"))
 	}
 	key := b.key(req)
 	l := &b.locks[key[0]%64]
@@ -163,6 +158,26 @@ func (b *Bridge) Handle(ctx context.Context, raw []byte) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// Oversize answers a message longer than the MLLP server's cap (mllp.Options.Oversize) with an
+// AE 199 built from its MSH, so that the DPI stops resending it.
+func (b *Bridge) Oversize(ctx context.Context, head []byte) ([]byte, error) {
+	return b.ack(mshOnly(head), refuse(hl7v2.CondOtherHL7, "", 0, "message too large"))
+}
+
+// mshOnly reads the first segment alone, so that a refusal names the message's MSH-10; nil
+// when even that is unreadable (the ACK then has an empty MSA-2).
+func mshOnly(raw []byte) *hl7v2.Message {
+	head := raw
+	if i := bytes.IndexAny(raw, "\r\n"); i >= 0 {
+		head = raw[:i]
+	}
+	m, err := hl7v2.Parse(head, nil)
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 func mustParse(b []byte) *hl7v2.Message {

@@ -235,3 +235,32 @@ func TestHL7BridgeRefusals(t *testing.T) {
 		t.Fatalf("%d mails sent for refused messages", n)
 	}
 }
+
+// TestHL7BridgeOversize: a message over the MLLP cap is answered AE 199 with its MSH-10, and
+// nothing is mailed.
+func TestHL7BridgeOversize(t *testing.T) {
+	e := startBridge(t, nil)
+	srv, err := mllp.NewServer(&mllp.Options{Handler: e.bridge.Handle, Oversize: e.bridge.Oversize, MaxMessageBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	c := mllp.Dial(l.Addr().String(), &mllp.ClientOptions{Attempts: 1})
+	defer c.Close()
+	ack, err := c.Send(context.Background(), mdm(t, "BIG-1", "279035121518989", doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, id, _ := hl7v2.AckOf(ack); code != "AE" || id != "BIG-1" || ack.Segment("ERR").Get(3, 1) != "199" {
+		out, _ := ack.Encode()
+		t.Fatalf("ACK %q", out)
+	}
+	if n := countMails(t, e, doc, "hl7-"); n != 0 {
+		t.Fatalf("%d mails", n)
+	}
+}

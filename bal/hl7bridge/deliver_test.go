@@ -3,6 +3,7 @@ package hl7bridge_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -16,9 +17,10 @@ import (
 )
 
 // TestHL7BridgeDeliver: a practice's software mails two documents to the hospital's BAL
-// applicative; the bridge hands each to the DPI as an MDM^T02 over MLLP; the DPI accepts the
-// first (AA) and refuses the second (AE, ERR-5 902, unknown patient); the sender gets the MDNs
-// "processed" and "processed/Error 902".
+// applicative; the bridge hands each to the DPI as an MDM^T02 over MLLP (the mail's body in
+// OBX 2); the DPI accepts the first (AA) and refuses the second (AE, ERR-5 902, unknown
+// patient), whichever order they come in; the sender gets the MDNs "processed" and
+// "processed/Error 902".
 func TestHL7BridgeDeliver(t *testing.T) {
 	got := make(chan *hl7v2.Message, 4)
 	var n atomic.Int32
@@ -30,7 +32,8 @@ func TestHL7BridgeDeliver(t *testing.T) {
 		o := hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D" + m.ControlID(), Time: time.Now()}
 		if code, _ := m.Type(); code == "MDM" {
 			got <- m
-			if n.Add(1) == 2 {
+			n.Add(1)
+			if body := m.All("OBX")[1].Get(5, 5); body == base64.StdEncoding.EncodeToString([]byte("Bonjour 1")) {
 				o.Code = hl7v2.AckError
 				o.Errors = []hl7v2.ErrorDetail{{Condition: hl7v2.CondApplication, AppCode: "902", AppText: "Identifiant patient inconnu", AppCodeSystem: "applicationErrorCode"}}
 			}
@@ -65,9 +68,9 @@ func TestHL7BridgeDeliver(t *testing.T) {
 
 	sender := sandboxClient(t, e.dir, doc)
 	var ids []string
-	for range 2 {
+	for i := range 2 {
 		msg, err := bal.NewDocumentMessage(mssante.MustAddress("Cabinet", doc), []mssante.Address{mssante.MustAddress("DPI", dpi)},
-			cda.Sample(cda.KindN1), &bal.DocumentOptions{WantMDN: true, Text: "Bonjour"})
+			cda.Sample(cda.KindN1), &bal.DocumentOptions{WantMDN: true, Text: fmt.Sprintf("Bonjour %d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}

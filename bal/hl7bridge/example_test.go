@@ -30,7 +30,7 @@ func Example() {
 	go client.Watch(ctx, func(context.Context, *bal.Incoming) error { return bal.ErrLeave },
 		&bal.WatchOptions{OnReceipt: br.OnReceipt})
 	go br.Run(ctx) // sends the queued ZAMs
-	srv, err := mllp.NewServer(&mllp.Options{Handler: br.Handle})
+	srv, err := mllp.NewServer(&mllp.Options{Handler: br.Handle, Oversize: br.Oversize})
 	if err != nil {
 		return
 	}

@@ -49,6 +49,17 @@ var (
 // frames are skipped, as some senders write them; any other byte outside a frame is an
 // error. io.EOF is returned only when r ends cleanly between frames.
 func ReadFrame(r *bufio.Reader, maxBytes int) ([]byte, error) {
+	msg, err := readFrame(r, maxBytes, 0)
+	if err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// readFrame is ReadFrame. On ErrTooLarge it also returns the first maxBytes of the frame, for a
+// server that answers from its MSH; with discard > 0 it first reads the rest of the frame, up
+// to discard more bytes, so that the connection can go on (else the error is final).
+func readFrame(r *bufio.Reader, maxBytes int, discard int64) ([]byte, error) {
 	for {
 		c, err := r.ReadByte()
 		if err != nil {
@@ -62,12 +73,25 @@ func ReadFrame(r *bufio.Reader, maxBytes int) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
+	tooLarge := false
+	var skipped int64
 	for {
 		chunk, err := r.ReadSlice(endBlock)
-		if buf.Len()+len(chunk) > maxBytes+1 {
-			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
+		switch {
+		case tooLarge:
+			skipped += int64(len(chunk))
+			if skipped > discard {
+				return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
+			}
+		case buf.Len()+len(chunk) > maxBytes+1:
+			buf.Write(chunk[:max(0, min(len(chunk), maxBytes-buf.Len()))])
+			if discard <= 0 {
+				return buf.Bytes(), fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
+			}
+			tooLarge = true
+		default:
+			buf.Write(chunk)
 		}
-		buf.Write(chunk)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
@@ -86,6 +110,9 @@ func ReadFrame(r *bufio.Reader, maxBytes int) ([]byte, error) {
 		}
 		if c != carriage {
 			return nil, fmt.Errorf("%w: 0x1C followed by 0x%02x", ErrFraming, c)
+		}
+		if tooLarge {
+			return buf.Bytes(), fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
 		}
 		msg := buf.Bytes()[:buf.Len()-1]
 		if bytes.IndexByte(msg, startBlock) >= 0 {

@@ -273,3 +273,45 @@ func TestFrameWriteRefusal(t *testing.T) {
 		t.Fatalf("%q %v", got, err)
 	}
 }
+
+// TestMLLPOversize: with Options.Oversize, a message over the cap is read to its end and
+// answered (here AE from its MSH), and the connection goes on with the next message.
+func TestMLLPOversize(t *testing.T) {
+	h := &ackHandler{}
+	var heads atomic.Int32
+	addr := serve(t, &mllp.Options{Handler: h.handle, MaxMessageBytes: 1024,
+		Oversize: func(ctx context.Context, head []byte) ([]byte, error) {
+			heads.Add(1)
+			if len(head) > 1024 {
+				t.Errorf("head of %d bytes", len(head))
+			}
+			line, _, _ := strings.Cut(string(head), "\r")
+			m, err := hl7v2.Parse([]byte(line), nil)
+			if err != nil {
+				return nil, err
+			}
+			ack, err := hl7v2.Ack(m, hl7v2.AckOptions{Code: hl7v2.AckError, ControlID: "X", Time: time.Now(),
+				Errors: []hl7v2.ErrorDetail{{Condition: hl7v2.CondOtherHL7}}})
+			if err != nil {
+				return nil, err
+			}
+			return ack.Encode()
+		}})
+	c := mllp.Dial(addr, &mllp.ClientOptions{Attempts: 1})
+	defer c.Close()
+	big := append(msg("BIG"), []byte("NTE|1||"+strings.Repeat("x", 100<<10)+"\r")...)
+	ack, err := c.Send(context.Background(), big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, id, _ := hl7v2.AckOf(ack); code != "AE" || id != "BIG" || heads.Load() != 1 {
+		t.Fatalf("oversized: %s %s", code, id)
+	}
+	ack, err = c.Send(context.Background(), msg("NEXT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, id, _ := hl7v2.AckOf(ack); code != "AA" || id != "NEXT" {
+		t.Fatalf("next: %s %s", code, id)
+	}
+}

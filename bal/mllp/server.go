@@ -27,6 +27,11 @@ type Options struct {
 	// MaxMessageBytes caps one message (default 32 MiB): the IG's documents are CDA with an
 	// embedded PDF, in base64.
 	MaxMessageBytes int
+	// Oversize, when set, answers a message longer than MaxMessageBytes: it gets the first
+	// MaxMessageBytes of it (enough for its MSH) once the rest has been read and discarded
+	// (at most 16 times MaxMessageBytes or 256 MiB, within ReadTimeout), and returns the reply (an AE)
+	// so that the sender does not resend it for ever. When nil, the connection is closed.
+	Oversize Handler
 	// MaxConns caps the connections served at once (default 64); more wait in the backlog.
 	MaxConns int
 	Logger   *slog.Logger
@@ -159,7 +164,16 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
-		msg, err := ReadFrame(r, s.opts.MaxMessageBytes)
+		var discard int64
+		if s.opts.Oversize != nil {
+			discard = max(16*int64(s.opts.MaxMessageBytes), 256<<20)
+		}
+		msg, err := readFrame(r, s.opts.MaxMessageBytes, discard)
+		handler := s.opts.Handler
+		if errors.Is(err, ErrTooLarge) && msg != nil && discard > 0 {
+			s.log.Warn("mllp: message too large", "remote", c.RemoteAddr().String(), "limit", s.opts.MaxMessageBytes)
+			handler, err = s.opts.Oversize, nil
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				s.log.Warn("mllp: connection dropped", "remote", c.RemoteAddr().String(), "err", err)
@@ -169,7 +183,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if !s.setBusy(c, true) {
 			return
 		}
-		reply, err := s.handle(msg)
+		reply, err := s.handle(handler, msg)
 		if err != nil {
 			s.log.Warn("mllp: message not acknowledged", "remote", c.RemoteAddr().String(), "err", err)
 			return
@@ -185,13 +199,13 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-func (s *Server) handle(msg []byte) (reply []byte, err error) {
+func (s *Server) handle(h Handler, msg []byte) (reply []byte, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("mllp: handler panic: %v", p)
 		}
 	}()
-	return s.opts.Handler(s.ctx, msg)
+	return h(s.ctx, msg)
 }
 
 // Close stops the listeners and closes every connection at once, cancelling handlers.

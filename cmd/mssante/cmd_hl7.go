@@ -96,7 +96,7 @@ func serveHL7(ctx context.Context, e *env, h *node.HL7Config, log *slog.Logger, 
 	if err != nil {
 		return err
 	}
-	srv, err := mllp.NewServer(&mllp.Options{Handler: br.Handle, MaxMessageBytes: h.MaxMessageBytes, Logger: log})
+	srv, err := mllp.NewServer(&mllp.Options{Handler: br.Handle, Oversize: br.Oversize, MaxMessageBytes: h.MaxMessageBytes, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	go br.Run(ctx) // sends the queued ZAMs to the DPI
 
 	// MLLP: one message at a time per connection, ACK after the mail is queued.
-	srv, err := mllp.NewServer(&mllp.Options{Handler: br.Handle})
+	srv, err := mllp.NewServer(&mllp.Options{Handler: br.Handle, Oversize: br.Oversize})
 	if err != nil {
 		return err
 	}
