@@ -255,6 +255,9 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 		}
 	}
 	msg := &mssante.Message{From: b.opts.From, To: to, Text: bodyText(req), NIL: b.opts.NIL, WantMDN: yes(req, "ACK_LECTURE_MSS")}
+	if msg.ReplyTo, r = participants(req, "REPLY"); r != nil && r.err.Condition != hl7v2.CondRequiredField {
+		return r
+	}
 	if msg.Text == "" {
 		msg.Text = "Veuillez trouver ci-joint un document médical.\n"
 	}
@@ -337,22 +340,26 @@ func patientINS(m *hl7v2.Message) (mssante.INS, *refusal) {
 }
 
 // recipients reads PRT-15.4 of the PRT segments whose PRT-4 is RCT (Result Copies To).
-func recipients(m *hl7v2.Message) ([]mssante.Address, *refusal) {
+func recipients(m *hl7v2.Message) ([]mssante.Address, *refusal) { return participants(m, "RCT") }
+
+// participants reads PRT-15.4 of the PRT segments whose PRT-4 is role: RCT for the recipients,
+// REPLY for the Reply-To of the mail (CI-SIS Trans-CDA-R2, MSSanté mapping).
+func participants(m *hl7v2.Message, role string) ([]mssante.Address, *refusal) {
 	var to []mssante.Address
 	for _, prt := range m.All("PRT") {
-		if prt.Get(4, 1) != "RCT" {
+		if prt.Get(4, 1) != role {
 			continue
 		}
 		for r := 0; r < max(prt.Reps(15), 1); r++ {
 			a, err := mssante.ParseAddress(prt.At(15, r, 4, 1))
 			if err != nil {
-				return nil, refuse(hl7v2.CondDataType, "PRT", 15, "invalid recipient address")
+				return nil, refuse(hl7v2.CondDataType, "PRT", 15, "invalid "+role+" address")
 			}
 			to = append(to, a)
 		}
 	}
 	if len(to) == 0 {
-		return nil, refuse(hl7v2.CondRequiredField, "PRT", 15, "no recipient")
+		return nil, refuse(hl7v2.CondRequiredField, "PRT", 15, "no "+role+" address")
 	}
 	return to, nil
 }

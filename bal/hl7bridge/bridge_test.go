@@ -167,7 +167,8 @@ func countMails(t *testing.T, e *env, addr, marker string) int {
 func TestHL7BridgeSend(t *testing.T) {
 	sender := testenv.Require(t, "mllp_send")
 	e := startBridge(t, nil)
-	msg := mdm(t, "MSG-PY-1", "279035121518989", doc)
+	reply := "secretariat.cardiologie@" + sandbox.Hopital
+	msg := append(mdm(t, "MSG-PY-1", "279035121518989", doc), []byte("PRT||UC||REPLY^^participation|||||||||||^^X.400^"+reply+"\r")...)
 	f := filepath.Join(t.TempDir(), "mdm.hl7")
 	if err := os.WriteFile(f, msg, 0o600); err != nil {
 		t.Fatal(err)
@@ -184,7 +185,7 @@ func TestHL7BridgeSend(t *testing.T) {
 	defer cancel()
 	marker := "hl7-"
 	if _, err := e.info.WaitFor(ctx, doc, func(raw []byte) bool {
-		return bytes.Contains(raw, []byte(marker)) && bytes.Contains(raw, []byte("IHE_XDM.ZIP"))
+		return bytes.Contains(raw, []byte(marker)) && bytes.Contains(raw, []byte("IHE_XDM.ZIP")) && bytes.Contains(raw, []byte("Reply-To: <"+reply+">"))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +216,7 @@ func TestHL7BridgeRefusals(t *testing.T) {
 		{"INS not the CDA's", mdm(t, "R4", "180017500000035", doc), "207", "904"},
 		{"no recipient", mdm(t, "R5", "279035121518989"), "101", ""},
 		{"bad address", mdm(t, "R6", "279035121518989", "not an address"), "102", ""},
+		{"bad reply-to", append(mdm(t, "R12", "279035121518989", doc), []byte("PRT||UC||REPLY^^participation|||||||||||^^X.400^not an address\r")...), "102", ""},
 		{"unsupported event", bytes.Replace(mdm(t, "R7", "279035121518989", doc), []byte("MDM^T02"), []byte("MDM^T04"), 1), "201", ""},
 		{"unsupported type", bytes.Replace(mdm(t, "R8", "279035121518989", doc), []byte("MDM^T02"), []byte("ADT^A01"), 1), "200", ""},
 		{"unsupported version", bytes.Replace(mdm(t, "R9", "279035121518989", doc), []byte("|P|2.6|"), []byte("|P|2.3|"), 1), "203", ""},
