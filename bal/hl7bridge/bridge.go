@@ -16,6 +16,9 @@
 //     so a resend after a lost ACK is recognised by bal's outbox, and the final ACK is kept in
 //     Options.StateDir and answered again without a second mail; an MSH-10 longer than 64
 //     bytes (the Message-ID carries it) is refused AE 101;
+//   - the MetaDMPMSS indicators are obeyed: no patient address for a document invisible to the
+//     patient (or not meant for the patient's mailbox), no professional address for one masked
+//     to professionals (or not meant for them);
 //   - MDM events other than T02 (T04, T10: replacement and deletion) are answered AE 201
 //     until the bridge supports them.
 //
@@ -243,6 +246,9 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 	if r != nil {
 		return r
 	}
+	if r := visibility(req, to); r != nil {
+		return r
+	}
 	mail, docs, r := documents(req)
 	if r != nil {
 		return r
@@ -423,6 +429,36 @@ func documents(m *hl7v2.Message) ([]xdm.MailDocument, []*cda.Document, *refusal)
 		}
 	}
 	return out, docs, nil
+}
+
+// visibility applies the MetaDMPMSS management rules of CI-SIS Trans-CDA-R2 to the
+// recipients, the safe way: a patient address (…@patient.mssante.fr) only when DESTMSSANTEPAT
+// is Y and INVISIBLE_PATIENT is not Y; a professional's or structure's address only when
+// DESTMSSANTEPS is Y and MASQUE_PS is not Y. An indicator the message does not carry does not
+// restrict; one it carries is obeyed, and a message that breaks one is refused whole.
+func visibility(m *hl7v2.Message, to []mssante.Address) *refusal {
+	for _, a := range to {
+		var ok bool
+		if a.IsPatient() {
+			ok = flag(m, "DESTMSSANTEPAT") != "N" && flag(m, "INVISIBLE_PATIENT") != "Y"
+		} else {
+			ok = flag(m, "DESTMSSANTEPS") != "N" && flag(m, "MASQUE_PS") != "Y"
+		}
+		if !ok {
+			return refuse(hl7v2.CondApplication, "PRT", 15, "recipient excluded by the MetaDMPMSS indicators")
+		}
+	}
+	return nil
+}
+
+// flag reads a MetaDMPMSS indicator OBX (OBX-3.1 = name, OBX-5.1 = Y or N); "" when absent.
+func flag(m *hl7v2.Message, name string) string {
+	for _, obx := range m.All("OBX") {
+		if obx.Get(3, 1) == name && obx.Get(3, 3) == "MetaDMPMSS" {
+			return obx.Get(5, 1)
+		}
+	}
+	return ""
 }
 
 // yes reads a MetaDMPMSS indicator OBX (OBX-3.1 = name, OBX-5.1 = Y or N).
