@@ -61,7 +61,9 @@ type Options struct {
 	From mssante.Address
 	// StateDir keeps the final ACK of each message (by MSH-3, MSH-4, MSH-10); required.
 	StateDir string
-	// Application and Facility are MSH-3 and MSH-4 of the ACKs; default "MSSANTE".
+	// Application and Facility are MSH-3 and MSH-4 of the ZAMs and of the messages to the
+	// DPI (default "MSSANTE"), and of the ACKs when set (by default an ACK's are the MSH-5
+	// and MSH-6 of the message it answers, as in the guide's examples).
 	Application, Facility string
 	// NIL is X-MSS-NIL; default the one of the bal client's Options.
 	NIL string
@@ -81,8 +83,10 @@ type Bridge struct {
 	opts    Options
 	log     *slog.Logger
 	zamKick chan struct{}
-	locks   [64]sync.Mutex
-	seq     struct {
+	// ackApp and ackFac override MSH-3 and MSH-4 of the ACKs when set.
+	ackApp, ackFac string
+	locks          [64]sync.Mutex
+	seq            struct {
 		sync.Mutex
 		n uint64
 	}
@@ -94,6 +98,7 @@ func New(opts *Options) (*Bridge, error) {
 		return nil, errors.New("hl7bridge: Options.Client, From and StateDir are required")
 	}
 	o := *opts
+	ackApp, ackFac := o.Application, o.Facility
 	if o.Application == "" {
 		o.Application = "MSSANTE"
 	}
@@ -115,7 +120,7 @@ func New(opts *Options) (*Bridge, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{opts: o, log: log, zamKick: make(chan struct{}, 1)}, nil
+	return &Bridge{opts: o, log: log, zamKick: make(chan struct{}, 1), ackApp: ackApp, ackFac: ackFac}, nil
 }
 
 // refusal is a reason to answer AE or AR, with the ERR segment that says it.
@@ -210,7 +215,12 @@ func (b *Bridge) ack(req *hl7v2.Message, r *refusal) ([]byte, error) {
 		return nil, err
 	}
 	msh := m.Segments[0]
-	msh.Set(3, b.opts.Application).Set(4, b.opts.Facility)
+	if b.ackApp != "" || req == nil {
+		msh.Set(3, b.opts.Application)
+	}
+	if b.ackFac != "" || req == nil {
+		msh.Set(4, b.opts.Facility)
+	}
 	return m.Encode()
 }
 

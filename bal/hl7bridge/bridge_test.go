@@ -231,7 +231,9 @@ func TestHL7BridgeRefusals(t *testing.T) {
 			ack := send(t, e, tc.msg)
 			code, _, _ := hl7v2.AckOf(ack)
 			errSeg := ack.Segment("ERR")
-			if code != "AE" || errSeg == nil || errSeg.Get(3, 1) != tc.err3 || errSeg.Get(5, 1) != tc.err5 {
+			// Sender and receiver swapped, as in the guide's examples.
+			swapped := ack.Header(3, 1) == "PFI" && ack.Header(5, 1) == "DPI-X"
+			if code != "AE" || errSeg == nil || errSeg.Get(3, 1) != tc.err3 || errSeg.Get(5, 1) != tc.err5 || !swapped {
 				out, _ := ack.Encode()
 				t.Fatalf("ACK %q", strings.ReplaceAll(string(out), "\r", "\n"))
 			}
