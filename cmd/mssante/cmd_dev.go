@@ -82,9 +82,12 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer sb.Close()
+	stopHL7 := startDevHL7(ctx, e, sb.Info, logger)
+	defer stopHL7()
 	printDev(e.stdout, sb.Info, devProgram())
 	<-ctx.Done()
 	fmt.Fprintln(e.stdout, "\nmssante dev: stopping (the state folder is kept) ...")
+	stopHL7()
 	if err := sb.Close(); err != nil {
 		return err
 	}

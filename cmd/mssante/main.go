@@ -52,6 +52,7 @@ var commands = []command{
 	{"annuaire", "find BALs in the Annuaire Santé (extraction file, LDAP, FHIR); fetch and export the extraction", runAnnuaire},
 	{"bal", "manage the BALs of the mailbox store: add, list, show, remove, export, purge", runBAL},
 	{"send", "send a lettre de liaison from a BAL (CDA or PDF + patient fields), with DSN/MDN receipts", runSend},
+	{"hl7", "run the HL7v2 bridge of a BAL applicative: MDM/ORU over MLLP in, MSSanté mail out, ACK and ZAM back", runHL7},
 	{"receive", "watch a BAL: print each new message, its documents and INS, and the receipts", runReceive},
 	{"version", "print the version, VCS revision and build of this binary (also: mssante --version)", runVersion},
 }
@@ -156,7 +157,7 @@ func errorLine(name string, err error) string {
 // errorPackages are the prefixes the module's packages put on their errors.
 var errorPackages = map[string]bool{"mssante": true, "cda": true, "xdm": true, "whitelist": true, "annuaire": true,
 	"transport": true, "bal": true, "sandbox": true, "connector": true, "node": true, "queue": true, "mailbox": true,
-	"imapd": true, "responder": true, "testpki": true}
+	"imapd": true, "responder": true, "testpki": true, "hl7v2": true, "mllp": true, "hl7bridge": true}
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: mssante COMMAND [options]\n\nCommands:\n")

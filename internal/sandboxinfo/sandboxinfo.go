@@ -57,6 +57,8 @@ type Info struct {
 	Operators []*Operator `json:"operators"`
 	// Extra are the operators outside the sandbox it trusts (Options.Extra).
 	Extra []Extra `json:"extra,omitempty"`
+	// HL7 gives the MLLP ports of the HL7v2 bridge "mssante dev" runs.
+	HL7 *HL7 `json:"hl7,omitempty"`
 	// PSC is the sandbox's Pro Santé Connect stand-in, nil when none runs.
 	PSC *PSC `json:"psc,omitempty"`
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Audit      AuditConfig      `toml:"audit"`
 	Metrics    MetricsConfig    `toml:"metrics"`
 	Log        LogConfig        `toml:"log"`
+	HL7        HL7Config        `toml:"hl7"`
 }
 
 // TLSConfig is the table "tls": our IGC-Santé certificate, the trust and revocation of peer
@@ -294,6 +295,9 @@ func (c *Config) check() error {
 	}
 	if c.SpoolDir == "" {
 		bad("spool_dir is required")
+	}
+	if err := c.HL7.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 		bad("tls.cert_file and tls.key_file are required")
