@@ -13,9 +13,10 @@ import (
 )
 
 const balListingUsage = `
-  suspend ADDRESS            withdraw a BAL from the Annuaire Santé at the next publication
-                             (the BAL and its mail stay)
-  resume ADDRESS             publish a suspended BAL again
+  suspend ADDRESS            refuse new mail for a BAL (550 5.2.1) and withdraw it from the
+                             Annuaire Santé at the next publication (the BAL and its mail stay,
+                             readable over IMAP)
+  resume ADDRESS             take mail again, and publish the BAL again
   listing ADDRESS [--structure ID] [--liste-rouge yes|no] [--json]
       show or change what the Annuaire Santé publishes of a BAL: the structure it is
       published under (FINESS, SIRET; default its owner for ORG and APP) and the holder's

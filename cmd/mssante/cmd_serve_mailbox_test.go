@@ -139,6 +139,25 @@ listen_tls = "127.0.0.1:%d"
 	}
 	c.Close()
 
+	// Suspended, the BAL takes no new mail (550 5.2.1) while serve runs; resumed, it does.
+	for _, step := range []struct {
+		cmd  string
+		want func(error) bool
+	}{
+		{"suspend", func(err error) bool {
+			return errors.As(err, &se) && se.Code == 550 && se.EnhancedCode == smtp.EnhancedCode{5, 2, 1}
+		}},
+		{"resume", func(err error) bool { return err == nil }},
+	} {
+		eb.Reset()
+		if code := run(ctx, []string{"bal", step.cmd, to, "--store", store}, &env{stdout: &out, stderr: &eb}); code != 0 {
+			t.Fatalf("bal %s: exit %d: %s", step.cmd, code, eb.String())
+		}
+		if err := submit(to); !step.want(err) {
+			t.Errorf("submit after bal %s: %v", step.cmd, err)
+		}
+	}
+
 	cancel()
 	select {
 	case code := <-done:

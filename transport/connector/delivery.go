@@ -300,6 +300,8 @@ func (d *Delivery) deliverLocal(ctx context.Context, job *queue.Job, idx []int) 
 			rs[k] = queue.Result{Status: "250 2.0.0 delivered to mailbox"}
 		case errors.Is(err, ErrNoMailbox):
 			rs[k] = perm("550 5.1.1 mailbox unavailable", err)
+		case errors.Is(err, ErrMailboxDisabled):
+			rs[k] = perm("550 5.2.1 mailbox disabled, not accepting messages", err)
 		default:
 			rs[k] = temp("451 4.3.0 mailbox temporarily unavailable", err)
 		}

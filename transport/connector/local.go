@@ -15,6 +15,10 @@ import (
 // ErrNoMailbox is returned by LocalDelivery for an address that is not a local mailbox.
 var ErrNoMailbox = errors.New("connector: no such local mailbox")
 
+// ErrMailboxDisabled is returned by LocalDelivery for a mailbox that exists but takes no new
+// mail (a suspended BAL): 550 5.2.1, "mailbox disabled, not accepting messages" (RFC 3463).
+var ErrMailboxDisabled = errors.New("connector: local mailbox disabled")
+
 // LocalDelivery is the mailbox store as the mail path sees it: the two calls the servers and
 // delivery make, not the whole store. The node implements it with its mailbox store
 // (transport/mailbox/local); [Maildir] is a simple one, for a node without a store and for tests.
@@ -22,8 +26,8 @@ var ErrNoMailbox = errors.New("connector: no such local mailbox")
 // Implementations must be safe for concurrent use.
 type LocalDelivery interface {
 	// Lookup returns nil when addr is a local mailbox that accepts mail, an error wrapping
-	// ErrNoMailbox when it does not exist (550 5.1.1), any other error when it cannot tell
-	// now (451).
+	// ErrNoMailbox when it does not exist (550 5.1.1), ErrMailboxDisabled when it takes no
+	// new mail (550 5.2.1), any other error when it cannot tell now (451).
 	Lookup(ctx context.Context, addr string) error
 	// Deliver stores msg for addr atomically: when it returns nil the message is durably in
 	// the mailbox, when it fails nothing is visible. deliveryID identifies this delivery

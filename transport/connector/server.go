@@ -87,6 +87,7 @@ var (
 	replyRelayDenied     = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
 	replyRcptNotListed   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Recipient domain not in the MSSante trust list"}
 	replyNoMailbox       = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Mailbox unavailable"}
+	replyMailboxDisabled = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 2, 1}, Message: "Mailbox disabled, not accepting messages"}
 	replyBadRcpt         = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address: want a dot-atom local part and a domain without trailing dot"}
 	replyBadSender       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address: want a dot-atom local part and a domain without trailing dot"}
 	replyAuthRequired    = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
@@ -1030,6 +1031,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		if err := ss.s.opts.Local.Lookup(ctx, to); err != nil {
 			if errors.Is(err, ErrNoMailbox) {
 				return ss.refuse(replyNoMailbox, "no_such_mailbox", to)
+			}
+			if errors.Is(err, ErrMailboxDisabled) {
+				return ss.refuse(replyMailboxDisabled, "mailbox_disabled", to)
 			}
 			return ss.refuse(replyQueueTemp, "mailbox_lookup: "+err.Error(), to)
 		}

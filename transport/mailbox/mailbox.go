@@ -105,6 +105,9 @@ type BAL struct {
 	UsedBytes int64
 	// Messages is the number of messages in all folders of the BAL (read only).
 	Messages int64
+	// Suspended is set by SQLite.ChangeListing (read only here): a suspended BAL keeps its
+	// messages and its IMAP access but receives no new mail.
+	Suspended bool
 }
 
 // Validate checks the fields a caller sets.

@@ -55,13 +55,14 @@ func (s *SQLite) AddBAL(ctx context.Context, b *BAL) error {
 // balCols sums the message counters of the BAL's folders: a look-up costs the number of
 // folders, not of messages.
 const balCols = `b.address,b.type,b.owner,b.description,b.cert_dn,b.quota,b.retention_s,b.created,b.used,
-	(SELECT coalesce(sum(x.n_messages),0) FROM mailbox x WHERE x.bal=b.address)`
+	(SELECT coalesce(sum(x.n_messages),0) FROM mailbox x WHERE x.bal=b.address),
+	coalesce((SELECT l.suspended FROM bal_listing l WHERE l.address=b.address),0)`
 
 func scanBAL(row interface{ Scan(...any) error }) (*BAL, error) {
 	var b BAL
 	var typ string
 	var ret, created int64
-	if err := row.Scan(&b.Address, &typ, &b.Owner, &b.Description, &b.CertDN, &b.QuotaBytes, &ret, &created, &b.UsedBytes, &b.Messages); err != nil {
+	if err := row.Scan(&b.Address, &typ, &b.Owner, &b.Description, &b.CertDN, &b.QuotaBytes, &ret, &created, &b.UsedBytes, &b.Messages, &b.Suspended); err != nil {
 		return nil, err
 	}
 	b.Type = Type(typ)

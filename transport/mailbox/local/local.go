@@ -37,17 +37,24 @@ var (
 // New returns a Delivery into the INBOX of the store's BALs.
 func New(store Store) *Delivery { return &Delivery{store: store} }
 
-// Lookup reports whether addr is a BAL of the store.
+// Lookup reports whether addr is a BAL of the store that takes mail (not suspended).
 func (d *Delivery) Lookup(ctx context.Context, addr string) error {
-	_, err := d.store.GetBAL(ctx, addr)
+	b, err := d.store.GetBAL(ctx, addr)
 	if errors.Is(err, mailbox.ErrNoBAL) {
 		return fmt.Errorf("%w: %w", connector.ErrNoMailbox, err)
+	}
+	if err == nil && b.Suspended {
+		return fmt.Errorf("%w: %s is suspended", connector.ErrMailboxDisabled, addr)
 	}
 	return err
 }
 
-// Deliver stores msg in the INBOX of addr, once per deliveryID.
+// Deliver stores msg in the INBOX of addr, once per deliveryID. A BAL suspended since the
+// message was accepted is refused for good.
 func (d *Delivery) Deliver(ctx context.Context, addr, deliveryID string, msg io.Reader) error {
+	if err := d.Lookup(ctx, addr); errors.Is(err, connector.ErrMailboxDisabled) {
+		return err
+	}
 	_, err := d.store.Append(ctx, addr, mailbox.Inbox, msg, &mailbox.AppendOptions{DeliveryID: deliveryID})
 	if errors.Is(err, mailbox.ErrNoBAL) || errors.Is(err, mailbox.ErrNoMailbox) {
 		return fmt.Errorf("%w: %w", connector.ErrNoMailbox, err)

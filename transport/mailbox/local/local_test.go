@@ -45,4 +45,22 @@ func TestDelivery(t *testing.T) {
 	if string(b) != msg {
 		t.Fatalf("stored %q", b)
 	}
+
+	// A suspended BAL takes no new mail, at RCPT or at delivery; resumed, it does again.
+	on, off := true, false
+	if _, err := st.ChangeListing(ctx, "dpi@h.test.mssante.fr", mailbox.ListingChange{Suspended: &on}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Lookup(ctx, "dpi@h.test.mssante.fr"); !errors.Is(err, connector.ErrMailboxDisabled) {
+		t.Fatalf("Lookup(suspended) = %v, want ErrMailboxDisabled", err)
+	}
+	if err := d.Deliver(ctx, "dpi@h.test.mssante.fr", "Q3/dpi@h.test.mssante.fr", strings.NewReader(msg)); !errors.Is(err, connector.ErrMailboxDisabled) {
+		t.Fatalf("Deliver(suspended) = %v, want ErrMailboxDisabled", err)
+	}
+	if _, err := st.ChangeListing(ctx, "dpi@h.test.mssante.fr", mailbox.ListingChange{Suspended: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Deliver(ctx, "dpi@h.test.mssante.fr", "Q4/dpi@h.test.mssante.fr", strings.NewReader(msg)); err != nil {
+		t.Fatalf("Deliver(resumed) = %v", err)
+	}
 }
