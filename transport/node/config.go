@@ -48,6 +48,7 @@ type Config struct {
 	Metrics    MetricsConfig    `toml:"metrics"`
 	Log        LogConfig        `toml:"log"`
 	HL7        HL7Config        `toml:"hl7"`
+	Annuaire   AnnuaireConfig   `toml:"annuaire"`
 }
 
 // TLSConfig is the table "tls": our IGC-Santé certificate, the trust and revocation of peer
@@ -364,6 +365,12 @@ func (c *Config) check() error {
 	}
 	if c.Mailbox.Dir != "" && c.Mailbox.PurgeInterval <= 0 {
 		bad("mailbox.purge_interval must be positive")
+	}
+	if c.Annuaire.Dir != "" && c.Mailbox.Dir == "" {
+		bad("annuaire needs mailbox.dir (the BALs reconciled are those of the mailbox store)")
+	}
+	if c.Annuaire.Dir != "" && c.Annuaire.RefreshInterval <= 0 {
+		bad("annuaire.refresh_interval must be positive")
 	}
 	if c.Mailbox.Dir == "" && c.PSC.Issuer != "" {
 		bad("psc needs mailbox.dir (the BALs a person holds are in the mailbox store)")

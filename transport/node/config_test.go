@@ -55,6 +55,8 @@ cert_dn = "CN=bal@a.test"
 		{"typo_setting = 1\n", "unknown settings: typo_setting"},
 		{"[auth]\nlockout_failures = 0\n", "auth: every setting must be positive"},
 		{"[auth]\ndelay = \"1m\"\n", "max_delay at least delay"},
+		{"[annuaire]\ndir = \"/var/lib/mssante/annuaire\"\n", "annuaire needs mailbox.dir"},
+		{"[annuaire]\nrefresh_interval = \"0s\"\ndir = \"a\"\n", "annuaire.refresh_interval must be positive"},
 	} {
 		// Later keys in a table override: append the edit as a new document part where TOML
 		// allows it, else replace.

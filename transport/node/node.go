@@ -77,6 +77,7 @@ type Node struct {
 	trust  *transport.TrustStore
 	cert   atomic.Pointer[tls.Certificate] // of the IMAP listeners, swapped by Reload
 	oauth  *psc.Authenticator              // Pro Santé Connect logins, nil without [psc]
+	annu   *reconciler                     // reconciliation with the Annuaire, nil without [annuaire]
 
 	reloadMu  sync.Mutex // one reload at a time
 	closeOnce sync.Once
@@ -142,6 +143,9 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := n.newIMAP(); err != nil {
+		return nil, err
+	}
+	if n.annu, err = newReconciler(cfg, n.Store, n.mta.metrics, n.logger); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -325,6 +329,9 @@ func (n *Node) Serve(ctx context.Context) error {
 		if l != nil {
 			n.mta.otherListeners[name] = l.Addr().String()
 		}
+	}
+	if n.annu != nil {
+		wg.Go(func() { n.annu.run(ctx) })
 	}
 	wg.Add(1)
 	go func() {
