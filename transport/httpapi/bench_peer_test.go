@@ -23,10 +23,11 @@ func TestBenchHTTPAPIvsBAL(t *testing.T) {
 	if os.Getenv("HTTPAPI_BENCH") != "1" {
 		t.Skip("HTTPAPI_BENCH=1 runs the benchmark (bench/httpapi/run.sh)")
 	}
-	n, size, rounds := envInt("HTTPAPI_BENCH_N", 200), envInt("HTTPAPI_BENCH_SIZE", 20*1024), envInt("HTTPAPI_BENCH_ROUNDS", 5)
+	n, size, rounds := envInt("HTTPAPI_BENCH_N", 100), envInt("HTTPAPI_BENCH_SIZE", 20*1024), envInt("HTTPAPI_BENCH_ROUNDS", 5)
 	info := startSandbox(t)
 	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
-	viaAPI := startAPI(t, info, from, nil)
+	// HTTPAPI_BENCH_NOHOOKS=1 leaves webhooks out, to see what their fsyncs cost.
+	viaAPI := startAPI(t, info, from, &apiOptions{noWebhooks: os.Getenv("HTTPAPI_BENCH_NOHOOKS") == "1"})
 	// The direct client is another bal.Client of the same BAL: its own state folder.
 	direct := startAPI(t, info, from, nil).bal
 	// The validating transport of the tests is left out: it is not what a caller pays.
@@ -59,7 +60,9 @@ func TestBenchHTTPAPIvsBAL(t *testing.T) {
 		for i := 0; i < n; i++ {
 			req, _ := http.NewRequest("POST", viaAPI.url+"/v1/bals/"+from+"/messages", bytes.NewReader(msg()))
 			req.Header.Set("Content-Type", "message/rfc822")
-			req.Header.Set("Idempotency-Key", "bench-"+strconv.Itoa(seq))
+			if os.Getenv("HTTPAPI_BENCH_NOKEY") != "1" {
+				req.Header.Set("Idempotency-Key", "bench-"+strconv.Itoa(seq))
+			}
 			resp, err := viaAPI.client.Do(req)
 			if err != nil {
 				t.Fatal(err)

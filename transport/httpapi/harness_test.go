@@ -100,7 +100,8 @@ type api struct {
 }
 
 type apiOptions struct {
-	maxBody int64
+	maxBody    int64
+	noWebhooks bool
 }
 
 func startAPI(t *testing.T, info *sandbox.Info, addr string, ao *apiOptions) *api {
@@ -127,6 +128,12 @@ func startAPI(t *testing.T, info *sandbox.Info, addr string, ao *apiOptions) *ap
 		Endpoints: []webhook.Endpoint{{BAL: addr, URL: recv.URL + "/hooks", Secret: hk.secret}}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ao.noWebhooks {
+		wh, err = webhook.New(&webhook.Options{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	trust, err := info.Trust()
 	if err != nil {

@@ -48,13 +48,16 @@ func (s *idemStore) get(addr, key string) (*idemRecord, error) {
 	return &r, nil
 }
 
-// put writes the record durably: temporary file, fsync, rename, fsync of the folder.
-func (s *idemStore) put(addr, key string, r *idemRecord) error {
+// put writes the record: atomically (temporary file, rename), and durably (fsyncs of the file
+// and the folder) when durable is set. The record that names the Message-ID before submission
+// must survive a crash; the answer after it need not: lost, the request sent again submits the
+// same Message-ID, which bal's outbox recognises (already_sent), and so never sends twice.
+func (s *idemStore) put(addr, key string, r *idemRecord, durable bool) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return writeDurable(s.dir, s.path(addr, key), b)
+	return writeFile(s.dir, s.path(addr, key), b, durable)
 }
 
 // purge removes the records older than age.
@@ -67,13 +70,15 @@ func (s *idemStore) purge(age time.Duration) {
 	}
 }
 
-func writeDurable(dir, path string, b []byte) error {
+func writeDurable(dir, path string, b []byte) error { return writeFile(dir, path, b, true) }
+
+func writeFile(dir, path string, b []byte, durable bool) error {
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("httpapi: %w", err)
 	}
 	_, err = tmp.Write(b)
-	if err == nil {
+	if err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -85,6 +90,9 @@ func writeDurable(dir, path string, b []byte) error {
 	if err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("httpapi: %w", err)
+	}
+	if !durable {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

@@ -164,7 +164,7 @@ func (h *Handler) sendOnce(w http.ResponseWriter, r *http.Request, q *request, m
 		b, _ := json.Marshal(v)
 		if rec != nil && status != http.StatusInternalServerError && status != http.StatusBadGateway && status != http.StatusServiceUnavailable {
 			rec.Status, rec.Body, rec.Type = status, b, ctype
-			if err := h.idem.put(q.addr, key, rec); err != nil {
+			if err := h.idem.put(q.addr, key, rec, false); err != nil {
 				h.log.Error("httpapi: idempotency record", "bal", q.addr, "err", err)
 			}
 		}
@@ -182,7 +182,7 @@ func (h *Handler) sendOnce(w http.ResponseWriter, r *http.Request, q *request, m
 			var b [16]byte
 			rand.Read(b[:])
 			rec.MessageID = hex.EncodeToString(b[:]) + "@" + msg.From.Domain()
-			if err := h.idem.put(q.addr, key, rec); err != nil {
+			if err := h.idem.put(q.addr, key, rec, true); err != nil {
 				h.log.Error("httpapi: idempotency record", "bal", q.addr, "err", err)
 				writeProblem(w, problem(http.StatusInternalServerError, ProblemInternal, ""))
 				return
