@@ -27,6 +27,9 @@ type DocumentOptions struct {
 	Application, Version, Editor string
 }
 
+// defaultText is the body of a mail carrying documents: a neutral sentence, no health data.
+const defaultText = "Veuillez trouver ci-joint un document médical.\n"
+
 // NewDocumentMessage builds the mail that carries one CDA document, a lettre de liaison for
 // example: the CDA built from in (cda.Build), then as NewDocumentMessageFromDocument. A
 // caller that validates the document first (cda.Build, cda.Validate) passes the built
@@ -67,7 +70,7 @@ func NewDocumentMessageFromDocument(from mssante.Address, to []mssante.Address, 
 	}
 	text := o.Text
 	if text == "" {
-		text = "Veuillez trouver ci-joint un document médical.\n"
+		text = defaultText
 	}
 	m := &mssante.Message{From: from, To: to, Text: text, NIL: o.NIL, WantMDN: o.WantMDN}
 	if _, err := xdm.Compose(m, []xdm.MailDocument{{CDA: xml, PDF: o.PDF}}, &xdm.PackOptions{Now: o.Now,

@@ -4,6 +4,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# npm peers, pinned: @redocly/cli lints the OpenAPI document of transport/httpapi
+# (TestAPIRedoclyLint). It needs Node.js >= 20.19; without npm the test fails under
+# MSSANTE_REQUIRE_PEERS=1.
+REDOCLY_VERSION=2.77.0
+install_npm_peers() {
+	if [ "$(redocly --version 2>/dev/null)" = "$REDOCLY_VERSION" ]; then
+		echo "install-peers: @redocly/cli $REDOCLY_VERSION present"
+		return 0
+	fi
+	if ! command -v npm >/dev/null; then
+		echo "install-peers: npm missing: install Node.js >= 20.19 for @redocly/cli, or TestAPIRedoclyLint fails" >&2
+		return 0
+	fi
+	local s=""
+	if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then s="sudo"; fi
+	echo "install-peers: installing @redocly/cli@$REDOCLY_VERSION (npm)"
+	$s npm install -g --no-fund --no-audit --loglevel=error "@redocly/cli@$REDOCLY_VERSION" >/dev/null
+}
+install_npm_peers
+
 mapfile -t wanted < <(grep -v '^\s*#' scripts/apt-packages.txt | grep -v '^\s*$')
 missing=()
 for p in "${wanted[@]}"; do

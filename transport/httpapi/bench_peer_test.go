@@ -1,0 +1,95 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mssante-go/sdk/internal/sandbox"
+)
+
+// TestBenchHTTPAPIvsBAL is the measurement bench/httpapi/run.sh prints: N messages (raw RFC
+// 5322, SIZE bytes, distinct Message-IDs) sent to the sandbox's submission server by
+// bal.Client.SendRaw directly, and by POST message/rfc822 through the HTTP API (mutual TLS,
+// backed by a bal.Client of its own), ROUNDS rounds alternated; the medians of messages/s and
+// their ratio. It runs only with HTTPAPI_BENCH=1.
+func TestBenchHTTPAPIvsBAL(t *testing.T) {
+	if os.Getenv("HTTPAPI_BENCH") != "1" {
+		t.Skip("HTTPAPI_BENCH=1 runs the benchmark (bench/httpapi/run.sh)")
+	}
+	n, size, rounds := envInt("HTTPAPI_BENCH_N", 100), envInt("HTTPAPI_BENCH_SIZE", 20*1024), envInt("HTTPAPI_BENCH_ROUNDS", 5)
+	info := startSandbox(t)
+	from, to := "dpi@"+sandbox.Hopital, "logiciel@"+sandbox.Cabinet
+	// HTTPAPI_BENCH_NOHOOKS=1 leaves webhooks out, to see what their fsyncs cost.
+	viaAPI := startAPI(t, info, from, &apiOptions{noWebhooks: os.Getenv("HTTPAPI_BENCH_NOHOOKS") == "1"})
+	// The direct client is another bal.Client of the same BAL: its own state folder.
+	direct := startAPI(t, info, from, nil).bal
+	// The validating transport of the tests is left out: it is not what a caller pays.
+	viaAPI.client.Transport = viaAPI.client.Transport.(*validating).base
+
+	line := bytes.Repeat([]byte("x"), 74)
+	seq := 0
+	msg := func() []byte {
+		seq++
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: bench\r\nMessage-ID: <bench-%d-%d@%s>\r\nX-MSS-NIL: DEV000000\r\n\r\n",
+			from, to, time.Now().UnixNano(), seq, sandbox.Hopital)
+		for b.Len() < size {
+			b.Write(line)
+			b.WriteString("\r\n")
+		}
+		return b.Bytes()
+	}
+	ctx := context.Background()
+	var apiRates, balRates []float64
+	for r := 0; r < rounds; r++ {
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if _, err := direct.SendRaw(ctx, bytes.NewReader(msg()), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		balRates = append(balRates, float64(n)/time.Since(start).Seconds())
+		start = time.Now()
+		for i := 0; i < n; i++ {
+			req, _ := http.NewRequest("POST", viaAPI.url+"/v1/bals/"+from+"/messages", bytes.NewReader(msg()))
+			req.Header.Set("Content-Type", "message/rfc822")
+			if os.Getenv("HTTPAPI_BENCH_NOKEY") != "1" {
+				req.Header.Set("Idempotency-Key", "bench-"+strconv.Itoa(seq))
+			}
+			resp, err := viaAPI.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("POST: %d", resp.StatusCode)
+			}
+		}
+		apiRates = append(apiRates, float64(n)/time.Since(start).Seconds())
+	}
+	ma, mb := median(apiRates), median(balRates)
+	fmt.Printf("bench httpapi: %d messages x %d bytes, %d rounds\n", n, size, rounds)
+	fmt.Printf("bench bal.SendRaw direct   %8.1f msg/s (median)\n", mb)
+	fmt.Printf("bench HTTP API (mTLS)      %8.1f msg/s (median)\n", ma)
+	fmt.Printf("bench ratio API/bal        %8.2fx (goal >= 0.9x)\n", ma/mb)
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
