@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -468,53 +467,20 @@ func messageFromCDA(from mssante.Address, to []mssante.Address, path string, pdf
 	return m, nil
 }
 
-// messageFromXDM sends an existing IHE_XDM.ZIP as it is: read with the safe reader, its
-// documents give the mail's documents, patient and subject. The PDF copy of an N1 document
-// is the one it encapsulates; pdf is the copy of a lone structured document.
+// messageFromXDM sends an existing IHE_XDM.ZIP as it is (bal.NewXDMMessage): its documents
+// give the mail's documents, patient and subject; pdf is the copy of a lone structured
+// document. What is wrong with the archive or --pdf is a usage error.
 func messageFromXDM(from mssante.Address, to []mssante.Address, path string, pdf []byte) (*mssante.Message, error) {
 	z, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	pkg, err := xdm.Read(bytes.NewReader(z), int64(len(z)), nil)
+	m, err := bal.NewXDMMessage(from, to, z, pdf, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	m := &mssante.Message{From: from, To: to, XDM: z, Text: "Veuillez trouver ci-joint un document médical.\n"}
-	for _, s := range pkg.Subsets {
-		for _, d := range s.Documents {
-			doc := d.CDA
-			copyPDF := pdf
-			if doc.IsN1() {
-				if mt, data, err := doc.Content(); err == nil && mt == cda.MediaTypePDF {
-					copyPDF = data
-				}
-			}
-			if copyPDF == nil {
-				return nil, exitCode(2, fmt.Errorf("%s: %s is a structured document: give its PDF copy with --pdf", path, d.Path))
-			}
-			date, _ := cda.ParseTS(doc.EffectiveTime.Value)
-			if len(doc.DocumentationOf) > 0 {
-				if iv := doc.DocumentationOf[0].ServiceEvent.EffectiveTime; iv != nil && iv.Low != nil {
-					if t, err := cda.ParseTS(iv.Low.Value); err == nil {
-						date = t
-					}
-				}
-			}
-			ins, _ := doc.INS()
-			m.Documents = append(m.Documents, mssante.Document{Code: doc.Code.Code, DisplayName: doc.Code.DisplayName,
-				Date: date, INS: ins, PDF: copyPDF})
-			if m.Patient == nil {
-				p := doc.Patient()
-				m.Patient = &p
-			}
+		if strings.Contains(err.Error(), "PDF copy") {
+			err = fmt.Errorf("%w (--pdf gives the copy of a lone structured document)", err)
 		}
-	}
-	if len(m.Documents) == 0 {
-		return nil, fmt.Errorf("%s: the archive holds no document", path)
-	}
-	if pdf != nil && len(m.Documents) > 1 {
-		return nil, exitCode(2, fmt.Errorf("%s: --pdf is the copy of one document, the archive holds %d", path, len(m.Documents)))
+		return nil, exitCode(2, fmt.Errorf("%s: %w", path, err))
 	}
 	return m, nil
 }
