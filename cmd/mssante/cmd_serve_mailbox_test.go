@@ -87,7 +87,12 @@ listen_tls = "127.0.0.1:%d"
 	}
 	to := "labo@" + ourDomain
 	var se *smtp.SMTPError
-	waitUntil(t, "serve refusing an unknown BAL", 20*time.Second, func() bool {
+	waitUntil(t, "serve refusing an unknown BAL", time.Minute, func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with %d before answering:\n%s", code, errb.String())
+		default:
+		}
 		err := submit(to)
 		return errors.As(err, &se) && se.Code == 550 && se.EnhancedCode == smtp.EnhancedCode{5, 1, 1}
 	})
