@@ -23,14 +23,14 @@
 //     déclenchants" say, from the MDM event (T02 first transmission, T10 replacement, T04
 //     deletion) or, in an ORU^R01, from OBX-11 (F, C, D); OBX-11 of every CDA, ORC-1 (NW, RO,
 //     CA) and the event must agree, else the message is refused (AE 207 naming the field), as
-//     the guide's ORC section requires of the PFI; a message without ORC is read from the event
-//     and OBX-11 alone;
+//     the guide's ORC section requires of the PFI; a message without ORC, which the guide
+//     requires, is still read from the event and OBX-11, which then say the action alone;
 //   - a replacement (MDM^T10, or OBX-11 C) is one mail carrying the new version, whose XDM
 //     metadata hold the RPLC association to the replaced entry (mssante/xdm maps it from the
 //     CDA's relatedDocument RPLC). The CDA must carry that relatedDocument: without it the
 //     recipient would take the new version for a second original, so it is refused (AE 101),
-//     although the guide's own example omits it; an MDM's TXA-13 (required for a replacement)
-//     must name the same parent document, and TXA-12, when given, the CDA's id (the guide's EI
+//     as the guide's example carries it; an MDM's TXA-13 (required for a replacement) must
+//     name the same parent document, and TXA-12, when given, the CDA's id (the guide's EI
 //     rule: extension in component 1 and root in component 3, or the root alone). A first
 //     transmission whose CDA replaces another is refused too. The default body says it is a
 //     new version, since the guide asks the PFI for one in a replacement;
