@@ -29,7 +29,8 @@ file with that section alone) describes it: the DPI sends MDM^T02, MDM^T10 (a re
 and ORU^R01 over MLLP to
 hl7.listen; each becomes an MSSanté mail from hl7.bal and is answered ACK (AA once queued,
 AE naming the cause when refused); the receipts go back to hl7.dpi as ZAM^Z02 and ZAM^Z03;
-the documents the BAL receives are handed to hl7.dpi as MDM^T02, and its ACK becomes the MDN.
+the documents the BAL receives are handed to hl7.dpi as MDM^T02 (MDM^T10 for a new version),
+and its ACK becomes the MDN.
 With hl7.sandbox, the BAL is one of "mssante dev".`
 
 func runHL7(ctx context.Context, e *env, args []string) error {
