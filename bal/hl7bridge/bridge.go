@@ -1,7 +1,7 @@
 // Package hl7bridge turns the HL7v2 messages of a DPI into MSSanté mail sent from the DPI's
 // BAL applicative, as CI-SIS Trans-CDA-R2 describes the "GESTIONNAIRE" (PFI) role: an
-// MDM^T02 (v2.6) or an ORU^R01 (v2.5) carrying a CDA document in OBX becomes one mail built by
-// bal (IHE_XDM.ZIP with the CDA and its PDF copy, X-MSS-* headers), from the BAL of
+// MDM^T02 or T10 (v2.6) or an ORU^R01 (v2.5) carrying a CDA document in OBX becomes one mail
+// built by bal (IHE_XDM.ZIP with the CDA and its PDF copy, X-MSS-* headers), from the BAL of
 // Options.Client to the addresses of the PRT segments whose role is RCT (PRT-15.4), and the
 // answer is the ACK of the guide: AA once bal has durably queued the mail, AE with an ERR
 // naming the cause when the message is refused, AR when it could not be taken in charge for
@@ -19,8 +19,28 @@
 //   - the MetaDMPMSS indicators are obeyed: no patient address for a document invisible to the
 //     patient (or not meant for the patient's mailbox), no professional address for one masked
 //     to professionals (or not meant for them);
-//   - MDM events other than T02 (T04, T10: replacement and deletion) are answered AE 201
-//     until the bridge supports them.
+//   - the action a message asks of its document is read, as the guide's "Evénements
+//     déclenchants" say, from the MDM event (T02 first transmission, T10 replacement, T04
+//     deletion) or, in an ORU^R01, from OBX-11 (F, C, D); OBX-11 of every CDA, ORC-1 (NW, RO,
+//     CA) and the event must agree, else the message is refused (AE 207 naming the field), as
+//     the guide's ORC section requires of the PFI; a message without ORC, which the guide
+//     requires, is still read from the event and OBX-11, which then say the action alone;
+//   - a replacement (MDM^T10, or OBX-11 C) is one mail carrying the new version, whose XDM
+//     metadata hold the RPLC association to the replaced entry (mssante/xdm maps it from the
+//     CDA's relatedDocument RPLC). The CDA must carry that relatedDocument: without it the
+//     recipient would take the new version for a second original, so it is refused (AE 101),
+//     as the guide's example carries it; an MDM's TXA-13 (required for a replacement) must
+//     name the same parent document, and TXA-12, when given, the CDA's id (the guide's EI
+//     rule: extension in component 1 and root in component 3, or the root alone). A first
+//     transmission whose CDA replaces another is refused too. The default body says it is a
+//     new version, since the guide asks the PFI for one in a replacement;
+//   - a deletion (MDM^T04, or OBX-11 D) is refused (AE 201, or AE 207 on OBX-11 for an ORU):
+//     the guide mails it to the recipients but neither it nor Trans-CDA-MSS says how a mail
+//     marks a document as withdrawn, and a mail that looks like a new transmission of the
+//     document to delete would do the opposite of what the DPI asks;
+//   - an NTE whose NTE-4 is FIN after the DESTMSSANTEPAT OBX is X-MSS-MES: FIN (the patient
+//     may not reply), as the guide's MSSanté mapping says; it is set only when the mail has a
+//     patient recipient, the header being meant for the patient's mailbox.
 //
 // Bridge.Handle is an mllp.Handler: serve it with mllp.NewServer. Bridge.OnReceipt turns the
 // receipts bal collects into the ZAM^Z02 and ZAM^Z03 of the guide, queued durably and sent to
@@ -40,6 +60,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,7 +257,7 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 	code, event := req.Type()
 	version := req.Header(12, 1)
 	switch {
-	case code == "MDM" && event == "T02", code == "ORU" && event == "R01":
+	case code == "MDM" && (event == "T02" || event == "T10"), code == "ORU" && event == "R01":
 	case code != "MDM" && code != "ORU":
 		return refuse(hl7v2.CondUnsupportedType, "MSH", 9, "unsupported message type")
 	default:
@@ -247,6 +268,10 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 	}
 	if !strings.HasPrefix(version, "2.5") && !strings.HasPrefix(version, "2.6") {
 		return refuse(hl7v2.CondUnsupportedVersion, "MSH", 12, "unsupported version")
+	}
+	act, r := requestedAction(req)
+	if r != nil {
+		return r
 	}
 	ins, r := patientINS(req)
 	if r != nil {
@@ -270,11 +295,17 @@ func (b *Bridge) process(ctx context.Context, req *hl7v2.Message, key string) *r
 			return r
 		}
 	}
-	msg := &mssante.Message{From: b.opts.From, To: to, Text: bodyText(req), NIL: b.opts.NIL, WantMDN: yes(req, "ACK_LECTURE_MSS")}
+	if r := replacement(req, docs, act); r != nil {
+		return r
+	}
+	msg := &mssante.Message{From: b.opts.From, To: to, Text: bodyText(req), NIL: b.opts.NIL, WantMDN: yes(req, "ACK_LECTURE_MSS"),
+		EndOfMessaging: endOfMessaging(req) && slices.ContainsFunc(to, mssante.Address.IsPatient)}
 	if msg.ReplyTo, r = participants(req, "REPLY"); r != nil && r.err.Condition != hl7v2.CondRequiredField {
 		return r
 	}
-	if msg.Text == "" {
+	if msg.Text == "" && act == actReplace {
+		msg.Text = "Veuillez trouver ci-joint la nouvelle version d'un document médical ; elle remplace la version transmise précédemment.\n"
+	} else if msg.Text == "" {
 		msg.Text = "Veuillez trouver ci-joint un document médical.\n"
 	}
 	_, err := xdm.Compose(msg, mail, &xdm.PackOptions{Now: b.opts.Now})
@@ -327,6 +358,130 @@ func anyTemporary(res *bal.SendResult) bool {
 	for _, rr := range res.Recipients {
 		if rr.Temporary {
 			return true
+		}
+	}
+	return false
+}
+
+// The actions a message asks of its document: the values of OBX-11 (HL7 table 0085) that
+// CI-SIS Trans-CDA-R2 uses.
+const (
+	actNew     = "F" // first transmission: MDM^T02, ORC-1 NW
+	actReplace = "C" // replacement: MDM^T10, ORC-1 RO
+	actDelete  = "D" // deletion: MDM^T04, ORC-1 CA
+)
+
+// requestedAction reads what the message asks: the MDM event, the OBX-11 of each CDA and
+// ORC-1 must agree.
+func requestedAction(m *hl7v2.Message) (string, *refusal) {
+	act := ""
+	if code, event := m.Type(); code == "MDM" {
+		act = map[string]string{"T02": actNew, "T10": actReplace, "T04": actDelete}[event]
+	}
+	for _, obx := range cdaOBX(m) {
+		switch v := obx.Get(11, 1); {
+		case v != actNew && v != actReplace && v != actDelete:
+			return "", refuse(hl7v2.CondTableValue, "OBX", 11, "OBX-11 of a document not F, C or D")
+		case act == "":
+			act = v
+		case v != act:
+			return "", refuse(hl7v2.CondApplication, "OBX", 11, "OBX-11 disagrees with the event or another document")
+		}
+	}
+	if act == "" {
+		act = actNew // no document: documents() refuses the message
+	}
+	if orc := m.Segment("ORC"); orc != nil {
+		want := map[string]string{actNew: "NW", actReplace: "RO", actDelete: "CA"}[act]
+		if orc.Get(1, 1) != want {
+			return "", refuse(hl7v2.CondApplication, "ORC", 1, "ORC-1 disagrees with the event and OBX-11")
+		}
+	}
+	if act == actDelete {
+		return "", refuse(hl7v2.CondApplication, "OBX", 11, "document deletion is not mailed")
+	}
+	return act, nil
+}
+
+// cdaOBX returns the OBX segments that carry a CDA document (OBX-5.3 XML).
+func cdaOBX(m *hl7v2.Message) []*hl7v2.Segment {
+	var out []*hl7v2.Segment
+	for _, obx := range m.All("OBX") {
+		if obx.Get(2, 1) == "ED" && obx.Get(3, 3) != "MetaDMPMSS" && strings.EqualFold(obx.Get(5, 3), "XML") {
+			out = append(out, obx)
+		}
+	}
+	return out
+}
+
+// replacement checks the documents against the action: a replacement's CDA names the version
+// it replaces (relatedDocument RPLC), the same one as TXA-13 in an MDM; a first transmission's
+// names none; an MDM's TXA-12, when given, is the CDA's id.
+func replacement(m *hl7v2.Message, docs []*cda.Document, act string) *refusal {
+	for _, d := range docs {
+		parent := replacedID(d)
+		switch {
+		case act == actReplace && parent == nil:
+			return refuse(hl7v2.CondRequiredField, "OBX", 5, "replacement CDA without relatedDocument RPLC")
+		case act == actNew && parent != nil:
+			return refuse(hl7v2.CondApplication, "OBX", 5, "first transmission of a CDA that replaces another")
+		}
+	}
+	if code, _ := m.Type(); code != "MDM" || len(docs) != 1 {
+		return nil
+	}
+	txa := m.Segment("TXA")
+	if txa == nil {
+		txa = &hl7v2.Segment{Name: "TXA"} // a first transmission may omit it; a replacement needs TXA-13
+	}
+	if txa.Get(12, 1) != "" && !sameEI(txa, 12, docs[0].ID) {
+		return refuse(hl7v2.CondApplication, "TXA", 12, "TXA-12 is not the CDA's id")
+	}
+	if act == actReplace {
+		if txa.Get(13, 1) == "" {
+			return refuse(hl7v2.CondRequiredField, "TXA", 13, "replacement without TXA-13")
+		}
+		if !sameEI(txa, 13, replacedID(docs[0])) {
+			return refuse(hl7v2.CondApplication, "TXA", 13, "TXA-13 is not the document the CDA replaces")
+		}
+	}
+	return nil
+}
+
+// replacedID is the parentDocument id of the CDA's relatedDocument RPLC, or nil.
+func replacedID(d *cda.Document) *cda.II {
+	for _, r := range d.RelatedDocuments {
+		if r.TypeCode == "RPLC" && len(r.ParentDocument.IDs) > 0 {
+			return &r.ParentDocument.IDs[0]
+		}
+	}
+	return nil
+}
+
+// sameEI compares the EI of field f with a CDA id as CI-SIS Trans-CDA-R2 fills TXA-12 and
+// TXA-13: extension^^root^ISO, or the root alone when the id has no extension.
+func sameEI(s *hl7v2.Segment, f int, id *cda.II) bool {
+	if id == nil {
+		return false
+	}
+	if id.Extension != "" {
+		return s.Get(f, 1) == id.Extension && s.Get(f, 3) == id.Root
+	}
+	return s.Get(f, 1) == id.Root && s.Get(f, 3) == ""
+}
+
+// endOfMessaging reports an NTE whose NTE-4 is FIN among the NTE that follow the
+// DESTMSSANTEPAT OBX (CI-SIS Trans-CDA-R2, "Echange MSSanté Patient").
+func endOfMessaging(m *hl7v2.Message) bool {
+	in := false
+	for _, s := range m.Segments {
+		switch {
+		case s.Name == "OBX":
+			in = s.Get(3, 1) == "DESTMSSANTEPAT" && s.Get(3, 3) == "MetaDMPMSS"
+		case s.Name == "NTE" && in && s.Get(4, 1) == "FIN":
+			return true
+		case s.Name != "NTE":
+			in = false
 		}
 	}
 	return false

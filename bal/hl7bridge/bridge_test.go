@@ -40,13 +40,24 @@ type env struct {
 // bridge and its MLLP server on loopback.
 func startBridge(t *testing.T, dpiEndpoint *mllp.Client) *env {
 	t.Helper()
+	return startBridgeWith(t, dpiEndpoint, nil)
+}
+
+// startBridgeWith is startBridge with operators outside the trust space, made by extra from
+// the sandbox folder before the sandbox starts (its PKI issues their certificates).
+func startBridgeWith(t *testing.T, dpiEndpoint *mllp.Client, extra func(dir string) []sandbox.Extra) *env {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a trust space")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
+	so := &sandbox.Options{Dir: dir}
+	if extra != nil {
+		so.Extra = extra(dir)
+	}
+	sb, err := sandbox.Start(ctx, so)
 	if err != nil {
 		t.Fatal(err)
 	}

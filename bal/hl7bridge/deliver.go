@@ -11,6 +11,7 @@ import (
 
 	"github.com/mssante-go/sdk/bal"
 	"github.com/mssante-go/sdk/mssante"
+	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/mssante/hl7v2"
 	"github.com/mssante-go/sdk/mssante/xdm"
 )
@@ -20,7 +21,8 @@ import (
 var ErrDPI = errors.New("hl7bridge: DPI did not take the document now")
 
 // Deliver hands each CDA document of a received mail to the DPI (Options.DPI) as the MDM^T02
-// of CI-SIS Trans-CDA-MSS: the CDA in OBX-1 (base64), the patient's INS in PID-3 with the
+// of CI-SIS Trans-CDA-MSS, or its MDM^T10 for a new version that replaces another (the CDA's
+// relatedDocument RPLC; TXA-12 and TXA-13 the two ids): the CDA in OBX-1 (base64), the patient's INS in PID-3 with the
 // traits of the CDA, the sender and this BAL in PRT (SB, RCT), the mail's body in an OBX. Use
 // it as the bal.Handler of the watcher of Options.Client. The DPI's ACK becomes the MDN: AA
 // for every document gives "processed"; an AE or AR whose ERR-5 holds a code 900–906 gives
@@ -66,10 +68,22 @@ func (b *Bridge) mdmToDPI(in *bal.Incoming, d xdm.Document, rank int) ([]byte, e
 	if d.CDA == nil || in.INS.IsZero() {
 		return nil, errors.New("no CDA or no INS")
 	}
+	// A new version names the one it replaces in its relatedDocument RPLC, from which the XDM
+	// metadata's RPLC association is made: it goes to the DPI as a replacement (T10, ORC-1 RO,
+	// OBX-11 C, TXA-13 the replaced id). An association without that relatedDocument leaves
+	// TXA-13 unknown: refused rather than handed as a first transmission.
+	event, order, status := "T02", "NW", "F"
+	parent := replacedID(d.CDA)
+	switch {
+	case parent != nil:
+		event, order, status = "T10", "RO", "C"
+	case d.Entry.Replaces != "":
+		return nil, errors.New("RPLC association without relatedDocument RPLC in the CDA")
+	}
 	h := sha256.Sum256([]byte(in.MessageID + "\x00" + strconv.Itoa(rank)))
 	m := hl7v2.New(hl7v2.Standard())
 	m.Segments[0].Set(3, b.opts.Application).Set(4, b.opts.Facility).
-		Set(7, b.opts.Now().Format("20060102150405")).Set(9, "MDM", "T02", "MDM_T02").
+		Set(7, b.opts.Now().Format("20060102150405")).Set(9, "MDM", event, "MDM_T02").
 		Set(10, "MSS"+hex.EncodeToString(h[:12])).Set(11, "P").Set(12, "2.6").Set(17, "FRA").
 		Set(18, "UNICODE UTF-8").Set(21, "1.1", "CISIS_CDA_HL7_LPS")
 	m.Add("EVN").Set(2, b.opts.Now().Format("20060102150405"))
@@ -87,9 +101,17 @@ func (b *Bridge) mdmToDPI(in *bal.Incoming, d xdm.Document, rank int) ([]byte, e
 	if c := d.CDA.Code; c != nil {
 		code, display = c.Code, c.DisplayName
 	}
-	m.Add("TXA").Set(1, "1").Set(2, code).Set(3, "TEXT").Set(17, "AU")
+	m.Add("ORC").Set(1, order)
+	m.Add("OBR").Set(1, "1").Set(4, code, display, "LN")
+	txa := m.Add("TXA").Set(1, "1").Set(2, code).Set(3, "TEXT").Set(17, "AU")
+	if d.CDA.ID != nil {
+		txa.Set(12, eiOf(d.CDA.ID)...)
+	}
+	if parent != nil {
+		txa.Set(13, eiOf(parent)...)
+	}
 	m.Add("OBX").Set(1, "1").Set(2, "ED").Set(3, code, display, "LN").
-		Set(5, "", "text", "XML", "Base64", base64.StdEncoding.EncodeToString(d.Data)).Set(11, "F")
+		Set(5, "", "text", "XML", "Base64", base64.StdEncoding.EncodeToString(d.Data)).Set(11, status)
 	if msg := in.Message; msg != nil {
 		m.Add("PRT").Set(2, "UC").Set(4, "SB", "", "participation").Set(15, "", "", "X.400", msg.From.Addr)
 		m.Add("PRT").Set(2, "UC").Set(4, "RCT", "", "participation").Set(15, "", "", "X.400", b.opts.From.Addr)
@@ -99,4 +121,13 @@ func (b *Bridge) mdmToDPI(in *bal.Incoming, d xdm.Document, rank int) ([]byte, e
 		}
 	}
 	return m.Encode()
+}
+
+// eiOf writes a CDA id as the EI of TXA-12 and TXA-13 (CI-SIS Trans-CDA-MSS, as
+// Trans-CDA-R2): extension^^root^ISO, or the root alone.
+func eiOf(id *cda.II) []string {
+	if id.Extension == "" {
+		return []string{id.Root}
+	}
+	return []string{id.Extension, "", id.Root, "ISO"}
 }

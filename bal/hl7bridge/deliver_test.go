@@ -1,10 +1,15 @@
 package hl7bridge_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,4 +114,170 @@ func TestHL7BridgeDeliver(t *testing.T) {
 			t.Fatalf("CDA handed to the DPI: %v", err)
 		}
 	}
+}
+
+// TestHL7BridgeDeliverReplace: a practice's software mails version 1 of a document and then
+// version 2, which replaces it; the DPI gets the first as MDM^T02 (ORC-1 NW, OBX-11 F, TXA-12
+// its id) and the second as MDM^T10 (ORC-1 RO, OBX-11 C, TXA-12 its id, TXA-13 the id of
+// version 1), as CI-SIS Trans-CDA-MSS writes a replacement.
+func TestHL7BridgeDeliverReplace(t *testing.T) {
+	got, dpiClient := acceptingDPI(t)
+	e := startBridge(t, dpiClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wctx, wstop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.client.Watch(wctx, e.bridge.Deliver, nil) }()
+	defer func() { wstop(); <-done }()
+
+	sender := sandboxClient(t, e.dir, doc)
+	in := cda.Sample(cda.KindN1)
+	in.ID.Extension += "-v1"
+	id1 := in.ID
+	v2 := *in
+	v2.ID.Extension, v2.Version, v2.Replaces = id1.Extension[:len(id1.Extension)-3]+"-v2", 2, &id1
+	for _, doc1 := range []*cda.Input{in, &v2} {
+		msg, err := bal.NewDocumentMessage(mssante.MustAddress("Cabinet", doc), []mssante.Address{mssante.MustAddress("DPI", dpi)}, doc1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sender.Send(ctx, msg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for range 2 {
+		var m *hl7v2.Message
+		select {
+		case m = <-got:
+		case <-ctx.Done():
+			t.Fatal("the DPI got no MDM")
+		}
+		_, event := m.Type()
+		txa, orc, obx := m.Segment("TXA"), m.Segment("ORC"), m.Segment("OBX")
+		var ok bool
+		switch txa.Get(12, 1) {
+		case id1.Extension:
+			ok = event == "T02" && orc.Get(1, 1) == "NW" && obx.Get(11, 1) == "F" && txa.Get(13, 1) == ""
+		case v2.ID.Extension:
+			ok = event == "T10" && orc.Get(1, 1) == "RO" && obx.Get(11, 1) == "C" &&
+				txa.Get(13, 1) == id1.Extension && txa.Get(13, 3) == id1.Root && txa.Get(13, 4) == "ISO"
+		}
+		if !ok || txa.Get(12, 3) != id1.Root || seen[event] {
+			out, _ := m.Encode()
+			t.Fatalf("MDM to the DPI: %.600q", out)
+		}
+		seen[event] = true
+	}
+}
+
+// withRPLC rewrites an IHE_XDM.ZIP so that its METADATA.XML adds an RPLC association from its
+// document entry to an entry the recipient never got, the CDA staying a first version.
+func withRPLC(t *testing.T, z []byte) []byte {
+	t.Helper()
+	r, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	w := zip.NewWriter(&out)
+	for _, f := range r.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(f.Name, "METADATA.XML") {
+			entry := regexp.MustCompile(`<ExtrinsicObject id="([^"]+)"`).FindSubmatch(data)
+			if entry == nil {
+				t.Fatal("no document entry in METADATA.XML")
+			}
+			data = bytes.Replace(data, []byte("</RegistryObjectList>"), []byte(`<Association id="urn:uuid:5b1f3c2e-0d6a-4f7e-9c1b-2a3d4e5f6a7b" associationType="urn:ihe:iti:2007:AssociationType:RPLC" sourceObject="`+
+				string(entry[1])+`" targetObject="urn:uuid:0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b"></Association></RegistryObjectList>`), 1)
+		}
+		fw, err := w.Create(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.Write(data)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestHL7BridgeDeliverRPLCWithoutParent: a mail whose XDM metadata say the document replaces
+// another while the CDA names no version it replaces cannot give TXA-13: the DPI gets nothing
+// and the sender gets the MDN processed/Error with the code of an unprocessable document.
+func TestHL7BridgeDeliverRPLCWithoutParent(t *testing.T) {
+	got, dpiClient := acceptingDPI(t)
+	e := startBridge(t, dpiClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wctx, wstop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.client.Watch(wctx, e.bridge.Deliver, nil) }()
+	defer func() { wstop(); <-done }()
+
+	sender := sandboxClient(t, e.dir, doc)
+	msg, err := bal.NewDocumentMessage(mssante.MustAddress("Cabinet", doc), []mssante.Address{mssante.MustAddress("DPI", dpi)},
+		cda.Sample(cda.KindN1), &bal.DocumentOptions{WantMDN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.XDM = withRPLC(t, msg.XDM)
+	res, err := sender.Send(ctx, msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := sender.Await(ctx, res.MessageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Status != bal.StatusError || rs[0].MDNCode != mssante.CodeOther {
+		t.Fatalf("receipts %+v", rs)
+	}
+	select {
+	case m := <-got:
+		out, _ := m.Encode()
+		t.Fatalf("the DPI got %.300q", out)
+	default:
+	}
+}
+
+// acceptingDPI is a DPI's MLLP endpoint that answers AA to everything and passes on each MDM.
+func acceptingDPI(t *testing.T) (<-chan *hl7v2.Message, *mllp.Client) {
+	t.Helper()
+	got := make(chan *hl7v2.Message, 4)
+	srv, err := mllp.NewServer(&mllp.Options{Handler: func(ctx context.Context, b []byte) ([]byte, error) {
+		m, err := hl7v2.Parse(b, nil)
+		if err != nil {
+			return nil, err
+		}
+		if code, _ := m.Type(); code == "MDM" {
+			got <- m
+		}
+		ack, err := hl7v2.Ack(m, hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D" + m.ControlID(), Time: time.Now()})
+		if err != nil {
+			return nil, err
+		}
+		return ack.Encode()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c := mllp.Dial(l.Addr().String(), nil)
+	t.Cleanup(func() { c.Close() })
+	return got, c
 }

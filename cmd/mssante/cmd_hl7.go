@@ -25,11 +25,12 @@ import (
 const hl7Usage = `usage: mssante hl7 serve --config FILE
 
 Runs the HL7v2 bridge of one BAL applicative, as the [hl7] section of FILE (serve.toml, or a
-file with that section alone) describes it: the DPI sends MDM^T02 and ORU^R01 over MLLP to
-hl7.listen; each becomes an MSSanté mail from hl7.bal and is answered ACK (AA once queued,
-AE naming the cause when refused); the receipts go back to hl7.dpi as ZAM^Z02 and ZAM^Z03;
-the documents the BAL receives are handed to hl7.dpi as MDM^T02, and its ACK becomes the MDN.
-With hl7.sandbox, the BAL is one of "mssante dev".`
+file with that section alone) describes it: the DPI sends MDM^T02, MDM^T10 (a replacement)
+and ORU^R01 over MLLP to hl7.listen; each becomes an MSSanté mail from hl7.bal and is
+answered ACK (AA once queued, AE naming the cause when refused; a deletion, MDM^T04, is
+refused); the receipts go back to hl7.dpi as ZAM^Z02 and ZAM^Z03; the documents the BAL
+receives are handed to hl7.dpi as MDM^T02 (MDM^T10 for a new version), and its ACK becomes
+the MDN. With hl7.sandbox, the BAL is one of "mssante dev".`
 
 func runHL7(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] != "serve" {
