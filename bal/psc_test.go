@@ -3,6 +3,7 @@ package bal_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,5 +80,63 @@ func TestPSCTokenSendAndWatch(t *testing.T) {
 	ended := tokenClient(t, dir, to, bal.AuthXOAUTH2, func(context.Context) (string, error) { return "", psc.ErrSessionEnded })
 	if err := ended.Watch(ctx, func(context.Context, *bal.Incoming) error { return nil }, nil); !errors.Is(err, bal.ErrAuth) {
 		t.Fatalf("Watch with an ended session: %v, want ErrAuth", err)
+	}
+}
+
+// A Watch opened with a token outlives the server's session: the connectors end token
+// sessions after psc session_length (BYE, IDLE included), and the client reconnects with a
+// fresh token from its source, again and again, and keeps receiving.
+func TestPSCTokenReconnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a trust space")
+	}
+	const sessionLength = 2 * time.Second
+	dir := startSandboxWith(t, &sandbox.Options{PSCSessionLength: sessionLength})
+	info, err := sandbox.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	from, to := "jean.dupont@"+sandbox.Hopital, "marie.durand@"+sandbox.Cabinet
+	var mu sync.Mutex
+	tokens := map[string]bool{}
+	recv := tokenClient(t, dir, to, bal.AuthOAUTHBEARER, func(ctx context.Context) (string, error) {
+		tok, err := info.PSCToken(ctx, "marie.durand")
+		mu.Lock()
+		tokens[tok] = true
+		mu.Unlock()
+		return tok, err
+	})
+	distinct := func() int { mu.Lock(); defer mu.Unlock(); return len(tokens) }
+	got := make(chan string, 4)
+	rctx, rstop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- recv.Watch(rctx, func(_ context.Context, m *bal.Incoming) error { got <- m.Message.From.Addr; return nil }, nil)
+	}()
+	defer func() { rstop(); <-done }()
+
+	// Three sessions at least: two ends, each followed by a login with a new token.
+	for distinct() < 3 {
+		select {
+		case err := <-done:
+			t.Fatalf("Watch returned after %d tokens: %v", distinct(), err)
+		case <-ctx.Done():
+			t.Fatalf("%d tokens asked for in 2 min, want 3 (a reconnection at each session end)", distinct())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	send := tokenClient(t, dir, from, bal.AuthXOAUTH2, func(ctx context.Context) (string, error) {
+		return info.PSCToken(ctx, "jean.dupont")
+	})
+	sendLetter(t, ctx, send, from, to)
+	select {
+	case f := <-got:
+		if f != from {
+			t.Fatalf("received from %q", f)
+		}
+	case <-ctx.Done():
+		t.Fatal("the letter was not received after the reconnections")
 	}
 }

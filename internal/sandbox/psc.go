@@ -81,7 +81,11 @@ func (s *Sandbox) pscConfig() string {
 	if s.Info.PSC == nil {
 		return ""
 	}
-	return fmt.Sprintf("[psc]\nissuer = %q\nclient_ids = [%q]\nca_file = %q\n\n", s.Info.PSC.Issuer, PSCClientID, s.Info.CAFile)
+	c := fmt.Sprintf("[psc]\nissuer = %q\nclient_ids = [%q]\nca_file = %q\n", s.Info.PSC.Issuer, PSCClientID, s.Info.CAFile)
+	if d := s.pscSessionLength; d > 0 {
+		c += fmt.Sprintf("session_length = %q\n", d.String())
+	}
+	return c + "\n"
 }
 
 // addMembers makes the practitioners members of the ORG BALs they hold in store.

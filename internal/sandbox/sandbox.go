@@ -78,6 +78,9 @@ type Options struct {
 	// domain is put on the liste blanche with its certificate DN, and the sandbox's connectors
 	// route it to its relay.
 	Extra []Extra
+	// PSCSessionLength, when set, is the psc session_length of the connectors: the IMAP
+	// sessions opened with a token end then (BYE), for tests of the clients' reconnection.
+	PSCSessionLength time.Duration
 }
 
 // Extra is an operator outside the sandbox that the sandbox trusts and routes to.
@@ -137,16 +140,17 @@ type Sandbox struct {
 	// PKI is the test PKI of the state folder.
 	PKI *testpki.PKI
 
-	logger    *slog.Logger
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	httpSrv   *http.Server
-	crlSrv    *http.Server
-	pscSrv    *http.Server // the Pro Santé Connect stand-in (psc.go)
-	nodes     []*node.Node
-	connDone  []chan error
-	closeOnce sync.Once
-	closeErr  error
+	logger           *slog.Logger
+	cancel           context.CancelFunc
+	wg               sync.WaitGroup
+	httpSrv          *http.Server
+	crlSrv           *http.Server
+	pscSrv           *http.Server // the Pro Santé Connect stand-in (psc.go)
+	pscSessionLength time.Duration
+	nodes            []*node.Node
+	connDone         []chan error
+	closeOnce        sync.Once
+	closeErr         error
 }
 
 // Start builds (or reloads) the sandbox in opts.Dir and starts its servers. Close stops them.
@@ -161,7 +165,7 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Sandbox{logger: opts.Logger}
+	s := &Sandbox{logger: opts.Logger, pscSessionLength: opts.PSCSessionLength}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
