@@ -83,15 +83,24 @@ func TestPSCTokenSendAndWatch(t *testing.T) {
 	}
 }
 
-// A Watch opened with a token outlives the server's session: the connectors end token
-// sessions after psc session_length (BYE, IDLE included), and the client reconnects with a
-// fresh token from its source, again and again, and keeps receiving.
+// A Watch opened with a token outlives the server's sessions: the connectors end token
+// sessions (BYE, IDLE included) after psc session_length, or at the token's expiry with
+// end_with_token, and the client reconnects with a fresh token from its source, again and
+// again, and keeps receiving.
 func TestPSCTokenReconnect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a trust space")
 	}
-	const sessionLength = 2 * time.Second
-	dir := startSandboxWith(t, &sandbox.Options{PSCSessionLength: sessionLength})
+	for name, opts := range map[string]*sandbox.Options{
+		"session_length": {PSCSessionLength: 2 * time.Second},
+		"end_with_token": {PSCTokenLifetime: 2 * time.Second, PSCEndWithToken: true},
+	} {
+		t.Run(name, func(t *testing.T) { testTokenReconnect(t, opts) })
+	}
+}
+
+func testTokenReconnect(t *testing.T, opts *sandbox.Options) {
+	dir := startSandboxWith(t, opts)
 	info, err := sandbox.Load(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,12 @@ type Options struct {
 	// PSCSessionLength, when set, is the psc session_length of the connectors: the IMAP
 	// sessions opened with a token end then (BYE), for tests of the clients' reconnection.
 	PSCSessionLength time.Duration
+	// PSCTokenLifetime, when set, is the lifetime of the provider's access tokens (default
+	// 2 min, as at Pro Santé Connect).
+	PSCTokenLifetime time.Duration
+	// PSCEndWithToken sets psc end_with_token on the connectors, with a skew of 1 s: the IMAP
+	// sessions opened with a token end about 1 s after it expires.
+	PSCEndWithToken bool
 }
 
 // Extra is an operator outside the sandbox that the sandbox trusts and routes to.
@@ -140,17 +146,17 @@ type Sandbox struct {
 	// PKI is the test PKI of the state folder.
 	PKI *testpki.PKI
 
-	logger           *slog.Logger
-	cancel           context.CancelFunc
-	wg               sync.WaitGroup
-	httpSrv          *http.Server
-	crlSrv           *http.Server
-	pscSrv           *http.Server // the Pro Santé Connect stand-in (psc.go)
-	pscSessionLength time.Duration
-	nodes            []*node.Node
-	connDone         []chan error
-	closeOnce        sync.Once
-	closeErr         error
+	logger    *slog.Logger
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	httpSrv   *http.Server
+	crlSrv    *http.Server
+	pscSrv    *http.Server // the Pro Santé Connect stand-in (psc.go)
+	opts      Options      // as given to Start
+	nodes     []*node.Node
+	connDone  []chan error
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start builds (or reloads) the sandbox in opts.Dir and starts its servers. Close stops them.
@@ -165,7 +171,7 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Sandbox{logger: opts.Logger, pscSessionLength: opts.PSCSessionLength}
+	s := &Sandbox{logger: opts.Logger, opts: *opts}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
