@@ -123,7 +123,7 @@ func TestLoginBruteForceBrake(t *testing.T) {
 // down (NO [UNAVAILABLE]) counts for nothing; bad tokens, a token naming another person's
 // BAL and one whose holder has no BAL close the connection with BYE at the third; from that
 // address, Python's imaplib then waits, then even a good token is refused with BYE, and a
-// password on that BAL too; the owner, from another address, logs in at once.
+// password on that BAL too (AUTHENTICATE PLAIN and LOGIN); the owner, from another address, logs in at once.
 func TestOAuthBruteForceBrake(t *testing.T) {
 	py := testenv.Require(t, "python3")
 	const delay = time.Second
@@ -193,6 +193,15 @@ func TestOAuthBruteForceBrake(t *testing.T) {
 	}
 	if got := session(dial("127.0.0.1"))(perBAL, e.op.Token(t, dupont)); len(got) == 0 || got[0] != bye {
 		t.Fatalf("a good token from the locked-out address: %q, want %q", got, bye)
+	}
+	// AUTHENTICATE PLAIN holds go-imap's response encoder for its whole exchange: the refusal
+	// must still reach the client, not wait for it.
+	plain := dial("127.0.0.1")
+	r := bufio.NewReader(plain)
+	r.ReadString('\n')
+	fmt.Fprintf(plain, "p AUTHENTICATE PLAIN %s\r\n", base64.StdEncoding.EncodeToString([]byte("\x00"+perBAL+"\x00guess")))
+	if l, err := r.ReadString('\n'); err != nil || strings.TrimSpace(l) != bye {
+		t.Fatalf("AUTHENTICATE PLAIN from the locked-out address: %q %v, want %q", l, err, bye)
 	}
 	c2 := imapclient.New(dial("127.0.0.1"), nil)
 	if err := c2.Login(perBAL, "guess").Wait(); err == nil || c2.Noop().Wait() == nil {
