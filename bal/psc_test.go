@@ -3,6 +3,7 @@ package bal_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,11 @@ import (
 // of the practitioner clientID from the sandbox's Pro Santé Connect stand-in; calls counts the
 // tokens asked for.
 func tokenClient(t *testing.T, dir, addr string, mech bal.AuthMechanism, src bal.TokenSource) *bal.Client {
+	return tokenClientLog(t, dir, addr, mech, src, nil)
+}
+
+// tokenClientLog is tokenClient with a logger.
+func tokenClientLog(t *testing.T, dir, addr string, mech bal.AuthMechanism, src bal.TokenSource, log *slog.Logger) *bal.Client {
 	t.Helper()
 	o, err := bal.OptionsFromSandbox(dir, addr)
 	if err != nil {
@@ -24,7 +30,7 @@ func tokenClient(t *testing.T, dir, addr string, mech bal.AuthMechanism, src bal
 	}
 	o.StateDir, o.NIL = t.TempDir(), "DEV000000"
 	o.MinBackoff, o.MaxBackoff, o.PollInterval = 20*time.Millisecond, 500*time.Millisecond, 2*time.Second
-	o.Auth, o.Password, o.TokenSource = mech, "", src
+	o.Auth, o.Password, o.TokenSource, o.Logger = mech, "", src, log
 	c, err := bal.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -110,13 +116,14 @@ func testTokenReconnect(t *testing.T, opts *sandbox.Options) {
 	from, to := "jean.dupont@"+sandbox.Hopital, "marie.durand@"+sandbox.Cabinet
 	var mu sync.Mutex
 	tokens := map[string]bool{}
-	recv := tokenClient(t, dir, to, bal.AuthOAUTHBEARER, func(ctx context.Context) (string, error) {
+	warnings := &warnCounter{}
+	recv := tokenClientLog(t, dir, to, bal.AuthOAUTHBEARER, func(ctx context.Context) (string, error) {
 		tok, err := info.PSCToken(ctx, "marie.durand")
 		mu.Lock()
 		tokens[tok] = true
 		mu.Unlock()
 		return tok, err
-	})
+	}, slog.New(warnings))
 	distinct := func() int { mu.Lock(); defer mu.Unlock(); return len(tokens) }
 	got := make(chan string, 4)
 	rctx, rstop := context.WithCancel(ctx)
@@ -148,4 +155,20 @@ func testTokenReconnect(t *testing.T, opts *sandbox.Options) {
 	case <-ctx.Done():
 		t.Fatal("the letter was not received after the reconnections")
 	}
+	if n := warnings.n.Load(); n > 0 {
+		t.Errorf("%d warnings logged: the routine end of a token session is no warning", n)
+	}
 }
+
+// warnCounter is a slog handler that counts the warnings and errors.
+type warnCounter struct{ n atomic.Int32 }
+
+func (w *warnCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		w.n.Add(1)
+	}
+	return nil
+}
+func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnCounter) WithGroup(string) slog.Handler      { return w }
