@@ -15,12 +15,16 @@ import (
 
 // startSandbox runs a trust space in a folder of the test and returns the folder, as
 // "mssante dev" leaves it for other processes.
-func startSandbox(t *testing.T) string {
+func startSandbox(t *testing.T) string { return startSandboxWith(t, &sandbox.Options{}) }
+
+// startSandboxWith starts a trust space with opts (Dir is set here) and returns its folder.
+func startSandboxWith(t *testing.T, opts *sandbox.Options) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	sb, err := sandbox.Start(ctx, &sandbox.Options{Dir: dir})
+	opts.Dir = dir
+	sb, err := sandbox.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

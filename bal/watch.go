@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -126,7 +127,13 @@ func (c *Client) Watch(ctx context.Context, h Handler, opts *WatchOptions) error
 		}
 		d := c.backoff(attempt)
 		attempt++
-		c.log.Warn("bal: IMAP session ended, reconnecting", "server", c.opts.IMAP.Addr, "in", d, "err", err)
+		level := slog.LevelWarn
+		if connected && (c.opts.Auth == AuthXOAUTH2 || c.opts.Auth == AuthOAUTHBEARER) {
+			// Servers end a session opened with a token when the token or the session length
+			// they allow expires, every few minutes: logging in again is routine.
+			level = slog.LevelInfo
+		}
+		c.log.Log(ctx, level, "bal: IMAP session ended, reconnecting", "server", c.opts.IMAP.Addr, "in", d, "err", err)
 		if err := sleep(ctx, d); err != nil {
 			return f.end(err, true)
 		}

@@ -60,7 +60,7 @@ func (s *Sandbox) startPSC(lns *listeners) error {
 		}
 	}
 	op, err := pscop.New(&pscop.Options{Issuer: pi.Issuer, Audience: PSCClientID, Practitioners: pract,
-		Logger: s.logger.With("component", "psc")})
+		TokenLifetime: s.opts.PSCTokenLifetime, Logger: s.logger.With("component", "psc")})
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,14 @@ func (s *Sandbox) pscConfig() string {
 	if s.Info.PSC == nil {
 		return ""
 	}
-	return fmt.Sprintf("[psc]\nissuer = %q\nclient_ids = [%q]\nca_file = %q\n\n", s.Info.PSC.Issuer, PSCClientID, s.Info.CAFile)
+	c := fmt.Sprintf("[psc]\nissuer = %q\nclient_ids = [%q]\nca_file = %q\n", s.Info.PSC.Issuer, PSCClientID, s.Info.CAFile)
+	if d := s.opts.PSCSessionLength; d > 0 {
+		c += fmt.Sprintf("session_length = %q\n", d.String())
+	}
+	if s.opts.PSCEndWithToken {
+		c += "end_with_token = true\nskew = \"1s\"\n"
+	}
+	return c + "\n"
 }
 
 // addMembers makes the practitioners members of the ORG BALs they hold in store.

@@ -78,6 +78,15 @@ type Options struct {
 	// domain is put on the liste blanche with its certificate DN, and the sandbox's connectors
 	// route it to its relay.
 	Extra []Extra
+	// PSCSessionLength, when set, is the psc session_length of the connectors: the IMAP
+	// sessions opened with a token end then (BYE), for tests of the clients' reconnection.
+	PSCSessionLength time.Duration
+	// PSCTokenLifetime, when set, is the lifetime of the provider's access tokens (default
+	// 2 min, as at Pro Santé Connect).
+	PSCTokenLifetime time.Duration
+	// PSCEndWithToken sets psc end_with_token on the connectors, with a skew of 1 s: the IMAP
+	// sessions opened with a token end about 1 s after it expires.
+	PSCEndWithToken bool
 }
 
 // Extra is an operator outside the sandbox that the sandbox trusts and routes to.
@@ -143,6 +152,7 @@ type Sandbox struct {
 	httpSrv   *http.Server
 	crlSrv    *http.Server
 	pscSrv    *http.Server // the Pro Santé Connect stand-in (psc.go)
+	opts      Options      // as given to Start
 	nodes     []*node.Node
 	connDone  []chan error
 	closeOnce sync.Once
@@ -161,7 +171,7 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Sandbox{logger: opts.Logger}
+	s := &Sandbox{logger: opts.Logger, opts: *opts}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

@@ -1,6 +1,7 @@
-// Package authlimit brakes password guessing on the connector's listeners: IMAP LOGIN and
-// AUTHENTICATE PLAIN (transport/imapd) and SMTP submission AUTH PLAIN (transport/connector)
-// go through one [Limiter], so that failures on one protocol count on the other.
+// Package authlimit brakes password and token guessing on the connector's listeners: IMAP
+// LOGIN and AUTHENTICATE PLAIN, XOAUTH2 and OAUTHBEARER (transport/imapd) and SMTP submission
+// AUTH with the same mechanisms (transport/connector) go through one [Limiter], so that
+// failures on one protocol or mechanism count on the others.
 //
 // NIST SP 800-63B §5.2.2 asks a verifier to limit the failed attempts on an account (to no
 // more than 100) while keeping the account usable by its owner, with delays that grow and
@@ -137,7 +138,8 @@ func (l *Limiter) Conn(source, remote string) *Conn {
 	return &Conn{l: l, source: source, peer: remote, addr: sourceOf(remote)}
 }
 
-// Before is called before checking a password for account. It waits for the delay the past
+// Before is called before checking a password for account, or a token for the account it
+// names ("" when it names none: only the address's failures count then). It waits for the delay the past
 // failures call for (nil), or returns ErrLocked at once, or ctx's error when ctx ends first.
 func (c *Conn) Before(ctx context.Context, account string) error {
 	wait, locked := c.l.verdict(normAccount(account), c.addr)
@@ -188,7 +190,10 @@ func (l *Limiter) verdict(account, addr string) (wait time.Duration, locked bool
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := o.Now()
-	pair, byAddr, byAcc := l.count(pairKey(account, addr), now), l.count(addrKey(addr), now), l.count(accountKey(account), now)
+	byAddr, pair, byAcc := l.count(addrKey(addr), now), 0, 0
+	if account != "" {
+		pair, byAcc = l.count(pairKey(account, addr), now), l.count(accountKey(account), now)
+	}
 	if pair >= o.LockoutFailures || byAddr >= o.LockoutAddressFailures || pair > 0 && byAcc >= o.AccountFailures {
 		return 0, true
 	}
@@ -212,7 +217,11 @@ func (l *Limiter) fail(account, addr string) {
 	defer l.mu.Unlock()
 	now := l.opts.Now()
 	l.sweep(now)
-	for _, k := range []string{pairKey(account, addr), addrKey(addr), accountKey(account)} {
+	keys := []string{addrKey(addr)}
+	if account != "" {
+		keys = append(keys, pairKey(account, addr), accountKey(account))
+	}
+	for _, k := range keys {
 		if el, ok := l.keys[k]; ok {
 			e := el.Value.(*entry)
 			if now.Sub(e.last) >= l.opts.Window {

@@ -127,6 +127,35 @@ func TestAddressLimits(t *testing.T) {
 	}
 }
 
+// A token login that names no account counts on its address only: the address is braked as
+// for a spray, and no shared "" account locks out other addresses.
+func TestNoAccountLimit(t *testing.T) {
+	l, _ := newLimiter(authlimit.Options{Delay: time.Hour, FreeAddressFailures: 2, LockoutAddressFailures: 4,
+		AccountFailures: 3, MaxConnFailures: 100})
+	c := l.Conn("imap", "192.0.2.1:1")
+	for range 2 {
+		c.Failed("")
+	}
+	if got := before(c, ""); got != "delayed" {
+		t.Fatalf("after 2: %s, want delayed", got)
+	}
+	for range 2 {
+		c.Failed("")
+	}
+	if got := before(c, "a@h.fr"); got != "locked" {
+		t.Fatalf("after 4, on an account: %s, want locked", got)
+	}
+	if n := l.Tracked(); n != 1 {
+		t.Fatalf("%d counters, want the address's only", n)
+	}
+	for i := range 3 {
+		l.Conn("imap", fmt.Sprintf("198.51.100.%d:1", i)).Failed("")
+	}
+	if got := before(l.Conn("imap", "198.51.100.1:2"), ""); got != "pass" {
+		t.Fatalf("an address with one failure: %s, want pass", got)
+	}
+}
+
 // A guess spread over many addresses: past AccountFailures, an address that has failed on the
 // account is refused, one that has not still passes.
 func TestAccountLimit(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/authlimit"
@@ -110,5 +112,45 @@ func TestSubmissionAuthBruteForceBrake(t *testing.T) {
 	want := "bad_credentials bad_credentials bad_credentials_disconnect bad_credentials locked_out"
 	if got := strings.Join(reasons, " "); got != want {
 		t.Fatalf("audit reasons %q, want %q", got, want)
+	}
+}
+
+// Token guessing on submission is braked like password guessing, in the same limiter: a
+// provider that is down (454 4.7.0) counts for nothing; a bad token, a token naming another
+// person's BAL and one whose holder has no BAL close the session with 421 4.7.0 at the third;
+// from that address Python's smtplib then waits, and even a good token gets 421 4.7.0.
+func TestOAuthSubmissionBruteForceBrake(t *testing.T) {
+	py := testenv.Require(t, "python3")
+	const delay = time.Second
+	lim := authlimit.New(&authlimit.Options{Delay: delay, MaxDelay: delay, LockoutFailures: 4})
+	n, op, ca := newBearerNode(t, func(o *ServerOptions) { o.AuthLimiter = lim })
+	xoauth2 := func(token string) string {
+		return "AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user="+n.bal+"\x01auth=Bearer "+token+"\x01\x01"))
+	}
+	c1 := rawDial(t, n.subAddr, clientTLS(nil, testPKI(t)))
+	op.SetDown(true) // a fresh server: the keys are not cached, the token cannot be checked
+	for range 5 {
+		c1.cmd(xoauth2(op.Token(t, tokenHolder)), "454 4.7.0")
+	}
+	op.SetDown(false)
+	c1.cmd(xoauth2("not-a-token"), "334")
+	c1.cmd("AQ==", "535 5.7.8")
+	c1.cmd(xoauth2(op.Token(t, tokenOther)), "334")
+	c1.cmd("AQ==", "535 5.7.8")
+	c1.cmd(xoauth2(op.Token(t, "810000000009")), "421 4.7.0")
+	if got := c1.reply(); got != "EOF" {
+		t.Fatalf("after 3 failed tokens: %q, want the connection closed", got)
+	}
+
+	_, port, _ := net.SplitHostPort(n.subAddr)
+	start := time.Now()
+	out, err := exec.Command(py, "-c", pySMTPXOAUTH2, port, ca, n.bal, "guess").Output()
+	if d := time.Since(start); err != nil || !strings.HasPrefix(string(out), "535 5.7.8") || d < delay {
+		t.Fatalf("4th token from the address: %q %v after %v, want 535 5.7.8 after ≥ %v", out, err, d, delay)
+	}
+	c2 := rawDial(t, n.subAddr, clientTLS(nil, testPKI(t)))
+	c2.cmd(xoauth2(op.Token(t, tokenHolder)), "421 4.7.0")
+	if got := c2.reply(); got != "EOF" {
+		t.Fatalf("after a refusal: %q, want the connection closed", got)
 	}
 }

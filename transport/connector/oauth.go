@@ -1,6 +1,9 @@
 package connector
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -26,16 +29,36 @@ func (ss *session) bearer(mech string) sasl.Server {
 	if ss.s.opts.OAuth == nil {
 		return nil
 	}
+	// Failed tokens count in the brake of AUTH PLAIN (ServerOptions.AuthLimiter), on the
+	// address and on the BAL named: a braked address gets 421 4.7.0 as for passwords. A token
+	// that could not be checked (provider unreachable) is no failed guess and does not count.
+	lim := ss.authLimit()
 	return psc.NewServer(mech, func(authzid, token string) error {
+		if err := lim.Before(ss.s.ctx, authzid); err != nil {
+			ss.s.opts.Metrics.Rejected("auth_bearer_locked")
+			ss.logAuthFailure(mech, replyAuthTooMany, "auth_bearer_locked", authzid)
+			ss.authHangUp()
+			return fmt.Errorf("%w: %w", psc.ErrThrottled, err)
+		}
 		l, err := ss.s.opts.OAuth.Authenticate(ss.s.ctx, authzid, token)
 		if err != nil {
+			if !psc.Temporary(err) && lim.Failed(authzid) != nil {
+				ss.s.opts.Metrics.Rejected("auth_bearer_refused")
+				ss.logAuthFailure(mech, replyAuthTooMany, "auth_bearer_refused", authzid)
+				ss.authHangUp()
+				return fmt.Errorf("%w: %w", psc.ErrThrottled, err)
+			}
 			return err
 		}
+		lim.Succeeded(authzid)
 		ss.bal, ss.person = l.BAL, l.NationalID
 		ss.s.audit(&audit.Record{Event: audit.EventLogin, BAL: l.BAL, Person: l.NationalID, PeerAddr: ss.peerAddr,
 			TLS: ss.tlsVersion(), Mech: mech})
 		return nil
 	}, func(err error) error {
+		if errors.Is(err, psc.ErrThrottled) {
+			return replyAuthTooMany // sent, and the connection closed, by authHangUp
+		}
 		if psc.Temporary(err) {
 			ss.s.logger.Warn("connector: token not checked", "listener", ss.s.name(), "peer", ss.peerAddr, "mech", mech, "err", err)
 			return ss.refuse(replyAuthUnavailable, "auth_bearer_unavailable")

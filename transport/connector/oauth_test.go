@@ -25,7 +25,9 @@ type bearerHoldings map[string][]string
 
 func (h bearerHoldings) BALsHeldBy(_ context.Context, id string) ([]string, error) { return h[id], nil }
 
-func newBearerNode(t *testing.T) (*node, *testpsc.Provider, string) {
+// newBearerNode starts a node whose submission listener takes tokens; configure, when not nil,
+// edits its options.
+func newBearerNode(t *testing.T, configure func(*ServerOptions)) (*node, *testpsc.Provider, string) {
 	t.Helper()
 	op := testpsc.New(t)
 	v, err := psc.New(op.Options())
@@ -36,6 +38,9 @@ func newBearerNode(t *testing.T) (*node, *testpsc.Provider, string) {
 	n := newNode(t, domain, &nodeOpts{limits: func(o *ServerOptions) {
 		o.OAuth = &psc.Authenticator{Verifier: v, Holdings: bearerHoldings{
 			tokenHolder: {"bal@" + domain}, tokenOther: {"other@" + domain}}}
+		if configure != nil {
+			configure(o)
+		}
 	}})
 	n.policy.set(trust(n))
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -47,7 +52,7 @@ func newBearerNode(t *testing.T) (*node, *testpsc.Provider, string) {
 // STARTTLS; bad tokens, no BAL and another person's BAL are refused alike.
 func TestOAuthCurlSubmission(t *testing.T) {
 	curl := testenv.Require(t, "curl")
-	n, op, ca := newBearerNode(t)
+	n, op, ca := newBearerNode(t, nil)
 	_, port, _ := net.SplitHostPort(n.subAddr)
 	body := filepath.Join(t.TempDir(), "msg.eml")
 	run := func(mech, user, token, subject string) (string, error) {
@@ -114,7 +119,7 @@ except smtplib.SMTPAuthenticationError as e:
 // and 535 5.7.8 for a bad token.
 func TestOAuthSubmissionUnavailable(t *testing.T) {
 	py := testenv.Require(t, "python3")
-	n, op, ca := newBearerNode(t)
+	n, op, ca := newBearerNode(t, nil)
 	_, port, _ := net.SplitHostPort(n.subAddr)
 	run := func(token string) string {
 		out, err := exec.Command(py, "-c", pySMTPXOAUTH2, port, ca, n.bal, token).Output()
@@ -140,7 +145,7 @@ func TestOAuthSubmissionUnavailable(t *testing.T) {
 // AUTH line (RFC 4954 §4 allows 12288 octets).
 func TestOAuthLongToken(t *testing.T) {
 	py := testenv.Require(t, "python3")
-	n, op, ca := newBearerNode(t)
+	n, op, ca := newBearerNode(t, nil)
 	_, port, _ := net.SplitHostPort(n.subAddr)
 	c := op.Claims(tokenHolder)
 	c["realm_access"] = map[string]any{"roles": strings.Split(strings.Repeat("role-of-the-practitioner,", 100), ",")}

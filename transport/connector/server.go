@@ -727,11 +727,11 @@ func (ss *session) identityAttrs() []slog.Attr {
 	return nil
 }
 
-// logAuthFailure writes a failed AUTH PLAIN to the operational log. The login is named only
+// logAuthFailure writes a failed AUTH to the operational log. The login is named only
 // when it is an address (a BAL): a password typed in the login field must not be logged.
-func (ss *session) logAuthFailure(reply *smtp.SMTPError, reason, login string) {
+func (ss *session) logAuthFailure(mech string, reply *smtp.SMTPError, reason, login string) {
 	attrs := []slog.Attr{slog.String("listener", ss.s.name()), slog.String("peer", ss.peerAddr),
-		slog.String("code", replyCode(reply)), slog.String("reason", reason), slog.String("mech", sasl.Plain)}
+		slog.String("code", replyCode(reply)), slog.String("reason", reason), slog.String("mech", mech)}
 	if a, ok := envelopeAddress(login); ok {
 		attrs = append(attrs, slog.String("login", a))
 	}
@@ -824,7 +824,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		return sasl.NewPlainServer(func(identity, username, password string) error {
 			if err := lim.Before(ctx, username); err != nil {
 				ss.s.opts.Metrics.Rejected("auth_plain_locked")
-				ss.logAuthFailure(replyAuthTooMany, "auth_plain_locked", username)
+				ss.logAuthFailure(sasl.Plain, replyAuthTooMany, "auth_plain_locked", username)
 				return ss.authHangUp()
 			}
 			bal, err := ss.s.opts.Accounts.BALForPassword(ctx, username, password)
@@ -832,10 +832,10 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 				// The limiter audits the failure (auth_failed), with the connection's count.
 				ss.s.opts.Metrics.Rejected("auth_plain_failed")
 				if lim.Failed(username) != nil {
-					ss.logAuthFailure(replyAuthTooMany, "auth_plain_failed", username)
+					ss.logAuthFailure(sasl.Plain, replyAuthTooMany, "auth_plain_failed", username)
 					return ss.authHangUp()
 				}
-				ss.logAuthFailure(smtp.ErrAuthFailed, "auth_plain_failed", username)
+				ss.logAuthFailure(sasl.Plain, smtp.ErrAuthFailed, "auth_plain_failed", username)
 				return smtp.ErrAuthFailed
 			}
 			lim.Succeeded(username)

@@ -3,15 +3,21 @@ package imapd
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 
+	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/authlimit"
 )
@@ -110,5 +116,104 @@ func TestLoginBruteForceBrake(t *testing.T) {
 		if reasons[i] != want[i] {
 			t.Fatalf("audit reasons %q, want %q", reasons, want)
 		}
+	}
+}
+
+// Token guessing is braked like password guessing, in the same limiter: a provider that is
+// down (NO [UNAVAILABLE]) counts for nothing; bad tokens, a token naming another person's
+// BAL and one whose holder has no BAL close the connection with BYE at the third; from that
+// address, Python's imaplib then waits, then even a good token is refused with BYE, and a
+// password on that BAL too (AUTHENTICATE PLAIN and LOGIN); the owner, from another address, logs in at once.
+func TestOAuthBruteForceBrake(t *testing.T) {
+	py := testenv.Require(t, "python3")
+	const delay = time.Second
+	lim := authlimit.New(&authlimit.Options{Delay: delay, MaxDelay: delay, LockoutFailures: 4})
+	e := newBearerEnv(t, func(o *Options) { o.AuthLimiter = lim })
+	dial := func(from string) net.Conn {
+		t.Helper()
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		conn, err := tls.DialWithDialer(d, "tcp", e.tlsAddr, e.clientTLS(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		return conn
+	}
+	// session runs XOAUTH2 logins on conn (the error challenge answered with ^A, as RFC 7628
+	// §3.2.3 asks) and returns the replies: the tagged ones and a BYE, or "EOF".
+	session := func(conn net.Conn) func(bal, token string) []string {
+		r := bufio.NewReader(conn)
+		r.ReadString('\n')
+		return func(bal, token string) []string {
+			ir := base64.StdEncoding.EncodeToString([]byte("user=" + bal + "\x01auth=Bearer " + token + "\x01\x01"))
+			fmt.Fprintf(conn, "a AUTHENTICATE XOAUTH2 %s\r\n", ir)
+			var replies []string
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return append(replies, "EOF")
+				}
+				switch {
+				case strings.HasPrefix(l, "+"):
+					fmt.Fprintf(conn, "AQ==\r\n")
+				case strings.HasPrefix(l, "* BYE"):
+					replies = append(replies, strings.TrimSpace(l))
+				case strings.HasPrefix(l, "a "):
+					return append(replies, strings.TrimSpace(l))
+				}
+			}
+		}
+	}
+
+	c1 := session(dial("127.0.0.1"))
+	e.op.SetDown(true) // a fresh server: the keys are not cached, the token cannot be checked
+	for i := range 5 {
+		if got := c1(perBAL, e.op.Token(t, dupont)); !strings.Contains(got[0], "a NO [UNAVAILABLE]") {
+			t.Fatalf("provider down, try %d: %q, want NO [UNAVAILABLE]", i, got)
+		}
+	}
+	e.op.SetDown(false)
+	bye := "* BYE Too many failed authentications, try again later"
+	for i, tok := range []string{"not-a-token", e.op.Token(t, durand), e.op.Token(t, nobody)} {
+		got := c1(perBAL, tok)
+		if i < 2 && (len(got) != 1 || !strings.HasPrefix(got[0], "a NO [AUTHENTICATIONFAILED]")) {
+			t.Fatalf("bad login %d: %q", i, got)
+		}
+		if i == 2 && (len(got) == 0 || got[0] != bye) {
+			t.Fatalf("third bad login: %q, want %q and the connection closed", got, bye)
+		}
+	}
+
+	_, port, _ := net.SplitHostPort(e.tlsAddr)
+	start := time.Now()
+	out, err := exec.Command(py, "-c", pyXOAUTH2, "localhost", port, e.ca, perBAL, "guess").CombinedOutput()
+	if d := time.Since(start); err != nil || !strings.Contains(string(out), "AUTHENTICATIONFAILED") || d < delay {
+		t.Fatalf("4th token from the address: %q %v after %v, want a refusal after ≥ %v", out, err, d, delay)
+	}
+	if got := session(dial("127.0.0.1"))(perBAL, e.op.Token(t, dupont)); len(got) == 0 || got[0] != bye {
+		t.Fatalf("a good token from the locked-out address: %q, want %q", got, bye)
+	}
+	// AUTHENTICATE PLAIN holds go-imap's response encoder for its whole exchange: the refusal
+	// must still reach the client, not wait for it.
+	plain := dial("127.0.0.1")
+	r := bufio.NewReader(plain)
+	r.ReadString('\n')
+	fmt.Fprintf(plain, "p AUTHENTICATE PLAIN %s\r\n", base64.StdEncoding.EncodeToString([]byte("\x00"+perBAL+"\x00guess")))
+	if l, err := r.ReadString('\n'); err != nil || strings.TrimSpace(l) != bye {
+		t.Fatalf("AUTHENTICATE PLAIN from the locked-out address: %q %v, want %q", l, err, bye)
+	}
+	c2 := imapclient.New(dial("127.0.0.1"), nil)
+	if err := c2.Login(perBAL, "guess").Wait(); err == nil || c2.Noop().Wait() == nil {
+		t.Fatalf("a password on the BAL locked out by tokens: %v, want BYE", err)
+	}
+
+	c3 := imapclient.New(dial("127.0.0.2"), nil)
+	start = time.Now()
+	if err := c3.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: perBAL, Token: e.op.Token(t, dupont)})); err != nil {
+		t.Fatalf("the owner from another address: %v", err)
+	}
+	if d := time.Since(start); d >= delay {
+		t.Errorf("the owner from another address waited %v", d)
 	}
 }

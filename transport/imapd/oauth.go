@@ -2,6 +2,8 @@ package imapd
 
 import (
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -41,6 +43,9 @@ func (s *session) bearer(mech string) sasl.Server {
 			s.authFailed(mech, "auth_bearer_unavailable", "", slog.Any("err", err))
 			return errUnavailable
 		}
+		if errors.Is(err, psc.ErrThrottled) {
+			return imapserver.ErrAuthFailed // logged, and the connection closed, by bearerLogin
+		}
 		s.authFailed(mech, "auth_bearer_refused", "", slog.Any("err", err))
 		return imapserver.ErrAuthFailed
 	})
@@ -49,11 +54,26 @@ func (s *session) bearer(mech string) sasl.Server {
 // bearerLogin opens the BAL authzid names (or the person's one BAL) with a token, and arms
 // the end of the session (psc.Authenticator.SessionLength: IDLE included, the session ends
 // then with BYE, and the client logs in again with a fresh token).
+//
+// Failed tokens count in the brake passwords go through (Options.AuthLimiter), on the
+// address and on the BAL named: a braked address gets BYE as for passwords. A token that
+// could not be checked (provider unreachable) is no failed guess and does not count.
 func (s *session) bearerLogin(mech, authzid, token string) error {
+	if err := s.auth.Before(s.ctx, authzid); err != nil {
+		s.authFailed(mech, "auth_bearer_locked", authzid, slog.Any("err", err))
+		s.hangUp()
+		return fmt.Errorf("%w: %w", psc.ErrThrottled, err)
+	}
 	l, err := s.srv.opts.OAuth.Authenticate(s.ctx, authzid, token)
 	if err != nil {
+		if !psc.Temporary(err) && s.auth.Failed(authzid) != nil {
+			s.authFailed(mech, "auth_bearer_refused", authzid, slog.Any("err", err))
+			s.hangUp()
+			return fmt.Errorf("%w: %w", psc.ErrThrottled, err)
+		}
 		return err
 	}
+	s.auth.Succeeded(authzid)
 	s.bal = l.BAL
 	s.loggedIn()
 	s.sessionEnd = time.AfterFunc(time.Until(l.SessionEnd), func() {

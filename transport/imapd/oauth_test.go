@@ -40,9 +40,9 @@ type bearerEnv struct {
 	ca    string // the server's root, for curl and python
 }
 
-// newBearerEnv starts the server with OAuth on a test provider; configure edits the
-// authenticator.
-func newBearerEnv(t *testing.T, configure func(*psc.Authenticator)) *bearerEnv {
+// newBearerEnv starts the server with OAuth on a test provider; configure edits the options,
+// the authenticator (o.OAuth) included.
+func newBearerEnv(t *testing.T, configure func(*Options)) *bearerEnv {
 	t.Helper()
 	op := testpsc.New(t)
 	v, err := psc.New(op.Options())
@@ -56,12 +56,11 @@ func newBearerEnv(t *testing.T, configure func(*psc.Authenticator)) *bearerEnv {
 	}
 	t.Cleanup(func() { al.Close() })
 	e := newEnvWith(t, func(o *Options) {
-		a := &psc.Authenticator{Verifier: v}
-		if configure != nil {
-			configure(a)
-		}
-		o.OAuth = a
+		o.OAuth = &psc.Authenticator{Verifier: v}
 		o.Audit = al
+		if configure != nil {
+			configure(o)
+		}
 	})
 	e.srv.opts.OAuth.Holdings = e.store
 	ctx := context.Background()
@@ -234,7 +233,7 @@ func TestOAuthSTARTTLSOnly(t *testing.T) {
 // TestOAuthSessionEndsDuringIdle: a session opened with a token ends at the configured
 // session length, even in IDLE, with BYE.
 func TestOAuthSessionEndsDuringIdle(t *testing.T) {
-	e := newBearerEnv(t, func(a *psc.Authenticator) { a.SessionLength = 2 * time.Second })
+	e := newBearerEnv(t, func(o *Options) { o.OAuth.SessionLength = 2 * time.Second })
 	c, err := imapclient.DialTLS(e.tlsAddr, &imapclient.Options{TLSConfig: e.clientTLS(false)})
 	if err != nil {
 		t.Fatal(err)

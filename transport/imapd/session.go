@@ -155,9 +155,15 @@ func (s *session) authFailed(mech, reason, login string, attrs ...slog.Attr) {
 }
 
 // hangUp ends a connection that may not try again: BYE, then close (RFC 9051 §7.1.5). The
-// tagged NO that follows finds the connection closed.
+// tagged NO that follows finds the connection closed. BYE is written on the connection
+// directly: imapserver.Conn.Bye waits for the response encoder, which AUTHENTICATE holds for
+// its whole exchange, so it would never return from AUTHENTICATE PLAIN, XOAUTH2 or
+// OAUTHBEARER. Before login, nothing else writes and every response has been flushed.
 func (s *session) hangUp() error {
-	s.conn.Bye("Too many failed authentications, try again later")
+	c := s.conn.NetConn()
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "* BYE Too many failed authentications, try again later\r\n")
+	c.Close()
 	return imapserver.ErrAuthFailed
 }
 

@@ -146,9 +146,14 @@ func unescapeSASLName(s string) (string, error) {
 	return b.String(), nil
 }
 
+// ErrThrottled is what a CheckFunc returns, wrapped, when the listener's brake on failed
+// logins refuses the client before the token is checked, or closes the connection after a
+// failure: the exchange ends at once, the connection being closed.
+var ErrThrottled = errors.New("psc: too many failed authentications")
+
 // CheckFunc checks a token for the authorization identity authzid (the BAL named, or "").
-// An error wrapping ErrUnavailable ends the exchange at once (temporary failure); any other
-// error is a refusal, answered with the mechanism's error challenge first.
+// An error wrapping ErrUnavailable (temporary failure) or ErrThrottled ends the exchange at
+// once; any other error is a refusal, answered with the mechanism's error challenge first.
 type CheckFunc func(authzid, token string) error
 
 // NewServer returns the server side of mech (XOAUTH2 or OAUTHBEARER), or nil for another
@@ -205,7 +210,7 @@ func (s *server) next(resp []byte) ([]byte, bool, error) {
 		return nil, true, err
 	}
 	if err := s.check(authzid, token); err != nil {
-		if errors.Is(err, ErrUnavailable) {
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrThrottled) {
 			return nil, true, err
 		}
 		s.refusal = err

@@ -45,7 +45,7 @@ func TestPSCParseOAUTHBEARER(t *testing.T) {
 }
 
 // TestPSCSASLServer runs the exchange: accept, refusal after the error challenge, temporary
-// failure at once, no initial response.
+// failure and brake refusal at once, no initial response.
 func TestPSCSASLServer(t *testing.T) {
 	ok := func(az, tok string) error { return nil }
 	refuse := func(az, tok string) error { return fmt.Errorf("%w: expired", psc.ErrInvalidToken) }
@@ -67,6 +67,11 @@ func TestPSCSASLServer(t *testing.T) {
 	s = psc.NewServer(psc.XOAUTH2, down, nil)
 	if _, done, err := s.Next([]byte("user=a@b.fr\x01auth=Bearer xyz\x01\x01")); !done || !errors.Is(err, psc.ErrUnavailable) {
 		t.Fatalf("temporary: %v %v", done, err)
+	}
+	braked := func(az, tok string) error { return fmt.Errorf("%w: locked", psc.ErrThrottled) }
+	s = psc.NewServer(psc.OAUTHBEARER, braked, nil)
+	if ch, done, err := s.Next(ir); !done || ch != nil || !errors.Is(err, psc.ErrThrottled) {
+		t.Fatalf("braked: %q %v %v", ch, done, err)
 	}
 	s = psc.NewServer(psc.XOAUTH2, ok, nil)
 	if ch, done, err := s.Next(nil); err != nil || done || len(ch) != 0 {
