@@ -180,7 +180,7 @@ func TestAPIRefusals(t *testing.T) {
 		{"INS mismatch", hop.client, "POST", msgs, "application/json", enc(&httpapi.SendRequest{To: []string{to}, INS: "299999999999999", Documents: []httpapi.SendDocument{{CDA: cdaXML, PDF: pdf}}}), false, 422, httpapi.ProblemInvalidDocument},
 		{"off the whitelist", hop.client, "POST", msgs, "application/json", enc(&httpapi.SendRequest{To: []string{"someone@example.org"}, Documents: []httpapi.SendDocument{{CDA: cdaXML, PDF: pdf}}}), false, 422, httpapi.ProblemNotWhitelisted},
 		{"bad DSN", hop.client, "POST", msgs, "application/json", []byte(`{"to":["` + to + `"],"dsn":{"notify":["ALWAYS"]}}`), true, 422, httpapi.ProblemInvalidRequest},
-		{"raw off the whitelist", hop.client, "POST", msgs, "message/rfc822", []byte("From: " + from + "\r\nTo: x@example.org\r\nSubject: t\r\n\r\nbody\r\n"), false, 422, httpapi.ProblemNotWhitelisted},
+		{"raw off the whitelist", hop.client, "POST", msgs, "message/rfc822", []byte("From: " + from + "\r\nTo: x@example.org\r\nSubject: t\r\nX-MSS-NIL: DEV000000\r\n\r\nbody\r\n"), false, 422, httpapi.ProblemNotWhitelisted},
 		{"another's BAL", hop.client, "POST", "/v1/bals/" + to + "/messages", "application/json", good, false, 403, httpapi.ProblemForbiddenBAL},
 		{"another's status", hop.client, "GET", "/v1/bals/" + to + "/messages/x@y", "", nil, false, 403, httpapi.ProblemForbiddenBAL},
 		{"no certificate", hop.anon, "POST", msgs, "application/json", good, false, 401, httpapi.ProblemUnauthenticated},
