@@ -27,6 +27,8 @@ Runs a whole local MSSanté trust space on loopback, on embedded defaults, until
     connector (SMTP relay and submission, durable queue, delivery over mutual TLS) with its
     mailbox store and IMAP access, and PER, ORG and APP BALs;
   - the test responder reponse.automatique@test.dev.mssante.fr (hosted by the cabinet);
+  - the HTTP API of the BAL applicatives (HTTPS, mutual TLS) and the HL7v2 bridge of the
+    hospital's;
   - a sample Annuaire Santé extraction file.
 It prints the endpoints, the certificate files and passwords of each BAL, and commands to try.
 A restart keeps the state (PKI, certificates, passwords, mailboxes, queues) and, when they are
@@ -84,9 +86,12 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	defer sb.Close()
 	stopHL7 := startDevHL7(ctx, e, sb.Info, logger)
 	defer stopHL7()
+	stopAPI := startDevAPI(ctx, e, sb.Info, logger)
+	defer stopAPI()
 	printDev(e.stdout, sb.Info, devProgram())
 	<-ctx.Done()
 	fmt.Fprintln(e.stdout, "\nmssante dev: stopping (the state folder is kept) ...")
+	stopAPI()
 	stopHL7()
 	if err := sb.Close(); err != nil {
 		return err
@@ -146,6 +151,7 @@ func printDev(w io.Writer, info *sandbox.Info, prog string) {
 		}
 	}
 	printDevPSC(w, info)
+	printDevAPI(w, info)
 	fmt.Fprintf(w, "\nTry, in another terminal (from the module root):\n")
 	for _, c := range devTry(info, prog) {
 		fmt.Fprintf(w, "  %s\n", c)

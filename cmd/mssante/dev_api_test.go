@@ -1,0 +1,72 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/internal/testenv"
+	"github.com/mssante-go/sdk/transport/httpapi"
+)
+
+// TestDevAPICurlAsPrinted: "mssante dev" serves the HTTP API of dpi@hopital on the port of
+// sandbox.json and prints two curl lines; run as printed with sh and the BAL's certificate,
+// the first sends the sample lettre de liaison (202, a Message-ID, marie.durand accepted), the
+// second reads its status, which the receipts the API follows bring to delivered.
+func TestDevAPICurlAsPrinted(t *testing.T) {
+	testenv.Require(t, "curl")
+	sh := testenv.Require(t, "sh")
+	if testing.Short() {
+		t.Skip("starts a trust space")
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	d := startDev(t, "--sandbox", state)
+	info, err := sandbox.Load(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.API == nil || info.API.BALs[0] != "dpi@"+sandbox.Hopital || !strings.Contains(d.out.String(), "HTTP API     "+info.API.URL) {
+		t.Fatalf("sandbox.json api %+v; output:\n%s\n%s", info.API, d.out, d.errb)
+	}
+	_, rest, ok := strings.Cut(d.out.String(), "Send the sample lettre de liaison with the HTTP API, then read its status:\n")
+	if !ok {
+		t.Fatalf("no curl lines:\n%s", d.out)
+	}
+	lines := strings.SplitN(rest, "\n", 3)
+	send, status := strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1])
+	if !strings.HasPrefix(send, "curl ") || !strings.HasPrefix(status, "curl ") {
+		t.Fatalf("printed lines %q %q", send, status)
+	}
+	cmd := exec.Command(sh, "-c", send)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var sent httpapi.SendResponse
+	if err := cmd.Run(); err != nil || strings.TrimSpace(stderr.String()) != "HTTP 202" ||
+		json.Unmarshal([]byte(stdout.String()), &sent) != nil || sent.MessageID == "" {
+		t.Fatalf("send as printed: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	to := "marie.durand@" + sandbox.Cabinet
+	if len(sent.Recipients) != 1 || sent.Recipients[0].Address != to || sent.Recipients[0].Status != "accepted" {
+		t.Fatalf("send answer %+v", sent)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, err := exec.Command(sh, "-c", status).Output()
+		var st httpapi.StatusResponse
+		if err != nil || json.Unmarshal(out, &st) != nil || st.MessageID != sent.MessageID || len(st.Recipients) != 1 ||
+			st.Recipients[0].Address != to {
+			t.Fatalf("status as printed: %v\n%s", err, out)
+		}
+		if st.Recipients[0].Status == "delivered" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status still %q", st.Recipients[0].Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
