@@ -15,7 +15,7 @@ import (
 	"github.com/mssante-go/sdk/internal/sandbox"
 )
 
-const devUsage = `[--sandbox DIR] [--verbose]
+const devUsage = `[--sandbox DIR] [--verbose] [--webhook URL]
        mssante dev revoke [--sandbox DIR] ADDRESS|CERTFILE
 
 Runs a whole local MSSanté trust space on loopback, on embedded defaults, until Ctrl-C:
@@ -56,6 +56,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	state := new(string)
 	sandboxFlags(fs, state, "state")
 	verbose := fs.Bool("verbose", false, "log the connectors' operations on stderr")
+	hook := fs.String("webhook", "", "POST the HTTP API's events to this URL (http allowed), signed with the printed secret")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -86,9 +87,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	defer sb.Close()
 	stopHL7 := startDevHL7(ctx, e, sb.Info, logger)
 	defer stopHL7()
-	stopAPI := startDevAPI(ctx, e, sb.Info, logger)
+	stopAPI := startDevAPI(ctx, e, sb.Info, *hook, logger)
 	defer stopAPI()
-	printDev(e.stdout, sb.Info, devProgram())
+	printDev(e.stdout, sb.Info, devProgram(), *hook)
 	<-ctx.Done()
 	fmt.Fprintln(e.stdout, "\nmssante dev: stopping (the state folder is kept) ...")
 	stopAPI()
@@ -118,7 +119,7 @@ func sandboxArg(dir string) string {
 	return " --" + sandboxFlag + " " + dir
 }
 
-func printDev(w io.Writer, info *sandbox.Info, prog string) {
+func printDev(w io.Writer, info *sandbox.Info, prog, hookURL string) {
 	fmt.Fprintf(w, "\nTest PKI     %s (trust it only in tests)\n", filepath.Join(info.Dir, "pki"))
 	fmt.Fprintf(w, "CA chain     %s\nCRL          %s\n", info.CAFile, info.CRLFile)
 	if info.CRLURL != "" {
@@ -151,7 +152,7 @@ func printDev(w io.Writer, info *sandbox.Info, prog string) {
 		}
 	}
 	printDevPSC(w, info)
-	printDevAPI(w, info)
+	printDevAPI(w, info, hookURL)
 	fmt.Fprintf(w, "\nTry, in another terminal (from the module root):\n")
 	for _, c := range devTry(info, prog) {
 		fmt.Fprintf(w, "  %s\n", c)

@@ -2,21 +2,26 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mssante-go/sdk/bal"
 	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/connector"
 	"github.com/mssante-go/sdk/transport/httpapi"
+	"github.com/mssante-go/sdk/transport/webhook"
 )
 
 // startDevAPI serves, beside the trust space of "mssante dev", the HTTP API of its BAL
@@ -26,14 +31,17 @@ import (
 // received messages are left to the BALs' other watchers ("mssante receive", selftest, the
 // HL7v2 bridge), which would otherwise find them taken. It returns once the API listens (or
 // failed: the error is printed and dev goes on without it), and a stop function.
-func startDevAPI(ctx context.Context, e *env, info *sandbox.Info, log *slog.Logger) (stop func()) {
+// With hookURL, the API's events (accepted, delivered, …) are POSTed there, signed with the
+// secret kept in the sandbox folder (printed by printDevAPI); http and loopback are allowed,
+// this being a sandbox.
+func startDevAPI(ctx context.Context, e *env, info *sandbox.Info, hookURL string, log *slog.Logger) (stop func()) {
 	if info.API == nil {
 		return func() {}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	stop, err := serveDevAPI(ctx, info, log)
+	stop, err := serveDevAPI(ctx, info, hookURL, log)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mssante dev: the HTTP API did not start: %v\n", err)
 		return func() {}
@@ -41,7 +49,7 @@ func startDevAPI(ctx context.Context, e *env, info *sandbox.Info, log *slog.Logg
 	return stop
 }
 
-func serveDevAPI(ctx context.Context, info *sandbox.Info, log *slog.Logger) (stop func(), err error) {
+func serveDevAPI(ctx context.Context, info *sandbox.Info, hookURL string, log *slog.Logger) (stop func(), err error) {
 	var closers []io.Closer
 	defer func() {
 		if err != nil {
@@ -73,8 +81,24 @@ func serveDevAPI(ctx context.Context, info *sandbox.Info, log *slog.Logger) (sto
 	if err != nil {
 		return nil, err
 	}
+	var hooks *webhook.Dispatcher
+	if hookURL != "" {
+		secret, err := devWebhookSecret(info)
+		if err != nil {
+			return nil, err
+		}
+		var eps []webhook.Endpoint
+		for _, addr := range info.API.BALs {
+			eps = append(eps, webhook.Endpoint{BAL: addr, URL: hookURL, Secret: []byte(secret)})
+		}
+		hooks, err = webhook.New(&webhook.Options{Dir: filepath.Join(stateDir, "webhooks"), Endpoints: eps,
+			AllowInsecure: true, MinBackoff: time.Second, MaxBackoff: time.Minute, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+	}
 	h, err := httpapi.New(&httpapi.Options{BALs: clients, StateDir: filepath.Join(stateDir, "handler"), ReceiptsOnly: true,
-		Auth: &httpapi.CertificateAuth{Trust: trust, Accounts: &connector.StaticAccounts{ByDN: byDN}}, Logger: log})
+		Auth: &httpapi.CertificateAuth{Trust: trust, Accounts: &connector.StaticAccounts{ByDN: byDN}}, Webhooks: hooks, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +128,9 @@ func serveDevAPI(ctx context.Context, info *sandbox.Info, log *slog.Logger) (sto
 			log.Error("mssante dev: HTTP API watch", "err", err)
 		}
 	})
+	if hooks != nil {
+		wg.Go(func() { hooks.Run(actx) })
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -115,6 +142,22 @@ func serveDevAPI(ctx context.Context, info *sandbox.Info, log *slog.Logger) (sto
 			}
 		})
 	}, nil
+}
+
+// devWebhookSecret returns the secret that signs the sandbox's webhooks, made on first use and
+// kept in the sandbox folder (0600) so that a receiver configured once keeps verifying.
+func devWebhookSecret(info *sandbox.Info) (string, error) {
+	f := filepath.Join(info.Dir, "api", "webhook-secret")
+	if b, err := os.ReadFile(f); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var r [24]byte
+	rand.Read(r[:])
+	secret := hex.EncodeToString(r[:])
+	if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+		return "", err
+	}
+	return secret, os.WriteFile(f, []byte(secret+"\n"), 0o600)
 }
 
 // devAPICommands are the two shell lines printed by "mssante dev": one sends the sample
@@ -132,8 +175,9 @@ func devAPICommands(info *sandbox.Info) (send, status string) {
 	return send, status
 }
 
-// printDevAPI prints the HTTP API, its OpenAPI document and the two curl lines.
-func printDevAPI(w io.Writer, info *sandbox.Info) {
+// printDevAPI prints the HTTP API, its OpenAPI document, the webhooks' URL and secret when
+// hookURL is set, and the two curl lines.
+func printDevAPI(w io.Writer, info *sandbox.Info, hookURL string) {
 	if info.API == nil || len(info.API.BALs) == 0 {
 		return
 	}
@@ -141,5 +185,10 @@ func printDevAPI(w io.Writer, info *sandbox.Info) {
 	fmt.Fprintf(w, "\nHTTP API     %s (mutual TLS: a BAL applicative's certificate; OpenAPI at %s/openapi.yaml)\n",
 		info.API.URL, info.API.URL)
 	fmt.Fprintf(w, "             for %s; received mail is left to the BALs' other readers\n", strings.Join(info.API.BALs, ", "))
+	if hookURL != "" {
+		if secret, err := devWebhookSecret(info); err == nil {
+			fmt.Fprintf(w, "Webhooks     %s, signed (header Webhook-Signature, HMAC-SHA256) with secret %s\n", hookURL, secret)
+		}
+	}
 	fmt.Fprintf(w, "\nSend the sample lettre de liaison with the HTTP API, then read its status:\n  %s\n  %s\n", send, status)
 }

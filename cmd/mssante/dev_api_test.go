@@ -2,29 +2,47 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/transport/httpapi"
+	"github.com/mssante-go/sdk/transport/webhook"
 )
 
 // TestDevAPICurlAsPrinted: "mssante dev" serves the HTTP API of dpi@hopital on the port of
 // sandbox.json and prints two curl lines; run as printed with sh and the BAL's certificate,
 // the first sends the sample lettre de liaison (202, a Message-ID, marie.durand accepted), the
-// second reads its status, which the receipts the API follows bring to delivered.
+// second reads its status, which the receipts the API follows bring to delivered. With
+// --webhook, the events reach the receiver signed with the printed secret.
 func TestDevAPICurlAsPrinted(t *testing.T) {
 	testenv.Require(t, "curl")
 	sh := testenv.Require(t, "sh")
 	if testing.Short() {
 		t.Skip("starts a trust space")
 	}
+	var (
+		mu     sync.Mutex
+		bodies [][]byte
+		sigs   []string
+	)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies, sigs = append(bodies, b), append(sigs, r.Header.Get("Webhook-Signature"))
+		mu.Unlock()
+	}))
+	defer recv.Close()
 	state := filepath.Join(t.TempDir(), "state")
-	d := startDev(t, "--sandbox", state)
+	d := startDev(t, "--sandbox", state, "--webhook", recv.URL+"/hooks")
 	info, err := sandbox.Load(state)
 	if err != nil {
 		t.Fatal(err)
@@ -68,5 +86,33 @@ func TestDevAPICurlAsPrinted(t *testing.T) {
 			t.Fatalf("status still %q", st.Recipients[0].Status)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	_, rest, _ = strings.Cut(d.out.String(), "signed (header Webhook-Signature, HMAC-SHA256) with secret ")
+	secret := strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0])
+	if len(secret) < 32 {
+		t.Fatalf("no webhook secret printed:\n%s", d.out)
+	}
+	for want := []string{webhook.EventAccepted, webhook.EventDelivered}; len(want) > 0; {
+		mu.Lock()
+		got := map[string]bool{}
+		for i, b := range bodies {
+			var e webhook.Event
+			if err := webhook.Verify([]byte(secret), sigs[i], b, time.Now(), 0); err != nil || json.Unmarshal(b, &e) != nil {
+				mu.Unlock()
+				t.Fatalf("webhook: %v\n%s", err, b)
+			}
+			if e.MessageID == sent.MessageID && e.BAL == info.API.BALs[0] {
+				got[e.Type] = true
+			}
+		}
+		mu.Unlock()
+		for len(want) > 0 && got[want[0]] {
+			want = want[1:]
+		}
+		if len(want) > 0 && time.Now().After(deadline) {
+			t.Fatalf("no %s webhook for %s (%d received)", want[0], sent.MessageID, len(bodies))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
