@@ -22,7 +22,8 @@ import (
 // sandbox.json and prints two curl lines; run as printed with sh and the BAL's certificate,
 // the first sends the sample lettre de liaison (202, a Message-ID, marie.durand accepted), the
 // second reads its status, which the receipts the API follows bring to delivered. With
-// --webhook, the events reach the receiver signed with the printed secret.
+// --webhook, the events reach the receiver signed with the printed secret. The practice's BAL
+// applicative is served too, and each certificate opens its own BAL only.
 func TestDevAPICurlAsPrinted(t *testing.T) {
 	testenv.Require(t, "curl")
 	sh := testenv.Require(t, "sh")
@@ -86,6 +87,24 @@ func TestDevAPICurlAsPrinted(t *testing.T) {
 			t.Fatalf("status still %q", st.Recipients[0].Status)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The practice's BAL applicative is served too, to its own certificate only.
+	code := func(addr, path string) string {
+		b := info.BAL(addr)
+		out, err := exec.Command(sh, "-c", "curl -sS -o /dev/null -w '%{http_code}' --cert "+b.CertFile+" --key "+b.KeyFile+
+			" --cacert "+info.CAFile+" "+info.API.URL+path).Output()
+		if err != nil {
+			t.Fatalf("curl %s: %v", path, err)
+		}
+		return string(out)
+	}
+	cab := "logiciel@" + sandbox.Cabinet
+	if c := code(cab, "/bals/"+cab+"/received"); c != "200" {
+		t.Errorf("the practice's BAL on its own list: %s", c)
+	}
+	if c := code(info.API.BALs[0], "/bals/"+cab+"/received"); c != "403" {
+		t.Errorf("the hospital's certificate on the practice's BAL: %s", c)
 	}
 
 	_, rest, _ = strings.Cut(d.out.String(), "signed (header Webhook-Signature, HMAC-SHA256) with secret ")
