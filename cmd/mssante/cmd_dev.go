@@ -15,7 +15,7 @@ import (
 	"github.com/mssante-go/sdk/internal/sandbox"
 )
 
-const devUsage = `[--sandbox DIR] [--verbose]
+const devUsage = `[--sandbox DIR] [--verbose] [--webhook URL]
        mssante dev revoke [--sandbox DIR] ADDRESS|CERTFILE
 
 Runs a whole local MSSanté trust space on loopback, on embedded defaults, until Ctrl-C:
@@ -27,6 +27,8 @@ Runs a whole local MSSanté trust space on loopback, on embedded defaults, until
     connector (SMTP relay and submission, durable queue, delivery over mutual TLS) with its
     mailbox store and IMAP access, and PER, ORG and APP BALs;
   - the test responder reponse.automatique@test.dev.mssante.fr (hosted by the cabinet);
+  - the HTTP API of the BAL applicatives (HTTPS, mutual TLS) and the HL7v2 bridge of the
+    hospital's;
   - a sample Annuaire Santé extraction file.
 It prints the endpoints, the certificate files and passwords of each BAL, and commands to try.
 A restart keeps the state (PKI, certificates, passwords, mailboxes, queues) and, when they are
@@ -54,6 +56,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	state := new(string)
 	sandboxFlags(fs, state, "state")
 	verbose := fs.Bool("verbose", false, "log the connectors' operations on stderr")
+	hook := fs.String("webhook", "", "POST the HTTP API's events to this URL (http allowed), signed with the printed secret")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -84,9 +87,12 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	defer sb.Close()
 	stopHL7 := startDevHL7(ctx, e, sb.Info, logger)
 	defer stopHL7()
-	printDev(e.stdout, sb.Info, devProgram())
+	stopAPI := startDevAPI(ctx, e, sb.Info, *hook, logger)
+	defer stopAPI()
+	printDev(e.stdout, sb.Info, devProgram(), *hook)
 	<-ctx.Done()
 	fmt.Fprintln(e.stdout, "\nmssante dev: stopping (the state folder is kept) ...")
+	stopAPI()
 	stopHL7()
 	if err := sb.Close(); err != nil {
 		return err
@@ -113,7 +119,7 @@ func sandboxArg(dir string) string {
 	return " --" + sandboxFlag + " " + dir
 }
 
-func printDev(w io.Writer, info *sandbox.Info, prog string) {
+func printDev(w io.Writer, info *sandbox.Info, prog, hookURL string) {
 	fmt.Fprintf(w, "\nTest PKI     %s (trust it only in tests)\n", filepath.Join(info.Dir, "pki"))
 	fmt.Fprintf(w, "CA chain     %s\nCRL          %s\n", info.CAFile, info.CRLFile)
 	if info.CRLURL != "" {
@@ -146,6 +152,7 @@ func printDev(w io.Writer, info *sandbox.Info, prog string) {
 		}
 	}
 	printDevPSC(w, info)
+	printDevAPI(w, info, hookURL)
 	fmt.Fprintf(w, "\nTry, in another terminal (from the module root):\n")
 	for _, c := range devTry(info, prog) {
 		fmt.Fprintf(w, "  %s\n", c)

@@ -301,6 +301,9 @@ func Start(ctx context.Context, opts *Options) (_ *Sandbox, err error) {
 	if info.HL7, err = hl7Ports(lns); err != nil {
 		return nil, err
 	}
+	if info.API, err = apiInfo(info, lns); err != nil {
+		return nil, err
+	}
 	if err := writeJSON(filepath.Join(dir, InfoFile), info); err != nil {
 		return nil, err
 	}
@@ -612,6 +615,9 @@ func (l *listeners) prevAddr(op, name string) string {
 	}
 	if op == "hl7" && l.prev.HL7 != nil {
 		return map[string]string{"listen": l.prev.HL7.Listen, "dpi": l.prev.HL7.DPI}[name]
+	}
+	if op == "api" && l.prev.API != nil {
+		return l.prev.API.Listen
 	}
 	if op == "psc" && l.prev.PSC != nil {
 		return "127.0.0.1:" + portOf(l.prev.PSC.Issuer)

@@ -189,6 +189,11 @@ func TestRestartKeepsState(t *testing.T) {
 	if info2.Operators[0].Submission != info1.Operators[0].Submission {
 		t.Logf("submission port moved: %s → %s", info1.Operators[0].Submission, info2.Operators[0].Submission)
 	}
+	if info2.API == nil || info2.API.Request == "" {
+		t.Fatalf("no HTTP API in sandbox.json: %+v", info2.API)
+	} else if info2.API.Listen != info1.API.Listen {
+		t.Logf("HTTP API port moved: %s → %s", info1.API.Listen, info2.API.Listen)
+	}
 	if _, err := info2.WaitFor(ctx, to, hasID("keep@test")); err != nil {
 		t.Fatalf("message lost across a restart: %v", err)
 	}

@@ -59,6 +59,8 @@ type Info struct {
 	Extra []Extra `json:"extra,omitempty"`
 	// HL7 gives the MLLP ports of the HL7v2 bridge "mssante dev" runs.
 	HL7 *HL7 `json:"hl7,omitempty"`
+	// API is the HTTP API "mssante dev" serves for the BAL applicatives.
+	API *API `json:"api,omitempty"`
 	// PSC is the sandbox's Pro Santé Connect stand-in, nil when none runs.
 	PSC *PSC `json:"psc,omitempty"`
 }

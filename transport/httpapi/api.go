@@ -33,6 +33,10 @@ type Options struct {
 	// StateDir holds the idempotency records and the received messages until they are
 	// handled (required; files 0600).
 	StateDir string
+	// ReceiptsOnly makes Run follow only the receipts of what the Handler sent: received
+	// messages are left in the mailbox for the BAL's other readers (bal.WatchOptions
+	// ReceiptsOnly), so the received endpoints list nothing and no MDN is sent from here.
+	ReceiptsOnly bool
 	// Webhooks, when set, receives the events of the BALs (persisted before the answer).
 	Webhooks *webhook.Dispatcher
 	// MaxBodySize bounds a request body; default DefaultMaxBodySize. A larger Content-Length

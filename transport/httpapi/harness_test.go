@@ -100,8 +100,9 @@ type api struct {
 }
 
 type apiOptions struct {
-	maxBody    int64
-	noWebhooks bool
+	maxBody      int64
+	noWebhooks   bool
+	receiptsOnly bool
 }
 
 func startAPI(t *testing.T, info *sandbox.Info, addr string, ao *apiOptions) *api {
@@ -141,11 +142,12 @@ func startAPI(t *testing.T, info *sandbox.Info, addr string, ao *apiOptions) *ap
 	}
 	b := info.BAL(addr)
 	h, err := httpapi.New(&httpapi.Options{
-		BALs:        map[string]*bal.Client{addr: c},
-		Auth:        &httpapi.CertificateAuth{Trust: trust, Accounts: &connector.StaticAccounts{ByDN: map[string]string{b.CertDN: addr}}},
-		StateDir:    t.TempDir(),
-		Webhooks:    wh,
-		MaxBodySize: ao.maxBody,
+		BALs:         map[string]*bal.Client{addr: c},
+		Auth:         &httpapi.CertificateAuth{Trust: trust, Accounts: &connector.StaticAccounts{ByDN: map[string]string{b.CertDN: addr}}},
+		StateDir:     t.TempDir(),
+		Webhooks:     wh,
+		MaxBodySize:  ao.maxBody,
+		ReceiptsOnly: ao.receiptsOnly,
 	})
 	if err != nil {
 		t.Fatal(err)

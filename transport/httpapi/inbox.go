@@ -189,7 +189,7 @@ func (in *inbox) receivedOf(m *bal.Incoming) *Received {
 
 // Run watches the mailbox of every BAL until ctx ends: received messages are kept for the DPI
 // (message.received), answered once marked handled (message.handled), and the receipts of
-// sent messages become events. It returns ctx's error, or the first error a watch cannot
+// sent messages become events; with Options.ReceiptsOnly, only the receipts. It returns ctx's error, or the first error a watch cannot
 // recover from (bal.Client.Watch), once every watch stopped.
 func (h *Handler) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -202,8 +202,9 @@ func (h *Handler) Run(ctx context.Context) error {
 	for addr, c := range h.bals {
 		wg.Go(func() {
 			err := c.Watch(ctx, h.watchHandler(addr), &bal.WatchOptions{
-				OnReceipt: func(ctx context.Context, r bal.Receipt) { h.receipt(ctx, addr, r) },
-				OnHandled: func(ctx context.Context, id string) { h.handled(ctx, addr, id) },
+				OnReceipt:    func(ctx context.Context, r bal.Receipt) { h.receipt(ctx, addr, r) },
+				OnHandled:    func(ctx context.Context, id string) { h.handled(ctx, addr, id) },
+				ReceiptsOnly: h.o.ReceiptsOnly,
 			})
 			if err != nil && ctx.Err() == nil {
 				h.log.Error("httpapi: watching a BAL stopped", "bal", addr, "err", err)
