@@ -140,7 +140,9 @@ listen = ""
 	return cfg
 }
 
-// start runs the node of o until the test ends; the returned channel gives Serve's result.
+// start runs the node of o until ctx ends; the returned channel gives Serve's result. The
+// test's cleanup waits for Serve to return (ctx is cancelled by then), so that nothing the
+// node writes as it stops (the queue's index) races with the removal of its folders.
 func (s *space) start(t *testing.T, ctx context.Context, o *operator, opts *node.Options) (*node.Node, chan error) {
 	t.Helper()
 	if opts == nil {
@@ -151,8 +153,19 @@ func (s *space) start(t *testing.T, ctx context.Context, o *operator, opts *node
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx) }()
+	done, finished := make(chan error, 1), make(chan struct{})
+	go func() {
+		err := n.Serve(ctx)
+		close(finished)
+		done <- err
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-finished:
+		case <-time.After(30 * time.Second):
+			t.Error("the node did not stop within 30 s of the test's end")
+		}
+	})
 	return n, done
 }
 
