@@ -43,8 +43,10 @@ DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
 W=$(mktemp -d /var/tmp/mssante-imap-bench.XXXXXX)   # one disk for both servers
 chmod 755 "$W"                                       # Dovecot's auth and mail users read below it
 OURS_PID=""
+NORMAL_PID=""
 cleanup() {
 	[ -n "$OURS_PID" ] && kill "$OURS_PID" 2>/dev/null || true
+	[ -n "$NORMAL_PID" ] && kill "$NORMAL_PID" 2>/dev/null || true
 	[ -f "$W/dovecot/run/master.pid" ] && kill "$(cat "$W/dovecot/run/master.pid")" 2>/dev/null || true
 	sleep 0.5
 	[ -n "${KEEP:-}" ] || rm -rf "$W"
@@ -52,7 +54,7 @@ cleanup() {
 trap cleanup EXIT
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-PD=$(freeport); PO=$(freeport)
+PD=$(freeport); PO=$(freeport); PN=$(freeport)
 
 go build -o "$W/imapserve" ./bench/imap/imapserve
 go build -o "$W/load" ./bench/imap/load
@@ -135,6 +137,15 @@ if [ "$MODE" = scale ]; then
 	"$W/scale" -a "dovecot=127.0.0.1:$PD,testuser,pass" -a-proc comm:imap \
 		-b "ours=127.0.0.1:$PO,testuser@bench.test,pass" -b-proc "pid:$OURS_PID" \
 		-folders "f$SMALL,f$LARGE" -runs "$RUNS" -idle-folder "$([ "$SESSIONS" -gt 0 ] && echo "f$IDLE_N")" -sessions "$SESSIONS"
+	# The same commands against a second server on the same store whose flag changes are not
+	# fsynced ([mailbox] flag_sync = "normal"), as Dovecot's are not (mail_fsync = optimized).
+	"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PN" -users testuser@bench.test:pass -flag-sync normal > "$W/normal.log" 2>&1 &
+	NORMAL_PID=$!
+	for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$PN) 2>/dev/null && break; sleep 0.1; done
+	echo "== the same, ours with flag_sync = normal"
+	"$W/scale" -a "dovecot=127.0.0.1:$PD,testuser,pass" -a-proc comm:imap \
+		-b "ours-normal=127.0.0.1:$PN,testuser@bench.test,pass" -b-proc "pid:$NORMAL_PID" \
+		-folders "f$SMALL,f$LARGE" -runs "$RUNS" -idle-folder "" -sessions 0
 	exit 0
 fi
 echo "== $N messages of $SIZE bytes, $RUNS runs (medians), servers taking turns; disk: $(df --output=source "$W" | tail -1)"

@@ -28,14 +28,36 @@ type Options struct {
 	// through it (Watch), for changes made by other processes; changes made through the
 	// store are signalled at once. 0 means 2 s; negative disables the look.
 	WatchPoll time.Duration
+	// FlagSync is how far a flag-only change (StoreFlags) is made durable before it returns.
+	// The zero value, FlagSyncFull, fsyncs it like every other change.
+	FlagSync FlagSync
 }
+
+// FlagSync is the durability of flag-only changes. Deliveries, copies, moves, expunges and
+// every other change are always fsynced before they return, whatever this says.
+type FlagSync int
+
+const (
+	// FlagSyncFull commits a flag change with an fsync of the write-ahead log before
+	// StoreFlags returns: a flag change a client was told of survives a power loss.
+	FlagSyncFull FlagSync = iota
+	// FlagSyncNormal commits a flag change without an fsync (SQLite synchronous=NORMAL, on a
+	// write connection of its own). The index stays consistent after a crash, and the next
+	// fsynced commit (a delivery, an expunge) or checkpoint makes the flag changes before it
+	// durable; a power loss may undo the last flag changes, never a message. This is what
+	// Dovecot does by default (mail_fsync = optimized does not fsync a flag change).
+	FlagSyncNormal
+)
 
 const defaultMaxMessageSize = 64 << 20
 
 // SQLite is the embedded Store: an index in SQLite and one file per message under a folder.
 type SQLite struct {
-	dir    string
-	db     *sql.DB
+	dir string
+	db  *sql.DB
+	// flagDB, with FlagSyncNormal, is one connection with synchronous=NORMAL on the same
+	// index, through which StoreFlags writes; nil means flag changes go through db.
+	flagDB *sql.DB
 	opts   Options
 	wmu    sync.Mutex // one writer at a time: SQLite has a single write lock anyway
 	closed bool
@@ -118,11 +140,9 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 	if err := privateIndex(index); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + index +
-		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := openIndex(index, "FULL")
 	if err != nil {
-		return nil, fmt.Errorf("mailbox: open index: %w", err)
+		return nil, err
 	}
 	s.db = db
 	if _, err := db.ExecContext(ctx, schema); err != nil {
@@ -141,7 +161,31 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 		db.Close()
 		return nil, err
 	}
+	switch s.opts.FlagSync {
+	case FlagSyncFull:
+	case FlagSyncNormal:
+		if s.flagDB, err = openIndex(index, "NORMAL"); err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.flagDB.SetMaxOpenConns(1)
+	default:
+		db.Close()
+		return nil, fmt.Errorf("mailbox: unknown FlagSync %d", s.opts.FlagSync)
+	}
 	return s, nil
+}
+
+// openIndex opens the index in WAL mode with the given synchronous setting, which SQLite
+// keeps per connection: FULL fsyncs the log at each commit, NORMAL only at checkpoints.
+func openIndex(index, synchronous string) (*sql.DB, error) {
+	dsn := "file:" + index + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous +
+		")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: open index: %w", err)
+	}
+	return db, nil
 }
 
 // privateIndex creates the index file with mode 0600 before SQLite opens it, and narrows an
@@ -295,18 +339,34 @@ func (s *SQLite) Close() error {
 	if s.done != nil {
 		<-s.done
 	}
+	if s.flagDB != nil {
+		s.flagDB.Close()
+	}
 	return s.db.Close()
 }
 
 // write runs fn in a write transaction, one at a time, then signals watchers of the folders
 // whose modseq it raised and of touched.
 func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
+	return s.writeOn(ctx, s.db, fn)
+}
+
+// writeFlags is write for a transaction that changes only flags (and the folder's modseq and
+// keyword list): it commits with the FlagSync the store was opened with.
+func (s *SQLite) writeFlags(ctx context.Context, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
+	if s.flagDB != nil {
+		return s.writeOn(ctx, s.flagDB, fn)
+	}
+	return s.writeOn(ctx, s.db, fn)
+}
+
+func (s *SQLite) writeOn(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
 	s.wmu.Lock()
 	if s.closed {
 		s.wmu.Unlock()
 		return ErrClosed
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		s.wmu.Unlock()
 		return fmt.Errorf("mailbox: %w", err)

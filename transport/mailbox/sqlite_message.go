@@ -211,7 +211,7 @@ func (s *SQLite) Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadS
 func (s *SQLite) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32, op FlagOp, flags []string) ([]Message, error) {
 	flags = normFlags(flags)
 	var out []Message
-	err := s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
+	err := s.writeFlags(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
 		ms, err := s.bumpModSeq(ctx, tx, mbox)
 		if err != nil {
 			return nil, err

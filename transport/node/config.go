@@ -127,13 +127,14 @@ type LocalConfig struct {
 }
 
 // MailboxConfig is the table "mailbox": the mailbox store of the BALs, with its default quota
-// and retention and how often the retention purge runs. Without Dir the node runs the mail
-// path only.
+// and retention, how often the retention purge runs and the durability of flag changes
+// ("full" or "normal": mailbox.FlagSync). Without Dir the node runs the mail path only.
 type MailboxConfig struct {
 	Dir              string        `toml:"dir"`
 	DefaultQuota     int64         `toml:"default_quota"`
 	DefaultRetention time.Duration `toml:"default_retention"`
 	PurgeInterval    time.Duration `toml:"purge_interval"`
+	FlagSync         string        `toml:"flag_sync"`
 }
 
 // IMAPConfig is the table "imap": the IMAP listeners of the mailbox store (143 STARTTLS, 993
@@ -365,6 +366,9 @@ func (c *Config) check() error {
 	}
 	if c.Mailbox.Dir != "" && c.Mailbox.PurgeInterval <= 0 {
 		bad("mailbox.purge_interval must be positive")
+	}
+	if f := c.Mailbox.FlagSync; f != "full" && f != "normal" {
+		bad("mailbox.flag_sync must be full or normal, not %q", f)
 	}
 	if c.Annuaire.Dir != "" && c.Mailbox.Dir == "" {
 		bad("annuaire needs mailbox.dir (the BALs reconciled are those of the mailbox store)")

@@ -107,8 +107,12 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 		n.mta, err = newMTA(cfg, mopts, nil, nil, nil)
 		return n, err
 	}
+	flagSync := mailbox.FlagSyncFull
+	if cfg.Mailbox.FlagSync == "normal" {
+		flagSync = mailbox.FlagSyncNormal
+	}
 	n.Store, err = mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
-		Logger: n.logger})
+		Logger: n.logger, FlagSync: flagSync})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}

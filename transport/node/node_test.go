@@ -487,6 +487,7 @@ func TestConfigRefusals(t *testing.T) {
 		{"bad responder", "[mailbox]\ndir = \"/m\"\n[responder]\naddress = \"nobody\"\n", "responder.address"},
 		{"zero purge interval", "[mailbox]\ndir = \"/m\"\npurge_interval = \"0s\"\n", "purge_interval must be positive"},
 		{"negative quota", "[mailbox]\ndir = \"/m\"\ndefault_quota = -1\n", "must not be negative"},
+		{"bad flag sync", "[mailbox]\ndir = \"/m\"\nflag_sync = \"off\"\n", "flag_sync must be full or normal"},
 		{"negative shutdown grace", "[limits]\nshutdown_grace = \"-1s\"\n", "shutdown_grace must not be negative"},
 		{"bad BAL type", "[[bal]]\naddress = \"x@a.test\"\nlogin = \"x\"\ntype = \"XYZ\"\n", "type must be PER, ORG or APP"},
 	} {
@@ -495,7 +496,7 @@ func TestConfigRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
-	if _, err := node.LoadConfig(strings.NewReader(base + "[mailbox]\ndir = \"/m\"\n[imap]\nlisten = \":143\"\nlisten_tls = \":993\"\n[responder]\naddress = \"r@a.test\"\n")); err != nil {
+	if _, err := node.LoadConfig(strings.NewReader(base + "[mailbox]\ndir = \"/m\"\nflag_sync = \"normal\"\n[imap]\nlisten = \":143\"\nlisten_tls = \":993\"\n[responder]\naddress = \"r@a.test\"\n")); err != nil {
 		t.Errorf("valid mailbox side: %v", err)
 	}
 }

@@ -30,6 +30,7 @@ func main() {
 	users := flag.String("users", "testuser@bench.test:pass,testuser2@bench.test:pass", "BALs to create, address:password,…")
 	verbose := flag.Bool("v", false, "log server errors to stderr")
 	maxConns := flag.Int("max-conns", 0, "simultaneous connections, in total and from one address (0: the server's defaults)")
+	flagSync := flag.String("flag-sync", "full", "durability of flag changes: full (fsynced) or normal")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("imapserve: -dir is required")
@@ -38,7 +39,15 @@ func main() {
 		log.Fatal("imapserve: loopback addresses only")
 	}
 	ctx := context.Background()
-	store, err := mailbox.OpenSQLite(ctx, *dir, nil)
+	sopts := &mailbox.Options{}
+	switch *flagSync {
+	case "full":
+	case "normal":
+		sopts.FlagSync = mailbox.FlagSyncNormal
+	default:
+		log.Fatal("imapserve: -flag-sync is full or normal")
+	}
+	store, err := mailbox.OpenSQLite(ctx, *dir, sopts)
 	if err != nil {
 		log.Fatal(err)
 	}
