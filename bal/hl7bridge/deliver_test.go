@@ -29,12 +29,7 @@ import (
 func TestHL7BridgeDeliver(t *testing.T) {
 	got := make(chan *hl7v2.Message, 4)
 	var n atomic.Int32
-	dpiSrv, err := mllp.NewServer(&mllp.Options{Handler: func(ctx context.Context, b []byte) ([]byte, error) {
-		m, err := hl7v2.Parse(b, nil)
-		if err != nil {
-			return nil, err
-		}
-		o := hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D" + m.ControlID(), Time: time.Now()}
+	dpiClient := startDPI(t, func(m *hl7v2.Message, o *hl7v2.AckOptions) error {
 		if code, _ := m.Type(); code == "MDM" {
 			got <- m
 			n.Add(1)
@@ -43,23 +38,8 @@ func TestHL7BridgeDeliver(t *testing.T) {
 				o.Errors = []hl7v2.ErrorDetail{{Condition: hl7v2.CondApplication, AppCode: "902", AppText: "Identifiant patient inconnu", AppCodeSystem: "applicationErrorCode"}}
 			}
 		}
-		ack, err := hl7v2.Ack(m, o)
-		if err != nil {
-			return nil, err
-		}
-		return ack.Encode()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go dpiSrv.Serve(l)
-	defer dpiSrv.Close()
-	dpiClient := mllp.Dial(l.Addr().String(), nil)
-	defer dpiClient.Close()
+		return nil
+	}, nil)
 
 	e := startBridge(t, dpiClient)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -250,19 +230,23 @@ func TestHL7BridgeDeliverRPLCWithoutParent(t *testing.T) {
 	}
 }
 
-// acceptingDPI is a DPI's MLLP endpoint that answers AA to everything and passes on each MDM.
-func acceptingDPI(t *testing.T) (<-chan *hl7v2.Message, *mllp.Client) {
+// serveDPI runs a DPI's MLLP endpoint on l until the test ends: it parses each message,
+// lets answer change the acknowledgement (AA by default) or drop the message unanswered (an
+// error: the connection is closed), and acknowledges.
+func serveDPI(t *testing.T, l net.Listener, answer func(m *hl7v2.Message, o *hl7v2.AckOptions) error) {
 	t.Helper()
-	got := make(chan *hl7v2.Message, 4)
 	srv, err := mllp.NewServer(&mllp.Options{Handler: func(ctx context.Context, b []byte) ([]byte, error) {
 		m, err := hl7v2.Parse(b, nil)
 		if err != nil {
 			return nil, err
 		}
-		if code, _ := m.Type(); code == "MDM" {
-			got <- m
+		o := hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D" + m.ControlID(), Time: time.Now()}
+		if answer != nil {
+			if err := answer(m, &o); err != nil {
+				return nil, err
+			}
 		}
-		ack, err := hl7v2.Ack(m, hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D" + m.ControlID(), Time: time.Now()})
+		ack, err := hl7v2.Ack(m, o)
 		if err != nil {
 			return nil, err
 		}
@@ -271,13 +255,32 @@ func acceptingDPI(t *testing.T) (<-chan *hl7v2.Message, *mllp.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// startDPI is serveDPI on a new loopback port, with a client of it for the bridge.
+func startDPI(t *testing.T, answer func(m *hl7v2.Message, o *hl7v2.AckOptions) error, opts *mllp.ClientOptions) *mllp.Client {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c := mllp.Dial(l.Addr().String(), nil)
+	serveDPI(t, l, answer)
+	c := mllp.Dial(l.Addr().String(), opts)
 	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// acceptingDPI is a DPI's MLLP endpoint that answers AA to everything and passes on each MDM.
+func acceptingDPI(t *testing.T) (<-chan *hl7v2.Message, *mllp.Client) {
+	t.Helper()
+	got := make(chan *hl7v2.Message, 4)
+	c := startDPI(t, func(m *hl7v2.Message, _ *hl7v2.AckOptions) error {
+		if code, _ := m.Type(); code == "MDM" {
+			got <- m
+		}
+		return nil
+	}, nil)
 	return got, c
 }

@@ -26,32 +26,13 @@ import (
 func TestHL7BridgeZAM(t *testing.T) {
 	zams := make(chan *hl7v2.Message, 16)
 	var calls atomic.Int32
-	dpiSrv, err := mllp.NewServer(&mllp.Options{Handler: func(ctx context.Context, b []byte) ([]byte, error) {
-		m, err := hl7v2.Parse(b, nil)
-		if err != nil {
-			return nil, err
-		}
+	dpiClient := startDPI(t, func(m *hl7v2.Message, _ *hl7v2.AckOptions) error {
 		if calls.Add(1) == 1 {
-			return nil, errors.New("DPI busy") // connection closed, no ACK
+			return errors.New("DPI busy") // connection closed, no ACK
 		}
 		zams <- m
-		ack, err := hl7v2.Ack(m, hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D" + m.ControlID(), Time: time.Now()})
-		if err != nil {
-			return nil, err
-		}
-		return ack.Encode()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go dpiSrv.Serve(l)
-	defer dpiSrv.Close()
-	dpiClient := mllp.Dial(l.Addr().String(), &mllp.ClientOptions{Attempts: 1, AckTimeout: 10 * time.Second})
-	defer dpiClient.Close()
+		return nil
+	}, &mllp.ClientOptions{Attempts: 1, AckTimeout: 10 * time.Second})
 
 	e := startBridge(t, dpiClient)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -144,24 +125,14 @@ func TestHL7BridgeZAMQueueSurvivesRestart(t *testing.T) {
 	<-ran
 
 	zams := make(chan *hl7v2.Message, 4)
-	srv, err := mllp.NewServer(&mllp.Options{Handler: func(ctx context.Context, b []byte) ([]byte, error) {
-		m, err := hl7v2.Parse(b, nil)
-		if err != nil {
-			return nil, err
-		}
-		zams <- m
-		ack, _ := hl7v2.Ack(m, hl7v2.AckOptions{Code: hl7v2.AckAccept, ControlID: "D", Time: time.Now()})
-		return ack.Encode()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, err = net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("port taken meanwhile: %v", err)
 	}
-	go srv.Serve(l)
-	defer srv.Close()
+	serveDPI(t, l, func(m *hl7v2.Message, _ *hl7v2.AckOptions) error {
+		zams <- m
+		return nil
+	})
 	up := mllp.Dial(addr, nil)
 	defer up.Close()
 	second, err := hl7bridge.New(&hl7bridge.Options{Client: e.client, From: mssante.MustAddress("", dpi), StateDir: state, DPI: up})
