@@ -44,17 +44,7 @@ func NewXDMMessage(from mssante.Address, to []mssante.Address, zip, pdf []byte, 
 			if copyPDF == nil {
 				return nil, fmt.Errorf("%w: %s is a structured document: its PDF copy is required", ErrMessage, d.Path)
 			}
-			date, _ := cda.ParseTS(doc.EffectiveTime.Value)
-			if len(doc.DocumentationOf) > 0 {
-				if iv := doc.DocumentationOf[0].ServiceEvent.EffectiveTime; iv != nil && iv.Low != nil {
-					if t, err := cda.ParseTS(iv.Low.Value); err == nil {
-						date = t
-					}
-				}
-			}
-			ins, _ := doc.INS()
-			m.Documents = append(m.Documents, mssante.Document{Code: doc.Code.Code, DisplayName: doc.Code.DisplayName,
-				Date: date, INS: ins, PDF: copyPDF})
+			m.Documents = append(m.Documents, doc.MailDocument(copyPDF))
 			if m.Patient == nil {
 				p := doc.Patient()
 				m.Patient = &p

@@ -111,3 +111,23 @@ func (a *AssignedEntity) Name() (family, given string) {
 	n := &a.AssignedPerson.Names[0]
 	return n.Part("family", ""), n.Part("given", "")
 }
+
+// MailDocument is how d is announced in an MSSanté mail (mssante.Document): its code and
+// display name, the date of the act (the start of the serviceEvent, else the document's
+// date), the patient's INS, and pdf, its PDF copy.
+func (d *Document) MailDocument(pdf []byte) mssante.Document {
+	date, _ := ParseTS(d.EffectiveTime.Value)
+	if len(d.DocumentationOf) > 0 {
+		if iv := d.DocumentationOf[0].ServiceEvent.EffectiveTime; iv != nil && iv.Low != nil {
+			if t, err := ParseTS(iv.Low.Value); err == nil {
+				date = t
+			}
+		}
+	}
+	ins, _ := d.INS()
+	out := mssante.Document{Date: date, INS: ins, PDF: pdf}
+	if d.Code != nil {
+		out.Code, out.DisplayName = d.Code.Code, d.Code.DisplayName
+	}
+	return out
+}

@@ -353,3 +353,23 @@ func TestANSChecks(t *testing.T) {
 		t.Fatalf("ANS checks failed: %v", err)
 	}
 }
+
+// A document is announced in a mail with the date of its act (the serviceEvent's start), or
+// its own date when it has no serviceEvent time, and the patient's INS.
+func TestMailDocument(t *testing.T) {
+	in := Sample(KindN1)
+	doc, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdf := []byte("%PDF-copy")
+	md := doc.MailDocument(pdf)
+	if md.Code != CodeLDLSES || md.DisplayName != DisplayLDLSES || !md.Date.Equal(in.ServiceEvent.Start) ||
+		md.INS != in.Patient.INS || string(md.PDF) != string(pdf) {
+		t.Fatalf("MailDocument = %+v", md)
+	}
+	doc.DocumentationOf[0].ServiceEvent.EffectiveTime = nil
+	if md := doc.MailDocument(nil); !md.Date.Equal(in.Time) {
+		t.Fatalf("without a serviceEvent time: date %v, want %v", md.Date, in.Time)
+	}
+}

@@ -52,17 +52,7 @@ func Compose(m *mssante.Message, docs []MailDocument, opts *PackOptions) (*Packe
 			}
 			pdf = data
 		}
-		date, _ := cda.ParseTS(doc.EffectiveTime.Value)
-		if len(doc.DocumentationOf) > 0 {
-			if iv := doc.DocumentationOf[0].ServiceEvent.EffectiveTime; iv != nil && iv.Low != nil {
-				if t, err := cda.ParseTS(iv.Low.Value); err == nil {
-					date = t
-				}
-			}
-		}
-		ins, _ := doc.INS()
-		out = append(out, mssante.Document{Code: doc.Code.Code, DisplayName: doc.Code.DisplayName,
-			Date: date, INS: ins, PDF: pdf})
+		out = append(out, doc.MailDocument(pdf))
 		if patient == nil {
 			p := doc.Patient()
 			patient = &p
