@@ -95,7 +95,7 @@ for _ in $(seq 50); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-run() { "$W/oauth" load -addr "127.0.0.1:$1" -mech "$2" -token "$W/token" -n "$N" -c "$C" || { tail -20 "$W/dovecot/dovecot.log" >&2; exit 1; }; }
+run() { "$W/oauth" load -addr "127.0.0.1:$1" -mech "$2" -token "$W/token" -ca "$W/tls.crt" -n "$N" -c "$C" || { tail -20 "$W/dovecot/dovecot.log" >&2; exit 1; }; }
 : > "$W/ours_x"; : > "$W/dove_x"; : > "$W/ours_p"; : > "$W/dove_p"
 for _ in $(seq "$RUNS"); do
 	run "$PO" XOAUTH2 >> "$W/ours_x"
