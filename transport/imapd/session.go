@@ -31,7 +31,7 @@ type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 	// ctx is cancelled when the connection ends (or the server closes): store calls made for
-	// this session stop with it.
+	// this IMAP session stop with it.
 	ctx    context.Context
 	cancel context.CancelFunc
 	bal    string // authenticated BAL address, "" before
@@ -62,13 +62,13 @@ type selected struct {
 	uidValidity uint32
 	uids        []uint32
 	modSeq      uint64
-	// own records the modseq of flag changes this session made (and already reported), so
+	// own records the modseq of flag changes this IMAP session made (and already reported), so
 	// they are not echoed back as unilateral updates.
 	own map[uint32]uint64
-	// gone holds the UIDs expunged by others that this session could not report yet (no
+	// gone holds the UIDs expunged by others that this IMAP session could not report yet (no
 	// EXPUNGE during FETCH, STORE or SEARCH: RFC 3501 §7.4.1).
 	gone []uint32
-	// recent holds the messages that are \Recent for this session (RFC 3501 §2.3.2).
+	// recent holds the messages that are \Recent for this IMAP session (RFC 3501 §2.3.2).
 	recent map[uint32]bool
 	// keywords announced in FLAGS, in order of appearance.
 	keywords []string
@@ -514,7 +514,7 @@ func (sel *selected) flags() []imap.Flag {
 	return out
 }
 
-// msgFlags is a message's FLAGS as this session sees them: with \Recent, and without the
+// msgFlags is a message's FLAGS as this IMAP session sees them: with \Recent, and without the
 // keywords not yet announced in a FLAGS response (the next Poll announces them, then sends
 // the message's flags again).
 func (sel *selected) msgFlags(uid uint32, flags []string) []imap.Flag {
@@ -571,7 +571,7 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			return nil // deleted meanwhile
 		}
 	}
-	// 0. keywords new to this session, before any FETCH that uses them
+	// 0. keywords new to this IMAP session, before any FETCH that uses them
 	newKw := false
 	for _, m := range ch.Messages {
 		if sel.addKeywords(m.Flags) {
@@ -623,7 +623,7 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			return err
 		}
 	}
-	// 3. flag changes: this session's STORE echoes, then changes by others, in sequence order
+	// 3. flag changes: this IMAP session's STORE echoes, then changes by others, in sequence order
 	echo := make(map[uint32]bool, len(sel.echo))
 	for _, uid := range sel.echo {
 		echo[uid] = true
