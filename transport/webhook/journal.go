@@ -132,6 +132,7 @@ type journal struct {
 	// it known durable. A record is durable once synced reaches the written count it got.
 	written, synced int64
 	syncing         bool
+	syncs           int   // fsyncs run, for the tests of group commit
 	err             error // sticky: after a failed write or fsync nothing is acknowledged
 }
 
@@ -167,6 +168,7 @@ func (j *journal) sync(mark int64) error {
 		err := f.Sync()
 		j.mu.Lock()
 		j.syncing = false
+		j.syncs++
 		if err != nil {
 			j.err = fmt.Errorf("webhook: journal: %w", err)
 		} else {

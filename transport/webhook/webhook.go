@@ -82,7 +82,8 @@ type Options struct {
 	// MaxLogSize bounds a delivery log file; the older half is dropped beyond it. Default 1 MiB.
 	MaxLogSize int64
 	// CompactSize is the journal size past which it is rewritten with the events not yet
-	// delivered, when they fill less than a quarter of it; default 4 MiB.
+	// delivered, when they fill less than a quarter of it; default 4 MiB. The events not yet
+	// delivered are also held in memory, a few hundred bytes each.
 	CompactSize int64
 	// Client replaces the HTTP client (tests); its transport then bears the address checks.
 	Client *http.Client
@@ -133,12 +134,12 @@ type Dispatcher struct {
 
 	mu sync.Mutex // guards the queues and the journal's content (d.mu before j.mu)
 	j  *journal
-	// seq orders the records; live and liveBytes count the events not yet delivered nor
-	// abandoned and their add records, orphans those of endpoints no longer configured, kept
+	// seq orders the records; liveBytes is the length of the add records of the events not
+	// yet delivered nor abandoned; orphans are those of endpoints no longer configured, kept
 	// for when they come back.
-	seq             uint64
-	live, liveBytes int64
-	orphans         []*record
+	seq       uint64
+	liveBytes int64
+	orphans   []*record
 }
 
 type endpoint struct {
@@ -256,16 +257,15 @@ func (d *Dispatcher) open() error {
 			continue
 		}
 		ep := d.byKey[r.EP]
+		b, _ := frame(r)
+		d.liveBytes += int64(len(b))
 		if ep == nil {
 			d.orphans = append(d.orphans, r)
 			continue
 		}
-		b, _ := frame(r)
 		p := r.Pending
 		p.seq, p.size = seq, int64(len(b))
 		ep.queue = append(ep.queue, p)
-		d.live++
-		d.liveBytes += p.size
 	}
 	if len(d.orphans) > 0 {
 		d.log.Warn("webhook: events kept for endpoints no longer configured", "events", len(d.orphans))
@@ -321,7 +321,6 @@ func (d *Dispatcher) enqueue(ep *endpoint, p *pending) (int64, error) {
 	}
 	p.seq, p.mark, p.size = d.seq, mark, int64(len(b))
 	ep.queue = append(ep.queue, p)
-	d.live++
 	d.liveBytes += p.size
 	return mark, nil
 }
@@ -474,7 +473,6 @@ func (d *Dispatcher) attempt(ctx context.Context, ep *endpoint, p *pending) {
 	if jr.Op == opDone {
 		ep.queue[0] = nil
 		ep.queue = ep.queue[1:]
-		d.live--
 		d.liveBytes -= p.size
 	} else {
 		p.Attempts, p.Next = jr.Attempts, jr.Next
