@@ -216,6 +216,9 @@ func New(opts *Options) (*Dispatcher, error) {
 	}
 	d.unlock = unlock
 	if err := d.open(); err != nil {
+		if d.j != nil {
+			d.j.close()
+		}
 		unlock()
 		return nil, err
 	}
