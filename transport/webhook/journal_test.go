@@ -391,3 +391,41 @@ func TestWebhookJournalNotAJournal(t *testing.T) {
 		t.Fatalf("%v, want ErrJournal", err)
 	}
 }
+
+// An event too large for a journal record is refused by Publish, and the events after it
+// still go through; an endpoint given twice is refused by New (its events would go twice).
+func TestWebhookRefusals(t *testing.T) {
+	rc := &receiver{got: make(chan webhook.Event, 10)}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	ep := webhook.Endpoint{BAL: "a@b.fr", URL: srv.URL, Secret: secret}
+	if _, err := webhook.New(&webhook.Options{Dir: t.TempDir(), AllowInsecure: true, Endpoints: []webhook.Endpoint{ep, ep}}); !errors.Is(err, webhook.ErrConfig) {
+		t.Fatalf("endpoint twice: %v, want ErrConfig", err)
+	}
+	d, err := webhook.New(&webhook.Options{Dir: t.TempDir(), AllowInsecure: true, Endpoints: []webhook.Endpoint{ep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := sync.OnceFunc(start(t, d))
+	defer func() { stop(); d.Close() }()
+	big := webhook.Event{ID: "big", Type: webhook.EventFailed, BAL: "a@b.fr", MessageID: "m@x", Detail: strings.Repeat("x", 2<<20)}
+	if err := d.Publish(context.Background(), big); err == nil {
+		t.Fatal("an event of 2 MiB accepted")
+	}
+	if err := d.Publish(context.Background(), webhook.Event{ID: "next", Type: webhook.EventFailed, BAL: "a@b.fr", MessageID: "m@x"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-rc.got:
+		if e.ID != "next" {
+			t.Fatalf("got %s", e.ID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event after the refused one was not delivered")
+	}
+	stop()
+	d.Close()
+	if err := d.Publish(context.Background(), webhook.Event{Type: webhook.EventFailed, BAL: "a@b.fr", MessageID: "m@x"}); err == nil {
+		t.Fatal("Publish after Close succeeded")
+	}
+}
