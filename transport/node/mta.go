@@ -97,7 +97,8 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	if err != nil {
 		return nil, err
 	}
-	c.audit, err = audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
+	c.audit, err = audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention,
+		Node: cfg.Node.Name})
 	if err != nil {
 		c.queue.Close()
 		return nil, err
