@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -207,25 +208,39 @@ func (s *Share) run() {
 // counts for a lease.
 func (s *Share) cycle(ctx context.Context) error {
 	s.mu.Lock()
-	var upScope, upAddr, delScope, delAddr []string
-	var upN []int32
 	changed := s.dirty
 	s.dirty = map[key]struct{}{}
-	for k := range changed {
-		if n, ok := s.local[k]; ok {
-			upScope, upAddr, upN = append(upScope, k.scope), append(upAddr, k.addr), append(upN, int32(min(n, 1<<30)))
-		} else {
-			delScope, delAddr = append(delScope, k.scope), append(delAddr, k.addr)
-		}
-	}
 	s.mu.Unlock()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE connshare_nodes SET heartbeat = now() WHERE node = $1`, s.opts.Node)
-		if err == nil && tag.RowsAffected() == 0 {
-			// Swept after a long partition: come back with all the counts.
-			_, err = tx.Exec(ctx, `INSERT INTO connshare_nodes (node, heartbeat) VALUES ($1, now())`, s.opts.Node)
+		if err != nil {
+			return err
 		}
-		if err == nil && len(delScope) > 0 {
+		publish := changed
+		if tag.RowsAffected() == 0 {
+			// Swept after a long partition: come back with all the counts.
+			if _, err := tx.Exec(ctx, `INSERT INTO connshare_nodes (node, heartbeat) VALUES ($1, now())`, s.opts.Node); err != nil {
+				return err
+			}
+			publish = maps.Clone(changed)
+			s.mu.Lock()
+			for k := range s.local {
+				publish[k] = struct{}{}
+			}
+			s.mu.Unlock()
+		}
+		var upScope, upAddr, delScope, delAddr []string
+		var upN []int32
+		s.mu.Lock()
+		for k := range publish {
+			if n, ok := s.local[k]; ok {
+				upScope, upAddr, upN = append(upScope, k.scope), append(upAddr, k.addr), append(upN, int32(min(n, 1<<30)))
+			} else {
+				delScope, delAddr = append(delScope, k.scope), append(delAddr, k.addr)
+			}
+		}
+		s.mu.Unlock()
+		if len(delScope) > 0 {
 			_, err = tx.Exec(ctx, `DELETE FROM connshare_conns WHERE node = $1 AND (scope, addr) IN
 				(SELECT * FROM unnest($2::text[], $3::text[]))`, s.opts.Node, delScope, delAddr)
 		}

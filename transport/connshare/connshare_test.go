@@ -105,7 +105,8 @@ func waitOthers(t *testing.T, n *node, want int) {
 
 // Two nodes over one PostgreSQL, 3 connections per address: those held on node A count on
 // node B once published; closing them frees B; a node that stops heartbeating is ignored
-// after its lease; a node that closes is forgotten at once.
+// after its lease, and itself forgets the others' counts; a node that closes is forgotten at
+// once.
 func TestTwoNodesShareTheLimit(t *testing.T) {
 	pg := peers.StartPostgres(t, nil)
 	o := connshare.Options{Delay: 20 * time.Millisecond, Interval: 100 * time.Millisecond, Lease: 2 * time.Second}
@@ -135,10 +136,12 @@ func TestTwoNodesShareTheLimit(t *testing.T) {
 		t.Fatal("B refused after A closed one")
 	}
 
-	// A dies (it can no longer reach the database): B ignores its count after the lease.
+	// A dies (it can no longer reach the database): B ignores its count after the lease,
+	// and A, which can no longer read B's, bounds the address by its own count only.
 	waitOthers(t, a, 2)
 	a.pool.Close()
 	waitOthers(t, b, 0)
+	waitOthers(t, a, 0)
 	if _, ok := dial(t, b); !ok {
 		t.Fatal("B refused after A's lease ended")
 	}
@@ -178,4 +181,40 @@ func TestMaxAddrs(t *testing.T) {
 	if n := b.share.Others("imap", "192.0.2.3"); n != 0 {
 		t.Fatalf("another scope counted: %d", n)
 	}
+}
+
+// The counts survive the database: a change made while PostgreSQL is down is published once
+// it is back, and a node whose row was swept (a partition longer than ten leases) comes back
+// with all its counts.
+func TestDatabaseRestartAndSweep(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	o := connshare.Options{Delay: 20 * time.Millisecond, Interval: 100 * time.Millisecond, Lease: 5 * time.Second}
+	a := startNode(t, pg, "node-a", 10, o)
+	b := startNode(t, pg, "node-b", 10, o)
+	if _, ok := dial(t, a); !ok {
+		t.Fatal("refused")
+	}
+	waitOthers(t, b, 1)
+	pg.Stop()
+	if _, ok := dial(t, a); !ok {
+		t.Fatal("refused with the database down")
+	}
+	pg.Start(t)
+	waitOthers(t, b, 2)
+
+	ctx := context.Background()
+	if _, err := b.pool.Exec(ctx, `DELETE FROM connshare_nodes WHERE node = 'node-a'`); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := b.pool.QueryRow(ctx, `SELECT n FROM connshare_conns WHERE node = 'node-a'`).Scan(&n)
+		if err == nil && n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-a's row 10 s after its sweep: %d, %v", n, err)
+		}
+	}
+	waitOthers(t, b, 2)
 }
