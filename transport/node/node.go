@@ -66,7 +66,8 @@ type Options struct {
 	AuthCounters authlimit.Counters
 	// ConnShare, when set, counts the connections per address of each server (relay,
 	// submission, submission_tls, imap) over the nodes of a cluster ([limits]
-	// max_connections_per_peer, [imap] max_connections_per_address); nil: per node.
+	// max_connections_per_peer, [imap] max_connections_per_address); nil: per node. The
+	// caller opens both over its database and closes them after the node.
 	ConnShare *connshare.Share
 }
 
