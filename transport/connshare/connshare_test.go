@@ -218,3 +218,33 @@ func TestDatabaseRestartAndSweep(t *testing.T) {
 	}
 	waitOthers(t, b, 2)
 }
+
+// The lag of a count from one node to another with the default Delay and Interval: the
+// time from Set on node A until node B's limit check sees it.
+// go test -run '^$' -bench Lag -benchtime 20x ./transport/connshare/
+func BenchmarkLag(b *testing.B) {
+	pg := peers.StartPostgres(b, nil)
+	ctx := context.Background()
+	open := func(name string) *connshare.Share {
+		pool, err := pgxpool.New(ctx, pg.DSN())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		s, err := connshare.Open(ctx, pool, &connshare.Options{Node: name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, other := open("node-a").Scope("imap"), open("node-b")
+	i := 0
+	for b.Loop() {
+		i++
+		a.Set("192.0.2.1", i)
+		for other.Others("imap", "192.0.2.1") != i {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
