@@ -74,6 +74,34 @@ func attempt(c *authlimit.Conn, account string) string {
 	}
 }
 
+// The behaviour tests of the memory counters pass unchanged over PostgreSQL, one node: the
+// throttling is the same whichever keeps the counts.
+func TestPostgresConformance(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pg.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	counters, err := authlimit.NewPostgres(ctx, pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		test func(*testing.T)
+	}{{"Limits", TestLimits}, {"AddressLimits", TestAddressLimits}, {"NoAccountLimit", TestNoAccountLimit},
+		{"AccountLimit", TestAccountLimit}, {"Audit", TestAudit}} {
+		if _, err := pool.Exec(ctx, `TRUNCATE authlimit_failures`); err != nil {
+			t.Fatal(err)
+		}
+		shared = counters
+		t.Run(c.name, c.test)
+		shared = nil
+	}
+}
+
 // Two nodes over one PostgreSQL: failures on node A delay and then lock the same account
 // from the same address on node B, an address spraying accounts on A is locked on B, a
 // guess spread over addresses and both nodes locks the addresses that took part, a success
