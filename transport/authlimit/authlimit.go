@@ -96,8 +96,8 @@ type Limiter struct {
 
 // Counters keep the failure counts of a [Limiter] by key (an account, a source address, or
 // the pair of both; keys are opaque strings that may hold any byte). They are safe for
-// concurrent use. A count is live while its last failure is after the since the Limiter
-// passes (now minus the Window).
+// concurrent use. A count is live while its last failure is after the time since that the
+// Limiter passes (now minus the Window).
 type Counters interface {
 	// Get returns the live count of each key (0 for none).
 	Get(ctx context.Context, keys []string, since time.Time) ([]int, error)
@@ -176,6 +176,9 @@ func (l *Limiter) Conn(source, remote string) *Conn {
 func (c *Conn) Before(ctx context.Context, account string) error {
 	wait, locked, err := c.l.verdict(ctx, normAccount(account), c.addr)
 	if err != nil {
+		if ctx.Err() != nil { // the connection ended, not the counters
+			return ctx.Err()
+		}
 		c.l.audit(c, account, "counters_unavailable")
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
