@@ -7,8 +7,8 @@
 // Options.Delay, with a heartbeat in connshare_nodes every Options.Interval. Every cycle it
 // also reads the sums of the other live nodes, which the limit check adds to its own from
 // memory: accepting a connection never waits for the database. A node whose heartbeat is
-// older than Options.Lease is ignored (a dead node does not hold addresses for ever), and its
-// rows are deleted after ten leases.
+// older than Options.Lease is ignored (a dead node holds its addresses for a lease at most),
+// and its rows are deleted after ten leases.
 //
 // The counts of the other nodes are as old as the last publication and read: up to Delay
 // plus Interval (and the queries' time). A burst of connections spread over k nodes within
@@ -44,8 +44,9 @@ var ErrNoNode = errors.New("connshare: Options.Node is required")
 
 // Options configure Open. Zero fields take the documented defaults.
 type Options struct {
-	// Node names this node, uniquely in the cluster (required; transport/node uses
-	// [node] name). A node that starts again under its name replaces its earlier counts.
+	// Node names this node, uniquely in the cluster (required; a connector node's
+	// [node] name, which its audit log carries too). A node that starts again under its
+	// name replaces its earlier counts.
 	Node string
 	// Delay coalesces the changes of the counts into one publication (default 100 ms).
 	Delay time.Duration
