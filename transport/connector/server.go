@@ -182,6 +182,9 @@ type ServerOptions struct {
 	// MaxConnsPerPeer bounds simultaneous connections from one IP address (default 20);
 	// MaxConns bounds all of them (default 1000). Beyond, the peer gets 421 4.7.0.
 	MaxConnsPerPeer, MaxConns int
+	// ConnShare, when set, counts MaxConnsPerPeer over the nodes of a cluster
+	// (transport.ConnLimits.Share; transport/connshare).
+	ConnShare transport.ConnShare
 	// Logger receives operational logs (nil: discard).
 	Logger *slog.Logger
 }
@@ -286,7 +289,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 10 * time.Second
 	}
-	lim := transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerPeer,
+	lim := transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerPeer, Share: o.ConnShare,
 		SessionTimeout: o.SessionTimeout, IdleTimeout: o.ReadTimeout}
 	if o.ImplicitTLS {
 		lim.HandshakeTimeout = o.HandshakeTimeout
