@@ -199,6 +199,9 @@ func (q *Queue) sweepStates() {
 	}
 	for _, f := range envs {
 		id, ok := strings.CutSuffix(f.Name(), ".json")
+		if q.loadStopped() {
+			return
+		}
 		if !ok {
 			continue
 		}

@@ -15,10 +15,12 @@
 // changes (replaced atomically: write to tmp/, fsync, rename, fsync the directory). A message is
 // committed when its trailer is on disk: Commit appends it, then fsyncs the file and the data/
 // directory, one journal commit on the path to 250. A data file without a valid trailer is the
-// debris of a crash before 250 and is removed when the queue opens. A clean Close also writes
-// index, the state of every message in one file, which the next Open reads instead of every
-// message's files and removes at once (see index.go for why it is never stale); a crash
-// leaves none. Whoever edits a stopped spool's files by hand removes index first.
+// debris of a crash before 250 and is removed when the queue reads it. A clean Close also
+// writes index, the state of every message in one file, which the next Open reads instead of
+// every message's files and removes at once (see index.go for why it is never stale); a crash
+// leaves none, and Open then returns once it has listed data/, the messages being read in the
+// background while the queue accepts and delivers (see loader.go and Stats.Loading). Whoever
+// edits a stopped spool's files by hand removes index first.
 //
 // Scheduling: a heap of message IDs by due time hands Run the due messages without a scan of
 // the queue, and a destination that cannot be reached is suspended after a few attempts
