@@ -242,7 +242,7 @@ func (s *SQLite) Mailbox(ctx context.Context, bal, name string) (*MailboxInfo, e
 	if err != nil {
 		return nil, err
 	}
-	m, err := scanMailbox(s.db.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox x WHERE x.bal=? AND x.name=?`, normAddr(bal), cn))
+	m, err := scanMailbox(s.queryRow(ctx, `SELECT `+mailboxCols+` FROM mailbox x WHERE x.bal=? AND x.name=?`, normAddr(bal), cn))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoMailbox
 	}
@@ -255,7 +255,7 @@ func (s *SQLite) Mailbox(ctx context.Context, bal, name string) (*MailboxInfo, e
 // ModSeq implements Store.
 func (s *SQLite) ModSeq(ctx context.Context, mbox MailboxID) (uint64, error) {
 	var m uint64
-	err := s.db.QueryRowContext(ctx, `SELECT modseq FROM mailbox WHERE id=?`, mbox).Scan(&m)
+	err := s.queryRow(ctx, qModSeq, mbox).Scan(&m)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNoMailbox
 	}
