@@ -29,6 +29,7 @@ const readConns = 8
 const (
 	qModSeq   = `SELECT modseq FROM mailbox WHERE id=?`
 	qExpunged = `SELECT uid FROM expunged WHERE mailbox=? AND modseq>?`
+	qRecent   = `SELECT recent_uid, uidnext-1 FROM mailbox WHERE id=?`
 )
 
 // Statements of the frequent writes (a delivery, a flag change), prepared once per writer.
