@@ -575,6 +575,11 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		if ch, err = s.store().Changes(s.ctx, sel.id, sel.modSeq); err != nil {
 			return nil // deleted meanwhile
 		}
+		if ch.ExpungedUnknown { // too far behind for the store's log: compare the UIDs
+			if ch.Expunged, err = s.missing(sel); err != nil {
+				return nil
+			}
+		}
 	}
 	// 0. keywords new to this IMAP session, before any FETCH that uses them
 	newKw := false
@@ -790,6 +795,10 @@ func (s *session) index() (map[uint32]*mailbox.Message, error) {
 		since = 0
 	}
 	ch, err := s.store().Changes(s.ctx, sel.id, since)
+	if err == nil && ch.ExpungedUnknown { // too far behind for the store's log: read it whole
+		sel.idx = nil
+		ch, err = s.store().Changes(s.ctx, sel.id, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -872,6 +881,26 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 }
 
 // forget removes uids from the client's view, reporting each with write(seq).
+// missing returns the UIDs the IMAP session knows that the folder no longer holds, comparing
+// the two sorted lists.
+func (s *session) missing(sel *selected) ([]uint32, error) {
+	now, err := s.store().UIDs(s.ctx, sel.id)
+	if err != nil {
+		return nil, err
+	}
+	var gone []uint32
+	j := 0
+	for _, u := range sel.uids {
+		for j < len(now) && now[j] < u {
+			j++
+		}
+		if j == len(now) || now[j] != u {
+			gone = append(gone, u)
+		}
+	}
+	return gone, nil
+}
+
 func (s *session) forget(uids []uint32, write func(uint32) error) error {
 	gone := make(map[uint32]bool, len(uids))
 	for _, u := range uids {

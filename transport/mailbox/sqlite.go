@@ -31,6 +31,20 @@ type Options struct {
 	// FlagSync is how far a flag-only change (StoreFlags) is made durable before it returns.
 	// The zero value, FlagSyncFull, fsyncs it like every other change.
 	FlagSync FlagSync
+	// ExpungeLog is how many modification sequences back each folder's log of expunged UIDs
+	// reaches: older entries are removed at the next expunge, and a caller asking for the
+	// changes since an older modseq is told to re-read the folder's UIDs
+	// (Changes.ExpungedUnknown). 0 means 100,000.
+	ExpungeLog uint64
+}
+
+const defaultExpungeLog = 100_000
+
+func (s *SQLite) expungeLog() uint64 {
+	if s.opts.ExpungeLog > 0 {
+		return s.opts.ExpungeLog
+	}
+	return defaultExpungeLog
 }
 
 // FlagSync is the durability of flag-only changes. Deliveries, copies, moves, expunges and

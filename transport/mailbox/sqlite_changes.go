@@ -204,6 +204,10 @@ type Changes struct {
 	Messages []Message
 	// Expunged are the UIDs removed, in no particular order.
 	Expunged []uint32
+	// ExpungedUnknown means the expunges since the modseq asked for are no longer all
+	// logged (Options.ExpungeLog): Expunged is empty, and the caller learns which of the
+	// UIDs it knows are gone by reading the folder's UIDs.
+	ExpungedUnknown bool
 }
 
 // Changes implements Store.
@@ -236,6 +240,11 @@ func (s *SQLite) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64
 	}
 	if sinceModSeq == 0 {
 		return &c, nil // nothing expunged before the start
+	}
+	if keep := s.expungeLog(); c.ModSeq > keep && sinceModSeq < c.ModSeq-keep {
+		// pruned up to at most the modseq of the last expunge minus keep (deleteTx)
+		c.ExpungedUnknown = true
+		return &c, nil
 	}
 	rows, err := tx.StmtContext(ctx, st[2]).QueryContext(ctx, mbox, sinceModSeq)
 	if err != nil {

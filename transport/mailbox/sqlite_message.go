@@ -371,8 +371,16 @@ func (s *SQLite) deleteTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids 
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	if _, err := s.bumpModSeq(ctx, tx, mbox); err != nil {
+	ms, err := s.bumpModSeq(ctx, tx, mbox)
+	if err != nil {
 		return nil, err
+	}
+	if keep := s.expungeLog(); ms > keep {
+		// Older entries only serve sessions that far behind, which Changes sends to re-read
+		// the UIDs instead: the log stays the size of the last keep modseqs' expunges.
+		if _, err := s.txExec(ctx, tx, qPruneExpunged, mbox, ms-keep); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
 	}
 	del, err := tx.PrepareContext(ctx, `DELETE FROM message WHERE mailbox=? AND uid=? RETURNING blob, size`)
 	if err != nil {

@@ -44,11 +44,12 @@ const (
 	qUseQuota      = `UPDATE bal SET used=used+? WHERE address=?`
 	qNextUID       = `UPDATE mailbox SET uidnext=uidnext+1 WHERE id=? RETURNING uidnext-1, uidvalidity`
 	qInsertMessage = `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,delivery,header) VALUES (?,?,?,?,?,?,?,?,?)`
+	qPruneExpunged = `DELETE FROM expunged WHERE mailbox=? AND modseq<=?`
 )
 
 func hotWrites() []string {
 	return []string{qBumpModSeq, qFlagsOf, qSetFlags, qKeywords, qSetKeywords,
-		qDeliveryUID, qQuota, qUseQuota, qNextUID, qInsertMessage}
+		qDeliveryUID, qQuota, qUseQuota, qNextUID, qInsertMessage, qPruneExpunged}
 }
 
 // writer is one connection to the index, used under SQLite.wmu, with its prepared statements.
