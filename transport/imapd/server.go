@@ -125,6 +125,8 @@ type Server struct {
 	idle      chan struct{} // closed when active drops to 0 during Shutdown
 	ctx       context.Context
 	cancel    context.CancelFunc // cancels every session's store calls on Close
+
+	envs envCache
 }
 
 // Caps are the capabilities the server announces (IDLE, UNSELECT, ENABLE, SASL-IR and

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -31,6 +32,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log server errors to stderr")
 	maxConns := flag.Int("max-conns", 0, "simultaneous connections, in total and from one address (0: the server's defaults)")
 	flagSync := flag.String("flag-sync", "full", "durability of flag changes: full (fsynced) or normal")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the server, from start to SIGTERM, to this file")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("imapserve: -dir is required")
@@ -93,6 +95,17 @@ func main() {
 			log.Fatal(err)
 		}
 		go srv.ServeTLS(lt)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Println("ready")
 	sig := make(chan os.Signal, 1)
