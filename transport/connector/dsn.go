@@ -19,7 +19,7 @@ import (
 // message (and never answered by another DSN).
 type DSNNotifier struct {
 	// Queue receives the DSN (required).
-	Queue *queue.Queue
+	Queue queue.Spool
 	// Hostname is the Reporting-MTA and the domain of MAILER-DAEMON (default "localhost").
 	Hostname string
 	// MaxReturnBytes bounds the returned original message with RET=FULL (default 256 KiB;
