@@ -387,7 +387,7 @@ func insertRcpts(ctx context.Context, tx pgx.Tx, e *Envelope) error {
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO queue_rcpts (msg_id, idx, domain, state, attempts, next_attempt, notice, data)
-		SELECT $1, u.idx, u.domain, u.state, u.attempts, u.next, u.notice, u.data::jsonb
+		SELECT $1, u.idx, u.domain, u.state, u.attempts, u.next, u.notice, u.data::json
 		FROM unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::text[], $8::text[])
 			AS u(idx, domain, state, attempts, next, notice, data)`,
 		e.ID, c.idx, c.domain, c.state, c.attempts, c.next, c.notice, c.data)
@@ -401,7 +401,7 @@ func updateRcpts(ctx context.Context, tx pgx.Tx, e *Envelope) error {
 		return err
 	}
 	_, err = tx.Exec(ctx, `UPDATE queue_rcpts r SET state = u.state, attempts = u.attempts, next_attempt = u.next,
-			notice = u.notice, data = u.data::jsonb
+			notice = u.notice, data = u.data::json
 		FROM unnest($2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::text[])
 			AS u(idx, state, attempts, next, notice, data)
 		WHERE r.msg_id = $1 AND r.idx = u.idx`,

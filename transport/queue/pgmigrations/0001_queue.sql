@@ -3,7 +3,7 @@
 -- redelivery keys that outlive the messages.
 CREATE TABLE queue_messages (
 	id          text        PRIMARY KEY,
-	envelope    jsonb       NOT NULL,
+	envelope    json        NOT NULL,
 	body        bytea       NOT NULL,
 	received    timestamptz NOT NULL,
 	held        boolean     NOT NULL DEFAULT false,
@@ -22,7 +22,7 @@ CREATE TABLE queue_rcpts (
 	attempts     integer     NOT NULL,
 	next_attempt timestamptz NOT NULL,
 	notice       text        NOT NULL,
-	data         jsonb       NOT NULL,
+	data         json        NOT NULL,
 	PRIMARY KEY (msg_id, idx)
 );
 
