@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mssante-go/sdk/internal/pgschema"
@@ -87,10 +88,11 @@ type Postgres struct {
 	logger *slog.Logger
 	dests  *destinations
 
-	mu       sync.Mutex
-	closed   bool
-	inflight int
-	kick     chan struct{}
+	finisher finisher
+
+	mu     sync.Mutex
+	closed bool
+	kick   chan struct{}
 }
 
 var _ Spool = (*Postgres)(nil)
@@ -264,17 +266,22 @@ func (w *pgWriter) Commit(ctx context.Context, env *Envelope) (string, error) {
 	}
 	e.Size = int64(w.buf.Len())
 	var dups []Redelivered
-	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-		var err error
-		dups, e.Rcpts, err = q.reserveKeys(ctx, tx, e, now)
-		if err != nil {
-			return err
-		}
-		if len(e.Rcpts) == 0 {
-			return ErrRedelivered
-		}
-		return q.insert(ctx, tx, e, w.buf.Bytes(), now)
-	})
+	var err error
+	if e.RedeliveryKey == "" || q.opts.RedeliveryWindow < 0 {
+		err = q.insert(ctx, q.pool, e, w.buf.Bytes())
+	} else {
+		err = pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
+			var err error
+			dups, e.Rcpts, err = q.reserveKeys(ctx, tx, e, now)
+			if err != nil {
+				return err
+			}
+			if len(e.Rcpts) == 0 {
+				return ErrRedelivered
+			}
+			return q.insert(ctx, tx, e, w.buf.Bytes())
+		})
+	}
 	w.redelivered = dups
 	if errors.Is(err, ErrRedelivered) {
 		return "", err
@@ -292,9 +299,6 @@ func (w *pgWriter) Commit(ctx context.Context, env *Envelope) (string, error) {
 // makes this one wait for it, then count as a redelivery: the unique key does what the file
 // queue's reservations do.
 func (q *Postgres) reserveKeys(ctx context.Context, tx pgx.Tx, e *Envelope, now time.Time) ([]Redelivered, []*Recipient, error) {
-	if e.RedeliveryKey == "" || q.opts.RedeliveryWindow < 0 {
-		return nil, e.Rcpts, nil
-	}
 	type item struct {
 		k rkey
 		r *Recipient
@@ -336,20 +340,31 @@ func (q *Postgres) reserveKeys(ctx context.Context, tx pgx.Tx, e *Envelope, now 
 	return dups, keep, nil
 }
 
-// insert writes message e, its body and its recipient rows in tx.
-func (q *Postgres) insert(ctx context.Context, tx pgx.Tx, e *Envelope, body []byte, now time.Time) error {
+// insert writes message e, its body and its recipient rows: one statement.
+func (q *Postgres) insert(ctx context.Context, db execer, e *Envelope, body []byte) error {
 	head := *e
 	head.Rcpts = nil
 	hb, err := json.Marshal(&head)
 	if err != nil {
 		return err
 	}
-	due, _ := e.dueAt()
-	if _, err := tx.Exec(ctx, `INSERT INTO queue_messages (id, envelope, body, received, due) VALUES ($1, $2, $3, $4, $5)`,
-		e.ID, hb, body, e.Received, due); err != nil {
+	c, err := columnsOf(e)
+	if err != nil {
 		return err
 	}
-	return insertRcpts(ctx, tx, e)
+	due, _ := e.dueAt()
+	_, err = db.Exec(ctx, `WITH m AS (
+			INSERT INTO queue_messages (id, envelope, body, received, due) VALUES ($1, $2, $3, $4, $5) RETURNING id)
+		INSERT INTO queue_rcpts (msg_id, idx, domain, state, attempts, next_attempt, notice, data)
+		SELECT m.id, u.idx, u.domain, u.state, u.attempts, u.next, u.notice, u.data::json
+		FROM m, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::text[], $12::text[])
+			AS u(idx, domain, state, attempts, next, notice, data)`,
+		e.ID, hb, body, e.Received, due, c.idx, c.domain, c.state, c.attempts, c.next, c.notice, c.data)
+	return err
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // rcptColumns are the recipient rows of e, as arrays for unnest.
@@ -379,19 +394,6 @@ func columnsOf(e *Envelope) (*rcptColumns, error) {
 		c.data = append(c.data, string(b))
 	}
 	return c, nil
-}
-
-func insertRcpts(ctx context.Context, tx pgx.Tx, e *Envelope) error {
-	c, err := columnsOf(e)
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO queue_rcpts (msg_id, idx, domain, state, attempts, next_attempt, notice, data)
-		SELECT $1, u.idx, u.domain, u.state, u.attempts, u.next, u.notice, u.data::json
-		FROM unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::text[], $8::text[])
-			AS u(idx, domain, state, attempts, next, notice, data)`,
-		e.ID, c.idx, c.domain, c.state, c.attempts, c.next, c.notice, c.data)
-	return err
 }
 
 // updateRcpts writes the state of e's recipients in tx.

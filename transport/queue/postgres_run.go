@@ -2,15 +2,12 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// errLeaseLost ends the storing of an attempt whose lease another node took over.
-var errLeaseLost = errors.New("queue: lease lost to another node")
 
 // lease is a message leased to this node for one attempt.
 type lease struct {
@@ -35,7 +32,11 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 	defer wg.Wait()
 	tick := time.NewTicker(q.opts.Poll)
 	defer tick.Stop()
-	var failing bool
+	// ready holds messages leased ahead of a free worker: one lease query serves up to two
+	// rounds of workers, so that the workers do not wait for it.
+	var ready []lease
+	defer func() { q.release(ready) }()
+	var failing, polled, more bool
 	var swept time.Time
 	for {
 		if q.isClosed() {
@@ -48,10 +49,20 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 			q.sweepKeys(ctx, now)
 			swept = now
 		}
-		free := o.Workers - len(sem)
-		var got int
-		if free > 0 {
-			ls, err := q.lease(ctx, free)
+		for len(ready) > 0 && len(sem) < o.Workers {
+			l := ready[0]
+			ready = ready[1:]
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done(); q.Kick() }()
+				q.process(ctx, l, d, &o)
+			}()
+		}
+		want := 2*o.Workers - len(sem) - len(ready)
+		// A query for several messages, unless the poll came or the last one was full.
+		if want > 0 && len(ready) <= o.Workers/2 && (want >= max(o.Workers/2, 1) || polled || more) {
+			ls, err := q.lease(ctx, want)
 			switch {
 			case err != nil && !failing && ctx.Err() == nil && !q.isClosed():
 				q.logger.Warn("queue: cannot lease due messages", "err", err)
@@ -60,24 +71,38 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 				q.logger.Info("queue: database reached again")
 				failing = false
 			}
-			for _, l := range ls {
-				sem <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer func() { <-sem; wg.Done(); q.Kick() }()
-					q.process(ctx, l, d, &o)
-				}()
+			ready = append(ready, ls...)
+			more = len(ls) == want
+			if len(ls) > 0 {
+				continue
 			}
-			got = len(ls)
 		}
-		if free > 0 && got == free {
-			continue // more may be due
-		}
+		polled = false
 		select {
 		case <-ctx.Done():
 		case <-q.kick:
 		case <-tick.C:
+			polled = true
 		}
+	}
+}
+
+// release gives back leases taken and not attempted.
+func (q *Postgres) release(ls []lease) {
+	if len(ls) == 0 {
+		return
+	}
+	ids := make([]string, len(ls))
+	seqs := make([]int64, len(ls))
+	for i, l := range ls {
+		ids[i], seqs[i] = l.e.ID, l.seq
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := q.pool.Exec(ctx, `UPDATE queue_messages m SET lease_owner = NULL, lease_until = NULL
+		FROM unnest($1::text[], $2::bigint[]) AS u(id, seq)
+		WHERE m.id = u.id AND m.lease_seq = u.seq AND m.lease_owner = $3`, ids, seqs, q.opts.Node); err != nil && !q.isClosed() {
+		q.logger.Warn("queue: leases not released, they will expire", "n", len(ls), "err", err)
 	}
 }
 
@@ -85,7 +110,17 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 // rows other nodes are taking at the same time.
 func (q *Postgres) lease(ctx context.Context, n int) ([]lease, error) {
 	now := q.opts.Now()
-	rows, err := q.pool.Query(ctx, `UPDATE queue_messages m
+	// A lease is coordination, not data: the server need not flush it before answering (a
+	// lease lost in a crash of the server is taken again, as an expired one is).
+	tx, err := q.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `UPDATE queue_messages m
 		SET lease_owner = $1, lease_until = $2, lease_seq = m.lease_seq + 1
 		FROM (SELECT id FROM queue_messages
 			WHERE due <= $3 AND NOT held AND (lease_until IS NULL OR lease_until <= $3)
@@ -113,9 +148,12 @@ func (q *Postgres) lease(ctx context.Context, n int) ([]lease, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	es, err := load(ctx, q.pool, ids)
+	es, err := load(ctx, tx, ids)
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
 	if err != nil {
-		// Leased but not read: the leases expire and the messages are taken again.
+		// Rolled back: nothing leased.
 		return nil, err
 	}
 	out := make([]lease, len(es))
@@ -134,10 +172,15 @@ func (q *Postgres) process(ctx context.Context, l lease, d Deliverer, o *RunOpti
 	var wg sync.WaitGroup
 	wg.Go(func() { q.renew(actx, cancel, l, done) })
 	a := &attempter{now: q.opts.Now, rand: q.opts.Rand, sched: q.sched, logger: q.logger, dests: q.dests,
-		store: q, unpark: q.unpark, commit: func(e *Envelope) bool { return q.commitAttempt(l, e) }}
+		store: q, unpark: q.unpark}
+	gone := false
+	a.commit = func(e *Envelope) bool { return q.commitAttempt(l, e, &gone) }
 	a.attempt(actx, l.e, d, o)
 	close(done)
 	wg.Wait()
+	if gone {
+		return
+	}
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer rcancel()
 	// Released at once rather than left to expire, so that another node may take it when
@@ -172,36 +215,56 @@ func (q *Postgres) renew(ctx context.Context, cancel context.CancelFunc, l lease
 }
 
 // commitAttempt stores e, the state after an attempt under lease l, provided the lease is
-// still this node's: one node alone stores a recipient's final state and its notice.
-func (q *Postgres) commitAttempt(l lease, e *Envelope) bool {
+// still this node's: one node alone stores a recipient's final state and its notice. Each
+// case is one statement, its own transaction: the lease check and the change cannot part.
+func (q *Postgres) commitAttempt(l lease, e *Envelope, gone *bool) bool {
+	if *gone {
+		return true // stored already (the attempter stores again after the notices)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	done := e.done()
-	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE queue_messages SET lease_until = $4
-			WHERE id = $1 AND lease_owner = $2 AND lease_seq = $3`, e.ID, q.opts.Node, l.seq, q.opts.Now().Add(q.opts.Lease))
-		if err != nil {
-			return err
+	var n int64
+	var err error
+	if done {
+		var ok bool
+		ok, err = q.finisher.finish(ctx, q, e.ID, l.seq)
+		if ok {
+			n = 1
 		}
-		if tag.RowsAffected() == 0 {
-			return errLeaseLost
+	} else {
+		var c *rcptColumns
+		if c, err = columnsOf(e); err == nil {
+			due, ok := e.dueAt()
+			var d *time.Time
+			if ok {
+				d = &due
+			}
+			var tag pgconn.CommandTag
+			tag, err = q.pool.Exec(ctx, `WITH m AS (
+					UPDATE queue_messages SET lease_until = $4, due = $5
+					WHERE id = $1 AND lease_owner = $2 AND lease_seq = $3 RETURNING id)
+				UPDATE queue_rcpts r SET state = u.state, attempts = u.attempts, next_attempt = u.next,
+					notice = u.notice, data = u.data::json
+				FROM m, unnest($6::int[], $7::text[], $8::int[], $9::timestamptz[], $10::text[], $11::text[])
+					AS u(idx, state, attempts, next, notice, data)
+				WHERE r.msg_id = m.id AND r.idx = u.idx`,
+				e.ID, q.opts.Node, l.seq, q.opts.Now().Add(q.opts.Lease), d,
+				c.idx, c.state, c.attempts, c.next, c.notice, c.data)
+			n = tag.RowsAffected()
 		}
-		if done {
-			_, err = tx.Exec(ctx, `DELETE FROM queue_messages WHERE id = $1`, e.ID)
-			return err
-		}
-		return q.store(ctx, tx, e)
-	})
+	}
 	switch {
-	case errors.Is(err, errLeaseLost):
-		q.logger.Warn("queue: lease lost, outcome dropped", "id", e.ID)
-		return false
 	case err != nil:
 		// The previous state stays: the attempt is repeated.
 		q.logger.Error("queue: state not stored", "id", e.ID, "err", err)
 		return false
+	case n == 0:
+		q.logger.Warn("queue: lease lost, outcome dropped", "id", e.ID)
+		return false
 	}
 	if done {
+		*gone = true
 		q.logger.Info("queue: done", "id", e.ID)
 	}
 	return true
@@ -247,4 +310,62 @@ func (q *Postgres) sweepKeys(ctx context.Context, now time.Time) {
 	if _, err := q.pool.Exec(ctx, `DELETE FROM queue_keys WHERE received < $1`, now.Add(-q.opts.RedeliveryWindow)); err != nil && ctx.Err() == nil {
 		q.logger.Warn("queue: redelivery keys not swept", "err", err)
 	}
+}
+
+// finisher removes the messages whose attempts ended with every recipient final: the
+// removals of the attempts ending meanwhile share one statement, so that a burst of
+// deliveries pays for a few commits, each removal still checked against its lease.
+type finisher struct {
+	mu      sync.Mutex
+	waiting []*finish
+	running bool
+}
+
+type finish struct {
+	id   string
+	seq  int64
+	ok   bool
+	err  error
+	done chan struct{}
+}
+
+// finish removes message id if lease seq is still this node's; false when it is not.
+func (f *finisher) finish(ctx context.Context, q *Postgres, id string, seq int64) (bool, error) {
+	req := &finish{id: id, seq: seq, done: make(chan struct{})}
+	f.mu.Lock()
+	f.waiting = append(f.waiting, req)
+	if f.running {
+		f.mu.Unlock()
+		<-req.done
+		return req.ok, req.err
+	}
+	f.running = true
+	for len(f.waiting) > 0 {
+		batch := f.waiting
+		f.waiting = nil
+		f.mu.Unlock()
+		ids := make([]string, len(batch))
+		seqs := make([]int64, len(batch))
+		for i, r := range batch {
+			ids[i], seqs[i] = r.id, r.seq
+		}
+		rows, err := q.pool.Query(ctx, `DELETE FROM queue_messages m USING unnest($1::text[], $2::bigint[]) AS u(id, seq)
+			WHERE m.id = u.id AND m.lease_seq = u.seq AND m.lease_owner = $3 RETURNING m.id`, ids, seqs, q.opts.Node)
+		var gone []string
+		if err == nil {
+			gone, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		removed := make(map[string]bool, len(gone))
+		for _, id := range gone {
+			removed[id] = true
+		}
+		for _, r := range batch {
+			r.ok, r.err = removed[r.id], err
+			close(r.done)
+		}
+		f.mu.Lock()
+	}
+	f.running = false
+	f.mu.Unlock()
+	return req.ok, req.err
 }
