@@ -354,7 +354,8 @@ func (q *Postgres) insert(ctx context.Context, db execer, e *Envelope, body []by
 	}
 	due, _ := e.dueAt()
 	_, err = db.Exec(ctx, `WITH m AS (
-			INSERT INTO queue_messages (id, envelope, body, received, due) VALUES ($1, $2, $3, $4, $5) RETURNING id)
+			INSERT INTO queue_messages (id, envelope, received, due) VALUES ($1, $2, $4, $5) RETURNING id),
+		b AS (INSERT INTO queue_bodies (msg_id, body) SELECT m.id, $3 FROM m)
 		INSERT INTO queue_rcpts (msg_id, idx, domain, state, attempts, next_attempt, notice, data)
 		SELECT m.id, u.idx, u.domain, u.state, u.attempts, u.next, u.notice, u.data::json
 		FROM m, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::text[], $12::text[])
@@ -430,7 +431,7 @@ func (q *Postgres) Enqueue(ctx context.Context, env *Envelope, body io.Reader) (
 // OpenMessage opens the stored message id for reading.
 func (q *Postgres) OpenMessage(id string) (io.ReadCloser, error) {
 	var body []byte
-	err := q.pool.QueryRow(context.Background(), `SELECT body FROM queue_messages WHERE id = $1`, id).Scan(&body)
+	err := q.pool.QueryRow(context.Background(), `SELECT body FROM queue_bodies WHERE msg_id = $1`, id).Scan(&body)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}

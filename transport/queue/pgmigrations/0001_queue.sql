@@ -1,18 +1,23 @@
--- The delivery queue shared by the nodes: one row a message (its bytes, its envelope, the
--- lease of the node attempting it), one row a recipient (its delivery state), and the
--- redelivery keys that outlive the messages.
+-- The delivery queue shared by the nodes: one row a message (its envelope, the lease of the
+-- node attempting it), its bytes apart (the row that every lease rewrites stays small, and
+-- leaves room on its page for the next version: fillfactor), one row a recipient (its
+-- delivery state), and the redelivery keys that outlive the messages.
 CREATE TABLE queue_messages (
 	id          text        PRIMARY KEY,
 	envelope    json        NOT NULL,
-	body        bytea       NOT NULL,
 	received    timestamptz NOT NULL,
 	held        boolean     NOT NULL DEFAULT false,
 	due         timestamptz,
 	lease_owner text,
 	lease_until timestamptz,
 	lease_seq   bigint      NOT NULL DEFAULT 0
-);
+) WITH (fillfactor = 70);
 CREATE INDEX queue_messages_due ON queue_messages (due) WHERE due IS NOT NULL AND NOT held;
+
+CREATE TABLE queue_bodies (
+	msg_id text  PRIMARY KEY REFERENCES queue_messages (id) ON DELETE CASCADE,
+	body   bytea NOT NULL
+);
 
 CREATE TABLE queue_rcpts (
 	msg_id       text        NOT NULL REFERENCES queue_messages (id) ON DELETE CASCADE,
@@ -24,7 +29,7 @@ CREATE TABLE queue_rcpts (
 	notice       text        NOT NULL,
 	data         json        NOT NULL,
 	PRIMARY KEY (msg_id, idx)
-);
+) WITH (fillfactor = 70);
 
 CREATE TABLE queue_keys (
 	key      bytea       PRIMARY KEY,
