@@ -446,66 +446,52 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// load reads the envelopes of ids with their recipients, in the order of ids (missing ones
-// left out).
+// envelopeColumns are what scanEnvelopes reads: a message, its lease number and one of its
+// recipients a row, ordered by message and recipient.
+const envelopeColumns = `m.id, m.lease_seq, m.envelope, r.state, r.attempts, r.next_attempt, r.notice, r.data`
+
+// load reads the envelopes of ids with their recipients (missing ones left out).
 func load(ctx context.Context, db querier, ids []string) ([]*Envelope, error) {
-	rows, err := db.Query(ctx, `SELECT id, envelope FROM queue_messages WHERE id = ANY($1)`, ids)
+	rows, err := db.Query(ctx, `SELECT `+envelopeColumns+` FROM queue_messages m JOIN queue_rcpts r ON r.msg_id = m.id
+		WHERE m.id = ANY($1) ORDER BY m.id, r.idx`, ids)
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*Envelope{}
-	for rows.Next() {
-		var id string
-		var hb []byte
-		if err := rows.Scan(&id, &hb); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		e := &Envelope{}
-		if err := json.Unmarshal(hb, e); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("message %s: %w", id, err)
-		}
-		e.ID = id
-		byID[id] = e
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = db.Query(ctx, `SELECT msg_id, state, attempts, next_attempt, notice, data FROM queue_rcpts
-		WHERE msg_id = ANY($1) ORDER BY msg_id, idx`, ids)
-	if err != nil {
-		return nil, err
-	}
+	es, _, err := scanEnvelopes(rows)
+	return es, err
+}
+
+// scanEnvelopes reads rows of envelopeColumns; seqs are the lease numbers by message.
+func scanEnvelopes(rows pgx.Rows) ([]*Envelope, map[string]int64, error) {
+	defer rows.Close()
+	var out []*Envelope
+	seqs := map[string]int64{}
+	var e *Envelope
 	for rows.Next() {
 		var id, state, notice string
+		var seq int64
 		var attempts int
 		var next time.Time
-		var data []byte
-		if err := rows.Scan(&id, &state, &attempts, &next, &notice, &data); err != nil {
-			rows.Close()
-			return nil, err
+		var hb, data []byte
+		if err := rows.Scan(&id, &seq, &hb, &state, &attempts, &next, &notice, &data); err != nil {
+			return nil, nil, err
+		}
+		if e == nil || e.ID != id {
+			e = &Envelope{}
+			if err := json.Unmarshal(hb, e); err != nil {
+				return nil, nil, fmt.Errorf("message %s: %w", id, err)
+			}
+			e.ID, seqs[id] = id, seq
+			out = append(out, e)
 		}
 		r := &Recipient{}
 		if err := json.Unmarshal(data, r); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("message %s: %w", id, err)
+			return nil, nil, fmt.Errorf("message %s: %w", id, err)
 		}
 		r.State, r.Attempts, r.NextAttempt, r.Notice = State(state), attempts, next, NoticeKind(notice)
-		if e := byID[id]; e != nil {
-			e.Rcpts = append(e.Rcpts, r)
-		}
+		e.Rcpts = append(e.Rcpts, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]*Envelope, 0, len(ids))
-	for _, id := range ids {
-		if e := byID[id]; e != nil {
-			out = append(out, e)
-		}
-	}
-	return out, nil
+	return out, seqs, rows.Err()
 }
 
 // Get returns the envelope of message id.

@@ -107,54 +107,43 @@ func (q *Postgres) release(ls []lease) {
 }
 
 // lease takes up to n due messages that no live lease holds, oldest due first, skipping the
-// rows other nodes are taking at the same time.
+// rows other nodes are taking at the same time: one round trip to the server.
 func (q *Postgres) lease(ctx context.Context, n int) ([]lease, error) {
 	now := q.opts.Now()
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
 	// A lease is coordination, not data: the server need not flush it before answering (a
 	// lease lost in a crash of the server is taken again, as an expired one is).
-	tx, err := q.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-		return nil, err
-	}
-	rows, err := tx.Query(ctx, `UPDATE queue_messages m
-		SET lease_owner = $1, lease_until = $2, lease_seq = m.lease_seq + 1
-		FROM (SELECT id FROM queue_messages
-			WHERE due <= $3 AND NOT held AND (lease_until IS NULL OR lease_until <= $3)
-			ORDER BY due LIMIT $4 FOR UPDATE SKIP LOCKED) c
-		WHERE m.id = c.id
-		RETURNING m.id, m.lease_seq`, q.opts.Node, now.Add(q.opts.Lease), now, n)
-	if err != nil {
-		return nil, err
-	}
-	seqs := map[string]int64{}
-	var ids []string
-	for rows.Next() {
-		var id string
-		var seq int64
-		if err := rows.Scan(&id, &seq); err != nil {
-			rows.Close()
+	b.Queue(`SET LOCAL synchronous_commit = off`)
+	b.Queue(`WITH m AS (UPDATE queue_messages m
+			SET lease_owner = $1, lease_until = $2, lease_seq = m.lease_seq + 1
+			FROM (SELECT id FROM queue_messages
+				WHERE due <= $3 AND NOT held AND (lease_until IS NULL OR lease_until <= $3)
+				ORDER BY due LIMIT $4 FOR UPDATE SKIP LOCKED) c
+			WHERE m.id = c.id
+			RETURNING m.id, m.lease_seq, m.envelope)
+		SELECT `+envelopeColumns+` FROM m JOIN queue_rcpts r ON r.msg_id = m.id ORDER BY m.id, r.idx`,
+		q.opts.Node, now.Add(q.opts.Lease), now, n)
+	b.Queue(`COMMIT`)
+	// A failed statement leaves the connection in a failed transaction, which the pool
+	// closes rather than reuses.
+	br := q.pool.SendBatch(ctx, b)
+	defer br.Close()
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
 			return nil, err
 		}
-		seqs[id] = seq
-		ids = append(ids, id)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	es, err := load(ctx, tx, ids)
-	if err == nil {
-		err = tx.Commit(ctx)
-	}
+	rows, err := br.Query()
 	if err != nil {
-		// Rolled back: nothing leased.
 		return nil, err
+	}
+	es, seqs, err := scanEnvelopes(rows)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, err // not committed: nothing leased
 	}
 	out := make([]lease, len(es))
 	for i, e := range es {
