@@ -157,6 +157,7 @@ func TestSpoolBehaviour(t *testing.T) {
 			t.Run("hold and release", func(t *testing.T) { testHold(t, kit) })
 			t.Run("retry and delete", func(t *testing.T) { testRetryDelete(t, kit) })
 			t.Run("redelivery", func(t *testing.T) { testRedelivered(t, kit) })
+			t.Run("suspension", func(t *testing.T) { testSuspension(t, kit) })
 		})
 	}
 }
@@ -336,6 +337,7 @@ func testRetryDelete(t *testing.T, kit spoolKit) {
 		return "temp"
 	})
 	waitFor(t, "the first attempts", func() bool { return rec.count(func() int { return rec.attempts }) == 2 })
+	ok.Store(true) // before Retry, which makes the message due at once
 	var err error
 	for range 100 { // the attempt may still be storing its outcome
 		if err = q.Retry(id); !errors.Is(err, queue.ErrInFlight) {
@@ -343,7 +345,6 @@ func testRetryDelete(t *testing.T, kit spoolKit) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	ok.Store(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,5 +411,71 @@ func testRedelivered(t *testing.T, kit spoolKit) {
 	}
 	if e, _ := q.Get(second); len(e.Rcpts) != 1 || e.Rcpts[0].Addr != "c@b.mssante.fr" {
 		t.Errorf("stored recipients %+v", e.Rcpts)
+	}
+}
+
+// A destination that cannot be reached twice in a row (SuspendAfter 2) is suspended: a new
+// message for it is deferred without an attempt until the suspension ends, Backoff(1) later,
+// when it probes the destination and is delivered; the first message follows on its own
+// schedule.
+func testSuspension(t *testing.T, kit spoolKit) {
+	c := &testClock{t: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
+	sched := noJitter
+	sched.SuspendAfter = 2
+	q := kit.open(t, c, sched)
+	var up atomic.Bool
+	var calls atomic.Int32
+	delivered := map[string]bool{}
+	var mu sync.Mutex
+	d := queue.DelivererFunc(func(ctx context.Context, j *queue.Job) []queue.Result {
+		calls.Add(1)
+		if !up.Load() {
+			return []queue.Result{{Err: errors.New("connection refused"), Status: "451 4.4.1 connection refused", Unreachable: true}}
+		}
+		mu.Lock()
+		delivered[j.Env.ID] = true
+		mu.Unlock()
+		return []queue.Result{{Status: "250 2.0.0 ok"}}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); q.Run(ctx, d, &queue.RunOptions{Workers: 1, ControlPoll: -1}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	first := enqueue(t, q, "s@a.mssante.fr", "x\r\n", "a@dead.mssante.fr")
+	waitFor(t, "the first attempt", func() bool { return calls.Load() == 1 })
+	c.Add(time.Minute)
+	q.Kick()
+	waitFor(t, "the second attempt", func() bool {
+		e, err := q.Get(first)
+		return err == nil && e.Rcpts[0].Attempts == 2
+	})
+	second := enqueue(t, q, "s@a.mssante.fr", "y\r\n", "b@dead.mssante.fr")
+	waitFor(t, "the second message deferred", func() bool {
+		e, err := q.Get(second)
+		return err == nil && e.Rcpts[0].Attempts == 1
+	})
+	if e, _ := q.Get(second); !strings.Contains(e.Rcpts[0].LastStatus, "suspended") || calls.Load() != 2 {
+		t.Fatalf("second message: %q after %d calls; want deferred without a call", e.Rcpts[0].LastStatus, calls.Load())
+	}
+	if s := q.Stats(); s.Suspended != 1 {
+		t.Errorf("Stats.Suspended = %d", s.Suspended)
+	}
+	up.Store(true)
+	c.Add(time.Minute)
+	q.Kick()
+	waitFor(t, "the probe delivered", func() bool {
+		_, err := q.Get(second)
+		return errors.Is(err, queue.ErrNotFound)
+	})
+	if _, err := q.Get(first); err != nil {
+		t.Fatalf("first message, not due yet: %v", err)
+	}
+	c.Add(time.Minute)
+	q.Kick()
+	waitFor(t, "the first delivered", func() bool { return q.Stats().Messages == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if !delivered[first] || !delivered[second] {
+		t.Errorf("delivered %v", delivered)
 	}
 }
