@@ -93,6 +93,8 @@ type Postgres struct {
 	mu     sync.Mutex
 	closed bool
 	kick   chan struct{}
+	stop   chan struct{} // closed by Close
+	runs   sync.WaitGroup
 }
 
 var _ Spool = (*Postgres)(nil)
@@ -150,7 +152,8 @@ func OpenPostgres(ctx context.Context, dsn string, opts *PostgresOptions) (*Post
 		pool.Close()
 		return nil, fmt.Errorf("queue: postgres: %w", err)
 	}
-	q := &Postgres{pool: pool, opts: o, sched: o.Schedule.withDefaults(), logger: o.Logger, kick: make(chan struct{}, 1)}
+	q := &Postgres{pool: pool, opts: o, sched: o.Schedule.withDefaults(), logger: o.Logger, kick: make(chan struct{}, 1),
+		stop: make(chan struct{})}
 	if q.logger == nil {
 		q.logger = slog.New(slog.DiscardHandler)
 	}
@@ -167,15 +170,16 @@ func (q *Postgres) isClosed() bool {
 	return q.closed
 }
 
-// Close stops Run and closes the connections; leases held by attempts in progress end with
-// them (Run releases them before it returns).
+// Close stops Run, waits for the attempts in progress to store their outcomes and release
+// their leases, then closes the connections. Committed messages stay in the database.
 func (q *Postgres) Close() error {
 	q.mu.Lock()
 	was := q.closed
 	q.closed = true
 	q.mu.Unlock()
-	q.Kick()
 	if !was {
+		close(q.stop)
+		q.runs.Wait()
 		q.pool.Close()
 	}
 	return nil

@@ -27,6 +27,14 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 	if o.Workers <= 0 {
 		o.Workers = 16
 	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.runs.Add(1)
+	q.mu.Unlock()
+	defer q.runs.Done()
 	sem := make(chan struct{}, o.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -80,6 +88,7 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 		polled = false
 		select {
 		case <-ctx.Done():
+		case <-q.stop:
 		case <-q.kick:
 		case <-tick.C:
 			polled = true

@@ -146,3 +146,38 @@ func TestPostgresRefusals(t *testing.T) {
 		t.Error("OpenPostgres of a malformed DSN succeeded")
 	}
 }
+
+// Close during an attempt waits for its outcome to be stored: another node then finds the
+// message delivered, not leased to a node that is gone.
+func TestPostgresCloseWaitsForAttempts(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	dsn := pgDatabase(t, pg)
+	a := openPG(t, dsn, "a", 20*time.Millisecond)
+	b := openPG(t, dsn, "b", 20*time.Millisecond)
+	id := enqueue(t, a, "s@a.mssante.fr", "x\r\n", "r@b.mssante.fr")
+	started, finish := make(chan struct{}), make(chan struct{})
+	ran := make(chan error, 1)
+	go func() {
+		ran <- a.Run(context.Background(), queue.DelivererFunc(func(ctx context.Context, j *queue.Job) []queue.Result {
+			close(started)
+			<-finish
+			return []queue.Result{{Status: "250 2.0.0 ok"}}
+		}), nil)
+	}()
+	<-started
+	closed := make(chan struct{})
+	go func() { a.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned during an attempt")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(finish)
+	<-closed
+	if err := <-ran; !errors.Is(err, queue.ErrClosed) {
+		t.Errorf("Run after Close: %v", err)
+	}
+	if _, err := b.Get(id); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("message after A closed: %v; want delivered", err)
+	}
+}
