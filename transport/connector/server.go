@@ -145,7 +145,7 @@ type ServerOptions struct {
 	// to Audit.
 	AuthLimiter *authlimit.Limiter
 	// Queue is where accepted messages go (required).
-	Queue *queue.Queue
+	Queue queue.Spool
 	// Scanner checks content between DATA and queueing (nil: none).
 	Scanner antivirus.Scanner
 	// ScanUnavailablePermanent answers 554 5.7.1 instead of 451 4.7.1 when the scanner fails.
@@ -1086,7 +1086,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	s.audit(&audit.Record{Event: audit.EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal})
-	w, err := s.opts.Queue.Begin()
+	w, err := s.opts.Queue.BeginMessage()
 	if err != nil {
 		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
 	}

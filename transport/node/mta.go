@@ -45,7 +45,7 @@ type mta struct {
 	list     atomic.Pointer[whitelist.List] // file mode
 	store    *whitelist.Store               // URL mode
 	policy   connector.Policy
-	queue    *queue.Queue
+	queue    queue.Spool
 	audit    *audit.Log
 	auth     *authlimit.Limiter // shared with the IMAP listeners
 	metrics  *metrics.Metrics

@@ -274,7 +274,7 @@ func (n *Node) loadCert() error {
 }
 
 // Queue returns the node's durable queue.
-func (n *Node) Queue() *queue.Queue { return n.mta.queue }
+func (n *Node) Queue() queue.Spool { return n.mta.queue }
 
 // Reload re-reads the certificate, the CRLs and the whitelist of the mail path, then, when the
 // mail path took them, the certificate and CRLs of the IMAP listeners. On error the previous
