@@ -52,6 +52,7 @@ type mta struct {
 	local    connector.LocalDelivery
 	delivery *connector.Delivery
 	servers  map[string]*connector.Server
+	api      *api // nil when [api] is disabled
 
 	liveRoutes atomic.Pointer[map[string]string] // set by a reload that changed the routes
 	listening  chan struct{}                     // closed by serve once every listener is up
@@ -316,6 +317,9 @@ func (c *mta) build() error {
 		return err
 	}
 	var err error
+	if c.api, err = c.buildAPI(acc); err != nil {
+		return err
+	}
 	c.delivery, err = connector.NewDelivery(&connector.DeliveryOptions{Hostname: cfg.Hostname, TLS: tlsOpts,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.cert.Load(), nil },
 		Policy:               c.policy, LocalDomains: cfg.Domains, Local: c.local, Routes: cfg.Delivery.Routes, Resolver: c.opts.Resolver,
@@ -372,13 +376,19 @@ func (c *mta) reload() error {
 func (c *mta) serve(ctx context.Context) error {
 	addrs := map[string]string{"relay": c.cfg.Relay.Listen, "submission": c.cfg.Submission.Listen,
 		"submission_tls": c.cfg.Submission.ListenTLS, "metrics": c.cfg.Metrics.Listen}
+	if c.api != nil {
+		addrs["api"] = c.cfg.API.Listen
+	}
 	lns := map[string]net.Listener{}
 	closeAll := func() {
 		for _, l := range lns {
 			l.Close()
 		}
 	}
-	for _, name := range []string{"relay", "submission", "submission_tls", "metrics"} {
+	for _, name := range []string{"relay", "submission", "submission_tls", "metrics", "api"} {
+		if name == "api" && c.api == nil {
+			continue
+		}
 		if l, ok := c.opts.Listeners[name]; ok {
 			lns[name] = l
 			continue
@@ -421,6 +431,10 @@ func (c *mta) serve(ctx context.Context) error {
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go httpSrv.Serve(l)
 	}
+	if l, ok := lns["api"]; ok {
+		c.api.serve(ctx, l, &wg, func(err error) { c.logger.Error("node: listener stopped", "listener", "api", "err", err) })
+		c.logger.Info("node: listening", "listener", "api", "addr", l.Addr().String())
+	}
 	close(c.listening)
 	up := maps.Clone(c.otherListeners)
 	if up == nil {
@@ -436,8 +450,12 @@ func (c *mta) serve(ctx context.Context) error {
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
-		c.queue.Run(ctx, c.delivery, &queue.RunOptions{Workers: c.cfg.Delivery.Workers,
-			Notifier: &connector.DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}})
+		ro := &queue.RunOptions{Workers: c.cfg.Delivery.Workers,
+			Notifier: &connector.DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}}
+		if c.api != nil {
+			ro.OnResult = c.api.sender.OnResult
+		}
+		c.queue.Run(ctx, c.delivery, ro)
 	}()
 	<-ctx.Done()
 	c.logger.Info("node: shutting down")
@@ -459,6 +477,11 @@ func (c *mta) serve(ctx context.Context) error {
 	}
 	if httpSrv != nil {
 		httpSrv.Shutdown(sctx)
+	}
+	if c.api != nil {
+		if c.api.server.Shutdown(sctx) != nil {
+			c.api.server.Close()
+		}
 	}
 	wg.Wait()
 	<-runDone
