@@ -12,14 +12,15 @@ import (
 
 // runServe runs an operator node (transport/node): the reference connector (relay and
 // submission listeners, durable queue, delivery, audit log and metrics) and, with [mailbox]
-// dir set, the mailbox store, IMAP listeners, test responder and retention purge, as
-// configured in a TOML file (see --print-config). SIGHUP (or "mssante reload") reloads the
+// dir set, the mailbox store, IMAP listeners, test responder and retention purge, and with
+// [api] enabled the HTTP API of the BALs and its webhooks, as configured in a TOML file (see
+// --print-config). SIGHUP (or "mssante reload") reloads the
 // configuration file, the certificate, the CRLs and the whitelist (superviseServe); SIGINT and
 // SIGTERM stop it gracefully.
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve", "--config FILE")
 	configPath := fs.String("config", "", "TOML configuration `file` (required)")
-	printConfig := fs.Bool("print-config", false, "print the documented default configuration and exit")
+	printConfig := fs.Bool("print-config", false, "print the documented default configuration (every table: relay, submission, mailbox, api and its webhooks, …) and exit")
 	check := fs.Bool("check", false, "dry run of start-up, creating nothing: configuration, file modes, state folders, certificate, CAs and CRLs, whitelist, ports; one line per check, exit 1 on a problem")
 	asJSON := fs.Bool("json", false, "with --check, one JSON object a line per check: {\"status\":\"ok\"|\"info\"|\"warn\"|\"fail\",\"check\":…,\"detail\":…}")
 	if err := fs.Parse(args); err != nil {
