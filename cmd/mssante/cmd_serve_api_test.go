@@ -205,6 +205,22 @@ secret_file = "%[5]s"
 		return hooks.has(webhook.EventAccepted, sent.MessageID) && hooks.has(webhook.EventDelivered, sent.MessageID)
 	})
 
+	// A raw message sent twice (a client retrying after a lost answer) is queued once: the
+	// second answer says already_sent.
+	raw := []byte("From: <" + from + ">\r\nTo: <" + to + ">\r\nSubject: essai\r\nMessage-ID: <raw-1@" + ourDomain +
+		">\r\nX-MSS-NIL: TEST0001\r\n\r\nbody\r\n")
+	var first, again httpapi.SendResponse
+	if st := c.call(t, "POST", msgs, "message/rfc822", raw, &first); st != http.StatusAccepted || first.Recipients[0].Status != "accepted" {
+		t.Fatalf("raw: %d %+v", st, first)
+	}
+	if st := c.call(t, "POST", msgs, "message/rfc822", raw, &again); st != http.StatusAccepted || again.Recipients[0].Status != "already_sent" {
+		t.Fatalf("raw again: %d %+v", st, again)
+	}
+	waitUntil(t, "raw message delivered", 20*time.Second, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(f.maildir, to, "new"))
+		return len(ents) == 2
+	})
+
 	bad := bytes.Replace(doc.Bytes(), []byte("<title>"), []byte("<titre>"), 1)
 	bad = bytes.Replace(bad, []byte("</title>"), []byte("</titre>"), 1)
 	badCDA, _ := json.Marshal(&httpapi.SendRequest{To: []string{to}, Documents: []httpapi.SendDocument{{CDA: bad, PDF: pdf}}})
@@ -232,8 +248,9 @@ secret_file = "%[5]s"
 			}
 		})
 	}
+	time.Sleep(500 * time.Millisecond) // a second copy or a refused message would be delivered by now
 	ents, _ := os.ReadDir(filepath.Join(f.maildir, to, "new"))
-	if len(ents) != 1 {
-		t.Fatalf("%d messages delivered, want 1", len(ents))
+	if len(ents) != 2 {
+		t.Fatalf("%d messages delivered, want 2", len(ents))
 	}
 }
