@@ -15,6 +15,7 @@ import (
 	"github.com/mssante-go/sdk/internal/testpsc"
 	"github.com/mssante-go/sdk/transport/httpapi"
 	"github.com/mssante-go/sdk/transport/mailbox"
+	"github.com/mssante-go/sdk/transport/node"
 )
 
 // TestAPIAcrossNodesAndBearer: the API of node a sends, for its BAL applicative (client
@@ -30,10 +31,23 @@ func TestAPIAcrossNodesAndBearer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.lns["api"] = l
 	a.extra = fmt.Sprintf("[psc]\nissuer = %q\nclient_ids = [%q]\nca_file = %q\n[api]\nenabled = true\n", op.Issuer, testpsc.ClientID, ca)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	apiDone := make(chan error, 1)
+	a.setup = func(n *node.Node, cfg *node.Config) {
+		api, err := httpapi.NewNodeAPI(n, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { apiDone <- api.Serve(ctx, l, time.Second) }()
+	}
+	defer func() {
+		cancel()
+		if err := <-apiDone; err != nil {
+			t.Error(err)
+		}
+	}()
 	na, _ := s.start(t, ctx, a, nil)
 	s.start(t, ctx, b, nil)
 	per := "dr.martin@" + a.domain

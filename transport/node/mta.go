@@ -52,7 +52,9 @@ type mta struct {
 	local    connector.LocalDelivery
 	delivery *connector.Delivery
 	servers  map[string]*connector.Server
-	api      *api // nil when [api] is disabled
+	allAccts connector.Accounts // accounts, then the [[bal]] table: the submission servers'
+	// onResult is given each queue result (Node.OnQueueResult), set before serve.
+	onResult func(env *queue.Envelope, r *queue.Recipient, res queue.Result)
 
 	liveRoutes atomic.Pointer[map[string]string] // set by a reload that changed the routes
 	listening  chan struct{}                     // closed by serve once every listener is up
@@ -286,6 +288,7 @@ func (c *mta) build() error {
 	if c.accounts != nil {
 		acc = chainAccounts{c.accounts, accounts}
 	}
+	c.allAccts = acc
 	var scanner antivirus.Scanner
 	if cl := cfg.Scanner.Clamd; cl != "" {
 		network, addr, _ := strings.Cut(cl, ":")
@@ -317,9 +320,6 @@ func (c *mta) build() error {
 		return err
 	}
 	var err error
-	if c.api, err = c.buildAPI(acc); err != nil {
-		return err
-	}
 	c.delivery, err = connector.NewDelivery(&connector.DeliveryOptions{Hostname: cfg.Hostname, TLS: tlsOpts,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.cert.Load(), nil },
 		Policy:               c.policy, LocalDomains: cfg.Domains, Local: c.local, Routes: cfg.Delivery.Routes, Resolver: c.opts.Resolver,
@@ -376,19 +376,13 @@ func (c *mta) reload() error {
 func (c *mta) serve(ctx context.Context) error {
 	addrs := map[string]string{"relay": c.cfg.Relay.Listen, "submission": c.cfg.Submission.Listen,
 		"submission_tls": c.cfg.Submission.ListenTLS, "metrics": c.cfg.Metrics.Listen}
-	if c.api != nil {
-		addrs["api"] = c.cfg.API.Listen
-	}
 	lns := map[string]net.Listener{}
 	closeAll := func() {
 		for _, l := range lns {
 			l.Close()
 		}
 	}
-	for _, name := range []string{"relay", "submission", "submission_tls", "metrics", "api"} {
-		if name == "api" && c.api == nil {
-			continue
-		}
+	for _, name := range []string{"relay", "submission", "submission_tls", "metrics"} {
 		if l, ok := c.opts.Listeners[name]; ok {
 			lns[name] = l
 			continue
@@ -431,10 +425,6 @@ func (c *mta) serve(ctx context.Context) error {
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go httpSrv.Serve(l)
 	}
-	if l, ok := lns["api"]; ok {
-		c.api.serve(ctx, l, &wg, func(err error) { c.logger.Error("node: listener stopped", "listener", "api", "err", err) })
-		c.logger.Info("node: listening", "listener", "api", "addr", l.Addr().String())
-	}
 	close(c.listening)
 	up := maps.Clone(c.otherListeners)
 	if up == nil {
@@ -450,12 +440,8 @@ func (c *mta) serve(ctx context.Context) error {
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
-		ro := &queue.RunOptions{Workers: c.cfg.Delivery.Workers,
-			Notifier: &connector.DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}}
-		if c.api != nil {
-			ro.OnResult = c.api.sender.OnResult
-		}
-		c.queue.Run(ctx, c.delivery, ro)
+		c.queue.Run(ctx, c.delivery, &queue.RunOptions{Workers: c.cfg.Delivery.Workers, OnResult: c.onResult,
+			Notifier: &connector.DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}})
 	}()
 	<-ctx.Done()
 	c.logger.Info("node: shutting down")
@@ -477,11 +463,6 @@ func (c *mta) serve(ctx context.Context) error {
 	}
 	if httpSrv != nil {
 		httpSrv.Shutdown(sctx)
-	}
-	if c.api != nil {
-		if c.api.server.Shutdown(sctx) != nil {
-			c.api.server.Close()
-		}
 	}
 	wg.Wait()
 	<-runDone
