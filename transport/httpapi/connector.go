@@ -155,7 +155,9 @@ func (s *ConnectorSender) SendRaw(ctx context.Context, c *Caller, from string, r
 		for _, a := range rcpts {
 			rec.Recipients = append(rec.Recipients, bal.RecipientState{Address: a, Status: bal.StatusPending, Updated: rec.Created})
 		}
-		err = s.save(rec)
+		// Not fsynced: a record of recipients still pending adds nothing after a crash (the
+		// message is submitted again either way); the one written after submission is.
+		err = s.save(rec, false)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -206,7 +208,7 @@ func (s *ConnectorSender) SendRaw(ctx context.Context, c *Caller, from string, r
 		}
 	}
 	if err == nil && rec != nil {
-		err = s.save(rec)
+		err = s.save(rec, true)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -259,7 +261,7 @@ func (s *ConnectorSender) OnResult(env *queue.Envelope, r *queue.Recipient, res 
 		rs = recipientOf(rec, r.Addr)
 		if rs != nil && statusRank(st) > statusRank(rs.Status) {
 			rs.Status, rs.Detail, rs.Updated = st, r.LastStatus, s.o.Now().UTC()
-			err = s.save(rec)
+			err = s.save(rec, true)
 		} else {
 			rs = nil
 		}
@@ -327,11 +329,11 @@ func (s *ConnectorSender) load(envid string) (*bal.Record, error) {
 	return &rec, nil
 }
 
-func (s *ConnectorSender) save(rec *bal.Record) error {
+func (s *ConnectorSender) save(rec *bal.Record, durable bool) error {
 	rec.Version++
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return writeDurable(s.dir, filepath.Join(s.dir, rec.EnvelopeID+".json"), b)
+	return writeFile(s.dir, filepath.Join(s.dir, rec.EnvelopeID+".json"), b, durable)
 }
