@@ -5,21 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/mssante-go/sdk/internal/statelock"
+	"github.com/mssante-go/sdk/transport/httpapi"
 	"github.com/mssante-go/sdk/transport/node"
 )
 
 // runServe runs an operator node (transport/node): the reference connector (relay and
 // submission listeners, durable queue, delivery, audit log and metrics) and, with [mailbox]
-// dir set, the mailbox store, IMAP listeners, test responder and retention purge, as
-// configured in a TOML file (see --print-config). SIGHUP (or "mssante reload") reloads the
+// dir set, the mailbox store, IMAP listeners, test responder and retention purge, and with
+// [api] enabled the HTTP API of the BALs and its webhooks, as configured in a TOML file (see
+// --print-config). SIGHUP (or "mssante reload") reloads the
 // configuration file, the certificate, the CRLs and the whitelist (superviseServe); SIGINT and
 // SIGTERM stop it gracefully.
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve", "--config FILE")
 	configPath := fs.String("config", "", "TOML configuration `file` (required)")
-	printConfig := fs.Bool("print-config", false, "print the documented default configuration and exit")
+	printConfig := fs.Bool("print-config", false, "print the documented default configuration (every table: relay, submission, mailbox, api and its webhooks, …) and exit")
 	check := fs.Bool("check", false, "dry run of start-up, creating nothing: configuration, file modes, state folders, certificate, CAs and CRLs, whitelist, ports; one line per check, exit 1 on a problem")
 	asJSON := fs.Bool("json", false, "with --check, one JSON object a line per check: {\"status\":\"ok\"|\"info\"|\"warn\"|\"fail\",\"check\":…,\"detail\":…}")
 	if err := fs.Parse(args); err != nil {
@@ -70,8 +73,40 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopAPI, err := serveAPI(ctx, n, cfg, logger)
+	if err != nil {
+		n.Close()
+		return err
+	}
+	defer stopAPI()
 	defer superviseServe(ctx, n, *configPath, cfg.SpoolDir, logger)()
 	return n.Serve(ctx)
+}
+
+// serveAPI serves, with [api] enabled, the HTTP API of the node's BALs (httpapi.NodeAPI)
+// beside the node until ctx ends or stop is called; stop waits for it.
+func serveAPI(ctx context.Context, n *node.Node, cfg *node.Config, logger *slog.Logger) (stop func(), err error) {
+	if !cfg.API.Enabled {
+		return func() {}, nil
+	}
+	api, err := httpapi.NewNodeAPI(n, cfg, &httpapi.NodeAPIOptions{Logger: logger.With("component", "api")})
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	logger.Info("node: listening", "listener", "api", "addr", l.Addr().String())
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := api.Serve(ctx, l, cfg.Limits.ShutdownGrace); err != nil {
+			logger.Error("node: listener stopped", "listener", "api", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // serveLockName is the lock file "mssante serve" holds in its spool folder while it runs.

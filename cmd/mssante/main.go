@@ -46,7 +46,7 @@ var commands = []command{
 	{"whitelist", "verify, look up, fetch and sign the ANS liste blanche", runWhitelist},
 	{"cda", "build, validate and print CDA R2 documents (lettre de liaison LDL-SES, N1 PDF)", runCDA},
 	{"xdm", "pack and inspect IHE_XDM.ZIP archives", runXDM},
-	{"serve", "run the reference connector: relay, submission, durable queue, delivery, audit", runServe},
+	{"serve", "run the reference connector: relay, submission, durable queue, delivery, audit, HTTP API", runServe},
 	{"reload", "make a running serve reload its configuration, certificate, CRLs and whitelist; report the outcome", runReload},
 	{"queue", "list, show, hold, release, retry and delete the messages of a connector's queue (mailq, postsuper)", runQueue},
 	{"annuaire", "find BALs in the Annuaire Santé (extraction file, LDAP, FHIR); fetch and export the extraction", runAnnuaire},

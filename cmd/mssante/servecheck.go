@@ -134,6 +134,9 @@ func stateFolders(cfg *node.Config) [][2]string {
 	if cfg.Whitelist.URL != "" && cfg.Whitelist.CacheFile != "" {
 		out = append(out, [2]string{"whitelist.cache_file", filepath.Dir(cfg.Whitelist.CacheFile)})
 	}
+	if cfg.API.Enabled && cfg.API.StateDir != "" {
+		out = append(out, [2]string{"api.state_dir", cfg.API.StateDir})
+	}
 	return out
 }
 
@@ -377,6 +380,9 @@ func listeners(cfg *node.Config) [][2]string {
 		{"submission_tls", cfg.Submission.ListenTLS}, {"metrics", cfg.Metrics.Listen}}
 	if cfg.Mailbox.Dir != "" {
 		out = append(out, [2]string{"imap", cfg.IMAP.Listen}, [2]string{"imaps", cfg.IMAP.ListenTLS})
+	}
+	if cfg.API.Enabled {
+		out = append(out, [2]string{"api", cfg.API.Listen})
 	}
 	return out
 }

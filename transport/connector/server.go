@@ -220,6 +220,8 @@ type liveConn struct {
 	conn    net.Conn // what go-smtp reads and writes: the TLS connection once there is one
 	busy    bool     // in a transaction
 	closing bool     // 421 sent or being sent
+	// caller is the TLS state of a Submit caller, whose connection is in-process.
+	caller *tls.ConnectionState
 	// auth counts the connection's failed logins. It belongs to the connection, not to the
 	// session: go-smtp starts a new session at each EHLO, which must not reset the count.
 	auth *authlimit.Conn
@@ -333,7 +335,11 @@ func (s *Server) newSMTP(g *crlfGuard, lc *liveConn) *smtp.Server {
 	srv.WriteTimeout = o.WriteTimeout
 	srv.EnableDSN = true
 	srv.ErrorLog = slogLogger{s.logger}
-	if !o.ImplicitTLS {
+	switch {
+	case lc.caller != nil:
+		// A Submit connection: the caller's TLS ended in its own server (see Server.Submit).
+		srv.AllowInsecureAuth = true
+	case !o.ImplicitTLS:
 		srv.TLSConfig = s.tlsCfg
 	}
 	return srv
@@ -421,6 +427,9 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	gc := raw.(*guardConn)
 	lc := &liveConn{conn: c}
+	if cc, ok := gc.lc.Conn.(*callerConn); ok {
+		lc.caller = cc.tls
+	}
 	srv := s.newSMTP(gc.g, lc)
 	one := &oneConn{c: c, closed: make(chan struct{})}
 	gc.onClose = one.Close
@@ -627,6 +636,8 @@ func (b connBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	if st, ok := c.TLSConnectionState(); ok && st.HandshakeComplete {
 		sess.tls = &st
+	} else if b.lc.caller != nil {
+		sess.tls = b.lc.caller
 	}
 	if sess.tls != nil && len(sess.tls.PeerCertificates) > 0 {
 		sess.cert = sess.tls.PeerCertificates[0]

@@ -25,9 +25,13 @@ const DefaultMaxBodySize = 32 << 20
 
 // Options configure New.
 type Options struct {
-	// BALs are the clients of the BALs served, by address (required, at least one). The
-	// Handler sends with them and, in Run, watches their mailboxes.
+	// BALs are the clients of the BALs served, by address. The Handler sends with them and,
+	// in Run, watches their mailboxes. BALs or Sender is required.
 	BALs map[string]*bal.Client
+	// Sender, when set, sends instead of BALs: NewConnectorSender on a node, which submits
+	// through its own submission server. Then every BAL an authenticated caller holds is
+	// served.
+	Sender Sender
 	// Auth finds the caller of each request (required): CertificateAuth, BearerAuth, FirstOf.
 	Auth Authenticator
 	// StateDir holds the idempotency records and the received messages until they are
@@ -52,12 +56,13 @@ type Options struct {
 
 // Handler serves the API. It is safe for concurrent use.
 type Handler struct {
-	o    Options
-	bals map[string]*bal.Client // lower-case address
-	mux  *http.ServeMux
-	log  *slog.Logger
-	idem *idemStore
-	in   *inbox
+	o      Options
+	bals   clients // lower-case address
+	sender Sender  // bals, or Options.Sender
+	mux    *http.ServeMux
+	log    *slog.Logger
+	idem   *idemStore
+	in     *inbox
 
 	mu      sync.Mutex
 	running map[string]bool // idempotency keys being served
@@ -65,8 +70,8 @@ type Handler struct {
 
 // New checks opts and returns the Handler.
 func New(opts *Options) (*Handler, error) {
-	if opts == nil || len(opts.BALs) == 0 || opts.Auth == nil || opts.StateDir == "" {
-		return nil, fmt.Errorf("%w: BALs, Auth and StateDir are required", ErrConfig)
+	if opts == nil || len(opts.BALs) == 0 && opts.Sender == nil || opts.Auth == nil || opts.StateDir == "" {
+		return nil, fmt.Errorf("%w: BALs or Sender, Auth and StateDir are required", ErrConfig)
 	}
 	o := *opts
 	if o.MaxBodySize <= 0 {
@@ -78,7 +83,7 @@ func New(opts *Options) (*Handler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &Handler{o: o, bals: map[string]*bal.Client{}, log: o.Logger, running: map[string]bool{}}
+	h := &Handler{o: o, bals: clients{}, log: o.Logger, running: map[string]bool{}}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -87,6 +92,10 @@ func New(opts *Options) (*Handler, error) {
 			return nil, fmt.Errorf("%w: nil client for %s", ErrConfig, addr)
 		}
 		h.bals[strings.ToLower(addr)] = c
+	}
+	h.sender = h.bals
+	if o.Sender != nil {
+		h.sender = o.Sender
 	}
 	for _, d := range []string{"idempotency", "received"} {
 		if err := os.MkdirAll(filepath.Join(o.StateDir, d), 0o700); err != nil {
@@ -150,7 +159,6 @@ func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type request struct {
 	caller *Caller
 	addr   string
-	client *bal.Client
 }
 
 func (h *Handler) auth(next func(http.ResponseWriter, *http.Request, *request)) http.HandlerFunc {
@@ -170,12 +178,12 @@ func (h *Handler) auth(next func(http.ResponseWriter, *http.Request, *request)) 
 			writeProblem(w, problem(http.StatusForbidden, ProblemForbiddenBAL, "this BAL is not one of the caller's"))
 			return
 		}
-		cl := h.bals[addr]
-		if cl == nil {
+		if !h.sender.Serves(addr) {
 			writeProblem(w, problem(http.StatusNotFound, ProblemNotFound, "this BAL is not served here"))
 			return
 		}
-		next(w, r, &request{caller: c, addr: addr, client: cl})
+		c.tls, c.addr = r.TLS, r.RemoteAddr
+		next(w, r, &request{caller: c, addr: addr})
 	}
 }
 

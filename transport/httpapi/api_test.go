@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/apitest"
 	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/transport/httpapi"
 	"github.com/mssante-go/sdk/transport/webhook"
@@ -195,7 +196,7 @@ func TestAPIRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			hdr := map[string]string{}
 			if tc.invalid {
-				hdr[schemaInvalid] = "1"
+				hdr[apitest.SchemaInvalid] = "1"
 			}
 			var p httpapi.Problem
 			resp := hop.call(t, tc.client, tc.method, tc.path, tc.ctype, tc.body, hdr, &p)

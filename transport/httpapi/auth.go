@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net/http"
@@ -25,6 +26,12 @@ type Caller struct {
 	BALs []string
 	// Subject identifies the caller in logs: a certificate DN, a token's subject.
 	Subject string
+	// Token is the bearer token BearerAuth verified, for a Sender that authenticates the
+	// caller again (NewConnectorSender); never logged.
+	Token string
+
+	tls  *tls.ConnectionState // of the request
+	addr string               // the request's remote address
 }
 
 // may reports whether c may use the BAL addr.
@@ -109,7 +116,11 @@ func (a *BearerAuth) Authenticate(r *http.Request) (*Caller, error) {
 	if a.Verify == nil {
 		return nil, errors.New("httpapi: BearerAuth without Verify")
 	}
-	return a.Verify(r.Context(), strings.TrimSpace(token))
+	c, err := a.Verify(r.Context(), strings.TrimSpace(token))
+	if c != nil && err == nil {
+		c.Token = strings.TrimSpace(token)
+	}
+	return c, err
 }
 
 // FirstOf returns an Authenticator that asks each of as in turn; the first that finds its kind

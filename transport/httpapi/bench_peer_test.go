@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/apitest"
 	"github.com/mssante-go/sdk/internal/sandbox"
 )
 
@@ -33,7 +34,7 @@ func TestBenchHTTPAPIvsBAL(t *testing.T) {
 	// The direct client is another bal.Client of the same BAL: its own state folder.
 	direct := startAPI(t, info, from, nil).bal
 	// The validating transport of the tests is left out: it is not what a caller pays.
-	viaAPI.client.Transport = viaAPI.client.Transport.(*validating).base
+	viaAPI.client.Transport = viaAPI.client.Transport.(*apitest.Transport).Base
 
 	line := bytes.Repeat([]byte("x"), 74)
 	seq := 0

@@ -1,10 +1,8 @@
-package httpapi
+package httpapi_test
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/mssante-go/sdk/bal"
 	"github.com/mssante-go/sdk/internal/sandbox"
+	"github.com/mssante-go/sdk/transport/httpapi"
 )
 
 // A crash after the message was submitted but before the answer was recorded: the record
@@ -42,22 +41,21 @@ func TestAPIIdempotentAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	h, err := New(&Options{BALs: map[string]*bal.Client{from: c}, StateDir: t.TempDir(),
-		Auth: AuthenticatorFunc(func(*http.Request) (*Caller, error) { return &Caller{BALs: []string{from}}, nil })})
+	h, err := httpapi.New(&httpapi.Options{BALs: map[string]*bal.Client{from: c}, StateDir: t.TempDir(),
+		Auth: httpapi.AuthenticatorFunc(func(*http.Request) (*httpapi.Caller, error) { return &httpapi.Caller{BALs: []string{from}}, nil })})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cdaXML, _ := os.ReadFile(sb.Info.SampleCDA)
 	pdf, _ := os.ReadFile(sb.Info.SamplePDF)
-	body, _ := json.Marshal(&SendRequest{To: []string{to}, Documents: []SendDocument{{CDA: cdaXML, PDF: pdf}}})
+	body, _ := json.Marshal(&httpapi.SendRequest{To: []string{to}, Documents: []httpapi.SendDocument{{CDA: cdaXML, PDF: pdf}}})
 
 	// Before the crash: the record was written, then the message submitted.
 	const key, id = "crash-1", "0123456789abcdef0123456789abcdef@" + sandbox.Hopital
-	fp := sha256.Sum256(append([]byte("application/json\n"), body...))
-	if err := h.idem.put(from, key, &idemRecord{Fingerprint: hex.EncodeToString(fp[:]), MessageID: id, Created: time.Now()}, true); err != nil {
+	if err := h.SaveIdempotencyRecord(from, key, id, "application/json", body); err != nil {
 		t.Fatal(err)
 	}
-	msg, _, p := h.buildMessage(from, body)
+	msg, p := h.BuildMessage(from, body)
 	if p != nil {
 		t.Fatal(p)
 	}
@@ -72,7 +70,7 @@ func TestAPIIdempotentAfterCrash(t *testing.T) {
 	req.Header.Set("Idempotency-Key", key)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	var res SendResponse
+	var res httpapi.SendResponse
 	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || rec.Code != http.StatusAccepted {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
@@ -93,25 +91,4 @@ func TestAPIIdempotentAfterCrash(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d copies in the mailbox, want 1", n)
 	}
-}
-
-// FuzzDecodeSendRequest feeds the JSON decoder and the checks that run before any document is
-// opened: a clear problem or a request, never a panic.
-func FuzzDecodeSendRequest(f *testing.F) {
-	f.Add([]byte(`{"to":["a@b.fr"],"documents":[{"cda":"PD94","pdf":"JVBE"}],"mdn":true,"dsn":{"notify":["SUCCESS"],"ret":"HDRS"}}`))
-	f.Add([]byte(`{"to":"x"}`))
-	f.Add([]byte(`{"to":[],"xdm":"%%"}`))
-	f.Add([]byte(`{"unknown":1}`))
-	f.Add([]byte(`{"to":["a@b.fr"]} {}`))
-	f.Add([]byte(`[`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var req SendRequest
-		if p := decodeStrict(b, &req); p != nil {
-			if p.Status != http.StatusBadRequest {
-				t.Fatalf("status %d", p.Status)
-			}
-			return
-		}
-		sendOptions(req.DSN)
-	})
 }

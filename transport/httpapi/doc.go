@@ -7,7 +7,12 @@
 //
 // Handler is an http.Handler that a vendor mounts in its own server, backed by its bal.Client;
 // the reference connector serves it with Server (mutual TLS, the IGC-Santé trust of the
-// submission listener). OpenAPI returns its description (OpenAPI 3.1), also served at
+// submission listener). A node knows its BALs' certificates but not their keys: there the
+// Handler sends through a ConnectorSender (Options.Sender), which hands each message to the
+// node's submission server (connector.Server.Submit), authenticated again by the caller's
+// certificate or token, so that every check of SMTP submission applies, and follows each
+// recipient with the queue's results. NodeAPI builds all of it from the [api] table of the
+// node's configuration ("mssante serve"). OpenAPI returns its description (OpenAPI 3.1), also served at
 // GET /v1/openapi.yaml.
 //
 // Who may call: Options.Auth authenticates each request. CertificateAuth takes the caller's

@@ -34,7 +34,7 @@ type RecipientStatus struct {
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request, q *request) {
 	id := strings.Trim(r.PathValue("id"), "<>")
-	rec, err := q.client.Status(id)
+	rec, err := h.sender.Status(r.Context(), q.addr, id)
 	if errors.Is(err, fs.ErrNotExist) {
 		writeProblem(w, problem(http.StatusNotFound, ProblemNotFound, "no message with this Message-ID was sent by this BAL"))
 		return

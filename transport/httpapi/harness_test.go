@@ -14,11 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pb33f/libopenapi"
-	validator "github.com/pb33f/libopenapi-validator"
-	"github.com/pb33f/libopenapi-validator/config"
-
 	"github.com/mssante-go/sdk/bal"
+	"github.com/mssante-go/sdk/internal/apitest"
 	"github.com/mssante-go/sdk/internal/sandbox"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/connector"
@@ -180,104 +177,15 @@ func startAPI(t *testing.T, info *sandbox.Info, addr string, ao *apiOptions) *ap
 		var d net.Dialer
 		return d.DialContext(ctx, network, l.Addr().String())
 	}
-	v := newValidator(t)
+	v := apitest.New(t)
 	mk := func(cfg *tls.Config) *http.Client {
-		return &http.Client{Timeout: 2 * time.Minute, Transport: &validating{t: t, v: v,
-			base: &http.Transport{TLSClientConfig: cfg, DialContext: dial, ForceAttemptHTTP2: true}}}
+		return &http.Client{Timeout: 2 * time.Minute, Transport: &apitest.Transport{V: v,
+			Base: &http.Transport{TLSClientConfig: cfg, DialContext: dial, ForceAttemptHTTP2: true}}}
 	}
 	anon := ctls.Clone()
 	anon.Certificates = nil
 	return &api{addr: addr, url: "https://" + op.Hostname, client: mk(ctls), anon: mk(anon), hooks: hk, h: h, bal: c,
 		certFile: b.CertFile, keyFile: b.KeyFile, caFile: info.CAFile, serverName: op.Hostname, hostport: l.Addr().String()}
-}
-
-func newValidator(t *testing.T) validator.Validator {
-	t.Helper()
-	doc, err := libopenapi.NewDocument(httpapi.OpenAPI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Security is mutual TLS, which an HTTP-level validator cannot see: the tests check it.
-	v, errs := validator.NewValidator(doc, config.WithoutSecurityValidation())
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	if ok, verrs := v.ValidateDocument(); !ok {
-		for _, e := range verrs {
-			t.Error(e.Message, e.Reason)
-		}
-		t.FailNow()
-	}
-	return v
-}
-
-// schemaInvalid marks a request the test sends on purpose against the OpenAPI document: the
-// validator must refuse it too.
-const schemaInvalid = "X-Test-Schema-Invalid"
-
-// validating checks each request and response against the OpenAPI document.
-type validating struct {
-	t    *testing.T
-	v    validator.Validator
-	mu   sync.Mutex
-	base http.RoundTripper
-}
-
-func (vt *validating) RoundTrip(req *http.Request) (*http.Response, error) {
-	var body []byte
-	if req.Body != nil {
-		body, _ = io.ReadAll(req.Body)
-		req.Body.Close()
-	}
-	expectInvalid := req.Header.Get(schemaInvalid) != ""
-	req.Header.Del(schemaInvalid)
-	clone := func() *http.Request {
-		c := req.Clone(req.Context())
-		c.Body = io.NopCloser(bytes.NewReader(body))
-		return c
-	}
-	sent := clone()
-	resp, err := vt.base.RoundTrip(sent)
-	if err != nil {
-		return nil, err
-	}
-	rb, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	check := func(c *http.Response) {
-		vt.mu.Lock()
-		defer vt.mu.Unlock()
-		ok, errs := vt.v.ValidateHttpRequestSync(clone())
-		switch {
-		case expectInvalid && ok:
-			vt.t.Errorf("%s %s: the OpenAPI document accepts a request the test meant as invalid", req.Method, req.URL.Path)
-		case !expectInvalid && !ok:
-			for _, e := range errs {
-				vt.t.Errorf("%s %s: request does not match the OpenAPI document: %s: %s", req.Method, req.URL.Path, e.Message, e.Reason)
-			}
-		}
-		for _, e := range errs {
-			if e.ValidationType == "path" {
-				return // no operation to check the answer against (404, 405)
-			}
-		}
-		if ok, errs := vt.v.ValidateHttpResponse(clone(), c); !ok {
-			for _, e := range errs {
-				msg := e.Message + ": " + e.Reason
-				for _, s := range e.SchemaValidationErrors {
-					msg += "; " + s.Reason
-				}
-				vt.t.Errorf("%s %s → %d: response does not match the OpenAPI document: %s", req.Method, req.URL.Path, resp.StatusCode, msg)
-			}
-		}
-	}
-	c := *resp
-	c.Body = io.NopCloser(bytes.NewReader(rb))
-	check(&c)
-	resp.Body = io.NopCloser(bytes.NewReader(rb))
-	return resp, nil
 }
 
 // call sends a request and decodes the JSON answer into out (when not nil).

@@ -195,9 +195,9 @@ func (h *Handler) sendOnce(w http.ResponseWriter, r *http.Request, q *request, m
 	var res *bal.SendResult
 	var err error
 	if msg != nil {
-		res, err = q.client.Send(ctx, msg, opts)
+		res, err = h.sender.Send(ctx, q.caller, q.addr, msg, opts)
 	} else {
-		res, err = q.client.SendRaw(ctx, bytes.NewReader(body), opts)
+		res, err = h.sender.SendRaw(ctx, q.caller, q.addr, bytes.NewReader(body), opts)
 	}
 	if res != nil && rec != nil && rec.MessageID == "" {
 		rec.MessageID = res.MessageID

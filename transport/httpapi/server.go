@@ -23,6 +23,9 @@ type ServerOptions struct {
 	// certificate is asked for; OptionalClientCert is set so that a bearer token may stand in
 	// for it (the Handler's Auth decides).
 	TLS transport.TLSOptions
+	// GetCertificate, when set, supplies the server certificate instead of TLS.Certificates
+	// (hot swap of a renewed certificate).
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound each connection;
 	// defaults 10 s, 2 min, 3 min, 2 min. MaxHeaderBytes defaults to 64 KiB.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
@@ -43,7 +46,7 @@ func NewServer(h http.Handler, opts *ServerOptions) (*Server, error) {
 		o = *opts
 	}
 	o.TLS.OptionalClientCert = true
-	cfg, err := transport.ServerConfig(&tls.Config{NextProtos: []string{"h2", "http/1.1"}}, &o.TLS)
+	cfg, err := transport.ServerConfig(&tls.Config{NextProtos: []string{"h2", "http/1.1"}, GetCertificate: o.GetCertificate}, &o.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}

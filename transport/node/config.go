@@ -50,6 +50,7 @@ type Config struct {
 	Log        LogConfig        `toml:"log"`
 	HL7        HL7Config        `toml:"hl7"`
 	Annuaire   AnnuaireConfig   `toml:"annuaire"`
+	API        APIConfig        `toml:"api"`
 }
 
 // TLSConfig is the table "tls": our IGC-Santé certificate, the trust and revocation of peer
@@ -308,6 +309,9 @@ func (c *Config) check() error {
 		bad("spool_dir is required")
 	}
 	if err := c.HL7.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.API.check(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {

@@ -22,6 +22,10 @@ func TestConfig(t *testing.T) {
 		d.Limits.HandshakeTimeout != 10*time.Second {
 		t.Fatalf("connection bounds: %+v %+v", d.IMAP, d.Limits)
 	}
+	if a := d.API; a.Enabled || a.Listen != ":8443" || a.MaxBodyBytes != 32<<20 || a.ReadHeaderTimeout != 10*time.Second ||
+		a.WebhookMaxAge != 120*time.Hour || a.WebhookAllowInsecure {
+		t.Fatalf("api defaults: %+v", a)
+	}
 	good := `hostname = "mx.a.test"
 domains = ["a.test"]
 [tls]
@@ -57,6 +61,12 @@ cert_dn = "CN=bal@a.test"
 		{"[auth]\ndelay = \"1m\"\n", "max_delay at least delay"},
 		{"[annuaire]\ndir = \"/var/lib/mssante/annuaire\"\n", "annuaire needs mailbox.dir"},
 		{"[annuaire]\nrefresh_interval = \"0s\"\ndir = \"a\"\n", "annuaire.refresh_interval must be positive"},
+		{"[api]\nenabled = true\nlisten = \"8443\"\n", "api.listen \"8443\" is not host:port"},
+		{"[api]\nenabled = true\nread_timeout = \"0s\"\n", "api.timeouts"},
+		{"[api]\nenabled = true\nmax_body_bytes = 0\n", "api.max_body_bytes must be positive"},
+		{"[api]\nenabled = true\n[[api.webhook]]\nbal = \"dpi@a.test\"\nurl = \"http://dpi.a.test/\"\nsecret_file = \"s\"\n", "api.webhook[0]: url must be https"},
+		{"[api]\nenabled = true\n[[api.webhook]]\nbal = \"dpi\"\nurl = \"https://dpi.a.test/\"\n", "api.webhook[0]: bal \"dpi\" is not an address"},
+		{"[api]\nenabled = true\n[[api.webhook]]\nbal = \"dpi@a.test\"\nurl = \"https://dpi.a.test/\"\n", "api.webhook[0]: secret_file is required"},
 	} {
 		// Later keys in a table override: append the edit as a new document part where TOML
 		// allows it, else replace.

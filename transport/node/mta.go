@@ -52,6 +52,9 @@ type mta struct {
 	local    connector.LocalDelivery
 	delivery *connector.Delivery
 	servers  map[string]*connector.Server
+	allAccts connector.Accounts // accounts, then the [[bal]] table: the submission servers'
+	// onResult is given each queue result (Node.OnQueueResult), set before serve.
+	onResult func(env *queue.Envelope, r *queue.Recipient, res queue.Result)
 
 	liveRoutes atomic.Pointer[map[string]string] // set by a reload that changed the routes
 	listening  chan struct{}                     // closed by serve once every listener is up
@@ -286,6 +289,7 @@ func (c *mta) build() error {
 	if c.accounts != nil {
 		acc = chainAccounts{c.accounts, accounts}
 	}
+	c.allAccts = acc
 	var scanner antivirus.Scanner
 	if cl := cfg.Scanner.Clamd; cl != "" {
 		network, addr, _ := strings.Cut(cl, ":")
@@ -437,7 +441,7 @@ func (c *mta) serve(ctx context.Context) error {
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
-		c.queue.Run(ctx, c.delivery, &queue.RunOptions{Workers: c.cfg.Delivery.Workers,
+		c.queue.Run(ctx, c.delivery, &queue.RunOptions{Workers: c.cfg.Delivery.Workers, OnResult: c.onResult,
 			Notifier: &connector.DSNNotifier{Queue: c.queue, Hostname: c.cfg.Hostname, GiveUp: c.cfg.Queue.GiveUp, Now: c.now}})
 	}()
 	<-ctx.Done()

@@ -31,8 +31,9 @@ type operator struct {
 	dir, domain string
 	server, app *testpki.Leaf // server certificate, client certificate of the APP BAL
 	lns         map[string]net.Listener
-	extra       string // appended to the configuration
-	mbox        string // added to its [mailbox] section
+	extra       string                         // appended to the configuration
+	setup       func(*node.Node, *node.Config) // called between New and Serve
+	mbox        string                         // added to its [mailbox] section
 }
 
 func (o *operator) addr(name string) string { return o.lns[name].Addr().String() }
@@ -149,9 +150,13 @@ func (s *space) start(t *testing.T, ctx context.Context, o *operator, opts *node
 		opts = &node.Options{}
 	}
 	opts.Listeners = o.lns
-	n, err := node.New(ctx, s.config(t, o), opts)
+	cfg := s.config(t, o)
+	n, err := node.New(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.setup != nil {
+		o.setup(n, cfg)
 	}
 	done, finished := make(chan error, 1), make(chan struct{})
 	go func() {
