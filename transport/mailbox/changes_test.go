@@ -16,9 +16,11 @@ import (
 // expunge, and checks after each step the counters (which the triggers keep), the first
 // unseen message, the keyword list, the BAL's message count, and that Changes since the
 // previous modseq returns exactly what the step changed.
-func TestChangesAndCounters(t *testing.T) {
+func TestChangesAndCounters(t *testing.T) { forEachStore(t, testChangesAndCounters) }
+
+func testChangesAndCounters(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), nil)
+	s := open(t, nil)
 	if err := s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG}); err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +246,11 @@ func TestWatchOtherProcess(t *testing.T) {
 // TestUIDRuns expunges UIDs at random (first, last, middle of runs, whole runs) between
 // appends and checks after each step that the UID list the store keeps as runs is the list of
 // its messages, and that \Recent counts the messages above the last claim.
-func TestUIDRuns(t *testing.T) {
+func TestUIDRuns(t *testing.T) { forEachStore(t, testUIDRuns) }
+
+func testUIDRuns(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), nil)
+	s := open(t, nil)
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
 	mb, _ := s.Mailbox(ctx, "a@h.fr", Inbox)
 	rng := rand.New(rand.NewPCG(1, 2))

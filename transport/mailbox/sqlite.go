@@ -16,7 +16,7 @@ import (
 	"github.com/mssante-go/sdk/whitelist"
 )
 
-// Options configures OpenSQLite. The zero value is valid.
+// Options configures OpenSQLite and OpenPostgres. The zero value is valid.
 type Options struct {
 	// MaxMessageSize is the largest message Append accepts; 0 means 64 MiB.
 	MaxMessageSize int64
