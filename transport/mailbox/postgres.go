@@ -73,6 +73,11 @@ func OpenPostgres(ctx context.Context, dsn string, opts *Options) (*Postgres, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: PostgreSQL DSN: %v", ErrInvalid, err)
 	}
+	// A delivery is acknowledged after its commit: the commit must have reached the log,
+	// whatever the server's default (a DSN that sets synchronous_commit itself decides).
+	if _, ok := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: %w", err)
