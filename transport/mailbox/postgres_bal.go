@@ -50,7 +50,8 @@ func (s *Postgres) AddBAL(ctx context.Context, b *BAL) error {
 
 // pgBALCols sums the message counters of the BAL's folders.
 const pgBALCols = `b.address, b.type, b.owner, b.description, b.cert_dn, b.quota, b.retention_s, b.created, b.used,
-	(SELECT coalesce(sum(x.n_messages), 0) FROM mailbox_folder x WHERE x.bal = b.address), false`
+	(SELECT coalesce(sum(x.n_messages), 0) FROM mailbox_folder x WHERE x.bal = b.address),
+	coalesce((SELECT l.suspended FROM mailbox_bal_listing l WHERE l.address = b.address), false)`
 
 func (s *Postgres) oneBAL(ctx context.Context, where string, arg any) (*BAL, error) {
 	b, err := scanBAL(s.pool.QueryRow(ctx, `SELECT `+pgBALCols+` FROM mailbox_bal b WHERE `+where, arg))

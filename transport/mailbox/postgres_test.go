@@ -125,3 +125,27 @@ func openPostgresTest(t *testing.T, dsn string, opts *Options) *Postgres {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// registry is what both stores offer beyond Store: the listings, their publication journal
+// and the members of ORG BALs.
+type registry interface {
+	Store
+	Listings(ctx context.Context) ([]Listing, error)
+	Listing(ctx context.Context, address string) (*Listing, error)
+	ChangeListing(ctx context.Context, address string, c ListingChange) (*Listing, error)
+	Journal(ctx context.Context, a PublicationAction, address string) error
+	Pending(ctx context.Context) ([]Publication, error)
+	Done(ctx context.Context, ids ...int64) error
+	Owned(ctx context.Context, address string) (bool, error)
+	Record(ctx context.Context, a PublicationAction, l *Listing) error
+	DoneSince(ctx context.Context, t time.Time) (map[string]PublicationAction, error)
+	AddMember(ctx context.Context, bal, nationalID string) error
+	RemoveMember(ctx context.Context, bal, nationalID string) error
+	Members(ctx context.Context, bal string) ([]Member, error)
+	BALsHeldBy(ctx context.Context, nationalID string) ([]string, error)
+}
+
+var (
+	_ registry = (*SQLite)(nil)
+	_ registry = (*Postgres)(nil)
+)
