@@ -181,10 +181,11 @@ func (tx *pgTx) bumpModSeq(ctx context.Context, id MailboxID) (uint64, error) {
 	return m, nil
 }
 
-// pgRetries is how many times a write transaction that PostgreSQL aborted to break a
-// deadlock (two nodes moving messages between the same folders in opposite directions) is
-// tried again.
-const pgRetries = 3
+// pgRetries is how many times a write transaction is tried when PostgreSQL aborts it to
+// break a deadlock: rows are locked in one order (folder, then BAL; two folders by id), but a
+// retention purge, which goes from one folder to the next holding the BAL's row, may still
+// cross a delivery.
+const pgRetries = 5
 
 // write runs fn in a transaction and commits it, then wakes the watchers in this process of
 // the folders whose modseq it raised and of touched (other nodes learn it by NOTIFY). An

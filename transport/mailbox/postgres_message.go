@@ -448,11 +448,20 @@ func (s *Postgres) Copy(ctx context.Context, mbox MailboxID, uids []uint32, dest
 func (s *Postgres) Move(ctx context.Context, mbox MailboxID, uids []uint32, dest string) (*CopyResult, error) {
 	var res CopyResult
 	err := s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
-		// the source's row first, as an expunge or a delivery to it would take it
-		if _, err := tx.bumpModSeq(ctx, mbox); err != nil {
+		// both folders' rows in the order of their ids, so that moves in opposite
+		// directions wait for each other instead of deadlocking
+		var bal string
+		if err := tx.QueryRow(ctx, `SELECT bal FROM mailbox_folder WHERE id = $1`, mbox).Scan(&bal); err != nil {
+			return nil, ErrNoMailbox
+		}
+		did, err := s.mailboxID(ctx, tx, bal, dest)
+		if err != nil {
 			return nil, err
 		}
-		did, err := s.copyTx(ctx, tx, mbox, uids, dest, &res)
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM mailbox_folder WHERE id = ANY($1) ORDER BY id FOR UPDATE`, []int64{int64(mbox), int64(did)}); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		did, err = s.copyTx(ctx, tx, mbox, uids, dest, &res)
 		if err != nil {
 			return nil, err
 		}
