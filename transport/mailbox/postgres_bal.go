@@ -180,11 +180,22 @@ func (s *Postgres) Audit(ctx context.Context, since time.Time) ([]AuditEntry, er
 	return out, nil
 }
 
-// Purge implements Store.
+// purgeLock is the advisory lock key of the retention purge: every node runs PurgeEvery, one
+// at a time purges (the others find the lock taken and purge nothing this round).
+const purgeLock = int64(0x6d737361_6e746570) // "mssantep"
+
+// Purge implements Store. When another node is purging, it returns an empty result.
 func (s *Postgres) Purge(ctx context.Context, now time.Time) (*PurgeResult, error) {
 	var res PurgeResult
 	err := s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		res = PurgeResult{}
+		var mine bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, purgeLock).Scan(&mine); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		if !mine {
+			return nil, nil
+		}
 		rows, err := tx.Query(ctx, `SELECT b.address, x.id, array_agg(m.uid ORDER BY m.uid)
 			FROM mailbox_message m JOIN mailbox_folder x ON m.mailbox = x.id JOIN mailbox_bal b ON x.bal = b.address
 			WHERE b.retention_s > 0 AND m.internal < $1 - b.retention_s * 1000
@@ -216,6 +227,9 @@ func (s *Postgres) Purge(ctx context.Context, now time.Time) (*PurgeResult, erro
 			n, size, err := s.deleteTx(ctx, tx, b.id, b.uids)
 			if err != nil {
 				return nil, err
+			}
+			if n == 0 {
+				continue
 			}
 			touched = append(touched, b.id)
 			p := perBAL[b.bal]

@@ -310,3 +310,46 @@ func TestOpenPostgresRefusals(t *testing.T) {
 		t.Fatal("unknown FlagSync accepted")
 	}
 }
+
+// TestPostgresPurgeOnTwoNodes: two nodes run the retention purge at the same moment: the
+// expired messages are deleted once, and the audit log has one purge entry, by the node that
+// did it.
+func TestPostgresPurgeOnTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	clock := &Options{Now: func() time.Time { return now }}
+	dsn := newDatabase(t)
+	nodes := []*Postgres{openPostgresTest(t, dsn, clock), openPostgresTest(t, dsn, clock)}
+	nodes[0].AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG, Retention: 24 * time.Hour})
+	for i := range 50 {
+		nodes[i%2].Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(i)), &AppendOptions{Date: now.Add(-48 * time.Hour)})
+	}
+	results := make([]*PurgeResult, 2)
+	var wg sync.WaitGroup
+	for i, s := range nodes {
+		wg.Go(func() {
+			r, err := s.Purge(ctx, now)
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = r
+		})
+	}
+	wg.Wait()
+	if results[0] == nil || results[1] == nil || results[0].Messages+results[1].Messages != 50 {
+		t.Fatalf("purged %+v and %+v, want 50 in all", results[0], results[1])
+	}
+	if b, _ := nodes[1].GetBAL(ctx, "a@h.fr"); b.Messages != 0 || b.UsedBytes != 0 {
+		t.Fatalf("after the purge: %+v", b)
+	}
+	au, _ := nodes[0].Audit(ctx, now.Add(-time.Minute))
+	n := 0
+	for _, e := range au {
+		if e.Event == "retention-purge" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d purge entries in the audit log, want 1: %+v", n, au)
+	}
+}
