@@ -39,6 +39,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/whitelist"
@@ -117,7 +118,7 @@ type BAL struct {
 func (b *BAL) Validate() error {
 	addr := strings.TrimSpace(b.Address)
 	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 || strings.ContainsAny(addr, " \t\r\n<>\"") || len(addr) > 254 {
+	if at <= 0 || at == len(addr)-1 || strings.ContainsAny(addr, " \t\r\n<>\"\x00") || len(addr) > 254 || !utf8.ValidString(addr) {
 		return fmt.Errorf("%w: BAL address %q", ErrInvalid, b.Address)
 	}
 	if _, err := ParseType(string(b.Type)); err != nil {
@@ -133,6 +134,11 @@ func (b *BAL) Validate() error {
 	}
 	if b.Type != APP && b.CertDN != "" {
 		return fmt.Errorf("%w: only APP BALs authenticate by certificate DN", ErrInvalid)
+	}
+	for _, f := range []string{b.Owner, b.Description, b.CertDN} {
+		if !utf8.ValidString(f) || strings.IndexByte(f, 0) >= 0 {
+			return fmt.Errorf("%w: owner, description and DN are UTF-8 text without NUL", ErrInvalid)
+		}
 	}
 	if b.QuotaBytes < 0 || b.Retention < 0 {
 		return fmt.Errorf("%w: negative quota or retention", ErrInvalid)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -136,6 +137,17 @@ func (s *Postgres) maxSize(o int64) int64 {
 		return s.opts.MaxMessageSize
 	}
 	return defaultMaxMessageSize
+}
+
+// pgAddr is normAddr for a query parameter. Text PostgreSQL cannot hold (invalid UTF-8, a
+// NUL byte) names no BAL: it becomes "", which no BAL has, so that a look-up answers
+// ErrNoBAL as the SQLite store's does, not a database error.
+func pgAddr(a string) string {
+	a = normAddr(a)
+	if !utf8.ValidString(a) || strings.IndexByte(a, 0) >= 0 {
+		return ""
+	}
+	return a
 }
 
 // Close stops listening and closes the connections.

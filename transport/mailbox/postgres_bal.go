@@ -17,7 +17,7 @@ func (s *Postgres) AddBAL(ctx context.Context, b *BAL) error {
 	if err := b.Validate(); err != nil {
 		return err
 	}
-	addr := normAddr(b.Address)
+	addr := pgAddr(b.Address)
 	t, _ := ParseType(string(b.Type))
 	var key string
 	if b.CertDN != "" {
@@ -66,13 +66,13 @@ func (s *Postgres) oneBAL(ctx context.Context, where string, arg any) (*BAL, err
 
 // GetBAL implements Store.
 func (s *Postgres) GetBAL(ctx context.Context, address string) (*BAL, error) {
-	return s.oneBAL(ctx, `b.address = $1`, normAddr(address))
+	return s.oneBAL(ctx, `b.address = $1`, pgAddr(address))
 }
 
 // BALByCertDN implements Store.
 func (s *Postgres) BALByCertDN(ctx context.Context, dn string) (*BAL, error) {
 	key, err := whitelist.CanonicalDN(dn)
-	if dn == "" || err != nil {
+	if dn == "" || err != nil || pgAddr(key) == "" {
 		return nil, ErrNoBAL
 	}
 	return s.oneBAL(ctx, `b.cert_dn_key = $1 AND b.type = 'APP'`, key)
@@ -101,7 +101,7 @@ func (s *Postgres) ListBALs(ctx context.Context) ([]*BAL, error) {
 
 // RemoveBAL implements Store.
 func (s *Postgres) RemoveBAL(ctx context.Context, address string) error {
-	addr := normAddr(address)
+	addr := pgAddr(address)
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		var n int64
 		var ids []MailboxID
@@ -127,7 +127,7 @@ func (s *Postgres) SetPassword(ctx context.Context, address, password string) er
 	if err != nil {
 		return err
 	}
-	addr := normAddr(address)
+	addr := pgAddr(address)
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		tag, err := tx.Exec(ctx, `UPDATE mailbox_bal SET pwhash = $1 WHERE address = $2`, h, addr)
 		if err != nil {
@@ -144,7 +144,7 @@ func (s *Postgres) SetPassword(ctx context.Context, address, password string) er
 // (see SQLite.CheckPassword).
 func (s *Postgres) CheckPassword(ctx context.Context, address, password string) error {
 	var h string
-	err := s.pool.QueryRow(ctx, `SELECT pwhash FROM mailbox_bal WHERE address = $1`, normAddr(address)).Scan(&h)
+	err := s.pool.QueryRow(ctx, `SELECT pwhash FROM mailbox_bal WHERE address = $1`, pgAddr(address)).Scan(&h)
 	return checkPasswordHash(h, err == nil, password)
 }
 

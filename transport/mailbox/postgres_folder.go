@@ -38,7 +38,7 @@ func (s *Postgres) CreateMailbox(ctx context.Context, bal, name string) error {
 	if err != nil {
 		return err
 	}
-	bal = normAddr(bal)
+	bal = pgAddr(bal)
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		// lock the BAL's row: a folder is not created under a BAL being removed
 		var one int
@@ -68,7 +68,7 @@ func (s *Postgres) mailboxID(ctx context.Context, q pgQuerier, bal, name string)
 		return 0, err
 	}
 	var id MailboxID
-	err = q.QueryRow(ctx, `SELECT id FROM mailbox_folder WHERE bal = $1 AND name = $2`, normAddr(bal), name).Scan(&id)
+	err = q.QueryRow(ctx, `SELECT id FROM mailbox_folder WHERE bal = $1 AND name = $2`, pgAddr(bal), name).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, ErrNoMailbox
 	}
@@ -90,14 +90,14 @@ func (s *Postgres) DeleteMailbox(ctx context.Context, bal, name string) error {
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		var id MailboxID
 		var size int64
-		err := tx.QueryRow(ctx, `DELETE FROM mailbox_folder WHERE bal = $1 AND name = $2 RETURNING id, n_size`, normAddr(bal), cn).Scan(&id, &size)
+		err := tx.QueryRow(ctx, `DELETE FROM mailbox_folder WHERE bal = $1 AND name = $2 RETURNING id, n_size`, pgAddr(bal), cn).Scan(&id, &size)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, ErrNoMailbox
 		}
 		if err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE mailbox_bal SET used = used - $1 WHERE address = $2`, size, normAddr(bal)); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE mailbox_bal SET used = used - $1 WHERE address = $2`, size, pgAddr(bal)); err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
 		return []MailboxID{id}, nil
@@ -117,7 +117,7 @@ func (s *Postgres) RenameMailbox(ctx context.Context, bal, oldName, newName stri
 	if on == Inbox || nn == Inbox {
 		return ErrMailboxReserved
 	}
-	bal = normAddr(bal)
+	bal = pgAddr(bal)
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		if _, err := s.mailboxID(ctx, tx, bal, on); err != nil {
 			return nil, err
@@ -151,7 +151,7 @@ func (s *Postgres) SetSubscribed(ctx context.Context, bal, name string, subscrib
 		return err
 	}
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
-		tag, err := tx.Exec(ctx, `UPDATE mailbox_folder SET subscribed = $3 WHERE bal = $1 AND name = $2`, normAddr(bal), cn, subscribed)
+		tag, err := tx.Exec(ctx, `UPDATE mailbox_folder SET subscribed = $3 WHERE bal = $1 AND name = $2`, pgAddr(bal), cn, subscribed)
 		if err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
@@ -171,7 +171,7 @@ const pgMailboxCols = `x.id, x.bal, x.name, x.uidvalidity, x.uidnext, x.modseq, 
 
 // ListMailboxes implements Store.
 func (s *Postgres) ListMailboxes(ctx context.Context, bal string) ([]MailboxInfo, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+pgMailboxCols+` FROM mailbox_folder x WHERE x.bal = $1 ORDER BY x.name COLLATE "C"`, normAddr(bal))
+	rows, err := s.pool.Query(ctx, `SELECT `+pgMailboxCols+` FROM mailbox_folder x WHERE x.bal = $1 ORDER BY x.name COLLATE "C"`, pgAddr(bal))
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
@@ -196,7 +196,7 @@ func (s *Postgres) Mailbox(ctx context.Context, bal, name string) (*MailboxInfo,
 	if err != nil {
 		return nil, err
 	}
-	m, err := scanMailbox(s.pool.QueryRow(ctx, `SELECT `+pgMailboxCols+` FROM mailbox_folder x WHERE x.bal = $1 AND x.name = $2`, normAddr(bal), cn))
+	m, err := scanMailbox(s.pool.QueryRow(ctx, `SELECT `+pgMailboxCols+` FROM mailbox_folder x WHERE x.bal = $1 AND x.name = $2`, pgAddr(bal), cn))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNoMailbox
 	}

@@ -47,7 +47,7 @@ func (s *Postgres) Listings(ctx context.Context) ([]Listing, error) {
 
 // Listing returns the listing of one BAL.
 func (s *Postgres) Listing(ctx context.Context, address string) (*Listing, error) {
-	return listingPg(ctx, s.pool, normAddr(address), false)
+	return listingPg(ctx, s.pool, pgAddr(address), false)
 }
 
 // listingPg reads a listing; lock takes the BAL's row until the transaction ends.
@@ -69,7 +69,7 @@ func listingPg(ctx context.Context, q pgQuerier, addr string, lock bool) (*Listi
 // ChangeListing applies c to a BAL and journals what must be published (see
 // SQLite.ChangeListing).
 func (s *Postgres) ChangeListing(ctx context.Context, address string, c ListingChange) (*Listing, error) {
-	addr := normAddr(address)
+	addr := pgAddr(address)
 	var out *Listing
 	err := s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		l, err := listingPg(ctx, tx, addr, true)
@@ -114,7 +114,7 @@ func (s *Postgres) ChangeListing(ctx context.Context, address string, c ListingC
 func (s *Postgres) journal(ctx context.Context, tx *pgTx, a PublicationAction, l *Listing) error {
 	_, err := tx.Exec(ctx, `INSERT INTO mailbox_publication (ts, address, action, type, owner, structure, description, liste_rouge)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		s.now().UnixMilli(), normAddr(l.Address), string(a), string(l.Type), l.Owner, l.Structure, l.Description, l.ListeRouge)
+		s.now().UnixMilli(), pgAddr(l.Address), string(a), string(l.Type), l.Owner, l.Structure, l.Description, l.ListeRouge)
 	if err != nil {
 		return fmt.Errorf("mailbox: journal: %w", err)
 	}
@@ -124,7 +124,7 @@ func (s *Postgres) journal(ctx context.Context, tx *pgTx, a PublicationAction, l
 // Journal records that a BAL's listing must be published or withdrawn (see SQLite.Journal).
 func (s *Postgres) Journal(ctx context.Context, a PublicationAction, address string) error {
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
-		l, err := listingPg(ctx, tx, normAddr(address), false)
+		l, err := listingPg(ctx, tx, pgAddr(address), false)
 		if err != nil {
 			return nil, err
 		}
@@ -171,7 +171,7 @@ func (s *Postgres) Done(ctx context.Context, ids ...int64) error {
 func (s *Postgres) Owned(ctx context.Context, address string) (bool, error) {
 	var ok bool
 	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mailbox_bal WHERE address = $1)
-		OR EXISTS (SELECT 1 FROM mailbox_publication WHERE address = $1)`, normAddr(address)).Scan(&ok)
+		OR EXISTS (SELECT 1 FROM mailbox_publication WHERE address = $1)`, pgAddr(address)).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("mailbox: %w", err)
 	}
@@ -183,7 +183,7 @@ func (s *Postgres) Record(ctx context.Context, a PublicationAction, l *Listing) 
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		_, err := tx.Exec(ctx, `INSERT INTO mailbox_publication (ts, address, action, type, owner, structure, description, liste_rouge, done)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $1)`,
-			s.now().UnixMilli(), normAddr(l.Address), string(a), string(l.Type), l.Owner, l.Structure, l.Description, l.ListeRouge)
+			s.now().UnixMilli(), pgAddr(l.Address), string(a), string(l.Type), l.Owner, l.Structure, l.Description, l.ListeRouge)
 		if err != nil {
 			return nil, fmt.Errorf("mailbox: journal: %w", err)
 		}

@@ -14,7 +14,7 @@ func (s *Postgres) AddMember(ctx context.Context, bal, nationalID string) error 
 	if err := ValidNationalID(nationalID); err != nil {
 		return err
 	}
-	addr := normAddr(bal)
+	addr := pgAddr(bal)
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		var typ string
 		err := tx.QueryRow(ctx, `SELECT type FROM mailbox_bal WHERE address = $1 FOR SHARE`, addr).Scan(&typ)
@@ -41,7 +41,7 @@ func (s *Postgres) AddMember(ctx context.Context, bal, nationalID string) error 
 
 // RemoveMember ends the membership of nationalID in bal.
 func (s *Postgres) RemoveMember(ctx context.Context, bal, nationalID string) error {
-	addr := normAddr(bal)
+	addr := pgAddr(bal)
 	return s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		tag, err := tx.Exec(ctx, `DELETE FROM mailbox_bal_member WHERE bal = $1 AND national_id = $2`, addr, nationalID)
 		if err != nil {
@@ -61,7 +61,7 @@ func (s *Postgres) RemoveMember(ctx context.Context, bal, nationalID string) err
 
 // Members lists the members of bal, by national id.
 func (s *Postgres) Members(ctx context.Context, bal string) ([]Member, error) {
-	addr := normAddr(bal)
+	addr := pgAddr(bal)
 	if _, err := s.GetBAL(ctx, addr); err != nil {
 		return nil, err
 	}

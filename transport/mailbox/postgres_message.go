@@ -66,7 +66,7 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 	if opts != nil {
 		o = *opts
 	}
-	bal = normAddr(bal)
+	bal = pgAddr(bal)
 	if _, err := s.mailboxID(ctx, s.pool, bal, mailbox); err != nil {
 		return nil, err
 	}

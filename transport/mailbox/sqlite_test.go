@@ -454,3 +454,55 @@ func testPurgeEvery(t *testing.T, open opener) {
 	cancel()
 	<-done
 }
+
+// TestUnstorableText: addresses, folder names, flags and DNs that are not UTF-8 text or hold a
+// NUL byte (which PostgreSQL cannot store) get the answers of any unknown name on both
+// stores, never a database error: no BAL, no folder, a failed login, a dropped flag.
+func TestUnstorableText(t *testing.T) { forEachStore(t, testUnstorableText) }
+
+func testUnstorableText(t *testing.T, open opener) {
+	ctx := context.Background()
+	s := open(t, nil)
+	if err := s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"\xff@h.fr", "a\x00@h.fr"} {
+		if err := s.AddBAL(ctx, &BAL{Address: bad, Type: ORG}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("AddBAL(%q) = %v", bad, err)
+		}
+		if _, err := s.GetBAL(ctx, bad); !errors.Is(err, ErrNoBAL) {
+			t.Errorf("GetBAL(%q) = %v", bad, err)
+		}
+		if err := s.CheckPassword(ctx, bad, "x"); !errors.Is(err, ErrAuthFailed) {
+			t.Errorf("CheckPassword(%q) = %v", bad, err)
+		}
+		if _, err := s.Mailbox(ctx, bad, Inbox); !errors.Is(err, ErrNoMailbox) {
+			t.Errorf("Mailbox(%q) = %v", bad, err)
+		}
+		if _, err := s.Append(ctx, bad, Inbox, strings.NewReader(msg(1)), nil); !errors.Is(err, ErrNoMailbox) {
+			t.Errorf("Append to %q = %v", bad, err)
+		}
+	}
+	if err := s.AddBAL(ctx, &BAL{Address: "o@h.fr", Type: ORG, Owner: "\xfe"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("AddBAL with a non-UTF-8 owner = %v", err)
+	}
+	for _, bad := range []string{"Dossier\xff", "Dos\x00sier"} {
+		if err := s.CreateMailbox(ctx, "a@h.fr", bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CreateMailbox(%q) = %v", bad, err)
+		}
+		if _, err := s.Mailbox(ctx, "a@h.fr", bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Mailbox(%q) = %v", bad, err)
+		}
+	}
+	if _, err := s.BALByCertDN(ctx, "CN=\xff"); !errors.Is(err, ErrNoBAL) {
+		t.Errorf("BALByCertDN = %v", err)
+	}
+	r, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(1)), &AppendOptions{Flags: []string{"$ok", "$\xff", `\Seen`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.StoreFlags(ctx, r.Mailbox, []uint32{r.UID}, FlagsAdd, []string{"$bad\xfe"})
+	if err != nil || len(out) != 1 || strings.Join(out[0].Flags, " ") != `$ok \Seen` {
+		t.Fatalf("flags = %+v, %v", out, err)
+	}
+}
