@@ -66,6 +66,13 @@ var _ Store = (*Postgres)(nil)
 // says), applies the schema migrations it lacks (one node at a time) and starts listening for
 // the changes other nodes make. It refuses a database migrated by a newer program
 // (pgschema.ErrNewer).
+//
+// Of opts, WatchPoll is not used (other nodes' changes arrive by NOTIFY), and FlagSyncNormal
+// commits flag changes without waiting for the log's flush (synchronous_commit off for those
+// transactions only). The DSN sets the pool (pool_max_conns: by default the larger of 4 and
+// the number of CPUs, which bounds the store's queries in flight) and TLS to the server
+// (sslmode=verify-full with sslrootcert).
+
 func OpenPostgres(ctx context.Context, dsn string, opts *Options) (*Postgres, error) {
 	s := &Postgres{}
 	if opts != nil {
@@ -269,10 +276,12 @@ func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig, ready chan<-
 	defer close(s.done)
 	first := true
 	for {
-		conn, err := pgx.ConnectConfig(ctx, cfg)
+		cctx, cancel := context.WithTimeout(ctx, listenConnect)
+		conn, err := pgx.ConnectConfig(cctx, cfg)
 		if err == nil {
-			_, err = conn.Exec(ctx, `LISTEN `+pgChannel)
+			_, err = conn.Exec(cctx, `LISTEN `+pgChannel)
 		}
+		cancel()
 		if first {
 			first = false
 			ready <- err
@@ -287,11 +296,7 @@ func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig, ready chan<-
 			s.pollWatched(ctx)
 		}
 		for err == nil {
-			var n *pgconn.Notification
-			n, err = conn.WaitForNotification(ctx)
-			if err == nil {
-				s.notified(n.Payload)
-			}
+			err = s.wait(ctx, conn)
 		}
 		if conn != nil {
 			conn.Close(context.Background())
@@ -306,6 +311,33 @@ func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig, ready chan<-
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// listenCheck is how long the listener waits for a notification before it checks that the
+// server still answers: a connection lost without a word (a network cut, a frozen server)
+// would otherwise leave the watchers of this node deaf.
+const listenCheck = 30 * time.Second
+
+// listenConnect bounds each attempt of the listener to connect and LISTEN.
+const listenConnect = 10 * time.Second
+
+// wait handles the next notification, or checks the connection after listenCheck of silence.
+func (s *Postgres) wait(ctx context.Context, conn *pgx.Conn) error {
+	wctx, cancel := context.WithTimeout(ctx, listenCheck)
+	n, err := conn.WaitForNotification(wctx)
+	cancel()
+	switch {
+	case err == nil:
+		s.notified(n.Payload)
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case wctx.Err() != nil: // silence: a timeout leaves the connection open
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return conn.Ping(pctx)
+	}
+	return err
 }
 
 func (s *Postgres) notified(payload string) {
