@@ -37,6 +37,7 @@ func main() {
 	n := flag.Int("n", 1000, "messages per round")
 	size := flag.Int("size", 20480, "message size in bytes")
 	writers := flag.Int("writers", 1, "concurrent appenders")
+	bals := flag.Int("bals", 1, "BALs the appenders deliver to (writer w to BAL w mod bals), as a relay does")
 	rounds := flag.Int("rounds", 3, "rounds, backends taking turns")
 	bodies := flag.Bool("bodies", false, "compare bodies in PostgreSQL and in a folder first")
 	flag.Parse()
@@ -52,7 +53,7 @@ func main() {
 	if *bodies {
 		compareBodies(ctx, admin, *dsn, *dir)
 	}
-	fmt.Printf("store: %d messages of %d bytes, %d writer(s), %d rounds\n", *n, *size, *writers, *rounds)
+	fmt.Printf("store: %d messages of %d bytes, %d writer(s) to %d BAL(s), %d rounds\n", *n, *size, *writers, *bals, *rounds)
 	res := map[string]map[string][]float64{"sqlite": {}, "postgres": {}}
 	for r := range *rounds {
 		order := []string{"sqlite", "postgres"}
@@ -69,7 +70,7 @@ func main() {
 			if err != nil {
 				log.Fatal(err)
 			}
-			for k, v := range round(ctx, s, *n, *size, *writers) {
+			for k, v := range round(ctx, s, *n, *size, *writers, max(*bals, 1)) {
 				res[b][k] = append(res[b][k], v)
 			}
 			s.Close()
@@ -110,10 +111,18 @@ func message(i, size int) []byte {
 	return b.Bytes()[:size]
 }
 
-// round appends n messages, reads them all, and searches the headers 20 times.
-func round(ctx context.Context, s mailbox.Store, n, size, writers int) map[string]float64 {
-	if err := s.AddBAL(ctx, &mailbox.BAL{Address: "bench@h.fr", Type: mailbox.ORG}); err != nil {
-		log.Fatal(err)
+// round appends n messages, reads those of the first BAL, and searches its headers 20 times.
+func round(ctx context.Context, s mailbox.Store, n, size, writers, bals int) map[string]float64 {
+	bal := func(i int) string {
+		if i == 0 {
+			return "bench@h.fr"
+		}
+		return fmt.Sprintf("bench%d@h.fr", i)
+	}
+	for i := range bals {
+		if err := s.AddBAL(ctx, &mailbox.BAL{Address: bal(i), Type: mailbox.ORG}); err != nil {
+			log.Fatal(err)
+		}
 	}
 	out := map[string]float64{}
 	start := time.Now()
@@ -121,7 +130,7 @@ func round(ctx context.Context, s mailbox.Store, n, size, writers int) map[strin
 	for w := range writers {
 		wg.Go(func() {
 			for i := w; i < n; i += writers {
-				if _, err := s.Append(ctx, "bench@h.fr", mailbox.Inbox, bytes.NewReader(message(i, size)), nil); err != nil {
+				if _, err := s.Append(ctx, bal(w%bals), mailbox.Inbox, bytes.NewReader(message(i, size)), nil); err != nil {
 					log.Fatal(err)
 				}
 			}
@@ -145,10 +154,16 @@ func round(ctx context.Context, s mailbox.Store, n, size, writers int) map[strin
 		total += sz
 		return err
 	})
-	if err != nil || len(uids) != n || total != int64(n*size) {
+	want := 0
+	for w := range writers {
+		if w%bals == 0 {
+			want += (n - w + writers - 1) / writers
+		}
+	}
+	if err != nil || len(uids) != want || total != int64(want*size) {
 		log.Fatalf("fetch: %d messages, %d bytes, %v", len(uids), total, err)
 	}
-	out["fetch msg/s"] = float64(n) / time.Since(start).Seconds()
+	out["fetch msg/s"] = float64(len(uids)) / time.Since(start).Seconds()
 	const searches = 20
 	start = time.Now()
 	for i := range searches {
@@ -157,7 +172,9 @@ func round(ctx context.Context, s mailbox.Store, n, size, writers int) map[strin
 			log.Fatal(err)
 		}
 		found := 0
-		want := []byte(fmt.Sprintf("Subject: test %d\r\n", i*7%n))
+		// writer 0 delivers messages 0, writers, 2×writers… to the first BAL
+		target := (i * 7 % ((n + writers - 1) / writers)) * writers
+		want := []byte(fmt.Sprintf("Subject: test %d\r\n", target))
 		for _, b := range h {
 			if bytes.Contains(b, want) {
 				found++

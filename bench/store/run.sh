@@ -9,14 +9,15 @@
 # commit durably) is started here and removed at the end.
 #
 # Needs Debian's postgresql package (scripts/apt-packages.txt); under root the cluster runs as
-# the postgres user. Usage: bench/store/run.sh [N] [SIZE] [WRITERS] [RUNS]
-#                           (defaults 1000 20480 1 3)
+# the postgres user. Usage: bench/store/run.sh [N] [SIZE] [WRITERS] [RUNS] [BALS]
+#                           (defaults 1000 20480 1 3 1; writer w delivers to BAL w mod BALS)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-1000}
 SIZE=${2:-20480}
 WRITERS=${3:-1}
 RUNS=${4:-3}
+BALS=${5:-1}
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$BIN/postgres" ] || { echo "PostgreSQL not installed (Debian package postgresql)" >&2; exit 1; }
 
@@ -48,7 +49,7 @@ go build -o "$W/store" ./bench/store
 mkdir "$W/ours"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$W/store" -dsn "host=$W/pg user=postgres dbname=postgres sslmode=disable" -dir "$W/ours" \
-	-n "$N" -size "$SIZE" -writers "$WRITERS" -rounds "$RUNS" -bodies
+	-n "$N" -size "$SIZE" -writers "$WRITERS" -bals "$BALS" -rounds "$RUNS" -bodies
 
 echo "== IMAP: $N messages of $SIZE bytes, our server on each store, $RUNS runs (medians)"
 go build -o "$W/imapserve" ./bench/imap/imapserve
