@@ -324,7 +324,10 @@ func (s *Postgres) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32
 		for _, m := range cur {
 			byUID[m.UID] = m
 		}
-		changed := false
+		// one UPDATE for all the changed messages: the counters' trigger runs once
+		var changedUIDs []int64
+		var changedFlags []string
+		var kw []string
 		for _, uid := range uids {
 			m, ok := byUID[uid]
 			if !ok {
@@ -333,16 +336,24 @@ func (s *Postgres) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32
 			old := joinFlags(m.Flags)
 			m.Flags = applyFlags(m.Flags, op, flags)
 			if nj := joinFlags(m.Flags); nj != old {
-				if _, err := tx.Exec(ctx, `UPDATE mailbox_message SET flags = $3, modseq = $4 WHERE mailbox = $1 AND uid = $2`, mbox, uid, nj, ms); err != nil {
-					return nil, fmt.Errorf("mailbox: %w", err)
-				}
+				changedUIDs = append(changedUIDs, int64(uid))
+				changedFlags = append(changedFlags, nj)
+				kw, _ = unionKeywords(kw, m.Flags)
 				m.ModSeq = ms
-				changed = true
-				if err := addKeywordsPg(ctx, tx, mbox, m.Flags); err != nil {
-					return nil, err
-				}
+				byUID[uid] = m
 			}
 			out = append(out, m)
+		}
+		changed := len(changedUIDs) > 0
+		if changed {
+			if _, err := tx.Exec(ctx, `UPDATE mailbox_message m SET flags = v.flags, modseq = $2
+				FROM (SELECT DISTINCT ON (uid) uid, flags FROM unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS u(uid, flags, i) ORDER BY uid, i DESC) v
+				WHERE m.mailbox = $1 AND m.uid = v.uid`, mbox, ms, changedUIDs, changedFlags); err != nil {
+				return nil, fmt.Errorf("mailbox: %w", err)
+			}
+			if err := addKeywordsPg(ctx, tx, mbox, kw); err != nil {
+				return nil, err
+			}
 		}
 		if !changed {
 			return nil, errNoChange

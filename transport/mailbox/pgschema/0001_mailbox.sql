@@ -74,25 +74,44 @@ CREATE TABLE mailbox_audit (
 CREATE INDEX mailbox_audit_ts ON mailbox_audit (ts);
 
 -- The counts of each folder and its expunge log are kept in the transaction of the change,
--- as the SQLite store's triggers keep them.
-CREATE FUNCTION mailbox_message_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+-- as the SQLite store's triggers keep them, once per statement: a row trigger would update
+-- the folder's row once per message, and a transaction that updates one row n times costs
+-- n² (each update walks the versions the transaction left before it).
+CREATE FUNCTION mailbox_message_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	IF TG_OP IN ('DELETE', 'UPDATE') THEN
-		UPDATE mailbox_folder SET n_messages = n_messages - 1, n_size = n_size - OLD.size,
-			n_unseen = n_unseen - (NOT OLD.seen)::int, n_deleted = n_deleted - OLD.deleted::int
-		WHERE id = OLD.mailbox;
-	END IF;
-	IF TG_OP = 'DELETE' THEN
-		INSERT INTO mailbox_expunged (mailbox, modseq, uid)
-			SELECT id, modseq, OLD.uid FROM mailbox_folder WHERE id = OLD.mailbox
-			ON CONFLICT DO NOTHING;
-	END IF;
-	IF TG_OP IN ('INSERT', 'UPDATE') THEN
-		UPDATE mailbox_folder SET n_messages = n_messages + 1, n_size = n_size + NEW.size,
-			n_unseen = n_unseen + (NOT NEW.seen)::int, n_deleted = n_deleted + NEW.deleted::int
-		WHERE id = NEW.mailbox;
-	END IF;
+	UPDATE mailbox_folder f SET n_messages = f.n_messages + d.n, n_size = f.n_size + d.size,
+		n_unseen = f.n_unseen + d.unseen, n_deleted = f.n_deleted + d.deleted
+	FROM (SELECT mailbox, count(*) AS n, sum(size) AS size, count(*) FILTER (WHERE NOT seen) AS unseen,
+		count(*) FILTER (WHERE deleted) AS deleted FROM new_rows GROUP BY mailbox) d
+	WHERE f.id = d.mailbox;
 	RETURN NULL;
 END $$;
-CREATE TRIGGER mailbox_message_counts AFTER INSERT OR DELETE OR UPDATE OF flags ON mailbox_message
-	FOR EACH ROW EXECUTE FUNCTION mailbox_message_counts();
+CREATE TRIGGER mailbox_message_added AFTER INSERT ON mailbox_message
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION mailbox_message_added();
+
+CREATE FUNCTION mailbox_message_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE mailbox_folder f SET n_messages = f.n_messages - d.n, n_size = f.n_size - d.size,
+		n_unseen = f.n_unseen - d.unseen, n_deleted = f.n_deleted - d.deleted
+	FROM (SELECT mailbox, count(*) AS n, sum(size) AS size, count(*) FILTER (WHERE NOT seen) AS unseen,
+		count(*) FILTER (WHERE deleted) AS deleted FROM old_rows GROUP BY mailbox) d
+	WHERE f.id = d.mailbox;
+	INSERT INTO mailbox_expunged (mailbox, modseq, uid)
+		SELECT o.mailbox, f.modseq, o.uid FROM old_rows o JOIN mailbox_folder f ON f.id = o.mailbox
+		ON CONFLICT DO NOTHING;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER mailbox_message_removed AFTER DELETE ON mailbox_message
+	REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION mailbox_message_removed();
+
+CREATE FUNCTION mailbox_message_flagged() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE mailbox_folder f SET n_unseen = f.n_unseen + d.unseen, n_deleted = f.n_deleted + d.deleted
+	FROM (SELECT n.mailbox, sum((NOT n.seen)::int - (NOT o.seen)::int) AS unseen,
+		sum(n.deleted::int - o.deleted::int) AS deleted
+		FROM new_rows n JOIN old_rows o ON o.mailbox = n.mailbox AND o.uid = n.uid GROUP BY n.mailbox) d
+	WHERE f.id = d.mailbox;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER mailbox_message_flagged AFTER UPDATE ON mailbox_message
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION mailbox_message_flagged();
