@@ -17,10 +17,12 @@
 # and the last session hear of it, and the server's memory resting and at its peak.
 #
 # Needs dovecot-core and dovecot-imapd (scripts/install-peers.sh) and root (Dovecot drops to
-# the "mail" user). Usage: bench/imap/run.sh [N] [SIZE] [RUNS]    (defaults 10000 20480 3)
-#                          bench/imap/run.sh scale [SMALL] [LARGE] [IDLE_N] [SESSIONS] [RUNS]
-#                                                  (defaults 1000 100000 10000 1000 5;
-#                                                   SESSIONS 0: no fan-out)
+# the "mail" user). CPUPROFILE=/path/prefix writes CPU profiles of our servers to
+# prefix.full and prefix.normal (go tool pprof).
+# Usage: bench/imap/run.sh [N] [SIZE] [RUNS]    (defaults 10000 20480 3)
+#        bench/imap/run.sh scale [SMALL] [LARGE] [IDLE_N] [SESSIONS] [RUNS]
+#                                         (defaults 1000 100000 10000 1000 5;
+#                                          SESSIONS 0: no fan-out)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODE=append
@@ -125,7 +127,8 @@ if [ "$MODE" = scale ] && [ "$DOVECOT_STORE" = mdbox ]; then
 fi
 
 # --- ours: the same kind of account, LOGIN allowed on loopback without TLS like Dovecot above
-"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PO" -users testuser@bench.test:pass -max-conns 5000 > "$W/ours.log" 2>&1 &
+"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PO" -users testuser@bench.test:pass -max-conns 5000 \
+	${CPUPROFILE:+-cpuprofile "$CPUPROFILE.full"} > "$W/ours.log" 2>&1 &
 OURS_PID=$!
 for _ in $(seq 50); do
 	if (echo > /dev/tcp/127.0.0.1/$PD) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$PO) 2>/dev/null; then break; fi
@@ -139,7 +142,8 @@ if [ "$MODE" = scale ]; then
 		-folders "f$SMALL,f$LARGE" -runs "$RUNS" -idle-folder "$([ "$SESSIONS" -gt 0 ] && echo "f$IDLE_N")" -sessions "$SESSIONS"
 	# The same commands against a second server on the same store whose flag changes are not
 	# fsynced ([mailbox] flag_sync = "normal"), as Dovecot's are not (mail_fsync = optimized).
-	"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PN" -users testuser@bench.test:pass -flag-sync normal > "$W/normal.log" 2>&1 &
+	"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PN" -users testuser@bench.test:pass -flag-sync normal \
+		${CPUPROFILE:+-cpuprofile "$CPUPROFILE.normal"} > "$W/normal.log" 2>&1 &
 	NORMAL_PID=$!
 	for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$PN) 2>/dev/null && break; sleep 0.1; done
 	echo "== the same, ours with flag_sync = normal"

@@ -8,15 +8,20 @@
 # delivers them all. Postfix: queued with defer_transports = smtp through smtp-source, then
 # defer_transports cleared, postfix reload and postqueue -f, timed until its queue is empty.
 # Ours: queued with the queue API, one failed attempt, then Open and Run, timed until empty.
-# Restart: Open of our spool with N queued, its files evicted from the page cache (cold), after
-# a clean stop (index) and after a crash (every file read).
+# Restart, cold (the spool's files evicted from the page cache): ours, Open of our spool with N
+# queued after a clean stop (index) and after a crash (no index), until Open returns (the queue
+# accepts and delivers; after a crash the messages are read in the background) and, after the
+# crash, until every message is read. Postfix, with the same N in its deferred queue: postfix
+# stop, then postfix start until its SMTP server answers 220 (its queue manager reads deferred
+# messages as it gets to them).
 # Enqueue: CPU per enqueue (one after the other) and a burst of 2,000 enqueues from 20
 # goroutines with B messages queued and not due, Run running.
 #
-# usage: bench/queue/run.sh [SIZES="1000 10000"] [ROUNDS=3] [BACKLOGS="1000 10000 50000"]
+# usage: bench/queue/run.sh [SIZES="1000 10000"] [ROUNDS=3] [BACKLOGS="1000 10000 50000"] [PASS=1]
+# (PASS=0: the restarts only, no pass)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SIZES=${1:-"1000 10000"} R=${2:-3} BACKLOGS=${3-"1000 10000 50000"} # "" for none
+SIZES=${1:-"1000 10000"} R=${2:-3} BACKLOGS=${3-"1000 10000 50000"} PASS=${4:-1} # BACKLOGS "" for none
 
 for b in postfix smtp-source postqueue postconf; do
 	command -v $b >/dev/null || [ -x /usr/sbin/$b ] || { echo "bench/queue: $b missing (scripts/install-peers.sh)"; exit 1; }
@@ -103,7 +108,27 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PF_PORT) 2>/dev/null && bre
 count() { find "$@" -type f 2>/dev/null | wc -l; }
 median() { sort -n | awk '{v[NR]=$1} END{if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
-# postfix_pass N → seconds of the flush of N deferred messages
+# postfix_restart → seconds from postfix start, its spool's files out of the page cache, until
+# its SMTP server answers 220
+postfix_restart() {
+	local t0 t1 line
+	postfix -c "$P/etc" stop >/dev/null 2>&1
+	while [ -e "$P/spool/pid/master.pid" ] && kill -0 "$(cat "$P/spool/pid/master.pid" 2>/dev/null)" 2>/dev/null; do sleep 0.05; done
+	sync
+	"$W/q" evict "$P/spool"
+	t0=$(date +%s.%N)
+	postfix -c "$P/etc" start >/dev/null 2>&1
+	for _ in $(seq 6000); do
+		line=$( (exec 3<>/dev/tcp/127.0.0.1/$PF_PORT && read -r -t 5 l <&3 && echo "$l" && printf 'QUIT\r\n' >&3) 2>/dev/null || true)
+		[[ $line == 220* ]] && break
+		sleep 0.01
+	done
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f\n", b-a}'
+}
+
+# postfix_pass N → seconds of the flush of N deferred messages, and of a restart with them
+# queued (0 for the flush when PASS=0: the queue is deleted instead)
 postfix_pass() {
 	postconf -c "$P/etc" -e 'defer_transports = smtp'
 	postfix -c "$P/etc" reload >/dev/null 2>&1
@@ -112,8 +137,14 @@ postfix_pass() {
 		[ "$(count "$P/spool/deferred")" -ge "$1" ] && [ "$(count "$P/spool/incoming" "$P/spool/active")" = 0 ] && break
 		sleep 0.1
 	done
+	local t0 t1 left restart
+	restart=$(postfix_restart)
+	if [ "$PASS" = 0 ]; then
+		postsuper -c "$P/etc" -d ALL >/dev/null 2>&1
+		echo "0 $restart"
+		return
+	fi
 	postconf -c "$P/etc" -e 'defer_transports ='
-	local t0 t1 left
 	postfix -c "$P/etc" reload >/dev/null 2>&1
 	sleep 2 # the new qmgr is up: the flush alone is timed
 	t0=$(date +%s.%N)
@@ -125,23 +156,28 @@ postfix_pass() {
 	done
 	t1=$(date +%s.%N)
 	[ "$left" = 0 ] || { echo "postfix: $left messages left" >&2; tail -3 "$P/maillog" >&2; }
-	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f\n", b-a}'
+	awk -v a="$t0" -v b="$t1" -v r="$restart" 'BEGIN{printf "%.3f %s\n", b-a, r}'
 }
 
-echo "== pass over N deferred messages, $R rounds (seconds; restart = Open of our spool, cold)"
-printf "%-7s %10s %10s %7s %14s %14s\n" N ours postfix ratio "restart clean" "restart crash"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2fx", a/b; else print "-"}'; }
+echo "== pass over N deferred messages, $R rounds, seconds (restart: cold, until the queue accepts;"
+echo "   ours after a clean stop and after a crash, then until every message is read after the crash)"
+printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s\n" N ours postfix ratio "ours clean" "ours crash" \
+	"crash, read" "postfix start" clean/pf crash/pf
+P_ONLY=(); [ "$PASS" = 0 ] && P_ONLY=(-restart-only)
 for n in $SIZES; do
-	: >"$W/o"; : >"$W/p"; : >"$W/rc"; : >"$W/rx"
+	: >"$W/o"; : >"$W/p"; : >"$W/rc"; : >"$W/rx"; : >"$W/rl"; : >"$W/pr"
 	for _ in $(seq "$R"); do
-		out=$("$W/q" pass -n "$n" -spool "$W/spool" -sink 127.0.0.1:$SINK -dir "$W")
-		read -r _ rc rx o <<<"$out"
-		echo "$o" >>"$W/o"; echo "$rc" >>"$W/rc"; echo "$rx" >>"$W/rx"
-		postfix_pass "$n" >>"$W/p"
-		echo "  round: ours $o s, postfix $(tail -1 "$W/p") s, restart clean $rc s, crash $rx s (load $(cut -d' ' -f1 /proc/loadavg))"
+		out=$("$W/q" pass -n "$n" -spool "$W/spool" -sink 127.0.0.1:$SINK -dir "$W" "${P_ONLY[@]}")
+		read -r _ rc rx o rl <<<"$out"
+		echo "$o" >>"$W/o"; echo "$rc" >>"$W/rc"; echo "$rx" >>"$W/rx"; echo "$rl" >>"$W/rl"
+		read -r pp pr <<<"$(postfix_pass "$n")"
+		echo "$pp" >>"$W/p"; echo "$pr" >>"$W/pr"
+		echo "  round: ours $o s, postfix $pp s; restart ours clean $rc s, crash $rx s (all read $rl s), postfix $pr s (load $(cut -d' ' -f1 /proc/loadavg))"
 	done
-	o=$(median <"$W/o") p=$(median <"$W/p")
-	printf "%-7s %10s %10s %7s %14s %14s\n" "$n" "$o" "$p" "$(awk -v a="$o" -v b="$p" 'BEGIN{printf "%.2fx", a/b}')" \
-		"$(median <"$W/rc")" "$(median <"$W/rx")"
+	o=$(median <"$W/o") p=$(median <"$W/p") rc=$(median <"$W/rc") rx=$(median <"$W/rx") pr=$(median <"$W/pr")
+	printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s\n" "$n" "$o" "$p" "$(ratio "$o" "$p")" \
+		"$rc" "$rx" "$(median <"$W/rl")" "$pr" "$(ratio "$rc" "$pr")" "$(ratio "$rx" "$pr")"
 done
 rm -rf "$W/spool"
 echo "postfix: $(grep -c 'status=sent' "$P/maillog" || true) sent, $(grep -c 'status=bounced' "$P/maillog" || true) bounced"

@@ -96,6 +96,7 @@ func serveDevAPI(ctx context.Context, info *sandbox.Info, hookURL string, log *s
 		if err != nil {
 			return nil, err
 		}
+		closers = append(closers, hooks)
 	}
 	h, err := httpapi.New(&httpapi.Options{BALs: clients, StateDir: filepath.Join(stateDir, "handler"), ReceiptsOnly: true,
 		Auth: &httpapi.CertificateAuth{Trust: trust, Accounts: &connector.StaticAccounts{ByDN: byDN}}, Webhooks: hooks, Logger: log})

@@ -55,6 +55,11 @@ type session struct {
 
 // selected is the client's view of the selected folder: the UIDs in sequence-number order as
 // the client last heard of them, and the modification sequence it is up to date with.
+// envKey names a message of the folder in the server's envelope cache.
+func (sel *selected) envKey(uid uint32) envKey {
+	return envKey{mbox: sel.id, uidValidity: sel.uidValidity, uid: uid}
+}
+
 type selected struct {
 	id          mailbox.MailboxID
 	name        string
@@ -570,6 +575,11 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		if ch, err = s.store().Changes(s.ctx, sel.id, sel.modSeq); err != nil {
 			return nil // deleted meanwhile
 		}
+		if ch.ExpungedUnknown { // too far behind for the store's log: compare the UIDs
+			if ch.Expunged, err = s.missing(sel); err != nil {
+				return nil
+			}
+		}
 	}
 	// 0. keywords new to this IMAP session, before any FETCH that uses them
 	newKw := false
@@ -785,6 +795,10 @@ func (s *session) index() (map[uint32]*mailbox.Message, error) {
 		since = 0
 	}
 	ch, err := s.store().Changes(s.ctx, sel.id, since)
+	if err == nil && ch.ExpungedUnknown { // too far behind for the store's log: read it whole
+		sel.idx = nil
+		ch, err = s.store().Changes(s.ctx, sel.id, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -867,6 +881,26 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 }
 
 // forget removes uids from the client's view, reporting each with write(seq).
+// missing returns the UIDs the IMAP session knows that the folder no longer holds, comparing
+// the two sorted lists.
+func (s *session) missing(sel *selected) ([]uint32, error) {
+	now, err := s.store().UIDs(s.ctx, sel.id)
+	if err != nil {
+		return nil, err
+	}
+	var gone []uint32
+	j := 0
+	for _, u := range sel.uids {
+		for j < len(now) && now[j] < u {
+			j++
+		}
+		if j == len(now) || now[j] != u {
+			gone = append(gone, u)
+		}
+	}
+	return gone, nil
+}
+
 func (s *session) forget(uids []uint32, write func(uint32) error) error {
 	gone := make(map[uint32]bool, len(uids))
 	for _, u := range uids {
@@ -1059,9 +1093,17 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	var hdrs map[uint32][]byte
-	if options.Envelope { // the header blocks of the targets, from the index
-		if hdrs, err = s.store().HeadersByUID(s.ctx, sel.id, uidsOf(ts)); err != nil {
-			return err
+	if options.Envelope { // the header blocks of the targets whose envelope is not cached
+		var want []uint32
+		for _, t := range ts {
+			if !s.srv.envs.has(sel.envKey(t.uid)) {
+				want = append(want, t.uid)
+			}
+		}
+		if len(want) > 0 {
+			if hdrs, err = s.store().HeadersByUID(s.ctx, sel.id, want); err != nil {
+				return err
+			}
 		}
 	}
 	needsContent := options.BodyStructure != nil || len(options.BodySection) > 0 ||
@@ -1096,7 +1138,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Message, options *imap.FetchOptions, flagsChanged bool, hdr []byte, ra io.ReaderAt, size int64) (err error) {
 	c := &content{s: s, uid: t.uid, raw: hdr, ra: ra, size: size}
 	defer c.close()
-	if options.Envelope && hdr == nil && ra == nil {
+	var env *imap.Envelope
+	if options.Envelope {
+		env = s.srv.envs.get(s.sel.envKey(t.uid))
+	}
+	if options.Envelope && env == nil && hdr == nil && ra == nil {
 		// Open the message before starting its response: once open it stays readable even if
 		// another session expunges it; if it is already gone, it is left out.
 		if _, _, err := c.file(); err != nil {
@@ -1129,11 +1175,15 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *mailbox.Messa
 		rw.WriteRFC822Size(m.Size)
 	}
 	if options.Envelope {
-		h, err := c.header()
-		if err != nil {
-			return err
+		if env == nil {
+			h, err := c.header()
+			if err != nil {
+				return err
+			}
+			env = envelope(h)
+			s.srv.envs.put(s.sel.envKey(t.uid), env)
 		}
-		rw.WriteEnvelope(envelope(h))
+		rw.WriteEnvelope(env)
 	}
 	if options.BodyStructure != nil {
 		b, err := c.bytes()

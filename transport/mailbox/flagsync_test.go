@@ -134,14 +134,14 @@ func TestFlagSyncPragma(t *testing.T) {
 	} {
 		s := openTest(t, t.TempDir(), c.opts)
 		var flags, rest int
-		flagDB := s.db
-		if s.flagDB != nil {
-			flagDB = s.flagDB
+		flagDB := s.w.db
+		if s.flagW != nil {
+			flagDB = s.flagW.db
 		}
 		if err := flagDB.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&flags); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&rest); err != nil {
+		if err := s.w.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&rest); err != nil {
 			t.Fatal(err)
 		}
 		if flags != c.flags || rest != c.rest {

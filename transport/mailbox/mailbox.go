@@ -284,7 +284,8 @@ type Store interface {
 	// ModSeq returns the current modification sequence of a folder (cheap).
 	ModSeq(ctx context.Context, mbox MailboxID) (uint64, error)
 	// Changes returns, read at one instant, what changed in a folder after sinceModSeq: the
-	// entries of messages added or whose flags changed, the UIDs expunged, and the modseq
+	// entries of messages added or whose flags changed, the UIDs expunged (or
+	// ExpungedUnknown, for a sinceModSeq older than the store's log of them), and the modseq
 	// they bring the caller up to. Its cost depends on the changes, not on the folder.
 	Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64) (*Changes, error)
 	// UIDs returns the UIDs of a folder in ascending order (a session's sequence numbers).

@@ -31,6 +31,20 @@ type Options struct {
 	// FlagSync is how far a flag-only change (StoreFlags) is made durable before it returns.
 	// The zero value, FlagSyncFull, fsyncs it like every other change.
 	FlagSync FlagSync
+	// ExpungeLog is how many modification sequences back each folder's log of expunged UIDs
+	// reaches: older entries are removed at the next expunge, and a caller asking for the
+	// changes since an older modseq is told to re-read the folder's UIDs
+	// (Changes.ExpungedUnknown). 0 means 100,000.
+	ExpungeLog uint64
+}
+
+const defaultExpungeLog = 100_000
+
+func (s *SQLite) expungeLog() uint64 {
+	if s.opts.ExpungeLog > 0 {
+		return s.opts.ExpungeLog
+	}
+	return defaultExpungeLog
 }
 
 // FlagSync is the durability of flag-only changes. Deliveries, copies, moves, expunges and
@@ -54,12 +68,18 @@ const defaultMaxMessageSize = 64 << 20
 // SQLite is the embedded Store: an index in SQLite and one file per message under a folder.
 type SQLite struct {
 	dir string
-	db  *sql.DB
-	// flagDB, with FlagSyncNormal, is one connection with synchronous=NORMAL on the same
-	// index, through which StoreFlags writes; nil means flag changes go through db.
-	flagDB *sql.DB
-	opts   Options
-	wmu    sync.Mutex // one writer at a time: SQLite has a single write lock anyway
+	// db is the read pool (see readConns); the schema is created and migrated through it
+	// before the writers open.
+	db    *sql.DB
+	reads readStmts
+	// w is the writer (synchronous=FULL) through which every write goes, and flagW, with
+	// FlagSyncNormal, one with synchronous=NORMAL on the same index, through which StoreFlags
+	// writes; nil means flag changes go through w.
+	w, flagW *writer
+	opts     Options
+	wmu      sync.Mutex // one writer at a time: SQLite has a single write lock anyway
+	// cur is, under wmu, the writer of the transaction under way.
+	cur    *writer
 	closed bool
 	// bumped collects, under wmu, the folders whose modseq the current write transaction
 	// raised, with the new value: signalled to watchers once committed.
@@ -140,10 +160,12 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 	if err := privateIndex(index); err != nil {
 		return nil, err
 	}
-	db, err := openIndex(index, "FULL")
+	db, err := openIndex(index, "FULL", "")
 	if err != nil {
 		return nil, err
 	}
+	db.SetMaxOpenConns(readConns)
+	db.SetMaxIdleConns(readConns) // kept open, with the statements prepared on them
 	s.db = db
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
@@ -161,26 +183,30 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 		db.Close()
 		return nil, err
 	}
-	switch s.opts.FlagSync {
-	case FlagSyncFull:
-	case FlagSyncNormal:
-		if s.flagDB, err = openIndex(index, "NORMAL"); err != nil {
+	if s.opts.FlagSync != FlagSyncFull && s.opts.FlagSync != FlagSyncNormal {
+		db.Close()
+		return nil, fmt.Errorf("mailbox: unknown FlagSync %d", s.opts.FlagSync)
+	}
+	if s.w, err = openWriter(ctx, index, "FULL"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.opts.FlagSync == FlagSyncNormal {
+		if s.flagW, err = openWriter(ctx, index, "NORMAL"); err != nil {
+			s.w.close()
 			db.Close()
 			return nil, err
 		}
-		s.flagDB.SetMaxOpenConns(1)
-	default:
-		db.Close()
-		return nil, fmt.Errorf("mailbox: unknown FlagSync %d", s.opts.FlagSync)
 	}
 	return s, nil
 }
 
 // openIndex opens the index in WAL mode with the given synchronous setting, which SQLite
-// keeps per connection: FULL fsyncs the log at each commit, NORMAL only at checkpoints.
-func openIndex(index, synchronous string) (*sql.DB, error) {
+// keeps per connection: FULL fsyncs the log at each commit, NORMAL only at checkpoints. more
+// is appended to the driver's options.
+func openIndex(index, synchronous, more string) (*sql.DB, error) {
 	dsn := "file:" + index + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous +
-		")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+		")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" + more
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: open index: %w", err)
@@ -339,42 +365,45 @@ func (s *SQLite) Close() error {
 	if s.done != nil {
 		<-s.done
 	}
-	if s.flagDB != nil {
-		s.flagDB.Close()
+	if s.flagW != nil {
+		s.flagW.close()
 	}
+	s.w.close()
+	s.closeReads()
 	return s.db.Close()
 }
 
 // write runs fn in a write transaction, one at a time, then signals watchers of the folders
 // whose modseq it raised and of touched.
 func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
-	return s.writeOn(ctx, s.db, fn)
+	return s.writeOn(ctx, s.w, fn)
 }
 
 // writeFlags is write for a transaction that changes only flags (and the folder's modseq and
 // keyword list): it commits with the FlagSync the store was opened with.
 func (s *SQLite) writeFlags(ctx context.Context, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
-	if s.flagDB != nil {
-		return s.writeOn(ctx, s.flagDB, fn)
+	if s.flagW != nil {
+		return s.writeOn(ctx, s.flagW, fn)
 	}
-	return s.writeOn(ctx, s.db, fn)
+	return s.writeOn(ctx, s.w, fn)
 }
 
-func (s *SQLite) writeOn(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
+func (s *SQLite) writeOn(ctx context.Context, w *writer, fn func(tx *sql.Tx) ([]MailboxID, error)) error {
 	s.wmu.Lock()
 	if s.closed {
 		s.wmu.Unlock()
 		return ErrClosed
 	}
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		s.wmu.Unlock()
 		return fmt.Errorf("mailbox: %w", err)
 	}
 	s.bumped = map[MailboxID]uint64{}
+	s.cur = w
 	touched, err := fn(tx)
 	bumped := s.bumped
-	s.bumped = nil
+	s.bumped, s.cur = nil, nil
 	if err != nil {
 		tx.Rollback()
 		s.wmu.Unlock()

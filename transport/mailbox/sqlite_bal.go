@@ -69,7 +69,7 @@ func scanBAL(row interface{ Scan(...any) error }) (*BAL, error) {
 
 // GetBAL implements Store.
 func (s *SQLite) GetBAL(ctx context.Context, address string) (*BAL, error) {
-	b, err := scanBAL(s.db.QueryRowContext(ctx, `SELECT `+balCols+` FROM bal b WHERE b.address=?`, normAddr(address)))
+	b, err := scanBAL(s.queryRow(ctx, `SELECT `+balCols+` FROM bal b WHERE b.address=?`, normAddr(address)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoBAL
 	}

@@ -177,19 +177,19 @@ func hasKeyword(flags []string) bool {
 
 // addKeywords records in the folder's keyword list (the FLAGS of SELECT) those of flags it
 // lacks: the list only grows, like the keywords a client was once told of.
-func addKeywords(ctx context.Context, tx *sql.Tx, id MailboxID, flags []string) error {
+func (s *SQLite) addKeywords(ctx context.Context, tx *sql.Tx, id MailboxID, flags []string) error {
 	if !hasKeyword(flags) {
 		return nil
 	}
 	var cur string
-	if err := tx.QueryRowContext(ctx, `SELECT keywords FROM mailbox WHERE id=?`, id).Scan(&cur); err != nil {
+	if err := s.txQueryRow(ctx, tx, qKeywords, id).Scan(&cur); err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}
 	next, added := unionKeywords(splitFlags(cur), flags)
 	if !added {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET keywords=? WHERE id=?`, joinFlags(next), id); err != nil {
+	if _, err := s.txExec(ctx, tx, qSetKeywords, joinFlags(next), id); err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}
 	return nil
@@ -204,17 +204,28 @@ type Changes struct {
 	Messages []Message
 	// Expunged are the UIDs removed, in no particular order.
 	Expunged []uint32
+	// ExpungedUnknown means the expunges since the modseq asked for are no longer all
+	// logged (Options.ExpungeLog): Expunged is empty, and the caller learns which of the
+	// UIDs it knows are gone by reading the folder's UIDs.
+	ExpungedUnknown bool
 }
 
 // Changes implements Store.
 func (s *SQLite) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64) (*Changes, error) {
+	var st [3]*sql.Stmt // prepared before the transaction holds a connection of the pool
+	for i, q := range []string{qModSeq, messagesSince(sinceModSeq), qExpunged} {
+		var err error
+		if st[i], err = s.readStmt(ctx, q); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil) // one snapshot for the three reads
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer tx.Rollback()
 	var c Changes
-	err = tx.QueryRowContext(ctx, `SELECT modseq FROM mailbox WHERE id=?`, mbox).Scan(&c.ModSeq)
+	err = tx.StmtContext(ctx, st[0]).QueryRowContext(ctx, mbox).Scan(&c.ModSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoMailbox
 	}
@@ -224,13 +235,18 @@ func (s *SQLite) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64
 	if c.ModSeq <= sinceModSeq {
 		return &c, nil
 	}
-	if c.Messages, err = scanMessages(tx.QueryContext(ctx, messagesSince(sinceModSeq), mbox, sinceModSeq)); err != nil {
+	if c.Messages, err = scanMessages(tx.StmtContext(ctx, st[1]).QueryContext(ctx, mbox, sinceModSeq)); err != nil {
 		return nil, err
 	}
 	if sinceModSeq == 0 {
 		return &c, nil // nothing expunged before the start
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT uid FROM expunged WHERE mailbox=? AND modseq>?`, mbox, sinceModSeq)
+	if keep := s.expungeLog(); c.ModSeq > keep && sinceModSeq < c.ModSeq-keep {
+		// pruned up to at most the modseq of the last expunge minus keep (deleteTx)
+		c.ExpungedUnknown = true
+		return &c, nil
+	}
+	rows, err := tx.StmtContext(ctx, st[2]).QueryContext(ctx, mbox, sinceModSeq)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
@@ -251,13 +267,13 @@ func (s *SQLite) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64
 // UIDs implements Store. It reads the runs of consecutive UIDs.
 func (s *SQLite) UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT n_messages FROM mailbox WHERE id=?`, mbox).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT n_messages FROM mailbox WHERE id=?`, mbox).Scan(&n); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNoMailbox
 		}
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT first, last FROM uidrun WHERE mailbox=? ORDER BY first`, mbox)
+	rows, err := s.query(ctx, `SELECT first, last FROM uidrun WHERE mailbox=? ORDER BY first`, mbox)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
@@ -307,7 +323,7 @@ func (s *SQLite) MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint3
 	want, ranges := spans(uids)
 	var out []Message
 	for _, r := range ranges {
-		ms, err := scanMessages(s.db.QueryContext(ctx, `SELECT uid, size, internal, flags, modseq FROM message WHERE mailbox=? AND uid BETWEEN ? AND ? ORDER BY uid`, mbox, r[0], r[1]))
+		ms, err := scanMessages(s.query(ctx, `SELECT uid, size, internal, flags, modseq FROM message WHERE mailbox=? AND uid BETWEEN ? AND ? ORDER BY uid`, mbox, r[0], r[1]))
 		if err != nil {
 			return nil, err
 		}
@@ -334,7 +350,7 @@ func (s *SQLite) HeadersByUID(ctx context.Context, mbox MailboxID, uids []uint32
 
 // scanHeaders adds to out the (uid, header) rows of query that want holds (all when nil).
 func (s *SQLite) scanHeaders(ctx context.Context, out map[uint32][]byte, want map[uint32]bool, query string, args ...any) error {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}

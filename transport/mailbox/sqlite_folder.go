@@ -243,7 +243,7 @@ func (s *SQLite) Mailbox(ctx context.Context, bal, name string) (*MailboxInfo, e
 	if err != nil {
 		return nil, err
 	}
-	m, err := scanMailbox(s.db.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox x WHERE x.bal=? AND x.name=?`, normAddr(bal), cn))
+	m, err := scanMailbox(s.queryRow(ctx, `SELECT `+mailboxCols+` FROM mailbox x WHERE x.bal=? AND x.name=?`, normAddr(bal), cn))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoMailbox
 	}
@@ -256,7 +256,7 @@ func (s *SQLite) Mailbox(ctx context.Context, bal, name string) (*MailboxInfo, e
 // ModSeq implements Store.
 func (s *SQLite) ModSeq(ctx context.Context, mbox MailboxID) (uint64, error) {
 	var m uint64
-	err := s.db.QueryRowContext(ctx, `SELECT modseq FROM mailbox WHERE id=?`, mbox).Scan(&m)
+	err := s.queryRow(ctx, qModSeq, mbox).Scan(&m)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNoMailbox
 	}
@@ -268,8 +268,19 @@ func (s *SQLite) ModSeq(ctx context.Context, mbox MailboxID) (uint64, error) {
 
 // ClaimRecent implements Store.
 func (s *SQLite) ClaimRecent(ctx context.Context, mbox MailboxID) (from, to uint32, err error) {
+	// Most SELECTs find nothing new to claim: that is a read, not a write transaction.
+	err = s.queryRow(ctx, qRecent, mbox).Scan(&from, &to)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, ErrNoMailbox
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("mailbox: %w", err)
+	}
+	if from >= to {
+		return from, to, nil
+	}
 	err = s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
-		err := tx.QueryRowContext(ctx, `SELECT recent_uid, uidnext-1 FROM mailbox WHERE id=?`, mbox).Scan(&from, &to)
+		err := tx.QueryRowContext(ctx, qRecent, mbox).Scan(&from, &to)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNoMailbox
 		}

@@ -16,7 +16,7 @@ import (
 // change it numbers; watchers learn it once the transaction commits.
 func (s *SQLite) bumpModSeq(ctx context.Context, tx *sql.Tx, id MailboxID) (uint64, error) {
 	var m uint64
-	err := tx.QueryRowContext(ctx, `UPDATE mailbox SET modseq=modseq+1 WHERE id=? RETURNING modseq`, id).Scan(&m)
+	err := s.txQueryRow(ctx, tx, qBumpModSeq, id).Scan(&m)
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: %w", err)
 	}
@@ -27,15 +27,15 @@ func (s *SQLite) bumpModSeq(ctx context.Context, tx *sql.Tx, id MailboxID) (uint
 }
 
 // checkQuota returns ErrOverQuota when adding size bytes would exceed the BAL's quota.
-func checkQuota(ctx context.Context, tx *sql.Tx, bal string, size int64) error {
+func (s *SQLite) checkQuota(ctx context.Context, tx *sql.Tx, bal string, size int64) error {
 	var quota, used int64
-	if err := tx.QueryRowContext(ctx, `SELECT quota, used FROM bal WHERE address=?`, bal).Scan(&quota, &used); err != nil {
+	if err := s.txQueryRow(ctx, tx, qQuota, bal).Scan(&quota, &used); err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}
 	if quota > 0 && used+size > quota {
 		return ErrOverQuota
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE bal SET used=used+? WHERE address=?`, size, bal)
+	_, err := s.txExec(ctx, tx, qUseQuota, size, bal)
 	return err
 }
 
@@ -76,18 +76,18 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 		res.Mailbox = id
 		if o.DeliveryID != "" {
 			var uid uint32
-			err := tx.QueryRowContext(ctx, `SELECT uid FROM message WHERE mailbox=? AND delivery=?`, id, o.DeliveryID).Scan(&uid)
+			err := s.txQueryRow(ctx, tx, qDeliveryUID, id, o.DeliveryID).Scan(&uid)
 			if err == nil {
 				res.UID, res.Duplicate = uid, true
 				tx.QueryRowContext(ctx, `SELECT uidvalidity FROM mailbox WHERE id=?`, id).Scan(&res.UIDValidity)
 				return nil, nil
 			}
 		}
-		if err := checkQuota(ctx, tx, bal, size); err != nil {
+		if err := s.checkQuota(ctx, tx, bal, size); err != nil {
 			return nil, err
 		}
 		var uid uint32
-		if err := tx.QueryRowContext(ctx, `UPDATE mailbox SET uidnext=uidnext+1 WHERE id=? RETURNING uidnext-1, uidvalidity`, id).Scan(&uid, &res.UIDValidity); err != nil {
+		if err := s.txQueryRow(ctx, tx, qNextUID, id).Scan(&uid, &res.UIDValidity); err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
 		ms, err := s.bumpModSeq(ctx, tx, id)
@@ -98,11 +98,11 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 		if o.DeliveryID != "" {
 			delivery = o.DeliveryID
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,delivery,header) VALUES (?,?,?,?,?,?,?,?,?)`,
+		if _, err := s.txExec(ctx, tx, qInsertMessage,
 			id, uid, blob, size, date.UnixMilli(), flags, ms, delivery, hc.header()); err != nil {
 			return nil, fmt.Errorf("mailbox: append: %w", err)
 		}
-		if err := addKeywords(ctx, tx, id, splitFlags(flags)); err != nil {
+		if err := s.addKeywords(ctx, tx, id, splitFlags(flags)); err != nil {
 			return nil, err
 		}
 		res.UID, res.Size = uid, size
@@ -119,7 +119,7 @@ func (s *SQLite) Append(ctx context.Context, bal, mailbox string, r io.Reader, o
 
 // Messages implements Store.
 func (s *SQLite) Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint64) ([]Message, error) {
-	return scanMessages(s.db.QueryContext(ctx, messagesSince(sinceModSeq), mbox, sinceModSeq))
+	return scanMessages(s.query(ctx, messagesSince(sinceModSeq), mbox, sinceModSeq))
 }
 
 // Headers implements Store.
@@ -145,7 +145,7 @@ func (s *SQLite) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn fun
 		size int64
 	}
 	refs := make(map[uint32]ref, len(uids))
-	rows, err := s.db.QueryContext(ctx, `SELECT uid, blob, size FROM message WHERE mailbox=? AND uid BETWEEN ? AND ?`, mbox, lo, hi)
+	rows, err := s.query(ctx, `SELECT uid, blob, size FROM message WHERE mailbox=? AND uid BETWEEN ? AND ?`, mbox, lo, hi)
 	if err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}
@@ -190,7 +190,7 @@ func (s *SQLite) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn fun
 func (s *SQLite) Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadSeekCloser, int64, error) {
 	var blob string
 	var size int64
-	err := s.db.QueryRowContext(ctx, `SELECT blob, size FROM message WHERE mailbox=? AND uid=?`, mbox, uid).Scan(&blob, &size)
+	err := s.queryRow(ctx, `SELECT blob, size FROM message WHERE mailbox=? AND uid=?`, mbox, uid).Scan(&blob, &size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, 0, ErrNoMessage
 	}
@@ -216,14 +216,14 @@ func (s *SQLite) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32, 
 		if err != nil {
 			return nil, err
 		}
-		sel, err := tx.PrepareContext(ctx, `SELECT size, internal, flags FROM message WHERE mailbox=? AND uid=?`)
+		sel, err := s.txStmt(ctx, tx, qFlagsOf)
 		if err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
+			return nil, err
 		}
 		defer sel.Close()
-		upd, err := tx.PrepareContext(ctx, `UPDATE message SET flags=?, modseq=? WHERE mailbox=? AND uid=?`)
+		upd, err := s.txStmt(ctx, tx, qSetFlags)
 		if err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
+			return nil, err
 		}
 		defer upd.Close()
 		changed := false
@@ -244,7 +244,7 @@ func (s *SQLite) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32, 
 				}
 				m.ModSeq = ms
 				changed = true
-				if err := addKeywords(ctx, tx, mbox, next); err != nil {
+				if err := s.addKeywords(ctx, tx, mbox, next); err != nil {
 					return nil, err
 				}
 			}
@@ -301,21 +301,21 @@ func (s *SQLite) copyTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids []
 		}
 		*newBlobs = append(*newBlobs, nb)
 		var nuid uint32
-		if err := tx.QueryRowContext(ctx, `UPDATE mailbox SET uidnext=uidnext+1 WHERE id=? RETURNING uidnext-1, uidvalidity`, did).Scan(&nuid, &res.UIDValidity); err != nil {
+		if err := s.txQueryRow(ctx, tx, qNextUID, did).Scan(&nuid, &res.UIDValidity); err != nil {
 			return 0, fmt.Errorf("mailbox: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox,uid,blob,size,internal,flags,modseq,header) VALUES (?,?,?,?,?,?,?,?)`,
 			did, nuid, nb, size, internal, flags, ms, header); err != nil {
 			return 0, fmt.Errorf("mailbox: copy: %w", err)
 		}
-		if err := addKeywords(ctx, tx, did, splitFlags(flags)); err != nil {
+		if err := s.addKeywords(ctx, tx, did, splitFlags(flags)); err != nil {
 			return 0, err
 		}
 		res.SourceUIDs = append(res.SourceUIDs, uid)
 		res.DestUIDs = append(res.DestUIDs, nuid)
 		total += size
 	}
-	if err := checkQuota(ctx, tx, bal, total); err != nil {
+	if err := s.checkQuota(ctx, tx, bal, total); err != nil {
 		return 0, err
 	}
 	// the links must be durable before the rows that reference them
@@ -371,8 +371,16 @@ func (s *SQLite) deleteTx(ctx context.Context, tx *sql.Tx, mbox MailboxID, uids 
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	if _, err := s.bumpModSeq(ctx, tx, mbox); err != nil {
+	ms, err := s.bumpModSeq(ctx, tx, mbox)
+	if err != nil {
 		return nil, err
+	}
+	if keep := s.expungeLog(); ms > keep {
+		// Older entries only serve sessions that far behind, which Changes sends to re-read
+		// the UIDs instead: the log stays the size of the last keep modseqs' expunges.
+		if _, err := s.txExec(ctx, tx, qPruneExpunged, mbox, ms-keep); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
 	}
 	del, err := tx.PrepareContext(ctx, `DELETE FROM message WHERE mailbox=? AND uid=? RETURNING blob, size`)
 	if err != nil {

@@ -71,8 +71,8 @@ func (q *Queue) Apply(op Op, id string) error {
 func (q *Queue) Hold(id string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, ok := q.msgs[id]; !ok {
-		return ErrNotFound
+	if _, ok, err := q.find(id); err != nil || !ok {
+		return cmp.Or(err, ErrNotFound)
 	}
 	if q.held[id] {
 		return nil
@@ -94,9 +94,9 @@ func (q *Queue) Hold(id string) error {
 // (at once when their next attempt is past).
 func (q *Queue) Release(id string) error {
 	q.mu.Lock()
-	if _, ok := q.msgs[id]; !ok {
+	if _, ok, err := q.find(id); err != nil || !ok {
 		q.mu.Unlock()
-		return ErrNotFound
+		return cmp.Or(err, ErrNotFound)
 	}
 	if err := os.Remove(filepath.Join(q.dir, "hold", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		q.mu.Unlock()
@@ -147,8 +147,10 @@ func (q *Queue) Retry(id string) error {
 
 // idle returns message id when it is queued and no attempt is in progress (q.mu held).
 func (q *Queue) idle(id string) (*Envelope, error) {
-	e, ok := q.msgs[id]
+	e, ok, err := q.find(id)
 	switch {
+	case err != nil:
+		return nil, err
 	case !ok:
 		return nil, ErrNotFound
 	case q.inflight[id]:

@@ -22,9 +22,10 @@ import (
 // other Queue opened the spool since this one did (each Open appends one byte to queue.lock;
 // the size is unchanged), and no message is being written or delivered. Open removes it
 // (durably) before it changes anything, so that an index on disk is never older than the
-// files. A crash therefore leaves no index, and Open then reads every file, as before. Open
-// still lists data/ and reads the files of any message the index does not know, so that a
-// data file put back by hand is not lost.
+// files. A crash therefore leaves no index, and every message is then read from its files
+// (in the background: loader.go). Open still lists data/ and reads the files of any message
+// the index does not know, so that a data file put back by hand is not lost; the index of a
+// Queue closed while its loader still ran holds the messages it had read, which is exact too.
 const indexName = "index"
 
 // indexEnd ends a complete index: "end N\n" after N envelope lines.
@@ -44,8 +45,8 @@ func (q *Queue) noteOpen() error {
 	return nil
 }
 
-// loadIndex loads the index if there is a complete one, and removes it. It reports whether
-// the messages came from it.
+// loadIndex loads the index into q.msgs if there is a complete one, and removes it. It
+// reports whether there was one.
 func (q *Queue) loadIndex() (bool, error) {
 	path := filepath.Join(q.dir, indexName)
 	b, err := os.ReadFile(path)
@@ -67,26 +68,7 @@ func (q *Queue) loadIndex() (bool, error) {
 		q.logger.Error("queue: incomplete index ignored")
 		return false, nil
 	}
-	// The data files are the truth of what is queued: a message the index does not know is
-	// read from its files, an entry without a data file is dropped.
-	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
-	if err != nil {
-		return false, fmt.Errorf("queue: %w", err)
-	}
-	for _, f := range datas {
-		id := f.Name()
-		if e, ok := msgs[id]; ok {
-			q.msgs[id] = e
-			continue
-		}
-		e, err := q.loadFiles(id)
-		if err != nil {
-			return false, err
-		}
-		if e != nil {
-			q.msgs[id] = e
-		}
-	}
+	q.msgs = msgs // load keeps those with a data file
 	return true, nil
 }
 

@@ -15,10 +15,12 @@
 // changes (replaced atomically: write to tmp/, fsync, rename, fsync the directory). A message is
 // committed when its trailer is on disk: Commit appends it, then fsyncs the file and the data/
 // directory, one journal commit on the path to 250. A data file without a valid trailer is the
-// debris of a crash before 250 and is removed when the queue opens. A clean Close also writes
-// index, the state of every message in one file, which the next Open reads instead of every
-// message's files and removes at once (see index.go for why it is never stale); a crash
-// leaves none. Whoever edits a stopped spool's files by hand removes index first.
+// debris of a crash before 250 and is removed when the queue reads it. A clean Close also
+// writes index, the state of every message in one file, which the next Open reads instead of
+// every message's files and removes at once (see index.go for why it is never stale); a crash
+// leaves none, and Open then returns once it has listed data/, the messages being read in the
+// background while the queue accepts and delivers (see loader.go and Stats.Loading). Whoever
+// edits a stopped spool's files by hand removes index first.
 //
 // Scheduling: a heap of message IDs by due time hands Run the due messages without a scan of
 // the queue, and a destination that cannot be reached is suspended after a few attempts
@@ -295,6 +297,10 @@ type Queue struct {
 	redeliv  *redelivery // guarded by mu
 	fileMu   sync.Mutex  // the redelivery file
 	dests    *destinations
+	unloaded map[string]bool // listed in data/ by Open, not read yet (see loader.go)
+	loadStop chan struct{}   // closed to stop the loader
+	loadDone chan struct{}   // closed when the loader has ended
+	stopOnce sync.Once
 
 	// Folder and file fsyncs shared by concurrent callers.
 	dataSync, envSync, holdSync, keySync groupSync
@@ -308,7 +314,8 @@ func Open(opts *Options) (*Queue, error) {
 	}
 	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
 		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
-		redeliv: newRedelivery(opts), table: newTimetable(), rearm: map[string][]string{}}
+		redeliv: newRedelivery(opts), table: newTimetable(), rearm: map[string][]string{},
+		unloaded: map[string]bool{}, loadStop: make(chan struct{}), loadDone: make(chan struct{})}
 	q.dests = newDestinations(q.sched)
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
@@ -328,13 +335,15 @@ func Open(opts *Options) (*Queue, error) {
 	if err := q.takeLock(); err != nil {
 		return nil, err
 	}
-	if err := q.load(); err != nil {
+	indexed, err := q.load()
+	if err != nil {
 		q.lock.Close()
 		return nil, err
 	}
 	if err := q.loadRedelivery(); err != nil {
 		return nil, err
 	}
+	q.startLoader(!indexed)
 	return q, nil
 }
 
@@ -364,22 +373,35 @@ func (q *Queue) takeLock() error {
 	}
 }
 
-func (q *Queue) load() error {
+// load reads the index, if a clean stop left one, and lists the messages it does not know for
+// the loader; it reports whether the index was read.
+func (q *Queue) load() (bool, error) {
 	// Files in tmp/ are state updates that were never renamed into place.
 	tmp, _ := os.ReadDir(filepath.Join(q.dir, "tmp"))
 	for _, f := range tmp {
 		os.Remove(filepath.Join(q.dir, "tmp", f.Name()))
 	}
 	if err := q.noteOpen(); err != nil {
-		return err
+		return false, err
 	}
 	indexed, err := q.loadIndex()
 	if err != nil {
-		return err
+		return false, err
 	}
-	if !indexed {
-		if err := q.loadAll(); err != nil {
-			return err
+	// The data files are the truth of what is queued: a message the index does not know
+	// (every message, without an index) is read by the loader.
+	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
+	if err != nil {
+		return false, fmt.Errorf("queue: %w", err)
+	}
+	index := q.msgs
+	q.msgs = make(map[string]*Envelope, len(datas))
+	for _, f := range datas {
+		id := f.Name()
+		if e, ok := index[id]; ok {
+			q.msgs[id] = e
+		} else {
+			q.unloaded[id] = true
 		}
 	}
 	// A request that a previous owner took but did not answer: its requester has given up.
@@ -391,7 +413,7 @@ func (q *Queue) load() error {
 	}
 	holds, _ := os.ReadDir(filepath.Join(q.dir, "hold"))
 	for _, f := range holds {
-		if _, ok := q.msgs[f.Name()]; ok {
+		if _, ok := q.msgs[f.Name()]; ok || q.unloaded[f.Name()] {
 			q.held[f.Name()] = true
 		} else {
 			os.Remove(filepath.Join(q.dir, "hold", f.Name()))
@@ -410,54 +432,12 @@ func (q *Queue) load() error {
 		}
 	}
 	q.table.init()
-	return nil
+	return indexed, nil
 }
 
-// loadAll reads every data file's trailer and every state file.
-func (q *Queue) loadAll() error {
-	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
-	if err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	for _, f := range datas {
-		id := f.Name()
-		e, err := readTrailer(q.dataPath(id))
-		if err != nil || e.ID != id || !validID(id) {
-			// No trailer: the crash came before Commit, so before 250; the sender retries.
-			os.Remove(q.dataPath(id))
-			continue
-		}
-		q.msgs[id] = e
-	}
-	envs, err := os.ReadDir(filepath.Join(q.dir, "env"))
-	if err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	for _, f := range envs {
-		name := f.Name()
-		id, ok := strings.CutSuffix(name, ".json")
-		if !ok {
-			continue
-		}
-		if _, ok := q.msgs[id]; !ok {
-			// The message was finished: its data file goes first, then its state.
-			os.Remove(filepath.Join(q.dir, "env", name))
-			continue
-		}
-		e, err := q.readState(id)
-		if err != nil {
-			return err
-		}
-		if e != nil {
-			q.msgs[id] = e
-		}
-	}
-	return nil
-}
-
-// readState returns the state file of message id with Size set; nil when it has none or an
-// unreadable one, which is moved aside.
-func (q *Queue) readState(id string) (*Envelope, error) {
+// readState returns the state file of message id with Size set to size; nil when it has none
+// or an unreadable one, which is moved aside.
+func (q *Queue) readState(id string, size int64) (*Envelope, error) {
 	name := id + ".json"
 	b, err := os.ReadFile(filepath.Join(q.dir, "env", name))
 	if errors.Is(err, os.ErrNotExist) {
@@ -474,24 +454,8 @@ func (q *Queue) readState(id string) (*Envelope, error) {
 		os.Rename(filepath.Join(q.dir, "env", name), filepath.Join(q.dir, "env", name+".bad"))
 		return nil, nil
 	}
-	e.Size = q.msgs[id].Size
+	e.Size = size
 	return &e, nil
-}
-
-// loadFiles returns message id from its files, nil when it is not committed (and then
-// removes its data file).
-func (q *Queue) loadFiles(id string) (*Envelope, error) {
-	e, err := readTrailer(q.dataPath(id))
-	if err != nil || e.ID != id || !validID(id) {
-		os.Remove(q.dataPath(id))
-		return nil, nil
-	}
-	q.msgs[id] = e
-	s, err := q.readState(id)
-	if err != nil || s == nil {
-		return e, err
-	}
-	return s, nil
 }
 
 // The trailer after the message in a data file: the envelope JSON, "\n", the message length
@@ -567,10 +531,12 @@ func (q *Queue) dataPath(id string) string { return filepath.Join(q.dir, "data",
 func (q *Queue) envPath(id string) string  { return filepath.Join(q.dir, "env", id+".json") }
 
 // newID returns a unique, sortable message ID: time in hex, then random bytes.
-func (q *Queue) newID() string {
+func (q *Queue) newID() string { return newMessageID(q.opts.Now()) }
+
+func newMessageID(now time.Time) string {
 	var b [8]byte
 	rand.Read(b[:])
-	return fmt.Sprintf("%013x-%s", q.opts.Now().UnixMicro(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("%013x-%s", now.UnixMicro(), hex.EncodeToString(b[:]))
 }
 
 // Enqueue stores body and env durably and returns the message ID. When it returns nil, the
@@ -717,6 +683,11 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 		r.State, r.Attempts, r.NextAttempt, r.Notice = Pending, 0, now, ""
 	}
 	if e.RedeliveryKey != "" && q.redeliv.on() {
+		// The same message may be one of those still being loaded after a restart.
+		if err := q.waitLoaded(ctx); err != nil {
+			w.Abort()
+			return "", err
+		}
 		q.mu.Lock()
 		dup, keep, err := q.reserve(w, e, now)
 		q.mu.Unlock()
@@ -894,12 +865,15 @@ func (q *Queue) removeFiles(e *Envelope) {
 // OpenMessage opens the stored message id for reading.
 func (q *Queue) OpenMessage(id string) (io.ReadCloser, error) {
 	q.mu.Lock()
-	e, ok := q.msgs[id]
+	e, ok, err := q.find(id)
 	var size int64
 	if ok {
 		size = e.Size
 	}
 	q.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, ErrNotFound
 	}
@@ -917,19 +891,27 @@ func (q *Queue) OpenMessage(id string) (io.ReadCloser, error) {
 func (q *Queue) Get(id string) (*Envelope, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	e, ok := q.msgs[id]
+	e, ok, err := q.find(id)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, ErrNotFound
 	}
 	return e.clone(), nil
 }
 
-// IDs returns the IDs of the messages in the queue, oldest first.
+// IDs returns the IDs of the messages in the queue, oldest first, including those still being
+// loaded (Stats.Loading), of which a data file left by a crash before its commit may turn
+// out not to be a message.
 func (q *Queue) IDs() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	ids := make([]string, 0, len(q.msgs))
+	ids := make([]string, 0, len(q.msgs)+len(q.unloaded))
 	for id := range q.msgs {
+		ids = append(ids, id)
+	}
+	for id := range q.unloaded {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
@@ -938,19 +920,22 @@ func (q *Queue) IDs() []string {
 
 // Stats is a snapshot of the queue for metrics.
 type Stats struct {
-	Messages   int // messages in the spool
-	Recipients int // recipients still pending
+	Messages   int // messages in the spool, including those still being loaded
+	Recipients int // recipients still pending, over the messages loaded
 	InFlight   int // messages being delivered now
 	Held       int // messages on hold (see Hold)
 	Suspended  int // destinations suspended now (see Schedule.SuspendAfter)
+	// Loading is how many messages Open listed are still to be read from their files (after
+	// a crash, or those an index does not know): they are delivered once read.
+	Loading int
 }
 
 // Stats returns the current queue depth.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return Stats{Messages: len(q.msgs), Recipients: q.pending, InFlight: len(q.inflight), Held: len(q.held),
-		Suspended: q.dests.count(q.opts.Now())}
+	return Stats{Messages: len(q.msgs) + len(q.unloaded), Recipients: q.pending, InFlight: len(q.inflight),
+		Held: len(q.held), Suspended: q.dests.count(q.opts.Now()), Loading: len(q.unloaded)}
 }
 
 // put stores e as the state of its message, keeping the count of pending recipients; q.mu is
@@ -985,8 +970,12 @@ func (e *Envelope) pendingCount() int {
 // disk and are resumed by the next Open.
 func (q *Queue) Close() error {
 	q.mu.Lock()
-	if !q.closed {
-		q.closed = true
+	first := !q.closed
+	q.closed = true
+	q.mu.Unlock()
+	q.stopLoader() // before the index, which then holds the messages read
+	q.mu.Lock()
+	if first {
 		q.writeIndex()
 	}
 	if q.lock != nil {

@@ -33,6 +33,7 @@ func openQ(t *testing.T, dir string, c *clock) *Queue {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
+	q.waitLoaded(context.Background()) // the tests below look at the state once read
 	return q
 }
 

@@ -10,8 +10,13 @@
 // clock, so that a captured request cannot be replayed later; it deduplicates on the
 // Webhook-Id header (the event's ID), since a request whose answer was lost is sent again.
 //
-// Events are written to disk (fsynced) before Publish returns, and removed only once the
-// endpoint answered 2xx: a restart loses none. An endpoint receives its events one at a time,
+// Events are appended to a journal in Options.Dir, shared by the endpoints, and Publish
+// returns once it is on disk (fsynced): concurrent Publishes share one fsync. An event leaves
+// the journal once the endpoint answered 2xx or it was abandoned; the journal is rewritten
+// with the events left once it passes Options.CompactSize. A restart, even after the process
+// was killed, loses no event Publish returned for. Delivery is at least once: an event whose
+// answer was lost, or which was delivered just before the process or the machine stopped,
+// may be sent again, with the same ID. An endpoint receives its events one at a time,
 // in the order they were published, so the events of one message arrive in order; a failed
 // attempt (timeout, network error, any non-2xx answer) is retried with exponential backoff
 // (Options.MinBackoff to MaxBackoff) until Options.MaxAge (default 5 days), then abandoned

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,10 +19,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mssante-go/sdk/internal/statelock"
 )
 
 // The event types. Receipts give one event per recipient and status change.
@@ -65,7 +67,8 @@ type Endpoint struct {
 
 // Options configure New.
 type Options struct {
-	// Dir holds the pending events and the delivery logs (required).
+	// Dir holds the journal of the pending events and the delivery logs (required), for one
+	// Dispatcher at a time: New fails while another holds it, until that one's Close.
 	Dir string
 	// Endpoints are the configured endpoints; a BAL may have several.
 	Endpoints []Endpoint
@@ -78,6 +81,10 @@ type Options struct {
 	MinBackoff, MaxBackoff, MaxAge time.Duration
 	// MaxLogSize bounds a delivery log file; the older half is dropped beyond it. Default 1 MiB.
 	MaxLogSize int64
+	// CompactSize is the journal size past which it is rewritten with the events not yet
+	// delivered, when they fill less than a quarter of it; default 4 MiB. The events not yet
+	// delivered are also held in memory, a few hundred bytes each.
+	CompactSize int64
 	// Client replaces the HTTP client (tests); its transport then bears the address checks.
 	Client *http.Client
 	// Logger receives operational events (event ids and types, never bodies); nil discards.
@@ -103,12 +110,16 @@ type Delivery struct {
 	Outcome string `json:"outcome"`
 }
 
-// pending is an event on disk with its delivery state.
+// pending is an event waiting for an endpoint, with its delivery state.
 type pending struct {
 	Event    Event     `json:"event"`
 	Attempts int       `json:"attempts"`
 	First    time.Time `json:"first"`
 	Next     time.Time `json:"next,omitzero"`
+
+	seq  uint64
+	mark int64 // the journal is durable up to its add record once synced reaches mark
+	size int64 // the add record's length
 }
 
 // Dispatcher persists events and delivers them. It is safe for concurrent use.
@@ -118,19 +129,31 @@ type Dispatcher struct {
 	log    *slog.Logger
 	eps    []*endpoint
 	byBAL  map[string][]*endpoint
+	byKey  map[string]*endpoint
+	unlock func()
+
+	mu sync.Mutex // guards the queues and the journal's content (d.mu before j.mu)
+	j  *journal
+	// seq orders the records; liveBytes is the length of the add records of the events not
+	// yet delivered nor abandoned; orphans are those of endpoints no longer configured, kept
+	// for when they come back.
+	seq       uint64
+	liveBytes int64
+	orphans   []*record
 }
 
 type endpoint struct {
 	Endpoint
-	dir  string
-	wake chan struct{}
-
-	mu    sync.Mutex
-	seq   uint64
+	key   string
+	dir   string
+	wake  chan struct{}
+	queue []*pending // under Dispatcher.mu, in publication order
 	logMu sync.Mutex
 }
 
-// New checks the endpoints and opens their queues; Run delivers.
+// New checks the endpoints, takes Dir for this Dispatcher and reads back the events not yet
+// delivered; Run delivers. A damaged journal is copied aside and read up to the damage,
+// which is logged.
 func New(opts *Options) (*Dispatcher, error) {
 	if opts == nil || opts.Dir == "" {
 		return nil, fmt.Errorf("%w: Dir is required", ErrConfig)
@@ -151,10 +174,13 @@ func New(opts *Options) (*Dispatcher, error) {
 	if o.MaxLogSize <= 0 {
 		o.MaxLogSize = 1 << 20
 	}
+	if o.CompactSize <= 0 {
+		o.CompactSize = 4 << 20
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	d := &Dispatcher{o: o, client: o.Client, log: o.Logger, byBAL: map[string][]*endpoint{}}
+	d := &Dispatcher{o: o, client: o.Client, log: o.Logger, byBAL: map[string][]*endpoint{}, byKey: map[string]*endpoint{}}
 	if d.client == nil {
 		d.client = newClient(o.Timeout, o.AllowInsecure)
 	}
@@ -172,29 +198,142 @@ func New(opts *Options) (*Dispatcher, error) {
 			return nil, fmt.Errorf("%w: endpoint of %s: the secret must be at least 16 bytes", ErrConfig, e.BAL)
 		}
 		sum := sha256.Sum256([]byte(strings.ToLower(e.BAL) + "\n" + e.URL))
-		ep := &endpoint{Endpoint: e, dir: filepath.Join(o.Dir, hex.EncodeToString(sum[:8])), wake: make(chan struct{}, 1)}
+		key := hex.EncodeToString(sum[:8])
+		if d.byKey[key] != nil {
+			return nil, fmt.Errorf("%w: endpoint of %s given twice", ErrConfig, e.BAL)
+		}
+		ep := &endpoint{Endpoint: e, key: key, dir: filepath.Join(o.Dir, key), wake: make(chan struct{}, 1)}
 		if err := os.MkdirAll(ep.dir, 0o700); err != nil {
 			return nil, fmt.Errorf("webhook: %w", err)
 		}
-		seqs, err := ep.list()
-		if err != nil {
-			return nil, err
-		}
-		if len(seqs) > 0 {
-			ep.seq = seqs[len(seqs)-1]
-		}
 		d.eps = append(d.eps, ep)
-		key := strings.ToLower(e.BAL)
-		d.byBAL[key] = append(d.byBAL[key], ep)
+		d.byKey[key] = ep
+		d.byBAL[strings.ToLower(e.BAL)] = append(d.byBAL[strings.ToLower(e.BAL)], ep)
+	}
+	unlock, err := statelock.Lock(o.Dir, "lock")
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	d.unlock = unlock
+	if err := d.open(); err != nil {
+		if d.j != nil {
+			d.j.close()
+		}
+		unlock()
+		return nil, err
 	}
 	return d, nil
+}
+
+// open replays the journal into the queues, then moves in the events of an earlier layout
+// (one file per event in the endpoint's folder).
+func (d *Dispatcher) open() error {
+	byseq := map[uint64]*record{}
+	var order []uint64
+	j, err := openJournal(d.o.Dir, d.o.Now(), func(r *record) {
+		d.seq = max(d.seq, r.Seq)
+		switch r.Op {
+		case opAdd:
+			if byseq[r.Seq] == nil {
+				order = append(order, r.Seq)
+			}
+			byseq[r.Seq] = r
+		case opRetry:
+			if a := byseq[r.Seq]; a != nil {
+				a.Pending.Attempts, a.Pending.Next = r.Attempts, r.Next
+			}
+		case opDone:
+			delete(byseq, r.Seq)
+		}
+	})
+	if j == nil {
+		return err
+	}
+	if err != nil {
+		d.log.Error("webhook: damaged journal copied aside, the events after the damage are lost", "err", err)
+	}
+	d.j = j
+	slices.Sort(order)
+	for _, seq := range order {
+		r := byseq[seq]
+		if r == nil {
+			continue
+		}
+		ep := d.byKey[r.EP]
+		b, _ := frame(r)
+		d.liveBytes += int64(len(b))
+		if ep == nil {
+			d.orphans = append(d.orphans, r)
+			continue
+		}
+		p := r.Pending
+		p.seq, p.size = seq, int64(len(b))
+		ep.queue = append(ep.queue, p)
+	}
+	if len(d.orphans) > 0 {
+		d.log.Warn("webhook: events kept for endpoints no longer configured", "events", len(d.orphans))
+	}
+	var mark int64
+	var imported []string
+	for _, ep := range d.eps {
+		files, err := filepath.Glob(filepath.Join(ep.dir, "[0-9]*.json"))
+		if err != nil {
+			return fmt.Errorf("webhook: %w", err)
+		}
+		slices.Sort(files) // zero-padded sequence numbers
+		for _, f := range files {
+			var p pending
+			b, err := os.ReadFile(f)
+			if err == nil {
+				err = json.Unmarshal(b, &p)
+			}
+			if err != nil {
+				d.log.Error("webhook: unreadable pending event, set aside", "file", f, "err", err)
+				os.Rename(f, f+".bad")
+				continue
+			}
+			if mark, err = d.enqueue(ep, &p); err != nil {
+				return err
+			}
+			imported = append(imported, f)
+		}
+	}
+	if len(imported) > 0 {
+		if err := d.j.sync(mark); err != nil {
+			return err
+		}
+		for _, f := range imported {
+			os.Remove(f)
+		}
+		d.log.Info("webhook: pending event files moved into the journal", "events", len(imported))
+	}
+	return nil
+}
+
+// enqueue appends p to ep's queue and its add record to the journal; the caller holds d.mu
+// or has the Dispatcher to itself.
+func (d *Dispatcher) enqueue(ep *endpoint, p *pending) (int64, error) {
+	d.seq++
+	b, err := frame(&record{Op: opAdd, Seq: d.seq, EP: ep.key, Pending: p})
+	if err != nil {
+		return 0, err
+	}
+	mark, err := d.j.append(b)
+	if err != nil {
+		return 0, err
+	}
+	p.seq, p.mark, p.size = d.seq, mark, int64(len(b))
+	ep.queue = append(ep.queue, p)
+	d.liveBytes += p.size
+	return mark, nil
 }
 
 // Endpoints reports whether bal has at least one endpoint.
 func (d *Dispatcher) Endpoints(bal string) bool { return len(d.byBAL[strings.ToLower(bal)]) > 0 }
 
-// Publish writes e for each endpoint of its BAL, fsynced, and wakes their delivery. It fills
-// ID and Time when empty. A BAL without endpoint is a no-op.
+// Publish appends e to the journal for each endpoint of its BAL and returns once that is on
+// disk (fsynced, in one fsync with the Publishes made meanwhile), then wakes their delivery.
+// It fills ID and Time when empty. A BAL without endpoint is a no-op.
 func (d *Dispatcher) Publish(_ context.Context, e Event) error {
 	eps := d.byBAL[strings.ToLower(e.BAL)]
 	if len(eps) == 0 {
@@ -208,10 +347,20 @@ func (d *Dispatcher) Publish(_ context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = d.o.Now().UTC()
 	}
+	var mark int64
+	d.mu.Lock()
 	for _, ep := range eps {
-		if err := ep.add(pending{Event: e, First: d.o.Now()}); err != nil {
+		var err error
+		if mark, err = d.enqueue(ep, &pending{Event: e, First: d.o.Now()}); err != nil {
+			d.mu.Unlock()
 			return err
 		}
+	}
+	d.mu.Unlock()
+	if err := d.j.sync(mark); err != nil {
+		return err
+	}
+	for _, ep := range eps {
 		select {
 		case ep.wake <- struct{}{}:
 		default:
@@ -228,6 +377,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return ctx.Err()
+}
+
+// Close writes what is left of the journal to disk and gives Dir up, for another Dispatcher
+// (a restart). Call it once Run has returned; Publish fails after it.
+func (d *Dispatcher) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.unlock == nil {
+		return nil
+	}
+	err := d.j.close()
+	d.unlock()
+	d.unlock = nil
+	return err
 }
 
 // Log returns the last n deliveries (attempts) recorded for the endpoints of bal, oldest first.
@@ -257,24 +420,19 @@ func (d *Dispatcher) Log(bal string, n int) ([]Delivery, error) {
 
 func (d *Dispatcher) loop(ctx context.Context, ep *endpoint) {
 	for {
-		seqs, err := ep.list()
-		if err != nil {
-			d.log.Error("webhook: reading the queue", "err", err)
+		var p *pending
+		d.mu.Lock()
+		if len(ep.queue) > 0 && d.j.durable(ep.queue[0].mark) {
+			p = ep.queue[0]
 		}
-		if len(seqs) == 0 || err != nil {
+		d.mu.Unlock()
+		if p == nil {
 			select {
 			case <-ctx.Done():
 				return
 			case <-ep.wake:
 				continue
 			}
-		}
-		p, err := ep.read(seqs[0])
-		if err != nil {
-			// An unreadable file (disk damage) would stall the queue for ever: set it aside.
-			d.log.Error("webhook: unreadable pending event, set aside", "file", seqs[0], "err", err)
-			os.Rename(ep.file(seqs[0]), ep.file(seqs[0])+".bad")
-			continue
 		}
 		if wait := time.Until(p.Next); !p.Next.IsZero() && wait > 0 {
 			t := time.NewTimer(wait)
@@ -288,37 +446,69 @@ func (d *Dispatcher) loop(ctx context.Context, ep *endpoint) {
 		if ctx.Err() != nil {
 			return
 		}
-		d.attempt(ctx, ep, seqs[0], p)
+		d.attempt(ctx, ep, p)
 	}
 }
 
-func (d *Dispatcher) attempt(ctx context.Context, ep *endpoint, seq uint64, p *pending) {
-	p.Attempts++
-	rec := Delivery{EventID: p.Event.ID, Type: p.Event.Type, Attempt: p.Attempts}
+// attempt posts the event at the head of ep's queue and journals the outcome. The outcome
+// is written but not fsynced: a crash of the machine (not of the process) may forget that an
+// event was delivered, which is then delivered again (the receiver deduplicates on its ID).
+func (d *Dispatcher) attempt(ctx context.Context, ep *endpoint, p *pending) {
+	rec := Delivery{EventID: p.Event.ID, Type: p.Event.Type, Attempt: p.Attempts + 1}
 	status, err := d.post(ctx, ep, &p.Event)
 	rec.Time, rec.Status = d.o.Now().UTC(), status
 	if ctx.Err() != nil && err != nil {
 		return // stopping: the attempt does not count
 	}
+	jr := &record{Op: opDone, Seq: p.seq}
 	switch {
 	case err == nil:
 		rec.Outcome = "delivered"
-		if err := os.Remove(ep.file(seq)); err != nil {
-			d.log.Error("webhook: removing a delivered event", "event_id", p.Event.ID, "err", err)
-		}
 	case d.o.Now().Sub(p.First) >= d.o.MaxAge:
 		rec.Outcome, rec.Error = "abandoned", err.Error()
-		d.log.Error("webhook: event abandoned after retrying", "event_id", p.Event.ID, "type", p.Event.Type, "attempts", p.Attempts)
-		os.Remove(ep.file(seq))
+		d.log.Error("webhook: event abandoned after retrying", "event_id", p.Event.ID, "type", p.Event.Type, "attempts", rec.Attempt)
 	default:
 		rec.Outcome, rec.Error = "retry", err.Error()
-		p.Next = d.o.Now().Add(d.backoff(p.Attempts))
-		if err := ep.write(seq, p); err != nil {
-			d.log.Error("webhook: saving the retry state", "event_id", p.Event.ID, "err", err)
-		}
-		d.log.Warn("webhook: delivery failed, will retry", "event_id", p.Event.ID, "type", p.Event.Type, "attempt", p.Attempts, "err", err)
+		jr = &record{Op: opRetry, Seq: p.seq, Attempts: rec.Attempt, Next: d.o.Now().Add(d.backoff(rec.Attempt))}
+		d.log.Warn("webhook: delivery failed, will retry", "event_id", p.Event.ID, "type", p.Event.Type, "attempt", rec.Attempt, "err", err)
 	}
+	d.mu.Lock()
+	if jr.Op == opDone {
+		ep.queue[0] = nil
+		ep.queue = ep.queue[1:]
+		d.liveBytes -= p.size
+	} else {
+		p.Attempts, p.Next = jr.Attempts, jr.Next
+	}
+	if b, err := frame(jr); err == nil {
+		_, err = d.j.append(b)
+		if err != nil {
+			d.log.Error("webhook: journal", "event_id", p.Event.ID, "err", err)
+		}
+	}
+	if err := d.compact(); err != nil {
+		d.log.Error("webhook: compacting the journal", "err", err)
+	}
+	d.mu.Unlock()
 	ep.appendLog(rec, d.o.MaxLogSize)
+}
+
+// compact rewrites the journal with the live events only, once it passed CompactSize and
+// they fill less than a quarter of it (an empty journal when every event is delivered or
+// abandoned). The caller holds d.mu.
+func (d *Dispatcher) compact() error {
+	size := d.j.fileSize()
+	if size < d.o.CompactSize || size < 4*d.liveBytes {
+		return nil
+	}
+	recs := slices.Clone(d.orphans)
+	for _, ep := range d.eps {
+		for _, p := range ep.queue {
+			recs = append(recs, &record{Op: opAdd, Seq: p.seq, EP: ep.key, Pending: p})
+		}
+	}
+	slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.Seq, b.Seq) })
+	return d.j.rewrite(recs)
 }
 
 func (d *Dispatcher) backoff(attempts int) time.Duration {
@@ -351,76 +541,6 @@ func (d *Dispatcher) post(ctx context.Context, ep *endpoint, e *Event) (int, err
 		return resp.StatusCode, fmt.Errorf("webhook: endpoint answered %d", resp.StatusCode)
 	}
 	return resp.StatusCode, nil
-}
-
-func (ep *endpoint) file(seq uint64) string {
-	return filepath.Join(ep.dir, fmt.Sprintf("%020d.json", seq))
-}
-
-func (ep *endpoint) list() ([]uint64, error) {
-	ents, err := os.ReadDir(ep.dir)
-	if err != nil {
-		return nil, fmt.Errorf("webhook: %w", err)
-	}
-	var seqs []uint64
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseUint(name, 10, 64); err == nil {
-			seqs = append(seqs, n)
-		}
-	}
-	slices.Sort(seqs)
-	return seqs, nil
-}
-
-func (ep *endpoint) read(seq uint64) (*pending, error) {
-	b, err := os.ReadFile(ep.file(seq))
-	if err != nil {
-		return nil, err
-	}
-	var p pending
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
-
-func (ep *endpoint) add(p pending) error {
-	ep.mu.Lock()
-	defer ep.mu.Unlock()
-	ep.seq++
-	return ep.write(ep.seq, &p)
-}
-
-// write replaces the file of seq atomically and durably: temporary file, fsync, rename, fsync
-// of the folder.
-func (ep *endpoint) write(seq uint64, p *pending) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(ep.dir, "tmp-*")
-	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), ep.file(seq))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("webhook: %w", err)
-	}
-	return syncDir(ep.dir)
 }
 
 func syncDir(dir string) error {

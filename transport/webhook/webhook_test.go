@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/transport/webhook"
 )
 
@@ -136,6 +137,12 @@ func TestWebhookPersistedAcrossRestart(t *testing.T) {
 	}
 	// Not running: the event waits on disk.
 	if err := d1.Publish(context.Background(), webhook.Event{Type: webhook.EventReceived, BAL: "a@b.fr", MessageID: "m2@x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := webhook.New(opts); !errors.Is(err, statelock.ErrLocked) {
+		t.Fatalf("a second dispatcher on the same folder: %v, want ErrLocked", err)
+	}
+	if err := d1.Close(); err != nil {
 		t.Fatal(err)
 	}
 	d2, err := webhook.New(opts)

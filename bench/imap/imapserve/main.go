@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -33,6 +34,7 @@ func main() {
 	maxConns := flag.Int("max-conns", 0, "simultaneous connections, in total and from one address (0: the server's defaults)")
 	flagSync := flag.String("flag-sync", "full", "durability of flag changes: full (fsynced) or normal")
 	pg := flag.String("pg", "", "PostgreSQL DSN: serve the PostgreSQL store instead of the SQLite store in -dir")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the server, from start to SIGTERM, to this file")
 	flag.Parse()
 	if *dir == "" && *pg == "" {
 		log.Fatal("imapserve: -dir or -pg is required")
@@ -101,6 +103,17 @@ func main() {
 			log.Fatal(err)
 		}
 		go srv.ServeTLS(lt)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Println("ready")
 	sig := make(chan os.Signal, 1)

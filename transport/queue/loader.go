@@ -1,0 +1,219 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Loading in the background. Open reads the index (one file) when a clean stop left one, and
+// lists data/; the messages the index does not know (all of them after a crash) are read from
+// their files — the trailer of data/ID and env/ID.json, two cold reads each, some 15 s for
+// 50,000 messages — after Open has returned, by a few goroutines, oldest first, as Postfix's
+// queue manager scans its deferred queue gradually. Meanwhile the queue accepts messages and
+// delivers those it has read; Stats.Loading counts the others. A call that names one of them
+// (Get, OpenMessage, Hold, Release, Retry, Delete) reads it at once.
+//
+// Durability is unchanged: the files are written as before, and a message not yet read is
+// neither delivered nor changed. What the files of a message not yet read could change is
+// redelivery detection (its keys are not known until it is read), so a Commit with a
+// RedeliveryKey waits for the load to end.
+
+// loadWorkers is how many messages are read at once: the reads are cold, and a disk answers
+// several faster than one after the other.
+const loadWorkers = 8
+
+// beforeLoad, when set (by tests), is called before the loader reads a message; stop is closed
+// when the queue closes.
+var beforeLoad func(id string, stop <-chan struct{})
+
+// startLoader reads the messages of q.unloaded in the background, then (after a crash, sweep)
+// removes the state files of finished messages. Close stops it.
+func (q *Queue) startLoader(sweep bool) {
+	ids := make([]string, 0, len(q.unloaded))
+	for id := range q.unloaded {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids) // oldest first: IDs start with their time
+	go func() {
+		defer close(q.loadDone)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(loadWorkers, len(ids)) {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(ids) || q.loadStopped() {
+						return
+					}
+					if beforeLoad != nil {
+						beforeLoad(ids[i], q.loadStop)
+					}
+					q.loadOne(ids[i])
+				}
+			})
+		}
+		wg.Wait()
+		if sweep && !q.loadStopped() {
+			q.sweepStates()
+		}
+	}()
+}
+
+func (q *Queue) loadStopped() bool {
+	select {
+	case <-q.loadStop:
+		return true
+	default:
+		return false
+	}
+}
+
+// stopLoader stops the loader and waits for it, so that no file changes after Close.
+func (q *Queue) stopLoader() {
+	q.stopOnce.Do(func() { close(q.loadStop) })
+	<-q.loadDone
+}
+
+// waitLoaded waits until every message listed by Open is read (or the loader is stopped).
+func (q *Queue) waitLoaded(ctx context.Context) error {
+	select {
+	case <-q.loadDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// loadOne reads message id, unless a call read it first.
+func (q *Queue) loadOne(id string) {
+	q.mu.Lock()
+	todo := q.unloaded[id]
+	q.mu.Unlock()
+	if !todo {
+		return
+	}
+	e, err := q.readFiles(id)
+	if err != nil {
+		// Left unread (and undelivered) until the next Open: guessing could deliver twice.
+		q.logger.Error("queue: message not readable, left for the next start", "id", id, "err", err)
+		return
+	}
+	q.mu.Lock()
+	if !q.unloaded[id] {
+		q.mu.Unlock()
+		return
+	}
+	done := q.admit(id, e)
+	q.mu.Unlock()
+	if done != nil {
+		q.removeFiles(done)
+	}
+	q.wake()
+}
+
+// find returns message id, reading it now if it is still to be loaded; q.mu is held (the read
+// of one message's files is short, like the fsync of Hold).
+func (q *Queue) find(id string) (*Envelope, bool, error) {
+	if e, ok := q.msgs[id]; ok {
+		return e, true, nil
+	}
+	if !q.unloaded[id] {
+		return nil, false, nil
+	}
+	e, err := q.readFiles(id)
+	if err != nil {
+		return nil, false, err
+	}
+	if done := q.admit(id, e); done != nil {
+		// Its recipients were all final: removed as Open would have, without q.mu (the
+		// redelivery keys take it).
+		q.mu.Unlock()
+		q.removeFiles(done)
+		q.mu.Lock()
+		return nil, false, nil
+	}
+	e, ok := q.msgs[id]
+	return e, ok, nil
+}
+
+// admit takes message id as read from its files (nil: not committed) into the queue; q.mu is
+// held. It returns the envelope when every recipient is final, for the caller to remove its
+// files without q.mu.
+func (q *Queue) admit(id string, e *Envelope) *Envelope {
+	delete(q.unloaded, id)
+	if e == nil {
+		// No trailer: the crash came before Commit, so before 250; the sender retries.
+		os.Remove(q.dataPath(id))
+		if q.held[id] {
+			delete(q.held, id)
+			os.Remove(filepath.Join(q.dir, "hold", id))
+		}
+		return nil
+	}
+	if e.done() {
+		delete(q.held, id)
+		return e
+	}
+	if r := q.redeliv; r.on() && e.RedeliveryKey != "" {
+		now := q.opts.Now()
+		for _, rc := range e.Rcpts {
+			r.add(keyOf(e.RedeliveryKey, rc.Addr), id, e.Received, now)
+		}
+	}
+	q.put(e)
+	q.schedule(id)
+	return nil
+}
+
+// readFiles returns message id as its files hold it: the state file if it has a readable one,
+// else the envelope committed with the message; nil when the message is not committed.
+func (q *Queue) readFiles(id string) (*Envelope, error) {
+	e, err := readTrailer(q.dataPath(id))
+	var pe *fs.PathError
+	if errors.As(err, &pe) && !errors.Is(err, os.ErrNotExist) {
+		return nil, err // an I/O error says nothing of the trailer
+	}
+	if err != nil || e.ID != id || !validID(id) {
+		return nil, nil
+	}
+	s, err := q.readState(id, e.Size)
+	if err != nil || s == nil {
+		return e, err
+	}
+	return s, nil
+}
+
+// sweepStates removes the state files of messages that finished while their state file's
+// removal was lost in a crash (a message's data file goes first).
+func (q *Queue) sweepStates() {
+	envs, err := os.ReadDir(filepath.Join(q.dir, "env"))
+	if err != nil {
+		return
+	}
+	for _, f := range envs {
+		id, ok := strings.CutSuffix(f.Name(), ".json")
+		if q.loadStopped() {
+			return
+		}
+		if !ok {
+			continue
+		}
+		q.mu.Lock()
+		_, known := q.msgs[id]
+		known = known || q.unloaded[id]
+		q.mu.Unlock()
+		if known {
+			continue
+		}
+		if _, err := os.Stat(q.dataPath(id)); errors.Is(err, os.ErrNotExist) {
+			os.Remove(filepath.Join(q.dir, "env", f.Name()))
+		}
+	}
+}
