@@ -495,8 +495,16 @@ func (s *Postgres) deleteTx(ctx context.Context, tx *pgTx, mbox MailboxID, uids 
 	if len(uids) == 0 {
 		return 0, 0, nil
 	}
-	if _, err := tx.bumpModSeq(ctx, mbox); err != nil {
+	ms, err := tx.bumpModSeq(ctx, mbox)
+	if err != nil {
 		return 0, 0, err
+	}
+	if keep := s.opts.expungeLog(); ms > keep {
+		// older entries only serve sessions that far behind, which Changes sends to re-read
+		// the UIDs (as the SQLite store's deleteTx)
+		if _, err := tx.Exec(ctx, `DELETE FROM mailbox_expunged WHERE mailbox = $1 AND modseq <= $2`, mbox, ms-keep); err != nil {
+			return 0, 0, fmt.Errorf("mailbox: %w", err)
+		}
 	}
 	err = tx.QueryRow(ctx, `WITH d AS (DELETE FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2) RETURNING size),
 		t AS (SELECT count(*) AS n, coalesce(sum(size), 0) AS size FROM d),
@@ -576,6 +584,10 @@ func (s *Postgres) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint
 		}
 		if sinceModSeq == 0 {
 			return nil // nothing expunged before the start
+		}
+		if keep := s.opts.expungeLog(); c.ModSeq > keep && sinceModSeq < c.ModSeq-keep {
+			c.ExpungedUnknown = true // pruned up to at most the last expunge's modseq minus keep
+			return nil
 		}
 		rows, err := tx.Query(ctx, `SELECT uid FROM mailbox_expunged WHERE mailbox = $1 AND modseq > $2`, mbox, sinceModSeq)
 		if err != nil {
