@@ -31,8 +31,16 @@ const (
 	orgPW  = "correct horse"
 )
 
+// testStore is what the tests call on the store: a mailbox.Store with the members of ORG
+// BALs, which both the SQLite and the PostgreSQL store have.
+type testStore interface {
+	mailbox.Store
+	AddMember(ctx context.Context, bal, nationalID string) error
+	BALsHeldBy(ctx context.Context, nationalID string) ([]string, error)
+}
+
 type env struct {
-	store      *mailbox.SQLite
+	store      testStore
 	srv        *Server
 	pki        *testpki.PKI
 	tlsAddr    string // implicit TLS (993)
@@ -52,19 +60,25 @@ func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
 // newEnvWith is newEnv with a hook to change the server options before it starts.
 func newEnvWith(t *testing.T, configure func(*Options)) *env {
 	t.Helper()
+	dir := t.TempDir()
+	st, err := mailbox.OpenSQLite(context.Background(), filepath.Join(dir, "store"), &mailbox.Options{WatchPoll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return newEnvOn(t, st, dir, configure)
+}
+
+// newEnvOn starts the servers on an open, empty store, whose BALs it adds.
+func newEnvOn(t *testing.T, st testStore, dir string, configure func(*Options)) *env {
+	t.Helper()
 	pkiOnce.Do(func() { pkiVal, pkiErr = testpki.New(&testpki.Options{}) })
 	if pkiErr != nil {
 		t.Fatal(pkiErr)
 	}
 	pki := pkiVal
 	ctx := context.Background()
-	e := &env{pki: pki, dir: t.TempDir()}
-	st, err := mailbox.OpenSQLite(ctx, filepath.Join(e.dir, "store"), &mailbox.Options{WatchPoll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	e.store = st
+	e := &env{pki: pki, dir: dir, store: st}
 	client, err := pki.Org(appBAL, nil)
 	if err != nil {
 		t.Fatal(err)

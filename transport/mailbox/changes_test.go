@@ -16,9 +16,11 @@ import (
 // expunge, and checks after each step the counters (which the triggers keep), the first
 // unseen message, the keyword list, the BAL's message count, and that Changes since the
 // previous modseq returns exactly what the step changed.
-func TestChangesAndCounters(t *testing.T) {
+func TestChangesAndCounters(t *testing.T) { forEachStore(t, testChangesAndCounters) }
+
+func testChangesAndCounters(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), nil)
+	s := open(t, nil)
 	if err := s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG}); err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +246,11 @@ func TestWatchOtherProcess(t *testing.T) {
 // TestUIDRuns expunges UIDs at random (first, last, middle of runs, whole runs) between
 // appends and checks after each step that the UID list the store keeps as runs is the list of
 // its messages, and that \Recent counts the messages above the last claim.
-func TestUIDRuns(t *testing.T) {
+func TestUIDRuns(t *testing.T) { forEachStore(t, testUIDRuns) }
+
+func testUIDRuns(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), nil)
+	s := open(t, nil)
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
 	mb, _ := s.Mailbox(ctx, "a@h.fr", Inbox)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -287,5 +291,130 @@ func TestUIDRuns(t *testing.T) {
 		if m, _ := s.Mailbox(ctx, "a@h.fr", Inbox); m.Recent != recent || m.Messages != uint32(len(want)) {
 			t.Fatalf("step %d: Recent %d Messages %d, want %d %d", step, m.Recent, m.Messages, recent, len(want))
 		}
+	}
+}
+
+// TestWatchOwnChanges: a store signals at once the changes made through it (append, flags,
+// expunge, folder deletion), whatever its FlagSync, and a cancelled watch hears nothing.
+func TestWatchOwnChanges(t *testing.T) { forEachStore(t, testWatchOwnChanges) }
+
+func testWatchOwnChanges(t *testing.T, open opener) {
+	ctx := context.Background()
+	s := open(t, &Options{FlagSync: FlagSyncNormal, WatchPoll: -1})
+	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
+	if err := s.CreateMailbox(ctx, "a@h.fr", "Drafts"); err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := s.Mailbox(ctx, "a@h.fr", "Drafts")
+	ch, cancel := s.Watch(mb.ID)
+	defer cancel()
+	gone, cancelGone := s.Watch(mb.ID)
+	cancelGone()
+	cancelGone() // twice is harmless
+	signalled := func(what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no signal", what)
+		}
+	}
+	if _, err := s.Append(ctx, "a@h.fr", "Drafts", strings.NewReader(msg(1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	signalled("append")
+	if out, err := s.StoreFlags(ctx, mb.ID, []uint32{1}, FlagsAdd, []string{`\Deleted`}); err != nil || len(out) != 1 || !out[0].HasFlag(`\Deleted`) {
+		t.Fatalf("StoreFlags with FlagSyncNormal = %+v, %v", out, err)
+	}
+	signalled("flags")
+	if gone, err := s.Expunge(ctx, mb.ID, nil); err != nil || len(gone) != 1 {
+		t.Fatalf("Expunge = %v, %v", gone, err)
+	}
+	signalled("expunge")
+	if err := s.DeleteMailbox(ctx, "a@h.fr", "Drafts"); err != nil {
+		t.Fatal(err)
+	}
+	signalled("deletion")
+	select {
+	case <-gone:
+		t.Fatal("a cancelled watch was signalled")
+	default:
+	}
+}
+
+// TestMovesBothWays: two writers move messages between two folders in opposite directions at
+// once (on PostgreSQL, through two stores: two nodes whose transactions may deadlock and are
+// retried). No move fails, no message is lost or doubled, and the counters and the BAL's
+// usage match the messages.
+func TestMovesBothWays(t *testing.T) { forEachStore(t, testMovesBothWays) }
+
+func testMovesBothWays(t *testing.T, open opener) {
+	ctx := context.Background()
+	s := open(t, nil)
+	s2 := s
+	if p, ok := s.(*Postgres); ok {
+		s2 = openPostgresTest(t, p.pool.Config().ConnString(), nil)
+	}
+	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
+	s.CreateMailbox(ctx, "a@h.fr", "B")
+	const n = 40
+	for i := range n {
+		box := Inbox
+		if i%2 == 1 {
+			box = "B"
+		}
+		if _, err := s.Append(ctx, "a@h.fr", box, strings.NewReader(msg(i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := s.Mailbox(ctx, "a@h.fr", Inbox)
+	b, _ := s.Mailbox(ctx, "a@h.fr", "B")
+	errs := make(chan error, 2)
+	mover := func(st Store, from MailboxID, to string) {
+		for range 30 {
+			uids, err := st.UIDs(ctx, from)
+			if err == nil && len(uids) > 0 {
+				_, err = st.Move(ctx, from, uids[:min(2, len(uids))], to)
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}
+	go mover(s, a.ID, "B")
+	go mover(s2, b.ID, Inbox)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	var size int64
+	for _, id := range []MailboxID{a.ID, b.ID} {
+		uids, _ := s.UIDs(ctx, id)
+		heads, err := s.HeadersByUID(ctx, id, uids)
+		if err != nil || len(heads) != len(uids) {
+			t.Fatalf("headers: %d for %d UIDs, %v", len(heads), len(uids), err)
+		}
+		for _, h := range heads {
+			seen[string(h)]++
+			size += int64(len(h))
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct messages after the moves, want %d", len(seen), n)
+	}
+	for h, c := range seen {
+		if c != 1 {
+			t.Fatalf("message %q present %d times", h, c)
+		}
+	}
+	a, _ = s.Mailbox(ctx, "a@h.fr", Inbox)
+	b, _ = s.Mailbox(ctx, "a@h.fr", "B")
+	bal, _ := s.GetBAL(ctx, "a@h.fr")
+	if a.Messages+b.Messages != n || bal.Messages != n || bal.UsedBytes != a.Size+b.Size {
+		t.Fatalf("after the moves: INBOX %d, B %d, BAL %d messages, used %d for %d", a.Messages, b.Messages, bal.Messages, bal.UsedBytes, a.Size+b.Size)
 	}
 }

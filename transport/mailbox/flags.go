@@ -1,6 +1,9 @@
 package mailbox
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // System flags (RFC 3501 §2.3.2), in their canonical spelling.
 var systemFlags = map[string]string{
@@ -8,13 +11,14 @@ var systemFlags = map[string]string{
 	`\deleted`: `\Deleted`, `\draft`: `\Draft`,
 }
 
-// normFlags canonicalises system flags, drops invalid ones (\Recent cannot be stored) and
+// normFlags canonicalises system flags, drops invalid ones (\Recent cannot be stored, nor
+// text that is not UTF-8) and
 // removes duplicates, comparing case-insensitively.
 func normFlags(in []string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, f := range in {
-		if f == "" || strings.ContainsAny(f, " ()[]{}\"%*\r\n\x00") {
+		if f == "" || !utf8.ValidString(f) || strings.ContainsAny(f, " ()[]{}\"%*\r\n\x00") {
 			continue
 		}
 		l := strings.ToLower(f)

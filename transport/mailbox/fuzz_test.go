@@ -3,12 +3,13 @@ package mailbox
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzCanonName checks the validation of folder names sent by IMAP clients: no panic, and an
 // accepted name is canonical (idempotent) and free of the characters the store refuses.
 func FuzzCanonName(f *testing.F) {
-	for _, s := range []string{"INBOX", "inbox/Sub", "Archives/2026", "a//b", "/x", "x/", "*", "%", "Trait\u00e9s", "INBOXES"} {
+	for _, s := range []string{"INBOX", "inbox/Sub", "Archives/2026", "a//b", "/x", "x/", "*", "%", "Trait\u00e9s", "INBOXES", "Dossier\xff"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
@@ -19,7 +20,7 @@ func FuzzCanonName(f *testing.F) {
 		if again, err := canonName(c); err != nil || again != c {
 			t.Fatalf("canonName(%q) = %q, then %q, %v", name, c, again, err)
 		}
-		if strings.ContainsAny(c, "*%\r\n\x00") || strings.Contains(c, "//") || strings.HasPrefix(c, "/") {
+		if strings.ContainsAny(c, "*%\r\n\x00") || strings.Contains(c, "//") || strings.HasPrefix(c, "/") || !utf8.ValidString(c) {
 			t.Fatalf("accepted %q", c)
 		}
 	})

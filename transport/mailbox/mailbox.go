@@ -4,10 +4,11 @@
 //
 // [Store] is the full interface, which the IMAP server (transport/imapd) and the CLI use;
 // local delivery (transport/mailbox/local) and the test responder (transport/responder)
-// declare the few methods they call, which every Store has. [SQLite], opened with
-// [OpenSQLite], is the one implementation: an index in SQLite and one fsynced file per
-// message, on one machine. Several nodes sharing mailboxes need another implementation of
-// Store.
+// declare the few methods they call, which every Store has. Two implementations pass the
+// same behaviour tests: [SQLite], opened with [OpenSQLite], an index in SQLite and one
+// fsynced file per message on one machine, the default that needs no set-up; and
+// [Postgres], opened with [OpenPostgres], everything in one PostgreSQL database that several
+// connector nodes share, with the changes of each node signalled to the others.
 //
 // Specifications (docs/references.md): RFC 3501 / RFC 9051 (UIDVALIDITY, UIDs, flags,
 // keywords), RFC 4315 (UIDPLUS: the UIDs returned by APPEND and COPY), RFC 9208 vocabulary
@@ -17,7 +18,9 @@
 // directory fsynced before the index row that makes it visible is committed (SQLite WAL,
 // synchronous=FULL). A crash before the commit leaves an unreferenced file that [OpenSQLite]
 // removes; after it, the message is there once. Deliveries carrying a DeliveryID are
-// idempotent: a retried delivery of the same ID is recognised and not stored twice.
+// idempotent: a retried delivery of the same ID is recognised and not stored twice. The
+// PostgreSQL store commits the message and its row in one transaction: an error returned
+// means nothing was stored.
 //
 // Cost: every change (append, flags, expunge) raises its folder's modification sequence in
 // the change's own transaction and stamps the rows it touches with it (HIGHESTMODSEQ and
@@ -25,8 +28,8 @@
 // ([Store.Changes]) instead of reading the folder again; a folder's counts and UIDs, and a
 // BAL's message count, are kept as the changes happen. [Watcher] tells readers when to ask.
 //
-// Start with [OpenSQLite], then [SQLite.AddBAL]; [PurgeEvery] applies the retention of each
-// BAL.
+// Start with [OpenSQLite] (or [OpenPostgres]), then AddBAL; [PurgeEvery] applies the
+// retention of each BAL.
 package mailbox
 
 import (
@@ -36,6 +39,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/whitelist"
@@ -114,7 +118,7 @@ type BAL struct {
 func (b *BAL) Validate() error {
 	addr := strings.TrimSpace(b.Address)
 	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 || strings.ContainsAny(addr, " \t\r\n<>\"") || len(addr) > 254 {
+	if at <= 0 || at == len(addr)-1 || strings.ContainsAny(addr, " \t\r\n<>\"\x00") || len(addr) > 254 || !utf8.ValidString(addr) {
 		return fmt.Errorf("%w: BAL address %q", ErrInvalid, b.Address)
 	}
 	if _, err := ParseType(string(b.Type)); err != nil {
@@ -130,6 +134,11 @@ func (b *BAL) Validate() error {
 	}
 	if b.Type != APP && b.CertDN != "" {
 		return fmt.Errorf("%w: only APP BALs authenticate by certificate DN", ErrInvalid)
+	}
+	for _, f := range []string{b.Owner, b.Description, b.CertDN} {
+		if !utf8.ValidString(f) || strings.IndexByte(f, 0) >= 0 {
+			return fmt.Errorf("%w: owner, description and DN are UTF-8 text without NUL", ErrInvalid)
+		}
 	}
 	if b.QuotaBytes < 0 || b.Retention < 0 {
 		return fmt.Errorf("%w: negative quota or retention", ErrInvalid)

@@ -16,7 +16,7 @@ import (
 	"github.com/mssante-go/sdk/whitelist"
 )
 
-// Options configures OpenSQLite. The zero value is valid.
+// Options configures OpenSQLite and OpenPostgres. The zero value is valid.
 type Options struct {
 	// MaxMessageSize is the largest message Append accepts; 0 means 64 MiB.
 	MaxMessageSize int64
@@ -40,12 +40,14 @@ type Options struct {
 
 const defaultExpungeLog = 100_000
 
-func (s *SQLite) expungeLog() uint64 {
-	if s.opts.ExpungeLog > 0 {
-		return s.opts.ExpungeLog
+func (o *Options) expungeLog() uint64 {
+	if o.ExpungeLog > 0 {
+		return o.ExpungeLog
 	}
 	return defaultExpungeLog
 }
+
+func (s *SQLite) expungeLog() uint64 { return s.opts.expungeLog() }
 
 // FlagSync is the durability of flag-only changes. Deliveries, copies, moves, expunges and
 // every other change are always fsynced before they return, whatever this says.

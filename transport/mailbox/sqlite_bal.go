@@ -2,10 +2,6 @@ package mailbox
 
 import (
 	"context"
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
 	"encoding/base64"
 	"errors"
@@ -165,15 +161,9 @@ const pbkdf2Iter = 100_000
 
 // SetPassword implements Store. The password is kept as a salted PBKDF2-SHA256 hash.
 func (s *SQLite) SetPassword(ctx context.Context, address, password string) error {
-	var h string
-	if password != "" {
-		salt := make([]byte, 16)
-		rand.Read(salt)
-		key, err := pbkdf2.Key(sha256.New, password, salt, pbkdf2Iter, 32)
-		if err != nil {
-			return fmt.Errorf("mailbox: %w", err)
-		}
-		h = "pbkdf2-sha256$" + fmt.Sprint(pbkdf2Iter) + "$" + base64.RawStdEncoding.EncodeToString(salt) + "$" + base64.RawStdEncoding.EncodeToString(key)
+	h, err := hashPassword(password)
+	if err != nil {
+		return err
 	}
 	addr := normAddr(address)
 	return s.write(ctx, func(tx *sql.Tx) ([]MailboxID, error) {
@@ -198,16 +188,7 @@ func (s *SQLite) SetPassword(ctx context.Context, address, password string) erro
 func (s *SQLite) CheckPassword(ctx context.Context, address, password string) error {
 	var h string
 	err := s.db.QueryRowContext(ctx, `SELECT pwhash FROM bal WHERE address=?`, normAddr(address)).Scan(&h)
-	iter, salt, want, ok := parsePasswordHash(h)
-	if err != nil || !ok {
-		iter, salt, want = pbkdf2Iter, dummySalt[:], dummyKey[:]
-	}
-	got, kerr := pbkdf2.Key(sha256.New, password, salt, iter, len(want))
-	match := kerr == nil && subtle.ConstantTimeCompare(got, want) == 1
-	if err != nil || !ok || password == "" || !match {
-		return ErrAuthFailed
-	}
-	return nil
+	return checkPasswordHash(h, err == nil, password)
 }
 
 // dummySalt and dummyKey are the hash unknown addresses are checked against (see

@@ -11,9 +11,11 @@ import (
 // TestExpungeLog: with a log of 4 modseqs, an expunge removes the entries older than its
 // modseq minus 4; Changes since a modseq the log still covers lists the expunges exactly,
 // since an older one says ExpungedUnknown (and still lists the changed messages).
-func TestExpungeLog(t *testing.T) {
+func TestExpungeLog(t *testing.T) { forEachStore(t, testExpungeLog) }
+
+func testExpungeLog(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), &Options{ExpungeLog: 4, WatchPoll: -1})
+	s := open(t, &Options{ExpungeLog: 4, WatchPoll: -1})
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
 	for i := range 4 {
 		if _, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)), nil); err != nil {
@@ -65,7 +67,14 @@ func TestExpungeLog(t *testing.T) {
 		}
 	}
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM expunged WHERE mailbox=?`, mb.ID).Scan(&n); err != nil || n != 1 {
+	var err error
+	switch s := s.(type) {
+	case *SQLite:
+		err = s.db.QueryRowContext(ctx, `SELECT count(*) FROM expunged WHERE mailbox=?`, mb.ID).Scan(&n)
+	case *Postgres:
+		err = s.pool.QueryRow(ctx, `SELECT count(*) FROM mailbox_expunged WHERE mailbox = $1`, mb.ID).Scan(&n)
+	}
+	if err != nil || n != 1 {
 		t.Fatalf("%d entries in the log, want 1 (UID 3's): %v", n, err)
 	}
 }

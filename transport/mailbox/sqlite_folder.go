@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // canonName validates a folder name and spells INBOX in upper case.
 func canonName(name string) (string, error) {
 	name = strings.TrimSuffix(name, string(Delim))
-	if name == "" || len(name) > 255 || strings.ContainsAny(name, "\r\n\x00*%") || strings.Contains(name, "//") || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") {
+	if name == "" || len(name) > 255 || !utf8.ValidString(name) || strings.ContainsAny(name, "\r\n\x00*%") || strings.Contains(name, "//") || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") {
 		return "", fmt.Errorf("%w: mailbox name", ErrInvalid)
 	}
 	if strings.EqualFold(name, Inbox) {

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
-func TestMembersOfORGBAL(t *testing.T) {
+func TestMembersOfORGBAL(t *testing.T) { forEachStore(t, testMembersOfORGBAL) }
+
+func testMembersOfORGBAL(t *testing.T, open opener) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openTest(t, dir, nil)
+	s := open(t, nil).(registry)
 	for _, b := range []*BAL{
 		{Address: "jean.dupont@hopital.mssante.fr", Type: PER, Owner: "810000000001"},
 		{Address: "paul.martin@hopital.mssante.fr", Type: PER, Owner: "10000000003"}, // RPPS without the 8
@@ -65,7 +67,7 @@ func TestMembersOfORGBAL(t *testing.T) {
 	if held, _ := s.BALsHeldBy(ctx, "810000000001"); len(held) != 1 {
 		t.Fatalf("after removal: %v", held)
 	}
-	au, _ := s.Audit(ctx, s.now().Add(-3600e9))
+	au, _ := s.Audit(ctx, time.Now().Add(-time.Hour))
 	var events []string
 	for _, e := range au {
 		if e.BAL == "secretariat@hopital.mssante.fr" {

@@ -26,9 +26,11 @@ func openTest(t *testing.T, dir string, opts *Options) *SQLite {
 	return s
 }
 
-func TestBALRegistry(t *testing.T) {
+func TestBALRegistry(t *testing.T) { forEachStore(t, testBALRegistry) }
+
+func testBALRegistry(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), nil)
+	s := open(t, nil)
 	tests := []struct {
 		name string
 		bal  BAL
@@ -81,9 +83,11 @@ func TestBALRegistry(t *testing.T) {
 	}
 }
 
-func TestPassword(t *testing.T) {
+func TestPassword(t *testing.T) { forEachStore(t, testPassword) }
+
+func testPassword(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), nil)
+	s := open(t, nil)
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
 	if err := s.CheckPassword(ctx, "a@h.fr", ""); !errors.Is(err, ErrAuthFailed) {
 		t.Fatal("no password set must fail")
@@ -108,9 +112,11 @@ func msg(i int) string {
 	return fmt.Sprintf("From: a@h.fr\r\nTo: b@h.fr\r\nSubject: test %d\r\nMessage-ID: <%d@h.fr>\r\n\r\nbody %d\r\n", i, i, i)
 }
 
-func TestMessages(t *testing.T) {
+func TestMessages(t *testing.T) { forEachStore(t, testMessages) }
+
+func testMessages(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := openTest(t, t.TempDir(), nil)
+	s := open(t, nil)
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG, QuotaBytes: 10000})
 	var uids []uint32
 	for i := 1; i <= 3; i++ {
@@ -215,9 +221,9 @@ func TestMessages(t *testing.T) {
 	if bal.Messages != 2 {
 		t.Fatalf("after delete: %d messages", bal.Messages)
 	}
-	// no stray files: blobs on disk = rows
-	if n := countBlobs(t, s.dir); n != 2 {
-		t.Fatalf("%d message files on disk, want 2", n)
+	// no stray files: blobs on disk = rows (PostgreSQL keeps the bodies in the rows)
+	if sq, ok := s.(*SQLite); ok && countBlobs(t, sq.dir) != 2 {
+		t.Fatalf("%d message files on disk, want 2", countBlobs(t, sq.dir))
 	}
 }
 
@@ -232,10 +238,11 @@ func countBlobs(t *testing.T, dir string) int {
 	return n
 }
 
-func TestDeliveryIdempotent(t *testing.T) {
+func TestDeliveryIdempotent(t *testing.T) { forEachStore(t, testDeliveryIdempotent) }
+
+func testDeliveryIdempotent(t *testing.T, open opener) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openTest(t, dir, nil)
+	s := open(t, nil)
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
 	r1, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(1)), &AppendOptions{DeliveryID: "q-1"})
 	if err != nil {
@@ -245,15 +252,17 @@ func TestDeliveryIdempotent(t *testing.T) {
 	if err != nil || !r2.Duplicate || r2.UID != r1.UID {
 		t.Fatalf("second delivery = %+v, %v", r2, err)
 	}
-	if n := countBlobs(t, dir); n != 1 {
-		t.Fatalf("%d files, want 1", n)
+	if sq, ok := s.(*SQLite); ok && countBlobs(t, sq.dir) != 1 {
+		t.Fatalf("%d files, want 1", countBlobs(t, sq.dir))
 	}
 }
 
-func TestPurgeAudited(t *testing.T) {
+func TestPurgeAudited(t *testing.T) { forEachStore(t, testPurgeAudited) }
+
+func testPurgeAudited(t *testing.T, open opener) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	s := openTest(t, t.TempDir(), &Options{Now: func() time.Time { return now }})
+	s := open(t, &Options{Now: func() time.Time { return now }})
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG, Retention: 30 * 24 * time.Hour})
 	s.AddBAL(ctx, &BAL{Address: "keep@h.fr", Type: ORG})
 	old := now.Add(-40 * 24 * time.Hour)
@@ -422,10 +431,12 @@ func TestMigrateOldSchema(t *testing.T) {
 	}
 }
 
-func TestPurgeEvery(t *testing.T) {
+func TestPurgeEvery(t *testing.T) { forEachStore(t, testPurgeEvery) }
+
+func testPurgeEvery(t *testing.T, open opener) {
 	ctx, cancel := context.WithCancel(context.Background())
 	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	s := openTest(t, t.TempDir(), &Options{Now: func() time.Time { return now }})
+	s := open(t, &Options{Now: func() time.Time { return now }})
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG, Retention: 24 * time.Hour})
 	s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(1)), &AppendOptions{Date: now.Add(-48 * time.Hour)})
 	done := make(chan struct{})
@@ -442,4 +453,56 @@ func TestPurgeEvery(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestUnstorableText: addresses, folder names, flags and DNs that are not UTF-8 text or hold a
+// NUL byte (which PostgreSQL cannot store) get the answers of any unknown name on both
+// stores, never a database error: no BAL, no folder, a failed login, a dropped flag.
+func TestUnstorableText(t *testing.T) { forEachStore(t, testUnstorableText) }
+
+func testUnstorableText(t *testing.T, open opener) {
+	ctx := context.Background()
+	s := open(t, nil)
+	if err := s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"\xff@h.fr", "a\x00@h.fr"} {
+		if err := s.AddBAL(ctx, &BAL{Address: bad, Type: ORG}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("AddBAL(%q) = %v", bad, err)
+		}
+		if _, err := s.GetBAL(ctx, bad); !errors.Is(err, ErrNoBAL) {
+			t.Errorf("GetBAL(%q) = %v", bad, err)
+		}
+		if err := s.CheckPassword(ctx, bad, "x"); !errors.Is(err, ErrAuthFailed) {
+			t.Errorf("CheckPassword(%q) = %v", bad, err)
+		}
+		if _, err := s.Mailbox(ctx, bad, Inbox); !errors.Is(err, ErrNoMailbox) {
+			t.Errorf("Mailbox(%q) = %v", bad, err)
+		}
+		if _, err := s.Append(ctx, bad, Inbox, strings.NewReader(msg(1)), nil); !errors.Is(err, ErrNoMailbox) {
+			t.Errorf("Append to %q = %v", bad, err)
+		}
+	}
+	if err := s.AddBAL(ctx, &BAL{Address: "o@h.fr", Type: ORG, Owner: "\xfe"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("AddBAL with a non-UTF-8 owner = %v", err)
+	}
+	for _, bad := range []string{"Dossier\xff", "Dos\x00sier"} {
+		if err := s.CreateMailbox(ctx, "a@h.fr", bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CreateMailbox(%q) = %v", bad, err)
+		}
+		if _, err := s.Mailbox(ctx, "a@h.fr", bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Mailbox(%q) = %v", bad, err)
+		}
+	}
+	if _, err := s.BALByCertDN(ctx, "CN=\xff"); !errors.Is(err, ErrNoBAL) {
+		t.Errorf("BALByCertDN = %v", err)
+	}
+	r, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(1)), &AppendOptions{Flags: []string{"$ok", "$\xff", `\Seen`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.StoreFlags(ctx, r.Mailbox, []uint32{r.UID}, FlagsAdd, []string{"$bad\xfe"})
+	if err != nil || len(out) != 1 || strings.Join(out[0].Flags, " ") != `$ok \Seen` {
+		t.Fatalf("flags = %+v, %v", out, err)
+	}
 }

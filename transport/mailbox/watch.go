@@ -11,8 +11,8 @@ import (
 //
 // The SQLite store signals at once the changes made through it, and finds those made by
 // other processes on the same files with one query per [Options.WatchPoll] for all watched
-// folders. A store shared by several nodes signals the changes of every node (a PostgreSQL
-// store would use LISTEN/NOTIFY), so that IMAP sessions never poll on their own.
+// folders. The PostgreSQL store, shared by several nodes, signals the changes of every node
+// (LISTEN/NOTIFY), so that IMAP sessions never poll on their own.
 type Watcher interface {
 	Watch(mbox MailboxID) (changes <-chan struct{}, cancel func())
 }

@@ -1,6 +1,7 @@
 // Command imapserve runs the connector's IMAP server (transport/imapd over the SQLite mailbox
-// store) with throw-away BALs, for benchmarks and for Dovecot's imaptest. Loopback use only:
-// the plain listener allows LOGIN without TLS, like the throw-away Dovecot it is compared with.
+// store, or with -pg over the PostgreSQL one) with throw-away BALs, for benchmarks and for
+// Dovecot's imaptest. Loopback use only: the plain listener allows LOGIN without TLS, like
+// the throw-away Dovecot it is compared with.
 //
 //	go run ./bench/imap/imapserve -dir /tmp/x -addr 127.0.0.1:10144 -tls-addr 127.0.0.1:10994 -users a@b.fr:pw,c@b.fr:pw
 package main
@@ -32,10 +33,11 @@ func main() {
 	verbose := flag.Bool("v", false, "log server errors to stderr")
 	maxConns := flag.Int("max-conns", 0, "simultaneous connections, in total and from one address (0: the server's defaults)")
 	flagSync := flag.String("flag-sync", "full", "durability of flag changes: full (fsynced) or normal")
+	pg := flag.String("pg", "", "PostgreSQL DSN: serve the PostgreSQL store instead of the SQLite store in -dir")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the server, from start to SIGTERM, to this file")
 	flag.Parse()
-	if *dir == "" {
-		log.Fatal("imapserve: -dir is required")
+	if *dir == "" && *pg == "" {
+		log.Fatal("imapserve: -dir or -pg is required")
 	}
 	if !strings.HasPrefix(*addr, "127.") && !strings.HasPrefix(*addr, "localhost") {
 		log.Fatal("imapserve: loopback addresses only")
@@ -49,7 +51,13 @@ func main() {
 	default:
 		log.Fatal("imapserve: -flag-sync is full or normal")
 	}
-	store, err := mailbox.OpenSQLite(ctx, *dir, sopts)
+	var store mailbox.Store
+	var err error
+	if *pg != "" {
+		store, err = mailbox.OpenPostgres(ctx, *pg, sopts)
+	} else {
+		store, err = mailbox.OpenSQLite(ctx, *dir, sopts)
+	}
 	if err != nil {
 		log.Fatal(err)
 	}

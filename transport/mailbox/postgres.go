@@ -1,0 +1,385 @@
+package mailbox
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mssante-go/sdk/internal/pgschema"
+)
+
+//go:embed pgschema/*.sql
+var pgMigrations embed.FS
+
+// pgComponent names the mailbox store's migrations in the table of schema versions.
+const pgComponent = "mailbox"
+
+// pgChannel is the LISTEN/NOTIFY channel of folder changes; a payload is "id modseq".
+const pgChannel = "mssante_mailbox"
+
+// Postgres is the Store shared by several connector nodes: the index and the message bodies
+// in one PostgreSQL database.
+//
+// Bodies are bytea columns of the message rows (stored out of line, uncompressed), written
+// in the delivery's transaction: a message is durable and visible at one commit, a failed
+// delivery leaves nothing behind, and every node reads it without a shared file system. A
+// body is held in memory while it is written or read, bounded by MaxMessageSize. Measured
+// against a file per message in a folder with its name in PostgreSQL (bench/store, figures in
+// bench/README.md): a 20 KB body is appended faster (one fsync instead of three) and read
+// about as fast; a 1 MB body is read about ten times slower, which a blob store for large
+// bodies (a folder, S3-compatible storage) would address.
+//
+// UIDNEXT and the folder's modification sequence are taken inside the delivery's transaction
+// by an UPDATE of the folder's row, whose lock is held until the commit: deliveries from any
+// number of nodes get strictly increasing UIDs, committed in their order, so no client sees a
+// UID appear below one it has already seen.
+//
+// Watchers learn the changes of every node through LISTEN/NOTIFY: each change notifies its
+// folder and modseq at its commit, and each store keeps one listening connection, which it
+// re-opens after the server restarts (then it looks at the watched folders once, for what it
+// missed).
+type Postgres struct {
+	pool *pgxpool.Pool
+	opts Options
+	hub  hub
+
+	mu     sync.Mutex
+	closed bool
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+var _ Store = (*Postgres)(nil)
+
+// OpenPostgres connects to the database of dsn (a libpq connection string or URL; TLS as it
+// says), applies the schema migrations it lacks (one node at a time) and starts listening for
+// the changes other nodes make. It refuses a database migrated by a newer program
+// (pgschema.ErrNewer).
+//
+// Of opts, WatchPoll is not used (other nodes' changes arrive by NOTIFY), and FlagSyncNormal
+// commits flag changes without waiting for the log's flush (synchronous_commit off for those
+// transactions only). The DSN sets the pool (pool_max_conns: by default the larger of 4 and
+// the number of CPUs, which bounds the store's queries in flight) and TLS to the server
+// (sslmode=verify-full with sslrootcert).
+
+func OpenPostgres(ctx context.Context, dsn string, opts *Options) (*Postgres, error) {
+	s := &Postgres{}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.FlagSync != FlagSyncFull && s.opts.FlagSync != FlagSyncNormal {
+		return nil, fmt.Errorf("mailbox: unknown FlagSync %d", s.opts.FlagSync)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: PostgreSQL DSN: %v", ErrInvalid, err)
+	}
+	// A delivery is acknowledged after its commit: the commit must have reached the log,
+	// whatever the server's default (a DSN that sets synchronous_commit itself decides).
+	if _, ok := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	migs, err := pgschema.Load(pgMigrations, "pgschema")
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if _, _, err := pgschema.Migrate(ctx, pool, pgComponent, migs); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	s.pool = pool
+	lctx, stop := context.WithCancel(context.Background())
+	s.stop, s.done = stop, make(chan struct{})
+	ready := make(chan error, 1)
+	go s.listen(lctx, cfg.ConnConfig.Copy(), ready)
+	select {
+	case err = <-ready:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		stop()
+		<-s.done
+		pool.Close()
+		return nil, fmt.Errorf("mailbox: listen: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Postgres) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
+}
+
+func (s *Postgres) logger() *slog.Logger {
+	if s.opts.Logger != nil {
+		return s.opts.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Postgres) maxSize(o int64) int64 {
+	switch {
+	case o > 0:
+		return o
+	case s.opts.MaxMessageSize > 0:
+		return s.opts.MaxMessageSize
+	}
+	return defaultMaxMessageSize
+}
+
+// pgAddr is normAddr for a query parameter. Text PostgreSQL cannot hold (invalid UTF-8, a
+// NUL byte) names no BAL: it becomes "", which no BAL has, so that a look-up answers
+// ErrNoBAL as the SQLite store's does, not a database error.
+func pgAddr(a string) string {
+	a = normAddr(a)
+	if !utf8.ValidString(a) || strings.IndexByte(a, 0) >= 0 {
+		return ""
+	}
+	return a
+}
+
+// Close stops listening and closes the connections.
+func (s *Postgres) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	<-s.done
+	s.pool.Close()
+	return nil
+}
+
+func (s *Postgres) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// pgTx is a write transaction with the folders whose modseq it raised.
+type pgTx struct {
+	pgx.Tx
+	bumped map[MailboxID]uint64
+}
+
+// bumpModSeq raises the modseq of a folder, locking its row until the commit, and queues the
+// notification of the change (delivered by PostgreSQL at the commit, to every node).
+func (tx *pgTx) bumpModSeq(ctx context.Context, id MailboxID) (uint64, error) {
+	var m uint64
+	err := tx.QueryRow(ctx, `WITH u AS (UPDATE mailbox_folder SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq)
+		SELECT u.modseq, pg_notify($2, $1::text || ' ' || u.modseq::text) FROM u`, id, pgChannel).Scan(&m, nil)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNoMailbox
+	}
+	if err != nil {
+		return 0, fmt.Errorf("mailbox: %w", err)
+	}
+	tx.bumped[id] = m
+	return m, nil
+}
+
+// pgRetries is how many times a write transaction is tried when PostgreSQL aborts it to
+// break a deadlock: rows are locked in one order (folder, then BAL; two folders by id), but a
+// retention purge, which goes from one folder to the next holding the BAL's row, may still
+// cross a delivery.
+const pgRetries = 5
+
+// write runs fn in a transaction and commits it, then wakes the watchers in this process of
+// the folders whose modseq it raised and of touched (other nodes learn it by NOTIFY). An
+// error returned is never a change committed.
+func (s *Postgres) write(ctx context.Context, fn func(tx *pgTx) ([]MailboxID, error)) error {
+	return s.writeWith(ctx, false, fn)
+}
+
+func (s *Postgres) writeWith(ctx context.Context, async bool, fn func(tx *pgTx) ([]MailboxID, error)) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	for attempt := 1; ; attempt++ {
+		tx := &pgTx{bumped: map[MailboxID]uint64{}}
+		var touched []MailboxID
+		var fnErr error
+		err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
+			tx.Tx = t
+			if async {
+				if _, err := t.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+					return err
+				}
+			}
+			touched, fnErr = fn(tx)
+			if fnErr != nil {
+				return fnErr
+			}
+			var err error
+			{
+				for _, id := range touched {
+					if _, ok := tx.bumped[id]; !ok {
+						if _, err = t.Exec(ctx, `SELECT pg_notify($1, $2::bigint::text || ' 0')`, pgChannel, int64(id)); err != nil {
+							break
+						}
+					}
+				}
+			}
+			return err
+		})
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") && attempt < pgRetries {
+			continue
+		}
+		if err != nil && err == fnErr {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		for id, m := range tx.bumped {
+			s.hub.changed(id, m)
+		}
+		for _, id := range touched {
+			if _, ok := tx.bumped[id]; !ok {
+				s.hub.changed(id, 0)
+			}
+		}
+		return nil
+	}
+}
+
+// Watch implements Store (see [Watcher]).
+func (s *Postgres) Watch(mbox MailboxID) (<-chan struct{}, func()) { return s.hub.watch(mbox) }
+
+// listen keeps one connection listening on pgChannel and wakes the local watchers of the
+// folders other nodes changed. ready receives the result of the first LISTEN; after a lost
+// connection it reconnects, every second, and looks at the watched folders once.
+func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig, ready chan<- error) {
+	defer close(s.done)
+	first := true
+	for {
+		cctx, cancel := context.WithTimeout(ctx, listenConnect)
+		conn, err := pgx.ConnectConfig(cctx, cfg)
+		if err == nil {
+			_, err = conn.Exec(cctx, `LISTEN `+pgChannel)
+		}
+		cancel()
+		if first {
+			first = false
+			ready <- err
+			if err != nil {
+				if conn != nil {
+					conn.Close(context.Background())
+				}
+				return
+			}
+		} else if err == nil {
+			s.logger().Info("mailbox: listening to PostgreSQL again")
+			s.pollWatched(ctx)
+		}
+		for err == nil {
+			err = s.wait(ctx, conn)
+		}
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.logger().Warn("mailbox: PostgreSQL change listener lost, reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// listenCheck is how long the listener waits for a notification before it checks that the
+// server still answers: a connection lost without a word (a network cut, a frozen server)
+// would otherwise leave the watchers of this node deaf.
+const listenCheck = 30 * time.Second
+
+// listenConnect bounds each attempt of the listener to connect and LISTEN.
+const listenConnect = 10 * time.Second
+
+// wait handles the next notification, or checks the connection after listenCheck of silence.
+func (s *Postgres) wait(ctx context.Context, conn *pgx.Conn) error {
+	wctx, cancel := context.WithTimeout(ctx, listenCheck)
+	n, err := conn.WaitForNotification(wctx)
+	cancel()
+	switch {
+	case err == nil:
+		s.notified(n.Payload)
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case wctx.Err() != nil: // silence: a timeout leaves the connection open
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return conn.Ping(pctx)
+	}
+	return err
+}
+
+func (s *Postgres) notified(payload string) {
+	a, b, ok := strings.Cut(payload, " ")
+	id, err1 := strconv.ParseInt(a, 10, 64)
+	m, err2 := strconv.ParseUint(b, 10, 64)
+	if ok && err1 == nil && err2 == nil {
+		s.hub.changed(MailboxID(id), m)
+	}
+}
+
+// pollWatched wakes the watchers of the folders whose modseq rose while nobody listened.
+func (s *Postgres) pollWatched(ctx context.Context) {
+	known := s.hub.known()
+	if len(known) == 0 {
+		return
+	}
+	ids := make([]int64, 0, len(known))
+	for id := range known {
+		ids = append(ids, int64(id))
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, modseq FROM mailbox_folder WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	seen := map[MailboxID]bool{}
+	for rows.Next() {
+		var id MailboxID
+		var m uint64
+		if rows.Scan(&id, &m) == nil {
+			seen[id] = true
+			if m > known[id] {
+				s.hub.changed(id, m)
+			}
+		}
+	}
+	if rows.Err() == nil {
+		for id := range known {
+			if !seen[id] {
+				s.hub.changed(id, 0) // deleted meanwhile
+			}
+		}
+	}
+}

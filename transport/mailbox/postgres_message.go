@@ -1,0 +1,644 @@
+package mailbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// readBody reads a message to its end, refusing one above max bytes, and captures its header.
+func readBody(r io.Reader, max int64) ([]byte, []byte, error) {
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("mailbox: read message: %w", err)
+	}
+	if n > max {
+		return nil, nil, ErrTooBig
+	}
+	var hc headerCapture
+	hc.Write(buf.Bytes())
+	return buf.Bytes(), hc.header(), nil
+}
+
+// reserve adds size bytes to the BAL's use, or returns ErrOverQuota, in one statement that
+// nodes delivering at once cannot both pass.
+func reserve(ctx context.Context, tx *pgTx, bal string, size int64) error {
+	tag, err := tx.Exec(ctx, `UPDATE mailbox_bal SET used = used + $2 WHERE address = $1 AND (quota = 0 OR used + $2 <= quota)`, bal, size)
+	if err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrOverQuota
+	}
+	return nil
+}
+
+// addKeywordsPg records the keywords of flags in the folder's keyword list (see addKeywords).
+func addKeywordsPg(ctx context.Context, tx *pgTx, id MailboxID, flags []string) error {
+	if !hasKeyword(flags) {
+		return nil
+	}
+	var cur string
+	if err := tx.QueryRow(ctx, `SELECT keywords FROM mailbox_folder WHERE id = $1`, id).Scan(&cur); err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	next, added := unionKeywords(splitFlags(cur), flags)
+	if !added {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE mailbox_folder SET keywords = $2 WHERE id = $1`, id, joinFlags(next)); err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	return nil
+}
+
+// Append implements Store. The folder's row is locked first, so that a retried delivery is
+// recognised even when two nodes deliver it at once.
+func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader, opts *AppendOptions) (*AppendResult, error) {
+	var o AppendOptions
+	if opts != nil {
+		o = *opts
+	}
+	bal = pgAddr(bal)
+	if _, err := s.mailboxID(ctx, s.pool, bal, mailbox); err != nil {
+		return nil, err
+	}
+	body, header, err := readBody(r, s.maxSize(o.MaxSize))
+	if err != nil {
+		return nil, err
+	}
+	date := o.Date
+	if date.IsZero() {
+		date = s.now()
+	}
+	flags := joinFlags(normFlags(o.Flags))
+	var delivery *string
+	if o.DeliveryID != "" {
+		delivery = &o.DeliveryID
+	}
+	var res AppendResult
+	err = s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
+		res = AppendResult{}
+		id, err := s.mailboxID(ctx, tx, bal, mailbox)
+		if err != nil {
+			return nil, err
+		}
+		res.Mailbox = id
+		if err := tx.QueryRow(ctx, `SELECT uidvalidity FROM mailbox_folder WHERE id = $1 FOR UPDATE`, id).Scan(&res.UIDValidity); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		if delivery != nil {
+			err := tx.QueryRow(ctx, `SELECT uid FROM mailbox_message WHERE mailbox = $1 AND delivery = $2`, id, *delivery).Scan(&res.UID)
+			if err == nil {
+				res.Duplicate = true
+				return nil, errNoChange
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return nil, fmt.Errorf("mailbox: %w", err)
+			}
+		}
+		if err := reserve(ctx, tx, bal, int64(len(body))); err != nil {
+			return nil, err
+		}
+		if err := tx.QueryRow(ctx, `UPDATE mailbox_folder SET uidnext = uidnext + 1 WHERE id = $1 RETURNING uidnext - 1`, id).Scan(&res.UID); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		ms, err := tx.bumpModSeq(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, delivery, header, body)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			id, res.UID, len(body), date.UnixMilli(), flags, ms, delivery, header, body); err != nil {
+			return nil, fmt.Errorf("mailbox: append: %w", err)
+		}
+		if err := addKeywordsPg(ctx, tx, id, splitFlags(flags)); err != nil {
+			return nil, err
+		}
+		res.Size = int64(len(body))
+		return []MailboxID{id}, nil
+	})
+	if errors.Is(err, errNoChange) && res.Duplicate {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+const pgMessageCols = `uid, size, internal, flags, modseq`
+
+func scanPgMessages(rows pgx.Rows, err error) ([]Message, error) {
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		var m Message
+		var internal int64
+		var flags string
+		if err := rows.Scan(&m.UID, &m.Size, &internal, &flags, &m.ModSeq); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		m.InternalDate = time.UnixMilli(internal)
+		m.Flags = splitFlags(flags)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return out, nil
+}
+
+// Messages implements Store.
+func (s *Postgres) Messages(ctx context.Context, mbox MailboxID, sinceModSeq uint64) ([]Message, error) {
+	return scanPgMessages(s.pool.Query(ctx, `SELECT `+pgMessageCols+` FROM mailbox_message WHERE mailbox = $1 AND modseq > $2 ORDER BY uid`, mbox, sinceModSeq))
+}
+
+// uidList sorts and deduplicates uids for an "= ANY" parameter.
+func uidList(uids []uint32) []int64 {
+	out := make([]int64, 0, len(uids))
+	for _, u := range uids {
+		out = append(out, int64(u))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// MessagesByUID implements Store.
+func (s *Postgres) MessagesByUID(ctx context.Context, mbox MailboxID, uids []uint32) ([]Message, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	return scanPgMessages(s.pool.Query(ctx, `SELECT `+pgMessageCols+` FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2) ORDER BY uid`, mbox, uidList(uids)))
+}
+
+func (s *Postgres) headers(ctx context.Context, query string, args ...any) (map[uint32][]byte, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[uint32][]byte)
+	for rows.Next() {
+		var uid uint32
+		var h []byte
+		if err := rows.Scan(&uid, &h); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		out[uid] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return out, nil
+}
+
+// HeadersByUID implements Store.
+func (s *Postgres) HeadersByUID(ctx context.Context, mbox MailboxID, uids []uint32) (map[uint32][]byte, error) {
+	if len(uids) == 0 {
+		return map[uint32][]byte{}, nil
+	}
+	return s.headers(ctx, `SELECT uid, header FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2) AND header IS NOT NULL`, mbox, uidList(uids))
+}
+
+// Headers implements Store.
+func (s *Postgres) Headers(ctx context.Context, mbox MailboxID, afterUID uint32) (map[uint32][]byte, error) {
+	return s.headers(ctx, `SELECT uid, header FROM mailbox_message WHERE mailbox = $1 AND uid > $2 AND header IS NOT NULL`, mbox, afterUID)
+}
+
+// readBatch bounds the bodies Read fetches with one query.
+const readBatch = 8 << 20
+
+// Read implements Store: the sizes first, then the bodies in batches of up to readBatch
+// bytes, so that a FETCH of many messages costs few round trips and bounded memory.
+func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn func(uid uint32, r io.ReaderAt, size int64) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	sizes := map[uint32]int64{}
+	rows, err := s.pool.Query(ctx, `SELECT uid, size FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, uidList(uids))
+	if err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	for rows.Next() {
+		var u uint32
+		var n int64
+		if err := rows.Scan(&u, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		sizes[u] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	for i := 0; i < len(uids); {
+		var batch []int64
+		var total int64
+		j := i
+		for ; j < len(uids) && (len(batch) == 0 || total+sizes[uids[j]] <= readBatch); j++ {
+			if n, ok := sizes[uids[j]]; ok {
+				batch = append(batch, int64(uids[j]))
+				total += n
+			}
+		}
+		bodies := map[uint32][]byte{}
+		if len(batch) > 0 {
+			rows, err := s.pool.Query(ctx, `SELECT uid, body FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, batch)
+			if err != nil {
+				return fmt.Errorf("mailbox: %w", err)
+			}
+			for rows.Next() {
+				var u uint32
+				var b []byte
+				if err := rows.Scan(&u, &b); err != nil {
+					rows.Close()
+					return fmt.Errorf("mailbox: %w", err)
+				}
+				bodies[u] = b
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("mailbox: %w", err)
+			}
+		}
+		for _, u := range uids[i:j] {
+			b, ok := bodies[u]
+			if !ok {
+				continue // expunged meanwhile
+			}
+			if err := fn(u, bytes.NewReader(b), int64(len(b))); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
+type bodyReader struct{ *bytes.Reader }
+
+func (bodyReader) Close() error { return nil }
+
+// Open implements Store.
+func (s *Postgres) Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadSeekCloser, int64, error) {
+	var b []byte
+	err := s.pool.QueryRow(ctx, `SELECT body FROM mailbox_message WHERE mailbox = $1 AND uid = $2`, mbox, uid).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, 0, ErrNoMessage
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("mailbox: %w", err)
+	}
+	return bodyReader{bytes.NewReader(b)}, int64(len(b)), nil
+}
+
+// StoreFlags implements Store. With FlagSyncNormal the transaction commits without waiting
+// for its log to reach the disk (synchronous_commit off): a crash of PostgreSQL may undo the
+// last flag changes, never a message, and the database stays consistent.
+func (s *Postgres) StoreFlags(ctx context.Context, mbox MailboxID, uids []uint32, op FlagOp, flags []string) ([]Message, error) {
+	flags = normFlags(flags)
+	var out []Message
+	err := s.writeWith(ctx, s.opts.FlagSync == FlagSyncNormal, func(tx *pgTx) ([]MailboxID, error) {
+		out = nil
+		ms, err := tx.bumpModSeq(ctx, mbox)
+		if err != nil {
+			return nil, err
+		}
+		cur, err := scanPgMessages(tx.Query(ctx, `SELECT `+pgMessageCols+` FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2) ORDER BY uid FOR UPDATE`, mbox, uidList(uids)))
+		if err != nil {
+			return nil, err
+		}
+		byUID := make(map[uint32]Message, len(cur))
+		for _, m := range cur {
+			byUID[m.UID] = m
+		}
+		// one UPDATE for all the changed messages: the counters' trigger runs once
+		var changedUIDs []int64
+		var changedFlags []string
+		var kw []string
+		for _, uid := range uids {
+			m, ok := byUID[uid]
+			if !ok {
+				continue // expunged meanwhile
+			}
+			old := joinFlags(m.Flags)
+			m.Flags = applyFlags(m.Flags, op, flags)
+			if nj := joinFlags(m.Flags); nj != old {
+				changedUIDs = append(changedUIDs, int64(uid))
+				changedFlags = append(changedFlags, nj)
+				kw, _ = unionKeywords(kw, m.Flags)
+				m.ModSeq = ms
+				byUID[uid] = m
+			}
+			out = append(out, m)
+		}
+		changed := len(changedUIDs) > 0
+		if changed {
+			if _, err := tx.Exec(ctx, `UPDATE mailbox_message m SET flags = v.flags, modseq = $2
+				FROM (SELECT DISTINCT ON (uid) uid, flags FROM unnest($3::bigint[], $4::text[]) WITH ORDINALITY AS u(uid, flags, i) ORDER BY uid, i DESC) v
+				WHERE m.mailbox = $1 AND m.uid = v.uid`, mbox, ms, changedUIDs, changedFlags); err != nil {
+				return nil, fmt.Errorf("mailbox: %w", err)
+			}
+			if err := addKeywordsPg(ctx, tx, mbox, kw); err != nil {
+				return nil, err
+			}
+		}
+		if !changed {
+			return nil, errNoChange
+		}
+		return []MailboxID{mbox}, nil
+	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	return out, err
+}
+
+// copyTx copies uids from mbox into dest (bodies included) and returns dest's id.
+func (s *Postgres) copyTx(ctx context.Context, tx *pgTx, mbox MailboxID, uids []uint32, dest string, res *CopyResult) (MailboxID, error) {
+	var bal string
+	if err := tx.QueryRow(ctx, `SELECT bal FROM mailbox_folder WHERE id = $1`, mbox).Scan(&bal); err != nil {
+		return 0, ErrNoMailbox
+	}
+	did, err := s.mailboxID(ctx, tx, bal, dest)
+	if err != nil {
+		return 0, err
+	}
+	ms, err := tx.bumpModSeq(ctx, did)
+	if err != nil {
+		return 0, err
+	}
+	*res = CopyResult{}
+	if err := tx.QueryRow(ctx, `SELECT uidvalidity FROM mailbox_folder WHERE id = $1`, did).Scan(&res.UIDValidity); err != nil {
+		return 0, fmt.Errorf("mailbox: %w", err)
+	}
+	present := map[uint32]bool{}
+	var kw []string
+	rows, err := tx.Query(ctx, `SELECT uid, flags FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, uidList(uids))
+	if err != nil {
+		return 0, fmt.Errorf("mailbox: %w", err)
+	}
+	for rows.Next() {
+		var u uint32
+		var f string
+		if err := rows.Scan(&u, &f); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("mailbox: %w", err)
+		}
+		present[u] = true
+		kw, _ = unionKeywords(kw, splitFlags(f))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("mailbox: %w", err)
+	}
+	var src, dst []int64
+	for _, u := range uids {
+		if present[u] {
+			present[u] = false // once each
+			res.SourceUIDs = append(res.SourceUIDs, u)
+			src = append(src, int64(u))
+		}
+	}
+	if len(src) == 0 {
+		return did, nil
+	}
+	var first uint32
+	if err := tx.QueryRow(ctx, `UPDATE mailbox_folder SET uidnext = uidnext + $2 WHERE id = $1 RETURNING uidnext - $2`, did, len(src)).Scan(&first); err != nil {
+		return 0, fmt.Errorf("mailbox: %w", err)
+	}
+	for i := range src {
+		res.DestUIDs = append(res.DestUIDs, first+uint32(i))
+		dst = append(dst, int64(first)+int64(i))
+	}
+	var total int64
+	err = tx.QueryRow(ctx, `WITH ins AS (
+		INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, header, body)
+		SELECT $3, p.dst, m.size, m.internal, m.flags, $4, m.header, m.body
+		FROM unnest($2::bigint[], $5::bigint[]) AS p(src, dst) JOIN mailbox_message m ON m.mailbox = $1 AND m.uid = p.src
+		RETURNING size)
+		SELECT coalesce(sum(size), 0) FROM ins`, mbox, src, did, ms, dst).Scan(&total)
+	if err != nil {
+		return 0, fmt.Errorf("mailbox: copy: %w", err)
+	}
+	if err := addKeywordsPg(ctx, tx, did, kw); err != nil {
+		return 0, err
+	}
+	if err := reserve(ctx, tx, bal, total); err != nil {
+		return 0, err
+	}
+	return did, nil
+}
+
+// Copy implements Store.
+func (s *Postgres) Copy(ctx context.Context, mbox MailboxID, uids []uint32, dest string) (*CopyResult, error) {
+	var res CopyResult
+	err := s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
+		did, err := s.copyTx(ctx, tx, mbox, uids, dest, &res)
+		return []MailboxID{did}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Move implements Store.
+func (s *Postgres) Move(ctx context.Context, mbox MailboxID, uids []uint32, dest string) (*CopyResult, error) {
+	var res CopyResult
+	err := s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
+		// both folders' rows in the order of their ids, so that moves in opposite
+		// directions wait for each other instead of deadlocking
+		var bal string
+		if err := tx.QueryRow(ctx, `SELECT bal FROM mailbox_folder WHERE id = $1`, mbox).Scan(&bal); err != nil {
+			return nil, ErrNoMailbox
+		}
+		did, err := s.mailboxID(ctx, tx, bal, dest)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM mailbox_folder WHERE id = ANY($1) ORDER BY id FOR UPDATE`, []int64{int64(mbox), int64(did)}); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		did, err = s.copyTx(ctx, tx, mbox, uids, dest, &res)
+		if err != nil {
+			return nil, err
+		}
+		src := make([]int64, len(res.SourceUIDs))
+		for i, u := range res.SourceUIDs {
+			src[i] = int64(u)
+		}
+		_, _, err = s.deleteTx(ctx, tx, mbox, src)
+		return []MailboxID{did, mbox}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// deleteTx removes the listed messages, logs them as expunged at a new modseq (the trigger)
+// and releases their quota; it returns how many messages and bytes it removed.
+func (s *Postgres) deleteTx(ctx context.Context, tx *pgTx, mbox MailboxID, uids []int64) (n, size int64, err error) {
+	if len(uids) == 0 {
+		return 0, 0, nil
+	}
+	ms, err := tx.bumpModSeq(ctx, mbox)
+	if err != nil {
+		return 0, 0, err
+	}
+	if keep := s.opts.expungeLog(); ms > keep {
+		// older entries only serve sessions that far behind, which Changes sends to re-read
+		// the UIDs (as the SQLite store's deleteTx)
+		if _, err := tx.Exec(ctx, `DELETE FROM mailbox_expunged WHERE mailbox = $1 AND modseq <= $2`, mbox, ms-keep); err != nil {
+			return 0, 0, fmt.Errorf("mailbox: %w", err)
+		}
+	}
+	err = tx.QueryRow(ctx, `WITH d AS (DELETE FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2) RETURNING size),
+		t AS (SELECT count(*) AS n, coalesce(sum(size), 0) AS size FROM d),
+		u AS (UPDATE mailbox_bal SET used = used - t.size FROM t WHERE address = (SELECT bal FROM mailbox_folder WHERE id = $1))
+		SELECT n, size FROM t`, mbox, uids).Scan(&n, &size)
+	if err != nil {
+		return 0, 0, fmt.Errorf("mailbox: %w", err)
+	}
+	return n, size, nil
+}
+
+// Expunge implements Store.
+func (s *Postgres) Expunge(ctx context.Context, mbox MailboxID, uids []uint32) ([]uint32, error) {
+	var removed []uint32
+	err := s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
+		removed = nil
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM mailbox_folder WHERE id = $1 FOR UPDATE`, mbox).Scan(&one); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil, errNoChange
+			}
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		q, args := `SELECT uid FROM mailbox_message WHERE mailbox = $1 AND deleted ORDER BY uid`, []any{mbox}
+		if uids != nil {
+			q, args = `SELECT uid FROM mailbox_message WHERE mailbox = $1 AND deleted AND uid = ANY($2) ORDER BY uid`, []any{mbox, uidList(uids)}
+		}
+		var del []int64
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		for rows.Next() {
+			var u int64
+			if err := rows.Scan(&u); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("mailbox: %w", err)
+			}
+			del = append(del, u)
+			removed = append(removed, uint32(u))
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		if len(del) == 0 {
+			return nil, errNoChange
+		}
+		_, _, err = s.deleteTx(ctx, tx, mbox, del)
+		return []MailboxID{mbox}, err
+	})
+	if errors.Is(err, errNoChange) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return removed, nil
+}
+
+// Changes implements Store, from one snapshot (a repeatable-read transaction).
+func (s *Postgres) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64) (*Changes, error) {
+	var c Changes
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT modseq FROM mailbox_folder WHERE id = $1`, mbox).Scan(&c.ModSeq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNoMailbox
+		}
+		if err != nil {
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		if c.ModSeq <= sinceModSeq {
+			return nil
+		}
+		if c.Messages, err = scanPgMessages(tx.Query(ctx, `SELECT `+pgMessageCols+` FROM mailbox_message WHERE mailbox = $1 AND modseq > $2 ORDER BY uid`, mbox, sinceModSeq)); err != nil {
+			return err
+		}
+		if sinceModSeq == 0 {
+			return nil // nothing expunged before the start
+		}
+		if keep := s.opts.expungeLog(); c.ModSeq > keep && sinceModSeq < c.ModSeq-keep {
+			c.ExpungedUnknown = true // pruned up to at most the last expunge's modseq minus keep
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT uid FROM mailbox_expunged WHERE mailbox = $1 AND modseq > $2`, mbox, sinceModSeq)
+		if err != nil {
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u uint32
+			if err := rows.Scan(&u); err != nil {
+				return fmt.Errorf("mailbox: %w", err)
+			}
+			c.Expunged = append(c.Expunged, u)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("mailbox: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrNoMailbox) {
+			return nil, ErrNoMailbox
+		}
+		return nil, err
+	}
+	return &c, nil
+}
+
+// UIDs implements Store (an index-only scan of the folder's primary key).
+func (s *Postgres) UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT n_messages FROM mailbox_folder WHERE id = $1`, mbox).Scan(&n); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, ErrNoMailbox
+		}
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT uid FROM mailbox_message WHERE mailbox = $1 ORDER BY uid`, mbox)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	out := make([]uint32, 0, max(n, 0))
+	for rows.Next() {
+		var u uint32
+		if err := rows.Scan(&u); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return out, nil
+}
