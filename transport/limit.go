@@ -19,8 +19,12 @@ import (
 type ConnLimits struct {
 	// MaxConns bounds the simultaneous connections of all the listeners of the limiter.
 	MaxConns int
-	// MaxConnsPerAddr bounds the simultaneous connections from one IP address.
+	// MaxConnsPerAddr bounds the simultaneous connections from one IP address: on this
+	// node, and with Share on the other nodes of a cluster too.
 	MaxConnsPerAddr int
+	// Share, when set, tells the limiter the connections that the other nodes of a cluster
+	// hold from an address, and them ours (transport/connshare keeps them in PostgreSQL).
+	Share ConnShare
 	// HandshakeTimeout bounds the time from accept until the server calls
 	// [LimitedConn.EndHandshake] (the end of an implicit TLS handshake): every read and write
 	// before it ends at this deadline.
@@ -30,6 +34,17 @@ type ConnLimits struct {
 	// IdleTimeout bounds each wait for the peer's next bytes, re-armed by every read;
 	// [LimitedConn.SetIdleTimeout] changes it for one connection (after a login, say).
 	IdleTimeout time.Duration
+}
+
+// ConnShare counts one group of listeners' connections across the nodes of a cluster: each
+// node counts its own, publishes them, and adds those of the others to its own when it checks
+// MaxConnsPerAddr. Its methods are called on every accept and close, under the limiter's
+// lock: they must answer from memory, never wait for the network.
+type ConnShare interface {
+	// Others returns the connections from addr open on the other live nodes, as last known.
+	Others(addr string) int
+	// Set records that this node now holds n connections from addr (0: none).
+	Set(addr string, n int)
 }
 
 // ConnLimiter enforces [ConnLimits] on the listeners of one server: the caps count the
@@ -66,20 +81,33 @@ func (cl *ConnLimiter) Conns() int {
 func (cl *ConnLimiter) acquire(addr string) bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	n := cl.perAddr[addr]
+	if cl.lim.Share != nil && cl.lim.MaxConnsPerAddr > 0 {
+		n += cl.lim.Share.Others(addr)
+	}
 	if cl.lim.MaxConns > 0 && cl.total >= cl.lim.MaxConns ||
-		cl.lim.MaxConnsPerAddr > 0 && cl.perAddr[addr] >= cl.lim.MaxConnsPerAddr {
+		cl.lim.MaxConnsPerAddr > 0 && n >= cl.lim.MaxConnsPerAddr {
 		return false
 	}
 	cl.total++
 	cl.perAddr[addr]++
+	if cl.lim.Share != nil {
+		cl.lim.Share.Set(addr, cl.perAddr[addr])
+	}
 	return true
 }
 
 func (cl *ConnLimiter) release(addr string) {
 	cl.mu.Lock()
 	cl.total--
-	if cl.perAddr[addr]--; cl.perAddr[addr] <= 0 {
+	n := cl.perAddr[addr] - 1
+	if n <= 0 {
 		delete(cl.perAddr, addr)
+	} else {
+		cl.perAddr[addr] = n
+	}
+	if cl.lim.Share != nil {
+		cl.lim.Share.Set(addr, max(n, 0))
 	}
 	cl.mu.Unlock()
 }

@@ -91,6 +91,9 @@ type Record struct {
 	// (a member opening an ORG BAL names the BAL in BAL and themselves here).
 	Person string `json:"person,omitempty"`
 	Mech   string `json:"mech,omitempty"` // the SASL mechanism of a login
+	// Node is the connector node that acted (Options.Node): with several nodes behind one
+	// load balancer, it says which one received, delivered or refused.
+	Node string `json:"node,omitempty"`
 }
 
 // Options configure Open.
@@ -109,6 +112,8 @@ type Options struct {
 	// RedactKey keys the pseudonyms (HMAC-SHA256), so that they correlate across records but
 	// cannot be reversed by enumerating INS values (default: random per process).
 	RedactKey []byte
+	// Node names this node in every record (default: the host name, os.Hostname).
+	Node string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -150,6 +155,9 @@ func Open(opts *Options) (*Log, error) {
 	if a.opts.Now == nil {
 		a.opts.Now = time.Now
 	}
+	if a.opts.Node == "" {
+		a.opts.Node, _ = os.Hostname()
+	}
 	if err := os.MkdirAll(a.opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -190,7 +198,7 @@ func (a *Log) Pseudonym(addr string) string {
 	return "h-" + hex.EncodeToString(m.Sum(nil)[:8]) + addr[i:]
 }
 
-// Log writes r (its Time set from the clock when zero). Errors are not returned: an audit
+// Log writes r (its Time set from the clock when zero, its Node from Options.Node). Errors are not returned: an audit
 // failure must not stop mail, it is reported by Err.
 func (a *Log) Log(r *Record) {
 	if a == nil {
@@ -200,6 +208,7 @@ func (a *Log) Log(r *Record) {
 	if rec.Time.IsZero() {
 		rec.Time = a.opts.Now().UTC()
 	}
+	rec.Node = a.opts.Node
 	rec.From = a.Pseudonym(rec.From)
 	rec.BAL = a.Pseudonym(rec.BAL)
 	if len(rec.Rcpts) > 0 {

@@ -69,3 +69,39 @@ func TestAuditRotationRetentionAndPseudonyms(t *testing.T) {
 		t.Fatalf("BAL addresses changed: %+v", recs[0])
 	}
 }
+
+// Two nodes behind one load balancer write their own logs: every record names the node that
+// wrote it, the host name unless Options.Node says otherwise, whatever the caller set.
+func TestAuditNode(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skipf("no host name: %v", err)
+	}
+	for _, c := range []struct{ opt, want string }{{"node-b", "node-b"}, {"", host}} {
+		dir := t.TempDir()
+		a, err := Open(&Options{Dir: dir, Node: c.opt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Log(&Record{Event: EventQueued, MsgID: "id"})
+		a.Log(&Record{Event: EventAuthFailed, Node: "forged", Source: "imap"})
+		a.Close()
+		b, err := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("%d records: %s", len(lines), b)
+		}
+		for _, l := range lines {
+			var r map[string]any
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r["node"] != c.want {
+				t.Fatalf("node %v, want %q: %s", r["node"], c.want, l)
+			}
+		}
+	}
+}

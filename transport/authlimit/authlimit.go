@@ -21,12 +21,17 @@
 // count ever refuses or delays an address that has no failures: someone else's failures do not
 // lock the owner of an account out. Memory is bounded: at most MaxTracked counters, the
 // least recently failed dropped first, and counters idle for Window forgotten.
+//
+// The counters are kept in memory by default, for one node. The nodes of a cluster behind
+// one load balancer share them in PostgreSQL ([NewPostgres], [Options].Counters), so that a
+// guesser spreading attempts over the nodes is braked as on one.
 package authlimit
 
 import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -39,6 +44,12 @@ import (
 // ErrLocked is returned by Conn.Before when the source address may not try now: the caller
 // refuses temporarily, without checking the credentials, and closes the connection.
 var ErrLocked = errors.New("authlimit: too many failed authentications, try again later")
+
+// ErrUnavailable is returned (wrapped) by Conn.Before and Conn.Failed when the failure
+// counters cannot be read or written (a shared database that does not answer): the caller
+// refuses temporarily and closes the connection, as for ErrLocked. The brake fails closed:
+// an attempt whose past failures are unknown is never checked.
+var ErrUnavailable = errors.New("authlimit: failure counters unavailable, try again later")
 
 // ErrTooManyFailures is returned by Conn.Failed when the connection has had its
 // MaxConnFailures failures: the caller closes it.
@@ -65,8 +76,11 @@ type Options struct {
 	// Window forgets a counter this long after its last failure, and so ends a refusal
 	// (default 15 min).
 	Window time.Duration
-	// MaxTracked bounds the counters kept (default 100000, a few MiB).
+	// MaxTracked bounds the counters kept in memory (default 100000, a few MiB).
 	MaxTracked int
+	// Counters keep the counts (nil: in memory, bounded by MaxTracked); [NewPostgres]
+	// shares them between nodes.
+	Counters Counters
 	// Audit receives an EventAuthFailed record per failure and per refusal (nil: none).
 	Audit *audit.Log
 	// Now is the clock (default time.Now).
@@ -76,21 +90,34 @@ type Options struct {
 // Limiter counts failed authentications. It is safe for concurrent use; one Limiter serves
 // every listener of a node.
 type Limiter struct {
-	opts Options
+	opts     Options
+	counters Counters
+}
+
+// Counters keep the failure counts of a [Limiter] by key (an account, a source address, or
+// the pair of both; keys are opaque strings that may hold any byte). They are safe for
+// concurrent use. A count is live while its last failure is after the time since that the
+// Limiter passes (now minus the Window).
+type Counters interface {
+	// Get returns the live count of each key (0 for none).
+	Get(ctx context.Context, keys []string, since time.Time) ([]int, error)
+	// Add counts a failure at now on each key: a count that is not live starts again at one.
+	Add(ctx context.Context, keys []string, now, since time.Time) error
+	// Delete forgets keys.
+	Delete(ctx context.Context, keys []string) error
+}
+
+// memory is the default Counters: a map and a list ordered by last failure, bounded.
+type memory struct {
+	max  int
 	mu   sync.Mutex
 	lru  *list.List // of *entry, most recent failure first
 	keys map[string]*list.Element
 }
 
-type entry struct {
-	key  string
-	n    int
-	last time.Time
-}
-
 // New returns a Limiter.
 func New(opts *Options) *Limiter {
-	l := &Limiter{lru: list.New(), keys: map[string]*list.Element{}}
+	l := &Limiter{}
 	if opts != nil {
 		l.opts = *opts
 	}
@@ -119,6 +146,10 @@ func New(opts *Options) *Limiter {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	l.counters = o.Counters
+	if l.counters == nil {
+		l.counters = &memory{max: o.MaxTracked, lru: list.New(), keys: map[string]*list.Element{}}
+	}
 	return l
 }
 
@@ -140,9 +171,17 @@ func (l *Limiter) Conn(source, remote string) *Conn {
 
 // Before is called before checking a password for account, or a token for the account it
 // names ("" when it names none: only the address's failures count then). It waits for the delay the past
-// failures call for (nil), or returns ErrLocked at once, or ctx's error when ctx ends first.
+// failures call for (nil), or returns ErrLocked at once, or ctx's error when ctx ends first,
+// or an error wrapping ErrUnavailable when the counters cannot be read.
 func (c *Conn) Before(ctx context.Context, account string) error {
-	wait, locked := c.l.verdict(normAccount(account), c.addr)
+	wait, locked, err := c.l.verdict(ctx, normAccount(account), c.addr)
+	if err != nil {
+		if ctx.Err() != nil { // the connection ended, not the counters
+			return ctx.Err()
+		}
+		c.l.audit(c, account, "counters_unavailable")
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	if locked {
 		c.l.audit(c, account, "locked_out")
 		return ErrLocked
@@ -161,14 +200,17 @@ func (c *Conn) Before(ctx context.Context, account string) error {
 }
 
 // Failed records a failed authentication for account. It returns ErrTooManyFailures when the
-// connection must be closed.
+// connection must be closed, or an error wrapping ErrUnavailable when the failure could not
+// be counted (the connection is closed too: it must not go on guessing uncounted).
 func (c *Conn) Failed(account string) error {
 	c.failures++
-	c.l.fail(normAccount(account), c.addr)
 	reason := "bad_credentials"
 	var err error
 	if c.failures >= c.l.opts.MaxConnFailures {
 		reason, err = "bad_credentials_disconnect", ErrTooManyFailures
+	}
+	if ferr := c.l.fail(normAccount(account), c.addr); ferr != nil {
+		reason, err = "bad_credentials_uncounted", fmt.Errorf("%w: %w", ErrUnavailable, ferr)
 	}
 	c.l.audit(c, account, reason)
 	return err
@@ -177,27 +219,32 @@ func (c *Conn) Failed(account string) error {
 // Succeeded records a successful authentication for account: its failures from this address,
 // and on the account from everywhere, are forgotten (NIST SP 800-63B §5.2.2 counts
 // consecutive failures). Those of the address on other accounts stay.
+// Counters that fail to forget leave the failures to expire with the Window.
 func (c *Conn) Succeeded(account string) {
 	a := normAccount(account)
-	c.l.mu.Lock()
-	c.l.drop(pairKey(a, c.addr))
-	c.l.drop(accountKey(a))
-	c.l.mu.Unlock()
+	c.l.counters.Delete(context.Background(), []string{pairKey(a, c.addr), accountKey(a)})
 }
 
-func (l *Limiter) verdict(account, addr string) (wait time.Duration, locked bool) {
+// verdict reads the three counts of an attempt in one call, whether account is known or not,
+// so that the time it takes does not depend on the account.
+func (l *Limiter) verdict(ctx context.Context, account, addr string) (wait time.Duration, locked bool, err error) {
 	o := &l.opts
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := o.Now()
-	byAddr, pair, byAcc := l.count(addrKey(addr), now), 0, 0
+	keys := []string{addrKey(addr)}
 	if account != "" {
-		pair, byAcc = l.count(pairKey(account, addr), now), l.count(accountKey(account), now)
+		keys = append(keys, pairKey(account, addr), accountKey(account))
+	}
+	n, err := l.counters.Get(ctx, keys, o.Now().Add(-o.Window))
+	if err != nil {
+		return 0, false, err
+	}
+	byAddr, pair, byAcc := n[0], 0, 0
+	if account != "" {
+		pair, byAcc = n[1], n[2]
 	}
 	if pair >= o.LockoutFailures || byAddr >= o.LockoutAddressFailures || pair > 0 && byAcc >= o.AccountFailures {
-		return 0, true
+		return 0, true, nil
 	}
-	return max(l.delay(pair-o.FreeFailures), l.delay(byAddr-o.FreeAddressFailures)), false
+	return max(l.delay(pair-o.FreeFailures), l.delay(byAddr-o.FreeAddressFailures)), false, nil
 }
 
 // delay is the wait after n failures beyond the free ones.
@@ -212,70 +259,96 @@ func (l *Limiter) delay(n int) time.Duration {
 	return min(d, l.opts.MaxDelay)
 }
 
-func (l *Limiter) fail(account, addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.opts.Now()
-	l.sweep(now)
+func (l *Limiter) fail(account, addr string) error {
 	keys := []string{addrKey(addr)}
 	if account != "" {
 		keys = append(keys, pairKey(account, addr), accountKey(account))
 	}
+	now := l.opts.Now()
+	return l.counters.Add(context.Background(), keys, now, now.Add(-l.opts.Window))
+}
+
+// Tracked returns the number of counters kept in memory (for tests and metrics; 0 when
+// Options.Counters keeps them elsewhere).
+func (l *Limiter) Tracked() int {
+	m, ok := l.counters.(*memory)
+	if !ok {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lru.Len()
+}
+
+type entry struct {
+	key  string
+	n    int
+	last time.Time
+}
+
+func (m *memory) Get(_ context.Context, keys []string, since time.Time) ([]int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]int, len(keys))
+	for i, k := range keys {
+		if el, ok := m.keys[k]; ok {
+			if e := el.Value.(*entry); e.last.After(since) {
+				out[i] = e.n
+			}
+		}
+	}
+	return out, nil
+}
+
+func (m *memory) Add(_ context.Context, keys []string, now, since time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(since)
 	for _, k := range keys {
-		if el, ok := l.keys[k]; ok {
+		if el, ok := m.keys[k]; ok {
 			e := el.Value.(*entry)
-			if now.Sub(e.last) >= l.opts.Window {
+			if !e.last.After(since) {
 				e.n = 0
 			}
 			e.n++
 			e.last = now
-			l.lru.MoveToFront(el)
+			m.lru.MoveToFront(el)
 			continue
 		}
-		for l.lru.Len() >= l.opts.MaxTracked {
-			l.drop(l.lru.Back().Value.(*entry).key)
+		for m.lru.Len() >= m.max {
+			m.drop(m.lru.Back().Value.(*entry).key)
 		}
-		l.keys[k] = l.lru.PushFront(&entry{key: k, n: 1, last: now})
+		m.keys[k] = m.lru.PushFront(&entry{key: k, n: 1, last: now})
 	}
+	return nil
 }
 
-// count returns the failures of k within the window. The caller holds l.mu.
-func (l *Limiter) count(k string, now time.Time) int {
-	el, ok := l.keys[k]
-	if !ok {
-		return 0
+func (m *memory) Delete(_ context.Context, keys []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		m.drop(k)
 	}
-	e := el.Value.(*entry)
-	if now.Sub(e.last) >= l.opts.Window {
-		return 0
-	}
-	return e.n
+	return nil
 }
 
-// sweep drops the counters idle for the window: the list is ordered by last failure, so they
-// are at its back. The caller holds l.mu.
-func (l *Limiter) sweep(now time.Time) {
-	for el := l.lru.Back(); el != nil; el = l.lru.Back() {
+// sweep drops the counters not live since: the list is ordered by last failure, so they are
+// at its back. The caller holds m.mu.
+func (m *memory) sweep(since time.Time) {
+	for el := m.lru.Back(); el != nil; el = m.lru.Back() {
 		e := el.Value.(*entry)
-		if now.Sub(e.last) < l.opts.Window {
+		if e.last.After(since) {
 			return
 		}
-		l.drop(e.key)
+		m.drop(e.key)
 	}
 }
 
-func (l *Limiter) drop(k string) {
-	if el, ok := l.keys[k]; ok {
-		l.lru.Remove(el)
-		delete(l.keys, k)
+func (m *memory) drop(k string) {
+	if el, ok := m.keys[k]; ok {
+		m.lru.Remove(el)
+		delete(m.keys, k)
 	}
-}
-
-// Tracked returns the number of counters kept (for tests and metrics).
-func (l *Limiter) Tracked() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lru.Len()
 }
 
 // audit records a failure or refusal. The login is recorded only when it has the form of an

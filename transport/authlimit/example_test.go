@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mssante-go/sdk/transport/authlimit"
 )
 
@@ -29,4 +31,21 @@ func Example() {
 	}
 	// Output:
 	// closing: authlimit: too many failed authentications on this connection
+}
+
+// The nodes of a cluster share their counts in PostgreSQL: each opens the same database,
+// and a guesser is braked on all of them as on one.
+func ExampleNewPostgres() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, "host=/run/postgresql dbname=mssante")
+	if err != nil {
+		return
+	}
+	defer pool.Close()
+	counters, err := authlimit.NewPostgres(ctx, pool, nil) // migrates its table at first use
+	if err != nil {
+		return
+	}
+	l := authlimit.New(&authlimit.Options{Counters: counters})
+	_ = l.Conn("imap", "192.0.2.1:49152")
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -19,7 +20,7 @@ import (
 // message (and never answered by another DSN).
 type DSNNotifier struct {
 	// Queue receives the DSN (required).
-	Queue *queue.Queue
+	Queue queue.Spool
 	// Hostname is the Reporting-MTA and the domain of MAILER-DAEMON (default "localhost").
 	Hostname string
 	// MaxReturnBytes bounds the returned original message with RET=FULL (default 256 KiB;
@@ -44,7 +45,18 @@ func (n *DSNNotifier) Notify(ctx context.Context, env *queue.Envelope, kind queu
 	if err != nil {
 		return err
 	}
-	_, err = n.Queue.Enqueue(ctx, &queue.Envelope{From: "", Source: "dsn", Rcpts: []*queue.Recipient{{Addr: env.From}}}, bytes.NewReader(msg))
+	// The key makes the notice idempotent: a queue that raises it again (a node that died
+	// after enqueuing it and before recording so, or another node taking the message over)
+	// finds the first copy, and the sender gets one DSN.
+	key := "dsn\x00" + env.ID + "\x00" + string(kind)
+	for _, r := range rcpts {
+		key += "\x00" + r.Addr
+	}
+	_, err = n.Queue.Enqueue(ctx, &queue.Envelope{From: "", Source: "dsn", RedeliveryKey: key,
+		Rcpts: []*queue.Recipient{{Addr: env.From}}}, bytes.NewReader(msg))
+	if errors.Is(err, queue.ErrRedelivered) {
+		return nil
+	}
 	return err
 }
 

@@ -145,7 +145,7 @@ type ServerOptions struct {
 	// to Audit.
 	AuthLimiter *authlimit.Limiter
 	// Queue is where accepted messages go (required).
-	Queue *queue.Queue
+	Queue queue.Spool
 	// Scanner checks content between DATA and queueing (nil: none).
 	Scanner antivirus.Scanner
 	// ScanUnavailablePermanent answers 554 5.7.1 instead of 451 4.7.1 when the scanner fails.
@@ -182,6 +182,9 @@ type ServerOptions struct {
 	// MaxConnsPerPeer bounds simultaneous connections from one IP address (default 20);
 	// MaxConns bounds all of them (default 1000). Beyond, the peer gets 421 4.7.0.
 	MaxConnsPerPeer, MaxConns int
+	// ConnShare, when set, counts MaxConnsPerPeer over the nodes of a cluster
+	// (transport.ConnLimits.Share; transport/connshare).
+	ConnShare transport.ConnShare
 	// Logger receives operational logs (nil: discard).
 	Logger *slog.Logger
 }
@@ -286,7 +289,7 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 10 * time.Second
 	}
-	lim := transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerPeer,
+	lim := transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerPeer, Share: o.ConnShare,
 		SessionTimeout: o.SessionTimeout, IdleTimeout: o.ReadTimeout}
 	if o.ImplicitTLS {
 		lim.HandshakeTimeout = o.HandshakeTimeout
@@ -1083,7 +1086,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	s.audit(&audit.Record{Event: audit.EventReceived, From: ss.from, Rcpts: ss.rcptAddrs(), PeerAddr: ss.peerAddr, PeerDN: ss.dn,
 		TLS: ss.tlsVersion(), BAL: ss.bal})
-	w, err := s.opts.Queue.Begin()
+	w, err := s.opts.Queue.BeginMessage()
 	if err != nil {
 		return ss.refuse(replyQueueTemp, "queue: "+err.Error(), ss.rcptAddrs()...)
 	}

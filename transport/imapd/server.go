@@ -87,6 +87,9 @@ type Options struct {
 	// structure often share one address, and a mail client opens several connections).
 	// Beyond, a connection is closed at accept (with a BYE on a clear-text listener).
 	MaxConns, MaxConnsPerAddr int
+	// ConnShare, when set, counts MaxConnsPerAddr over the nodes of a cluster
+	// (transport.ConnLimits.Share; transport/connshare).
+	ConnShare transport.ConnShare
 	// NoPasswords refuses LOGIN and AUTHENTICATE PLAIN, and does not offer PLAIN: BALs log in
 	// with a client certificate (APP) or a Pro Santé Connect token (PER, ORG).
 	NoPasswords bool
@@ -148,7 +151,7 @@ func New(opts *Options) (*Server, error) {
 	o.MaxConns = cmp.Or(o.MaxConns, 1000)
 	o.MaxConnsPerAddr = cmp.Or(o.MaxConnsPerAddr, 100)
 	s.limiter = transport.NewConnLimiter(transport.ConnLimits{MaxConns: o.MaxConns, MaxConnsPerAddr: o.MaxConnsPerAddr,
-		HandshakeTimeout: o.HandshakeTimeout})
+		Share: o.ConnShare, HandshakeTimeout: o.HandshakeTimeout})
 	if s.opts.AuthLimiter == nil {
 		s.opts.AuthLimiter = authlimit.New(nil)
 	}

@@ -102,13 +102,13 @@ const authNoBrake = "[auth]\nmax_connection_failures = 1000\nfree_failures = 100
 
 // The [auth] brake is one for IMAP and submission: a failure on each refuses the login on
 // both from that address, the owner still logs in from another address, and the audit log
-// of the node holds the failures of both listeners.
+// of the node holds the failures of both listeners, each naming the node ([node] name).
 func TestAuthBrakeSharedByIMAPAndSubmission(t *testing.T) {
 	s := newSpace(t, "a.mssante.test")
 	a := s.ops[0]
 	per := "dr.martin@" + a.domain
 	const pw = "correct horse battery"
-	a.extra = "[submission]\nallow_plain = true\n[auth]\nlockout_failures = 2\nallow_passwords = true\n" +
+	a.extra = "[node]\nname = \"node-a\"\n[submission]\nallow_plain = true\n[auth]\nlockout_failures = 2\nallow_passwords = true\n" +
 		"[[bal]]\naddress = \"" + per + "\"\ntype = \"PER\"\npassword = \"" + pw + "\"\nlogin = \"" + per + "\"\n"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -168,7 +168,13 @@ func TestAuthBrakeSharedByIMAPAndSubmission(t *testing.T) {
 	var got []string
 	for line := range strings.Lines(string(b)) {
 		var r audit.Record
-		if json.Unmarshal([]byte(line), &r) == nil && r.Event == audit.EventAuthFailed {
+		if json.Unmarshal([]byte(line), &r) != nil {
+			t.Fatalf("audit: %q", line)
+		}
+		if r.Node != "node-a" {
+			t.Errorf("audit: node %q, want node-a: %s", r.Node, line)
+		}
+		if r.Event == audit.EventAuthFailed {
 			got = append(got, r.Source+" "+r.Reason)
 		}
 	}

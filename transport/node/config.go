@@ -29,6 +29,7 @@ type Config struct {
 	// SpoolDir is the durable queue directory.
 	SpoolDir string `toml:"spool_dir"`
 
+	Node       NodeConfig       `toml:"node"`
 	TLS        TLSConfig        `toml:"tls"`
 	Whitelist  WhitelistConfig  `toml:"whitelist"`
 	Relay      RelayConfig      `toml:"relay"`
@@ -223,6 +224,14 @@ type ScannerConfig struct {
 	Clamd   string        `toml:"clamd"`
 	Timeout time.Duration `toml:"timeout"`
 	OnError string        `toml:"on_error"`
+}
+
+// NodeConfig is the table "node": this node among the nodes that serve the same domains
+// behind one load balancer.
+type NodeConfig struct {
+	// Name names this node in the audit log (default: the machine's host name, which the
+	// nodes of a cluster do not share, unlike Hostname).
+	Name string `toml:"name"`
 }
 
 // AuditConfig is the table "audit": where the audit log is written, its rotation size and

@@ -45,7 +45,7 @@ type mta struct {
 	list     atomic.Pointer[whitelist.List] // file mode
 	store    *whitelist.Store               // URL mode
 	policy   connector.Policy
-	queue    *queue.Queue
+	queue    queue.Spool
 	audit    *audit.Log
 	auth     *authlimit.Limiter // shared with the IMAP listeners
 	metrics  *metrics.Metrics
@@ -97,7 +97,8 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	if err != nil {
 		return nil, err
 	}
-	c.audit, err = audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
+	c.audit, err = audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention,
+		Node: cfg.Node.Name})
 	if err != nil {
 		c.queue.Close()
 		return nil, err
@@ -106,7 +107,7 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	c.auth = authlimit.New(&authlimit.Options{MaxConnFailures: a.MaxConnectionFailures, FreeFailures: a.FreeFailures,
 		FreeAddressFailures: a.FreeAddressFailures, Delay: a.Delay, MaxDelay: a.MaxDelay, LockoutFailures: a.LockoutFailures,
 		LockoutAddressFailures: a.LockoutAddressFailures, AccountFailures: a.AccountFailures, Window: a.Window,
-		MaxTracked: a.MaxTracked, Audit: c.audit, Now: c.opts.Now})
+		MaxTracked: a.MaxTracked, Counters: c.opts.AuthCounters, Audit: c.audit, Now: c.opts.Now})
 	if c.local == nil {
 		c.local = &connector.Maildir{Dir: cfg.Local.Maildir, Mailboxes: c.mailboxes()}
 	}
@@ -297,7 +298,7 @@ func (c *mta) build() error {
 			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,
 			MaxLineLength: cfg.Limits.MaxLineLength, ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
-			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerPeer: cfg.Limits.MaxConnectionsPerPeer,
+			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerPeer: cfg.Limits.MaxConnectionsPerPeer, ConnShare: c.opts.connShare(name),
 			CommandTimeout: cfg.Limits.CommandTimeout, DataTimeout: cfg.Limits.DataTimeout,
 			SessionTimeout: cfg.Limits.SessionTimeout, HandshakeTimeout: cfg.Limits.HandshakeTimeout, Logger: c.logger})
 		if err != nil {

@@ -38,7 +38,9 @@ import (
 
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/audit"
+	"github.com/mssante-go/sdk/transport/authlimit"
 	"github.com/mssante-go/sdk/transport/connector"
+	"github.com/mssante-go/sdk/transport/connshare"
 	"github.com/mssante-go/sdk/transport/imapd"
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/mailbox/local"
@@ -59,6 +61,22 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational logs (nil: discard).
 	Logger *slog.Logger
+	// AuthCounters keep the failure counts of the [auth] brake (nil: in memory, this node's
+	// only); authlimit.NewPostgres shares them between the nodes of a cluster.
+	AuthCounters authlimit.Counters
+	// ConnShare, when set, counts the connections per address of each server (relay,
+	// submission, submission_tls, imap) over the nodes of a cluster ([limits]
+	// max_connections_per_peer, [imap] max_connections_per_address); nil: per node. The
+	// caller opens both over its database and closes them after the node.
+	ConnShare *connshare.Share
+}
+
+// connShare returns the share of the connections of the server name (nil without ConnShare).
+func (o Options) connShare(name string) transport.ConnShare {
+	if o.ConnShare == nil {
+		return nil
+	}
+	return o.ConnShare.Scope(name)
 }
 
 // Node is a running operator node. Its fields are set by New for callers (tests, the
@@ -102,7 +120,8 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 	if n.now == nil {
 		n.now = time.Now
 	}
-	mopts := Options{Listeners: n.opts.Listeners, Resolver: n.opts.Resolver, Now: n.opts.Now, Logger: n.logger}
+	mopts := n.opts
+	mopts.Logger = n.logger
 	if cfg.Mailbox.Dir == "" {
 		n.mta, err = newMTA(cfg, mopts, nil, nil, nil)
 		return n, err
@@ -225,7 +244,7 @@ func (n *Node) newIMAP() error {
 	n.IMAP, err = imapd.New(&imapd.Options{Store: n.Store, TLSConfig: tcfg, AuthLimiter: n.mta.auth, Logger: n.logger,
 		OAuth: n.oauth, Audit: n.mta.audit, NoPasswords: !cfg.Auth.AllowPasswords,
 		HandshakeTimeout: ic.HandshakeTimeout, LoginTimeout: ic.LoginTimeout, IdleTimeout: ic.IdleTimeout,
-		MaxConns: ic.MaxConnections, MaxConnsPerAddr: ic.MaxConnectionsPerAddress,
+		MaxConns: ic.MaxConnections, MaxConnsPerAddr: ic.MaxConnectionsPerAddress, ConnShare: n.opts.connShare("imap"),
 		// The handshake verified a presented certificate (chain and CRL); EXTERNAL also
 		// needs one to have been presented.
 		VerifyPeer: func(st tls.ConnectionState) error {
@@ -255,7 +274,7 @@ func (n *Node) loadCert() error {
 }
 
 // Queue returns the node's durable queue.
-func (n *Node) Queue() *queue.Queue { return n.mta.queue }
+func (n *Node) Queue() queue.Spool { return n.mta.queue }
 
 // Reload re-reads the certificate, the CRLs and the whitelist of the mail path, then, when the
 // mail path took them, the certificate and CRLs of the IMAP listeners. On error the previous

@@ -567,10 +567,12 @@ func (q *Queue) dataPath(id string) string { return filepath.Join(q.dir, "data",
 func (q *Queue) envPath(id string) string  { return filepath.Join(q.dir, "env", id+".json") }
 
 // newID returns a unique, sortable message ID: time in hex, then random bytes.
-func (q *Queue) newID() string {
+func (q *Queue) newID() string { return newMessageID(q.opts.Now()) }
+
+func newMessageID(now time.Time) string {
 	var b [8]byte
 	rand.Read(b[:])
-	return fmt.Sprintf("%013x-%s", q.opts.Now().UnixMicro(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("%013x-%s", now.UnixMicro(), hex.EncodeToString(b[:]))
 }
 
 // Enqueue stores body and env durably and returns the message ID. When it returns nil, the

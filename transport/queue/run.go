@@ -51,7 +51,9 @@ type Result struct {
 type Job struct {
 	Env   *Envelope    // copy of the envelope
 	Rcpts []*Recipient // the recipients to deliver now (pointers into Env.Rcpts)
-	queue *Queue
+	queue interface {
+		OpenMessage(id string) (io.ReadCloser, error)
+	}
 }
 
 // Open opens the stored message for reading; the caller closes it.
@@ -225,7 +227,36 @@ func (q *Queue) dueNow(id, dom string, now time.Time) {
 // process runs one attempt on message e (a private copy) and stores the outcome.
 func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOptions) {
 	defer q.release(e.ID)
-	now := q.opts.Now()
+	q.attempter().attempt(ctx, e, d, o)
+}
+
+func (q *Queue) attempter() *attempter {
+	return &attempter{now: q.opts.Now, rand: q.opts.Rand, sched: q.sched, logger: q.logger, dests: q.dests,
+		store: q, unpark: q.unpark, commit: func(e *Envelope) bool { q.commit(e); return true }}
+}
+
+// attempter is what one attempt on a message needs of the queue that keeps it, whether files
+// owned by one process or rows leased in a database: both apply the same schedule, the same
+// destination suspension and the same notices.
+type attempter struct {
+	now    func() time.Time
+	rand   func() float64
+	sched  Schedule
+	logger *slog.Logger
+	dests  *destinations
+	store  interface {
+		OpenMessage(id string) (io.ReadCloser, error)
+	}
+	// unpark makes the deferred recipients for dom of the messages ids due at now.
+	unpark func(ids []string, dom string, now time.Time)
+	// commit stores e as the new state; false when it may no longer be stored (the lease on
+	// the message was lost): the attempt then ends there.
+	commit func(e *Envelope) bool
+}
+
+// attempt runs one attempt on message e (a private copy) and stores the outcome.
+func (q *attempter) attempt(ctx context.Context, e *Envelope, d Deliverer, o *RunOptions) {
+	now := q.now()
 	var rcpts []*Recipient
 	for _, r := range e.Rcpts {
 		if r.State == Pending && !r.NextAttempt.After(now) {
@@ -254,7 +285,7 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 		}
 		var results []Result
 		if len(send) > 0 {
-			results = d.Deliver(ctx, &Job{Env: e, Rcpts: send, queue: q})
+			results = d.Deliver(ctx, &Job{Env: e, Rcpts: send, queue: q.store})
 		}
 		if ctx.Err() != nil {
 			for dom, v := range verdicts {
@@ -264,7 +295,7 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 			}
 			return // shutting down: the attempt does not count, the state stays as stored
 		}
-		now = q.opts.Now()
+		now = q.now()
 		byRcpt := make(map[*Recipient]Result, len(rcpts))
 		reached := map[string]bool{}
 		status := map[string]string{}
@@ -301,7 +332,9 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 				q.logOutcome(e, r, results[i])
 			}
 		}
-		q.commit(e) // after the outcomes, so that "queue: done" closes a message's lines
+		if !q.commit(e) { // after the outcomes, so that "queue: done" closes a message's lines
+			return
+		}
 		if o.OnResult != nil {
 			for i, r := range rcpts {
 				if i < len(results) {
@@ -351,7 +384,7 @@ func (q *Queue) process(ctx context.Context, e *Envelope, d Deliverer, o *RunOpt
 // recipient's domain, never its address (its local part may be a patient's INS), and of the
 // reply only its codes, since a remote reply text often quotes the address. The full status
 // stays in the queue (Admin) for whoever may read it.
-func (q *Queue) logOutcome(e *Envelope, r *Recipient, res Result) {
+func (q *attempter) logOutcome(e *Envelope, r *Recipient, res Result) {
 	attrs := []slog.Attr{slog.String("id", e.ID), slog.String("rcpt_domain", addrDomain(r.Addr)),
 		slog.String("code", statusCode(r.LastStatus)), slog.Int("attempts", r.Attempts)}
 	if r.RemoteMTA != "" {
@@ -398,7 +431,7 @@ func statusCode(status string) string {
 }
 
 // apply records res for recipient r at now, raising at most the notices RFC 3461 asks for.
-func (q *Queue) apply(e *Envelope, r *Recipient, res Result, now time.Time) {
+func (q *attempter) apply(e *Envelope, r *Recipient, res Result, now time.Time) {
 	r.Attempts++
 	r.LastStatus, r.RemoteMTA = res.Status, res.RemoteMTA
 	if r.LastStatus == "" && res.Err != nil {
@@ -428,7 +461,7 @@ func (q *Queue) apply(e *Envelope, r *Recipient, res Result, now time.Time) {
 		notify(NotifyFailure, NoticeFailed)
 	default:
 		wait := float64(q.sched.Backoff(r.Attempts))
-		wait *= 1 + q.sched.Jitter*(2*q.opts.Rand()-1)
+		wait *= 1 + q.sched.Jitter*(2*q.rand()-1)
 		r.NextAttempt = now.Add(time.Duration(wait))
 		if !r.DelayNotified && now.Sub(e.Received) >= q.sched.DelayNotice {
 			r.DelayNotified = true

@@ -1,0 +1,653 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mssante-go/sdk/internal/pgschema"
+)
+
+// The queue in PostgreSQL. Several nodes share one database: any of them commits a message
+// (its bytes, its envelope and one row per recipient in one transaction, with
+// synchronous_commit on, before the 250), and any of them delivers it. A node takes due
+// messages with SELECT … FOR UPDATE SKIP LOCKED and marks them leased to itself until an
+// expiry it renews while the attempt lasts; a node that dies stops renewing, and another
+// takes the message over once the lease has expired. Every state change is written only
+// while the lease is still the writer's (same owner, same lease number), so that an attempt
+// overtaken by another node stores nothing: one final state per recipient. A lease covers a
+// message rather than a recipient because one attempt is one SMTP transaction for the due
+// recipients of a message, as in the file queue.
+//
+// The schedule, the notices and the destination suspension are those of the file queue (the
+// same attempter); suspension is kept by each node for the destinations it tried.
+
+// pgComponent names the queue's migrations in the table of schema versions.
+const pgComponent = "queue"
+
+//go:embed pgmigrations/*.sql
+var pgMigrationFS embed.FS
+
+// PostgresMigrations returns the schema migrations of the queue (for `store migrate`-like
+// commands that apply or check them apart from OpenPostgres).
+func PostgresMigrations() ([]pgschema.Migration, error) {
+	return pgschema.Load(pgMigrationFS, "pgmigrations")
+}
+
+// PostgresOptions configure OpenPostgres. A zero field takes the documented default.
+type PostgresOptions struct {
+	// Schedule is the retry policy.
+	Schedule Schedule
+	// MaxMessageBytes bounds a stored message (default 64 MiB). A message being received is
+	// held in memory until Commit writes it in one transaction.
+	MaxMessageBytes int64
+	// Now is the clock (default time.Now). The nodes sharing a database compare their
+	// times with the leases and due times the others wrote: keep their clocks in sync.
+	Now func() time.Time
+	// Rand returns a number in [0,1) for the jitter (default math/rand/v2).
+	Rand func() float64
+	// RedeliveryWindow is how long the recipients of an envelope with a RedeliveryKey are
+	// remembered (default 120 h; negative: off). See Options.RedeliveryWindow.
+	RedeliveryWindow time.Duration
+	// Node names this node in the leases it takes (default host name, process ID and a
+	// random suffix, unique to this OpenPostgres).
+	Node string
+	// Lease is how long a message stays leased to a node without a renewal (default 1
+	// minute): a node that dies leaves its messages to the others after this long. It is
+	// renewed every third of it while an attempt lasts.
+	Lease time.Duration
+	// Poll is how often Run looks for messages due or left by another node (default 1 s);
+	// messages committed by this node wake it at once.
+	Poll time.Duration
+	// MaxConns bounds the connections to the database (default 16).
+	MaxConns int32
+	// Logger receives queue events (nil: discard). Records hold IDs and domains, never content.
+	Logger *slog.Logger
+}
+
+// Postgres is a queue kept in a PostgreSQL database, shared by the nodes that open it. It is
+// safe for concurrent use.
+type Postgres struct {
+	pool   *pgxpool.Pool
+	opts   PostgresOptions
+	sched  Schedule
+	logger *slog.Logger
+	dests  *destinations
+
+	finisher finisher
+
+	mu     sync.Mutex
+	closed bool
+	kick   chan struct{}
+}
+
+var _ Spool = (*Postgres)(nil)
+
+// OpenPostgres connects to the database of dsn (a libpq connection string or URL), applies
+// the queue's schema migrations that it lacks (one node at a time) and returns the queue. It
+// fails with pgschema.ErrNewer when a newer program migrated the database.
+func OpenPostgres(ctx context.Context, dsn string, opts *PostgresOptions) (*Postgres, error) {
+	var o PostgresOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = mrand.Float64
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 64 << 20
+	}
+	if o.RedeliveryWindow == 0 {
+		o.RedeliveryWindow = DefaultRedeliveryWindow
+	}
+	if o.Lease <= 0 {
+		o.Lease = time.Minute
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 16
+	}
+	if o.Node == "" {
+		host, _ := os.Hostname()
+		o.Node = fmt.Sprintf("%s-%d-%06x", host, os.Getpid(), mrand.IntN(1<<24))
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("queue: postgres: %w", err)
+	}
+	cfg.MaxConns = o.MaxConns
+	// The 250 follows the COMMIT: the commit must be on the server's disk when it returns,
+	// whatever the server's default.
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("queue: postgres: %w", err)
+	}
+	migs, err := PostgresMigrations()
+	if err == nil {
+		_, _, err = pgschema.Migrate(ctx, pool, pgComponent, migs)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("queue: postgres: %w", err)
+	}
+	q := &Postgres{pool: pool, opts: o, sched: o.Schedule.withDefaults(), logger: o.Logger, kick: make(chan struct{}, 1)}
+	if q.logger == nil {
+		q.logger = slog.New(slog.DiscardHandler)
+	}
+	q.dests = newDestinations(q.sched)
+	return q, nil
+}
+
+// Node returns the name this queue gives its leases.
+func (q *Postgres) Node() string { return q.opts.Node }
+
+func (q *Postgres) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
+// Close stops Run and closes the connections; leases held by attempts in progress end with
+// them (Run releases them before it returns).
+func (q *Postgres) Close() error {
+	q.mu.Lock()
+	was := q.closed
+	q.closed = true
+	q.mu.Unlock()
+	q.Kick()
+	if !was {
+		q.pool.Close()
+	}
+	return nil
+}
+
+// Kick makes Run look for due messages now.
+func (q *Postgres) Kick() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// pgWriter is a message being received for a Postgres queue.
+type pgWriter struct {
+	q           *Postgres
+	id          string
+	buf         bytes.Buffer
+	err         error
+	done        bool
+	redelivered []Redelivered
+}
+
+// BeginMessage starts a message; its ID is known now.
+func (q *Postgres) BeginMessage() (MessageWriter, error) {
+	if q.isClosed() {
+		return nil, ErrClosed
+	}
+	return &pgWriter{q: q, id: newMessageID(q.opts.Now())}, nil
+}
+
+func (w *pgWriter) ID() string  { return w.id }
+func (w *pgWriter) Size() int64 { return int64(w.buf.Len()) }
+
+func (w *pgWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.done {
+		return 0, errors.New("queue: Write after Commit or Abort")
+	}
+	if int64(w.buf.Len()+len(p)) > w.q.opts.MaxMessageBytes {
+		w.err = ErrTooLarge
+		return 0, w.err
+	}
+	return w.buf.Write(p)
+}
+
+func (w *pgWriter) Open() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(w.buf.Bytes())), nil
+}
+
+func (w *pgWriter) Abort() {
+	w.done = true
+	w.buf = bytes.Buffer{}
+}
+
+func (w *pgWriter) Redelivered() []Redelivered { return w.redelivered }
+
+// Commit stores the message, its envelope and its recipients in one transaction and returns
+// once PostgreSQL has committed it: the caller may then answer 250. An error means nothing
+// was stored, or (the connection lost during COMMIT) that the caller cannot know: it answers
+// with a temporary failure either way, and a RedeliveryKey makes the sender's next attempt
+// find what was stored.
+func (w *pgWriter) Commit(ctx context.Context, env *Envelope) (string, error) {
+	q := w.q
+	if w.done {
+		return "", errors.New("queue: Commit after Abort or Commit")
+	}
+	defer w.Abort()
+	if len(env.Rcpts) == 0 {
+		return "", ErrNoRecipients
+	}
+	if w.err != nil {
+		return "", w.err
+	}
+	if q.isClosed() {
+		return "", ErrClosed
+	}
+	e := env.clone()
+	e.ID = w.id
+	now := q.opts.Now()
+	if e.Received.IsZero() {
+		e.Received = now
+	}
+	for _, r := range e.Rcpts {
+		r.State, r.Attempts, r.NextAttempt, r.Notice = Pending, 0, now, ""
+	}
+	e.Size = int64(w.buf.Len())
+	var dups []Redelivered
+	var err error
+	if e.RedeliveryKey == "" || q.opts.RedeliveryWindow < 0 {
+		err = q.insert(ctx, q.pool, e, w.buf.Bytes())
+	} else {
+		err = pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
+			var err error
+			dups, e.Rcpts, err = q.reserveKeys(ctx, tx, e, now)
+			if err != nil {
+				return err
+			}
+			if len(e.Rcpts) == 0 {
+				return ErrRedelivered
+			}
+			return q.insert(ctx, tx, e, w.buf.Bytes())
+		})
+	}
+	w.redelivered = dups
+	if errors.Is(err, ErrRedelivered) {
+		return "", err
+	}
+	if err != nil {
+		return "", fmt.Errorf("queue: store message: %w", err)
+	}
+	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
+	q.Kick()
+	return e.ID, nil
+}
+
+// reserveKeys inserts the redelivery keys of e's recipients in tx and returns the recipients
+// already committed with them and the others. A key committed by a concurrent transaction
+// makes this one wait for it, then count as a redelivery: the unique key does what the file
+// queue's reservations do.
+func (q *Postgres) reserveKeys(ctx context.Context, tx pgx.Tx, e *Envelope, now time.Time) ([]Redelivered, []*Recipient, error) {
+	type item struct {
+		k rkey
+		r *Recipient
+	}
+	items := make([]item, len(e.Rcpts))
+	for i, r := range e.Rcpts {
+		items[i] = item{keyOf(e.RedeliveryKey, r.Addr), r}
+	}
+	// One order for every transaction, so that two with common keys never deadlock.
+	sort.Slice(items, func(a, b int) bool { return bytes.Compare(items[a].k[:], items[b].k[:]) < 0 })
+	cutoff := now.Add(-q.opts.RedeliveryWindow)
+	dupOf := map[*Recipient]string{}
+	for _, it := range items {
+		var ok bool
+		err := tx.QueryRow(ctx, `INSERT INTO queue_keys (key, msg_id, received) VALUES ($1, $2, $3)
+			ON CONFLICT (key) DO UPDATE SET msg_id = excluded.msg_id, received = excluded.received
+			WHERE queue_keys.received < $4 RETURNING true`, it.k[:], e.ID, e.Received, cutoff).Scan(&ok)
+		if errors.Is(err, pgx.ErrNoRows) {
+			var id string
+			if err := tx.QueryRow(ctx, `SELECT msg_id FROM queue_keys WHERE key = $1`, it.k[:]).Scan(&id); err != nil {
+				return nil, nil, err
+			}
+			dupOf[it.r] = id
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	var dups []Redelivered
+	var keep []*Recipient
+	for _, r := range e.Rcpts {
+		if id, ok := dupOf[r]; ok {
+			dups = append(dups, Redelivered{Addr: r.Addr, ID: id})
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	return dups, keep, nil
+}
+
+// insert writes message e, its body and its recipient rows: one statement.
+func (q *Postgres) insert(ctx context.Context, db execer, e *Envelope, body []byte) error {
+	head := *e
+	head.Rcpts = nil
+	hb, err := json.Marshal(&head)
+	if err != nil {
+		return err
+	}
+	c, err := columnsOf(e)
+	if err != nil {
+		return err
+	}
+	due, _ := e.dueAt()
+	_, err = db.Exec(ctx, `WITH m AS (
+			INSERT INTO queue_messages (id, envelope, received, due) VALUES ($1, $2, $4, $5) RETURNING id),
+		b AS (INSERT INTO queue_bodies (msg_id, body) SELECT m.id, $3 FROM m)
+		INSERT INTO queue_rcpts (msg_id, idx, domain, state, attempts, next_attempt, notice, data)
+		SELECT m.id, u.idx, u.domain, u.state, u.attempts, u.next, u.notice, u.data::json
+		FROM m, unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::text[], $12::text[])
+			AS u(idx, domain, state, attempts, next, notice, data)`,
+		e.ID, hb, body, e.Received, due, c.idx, c.domain, c.state, c.attempts, c.next, c.notice, c.data)
+	return err
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// rcptColumns are the recipient rows of e, as arrays for unnest.
+type rcptColumns struct {
+	idx      []int32
+	domain   []string
+	state    []string
+	attempts []int32
+	next     []time.Time
+	notice   []string
+	data     []string
+}
+
+func columnsOf(e *Envelope) (*rcptColumns, error) {
+	c := &rcptColumns{}
+	for i, r := range e.Rcpts {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		c.idx = append(c.idx, int32(i))
+		c.domain = append(c.domain, addrDomain(r.Addr))
+		c.state = append(c.state, string(r.State))
+		c.attempts = append(c.attempts, int32(r.Attempts))
+		c.next = append(c.next, r.NextAttempt)
+		c.notice = append(c.notice, string(r.Notice))
+		c.data = append(c.data, string(b))
+	}
+	return c, nil
+}
+
+// updateRcpts writes the state of e's recipients in tx.
+func updateRcpts(ctx context.Context, tx pgx.Tx, e *Envelope) error {
+	c, err := columnsOf(e)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE queue_rcpts r SET state = u.state, attempts = u.attempts, next_attempt = u.next,
+			notice = u.notice, data = u.data::json
+		FROM unnest($2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::text[])
+			AS u(idx, state, attempts, next, notice, data)
+		WHERE r.msg_id = $1 AND r.idx = u.idx`,
+		e.ID, c.idx, c.state, c.attempts, c.next, c.notice, c.data)
+	return err
+}
+
+// Enqueue stores body and env and returns the message ID once committed.
+func (q *Postgres) Enqueue(ctx context.Context, env *Envelope, body io.Reader) (string, error) {
+	if len(env.Rcpts) == 0 {
+		return "", ErrNoRecipients
+	}
+	w, err := q.BeginMessage()
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(w, ctxReader{ctx, body}); err != nil {
+		w.Abort()
+		return "", err
+	}
+	return w.Commit(ctx, env)
+}
+
+// OpenMessage opens the stored message id for reading.
+func (q *Postgres) OpenMessage(id string) (io.ReadCloser, error) {
+	var body []byte
+	err := q.pool.QueryRow(context.Background(), `SELECT body FROM queue_bodies WHERE msg_id = $1`, id).Scan(&body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return io.NopCloser(bytes.NewReader(body)), nil
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// load reads the envelopes of ids with their recipients, in the order of ids (missing ones
+// left out).
+func load(ctx context.Context, db querier, ids []string) ([]*Envelope, error) {
+	rows, err := db.Query(ctx, `SELECT id, envelope FROM queue_messages WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*Envelope{}
+	for rows.Next() {
+		var id string
+		var hb []byte
+		if err := rows.Scan(&id, &hb); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		e := &Envelope{}
+		if err := json.Unmarshal(hb, e); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("message %s: %w", id, err)
+		}
+		e.ID = id
+		byID[id] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = db.Query(ctx, `SELECT msg_id, state, attempts, next_attempt, notice, data FROM queue_rcpts
+		WHERE msg_id = ANY($1) ORDER BY msg_id, idx`, ids)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id, state, notice string
+		var attempts int
+		var next time.Time
+		var data []byte
+		if err := rows.Scan(&id, &state, &attempts, &next, &notice, &data); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		r := &Recipient{}
+		if err := json.Unmarshal(data, r); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("message %s: %w", id, err)
+		}
+		r.State, r.Attempts, r.NextAttempt, r.Notice = State(state), attempts, next, NoticeKind(notice)
+		if e := byID[id]; e != nil {
+			e.Rcpts = append(e.Rcpts, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]*Envelope, 0, len(ids))
+	for _, id := range ids {
+		if e := byID[id]; e != nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Get returns the envelope of message id.
+func (q *Postgres) Get(id string) (*Envelope, error) {
+	es, err := load(context.Background(), q.pool, []string{id})
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	if len(es) == 0 {
+		return nil, ErrNotFound
+	}
+	return es[0], nil
+}
+
+// IDs returns the IDs of the queued messages, oldest first (nil when the database cannot be
+// read: the error is logged).
+func (q *Postgres) IDs() []string {
+	rows, err := q.pool.Query(context.Background(), `SELECT id FROM queue_messages ORDER BY id`)
+	if err != nil {
+		q.logger.Error("queue: list", "err", err)
+		return nil
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		q.logger.Error("queue: list", "err", err)
+	}
+	return ids
+}
+
+// Stats returns the depth of the whole queue, every node's messages (zero counts when the
+// database cannot be read). InFlight counts the messages leased to any node.
+func (q *Postgres) Stats() Stats {
+	var s Stats
+	now := q.opts.Now()
+	err := q.pool.QueryRow(context.Background(), `SELECT
+			(SELECT count(*) FROM queue_messages),
+			(SELECT count(*) FROM queue_rcpts WHERE state = 'pending'),
+			(SELECT count(*) FROM queue_messages WHERE lease_until > $1),
+			(SELECT count(*) FROM queue_messages WHERE held)`, now).Scan(&s.Messages, &s.Recipients, &s.InFlight, &s.Held)
+	if err != nil {
+		q.logger.Error("queue: stats", "err", err)
+	}
+	s.Suspended = q.dests.count(now)
+	return s
+}
+
+// Hold stops the delivery of message id until Release. An attempt in progress ends normally.
+func (q *Postgres) Hold(id string) error { return q.setHeld(id, true) }
+
+// Release ends the hold of message id.
+func (q *Postgres) Release(id string) error {
+	err := q.setHeld(id, false)
+	if err == nil {
+		q.Kick()
+	}
+	return err
+}
+
+func (q *Postgres) setHeld(id string, held bool) error {
+	tag, err := q.pool.Exec(context.Background(), `UPDATE queue_messages SET held = $2 WHERE id = $1`, id, held)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// idle runs fn on message id in a transaction that holds its row, unless a node's lease on
+// it is still running (ErrInFlight).
+func (q *Postgres) idle(id string, fn func(tx pgx.Tx, e *Envelope) error) error {
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
+		var until *time.Time
+		err := tx.QueryRow(ctx, `SELECT lease_until FROM queue_messages WHERE id = $1 FOR UPDATE`, id).Scan(&until)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if until != nil && until.After(q.opts.Now()) {
+			return ErrInFlight
+		}
+		es, err := load(ctx, tx, []string{id})
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			return ErrNotFound
+		}
+		return fn(tx, es[0])
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInFlight) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return err
+}
+
+// Retry makes the pending recipients and the waiting notices of message id due now.
+func (q *Postgres) Retry(id string) error {
+	now := q.opts.Now()
+	err := q.idle(id, func(tx pgx.Tx, e *Envelope) error {
+		for _, r := range e.Rcpts {
+			if r.State == Pending {
+				r.NextAttempt = now
+			}
+			if r.Notice != "" {
+				r.NoticeRetry = time.Time{}
+			}
+		}
+		return q.store(context.Background(), tx, e)
+	})
+	if err == nil {
+		q.Kick()
+	}
+	return err
+}
+
+// Delete removes message id without any notice; its redelivery keys stay.
+func (q *Postgres) Delete(id string) error {
+	err := q.idle(id, func(tx pgx.Tx, e *Envelope) error {
+		_, err := tx.Exec(context.Background(), `DELETE FROM queue_messages WHERE id = $1`, id)
+		return err
+	})
+	if err == nil {
+		q.logger.Info("queue: deleted by an administrator", "id", id)
+	}
+	return err
+}
+
+// store writes e's recipients and due time in tx (the message row is locked or leased).
+func (q *Postgres) store(ctx context.Context, tx pgx.Tx, e *Envelope) error {
+	if err := updateRcpts(ctx, tx, e); err != nil {
+		return err
+	}
+	due, ok := e.dueAt()
+	var d *time.Time
+	if ok {
+		d = &due
+	}
+	_, err := tx.Exec(ctx, `UPDATE queue_messages SET due = $2 WHERE id = $1`, e.ID, d)
+	return err
+}
