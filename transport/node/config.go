@@ -30,6 +30,7 @@ type Config struct {
 	SpoolDir string `toml:"spool_dir"`
 
 	Node       NodeConfig       `toml:"node"`
+	Store      StoreConfig      `toml:"store"`
 	TLS        TLSConfig        `toml:"tls"`
 	Whitelist  WhitelistConfig  `toml:"whitelist"`
 	Relay      RelayConfig      `toml:"relay"`
@@ -353,6 +354,10 @@ func (c *Config) check() error {
 		bad("submission.allow_plain needs auth.allow_passwords = true (passwords are off for PER and ORG BALs)")
 	}
 	errs = append(errs, c.PSC.check()...)
+	errs = append(errs, c.Store.check()...)
+	if c.Store.Postgres() && c.Mailbox.Dir != "" {
+		bad("mailbox.dir is the SQLite store's folder: leave it empty with store.backend = \"postgres\" (mssante store copy moves its mail)")
+	}
 	if c.Relay.RedeliveryWindow < 0 || c.Relay.RedeliveryMax <= 0 {
 		bad("relay.redelivery_window must not be negative, relay.redelivery_max must be positive")
 	}
@@ -373,22 +378,22 @@ func (c *Config) check() error {
 	if c.Mailbox.DefaultQuota < 0 || c.Mailbox.DefaultRetention < 0 {
 		bad("mailbox.default_quota and mailbox.default_retention must not be negative")
 	}
-	if c.Mailbox.Dir != "" && c.Mailbox.PurgeInterval <= 0 {
+	if c.mailboxSide() && c.Mailbox.PurgeInterval <= 0 {
 		bad("mailbox.purge_interval must be positive")
 	}
 	if f := c.Mailbox.FlagSync; f != "full" && f != "normal" {
 		bad("mailbox.flag_sync must be full or normal, not %q", f)
 	}
-	if c.Annuaire.Dir != "" && c.Mailbox.Dir == "" {
+	if c.Annuaire.Dir != "" && !c.mailboxSide() {
 		bad("annuaire needs mailbox.dir (the BALs reconciled are those of the mailbox store)")
 	}
 	if c.Annuaire.Dir != "" && c.Annuaire.RefreshInterval <= 0 {
 		bad("annuaire.refresh_interval must be positive")
 	}
-	if c.Mailbox.Dir == "" && c.PSC.Issuer != "" {
+	if !c.mailboxSide() && c.PSC.Issuer != "" {
 		bad("psc needs mailbox.dir (the BALs a person holds are in the mailbox store)")
 	}
-	if c.Mailbox.Dir == "" && (c.IMAP.Listen != "" || c.IMAP.ListenTLS != "" || c.Responder.Address != "") {
+	if !c.mailboxSide() && (c.IMAP.Listen != "" || c.IMAP.ListenTLS != "" || c.Responder.Address != "") {
 		bad("imap and responder need mailbox.dir")
 	}
 	if a := c.Responder.Address; a != "" && !isAddress(a) {

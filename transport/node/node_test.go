@@ -33,6 +33,7 @@ type operator struct {
 	lns         map[string]net.Listener
 	extra       string // appended to the configuration
 	mbox        string // added to its [mailbox] section
+	store       string // its [store] table; when set, no [mailbox] dir
 }
 
 func (o *operator) addr(name string) string { return o.lns[name].Addr().String() }
@@ -104,6 +105,10 @@ func (s *space) config(t *testing.T, o *operator) *node.Config {
 			routes = append(routes, fmt.Sprintf("%q = %q", x.domain, x.addr("relay")))
 		}
 	}
+	store := o.store + "\n[mailbox]"
+	if o.store == "" {
+		store = "[mailbox]\ndir = \"" + o.dir + "/mailbox\""
+	}
 	toml := fmt.Sprintf(`hostname = "mx.%[2]s"
 domains = ["%[2]s"]
 spool_dir = "%[1]s/spool"
@@ -119,8 +124,7 @@ signer = %[4]q
 [[bal]]
 address = "dpi@%[2]s"
 cert_dn = %[5]q
-[mailbox]
-dir = "%[1]s/mailbox"
+%[9]s
 %[8]s
 [delivery]
 routes = { %[6]s }
@@ -132,7 +136,7 @@ retry_max = "1s"
 dir = "%[1]s/audit"
 [metrics]
 listen = ""
-%[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox)
+%[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox, store)
 	cfg, err := node.LoadConfig(strings.NewReader(toml))
 	if err != nil {
 		t.Fatal(err)
