@@ -179,6 +179,9 @@ type QueueConfig struct {
 	RetryJitter float64       `toml:"retry_jitter"`
 	GiveUp      time.Duration `toml:"give_up"`
 	DelayNotice time.Duration `toml:"delay_notice"`
+	// Lease, on PostgreSQL, is how long a node holds a message it delivers without renewing
+	// it: the messages of a node that died are taken over by the others after this long.
+	Lease time.Duration `toml:"lease"`
 }
 
 // LimitsConfig is the table "limits": the bounds of the SMTP listeners.
@@ -355,6 +358,9 @@ func (c *Config) check() error {
 	}
 	errs = append(errs, c.PSC.check()...)
 	errs = append(errs, c.Store.check()...)
+	if c.Queue.Lease <= 0 {
+		bad("queue.lease must be positive")
+	}
 	if c.Store.Postgres() && c.Mailbox.Dir != "" {
 		bad("mailbox.dir is the SQLite store's folder: leave it empty with store.backend = \"postgres\" (mssante store copy moves its mail)")
 	}

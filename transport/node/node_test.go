@@ -99,6 +99,15 @@ func newSpace(t *testing.T, domains ...string) *space {
 // config is the node configuration of o, mailbox side on.
 func (s *space) config(t *testing.T, o *operator) *node.Config {
 	t.Helper()
+	cfg, err := node.LoadConfig(strings.NewReader(s.configTOML(o)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// configTOML is the text of config.
+func (s *space) configTOML(o *operator) string {
 	var routes []string
 	for _, x := range s.ops {
 		if x != o {
@@ -109,7 +118,7 @@ func (s *space) config(t *testing.T, o *operator) *node.Config {
 	if o.store == "" {
 		store = "[mailbox]\ndir = \"" + o.dir + "/mailbox\""
 	}
-	toml := fmt.Sprintf(`hostname = "mx.%[2]s"
+	return fmt.Sprintf(`hostname = "mx.%[2]s"
 domains = ["%[2]s"]
 spool_dir = "%[1]s/spool"
 [tls]
@@ -137,11 +146,6 @@ dir = "%[1]s/audit"
 [metrics]
 listen = ""
 %[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox, store)
-	cfg, err := node.LoadConfig(strings.NewReader(toml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
 }
 
 // start runs the node of o until ctx ends; the returned channel gives Serve's result. The

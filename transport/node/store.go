@@ -202,7 +202,7 @@ func openPostgres(ctx context.Context, cfg *Config, opts *Options) (_ *pgBackend
 		Schedule: queue.Schedule{First: q.RetryFirst, Factor: q.RetryFactor, Max: q.RetryMax, Jitter: jitter(q.RetryJitter),
 			GiveUp: q.GiveUp, DelayNotice: q.DelayNotice},
 		RedeliveryWindow: redeliveryWindow(cfg.Relay.RedeliveryWindow), Now: opts.Now, Logger: opts.Logger,
-		MaxConns: int32(cfg.Store.PoolSize)}); err != nil {
+		MaxConns: int32(cfg.Store.PoolSize), Lease: q.Lease}); err != nil {
 		return nil, fmt.Errorf("node: queue: %w", err)
 	}
 	if opts.AuthCounters != nil && opts.ConnShare != nil {
