@@ -34,6 +34,7 @@ type operator struct {
 	extra       string // appended to the configuration
 	mbox        string // added to its [mailbox] section
 	store       string // its [store] table; when set, no [mailbox] dir
+	queue       string // added to its [queue] section
 }
 
 func (o *operator) addr(name string) string { return o.lns[name].Addr().String() }
@@ -141,11 +142,12 @@ idle_timeout = "1h"
 [queue]
 retry_first = "200ms"
 retry_max = "1s"
+%[10]s
 [audit]
 dir = "%[1]s/audit"
 [metrics]
 listen = ""
-%[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox, store)
+%[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox, store, o.queue)
 }
 
 // start runs the node of o until ctx ends; the returned channel gives Serve's result. The

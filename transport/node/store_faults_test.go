@@ -84,10 +84,8 @@ func TestPostgresNodesKilledUnderSubmissions(t *testing.T) {
 		o.store = fmt.Sprintf("[store]\nbackend = \"postgres\"\ndsn = %q\n[node]\nname = \"node-%d\"", pg.DSN(), i)
 		o.extra = fmt.Sprintf("[submission]\nlisten = %q\nlisten_tls = \"\"\n[relay]\nlisten = \"127.0.0.1:%d\"\n[log]\nlevel = \"error\"\n", sub, testenv.FreePort(t))
 		p := &proc{config: filepath.Join(o.dir, "serve.toml"), submission: sub}
+		o.queue = "lease = \"3s\""
 		text := s.configTOML(o)
-		// The template has its [queue] and [delivery] tables: the settings go in them.
-		text = strings.Replace(text, "[queue]\n", "[queue]\nlease = \"3s\"\n", 1)
-		text = strings.Replace(text, "[delivery]\n", "[delivery]\nworkers = 4\n", 1)
 		if err := os.WriteFile(p.config, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
