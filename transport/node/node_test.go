@@ -48,7 +48,7 @@ type space struct {
 	sign *testpki.Leaf
 }
 
-func newSpace(t *testing.T, domains ...string) *space {
+func newSpace(t testing.TB, domains ...string) *space {
 	t.Helper()
 	dir := t.TempDir()
 	p, err := testpki.New(&testpki.Options{Dir: filepath.Join(dir, "ca")})
@@ -98,7 +98,7 @@ func newSpace(t *testing.T, domains ...string) *space {
 }
 
 // config is the node configuration of o, mailbox side on.
-func (s *space) config(t *testing.T, o *operator) *node.Config {
+func (s *space) config(t testing.TB, o *operator) *node.Config {
 	t.Helper()
 	cfg, err := node.LoadConfig(strings.NewReader(s.configTOML(o)))
 	if err != nil {
@@ -153,7 +153,7 @@ listen = ""
 // start runs the node of o until ctx ends; the returned channel gives Serve's result. The
 // test's cleanup waits for Serve to return (ctx is cancelled by then), so that nothing the
 // node writes as it stops (the queue's index) races with the removal of its folders.
-func (s *space) start(t *testing.T, ctx context.Context, o *operator, opts *node.Options) (*node.Node, chan error) {
+func (s *space) start(t testing.TB, ctx context.Context, o *operator, opts *node.Options) (*node.Node, chan error) {
 	t.Helper()
 	if opts == nil {
 		opts = &node.Options{}
