@@ -164,3 +164,56 @@ print("ok")
 		t.Fatalf("imaplib on the PostgreSQL copy: %v\n%s", err, out)
 	}
 }
+
+// A copy that cannot finish leaves the target empty, so that it can be run again: here a
+// message file is missing from the source. Usage errors and a folder that is no store are
+// refused before anything is opened.
+func TestStoreCopyRefusals(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "mailbox")
+	src, err := mailbox.OpenSQLite(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddBAL(ctx, &mailbox.BAL{Address: "dr@a.test", Type: mailbox.PER}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		if _, err := src.Append(ctx, "dr@a.test", "INBOX", strings.NewReader(copyMessage(i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.Close()
+	blobs, _ := filepath.Glob(filepath.Join(dir, "blobs", "*", "*"))
+	if len(blobs) != 2 {
+		t.Fatalf("message files: %v", blobs)
+	}
+	os.Remove(blobs[1])
+	code, out, errOut := runCmd(t, "store", "copy", "--from", dir, "--to", pg.DSN())
+	if code != 1 || !strings.Contains(errOut, "mailbox: copy: messages:") {
+		t.Fatalf("copy with a message file missing: exit %d\n%s%s", code, out, errOut)
+	}
+	dst, err := mailbox.OpenPostgres(ctx, pg.DSN(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if bals, err := dst.ListBALs(ctx); err != nil || len(bals) != 0 {
+		t.Errorf("the target after a failed copy: %d BALs, %v", len(bals), err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"store", "copy", "--to", pg.DSN()}, 2, "copy needs --from"},
+		{[]string{"store", "copy", "--from", dir}, 2, "one of --to and --config"},
+		{[]string{"store", "copy", "--from", t.TempDir(), "--to", pg.DSN()}, 1, "is not a mailbox store (no index.db)"},
+	} {
+		code, _, errOut := runCmd(t, c.args...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, %q", c.args[1:], code, errOut)
+		}
+	}
+}

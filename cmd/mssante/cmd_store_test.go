@@ -148,7 +148,7 @@ func TestServeCheckStore(t *testing.T) {
 	os.Chmod(dsnFile, 0o600)
 	pg.Stop()
 	code, out, _ = runCmd(t, "serve", "--config", f.config, "--check")
-	if code != 1 || !strings.Contains(out, "fail  store: store: ") {
+	if code != 1 || !strings.Contains(out, "fail  store: the database does not answer") {
 		t.Errorf("--check with the database stopped: exit %d\n%s", code, out)
 	}
 }

@@ -123,7 +123,7 @@ func (c *serveChecker) checkStore(ctx context.Context) {
 		}
 	}
 	if err != nil {
-		c.add(checkFail, "store", "%v", err)
+		c.add(checkFail, "store", "%s", strings.TrimPrefix(err.Error(), "store: "))
 	}
 }
 
