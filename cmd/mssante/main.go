@@ -50,6 +50,7 @@ var commands = []command{
 	{"reload", "make a running serve reload its configuration, certificate, CRLs and whitelist; report the outcome", runReload},
 	{"queue", "list, show, hold, release, retry and delete the messages of a connector's queue (mailq, postsuper)", runQueue},
 	{"annuaire", "find BALs in the Annuaire Santé (extraction file, LDAP, FHIR); fetch and export the extraction", runAnnuaire},
+	{"store", "the PostgreSQL database of a cluster of nodes: migrate and check its schema, copy a SQLite store into it", runStore},
 	{"bal", "manage the BALs of the mailbox store: add, list, show, remove, export, purge", runBAL},
 	{"send", "send a lettre de liaison from a BAL (CDA or PDF + patient fields), with DSN/MDN receipts", runSend},
 	{"hl7", "run the HL7v2 bridge of a BAL applicative: MDM/ORU over MLLP in, MSSanté mail out, ACK and ZAM back", runHL7},

@@ -100,6 +100,31 @@ func (c *serveChecker) run(ctx context.Context) {
 		}
 	}
 	c.checkPorts()
+	c.checkStore(ctx)
+}
+
+// checkStore, with [store] backend = "postgres", reaches the database and compares each
+// component's schema with this binary's (as "mssante store check").
+func (c *serveChecker) checkStore(ctx context.Context) {
+	if !c.cfg.Store.Postgres() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, serveCheckTimeout)
+	defer cancel()
+	lines, err := storeVersions(ctx, &c.cfg.Store, false)
+	for _, l := range lines {
+		switch l.State {
+		case "current":
+			c.add(checkOK, "store "+l.Component, "schema version %d, this binary's", l.Version)
+		case "pending":
+			c.add(checkInfo, "store "+l.Component, "schema version %d, this binary's is %d: the node migrates at start (or: mssante store migrate)", l.Version, l.Binary)
+		default:
+			c.add(checkFail, "store "+l.Component, "schema version %d, newer than this binary's %d: a newer release migrated the database; run that release", l.Version, l.Binary)
+		}
+	}
+	if err != nil {
+		c.add(checkFail, "store", "%s", strings.TrimPrefix(err.Error(), "store: "))
+	}
 }
 
 // checkModes checks that the configuration (which may hold BAL passwords) and the private
@@ -128,7 +153,7 @@ func stateFolders(cfg *node.Config) [][2]string {
 	out := [][2]string{{"spool_dir", cfg.SpoolDir}, {"audit.dir", cfg.Audit.Dir}}
 	if cfg.Mailbox.Dir != "" {
 		out = append(out, [2]string{"mailbox.dir", cfg.Mailbox.Dir})
-	} else if cfg.Local.Maildir != "" {
+	} else if cfg.Local.Maildir != "" && !cfg.Store.Postgres() {
 		out = append(out, [2]string{"local.maildir", cfg.Local.Maildir})
 	}
 	if cfg.Whitelist.URL != "" && cfg.Whitelist.CacheFile != "" {

@@ -105,6 +105,11 @@ var (
 )
 
 // replyAuthTooMany ends a session that may not try AUTH again (RFC 5321 §3.8: 421 and close).
+// replyAuthTemp answers a login whose account could not be looked up (the store is
+// unreachable): a temporary failure, RFC 4954 §6, so that the client retries rather than
+// taking its credentials for wrong.
+var replyAuthTemp = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
+
 var replyAuthTooMany = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications, try again later"}
 
 // ServerOptions configure NewServer. Zero fields take the documented defaults.
@@ -823,6 +828,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 				return smtp.ErrAuthFailed
 			}
 			bal, err := ss.s.opts.Accounts.BALForCertificate(ctx, ss.dn, ss.cert)
+			if err != nil && !errors.Is(err, ErrUnknownAccount) {
+				return ss.refuse(replyAuthTemp, "auth_external_lookup: "+err.Error())
+			}
 			if err != nil || identity != "" && !strings.EqualFold(identity, bal) {
 				ss.refuse(smtp.ErrAuthFailed, "auth_external_unknown_certificate")
 				return smtp.ErrAuthFailed
@@ -842,6 +850,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 				return ss.authHangUp()
 			}
 			bal, err := ss.s.opts.Accounts.BALForPassword(ctx, username, password)
+			if err != nil && !errors.Is(err, ErrUnknownAccount) {
+				return ss.refuse(replyAuthTemp, "auth_plain_lookup: "+err.Error())
+			}
 			if err != nil || identity != "" && !strings.EqualFold(identity, bal) {
 				// The limiter audits the failure (auth_failed), with the connection's count.
 				ss.s.opts.Metrics.Rejected("auth_plain_failed")

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mssante-go/sdk/annuaire"
-	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/metrics"
 	"github.com/mssante-go/sdk/transport/publication"
 )
@@ -25,7 +24,7 @@ type AnnuaireConfig struct {
 
 // reconciler keeps the last reconciliation of the store's BALs with the extraction in use.
 type reconciler struct {
-	st     *mailbox.SQLite
+	st     registry
 	ref    *annuaire.Refresher
 	every  time.Duration
 	logger *slog.Logger
@@ -34,7 +33,7 @@ type reconciler struct {
 
 // newReconciler returns the reconciler of cfg, its metrics registered on m; nil when the
 // table "annuaire" is off. The last good extraction of Dir is loaded now.
-func newReconciler(cfg *Config, st *mailbox.SQLite, m *metrics.Metrics, logger *slog.Logger) (*reconciler, error) {
+func newReconciler(cfg *Config, st registry, m *metrics.Metrics, logger *slog.Logger) (*reconciler, error) {
 	if cfg.Annuaire.Dir == "" || st == nil {
 		return nil, nil
 	}

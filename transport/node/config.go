@@ -30,6 +30,7 @@ type Config struct {
 	SpoolDir string `toml:"spool_dir"`
 
 	Node       NodeConfig       `toml:"node"`
+	Store      StoreConfig      `toml:"store"`
 	TLS        TLSConfig        `toml:"tls"`
 	Whitelist  WhitelistConfig  `toml:"whitelist"`
 	Relay      RelayConfig      `toml:"relay"`
@@ -179,6 +180,9 @@ type QueueConfig struct {
 	RetryJitter float64       `toml:"retry_jitter"`
 	GiveUp      time.Duration `toml:"give_up"`
 	DelayNotice time.Duration `toml:"delay_notice"`
+	// Lease, on PostgreSQL, is how long a node holds a message it delivers without renewing
+	// it: the messages of a node that died are taken over by the others after this long.
+	Lease time.Duration `toml:"lease"`
 }
 
 // LimitsConfig is the table "limits": the bounds of the SMTP listeners.
@@ -357,6 +361,13 @@ func (c *Config) check() error {
 		bad("submission.allow_plain needs auth.allow_passwords = true (passwords are off for PER and ORG BALs)")
 	}
 	errs = append(errs, c.PSC.check()...)
+	errs = append(errs, c.Store.check()...)
+	if c.Queue.Lease <= 0 {
+		bad("queue.lease must be positive")
+	}
+	if c.Store.Postgres() && c.Mailbox.Dir != "" {
+		bad("mailbox.dir is the SQLite store's folder: leave it empty with store.backend = \"postgres\" (mssante store copy moves its mail)")
+	}
 	if c.Relay.RedeliveryWindow < 0 || c.Relay.RedeliveryMax <= 0 {
 		bad("relay.redelivery_window must not be negative, relay.redelivery_max must be positive")
 	}
@@ -377,22 +388,22 @@ func (c *Config) check() error {
 	if c.Mailbox.DefaultQuota < 0 || c.Mailbox.DefaultRetention < 0 {
 		bad("mailbox.default_quota and mailbox.default_retention must not be negative")
 	}
-	if c.Mailbox.Dir != "" && c.Mailbox.PurgeInterval <= 0 {
+	if c.mailboxSide() && c.Mailbox.PurgeInterval <= 0 {
 		bad("mailbox.purge_interval must be positive")
 	}
 	if f := c.Mailbox.FlagSync; f != "full" && f != "normal" {
 		bad("mailbox.flag_sync must be full or normal, not %q", f)
 	}
-	if c.Annuaire.Dir != "" && c.Mailbox.Dir == "" {
+	if c.Annuaire.Dir != "" && !c.mailboxSide() {
 		bad("annuaire needs mailbox.dir (the BALs reconciled are those of the mailbox store)")
 	}
 	if c.Annuaire.Dir != "" && c.Annuaire.RefreshInterval <= 0 {
 		bad("annuaire.refresh_interval must be positive")
 	}
-	if c.Mailbox.Dir == "" && c.PSC.Issuer != "" {
+	if !c.mailboxSide() && c.PSC.Issuer != "" {
 		bad("psc needs mailbox.dir (the BALs a person holds are in the mailbox store)")
 	}
-	if c.Mailbox.Dir == "" && (c.IMAP.Listen != "" || c.IMAP.ListenTLS != "" || c.Responder.Address != "") {
+	if !c.mailboxSide() && (c.IMAP.Listen != "" || c.IMAP.ListenTLS != "" || c.Responder.Address != "") {
 		bad("imap and responder need mailbox.dir")
 	}
 	if a := c.Responder.Address; a != "" && !isAddress(a) {

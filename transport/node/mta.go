@@ -67,8 +67,9 @@ type mta struct {
 // (a file must verify; a URL store may start empty and then refuses with 4.7.1 until its
 // first refresh) and opens the queue and the audit log. Local delivery goes to local (nil:
 // the Maildir of [local]); accounts (nil: none) is asked before the [[bal]] table for the BAL
-// of a submission login or client certificate. serve starts it.
-func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts connector.Accounts, oauth *psc.Authenticator) (*mta, error) {
+// of a submission login or client certificate. spool, when not nil, is the queue (the file
+// queue of spool_dir otherwise); the mail path closes it. serve starts it.
+func newMTA(cfg *Config, opts Options, spool queue.Spool, local connector.LocalDelivery, accounts connector.Accounts, oauth *psc.Authenticator) (*mta, error) {
 	c := &mta{cfg: cfg, opts: opts, accounts: accounts, oauth: oauth, local: local, metrics: metrics.New(), servers: map[string]*connector.Server{},
 		listening: make(chan struct{})}
 	c.now = c.opts.Now
@@ -93,10 +94,13 @@ func newMTA(cfg *Config, opts Options, local connector.LocalDelivery, accounts c
 	if err := c.openWhitelist(); err != nil {
 		return nil, err
 	}
-	c.queue, err = queue.Open(&queue.Options{Dir: cfg.SpoolDir, MaxMessageBytes: cfg.Limits.MaxMessageBytes + 64<<10, Logger: c.logger,
-		Schedule: queue.Schedule{First: cfg.Queue.RetryFirst, Factor: cfg.Queue.RetryFactor, Max: cfg.Queue.RetryMax,
-			Jitter: jitter(cfg.Queue.RetryJitter), GiveUp: cfg.Queue.GiveUp, DelayNotice: cfg.Queue.DelayNotice},
-		RedeliveryWindow: redeliveryWindow(cfg.Relay.RedeliveryWindow), RedeliveryMax: cfg.Relay.RedeliveryMax})
+	c.queue = spool
+	if c.queue == nil {
+		c.queue, err = queue.Open(&queue.Options{Dir: cfg.SpoolDir, MaxMessageBytes: cfg.Limits.MaxMessageBytes + 64<<10, Logger: c.logger,
+			Schedule: queue.Schedule{First: cfg.Queue.RetryFirst, Factor: cfg.Queue.RetryFactor, Max: cfg.Queue.RetryMax,
+				Jitter: jitter(cfg.Queue.RetryJitter), GiveUp: cfg.Queue.GiveUp, DelayNotice: cfg.Queue.DelayNotice},
+			RedeliveryWindow: redeliveryWindow(cfg.Relay.RedeliveryWindow), RedeliveryMax: cfg.Relay.RedeliveryMax})
+	}
 	if err != nil {
 		return nil, err
 	}

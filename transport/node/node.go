@@ -45,6 +45,7 @@ import (
 	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/mailbox/local"
 	"github.com/mssante-go/sdk/transport/psc"
+	"github.com/mssante-go/sdk/transport/publication"
 	"github.com/mssante-go/sdk/transport/queue"
 	"github.com/mssante-go/sdk/transport/responder"
 )
@@ -81,9 +82,10 @@ func (o Options) connShare(name string) transport.ConnShare {
 
 // Node is a running operator node. Its fields are set by New for callers (tests, the
 // sandbox) that need to reach a component; Store, IMAP and Responder are nil without a
-// mailbox side.
+// mailbox side. Store is a *mailbox.SQLite, or a *mailbox.Postgres with [store] backend =
+// "postgres".
 type Node struct {
-	Store     *mailbox.SQLite
+	Store     mailbox.Store
 	IMAP      *imapd.Server
 	Responder *responder.Responder
 
@@ -96,10 +98,25 @@ type Node struct {
 	cert   atomic.Pointer[tls.Certificate] // of the IMAP listeners, swapped by Reload
 	oauth  *psc.Authenticator              // Pro Santé Connect logins, nil without [psc]
 	annu   *reconciler                     // reconciliation with the Annuaire, nil without [annuaire]
+	pg     *pgBackend                      // what [store] backend = "postgres" opened, else nil
+	reg    registry                        // Store, as the registry of BALs
 
 	reloadMu  sync.Mutex // one reload at a time
 	closeOnce sync.Once
 }
+
+// registry is what both mailbox stores offer besides mailbox.Store: the publication journal
+// of the Annuaire reconciliation and the BALs a person holds.
+type registry interface {
+	mailbox.Store
+	publication.Store
+	psc.Holdings
+}
+
+var (
+	_ registry = (*mailbox.SQLite)(nil)
+	_ registry = (*mailbox.Postgres)(nil)
+)
 
 // imapGrace bounds the wait for open IMAP sessions at stop (clients keep them open).
 const imapGrace = 5 * time.Second
@@ -122,24 +139,34 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 	}
 	mopts := n.opts
 	mopts.Logger = n.logger
-	if cfg.Mailbox.Dir == "" {
-		n.mta, err = newMTA(cfg, mopts, nil, nil, nil)
+	if !cfg.mailboxSide() {
+		n.mta, err = newMTA(cfg, mopts, nil, nil, nil, nil)
 		return n, err
-	}
-	flagSync := mailbox.FlagSyncFull
-	if cfg.Mailbox.FlagSync == "normal" {
-		flagSync = mailbox.FlagSyncNormal
-	}
-	n.Store, err = mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
-		Logger: n.logger, FlagSync: flagSync})
-	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			n.Store.Close()
+			n.Close()
 		}
 	}()
+	var spool queue.Spool // nil: the file queue of spool_dir
+	if cfg.Store.Postgres() {
+		if n.pg, err = openPostgres(ctx, cfg, &mopts); err != nil {
+			return nil, err
+		}
+		n.Store, n.reg, spool = n.pg.store, n.pg.store, n.pg.queue
+		n.opts.AuthCounters, n.opts.ConnShare = mopts.AuthCounters, mopts.ConnShare
+	} else {
+		flagSync := mailbox.FlagSyncFull
+		if cfg.Mailbox.FlagSync == "normal" {
+			flagSync = mailbox.FlagSyncNormal
+		}
+		st, err := mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
+			Logger: n.logger, FlagSync: flagSync})
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		n.Store, n.reg = st, st
+	}
 	if err := n.addBALs(ctx); err != nil {
 		return nil, err
 	}
@@ -159,16 +186,16 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 	for _, w := range cfg.Warnings() {
 		n.logger.Warn("node: " + w)
 	}
-	if n.oauth, err = cfg.pscAuthenticator(n.Store, n.opts.Now); err != nil {
+	if n.oauth, err = cfg.pscAuthenticator(n.reg, n.opts.Now); err != nil {
 		return nil, err
 	}
-	if n.mta, err = newMTA(cfg, mopts, delivery, storeAccounts{n.Store}, n.oauth); err != nil {
+	if n.mta, err = newMTA(cfg, mopts, spool, delivery, storeAccounts{n.Store}, n.oauth); err != nil {
 		return nil, err
 	}
 	if err := n.newIMAP(); err != nil {
 		return nil, err
 	}
-	if n.annu, err = newReconciler(cfg, n.Store, n.mta.metrics, n.logger); err != nil {
+	if n.annu, err = newReconciler(cfg, n.reg, n.mta.metrics, n.logger); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -378,12 +405,16 @@ func (n *Node) Serve(ctx context.Context) error {
 	return err
 }
 
-// Close closes the mailbox store (Serve does it when it returns).
+// Close closes the mailbox store, and on PostgreSQL what the node opened beside it (Serve
+// does it when it returns).
 func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
 		if n.Store != nil {
 			err = n.Store.Close()
+		}
+		if n.pg != nil {
+			err = errors.Join(err, n.pg.close())
 		}
 	})
 	return err

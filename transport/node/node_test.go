@@ -34,6 +34,8 @@ type operator struct {
 	extra       string                         // appended to the configuration
 	setup       func(*node.Node, *node.Config) // called between New and Serve
 	mbox        string                         // added to its [mailbox] section
+	store       string                         // its [store] table; when set, no [mailbox] dir
+	queue       string                         // added to its [queue] section
 }
 
 func (o *operator) addr(name string) string { return o.lns[name].Addr().String() }
@@ -47,7 +49,7 @@ type space struct {
 	sign *testpki.Leaf
 }
 
-func newSpace(t *testing.T, domains ...string) *space {
+func newSpace(t testing.TB, domains ...string) *space {
 	t.Helper()
 	dir := t.TempDir()
 	p, err := testpki.New(&testpki.Options{Dir: filepath.Join(dir, "ca")})
@@ -97,15 +99,28 @@ func newSpace(t *testing.T, domains ...string) *space {
 }
 
 // config is the node configuration of o, mailbox side on.
-func (s *space) config(t *testing.T, o *operator) *node.Config {
+func (s *space) config(t testing.TB, o *operator) *node.Config {
 	t.Helper()
+	cfg, err := node.LoadConfig(strings.NewReader(s.configTOML(o)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// configTOML is the text of config.
+func (s *space) configTOML(o *operator) string {
 	var routes []string
 	for _, x := range s.ops {
 		if x != o {
 			routes = append(routes, fmt.Sprintf("%q = %q", x.domain, x.addr("relay")))
 		}
 	}
-	toml := fmt.Sprintf(`hostname = "mx.%[2]s"
+	store := o.store + "\n[mailbox]"
+	if o.store == "" {
+		store = "[mailbox]\ndir = \"" + o.dir + "/mailbox\""
+	}
+	return fmt.Sprintf(`hostname = "mx.%[2]s"
 domains = ["%[2]s"]
 spool_dir = "%[1]s/spool"
 [tls]
@@ -120,8 +135,7 @@ signer = %[4]q
 [[bal]]
 address = "dpi@%[2]s"
 cert_dn = %[5]q
-[mailbox]
-dir = "%[1]s/mailbox"
+%[9]s
 %[8]s
 [delivery]
 routes = { %[6]s }
@@ -129,22 +143,18 @@ idle_timeout = "1h"
 [queue]
 retry_first = "200ms"
 retry_max = "1s"
+%[10]s
 [audit]
 dir = "%[1]s/audit"
 [metrics]
 listen = ""
-%[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox)
-	cfg, err := node.LoadConfig(strings.NewReader(toml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+%[7]s`, o.dir, o.domain, s.dir, transport.SubjectDN(s.sign.Cert), transport.SubjectDN(o.app.Cert), strings.Join(routes, ", "), o.extra, o.mbox, store, o.queue)
 }
 
 // start runs the node of o until ctx ends; the returned channel gives Serve's result. The
 // test's cleanup waits for Serve to return (ctx is cancelled by then), so that nothing the
 // node writes as it stops (the queue's index) races with the removal of its folders.
-func (s *space) start(t *testing.T, ctx context.Context, o *operator, opts *node.Options) (*node.Node, chan error) {
+func (s *space) start(t testing.TB, ctx context.Context, o *operator, opts *node.Options) (*node.Node, chan error) {
 	t.Helper()
 	if opts == nil {
 		opts = &node.Options{}
