@@ -102,8 +102,11 @@ func New(opts *Options) (*Handler, error) {
 			return nil, fmt.Errorf("httpapi: %w", err)
 		}
 	}
-	h.idem = &idemStore{dir: filepath.Join(o.StateDir, "idempotency"), now: o.Now}
-	h.idem.purge(7 * 24 * time.Hour)
+	idem, err := openIdemStore(filepath.Join(o.StateDir, "idempotency"), o.Now, h.log)
+	if err != nil {
+		return nil, err
+	}
+	h.idem = idem
 	h.in = &inbox{dir: filepath.Join(o.StateDir, "received"), now: o.Now}
 
 	m := http.NewServeMux()

@@ -337,3 +337,38 @@ func (s *ConnectorSender) save(rec *bal.Record, durable bool) error {
 	}
 	return writeFile(s.dir, filepath.Join(s.dir, rec.EnvelopeID+".json"), b, durable)
 }
+
+// writeFile replaces path (in dir) with b through a temporary file and a rename, so that a
+// reader sees the old record or the new one; durable fsyncs the file and dir first.
+func writeFile(dir, path string, b []byte, durable bool) error {
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("httpapi: %w", err)
+	}
+	_, err = tmp.Write(b)
+	if err == nil && durable {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("httpapi: %w", err)
+	}
+	if !durable {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("httpapi: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("httpapi: %w", err)
+	}
+	return nil
+}

@@ -27,8 +27,12 @@
 // a type URI "urn:mssante-go:problem:NAME"; they never hold health data.
 //
 // Sending is idempotent under an Idempotency-Key header (IETF draft-ietf-httpapi-idempotency-
-// key-header): the key, the fingerprint of the request and the Message-ID chosen are fsynced
-// before the message is submitted, the answer after, so that a request sent again, even after a
-// crash, never sends twice: it gets the first answer, or completes the first submission with
-// the same Message-ID, which bal's outbox recognises. Records are kept 7 days.
+// key-header): the key, the fingerprint of the request and the Message-ID chosen are made
+// durable before the message is submitted (one journal, whose fsyncs concurrent requests
+// share), the answer is journaled after, so that a request sent again, even after a crash, gets
+// the first answer or completes the first submission with the same Message-ID, which bal's
+// outbox recognises (a raw message keeps its own Message-ID, or bal derives one from its
+// bytes). One window is SMTP's own: a crash after the submission server took the message and
+// before its reply reached bal leaves the outcome unknown, and the request sent again submits
+// that Message-ID a second time. Records are kept 7 days.
 package httpapi

@@ -2,9 +2,17 @@ package webhook
 
 import (
 	"bytes"
+	"io"
 	"testing"
 	"time"
+
+	"github.com/mssante-go/sdk/internal/journal"
 )
+
+func readJournal(r io.Reader, fn func(*record)) (int64, error) {
+	good, err := journal.Read(r, decode(fn))
+	return good, journalErr(err)
+}
 
 func journalBytes(t testing.TB, recs ...*record) []byte {
 	var b []byte

@@ -30,9 +30,7 @@ func TestJournalGroupCommit(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	d.j.mu.Lock()
-	syncs := d.j.syncs
-	d.j.mu.Unlock()
+	syncs := d.j.Syncs()
 	t.Logf("%d events, %d fsyncs", workers*each, syncs)
 	if syncs >= workers*each {
 		t.Errorf("%d fsyncs for %d events: no group commit", syncs, workers*each)

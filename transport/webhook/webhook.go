@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mssante-go/sdk/internal/journal"
 	"github.com/mssante-go/sdk/internal/statelock"
 )
 
@@ -133,7 +134,7 @@ type Dispatcher struct {
 	unlock func()
 
 	mu sync.Mutex // guards the queues and the journal's content (d.mu before j.mu)
-	j  *journal
+	j  *journal.Journal
 	// seq orders the records; liveBytes is the length of the add records of the events not
 	// yet delivered nor abandoned; orphans are those of endpoints no longer configured, kept
 	// for when they come back.
@@ -217,7 +218,7 @@ func New(opts *Options) (*Dispatcher, error) {
 	d.unlock = unlock
 	if err := d.open(); err != nil {
 		if d.j != nil {
-			d.j.close()
+			d.j.Close()
 		}
 		unlock()
 		return nil, err
@@ -299,7 +300,7 @@ func (d *Dispatcher) open() error {
 		}
 	}
 	if len(imported) > 0 {
-		if err := d.j.sync(mark); err != nil {
+		if err := d.j.Sync(mark); err != nil {
 			return err
 		}
 		for _, f := range imported {
@@ -318,7 +319,7 @@ func (d *Dispatcher) enqueue(ep *endpoint, p *pending) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	mark, err := d.j.append(b)
+	mark, err := d.j.Append(b)
 	if err != nil {
 		return 0, err
 	}
@@ -357,7 +358,7 @@ func (d *Dispatcher) Publish(_ context.Context, e Event) error {
 		}
 	}
 	d.mu.Unlock()
-	if err := d.j.sync(mark); err != nil {
+	if err := d.j.Sync(mark); err != nil {
 		return err
 	}
 	for _, ep := range eps {
@@ -387,7 +388,7 @@ func (d *Dispatcher) Close() error {
 	if d.unlock == nil {
 		return nil
 	}
-	err := d.j.close()
+	err := d.j.Close()
 	d.unlock()
 	d.unlock = nil
 	return err
@@ -422,7 +423,7 @@ func (d *Dispatcher) loop(ctx context.Context, ep *endpoint) {
 	for {
 		var p *pending
 		d.mu.Lock()
-		if len(ep.queue) > 0 && d.j.durable(ep.queue[0].mark) {
+		if len(ep.queue) > 0 && d.j.Durable(ep.queue[0].mark) {
 			p = ep.queue[0]
 		}
 		d.mu.Unlock()
@@ -481,7 +482,7 @@ func (d *Dispatcher) attempt(ctx context.Context, ep *endpoint, p *pending) {
 		p.Attempts, p.Next = jr.Attempts, jr.Next
 	}
 	if b, err := frame(jr); err == nil {
-		_, err = d.j.append(b)
+		_, err = d.j.Append(b)
 		if err != nil {
 			d.log.Error("webhook: journal", "event_id", p.Event.ID, "err", err)
 		}
@@ -497,7 +498,7 @@ func (d *Dispatcher) attempt(ctx context.Context, ep *endpoint, p *pending) {
 // they fill less than a quarter of it (an empty journal when every event is delivered or
 // abandoned). The caller holds d.mu.
 func (d *Dispatcher) compact() error {
-	size := d.j.fileSize()
+	size := d.j.Size()
 	if size < d.o.CompactSize || size < 4*d.liveBytes {
 		return nil
 	}
@@ -508,7 +509,7 @@ func (d *Dispatcher) compact() error {
 		}
 	}
 	slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.Seq, b.Seq) })
-	return d.j.rewrite(recs)
+	return rewriteJournal(d.j, recs)
 }
 
 func (d *Dispatcher) backoff(attempts int) time.Duration {
@@ -541,18 +542,6 @@ func (d *Dispatcher) post(ctx context.Context, ep *endpoint, e *Event) (int, err
 		return resp.StatusCode, fmt.Errorf("webhook: endpoint answered %d", resp.StatusCode)
 	}
 	return resp.StatusCode, nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("webhook: %w", err)
-	}
-	return nil
 }
 
 func (ep *endpoint) appendLog(r Delivery, max int64) {
