@@ -455,7 +455,14 @@ func (s *Postgres) copyTx(ctx context.Context, tx *pgTx, mbox MailboxID, uids []
 	}
 	present := map[uint32]bool{}
 	var kw []string
-	rows, err := tx.Query(ctx, `SELECT uid, flags FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, uidList(uids))
+	q := `SELECT uid, flags FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`
+	if s.blobs != nil {
+		// The source rows stay until the copies commit: otherwise an expunge committed
+		// meanwhile would let the sweep find the shared body unnamed and remove it under
+		// the copies.
+		q += ` FOR SHARE`
+	}
+	rows, err := tx.Query(ctx, q, mbox, uidList(uids))
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: %w", err)
 	}
