@@ -155,3 +155,46 @@ func expunge(t *testing.T, s Store, mbox MailboxID, uid uint32) {
 		t.Fatalf("expunge: %v, %v", gone, err)
 	}
 }
+
+// TestPostgresBlobsTwoNodes: two nodes on one database and one blob folder: a message
+// delivered by one is read whole by the other, through Open and Read.
+func TestPostgresBlobsTwoNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn, dir := newDatabase(t), "dir:"+t.TempDir()
+	a := openPostgresTest(t, dsn, &Options{Blobs: dir})
+	b := openPostgresTest(t, dsn, &Options{Blobs: dir})
+	if err := a.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: PER}); err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("0123456789abcdef\r\n"), 2000)
+	msg = append([]byte("Subject: x\r\n\r\n"), msg...)
+	res, err := a.Append(ctx, "a@h.fr", Inbox, bytes.NewReader(msg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, n, err := b.Open(ctx, res.Mailbox, res.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if n != int64(len(msg)) || !bytes.Equal(got, msg) {
+		t.Fatalf("Open on the other node: %d bytes", len(got))
+	}
+	var read int
+	err = b.Read(ctx, res.Mailbox, []uint32{res.UID}, func(uid uint32, r io.ReaderAt, size int64) error {
+		buf := make([]byte, size)
+		if _, err := r.ReadAt(buf, 0); err != nil {
+			return err
+		}
+		if !bytes.Equal(buf, msg) {
+			t.Error("Read on the other node: body differs")
+		}
+		read++
+		return nil
+	})
+	if err != nil || read != 1 {
+		t.Fatalf("Read on the other node: %d, %v", read, err)
+	}
+}
