@@ -2,7 +2,8 @@
 // run (bench/store/run.sh starts the PostgreSQL server): APPEND (each delivery committed
 // durably before it returns), FETCH of every body (Store.Read) and SEARCH HEADER (the indexed
 // headers of the folder), the backends taking turns, medians of the rounds and the ratio
-// PostgreSQL/SQLite (> 1: PostgreSQL faster).
+// PostgreSQL/SQLite (> 1: PostgreSQL faster), with PostgreSQL's bodies in the database and in
+// a folder (Options.Blobs).
 //
 // With -bodies it first compares the two ways of keeping bodies with a PostgreSQL index: in
 // the database (a bytea row, one commit) and in a shared folder (a file written, fsynced and
@@ -21,6 +22,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -40,6 +42,7 @@ func main() {
 	bals := flag.Int("bals", 1, "BALs the appenders deliver to (writer w to BAL w mod bals), as a relay does")
 	rounds := flag.Int("rounds", 3, "rounds, backends taking turns")
 	bodies := flag.Bool("bodies", false, "compare bodies in PostgreSQL and in a folder first")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the rounds to this file")
 	flag.Parse()
 	if *dsn == "" || *dir == "" {
 		log.Fatal("usage: store -dsn DSN -dir DIR [-n N] [-size BYTES] [-writers W] [-rounds R] [-bodies]")
@@ -54,9 +57,19 @@ func main() {
 		compareBodies(ctx, admin, *dsn, *dir)
 	}
 	fmt.Printf("store: %d messages of %d bytes, %d writer(s) to %d BAL(s), %d rounds\n", *n, *size, *writers, *bals, *rounds)
-	res := map[string]map[string][]float64{"sqlite": {}, "postgres": {}}
+	res := map[string]map[string][]float64{"sqlite": {}, "postgres": {}, "postgres-dir": {}}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for r := range *rounds {
-		order := []string{"sqlite", "postgres"}
+		order := []string{"sqlite", "postgres", "postgres-dir"}
 		if r%2 == 1 {
 			slices.Reverse(order)
 		}
@@ -65,7 +78,11 @@ func main() {
 			if b == "sqlite" {
 				s, err = mailbox.OpenSQLite(ctx, filepath.Join(*dir, fmt.Sprintf("sqlite-%d", r)), &mailbox.Options{WatchPoll: -1})
 			} else {
-				s, err = mailbox.OpenPostgres(ctx, database(ctx, admin, *dsn, fmt.Sprintf("store_%d", r)), nil)
+				var o *mailbox.Options
+				if b == "postgres-dir" {
+					o = &mailbox.Options{Blobs: "dir:" + filepath.Join(*dir, fmt.Sprintf("blobs-%d", r))}
+				}
+				s, err = mailbox.OpenPostgres(ctx, database(ctx, admin, *dsn, fmt.Sprintf("store_%d", r)), o)
 			}
 			if err != nil {
 				log.Fatal(err)
@@ -77,9 +94,9 @@ func main() {
 		}
 	}
 	for _, k := range []string{"append msg/s", "fetch msg/s", "search header/s"} {
-		sq, pg := median(res["sqlite"][k]), median(res["postgres"][k])
-		fmt.Printf("%-16s sqlite %9.1f  postgres %9.1f  postgres/sqlite %.2fx   (rounds: sqlite %s, postgres %s)\n",
-			k, sq, pg, pg/sq, list(res["sqlite"][k]), list(res["postgres"][k]))
+		sq, pg, pd := median(res["sqlite"][k]), median(res["postgres"][k]), median(res["postgres-dir"][k])
+		fmt.Printf("%-16s sqlite %9.1f  postgres %9.1f (%.2fx)  postgres, bodies in a folder %9.1f (%.2fx)   (rounds: sqlite %s, postgres %s, folder %s)\n",
+			k, sq, pg, pg/sq, pd, pd/sq, list(res["sqlite"][k]), list(res["postgres"][k]), list(res["postgres-dir"][k]))
 	}
 }
 

@@ -5,7 +5,8 @@
 # first, bodies in PostgreSQL against bodies in a folder (append and read back, 20 KB and
 # 1 MB); then the same over IMAP: our IMAP server on each store (bench/imap/imapserve), one
 # client taking turns (bench/imap/load): APPEND, FETCH, SEARCH BODY and SEARCH HEADER, ratio
-# PostgreSQL/SQLite as throughput (> 1: PostgreSQL faster). A throw-away PostgreSQL cluster (initdb, Unix socket only, fsync on: both stores
+# PostgreSQL/SQLite as throughput (> 1: PostgreSQL faster); everything again with PostgreSQL's
+# bodies in a folder (mailbox.Options.Blobs "dir:…"). A throw-away PostgreSQL cluster (initdb, Unix socket only, fsync on: both stores
 # commit durably) is started here and removed at the end.
 #
 # Needs Debian's postgresql package (scripts/apt-packages.txt); under root the cluster runs as
@@ -55,16 +56,22 @@ echo "== IMAP: $N messages of $SIZE bytes, our server on each store, $RUNS runs 
 go build -o "$W/imapserve" ./bench/imap/imapserve
 go build -o "$W/load" ./bench/imap/load
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-PS=$(freeport); PP=$(freeport)
+PS=$(freeport); PP=$(freeport); PD=$(freeport)
 "${AS[@]}" "$BIN/psql" -h "$W/pg" -U postgres -qc 'CREATE DATABASE imap' >/dev/null
+"${AS[@]}" "$BIN/psql" -h "$W/pg" -U postgres -qc 'CREATE DATABASE imapdir' >/dev/null
 "$W/imapserve" -dir "$W/imap-sqlite" -addr "127.0.0.1:$PS" -users u@bench.test:pass > "$W/sqlite.log" 2>&1 &
 PIDS+=($!)
 "$W/imapserve" -pg "host=$W/pg user=postgres dbname=imap sslmode=disable" -addr "127.0.0.1:$PP" -users u@bench.test:pass > "$W/pg.log" 2>&1 &
 PIDS+=($!)
+"$W/imapserve" -pg "host=$W/pg user=postgres dbname=imapdir sslmode=disable" -blobs "dir:$W/imap-blobs" -addr "127.0.0.1:$PD" -users u@bench.test:pass > "$W/pgdir.log" 2>&1 &
+PIDS+=($!)
 for _ in $(seq 100); do
-	if (echo > /dev/tcp/127.0.0.1/$PS) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$PP) 2>/dev/null; then break; fi
+	if (echo > /dev/tcp/127.0.0.1/$PS) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$PP) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$PD) 2>/dev/null; then break; fi
 	sleep 0.1
 done
 "$W/load" -a "sqlite=127.0.0.1:$PS,u@bench.test,pass" -b "postgres=127.0.0.1:$PP,u@bench.test,pass" \
+	-n "$N" -size "$SIZE" -runs "$RUNS"
+echo "== IMAP: the same, PostgreSQL with its bodies in a folder (Options.Blobs)"
+"$W/load" -a "sqlite=127.0.0.1:$PS,u@bench.test,pass" -b "postgres-dir=127.0.0.1:$PD,u@bench.test,pass" \
 	-n "$N" -size "$SIZE" -runs "$RUNS"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

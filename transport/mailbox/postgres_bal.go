@@ -184,7 +184,8 @@ func (s *Postgres) Audit(ctx context.Context, since time.Time) ([]AuditEntry, er
 // at a time purges (the others find the lock taken and purge nothing this round).
 const purgeLock = int64(0x6d737361_6e746570) // "mssantep"
 
-// Purge implements Store. When another node is purging, it returns an empty result.
+// Purge implements Store. When another node is purging, it returns an empty result. With a
+// blob store it then removes the bodies no message names (sweepBlobs).
 func (s *Postgres) Purge(ctx context.Context, now time.Time) (*PurgeResult, error) {
 	var res PurgeResult
 	err := s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
@@ -251,6 +252,9 @@ func (s *Postgres) Purge(ctx context.Context, now time.Time) (*PurgeResult, erro
 		return touched, nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if _, err := s.sweepBlobs(ctx, now); err != nil {
 		return nil, err
 	}
 	return &res, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"time"
 
@@ -83,6 +84,16 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 	if o.DeliveryID != "" {
 		delivery = &o.DeliveryID
 	}
+	size, stored, name := int64(len(body)), body, (*string)(nil)
+	if s.blobs != nil {
+		// The body is durable before the row naming it commits; if the commit fails, the
+		// sweep removes the file.
+		n := newBlobName()
+		if err := s.blobs.put(ctx, n, body); err != nil {
+			return nil, err
+		}
+		stored, name = []byte{}, &n
+	}
 	var res AppendResult
 	err = s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		res = AppendResult{}
@@ -104,7 +115,7 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 				return nil, fmt.Errorf("mailbox: %w", err)
 			}
 		}
-		if err := reserve(ctx, tx, bal, int64(len(body))); err != nil {
+		if err := reserve(ctx, tx, bal, size); err != nil {
 			return nil, err
 		}
 		if err := tx.QueryRow(ctx, `UPDATE mailbox_folder SET uidnext = uidnext + 1 WHERE id = $1 RETURNING uidnext - 1`, id).Scan(&res.UID); err != nil {
@@ -114,15 +125,15 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, delivery, header, body)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			id, res.UID, len(body), date.UnixMilli(), flags, ms, delivery, header, body); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, delivery, header, body, blob)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			id, res.UID, size, date.UnixMilli(), flags, ms, delivery, header, stored, name); err != nil {
 			return nil, fmt.Errorf("mailbox: append: %w", err)
 		}
 		if err := addKeywordsPg(ctx, tx, id, splitFlags(flags)); err != nil {
 			return nil, err
 		}
-		res.Size = int64(len(body))
+		res.Size = size
 		return []MailboxID{id}, nil
 	})
 	if errors.Is(err, errNoChange) && res.Duplicate {
@@ -219,25 +230,30 @@ func (s *Postgres) Headers(ctx context.Context, mbox MailboxID, afterUID uint32)
 // readBatch bounds the bodies Read fetches with one query.
 const readBatch = 8 << 20
 
-// Read implements Store: the sizes first, then the bodies in batches of up to readBatch
-// bytes, so that a FETCH of many messages costs few round trips and bounded memory.
+// Read implements Store: the sizes and blob names first, then the bodies kept in the database
+// in batches of up to readBatch bytes, so that a FETCH of many messages costs few round trips
+// and bounded memory, and holds no connection while fn runs.
 func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn func(uid uint32, r io.ReaderAt, size int64) error) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	sizes := map[uint32]int64{}
-	rows, err := s.pool.Query(ctx, `SELECT uid, size FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, uidList(uids))
+	type where struct {
+		size int64
+		blob *string
+	}
+	at := map[uint32]where{}
+	rows, err := s.pool.Query(ctx, `SELECT uid, size, blob FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, uidList(uids))
 	if err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}
 	for rows.Next() {
 		var u uint32
-		var n int64
-		if err := rows.Scan(&u, &n); err != nil {
+		var w where
+		if err := rows.Scan(&u, &w.size, &w.blob); err != nil {
 			rows.Close()
 			return fmt.Errorf("mailbox: %w", err)
 		}
-		sizes[u] = n
+		at[u] = w
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -247,10 +263,10 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 		var batch []int64
 		var total int64
 		j := i
-		for ; j < len(uids) && (len(batch) == 0 || total+sizes[uids[j]] <= readBatch); j++ {
-			if n, ok := sizes[uids[j]]; ok {
+		for ; j < len(uids) && (len(batch) == 0 || total+at[uids[j]].size <= readBatch); j++ {
+			if w, ok := at[uids[j]]; ok && w.blob == nil {
 				batch = append(batch, int64(uids[j]))
-				total += n
+				total += w.size
 			}
 		}
 		bodies := map[uint32][]byte{}
@@ -274,6 +290,16 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 			}
 		}
 		for _, u := range uids[i:j] {
+			w, ok := at[u]
+			if !ok {
+				continue // expunged meanwhile
+			}
+			if w.blob != nil {
+				if err := s.readBlob(ctx, u, *w.blob, fn); err != nil {
+					return err
+				}
+				continue
+			}
 			b, ok := bodies[u]
 			if !ok {
 				continue // expunged meanwhile
@@ -287,6 +313,27 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 	return nil
 }
 
+// readBlob calls fn with a body kept in the blob store. A missing body is skipped, as an
+// expunged message is: the sweep removes only bodies no row named an hour before.
+func (s *Postgres) readBlob(ctx context.Context, uid uint32, name string, fn func(uid uint32, r io.ReaderAt, size int64) error) error {
+	if s.blobs == nil {
+		return fmt.Errorf("mailbox: message %d is in a blob store and Options.Blobs names none", uid)
+	}
+	b, err := s.blobs.open(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	n, err := b.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("mailbox: blobs: %w", err)
+	}
+	return fn(uid, b, n)
+}
+
 type bodyReader struct{ *bytes.Reader }
 
 func (bodyReader) Close() error { return nil }
@@ -294,12 +341,34 @@ func (bodyReader) Close() error { return nil }
 // Open implements Store.
 func (s *Postgres) Open(ctx context.Context, mbox MailboxID, uid uint32) (io.ReadSeekCloser, int64, error) {
 	var b []byte
-	err := s.pool.QueryRow(ctx, `SELECT body FROM mailbox_message WHERE mailbox = $1 AND uid = $2`, mbox, uid).Scan(&b)
+	var name *string
+	err := s.pool.QueryRow(ctx, `SELECT body, blob FROM mailbox_message WHERE mailbox = $1 AND uid = $2`, mbox, uid).Scan(&b, &name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, 0, ErrNoMessage
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("mailbox: %w", err)
+	}
+	if name != nil {
+		if s.blobs == nil {
+			return nil, 0, fmt.Errorf("mailbox: message %d is in a blob store and Options.Blobs names none", uid)
+		}
+		f, err := s.blobs.open(ctx, *name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, 0, ErrNoMessage
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		n, err := f.Seek(0, io.SeekEnd)
+		if err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("mailbox: blobs: %w", err)
+		}
+		return f, n, nil
 	}
 	return bodyReader{bytes.NewReader(b)}, int64(len(b)), nil
 }
@@ -386,7 +455,14 @@ func (s *Postgres) copyTx(ctx context.Context, tx *pgTx, mbox MailboxID, uids []
 	}
 	present := map[uint32]bool{}
 	var kw []string
-	rows, err := tx.Query(ctx, `SELECT uid, flags FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, uidList(uids))
+	q := `SELECT uid, flags FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`
+	if s.blobs != nil {
+		// The source rows stay until the copies commit: otherwise an expunge committed
+		// meanwhile would let the sweep find the shared body unnamed and remove it under
+		// the copies.
+		q += ` FOR SHARE`
+	}
+	rows, err := tx.Query(ctx, q, mbox, uidList(uids))
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: %w", err)
 	}
@@ -425,8 +501,8 @@ func (s *Postgres) copyTx(ctx context.Context, tx *pgTx, mbox MailboxID, uids []
 	}
 	var total int64
 	err = tx.QueryRow(ctx, `WITH ins AS (
-		INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, header, body)
-		SELECT $3, p.dst, m.size, m.internal, m.flags, $4, m.header, m.body
+		INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, header, body, blob)
+		SELECT $3, p.dst, m.size, m.internal, m.flags, $4, m.header, m.body, m.blob
 		FROM unnest($2::bigint[], $5::bigint[]) AS p(src, dst) JOIN mailbox_message m ON m.mailbox = $1 AND m.uid = p.src
 		RETURNING size)
 		SELECT coalesce(sum(size), 0) FROM ins`, mbox, src, did, ms, dst).Scan(&total)

@@ -20,13 +20,24 @@ import (
 type opener func(t *testing.T, opts *Options) Store
 
 // forEachStore runs a behaviour test against every Store implementation, as subtests
-// /sqlite and /postgres: the same test, unchanged, on both backends.
+// /sqlite, /postgres and /postgres-dir (bodies in a folder, Options.Blobs): the same test,
+// unchanged, on both backends and both places of PostgreSQL's bodies.
 func forEachStore(t *testing.T, test func(t *testing.T, open opener)) {
 	t.Run("sqlite", func(t *testing.T) {
 		test(t, func(t *testing.T, o *Options) Store { return openTest(t, t.TempDir(), o) })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		test(t, func(t *testing.T, o *Options) Store { return openPostgresTest(t, newDatabase(t), o) })
+	})
+	t.Run("postgres-dir", func(t *testing.T) {
+		test(t, func(t *testing.T, o *Options) Store {
+			var oo Options
+			if o != nil {
+				oo = *o
+			}
+			oo.Blobs = "dir:" + t.TempDir()
+			return openPostgresTest(t, newDatabase(t), &oo)
+		})
 	})
 }
 

@@ -36,6 +36,10 @@ type Options struct {
 	// changes since an older modseq is told to re-read the folder's UIDs
 	// (Changes.ExpungedUnknown). 0 means 100,000.
 	ExpungeLog uint64
+	// Blobs is where the PostgreSQL store keeps message bodies: "" or "postgres" in the
+	// database, "dir:" and an absolute path in files under that folder, which every node
+	// must mount. The SQLite store keeps them in files under its own folder and ignores it.
+	Blobs string
 }
 
 const defaultExpungeLog = 100_000

@@ -34,6 +34,7 @@ func main() {
 	maxConns := flag.Int("max-conns", 0, "simultaneous connections, in total and from one address (0: the server's defaults)")
 	flagSync := flag.String("flag-sync", "full", "durability of flag changes: full (fsynced) or normal")
 	pg := flag.String("pg", "", "PostgreSQL DSN: serve the PostgreSQL store instead of the SQLite store in -dir")
+	blobs := flag.String("blobs", "", "with -pg, where bodies are kept: postgres (the default) or dir:/path (mailbox.Options.Blobs)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the server, from start to SIGTERM, to this file")
 	flag.Parse()
 	if *dir == "" && *pg == "" {
@@ -43,7 +44,7 @@ func main() {
 		log.Fatal("imapserve: loopback addresses only")
 	}
 	ctx := context.Background()
-	sopts := &mailbox.Options{}
+	sopts := &mailbox.Options{Blobs: *blobs}
 	switch *flagSync {
 	case "full":
 	case "normal":
