@@ -273,12 +273,17 @@ func TestServeReloadAndMetrics(t *testing.T) {
 	c.Quit()
 	waitUntil(t, "local delivery", 20*time.Second, func() bool { return f.delivered(t)[1] == 1 })
 
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", f.metrics))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	// The queue records the outcome just after the mailbox holds the message.
+	var m []byte
+	waitUntil(t, "delivery counted", 20*time.Second, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", f.metrics))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(m), "mssante_queue_messages 0")
+	})
 	for _, want := range []string{`mssante_messages_accepted_total{listener="relay"} 1`, `mssante_recipients_total{outcome="delivered"} 1`,
 		"mssante_queue_messages 0", `mssante_certificate_expiry_seconds{name="server"} 9`, "mssante_accept_latency_seconds_bucket", "mssante_whitelist_age_seconds"} {
 		if !strings.Contains(string(m), want) {
