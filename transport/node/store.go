@@ -45,6 +45,10 @@ type StoreConfig struct {
 	TLSCAFile string `toml:"tls_ca_file"`
 	// PoolSize bounds the connections of each component to the database (0: its default).
 	PoolSize int `toml:"pool_size"`
+	// Blobs is where the PostgreSQL store keeps message bodies (mailbox.Options.Blobs): ""
+	// or "postgres" in the database, "dir:/path" in files under a folder every node mounts,
+	// which reads faster than the database (bench/README.md, mailbox store).
+	Blobs string `toml:"blobs"`
 }
 
 // Postgres reports whether the store backend is PostgreSQL.
@@ -54,8 +58,8 @@ func (s *StoreConfig) check() []error {
 	var errs []error
 	switch s.Backend {
 	case BackendSQLite:
-		if s.DSN != "" || s.DSNFile != "" || s.TLSCAFile != "" {
-			errs = append(errs, errors.New("node: config: store.dsn, dsn_file and tls_ca_file need store.backend = \"postgres\""))
+		if s.DSN != "" || s.DSNFile != "" || s.TLSCAFile != "" || s.Blobs != "" {
+			errs = append(errs, errors.New("node: config: store.dsn, dsn_file, tls_ca_file and blobs need store.backend = \"postgres\""))
 		}
 	case BackendPostgres:
 		if (s.DSN == "") == (s.DSNFile == "") {
@@ -194,7 +198,7 @@ func openPostgres(ctx context.Context, cfg *Config, opts *Options) (_ *pgBackend
 		flagSync = mailbox.FlagSyncNormal
 	}
 	if b.store, err = mailbox.OpenPostgres(ctx, dsn, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
-		Logger: opts.Logger, FlagSync: flagSync, Now: opts.Now}); err != nil {
+		Logger: opts.Logger, FlagSync: flagSync, Now: opts.Now, Blobs: cfg.Store.Blobs}); err != nil {
 		return nil, fmt.Errorf("node: store: %w", err)
 	}
 	q := cfg.Queue

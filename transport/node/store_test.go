@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -48,8 +49,10 @@ func TestPostgresBackendSharedByTwoNodes(t *testing.T) {
 	if err := os.WriteFile(dsnFile, []byte(pg.DSN()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a.store = "[store]\nbackend = \"postgres\"\ndsn = \"" + pg.DSN() + "\"\npool_size = 4\n[node]\nname = \"node-a\""
-	b.store = "[store]\nbackend = \"postgres\"\ndsn_file = \"" + dsnFile + "\"\n[node]\nname = \"node-b\""
+	// The bodies live in a folder both nodes mount ([store] blobs).
+	blobs := t.TempDir()
+	a.store = "[store]\nbackend = \"postgres\"\ndsn = \"" + pg.DSN() + "\"\npool_size = 4\nblobs = \"dir:" + blobs + "\"\n[node]\nname = \"node-a\""
+	b.store = "[store]\nbackend = \"postgres\"\ndsn_file = \"" + dsnFile + "\"\nblobs = \"dir:" + blobs + "\"\n[node]\nname = \"node-b\""
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	na, _ := s.start(t, ctx, a, nil)
@@ -71,6 +74,16 @@ func TestPostgresBackendSharedByTwoNodes(t *testing.T) {
 	}
 	if len(got) != 1 || !strings.Contains(string(got[0]), "Message-ID: <shared@a>") {
 		t.Fatalf("node B's INBOX: %d messages", len(got))
+	}
+	var files int
+	filepath.WalkDir(blobs, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files++
+		}
+		return nil
+	})
+	if files == 0 {
+		t.Error("no body in the shared blobs folder")
 	}
 
 	// IDLE on node B hears of a delivery that node A makes.
@@ -127,6 +140,7 @@ func TestStoreConfigRefusals(t *testing.T) {
 	for _, c := range []struct{ name, store, want string }{
 		{"unknown backend", "backend = \"mysql\"", "store.backend must be sqlite or postgres"},
 		{"dsn on sqlite", "dsn = \"host=/tmp\"", "need store.backend = \"postgres\""},
+		{"blobs on sqlite", "blobs = \"dir:/b\"", "need store.backend = \"postgres\""},
 		{"no dsn", "backend = \"postgres\"", "exactly one of store.dsn and store.dsn_file"},
 		{"both dsns", "backend = \"postgres\"\ndsn = \"host=/tmp\"\ndsn_file = \"" + open + "\"", "exactly one of"},
 		{"negative pool", "backend = \"postgres\"\ndsn = \"host=/tmp\"\npool_size = -1", "pool_size must not be negative"},
