@@ -62,3 +62,20 @@ func TestRelayRedelivery(t *testing.T) {
 		t.Errorf("redelivered records: %+v", redelivered)
 	}
 }
+
+// A BAL's software that lost the 250 of its submission sends the message again: each
+// recipient still gets one copy; the same Message-ID with other content is another message.
+func TestSubmissionRedelivery(t *testing.T) {
+	a := newNode(t, "a.mssante.test", nil)
+	dr := "dr@a.mssante.test"
+	m := msg(a.bal, dr, "resubmitted")
+	for i, body := range []string{m, m, m + "other\r\n"} {
+		if got := submit(t, a, []string{dr}, body, nil); got != "ok" {
+			t.Fatalf("submission %d: %s", i, got)
+		}
+	}
+	waitFor(t, "a's queue to empty", func() bool { return len(a.q.IDs()) == 0 })
+	if n, want := a.count(dr), 2; n != want {
+		t.Errorf("%s has %d messages, want %d", dr, n, want)
+	}
+}
