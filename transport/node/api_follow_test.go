@@ -18,6 +18,7 @@ import (
 	"github.com/mssante-go/sdk/bal"
 	"github.com/mssante-go/sdk/internal/apitest"
 	"github.com/mssante-go/sdk/internal/samplepdf"
+	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/mssante/cda"
 	"github.com/mssante-go/sdk/transport/httpapi"
 	"github.com/mssante-go/sdk/transport/mailbox"
@@ -232,5 +233,41 @@ func TestAPIFollowAcrossNodes(t *testing.T) {
 	waitUntil(t, "status failed", func() bool { return status(res2.MessageID) == "failed" })
 	waitUntil(t, "webhook message.failed on a", func() bool { return hooks.has(webhook.EventFailed, res2.MessageID, "") })
 
-	waitUntil(t, "receipts on a flagged handled", func() bool { return flagged(na, a.appBAL(), bal.FlagHandled) >= 2 })
+	// A DSN that comes later about a delivered message (b's operator bounced it after
+	// accepting it) moves it to failed; one about a message the API did not send is left
+	// in the mailbox, unflagged, for its sender.
+	var res3 httpapi.SendResponse
+	if st := call(ca, "POST", sent, letter, &res3); st != http.StatusAccepted {
+		t.Fatalf("send: %d %+v", st, res3)
+	}
+	waitUntil(t, "second letter delivered", func() bool { return status(res3.MessageID) == "delivered" })
+	bounce := func(id string) []byte {
+		var buf bytes.Buffer
+		_, err := mssante.BuildDSN(&buf, &mssante.DSNEnvelope{From: mssante.Address{Addr: "mailer-daemon@" + b.domain},
+			To: mssante.Address{Addr: a.appBAL()}, Original: []byte("Message-ID: <" + id + ">\r\n\r\n"), HeadersOnly: true},
+			&mssante.DSN{ReportingMTA: "mx." + b.domain, Recipients: []mssante.DSNRecipient{{FinalRecipient: b.appBAL(),
+				Action: mssante.ActionFailed, Status: "5.2.2", DiagnosticCode: "smtp; 552 5.2.2 mailbox full"}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	foreign, err := na.Store.Append(ctx, a.appBAL(), mailbox.Inbox, bytes.NewReader(bounce("sent-by-a-dpi@"+a.domain)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := na.Store.Append(ctx, a.appBAL(), mailbox.Inbox, bytes.NewReader(bounce(res3.MessageID)), nil); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "failed by the DSN", func() bool { return status(res3.MessageID) == "failed" })
+	waitUntil(t, "webhook message.failed for the DSN", func() bool { return hooks.has(webhook.EventFailed, res3.MessageID, "failed") })
+	var st3 httpapi.StatusResponse
+	if call(ca, "GET", sent+"/"+res3.MessageID, nil, &st3); st3.Recipients[0].Code != 552 || st3.Recipients[0].Detail != "5.2.2" {
+		t.Fatalf("status after the DSN: %+v", st3.Recipients[0])
+	}
+	if msgs, err := na.Store.MessagesByUID(ctx, foreign.Mailbox, []uint32{foreign.UID}); err != nil || len(msgs) != 1 ||
+		len(msgs[0].Flags) != 0 {
+		t.Fatalf("the DSN for another sender: %+v %v", msgs, err)
+	}
+	waitUntil(t, "receipts on a flagged handled", func() bool { return flagged(na, a.appBAL(), bal.FlagHandled) >= 3 })
 }
