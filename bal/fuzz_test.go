@@ -13,8 +13,8 @@ import (
 
 // FuzzIncoming feeds arbitrary bytes through what Watch does with a received message:
 // parse (ReadIncoming: mssante.ReadMessage, XDM), then, for a receipt, matching against the
-// outbox (ReadReport, Record.Apply). It must
-// never panic, hang or touch a record other than the one it names.
+// outbox (ReadReport, Record.Apply). It must never panic, hang or touch a record other than
+// the one it names.
 func FuzzIncoming(f *testing.F) {
 	c, rec := outboxWith(f, true, "a@other.example")
 	f.Add(dsn(f, rec, mssante.ActionDelivered, "a@other.example", "smtp; 250 2.0.0 ok"))
