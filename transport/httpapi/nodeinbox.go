@@ -125,7 +125,9 @@ func (f *storeFollower) follow(ctx context.Context, b *mailbox.BAL) {
 // one reads the message uid of b's INBOX; leave reports a message left for another reader.
 func (f *storeFollower) one(ctx context.Context, b *mailbox.BAL, info *mailbox.MailboxInfo, uid uint32) (leave bool, err error) {
 	var data []byte
+	found := false
 	err = f.store.Read(ctx, info.ID, []uint32{uid}, func(_ uint32, r io.ReaderAt, size int64) error {
+		found = true
 		if size > f.maxSize {
 			return nil // parsed as unreadable below
 		}
@@ -136,7 +138,7 @@ func (f *storeFollower) one(ctx context.Context, b *mailbox.BAL, info *mailbox.M
 		}
 		return err
 	})
-	if err != nil {
+	if err != nil || !found { // not found: expunged meanwhile
 		return false, err
 	}
 	m := bal.ReadIncoming(data, f.maxSize)
