@@ -6,13 +6,15 @@ import (
 	"context"
 	nettextproto "net/textproto"
 	"testing"
+	"time"
 
 	"github.com/mssante-go/sdk/mssante"
 )
 
 // FuzzIncoming feeds arbitrary bytes through what Watch does with a received message:
-// parse (mssante.ReadMessage, XDM), then, for a receipt, matching against the outbox. It must
-// never panic, hang or touch a record other than the one it names.
+// parse (ReadIncoming: mssante.ReadMessage, XDM), then, for a receipt, matching against the
+// outbox (ReadReport, Record.Apply). It must never panic, hang or touch a record other than
+// the one it names.
 func FuzzIncoming(f *testing.F) {
 	c, rec := outboxWith(f, true, "a@other.example")
 	f.Add(dsn(f, rec, mssante.ActionDelivered, "a@other.example", "smtp; 250 2.0.0 ok"))
@@ -26,11 +28,13 @@ func FuzzIncoming(f *testing.F) {
 	f.Add([]byte("Subject: x\r\n\r\nbody"))
 	w := &watcher{c: c, onReceipt: func(context.Context, Receipt) {}}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		m := &Incoming{data: raw}
-		m.readMessageID()
-		m.parse(1 << 20)
+		m := ReadIncoming(raw, 1<<20)
 		if m.Message != nil && m.Message.Kind != mssante.KindOrdinary {
 			w.applyReceipt(context.Background(), m.Message)
+			if rep := ReadReport(m.Message); rep != nil {
+				rec := &Record{MessageID: rep.MessageID, Recipients: []RecipientState{{Address: "a@other.example", Status: StatusSubmitted}}}
+				rec.Apply(rep.Changes, time.Time{})
+			}
 		}
 		_ = diagnosticCode(string(raw))
 		_ = originalMessageID(raw)

@@ -179,3 +179,16 @@ func trimAngles(s string) string {
 }
 
 func bytesTrim(s string) string { return string(bytes.TrimSpace([]byte(s))) }
+
+// ReadIncoming reads a received message held in memory as Watch reads those it fetches
+// (the mail, its XDM archive, the INS and the patient), for a reader of a mailbox store
+// other than Watch (a node's API). maxSize bounds the message as Options.MaxMessageSize does.
+func ReadIncoming(data []byte, maxSize int64) *Incoming {
+	m := &Incoming{Size: int64(len(data)), data: data}
+	if err := m.readMessageID(); err != nil {
+		m.ParseError = err
+		return m
+	}
+	m.parse(maxSize)
+	return m
+}

@@ -576,66 +576,16 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 	if c.box == nil {
 		return true, nil
 	}
-	var envid string
-	var changes []reportRecipient
-	switch msg.Kind {
-	case mssante.KindDSN:
-		if msg.DSN == nil {
-			return true, nil
-		}
-		envid = msg.DSN.OriginalEnvelopeID
-		if envid == "" {
-			envid = envelopeIDOf(originalMessageID(msg.Original))
-		}
-		for _, r := range msg.DSN.Recipients {
-			rr := reportRecipient{address: r.OriginalRecipient, detail: r.Status, smtpCode: diagnosticCode(r.DiagnosticCode)}
-			if rr.address == "" {
-				rr.address = r.FinalRecipient
-			}
-			switch r.Action {
-			case mssante.ActionDelivered, mssante.ActionRelayed, mssante.ActionExpanded:
-				rr.status = StatusDelivered
-			case mssante.ActionFailed:
-				rr.status = StatusFailed
-			case mssante.ActionDelayed:
-				rr.status = StatusDelayed
-			default:
-				continue
-			}
-			changes = append(changes, rr)
-		}
-	case mssante.KindMDN:
-		if msg.MDN == nil {
-			return true, nil
-		}
-		envid = envelopeIDOf(msg.MDN.OriginalMessageID)
-		rr := reportRecipient{address: msg.MDN.OriginalRecipient}
-		if rr.address == "" {
-			rr.address = msg.MDN.FinalRecipient
-		}
-		// Only "processed" without an error says the software integrated the message.
-		switch typ := strings.ToLower(msg.MDN.Type); {
-		case msg.MDN.Error != 0:
-			rr.status, rr.mdnCode, rr.detail = StatusError, msg.MDN.Error, msg.MDN.ErrorLabel
-		case typ == "processed":
-			rr.status = StatusProcessed
-		case typ == "displayed" || typ == "dispatched": // dispatched: RFC 3798, obsolete
-			rr.status = StatusDisplayed
-		case typ == "deleted" || typ == "denied" || typ == "failed": // denied, failed: RFC 3798
-			rr.status, rr.detail = StatusError, "MDN "+typ
-		default:
+	rep := ReadReport(msg)
+	if rep == nil {
+		if msg.Kind == mssante.KindMDN && msg.MDN != nil {
 			c.log.Info("bal: MDN of an unknown disposition type, ignored")
-			return true, nil
 		}
-		changes = append(changes, rr)
-	case mssante.KindIntegrationError:
-		// The plain error mail: it answers (In-Reply-To) our message, from the recipient.
-		if len(msg.InReplyTo) == 0 {
-			return true, nil
-		}
-		envid = envelopeIDOf(msg.InReplyTo[0])
-		changes = append(changes, reportRecipient{address: msg.From.Addr, status: StatusError,
-			mdnCode: msg.Integration, detail: msg.Integration.Label()})
+		return true, nil
+	}
+	envid := rep.EnvelopeID
+	if envid == "" {
+		envid = envelopeIDOf(rep.MessageID)
 	}
 	if envid == "" || strings.ContainsAny(envid, `/\.`) {
 		return true, nil
@@ -643,17 +593,8 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 	var out []Receipt
 	now := c.opts.Now().UTC()
 	rec, err := c.box.update(envid, func(r *Record) bool {
-		changed := false
-		for _, rr := range changes {
-			st := r.recipient(rr.address)
-			if st == nil || st.Status.Final(r.MDNRequested) || rr.status.rank() <= st.Status.rank() {
-				continue // unknown recipient, duplicate or out-of-order receipt
-			}
-			st.Status, st.Code, st.MDNCode, st.Detail, st.Updated = rr.status, rr.smtpCode, rr.mdnCode, rr.detail, now
-			out = append(out, r.receipt(st))
-			changed = true
-		}
-		return changed
+		out = r.Apply(rep.Changes, now)
+		return len(out) > 0
 	})
 	switch {
 	case rec == nil && errors.Is(err, fs.ErrNotExist):
@@ -672,15 +613,6 @@ func (w *watcher) applyReceipt(ctx context.Context, msg *mssante.Message) (mine 
 		}
 	}
 	return true, nil
-}
-
-// reportRecipient is one status change a receipt brings.
-type reportRecipient struct {
-	address  string
-	status   Status
-	smtpCode int
-	mdnCode  mssante.MDNCode
-	detail   string
 }
 
 // envelopeIDOf is the outbox key of a Message-ID, "" for none.

@@ -63,6 +63,7 @@ type Handler struct {
 	log    *slog.Logger
 	idem   *idemStore
 	in     *inbox
+	node   *storeFollower // on a node: received messages come from its store
 
 	mu      sync.Mutex
 	running map[string]bool // idempotency keys being served

@@ -372,3 +372,51 @@ func writeFile(dir, path string, b []byte, durable bool) error {
 	}
 	return nil
 }
+
+// applyReport records in the message's record what a DSN, MDN or error mail received by addr
+// says, and publishes the events of the changes; mine is false when the API did not send the
+// reported message (no record): the report is another reader's.
+func (s *ConnectorSender) applyReport(ctx context.Context, addr string, rep *bal.Report) (mine bool, err error) {
+	envid := rep.EnvelopeID
+	if !isEnvelopeID(envid) {
+		if rep.MessageID == "" {
+			return false, nil
+		}
+		envid = envelopeID(addr, rep.MessageID)
+	}
+	s.mu.Lock()
+	rec, err := s.load(envid)
+	var out []bal.Receipt
+	if err == nil && rec != nil {
+		if out = rec.Apply(rep.Changes, s.o.Now().UTC()); len(out) > 0 {
+			err = s.save(rec, true)
+		}
+	}
+	s.mu.Unlock()
+	if err != nil || rec == nil {
+		return false, err
+	}
+	for _, r := range out {
+		typ := receiptEvent(r.Status)
+		if typ == "" || s.o.Webhooks == nil {
+			continue
+		}
+		e := webhook.Event{ID: eventID(addr, typ, rec.MessageID, r.Recipient, r.Detail), Type: typ, BAL: addr,
+			MessageID: rec.MessageID, Recipient: r.Recipient, Status: string(r.Status), SMTPCode: r.SMTPCode,
+			MDNCode: int(r.MDNCode), Detail: r.Detail}
+		if err := s.o.Webhooks.Publish(ctx, e); err != nil {
+			s.log.Error("httpapi: webhook event not persisted", "bal", addr, "message_id", rec.MessageID, "type", typ, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// isEnvelopeID reports whether s is an envelope ID envelopeID makes (40 hex digits), a name
+// that cannot leave the records' folder.
+func isEnvelopeID(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}

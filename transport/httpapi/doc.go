@@ -12,7 +12,10 @@
 // node's submission server (connector.Server.Submit), authenticated again by the caller's
 // certificate or token, so that every check of SMTP submission applies, and follows each
 // recipient with the queue's results. NodeAPI builds all of it from the [api] table of the
-// node's configuration ("mssante serve"). OpenAPI returns its description (OpenAPI 3.1), also served at
+// node's configuration ("mssante serve"); with the node's mailbox store, it also reads each
+// BAL's INBOX there as bal.Watch reads it over IMAP (bal.ReadReport, bal.ReadIncoming, the
+// same flags): the DSNs and MDNs update the status of what it sent, the APP BALs' mail is
+// listed, and marking a message handled sends its MDN through the caller's submission. OpenAPI returns its description (OpenAPI 3.1), also served at
 // GET /v1/openapi.yaml.
 //
 // Who may call: Options.Auth authenticates each request. CertificateAuth takes the caller's

@@ -386,6 +386,17 @@ func (h *Handler) markHandled(w http.ResponseWriter, r *http.Request, q *request
 		}
 	}
 	h.in.mu.Unlock()
+	if err == nil && m != nil && !conflict && m.State == StateHandled && h.node != nil {
+		// On a node the answer goes now, through the caller's own submission; a failure
+		// leaves the message handled, not answered, and the same request tries again.
+		if err := h.node.answer(r.Context(), q.caller, q.addr, m); err != nil {
+			h.log.Warn("httpapi: answering a received message", "bal", q.addr, "err", err)
+			writeProblem(w, problem(http.StatusServiceUnavailable, ProblemSubmission, "the answer could not be sent now; retry"))
+			return
+		}
+		h.handled(r.Context(), q.addr, id)
+		m.State = StateAnswered
+	}
 	switch {
 	case err != nil:
 		h.log.Error("httpapi: marking a message handled", "bal", q.addr, "err", err)

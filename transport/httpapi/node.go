@@ -28,10 +28,13 @@ type NodeAPIOptions struct {
 // NodeAPI is the API of the BALs of a node, from the [api] table of its configuration: the
 // Handler over a ConnectorSender on the node's submission server, callers authenticated by
 // their client certificate (the node's trust store and accounts) or, with [psc], a Pro Santé
-// Connect token; the webhooks of [[api.webhook]]. "mssante serve" runs it beside the node.
+// Connect token; the webhooks of [[api.webhook]]. With a mailbox store, it follows the BALs'
+// INBOX there: receipts update the status of what the API sent, and the received messages of
+// the APP BALs are listed and answered. "mssante serve" runs it beside the node.
 type NodeAPI struct {
 	server *Server
 	hooks  *webhook.Dispatcher // nil without endpoints
+	follow *storeFollower      // nil without a mailbox store
 	log    *slog.Logger
 }
 
@@ -109,6 +112,11 @@ func NewNodeAPI(n *node.Node, cfg *node.Config, opts *NodeAPIOptions) (*NodeAPI,
 	if err != nil {
 		return nil, err
 	}
+	if n.Store != nil {
+		a.follow = &storeFollower{h: h, s: sender, store: n.Store, maxSize: cfg.Limits.MaxMessageBytes + 64<<10,
+			log: o.Logger}
+		h.node = a.follow
+	}
 	n.OnQueueResult(sender.OnResult)
 	return a, nil
 }
@@ -121,6 +129,9 @@ func (a *NodeAPI) Serve(ctx context.Context, l net.Listener, grace time.Duration
 	var wg sync.WaitGroup
 	if a.hooks != nil {
 		wg.Go(func() { a.hooks.Run(ctx) })
+	}
+	if a.follow != nil {
+		wg.Go(func() { a.follow.run(ctx) })
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(l) }()
