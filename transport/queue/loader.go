@@ -42,7 +42,14 @@ func (q *Queue) startLoader(sweep bool) {
 	for id := range q.unloaded {
 		ids = append(ids, id)
 	}
-	sort.Strings(ids) // oldest first: IDs start with their time
+	// Those whose redelivery keys are not known first (a Commit with a RedeliveryKey waits for
+	// them), then oldest first: IDs start with their time.
+	sort.Slice(ids, func(a, b int) bool {
+		if ka, kb := q.keyless[ids[a]], q.keyless[ids[b]]; ka != kb {
+			return ka
+		}
+		return ids[a] < ids[b]
+	})
 	go func() {
 		defer close(q.loadDone)
 		var next atomic.Int64
