@@ -167,6 +167,10 @@ func TestRedeliveryWaitsForLostKeys(t *testing.T) {
 	if _, err := q2.Enqueue(ctx, env("a@x.fr", "new@y.fr"), strings.NewReader("n")); err != nil {
 		t.Fatal(err)
 	}
+	// The torn line was ended before the next commit appended its own.
+	if b, _ := os.ReadFile(filepath.Join(dir, redeliveryFile)); !strings.Contains(string(b), torn+"\n"+commitMark+" ") {
+		t.Fatalf("redelivery file after the torn line: %q", b)
+	}
 	redo := env("a@x.fr", "r2@y.fr")
 	redo.RedeliveryKey = "key-2"
 	res := make(chan error, 1)

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -23,8 +24,8 @@ import (
 //
 // The keys are committed with the message (in its trailer, the same fsync as the 250) and,
 // when the message leaves the spool, appended to the file "redelivery" of the spool (fsynced
-// before the message's files are removed): they survive a crash at any point. Open reads both
-// and rewrites the file with the keys still in the window.
+// before the message's files are removed): they survive a crash at any point. Open reads both;
+// the file is rewritten with the keys still in the window once it holds twice the count.
 //
 // So that a restart need not read every message before it can tell a redelivery, each commit
 // also appends the message's keys to that file, then a line "commit ID N" (N: the keys of ID
@@ -292,11 +293,13 @@ func (q *Queue) loadRedelivery() error {
 	marks := map[string]int{}  // commit lines: ID → keys
 	keys := map[idKey]bool{}   // distinct key lines
 	counts := map[string]int{} // ID → distinct key lines
-	f, err := os.Open(filepath.Join(q.dir, redeliveryFile))
-	exists := err == nil
+	path := filepath.Join(q.dir, redeliveryFile)
+	data, err := os.ReadFile(path)
+	exists, read := err == nil, 0
 	if err == nil {
-		sc := bufio.NewScanner(f)
+		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
+			read++
 			// A line torn by a crash, or altered, is skipped: it can only make a redelivery
 			// be stored once more, or a restart read a message first, never a message be lost.
 			fs := strings.Fields(sc.Text())
@@ -320,7 +323,6 @@ func (q *Queue) loadRedelivery() error {
 				counts[fs[2]]++
 			}
 		}
-		f.Close()
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("queue: %w", err)
 	}
@@ -348,7 +350,30 @@ func (q *Queue) loadRedelivery() error {
 	if !exists {
 		return nil // the keys of the spool are in its messages; the file comes with the first one gone
 	}
-	return q.rewriteRedelivery()
+	// Rewritten (an fsync, and the whole file written) only once it holds more than twice
+	// the count, as remember does, so that a restart does not pay for it every time.
+	r.logged = read
+	if read > 2*r.max {
+		return q.rewriteRedelivery()
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		// A line torn by a crash: ended, so that it does not swallow the next one appended.
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		_, err = f.WriteString("\n")
+		if err == nil {
+			err = q.sync(f)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("queue: store redelivery keys: %w", err)
+		}
+	}
+	return nil
 }
 
 // rewriteRedelivery replaces the redelivery file with the keys in the index (write to tmp/,
