@@ -6,13 +6,15 @@
 //	queue sink -listen ADDR -dir DIR   an SMTP server (STARTTLS, client certificate required)
 //	                                   that accepts and discards every message
 //	queue pass -n N -spool DIR -sink ADDR -dir DIR [-restart-only]
-//	                                   N messages in the state of a deferred queue (each had one
-//	                                   failed attempt), then a restart after a clean stop and
-//	                                   one after a crash (no index), each with the spool's pages
-//	                                   evicted from the page cache, then one pass delivering all
-//	                                   to the sink over mutual TLS; prints N, the seconds of both
-//	                                   restarts (until Open returns), of the pass, and of the
-//	                                   crash restart until every message is read (Stats.Loading)
+//	                                   N messages with a RedeliveryKey in the state of a
+//	                                   deferred queue (each had one failed attempt), then a
+//	                                   restart after a clean stop and one after a crash (no
+//	                                   index), each with the spool's pages evicted from the page
+//	                                   cache, then one pass delivering all to the sink over
+//	                                   mutual TLS; prints N, the seconds of both restarts (until
+//	                                   Open returns), of the pass, of the crash restart until
+//	                                   every message is read (Stats.Loading), and of both
+//	                                   restarts until a Commit with a RedeliveryKey returns
 //	queue evict DIR                    evicts the pages of the files under DIR from the page cache
 //	queue enqueue -backlog B -n N -spool DIR
 //	                                   B messages not yet due, Run running; then the CPU time of
@@ -173,13 +175,13 @@ var body = "From: <" + from + ">\r\nTo: <" + to + ">\r\nSubject: bench\r\nMessag
 // fill queues n messages with 20 writers and makes one failed attempt on each, with the clock
 // at now+shift.
 func fill(spool string, n int, shift time.Duration) error {
-	q, err := queue.Open(&queue.Options{Dir: spool, NoSync: true, RedeliveryWindow: -1,
+	q, err := queue.Open(&queue.Options{Dir: spool, NoSync: true,
 		Now: func() time.Time { return time.Now().Add(shift) }})
 	if err != nil {
 		return err
 	}
 	defer q.Close()
-	if err := burst(q, n, 20, 0); err != nil {
+	if err := burst(q, n, 20, 0, true); err != nil {
 		return err
 	}
 	fail := queue.DelivererFunc(func(_ context.Context, j *queue.Job) []queue.Result {
@@ -193,8 +195,9 @@ func fill(spool string, n int, shift time.Duration) error {
 	return nil
 }
 
-// burst enqueues n messages from c goroutines.
-func burst(q *queue.Queue, n, c, base int) error {
+// burst enqueues n messages from c goroutines; keyed: each with a RedeliveryKey, as the
+// relay sets one.
+func burst(q *queue.Queue, n, c, base int, keyed bool) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, c)
 	next := make(chan int)
@@ -208,6 +211,9 @@ func burst(q *queue.Queue, n, c, base int) error {
 		wg.Go(func() {
 			for i := range next {
 				e := &queue.Envelope{From: from, Source: "bench", Rcpts: []*queue.Recipient{{Addr: to}}}
+				if keyed {
+					e.RedeliveryKey = fmt.Sprintf("bench-%d", i)
+				}
 				if _, err := q.Enqueue(context.Background(), e, strings.NewReader(fmt.Sprintf(body, i))); err != nil {
 					errs <- err
 					return
@@ -255,38 +261,48 @@ func pass(args []string) error {
 	}
 	// A restart after a clean stop (from the index where there is one), then one after a
 	// crash (every message's files), each with the spool's pages out of the page cache:
-	// the time until Open returns (the queue accepts and delivers), and until every message
-	// is read.
-	open := func() (*queue.Queue, time.Duration, time.Duration, error) {
+	// the time until Open returns (the queue accepts and delivers), until a relay-style
+	// Commit (a new message with a RedeliveryKey, fsynced) right after it returns, and until
+	// every message is read.
+	round := 0
+	open := func() (q *queue.Queue, d, commit, loaded time.Duration, err error) {
 		syscall.Sync()
 		evict(*spool)
 		t0 := time.Now()
-		q, err := queue.Open(&queue.Options{Dir: *spool})
-		d := time.Since(t0)
+		q, err = queue.Open(&queue.Options{Dir: *spool})
+		d = time.Since(t0)
 		if err != nil {
-			return nil, 0, 0, err
+			return nil, 0, 0, 0, err
 		}
-		if s := q.Stats(); s.Messages != *n {
-			err = fmt.Errorf("%d messages after restart, want %d", s.Messages, *n)
+		if s := q.Stats(); s.Messages != *n+round {
+			err = fmt.Errorf("%d messages after restart, want %d", s.Messages, *n+round)
 		}
+		round++
+		e := &queue.Envelope{From: from, Source: "bench", RedeliveryKey: fmt.Sprintf("relay-%d", round),
+			Rcpts: []*queue.Recipient{{Addr: to}}}
+		if _, cerr := q.Enqueue(context.Background(), e, strings.NewReader(fmt.Sprintf(body, -round))); cerr != nil && err == nil {
+			err = cerr
+		}
+		commit = time.Since(t0)
 		for q.Stats().Loading > 0 {
 			time.Sleep(time.Millisecond)
 		}
-		return q, d, time.Since(t0), err
+		return q, d, commit, time.Since(t0), err
 	}
-	q, clean, _, err := open()
+	q, clean, cleanCommit, _, err := open()
 	if err != nil {
 		return err
 	}
 	q.Close()
 	os.Remove(filepath.Join(*spool, "index"))
-	q, crash, crashLoaded, err := open()
+	q, crash, crashCommit, crashLoaded, err := open()
 	if err != nil {
 		return err
 	}
 	defer q.Close()
 	if *restartOnly {
-		fmt.Printf("%d %.3f %.3f 0 %.3f\n", *n, clean.Seconds(), crash.Seconds(), crashLoaded.Seconds())
+		fmt.Printf("%d %.3f %.3f 0 %.3f %.3f %.3f\n", *n, clean.Seconds(), crash.Seconds(), crashLoaded.Seconds(),
+			cleanCommit.Seconds(), crashCommit.Seconds())
 		return nil
 	}
 	ts := transport.NewTrustStore(&transport.TrustOptions{NoIGCSanteRoot: true})
@@ -326,7 +342,8 @@ func pass(args []string) error {
 	passTime := time.Since(t1)
 	cancel()
 	<-done
-	fmt.Printf("%d %.3f %.3f %.3f %.3f\n", *n, clean.Seconds(), crash.Seconds(), passTime.Seconds(), crashLoaded.Seconds())
+	fmt.Printf("%d %.3f %.3f %.3f %.3f %.3f %.3f\n", *n, clean.Seconds(), crash.Seconds(), passTime.Seconds(), crashLoaded.Seconds(),
+		cleanCommit.Seconds(), crashCommit.Seconds())
 	return nil
 }
 
@@ -374,13 +391,13 @@ func enqueue(args []string) error {
 	}
 	seq := min(*n, 500)
 	c0 := cpuTime()
-	if err := burst(q, seq, 1, 1<<20); err != nil {
+	if err := burst(q, seq, 1, 1<<20, false); err != nil {
 		return err
 	}
 	settle(int64(seq))
 	perMsg := (cpuTime() - c0) / time.Duration(seq)
 	t0 := time.Now()
-	if err := burst(q, *n, 20, 2<<20); err != nil {
+	if err := burst(q, *n, 20, 2<<20, false); err != nil {
 		return err
 	}
 	rate := float64(*n) / time.Since(t0).Seconds()

@@ -11,9 +11,10 @@
 # Restart, cold (the spool's files evicted from the page cache): ours, Open of our spool with N
 # queued after a clean stop (index) and after a crash (no index), until Open returns (the queue
 # accepts and delivers; after a crash the messages are read in the background) and, after the
-# crash, until every message is read. Postfix, with the same N in its deferred queue: postfix
-# stop, then postfix start until its SMTP server answers 220 (its queue manager reads deferred
-# messages as it gets to them).
+# crash, until every message is read, and until a relay-style Commit (a new message with a
+# RedeliveryKey, fsynced) made right after Open returns is answered. Postfix, with the same N
+# in its deferred queue: postfix stop, then postfix start until its SMTP server answers 220
+# (its queue manager reads deferred messages as it gets to them).
 # Enqueue: CPU per enqueue (one after the other) and a burst of 2,000 enqueues from 20
 # goroutines with B messages queued and not due, Run running.
 #
@@ -162,22 +163,26 @@ postfix_pass() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2fx", a/b; else print "-"}'; }
 echo "== pass over N deferred messages, $R rounds, seconds (restart: cold, until the queue accepts;"
 echo "   ours after a clean stop and after a crash, then until every message is read after the crash)"
-printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s\n" N ours postfix ratio "ours clean" "ours crash" \
-	"crash, read" "postfix start" clean/pf crash/pf
+echo "   commit: until a relay-style Commit (RedeliveryKey, fsynced) made right after Open returns)"
+printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s | %13s %13s %9s\n" N ours postfix ratio "ours clean" "ours crash" \
+	"crash, read" "postfix start" clean/pf crash/pf "clean, commit" "crash, commit" commit/pf
 P_ONLY=(); [ "$PASS" = 0 ] && P_ONLY=(-restart-only)
 for n in $SIZES; do
-	: >"$W/o"; : >"$W/p"; : >"$W/rc"; : >"$W/rx"; : >"$W/rl"; : >"$W/pr"
+	: >"$W/o"; : >"$W/p"; : >"$W/rc"; : >"$W/rx"; : >"$W/rl"; : >"$W/pr"; : >"$W/cc"; : >"$W/xc"
 	for _ in $(seq "$R"); do
 		out=$("$W/q" pass -n "$n" -spool "$W/spool" -sink 127.0.0.1:$SINK -dir "$W" "${P_ONLY[@]}")
-		read -r _ rc rx o rl <<<"$out"
+		read -r _ rc rx o rl cc xc <<<"$out"
 		echo "$o" >>"$W/o"; echo "$rc" >>"$W/rc"; echo "$rx" >>"$W/rx"; echo "$rl" >>"$W/rl"
+		echo "$cc" >>"$W/cc"; echo "$xc" >>"$W/xc"
 		read -r pp pr <<<"$(postfix_pass "$n")"
 		echo "$pp" >>"$W/p"; echo "$pr" >>"$W/pr"
-		echo "  round: ours $o s, postfix $pp s; restart ours clean $rc s, crash $rx s (all read $rl s), postfix $pr s (load $(cut -d' ' -f1 /proc/loadavg))"
+		echo "  round: ours $o s, postfix $pp s; restart ours clean $rc s, crash $rx s (all read $rl s; a relay commit answered at $cc s and $xc s), postfix $pr s (load $(cut -d' ' -f1 /proc/loadavg))"
 	done
 	o=$(median <"$W/o") p=$(median <"$W/p") rc=$(median <"$W/rc") rx=$(median <"$W/rx") pr=$(median <"$W/pr")
-	printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s\n" "$n" "$o" "$p" "$(ratio "$o" "$p")" \
-		"$rc" "$rx" "$(median <"$W/rl")" "$pr" "$(ratio "$rc" "$pr")" "$(ratio "$rx" "$pr")"
+	xc=$(median <"$W/xc")
+	printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s | %13s %13s %9s\n" "$n" "$o" "$p" "$(ratio "$o" "$p")" \
+		"$rc" "$rx" "$(median <"$W/rl")" "$pr" "$(ratio "$rc" "$pr")" "$(ratio "$rx" "$pr")" \
+		"$(median <"$W/cc")" "$xc" "$(ratio "$xc" "$pr")"
 done
 rm -rf "$W/spool"
 echo "postfix: $(grep -c 'status=sent' "$P/maillog" || true) sent, $(grep -c 'status=bounced' "$P/maillog" || true) bounced"

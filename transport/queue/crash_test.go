@@ -243,3 +243,135 @@ func TestCrashRestart(t *testing.T) {
 	t.Logf("%d kills, %d messages acknowledged, %d recipients delivered, %d notices repeated after a kill",
 		kills, len(acked), len(delivered), len(repeated))
 }
+
+// TestRedeliveryHelperProcess is the process TestCrashRedelivery kills; it does nothing in a
+// normal run. It enqueues messages with a RedeliveryKey, as the relay does, and prints each ID
+// acknowledged.
+func TestRedeliveryHelperProcess(t *testing.T) {
+	dir := os.Getenv("MSSANTE_QUEUE_REDELIVERY_DIR")
+	if dir == "" {
+		t.Skip("helper process of TestCrashRedelivery")
+	}
+	q, err := Open(&Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out sync.Mutex
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				n := seq.Add(1)
+				e := &Envelope{From: "a@x.fr", RedeliveryKey: fmt.Sprintf("k-%d", n),
+					Rcpts: []*Recipient{{Addr: fmt.Sprintf("r-%d@y.fr", n)}}}
+				id, err := q.Enqueue(context.Background(), e, strings.NewReader("m"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				out.Lock()
+				fmt.Printf("acked %s %d\n", id, n)
+				out.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Crash test of redelivery detection: a process committing messages with a RedeliveryKey is
+// killed (SIGKILL); the spool is opened again with the loader held back on every message
+// acknowledged, and each of them handed over again (same key, same recipient) is recognised at
+// once, before it is read. Once loaded, no key is queued twice.
+func TestCrashRedelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a child process")
+	}
+	dir := filepath.Join(t.TempDir(), "spool")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRedeliveryHelperProcess$")
+	cmd.Env = append(os.Environ(), "MSSANTE_QUEUE_REDELIVERY_DIR="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]int64{}
+	scan := func(sc *bufio.Scanner, until int) {
+		for len(acked) < until && sc.Scan() {
+			var id string
+			var n int64
+			if _, err := fmt.Sscanf(sc.Text(), "acked %s %d", &id, &n); err == nil {
+				acked[id] = n
+			}
+		}
+	}
+	sc := bufio.NewScanner(stdout)
+	scan(sc, 300)
+	cmd.Process.Kill()
+	scan(sc, 1<<30) // acknowledged before the kill, read after
+	cmd.Wait()
+	if len(acked) < 300 {
+		t.Fatalf("%d acknowledged", len(acked))
+	}
+
+	// The loader reads a message acknowledged only once the redeliveries are checked; the
+	// others (committed, not acknowledged) it reads at once.
+	release := make(chan struct{})
+	beforeLoad = func(id string, stop <-chan struct{}) {
+		if _, ok := acked[id]; !ok {
+			return
+		}
+		select {
+		case <-release:
+		case <-stop:
+		}
+	}
+	defer func() { beforeLoad = nil }()
+	q, err := Open(&Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for id, n := range acked {
+		e := &Envelope{From: "a@x.fr", RedeliveryKey: fmt.Sprintf("k-%d", n),
+			Rcpts: []*Recipient{{Addr: fmt.Sprintf("R-%d@Y.FR", n)}}}
+		w, err := q.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("m"))
+		if _, err := w.Commit(ctx, e); !errors.Is(err, ErrRedelivered) {
+			t.Fatalf("redelivery of %s (%d): %v", id, n, err)
+		}
+		if r := w.Redelivered(); len(r) != 1 || r[0].ID != id {
+			t.Fatalf("redelivery of %s: %+v", id, r)
+		}
+	}
+	if s := q.Stats(); s.Loading < len(acked) {
+		t.Fatalf("checked after the load: %+v", s)
+	}
+	close(release)
+	q.waitLoaded(ctx)
+	perKey := map[string]int{}
+	for _, id := range q.IDs() {
+		e, err := q.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perKey[e.RedeliveryKey]++
+	}
+	for id, n := range acked {
+		if k := fmt.Sprintf("k-%d", n); perKey[k] != 1 {
+			t.Errorf("%s: key %s queued %d times", id, k, perKey[k])
+		}
+	}
+	if len(perKey) != len(q.IDs()) {
+		t.Errorf("a key queued twice: %d messages, %d keys", len(q.IDs()), len(perKey))
+	}
+	t.Logf("%d acknowledged before the kill, %d messages in the spool", len(acked), len(q.IDs()))
+}

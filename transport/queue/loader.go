@@ -22,8 +22,10 @@ import (
 //
 // Durability is unchanged: the files are written as before, and a message not yet read is
 // neither delivered nor changed. What the files of a message not yet read could change is
-// redelivery detection (its keys are not known until it is read), so a Commit with a
-// RedeliveryKey waits for the load to end.
+// redelivery detection. Its keys are also in the redelivery file, appended once the message
+// is committed (see noteCommit), so a Commit with a RedeliveryKey waits only for the messages
+// whose keys that file lacks: none after a process crash, those whose append the page cache
+// lost after a system crash.
 
 // loadWorkers is how many messages are read at once: the reads are cold, and a disk answers
 // several faster than one after the other.
@@ -40,7 +42,14 @@ func (q *Queue) startLoader(sweep bool) {
 	for id := range q.unloaded {
 		ids = append(ids, id)
 	}
-	sort.Strings(ids) // oldest first: IDs start with their time
+	// Those whose redelivery keys are not known first (a Commit with a RedeliveryKey waits for
+	// them), then oldest first: IDs start with their time.
+	sort.Slice(ids, func(a, b int) bool {
+		if ka, kb := q.keyless[ids[a]], q.keyless[ids[b]]; ka != kb {
+			return ka
+		}
+		return ids[a] < ids[b]
+	})
 	go func() {
 		defer close(q.loadDone)
 		var next atomic.Int64
@@ -84,6 +93,19 @@ func (q *Queue) stopLoader() {
 // waitLoaded waits until every message listed by Open is read (or the loader is stopped).
 func (q *Queue) waitLoaded(ctx context.Context) error {
 	select {
+	case <-q.loadDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitKeys waits until the redelivery keys of every message listed by Open are known (or the
+// loader is stopped).
+func (q *Queue) waitKeys(ctx context.Context) error {
+	select {
+	case <-q.keysDone:
+		return nil
 	case <-q.loadDone:
 		return nil
 	case <-ctx.Done():
@@ -148,6 +170,12 @@ func (q *Queue) find(id string) (*Envelope, bool, error) {
 // files without q.mu.
 func (q *Queue) admit(id string, e *Envelope) *Envelope {
 	delete(q.unloaded, id)
+	if q.keyless[id] {
+		delete(q.keyless, id)
+		if len(q.keyless) == 0 {
+			close(q.keysDone)
+		}
+	}
 	if e == nil {
 		// No trailer: the crash came before Commit, so before 250; the sender retries.
 		os.Remove(q.dataPath(id))

@@ -300,6 +300,8 @@ type Queue struct {
 	unloaded map[string]bool // listed in data/ by Open, not read yet (see loader.go)
 	loadStop chan struct{}   // closed to stop the loader
 	loadDone chan struct{}   // closed when the loader has ended
+	keyless  map[string]bool // unloaded messages whose redelivery keys the file does not hold
+	keysDone chan struct{}   // closed when keyless is empty
 	stopOnce sync.Once
 
 	// Folder and file fsyncs shared by concurrent callers.
@@ -315,7 +317,8 @@ func Open(opts *Options) (*Queue, error) {
 	q := &Queue{dir: opts.Dir, opts: *opts, sched: opts.Schedule.withDefaults(),
 		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
 		redeliv: newRedelivery(opts), table: newTimetable(), rearm: map[string][]string{},
-		unloaded: map[string]bool{}, loadStop: make(chan struct{}), loadDone: make(chan struct{})}
+		unloaded: map[string]bool{}, loadStop: make(chan struct{}), loadDone: make(chan struct{}),
+		keyless: map[string]bool{}, keysDone: make(chan struct{})}
 	q.dests = newDestinations(q.sched)
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
@@ -683,8 +686,9 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 		r.State, r.Attempts, r.NextAttempt, r.Notice = Pending, 0, now, ""
 	}
 	if e.RedeliveryKey != "" && q.redeliv.on() {
-		// The same message may be one of those still being loaded after a restart.
-		if err := q.waitLoaded(ctx); err != nil {
+		// The same message may be one of those still being loaded after a restart, with keys
+		// the redelivery file does not hold.
+		if err := q.waitKeys(ctx); err != nil {
 			w.Abort()
 			return "", err
 		}
@@ -733,6 +737,7 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) (string, error) {
 	q.put(e)
 	q.schedule(e.ID)
 	q.mu.Unlock()
+	q.noteCommit(e)
 	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
 	q.wake()
 	return e.ID, nil

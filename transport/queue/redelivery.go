@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -23,8 +24,17 @@ import (
 //
 // The keys are committed with the message (in its trailer, the same fsync as the 250) and,
 // when the message leaves the spool, appended to the file "redelivery" of the spool (fsynced
-// before the message's files are removed): they survive a crash at any point. Open reads both
-// and rewrites the file with the keys still in the window.
+// before the message's files are removed): they survive a crash at any point. Open reads both;
+// the file is rewritten with the keys still in the window once it holds twice the count.
+//
+// So that a restart need not read every message before it can tell a redelivery, each commit
+// also appends the message's keys to that file, then a line "commit ID N" (N: the keys of ID
+// before it), once the trailer is fsynced and without an fsync of its own. A process crash
+// keeps the append (it is in the page cache); a system crash may lose it, or tear it. Open
+// counts a message's keys as known only when its commit line and N distinct key lines are
+// there; a line can only be there for a committed message, as it is written after the
+// trailer's fsync. The messages left unknown are read by the loader before a Commit with a
+// RedeliveryKey goes on.
 
 // Redelivery errors.
 var (
@@ -223,6 +233,45 @@ func (q *Queue) remember(e *Envelope) {
 	}
 }
 
+// noteCommit appends the keys of e, just committed, and its commit line to the redelivery
+// file, without an fsync (see above). A failure is logged: a restart then reads the message
+// before it can tell a redelivery.
+func (q *Queue) noteCommit(e *Envelope) {
+	r := q.redeliv
+	if !r.on() {
+		return
+	}
+	var b strings.Builder
+	n := 0
+	if e.RedeliveryKey != "" {
+		for _, rc := range e.Rcpts {
+			k := keyOf(e.RedeliveryKey, rc.Addr)
+			fmt.Fprintf(&b, "%s %d %s\n", hex.EncodeToString(k[:]), e.Received.UnixNano(), e.ID)
+			n++
+		}
+	}
+	fmt.Fprintf(&b, "%s %s %d\n", commitMark, e.ID, n)
+	q.fileMu.Lock()
+	f, err := os.OpenFile(filepath.Join(q.dir, redeliveryFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err == nil {
+		_, err = f.WriteString(b.String())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	q.fileMu.Unlock()
+	if err != nil {
+		q.logger.Error("queue: redelivery keys not noted", "id", e.ID, "err", err)
+		return
+	}
+	q.mu.Lock()
+	r.logged += n + 1
+	q.mu.Unlock()
+}
+
+// commitMark starts the line that closes the keys of a committed message.
+const commitMark = "commit"
+
 // loadRedelivery reads the redelivery file and the keys of the messages in the spool, then
 // rewrites the file with the keys still in the window; it runs in Open, after load.
 func (q *Queue) loadRedelivery() error {
@@ -236,15 +285,30 @@ func (q *Queue) loadRedelivery() error {
 		at time.Time
 		id string
 	}
+	type idKey struct {
+		id string
+		k  rkey
+	}
 	var lines []line
-	f, err := os.Open(filepath.Join(q.dir, redeliveryFile))
-	exists := err == nil
+	marks := map[string]int{}  // commit lines: ID → keys
+	keys := map[idKey]bool{}   // distinct key lines
+	counts := map[string]int{} // ID → distinct key lines
+	path := filepath.Join(q.dir, redeliveryFile)
+	data, err := os.ReadFile(path)
+	exists, read := err == nil, 0
 	if err == nil {
-		sc := bufio.NewScanner(f)
+		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
+			read++
 			// A line torn by a crash, or altered, is skipped: it can only make a redelivery
-			// be stored once more, never a message be lost.
+			// be stored once more, or a restart read a message first, never a message be lost.
 			fs := strings.Fields(sc.Text())
+			if len(fs) == 3 && fs[0] == commitMark && validID(fs[1]) {
+				if n, err := strconv.Atoi(fs[2]); err == nil && n >= 0 {
+					marks[fs[1]] = n
+				}
+				continue
+			}
 			if len(fs) != 3 || !validID(fs[2]) {
 				continue
 			}
@@ -254,8 +318,11 @@ func (q *Queue) loadRedelivery() error {
 				continue
 			}
 			lines = append(lines, line{rkey(b), time.Unix(0, ns), fs[2]})
+			if ik := (idKey{fs[2], rkey(b)}); !keys[ik] {
+				keys[ik] = true
+				counts[fs[2]]++
+			}
 		}
-		f.Close()
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("queue: %w", err)
 	}
@@ -272,10 +339,41 @@ func (q *Queue) loadRedelivery() error {
 	for _, l := range lines {
 		r.add(l.k, l.id, l.at, now)
 	}
+	for id := range q.unloaded {
+		if n, ok := marks[id]; !ok || counts[id] < n {
+			q.keyless[id] = true
+		}
+	}
+	if len(q.keyless) == 0 {
+		close(q.keysDone)
+	}
 	if !exists {
 		return nil // the keys of the spool are in its messages; the file comes with the first one gone
 	}
-	return q.rewriteRedelivery()
+	// Rewritten (an fsync, and the whole file written) only once it holds more than twice
+	// the count, as remember does, so that a restart does not pay for it every time.
+	r.logged = read
+	if read > 2*r.max {
+		return q.rewriteRedelivery()
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		// A line torn by a crash: ended, so that it does not swallow the next one appended.
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		_, err = f.WriteString("\n")
+		if err == nil {
+			err = q.sync(f)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("queue: store redelivery keys: %w", err)
+		}
+	}
+	return nil
 }
 
 // rewriteRedelivery replaces the redelivery file with the keys in the index (write to tmp/,
@@ -287,9 +385,21 @@ func (q *Queue) rewriteRedelivery() error {
 	q.mu.Lock()
 	r := q.redeliv
 	r.evict(q.opts.Now())
+	counts := map[string]int{}
 	for _, it := range r.order {
 		if e, ok := r.seen[it.k]; ok && e.at.Equal(it.at) {
 			fmt.Fprintf(&b, "%s %d %s\n", hex.EncodeToString(it.k[:]), e.at.UnixNano(), e.id)
+			counts[e.id]++
+		}
+	}
+	// The commit lines of the spool's messages whose keys are known, so that a crash after
+	// this rewrite still finds them (a key evicted meanwhile is one the window drops anyway).
+	for id := range q.msgs {
+		fmt.Fprintf(&b, "%s %s %d\n", commitMark, id, counts[id])
+	}
+	for id := range q.unloaded {
+		if !q.keyless[id] {
+			fmt.Fprintf(&b, "%s %s %d\n", commitMark, id, counts[id])
 		}
 	}
 	r.logged = 0
