@@ -152,7 +152,7 @@ delivered() {
 	case $1 in
 	ours) count "$W/serve/maildir" ;;
 	postfix) count "$P/vmail/Maildir" ;;
-	# Read-only: opening the store with mssante would collect the node's in-flight files.
+	# Read-only and without a process start: the count must not slow the node it watches.
 	sqlite) sqlite3 -readonly "file:$W/sqlite/mailbox/index.db?mode=ro" 'PRAGMA busy_timeout=5000; SELECT count(*) FROM message' 2>/dev/null | tail -1 || echo 0 ;;
 	*) "$W/mssante" bal show dr@x.mssante.test --config "$W/serve-$1.toml" 2>/dev/null | awk '/^messages:/{print $2; f=1} END{if (!f) print 0}' ;;
 	esac
