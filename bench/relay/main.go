@@ -2,7 +2,10 @@
 // "mssante serve" against Postfix configured the same way (client certificate required, queue
 // and Maildir on the same disk), with load from Postfix's smtp-source.
 //
-//	relay setup DIR        writes a test PKI, a signed whitelist and serve.toml (port $SERVE_PORT)
+//	relay setup DIR        writes a test PKI, a signed whitelist and serve.toml (port
+//	                       $SERVE_PORT, Maildir); with $SQLITE_PORT, serve-sqlite.toml (the
+//	                       SQLite mailbox store); with $PG_PORT and $PG_DSN, serve-pg.toml
+//	                       ([store] backend = "postgres")
 //	relay port             prints a free loopback TCP port
 //	relay proxy FLAGS      plaintext in, STARTTLS with our client certificate out, and the
 //	                       accept latency of every message (end of DATA → reply) to a file
@@ -111,9 +114,19 @@ func setup(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "whitelist.xml"), signed, 0o644); err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf(`hostname = "mx.%[2]s"
+	// The three nodes differ only in where the queue and the mail live.
+	nodes := []struct{ file, name, port, store string }{
+		{"serve.toml", "serve", os.Getenv("SERVE_PORT"), "[local]\nmaildir = \"" + dir + "/serve/maildir\"\n"},
+		{"serve-sqlite.toml", "sqlite", os.Getenv("SQLITE_PORT"), "[mailbox]\ndir = \"" + dir + "/sqlite/mailbox\"\n"},
+		{"serve-pg.toml", "pg", os.Getenv("PG_PORT"), fmt.Sprintf("[store]\nbackend = \"postgres\"\ndsn = %q\n", os.Getenv("PG_DSN"))},
+	}
+	for _, n := range nodes {
+		if n.port == "" || n.name == "pg" && os.Getenv("PG_DSN") == "" {
+			continue
+		}
+		cfg := fmt.Sprintf(`hostname = "mx.%[2]s"
 domains = ["%[2]s"]
-spool_dir = "%[1]s/serve/spool"
+spool_dir = "%[1]s/%[5]s/spool"
 [tls]
 cert_file = "%[1]s/pki/server.crt.pem"
 key_file = "%[1]s/pki/server.key.pem"
@@ -128,21 +141,26 @@ listen = "127.0.0.1:%[4]s"
 [submission]
 listen = ""
 listen_tls = ""
+[imap]
+listen = ""
+listen_tls = ""
 [[bal]]
 address = "dr@%[2]s"
 login = "dr"
-[local]
-maildir = "%[1]s/serve/maildir"
-[limits]
+%[6]s[limits]
 max_connections_per_peer = 100
 [audit]
-dir = "%[1]s/serve/audit"
+dir = "%[1]s/%[5]s/audit"
 [metrics]
 listen = ""
 [log]
 level = "warn"
-`, dir, ourDomain, transport.SubjectDN(signer.Cert), os.Getenv("SERVE_PORT"))
-	return os.WriteFile(filepath.Join(dir, "serve.toml"), []byte(cfg), 0o600)
+`, dir, ourDomain, transport.SubjectDN(signer.Cert), n.port, n.name, n.store)
+		if err := os.WriteFile(filepath.Join(dir, n.file), []byte(cfg), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // proxy accepts plaintext SMTP clients and connects each to the upstream server with STARTTLS

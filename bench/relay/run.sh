@@ -7,9 +7,15 @@
 # mutual-TLS client (smtp-source has no TLS) and measures the accept latency of each message
 # (end of DATA to the 250 reply).
 #
-# usage: bench/relay/run.sh [SESSIONS=20] [MESSAGES=2000] [SIZE=10240] [ROUNDS=3]
-# Prints accepted msg/s (smtp-source wall time) and end-to-end msg/s (until all are in the
-# Maildir), medians over ROUNDS, the ratio ours/Postfix, and p99 accept latency.
+# With STORES=1, "mssante serve" runs twice instead, as a node whose mail lives in the SQLite
+# mailbox store ([mailbox] dir, file queue) and as a node on PostgreSQL ([store] backend =
+# "postgres": queue and mailbox store in a throw-away PostgreSQL 15 cluster, fsync and
+# synchronous_commit on), both beside Postfix in the same alternated rounds; end-to-end is
+# then until the BAL holds them all (sqlite3 read-only; mssante bal show --config).
+#
+# usage: [STORES=1] bench/relay/run.sh [SESSIONS=20] [MESSAGES=2000] [SIZE=10240] [ROUNDS=3]
+# Prints accepted msg/s (smtp-source wall time) and end-to-end msg/s (until all are
+# delivered), medians over ROUNDS, the ratios, and p99 accept latency.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 S=${1:-20} M=${2:-2000} L=${3:-10240} R=${4:-3}
@@ -34,7 +40,7 @@ trap cleanup EXIT
 port() { "$W/relay" port; }
 wait_port() {
 	for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done
-	echo "port $1 not open"; cat "$W/serve.log" "$W/proxy.log" "$W/postfix/maillog" 2>/dev/null | tail -20; exit 1
+	echo "port $1 not open"; cat "$W"/serve-*.log "$W/proxy.log" "$W/postfix/maillog" 2>/dev/null | tail -20; exit 1
 }
 count() { find "$1" -type f 2>/dev/null | wc -l; }
 
@@ -42,10 +48,28 @@ echo "== building"
 go build -o "$W/mssante" ./cmd/mssante
 go build -o "$W/relay" ./bench/relay
 
-SERVE_PORT=$(port) PF_PORT=$(port) PX_OURS=$(port) PX_PF=$(port)
-SERVE_PORT=$SERVE_PORT "$W/relay" setup "$W"
-"$W/mssante" serve --config "$W/serve.toml" 2>"$W/serve.log" &
-pids+=($!)
+PF_PORT=$(port) PX_PF=$(port)
+if [ "${STORES:-0}" = 1 ]; then
+	# A throw-away PostgreSQL cluster on a Unix socket, owned by the postgres user.
+	PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+	install -d -o postgres -m 700 "$W/postgres"
+	su postgres -s /bin/sh -c "$PGBIN/initdb -D $W/postgres/data -A trust -U postgres >/dev/null"
+	su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $W/postgres/data -l $W/postgres/log -w -o \"-k $W/postgres -c listen_addresses='' -c max_connections=200\" start >/dev/null"
+	cleanup_pg() { su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $W/postgres/data -m fast stop" >/dev/null 2>&1 || true; cleanup; }
+	trap cleanup_pg EXIT
+	SQLITE_PORT=$(port) PG_PORT=$(port)
+	SQLITE_PORT=$SQLITE_PORT PG_PORT=$PG_PORT PG_DSN="host=$W/postgres user=postgres dbname=postgres" "$W/relay" setup "$W"
+	names=(sqlite pg) ports=($SQLITE_PORT $PG_PORT) configs=("$W/serve-sqlite.toml" "$W/serve-pg.toml")
+	labels=("node on SQLite" "node on PostgreSQL")
+else
+	SERVE_PORT=$(port)
+	SERVE_PORT=$SERVE_PORT "$W/relay" setup "$W"
+	names=(ours) ports=($SERVE_PORT) configs=("$W/serve.toml") labels=("mssante serve")
+fi
+for i in "${!names[@]}"; do
+	"$W/mssante" serve --config "${configs[$i]}" 2>"$W/serve-${names[$i]}.log" &
+	pids+=($!)
+done
 
 # Postfix: inbound mutual TLS, virtual Maildir (as internal/peers configures it).
 P=$W/postfix
@@ -112,46 +136,71 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
 postfix -c "$P/etc" start >/dev/null 2>&1 || { script -qc "postfix -c $P/etc check" /dev/null; exit 1; }
 
-"$W/relay" proxy -listen 127.0.0.1:$PX_OURS -upstream 127.0.0.1:$SERVE_PORT -dir "$W" -out "$W/lat-ours" 2>>"$W/proxy.log" &
-pids+=($!); PID_PX_OURS=$!
+pxpids=()
+pxports=()
+for i in "${!names[@]}"; do
+	px=$(port)
+	"$W/relay" proxy -listen 127.0.0.1:$px -upstream 127.0.0.1:${ports[$i]} -dir "$W" -out "$W/lat-${names[$i]}" 2>>"$W/proxy.log" &
+	pids+=($!); pxpids+=($!); pxports+=($px)
+done
 "$W/relay" proxy -listen 127.0.0.1:$PX_PF -upstream 127.0.0.1:$PF_PORT -dir "$W" -out "$W/lat-postfix" 2>>"$W/proxy.log" &
-pids+=($!); PID_PX_PF=$!
-for p in $SERVE_PORT $PF_PORT $PX_OURS $PX_PF; do wait_port "$p"; done
+pids+=($!); pxpids+=($!)
+for p in "${ports[@]}" $PF_PORT "${pxports[@]}" $PX_PF; do wait_port "$p"; done
 
-# round LABEL PROXY_PORT MAILDIR → "accepted_rate e2e_rate"
+# delivered NAME → how many messages the BAL dr holds on that server
+delivered() {
+	case $1 in
+	ours) count "$W/serve/maildir" ;;
+	postfix) count "$P/vmail/Maildir" ;;
+	# Read-only and without a process start: the count must not slow the node it watches.
+	sqlite) sqlite3 -readonly "file:$W/sqlite/mailbox/index.db?mode=ro" 'PRAGMA busy_timeout=5000; SELECT count(*) FROM message' 2>/dev/null | tail -1 || echo 0 ;;
+	*) "$W/mssante" bal show dr@x.mssante.test --config "$W/serve-$1.toml" 2>/dev/null | awk '/^messages:/{print $2; f=1} END{if (!f) print 0}' ;;
+	esac
+}
+
+# round NAME PROXY_PORT → "accepted_rate e2e_rate delivered"
 round() {
 	local before t0 t1 t2 n
-	before=$(count "$3")
+	before=$(delivered "$1")
 	t0=$(date +%s.%N)
 	smtp-source -s "$S" -m "$M" -l "$L" -d -f sender@a.mssante.test -t dr@x.mssante.test 127.0.0.1:"$2" >/dev/null 2>>"$W/smtp-source.log" || true
 	t1=$(date +%s.%N)
-	for _ in $(seq 1200); do
-		n=$(( $(count "$3") - before ))
+	for _ in $(seq 600); do
+		n=$(( $(delivered "$1") - before ))
 		[ "$n" -ge "$M" ] && break
-		sleep 0.05
+		sleep 0.1
 	done
 	t2=$(date +%s.%N)
-	n=$(( $(count "$3") - before ))
+	n=$(( $(delivered "$1") - before ))
 	awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$n" 'BEGIN{printf "%.1f %.1f %d\n", n/(b-a), n/(c-a), n}'
 }
 
 median() { sort -n | awk '{v[NR]=$1} END{if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
-echo "== $R rounds: smtp-source -s $S -m $M -l $L -d, STARTTLS + client certificate, fsync, Maildir"
-: >"$W/ours.txt"; : >"$W/postfix.txt"
+echo "== $R rounds: smtp-source -s $S -m $M -l $L -d, STARTTLS + client certificate, fsync; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+all=("${names[@]}" postfix) allports=("${pxports[@]}" $PX_PF) alllabels=("${labels[@]}" "postfix 3.7")
+for n in "${all[@]}"; do : >"$W/$n.txt"; done
 for r in $(seq "$R"); do
-	o=$(round ours $PX_OURS "$W/serve/maildir")
-	p=$(round postfix $PX_PF "$P/vmail/Maildir")
-	echo "round $r: mssante serve $o | postfix $p   (accepted/s end-to-end/s delivered)"
-	echo "$o" >>"$W/ours.txt"; echo "$p" >>"$W/postfix.txt"
+	line="round $r:"
+	for i in "${!all[@]}"; do
+		o=$(round "${all[$i]}" "${allports[$i]}")
+		echo "$o" >>"$W/${all[$i]}.txt"
+		line="$line ${alllabels[$i]} $o |"
+	done
+	echo "$line (accepted/s end-to-end/s delivered)"
 done
-kill -TERM $PID_PX_OURS $PID_PX_PF; wait $PID_PX_OURS $PID_PX_PF 2>/dev/null || true
+kill -TERM "${pxpids[@]}"; wait "${pxpids[@]}" 2>/dev/null || true
 p99() { sort -n "$1" | awk '{v[NR]=$1} END{i=int(NR*0.99); if (i<1) i=1; printf "%.1f ms (n=%d)", v[i]/1000, NR}'; }
+med() { cut -d' ' -f"$2" "$W/$1.txt" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2fx", a/b}'; }
 
-oa=$(cut -d' ' -f1 "$W/ours.txt" | median); pa=$(cut -d' ' -f1 "$W/postfix.txt" | median)
-oe=$(cut -d' ' -f2 "$W/ours.txt" | median); pe=$(cut -d' ' -f2 "$W/postfix.txt" | median)
 echo
-printf "%-28s %14s %14s %8s\n" "median of $R rounds" "mssante serve" "postfix 3.7" "ratio"
-printf "%-28s %14s %14s %8s\n" "accepted msg/s" "$oa" "$pa" "$(awk -v a="$oa" -v b="$pa" 'BEGIN{printf "%.2fx", a/b}')"
-printf "%-28s %14s %14s %8s\n" "end-to-end msg/s" "$oe" "$pe" "$(awk -v a="$oe" -v b="$pe" 'BEGIN{printf "%.2fx", a/b}')"
-printf "%-28s %14s %14s\n" "p99 accept latency" "$(p99 "$W/lat-ours")" "$(p99 "$W/lat-postfix")"
+echo "median of $R rounds, load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+for i in "${!all[@]}"; do
+	n=${all[$i]}
+	printf "%-20s accepted %7s msg/s (%s of postfix)  end-to-end %7s msg/s (%s)  p99 accept %s\n" "${alllabels[$i]}" \
+		"$(med "$n" 1)" "$(ratio "$(med "$n" 1)" "$(med postfix 1)")" "$(med "$n" 2)" "$(ratio "$(med "$n" 2)" "$(med postfix 2)")" "$(p99 "$W/lat-$n")"
+done
+if [ "${STORES:-0}" = 1 ]; then
+	echo "node on PostgreSQL / node on SQLite: accepted $(ratio "$(med pg 1)" "$(med sqlite 1)"), end-to-end $(ratio "$(med pg 2)" "$(med sqlite 2)")"
+fi

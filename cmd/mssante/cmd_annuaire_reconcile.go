@@ -14,13 +14,12 @@ import (
 
 	"github.com/mssante-go/sdk/annuaire"
 	"github.com/mssante-go/sdk/transport/audit"
-	"github.com/mssante-go/sdk/transport/mailbox"
 	"github.com/mssante-go/sdk/transport/publication"
 )
 
 const annuaireReconcileUsage = `
-       mssante annuaire reconcile --source SRC [--store D] [--domain D]... [--json] [--for-others]
-       mssante annuaire publish --source SRC --api-url URL [--store D] [--apply] [--json]
+       mssante annuaire reconcile --source SRC [--store D | --config serve.toml] [--domain D]... [--json] [--for-others]
+       mssante annuaire publish --source SRC --api-url URL [--store D | --config serve.toml] [--apply] [--json]
 
 reconcile compares the BALs of the mailbox store with the national view (SRC:
 extraction:FILE or fhir[:BASE]) and prints a verdict per BAL: ok, missing, stale
@@ -92,7 +91,7 @@ func skippedNote(w io.Writer, x *annuaire.Extraction) {
 }
 
 func annuaireReconcile(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "annuaire reconcile", "--source SRC [--store D] [--domain D]... [--json] [--for-others]")
+	fs := newFlagSet(e, "annuaire reconcile", "--source SRC [--store D | --config serve.toml] [--domain D]... [--json] [--for-others]")
 	dir := storeFlag(fs)
 	var nf nationalFlags
 	nf.add(fs)
@@ -111,7 +110,7 @@ func annuaireReconcile(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	opts.Domains = domains
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -171,7 +170,7 @@ func printReconciliation(w io.Writer, rec *annuaire.Reconciliation) error {
 }
 
 func annuairePublish(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "annuaire publish", "--source SRC --api-url URL [--store D] [--apply] [--json]")
+	fs := newFlagSet(e, "annuaire publish", "--source SRC --api-url URL [--store D | --config serve.toml] [--apply] [--json]")
 	dir := storeFlag(fs)
 	var nf nationalFlags
 	nf.add(fs)
@@ -193,7 +192,7 @@ func annuairePublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -256,16 +255,16 @@ func annuairePublish(ctx context.Context, e *env, args []string) error {
 
 // doctorAnnuaire is the line of "mssante doctor" on the BALs of the store against the
 // extraction: counts only, without the liste rouge BALs (a doctor's output is shared).
-func doctorAnnuaire(ctx context.Context, store, extraction string) doctorCheck {
+func doctorAnnuaire(ctx context.Context, store *storeSel, extraction string) doctorCheck {
 	const name = "annuaire reconciliation"
 	nf := nationalFlags{source: "extraction:" + extraction}
 	national, opts, _, err := nf.open()
 	if err != nil {
 		return doctorCheck{doctorFail, name, err.Error(), "fetch today's extraction (mssante annuaire fetch)"}
 	}
-	st, err := mailbox.OpenSQLite(ctx, store, nil)
+	st, err := openStore(ctx, store)
 	if err != nil {
-		return doctorCheck{doctorFail, name, err.Error(), "check --store"}
+		return doctorCheck{doctorFail, name, err.Error(), "check --store, or the store of --config"}
 	}
 	defer st.Close()
 	rec, _, err := publication.Reconcile(ctx, st, national, opts)

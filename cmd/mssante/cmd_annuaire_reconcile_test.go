@@ -14,6 +14,7 @@ import (
 
 	"github.com/mssante-go/sdk/annuaire"
 	"github.com/mssante-go/sdk/annuaire/annuairetest"
+	"github.com/mssante-go/sdk/internal/peers"
 )
 
 func orgLine(addr string) string {
@@ -40,25 +41,37 @@ func writeOurExtraction(t *testing.T, dir string) string {
 	return p
 }
 
+// The bal and annuaire commands, and doctor, on the SQLite store of a folder (--store) and
+// on the PostgreSQL store of a serve configuration (--config, its [audit] dir by default).
 func TestAnnuaireReconcileAndPublishCommands(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { annuaireCommands(t, false) })
+	t.Run("postgres", func(t *testing.T) { annuaireCommands(t, true) })
+}
+
+func annuaireCommands(t *testing.T, postgres bool) {
 	dir := t.TempDir()
-	store := filepath.Join(dir, "mailbox")
+	sa := []string{"--store", filepath.Join(dir, "mailbox")}
 	auditDir := filepath.Join(dir, "audit")
+	if postgres {
+		cfg := storeConfig(t, peers.StartPostgres(t, nil))
+		sa, auditDir = []string{"--config", cfg}, filepath.Join(filepath.Dir(cfg), "audit")
+	}
+	args := func(a ...string) []string { return append(a, sa...) }
 	steps := [][]string{
-		{"bal", "add", "--store", store, "--type", "ORG", "--owner", "123456789", "--description", "BAL principale", "structure@domain.mssante.fr"},
-		{"bal", "add", "--store", store, "--type", "PER", "--owner", "10003456789", "jm.dupont@domain.mssante.fr"},
-		{"bal", "add", "--store", store, "--type", "ORG", "--owner", "123456789", "secret@domain.mssante.fr"},
-		{"bal", "listing", "--store", store, "--liste-rouge", "yes", "secret@domain.mssante.fr"},
-		{"bal", "add", "--store", store, "--type", "ORG", "--owner", "123456789", "ancien@domain.mssante.fr"},
-		{"bal", "remove", "--store", store, "ancien@domain.mssante.fr"},
-		{"bal", "add", "--store", store, "--type", "ORG", "--owner", "123456789", "publie@domain.mssante.fr"},
+		args("bal", "add", "--type", "ORG", "--owner", "123456789", "--description", "BAL principale", "structure@domain.mssante.fr"),
+		args("bal", "add", "--type", "PER", "--owner", "10003456789", "jm.dupont@domain.mssante.fr"),
+		args("bal", "add", "--type", "ORG", "--owner", "123456789", "secret@domain.mssante.fr"),
+		args("bal", "listing", "--liste-rouge", "yes", "secret@domain.mssante.fr"),
+		args("bal", "add", "--type", "ORG", "--owner", "123456789", "ancien@domain.mssante.fr"),
+		args("bal", "remove", "ancien@domain.mssante.fr"),
+		args("bal", "add", "--type", "ORG", "--owner", "123456789", "publie@domain.mssante.fr"),
 	}
 	for _, s := range steps {
 		if code, out, errs := runBALCmd(t, "", s...); code != 0 {
 			t.Fatalf("%v: %d %s %s", s, code, out, errs)
 		}
 	}
-	// Each change was audited beside the store (the default --audit-dir).
+	// Each change was audited in the default --audit-dir: beside the store, or serve's.
 	b, err := os.ReadFile(filepath.Join(auditDir, "audit.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +83,7 @@ func TestAnnuaireReconcileAndPublishCommands(t *testing.T) {
 	}
 	x := writeOurExtraction(t, dir)
 
-	code, out, errs := runBALCmd(t, "", "annuaire", "reconcile", "--source", "extraction:"+x, "--store", store)
+	code, out, errs := runBALCmd(t, "", args("annuaire", "reconcile", "--source", "extraction:"+x)...)
 	if code != 1 {
 		t.Fatalf("reconcile: %d\n%s%s", code, out, errs)
 	}
@@ -86,20 +99,20 @@ func TestAnnuaireReconcileAndPublishCommands(t *testing.T) {
 		t.Errorf("stderr: %s", errs)
 	}
 	// The report for others: no liste rouge BAL, no detail.
-	_, out, _ = runBALCmd(t, "", "annuaire", "reconcile", "--source", "extraction:"+x, "--store", store, "--json", "--for-others")
+	_, out, _ = runBALCmd(t, "", args("annuaire", "reconcile", "--source", "extraction:"+x, "--json", "--for-others")...)
 	var rec annuaire.Reconciliation
 	if err := json.Unmarshal([]byte(out), &rec); err != nil || !rec.Shared || strings.Contains(out, "secret@") || strings.Contains(out, "123456789") {
 		t.Fatalf("for others: %v\n%s", err, out)
 	}
 	// Yesterday's extraction: nothing is called stale.
 	yesterday := time.Now().AddDate(0, 0, -1).Format(time.RFC3339)
-	_, out, _ = runBALCmd(t, "", "annuaire", "reconcile", "--source", "extraction:"+x, "--store", store, "--extraction-time", yesterday)
+	_, out, _ = runBALCmd(t, "", args("annuaire", "reconcile", "--source", "extraction:"+x, "--extraction-time", yesterday)...)
 	if strings.Contains(out, "\nstale") || !strings.Contains(out, "no BAL called stale: the extraction is of") {
 		t.Fatalf("yesterday's extraction:\n%s", out)
 	}
 
 	// Suspending a BAL makes it stale, and the next publication withdraws it.
-	if code, out, errs := runBALCmd(t, "", "bal", "suspend", "--store", store, "publie@domain.mssante.fr"); code != 0 || !strings.Contains(out, "suspended") {
+	if code, out, errs := runBALCmd(t, "", args("bal", "suspend", "publie@domain.mssante.fr")...); code != 0 || !strings.Contains(out, "suspended") {
 		t.Fatalf("suspend: %d %s %s", code, out, errs)
 	}
 	// A dry run first: nothing sent.
@@ -109,11 +122,11 @@ func TestAnnuaireReconcileAndPublishCommands(t *testing.T) {
 	ca := filepath.Join(dir, "api-ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
 	t.Setenv("ESANTE_API_KEY", "the-key")
-	code, out, errs = runBALCmd(t, "", "annuaire", "publish", "--source", "extraction:"+x, "--store", store, "--api-url", srv.URL)
+	code, out, errs = runBALCmd(t, "", args("annuaire", "publish", "--source", "extraction:"+x, "--api-url", srv.URL)...)
 	if code != 0 || !strings.Contains(out, "would insert") || !strings.Contains(out, "dry run: nothing sent") || api.Patches() != 0 {
 		t.Fatalf("dry run: %d\n%s%s", code, out, errs)
 	}
-	code, out, errs = runBALCmd(t, "", "annuaire", "publish", "--source", "extraction:"+x, "--store", store, "--api-url", srv.URL, "--ca", ca, "--apply")
+	code, out, errs = runBALCmd(t, "", args("annuaire", "publish", "--source", "extraction:"+x, "--api-url", srv.URL, "--ca", ca, "--apply")...)
 	if code != 0 {
 		t.Fatalf("apply: %d\n%s%s", code, out, errs)
 	}
@@ -128,13 +141,13 @@ func TestAnnuaireReconcileAndPublishCommands(t *testing.T) {
 		t.Errorf("%d publication audit records, want 5", n)
 	}
 	// A second run on the same extraction (the writes are not in it yet) has nothing to write.
-	_, out, _ = runBALCmd(t, "", "annuaire", "publish", "--source", "extraction:"+x, "--store", store, "--api-url", srv.URL)
+	_, out, _ = runBALCmd(t, "", args("annuaire", "publish", "--source", "extraction:"+x, "--api-url", srv.URL)...)
 	if strings.Contains(out, "would ") {
 		t.Errorf("second run still writes:\n%s", out)
 	}
 
 	// doctor has a line on it, counts only.
-	_, out, _ = runBALCmd(t, "", "doctor", "--connect", "smtp://127.0.0.1:1", "--timeout", "2s", "--store", store, "--extraction", x)
+	_, out, _ = runBALCmd(t, "", args("doctor", "--connect", "smtp://127.0.0.1:1", "--timeout", "2s", "--extraction", x)...)
 	if !strings.Contains(out, "warn  annuaire reconciliation: ok 0, missing 2, stale 3, different 0, unlisted 0, unchecked 0") || strings.Contains(out, "secret@") {
 		t.Errorf("doctor:\n%s", out)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,12 +20,14 @@ import (
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/mailbox"
+	"github.com/mssante-go/sdk/transport/node"
 )
 
 const balUsage = `COMMAND [options] [ADDRESS]
 
-Manage the BALs of the connector's mailbox store (--store DIR, default $MSSANTE_MAILBOX or
-./mssante-data/mailbox).
+Manage the BALs of the connector's mailbox store: the SQLite folder of --store DIR (default
+$MSSANTE_MAILBOX or ./mssante-data/mailbox), or with --config serve.toml the store its node
+opens, SQLite or the PostgreSQL database of a cluster ([store]).
 
   add ADDRESS --type PER|ORG|APP [--owner ID] [--description TEXT] [--cert FILE | --cert-dn DN]
               [--quota SIZE] [--retention DAYS] [--password-stdin]
@@ -73,21 +76,77 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func storeFlag(fs *flag.FlagSet) *string {
+// storeSel is the mailbox store a command opens: the SQLite folder of --store, or the
+// store of an "mssante serve" configuration (--config), SQLite or PostgreSQL.
+type storeSel struct {
+	dir, config *string
+}
+
+func storeFlag(fs *flag.FlagSet) *storeSel {
 	def := os.Getenv("MSSANTE_MAILBOX")
 	if def == "" {
 		def = "mssante-data/mailbox"
 	}
-	return fs.String("store", def, "mailbox store folder")
+	return &storeSel{dir: fs.String("store", def, "mailbox store folder (SQLite)"),
+		config: fs.String("config", "", `the configuration of "mssante serve": open the store its node opens, SQLite ([mailbox] dir) or PostgreSQL ([store]), instead of --store`)}
 }
 
-// openStore opens the mailbox store of a bal command, refused run as root on a store that
-// belongs to the service's account (checkStateOwner).
-func openStore(ctx context.Context, dir string) (*mailbox.SQLite, error) {
-	if err := checkStateOwner("bal …", dir); err != nil {
+// balStore is what the bal and annuaire commands need of a mailbox store.
+type balStore interface {
+	node.Registry
+	Journal(ctx context.Context, a mailbox.PublicationAction, address string) error
+	Listing(ctx context.Context, address string) (*mailbox.Listing, error)
+	ChangeListing(ctx context.Context, address string, c mailbox.ListingChange) (*mailbox.Listing, error)
+	AddMember(ctx context.Context, bal, nationalID string) error
+	RemoveMember(ctx context.Context, bal, nationalID string) error
+	Members(ctx context.Context, bal string) ([]mailbox.Member, error)
+}
+
+var (
+	_ balStore = (*mailbox.SQLite)(nil)
+	_ balStore = (*mailbox.Postgres)(nil)
+)
+
+// openStore opens the mailbox store of a bal command, refused run as root on a SQLite store
+// that belongs to the service's account (checkStateOwner).
+func openStore(ctx context.Context, sel *storeSel) (balStore, error) {
+	if *sel.config == "" {
+		if err := checkStateOwner("bal …", *sel.dir); err != nil {
+			return nil, err
+		}
+		st, err := mailbox.OpenSQLite(ctx, *sel.dir, nil)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	cfg, err := node.LoadConfigFile(*sel.config)
+	if err != nil {
 		return nil, err
 	}
-	return mailbox.OpenSQLite(ctx, dir, nil)
+	if !cfg.Store.Postgres() {
+		if err := checkStateOwner("bal …", cfg.Mailbox.Dir); err != nil {
+			return nil, err
+		}
+	}
+	st, err := node.OpenStore(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return st.(balStore), nil
+}
+
+// auditDir is the default audit folder of a command that changes the store: that of the
+// node with --config, else "audit" beside the store's folder.
+func (sel *storeSel) auditDir() (string, error) {
+	if *sel.config == "" {
+		return filepath.Join(filepath.Dir(filepath.Clean(*sel.dir)), "audit"), nil
+	}
+	cfg, err := node.LoadConfigFile(*sel.config)
+	if err != nil {
+		return "", err
+	}
+	return cfg.Audit.Dir, nil
 }
 
 func flagErr(err error) error {
@@ -148,7 +207,7 @@ func balAdd(ctx context.Context, e *env, args []string) error {
 			return exitCode(2, errors.New("--password-stdin: empty password"))
 		}
 	}
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -241,7 +300,7 @@ func balList(ctx context.Context, e *env, args []string) error {
 	if pos, err := parseInterleaved(fs, args); err != nil || len(pos) != 0 {
 		return flagErr(err)
 	}
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -275,7 +334,7 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func oneAddress(ctx context.Context, e *env, name string, args []string, extra func(*flag.FlagSet)) (*mailbox.SQLite, string, error) {
+func oneAddress(ctx context.Context, e *env, name string, args []string, extra func(*flag.FlagSet)) (balStore, string, error) {
 	fs := newFlagSet(e, "bal "+name, "ADDRESS")
 	dir := storeFlag(fs)
 	if extra != nil {
@@ -289,7 +348,7 @@ func oneAddress(ctx context.Context, e *env, name string, args []string, extra f
 		fs.Usage()
 		return nil, "", exitCode(2, nil)
 	}
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	return st, pos[0], err
 }
 
@@ -360,7 +419,7 @@ func balExport(ctx context.Context, e *env, args []string) error {
 	if *format != "annuaire" && *format != "json" {
 		return exitCode(2, fmt.Errorf("--format: %q", *format))
 	}
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -402,7 +461,7 @@ func balPurge(ctx context.Context, e *env, args []string) error {
 		}
 		now = t
 	}
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	if err != nil {
 		return err
 	}

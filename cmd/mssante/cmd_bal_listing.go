@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/mssante-go/sdk/transport/audit"
@@ -22,8 +21,8 @@ const balListingUsage = `
       published under (FINESS, SIRET; default its owner for ORG and APP) and the holder's
       liste rouge wish
 add, remove, suspend, resume and listing journal what the next "mssante annuaire publish"
-must do, and write an audit record (--audit-dir, default $MSSANTE_AUDIT or "audit" beside
-the store).`
+must do, and write an audit record (--audit-dir, default $MSSANTE_AUDIT, else [audit] dir of
+--config, else "audit" beside the store).`
 
 // lifecycle journals the changes of a BAL's publication and audits them.
 type lifecycle struct {
@@ -40,7 +39,11 @@ func (l *lifecycle) add(fs *flag.FlagSet) {
 func (l *lifecycle) open() (*audit.Log, error) {
 	dir := *l.auditDir
 	if dir == "" {
-		dir = filepath.Join(filepath.Dir(filepath.Clean(l.fs.Lookup("store").Value.String())), "audit")
+		store, config := l.fs.Lookup("store").Value.String(), l.fs.Lookup("config").Value.String()
+		var err error
+		if dir, err = (&storeSel{dir: &store, config: &config}).auditDir(); err != nil {
+			return nil, err
+		}
 	}
 	return audit.Open(&audit.Options{Dir: dir})
 }
@@ -138,7 +141,7 @@ func yesNo(b bool) string {
 }
 
 // journal records a publication to do and, when event is set, audits the change.
-func (l *lifecycle) journal(ctx context.Context, st *mailbox.SQLite, alog *audit.Log, a mailbox.PublicationAction, event audit.Event, addr string) error {
+func (l *lifecycle) journal(ctx context.Context, st balStore, alog *audit.Log, a mailbox.PublicationAction, event audit.Event, addr string) error {
 	if err := st.Journal(ctx, a, addr); err != nil {
 		return fmt.Errorf("%s: %w", addr, err)
 	}

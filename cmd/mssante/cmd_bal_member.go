@@ -27,7 +27,7 @@ func balMember(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return exitCode(2, nil)
 	}
-	st, err := openStore(ctx, *dir)
+	st, err := openStore(ctx, dir)
 	if err != nil {
 		return err
 	}

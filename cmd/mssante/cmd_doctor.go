@@ -56,8 +56,8 @@ folders 0700): doctor warns about any that group or others can reach, in the san
 store, Maildir and audit folder of that "mssante serve" configuration. Exits 1 when a check
 fails.
 
-With --store and --extraction, one more line reconciles the BALs of that mailbox store with
-the extraction (counts per verdict, the liste rouge BALs left out; "mssante annuaire
+With --extraction and --store (or --config: the store its node opens, SQLite or PostgreSQL),
+one more line reconciles the BALs of that mailbox store with the extraction (counts per verdict, the liste rouge BALs left out; "mssante annuaire
 reconcile" lists them): warn when one is missing, stale or different.
 
 With --json, one JSON object a line per check instead of text:
@@ -163,8 +163,8 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	wl := fs.String("whitelist", whitelist.DefaultURL, "liste blanche URL (https) or file")
 	warnDays := fs.Int("warn-days", 90, "warn when a certificate expires within this many days")
 	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for each network check")
-	balStore := fs.String("store", "", "with --extraction: the mailbox store whose BALs are reconciled with the Annuaire Santé")
-	extraction := fs.String("extraction", "", "with --store: today's extraction file (mssante annuaire fetch)")
+	balStore := fs.String("store", "", "with --extraction: the mailbox store (SQLite folder) whose BALs are reconciled with the Annuaire Santé (default: that of --config)")
+	extraction := fs.String("extraction", "", "with --store or --config: today's extraction file (mssante annuaire fetch)")
 	var tf trustFlags
 	tf.register(fs)
 	pos, err := parseInterspersed(fs, args)
@@ -252,8 +252,12 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		cfg.Private = append(cfg.Private, paths...)
 	}
 	checks := doctorRun(ctx, cfg)
-	if *balStore != "" && *extraction != "" {
-		checks = append(checks, doctorAnnuaire(ctx, *balStore, *extraction))
+	if *extraction != "" && (*balStore != "" || *serveConfig != "") {
+		sel := &storeSel{dir: balStore, config: new(string)}
+		if *balStore == "" {
+			sel.config = serveConfig
+		}
+		checks = append(checks, doctorAnnuaire(ctx, sel, *extraction))
 	}
 	if *serveConfig != "" {
 		checks = append(checks, doctorRevocation(ctx, *serveConfig, cfg.Now())...)

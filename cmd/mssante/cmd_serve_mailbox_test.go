@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mssante-go/sdk/internal/peers"
 	"github.com/mssante-go/sdk/internal/testenv"
 	"github.com/mssante-go/sdk/internal/testpki"
 	"github.com/mssante-go/sdk/transport"
@@ -25,10 +26,25 @@ import (
 
 // mssante serve with the mailbox side on: an APP BAL of the configuration submits to a BAL
 // that "mssante bal add" creates in the same store while serve runs (refused before, accepted
-// after), which reads the message over IMAPS with its client certificate.
+// after), which reads the message over IMAPS with its client certificate; "bal suspend"
+// makes serve refuse it (550 5.2.1) and "bal resume" take it again. On SQLite the bal
+// commands name the store's folder (--store); on PostgreSQL, serve's configuration
+// (--config), as on a cluster whose nodes share the database.
 func TestServeMailboxSide(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { serveMailboxSide(t, false) })
+	t.Run("postgres", func(t *testing.T) { serveMailboxSide(t, true) })
+}
+
+func serveMailboxSide(t *testing.T, postgres bool) {
 	f := newServeFixture(t, t.TempDir())
 	store := filepath.Join(f.dir, "mailbox")
+	storeSection := fmt.Sprintf("[mailbox]\ndir = %q\n", store)
+	storeArgs := []string{"--store", store}
+	if postgres {
+		pg := peers.StartPostgres(t, nil)
+		storeSection = fmt.Sprintf("[store]\nbackend = \"postgres\"\ndsn = %q\n", pg.DSN())
+		storeArgs = []string{"--config", f.config}
+	}
 	imaps := testenv.FreePort(t)
 	sender, err := f.pki.Org("dpi@"+ourDomain, nil)
 	if err != nil {
@@ -51,11 +67,9 @@ func TestServeMailboxSide(t *testing.T) {
 	conf := strings.Replace(string(cfg), "[local]\nmaildir = \""+f.maildir+"\"\n", fmt.Sprintf(`[[bal]]
 address = "dpi@%s"
 cert_dn = %q
-[mailbox]
-dir = %q
-[imap]
+%s[imap]
 listen_tls = "127.0.0.1:%d"
-`, ourDomain, transport.SubjectDN(sender.Cert), store, imaps), 1)
+`, ourDomain, transport.SubjectDN(sender.Cert), storeSection, imaps), 1)
 	if conf == string(cfg) {
 		t.Fatal("fixture configuration changed: no [local] section to replace")
 	}
@@ -98,7 +112,7 @@ listen_tls = "127.0.0.1:%d"
 	})
 
 	var out, eb bytes.Buffer
-	if code := run(ctx, []string{"bal", "add", to, "--type", "APP", "--cert", readerCrt, "--store", store},
+	if code := run(ctx, append([]string{"bal", "add", to, "--type", "APP", "--cert", readerCrt}, storeArgs...),
 		&env{stdout: &out, stderr: &eb}); code != 0 {
 		t.Fatalf("bal add: exit %d: %s", code, eb.String())
 	}
@@ -155,7 +169,7 @@ listen_tls = "127.0.0.1:%d"
 		{"resume", func(err error) bool { return err == nil }},
 	} {
 		eb.Reset()
-		if code := run(ctx, []string{"bal", step.cmd, to, "--store", store}, &env{stdout: &out, stderr: &eb}); code != 0 {
+		if code := run(ctx, append([]string{"bal", step.cmd, to}, storeArgs...), &env{stdout: &out, stderr: &eb}); code != 0 {
 			t.Fatalf("bal %s: exit %d: %s", step.cmd, code, eb.String())
 		}
 		if err := submit(to); !step.want(err) {

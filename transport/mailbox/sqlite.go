@@ -13,6 +13,7 @@ import (
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
 
+	"github.com/mssante-go/sdk/internal/statelock"
 	"github.com/mssante-go/sdk/whitelist"
 )
 
@@ -95,6 +96,7 @@ type SQLite struct {
 	polling sync.Once
 	stop    chan struct{}
 	done    chan struct{}
+	lock    *os.File // the shared flock on the store's lock file, released by Close
 }
 
 var _ Store = (*SQLite)(nil)
@@ -185,10 +187,16 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 		db.Close()
 		return nil, err
 	}
-	if err := s.collectGarbage(ctx); err != nil {
+	if s.lock, err = lockShared(ctx, dir, func() error { return s.collectGarbage(ctx) }); err != nil {
 		db.Close()
 		return nil, err
 	}
+	opened := false
+	defer func() {
+		if !opened {
+			s.lock.Close()
+		}
+	}()
 	if s.opts.FlagSync != FlagSyncFull && s.opts.FlagSync != FlagSyncNormal {
 		db.Close()
 		return nil, fmt.Errorf("mailbox: unknown FlagSync %d", s.opts.FlagSync)
@@ -204,6 +212,7 @@ func OpenSQLite(ctx context.Context, dir string, opts *Options) (*SQLite, error)
 			return nil, err
 		}
 	}
+	opened = true
 	return s, nil
 }
 
@@ -316,6 +325,37 @@ func (s *SQLite) backfillDNKeys(ctx context.Context) error {
 	return nil
 }
 
+// lockName is the file every open SQLite store holds a shared flock on.
+const lockName = "store.lock"
+
+// lockShared takes a shared flock on the lock file of dir, calling alone first when no other
+// process has the store open (an exclusive flock then succeeds): the message file another
+// process is writing is referenced by no row yet, so only a lone opener may collect garbage
+// (an "mssante bal" command beside a running node would otherwise delete the node's
+// deliveries in flight).
+func lockShared(ctx context.Context, dir string, alone func() error) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	if statelock.Flock(f, true) == nil {
+		if err := alone(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	// Another opener holds the exclusive lock only while it collects garbage.
+	for statelock.Flock(f, false) != nil {
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("mailbox: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return f, nil
+}
+
 // collectGarbage removes temporary files and message files no index row references: what a
 // crash between writing a file and committing its row leaves behind.
 func (s *SQLite) collectGarbage(ctx context.Context) error {
@@ -376,6 +416,7 @@ func (s *SQLite) Close() error {
 	}
 	s.w.close()
 	s.closeReads()
+	s.lock.Close()
 	return s.db.Close()
 }
 

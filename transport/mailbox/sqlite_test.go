@@ -314,6 +314,38 @@ func TestReopenAndGarbage(t *testing.T) {
 	}
 }
 
+// A store opened while another has it open (an "mssante bal" command beside a running node)
+// leaves the files the other may be writing: only a lone opener collects garbage.
+func TestGarbageLeftWhileSharedAndCollectedAlone(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	node := openTest(t, dir, nil)
+	// a delivery of the node in flight: its file written, its row not committed yet
+	os.MkdirAll(filepath.Join(dir, "blobs", "ab"), 0o700)
+	os.WriteFile(filepath.Join(dir, "blobs", "ab", "inflight"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tmp", "msg-1"), []byte("x"), 0o600)
+	admin, err := OpenSQLite(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	if n := countBlobs(t, dir); n != 1 {
+		t.Fatalf("%d message files after a second opener, want the node's 1 in flight", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tmp", "msg-1")); err != nil {
+		t.Fatalf("the node's temporary file: %v", err)
+	}
+	node.Close()
+	alone, err := OpenSQLite(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alone.Close()
+	if n := countBlobs(t, dir); n != 0 {
+		t.Fatalf("%d message files left by a lone opener, want 0", n)
+	}
+}
+
 // TestCrashDuringDelivery kills (SIGKILL) a process that is delivering messages, then checks
 // that every message is in the mailbox once or not at all, and intact.
 func TestCrashDuringDelivery(t *testing.T) {

@@ -24,7 +24,7 @@ type AnnuaireConfig struct {
 
 // reconciler keeps the last reconciliation of the store's BALs with the extraction in use.
 type reconciler struct {
-	st     registry
+	st     Registry
 	ref    *annuaire.Refresher
 	every  time.Duration
 	logger *slog.Logger
@@ -33,7 +33,7 @@ type reconciler struct {
 
 // newReconciler returns the reconciler of cfg, its metrics registered on m; nil when the
 // table "annuaire" is off. The last good extraction of Dir is loaded now.
-func newReconciler(cfg *Config, st registry, m *metrics.Metrics, logger *slog.Logger) (*reconciler, error) {
+func newReconciler(cfg *Config, st Registry, m *metrics.Metrics, logger *slog.Logger) (*reconciler, error) {
 	if cfg.Annuaire.Dir == "" || st == nil {
 		return nil, nil
 	}

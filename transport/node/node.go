@@ -99,23 +99,23 @@ type Node struct {
 	oauth  *psc.Authenticator              // Pro Santé Connect logins, nil without [psc]
 	annu   *reconciler                     // reconciliation with the Annuaire, nil without [annuaire]
 	pg     *pgBackend                      // what [store] backend = "postgres" opened, else nil
-	reg    registry                        // Store, as the registry of BALs
+	reg    Registry                        // Store, as the registry of BALs
 
 	reloadMu  sync.Mutex // one reload at a time
 	closeOnce sync.Once
 }
 
-// registry is what both mailbox stores offer besides mailbox.Store: the publication journal
+// Registry is what both mailbox stores offer besides mailbox.Store: the publication journal
 // of the Annuaire reconciliation and the BALs a person holds.
-type registry interface {
+type Registry interface {
 	mailbox.Store
 	publication.Store
 	psc.Holdings
 }
 
 var (
-	_ registry = (*mailbox.SQLite)(nil)
-	_ registry = (*mailbox.Postgres)(nil)
+	_ Registry = (*mailbox.SQLite)(nil)
+	_ Registry = (*mailbox.Postgres)(nil)
 )
 
 // imapGrace bounds the wait for open IMAP sessions at stop (clients keep them open).
@@ -156,14 +156,9 @@ func New(ctx context.Context, cfg *Config, opts *Options) (_ *Node, err error) {
 		n.Store, n.reg, spool = n.pg.store, n.pg.store, n.pg.queue
 		n.opts.AuthCounters, n.opts.ConnShare = mopts.AuthCounters, mopts.ConnShare
 	} else {
-		flagSync := mailbox.FlagSyncFull
-		if cfg.Mailbox.FlagSync == "normal" {
-			flagSync = mailbox.FlagSyncNormal
-		}
-		st, err := mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
-			Logger: n.logger, FlagSync: flagSync})
+		st, err := OpenStore(ctx, cfg, &mopts)
 		if err != nil {
-			return nil, fmt.Errorf("node: %w", err)
+			return nil, err
 		}
 		n.Store, n.reg = st, st
 	}

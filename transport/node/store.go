@@ -171,6 +171,55 @@ func redactedParseError(err error) string {
 	return "invalid syntax"
 }
 
+// OpenStore opens the mailbox store of cfg as a node opens it: the SQLite store of [mailbox]
+// dir, or the PostgreSQL database of [store] with backend = "postgres" (whose schema it
+// migrates). Administration commands open the store a node serves through it. opts may be
+// nil; only its Logger and Now are used.
+func OpenStore(ctx context.Context, cfg *Config, opts *Options) (Registry, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	if cfg.Store.Postgres() {
+		dsn, err := cfg.Store.ConnString()
+		if err != nil {
+			return nil, err
+		}
+		return openPostgresStore(ctx, cfg, dsn, opts)
+	}
+	if cfg.Mailbox.Dir == "" {
+		return nil, errors.New("node: no mailbox store: [mailbox] dir is empty and [store] backend is not \"postgres\"")
+	}
+	// The SQLite store dates what it stores by the machine's clock, as it always has: opts.Now
+	// moves the purge only.
+	o := storeOptions(cfg, opts)
+	o.Now = nil
+	st, err := mailbox.OpenSQLite(ctx, cfg.Mailbox.Dir, o)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return st, nil
+}
+
+func openPostgresStore(ctx context.Context, cfg *Config, dsn string, opts *Options) (*mailbox.Postgres, error) {
+	o := storeOptions(cfg, opts)
+	o.Blobs = cfg.Store.Blobs
+	st, err := mailbox.OpenPostgres(ctx, dsn, o)
+	if err != nil {
+		return nil, fmt.Errorf("node: store: %w", err)
+	}
+	return st, nil
+}
+
+// storeOptions are the mailbox store's options of cfg: room for the largest message with
+// the headers a node adds, and the flag synchronisation of [mailbox] flag_sync.
+func storeOptions(cfg *Config, opts *Options) *mailbox.Options {
+	flagSync := mailbox.FlagSyncFull
+	if cfg.Mailbox.FlagSync == "normal" {
+		flagSync = mailbox.FlagSyncNormal
+	}
+	return &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10, Logger: opts.Logger, FlagSync: flagSync, Now: opts.Now}
+}
+
 // pgBackend is what a node opens on PostgreSQL, and closes after it.
 type pgBackend struct {
 	store    *mailbox.Postgres
@@ -193,13 +242,8 @@ func openPostgres(ctx context.Context, cfg *Config, opts *Options) (_ *pgBackend
 			b.close()
 		}
 	}()
-	flagSync := mailbox.FlagSyncFull
-	if cfg.Mailbox.FlagSync == "normal" {
-		flagSync = mailbox.FlagSyncNormal
-	}
-	if b.store, err = mailbox.OpenPostgres(ctx, dsn, &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10,
-		Logger: opts.Logger, FlagSync: flagSync, Now: opts.Now, Blobs: cfg.Store.Blobs}); err != nil {
-		return nil, fmt.Errorf("node: store: %w", err)
+	if b.store, err = openPostgresStore(ctx, cfg, dsn, opts); err != nil {
+		return nil, err
 	}
 	q := cfg.Queue
 	if b.queue, err = queue.OpenPostgres(ctx, dsn, &queue.PostgresOptions{MaxMessageBytes: cfg.Limits.MaxMessageBytes + 64<<10,
