@@ -2,6 +2,7 @@ package connector
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,11 @@ func TestAddressForms(t *testing.T) {
 	b := newNode(t, "b.mssante.test", nil)
 	trust(a, b)
 	route(a, b)
+	// Each submission is a message of its own (its own Message-ID): the same message sent
+	// again would be taken for a redelivery and stored once.
+	var sent int
 	submitTo := func(t *testing.T, from, to string) (string, string) {
+		sent++
 		c, err := dialSMTP(t, a.subAddr, clientTLS(a.balCert, p))
 		if err != nil {
 			t.Fatal(err)
@@ -30,7 +35,7 @@ func TestAddressForms(t *testing.T) {
 		if err := c.Auth(sasl.NewExternalClient("")); err != nil {
 			t.Fatal(err)
 		}
-		return sendReply(c, from, []string{to}, msg(a.bal, "dr@b.mssante.test", "t"))
+		return sendReply(c, from, []string{to}, msg(a.bal, "dr@b.mssante.test", fmt.Sprintf("t%d", sent)))
 	}
 	for _, tc := range []struct{ name, from, to, want string }{
 		{"quoted local part that is not a dot-atom", a.bal, `"marie durand"@b.mssante.test`, "553 5.1.3"},
