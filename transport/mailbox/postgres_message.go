@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -152,22 +151,7 @@ func scanPgMessages(rows pgx.Rows, err error) ([]Message, error) {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
-	var out []Message
-	for rows.Next() {
-		var m Message
-		var internal int64
-		var flags string
-		if err := rows.Scan(&m.UID, &m.Size, &internal, &flags, &m.ModSeq); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		m.InternalDate = time.UnixMilli(internal)
-		m.Flags = splitFlags(flags)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mailbox: %w", err)
-	}
-	return out, nil
+	return readMessages(rows)
 }
 
 // Messages implements Store.
