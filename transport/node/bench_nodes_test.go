@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -29,20 +28,7 @@ func BenchmarkPostgresOneNodeVsTwo(b *testing.B) {
 	pg := peers.StartPostgres(b, &peers.PostgresOptions{Fsync: true})
 	s := newSpace(b, "a.mssante.test")
 	a := s.ops[0]
-	bnode := &operator{dir: a.dir + "-b", domain: a.domain, server: a.server, app: a.app, lns: map[string]net.Listener{}}
-	if err := os.MkdirAll(bnode.dir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	if _, _, err := bnode.server.WriteFiles(bnode.dir, "server"); err != nil {
-		b.Fatal(err)
-	}
-	for _, name := range []string{"relay", "submission", "imap", "imaps"} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		bnode.lns[name] = l
-	}
+	bnode := s.twin(b, a)
 	for i, o := range []*operator{a, bnode} {
 		o.store = fmt.Sprintf("[store]\nbackend = \"postgres\"\ndsn = %q\n[node]\nname = \"node-%d\"", pg.DSN(), i)
 		o.extra = "[log]\nlevel = \"error\"\n"

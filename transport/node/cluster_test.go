@@ -29,20 +29,7 @@ func TestTwoNodesShareAuthAndConnectionLimits(t *testing.T) {
 	pg := peers.StartPostgres(t, nil)
 	s := newSpace(t, "a.mssante.test")
 	a := s.ops[0]
-	b := &operator{dir: a.dir + "-b", domain: a.domain, server: a.server, app: a.app, lns: map[string]net.Listener{}}
-	if err := os.MkdirAll(b.dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := b.server.WriteFiles(b.dir, "server"); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"relay", "submission", "imap", "imaps"} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.lns[n] = l
-	}
+	b := s.twin(t, a)
 	per := "dr.martin@" + a.domain
 	const pw = "correct horse battery"
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -74,7 +75,7 @@ func TestReadyLogged(t *testing.T) {
 }
 
 // listeners returns fresh 127.0.0.1 listeners for a node's relay, submission and IMAP sides.
-func (s *space) listeners(t *testing.T) map[string]net.Listener {
+func (s *space) listeners(t testing.TB) map[string]net.Listener {
 	t.Helper()
 	lns := map[string]net.Listener{}
 	for _, n := range []string{"relay", "submission", "imap", "imaps"} {
@@ -85,4 +86,18 @@ func (s *space) listeners(t *testing.T) map[string]net.Listener {
 		lns[n] = l
 	}
 	return lns
+}
+
+// twin returns a second node of operator o: same domain, certificates and BALs, a folder and
+// listeners of its own.
+func (s *space) twin(t testing.TB, o *operator) *operator {
+	t.Helper()
+	b := &operator{dir: o.dir + "-b", domain: o.domain, server: o.server, app: o.app, lns: s.listeners(t)}
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.server.WriteFiles(b.dir, "server"); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,20 +30,7 @@ func TestPostgresBackendSharedByTwoNodes(t *testing.T) {
 	pg := peers.StartPostgres(t, nil)
 	s := newSpace(t, "a.mssante.test")
 	a := s.ops[0]
-	b := &operator{dir: a.dir + "-b", domain: a.domain, server: a.server, app: a.app, lns: map[string]net.Listener{}}
-	if err := os.MkdirAll(b.dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := b.server.WriteFiles(b.dir, "server"); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"relay", "submission", "imap", "imaps"} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.lns[n] = l
-	}
+	b := s.twin(t, a)
 	dsnFile := filepath.Join(b.dir, "dsn")
 	if err := os.WriteFile(dsnFile, []byte(pg.DSN()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
