@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,23 +75,7 @@ secret_file = %[7]q
 	}
 	os.WriteFile(f.config, []byte(conf), 0o600)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var errb testenv.Buffer
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", f.config}, &env{stdout: io.Discard, stderr: &errb})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("serve exit %d: %s", code, errb.String())
-			}
-		case <-time.After(40 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	f.serveUntilCleanup(t)
 	os.WriteFile(filepath.Join(dir, "ca-bundle.pem"), append(f.pki.RootPEM(), f.pki.IntermediatePEM()...), 0o644)
 	v := apitest.New(t)
 	callerOf := func(name string) *apiCaller {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -145,23 +144,7 @@ secret_file = "%[5]s"
 	cfg, _ := os.ReadFile(f.config)
 	os.WriteFile(f.config, append(cfg, extra...), 0o600)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var errb testenv.Buffer
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", f.config}, &env{stdout: io.Discard, stderr: &errb})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("serve exit %d: %s", code, errb.String())
-			}
-		case <-time.After(40 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	f.serveUntilCleanup(t)
 	os.WriteFile(filepath.Join(dir, "ca-bundle.pem"), append(f.pki.RootPEM(), f.pki.IntermediatePEM()...), 0o644)
 	c := &apiCaller{curl: curl, base: fmt.Sprintf("https://localhost:%d/v1", port), ca: filepath.Join(dir, "ca-bundle.pem"),
 		cert: crt, key: key, v: apitest.New(t)}

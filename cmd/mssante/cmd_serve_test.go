@@ -126,6 +126,28 @@ func (f *serveFixture) writeWhitelist(t *testing.T, gen time.Time, entries []whi
 }
 
 // relayClient connects to the relay listener as the peer operator.
+// serveUntilCleanup runs "mssante serve" on the fixture's configuration until the test
+// ends, then stops it and checks that it exits 0 within 40 s.
+func (f *serveFixture) serveUntilCleanup(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var errb testenv.Buffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", f.config}, &env{stdout: io.Discard, stderr: &errb})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("serve exit %d: %s", code, errb.String())
+			}
+		case <-time.After(40 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+}
+
 func (f *serveFixture) relayClient() (*smtp.Client, error) {
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", f.relay), 2*time.Second)
 	if err != nil {
