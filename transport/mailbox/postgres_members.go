@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -70,20 +69,7 @@ func (s *Postgres) Members(ctx context.Context, bal string) ([]Member, error) {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
-	var out []Member
-	for rows.Next() {
-		var m Member
-		var added int64
-		if err := rows.Scan(&m.NationalID, &added); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		m.Added = time.Unix(added, 0).UTC()
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mailbox: %w", err)
-	}
-	return out, nil
+	return readRows(rows, scanMember)
 }
 
 // BALsHeldBy returns the BALs the person nationalID may open with a token (see

@@ -151,7 +151,7 @@ func scanPgMessages(rows pgx.Rows, err error) ([]Message, error) {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
-	return readMessages(rows)
+	return readRows(rows, scanMessage)
 }
 
 // Messages implements Store.

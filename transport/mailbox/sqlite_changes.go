@@ -386,7 +386,7 @@ func scanMessages(rows *sql.Rows, err error) ([]Message, error) {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
-	return readMessages(rows)
+	return readRows(rows, scanMessage)
 }
 
 // pollWatched looks every WatchPoll for changes other processes made to the watched folders,
@@ -430,32 +430,4 @@ func (s *SQLite) pollWatched() {
 		rows.Close()
 		cancel()
 	}
-}
-
-// messageRows is what readMessages reads: *sql.Rows and pgx.Rows both are.
-type messageRows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
-// readMessages reads index entries selected as uid, size, internal, flags, modseq, by
-// either store.
-func readMessages(rows messageRows) ([]Message, error) {
-	var out []Message
-	for rows.Next() {
-		var m Message
-		var internal int64
-		var flags string
-		if err := rows.Scan(&m.UID, &m.Size, &internal, &flags, &m.ModSeq); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		m.InternalDate = time.UnixMilli(internal)
-		m.Flags = splitFlags(flags)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mailbox: %w", err)
-	}
-	return out, nil
 }

@@ -216,18 +216,7 @@ func (s *SQLite) Pending(ctx context.Context) ([]Publication, error) {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
-	var out []Publication
-	for rows.Next() {
-		var p Publication
-		var ts int64
-		var a, typ string
-		if err := rows.Scan(&p.ID, &ts, &a, &p.Address, &typ, &p.Owner, &p.Structure, &p.Description, &p.ListeRouge); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		p.Time, p.Action, p.Type = time.UnixMilli(ts).UTC(), PublicationAction(a), Type(typ)
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return readRows(rows, scanPublication)
 }
 
 // Done marks journal entries as done by a publication run.

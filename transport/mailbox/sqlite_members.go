@@ -112,17 +112,7 @@ func (s *SQLite) Members(ctx context.Context, bal string) ([]Member, error) {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
-	var out []Member
-	for rows.Next() {
-		var m Member
-		var added int64
-		if err := rows.Scan(&m.NationalID, &added); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		m.Added = time.Unix(added, 0).UTC()
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return readRows(rows, scanMember)
 }
 
 // BALsHeldBy returns the BALs the person nationalID may open with a token: the PER BALs whose
