@@ -344,6 +344,7 @@ func Open(opts *Options) (*Queue, error) {
 		return nil, err
 	}
 	if err := q.loadRedelivery(); err != nil {
+		q.lock.Close()
 		return nil, err
 	}
 	q.startLoader(!indexed)

@@ -194,3 +194,29 @@ func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err
 }
+
+// An Open that cannot read the redelivery file fails and leaves the spool free: an
+// administrator's exclusive Open succeeds once the file is readable again.
+func TestRedeliveryFileUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(&queue.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	path := filepath.Join(dir, "redelivery")
+	os.Remove(path)
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := queue.Open(&queue.Options{Dir: dir}); err == nil {
+		q.Close()
+		t.Fatal("Open read a redelivery file that is a folder")
+	}
+	os.Remove(path)
+	q, err = queue.Open(&queue.Options{Dir: dir, Exclusive: true})
+	if err != nil {
+		t.Fatalf("exclusive Open after a failed one: %v", err)
+	}
+	q.Close()
+}
