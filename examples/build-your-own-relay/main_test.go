@@ -74,17 +74,24 @@ func TestAgainstSandbox(t *testing.T) {
 			args = append(args, "--route", d+"="+op.Relay)
 		}
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	out := &syncBuffer{}
+	// start runs the relay until stop and waits for its "ready": stopping it while it still
+	// opens its store would end the run with that cancellation.
+	var stop context.CancelFunc
 	done := make(chan error, 1)
-	go func() { done <- run(runCtx, args, out) }()
-	for !strings.Contains(out.String(), "ready") {
-		select {
-		case err := <-done:
-			t.Fatalf("exited: %v\n%s", err, out.String())
-		case <-time.After(20 * time.Millisecond):
+	start := func() {
+		var runCtx context.Context
+		runCtx, stop = context.WithCancel(ctx)
+		out := &syncBuffer{}
+		go func() { done <- run(runCtx, args, out) }()
+		for !strings.Contains(out.String(), "ready") {
+			select {
+			case err := <-done:
+				t.Fatalf("exited: %v\n%s", err, out.String())
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
 	}
+	start()
 
 	// Inbound: the hopital's APP BAL writes to our BAL.
 	from := "dpi@" + sandbox.Hopital
@@ -141,9 +148,7 @@ func TestAgainstSandbox(t *testing.T) {
 		if n = b.Messages; n >= 2 {
 			break
 		}
-		runCtx, stop = context.WithCancel(ctx)
-		out = &syncBuffer{}
-		go func() { done <- run(runCtx, args, out) }()
+		start()
 		time.Sleep(500 * time.Millisecond)
 	}
 	stop()
