@@ -420,8 +420,8 @@ var mailboxFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagge
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
-	// The folder's counters, its UIDs (the sequence numbers) and its keyword list: no message
-	// entry is read. Changes after mb.ModSeq reach the session through Poll.
+	// The folder's counters, its UIDs as runs (the sequence numbers) and its keyword list: no
+	// message entry is read. Changes after mb.ModSeq reach the session through Poll.
 	mb, err := s.store().Mailbox(s.ctx, s.bal, name)
 	if err != nil {
 		return nil, imapErr(err)
@@ -886,9 +886,8 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	return s.forget(removed, w.WriteExpunge)
 }
 
-// forget removes uids from the client's view, reporting each with write(seq).
-// missing returns the UIDs the IMAP session knows that the folder no longer holds, comparing
-// the two sorted lists.
+// missing returns the UIDs the IMAP session knows that the folder no longer holds, looking
+// each up in the folder's runs of UIDs.
 func (s *session) missing(sel *selected) ([]uint32, error) {
 	runs, err := s.store().UIDRuns(s.ctx, sel.id)
 	if err != nil {
@@ -904,6 +903,8 @@ func (s *session) missing(sel *selected) ([]uint32, error) {
 	return gone, nil
 }
 
+// forget removes uids from the client's view, reporting each with write(seq), in UID order;
+// a failed write leaves the UIDs not yet reported in the view.
 func (s *session) forget(uids []uint32, write func(uint32) error) error {
 	sorted := slices.Compact(slices.Sorted(slices.Values(uids)))
 	sel := s.sel
