@@ -16,6 +16,10 @@
 # IDLE fan-out: SESSIONS sessions IDLE on the IDLE_N folder, one APPEND, time until the median
 # and the last session hear of it, and the server's memory resting and at its peak.
 #
+# Scale runs the commands twice, against our server with [mailbox] flag_sync = "full" then
+# "normal" (ORDER="normal full" swaps them), one server at a time, and prints beside each the
+# cost of one fsync on the disk of the run.
+#
 # Needs dovecot-core and dovecot-imapd (scripts/install-peers.sh) and root (Dovecot drops to
 # the "mail" user). CPUPROFILE=/path/prefix writes CPU profiles of our servers to
 # prefix.full and prefix.normal (go tool pprof).
@@ -45,10 +49,8 @@ DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
 W=$(mktemp -d /var/tmp/mssante-imap-bench.XXXXXX)   # one disk for both servers
 chmod 755 "$W"                                       # Dovecot's auth and mail users read below it
 OURS_PID=""
-NORMAL_PID=""
 cleanup() {
 	[ -n "$OURS_PID" ] && kill "$OURS_PID" 2>/dev/null || true
-	[ -n "$NORMAL_PID" ] && kill "$NORMAL_PID" 2>/dev/null || true
 	[ -f "$W/dovecot/run/master.pid" ] && kill "$(cat "$W/dovecot/run/master.pid")" 2>/dev/null || true
 	sleep 0.5
 	[ -n "${KEEP:-}" ] || rm -rf "$W"
@@ -126,32 +128,75 @@ if [ "$MODE" = scale ] && [ "$DOVECOT_STORE" = mdbox ]; then
 	echo "fill: Maildir imported into Dovecot's mdbox in $(( $(date +%s) - t )) s"
 fi
 
-# --- ours: the same kind of account, LOGIN allowed on loopback without TLS like Dovecot above
-"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PO" -users testuser@bench.test:pass -max-conns 5000 \
-	${CPUPROFILE:+-cpuprofile "$CPUPROFILE.full"} > "$W/ours.log" 2>&1 &
-OURS_PID=$!
-for _ in $(seq 50); do
-	if (echo > /dev/tcp/127.0.0.1/$PD) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$PO) 2>/dev/null; then break; fi
-	sleep 0.1
-done
+# The fill and the import leave hundreds of MB for the kernel to write back: written now, so
+# that neither side's first fsyncs wait for them.
+sync
+
+# fsync_cost prints what an fsync of a 32 KB append costs on this disk now (median of 100):
+# the floor of a STORE whose change is fsynced before its OK.
+fsync_cost() {
+	python3 - "$W" <<'PY'
+import os, statistics, sys, time
+p = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(p, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+ts = []
+for _ in range(100):
+    os.write(fd, b"\0" * 32768)
+    t = time.perf_counter()
+    os.fsync(fd)
+    ts.append(time.perf_counter() - t)
+os.close(fd)
+os.remove(p)
+print("fsync of a 32 KB append on this disk: median %.2f ms" % (statistics.median(ts) * 1000))
+PY
+}
+
+# start_ours MODE PORT: our server on the store, LOGIN allowed on loopback without TLS like
+# Dovecot above; OURS_PID is its process.
+start_ours() {
+	"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$2" -users testuser@bench.test:pass -max-conns 5000 \
+		-flag-sync "$1" ${CPUPROFILE:+-cpuprofile "$CPUPROFILE.$1"} > "$W/ours-$1.log" 2>&1 &
+	OURS_PID=$!
+	for _ in $(seq 50); do
+		if (echo > /dev/tcp/127.0.0.1/$PD) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$2) 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+}
+
+stop_ours() {
+	kill "$OURS_PID" 2>/dev/null || true
+	wait "$OURS_PID" 2>/dev/null || true
+	OURS_PID=""
+}
 
 if [ "$MODE" = scale ]; then
-	echo "== SELECT, FETCH last 50, STORE one in f$SMALL and f$LARGE, $RUNS runs (medians), servers taking turns; Dovecot $DOVECOT_STORE; disk: $(df --output=source "$W" | tail -1)"
-	"$W/scale" -a "dovecot=127.0.0.1:$PD,testuser,pass" -a-proc comm:imap \
-		-b "ours=127.0.0.1:$PO,testuser@bench.test,pass" -b-proc "pid:$OURS_PID" \
-		-folders "f$SMALL,f$LARGE" -runs "$RUNS" -idle-folder "$([ "$SESSIONS" -gt 0 ] && echo "f$IDLE_N")" -sessions "$SESSIONS"
-	# The same commands against a second server on the same store whose flag changes are not
-	# fsynced ([mailbox] flag_sync = "normal"), as Dovecot's are not (mail_fsync = optimized).
-	"$W/imapserve" -dir "$W/ours" -addr "127.0.0.1:$PN" -users testuser@bench.test:pass -flag-sync normal \
-		${CPUPROFILE:+-cpuprofile "$CPUPROFILE.normal"} > "$W/normal.log" 2>&1 &
-	NORMAL_PID=$!
-	for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$PN) 2>/dev/null && break; sleep 0.1; done
-	echo "== the same, ours with flag_sync = normal"
-	"$W/scale" -a "dovecot=127.0.0.1:$PD,testuser,pass" -a-proc comm:imap \
-		-b "ours-normal=127.0.0.1:$PN,testuser@bench.test,pass" -b-proc "pid:$NORMAL_PID" \
-		-folders "f$SMALL,f$LARGE" -runs "$RUNS" -idle-folder "" -sessions 0
+	# Two servers of ours in turn on the same store, one at a time: flag changes fsynced
+	# ([mailbox] flag_sync = "full", the default) and not ("normal"), as Dovecot's are not
+	# (mail_fsync = optimized). ORDER="normal full" runs them the other way round; the IDLE
+	# fan-out runs with the first.
+	first=1
+	for mode in ${ORDER:-full normal}; do
+		port=$PO
+		[ "$mode" = normal ] && port=$PN
+		start_ours "$mode" "$port"
+		echo "== SELECT, FETCH last 50, STORE one in f$SMALL and f$LARGE, $RUNS runs (medians), servers taking turns; Dovecot $DOVECOT_STORE; ours with flag_sync = $mode; disk: $(df --output=source "$W" | tail -1)"
+		fsync_cost
+		idle=""
+		sessions=0
+		if [ "$first" = 1 ] && [ "$SESSIONS" -gt 0 ]; then
+			idle="f$IDLE_N"
+			sessions=$SESSIONS
+		fi
+		"$W/scale" -a "dovecot=127.0.0.1:$PD,testuser,pass" -a-proc comm:imap \
+			-b "ours-$mode=127.0.0.1:$port,testuser@bench.test,pass" -b-proc "pid:$OURS_PID" \
+			-folders "f$SMALL,f$LARGE" -runs "$RUNS" -idle-folder "$idle" -sessions "$sessions"
+		stop_ours
+		first=0
+	done
 	exit 0
 fi
+
+start_ours full "$PO"
 echo "== $N messages of $SIZE bytes, $RUNS runs (medians), servers taking turns; disk: $(df --output=source "$W" | tail -1)"
 "$W/load" -a "dovecot=127.0.0.1:$PD,testuser,pass" -b "ours=127.0.0.1:$PO,testuser@bench.test,pass" -n "$N" -size "$SIZE" -runs "$RUNS"
 echo "(ratio = ours/dovecot for msg/s, dovecot/ours for ms: > 1 means ours faster; goal >= 0.8x)"

@@ -22,9 +22,11 @@ func FuzzResolve(f *testing.F) {
 		}
 		sel := &selected{}
 		u := uint32(0)
+		var plain []uint32
 		for _, g := range gaps {
 			u += uint32(g%8) + 1
-			sel.uids = append(sel.uids, u)
+			sel.uids.add(u)
+			plain = append(plain, u)
 		}
 		var set imap.NumSet
 		var seqs imap.SeqSet
@@ -40,15 +42,15 @@ func FuzzResolve(f *testing.F) {
 			set = seqs
 		}
 		var want []target
-		n := uint32(len(sel.uids))
-		for i, u := range sel.uids {
+		n := uint32(len(plain))
+		for i, u := range plain {
 			seq := uint32(i + 1)
-			if (!uid && seqIn(seqs, seq, n)) || (uid && uidIn(uids, u, sel.uids[n-1])) {
+			if (!uid && seqIn(seqs, seq, n)) || (uid && uidIn(uids, u, plain[n-1])) {
 				want = append(want, target{seq, u})
 			}
 		}
 		if got := sel.resolve(set); !slices.Equal(got, want) {
-			t.Fatalf("resolve(%v) over %v = %v, want %v", set, sel.uids, got, want)
+			t.Fatalf("resolve(%v) over %v = %v, want %v", set, plain, got, want)
 		}
 	})
 }

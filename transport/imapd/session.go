@@ -65,7 +65,7 @@ type selected struct {
 	name        string
 	readOnly    bool
 	uidValidity uint32
-	uids        []uint32
+	uids        uidList
 	modSeq      uint64
 	// own records the modseq of flag changes this IMAP session made (and already reported), so
 	// they are not echoed back as unilateral updates.
@@ -420,18 +420,18 @@ var mailboxFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagge
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
-	// The folder's counters, its UIDs (the sequence numbers) and its keyword list: no message
-	// entry is read. Changes after mb.ModSeq reach the session through Poll.
+	// The folder's counters, its UIDs as runs (the sequence numbers) and its keyword list: no
+	// message entry is read. Changes after mb.ModSeq reach the session through Poll.
 	mb, err := s.store().Mailbox(s.ctx, s.bal, name)
 	if err != nil {
 		return nil, imapErr(err)
 	}
-	uids, err := s.store().UIDs(s.ctx, mb.ID)
+	runs, err := s.store().UIDRuns(s.ctx, mb.ID)
 	if err != nil {
 		return nil, imapErr(err) // deleted meanwhile: NO [NONEXISTENT]
 	}
 	sel := &selected{id: mb.ID, name: mb.Name, readOnly: options.ReadOnly, uidValidity: mb.UIDValidity, modSeq: mb.ModSeq,
-		uids: uids, own: map[uint32]uint64{}, recent: map[uint32]bool{}}
+		uids: newUIDList(runs), own: map[uint32]uint64{}, recent: map[uint32]bool{}}
 	sel.addKeywords(mb.Keywords)
 	from := mb.RecentUID
 	to := ^uint32(0)
@@ -441,9 +441,12 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 			return nil, err
 		}
 	}
-	for i := len(uids) - 1; i >= 0 && uids[i] > from; i-- {
-		if uids[i] <= to {
-			sel.recent[uids[i]] = true
+	for k := len(runs) - 1; k >= 0 && runs[k].Last > from; k-- {
+		for u, hi := max(runs[k].First, from+1), min(runs[k].Last, to); u <= hi; u++ {
+			sel.recent[u] = true
+			if u == hi { // hi may be the greatest uint32
+				break
+			}
 		}
 	}
 	var firstUnseen uint32
@@ -453,15 +456,15 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 	}
 	uidNext := mb.UIDNext
-	if n := len(uids); n > 0 && uids[n-1] >= uidNext {
-		uidNext = uids[n-1] + 1
+	if last := sel.uids.last(); last >= uidNext {
+		uidNext = last + 1
 	}
 	sel.changes, sel.cancel = s.store().Watch(mb.ID)
 	s.sel = sel
 	data := &imap.SelectData{
 		Flags:             sel.flags(),
 		PermanentFlags:    append(sel.flags(), imap.FlagWildcard),
-		NumMessages:       uint32(len(sel.uids)),
+		NumMessages:       sel.uids.len(),
 		NumRecent:         uint32(len(sel.recent)),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(uidNext),
@@ -475,8 +478,8 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 
 // seqOf returns the sequence number of uid in the client's view (sel.uids is in UID order).
 func (sel *selected) seqOf(uid uint32) (uint32, bool) {
-	i, ok := slices.BinarySearch(sel.uids, uid)
-	return uint32(i + 1), ok
+	i, ok := sel.uids.search(uid)
+	return i + 1, ok
 }
 
 // addKeywords records the keywords of flags not yet announced; it reports whether any was new.
@@ -603,30 +606,30 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	// 2. new messages
-	var last uint32
-	if n := len(sel.uids); n > 0 {
-		last = sel.uids[n-1]
-	}
-	added := false
+	last := sel.uids.last()
+	var added []uint32
 	for _, m := range ch.Messages {
 		if m.UID > last {
-			sel.uids = append(sel.uids, m.UID)
-			added = true
+			added = append(added, m.UID)
 		}
 	}
-	if added {
+	if len(added) > 0 {
+		slices.Sort(added)
+		for _, uid := range added {
+			sel.uids.add(uid)
+		}
 		if !sel.readOnly {
 			from, to, err := s.store().ClaimRecent(s.ctx, sel.id)
 			if err != nil {
 				return err
 			}
-			for i := len(sel.uids) - 1; i >= 0 && sel.uids[i] > last; i-- {
-				if uid := sel.uids[i]; uid > from && uid <= to {
+			for _, uid := range added {
+				if uid > from && uid <= to {
 					sel.recent[uid] = true
 				}
 			}
 		}
-		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
+		if err := w.WriteNumMessages(sel.uids.len()); err != nil {
 			return err
 		}
 		if err := w.WriteNumRecent(uint32(len(sel.recent))); err != nil {
@@ -729,11 +732,11 @@ type target struct {
 // resolve turns a sequence or UID set into the messages of the client's view, in order. Its
 // cost is the number of messages named, not the size of the folder.
 func (sel *selected) resolve(set imap.NumSet) []target {
-	n := uint32(len(sel.uids))
+	n := sel.uids.len()
 	if n == 0 {
 		return nil
 	}
-	var spans [][2]int // [from, to) indexes into sel.uids
+	var spans [][2]uint32 // [from, to) indexes into sel.uids
 	switch set := set.(type) {
 	case imap.SeqSet:
 		for _, r := range set {
@@ -742,29 +745,32 @@ func (sel *selected) resolve(set imap.NumSet) []target {
 				lo = 1
 			}
 			if lo <= n {
-				spans = append(spans, [2]int{int(lo - 1), int(min(hi, n))})
+				spans = append(spans, [2]uint32{lo - 1, min(hi, n)})
 			}
 		}
 	case imap.UIDSet:
-		max := sel.uids[n-1]
+		max := sel.uids.last()
 		for _, r := range set {
 			lo, hi := bounds(uint32(r.Start), uint32(r.Stop), max)
-			i, _ := slices.BinarySearch(sel.uids, lo)
-			j, found := slices.BinarySearch(sel.uids, hi)
+			i, _ := sel.uids.search(lo)
+			j, found := sel.uids.search(hi)
 			if found {
 				j++
 			}
 			if i < j {
-				spans = append(spans, [2]int{i, j})
+				spans = append(spans, [2]uint32{i, j})
 			}
 		}
 	}
-	slices.SortFunc(spans, func(a, b [2]int) int { return cmp.Compare(a[0], b[0]) })
+	slices.SortFunc(spans, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
 	var out []target
-	next := 0 // first index not yet emitted: overlapping spans are emitted once
+	next := uint32(0) // first index not yet emitted: overlapping spans are emitted once
 	for _, sp := range spans {
-		for i := max(sp[0], next); i < sp[1]; i++ {
-			out = append(out, target{uint32(i + 1), sel.uids[i]})
+		for i, uid := range sel.uids.all(max(sp[0], next)) {
+			if i >= sp[1] {
+				break
+			}
+			out = append(out, target{i + 1, uid})
 		}
 		next = max(next, sp[1])
 	}
@@ -880,49 +886,44 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	return s.forget(removed, w.WriteExpunge)
 }
 
-// forget removes uids from the client's view, reporting each with write(seq).
-// missing returns the UIDs the IMAP session knows that the folder no longer holds, comparing
-// the two sorted lists.
+// missing returns the UIDs the IMAP session knows that the folder no longer holds, looking
+// each up in the folder's runs of UIDs.
 func (s *session) missing(sel *selected) ([]uint32, error) {
-	now, err := s.store().UIDs(s.ctx, sel.id)
+	runs, err := s.store().UIDRuns(s.ctx, sel.id)
 	if err != nil {
 		return nil, err
 	}
+	now := newUIDList(runs)
 	var gone []uint32
-	j := 0
-	for _, u := range sel.uids {
-		for j < len(now) && now[j] < u {
-			j++
-		}
-		if j == len(now) || now[j] != u {
+	for _, u := range sel.uids.all(0) {
+		if _, ok := now.search(u); !ok {
 			gone = append(gone, u)
 		}
 	}
 	return gone, nil
 }
 
+// forget removes uids from the client's view, reporting each with write(seq), in UID order;
+// a failed write leaves the UIDs not yet reported in the view.
 func (s *session) forget(uids []uint32, write func(uint32) error) error {
-	gone := make(map[uint32]bool, len(uids))
-	for _, u := range uids {
-		gone[u] = true
-	}
+	sorted := slices.Compact(slices.Sorted(slices.Values(uids)))
 	sel := s.sel
-	kept := sel.uids[:0:0]
-	removed := 0
-	for i, uid := range sel.uids {
-		if !gone[uid] {
-			kept = append(kept, uid)
+	var removed []uint32
+	var err error
+	for _, uid := range sorted {
+		i, ok := sel.uids.search(uid)
+		if !ok {
 			continue
 		}
-		if err := write(uint32(i + 1 - removed)); err != nil {
-			sel.uids = append(kept, sel.uids[i:]...)
-			return err
+		// the sequence number as the client knows it: those reported before are gone
+		if err = write(i + 1 - uint32(len(removed))); err != nil {
+			break
 		}
 		delete(sel.recent, uid)
-		removed++
+		removed = append(removed, uid)
 	}
-	sel.uids = kept
-	return nil
+	sel.uids.remove(removed)
+	return err
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
@@ -1012,12 +1013,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	data := &imap.SearchData{}
-	for i, uid := range sel.uids {
+	for i, uid := range sel.uids.all(0) {
 		m, ok := idx[uid]
 		if !ok {
 			continue
 		}
-		c := &candidate{s: s, seq: uint32(i + 1), msg: m, total: uint32(len(sel.uids)), maxUID: sel.uids[len(sel.uids)-1], hdr: hdrs[uid]}
+		c := &candidate{s: s, seq: i + 1, msg: m, total: sel.uids.len(), maxUID: sel.uids.last(), hdr: hdrs[uid]}
 		ok, err := c.match(criteria)
 		c.release()
 		if err != nil {

@@ -3,6 +3,7 @@ package mailbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -245,7 +246,8 @@ func TestWatchOtherProcess(t *testing.T) {
 
 // TestUIDRuns expunges UIDs at random (first, last, middle of runs, whole runs) between
 // appends and checks after each step that the UID list the store keeps as runs is the list of
-// its messages, and that \Recent counts the messages above the last claim.
+// its messages (as UIDs and as UIDRuns, whose runs never touch), and that \Recent counts the
+// messages above the last claim; an unknown folder has no runs.
 func TestUIDRuns(t *testing.T) { forEachStore(t, testUIDRuns) }
 
 func testUIDRuns(t *testing.T, open opener) {
@@ -253,6 +255,12 @@ func testUIDRuns(t *testing.T, open opener) {
 	s := open(t, nil)
 	s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG})
 	mb, _ := s.Mailbox(ctx, "a@h.fr", Inbox)
+	if runs, err := s.UIDRuns(ctx, mb.ID+1000); !errors.Is(err, ErrNoMailbox) {
+		t.Fatalf("UIDRuns of no folder = %v, %v", runs, err)
+	}
+	if runs, err := s.UIDRuns(ctx, mb.ID); err != nil || len(runs) != 0 {
+		t.Fatalf("UIDRuns of an empty folder = %v, %v", runs, err)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var claimed uint32
 	for step := 0; step < 40; step++ {
@@ -287,6 +295,15 @@ func testUIDRuns(t *testing.T, open opener) {
 		got, err := s.UIDs(ctx, mb.ID)
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("step %d: UIDs = %v, %v; want %v", step, got, err, want)
+		}
+		runs, err := s.UIDRuns(ctx, mb.ID)
+		if err != nil || !slices.Equal(expandRuns(runs), want) {
+			t.Fatalf("step %d: UIDRuns = %v, %v; want %v", step, runs, err, want)
+		}
+		for i := 1; i < len(runs); i++ {
+			if runs[i].First <= runs[i-1].Last+1 {
+				t.Fatalf("step %d: UIDRuns %v: runs %d and %d touch", step, runs, i-1, i)
+			}
 		}
 		if m, _ := s.Mailbox(ctx, "a@h.fr", Inbox); m.Recent != recent || m.Messages != uint32(len(want)) {
 			t.Fatalf("step %d: Recent %d Messages %d, want %d %d", step, m.Recent, m.Messages, recent, len(want))

@@ -15,8 +15,11 @@ import (
 
 // TestFlagSync runs, under strace, a process that makes 21 flag changes and then one delivery,
 // and exits without closing the store (as after a crash). With FlagSyncFull each flag change
-// fsyncs the index's log; with FlagSyncNormal none does (apart from the new log's header), and the delivery still fsyncs it (which
-// makes the flag changes before it durable too). The store reopened afterwards has both.
+// fsyncs the index's log once, its commit, and nothing more (the new log's header aside: one
+// fsync when the first change starts the log); with FlagSyncNormal none does (apart from the
+// new log's header), and the delivery still fsyncs it (which makes the flag changes before it
+// durable too). In neither mode does a flag change checkpoint (no fsync of the index itself).
+// The store reopened afterwards has both.
 func TestFlagSync(t *testing.T) {
 	if dir := os.Getenv("MAILBOX_FLAGSYNC_DIR"); dir != "" {
 		flagSyncChild(dir, os.Getenv("MAILBOX_FLAGSYNC_MODE"))
@@ -40,10 +43,13 @@ func TestFlagSync(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("child: %v\n%s", err, out)
 			}
-			flags, deliver := walSyncs(t, trace)
-			t.Logf("fsyncs of the log: %d during 21 flag changes, %d during the delivery", flags, deliver)
-			if mode == "full" && flags < 21 {
-				t.Errorf("flag_sync full: %d fsyncs of the log for 21 flag changes", flags)
+			flags, deliver, index := walSyncs(t, trace)
+			t.Logf("fsyncs of the log: %d during 21 flag changes, %d during the delivery; of the index during the flag changes: %d", flags, deliver, index)
+			if mode == "full" && (flags < 21 || flags > 22) {
+				t.Errorf("flag_sync full: %d fsyncs of the log for 21 flag changes, want one each and the new log's header", flags)
+			}
+			if index != 0 {
+				t.Errorf("flag_sync %s: %d fsyncs of the index during the flag changes (a checkpoint)", mode, index)
 			}
 			// SQLite syncs the log's header once when it starts a new log (the store was
 			// closed, so the log was checkpointed and removed): at most one, whatever the mode
@@ -63,8 +69,9 @@ func TestFlagSync(t *testing.T) {
 	}
 }
 
-// walSyncs counts the fsyncs of index.db-wal in an strace output between the child's marks.
-func walSyncs(t *testing.T, trace string) (flags, deliver int) {
+// walSyncs counts the fsyncs of index.db-wal in an strace output between the child's marks,
+// and those of index.db during the flag changes.
+func walSyncs(t *testing.T, trace string) (flags, deliver, index int) {
 	f, err := os.Open(trace)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +81,7 @@ func walSyncs(t *testing.T, trace string) (flags, deliver int) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		l := sc.Text()
+		sync := strings.Contains(l, "fsync(") || strings.Contains(l, "fdatasync(")
 		switch {
 		case strings.Contains(l, "mark-flags"):
 			phase = &flags
@@ -81,12 +89,13 @@ func walSyncs(t *testing.T, trace string) (flags, deliver int) {
 			phase = &deliver
 		case strings.Contains(l, "mark-end"):
 			phase = nil
-		case phase != nil && (strings.Contains(l, "fsync(") || strings.Contains(l, "fdatasync(")) &&
-			strings.Contains(l, "index.db-wal>"):
+		case phase != nil && sync && strings.Contains(l, "index.db-wal>"):
 			*phase++
+		case phase == &flags && sync && strings.Contains(l, "index.db>"):
+			index++
 		}
 	}
-	return flags, deliver
+	return flags, deliver, index
 }
 
 func flagSyncChild(dir, mode string) {

@@ -181,6 +181,11 @@ type MailboxInfo struct {
 	Keywords []string
 }
 
+// UIDRun is a run of consecutive UIDs of a folder, First to Last included.
+type UIDRun struct {
+	First, Last uint32
+}
+
 // Message is the index entry of one message.
 type Message struct {
 	UID          uint32
@@ -290,6 +295,9 @@ type Store interface {
 	Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64) (*Changes, error)
 	// UIDs returns the UIDs of a folder in ascending order (a session's sequence numbers).
 	UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error)
+	// UIDRuns returns the same UIDs as runs of consecutive UIDs, in ascending order: a folder
+	// that expunges seldom is a few runs whatever its size.
+	UIDRuns(ctx context.Context, mbox MailboxID) ([]UIDRun, error)
 
 	// Append stores a message durably in a folder; r is read to its end.
 	Append(ctx context.Context, bal, mailbox string, r io.Reader, opts *AppendOptions) (*AppendResult, error)

@@ -702,3 +702,34 @@ func (s *Postgres) UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error) {
 	}
 	return out, nil
 }
+
+// UIDRuns implements Store. The runs are computed from the folder's UIDs by the database (a
+// UID minus its rank is constant along a run): only the runs cross the network.
+func (s *Postgres) UIDRuns(ctx context.Context, mbox MailboxID) ([]UIDRun, error) {
+	var id MailboxID
+	if err := s.pool.QueryRow(ctx, `SELECT id FROM mailbox_folder WHERE id = $1`, mbox).Scan(&id); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, ErrNoMailbox
+		}
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT min(uid), max(uid) FROM
+		(SELECT uid, uid - row_number() OVER (ORDER BY uid) AS g FROM mailbox_message WHERE mailbox = $1) r
+		GROUP BY g ORDER BY 1`, mbox)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	var out []UIDRun
+	for rows.Next() {
+		var first, last int64
+		if err := rows.Scan(&first, &last); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		out = append(out, UIDRun{uint32(first), uint32(last)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return out, nil
+}

@@ -264,10 +264,20 @@ func (s *SQLite) Changes(ctx context.Context, mbox MailboxID, sinceModSeq uint64
 	return &c, nil
 }
 
-// UIDs implements Store. It reads the runs of consecutive UIDs.
+// UIDs implements Store.
 func (s *SQLite) UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error) {
-	var n int
-	if err := s.queryRow(ctx, `SELECT n_messages FROM mailbox WHERE id=?`, mbox).Scan(&n); err != nil {
+	runs, err := s.UIDRuns(ctx, mbox)
+	if err != nil {
+		return nil, err
+	}
+	return expandRuns(runs), nil
+}
+
+// UIDRuns implements Store: the triggers keep the runs (uidrun), so this reads one row per
+// run.
+func (s *SQLite) UIDRuns(ctx context.Context, mbox MailboxID) ([]UIDRun, error) {
+	var id MailboxID
+	if err := s.queryRow(ctx, `SELECT id FROM mailbox WHERE id=?`, mbox).Scan(&id); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNoMailbox
 		}
@@ -278,17 +288,38 @@ func (s *SQLite) UIDs(ctx context.Context, mbox MailboxID) ([]uint32, error) {
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	defer rows.Close()
-	out := make([]uint32, 0, max(n, 0))
+	var out []UIDRun
 	for rows.Next() {
-		var first, last uint32
-		if err := rows.Scan(&first, &last); err != nil {
+		var r UIDRun
+		if err := rows.Scan(&r.First, &r.Last); err != nil {
 			return nil, fmt.Errorf("mailbox: %w", err)
 		}
-		for u := first; u <= last && u != 0; u++ {
-			out = append(out, u)
+		if r.First != 0 && r.First <= r.Last {
+			out = append(out, r)
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return out, nil
+}
+
+// expandRuns lists the UIDs of runs.
+func expandRuns(runs []UIDRun) []uint32 {
+	n := 0
+	for _, r := range runs {
+		n += int(r.Last-r.First) + 1
+	}
+	out := make([]uint32, 0, n)
+	for _, r := range runs {
+		for u := r.First; ; u++ {
+			out = append(out, u)
+			if u == r.Last {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // lookupGap is the largest run of absent UIDs MessagesByUID reads through rather than

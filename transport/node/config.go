@@ -130,14 +130,16 @@ type LocalConfig struct {
 }
 
 // MailboxConfig is the table "mailbox": the mailbox store of the BALs, with its default quota
-// and retention, how often the retention purge runs and the durability of flag changes
-// ("full" or "normal": mailbox.FlagSync). Without Dir the node runs the mail path only.
+// and retention, how often the retention purge runs, the durability of flag changes
+// ("full" or "normal": mailbox.FlagSync) and how far back each folder's log of expunged UIDs
+// reaches (mailbox.Options.ExpungeLog). Without Dir the node runs the mail path only.
 type MailboxConfig struct {
 	Dir              string        `toml:"dir"`
 	DefaultQuota     int64         `toml:"default_quota"`
 	DefaultRetention time.Duration `toml:"default_retention"`
 	PurgeInterval    time.Duration `toml:"purge_interval"`
 	FlagSync         string        `toml:"flag_sync"`
+	ExpungeLog       int64         `toml:"expunge_log"`
 }
 
 // IMAPConfig is the table "imap": the IMAP listeners of the mailbox store (143 STARTTLS, 993
@@ -393,6 +395,9 @@ func (c *Config) check() error {
 	}
 	if f := c.Mailbox.FlagSync; f != "full" && f != "normal" {
 		bad("mailbox.flag_sync must be full or normal, not %q", f)
+	}
+	if c.Mailbox.ExpungeLog <= 0 {
+		bad("mailbox.expunge_log must be positive")
 	}
 	if c.Annuaire.Dir != "" && !c.mailboxSide() {
 		bad("annuaire needs mailbox.dir (the BALs reconciled are those of the mailbox store)")

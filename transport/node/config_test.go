@@ -5,9 +5,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mssante-go/sdk/transport/mailbox"
 )
 
 func TestConfig(t *testing.T) {
@@ -114,5 +117,63 @@ file = "listeblanche.xml"
 	os.WriteFile(path, []byte("nosuchkey = 1\n"), 0o600)
 	if _, err := LoadConfigFile(path); err == nil || !strings.Contains(err.Error(), "unknown settings: nosuchkey") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// [mailbox] expunge_log reaches the store a node opens: with 2, a session asking for the
+// changes since a modseq more than 2 changes before the last expunge is told to re-read the
+// folder's UIDs; the default keeps 100,000.
+func TestConfigExpungeLog(t *testing.T) {
+	if got := DefaultConfig().Mailbox.ExpungeLog; got != 100000 {
+		t.Fatalf("default expunge_log %d", got)
+	}
+	ctx := t.Context()
+	doc := "hostname = \"mx.a.test\"\ndomains = [\"a.test\"]\n[tls]\ncert_file = \"c\"\nkey_file = \"k\"\n[whitelist]\nfile = \"w\"\n" +
+		"[mailbox]\ndir = \"" + t.TempDir() + "\"\nexpunge_log = 2\n"
+	cfg, err := LoadConfig(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.AddBAL(ctx, &mailbox.BAL{Address: "a@a.test", Type: mailbox.ORG}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := st.Append(ctx, "a@a.test", mailbox.Inbox, strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mb, err := st.Mailbox(ctx, "a@a.test", mailbox.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0 := mb.ModSeq
+	for _, f := range []struct {
+		uid uint32
+		op  mailbox.FlagOp
+		fl  string
+	}{{2, mailbox.FlagsAdd, `\Flagged`}, {2, mailbox.FlagsRemove, `\Flagged`}, {1, mailbox.FlagsAdd, `\Deleted`}} { // m0+1 … m0+3
+		if _, err := st.StoreFlags(ctx, mb.ID, []uint32{f.uid}, f.op, []string{f.fl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := st.Expunge(ctx, mb.ID, []uint32{1}); err != nil || !slices.Equal(got, []uint32{1}) { // m0+4: keeps the log above m0+2
+		t.Fatalf("Expunge = %v, %v", got, err)
+	}
+	for _, c := range []struct {
+		since   uint64
+		unknown bool
+	}{{m0, true}, {m0 + 2, false}} {
+		ch, err := st.Changes(ctx, mb.ID, c.since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.ExpungedUnknown != c.unknown || (!c.unknown && !slices.Equal(ch.Expunged, []uint32{1})) {
+			t.Errorf("Changes(m0+%d) = %+v, want ExpungedUnknown %v", c.since-m0, ch, c.unknown)
+		}
 	}
 }

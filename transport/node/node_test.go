@@ -503,6 +503,8 @@ func TestConfigRefusals(t *testing.T) {
 		{"zero purge interval", "[mailbox]\ndir = \"/m\"\npurge_interval = \"0s\"\n", "purge_interval must be positive"},
 		{"negative quota", "[mailbox]\ndir = \"/m\"\ndefault_quota = -1\n", "must not be negative"},
 		{"bad flag sync", "[mailbox]\ndir = \"/m\"\nflag_sync = \"off\"\n", "flag_sync must be full or normal"},
+		{"zero expunge log", "[mailbox]\ndir = \"/m\"\nexpunge_log = 0\n", "expunge_log must be positive"},
+		{"negative expunge log", "[mailbox]\ndir = \"/m\"\nexpunge_log = -5\n", "expunge_log must be positive"},
 		{"negative shutdown grace", "[limits]\nshutdown_grace = \"-1s\"\n", "shutdown_grace must not be negative"},
 		{"bad BAL type", "[[bal]]\naddress = \"x@a.test\"\nlogin = \"x\"\ntype = \"XYZ\"\n", "type must be PER, ORG or APP"},
 	} {

@@ -211,13 +211,15 @@ func openPostgresStore(ctx context.Context, cfg *Config, dsn string, opts *Optio
 }
 
 // storeOptions are the mailbox store's options of cfg: room for the largest message with
-// the headers a node adds, and the flag synchronisation of [mailbox] flag_sync.
+// the headers a node adds, the flag synchronisation of [mailbox] flag_sync and the reach of
+// its expunge_log.
 func storeOptions(cfg *Config, opts *Options) *mailbox.Options {
 	flagSync := mailbox.FlagSyncFull
 	if cfg.Mailbox.FlagSync == "normal" {
 		flagSync = mailbox.FlagSyncNormal
 	}
-	return &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10, Logger: opts.Logger, FlagSync: flagSync, Now: opts.Now}
+	return &mailbox.Options{MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10, Logger: opts.Logger, FlagSync: flagSync, Now: opts.Now,
+		ExpungeLog: uint64(cfg.Mailbox.ExpungeLog)}
 }
 
 // pgBackend is what a node opens on PostgreSQL, and closes after it.
