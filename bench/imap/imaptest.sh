@@ -21,8 +21,8 @@
 # (default 10) sessions on INBOX sending random commands (imaptest's default mix: APPEND,
 # FETCH, STORE, EXPUNGE, SEARCH…) while imaptest tracks the folder's state and reports every
 # reply that contradicts it or the protocol; the table gives the commands run and the errors.
-# IMAPTEST_ARGS adds settings to the stress runs (checkpoint=5: every 5 s all sessions check
-# that they see the same folder).
+# IMAPTEST_ARGS adds settings to the stress runs (not checkpoint=: imaptest 924f619 then
+# fails an assertion of its own, against Dovecot too).
 # Usage: bench/imap/imaptest.sh IMAPTEST_BINARY_OR_REPOSITORY [GROUP...]
 #        (no GROUP: every test group; KEEP=1 keeps the work folder with each run's output;
 #        VERBOSE=1 prints the failures)
@@ -114,7 +114,7 @@ cleanup() {
 }
 trap cleanup EXIT
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-PD=$(freeport); PS=$(freeport); PP=$(freeport); PB=$(freeport)
+PD=$(freeport); PS=$(freeport); PP=$(freeport); PB=$(freeport); P2=$(freeport)
 
 # --- Dovecot 2.3, Maildir, plain IMAP on loopback (as bench/imap/run.sh)
 mkdir -p "$W/dovecot/run" "$W/dovecot/state" "$W/dovecot/mail"
@@ -141,6 +141,9 @@ userdb {
 first_valid_uid = 8
 first_valid_gid = 8
 mail_location = maildir:~/Maildir
+protocol imap {
+  mail_max_userip_connections = 1000
+}
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
@@ -153,7 +156,7 @@ service imap-login {
 CONF
 "$DOVECOT" -c "$W/dovecot/dovecot.conf"
 
-# --- a throw-away PostgreSQL cluster (Unix socket only), two databases
+# --- a throw-away PostgreSQL cluster (Unix socket only), a database per server on it
 mkdir "$W/pg" && chown postgres: "$W/pg"
 runuser -u postgres -- "$PGBIN/initdb" -D "$W/pg/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
 cat >>"$W/pg/data/postgresql.conf" <<CONF
@@ -161,34 +164,67 @@ listen_addresses = ''
 unix_socket_directories = '$W/pg'
 CONF
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg/data" -l "$W/pg/log" -w start >/dev/null
-runuser -u postgres -- "$PGBIN/psql" -h "$W/pg" -U postgres -qc 'CREATE DATABASE imap' >/dev/null
-runuser -u postgres -- "$PGBIN/psql" -h "$W/pg" -U postgres -qc 'CREATE DATABASE imapdir' >/dev/null
-
-# --- ours on each store
-go build -o "$W/imapserve" ./bench/imap/imapserve
-U=testuser@bench.test:pass,testuser2@bench.test:pass
-"$W/imapserve" -v -dir "$W/sqlite" -addr "127.0.0.1:$PS" -users "$U" > "$W/sqlite.log" 2>&1 &
-PIDS+=($!)
-"$W/imapserve" -v -pg "host=$W/pg user=postgres dbname=imap sslmode=disable" -addr "127.0.0.1:$PP" -users "$U" > "$W/postgres.log" 2>&1 &
-PIDS+=($!)
-"$W/imapserve" -v -pg "host=$W/pg user=postgres dbname=imapdir sslmode=disable" -blobs "dir:$W/blobs" \
-	-addr "127.0.0.1:$PB" -users "$U" > "$W/postgres-dir.log" 2>&1 &
-PIDS+=($!)
-for port in $PD $PS $PP $PB; do
-	for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-	(echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "imaptest.sh: nothing listens on $port (logs in $W)" >&2; KEEP=1; exit 1; }
+for db in imap imapdir imap2; do
+	runuser -u postgres -- "$PGBIN/psql" -h "$W/pg" -U postgres -qc "CREATE DATABASE $db" >/dev/null
 done
 
-# run NAME PORT USER USER2: every test group against one server; writes $W/NAME.result, one
-# "group pass|fail|skip" line each, and imaptest's output in $W/out/NAME/.
+# --- ours on each store; "two-nodes" is two servers on one PostgreSQL database, at 127.0.0.1
+# and 127.0.0.2 on the same port: imaptest reaches them through a host name with both
+# addresses (in a mount namespace of its own where /etc/hosts says so), and spreads its
+# sessions over them in turn, so a test group of several sessions sees one node's changes
+# from the other (EXISTS, EXPUNGE, FLAGS across nodes).
+go build -o "$W/imapserve" ./bench/imap/imapserve
+U=testuser@bench.test:pass,testuser2@bench.test:pass
+PGDSN="host=$W/pg user=postgres sslmode=disable dbname"
+serve() { # NAME ADDRESS FLAGS...
+	local name=$1 addr=$2
+	shift 2
+	"$W/imapserve" -v -addr "$addr" -users "$U" "$@" > "$W/$name.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do grep -q '^ready' "$W/$name.log" && return; sleep 0.1; done
+	echo "imaptest.sh: $name did not start, see $W/$name.log" >&2
+	KEEP=1
+	exit 1
+}
+serve sqlite "127.0.0.1:$PS" -dir "$W/sqlite"
+serve postgres "127.0.0.1:$PP" -pg "$PGDSN=imap"
+serve postgres-dir "127.0.0.1:$PB" -pg "$PGDSN=imapdir" -blobs "dir:$W/blobs"
+serve node-a "127.0.0.1:$P2" -pg "$PGDSN=imap2"
+serve node-b "127.0.0.2:$P2" -pg "$PGDSN=imap2"
+for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$PD) 2>/dev/null && break; sleep 0.1; done
+printf '127.0.0.1 localhost\n127.0.0.1 two-nodes\n127.0.0.2 two-nodes\n' > "$W/hosts"
+
+# SERVERS: name, host, port, user, second user of each server imaptest runs against
+SERVERS=(
+	"dovecot 127.0.0.1 $PD testuser testuser2"
+	"sqlite 127.0.0.1 $PS testuser@bench.test testuser2@bench.test"
+	"postgres 127.0.0.1 $PP testuser@bench.test testuser2@bench.test"
+	"postgres-dir 127.0.0.1 $PB testuser@bench.test testuser2@bench.test"
+	"two-nodes two-nodes $P2 testuser@bench.test testuser2@bench.test"
+)
+# imaptest_at HOST ARGS...: imaptest against HOST, a name only this process's namespace knows
+# when it is two-nodes. A hung server is cut after $LIMIT seconds.
+imaptest_at() {
+	local host=$1
+	shift
+	if [ "$host" = two-nodes ]; then
+		timeout "$LIMIT" unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$W/hosts" \
+			"$IMAPTEST" host="$host" "$@"
+	else
+		timeout "$LIMIT" "$IMAPTEST" host="$host" "$@"
+	fi
+}
+
+# run NAME HOST PORT USER USER2: every test group against one server; writes $W/NAME.result,
+# one "group pass|fail|skip" line each, and imaptest's output in $W/out/NAME/.
 run() {
-	local name=$1 port=$2 user=$3 user2=$4 g out
+	local name=$1 host=$2 port=$3 user=$4 user2=$5 g out
 	mkdir -p "$W/out/$name"
 	: > "$W/$name.result"
 	for g in "${GROUPS_RUN[@]}"; do
 		out=$W/out/$name/$g.out
-		# imaptest exits non-zero when a group fails; a hung server is a failure too
-		timeout 120 "$IMAPTEST" host=127.0.0.1 port="$port" user="$user" user2="$user2" pass=pass \
+		# imaptest exits non-zero when a group fails
+		LIMIT=120 imaptest_at "$host" port="$port" user="$user" user2="$user2" pass=pass \
 			test="$TESTS/$g" > "$out" 2>&1 || true
 		if grep -q '^1 test groups: 0 failed, 1 skipped' "$out"; then
 			echo "$g skip" >> "$W/$name.result"
@@ -204,62 +240,65 @@ run() {
 		fi
 	done
 }
+list() { awk -v r="$2" '$2 == r { printf "%s%s", s, $1; s = " " }' "$W/$1.result"; }
 
 echo "== imaptest $IMAPTEST_COMMIT, ${#GROUPS_RUN[@]} test groups from $TESTS, each alone"
-run dovecot "$PD" testuser testuser2
-run sqlite "$PS" testuser@bench.test testuser2@bench.test
-run postgres "$PP" testuser@bench.test testuser2@bench.test
-run postgres-dir "$PB" testuser@bench.test testuser2@bench.test
-
-printf '%-13s %6s %6s %7s  %s\n' server passed failed skipped "failed groups"
-for name in dovecot sqlite postgres postgres-dir; do
-	printf '%-13s %6d %6d %7d  %s\n' "$name" \
-		"$(grep -c ' pass$' "$W/$name.result" || true)" \
-		"$(grep -c ' fail$' "$W/$name.result" || true)" \
-		"$(grep -c ' skip$' "$W/$name.result" || true)" \
-		"$(awk '$2 == "fail" { printf "%s%s", s, $1; s = " " }' "$W/$name.result")"
+for srv in "${SERVERS[@]}"; do
+	# shellcheck disable=SC2086
+	run $srv
 done
-echo "skipped by ours (capability not announced): $(awk '$2 == "skip" { printf "%s%s", s, $1; s = " " }' "$W/sqlite.result")"
-echo "skipped by Dovecot: $(awk '$2 == "skip" { printf "%s%s", s, $1; s = " " }' "$W/dovecot.result")"
+printf '%-13s %6s %6s %7s  %s\n' server passed failed skipped "failed groups"
+for srv in "${SERVERS[@]}"; do
+	name=${srv%% *}
+	printf '%-13s %6d %6d %7d  %s\n' "$name" "$(grep -c ' pass$' "$W/$name.result" || true)" \
+		"$(grep -c ' fail$' "$W/$name.result" || true)" "$(grep -c ' skip$' "$W/$name.result" || true)" \
+		"$(list "$name" fail)"
+done
+echo "skipped by ours (capability not announced): $(list sqlite skip)"
+echo "skipped by Dovecot: $(list dovecot skip)"
 DIFF=0
-for name in postgres postgres-dir; do
+for name in postgres postgres-dir two-nodes; do
 	if ! d=$(diff "$W/sqlite.result" "$W/$name.result"); then
 		echo "DIFFERENT, sqlite against $name:"
 		echo "$d" | sed -n 's/^[<>] /  /p'
 		DIFF=1
 	fi
 done
-[ "$DIFF" = 0 ] && echo "same result on the three stores"
+[ "$DIFF" = 0 ] && echo "same result on every store"
 
-# stress NAME PORT USER: imaptest's stress mode on INBOX; prints one table row. imaptest ends
-# with "Totals:", the command names, two lines of their shares, and the count of each.
+# stress NAME HOST PORT USER: imaptest's stress mode on INBOX; prints one table row. imaptest
+# ends with "Totals:", the command names, two lines of their shares, and the count of each.
+BAD='(Error|Panic|Fatal):'
 stress() {
-	local name=$1 port=$2 user=$3 out=$W/out/$1.stress
-	timeout $((STRESS + 120)) "$IMAPTEST" host=127.0.0.1 port="$port" user="$user" pass=pass \
-		mbox="$TESTS/default.mbox" clients="${CLIENTS:-10}" secs="$STRESS" ${IMAPTEST_ARGS:-} > "$out" 2>&1 || true
+	local name=$1 host=$2 port=$3 user=$4 out=$W/out/$1.stress
+	# shellcheck disable=SC2086
+	LIMIT=$((STRESS + 120)) imaptest_at "$host" port="$port" user="$user" pass=pass \
+		mbox="$TESTS/default.mbox" clients="${CLIENTS:-10}" secs="$STRESS" ${IMAPTEST_ARGS:-} \
+		> "$out" 2>&1 || true
 	printf '%-13s %8s %8s %6d  %s\n' "$name" \
 		"$(awk '/^Totals:/ { t = NR } t && NR == t + 4 { print $1 }' "$out")" \
 		"$(awk '/^Totals:/ { t = NR } t && NR == t + 4 { for (i = 1; i <= NF; i++) s += $i; print s }' "$out")" \
-		"$(grep -c -E '^(Error|Panic|Fatal):' "$out" || true)" \
-		"$(grep -m1 -E '^(Error|Panic|Fatal):' "$out" | cut -c1-120)"
+		"$(grep -c -E "$BAD" "$out" || true)" "$(grep -m1 -o -E "$BAD.*" "$out" | cut -c1-120)"
 }
 if [ -n "${STRESS:-}" ]; then
 	echo "== imaptest stress mode, ${CLIENTS:-10} clients, $STRESS s each"
 	printf '%-13s %8s %8s %6s  %s\n' server logins commands errors "first error"
-	stress dovecot "$PD" testuser
-	stress sqlite "$PS" testuser@bench.test
-	stress postgres "$PP" testuser@bench.test
-	stress postgres-dir "$PB" testuser@bench.test
+	for srv in "${SERVERS[@]}"; do
+		# shellcheck disable=SC2086
+		stress ${srv% *}
+	done
 fi
+
 if [ -n "${VERBOSE:-}" ]; then
-	for name in dovecot sqlite postgres postgres-dir; do
-		awk '$2 == "fail" { print $1 }' "$W/$name.result" | while read -r g; do
+	for srv in "${SERVERS[@]}"; do
+		name=${srv%% *}
+		for g in $(list "$name" fail); do
 			echo "--- $name $g"
 			grep -v '^Error: .* reply for command: ID ' "$W/out/$name/$g.out" | cut -c1-400
 		done
-		if [ -n "${STRESS:-}" ] && grep -q -E '^(Error|Panic|Fatal):' "$W/out/$name.stress"; then
+		if [ -n "${STRESS:-}" ] && grep -q -E "$BAD" "$W/out/$name.stress"; then
 			echo "--- $name stress"
-			grep -E '^(Error|Panic|Fatal):' "$W/out/$name.stress" | sort | uniq -c | sort -rn | head -20 | cut -c1-400
+			grep -o -E "$BAD.*" "$W/out/$name.stress" | sort | uniq -c | sort -rn | head -20 | cut -c1-400
 		fi
 	done
 fi
