@@ -25,7 +25,8 @@
 # fails an assertion of its own, against Dovecot too).
 # Usage: bench/imap/imaptest.sh IMAPTEST_BINARY_OR_REPOSITORY [GROUP...]
 #        (no GROUP: every test group; KEEP=1 keeps the work folder with each run's output;
-#        VERBOSE=1 prints the failures)
+#        VERBOSE=1 prints the failures; ONLY="postgres two-nodes…" runs those servers and
+#        sqlite, of dovecot sqlite postgres postgres-dir two-nodes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IMAPTEST_COMMIT=${IMAPTEST_COMMIT:-924f619}
@@ -202,6 +203,13 @@ SERVERS=(
 	"postgres-dir 127.0.0.1 $PB testuser@bench.test testuser2@bench.test"
 	"two-nodes two-nodes $P2 testuser@bench.test testuser2@bench.test"
 )
+if [ -n "${ONLY:-}" ]; then
+	keep=()
+	for srv in "${SERVERS[@]}"; do
+		case " sqlite $ONLY " in *" ${srv%% *} "*) keep+=("$srv") ;; esac
+	done
+	SERVERS=("${keep[@]}")
+fi
 # imaptest_at HOST ARGS...: imaptest against HOST, a name only this process's namespace knows
 # when it is two-nodes. A hung server is cut after $LIMIT seconds.
 imaptest_at() {
@@ -247,17 +255,25 @@ for srv in "${SERVERS[@]}"; do
 	# shellcheck disable=SC2086
 	run $srv
 done
-printf '%-13s %6s %6s %7s  %s\n' server passed failed skipped "failed groups"
+# checks NAME: the commands imaptest checked in every group, and those that failed ("base
+# protocol: F/N individual commands failed", the same for extensions)
+checks() {
+	cat "$W/out/$1"/*.out | awk '/^(base protocol|extensions): [0-9]+\/[0-9]+ / {
+		split($0 ~ /^base/ ? $3 : $2, a, "/"); f += a[1]; n += a[2] } END { printf "%d/%d", f, n }'
+}
+printf '%-13s %6s %6s %7s %9s  %s\n' server passed failed skipped checks "failed groups"
 for srv in "${SERVERS[@]}"; do
 	name=${srv%% *}
-	printf '%-13s %6d %6d %7d  %s\n' "$name" "$(grep -c ' pass$' "$W/$name.result" || true)" \
+	printf '%-13s %6d %6d %7d %9s  %s\n' "$name" "$(grep -c ' pass$' "$W/$name.result" || true)" \
 		"$(grep -c ' fail$' "$W/$name.result" || true)" "$(grep -c ' skip$' "$W/$name.result" || true)" \
-		"$(list "$name" fail)"
+		"$(checks "$name")" "$(list "$name" fail)"
 done
+echo "(checks: the commands whose replies imaptest checked, failed/run, summed over the groups)"
 echo "skipped by ours (capability not announced): $(list sqlite skip)"
-echo "skipped by Dovecot: $(list dovecot skip)"
+[ -f "$W/dovecot.result" ] && echo "skipped by Dovecot: $(list dovecot skip)"
 DIFF=0
 for name in postgres postgres-dir two-nodes; do
+	[ -f "$W/$name.result" ] || continue
 	if ! d=$(diff "$W/sqlite.result" "$W/$name.result"); then
 		echo "DIFFERENT, sqlite against $name:"
 		echo "$d" | sed -n 's/^[<>] /  /p'
