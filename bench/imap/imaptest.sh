@@ -232,8 +232,9 @@ run() {
 	for g in "${GROUPS_RUN[@]}"; do
 		out=$W/out/$name/$g.out
 		# imaptest exits non-zero when a group fails
-		LIMIT=120 imaptest_at "$host" port="$port" user="$user" user2="$user2" pass=pass \
-			test="$TESTS/$g" > "$out" 2>&1 || true
+		mkdir -p "$W/raw/$name/$g"
+		(cd "$W/raw/$name/$g" && LIMIT=120 imaptest_at "$host" port="$port" user="$user" user2="$user2" pass=pass \
+			test="$TESTS/$g" rawlog > "$out" 2>&1) || true
 		if grep -q '^1 test groups: 0 failed, 1 skipped' "$out"; then
 			echo "$g skip" >> "$W/$name.result"
 		elif grep -q '^1 test groups: 0 failed' "$out" && grep -q '^base protocol: 0/0 ' "$out" &&
@@ -281,6 +282,40 @@ for name in postgres postgres-dir two-nodes; do
 	fi
 done
 [ "$DIFF" = 0 ] && echo "same result on every store"
+
+# The transcripts too: in each group that passed on SQLite, what the server answered to each
+# session (imaptest's rawlog, its "I:" lines, without the time stamps and the UIDVALIDITY
+# values) must be the same byte for byte on every store. (What the client sent is left out:
+# imaptest pipelines, so where its lines fall among the replies depends on timing.)
+transcript() { sed -n -E 's/^[0-9.]+ I: //p' "$1" | sed -E 's/(APPENDUID|COPYUID|UIDVALIDITY) [0-9]+/\1 N/g'; }
+for name in postgres postgres-dir two-nodes; do
+	[ -f "$W/$name.result" ] || continue
+	differ=()
+	for g in $(list sqlite pass); do
+		same=1
+		for f in "$W/raw/sqlite/$g"/rawlog.*; do
+			[ -e "$f" ] || continue
+			o=$W/raw/$name/$g/${f##*/}
+			if ! [ -f "$o" ] || ! cmp -s <(transcript "$f") <(transcript "$o"); then same=0; fi
+		done
+		[ "$(ls "$W/raw/sqlite/$g" | wc -l)" = "$(ls "$W/raw/$name/$g" | wc -l)" ] || same=0
+		[ "$same" = 1 ] || differ+=("$g")
+	done
+	if [ ${#differ[@]} -eq 0 ]; then
+		echo "replies of $name: the same as sqlite's in every group that passed"
+	else
+		echo "REPLIES DIFFER, sqlite against $name: ${differ[*]}"
+		DIFF=1
+		if [ -n "${VERBOSE:-}" ]; then
+			for g in "${differ[@]}"; do
+				for f in "$W/raw/sqlite/$g"/rawlog.*; do
+					echo "--- $g ${f##*/}: sqlite <, $name >"
+					diff <(transcript "$f") <(transcript "$W/raw/$name/$g/${f##*/}" 2>/dev/null) | head -20 | cut -c1-300 || true
+				done
+			done
+		fi
+	fi
+done
 
 # stress NAME HOST PORT USER: imaptest's stress mode on INBOX; prints one table row. imaptest
 # ends with "Totals:", the command names, two lines of their shares, and the count of each.
