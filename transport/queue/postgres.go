@@ -71,7 +71,8 @@ type PostgresOptions struct {
 	// renewed every third of it while an attempt lasts.
 	Lease time.Duration
 	// Poll is how often Run looks for messages due or left by another node (default 1 s);
-	// messages committed by this node wake it at once.
+	// messages committed by this node, or announced by another (LISTEN/NOTIFY), wake it at
+	// once.
 	Poll time.Duration
 	// MaxConns bounds the connections to the database (default 16).
 	MaxConns int32
@@ -95,6 +96,13 @@ type Postgres struct {
 	kick   chan struct{}
 	stop   chan struct{} // closed by Close
 	runs   sync.WaitGroup
+
+	// announcing: a notification to the other nodes is on its way; announceAgain: another
+	// was asked for meanwhile. bg counts those goroutines, which bgCtx stops at Close.
+	announcing, announceAgain bool
+	bg                        sync.WaitGroup
+	bgCtx                     context.Context
+	bgStop                    context.CancelFunc
 }
 
 var _ Spool = (*Postgres)(nil)
@@ -154,6 +162,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts *PostgresOptions) (*Post
 	}
 	q := &Postgres{pool: pool, opts: o, sched: o.Schedule.withDefaults(), logger: o.Logger, kick: make(chan struct{}, 1),
 		stop: make(chan struct{})}
+	q.bgCtx, q.bgStop = context.WithCancel(context.Background())
 	if q.logger == nil {
 		q.logger = slog.New(slog.DiscardHandler)
 	}
@@ -180,6 +189,8 @@ func (q *Postgres) Close() error {
 	if !was {
 		close(q.stop)
 		q.runs.Wait()
+		q.bgStop()
+		q.bg.Wait()
 		q.pool.Close()
 	}
 	return nil
@@ -295,6 +306,7 @@ func (w *pgWriter) Commit(ctx context.Context, env *Envelope) (string, error) {
 	}
 	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
 	q.Kick()
+	q.announce()
 	return e.ID, nil
 }
 
@@ -550,6 +562,7 @@ func (q *Postgres) Release(id string) error {
 	err := q.setHeld(id, false)
 	if err == nil {
 		q.Kick()
+		q.announce()
 	}
 	return err
 }
@@ -612,6 +625,7 @@ func (q *Postgres) Retry(id string) error {
 	})
 	if err == nil {
 		q.Kick()
+		q.announce()
 	}
 	return err
 }

@@ -35,6 +35,11 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 	q.runs.Add(1)
 	q.mu.Unlock()
 	defer q.runs.Done()
+	lctx, lstop := context.WithCancel(ctx)
+	var listening sync.WaitGroup
+	listening.Go(func() { q.listen(lctx) })
+	defer listening.Wait()
+	defer lstop()
 	sem := make(chan struct{}, o.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -298,6 +303,7 @@ func (q *Postgres) unpark(ids []string, dom string, now time.Time) {
 		q.logger.Warn("queue: deferred messages not made due", "rcpt_domain", dom, "err", err)
 	}
 	q.Kick()
+	q.announce()
 }
 
 // sweepKeys forgets the redelivery keys past the window.

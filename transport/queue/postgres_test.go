@@ -181,3 +181,55 @@ func TestPostgresCloseWaitsForAttempts(t *testing.T) {
 		t.Errorf("message after A closed: %v; want delivered", err)
 	}
 }
+
+// A message committed on node A is leased at once by node B, whose poll is an hour away: A
+// announces it (NOTIFY) and B listens. When B's listening connection is cut, B listens again
+// and the next message still reaches it without a poll.
+func TestPostgresNotifyWakesOtherNode(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	dsn := pgDatabase(t, pg)
+	a := openPG(t, dsn, "a", time.Hour)
+	b := openPG(t, dsn, "b", time.Hour)
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// listeners counts the sessions listening on the queue's channel.
+	listeners := func() int {
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query = 'LISTEN "mssante_queue"'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	got := make(chan string, 4)
+	runNode(t, b, queue.DelivererFunc(func(ctx context.Context, j *queue.Job) []queue.Result {
+		got <- j.Env.ID
+		return []queue.Result{{Status: "250 2.0.0 ok"}}
+	}), nil)
+	waitFor(t, "node B listening", func() bool { return listeners() == 1 })
+	// B's Run looked once at start and found nothing; it sleeps until its hour-long poll.
+	time.Sleep(100 * time.Millisecond)
+	for round := range 2 {
+		id := enqueue(t, a, "s@a.mssante.fr", "x\r\n", "r@b.mssante.fr")
+		select {
+		case d := <-got:
+			if d != id {
+				t.Fatalf("round %d: B delivered %s, want %s", round, d, id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: B did not take the message that A committed", round)
+		}
+		if round == 0 {
+			if _, err := pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE datname = current_database() AND query = 'LISTEN "mssante_queue"'`); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "node B's listener gone", func() bool { return listeners() == 0 })
+			waitFor(t, "node B listening again", func() bool { return listeners() == 1 })
+		}
+	}
+	waitFor(t, "the queue empty", func() bool { return b.Stats().Messages == 0 })
+}
