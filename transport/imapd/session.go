@@ -1009,21 +1009,15 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			return nil, err
 		}
 	}
+	matched, err := s.matches(criteria, idx, hdrs)
+	if err != nil {
+		return nil, err
+	}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	data := &imap.SearchData{}
 	for i, uid := range sel.uids {
-		m, ok := idx[uid]
-		if !ok {
-			continue
-		}
-		c := &candidate{s: s, seq: uint32(i + 1), msg: m, total: uint32(len(sel.uids)), maxUID: sel.uids[len(sel.uids)-1], hdr: hdrs[uid]}
-		ok, err := c.match(criteria)
-		c.release()
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
+		if !matched[i] {
 			continue
 		}
 		num := uint32(i + 1)
