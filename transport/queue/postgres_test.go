@@ -3,6 +3,8 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,4 +234,96 @@ func TestPostgresNotifyWakesOtherNode(t *testing.T) {
 		}
 	}
 	waitFor(t, "the queue empty", func() bool { return b.Stats().Messages == 0 })
+}
+
+// Sixteen commits of one RedeliveryKey on two nodes at once, their common recipients listed in
+// either order: each recipient is committed by exactly one of them, and the others learn
+// which message holds it; none fails (no deadlock between the keys). Past the window the key
+// is free again.
+func TestPostgresRedeliveryConcurrent(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	dsn := pgDatabase(t, pg)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	open := func(node string) *queue.Postgres {
+		q, err := queue.OpenPostgres(context.Background(), dsn, &queue.PostgresOptions{Node: node, Now: now,
+			RedeliveryWindow: time.Hour, MaxConns: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	}
+	nodes := []*queue.Postgres{open("a"), open("b")}
+	commit := func(q *queue.Postgres, rcpts ...string) (string, []queue.Redelivered, error) {
+		w, err := q.BeginMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "Message-ID: <1@a.mssante.fr>\r\n\r\nbody\r\n")
+		e := &queue.Envelope{From: "s@a.mssante.fr", RedeliveryKey: "<1@a.mssante.fr>"}
+		for _, r := range rcpts {
+			e.Rcpts = append(e.Rcpts, &queue.Recipient{Addr: r})
+		}
+		id, err := w.Commit(context.Background(), e)
+		return id, w.Redelivered(), err
+	}
+	type outcome struct {
+		id   string
+		dups []queue.Redelivered
+		err  error
+	}
+	outs := make([]outcome, 16)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Go(func() {
+			rcpts := []string{"x@b.mssante.fr", "y@b.mssante.fr", fmt.Sprintf("own%d@b.mssante.fr", i)}
+			if i%2 == 1 {
+				rcpts[0], rcpts[1] = rcpts[1], rcpts[0]
+			}
+			id, dups, err := commit(nodes[i%2], rcpts...)
+			outs[i] = outcome{id, dups, err}
+		})
+	}
+	wg.Wait()
+	holder := map[string]string{} // common recipient → message committing it
+	for i, o := range outs {
+		if o.err != nil {
+			t.Fatalf("commit %d: %v", i, o.err)
+		}
+		e, err := nodes[0].Get(o.id)
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		for _, r := range e.Rcpts {
+			if strings.HasPrefix(r.Addr, "own") {
+				continue
+			}
+			if h, ok := holder[r.Addr]; ok {
+				t.Errorf("%s committed by %s and %s", r.Addr, h, o.id)
+			}
+			holder[r.Addr] = o.id
+		}
+		if len(e.Rcpts)+len(o.dups) != 3 {
+			t.Errorf("commit %d: %d recipients stored, %d redelivered; want 3 in all", i, len(e.Rcpts), len(o.dups))
+		}
+	}
+	for i, o := range outs {
+		for _, d := range o.dups {
+			if holder[d.Addr] != d.ID {
+				t.Errorf("commit %d: %s redelivered as %s, committed by %s", i, d.Addr, d.ID, holder[d.Addr])
+			}
+		}
+	}
+	if len(holder) != 2 {
+		t.Fatalf("common recipients committed: %v", holder)
+	}
+	if _, dups, err := commit(nodes[1], "x@b.mssante.fr"); !errors.Is(err, queue.ErrRedelivered) || len(dups) != 1 {
+		t.Errorf("again within the window: %v %v", dups, err)
+	}
+	clock.Add(int64(2 * time.Hour))
+	if id, dups, err := commit(nodes[1], "x@b.mssante.fr"); err != nil || len(dups) != 0 || id == holder["x@b.mssante.fr"] {
+		t.Errorf("past the window: %s %v %v; want a new message", id, dups, err)
+	}
 }
