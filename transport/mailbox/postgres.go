@@ -61,6 +61,8 @@ type Postgres struct {
 	opts  Options
 	blobs blobStore // nil: bodies in the database
 	hub   hub
+	// appends lets one Append a folder into the database at a time (see Append).
+	appends turns
 
 	mu     sync.Mutex
 	closed bool
@@ -333,5 +335,47 @@ func (s *Postgres) pollWatched(ctx context.Context) {
 				s.hub.changed(id, 0) // deleted meanwhile
 			}
 		}
+	}
+}
+
+// turns lets one holder at a time in per key, the others waiting their turn or until their
+// context ends.
+type turns struct {
+	mu   sync.Mutex
+	keys map[MailboxID]*turn
+}
+
+type turn struct {
+	ch chan struct{} // holds a token while nobody is in
+	n  int           // holders and waiters
+}
+
+// enter waits for the turn of key and returns the function that ends it.
+func (t *turns) enter(ctx context.Context, key MailboxID) (func(), error) {
+	t.mu.Lock()
+	if t.keys == nil {
+		t.keys = map[MailboxID]*turn{}
+	}
+	k := t.keys[key]
+	if k == nil {
+		k = &turn{ch: make(chan struct{}, 1)}
+		k.ch <- struct{}{}
+		t.keys[key] = k
+	}
+	k.n++
+	t.mu.Unlock()
+	leave := func() {
+		t.mu.Lock()
+		if k.n--; k.n == 0 {
+			delete(t.keys, key)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case <-k.ch:
+		return func() { k.ch <- struct{}{}; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
 	}
 }

@@ -67,7 +67,8 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 		o = *opts
 	}
 	bal = pgAddr(bal)
-	if _, err := s.mailboxID(ctx, s.pool, bal, mailbox); err != nil {
+	folder, err := s.mailboxID(ctx, s.pool, bal, mailbox)
+	if err != nil {
 		return nil, err
 	}
 	body, header, err := readBody(r, s.maxSize(o.MaxSize))
@@ -93,6 +94,14 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 		}
 		stored, name = []byte{}, &n
 	}
+	// Deliveries to one folder take turns on its row until their commit: the others of this
+	// node wait here, without a connection of the pool, which stays free for the lookups and
+	// reads of the SMTP and IMAP sessions.
+	release, err := s.appends.enter(ctx, folder)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var res AppendResult
 	err = s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		res = AppendResult{}
