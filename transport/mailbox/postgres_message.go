@@ -71,6 +71,10 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 	if err != nil {
 		return nil, err
 	}
+	cname, err := canonName(mailbox)
+	if err != nil {
+		return nil, err
+	}
 	body, header, err := readBody(r, s.maxSize(o.MaxSize))
 	if err != nil {
 		return nil, err
@@ -105,38 +109,40 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 	var res AppendResult
 	err = s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		res = AppendResult{}
-		id, err := s.mailboxID(ctx, tx, bal, mailbox)
-		if err != nil {
-			return nil, err
+		// One statement locks the folder's row, takes the UID and the modseq and queues the
+		// notification; a second one checks the delivery ID, reserves the quota and inserts.
+		// A retried delivery found there rolls the first back.
+		var id MailboxID
+		var ms uint64
+		err := tx.QueryRow(ctx, `WITH u AS (UPDATE mailbox_folder SET uidnext = uidnext + 1, modseq = modseq + 1
+				WHERE bal = $1 AND name = $2 RETURNING id, uidvalidity, uidnext - 1 AS uid, modseq)
+			SELECT u.id, u.uidvalidity, u.uid, u.modseq, pg_notify($3, u.id::text || ' ' || u.modseq::text) FROM u`,
+			bal, cname, pgChannel).Scan(&id, &res.UIDValidity, &res.UID, &ms, nil)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, ErrNoMailbox
 		}
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		tx.bumped[id] = ms
 		res.Mailbox = id
-		if err := tx.QueryRow(ctx, `SELECT uidvalidity FROM mailbox_folder WHERE id = $1 FOR UPDATE`, id).Scan(&res.UIDValidity); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		if delivery != nil {
-			err := tx.QueryRow(ctx, `SELECT uid FROM mailbox_message WHERE mailbox = $1 AND delivery = $2`, id, *delivery).Scan(&res.UID)
-			if err == nil {
-				res.Duplicate = true
-				return nil, errNoChange
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return nil, fmt.Errorf("mailbox: %w", err)
-			}
-		}
-		if err := reserve(ctx, tx, bal, size); err != nil {
-			return nil, err
-		}
-		if err := tx.QueryRow(ctx, `UPDATE mailbox_folder SET uidnext = uidnext + 1 WHERE id = $1 RETURNING uidnext - 1`, id).Scan(&res.UID); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		ms, err := tx.bumpModSeq(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, delivery, header, body, blob)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			id, res.UID, size, date.UnixMilli(), flags, ms, delivery, header, stored, name); err != nil {
+		var dup *uint32
+		var reserved bool
+		err = tx.QueryRow(ctx, `WITH d AS (SELECT uid FROM mailbox_message WHERE mailbox = $1 AND delivery = $7 LIMIT 1),
+			q AS (UPDATE mailbox_bal SET used = used + $3 WHERE address = $11 AND (quota = 0 OR used + $3 <= quota)
+				AND NOT EXISTS (SELECT 1 FROM d) RETURNING 1),
+			i AS (INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, delivery, header, body, blob)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM q))
+			SELECT (SELECT uid FROM d), EXISTS (SELECT 1 FROM q)`,
+			id, res.UID, size, date.UnixMilli(), flags, ms, delivery, header, stored, name, bal).Scan(&dup, &reserved)
+		switch {
+		case err != nil:
 			return nil, fmt.Errorf("mailbox: append: %w", err)
+		case dup != nil:
+			res.UID, res.Duplicate = *dup, true
+			return nil, errNoChange
+		case !reserved:
+			return nil, ErrOverQuota
 		}
 		if err := addKeywordsPg(ctx, tx, id, splitFlags(flags)); err != nil {
 			return nil, err
