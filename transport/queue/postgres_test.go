@@ -327,3 +327,60 @@ func TestPostgresRedeliveryConcurrent(t *testing.T) {
 		t.Errorf("past the window: %s %v %v; want a new message", id, dups, err)
 	}
 }
+
+// With one worker, a message whose every recipient is final gives the worker to the next one
+// while its removal waits for its commit: here another session holds the first message's
+// row, so that its removal waits, and the second message is delivered meanwhile; once the row
+// is free the first is removed too.
+func TestPostgresRemovalFreesWorker(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	dsn := pgDatabase(t, pg)
+	q := openPG(t, dsn, "a", time.Hour)
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	first := enqueue(t, q, "s@a.mssante.fr", "x\r\n", "r@b.mssante.fr")
+	second := enqueue(t, q, "s@a.mssante.fr", "y\r\n", "r@b.mssante.fr")
+	got := make(chan string, 2)
+	run := func(c context.Context, j *queue.Job) []queue.Result {
+		if j.Env.ID == first {
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM queue_messages WHERE id = $1 FOR UPDATE`, first); err != nil {
+				t.Error(err)
+			}
+		}
+		got <- j.Env.ID
+		return []queue.Result{{Status: "250 2.0.0 ok"}}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.Run(rctx, queue.DelivererFunc(run), &queue.RunOptions{Workers: 1})
+	}()
+	defer func() { cancel(); <-done }()
+	for _, want := range []string{first, second} {
+		select {
+		case id := <-got:
+			if id != want {
+				t.Fatalf("delivered %s, want %s", id, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s not delivered while the removal of %s waits", want, first)
+		}
+	}
+	if _, err := q.Get(first); err != nil {
+		t.Fatalf("the first message, its row held: %v; want it still there", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both messages removed", func() bool { return q.Stats().Messages == 0 })
+}
