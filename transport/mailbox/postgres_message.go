@@ -231,7 +231,8 @@ const readBatch = 8 << 20
 
 // Read implements Store: the sizes and blob names first, then the bodies kept in the database
 // in batches of up to readBatch bytes, so that a FETCH of many messages costs few round trips
-// and bounded memory, and holds no connection while fn runs.
+// and bounded memory (two batches at most): the next batch is fetched while fn reads the
+// current one.
 func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn func(uid uint32, r io.ReaderAt, size int64) error) error {
 	if len(uids) == 0 {
 		return nil
@@ -258,37 +259,63 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}
+	// The spans of uids whose bodies one query fetches; the first is small, so that fn starts
+	// early.
+	type span struct {
+		i, j  int
+		batch []int64
+	}
+	var spans []span
 	for i := 0; i < len(uids); {
+		limit := int64(readBatch)
+		if len(spans) == 0 {
+			limit = readBatch / 8
+		}
 		var batch []int64
 		var total int64
 		j := i
-		for ; j < len(uids) && (len(batch) == 0 || total+at[uids[j]].size <= readBatch); j++ {
+		for ; j < len(uids) && (len(batch) == 0 || total+at[uids[j]].size <= limit); j++ {
 			if w, ok := at[uids[j]]; ok && w.blob == nil {
 				batch = append(batch, int64(uids[j]))
 				total += w.size
 			}
 		}
-		bodies := map[uint32][]byte{}
-		if len(batch) > 0 {
-			rows, err := s.pool.Query(ctx, `SELECT uid, body FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, batch)
-			if err != nil {
-				return fmt.Errorf("mailbox: %w", err)
-			}
-			for rows.Next() {
-				var u uint32
-				var b []byte
-				if err := rows.Scan(&u, &b); err != nil {
-					rows.Close()
-					return fmt.Errorf("mailbox: %w", err)
-				}
-				bodies[u] = b
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("mailbox: %w", err)
-			}
+		spans = append(spans, span{i, j, batch})
+		i = j
+	}
+	// The next span's bodies are fetched while fn reads the current one's: the database
+	// sends bodies while this process parses them.
+	type fetched struct {
+		bodies map[uint32][]byte
+		err    error
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	var pending chan fetched
+	defer func() {
+		cancel()
+		if pending != nil {
+			<-pending
 		}
-		for _, u := range uids[i:j] {
+	}()
+	fetch := func(batch []int64) chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			b, err := s.fetchBodies(fctx, mbox, batch)
+			ch <- fetched{b, err}
+		}()
+		return ch
+	}
+	pending = fetch(spans[0].batch)
+	for k, sp := range spans {
+		f := <-pending
+		pending = nil
+		if f.err != nil {
+			return f.err
+		}
+		if k+1 < len(spans) {
+			pending = fetch(spans[k+1].batch)
+		}
+		for _, u := range uids[sp.i:sp.j] {
 			w, ok := at[u]
 			if !ok {
 				continue // expunged meanwhile
@@ -299,7 +326,7 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 				}
 				continue
 			}
-			b, ok := bodies[u]
+			b, ok := f.bodies[u]
 			if !ok {
 				continue // expunged meanwhile
 			}
@@ -307,9 +334,33 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 				return err
 			}
 		}
-		i = j
 	}
 	return nil
+}
+
+// fetchBodies returns the bodies of the listed messages of mbox kept in the database.
+func (s *Postgres) fetchBodies(ctx context.Context, mbox MailboxID, batch []int64) (map[uint32][]byte, error) {
+	bodies := map[uint32][]byte{}
+	if len(batch) == 0 {
+		return bodies, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT uid, body FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, batch)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u uint32
+		var b []byte
+		if err := rows.Scan(&u, &b); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		bodies[u] = b
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return bodies, nil
 }
 
 // readBlob calls fn with a body kept in the blob store. A missing body is skipped, as an
