@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"time"
@@ -25,6 +26,57 @@ type candidate struct {
 	msg    *mailbox.Message
 	hdr    []byte // indexed header block, nil when not indexed
 	c      *content
+	// deferred: the content may not be read now (errDeferred instead).
+	deferred bool
+}
+
+// errDeferred ends a first-pass match that needs the message's content.
+var errDeferred = errors.New("imapd: search needs the content")
+
+// matches reports, for each message of the selected folder (by index in sel.uids), whether
+// it matches criteria. A first pass answers from the index and the indexed headers; the
+// messages whose answer needs their content are then read in one Store.Read walk, which the
+// PostgreSQL store serves with a query per batch of bodies rather than one per message. A
+// message expunged meanwhile does not match.
+func (s *session) matches(criteria *imap.SearchCriteria, idx map[uint32]*mailbox.Message, hdrs map[uint32][]byte) ([]bool, error) {
+	sel := s.sel
+	total, maxUID := sel.uids.len(), sel.uids.last()
+	matched := make([]bool, total)
+	if total == 0 {
+		return matched, nil
+	}
+	candidateAt := func(i, uid uint32) *candidate {
+		return &candidate{s: s, seq: i + 1, msg: idx[uid], total: total, maxUID: maxUID, hdr: hdrs[uid]}
+	}
+	var later []uint32
+	at := map[uint32]uint32{}
+	for i, uid := range sel.uids.all(0) {
+		if idx[uid] == nil {
+			continue
+		}
+		c := candidateAt(i, uid)
+		c.deferred = true
+		ok, err := c.match(criteria)
+		c.release()
+		switch {
+		case errors.Is(err, errDeferred):
+			later = append(later, uid)
+			at[uid] = i
+		case err != nil:
+			return nil, err
+		default:
+			matched[i] = ok
+		}
+	}
+	err := s.store().Read(s.ctx, sel.id, later, func(uid uint32, r io.ReaderAt, size int64) error {
+		i := at[uid]
+		c := candidateAt(i, uid)
+		c.c = &content{s: s, uid: uid, raw: c.hdr, ra: r, size: size}
+		ok, err := c.match(criteria)
+		matched[i] = ok
+		return err
+	})
+	return matched, err
 }
 
 // needsHeader reports whether criteria read header fields (HEADER, FROM, SENTSINCE, …).
@@ -104,6 +156,9 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	if len(slow) > 0 || !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+		if c.deferred && c.hdr == nil {
+			return false, errDeferred
+		}
 		h, err := c.content().header()
 		if err != nil {
 			return false, err
@@ -140,17 +195,25 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for i := range cr.Or {
-		a, err := c.match(&cr.Or[i][0])
-		if err != nil {
-			return false, err
+		// Either side may decide without the content that the other needs.
+		a, errA := c.match(&cr.Or[i][0])
+		if errA != nil && !errors.Is(errA, errDeferred) {
+			return false, errA
 		}
 		if a {
 			continue
 		}
-		b, err := c.match(&cr.Or[i][1])
-		if err != nil || !b {
-			return false, err
+		b, errB := c.match(&cr.Or[i][1])
+		if errB != nil && !errors.Is(errB, errDeferred) {
+			return false, errB
 		}
+		if b {
+			continue
+		}
+		if errA != nil || errB != nil {
+			return false, errDeferred
+		}
+		return false, nil
 	}
 	return true, nil
 }
@@ -293,6 +356,9 @@ func matchHeader(h mail.Header, key, value string) bool {
 func (c *candidate) contains(text string, withHeader bool) (bool, error) {
 	if text == "" {
 		return true, nil
+	}
+	if c.deferred {
+		return false, errDeferred
 	}
 	b, err := c.content().bytes()
 	if err != nil {

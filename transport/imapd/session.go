@@ -1010,24 +1010,18 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			return nil, err
 		}
 	}
+	matched, err := s.matches(criteria, idx, hdrs)
+	if err != nil {
+		return nil, err
+	}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	data := &imap.SearchData{}
 	for i, uid := range sel.uids.all(0) {
-		m, ok := idx[uid]
-		if !ok {
+		if !matched[i] {
 			continue
 		}
-		c := &candidate{s: s, seq: i + 1, msg: m, total: sel.uids.len(), maxUID: sel.uids.last(), hdr: hdrs[uid]}
-		ok, err := c.match(criteria)
-		c.release()
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			continue
-		}
-		num := uint32(i + 1)
+		num := i + 1
 		if kind == imapserver.NumKindUID {
 			num = uid
 			uids.AddNum(imap.UID(uid))

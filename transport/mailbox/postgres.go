@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mssante-go/sdk/internal/pglisten"
 	"github.com/mssante-go/sdk/internal/pgschema"
 )
 
@@ -60,6 +61,8 @@ type Postgres struct {
 	opts  Options
 	blobs blobStore // nil: bodies in the database
 	hub   hub
+	// appends lets one Append a folder into the database at a time (see Append).
+	appends turns
 
 	mu     sync.Mutex
 	closed bool
@@ -116,21 +119,14 @@ func OpenPostgres(ctx context.Context, dsn string, opts *Options) (*Postgres, er
 		return nil, fmt.Errorf("mailbox: %w", err)
 	}
 	s.pool = pool
-	lctx, stop := context.WithCancel(context.Background())
-	s.stop, s.done = stop, make(chan struct{})
-	ready := make(chan error, 1)
-	go s.listen(lctx, cfg.ConnConfig.Copy(), ready)
-	select {
-	case err = <-ready:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	conn, err := pglisten.Dial(ctx, cfg.ConnConfig.Copy(), pgChannel)
 	if err != nil {
-		stop()
-		<-s.done
 		pool.Close()
 		return nil, fmt.Errorf("mailbox: listen: %w", err)
 	}
+	lctx, stop := context.WithCancel(context.Background())
+	s.stop, s.done = stop, make(chan struct{})
+	go s.listen(lctx, cfg.ConnConfig.Copy(), conn)
 	return s, nil
 }
 
@@ -281,75 +277,21 @@ func (s *Postgres) writeWith(ctx context.Context, async bool, fn func(tx *pgTx) 
 // Watch implements Store (see [Watcher]).
 func (s *Postgres) Watch(mbox MailboxID) (<-chan struct{}, func()) { return s.hub.watch(mbox) }
 
-// listen keeps one connection listening on pgChannel and wakes the local watchers of the
-// folders other nodes changed. ready receives the result of the first LISTEN; after a lost
-// connection it reconnects, every second, and looks at the watched folders once.
-func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig, ready chan<- error) {
+// listen keeps conn listening on pgChannel, and the connections it opens again after a loss,
+// and wakes the local watchers of the folders other nodes changed; after a reconnection it
+// looks at the watched folders once, for what it missed.
+func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn) {
 	defer close(s.done)
-	first := true
-	for {
-		cctx, cancel := context.WithTimeout(ctx, listenConnect)
-		conn, err := pgx.ConnectConfig(cctx, cfg)
-		if err == nil {
-			_, err = conn.Exec(cctx, `LISTEN `+pgChannel)
-		}
-		cancel()
-		if first {
-			first = false
-			ready <- err
-			if err != nil {
-				if conn != nil {
-					conn.Close(context.Background())
-				}
-				return
-			}
-		} else if err == nil {
+	pglisten.Keep(ctx, cfg, pgChannel, conn, pglisten.Handler{
+		Notify: s.notified,
+		Listening: func() {
 			s.logger().Info("mailbox: listening to PostgreSQL again")
 			s.pollWatched(ctx)
-		}
-		for err == nil {
-			err = s.wait(ctx, conn)
-		}
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		s.logger().Warn("mailbox: PostgreSQL change listener lost, reconnecting", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// listenCheck is how long the listener waits for a notification before it checks that the
-// server still answers: a connection lost without a word (a network cut, a frozen server)
-// would otherwise leave the watchers of this node deaf.
-const listenCheck = 30 * time.Second
-
-// listenConnect bounds each attempt of the listener to connect and LISTEN.
-const listenConnect = 10 * time.Second
-
-// wait handles the next notification, or checks the connection after listenCheck of silence.
-func (s *Postgres) wait(ctx context.Context, conn *pgx.Conn) error {
-	wctx, cancel := context.WithTimeout(ctx, listenCheck)
-	n, err := conn.WaitForNotification(wctx)
-	cancel()
-	switch {
-	case err == nil:
-		s.notified(n.Payload)
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case wctx.Err() != nil: // silence: a timeout leaves the connection open
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		return conn.Ping(pctx)
-	}
-	return err
+		},
+		Lost: func(err error) {
+			s.logger().Warn("mailbox: PostgreSQL change listener lost, reconnecting", "err", err)
+		},
+	})
 }
 
 func (s *Postgres) notified(payload string) {
@@ -393,5 +335,47 @@ func (s *Postgres) pollWatched(ctx context.Context) {
 				s.hub.changed(id, 0) // deleted meanwhile
 			}
 		}
+	}
+}
+
+// turns lets one holder at a time in per key, the others waiting their turn or until their
+// context ends.
+type turns struct {
+	mu   sync.Mutex
+	keys map[MailboxID]*turn
+}
+
+type turn struct {
+	ch chan struct{} // holds a token while nobody is in
+	n  int           // holders and waiters
+}
+
+// enter waits for the turn of key and returns the function that ends it.
+func (t *turns) enter(ctx context.Context, key MailboxID) (func(), error) {
+	t.mu.Lock()
+	if t.keys == nil {
+		t.keys = map[MailboxID]*turn{}
+	}
+	k := t.keys[key]
+	if k == nil {
+		k = &turn{ch: make(chan struct{}, 1)}
+		k.ch <- struct{}{}
+		t.keys[key] = k
+	}
+	k.n++
+	t.mu.Unlock()
+	leave := func() {
+		t.mu.Lock()
+		if k.n--; k.n == 0 {
+			delete(t.keys, key)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case <-k.ch:
+		return func() { k.ch <- struct{}{}; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
 	}
 }

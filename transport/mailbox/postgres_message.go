@@ -67,7 +67,12 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 		o = *opts
 	}
 	bal = pgAddr(bal)
-	if _, err := s.mailboxID(ctx, s.pool, bal, mailbox); err != nil {
+	folder, err := s.mailboxID(ctx, s.pool, bal, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	cname, err := canonName(mailbox)
+	if err != nil {
 		return nil, err
 	}
 	body, header, err := readBody(r, s.maxSize(o.MaxSize))
@@ -93,41 +98,51 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 		}
 		stored, name = []byte{}, &n
 	}
+	// Deliveries to one folder take turns on its row until their commit: the others of this
+	// node wait here, without a connection of the pool, which stays free for the lookups and
+	// reads of the SMTP and IMAP sessions.
+	release, err := s.appends.enter(ctx, folder)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var res AppendResult
 	err = s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		res = AppendResult{}
-		id, err := s.mailboxID(ctx, tx, bal, mailbox)
-		if err != nil {
-			return nil, err
+		// One statement locks the folder's row, takes the UID and the modseq and queues the
+		// notification; a second one checks the delivery ID, reserves the quota and inserts.
+		// A retried delivery found there rolls the first back.
+		var id MailboxID
+		var ms uint64
+		err := tx.QueryRow(ctx, `WITH u AS (UPDATE mailbox_folder SET uidnext = uidnext + 1, modseq = modseq + 1
+				WHERE bal = $1 AND name = $2 RETURNING id, uidvalidity, uidnext - 1 AS uid, modseq)
+			SELECT u.id, u.uidvalidity, u.uid, u.modseq, pg_notify($3, u.id::text || ' ' || u.modseq::text) FROM u`,
+			bal, cname, pgChannel).Scan(&id, &res.UIDValidity, &res.UID, &ms, nil)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, ErrNoMailbox
 		}
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		tx.bumped[id] = ms
 		res.Mailbox = id
-		if err := tx.QueryRow(ctx, `SELECT uidvalidity FROM mailbox_folder WHERE id = $1 FOR UPDATE`, id).Scan(&res.UIDValidity); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		if delivery != nil {
-			err := tx.QueryRow(ctx, `SELECT uid FROM mailbox_message WHERE mailbox = $1 AND delivery = $2`, id, *delivery).Scan(&res.UID)
-			if err == nil {
-				res.Duplicate = true
-				return nil, errNoChange
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return nil, fmt.Errorf("mailbox: %w", err)
-			}
-		}
-		if err := reserve(ctx, tx, bal, size); err != nil {
-			return nil, err
-		}
-		if err := tx.QueryRow(ctx, `UPDATE mailbox_folder SET uidnext = uidnext + 1 WHERE id = $1 RETURNING uidnext - 1`, id).Scan(&res.UID); err != nil {
-			return nil, fmt.Errorf("mailbox: %w", err)
-		}
-		ms, err := tx.bumpModSeq(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, delivery, header, body, blob)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			id, res.UID, size, date.UnixMilli(), flags, ms, delivery, header, stored, name); err != nil {
+		var dup *uint32
+		var reserved bool
+		err = tx.QueryRow(ctx, `WITH d AS (SELECT uid FROM mailbox_message WHERE mailbox = $1 AND delivery = $7 LIMIT 1),
+			q AS (UPDATE mailbox_bal SET used = used + $3 WHERE address = $11 AND (quota = 0 OR used + $3 <= quota)
+				AND NOT EXISTS (SELECT 1 FROM d) RETURNING 1),
+			i AS (INSERT INTO mailbox_message (mailbox, uid, size, internal, flags, modseq, delivery, header, body, blob)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM q))
+			SELECT (SELECT uid FROM d), EXISTS (SELECT 1 FROM q)`,
+			id, res.UID, size, date.UnixMilli(), flags, ms, delivery, header, stored, name, bal).Scan(&dup, &reserved)
+		switch {
+		case err != nil:
 			return nil, fmt.Errorf("mailbox: append: %w", err)
+		case dup != nil:
+			res.UID, res.Duplicate = *dup, true
+			return nil, errNoChange
+		case !reserved:
+			return nil, ErrOverQuota
 		}
 		if err := addKeywordsPg(ctx, tx, id, splitFlags(flags)); err != nil {
 			return nil, err
@@ -216,7 +231,8 @@ const readBatch = 8 << 20
 
 // Read implements Store: the sizes and blob names first, then the bodies kept in the database
 // in batches of up to readBatch bytes, so that a FETCH of many messages costs few round trips
-// and bounded memory, and holds no connection while fn runs.
+// and bounded memory (two batches at most): the next batch is fetched while fn reads the
+// current one.
 func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn func(uid uint32, r io.ReaderAt, size int64) error) error {
 	if len(uids) == 0 {
 		return nil
@@ -243,37 +259,63 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("mailbox: %w", err)
 	}
+	// The spans of uids whose bodies one query fetches; the first is small, so that fn starts
+	// early.
+	type span struct {
+		i, j  int
+		batch []int64
+	}
+	var spans []span
 	for i := 0; i < len(uids); {
+		limit := int64(readBatch)
+		if len(spans) == 0 {
+			limit = readBatch / 8
+		}
 		var batch []int64
 		var total int64
 		j := i
-		for ; j < len(uids) && (len(batch) == 0 || total+at[uids[j]].size <= readBatch); j++ {
+		for ; j < len(uids) && (len(batch) == 0 || total+at[uids[j]].size <= limit); j++ {
 			if w, ok := at[uids[j]]; ok && w.blob == nil {
 				batch = append(batch, int64(uids[j]))
 				total += w.size
 			}
 		}
-		bodies := map[uint32][]byte{}
-		if len(batch) > 0 {
-			rows, err := s.pool.Query(ctx, `SELECT uid, body FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, batch)
-			if err != nil {
-				return fmt.Errorf("mailbox: %w", err)
-			}
-			for rows.Next() {
-				var u uint32
-				var b []byte
-				if err := rows.Scan(&u, &b); err != nil {
-					rows.Close()
-					return fmt.Errorf("mailbox: %w", err)
-				}
-				bodies[u] = b
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("mailbox: %w", err)
-			}
+		spans = append(spans, span{i, j, batch})
+		i = j
+	}
+	// The next span's bodies are fetched while fn reads the current one's: the database
+	// sends bodies while this process parses them.
+	type fetched struct {
+		bodies map[uint32][]byte
+		err    error
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	var pending chan fetched
+	defer func() {
+		cancel()
+		if pending != nil {
+			<-pending
 		}
-		for _, u := range uids[i:j] {
+	}()
+	fetch := func(batch []int64) chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			b, err := s.fetchBodies(fctx, mbox, batch)
+			ch <- fetched{b, err}
+		}()
+		return ch
+	}
+	pending = fetch(spans[0].batch)
+	for k, sp := range spans {
+		f := <-pending
+		pending = nil
+		if f.err != nil {
+			return f.err
+		}
+		if k+1 < len(spans) {
+			pending = fetch(spans[k+1].batch)
+		}
+		for _, u := range uids[sp.i:sp.j] {
 			w, ok := at[u]
 			if !ok {
 				continue // expunged meanwhile
@@ -284,7 +326,7 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 				}
 				continue
 			}
-			b, ok := bodies[u]
+			b, ok := f.bodies[u]
 			if !ok {
 				continue // expunged meanwhile
 			}
@@ -292,9 +334,33 @@ func (s *Postgres) Read(ctx context.Context, mbox MailboxID, uids []uint32, fn f
 				return err
 			}
 		}
-		i = j
 	}
 	return nil
+}
+
+// fetchBodies returns the bodies of the listed messages of mbox kept in the database.
+func (s *Postgres) fetchBodies(ctx context.Context, mbox MailboxID, batch []int64) (map[uint32][]byte, error) {
+	bodies := map[uint32][]byte{}
+	if len(batch) == 0 {
+		return bodies, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT uid, body FROM mailbox_message WHERE mailbox = $1 AND uid = ANY($2)`, mbox, batch)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u uint32
+		var b []byte
+		if err := rows.Scan(&u, &b); err != nil {
+			return nil, fmt.Errorf("mailbox: %w", err)
+		}
+		bodies[u] = b
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mailbox: %w", err)
+	}
+	return bodies, nil
 }
 
 // readBlob calls fn with a body kept in the blob store. A missing body is skipped, as an

@@ -353,3 +353,78 @@ func TestPostgresPurgeOnTwoNodes(t *testing.T) {
 		t.Fatalf("%d purge entries in the audit log, want 1: %+v", n, au)
 	}
 }
+
+// TestPostgresAppendsLeaveConnections: while another node holds a folder's row, eight
+// deliveries to that folder wait their turn without taking the store's two connections:
+// a BAL lookup (what an SMTP session asks at RCPT) still answers at once. Once the row is
+// free the deliveries all commit, with distinct UIDs.
+func TestPostgresAppendsLeaveConnections(t *testing.T) {
+	ctx := context.Background()
+	dsn := newDatabase(t)
+	s := openPostgresTest(t, dsn+" pool_max_conns=2", nil)
+	other := openPostgresTest(t, dsn, nil)
+	if err := s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG}); err != nil {
+		t.Fatal(err)
+	}
+	mb, err := s.Mailbox(ctx, "a@h.fr", Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := other.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM mailbox_folder WHERE id = $1 FOR UPDATE`, mb.ID); err != nil {
+		t.Fatal(err)
+	}
+	uids := make(chan uint32, 8)
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			r, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(i)), nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			uids <- r.UID
+		}()
+	}
+	// The deliveries are under way when one of them waits on the row in the database.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitFor("a delivery waiting on the folder's row", func() bool {
+		var n int
+		other.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock'`).Scan(&n)
+		return n > 0
+	})
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.GetBAL(lctx, "a@h.fr"); err != nil {
+		t.Fatalf("GetBAL while deliveries wait on the folder: %v", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint32]bool{}
+	for range 8 {
+		select {
+		case u := <-uids:
+			if seen[u] {
+				t.Fatalf("UID %d given twice", u)
+			}
+			seen[u] = true
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the deliveries did not end")
+		}
+	}
+}

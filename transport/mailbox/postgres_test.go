@@ -2,8 +2,11 @@ package mailbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,3 +163,64 @@ var (
 	_ registry = (*SQLite)(nil)
 	_ registry = (*Postgres)(nil)
 )
+
+// TestReadMany: Read hands over the listed messages in the order listed, each with its own
+// content, across the batches in which the PostgreSQL store fetches its bodies; it skips the
+// expunged ones, and an error of fn stops the walk and is returned.
+func TestReadMany(t *testing.T) { forEachStore(t, testReadMany) }
+
+func testReadMany(t *testing.T, open opener) {
+	ctx := context.Background()
+	s := open(t, nil)
+	if err := s.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG}); err != nil {
+		t.Fatal(err)
+	}
+	body := func(i int) string { return msg(i) + strings.Repeat(fmt.Sprintf("%07d\r\n", i), 2000) } // 18 KB
+	var uids []uint32
+	var mbox MailboxID
+	for i := range 150 {
+		r, err := s.Append(ctx, "a@h.fr", Inbox, strings.NewReader(body(i)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids, mbox = append(uids, r.UID), r.Mailbox
+	}
+	if _, err := s.StoreFlags(ctx, mbox, []uint32{uids[3], uids[100]}, FlagsAdd, []string{`\Deleted`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Expunge(ctx, mbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(uids)
+	slices.Reverse(want)
+	var got []uint32
+	err := s.Read(ctx, mbox, want, func(uid uint32, r io.ReaderAt, size int64) error {
+		b := make([]byte, size)
+		if _, err := r.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if i := int(uid - uids[0]); string(b) != body(i) {
+			return fmt.Errorf("message %d: %d bytes, not its own", uid, len(b))
+		}
+		got = append(got, uid)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = slices.DeleteFunc(want, func(u uint32) bool { return u == uids[3] || u == uids[100] })
+	if !slices.Equal(got, want) {
+		t.Fatalf("read %d messages %v…, want %d %v…", len(got), got[:min(5, len(got))], len(want), want[:5])
+	}
+	stop := errors.New("enough")
+	n := 0
+	err = s.Read(ctx, mbox, uids, func(uint32, io.ReaderAt, int64) error {
+		if n++; n == 120 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 120 {
+		t.Fatalf("Read stopped by fn: %v after %d calls", err, n)
+	}
+}

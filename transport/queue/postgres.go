@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -71,7 +70,8 @@ type PostgresOptions struct {
 	// renewed every third of it while an attempt lasts.
 	Lease time.Duration
 	// Poll is how often Run looks for messages due or left by another node (default 1 s);
-	// messages committed by this node wake it at once.
+	// messages committed by this node, or announced by another (LISTEN/NOTIFY), wake it at
+	// once.
 	Poll time.Duration
 	// MaxConns bounds the connections to the database (default 16).
 	MaxConns int32
@@ -95,6 +95,13 @@ type Postgres struct {
 	kick   chan struct{}
 	stop   chan struct{} // closed by Close
 	runs   sync.WaitGroup
+
+	// announcing: a notification to the other nodes is on its way; announceAgain: another
+	// was asked for meanwhile. bg counts those goroutines, which bgCtx stops at Close.
+	announcing, announceAgain bool
+	bg                        sync.WaitGroup
+	bgCtx                     context.Context
+	bgStop                    context.CancelFunc
 }
 
 var _ Spool = (*Postgres)(nil)
@@ -154,6 +161,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts *PostgresOptions) (*Post
 	}
 	q := &Postgres{pool: pool, opts: o, sched: o.Schedule.withDefaults(), logger: o.Logger, kick: make(chan struct{}, 1),
 		stop: make(chan struct{})}
+	q.bgCtx, q.bgStop = context.WithCancel(context.Background())
 	if q.logger == nil {
 		q.logger = slog.New(slog.DiscardHandler)
 	}
@@ -180,6 +188,8 @@ func (q *Postgres) Close() error {
 	if !was {
 		close(q.stop)
 		q.runs.Wait()
+		q.bgStop()
+		q.bg.Wait()
 		q.pool.Close()
 	}
 	return nil
@@ -274,17 +284,7 @@ func (w *pgWriter) Commit(ctx context.Context, env *Envelope) (string, error) {
 	if e.RedeliveryKey == "" || q.opts.RedeliveryWindow < 0 {
 		err = q.insert(ctx, q.pool, e, w.buf.Bytes())
 	} else {
-		err = pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-			var err error
-			dups, e.Rcpts, err = q.reserveKeys(ctx, tx, e, now)
-			if err != nil {
-				return err
-			}
-			if len(e.Rcpts) == 0 {
-				return ErrRedelivered
-			}
-			return q.insert(ctx, tx, e, w.buf.Bytes())
-		})
+		dups, err = q.insertKeyed(ctx, e, w.buf.Bytes(), now)
 	}
 	w.redelivered = dups
 	if errors.Is(err, ErrRedelivered) {
@@ -295,53 +295,84 @@ func (w *pgWriter) Commit(ctx context.Context, env *Envelope) (string, error) {
 	}
 	q.logger.Info("queue: queued", "id", e.ID, "source", e.Source, "rcpts", len(e.Rcpts), "size", e.Size)
 	q.Kick()
+	q.announce()
 	return e.ID, nil
 }
 
-// reserveKeys inserts the redelivery keys of e's recipients in tx and returns the recipients
-// already committed with them and the others. A key committed by a concurrent transaction
-// makes this one wait for it, then count as a redelivery: the unique key does what the file
-// queue's reservations do.
-func (q *Postgres) reserveKeys(ctx context.Context, tx pgx.Tx, e *Envelope, now time.Time) ([]Redelivered, []*Recipient, error) {
-	type item struct {
-		k rkey
-		r *Recipient
+// insertKeyed writes message e as insert does, but only for the recipients whose redelivery
+// key no message committed within the window holds, and records those keys; it returns the
+// others, which it leaves out of e.Rcpts, and ErrRedelivered when none is left. One
+// statement, its own transaction: a key committed by a concurrent transaction makes it wait
+// for that one, then count as a redelivery (the unique key does what the file queue's
+// reservations do), and the keys are taken in one order, so that two transactions with
+// common keys never deadlock.
+func (q *Postgres) insertKeyed(ctx context.Context, e *Envelope, body []byte, now time.Time) ([]Redelivered, error) {
+	head := *e
+	head.Rcpts = nil
+	hb, err := json.Marshal(&head)
+	if err != nil {
+		return nil, err
 	}
-	items := make([]item, len(e.Rcpts))
+	c, err := columnsOf(e)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([][]byte, len(e.Rcpts))
 	for i, r := range e.Rcpts {
-		items[i] = item{keyOf(e.RedeliveryKey, r.Addr), r}
+		k := keyOf(e.RedeliveryKey, r.Addr)
+		keys[i] = k[:]
 	}
-	// One order for every transaction, so that two with common keys never deadlock.
-	sort.Slice(items, func(a, b int) bool { return bytes.Compare(items[a].k[:], items[b].k[:]) < 0 })
-	cutoff := now.Add(-q.opts.RedeliveryWindow)
-	dupOf := map[*Recipient]string{}
-	for _, it := range items {
-		var ok bool
-		err := tx.QueryRow(ctx, `INSERT INTO queue_keys (key, msg_id, received) VALUES ($1, $2, $3)
-			ON CONFLICT (key) DO UPDATE SET msg_id = excluded.msg_id, received = excluded.received
-			WHERE queue_keys.received < $4 RETURNING true`, it.k[:], e.ID, e.Received, cutoff).Scan(&ok)
-		if errors.Is(err, pgx.ErrNoRows) {
-			var id string
-			if err := tx.QueryRow(ctx, `SELECT msg_id FROM queue_keys WHERE key = $1`, it.k[:]).Scan(&id); err != nil {
-				return nil, nil, err
-			}
-			dupOf[it.r] = id
-			continue
+	due, _ := e.dueAt()
+	rows, err := q.pool.Query(ctx, `WITH k AS (
+			INSERT INTO queue_keys AS o (key, msg_id, received)
+			SELECT DISTINCT key, $1, $4::timestamptz FROM unnest($13::bytea[]) AS key ORDER BY key
+			ON CONFLICT (key) DO UPDATE SET
+				msg_id = CASE WHEN o.received < $14 THEN excluded.msg_id ELSE o.msg_id END,
+				received = CASE WHEN o.received < $14 THEN excluded.received ELSE o.received END
+			RETURNING key, msg_id),
+		u AS (SELECT u.*, row_number() OVER (ORDER BY u.idx) - 1 AS n
+			FROM unnest($6::int[], $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::text[], $12::text[], $13::bytea[])
+				AS u(idx, domain, state, attempts, next, notice, data, key)
+			JOIN k ON k.key = u.key AND k.msg_id = $1),
+		m AS (INSERT INTO queue_messages (id, envelope, received, due)
+			SELECT $1, $2, $4, $5 WHERE EXISTS (SELECT 1 FROM u) RETURNING id),
+		b AS (INSERT INTO queue_bodies (msg_id, body) SELECT m.id, $3 FROM m),
+		r AS (INSERT INTO queue_rcpts (msg_id, idx, domain, state, attempts, next_attempt, notice, data)
+			SELECT m.id, u.n, u.domain, u.state, u.attempts, u.next, u.notice, u.data::json FROM m, u)
+		SELECT key, msg_id FROM k WHERE msg_id <> $1`,
+		e.ID, hb, body, e.Received, due, c.idx, c.domain, c.state, c.attempts, c.next, c.notice, c.data,
+		keys, now.Add(-q.opts.RedeliveryWindow))
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]string{}
+	for rows.Next() {
+		var k []byte
+		var id string
+		if err := rows.Scan(&k, &id); err != nil {
+			rows.Close()
+			return nil, err
 		}
-		if err != nil {
-			return nil, nil, err
-		}
+		held[string(k)] = id
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
 	}
 	var dups []Redelivered
 	var keep []*Recipient
-	for _, r := range e.Rcpts {
-		if id, ok := dupOf[r]; ok {
+	for i, r := range e.Rcpts {
+		if id, ok := held[string(keys[i])]; ok {
 			dups = append(dups, Redelivered{Addr: r.Addr, ID: id})
 		} else {
 			keep = append(keep, r)
 		}
 	}
-	return dups, keep, nil
+	e.Rcpts = keep
+	if len(keep) == 0 {
+		return dups, ErrRedelivered
+	}
+	return dups, nil
 }
 
 // insert writes message e, its body and its recipient rows: one statement.
@@ -550,6 +581,7 @@ func (q *Postgres) Release(id string) error {
 	err := q.setHeld(id, false)
 	if err == nil {
 		q.Kick()
+		q.announce()
 	}
 	return err
 }
@@ -612,6 +644,7 @@ func (q *Postgres) Retry(id string) error {
 	})
 	if err == nil {
 		q.Kick()
+		q.announce()
 	}
 	return err
 }

@@ -35,6 +35,11 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 	q.runs.Add(1)
 	q.mu.Unlock()
 	defer q.runs.Done()
+	lctx, lstop := context.WithCancel(ctx)
+	var listening sync.WaitGroup
+	listening.Go(func() { q.listen(lctx) })
+	defer listening.Wait()
+	defer lstop()
 	sem := make(chan struct{}, o.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -63,8 +68,10 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
-				defer func() { <-sem; wg.Done(); q.Kick() }()
-				q.process(ctx, l, d, &o)
+				var once sync.Once
+				free := func() { once.Do(func() { <-sem; q.Kick() }) }
+				defer func() { free(); wg.Done() }()
+				q.process(ctx, l, d, &o, free)
 			}()
 		}
 		want := 2*o.Workers - len(sem) - len(ready)
@@ -162,8 +169,11 @@ func (q *Postgres) lease(ctx context.Context, n int) ([]lease, error) {
 }
 
 // process runs one attempt on a leased message, renewing the lease meanwhile, then releases
-// the lease (unless the message is gone or the lease was lost).
-func (q *Postgres) process(ctx context.Context, l lease, d Deliverer, o *RunOptions) {
+// the lease (unless the message is gone or the lease was lost). When every recipient of the
+// message is final, it calls free once the attempt is over, so that Run gives its worker's
+// place to the next message while this one is removed: the removals of the messages ending
+// during one commit share the next, and the more of them the fewer commits.
+func (q *Postgres) process(ctx context.Context, l lease, d Deliverer, o *RunOptions, free func()) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
@@ -171,11 +181,15 @@ func (q *Postgres) process(ctx context.Context, l lease, d Deliverer, o *RunOpti
 	wg.Go(func() { q.renew(actx, cancel, l, done) })
 	a := &attempter{now: q.opts.Now, rand: q.opts.Rand, sched: q.sched, logger: q.logger, dests: q.dests,
 		store: q, unpark: q.unpark}
-	gone := false
-	a.commit = func(e *Envelope) bool { return q.commitAttempt(l, e, &gone) }
+	gone, final := false, false
+	a.commit = func(e *Envelope) bool { return q.commitAttempt(l, e, &gone, &final) }
 	a.attempt(actx, l.e, d, o)
 	close(done)
 	wg.Wait()
+	if final {
+		free()
+		gone = q.remove(l)
+	}
 	if gone {
 		return
 	}
@@ -214,43 +228,38 @@ func (q *Postgres) renew(ctx context.Context, cancel context.CancelFunc, l lease
 
 // commitAttempt stores e, the state after an attempt under lease l, provided the lease is
 // still this node's: one node alone stores a recipient's final state and its notice. Each
-// case is one statement, its own transaction: the lease check and the change cannot part.
-func (q *Postgres) commitAttempt(l lease, e *Envelope, gone *bool) bool {
-	if *gone {
+// change is one statement, its own transaction: the lease check and the change cannot part.
+// When every recipient is final, it sets final and leaves the removal to process (remove).
+func (q *Postgres) commitAttempt(l lease, e *Envelope, gone, final *bool) bool {
+	if *gone || *final {
 		return true // stored already (the attempter stores again after the notices)
+	}
+	if e.done() {
+		*final = true
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	done := e.done()
+	c, err := columnsOf(e)
 	var n int64
-	var err error
-	if done {
-		var ok bool
-		ok, err = q.finisher.finish(ctx, q, e.ID, l.seq)
+	if err == nil {
+		due, ok := e.dueAt()
+		var d *time.Time
 		if ok {
-			n = 1
+			d = &due
 		}
-	} else {
-		var c *rcptColumns
-		if c, err = columnsOf(e); err == nil {
-			due, ok := e.dueAt()
-			var d *time.Time
-			if ok {
-				d = &due
-			}
-			var tag pgconn.CommandTag
-			tag, err = q.pool.Exec(ctx, `WITH m AS (
-					UPDATE queue_messages SET lease_until = $4, due = $5
-					WHERE id = $1 AND lease_owner = $2 AND lease_seq = $3 RETURNING id)
-				UPDATE queue_rcpts r SET state = u.state, attempts = u.attempts, next_attempt = u.next,
-					notice = u.notice, data = u.data::json
-				FROM m, unnest($6::int[], $7::text[], $8::int[], $9::timestamptz[], $10::text[], $11::text[])
-					AS u(idx, state, attempts, next, notice, data)
-				WHERE r.msg_id = m.id AND r.idx = u.idx`,
-				e.ID, q.opts.Node, l.seq, q.opts.Now().Add(q.opts.Lease), d,
-				c.idx, c.state, c.attempts, c.next, c.notice, c.data)
-			n = tag.RowsAffected()
-		}
+		var tag pgconn.CommandTag
+		tag, err = q.pool.Exec(ctx, `WITH m AS (
+				UPDATE queue_messages SET lease_until = $4, due = $5
+				WHERE id = $1 AND lease_owner = $2 AND lease_seq = $3 RETURNING id)
+			UPDATE queue_rcpts r SET state = u.state, attempts = u.attempts, next_attempt = u.next,
+				notice = u.notice, data = u.data::json
+			FROM m, unnest($6::int[], $7::text[], $8::int[], $9::timestamptz[], $10::text[], $11::text[])
+				AS u(idx, state, attempts, next, notice, data)
+			WHERE r.msg_id = m.id AND r.idx = u.idx`,
+			e.ID, q.opts.Node, l.seq, q.opts.Now().Add(q.opts.Lease), d,
+			c.idx, c.state, c.attempts, c.next, c.notice, c.data)
+		n = tag.RowsAffected()
 	}
 	switch {
 	case err != nil:
@@ -261,10 +270,24 @@ func (q *Postgres) commitAttempt(l lease, e *Envelope, gone *bool) bool {
 		q.logger.Warn("queue: lease lost, outcome dropped", "id", e.ID)
 		return false
 	}
-	if done {
-		*gone = true
-		q.logger.Info("queue: done", "id", e.ID)
+	return true
+}
+
+// remove deletes the message of lease l, every recipient of which is final, if the lease is
+// still this node's; false when the message stays (the previous state, to attempt again).
+func (q *Postgres) remove(l lease) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok, err := q.finisher.finish(ctx, q, l.e.ID, l.seq)
+	switch {
+	case err != nil:
+		q.logger.Error("queue: state not stored", "id", l.e.ID, "err", err)
+		return false
+	case !ok:
+		q.logger.Warn("queue: lease lost, outcome dropped", "id", l.e.ID)
+		return true // another node holds it now: not ours to release
 	}
+	q.logger.Info("queue: done", "id", l.e.ID)
 	return true
 }
 
@@ -298,6 +321,7 @@ func (q *Postgres) unpark(ids []string, dom string, now time.Time) {
 		q.logger.Warn("queue: deferred messages not made due", "rcpt_domain", dom, "err", err)
 	}
 	q.Kick()
+	q.announce()
 }
 
 // sweepKeys forgets the redelivery keys past the window.
