@@ -89,6 +89,7 @@ type Postgres struct {
 	dests  *destinations
 
 	finisher finisher
+	leases   leaseBook
 
 	mu     sync.Mutex
 	closed bool
