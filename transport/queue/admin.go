@@ -191,6 +191,9 @@ func (q *Queue) Held(id string) bool {
 type Message struct {
 	Envelope
 	Held bool `json:"held"`
+	// Node is the node attempting the message now, in a queue that several nodes share
+	// (OpenPostgres); empty otherwise.
+	Node string `json:"node,omitempty"`
 }
 
 // Inspect lists the messages of the spool in dir, oldest first, from its files alone: it
@@ -278,7 +281,13 @@ func ReadHeader(dir, id string) ([]HeaderField, error) {
 		return nil, ErrNotFound
 	}
 	defer f.Close()
-	br := bufio.NewReader(io.LimitReader(f, min(m.Size, maxHeaderBytes)))
+	return parseHeader(io.LimitReader(f, min(m.Size, maxHeaderBytes))), nil
+}
+
+// parseHeader reads the header fields at the start of r, unfolded, up to the blank line that
+// ends the header or the end of r.
+func parseHeader(r io.Reader) []HeaderField {
+	br := bufio.NewReader(r)
 	var out []HeaderField
 	for {
 		line, err := br.ReadString('\n')
@@ -295,7 +304,7 @@ func ReadHeader(dir, id string) ([]HeaderField, error) {
 			break
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Admin runs op on message id of the spool in dir, safely whether or not a process holds the
