@@ -309,8 +309,10 @@ func (b pgQueueBackend) header(ctx context.Context, id string) ([]queue.HeaderFi
 func (b pgQueueBackend) apply(_ context.Context, op queue.Op, id string) (string, error) {
 	return "database", b.q.Apply(op, id)
 }
-func (b pgQueueBackend) liftSuspensions(ctx context.Context) (int, error) { return 0, nil }
-func (b pgQueueBackend) close()                                           { b.q.Close() }
+func (b pgQueueBackend) liftSuspensions(ctx context.Context) (int, error) {
+	return b.q.LiftSuspensions(ctx)
+}
+func (b pgQueueBackend) close() { b.q.Close() }
 
 // adminOutcome is the word the audit record and --json give for the result of an action.
 func adminOutcome(err error) string {

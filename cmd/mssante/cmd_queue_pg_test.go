@@ -51,7 +51,7 @@ func TestQueueCommandsPostgres(t *testing.T) {
 	// A node of the cluster, delivering to a destination where nothing listens, whose retries
 	// wait an hour.
 	n1, err := queue.OpenPostgres(ctx, pg.DSN(), &queue.PostgresOptions{Node: "n1", Poll: 100 * time.Millisecond,
-		Schedule: queue.Schedule{First: time.Hour, Max: 2 * time.Hour}})
+		Schedule: queue.Schedule{First: time.Hour, Max: 2 * time.Hour, SuspendAfter: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestQueueCommandsPostgres(t *testing.T) {
 		t.Fatalf("show of an unknown ID: %d %q", code, stderr)
 	}
 
-	// The destination comes back; the node would wait an hour. A is held, B retried now, C
+	// The destinations come back; the node would wait an hour. A is held, B retried now, C
 	// deleted: B alone is delivered, by the running node, within seconds.
 	sink, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,9 +158,14 @@ func TestQueueCommandsPostgres(t *testing.T) {
 		t.Fatalf("list after hold, retry, delete: %v", objs)
 	}
 
-	// Flush leaves the held message alone; released, it is flushed and delivered.
+	// Flush leaves the held message alone, and lifts the suspension of dead.test (two
+	// failures); released, A is flushed and delivered, which the suspension would have
+	// deferred for an hour.
+	if s := n1.Stats(); s.Suspended != 1 {
+		t.Fatalf("Stats.Suspended = %d, want dead.test", s.Suspended)
+	}
 	code, out, _ = runCmd(t, append([]string{"queue", "flush"}, cfg...)...)
-	if code != 0 || !strings.Contains(out, "-- flush: 0 messages, 1 held left alone") {
+	if code != 0 || !strings.Contains(out, "-- flush: 0 messages, 1 held left alone, 1 destination suspensions lifted") {
 		t.Fatalf("flush with only a held message: %d %q", code, out)
 	}
 	time.Sleep(300 * time.Millisecond)

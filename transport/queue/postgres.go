@@ -34,7 +34,7 @@ import (
 // recipients of a message, as in the file queue.
 //
 // The schedule, the notices and the destination suspension are those of the file queue (the
-// same attempter); suspension is kept by each node for the destinations it tried.
+// same attempter); the suspension is shared by the nodes in the database (postgres_dests.go).
 
 // pgComponent names the queue's migrations in the table of schema versions.
 const pgComponent = "queue"
@@ -86,7 +86,7 @@ type Postgres struct {
 	opts   PostgresOptions
 	sched  Schedule
 	logger *slog.Logger
-	dests  *destinations
+	dests  destTracker
 
 	finisher finisher
 	leases   leaseBook
@@ -158,7 +158,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts *PostgresOptions) (*Post
 	if q.logger == nil {
 		q.logger = slog.New(slog.DiscardHandler)
 	}
-	q.dests = newDestinations(q.sched)
+	q.dests = newSharedDestinations(q)
 	return q, nil
 }
 
