@@ -285,19 +285,26 @@ func ReadHeader(dir, id string) ([]HeaderField, error) {
 }
 
 // parseHeader reads the header fields at the start of r, unfolded, up to the blank line that
-// ends the header or the end of r.
+// ends the header or the end of r, control characters turned into spaces.
 func parseHeader(r io.Reader) []HeaderField {
 	br := bufio.NewReader(r)
 	var out []HeaderField
 	for {
 		line, err := br.ReadString('\n')
-		l := strings.TrimRight(line, "\r\n")
-		if l == "" {
+		l := []byte(strings.TrimRight(line, "\r\n"))
+		if len(l) == 0 {
 			break // end of the header, or of what may be read
 		}
-		if (l[0] == ' ' || l[0] == '\t') && len(out) > 0 {
-			out[len(out)-1].Value += " " + strings.TrimSpace(l)
-		} else if name, value, ok := strings.Cut(l, ":"); ok {
+		// A control character (a bare CR, an escape sequence) would act on the terminal of
+		// the administrator reading it: a space instead.
+		for i, c := range l {
+			if c < 0x20 || c == 0x7f {
+				l[i] = ' '
+			}
+		}
+		if l[0] == ' ' && len(out) > 0 {
+			out[len(out)-1].Value += " " + strings.TrimSpace(string(l))
+		} else if name, value, ok := strings.Cut(string(l), ":"); ok {
 			out = append(out, HeaderField{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
 		}
 		if err != nil {
