@@ -108,6 +108,13 @@ func runQueue(ctx context.Context, e *env, args []string) error {
 	defer qb.close()
 	out := &queueOut{e: e, json: *jsonOut, now: time.Now()}
 	switch sub {
+	case "list", "show":
+		// The database has --timeout to answer; the files are read at once.
+		rctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		ctx = rctx
+	}
+	switch sub {
 	case "list":
 		ms, err := qb.list(ctx)
 		if err != nil {
@@ -190,11 +197,13 @@ func (a *queueActor) report(sub, id string, event audit.Event, done, via string,
 
 // flush retries every message not held.
 func (a *queueActor) flush(ctx context.Context) error {
-	lifted, err := a.qb.liftSuspensions(ctx)
+	lctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	lifted, err := a.qb.liftSuspensions(lctx)
 	if err != nil {
 		return err
 	}
-	ms, err := a.qb.list(ctx)
+	ms, err := a.qb.list(lctx)
 	if err != nil {
 		return err
 	}
@@ -268,6 +277,9 @@ func openQueueBackend(ctx context.Context, cfg *node.Config) (queueBackend, erro
 		return nil, err
 	}
 	q, err := queue.OpenPostgres(ctx, dsn, &queue.PostgresOptions{MaxConns: 2})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("queue: the database did not answer within --timeout: %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -306,8 +318,8 @@ func (b pgQueueBackend) show(ctx context.Context, id string) (*queue.Message, er
 func (b pgQueueBackend) header(ctx context.Context, id string) ([]queue.HeaderField, error) {
 	return b.q.ReadHeader(ctx, id)
 }
-func (b pgQueueBackend) apply(_ context.Context, op queue.Op, id string) (string, error) {
-	return "database", b.q.Apply(op, id)
+func (b pgQueueBackend) apply(ctx context.Context, op queue.Op, id string) (string, error) {
+	return "database", b.q.Apply(ctx, op, id)
 }
 func (b pgQueueBackend) liftSuspensions(ctx context.Context) (int, error) {
 	return b.q.LiftSuspensions(ctx)

@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,6 +253,33 @@ dir = "%[1]s/audit"
 		}
 		if due := time.Until(m.Rcpts[0].NextAttempt) < time.Minute; due != (i > 0) {
 			t.Errorf("message %d (held %v): next attempt %v", i, m.Held, m.Rcpts[0].NextAttempt)
+		}
+	}
+}
+
+// A database that does not answer (its server stopped with SIGSTOP) makes the queue commands
+// fail after --timeout, never hang.
+func TestQueuePostgresTimeout(t *testing.T) {
+	pg := peers.StartPostgres(t, nil)
+	conf := storeConfig(t, pg)
+	if code, _, stderr := runCmd(t, "queue", "list", "--config", conf); code != 0 {
+		t.Fatalf("list: %d %s", code, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(pg.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	for _, args := range [][]string{{"list"}, {"hold", "0000000000000-0000000000000000"}, {"flush"}} {
+		start := time.Now()
+		code, _, stderr := runCmd(t, append(append([]string{"queue"}, args...), "--config", conf, "--timeout", "1s")...)
+		if took := time.Since(start); code != 1 || took > 10*time.Second || !strings.Contains(stderr, "did not answer within --timeout") {
+			t.Errorf("%v with the database stopped: exit %d after %v: %s", args, code, took, stderr)
 		}
 	}
 }

@@ -544,19 +544,21 @@ func (q *Postgres) Stats() Stats {
 }
 
 // Hold stops the delivery of message id until Release. An attempt in progress ends normally.
-func (q *Postgres) Hold(id string) error { return q.setHeld(id, true) }
+func (q *Postgres) Hold(id string) error { return q.setHeld(context.Background(), id, true) }
 
 // Release ends the hold of message id.
-func (q *Postgres) Release(id string) error {
-	err := q.setHeld(id, false)
+func (q *Postgres) Release(id string) error { return q.unhold(context.Background(), id) }
+
+func (q *Postgres) unhold(ctx context.Context, id string) error {
+	err := q.setHeld(ctx, id, false)
 	if err == nil {
 		q.Kick()
 	}
 	return err
 }
 
-func (q *Postgres) setHeld(id string, held bool) error {
-	tag, err := q.pool.Exec(context.Background(), `UPDATE queue_messages SET held = $2 WHERE id = $1`, id, held)
+func (q *Postgres) setHeld(ctx context.Context, id string, held bool) error {
+	tag, err := q.pool.Exec(ctx, `UPDATE queue_messages SET held = $2 WHERE id = $1`, id, held)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
@@ -568,8 +570,7 @@ func (q *Postgres) setHeld(id string, held bool) error {
 
 // idle runs fn on message id in a transaction that holds its row, unless a node's lease on
 // it is still running (ErrInFlight).
-func (q *Postgres) idle(id string, fn func(tx pgx.Tx, e *Envelope) error) error {
-	ctx := context.Background()
+func (q *Postgres) idle(ctx context.Context, id string, fn func(tx pgx.Tx, e *Envelope) error) error {
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		var until *time.Time
 		err := tx.QueryRow(ctx, `SELECT lease_until FROM queue_messages WHERE id = $1 FOR UPDATE`, id).Scan(&until)
@@ -598,9 +599,11 @@ func (q *Postgres) idle(id string, fn func(tx pgx.Tx, e *Envelope) error) error 
 }
 
 // Retry makes the pending recipients and the waiting notices of message id due now.
-func (q *Postgres) Retry(id string) error {
+func (q *Postgres) Retry(id string) error { return q.retry(context.Background(), id) }
+
+func (q *Postgres) retry(ctx context.Context, id string) error {
 	now := q.opts.Now()
-	err := q.idle(id, func(tx pgx.Tx, e *Envelope) error {
+	err := q.idle(ctx, id, func(tx pgx.Tx, e *Envelope) error {
 		for _, r := range e.Rcpts {
 			if r.State == Pending {
 				r.NextAttempt = now
@@ -609,7 +612,7 @@ func (q *Postgres) Retry(id string) error {
 				r.NoticeRetry = time.Time{}
 			}
 		}
-		return q.store(context.Background(), tx, e)
+		return q.store(ctx, tx, e)
 	})
 	if err == nil {
 		q.Kick()
@@ -618,9 +621,11 @@ func (q *Postgres) Retry(id string) error {
 }
 
 // Delete removes message id without any notice; its redelivery keys stay.
-func (q *Postgres) Delete(id string) error {
-	err := q.idle(id, func(tx pgx.Tx, e *Envelope) error {
-		_, err := tx.Exec(context.Background(), `DELETE FROM queue_messages WHERE id = $1`, id)
+func (q *Postgres) Delete(id string) error { return q.delete(context.Background(), id) }
+
+func (q *Postgres) delete(ctx context.Context, id string) error {
+	err := q.idle(ctx, id, func(tx pgx.Tx, e *Envelope) error {
+		_, err := tx.Exec(ctx, `DELETE FROM queue_messages WHERE id = $1`, id)
 		return err
 	})
 	if err == nil {

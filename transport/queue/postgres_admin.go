@@ -14,20 +14,20 @@ import (
 // one transaction, which the nodes' next lease round sees; a message leased by a node for
 // an attempt in progress is refused to retry and delete (ErrInFlight), as in the file queue.
 
-// Apply runs op on message id.
-func (q *Postgres) Apply(op Op, id string) error {
+// Apply runs op on message id; ctx bounds the time the database may take.
+func (q *Postgres) Apply(ctx context.Context, op Op, id string) error {
 	if !validID(id) {
 		return ErrNotFound
 	}
 	switch op {
 	case OpHold:
-		return q.Hold(id)
+		return q.setHeld(ctx, id, true)
 	case OpRelease:
-		return q.Release(id)
+		return q.unhold(ctx, id)
 	case OpRetry:
-		return q.Retry(id)
+		return q.retry(ctx, id)
 	case OpDelete:
-		return q.Delete(id)
+		return q.delete(ctx, id)
 	}
 	return fmt.Errorf("queue: unknown operation %q", op)
 }
