@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mssante-go/sdk/transport/audit"
@@ -17,10 +19,12 @@ import (
 	"github.com/mssante-go/sdk/transport/queue"
 )
 
-const queueUsage = `list|show|hold|release|retry|delete --config serve.toml [options] [ID...]
+const queueUsage = `list|show|hold|release|retry|delete|flush --config serve.toml [options] [ID...]
 
-The queue of a connector, as Postfix's mailq and postsuper show and change it, whether or not
-"mssante serve" runs on it. Run it as the account of the service (sudo -u mssante …).
+The queue of a connector, as Postfix's mailq, postsuper and postqueue -f show and change it,
+whether or not "mssante serve" runs on it: the spool's files (spool_dir), or with [store]
+backend = "postgres" the queue that every node of the cluster shares in the database. Run it
+as the account of the service (sudo -u mssante …).
 
   list              every queued message, oldest first, with its recipients' states
   show ID           one message: envelope, per-recipient state (--headers: its trace headers)
@@ -28,12 +32,16 @@ The queue of a connector, as Postfix's mailq and postsuper show and change it, w
   release ID...     deliver held messages again, on their schedule
   retry ID...       attempt the pending recipients now (a held message stays held)
   delete ID...      remove messages without a DSN: neither recipients nor sender are told
+  flush             retry every message not held, as postqueue -f does; on PostgreSQL it
+                    also lifts the suspension of the destinations found unreachable
 
-With "mssante serve" running, hold, release, retry and delete are handed to it (a request in
-the spool's ctl/ folder, taken within half a second); otherwise they change the spool's files,
-keeping a "serve" from starting meanwhile. Retry and delete refuse a message being delivered at
-that moment (in_flight): try again. Each of them writes an audit record (queue_held,
-queue_released, queue_retried, queue_deleted) with the queue ID, the OS account and the
+On the spool's files, with "mssante serve" running, hold, release, retry and delete are
+handed to it (a request in the spool's ctl/ folder, taken within half a second); otherwise
+they change the spool's files, keeping a "serve" from starting meanwhile. On PostgreSQL they
+change the database, which every node reads at its next round (within a second), whichever
+nodes run. Retry and delete refuse a message being delivered at that moment (in_flight):
+try again. Each of them writes an audit record (queue_held, queue_released, queue_retried,
+queue_deleted; flush, a queue_retried per message) with the queue ID, the OS account and the
 outcome.
 
 Never shown: the subject, the body, display names, or the local part of a patient address
@@ -42,21 +50,23 @@ Date, Message-ID, the addresses of From/To/Cc…) and names the others as withhe
 a file name or any other header can carry health data.
 
 --json writes one object a line. list and show: {"id", "received" (RFC 3339), "age_seconds",
-"size" (bytes), "from", "source" (relay, submission, …), "held", "rcpts": [{"addr", "state"
-(pending, delivered, failed), "attempts", "next_attempt", "last_code" (e.g. "451 4.4.1"),
-"remote_mta"}]}; show adds "envid", "ret", "peer_dn", "peer_addr", to each recipient
-"last_status" (the whole last reply), "orcpt", "notify", "final_at", and with --headers
-"headers": [{"name", "value"} or {"name", "withheld": true}]. hold, release, retry, delete:
-{"id", "action", "outcome" (done, not_found, in_flight, no_answer, error), "via" ("serve": the
-running node applied it, "spool": the files), "error"}.
-Exit status: 0, 1 when an action failed for one ID, 2 for a usage error.`
+"size" (bytes), "from", "source" (relay, submission, …), "held", "node" (PostgreSQL: the node
+attempting it now), "rcpts": [{"addr", "state" (pending, delivered, failed), "attempts",
+"next_attempt", "last_code" (e.g. "451 4.4.1"), "remote_mta"}]}; show adds "envid", "ret",
+"peer_dn", "peer_addr", to each recipient "last_status" (the whole last reply), "orcpt",
+"notify", "final_at", and with --headers "headers": [{"name", "value"} or {"name",
+"withheld": true}]. hold, release, retry, delete, flush: {"id", "action", "outcome" (done,
+not_found, in_flight, no_answer, error), "via" ("serve": the running node applied it,
+"spool": the files, "database": PostgreSQL), "error"}.
+Exit status: 0, 1 when an action failed for one ID (flush: other than in_flight or
+not_found, a message being or just delivered), 2 for a usage error.`
 
 func runQueue(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "queue", queueUsage)
-	configPath := fs.String("config", "", "the configuration of \"mssante serve\" (spool_dir, [audit] dir)")
+	configPath := fs.String("config", "", "the configuration of \"mssante serve\" (spool_dir or [store], [audit] dir)")
 	jsonOut := fs.Bool("json", false, "one JSON object a line (fields above)")
 	headers := fs.Bool("headers", false, "show: the trace headers too")
-	timeout := fs.Duration("timeout", 15*time.Second, "how long a running serve has to take an action")
+	timeout := fs.Duration("timeout", 15*time.Second, "how long a running serve, or the database, has to take an action")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -72,45 +82,59 @@ func runQueue(ctx context.Context, e *env, args []string) error {
 	if *configPath == "" {
 		return usageError(fs, "--config is required")
 	}
+	_, isOp := queueOps[sub]
+	switch {
+	case sub == "list" && len(ids) > 0:
+		return usageError(fs, "list takes no ID")
+	case sub == "show" && len(ids) != 1:
+		return usageError(fs, "show takes one ID")
+	case sub == "flush" && len(ids) > 0:
+		return usageError(fs, "flush takes no ID")
+	case isOp && len(ids) == 0:
+		return usageError(fs, "%s takes one or more IDs", sub)
+	case !isOp && sub != "list" && sub != "show" && sub != "flush":
+		return usageError(fs, "unknown queue command %q", sub)
+	}
 	cfg, err := node.LoadConfigFile(*configPath)
 	if err != nil {
 		return err
 	}
+	octx, cancel := context.WithTimeout(ctx, *timeout)
+	qb, err := openQueueBackend(octx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer qb.close()
 	out := &queueOut{e: e, json: *jsonOut, now: time.Now()}
 	switch sub {
+	case "list", "show":
+		// The database has --timeout to answer; the files are read at once.
+		rctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		ctx = rctx
+	}
+	switch sub {
 	case "list":
-		if len(ids) > 0 {
-			return usageError(fs, "list takes no ID")
-		}
-		ms, err := queue.Inspect(cfg.SpoolDir)
+		ms, err := qb.list(ctx)
 		if err != nil {
 			return err
 		}
 		out.list(ms)
 		return nil
 	case "show":
-		if len(ids) != 1 {
-			return usageError(fs, "show takes one ID")
-		}
-		m, err := queue.InspectMessage(cfg.SpoolDir, ids[0])
+		m, err := qb.show(ctx, ids[0])
 		if err != nil {
 			return fmt.Errorf("%s: %w", ids[0], err)
 		}
 		var h []queue.HeaderField
 		if *headers {
-			if h, err = queue.ReadHeader(cfg.SpoolDir, ids[0]); err != nil {
+			if h, err = qb.header(ctx, ids[0]); err != nil {
 				return fmt.Errorf("%s: %w", ids[0], err)
 			}
 		}
 		out.show(m, h, *headers)
 		return nil
-	}
-	op, ok := queueOps[sub]
-	if !ok {
-		return usageError(fs, "unknown queue command %q", sub)
-	}
-	if len(ids) == 0 {
-		return usageError(fs, "%s takes one or more IDs", sub)
 	}
 	// No action without its record: the audit log is opened first.
 	alog, err := audit.Open(&audit.Options{Dir: cfg.Audit.Dir, MaxBytes: cfg.Audit.MaxBytes, Retention: cfg.Audit.Retention})
@@ -118,20 +142,13 @@ func runQueue(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer alog.Close()
-	actor := osActor()
+	act := &queueActor{qb: qb, alog: alog, actor: osActor(), out: out, timeout: *timeout}
+	if sub == "flush" {
+		return act.flush(ctx)
+	}
 	failed := false
 	for _, id := range ids {
-		actx, cancel := context.WithTimeout(ctx, *timeout)
-		viaOwner, err := queue.Admin(actx, cfg.SpoolDir, op.op, id)
-		cancel()
-		outcome := adminOutcome(err)
-		alog.Log(&audit.Record{Event: op.event, Source: "admin", MsgID: id, Actor: actor, Reason: outcome})
-		failed = failed || err != nil
-		via := "spool"
-		if viaOwner {
-			via = "serve"
-		}
-		out.action(id, sub, op.done, outcome, via, err)
+		failed = act.do(ctx, sub, id) != nil || failed
 	}
 	if failed {
 		return exitCode(1, nil)
@@ -149,6 +166,165 @@ var queueOps = map[string]struct {
 	"retry":   {queue.OpRetry, audit.EventQueueRetried, "retry scheduled"},
 	"delete":  {queue.OpDelete, audit.EventQueueDeleted, "deleted"},
 }
+
+// queueActor applies the actions of "mssante queue", each audited and printed.
+type queueActor struct {
+	qb      queueBackend
+	alog    *audit.Log
+	actor   string
+	out     *queueOut
+	timeout time.Duration
+	mu      sync.Mutex // the audit log and the output, for flush's parallel requests
+}
+
+// do applies action sub (a key of queueOps) to message id, audits and prints it.
+func (a *queueActor) do(ctx context.Context, sub, id string) error {
+	op := queueOps[sub]
+	actx, cancel := context.WithTimeout(ctx, a.timeout)
+	via, err := a.qb.apply(actx, op.op, id)
+	cancel()
+	a.report(sub, id, op.event, op.done, via, err)
+	return err
+}
+
+func (a *queueActor) report(sub, id string, event audit.Event, done, via string, err error) {
+	outcome := adminOutcome(err)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.alog.Log(&audit.Record{Event: event, Source: "admin", MsgID: id, Actor: a.actor, Reason: outcome})
+	a.out.action(id, sub, done, outcome, via, err)
+}
+
+// flush retries every message not held.
+func (a *queueActor) flush(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	lifted, err := a.qb.liftSuspensions(lctx)
+	if err != nil {
+		return err
+	}
+	ms, err := a.qb.list(lctx)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, m := range ms {
+		if !m.Held {
+			ids = append(ids, m.ID)
+		}
+	}
+	var failed atomic.Bool
+	retry := func(id string) string {
+		actx, cancel := context.WithTimeout(ctx, a.timeout)
+		via, err := a.qb.apply(actx, queue.OpRetry, id)
+		cancel()
+		a.report("flush", id, audit.EventQueueRetried, "retry scheduled", via, err)
+		if err != nil && !errors.Is(err, queue.ErrInFlight) && !errors.Is(err, queue.ErrNotFound) {
+			failed.Store(true)
+		}
+		return via
+	}
+	// The first says which way the others go: to a running serve, which answers a round of
+	// requests together, several at once; to the spool's files, which one command at a time
+	// holds, one after the other.
+	parallel := 1
+	if len(ids) > 0 && retry(ids[0]) == "serve" {
+		parallel = 16
+	}
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for _, id := range ids[min(len(ids), 1):] {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			retry(id)
+		})
+	}
+	wg.Wait()
+	if !a.out.json {
+		fmt.Fprintf(a.out.e.stdout, "-- flush: %d messages, %d held left alone", len(ids), len(ms)-len(ids))
+		if lifted > 0 {
+			fmt.Fprintf(a.out.e.stdout, ", %d destination suspensions lifted", lifted)
+		}
+		fmt.Fprintln(a.out.e.stdout)
+	}
+	if failed.Load() {
+		return exitCode(1, nil)
+	}
+	return nil
+}
+
+// queueBackend is the queue that "mssante queue" reads and changes: the files of spool_dir,
+// or the database of [store] backend = "postgres".
+type queueBackend interface {
+	list(ctx context.Context) ([]*queue.Message, error)
+	show(ctx context.Context, id string) (*queue.Message, error)
+	header(ctx context.Context, id string) ([]queue.HeaderField, error)
+	// apply runs op on message id and says which way it went (via of the --json output).
+	apply(ctx context.Context, op queue.Op, id string) (via string, err error)
+	// liftSuspensions ends the suspension of the destinations found unreachable, where the
+	// queue shares it; it returns how many there were.
+	liftSuspensions(ctx context.Context) (int, error)
+	close()
+}
+
+func openQueueBackend(ctx context.Context, cfg *node.Config) (queueBackend, error) {
+	if !cfg.Store.Postgres() {
+		return spoolBackend(cfg.SpoolDir), nil
+	}
+	dsn, err := cfg.Store.ConnString()
+	if err != nil {
+		return nil, err
+	}
+	q, err := queue.OpenPostgres(ctx, dsn, &queue.PostgresOptions{MaxConns: 2})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("queue: the database did not answer within --timeout: %w", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pgQueueBackend{q}, nil
+}
+
+// spoolBackend is the file queue of a spool folder.
+type spoolBackend string
+
+func (d spoolBackend) list(context.Context) ([]*queue.Message, error) {
+	return queue.Inspect(string(d))
+}
+func (d spoolBackend) show(_ context.Context, id string) (*queue.Message, error) {
+	return queue.InspectMessage(string(d), id)
+}
+func (d spoolBackend) header(_ context.Context, id string) ([]queue.HeaderField, error) {
+	return queue.ReadHeader(string(d), id)
+}
+func (d spoolBackend) apply(ctx context.Context, op queue.Op, id string) (string, error) {
+	owner, err := queue.Admin(ctx, string(d), op, id)
+	if owner {
+		return "serve", err
+	}
+	return "spool", err
+}
+func (d spoolBackend) liftSuspensions(context.Context) (int, error) { return 0, nil }
+func (d spoolBackend) close()                                       {}
+
+// pgQueueBackend is the queue the nodes of a cluster share in PostgreSQL.
+type pgQueueBackend struct{ q *queue.Postgres }
+
+func (b pgQueueBackend) list(ctx context.Context) ([]*queue.Message, error) { return b.q.Inspect(ctx) }
+func (b pgQueueBackend) show(ctx context.Context, id string) (*queue.Message, error) {
+	return b.q.InspectMessage(ctx, id)
+}
+func (b pgQueueBackend) header(ctx context.Context, id string) ([]queue.HeaderField, error) {
+	return b.q.ReadHeader(ctx, id)
+}
+func (b pgQueueBackend) apply(ctx context.Context, op queue.Op, id string) (string, error) {
+	return "database", b.q.Apply(ctx, op, id)
+}
+func (b pgQueueBackend) liftSuspensions(ctx context.Context) (int, error) {
+	return b.q.LiftSuspensions(ctx)
+}
+func (b pgQueueBackend) close() { b.q.Close() }
 
 // adminOutcome is the word the audit record and --json give for the result of an action.
 func adminOutcome(err error) string {
@@ -214,6 +390,7 @@ type queueMsgJSON struct {
 	From     string          `json:"from"`
 	Source   string          `json:"source,omitempty"`
 	Held     bool            `json:"held"`
+	Node     string          `json:"node,omitempty"`
 	Rcpts    []queueRcptJSON `json:"rcpts"`
 	// show only
 	EnvID    string            `json:"envid,omitempty"`
@@ -225,7 +402,7 @@ type queueMsgJSON struct {
 
 func (o *queueOut) message(m *queue.Message, detail bool) queueMsgJSON {
 	j := queueMsgJSON{ID: m.ID, Received: m.Received.UTC(), Age: int64(o.now.Sub(m.Received).Seconds()), Size: m.Size,
-		From: maskINS(m.From), Source: m.Source, Held: m.Held}
+		From: maskINS(m.From), Source: m.Source, Held: m.Held, Node: m.Node}
 	for _, r := range m.Rcpts {
 		rj := queueRcptJSON{Addr: maskINS(r.Addr), State: string(r.State), Attempts: r.Attempts,
 			LastCode: replyCode(r.LastStatus), RemoteMTA: r.RemoteMTA}
@@ -262,6 +439,9 @@ func (o *queueOut) list(ms []*queue.Message) {
 		mark := ""
 		if j.Held {
 			mark = "  HELD"
+		}
+		if j.Node != "" {
+			mark += "  attempted by " + j.Node
 		}
 		fmt.Fprintf(o.e.stdout, "%s  %s  %d bytes  from %s%s\n", j.ID, ago(o.now, m.Received), j.Size, orNull(j.From), mark)
 		for _, r := range j.Rcpts {
@@ -318,6 +498,9 @@ func (o *queueOut) show(m *queue.Message, h []queue.HeaderField, withHeaders boo
 		fmt.Fprintf(w, "dsn:       envid %q ret %s\n", j.EnvID, j.Ret)
 	}
 	fmt.Fprintf(w, "held:      %v\n", j.Held)
+	if j.Node != "" {
+		fmt.Fprintf(w, "node:      %s (attempting it now)\n", j.Node)
+	}
 	for _, r := range j.Rcpts {
 		fmt.Fprintf(w, "recipient: %s\n", o.rcptLine(r))
 		if r.LastStatus != "" {

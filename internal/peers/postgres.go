@@ -54,8 +54,9 @@ func postgresBin() string {
 	return ""
 }
 
-// StartPostgres creates a cluster and starts its server; it is stopped in t.Cleanup. The
-// server refuses to run as root: under root, the cluster belongs to the "postgres" user that
+// StartPostgres creates a cluster and starts its server; it is stopped in t.Cleanup, and
+// when the test binary dies without its cleanups (on Linux at once, elsewhere by the next
+// StartPostgres, which also removes the folder left). The server refuses to run as root: under root, the cluster belongs to the "postgres" user that
 // Debian's package creates.
 func StartPostgres(t testing.TB, o *PostgresOptions) *Postgres {
 	t.Helper()
@@ -69,7 +70,11 @@ func StartPostgres(t testing.TB, o *PostgresOptions) *Postgres {
 		}
 		t.Skip("peers: PostgreSQL server not installed (Debian package postgresql)")
 	}
+	sweepOrphans()
 	pg := &Postgres{Dir: TempDir(t, "pg"), bin: bin}
+	if err := writeOwner(pg.Dir); err != nil {
+		t.Fatal(err)
+	}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -143,7 +148,7 @@ func (pg *Postgres) Start(t testing.TB) {
 	}
 	pg.proc = pg.command("postgres", "-D", pg.data(), "-p", "5432")
 	pg.proc.Stdout, pg.proc.Stderr = logf, logf
-	if err := pg.proc.Start(); err != nil {
+	if err := startWithParent(pg.proc); err != nil {
 		logf.Close()
 		t.Fatalf("peers: postgres: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/url"
 	"os"
 	"runtime"
@@ -252,7 +253,7 @@ func openPostgres(ctx context.Context, cfg *Config, opts *Options) (_ *pgBackend
 		Schedule: queue.Schedule{First: q.RetryFirst, Factor: q.RetryFactor, Max: q.RetryMax, Jitter: jitter(q.RetryJitter),
 			GiveUp: q.GiveUp, DelayNotice: q.DelayNotice},
 		RedeliveryWindow: redeliveryWindow(cfg.Relay.RedeliveryWindow), Now: opts.Now, Logger: opts.Logger,
-		MaxConns: int32(cfg.Store.PoolSize), Lease: q.Lease}); err != nil {
+		MaxConns: int32(cfg.Store.PoolSize), Lease: q.Lease, Node: leaseName(cfg.nodeName())}); err != nil {
 		return nil, fmt.Errorf("node: queue: %w", err)
 	}
 	if opts.AuthCounters != nil && opts.ConnShare != nil {
@@ -274,6 +275,14 @@ func openPostgres(ctx context.Context, cfg *Config, opts *Options) (_ *pgBackend
 		opts.ConnShare = b.share
 	}
 	return b, nil
+}
+
+// leaseName is the name this process gives its leases in the shared queue: the node's name,
+// which "mssante queue list" shows, made unique to the process, since a lease is given back
+// by the name of its holder (a node restarted, or two processes by mistake under one name,
+// must not release each other's).
+func leaseName(node string) string {
+	return fmt.Sprintf("%s-%d-%06x", node, os.Getpid(), mrand.IntN(1<<24))
 }
 
 // close closes what openPostgres opened; the mail path closes the queue first when it ran.

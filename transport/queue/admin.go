@@ -191,6 +191,9 @@ func (q *Queue) Held(id string) bool {
 type Message struct {
 	Envelope
 	Held bool `json:"held"`
+	// Node is the node attempting the message now, in a queue that several nodes share
+	// (OpenPostgres); empty otherwise.
+	Node string `json:"node,omitempty"`
 }
 
 // Inspect lists the messages of the spool in dir, oldest first, from its files alone: it
@@ -278,24 +281,37 @@ func ReadHeader(dir, id string) ([]HeaderField, error) {
 		return nil, ErrNotFound
 	}
 	defer f.Close()
-	br := bufio.NewReader(io.LimitReader(f, min(m.Size, maxHeaderBytes)))
+	return parseHeader(io.LimitReader(f, min(m.Size, maxHeaderBytes))), nil
+}
+
+// parseHeader reads the header fields at the start of r, unfolded, up to the blank line that
+// ends the header or the end of r, control characters turned into spaces.
+func parseHeader(r io.Reader) []HeaderField {
+	br := bufio.NewReader(r)
 	var out []HeaderField
 	for {
 		line, err := br.ReadString('\n')
-		l := strings.TrimRight(line, "\r\n")
-		if l == "" {
+		l := []byte(strings.TrimRight(line, "\r\n"))
+		if len(l) == 0 {
 			break // end of the header, or of what may be read
 		}
-		if (l[0] == ' ' || l[0] == '\t') && len(out) > 0 {
-			out[len(out)-1].Value += " " + strings.TrimSpace(l)
-		} else if name, value, ok := strings.Cut(l, ":"); ok {
+		// A control character (a bare CR, an escape sequence) would act on the terminal of
+		// the administrator reading it: a space instead.
+		for i, c := range l {
+			if c < 0x20 || c == 0x7f {
+				l[i] = ' '
+			}
+		}
+		if l[0] == ' ' && len(out) > 0 {
+			out[len(out)-1].Value += " " + strings.TrimSpace(string(l))
+		} else if name, value, ok := strings.Cut(string(l), ":"); ok {
 			out = append(out, HeaderField{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
 		}
 		if err != nil {
 			break
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Admin runs op on message id of the spool in dir, safely whether or not a process holds the

@@ -1,8 +1,10 @@
 package queue
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -39,6 +41,28 @@ func FuzzReadTrailer(f *testing.F) {
 		e, err := readTrailer(path)
 		if err == nil && (e.Size < 0 || e.Size > int64(len(b))) {
 			t.Fatalf("size %d of a %d-byte file", e.Size, len(b))
+		}
+	})
+}
+
+// The header of a queued message is what its sender wrote: the fields "mssante queue show
+// --headers" prints hold no control character that would act on the terminal, and never
+// outgrow the header.
+func FuzzParseHeader(f *testing.F) {
+	f.Add([]byte("Received: from a\r\n\tby b\r\nSubject: x\r\n\r\nbody\r\n"))
+	f.Add([]byte("\tcontinuation first\r\nNoColon\r\n: empty name\r\n"))
+	f.Add([]byte("To: <a@b.fr>"))
+	f.Add([]byte("Received: from x\x1b[2J\rforged\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := 0
+		for _, h := range parseHeader(bytes.NewReader(b)) {
+			if strings.ContainsFunc(h.Name+h.Value, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("field with a control character: %q", h)
+			}
+			n += len(h.Name) + len(h.Value)
+		}
+		if n > len(b) {
+			t.Fatalf("%d bytes of fields from %d bytes", n, len(b))
 		}
 	})
 }

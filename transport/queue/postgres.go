@@ -33,7 +33,7 @@ import (
 // recipients of a message, as in the file queue.
 //
 // The schedule, the notices and the destination suspension are those of the file queue (the
-// same attempter); suspension is kept by each node for the destinations it tried.
+// same attempter); the suspension is shared by the nodes in the database (postgres_dests.go).
 
 // pgComponent names the queue's migrations in the table of schema versions.
 const pgComponent = "queue"
@@ -86,9 +86,10 @@ type Postgres struct {
 	opts   PostgresOptions
 	sched  Schedule
 	logger *slog.Logger
-	dests  *destinations
+	dests  destTracker
 
 	finisher finisher
+	leases   leaseBook
 
 	mu     sync.Mutex
 	closed bool
@@ -165,7 +166,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts *PostgresOptions) (*Post
 	if q.logger == nil {
 		q.logger = slog.New(slog.DiscardHandler)
 	}
-	q.dests = newDestinations(q.sched)
+	q.dests = newSharedDestinations(q)
 	return q, nil
 }
 
@@ -574,11 +575,13 @@ func (q *Postgres) Stats() Stats {
 }
 
 // Hold stops the delivery of message id until Release. An attempt in progress ends normally.
-func (q *Postgres) Hold(id string) error { return q.setHeld(id, true) }
+func (q *Postgres) Hold(id string) error { return q.setHeld(context.Background(), id, true) }
 
 // Release ends the hold of message id.
-func (q *Postgres) Release(id string) error {
-	err := q.setHeld(id, false)
+func (q *Postgres) Release(id string) error { return q.unhold(context.Background(), id) }
+
+func (q *Postgres) unhold(ctx context.Context, id string) error {
+	err := q.setHeld(ctx, id, false)
 	if err == nil {
 		q.Kick()
 		q.announce()
@@ -586,8 +589,8 @@ func (q *Postgres) Release(id string) error {
 	return err
 }
 
-func (q *Postgres) setHeld(id string, held bool) error {
-	tag, err := q.pool.Exec(context.Background(), `UPDATE queue_messages SET held = $2 WHERE id = $1`, id, held)
+func (q *Postgres) setHeld(ctx context.Context, id string, held bool) error {
+	tag, err := q.pool.Exec(ctx, `UPDATE queue_messages SET held = $2 WHERE id = $1`, id, held)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
@@ -599,8 +602,7 @@ func (q *Postgres) setHeld(id string, held bool) error {
 
 // idle runs fn on message id in a transaction that holds its row, unless a node's lease on
 // it is still running (ErrInFlight).
-func (q *Postgres) idle(id string, fn func(tx pgx.Tx, e *Envelope) error) error {
-	ctx := context.Background()
+func (q *Postgres) idle(ctx context.Context, id string, fn func(tx pgx.Tx, e *Envelope) error) error {
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		var until *time.Time
 		err := tx.QueryRow(ctx, `SELECT lease_until FROM queue_messages WHERE id = $1 FOR UPDATE`, id).Scan(&until)
@@ -629,9 +631,11 @@ func (q *Postgres) idle(id string, fn func(tx pgx.Tx, e *Envelope) error) error 
 }
 
 // Retry makes the pending recipients and the waiting notices of message id due now.
-func (q *Postgres) Retry(id string) error {
+func (q *Postgres) Retry(id string) error { return q.retry(context.Background(), id) }
+
+func (q *Postgres) retry(ctx context.Context, id string) error {
 	now := q.opts.Now()
-	err := q.idle(id, func(tx pgx.Tx, e *Envelope) error {
+	err := q.idle(ctx, id, func(tx pgx.Tx, e *Envelope) error {
 		for _, r := range e.Rcpts {
 			if r.State == Pending {
 				r.NextAttempt = now
@@ -640,7 +644,7 @@ func (q *Postgres) Retry(id string) error {
 				r.NoticeRetry = time.Time{}
 			}
 		}
-		return q.store(context.Background(), tx, e)
+		return q.store(ctx, tx, e)
 	})
 	if err == nil {
 		q.Kick()
@@ -650,9 +654,11 @@ func (q *Postgres) Retry(id string) error {
 }
 
 // Delete removes message id without any notice; its redelivery keys stay.
-func (q *Postgres) Delete(id string) error {
-	err := q.idle(id, func(tx pgx.Tx, e *Envelope) error {
-		_, err := tx.Exec(context.Background(), `DELETE FROM queue_messages WHERE id = $1`, id)
+func (q *Postgres) Delete(id string) error { return q.delete(context.Background(), id) }
+
+func (q *Postgres) delete(ctx context.Context, id string) error {
+	err := q.idle(ctx, id, func(tx pgx.Tx, e *Envelope) error {
+		_, err := tx.Exec(ctx, `DELETE FROM queue_messages WHERE id = $1`, id)
 		return err
 	})
 	if err == nil {

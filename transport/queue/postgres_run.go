@@ -58,6 +58,7 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		q.giveBackLeases(ctx)
 		if now := q.opts.Now(); now.Sub(swept) >= time.Hour {
 			q.sweepKeys(ctx, now)
 			swept = now
@@ -78,6 +79,7 @@ func (q *Postgres) Run(ctx context.Context, d Deliverer, opts *RunOptions) error
 		// A query for several messages, unless the poll came or the last one was full.
 		if want > 0 && len(ready) <= o.Workers/2 && (want >= max(o.Workers/2, 1) || polled || more) {
 			ls, err := q.lease(ctx, want)
+			q.leases.took(ls, err)
 			switch {
 			case err != nil && !failing && ctx.Err() == nil && !q.isClosed():
 				q.logger.Warn("queue: cannot lease due messages", "err", err)
@@ -115,9 +117,11 @@ func (q *Postgres) release(ls []lease) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := q.pool.Exec(ctx, `UPDATE queue_messages m SET lease_owner = NULL, lease_until = NULL
+	_, err := q.pool.Exec(ctx, `UPDATE queue_messages m SET lease_owner = NULL, lease_until = NULL
 		FROM unnest($1::text[], $2::bigint[]) AS u(id, seq)
-		WHERE m.id = u.id AND m.lease_seq = u.seq AND m.lease_owner = $3`, ids, seqs, q.opts.Node); err != nil && !q.isClosed() {
+		WHERE m.id = u.id AND m.lease_seq = u.seq AND m.lease_owner = $3`, ids, seqs, q.opts.Node)
+	q.leases.ended(ids, err)
+	if err != nil && !q.isClosed() {
 		q.logger.Warn("queue: leases not released, they will expire", "n", len(ls), "err", err)
 	}
 }
@@ -191,15 +195,18 @@ func (q *Postgres) process(ctx context.Context, l lease, d Deliverer, o *RunOpti
 		gone = q.remove(l)
 	}
 	if gone {
+		q.leases.ended([]string{l.e.ID}, nil)
 		return
 	}
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer rcancel()
 	// Released at once rather than left to expire, so that another node may take it when
-	// this one stops.
-	if _, err := q.pool.Exec(rctx, `UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL
-		WHERE id = $1 AND lease_owner = $2 AND lease_seq = $3`, l.e.ID, q.opts.Node, l.seq); err != nil && !q.isClosed() {
-		q.logger.Warn("queue: lease not released, it will expire", "id", l.e.ID, "err", err)
+	// this one stops; a release that fails is given back when the database answers again.
+	_, err := q.pool.Exec(rctx, `UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL
+		WHERE id = $1 AND lease_owner = $2 AND lease_seq = $3`, l.e.ID, q.opts.Node, l.seq)
+	q.leases.ended([]string{l.e.ID}, err)
+	if err != nil && !q.isClosed() {
+		q.logger.Warn("queue: lease not released, given back when the database answers", "id", l.e.ID, "err", err)
 	}
 }
 

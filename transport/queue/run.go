@@ -243,7 +243,7 @@ type attempter struct {
 	rand   func() float64
 	sched  Schedule
 	logger *slog.Logger
-	dests  *destinations
+	dests  destTracker
 	store  interface {
 		OpenMessage(id string) (io.ReadCloser, error)
 	}
@@ -322,7 +322,7 @@ func (q *attempter) attempt(ctx context.Context, e *Envelope, d Deliverer, o *Ru
 			res, ok := byRcpt[r]
 			if !ok {
 				v := verdicts[addrDomain(r.Addr)]
-				res = Result{Err: ErrSuspended, Status: "451 4.4.1 delivery temporarily suspended: " + v.reason}
+				res = Result{Err: ErrSuspended, Status: suspendedStatus + v.reason}
 			}
 			results = append(results, res)
 			q.apply(e, r, res, now)
