@@ -301,7 +301,11 @@ type Queue struct {
 	loadStop chan struct{}   // closed to stop the loader
 	loadDone chan struct{}   // closed when the loader has ended
 	keyless  map[string]bool // unloaded messages whose redelivery keys the file does not hold
-	keysDone chan struct{}   // closed when keyless is empty
+	keysRead chan struct{}   // closed when the redelivery file is read (see readKeys)
+	keysErr  error           // why it could not be read
+	keysDone chan struct{}   // closed once it is read and keyless is empty
+	appended bool            // this Queue appended to the redelivery file (guarded by fileMu)
+	bg       sync.WaitGroup  // the read of the redelivery file
 	stopOnce sync.Once
 
 	// Folder and file fsyncs shared by concurrent callers.
@@ -318,7 +322,7 @@ func Open(opts *Options) (*Queue, error) {
 		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
 		redeliv: newRedelivery(opts), table: newTimetable(), rearm: map[string][]string{},
 		unloaded: map[string]bool{}, loadStop: make(chan struct{}), loadDone: make(chan struct{}),
-		keyless: map[string]bool{}, keysDone: make(chan struct{})}
+		keyless: map[string]bool{}, keysRead: make(chan struct{}), keysDone: make(chan struct{})}
 	q.dests = newDestinations(q.sched)
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
@@ -343,11 +347,13 @@ func Open(opts *Options) (*Queue, error) {
 		q.lock.Close()
 		return nil, err
 	}
-	if err := q.loadRedelivery(); err != nil {
+	keys, err := q.openKeys()
+	if err != nil {
 		q.lock.Close()
 		return nil, err
 	}
 	q.startLoader(!indexed)
+	q.startKeys(keys)
 	return q, nil
 }
 
@@ -934,6 +940,10 @@ type Stats struct {
 	// Loading is how many messages Open listed are still to be read from their files (after
 	// a crash, or those an index does not know): they are delivered once read.
 	Loading int
+	// RedeliveryLoading is true while the redelivery keys are being read after Open (from
+	// the redelivery file, then from the files of the messages it lacks): meanwhile a Commit
+	// with a RedeliveryKey waits, and nothing else does.
+	RedeliveryLoading bool
 }
 
 // Stats returns the current queue depth.
@@ -941,7 +951,18 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return Stats{Messages: len(q.msgs) + len(q.unloaded), Recipients: q.pending, InFlight: len(q.inflight),
-		Held: len(q.held), Suspended: q.dests.count(q.opts.Now()), Loading: len(q.unloaded)}
+		Held: len(q.held), Suspended: q.dests.count(q.opts.Now()), Loading: len(q.unloaded),
+		RedeliveryLoading: q.redeliv.on() && !q.redeliv.loaded && q.keysErr == nil ||
+			len(q.keyless) > 0 && !isClosed(q.loadDone)}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // put stores e as the state of its message, keeping the count of pending recipients; q.mu is
@@ -980,6 +1001,15 @@ func (q *Queue) Close() error {
 	q.closed = true
 	q.mu.Unlock()
 	q.stopLoader() // before the index, which then holds the messages read
+	q.mu.Lock()
+	compact := first && q.overgrown(1)
+	q.mu.Unlock()
+	if compact {
+		// So that the next Open reads the keys alone, not their history.
+		if err := q.rewriteRedelivery(); err != nil {
+			q.logger.Error("queue: redelivery keys not rewritten", "err", err)
+		}
+	}
 	q.mu.Lock()
 	if first {
 		q.writeIndex()
