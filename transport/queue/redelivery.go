@@ -344,7 +344,9 @@ func (q *Queue) openKeys() (*keysFile, error) {
 // nothing else does. Then the file is rewritten if it has grown past what it holds.
 func (q *Queue) startKeys(kf *keysFile) {
 	if !q.redeliv.on() {
+		q.mu.Lock()
 		q.redeliv.loaded = true
+		q.mu.Unlock()
 		close(q.keysDone)
 		close(q.keysRead)
 		return
