@@ -13,11 +13,12 @@ import (
 	"sync/atomic"
 )
 
-// Loading in the background. Open reads the index (one file) when a clean stop left one, and
-// lists data/; the messages the index does not know (all of them after a crash) are read from
-// their files — the trailer of data/ID and env/ID.json, two cold reads each, some 15 s for
-// 50,000 messages — after Open has returned, by a few goroutines, oldest first, as Postfix's
-// queue manager scans its deferred queue gradually. Meanwhile the queue accepts messages and
+// Loading in the background. Open lists data/ and opens the index when a clean stop left one
+// (one file, some 17 MB and half a second of JSON for 50,000 messages), and returns; the
+// messages are taken from the index, then the redelivery file is read (redelivery.go), then
+// those the index did not know (all of them after a crash) are read from their files — the
+// trailer of data/ID and env/ID.json, two cold reads each, some 15 s for 50,000 messages — by a
+// few goroutines, oldest first, as Postfix's queue manager scans its deferred queue gradually. Meanwhile the queue accepts messages and
 // delivers those it has read; Stats.Loading counts the others. A call that names one of them
 // (Get, OpenMessage, Hold, Release, Retry, Delete) reads it at once.
 //
@@ -36,25 +37,22 @@ const loadWorkers = 8
 // when the queue closes.
 var beforeLoad func(id string, stop <-chan struct{})
 
-// startLoader reads the messages of q.unloaded in the background, then (after a crash, sweep)
-// removes the state files of finished messages. Close stops it.
-func (q *Queue) startLoader(sweep bool) {
-	ids := make([]string, 0, len(q.unloaded))
-	for id := range q.unloaded {
-		ids = append(ids, id)
-	}
+// startLoader reads the messages of q.unloaded in the background, then (after a crash, without
+// an index) removes the state files of finished messages. Close stops it.
+func (q *Queue) startLoader() {
 	go func() {
 		defer close(q.loadDone)
-		// After the redelivery file is read (see readKeys), which says whose redelivery keys
-		// it lacks: those first (a Commit with a RedeliveryKey waits for them), then oldest
-		// first (IDs start with their time).
+		// The messages the index did not hold, once the redelivery file is read (see
+		// startKeys), which says whose redelivery keys it lacks: those first (a Commit with a
+		// RedeliveryKey waits for them), then oldest first (IDs start with their time).
 		select {
 		case <-q.keysRead:
 		case <-q.loadStop:
 			return
 		}
 		q.mu.Lock()
-		keyless := maps.Clone(q.keyless)
+		keyless, sweep := maps.Clone(q.keyless), !q.indexed
+		ids := slices.Collect(maps.Keys(q.unloaded))
 		q.mu.Unlock()
 		slices.SortFunc(ids, func(a, b string) int {
 			if ka, kb := keyless[a], keyless[b]; ka != kb {

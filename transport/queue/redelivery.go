@@ -299,15 +299,15 @@ const compactMin = 1024
 type keysFile struct {
 	f    *os.File // nil: no file
 	size int64
-	envs []*Envelope // the messages in the spool at Open, with a RedeliveryKey
-	// track: Open listed messages to load; the commit lines say which have their keys here.
+	// track: messages are still to be read from their files; the commit lines say which have
+	// their keys here.
 	track bool
 }
 
 // openKeys opens the redelivery file for readKeys; it runs in Open, after load, and reads no
 // more than the file's size. An unreadable file fails Open.
 func (q *Queue) openKeys() (*keysFile, error) {
-	kf := &keysFile{track: len(q.unloaded) > 0}
+	kf := &keysFile{}
 	if !q.redeliv.on() {
 		return kf, nil
 	}
@@ -331,28 +331,31 @@ func (q *Queue) openKeys() (*keysFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: redelivery file: %w", err)
 	}
-	for _, e := range q.msgs {
-		if e.RedeliveryKey != "" {
-			kf.envs = append(kf.envs, e) // fields a commit set, never changed: read without q.mu
-		}
-	}
 	return kf, nil
 }
 
-// startKeys reads the redelivery keys in the background: those of the file and of the
-// messages of the index. Until they are in, a Commit with a RedeliveryKey waits (waitKeys);
+// startKeys takes the messages of the index (if index is not nil) into the queue, then reads
+// the redelivery keys, in the background. Until they are in, a Commit with a RedeliveryKey
+// waits (waitKeys), and the loader, which then reads the messages left from their files;
 // nothing else does. Then the file is rewritten if it has grown past what it holds.
-func (q *Queue) startKeys(kf *keysFile) {
-	if !q.redeliv.on() {
-		q.mu.Lock()
-		q.redeliv.loaded = true
-		q.mu.Unlock()
-		close(q.keysDone)
-		close(q.keysRead)
-		return
-	}
+func (q *Queue) startKeys(index *os.File, kf *keysFile) {
 	q.bg.Go(func() {
-		err := q.readKeys(kf)
+		indexed := index != nil && q.admitIndex(index)
+		var err error
+		q.mu.Lock()
+		q.indexed = indexed
+		kf.track = len(q.unloaded) > 0
+		on := q.redeliv.on()
+		if !on {
+			q.redeliv.loaded = true
+			close(q.keysDone)
+		}
+		q.mu.Unlock()
+		if on {
+			err = q.readKeys(kf)
+		} else if kf.f != nil {
+			kf.f.Close()
+		}
 		if err != nil {
 			q.logger.Error("queue: redelivery keys unreadable; commits with a redelivery key fail", "err", err)
 			q.mu.Lock()
@@ -360,7 +363,7 @@ func (q *Queue) startKeys(kf *keysFile) {
 			q.mu.Unlock()
 		}
 		close(q.keysRead)
-		if err != nil || q.loadStopped() {
+		if !on || err != nil || q.loadStopped() {
 			return
 		}
 		q.mu.Lock()
@@ -405,7 +408,8 @@ func (q *Queue) waitKeys(ctx context.Context) error {
 // when the queue closes.
 var beforeKeys func(stop <-chan struct{})
 
-// readKeys reads the redelivery file, adds its keys and those of kf.envs to the index and,
+// readKeys reads the redelivery file, adds its keys to the index (beside those of the messages
+// taken meanwhile) and,
 // after a crash, marks for the loader the messages whose keys the file lacks.
 func (q *Queue) readKeys(kf *keysFile) error {
 	type line struct {
@@ -474,11 +478,6 @@ func (q *Queue) readKeys(kf *keysFile) error {
 				keys[ik] = true
 				counts[id]++
 			}
-		}
-	}
-	for _, e := range kf.envs {
-		for _, rc := range e.Rcpts {
-			lines = append(lines, line{keyOf(e.RedeliveryKey, rc.Addr), e.Received, e.ID})
 		}
 	}
 	// Oldest first, so that the count keeps the newest.
