@@ -430,7 +430,6 @@ func (q *Queue) load() (*os.File, error) {
 			os.Remove(filepath.Join(q.dir, "hold", f.Name()))
 		}
 	}
-	q.table.init()
 	return index, nil
 }
 
