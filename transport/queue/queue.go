@@ -315,7 +315,8 @@ type Queue struct {
 }
 
 // Open opens (or creates) the spool in opts.Dir and loads every committed message, so that
-// delivery resumes where it stopped.
+// delivery resumes where it stopped: it returns once it has listed them, and reads them, and
+// the redelivery keys, in the background (Stats.Loading, Stats.RedeliveryLoading).
 func Open(opts *Options) (*Queue, error) {
 	if opts == nil || opts.Dir == "" {
 		return nil, errors.New("queue: Options.Dir is required")
