@@ -164,8 +164,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2fx", a/b; else pr
 echo "== pass over N deferred messages, $R rounds, seconds (restart: cold, until the queue accepts;"
 echo "   ours after a clean stop and after a crash, then until every message is read after the crash)"
 echo "   commit: until a relay-style Commit (RedeliveryKey, fsynced) made right after Open returns)"
-printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s | %13s %13s %9s\n" N ours postfix ratio "ours clean" "ours crash" \
-	"crash, read" "postfix start" clean/pf crash/pf "clean, commit" "crash, commit" commit/pf
+printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s | %13s %13s %9s %9s\n" N ours postfix ratio "ours clean" "ours crash" \
+	"crash, read" "postfix start" clean/pf crash/pf "clean, commit" "crash, commit" clean/pf crash/pf
 P_ONLY=(); [ "$PASS" = 0 ] && P_ONLY=(-restart-only)
 for n in $SIZES; do
 	: >"$W/o"; : >"$W/p"; : >"$W/rc"; : >"$W/rx"; : >"$W/rl"; : >"$W/pr"; : >"$W/cc"; : >"$W/xc"
@@ -179,10 +179,10 @@ for n in $SIZES; do
 		echo "  round: ours $o s, postfix $pp s; restart ours clean $rc s, crash $rx s (all read $rl s; a relay commit answered at $cc s and $xc s), postfix $pr s (load $(cut -d' ' -f1 /proc/loadavg))"
 	done
 	o=$(median <"$W/o") p=$(median <"$W/p") rc=$(median <"$W/rc") rx=$(median <"$W/rx") pr=$(median <"$W/pr")
-	xc=$(median <"$W/xc")
-	printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s | %13s %13s %9s\n" "$n" "$o" "$p" "$(ratio "$o" "$p")" \
+	xc=$(median <"$W/xc") cc=$(median <"$W/cc")
+	printf "%-7s %9s %9s %7s | %13s %13s %13s %14s %9s %9s | %13s %13s %9s %9s\n" "$n" "$o" "$p" "$(ratio "$o" "$p")" \
 		"$rc" "$rx" "$(median <"$W/rl")" "$pr" "$(ratio "$rc" "$pr")" "$(ratio "$rx" "$pr")" \
-		"$(median <"$W/cc")" "$xc" "$(ratio "$xc" "$pr")"
+		"$cc" "$xc" "$(ratio "$cc" "$pr")" "$(ratio "$xc" "$pr")"
 done
 rm -rf "$W/spool"
 echo "postfix: $(grep -c 'status=sent' "$P/maillog" || true) sent, $(grep -c 'status=bounced' "$P/maillog" || true) bounced"

@@ -16,6 +16,8 @@
 //
 //	mssante_queue_messages                      messages in the queue
 //	mssante_queue_recipients                    recipients still to deliver
+//	mssante_queue_loading                       messages found at start not read yet
+//	mssante_queue_redelivery_loading            1 while the redelivery keys are read at start
 //	mssante_certificate_expiry_seconds{name}    seconds until our certificate expires
 //	mssante_whitelist_age_seconds               age of the liste blanche in use (-1: none)
 //	mssante_crl_next_update_seconds             until the first CRL held is stale (0: none held)

@@ -44,7 +44,8 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 // /readyz says 503 with the reason while the liste blanche held is too old, 200 once a fresh
-// one is reloaded; /healthz answers throughout; every series of /metrics has its HELP.
+// one is reloaded; /healthz answers throughout; every series of /metrics has its HELP, the
+// queue's start among them.
 func TestHealthAndReadiness(t *testing.T) {
 	s := newSpace(t, "a.mssante.test")
 	a := s.ops[0]
@@ -94,6 +95,12 @@ func TestHealthAndReadiness(t *testing.T) {
 	for _, f := range families {
 		if help[f] == "" {
 			t.Errorf("%s has no HELP", f)
+		}
+	}
+	// The queue's start: nothing left to read in an empty spool.
+	for _, f := range []string{"mssante_queue_loading", "mssante_queue_redelivery_loading"} {
+		if help[f] == "" || !strings.Contains(exp, "\n"+f+" 0\n") {
+			t.Errorf("%s missing or not 0", f)
 		}
 	}
 	if help["mssante_whitelist_age_seconds"] == "" || len(families) < 20 {

@@ -138,6 +138,17 @@ func (c *mta) gauges() error {
 			func() float64 { return float64(c.queue.Stats().Messages) }),
 		c.metrics.GaugeFunc("mssante_queue_recipients", "Recipients still to deliver in the queue.", nil,
 			func() float64 { return float64(c.queue.Stats().Recipients) }),
+		c.metrics.GaugeFunc("mssante_queue_loading",
+			"Messages found at start still to be read from their files (delivered once read).", nil,
+			func() float64 { return float64(c.queue.Stats().Loading) }),
+		c.metrics.GaugeFunc("mssante_queue_redelivery_loading",
+			"1 while the redelivery keys are read at start (relay commits wait meanwhile), else 0.", nil,
+			func() float64 {
+				if c.queue.Stats().RedeliveryLoading {
+					return 1
+				}
+				return 0
+			}),
 		c.metrics.GaugeFunc("mssante_certificate_expiry_seconds", "Seconds until our certificate expires.",
 			map[string]string{"name": "server"}, func() float64 {
 				if crt := c.cert.Load(); crt != nil && crt.Leaf != nil {

@@ -280,9 +280,11 @@ func TestRedeliveryHelperProcess(t *testing.T) {
 }
 
 // Crash test of redelivery detection: a process committing messages with a RedeliveryKey is
-// killed (SIGKILL); the spool is opened again with the loader held back on every message
-// acknowledged, and each of them handed over again (same key, same recipient) is recognised at
-// once, before it is read. Once loaded, no key is queued twice.
+// killed (SIGKILL); the spool is opened again with the read of the redelivery file held back
+// (a message without a key is accepted meanwhile, one with a key waits) and the loader held
+// back on every message acknowledged, and each of them handed over again (same key, same
+// recipient) is recognised once the file is read, before it is. Once loaded, no key is queued
+// twice.
 func TestCrashRedelivery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a child process")
@@ -330,6 +332,7 @@ func TestCrashRedelivery(t *testing.T) {
 		}
 	}
 	defer func() { beforeLoad = nil }()
+	keysRead := gateKeys(t)
 	q, err := Open(&Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -337,6 +340,29 @@ func TestCrashRedelivery(t *testing.T) {
 	defer q.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// While the redelivery file is read, a message without a key is accepted; one with a key
+	// waits.
+	if s := q.Stats(); !s.RedeliveryLoading || s.Loading < len(acked) {
+		t.Fatalf("while reading the keys: %+v", s)
+	}
+	if _, err := q.Enqueue(ctx, &Envelope{From: "a@x.fr", Rcpts: []*Recipient{{Addr: "plain@y.fr"}}}, strings.NewReader("m")); err != nil {
+		t.Fatal(err)
+	}
+	early := make(chan error, 1)
+	go func() {
+		_, err := q.Enqueue(ctx, &Envelope{From: "a@x.fr", RedeliveryKey: "k-early",
+			Rcpts: []*Recipient{{Addr: "early@y.fr"}}}, strings.NewReader("m"))
+		early <- err
+	}()
+	select {
+	case err := <-early:
+		t.Fatalf("a keyed commit answered before the keys were read: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(keysRead)
+	if err := <-early; err != nil {
+		t.Fatal(err)
+	}
 	for id, n := range acked {
 		e := &Envelope{From: "a@x.fr", RedeliveryKey: fmt.Sprintf("k-%d", n),
 			Rcpts: []*Recipient{{Addr: fmt.Sprintf("R-%d@Y.FR", n)}}}
@@ -369,6 +395,9 @@ func TestCrashRedelivery(t *testing.T) {
 		if k := fmt.Sprintf("k-%d", n); perKey[k] != 1 {
 			t.Errorf("%s: key %s queued %d times", id, k, perKey[k])
 		}
+	}
+	if perKey[""] != 1 || perKey["k-early"] != 1 {
+		t.Errorf("the commits made while reading the keys: %v", perKey)
 	}
 	if len(perKey) != len(q.IDs()) {
 		t.Errorf("a key queued twice: %d messages, %d keys", len(q.IDs()), len(perKey))

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,7 +18,8 @@ import (
 
 // The index: a clean stop writes the state of every message to one file, so that the next
 // Open reads one file instead of a data trailer and a state file per message (a cold restart
-// with tens of thousands of messages queued is bound by those reads).
+// with tens of thousands of messages queued is bound by those reads); it reads it after it
+// has returned (see loader.go).
 //
 // The index is exact by construction. Close writes it only when this Queue saw every change
 // made since the index was last removed: it holds the spool alone (the exclusive flock), no
@@ -45,31 +49,70 @@ func (q *Queue) noteOpen() error {
 	return nil
 }
 
-// loadIndex loads the index into q.msgs if there is a complete one, and removes it. It
-// reports whether there was one.
-func (q *Queue) loadIndex() (bool, error) {
+// openIndex opens the index if there is one, and removes it: its messages are taken from the
+// open file in the background (admitIndex).
+func (q *Queue) openIndex() (*os.File, error) {
 	path := filepath.Join(q.dir, indexName)
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("queue: %w", err)
+		return nil, fmt.Errorf("queue: %w", err)
 	}
 	// Removed before anything changes, and for good: a later change would make it stale.
 	if err := os.Remove(path); err != nil {
-		return false, fmt.Errorf("queue: %w", err)
+		f.Close()
+		return nil, fmt.Errorf("queue: %w", err)
 	}
 	if err := q.syncDir("."); err != nil {
-		return false, fmt.Errorf("queue: %w", err)
+		f.Close()
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return f, nil
+}
+
+// admitIndex takes the messages of the index f that Open listed into the queue, and closes f;
+// it reports whether the index was complete (else the loader reads every message from its
+// files).
+func (q *Queue) admitIndex(f *os.File) bool {
+	b, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		q.logger.Error("queue: index unreadable; messages read from their files", "err", err)
+		return false
 	}
 	msgs, ok := parseIndex(b)
 	if !ok {
 		q.logger.Error("queue: incomplete index ignored")
-		return false, nil
+		return false
 	}
-	q.msgs = msgs // load keeps those with a data file
-	return true, nil
+	// Oldest first (IDs start with their time), so that the count of redelivery keys keeps
+	// the newest.
+	ids := slices.Sorted(maps.Keys(msgs))
+	var done []*Envelope
+	q.mu.Lock()
+	for n, id := range ids {
+		if n%1024 == 1023 { // let commits and deliveries in
+			q.mu.Unlock()
+			if q.loadStopped() {
+				return true
+			}
+			q.mu.Lock()
+		}
+		if e := msgs[id]; q.unloaded[id] {
+			if d := q.admit(id, e); d != nil {
+				done = append(done, d)
+			}
+		}
+	}
+	q.mu.Unlock()
+	for _, e := range done {
+		// Its recipients were all final but its files not yet removed.
+		q.removeFiles(e)
+	}
+	q.wake()
+	return true
 }
 
 func parseIndex(b []byte) (map[string]*Envelope, bool) {

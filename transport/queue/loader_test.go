@@ -167,8 +167,9 @@ func TestRedeliveryWaitsForLostKeys(t *testing.T) {
 	if _, err := q2.Enqueue(ctx, env("a@x.fr", "new@y.fr"), strings.NewReader("n")); err != nil {
 		t.Fatal(err)
 	}
-	// The torn line was ended before the next commit appended its own.
-	if b, _ := os.ReadFile(filepath.Join(dir, redeliveryFile)); !strings.Contains(string(b), torn+"\n"+commitMark+" ") {
+	// The torn line was ended, with a field that makes it unreadable, before the next commit
+	// appended its own.
+	if b, _ := os.ReadFile(filepath.Join(dir, redeliveryFile)); !strings.Contains(string(b), torn+lineBreak+commitMark+" ") {
 		t.Fatalf("redelivery file after the torn line: %q", b)
 	}
 	redo := env("a@x.fr", "r2@y.fr")
@@ -227,5 +228,134 @@ func TestCloseWhileLoading(t *testing.T) {
 		if e, err := q3.Get(id); err != nil || e.Rcpts[0].Attempts != 1 {
 			t.Fatalf("%s: %+v %v", id, e, err)
 		}
+	}
+}
+
+// gateKeys holds the read of the redelivery file until open is closed (or the queue closes).
+func gateKeys(t *testing.T) (open chan struct{}) {
+	open = make(chan struct{})
+	beforeKeys = func(stop <-chan struct{}) {
+		select {
+		case <-open:
+		case <-stop:
+		}
+	}
+	t.Cleanup(func() { beforeKeys = nil })
+	return open
+}
+
+// After a clean stop, Open returns before the redelivery file is read. Meanwhile messages
+// without a key are accepted and delivered, a message of the index delivered and gone; a
+// Commit with a key waits for the read, then is recognised as a redelivery of a message
+// delivered before the stop, of the one delivered during the read, and of one still queued.
+func TestRedeliveryWhileReadingKeys(t *testing.T) {
+	dir, c := t.TempDir(), newClock()
+	ctx := context.Background()
+	q := openQ(t, dir, c)
+	var ids []string
+	for i := range 3 {
+		e := env("a@x.fr", fmt.Sprintf("r%d@y.fr", i))
+		e.RedeliveryKey = fmt.Sprintf("key-%d", i)
+		id, err := q.Enqueue(ctx, e, strings.NewReader("m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var got []string
+	q.RunOnce(ctx, outcome(map[string]string{"r0@y.fr": "ok", "r1@y.fr": "temp", "r2@y.fr": "temp"}, &got), nil)
+	q.Close()
+	if !exists(filepath.Join(dir, indexName)) {
+		t.Fatal("no index after a clean stop")
+	}
+
+	open := gateKeys(t)
+	q2, err := Open(&Options{Dir: dir, Now: c.Now, Rand: func() float64 { return 0.5 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	// The index is taken in the background too, before the keys are read.
+	for deadline := time.Now().Add(10 * time.Second); q2.Stats().Loading > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if s := q2.Stats(); !s.RedeliveryLoading || s.Messages != 2 || s.Loading != 0 || s.Recipients != 2 {
+		t.Fatalf("while reading the keys: %+v", s)
+	}
+	redo := func(i int) chan error {
+		res := make(chan error, 1)
+		go func() {
+			e := env("a@x.fr", fmt.Sprintf("r%d@y.fr", i))
+			e.RedeliveryKey = fmt.Sprintf("key-%d", i)
+			_, err := q2.Enqueue(ctx, e, strings.NewReader("m"))
+			res <- err
+		}()
+		return res
+	}
+	early := redo(0)
+	if _, err := q2.Enqueue(ctx, env("a@x.fr", "new@y.fr"), strings.NewReader("n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(time.Hour)
+	got = nil
+	if n := q2.RunOnce(ctx, outcome(map[string]string{"r1@y.fr": "ok", "r2@y.fr": "temp", "new@y.fr": "ok"}, &got), nil); n != 3 {
+		t.Fatalf("delivered %d while reading the keys: %v", n, got)
+	}
+	if _, err := q2.Get(ids[1]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("%s still queued: %v", ids[1], err)
+	}
+	select {
+	case err := <-early:
+		t.Fatalf("a keyed commit answered before the keys were read: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(open)
+	for i, res := range []chan error{early, redo(1), redo(2)} {
+		if err := <-res; !errors.Is(err, ErrRedelivered) {
+			t.Errorf("redelivery of key-%d: %v", i, err)
+		}
+	}
+	e := env("a@x.fr", "r0@y.fr")
+	e.RedeliveryKey = "key-new"
+	if _, err := q2.Enqueue(ctx, e, strings.NewReader("m")); err != nil {
+		t.Fatal(err)
+	}
+	if s := q2.Stats(); s.RedeliveryLoading || s.Messages != 2 {
+		t.Fatalf("after reading the keys: %+v", s)
+	}
+}
+
+// A queue closed while it reads the redelivery file stops: a Commit with a key that waited
+// fails with ErrClosed, and the file is left as it was for the next Open.
+func TestCloseWhileReadingKeys(t *testing.T) {
+	dir, c := t.TempDir(), newClock()
+	ctx := context.Background()
+	q := openQ(t, dir, c)
+	e := env("a@x.fr", "r@y.fr")
+	e.RedeliveryKey = "key"
+	if _, err := q.Enqueue(ctx, e, strings.NewReader("m")); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	before, _ := os.ReadFile(filepath.Join(dir, redeliveryFile))
+	gateKeys(t)
+	q2, err := Open(&Options{Dir: dir, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	go func() { _, err := q2.Enqueue(ctx, e, strings.NewReader("m")); res <- err }()
+	time.Sleep(20 * time.Millisecond)
+	q2.Close()
+	if err := <-res; !errors.Is(err, ErrClosed) {
+		t.Fatalf("keyed commit at Close: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, redeliveryFile)); string(after) != string(before) {
+		t.Fatalf("redelivery file changed: %q, was %q", after, before)
+	}
+	beforeKeys = nil
+	q3 := openQ(t, dir, c)
+	if _, err := q3.Enqueue(ctx, e, strings.NewReader("m")); !errors.Is(err, ErrRedelivered) {
+		t.Fatalf("after a restart: %v", err)
 	}
 }

@@ -16,11 +16,12 @@
 // committed when its trailer is on disk: Commit appends it, then fsyncs the file and the data/
 // directory, one journal commit on the path to 250. A data file without a valid trailer is the
 // debris of a crash before 250 and is removed when the queue reads it. A clean Close also
-// writes index, the state of every message in one file, which the next Open reads instead of
+// writes index, the state of every message in one file, which the next Open takes instead of
 // every message's files and removes at once (see index.go for why it is never stale); a crash
-// leaves none, and Open then returns once it has listed data/, the messages being read in the
-// background while the queue accepts and delivers (see loader.go and Stats.Loading). Whoever
-// edits a stopped spool's files by hand removes index first.
+// leaves none. Open returns once it has listed data/, the messages being taken from the index,
+// or read from their files, in the background while the queue accepts and delivers (see
+// loader.go and Stats.Loading). Whoever edits a stopped spool's files by hand removes index
+// first.
 //
 // Scheduling: a heap of message IDs by due time hands Run the due messages without a scan of
 // the queue, and a destination that cannot be reached is suspended after a few attempts
@@ -301,7 +302,12 @@ type Queue struct {
 	loadStop chan struct{}   // closed to stop the loader
 	loadDone chan struct{}   // closed when the loader has ended
 	keyless  map[string]bool // unloaded messages whose redelivery keys the file does not hold
-	keysDone chan struct{}   // closed when keyless is empty
+	keysRead chan struct{}   // closed when the redelivery file is read (see readKeys)
+	keysErr  error           // why it could not be read
+	keysDone chan struct{}   // closed once it is read and keyless is empty
+	indexed  bool            // the messages were taken from a complete index
+	appended bool            // this Queue appended to the redelivery file (guarded by fileMu)
+	bg       sync.WaitGroup  // the read of the redelivery file
 	stopOnce sync.Once
 
 	// Folder and file fsyncs shared by concurrent callers.
@@ -309,7 +315,8 @@ type Queue struct {
 }
 
 // Open opens (or creates) the spool in opts.Dir and loads every committed message, so that
-// delivery resumes where it stopped.
+// delivery resumes where it stopped: it returns once it has listed them, and reads them, and
+// the redelivery keys, in the background (Stats.Loading, Stats.RedeliveryLoading).
 func Open(opts *Options) (*Queue, error) {
 	if opts == nil || opts.Dir == "" {
 		return nil, errors.New("queue: Options.Dir is required")
@@ -318,7 +325,7 @@ func Open(opts *Options) (*Queue, error) {
 		msgs: map[string]*Envelope{}, inflight: map[string]bool{}, held: map[string]bool{}, kick: make(chan struct{}, 1),
 		redeliv: newRedelivery(opts), table: newTimetable(), rearm: map[string][]string{},
 		unloaded: map[string]bool{}, loadStop: make(chan struct{}), loadDone: make(chan struct{}),
-		keyless: map[string]bool{}, keysDone: make(chan struct{})}
+		keyless: map[string]bool{}, keysRead: make(chan struct{}), keysDone: make(chan struct{})}
 	q.dests = newDestinations(q.sched)
 	if q.opts.Now == nil {
 		q.opts.Now = time.Now
@@ -338,16 +345,21 @@ func Open(opts *Options) (*Queue, error) {
 	if err := q.takeLock(); err != nil {
 		return nil, err
 	}
-	indexed, err := q.load()
+	index, err := q.load()
 	if err != nil {
 		q.lock.Close()
 		return nil, err
 	}
-	if err := q.loadRedelivery(); err != nil {
+	keys, err := q.openKeys()
+	if err != nil {
+		if index != nil {
+			index.Close()
+		}
 		q.lock.Close()
 		return nil, err
 	}
-	q.startLoader(!indexed)
+	q.startLoader()
+	q.startKeys(index, keys)
 	return q, nil
 }
 
@@ -377,36 +389,32 @@ func (q *Queue) takeLock() error {
 	}
 }
 
-// load reads the index, if a clean stop left one, and lists the messages it does not know for
-// the loader; it reports whether the index was read.
-func (q *Queue) load() (bool, error) {
+// load lists the messages of the spool for the loader, and opens the index, if a clean stop
+// left one, for the background to take them from (see startKeys).
+func (q *Queue) load() (*os.File, error) {
 	// Files in tmp/ are state updates that were never renamed into place.
 	tmp, _ := os.ReadDir(filepath.Join(q.dir, "tmp"))
 	for _, f := range tmp {
 		os.Remove(filepath.Join(q.dir, "tmp", f.Name()))
 	}
 	if err := q.noteOpen(); err != nil {
-		return false, err
+		return nil, err
 	}
-	indexed, err := q.loadIndex()
+	index, err := q.openIndex()
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	// The data files are the truth of what is queued: a message the index does not know
-	// (every message, without an index) is read by the loader.
+	// (every message, without an index) is read from its files by the loader.
 	datas, err := os.ReadDir(filepath.Join(q.dir, "data"))
 	if err != nil {
-		return false, fmt.Errorf("queue: %w", err)
-	}
-	index := q.msgs
-	q.msgs = make(map[string]*Envelope, len(datas))
-	for _, f := range datas {
-		id := f.Name()
-		if e, ok := index[id]; ok {
-			q.msgs[id] = e
-		} else {
-			q.unloaded[id] = true
+		if index != nil {
+			index.Close()
 		}
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	for _, f := range datas {
+		q.unloaded[f.Name()] = true
 	}
 	// A request that a previous owner took but did not answer: its requester has given up.
 	ctl, _ := os.ReadDir(filepath.Join(q.dir, "ctl"))
@@ -417,26 +425,13 @@ func (q *Queue) load() (bool, error) {
 	}
 	holds, _ := os.ReadDir(filepath.Join(q.dir, "hold"))
 	for _, f := range holds {
-		if _, ok := q.msgs[f.Name()]; ok || q.unloaded[f.Name()] {
+		if q.unloaded[f.Name()] {
 			q.held[f.Name()] = true
 		} else {
 			os.Remove(filepath.Join(q.dir, "hold", f.Name()))
 		}
 	}
-	// A message whose recipients were all final but whose files were not yet removed.
-	for id, e := range q.msgs {
-		if e.done() {
-			q.removeFiles(e)
-			delete(q.msgs, id)
-			continue
-		}
-		q.pending += e.pendingCount()
-		if at, ok := e.dueAt(); ok && !q.held[id] {
-			q.table.add(id, at)
-		}
-	}
-	q.table.init()
-	return indexed, nil
+	return index, nil
 }
 
 // readState returns the state file of message id with Size set to size; nil when it has none
@@ -931,9 +926,13 @@ type Stats struct {
 	InFlight   int // messages being delivered now
 	Held       int // messages on hold (see Hold)
 	Suspended  int // destinations suspended now (see Schedule.SuspendAfter)
-	// Loading is how many messages Open listed are still to be read from their files (after
-	// a crash, or those an index does not know): they are delivered once read.
+	// Loading is how many messages Open listed are still to be read, from the index a clean
+	// stop left or from their files (after a crash): they are delivered once read.
 	Loading int
+	// RedeliveryLoading is true while the redelivery keys are being read after Open (from
+	// the redelivery file, then from the files of the messages it lacks): meanwhile a Commit
+	// with a RedeliveryKey waits, and nothing else does.
+	RedeliveryLoading bool
 }
 
 // Stats returns the current queue depth.
@@ -941,7 +940,18 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return Stats{Messages: len(q.msgs) + len(q.unloaded), Recipients: q.pending, InFlight: len(q.inflight),
-		Held: len(q.held), Suspended: q.dests.count(q.opts.Now()), Loading: len(q.unloaded)}
+		Held: len(q.held), Suspended: q.dests.count(q.opts.Now()), Loading: len(q.unloaded),
+		RedeliveryLoading: q.redeliv.on() && !q.redeliv.loaded && q.keysErr == nil ||
+			len(q.keyless) > 0 && !isClosed(q.loadDone)}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // put stores e as the state of its message, keeping the count of pending recipients; q.mu is
@@ -980,6 +990,15 @@ func (q *Queue) Close() error {
 	q.closed = true
 	q.mu.Unlock()
 	q.stopLoader() // before the index, which then holds the messages read
+	q.mu.Lock()
+	compact := first && q.overgrown(1)
+	q.mu.Unlock()
+	if compact {
+		// So that the next Open reads the keys alone, not their history.
+		if err := q.rewriteRedelivery(); err != nil {
+			q.logger.Error("queue: redelivery keys not rewritten", "err", err)
+		}
+	}
 	q.mu.Lock()
 	if first {
 		q.writeIndex()

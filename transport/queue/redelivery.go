@@ -3,13 +3,15 @@ package queue
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +26,15 @@ import (
 //
 // The keys are committed with the message (in its trailer, the same fsync as the 250) and,
 // when the message leaves the spool, appended to the file "redelivery" of the spool (fsynced
-// before the message's files are removed): they survive a crash at any point. Open reads both;
-// the file is rewritten with the keys still in the window once it holds twice the count.
+// before the message's files are removed): they survive a crash at any point. The file is
+// rewritten with the keys still in the window (and the commit lines of the messages in the
+// spool) once it holds twice as many lines as that, and at Close once it holds more, so that
+// it stays bounded by what it must hold: write to tmp/, fsync, rename, fsync the folder.
+//
+// Open does not read the file: it opens it and notes its size, and a goroutine reads that much
+// (some 8 MB with 50,000 keyed messages queued) with the keys of the messages of the index,
+// while the queue accepts and delivers. Only a Commit with a RedeliveryKey waits for it
+// (Stats.RedeliveryLoading); the lines appended meanwhile are of keys already in memory.
 //
 // So that a restart need not read every message before it can tell a redelivery, each commit
 // also appends the message's keys to that file, then a line "commit ID N" (N: the keys of ID
@@ -33,8 +42,8 @@ import (
 // keeps the append (it is in the page cache); a system crash may lose it, or tear it. Open
 // counts a message's keys as known only when its commit line and N distinct key lines are
 // there; a line can only be there for a committed message, as it is written after the
-// trailer's fsync. The messages left unknown are read by the loader before a Commit with a
-// RedeliveryKey goes on.
+// trailer's fsync. The messages left unknown are read by the loader first, and a Commit with a
+// RedeliveryKey waits for them too.
 
 // Redelivery errors.
 var (
@@ -81,7 +90,8 @@ type redelivery struct {
 	seen    map[rkey]seenEntry
 	order   []seenItem // insertion order; stale items (replaced or evicted) are skipped
 	pending map[rkey]string
-	logged  int // lines in the file since it was last rewritten
+	logged  int  // lines in the file
+	loaded  bool // the file was read since Open (see readKeys)
 }
 
 func newRedelivery(o *Options) *redelivery {
@@ -195,15 +205,7 @@ func (q *Queue) remember(e *Envelope) {
 		fmt.Fprintf(&b, "%s %d %s\n", hex.EncodeToString(k[:]), e.Received.UnixNano(), e.ID)
 	}
 	path := filepath.Join(q.dir, redeliveryFile)
-	q.fileMu.Lock()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err == nil {
-		_, err = f.WriteString(b.String())
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	q.fileMu.Unlock()
+	err := q.appendKeys(b.String())
 	if err == nil && !q.opts.NoSync {
 		// One fsync for the keys of every message finishing meanwhile. A rewrite that
 		// replaced the file since holds these keys too: it writes the whole index.
@@ -224,7 +226,7 @@ func (q *Queue) remember(e *Envelope) {
 	}
 	q.mu.Lock()
 	r.logged += len(e.Rcpts)
-	rewrite := r.logged > 2*r.max
+	rewrite := q.overgrown(2)
 	q.mu.Unlock()
 	if rewrite {
 		if err := q.rewriteRedelivery(); err != nil {
@@ -251,15 +253,7 @@ func (q *Queue) noteCommit(e *Envelope) {
 		}
 	}
 	fmt.Fprintf(&b, "%s %s %d\n", commitMark, e.ID, n)
-	q.fileMu.Lock()
-	f, err := os.OpenFile(filepath.Join(q.dir, redeliveryFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err == nil {
-		_, err = f.WriteString(b.String())
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	q.fileMu.Unlock()
+	err := q.appendKeys(b.String())
 	if err != nil {
 		q.logger.Error("queue: redelivery keys not noted", "id", e.ID, "err", err)
 		return
@@ -269,17 +263,155 @@ func (q *Queue) noteCommit(e *Envelope) {
 	q.mu.Unlock()
 }
 
+// appendKeys appends lines to the redelivery file, without an fsync.
+func (q *Queue) appendKeys(lines string) error {
+	q.fileMu.Lock()
+	defer q.fileMu.Unlock()
+	if !q.appended {
+		lines = lineBreak + lines
+	}
+	f, err := os.OpenFile(filepath.Join(q.dir, redeliveryFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(lines)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	q.appended = q.appended || err == nil
+	return err
+}
+
 // commitMark starts the line that closes the keys of a committed message.
 const commitMark = "commit"
 
-// loadRedelivery reads the redelivery file and the keys of the messages in the spool, then
-// rewrites the file with the keys still in the window; it runs in Open, after load.
-func (q *Queue) loadRedelivery() error {
-	r := q.redeliv
-	if !r.on() {
-		return nil
+// lineBreak starts the first append of a Queue to the redelivery file. A line torn by a crash
+// at the end of the file gets a field that no line has (an ID or a count "-"), so that it is
+// skipped, not read as a whole line; after a whole line it is a line of its own, skipped too.
+const lineBreak = " -\n"
+
+// compactMin is how many lines the redelivery file may hold beyond what a rewrite would write
+// before it is rewritten (see overgrown).
+const compactMin = 1024
+
+// keysFile is the redelivery file as Open found it, for the background read: the lines
+// appended later are in memory already.
+type keysFile struct {
+	f    *os.File // nil: no file
+	size int64
+	// track: messages are still to be read from their files; the commit lines say which have
+	// their keys here.
+	track bool
+}
+
+// openKeys opens the redelivery file for readKeys; it runs in Open, after load, and reads no
+// more than the file's size. An unreadable file fails Open.
+func (q *Queue) openKeys() (*keysFile, error) {
+	kf := &keysFile{}
+	if !q.redeliv.on() {
+		return kf, nil
 	}
-	now := q.opts.Now()
+	f, err := os.Open(filepath.Join(q.dir, redeliveryFile))
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+		q.appended = true // no line to end: the file comes with the first append
+	} else if err == nil {
+		st, serr := f.Stat()
+		switch {
+		case serr != nil:
+			err = serr
+		case !st.Mode().IsRegular():
+			err = errors.New("not a regular file")
+		}
+		kf.f, kf.size = f, st.Size()
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: redelivery file: %w", err)
+	}
+	return kf, nil
+}
+
+// startKeys takes the messages of the index (if index is not nil) into the queue, then reads
+// the redelivery keys, in the background. Until they are in, a Commit with a RedeliveryKey
+// waits (waitKeys), and the loader, which then reads the messages left from their files;
+// nothing else does. Then the file is rewritten if it has grown past what it holds.
+func (q *Queue) startKeys(index *os.File, kf *keysFile) {
+	q.bg.Go(func() {
+		indexed := index != nil && q.admitIndex(index)
+		var err error
+		q.mu.Lock()
+		q.indexed = indexed
+		kf.track = len(q.unloaded) > 0
+		on := q.redeliv.on()
+		if !on {
+			q.redeliv.loaded = true
+			close(q.keysDone)
+		}
+		q.mu.Unlock()
+		if on {
+			err = q.readKeys(kf)
+		} else if kf.f != nil {
+			kf.f.Close()
+		}
+		if err != nil {
+			q.logger.Error("queue: redelivery keys unreadable; commits with a redelivery key fail", "err", err)
+			q.mu.Lock()
+			q.keysErr = err
+			q.mu.Unlock()
+		}
+		close(q.keysRead)
+		if !on || err != nil || q.loadStopped() {
+			return
+		}
+		q.mu.Lock()
+		rewrite := q.overgrown(2)
+		q.mu.Unlock()
+		if rewrite {
+			if err := q.rewriteRedelivery(); err != nil {
+				q.logger.Error("queue: redelivery keys not rewritten", "err", err)
+			}
+		}
+	})
+}
+
+// waitKeys waits until the redelivery keys of every message in the spool are known: read from
+// the redelivery file, and from their own files for those the file lacks (or until those left
+// are known to be unreadable).
+func (q *Queue) waitKeys(ctx context.Context) error {
+	select {
+	case <-q.keysRead:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	q.mu.Lock()
+	err, loaded := q.keysErr, q.redeliv.loaded
+	q.mu.Unlock()
+	switch {
+	case err != nil:
+		return err
+	case !loaded:
+		return ErrClosed // Close stopped the read
+	}
+	select {
+	case <-q.keysDone:
+	case <-q.loadDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// beforeKeys, when set (by tests), is called before the redelivery file is read; stop is closed
+// when the queue closes.
+var beforeKeys func(stop <-chan struct{})
+
+// readKeys reads the redelivery file, adds its keys to the index (beside those of the messages
+// taken meanwhile) and,
+// after a crash, marks for the loader the messages whose keys the file lacks.
+func (q *Queue) readKeys(kf *keysFile) error {
 	type line struct {
 		k  rkey
 		at time.Time
@@ -293,52 +425,81 @@ func (q *Queue) loadRedelivery() error {
 	marks := map[string]int{}  // commit lines: ID → keys
 	keys := map[idKey]bool{}   // distinct key lines
 	counts := map[string]int{} // ID → distinct key lines
-	path := filepath.Join(q.dir, redeliveryFile)
-	data, err := os.ReadFile(path)
-	exists, read := err == nil, 0
-	if err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		for sc.Scan() {
-			read++
-			// A line torn by a crash, or altered, is skipped: it can only make a redelivery
-			// be stored once more, or a restart read a message first, never a message be lost.
-			fs := strings.Fields(sc.Text())
-			if len(fs) == 3 && fs[0] == commitMark && validID(fs[1]) {
-				if n, err := strconv.Atoi(fs[2]); err == nil && n >= 0 {
-					marks[fs[1]] = n
+	read := 0
+	if beforeKeys != nil {
+		beforeKeys(q.loadStop)
+	}
+	if kf.f != nil {
+		defer kf.f.Close()
+		lines = make([]line, 0, min(kf.size/120, 1<<20))
+		br := bufio.NewReaderSize(io.NewSectionReader(kf.f, 0, kf.size), 64<<10)
+		for {
+			b, err := br.ReadSlice('\n')
+			long := false
+			for errors.Is(err, bufio.ErrBufferFull) {
+				long = true
+				b, err = br.ReadSlice('\n')
+			}
+			if errors.Is(err, io.EOF) {
+				break // a last line without its end: torn by a crash
+			}
+			if err != nil {
+				return fmt.Errorf("queue: redelivery file: %w", err)
+			}
+			if read++; read%65536 == 0 && q.loadStopped() {
+				return nil
+			}
+			// A line torn by a crash, or altered, is skipped: it can only make a redelivery be
+			// stored once more, or a restart read a message first, never a message be lost.
+			f0, rest, _ := bytes.Cut(b[:len(b)-1], []byte{' '})
+			f1, f2, _ := bytes.Cut(rest, []byte{' '})
+			if long || bytes.IndexByte(f2, ' ') >= 0 {
+				continue
+			}
+			if string(f0) == commitMark {
+				if id := string(f1); kf.track && validID(id) {
+					if n, err := strconv.Atoi(string(f2)); err == nil && n >= 0 {
+						marks[id] = n
+					}
 				}
 				continue
 			}
-			if len(fs) != 3 || !validID(fs[2]) {
+			var k rkey
+			ns, err := strconv.ParseInt(string(f1), 10, 64)
+			if len(f0) != 2*len(k) || err != nil || !validID(string(f2)) {
 				continue
 			}
-			b, err := hex.DecodeString(fs[0])
-			ns, err2 := strconv.ParseInt(fs[1], 10, 64)
-			if err != nil || err2 != nil || len(b) != len(rkey{}) {
+			if _, err := hex.Decode(k[:], f0); err != nil {
 				continue
 			}
-			lines = append(lines, line{rkey(b), time.Unix(0, ns), fs[2]})
-			if ik := (idKey{fs[2], rkey(b)}); !keys[ik] {
+			id := string(f2)
+			lines = append(lines, line{k, time.Unix(0, ns), id})
+			if ik := (idKey{id, k}); kf.track && !keys[ik] {
 				keys[ik] = true
-				counts[fs[2]]++
+				counts[id]++
 			}
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("queue: %w", err)
-	}
-	for _, e := range q.msgs {
-		if e.RedeliveryKey == "" {
-			continue
-		}
-		for _, rc := range e.Rcpts {
-			lines = append(lines, line{keyOf(e.RedeliveryKey, rc.Addr), e.Received, e.ID})
 		}
 	}
 	// Oldest first, so that the count keeps the newest.
-	sort.SliceStable(lines, func(a, b int) bool { return lines[a].at.Before(lines[b].at) })
+	slices.SortStableFunc(lines, func(a, b line) int { return a.at.Compare(b.at) })
+	fresh := newRedelivery(&q.opts)
+	now := q.opts.Now()
 	for _, l := range lines {
-		r.add(l.k, l.id, l.at, now)
+		fresh.add(l.k, l.id, l.at, now)
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.loadStopped() {
+		return nil
+	}
+	// The keys added meanwhile (messages the loader read) join those read.
+	r := q.redeliv
+	for _, it := range r.order {
+		if e, ok := r.seen[it.k]; ok && e.at.Equal(it.at) {
+			fresh.add(it.k, e.id, e.at, now)
+		}
+	}
+	r.seen, r.order, r.logged, r.loaded = fresh.seen, fresh.order, r.logged+read, true
 	for id := range q.unloaded {
 		if n, ok := marks[id]; !ok || counts[id] < n {
 			q.keyless[id] = true
@@ -347,33 +508,15 @@ func (q *Queue) loadRedelivery() error {
 	if len(q.keyless) == 0 {
 		close(q.keysDone)
 	}
-	if !exists {
-		return nil // the keys of the spool are in its messages; the file comes with the first one gone
-	}
-	// Rewritten (an fsync, and the whole file written) only once it holds more than twice
-	// the count, as remember does, so that a restart does not pay for it every time.
-	r.logged = read
-	if read > 2*r.max {
-		return q.rewriteRedelivery()
-	}
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		// A line torn by a crash: ended, so that it does not swallow the next one appended.
-		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			return fmt.Errorf("queue: %w", err)
-		}
-		_, err = f.WriteString("\n")
-		if err == nil {
-			err = q.sync(f)
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("queue: store redelivery keys: %w", err)
-		}
-	}
 	return nil
+}
+
+// overgrown reports whether the redelivery file holds more than factor times the lines a
+// rewrite would write (and compactMin more); q.mu is held.
+func (q *Queue) overgrown(factor int) bool {
+	r := q.redeliv
+	live := len(r.seen) + len(q.msgs) + len(q.unloaded)
+	return r.loaded && r.logged > factor*live+compactMin
 }
 
 // rewriteRedelivery replaces the redelivery file with the keys in the index (write to tmp/,
@@ -385,24 +528,31 @@ func (q *Queue) rewriteRedelivery() error {
 	q.mu.Lock()
 	r := q.redeliv
 	r.evict(q.opts.Now())
+	if !r.loaded {
+		q.mu.Unlock()
+		return nil // the keys not read yet would be lost
+	}
 	counts := map[string]int{}
+	lines := 0
 	for _, it := range r.order {
 		if e, ok := r.seen[it.k]; ok && e.at.Equal(it.at) {
 			fmt.Fprintf(&b, "%s %d %s\n", hex.EncodeToString(it.k[:]), e.at.UnixNano(), e.id)
 			counts[e.id]++
+			lines++
 		}
 	}
 	// The commit lines of the spool's messages whose keys are known, so that a crash after
 	// this rewrite still finds them (a key evicted meanwhile is one the window drops anyway).
 	for id := range q.msgs {
 		fmt.Fprintf(&b, "%s %s %d\n", commitMark, id, counts[id])
+		lines++
 	}
 	for id := range q.unloaded {
 		if !q.keyless[id] {
 			fmt.Fprintf(&b, "%s %s %d\n", commitMark, id, counts[id])
+			lines++
 		}
 	}
-	r.logged = 0
 	q.mu.Unlock()
 	tmp := filepath.Join(q.dir, "tmp", redeliveryFile)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -426,5 +576,9 @@ func (q *Queue) rewriteRedelivery() error {
 		os.Remove(tmp)
 		return fmt.Errorf("queue: store redelivery keys: %w", err)
 	}
+	q.appended = true // the file ends with a whole line
+	q.mu.Lock()
+	r.logged = lines
+	q.mu.Unlock()
 	return nil
 }

@@ -58,15 +58,6 @@ func (t *timetable) set(id string, at time.Time) {
 	heap.Push(&t.h, s)
 }
 
-// add places id without restoring the heap order: for a bulk load, followed by init.
-func (t *timetable) add(id string, at time.Time) {
-	s := &slot{id: id, at: at, i: len(t.h)}
-	t.pos[id] = s
-	t.h = append(t.h, s)
-}
-
-func (t *timetable) init() { heap.Init(&t.h) }
-
 func (t *timetable) remove(id string) {
 	if s, ok := t.pos[id]; ok {
 		heap.Remove(&t.h, s.i)
