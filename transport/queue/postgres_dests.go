@@ -174,11 +174,13 @@ func (d *sharedDestinations) abandon(dom string) {
 		WHERE domain = $1 AND probe_owner = $2`, dom, d.q.opts.Node)
 }
 
+// count is the number of destinations suspended now: a destination under probe still is,
+// for every attempt but the probe.
 func (d *sharedDestinations) count(now time.Time) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var n int
-	if err := d.q.pool.QueryRow(ctx, `SELECT count(*) FROM queue_suspensions WHERE until > $1`, now).Scan(&n); err != nil {
+	if err := d.q.pool.QueryRow(ctx, `SELECT count(*) FROM queue_suspensions WHERE until > $1 OR probe_until > $1`, now).Scan(&n); err != nil {
 		d.q.logger.Error("queue: stats", "err", err)
 	}
 	return n
