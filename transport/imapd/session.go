@@ -1125,6 +1125,26 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			uids = append(uids, t.uid)
 		}
 	}
+	if len(uids) == 1 { // one message: one Open, one query on PostgreSQL where Read takes two
+		u := uids[0]
+		f, size, err := s.store().Open(s.ctx, sel.id, u)
+		if errors.Is(err, mailbox.ErrNoMessage) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		ra, ok := f.(io.ReaderAt)
+		if !ok {
+			b := make([]byte, size)
+			if _, err := io.ReadFull(f, b); err != nil {
+				return err
+			}
+			ra = bytes.NewReader(b)
+		}
+		return s.fetchOne(w, bySeq[u], idx[u], options, seenChanged[u], hdrs[u], ra, size)
+	}
 	return s.store().Read(s.ctx, sel.id, uids, func(uid uint32, r io.ReaderAt, size int64) error {
 		return s.fetchOne(w, bySeq[uid], idx[uid], options, seenChanged[uid], hdrs[uid], r, size)
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,9 +54,10 @@ const pgChannel = "mssante_mailbox"
 // UID appear below one it has already seen.
 //
 // Watchers learn the changes of every node through LISTEN/NOTIFY: each change notifies its
-// folder and modseq at its commit, and each store keeps one listening connection, which it
-// re-opens after the server restarts (then it looks at the watched folders once, for what it
-// missed).
+// folder and modseq right after its commit, and each store keeps one listening connection,
+// which it re-opens after the server restarts (then it looks at the watched folders once, for
+// what it missed); it also looks at them every WatchPoll, for a notification lost with a node
+// that stopped between a commit and its notification.
 type Postgres struct {
 	pool  *pgxpool.Pool
 	opts  Options
@@ -68,6 +70,12 @@ type Postgres struct {
 	closed bool
 	stop   context.CancelFunc
 	done   chan struct{}
+
+	// nmu guards the notifications waiting to be sent (see announce).
+	nmu        sync.Mutex
+	pending    map[MailboxID]uint64
+	announcing bool
+	bg         sync.WaitGroup // announceLoop and pollLoop
 }
 
 var _ Store = (*Postgres)(nil)
@@ -77,7 +85,8 @@ var _ Store = (*Postgres)(nil)
 // the changes other nodes make. It refuses a database migrated by a newer program
 // (pgschema.ErrNewer).
 //
-// Of opts, WatchPoll is not used (other nodes' changes arrive by NOTIFY), and FlagSyncNormal
+// Of opts, WatchPoll is how often the watched folders are looked at for a change whose
+// notification was lost (other nodes' changes arrive by NOTIFY), and FlagSyncNormal
 // commits flag changes without waiting for the log's flush (synchronous_commit off for those
 // transactions only). The DSN sets the pool (pool_max_conns: by default the larger of 4 and
 // the number of CPUs, which bounds the store's queries in flight) and TLS to the server
@@ -127,6 +136,10 @@ func OpenPostgres(ctx context.Context, dsn string, opts *Options) (*Postgres, er
 	lctx, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
 	go s.listen(lctx, cfg.ConnConfig.Copy(), conn)
+	if s.opts.WatchPoll >= 0 {
+		s.bg.Add(1)
+		go s.pollLoop(lctx)
+	}
 	return s, nil
 }
 
@@ -176,6 +189,7 @@ func (s *Postgres) Close() error {
 	s.mu.Unlock()
 	s.stop()
 	<-s.done
+	s.bg.Wait() // the notifications of the last commits are sent
 	s.pool.Close()
 	return nil
 }
@@ -192,12 +206,11 @@ type pgTx struct {
 	bumped map[MailboxID]uint64
 }
 
-// bumpModSeq raises the modseq of a folder, locking its row until the commit, and queues the
-// notification of the change (delivered by PostgreSQL at the commit, to every node).
+// bumpModSeq raises the modseq of a folder, locking its row until the commit; the change is
+// notified to every node after the commit (see announce).
 func (tx *pgTx) bumpModSeq(ctx context.Context, id MailboxID) (uint64, error) {
 	var m uint64
-	err := tx.QueryRow(ctx, `WITH u AS (UPDATE mailbox_folder SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq)
-		SELECT u.modseq, pg_notify($2, $1::text || ' ' || u.modseq::text) FROM u`, id, pgChannel).Scan(&m, nil)
+	err := tx.QueryRow(ctx, `UPDATE mailbox_folder SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq`, id).Scan(&m)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, ErrNoMailbox
 	}
@@ -215,7 +228,7 @@ func (tx *pgTx) bumpModSeq(ctx context.Context, id MailboxID) (uint64, error) {
 const pgRetries = 5
 
 // write runs fn in a transaction and commits it, then wakes the watchers in this process of
-// the folders whose modseq it raised and of touched (other nodes learn it by NOTIFY). An
+// the folders whose modseq it raised and of touched, and notifies the other nodes. An
 // error returned is never a change committed.
 func (s *Postgres) write(ctx context.Context, fn func(tx *pgTx) ([]MailboxID, error)) error {
 	return s.writeWith(ctx, false, fn)
@@ -237,20 +250,7 @@ func (s *Postgres) writeWith(ctx context.Context, async bool, fn func(tx *pgTx) 
 				}
 			}
 			touched, fnErr = fn(tx)
-			if fnErr != nil {
-				return fnErr
-			}
-			var err error
-			{
-				for _, id := range touched {
-					if _, ok := tx.bumped[id]; !ok {
-						if _, err = t.Exec(ctx, `SELECT pg_notify($1, $2::bigint::text || ' 0')`, pgChannel, int64(id)); err != nil {
-							break
-						}
-					}
-				}
-			}
-			return err
+			return fnErr
 		})
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") && attempt < pgRetries {
@@ -262,14 +262,16 @@ func (s *Postgres) writeWith(ctx context.Context, async bool, fn func(tx *pgTx) 
 		if err != nil {
 			return fmt.Errorf("mailbox: %w", err)
 		}
-		for id, m := range tx.bumped {
-			s.hub.changed(id, m)
-		}
+		changes := maps.Clone(tx.bumped)
 		for _, id := range touched {
-			if _, ok := tx.bumped[id]; !ok {
-				s.hub.changed(id, 0)
+			if _, ok := changes[id]; !ok {
+				changes[id] = 0
 			}
 		}
+		for id, m := range changes {
+			s.hub.changed(id, m)
+		}
+		s.announce(changes)
 		return nil
 	}
 }

@@ -109,15 +109,14 @@ func (s *Postgres) Append(ctx context.Context, bal, mailbox string, r io.Reader,
 	var res AppendResult
 	err = s.write(ctx, func(tx *pgTx) ([]MailboxID, error) {
 		res = AppendResult{}
-		// One statement locks the folder's row, takes the UID and the modseq and queues the
-		// notification; a second one checks the delivery ID, reserves the quota and inserts.
+		// One statement locks the folder's row and takes the UID and the modseq; a second one checks the delivery ID, reserves the quota and inserts.
 		// A retried delivery found there rolls the first back.
 		var id MailboxID
 		var ms uint64
 		err := tx.QueryRow(ctx, `WITH u AS (UPDATE mailbox_folder SET uidnext = uidnext + 1, modseq = modseq + 1
 				WHERE bal = $1 AND name = $2 RETURNING id, uidvalidity, uidnext - 1 AS uid, modseq)
-			SELECT u.id, u.uidvalidity, u.uid, u.modseq, pg_notify($3, u.id::text || ' ' || u.modseq::text) FROM u`,
-			bal, cname, pgChannel).Scan(&id, &res.UIDValidity, &res.UID, &ms, nil)
+			SELECT u.id, u.uidvalidity, u.uid, u.modseq FROM u`,
+			bal, cname).Scan(&id, &res.UIDValidity, &res.UID, &ms)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, ErrNoMailbox
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mssante-go/sdk/internal/pgschema"
 )
 
@@ -426,5 +428,60 @@ func TestPostgresAppendsLeaveConnections(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the deliveries did not end")
 		}
+	}
+}
+
+// TestPostgresLostNotification: a change committed without its notification, as when a node
+// stops between its commit and its NOTIFY, still wakes the watchers of another node, by its
+// poll every WatchPoll; with the poll disabled it does not.
+func TestPostgresLostNotification(t *testing.T) {
+	ctx := context.Background()
+	dsn := newDatabase(t)
+	a := openPostgresTest(t, dsn, nil)
+	if err := a.AddBAL(ctx, &BAL{Address: "a@h.fr", Type: ORG}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, "a@h.fr", Inbox, strings.NewReader(msg(1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, tt := range []struct {
+		name  string
+		poll  time.Duration
+		woken bool
+	}{{"poll 200ms", 200 * time.Millisecond, true}, {"no poll", -1, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := openPostgresTest(t, dsn, &Options{WatchPoll: tt.poll})
+			mb, err := b.Mailbox(ctx, "a@h.fr", Inbox)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch, cancel := b.Watch(mb.ID)
+			defer cancel()
+			time.Sleep(100 * time.Millisecond) // the notification of A's append, if late
+			drainSignals(ch)
+			// what node A's delivery commits, without the notification that followed it
+			if _, err := conn.Exec(ctx, `WITH f AS (UPDATE mailbox_folder SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq)
+				UPDATE mailbox_message SET flags = '\Seen', modseq = (SELECT modseq FROM f) WHERE mailbox = $1`, mb.ID); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.woken {
+				select {
+				case <-ch:
+					t.Fatal("woken without a notification or a poll")
+				case <-time.After(time.Second):
+				}
+				return
+			}
+			waitSignal(t, ch, time.Second, "change without its notification")
+			c, err := b.Changes(ctx, mb.ID, mb.ModSeq)
+			if err != nil || len(c.Messages) != 1 || !c.Messages[0].HasFlag(`\Seen`) {
+				t.Fatalf("node B reads %+v, %v", c, err)
+			}
+		})
 	}
 }
