@@ -226,8 +226,9 @@ func TestMLLPServerRefusals(t *testing.T) {
 }
 
 func TestMLLPShutdown(t *testing.T) {
-	release := make(chan struct{})
+	release, inFlight := make(chan struct{}), make(chan struct{}, 1)
 	srv, err := mllp.NewServer(&mllp.Options{Handler: func(ctx context.Context, b []byte) ([]byte, error) {
+		inFlight <- struct{}{}
 		<-release
 		return (&ackHandler{}).handle(ctx, b)
 	}})
@@ -240,10 +241,18 @@ func TestMLLPShutdown(t *testing.T) {
 	defer c.Close()
 	res := make(chan error, 1)
 	go func() { _, err := c.Send(context.Background(), msg("S1")); res <- err }()
-	time.Sleep(100 * time.Millisecond)
+	<-inFlight
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
+	// Shutdown has begun once the listener refuses connections.
+	for {
+		c, err := net.DialTimeout("tcp", l.Addr().String(), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(release)
 	if err := <-res; err != nil {
 		t.Fatalf("in-flight message lost on Shutdown: %v", err)

@@ -97,7 +97,7 @@ func TestDeliveryReusesConnections(t *testing.T) {
 		t.Fatalf("10 messages, at most 4 a connection: %d connections, want 3", n)
 	}
 	// The reaper closes the idle connection; the next message opens a fourth.
-	time.Sleep(2 * time.Second)
+	waitFor(t, "the idle connection closed", func() bool { return b.relay.limiter.Conns() == 0 })
 	enqueueN(t, q, a.bal, "dr@b.mssante.test", 1)
 	waitFor(t, "eleven messages at b", func() bool { return b.q.Stats().Messages == 11 }, func() string { ms, _ := queue.Inspect(qdir); return fmt.Sprintf("%+v %v", q.Stats(), ms[0].Rcpts[0]) })
 	if n := cl.n.Load(); n != 4 {

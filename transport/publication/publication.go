@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mssante-go/sdk/annuaire"
 	"github.com/mssante-go/sdk/transport/audit"
 	"github.com/mssante-go/sdk/transport/mailbox"
@@ -383,17 +385,8 @@ func reason(err error) string {
 // last returns (nil before the first), and the lines skipped in the extraction that x returns
 // (nil = no such gauge).
 func RegisterMetrics(m *metrics.Metrics, last func() *annuaire.Reconciliation, x func() *annuaire.Extraction) error {
-	for _, s := range annuaire.Statuses() {
-		err := m.GaugeFunc("mssante_annuaire_reconcile_bals", "BALs per verdict of the last reconciliation with the Annuaire Santé.",
-			map[string]string{"status": string(s)}, func() float64 {
-				if r := last(); r != nil {
-					return float64(r.Counts[s])
-				}
-				return 0
-			})
-		if err != nil {
-			return err
-		}
+	if err := m.Register(verdicts(last)); err != nil {
+		return err
 	}
 	if x == nil {
 		return nil
@@ -404,4 +397,24 @@ func RegisterMetrics(m *metrics.Metrics, last func() *annuaire.Reconciliation, x
 		}
 		return 0
 	})
+}
+
+var descVerdicts = prometheus.NewDesc("mssante_annuaire_reconcile_bals",
+	"BALs per verdict of the last reconciliation with the Annuaire Santé.", []string{"status"}, nil)
+
+// verdicts exposes the counts of one reconciliation per scrape: last is called once, so that
+// a scrape racing a new reconciliation never shows the counts of two (or of none and one).
+type verdicts func() *annuaire.Reconciliation
+
+func (v verdicts) Describe(ch chan<- *prometheus.Desc) { ch <- descVerdicts }
+
+func (v verdicts) Collect(ch chan<- prometheus.Metric) {
+	r := v()
+	for _, s := range annuaire.Statuses() {
+		n := 0
+		if r != nil {
+			n = r.Counts[s]
+		}
+		ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(n), string(s))
+	}
 }

@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,4 +234,59 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// A scrape shows one reconciliation: its verdict counts add up to that reconciliation's BALs
+// even while the node replaces it with the next one.
+func TestReconcileMetricsOneReconciliationPerScrape(t *testing.T) {
+	a := &annuaire.Reconciliation{Counts: map[annuaire.Status]int{annuaire.StatusOK: 3}}
+	b := &annuaire.Reconciliation{Counts: map[annuaire.Status]int{annuaire.StatusMissing: 2, annuaire.StatusUnchecked: 1}}
+	var last atomic.Pointer[annuaire.Reconciliation]
+	last.Store(a)
+	m := metrics.New()
+	if err := publication.RegisterMetrics(m, last.Load, nil); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			last.Store([]*annuaire.Reconciliation{a, b}[i%2])
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+	for range 300 {
+		w := httptest.NewRecorder()
+		m.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		sum := 0.0
+		for _, l := range strings.Split(w.Body.String(), "\n") {
+			if v, ok := strings.CutPrefix(l, "mssante_annuaire_reconcile_bals{"); ok {
+				_, n, _ := strings.Cut(v, "} ")
+				f, err := strconv.ParseFloat(n, 64)
+				if err != nil {
+					t.Fatalf("%q: %v", l, err)
+				}
+				sum += f
+			}
+		}
+		if sum != 3 {
+			t.Fatalf("one scrape counts %v BALs, not 3: it mixes two reconciliations:\n%s", sum, annuaireLines(w.Body.String()))
+		}
+	}
+}
+
+func annuaireLines(exposition string) string {
+	var out []string
+	for _, l := range strings.Split(exposition, "\n") {
+		if strings.HasPrefix(l, "mssante_annuaire_") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
