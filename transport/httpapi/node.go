@@ -115,7 +115,10 @@ func NewNodeAPI(n *node.Node, cfg *node.Config, opts *NodeAPIOptions) (*NodeAPI,
 	}
 	if n.Store != nil {
 		a.follow = &storeFollower{h: h, s: sender, store: n.Store, maxSize: cfg.Limits.MaxMessageBytes + 64<<10,
-			log: o.Logger}
+			receiptsOnly: map[string]bool{}, log: o.Logger}
+		for _, b := range ac.ReceiptsOnly {
+			a.follow.receiptsOnly[strings.ToLower(b)] = true
+		}
 		h.node = a.follow
 	}
 	n.OnQueueResult(sender.OnResult)
