@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mssante-go/sdk/internal/statelock"
+	"github.com/mssante-go/sdk/mssante"
 	"github.com/mssante-go/sdk/transport"
 	"github.com/mssante-go/sdk/transport/psc"
 	"github.com/mssante-go/sdk/whitelist"
@@ -177,14 +178,7 @@ type Client struct {
 
 // validNIL reports whether nil is what mssante.Message accepts as X-MSS-NIL, so that a wrong
 // one is said when the client is made rather than at the first message.
-func validNIL(nil_ string) bool {
-	for _, r := range nil_ {
-		if r <= ' ' || r >= 0x7f || r == ',' || r == ';' {
-			return false
-		}
-	}
-	return nil_ != ""
-}
+func validNIL(nil_ string) bool { return mssante.CheckNIL(nil_) == nil }
 
 // New checks opts and returns a Client. It does no network I/O; with a StateDir, it takes
 // that folder for this Client (ErrStateInUse when another holds it, naming the process)

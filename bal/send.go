@@ -307,8 +307,8 @@ func (c *Client) prepare(write func(io.Writer) error, opts *SendOptions) (*prepa
 	}
 	// Send puts Options.NIL in what it composes; SendRaw sends the bytes as they are, so a
 	// raw message must carry it already (Réf. #2 ECO.2.4.3) or the operator refuses it.
-	if strings.TrimSpace(hdr.Get("X-MSS-NIL")) == "" {
-		return nil, fmt.Errorf("%w: no X-MSS-NIL header: a raw message must carry the sending software's reference", ErrMessage)
+	if err := mssante.CheckNIL(strings.TrimSpace(hdr.Get(mssante.HeaderNIL))); err != nil {
+		return nil, fmt.Errorf("%w: a raw message must carry the sending software's reference: %w", ErrMessage, err)
 	}
 
 	var rcpts []string

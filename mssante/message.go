@@ -266,16 +266,13 @@ func (m *Message) prepare(opts *ComposeOptions) (*Message, error) {
 			return nil, err
 		}
 	}
-	if c.NIL == "" {
-		return nil, fmt.Errorf("%w: X-MSS-NIL (product reference) is required on every mail", ErrInvalidMessage)
-	}
 	for _, s := range []string{c.Subject, c.NIL} {
 		if hasCtl(s) {
 			return nil, ErrHeaderInjection
 		}
 	}
-	if !isASCII(c.NIL) || strings.ContainsAny(c.NIL, " ,;") {
-		return nil, fmt.Errorf("%w: X-MSS-NIL must be one ASCII token", ErrInvalidMessage)
+	if err := CheckNIL(c.NIL); err != nil {
+		return nil, err
 	}
 	for _, id := range append(append([]string{}, c.InReplyTo...), c.References...) {
 		if err := checkMsgID(id); err != nil {
@@ -422,6 +419,22 @@ func (c *Message) header() mail.Header {
 
 // setRaw adds a field with its name written exactly as given (go-message would write
 // X-Mss-Nil); the value was checked for control characters.
+// CheckNIL reports what is wrong with v as the value of X-MSS-NIL, the product reference
+// Réf. #2 ECO.2.4.3 requires on every mail: it must be there, one ASCII token without space,
+// comma or semicolon. Composing (Message.WriteTo), a BAL's raw message (bal.Client.SendRaw)
+// and the operator's submission server apply this one rule.
+func CheckNIL(v string) error {
+	if v == "" {
+		return fmt.Errorf("%w: X-MSS-NIL (product reference) is required on every mail", ErrInvalidMessage)
+	}
+	for _, r := range v {
+		if r <= ' ' || r >= 0x7f || r == ',' || r == ';' {
+			return fmt.Errorf("%w: X-MSS-NIL must be one ASCII token", ErrInvalidMessage)
+		}
+	}
+	return nil
+}
+
 func setRaw(h *mail.Header, key, value string) {
 	h.Del(key)
 	h.AddRaw([]byte(key + ": " + value + "\r\n"))

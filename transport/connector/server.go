@@ -93,6 +93,7 @@ var (
 	replyAuthRequired    = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	replySenderNotOwned  = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated BAL"}
 	replyFromNotOwned    = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "From header not owned by the authenticated BAL"}
+	replyNIL             = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "X-MSS-NIL header missing or not one ASCII token (the sending software's reference, required on every mail)"}
 	replyBareLF          = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Bare CR or LF not allowed"}
 	replyBadHeader       = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message header"}
 	replyVirus           = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message content rejected"}
@@ -131,6 +132,11 @@ type ServerOptions struct {
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// ImplicitTLS serves TLS from the first byte (port 465) instead of STARTTLS.
 	ImplicitTLS bool
+	// RequireNIL, in ModeSubmission, refuses a message without a valid X-MSS-NIL (the
+	// product reference Réf. #2 ECO.2.4.3 requires on every mail, by mssante.CheckNIL) with
+	// 554 5.6.0, as bal refuses it before sending. Off, a mail client that does not write the
+	// header (a person's BAL) can submit.
+	RequireNIL bool
 	// Policy is the liste blanche (required).
 	Policy Policy
 	// LocalDomains are the domains whose mailboxes this connector hosts.
@@ -1125,6 +1131,11 @@ func (ss *session) Data(r io.Reader) error {
 		if err == nil && s.opts.Mode == ModeSubmission {
 			err = ss.checkFrom(h)
 		}
+		if err == nil && s.opts.Mode == ModeSubmission && s.opts.RequireNIL {
+			if mssante.CheckNIL(strings.TrimSpace(h.Get(mssante.HeaderNIL))) != nil {
+				err = errNIL
+			}
+		}
 	}
 	if err == nil {
 		if _, err = content.Write(hdr); err == nil {
@@ -1143,6 +1154,8 @@ func (ss *session) Data(r io.Reader) error {
 		return ss.refuse(reply, reason, ss.rcptAddrs()...)
 	case errors.Is(err, errFromNotOwned):
 		return ss.refuse(replyFromNotOwned, "from_header_not_bal", ss.rcptAddrs()...)
+	case errors.Is(err, errNIL):
+		return ss.refuse(replyNIL, "no_valid_nil", ss.rcptAddrs()...)
 	case errors.Is(err, queue.ErrTooLarge), errors.Is(err, smtp.ErrDataTooLarge):
 		return ss.refuse(replyTooBig, "too_big", ss.rcptAddrs()...)
 	case errors.Is(err, smtp.ErrTooLongLine):
@@ -1228,6 +1241,7 @@ var (
 	errBareLF       = errors.New("connector: bare CR or LF in message")
 	errHeader       = errors.New("connector: malformed header")
 	errFromNotOwned = errors.New("connector: From is not the authenticated BAL")
+	errNIL          = errors.New("connector: no valid X-MSS-NIL")
 )
 
 // strictCRLF fails on a CR not followed by LF or an LF not preceded by CR: the ambiguity SMTP

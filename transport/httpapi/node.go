@@ -91,13 +91,14 @@ func NewNodeAPI(n *node.Node, cfg *node.Config, opts *NodeAPIOptions) (*NodeAPI,
 	}
 	var auth Authenticator = &CertificateAuth{Trust: n.Trust(), Accounts: n.Accounts(), Now: now}
 	if pa := n.OAuth(); pa != nil {
-		// The token opens the person's one BAL (no BAL named to the authenticator).
+		// The token opens every BAL its holder holds, by the rule of IMAP and SMTP (their PER
+		// BAL, the ORG BALs they are a member of): each request names its BAL.
 		auth = FirstOf(auth, &BearerAuth{Verify: func(ctx context.Context, token string) (*Caller, error) {
-			l, err := pa.Authenticate(ctx, "", token)
+			_, held, err := pa.Held(ctx, token)
 			if err != nil {
 				return nil, err
 			}
-			return &Caller{BALs: []string{l.BAL}, Subject: "psc"}, nil
+			return &Caller{BALs: held, Subject: "psc"}, nil
 		}})
 	}
 	h, err := New(&Options{Sender: sender, Auth: auth, StateDir: filepath.Join(dir, "handler"), Webhooks: a.hooks,
@@ -114,7 +115,10 @@ func NewNodeAPI(n *node.Node, cfg *node.Config, opts *NodeAPIOptions) (*NodeAPI,
 	}
 	if n.Store != nil {
 		a.follow = &storeFollower{h: h, s: sender, store: n.Store, maxSize: cfg.Limits.MaxMessageBytes + 64<<10,
-			log: o.Logger}
+			receiptsOnly: map[string]bool{}, log: o.Logger}
+		for _, b := range ac.ReceiptsOnly {
+			a.follow.receiptsOnly[strings.ToLower(b)] = true
+		}
 		h.node = a.follow
 	}
 	n.OnQueueResult(sender.OnResult)

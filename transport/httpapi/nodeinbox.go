@@ -31,7 +31,8 @@ import (
 //     the state folder that sent it; one that names no message is nobody's and flagged;
 //   - an ordinary message of an APP BAL is kept for the DPI (listed by the received
 //     endpoints, message.received) and flagged handled once answered (with $MDNSent,
-//     RFC 3503, when an MDN went); those of PER and ORG BALs are a person's to read, left.
+//     RFC 3503, when an MDN went); those of PER and ORG BALs are a person's to read, left,
+//     and so are those of the APP BALs in receiptsOnly, which a DPI reads itself.
 //
 // It is woken by the store's Watcher and reads only what changed since (Store.Changes).
 type storeFollower struct {
@@ -39,7 +40,9 @@ type storeFollower struct {
 	s       *ConnectorSender
 	store   mailbox.Store
 	maxSize int64
-	log     *slog.Logger
+	// receiptsOnly are the APP BALs (lower case) whose ordinary mail is left.
+	receiptsOnly map[string]bool
+	log          *slog.Logger
 }
 
 // balRefresh is how often the follower looks for BALs added to the store.
@@ -155,7 +158,7 @@ func (f *storeFollower) one(ctx context.Context, b *mailbox.BAL, info *mailbox.M
 		}
 		return false, f.flag(ctx, info.ID, uid, false)
 	}
-	if b.Type != mailbox.APP {
+	if b.Type != mailbox.APP || f.receiptsOnly[strings.ToLower(b.Address)] {
 		return true, nil
 	}
 	return false, f.h.receive(ctx, b.Address, m, data, fmt.Sprintf("%d:%d", info.UIDValidity, uid))

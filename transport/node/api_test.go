@@ -54,6 +54,18 @@ func TestAPIAcrossNodesAndBearer(t *testing.T) {
 	if err := na.Store.AddBAL(ctx, &mailbox.BAL{Address: per, Type: mailbox.PER, Owner: "810000000001"}); err != nil {
 		t.Fatal(err)
 	}
+	// Dr Martin is also a member of one ORG BAL, not of the other: the token opens the first.
+	org, other := "secretariat@"+a.domain, "urgences@"+a.domain
+	for _, o := range []string{org, other} {
+		if err := na.Store.AddBAL(ctx, &mailbox.BAL{Address: o, Type: mailbox.ORG}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := na.Store.(interface {
+		AddMember(ctx context.Context, bal, nationalID string) error
+	}).AddMember(ctx, org, "810000000001"); err != nil {
+		t.Fatal(err)
+	}
 	base := "https://" + l.Addr().String() + "/v1"
 	client := func(withCert bool) *http.Client {
 		c := s.clientTLS(a, nil)
@@ -85,16 +97,17 @@ func TestAPIAcrossNodesAndBearer(t *testing.T) {
 		return []byte("From: <" + from + ">\r\nTo: <dpi@" + b.domain + ">\r\nSubject: essai\r\nMessage-ID: <" + id + "@" + a.domain +
 			">\r\nX-MSS-NIL: TEST0001\r\n\r\nbody\r\n")
 	}
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name, from, token string
 		cert              bool
 	}{
 		{"certificate", a.appBAL(), "", true},
 		{"bearer token", per, op.Token(t, "810000000001"), false},
+		{"bearer token, ORG BAL of a member", org, op.Token(t, "810000000001"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sent httpapi.SendResponse
-			if st := call(client(tc.cert), "POST", "/bals/"+tc.from+"/messages", tc.token, raw(tc.from, "id-"+tc.name[:4]), &sent); st != http.StatusAccepted {
+			if st := call(client(tc.cert), "POST", "/bals/"+tc.from+"/messages", tc.token, raw(tc.from, fmt.Sprint("id-", i)), &sent); st != http.StatusAccepted {
 				t.Fatalf("send: %d %+v", st, sent)
 			}
 			waitUntil(t, "delivered on node b", func() bool {
@@ -111,9 +124,14 @@ func TestAPIAcrossNodesAndBearer(t *testing.T) {
 		}
 	})
 	t.Run("token for another BAL", func(t *testing.T) {
-		var p httpapi.Problem
-		if st := call(client(false), "POST", "/bals/"+a.appBAL()+"/messages", op.Token(t, "810000000001"), raw(a.appBAL(), "id-y"), &p); st != http.StatusForbidden {
-			t.Fatalf("%d %+v", st, p)
+		for _, bal := range []string{a.appBAL(), other} {
+			var p httpapi.Problem
+			if st := call(client(false), "POST", "/bals/"+bal+"/messages", op.Token(t, "810000000001"), raw(bal, "id-y"), &p); st != http.StatusForbidden {
+				t.Fatalf("send from %s: %d %+v", bal, st, p)
+			}
+			if st := call(client(false), "GET", "/bals/"+bal+"/received", op.Token(t, "810000000001"), nil, &p); st != http.StatusForbidden {
+				t.Fatalf("list %s: %d %+v", bal, st, p)
+			}
 		}
 	})
 }

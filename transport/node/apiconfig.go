@@ -19,6 +19,9 @@ type APIConfig struct {
 	// NIL is the X-MSS-NIL of the messages the API composes from JSON.
 	NIL          string `toml:"nil"`
 	MaxBodyBytes int64  `toml:"max_body_bytes"`
+	// ReceiptsOnly are the APP BALs whose ordinary mail the API leaves in the mailbox for a
+	// DPI's own reader (bal.Watch): it follows only their DSNs and MDNs.
+	ReceiptsOnly []string `toml:"receipts_only"`
 
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
 	ReadTimeout       time.Duration `toml:"read_timeout"`
@@ -60,6 +63,11 @@ func (a *APIConfig) check() error {
 		if d <= 0 {
 			bad("timeouts, backoffs and webhook_max_age must be positive")
 			break
+		}
+	}
+	for i, b := range a.ReceiptsOnly {
+		if !isAddress(b) {
+			bad("receipts_only[%d]: %q is not an address", i, b)
 		}
 	}
 	for i, w := range a.Webhooks {

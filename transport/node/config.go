@@ -110,6 +110,7 @@ type SubmissionConfig struct {
 	Listen     string `toml:"listen"`
 	ListenTLS  string `toml:"listen_tls"`
 	AllowPlain bool   `toml:"allow_plain"`
+	RequireNIL bool   `toml:"require_nil"`
 }
 
 // BALConfig is one [[bal]] entry: a BAL of our domains, authenticated by the DN of its client

@@ -70,6 +70,7 @@ cert_dn = "CN=bal@a.test"
 		{"[api]\nenabled = true\n[[api.webhook]]\nbal = \"dpi@a.test\"\nurl = \"http://dpi.a.test/\"\nsecret_file = \"s\"\n", "api.webhook[0]: url must be https"},
 		{"[api]\nenabled = true\n[[api.webhook]]\nbal = \"dpi\"\nurl = \"https://dpi.a.test/\"\n", "api.webhook[0]: bal \"dpi\" is not an address"},
 		{"[api]\nenabled = true\n[[api.webhook]]\nbal = \"dpi@a.test\"\nurl = \"https://dpi.a.test/\"\n", "api.webhook[0]: secret_file is required"},
+		{"[api]\nenabled = true\nreceipts_only = [\"dpi\"]\n", "api.receipts_only[0]: \"dpi\" is not an address"},
 	} {
 		// Later keys in a table override: append the edit as a new document part where TOML
 		// allows it, else replace.

@@ -312,7 +312,7 @@ func (c *mta) build() error {
 	}
 	mk := func(name string, mode connector.Mode, implicit bool) error {
 		s, err := connector.NewServer(&connector.ServerOptions{Mode: mode, Hostname: cfg.Hostname, TLS: tlsOpts, GetCertificate: getCert,
-			ImplicitTLS: implicit, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: acc,
+			ImplicitTLS: implicit, RequireNIL: cfg.Submission.RequireNIL, Policy: c.policy, LocalDomains: cfg.Domains, Local: c.local, Accounts: acc,
 			AllowPlain: cfg.Submission.AllowPlain && cfg.Auth.AllowPasswords, OAuth: c.oauth, AuthLimiter: c.auth, Queue: c.queue, Scanner: scanner,
 			ScanUnavailablePermanent: cfg.Scanner.OnError == "reject", Audit: c.audit, Metrics: c.metrics,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,

@@ -52,13 +52,9 @@ type Login struct {
 // someone who holds no BAL, or who does not hold the one named, is refused as a bad token is
 // (ErrInvalidToken). Holdings failures are ErrUnavailable.
 func (a *Authenticator) Authenticate(ctx context.Context, authzid, token string) (*Login, error) {
-	id, err := a.Verifier.Verify(ctx, token)
+	id, held, err := a.held(ctx, token)
 	if err != nil {
 		return nil, err
-	}
-	held, err := a.Holdings.BALsHeldBy(ctx, id.NationalID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: looking up the BALs held: %v", ErrUnavailable, err)
 	}
 	bal := ""
 	switch {
@@ -81,6 +77,33 @@ func (a *Authenticator) Authenticate(ctx context.Context, authzid, token string)
 		}
 	}
 	return &Login{BAL: bal, NationalID: id.NationalID, SessionEnd: end}, nil
+}
+
+// Held verifies token and returns every BAL its holder holds (the PER BALs and the ORG BALs
+// they are a member of), for a caller that names the BAL per request rather than per session
+// (the HTTP API). A token for someone who holds no BAL is refused as Authenticate refuses it.
+func (a *Authenticator) Held(ctx context.Context, token string) (nationalID string, bals []string, err error) {
+	id, held, err := a.held(ctx, token)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(held) == 0 {
+		return "", nil, invalid("BAL not held by the token's holder")
+	}
+	return id.NationalID, held, nil
+}
+
+// held verifies token and looks up the BALs of its holder.
+func (a *Authenticator) held(ctx context.Context, token string) (*Identity, []string, error) {
+	id, err := a.Verifier.Verify(ctx, token)
+	if err != nil {
+		return nil, nil, err
+	}
+	held, err := a.Holdings.BALsHeldBy(ctx, id.NationalID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: looking up the BALs held: %v", ErrUnavailable, err)
+	}
+	return id, held, nil
 }
 
 // Temporary reports whether err is a temporary failure (ErrUnavailable), for the listeners'
