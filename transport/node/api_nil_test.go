@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mssante-go/sdk/transport/httpapi"
-	"github.com/mssante-go/sdk/transport/node"
 )
 
 // TestSubmissionRequireNIL: with [submission] require_nil, a raw message without a valid
@@ -27,25 +25,11 @@ func TestSubmissionRequireNIL(t *testing.T) {
 	s := newSpace(t, "a.mssante.test", "b.mssante.test")
 	a, b := s.ops[0], s.ops[1]
 	a.extra = "[submission]\nrequire_nil = true\n[api]\nenabled = true\n"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	a.setup = func(n *node.Node, cfg *node.Config) {
-		api, err := httpapi.NewNodeAPI(n, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			if err := api.Serve(ctx, l, time.Second); err != nil {
-				t.Error(err)
-			}
-		})
-	}
+	base := serveAPI(t, ctx, &wg, a)
 	s.start(t, ctx, a, nil)
 	s.start(t, ctx, b, nil)
 	to := "dpi@" + b.domain
@@ -66,7 +50,7 @@ func TestSubmissionRequireNIL(t *testing.T) {
 	}
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: s.clientTLS(a, a.app)}}
 	apiSend := func(msg string) (int, *httpapi.Problem) {
-		req, _ := http.NewRequest("POST", "https://"+l.Addr().String()+"/v1/bals/"+a.appBAL()+"/messages", strings.NewReader(msg))
+		req, _ := http.NewRequest("POST", base+"/bals/"+a.appBAL()+"/messages", strings.NewReader(msg))
 		req.Header.Set("Content-Type", "message/rfc822")
 		resp, err := client.Do(req)
 		if err != nil {

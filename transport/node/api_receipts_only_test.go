@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -35,27 +34,10 @@ func TestAPIReceiptsOnly(t *testing.T) {
 			var wg sync.WaitGroup
 			defer wg.Wait()
 			defer cancel()
-			bases := map[*node.Node]string{}
-			for _, o := range []*operator{a, b} {
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				o.setup = func(n *node.Node, cfg *node.Config) {
-					api, err := httpapi.NewNodeAPI(n, cfg, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					bases[n] = "https://" + l.Addr().String() + "/v1"
-					wg.Go(func() {
-						if err := api.Serve(ctx, l, time.Second); err != nil {
-							t.Error(err)
-						}
-					})
-				}
-			}
+			baseA, baseB := serveAPI(t, ctx, &wg, a), serveAPI(t, ctx, &wg, b)
 			na, _ := s.start(t, ctx, a, nil)
 			nb, _ := s.start(t, ctx, b, nil)
+			bases := map[*node.Node]string{na: baseA, nb: baseB}
 			call := func(o *operator, n *node.Node, method, path string, body []byte, out any) int {
 				t.Helper()
 				c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: s.clientTLS(o, o.app)}}

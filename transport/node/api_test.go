@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,27 +28,12 @@ func TestAPIAcrossNodesAndBearer(t *testing.T) {
 	os.WriteFile(ca, op.PKI.RootPEM(), 0o600)
 	s := newSpace(t, "a.mssante.test", "b.mssante.test")
 	a, b := s.ops[0], s.ops[1]
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	a.extra = fmt.Sprintf("[psc]\nissuer = %q\nclient_ids = [%q]\nca_file = %q\n[api]\nenabled = true\n", op.Issuer, testpsc.ClientID, ca)
 	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel()
-	apiDone := make(chan error, 1)
-	a.setup = func(n *node.Node, cfg *node.Config) {
-		api, err := httpapi.NewNodeAPI(n, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { apiDone <- api.Serve(ctx, l, time.Second) }()
-	}
-	defer func() {
-		cancel()
-		if err := <-apiDone; err != nil {
-			t.Error(err)
-		}
-	}()
+	base := serveAPI(t, ctx, &wg, a)
 	na, _ := s.start(t, ctx, a, nil)
 	s.start(t, ctx, b, nil)
 	per := "dr.martin@" + a.domain
@@ -66,7 +52,6 @@ func TestAPIAcrossNodesAndBearer(t *testing.T) {
 	}).AddMember(ctx, org, "810000000001"); err != nil {
 		t.Fatal(err)
 	}
-	base := "https://" + l.Addr().String() + "/v1"
 	client := func(withCert bool) *http.Client {
 		c := s.clientTLS(a, nil)
 		if withCert {
@@ -134,4 +119,26 @@ func TestAPIAcrossNodesAndBearer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// serveAPI makes o's node serve its HTTP API on a loopback listener once started, until ctx
+// ends (wg waits for it, and a Serve error fails t), and returns the API's base URL.
+func serveAPI(t *testing.T, ctx context.Context, wg *sync.WaitGroup, o *operator) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.setup = func(n *node.Node, cfg *node.Config) {
+		api, err := httpapi.NewNodeAPI(n, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := api.Serve(ctx, l, time.Second); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	return "https://" + l.Addr().String() + "/v1"
 }
