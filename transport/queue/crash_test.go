@@ -79,6 +79,19 @@ func TestCrashHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	enqueueUntilKilled(t, q, func(n int64) *Envelope {
+		e := &Envelope{From: "a@x.fr"}
+		for _, p := range []string{"ok", "tmp", "bad"} {
+			e.Rcpts = append(e.Rcpts, &Recipient{Addr: fmt.Sprintf("%s-%d@y.fr", p, n),
+				Notify: []string{NotifySuccess, NotifyFailure}})
+		}
+		return e
+	})
+}
+
+// enqueueUntilKilled enqueues the envelope of n = 1, 2, … from four goroutines until the
+// process is killed, printing "acked ID n" for each one acknowledged.
+func enqueueUntilKilled(t *testing.T, q *Queue, envelope func(n int64) *Envelope) {
 	var out sync.Mutex
 	var seq atomic.Int64
 	var wg sync.WaitGroup
@@ -86,12 +99,7 @@ func TestCrashHelperProcess(t *testing.T) {
 		wg.Go(func() {
 			for {
 				n := seq.Add(1)
-				e := &Envelope{From: "a@x.fr"}
-				for _, p := range []string{"ok", "tmp", "bad"} {
-					e.Rcpts = append(e.Rcpts, &Recipient{Addr: fmt.Sprintf("%s-%d@y.fr", p, n),
-						Notify: []string{NotifySuccess, NotifyFailure}})
-				}
-				id, err := q.Enqueue(context.Background(), e, strings.NewReader("m"))
+				id, err := q.Enqueue(context.Background(), envelope(n), strings.NewReader("m"))
 				if err != nil {
 					t.Error(err)
 					return
@@ -256,27 +264,10 @@ func TestRedeliveryHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out sync.Mutex
-	var seq atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				n := seq.Add(1)
-				e := &Envelope{From: "a@x.fr", RedeliveryKey: fmt.Sprintf("k-%d", n),
-					Rcpts: []*Recipient{{Addr: fmt.Sprintf("r-%d@y.fr", n)}}}
-				id, err := q.Enqueue(context.Background(), e, strings.NewReader("m"))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				out.Lock()
-				fmt.Printf("acked %s %d\n", id, n)
-				out.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	enqueueUntilKilled(t, q, func(n int64) *Envelope {
+		return &Envelope{From: "a@x.fr", RedeliveryKey: fmt.Sprintf("k-%d", n),
+			Rcpts: []*Recipient{{Addr: fmt.Sprintf("r-%d@y.fr", n)}}}
+	})
 }
 
 // Crash test of redelivery detection: a process committing messages with a RedeliveryKey is
